@@ -1,0 +1,1 @@
+//! Benchmarks for pgshroud live in `benches/`; see bench/README.md.

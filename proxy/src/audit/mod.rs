@@ -1,0 +1,1 @@
+//! Audit events, their tamper-evident chain, and the sinks that write them.

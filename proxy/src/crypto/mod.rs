@@ -1,0 +1,1 @@
+//! Deterministic column encryption (AES-256-SIV), keys and the stored envelope.
