@@ -1,6 +1,20 @@
 //! pgshroud: a transparent encrypting proxy for PostgreSQL.
 //!
 //! The binary (`main.rs`) wires these modules together; tests and benches use them directly.
+//! A client's path: `server` accepts, `session` runs the handshake, authentication and the
+//! relay, and every message passes `intercept` on its way through.
 
 pub mod audit;
+pub mod cancel;
+pub mod cli;
+pub mod config;
 pub mod crypto;
+pub mod intercept;
+pub mod logging;
+pub mod net;
+pub mod pg_error;
+pub mod protocol;
+pub mod server;
+pub mod session;
+pub mod shutdown;
+pub mod upstream_url;

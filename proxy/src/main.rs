@@ -1,1 +1,77 @@
-fn main(){}
+//! The `pgshroud` binary: parses the command line, loads settings, runs the chosen command.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use pgshroud::cli::{Cli, Command, ServeArgs};
+use pgshroud::config::{ConfigLayer, Settings};
+use pgshroud::server::RunningProxy;
+use pgshroud::shutdown::Stage;
+use tracing::info;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let settings = match load_settings(&args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("pgshroud: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    pgshroud::logging::init(&settings.log_level, settings.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("pgshroud: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let proxy = match RunningProxy::start(settings).await {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("pgshroud: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        wait_for_signal().await;
+        info!("shutdown requested: draining sessions");
+        let trigger = proxy.trigger.clone();
+        tokio::spawn(async move {
+            // A second signal forces the remaining sessions closed.
+            wait_for_signal().await;
+            trigger.set(Stage::Forced);
+        });
+        proxy.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+fn load_settings(args: &ServeArgs) -> Result<Settings, String> {
+    let file = match &args.config {
+        Some(path) => ConfigLayer::from_file(path).map_err(|e| e.to_string())?,
+        None => ConfigLayer::default(),
+    };
+    Settings::resolve(args.layer().over(file)).map_err(|e| e.to_string())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

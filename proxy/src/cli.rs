@@ -1,0 +1,103 @@
+//! The command line: `pgshroud serve` and its flags. Every flag is also a config-file key.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::ConfigLayer;
+
+#[derive(Debug, Parser)]
+#[command(name = "pgshroud", version, about = "Transparent encrypting proxy for PostgreSQL")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args, Default)]
+pub struct ServeArgs {
+    /// TOML config file; flags win over it.
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// Address clients connect to [default: 127.0.0.1:6432].
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// PostgreSQL to relay to: postgres://host:port?sslmode=disable|prefer|require|verify-ca|verify-full&sslrootcert=FILE
+    #[arg(long)]
+    pub upstream: Option<String>,
+    /// CA certificate (PEM) to verify the upstream server with.
+    #[arg(long)]
+    pub upstream_ca_file: Option<PathBuf>,
+    /// Certificate chain (PEM) offered to clients; enables TLS towards clients.
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// Admin HTTP address for /metrics, /healthz, /readyz, or `off` [default: 127.0.0.1:9930].
+    #[arg(long)]
+    pub admin_listen: Option<String>,
+    /// Rules file: protected columns and roles.
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+    /// Audit events: a file path, or `-` for stdout.
+    #[arg(long)]
+    pub audit_file: Option<String>,
+    /// Log filter, e.g. info, debug, pgshroud=debug [default: info].
+    #[arg(long)]
+    pub log_level: Option<String>,
+    /// Log format: text or json [default: text].
+    #[arg(long)]
+    pub log_format: Option<String>,
+    /// Most clients served at once; more are refused with SQLSTATE 53300 [default: 1000].
+    #[arg(long)]
+    pub max_client_connections: Option<usize>,
+    /// Largest message a client may send, in bytes [default: 268435456].
+    #[arg(long)]
+    pub max_message_size: Option<usize>,
+    /// Seconds a client has to finish TLS, startup and authentication [default: 30].
+    #[arg(long)]
+    pub startup_timeout_secs: Option<u64>,
+    /// Seconds a client may stay idle before it is disconnected; 0 = never [default: 0].
+    #[arg(long)]
+    pub idle_timeout_secs: Option<u64>,
+    /// Seconds to let sessions finish on SIGTERM before closing them [default: 30].
+    #[arg(long)]
+    pub shutdown_timeout_secs: Option<u64>,
+    /// File holding the base64 master key (else $PGSHROUD_MASTER_KEY).
+    #[arg(long)]
+    pub master_key_file: Option<PathBuf>,
+    /// Command whose stdout is the base64 master key (KMS and vault CLIs).
+    #[arg(long)]
+    pub master_key_command: Option<String>,
+}
+
+impl ServeArgs {
+    /// The flags as a settings layer (without `--config`, which names the file below them).
+    pub fn layer(&self) -> ConfigLayer {
+        ConfigLayer {
+            listen: self.listen.clone(),
+            upstream: self.upstream.clone(),
+            upstream_ca_file: self.upstream_ca_file.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            admin_listen: self.admin_listen.clone(),
+            rules: self.rules.clone(),
+            audit_file: self.audit_file.clone(),
+            log_level: self.log_level.clone(),
+            log_format: self.log_format.clone(),
+            max_client_connections: self.max_client_connections,
+            max_message_size: self.max_message_size,
+            startup_timeout_secs: self.startup_timeout_secs,
+            idle_timeout_secs: self.idle_timeout_secs,
+            shutdown_timeout_secs: self.shutdown_timeout_secs,
+            master_key_file: self.master_key_file.clone(),
+            master_key_command: self.master_key_command.clone(),
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! Settings: read from a TOML file and from command-line flags (flags win over the file, the
+//! file over defaults), then validated once into an immutable [`Settings`].
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::upstream_url::UpstreamUrl;
+
+/// One source of settings: the config file, or the flags. Every field is optional so layers
+/// can be merged; the names are the config file's keys.
+#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigLayer {
+    pub listen: Option<String>,
+    pub upstream: Option<String>,
+    pub upstream_ca_file: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub admin_listen: Option<String>,
+    pub rules: Option<PathBuf>,
+    pub audit_file: Option<String>,
+    pub log_level: Option<String>,
+    pub log_format: Option<String>,
+    pub max_client_connections: Option<usize>,
+    pub max_message_size: Option<usize>,
+    pub startup_timeout_secs: Option<u64>,
+    pub idle_timeout_secs: Option<u64>,
+    pub shutdown_timeout_secs: Option<u64>,
+    pub master_key_file: Option<PathBuf>,
+    pub master_key_command: Option<String>,
+}
+
+macro_rules! overlay {
+    ($top:expr, $bottom:expr, $($field:ident),*) => {
+        ConfigLayer { $($field: $top.$field.or($bottom.$field),)* }
+    };
+}
+
+impl ConfigLayer {
+    /// Fields set in `self` win over those in `below`.
+    pub fn over(self, below: ConfigLayer) -> ConfigLayer {
+        overlay!(
+            self, below, listen, upstream, upstream_ca_file, tls_cert, tls_key, admin_listen,
+            rules, audit_file, log_level, log_format, max_client_connections, max_message_size,
+            startup_timeout_secs, idle_timeout_secs, shutdown_timeout_secs, master_key_file,
+            master_key_command
+        )
+    }
+
+    /// Reads a config file; the error names the file, the line and the problem.
+    pub fn from_file(path: &Path) -> Result<ConfigLayer, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            setting: "config".into(),
+            problem: format!("cannot read {}: {e}", path.display()),
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError {
+            setting: "config".into(),
+            problem: format!("{}{}: {}", path.display(), line_of(&text, e.span()), e.message()),
+        })
+    }
+}
+
+fn line_of(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    match span {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!(":{line}:{col}")
+        }
+        None => String::new(),
+    }
+}
+
+/// A setting that stops start-up, with the setting's name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid setting `{setting}`: {problem}")]
+pub struct ConfigError {
+    pub setting: String,
+    pub problem: String,
+}
+
+fn invalid(setting: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting: setting.into(),
+        problem: problem.into(),
+    }
+}
+
+/// Where audit events go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditTarget {
+    Stdout,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Certificate and key for TLS towards clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Resource limits and timeouts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_client_connections: usize,
+    pub max_message_size: usize,
+    pub startup_timeout: Duration,
+    /// `None`: clients may stay idle forever.
+    pub idle_timeout: Option<Duration>,
+    pub shutdown_timeout: Duration,
+}
+
+/// Validated settings, shared read-only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub upstream: UpstreamUrl,
+    pub client_tls: Option<TlsFiles>,
+    pub admin_listen: Option<SocketAddr>,
+    pub rules: Option<PathBuf>,
+    pub audit: Option<AuditTarget>,
+    pub log_level: String,
+    pub log_format: LogFormat,
+    pub limits: Limits,
+    pub master_key_file: Option<PathBuf>,
+    pub master_key_command: Option<String>,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:6432";
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9930";
+/// Large enough for big bytea values and COPY rows, small enough to bound memory per client.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 256 * 1024 * 1024;
+
+impl Settings {
+    /// Applies defaults and validates every setting.
+    pub fn resolve(layer: ConfigLayer) -> Result<Settings, ConfigError> {
+        let listen = socket_addr("listen", layer.listen.as_deref().unwrap_or(DEFAULT_LISTEN))?;
+        let upstream_text = layer.upstream.ok_or_else(|| {
+            invalid(
+                "upstream",
+                "missing; give --upstream postgres://host:port or `upstream = ...` in the config file",
+            )
+        })?;
+        let mut upstream = UpstreamUrl::parse(&upstream_text).map_err(|p| invalid("upstream", p))?;
+        if let Some(ca) = layer.upstream_ca_file {
+            upstream.ca_file = Some(ca);
+        }
+        if let Some(ca) = &upstream.ca_file {
+            readable_file("upstream_ca_file", ca)?;
+        }
+        let client_tls = match (layer.tls_cert, layer.tls_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => {
+                readable_file("tls_cert", &cert)?;
+                readable_file("tls_key", &key)?;
+                Some(TlsFiles { cert, key })
+            }
+            (Some(_), None) => return Err(invalid("tls_key", "missing; tls_cert needs tls_key")),
+            (None, Some(_)) => return Err(invalid("tls_cert", "missing; tls_key needs tls_cert")),
+        };
+        let admin_listen = match layer.admin_listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN) {
+            "off" | "" => None,
+            addr => Some(socket_addr("admin_listen", addr)?),
+        };
+        if let Some(rules) = &layer.rules {
+            readable_file("rules", rules)?;
+        }
+        let audit = layer.audit_file.map(|a| match a.as_str() {
+            "-" => AuditTarget::Stdout,
+            path => AuditTarget::File(PathBuf::from(path)),
+        });
+        let log_level = layer.log_level.unwrap_or_else(|| "info".into());
+        tracing_subscriber::EnvFilter::try_new(&log_level).map_err(|e| {
+            invalid("log_level", format!("`{log_level}`: {e} (e.g. info, debug, pgshroud=debug)"))
+        })?;
+        let log_format = match layer.log_format.as_deref().unwrap_or("text") {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => return Err(invalid("log_format", format!("`{other}` is not text or json"))),
+        };
+        let limits = Limits {
+            max_client_connections: positive(
+                "max_client_connections",
+                layer.max_client_connections.unwrap_or(1000),
+            )?,
+            max_message_size: positive(
+                "max_message_size",
+                layer.max_message_size.unwrap_or(DEFAULT_MAX_MESSAGE_SIZE),
+            )?
+            .max(1024),
+            startup_timeout: Duration::from_secs(positive(
+                "startup_timeout_secs",
+                layer.startup_timeout_secs.unwrap_or(30) as usize,
+            )? as u64),
+            idle_timeout: layer
+                .idle_timeout_secs
+                .filter(|s| *s > 0)
+                .map(Duration::from_secs),
+            shutdown_timeout: Duration::from_secs(layer.shutdown_timeout_secs.unwrap_or(30)),
+        };
+        if layer.master_key_file.is_some() && layer.master_key_command.is_some() {
+            return Err(invalid(
+                "master_key_command",
+                "give either master_key_file or master_key_command, not both",
+            ));
+        }
+        Ok(Settings {
+            listen,
+            upstream,
+            client_tls,
+            admin_listen,
+            rules: layer.rules,
+            audit,
+            log_level,
+            log_format,
+            limits,
+            master_key_file: layer.master_key_file,
+            master_key_command: layer.master_key_command,
+        })
+    }
+}
+
+fn socket_addr(setting: &str, text: &str) -> Result<SocketAddr, ConfigError> {
+    text.to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| invalid(setting, format!("`{text}` is not a host:port address")))
+}
+
+fn readable_file(setting: &str, path: &Path) -> Result<(), ConfigError> {
+    std::fs::File::open(path)
+        .map(|_| ())
+        .map_err(|e| invalid(setting, format!("cannot read {}: {e}", path.display())))
+}
+
+fn positive(setting: &str, value: usize) -> Result<usize, ConfigError> {
+    if value == 0 {
+        Err(invalid(setting, "must be greater than 0"))
+    } else {
+        Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(upstream: &str) -> ConfigLayer {
+        ConfigLayer {
+            upstream: Some(upstream.into()),
+            ..ConfigLayer::default()
+        }
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let s = Settings::resolve(layer("postgres://127.0.0.1:5432")).unwrap();
+        assert_eq!(s.listen, "127.0.0.1:6432".parse().unwrap());
+        assert_eq!(s.admin_listen, Some("127.0.0.1:9930".parse().unwrap()));
+        assert_eq!(s.limits.max_message_size, DEFAULT_MAX_MESSAGE_SIZE);
+        assert_eq!(s.limits.idle_timeout, None);
+        assert_eq!(s.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn flags_win_over_file_and_file_over_defaults() {
+        let file: ConfigLayer = toml::from_str(
+            "listen = \"127.0.0.1:7000\"\nupstream = \"postgres://file:5432\"\nlog_level = \"debug\"\n",
+        )
+        .unwrap();
+        let flags = ConfigLayer {
+            listen: Some("127.0.0.1:7001".into()),
+            ..ConfigLayer::default()
+        };
+        let s = Settings::resolve(flags.over(file)).unwrap();
+        assert_eq!(s.listen.port(), 7001);
+        assert_eq!(s.upstream.host, "file");
+        assert_eq!(s.log_level, "debug");
+    }
+
+    #[test]
+    fn missing_upstream_names_the_setting() {
+        let err = Settings::resolve(ConfigLayer::default()).unwrap_err();
+        assert_eq!(err.setting, "upstream");
+    }
+
+    #[test]
+    fn wrong_values_name_the_setting() {
+        let cases: Vec<(&str, ConfigLayer)> = vec![
+            ("listen", ConfigLayer { listen: Some("nowhere".into()), ..layer("postgres://h") }),
+            ("upstream", layer("http://h")),
+            ("tls_key", ConfigLayer { tls_cert: Some("/etc/hostname".into()), ..layer("postgres://h") }),
+            ("log_level", ConfigLayer { log_level: Some("loud[".into()), ..layer("postgres://h") }),
+            ("log_format", ConfigLayer { log_format: Some("xml".into()), ..layer("postgres://h") }),
+            ("max_client_connections", ConfigLayer { max_client_connections: Some(0), ..layer("postgres://h") }),
+            ("rules", ConfigLayer { rules: Some("/no/such/rules.toml".into()), ..layer("postgres://h") }),
+        ];
+        for (setting, layer) in cases {
+            assert_eq!(Settings::resolve(layer).unwrap_err().setting, setting);
+        }
+    }
+
+    #[test]
+    fn unknown_config_key_is_an_error_with_its_line() {
+        let dir = std::env::temp_dir().join(format!("pgshroud-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:1\"\nlisten_port = 5\n").unwrap();
+        let err = ConfigLayer::from_file(&path).unwrap_err().to_string();
+        assert!(err.contains("bad.toml:2:1"), "{err}");
+        assert!(err.contains("listen_port"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn admin_listener_can_be_turned_off() {
+        let s = Settings::resolve(ConfigLayer {
+            admin_listen: Some("off".into()),
+            ..layer("postgres://h")
+        })
+        .unwrap();
+        assert_eq!(s.admin_listen, None);
+    }
+}

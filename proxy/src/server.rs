@@ -1,0 +1,146 @@
+//! The listener: accepts clients under a connection limit, hands each to a session task, and
+//! drives graceful shutdown (drain, then force after `shutdown_timeout_secs`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
+
+use crate::cancel::CancelRegistry;
+use crate::config::Settings;
+use crate::intercept::ProtectedTables;
+use crate::net::upstream::Upstream;
+use crate::session::{self, Admission};
+use crate::shutdown::{reached, ShutdownTrigger, ShutdownWatch, Stage};
+
+/// Read-mostly state shared by every session.
+pub struct ProxyContext {
+    pub settings: Settings,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub upstream: Upstream,
+    pub cancels: Arc<CancelRegistry>,
+    pub protected: ProtectedTables,
+    pub shutdown: ShutdownWatch,
+}
+
+impl ProxyContext {
+    /// Builds everything that can fail at start-up, so a bad setting stops the process early.
+    pub fn new(settings: Settings, shutdown: ShutdownWatch) -> Result<ProxyContext, String> {
+        let tls = match &settings.client_tls {
+            Some(files) => Some(
+                crate::net::tls::server_config(&files.cert, &files.key)
+                    .map_err(|e| format!("invalid setting `tls_cert`/`tls_key`: {e}"))?,
+            ),
+            None => None,
+        };
+        let upstream = Upstream::new(settings.upstream.clone())
+            .map_err(|e| format!("invalid setting `upstream`: {e}"))?;
+        Ok(ProxyContext {
+            settings,
+            tls,
+            upstream,
+            cancels: Arc::new(CancelRegistry::new()),
+            protected: ProtectedTables::default(),
+            shutdown,
+        })
+    }
+}
+
+/// A proxy listening in this process (used by `serve` and by tests).
+pub struct RunningProxy {
+    pub addr: SocketAddr,
+    pub trigger: ShutdownTrigger,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningProxy {
+    /// Binds the listen address and starts accepting.
+    pub async fn start(settings: Settings) -> Result<RunningProxy, String> {
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .map_err(|e| format!("invalid setting `listen`: cannot bind {}: {e}", settings.listen))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let (trigger, watch) = ShutdownTrigger::new();
+        let ctx = Arc::new(ProxyContext::new(settings, watch)?);
+        let task = tokio::spawn(accept_loop(listener, ctx, trigger.clone()));
+        Ok(RunningProxy {
+            addr,
+            trigger,
+            task,
+        })
+    }
+
+    /// Drains and waits for every session to end.
+    pub async fn shutdown(self) {
+        self.trigger.set(Stage::Draining);
+        let _ = self.task.await;
+    }
+}
+
+/// Clients over the limit still get a proper `53300` error; beyond this many such refusals
+/// in flight, further connections are closed without a word.
+const MAX_PENDING_REFUSALS: usize = 64;
+
+async fn accept_loop(listener: TcpListener, ctx: Arc<ProxyContext>, trigger: ShutdownTrigger) {
+    let limit = Arc::new(Semaphore::new(ctx.settings.limits.max_client_connections));
+    let refusals = Arc::new(Semaphore::new(MAX_PENDING_REFUSALS));
+    let mut sessions = JoinSet::new();
+    let mut shutdown = ctx.shutdown.clone();
+    let mut backoff = Duration::from_millis(10);
+    info!(listen = %ctx.settings.listen, upstream = %ctx.settings.upstream.address(), "pgshroud accepting connections");
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = reached(&mut shutdown, Stage::Draining) => break,
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => continue,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(a) => {
+                backoff = Duration::from_millis(10);
+                a
+            }
+            Err(e) => {
+                // Out of file descriptors and similar: back off instead of spinning.
+                error!("accept failed: {e}; retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let ctx = ctx.clone();
+        match limit.clone().try_acquire_owned() {
+            Ok(permit) => {
+                sessions.spawn(async move {
+                    session::serve(tcp, peer, ctx, Admission::Admitted).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => match refusals.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    sessions.spawn(async move {
+                        session::serve(tcp, peer, ctx, Admission::OverLimit).await;
+                        drop(permit);
+                    });
+                }
+                Err(_) => warn!(%peer, "connection dropped: too many clients waiting for refusal"),
+            },
+        }
+    }
+    drop(listener);
+    info!(sessions = sessions.len(), "draining sessions");
+    let grace = ctx.settings.limits.shutdown_timeout;
+    let drained = tokio::time::timeout(grace, async {
+        while sessions.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        warn!(sessions = sessions.len(), "shutdown timeout reached; closing remaining sessions");
+        trigger.set(Stage::Forced);
+        while sessions.join_next().await.is_some() {}
+    }
+    info!("all sessions closed");
+}

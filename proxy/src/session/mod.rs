@@ -1,0 +1,219 @@
+//! One client connection from accept to close: handshake, upstream connection, relayed
+//! authentication, then the relay until either side ends it.
+
+pub mod auth;
+pub mod handshake;
+pub mod relay;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use pgwire::messages::startup::NegotiateProtocolVersion;
+use pgwire::messages::Message;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tracing::{debug, info, warn, Instrument};
+
+use self::auth::{AuthError, AuthExchange};
+use self::handshake::{send_and_close, Handshake, HandshakeError};
+use self::relay::{Inbound, RelayEnd, ServerPath, SessionState, MAX_SERVER_MESSAGE};
+use crate::cancel::forward_cancel;
+use crate::intercept::StatementPath;
+use crate::net::stream::Stream;
+use crate::pg_error::{sqlstate, PgError};
+use crate::protocol::frame::FrameBuffer;
+use crate::protocol::startup::StartupMessage;
+use crate::server::ProxyContext;
+use crate::shutdown::{reached, Stage};
+
+/// Whether the connection limit let this client in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Admitted,
+    /// Over the limit: the client is told `53300` once its startup packet arrives.
+    OverLimit,
+}
+
+/// Serves one client connection to the end. Never panics on bad input; every failure is
+/// logged with the reason and ends only this connection.
+pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ProxyContext>, admission: Admission) {
+    let _ = tcp.set_nodelay(true);
+    let limits = &ctx.settings.limits;
+    let handshake =
+        match tokio::time::timeout(limits.startup_timeout, handshake::negotiate(tcp, ctx.tls.as_ref())).await {
+            Ok(Ok(h)) => h,
+            Ok(Err(HandshakeError::Startup(e))) => {
+                debug!(%peer, "connection closed during startup: {e}");
+                return;
+            }
+            Ok(Err(e)) => {
+                info!(%peer, "connection refused during startup: {e}");
+                return;
+            }
+            Err(_) => {
+                info!(%peer, "client did not finish its startup packet in time");
+                return;
+            }
+        };
+    match handshake {
+        Handshake::Cancel { pid, secret } => cancel(&ctx, pid, &secret).await,
+        Handshake::Session {
+            mut client,
+            startup,
+        } => {
+            if admission == Admission::OverLimit {
+                info!(%peer, "refused: max_client_connections reached");
+                send_and_close(&mut client, &PgError::too_many_clients()).await;
+                return;
+            }
+            let user = startup.user().unwrap_or_default().to_owned();
+            let database = startup.database().unwrap_or_default().to_owned();
+            let span = tracing::info_span!("session", %peer, %user, %database);
+            run_session(client, startup, &ctx).instrument(span).await;
+        }
+    }
+}
+
+async fn cancel(ctx: &ProxyContext, pid: i32, secret: &[u8]) {
+    match ctx.cancels.lookup(pid, secret) {
+        Some(key) => {
+            if let Err(e) = forward_cancel(&ctx.upstream, &key).await {
+                warn!("could not forward cancel request upstream: {e}");
+            } else {
+                debug!(proxy_pid = pid, "cancel request forwarded");
+            }
+        }
+        None => debug!(proxy_pid = pid, "cancel request for an unknown key ignored"),
+    }
+}
+
+async fn run_session(mut client: Stream, startup: StartupMessage, ctx: &Arc<ProxyContext>) {
+    let limits = &ctx.settings.limits;
+    let mut server = match ctx.upstream.connect().await {
+        Ok(s) => s,
+        Err(e) => {
+            warn!("upstream connection failed: {e}");
+            send_and_close(&mut client, &PgError::upstream_unreachable(&e.to_string())).await;
+            return;
+        }
+    };
+    let mut client_buf = FrameBuffer::new(limits.max_message_size);
+    let mut server_buf = FrameBuffer::new(MAX_SERVER_MESSAGE);
+
+    let login = async {
+        negotiate_version(&mut client, &startup).await?;
+        server.write_all(&startup.encode_v3()).await?;
+        server.flush().await?;
+        AuthExchange {
+            client: &mut client,
+            client_buf: &mut client_buf,
+            server: &mut server,
+            server_buf: &mut server_buf,
+        }
+        .run(&ctx.cancels)
+        .await
+    };
+    let authenticated = match tokio::time::timeout(limits.startup_timeout, login).await {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => {
+            log_auth_failure(&e);
+            if let AuthError::Upstream(_) | AuthError::UpstreamGone = e {
+                send_and_close(&mut client, &PgError::upstream_lost(&e.to_string())).await;
+            }
+            let _ = client.shutdown().await;
+            return;
+        }
+        Err(_) => {
+            let error = PgError::fatal(
+                sqlstate::CONNECTION_EXCEPTION,
+                "authentication did not complete within startup_timeout_secs",
+            );
+            info!("{error}");
+            send_and_close(&mut client, &error).await;
+            return;
+        }
+    };
+    info!("session started");
+    let _cancel_key = authenticated.cancel;
+    let end = relay(client, client_buf, server, server_buf, ctx).await;
+    info!(reason = ?end, "session ended");
+}
+
+/// Answers a client that asked for a newer minor version or `_pq_` options the way
+/// PostgreSQL does: NegotiateProtocolVersion naming 3.0 and the options not supported.
+async fn negotiate_version(client: &mut Stream, startup: &StartupMessage) -> Result<(), AuthError> {
+    let options = startup.protocol_options();
+    if startup.version.minor == 0 && options.is_empty() {
+        return Ok(());
+    }
+    let mut buf = BytesMut::new();
+    NegotiateProtocolVersion::new(0, options)
+        .encode(&mut buf)
+        .map_err(|_| AuthError::UpstreamProtocol)?;
+    client.write_all(&buf).await?;
+    Ok(())
+}
+
+fn log_auth_failure(e: &AuthError) {
+    match e {
+        AuthError::Refused { sqlstate, .. } => info!(%sqlstate, "login refused by the server"),
+        AuthError::ClientGone => debug!("client left during authentication"),
+        other => warn!("authentication failed: {other}"),
+    }
+}
+
+async fn relay(
+    client: Stream,
+    client_buf: FrameBuffer,
+    server: Stream,
+    server_buf: FrameBuffer,
+    ctx: &Arc<ProxyContext>,
+) -> RelayEnd {
+    let (client_rd, mut client_wr) = client.split();
+    let (server_rd, mut server_wr) = server.split();
+    let state = SessionState::default();
+    let mut statements = StatementPath::new(ctx.protected.clone());
+    let mut server_path = ServerPath::default();
+    let mut forced = ctx.shutdown.clone();
+    let end = tokio::select! {
+        end = relay::client_to_server(
+            Inbound { rd: client_rd, buf: client_buf },
+            &mut server_wr,
+            &mut statements,
+            &state,
+            ctx.settings.limits.idle_timeout,
+            ctx.shutdown.clone(),
+        ) => end,
+        end = relay::server_to_client(
+            Inbound { rd: server_rd, buf: server_buf },
+            &mut client_wr,
+            &mut server_path,
+            &state,
+            ctx.shutdown.clone(),
+        ) => end,
+        _ = reached(&mut forced, Stage::Forced) => RelayEnd::Shutdown,
+    };
+    finish(&end, &mut client_wr, &mut server_wr).await;
+    end
+}
+
+/// Tells each side what it needs to hear, then closes both.
+async fn finish(end: &RelayEnd, client: &mut crate::net::stream::WriteHalf, server: &mut crate::net::stream::WriteHalf) {
+    let to_client = match end {
+        RelayEnd::ClientProtocol(e) => Some(e.clone()),
+        RelayEnd::IdleTimeout => Some(PgError::idle_timeout()),
+        RelayEnd::Shutdown => Some(PgError::shutting_down()),
+        RelayEnd::UpstreamClosed { reason, told_client: false } => Some(PgError::upstream_lost(reason)),
+        _ => None,
+    };
+    if let Some(error) = to_client {
+        let _ = client.write_all(&error.to_bytes()).await;
+    }
+    let _ = client.shutdown().await;
+    let upstream_alive = !matches!(end, RelayEnd::UpstreamClosed { .. } | RelayEnd::ClientClosed { terminated: true });
+    if upstream_alive {
+        let _ = server.write_all(&crate::protocol::frame::message(b'X', b"")).await;
+    }
+    let _ = server.shutdown().await;
+}

@@ -1,0 +1,276 @@
+//! The relay: two independent pumps, client -> server and server -> client, each forwarding
+//! every whole buffered message in one write. Running them side by side (not one loop) means
+//! a server blocked on a full socket can never deadlock a client that is still sending.
+
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+
+use crate::intercept::{StatementPath, Verdict};
+use crate::net::stream::{ReadHalf, WriteHalf};
+use crate::pg_error::PgError;
+use crate::protocol::fields;
+use crate::protocol::frame::{check_frame, FrameBuffer, FrameCheck};
+use crate::protocol::types::{backend, frontend};
+use crate::shutdown::{ShutdownWatch, Stage};
+
+/// PostgreSQL never sends a message over 1 GiB.
+pub const MAX_SERVER_MESSAGE: usize = 1 << 30;
+
+/// What both pumps know about the session, to tell when it is idle.
+#[derive(Debug)]
+pub struct SessionState {
+    /// Sync points (Query, Sync, FunctionCall) sent and not yet answered by ReadyForQuery.
+    pending: AtomicU32,
+    /// Transaction status of the last ReadyForQuery: b'I', b'T' or b'E'.
+    tx_status: AtomicU8,
+}
+
+impl Default for SessionState {
+    fn default() -> Self {
+        SessionState {
+            pending: AtomicU32::new(0),
+            tx_status: AtomicU8::new(b'I'),
+        }
+    }
+}
+
+impl SessionState {
+    fn sent_sync_point(&self) {
+        self.pending.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn ready_for_query(&self, status: u8) {
+        self.tx_status.store(status, Ordering::Relaxed);
+        let _ = self
+            .pending
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| p.checked_sub(1));
+    }
+
+    /// No statement is running.
+    pub fn idle(&self) -> bool {
+        self.pending.load(Ordering::Relaxed) == 0
+    }
+
+    /// No statement is running and no transaction is open: a safe point to close.
+    pub fn idle_outside_transaction(&self) -> bool {
+        self.idle() && self.tx_status.load(Ordering::Relaxed) == b'I'
+    }
+}
+
+/// Why a relay ended.
+#[derive(Debug)]
+pub enum RelayEnd {
+    /// The client closed the connection or sent Terminate (already forwarded).
+    ClientClosed { terminated: bool },
+    /// The client broke the protocol; it gets this error before the connection closes.
+    ClientProtocol(PgError),
+    ClientIo(std::io::Error),
+    IdleTimeout,
+    Shutdown,
+    /// The server went away; `told_client` when its own FATAL error was forwarded.
+    UpstreamClosed { reason: String, told_client: bool },
+}
+
+/// One direction's reader and buffer.
+pub struct Inbound {
+    pub rd: ReadHalf,
+    pub buf: FrameBuffer,
+}
+
+/// Client -> server.
+pub async fn client_to_server(
+    mut client: Inbound,
+    server: &mut WriteHalf,
+    path: &mut StatementPath,
+    state: &SessionState,
+    idle_timeout: Option<Duration>,
+    mut shutdown: ShutdownWatch,
+) -> RelayEnd {
+    let mut watching_shutdown = true;
+    loop {
+        let (out, stop) = take_client_messages(&mut client.buf, path, state);
+        if !out.is_empty() {
+            if let Err(e) = write_out(server, &out).await {
+                return RelayEnd::UpstreamClosed {
+                    reason: e.to_string(),
+                    told_client: false,
+                };
+            }
+        }
+        if let Some(stop) = stop {
+            return stop;
+        }
+        drop(out);
+        let idle = async {
+            match idle_timeout {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            read = client.buf.fill(&mut client.rd) => match read {
+                Ok(true) => {}
+                Ok(false) => return RelayEnd::ClientClosed { terminated: false },
+                Err(e) => return RelayEnd::ClientIo(std::io::Error::other(e.to_string())),
+            },
+            changed = shutdown.changed(), if watching_shutdown => {
+                watching_shutdown = changed.is_ok();
+                let draining = *shutdown.borrow_and_update() >= Stage::Draining;
+                if draining && state.idle_outside_transaction() {
+                    return RelayEnd::Shutdown;
+                }
+            }
+            _ = idle => if state.idle() {
+                return RelayEnd::IdleTimeout;
+            },
+        }
+    }
+}
+
+/// Splits off every whole buffered client message, passing each through the statement path.
+/// Returns the bytes to send upstream and, when the relay must stop, why.
+fn take_client_messages(
+    buf: &mut FrameBuffer,
+    path: &mut StatementPath,
+    state: &SessionState,
+) -> (BytesMut, Option<RelayEnd>) {
+    let mut out = BytesMut::new();
+    loop {
+        match check_frame(&buf.buf, buf.max_len) {
+            FrameCheck::Complete(n) => {
+                let kind = buf.buf[0];
+                if !frontend::is_known(kind) {
+                    let error = PgError::protocol_violation(format!(
+                        "invalid frontend message type {kind}"
+                    ));
+                    return (out, Some(RelayEnd::ClientProtocol(error)));
+                }
+                if matches!(kind, frontend::QUERY | frontend::SYNC | frontend::FUNCTION_CALL) {
+                    state.sent_sync_point();
+                }
+                let frame = buf.buf.split_to(n);
+                match path.client_message(&frame) {
+                    Verdict::Forward => append(&mut out, frame),
+                    Verdict::Replace(bytes) => append(&mut out, bytes),
+                }
+                if kind == frontend::TERMINATE {
+                    return (out, Some(RelayEnd::ClientClosed { terminated: true }));
+                }
+            }
+            FrameCheck::Incomplete(total) => {
+                if let Some(total) = total {
+                    buf.buf.reserve(total - buf.buf.len());
+                }
+                return (out, None);
+            }
+            FrameCheck::TooLarge(size) => {
+                let error = PgError::message_too_large(size, buf.max_len);
+                return (out, Some(RelayEnd::ClientProtocol(error)));
+            }
+            FrameCheck::BadLength(len) => {
+                let error = PgError::protocol_violation(format!("invalid message length {len}"));
+                return (out, Some(RelayEnd::ClientProtocol(error)));
+            }
+        }
+    }
+}
+
+/// Server -> client.
+pub async fn server_to_client(
+    mut server: Inbound,
+    client: &mut WriteHalf,
+    path: &mut ServerPath,
+    state: &SessionState,
+    shutdown: ShutdownWatch,
+) -> RelayEnd {
+    loop {
+        let (out, stop) = take_server_messages(&mut server.buf, path, state);
+        if !out.is_empty() {
+            if let Err(e) = write_out(client, &out).await {
+                return RelayEnd::ClientIo(e);
+            }
+        }
+        if let Some(stop) = stop {
+            return stop;
+        }
+        drop(out);
+        if *shutdown.borrow() >= Stage::Draining && state.idle_outside_transaction() {
+            return RelayEnd::Shutdown;
+        }
+        match server.buf.fill(&mut server.rd).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return RelayEnd::UpstreamClosed {
+                    reason: "server closed the connection".into(),
+                    told_client: path.told_client_fatal,
+                }
+            }
+            Err(e) => {
+                return RelayEnd::UpstreamClosed {
+                    reason: e.to_string(),
+                    told_client: path.told_client_fatal,
+                }
+            }
+        }
+    }
+}
+
+/// Per-session state of the server -> client direction.
+#[derive(Debug, Default)]
+pub struct ServerPath {
+    /// The server's own FATAL error already reached the client.
+    pub told_client_fatal: bool,
+}
+
+fn take_server_messages(
+    buf: &mut FrameBuffer,
+    path: &mut ServerPath,
+    state: &SessionState,
+) -> (BytesMut, Option<RelayEnd>) {
+    let mut out = BytesMut::new();
+    loop {
+        match check_frame(&buf.buf, buf.max_len) {
+            FrameCheck::Complete(n) => {
+                let frame = buf.buf.split_to(n);
+                match frame[0] {
+                    backend::READY_FOR_QUERY => state.ready_for_query(frame[5]),
+                    backend::ERROR_RESPONSE if fields::is_fatal(&frame) => {
+                        path.told_client_fatal = true
+                    }
+                    _ => {}
+                }
+                append(&mut out, frame);
+            }
+            FrameCheck::Incomplete(total) => {
+                if let Some(total) = total {
+                    buf.buf.reserve(total - buf.buf.len());
+                }
+                return (out, None);
+            }
+            FrameCheck::TooLarge(_) | FrameCheck::BadLength(_) => {
+                let stop = RelayEnd::UpstreamClosed {
+                    reason: "server sent a malformed message".into(),
+                    told_client: false,
+                };
+                return (out, Some(stop));
+            }
+        }
+    }
+}
+
+/// Appends `frame`; consecutive frames split from one buffer rejoin without copying.
+fn append(out: &mut BytesMut, frame: BytesMut) {
+    if out.is_empty() {
+        *out = frame;
+    } else {
+        out.unsplit(frame);
+    }
+}
+
+async fn write_out(w: &mut WriteHalf, bytes: &[u8]) -> std::io::Result<()> {
+    w.write_all(bytes).await?;
+    w.flush().await
+}
