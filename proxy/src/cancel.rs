@@ -120,7 +120,10 @@ mod tests {
         let reg = Arc::new(CancelRegistry::new());
         let guard = reg.register(key(4242));
         assert_ne!(guard.key.pid, 4242);
-        assert_eq!(reg.lookup(guard.key.pid, &guard.key.secret), Some(key(4242)));
+        assert_eq!(
+            reg.lookup(guard.key.pid, &guard.key.secret),
+            Some(key(4242))
+        );
     }
 
     #[test]

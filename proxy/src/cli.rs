@@ -7,7 +7,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::ConfigLayer;
 
 #[derive(Debug, Parser)]
-#[command(name = "pgshroud", version, about = "Transparent encrypting proxy for PostgreSQL")]
+#[command(
+    name = "pgshroud",
+    version,
+    about = "Transparent encrypting proxy for PostgreSQL"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -43,9 +43,24 @@ impl ConfigLayer {
     /// Fields set in `self` win over those in `below`.
     pub fn over(self, below: ConfigLayer) -> ConfigLayer {
         overlay!(
-            self, below, listen, upstream, upstream_ca_file, tls_cert, tls_key, admin_listen,
-            rules, audit_file, log_level, log_format, max_client_connections, max_message_size,
-            startup_timeout_secs, idle_timeout_secs, shutdown_timeout_secs, master_key_file,
+            self,
+            below,
+            listen,
+            upstream,
+            upstream_ca_file,
+            tls_cert,
+            tls_key,
+            admin_listen,
+            rules,
+            audit_file,
+            log_level,
+            log_format,
+            max_client_connections,
+            max_message_size,
+            startup_timeout_secs,
+            idle_timeout_secs,
+            shutdown_timeout_secs,
+            master_key_file,
             master_key_command
         )
     }
@@ -58,7 +73,12 @@ impl ConfigLayer {
         })?;
         toml::from_str(&text).map_err(|e| ConfigError {
             setting: "config".into(),
-            problem: format!("{}{}: {}", path.display(), line_of(&text, e.span()), e.message()),
+            problem: format!(
+                "{}{}: {}",
+                path.display(),
+                line_of(&text, e.span()),
+                e.message()
+            ),
         })
     }
 }
@@ -152,7 +172,8 @@ impl Settings {
                 "missing; give --upstream postgres://host:port or `upstream = ...` in the config file",
             )
         })?;
-        let mut upstream = UpstreamUrl::parse(&upstream_text).map_err(|p| invalid("upstream", p))?;
+        let mut upstream =
+            UpstreamUrl::parse(&upstream_text).map_err(|p| invalid("upstream", p))?;
         if let Some(ca) = layer.upstream_ca_file {
             upstream.ca_file = Some(ca);
         }
@@ -169,7 +190,11 @@ impl Settings {
             (Some(_), None) => return Err(invalid("tls_key", "missing; tls_cert needs tls_key")),
             (None, Some(_)) => return Err(invalid("tls_cert", "missing; tls_key needs tls_cert")),
         };
-        let admin_listen = match layer.admin_listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN) {
+        let admin_listen = match layer
+            .admin_listen
+            .as_deref()
+            .unwrap_or(DEFAULT_ADMIN_LISTEN)
+        {
             "off" | "" => None,
             addr => Some(socket_addr("admin_listen", addr)?),
         };
@@ -182,12 +207,20 @@ impl Settings {
         });
         let log_level = layer.log_level.unwrap_or_else(|| "info".into());
         tracing_subscriber::EnvFilter::try_new(&log_level).map_err(|e| {
-            invalid("log_level", format!("`{log_level}`: {e} (e.g. info, debug, pgshroud=debug)"))
+            invalid(
+                "log_level",
+                format!("`{log_level}`: {e} (e.g. info, debug, pgshroud=debug)"),
+            )
         })?;
         let log_format = match layer.log_format.as_deref().unwrap_or("text") {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
-            other => return Err(invalid("log_format", format!("`{other}` is not text or json"))),
+            other => {
+                return Err(invalid(
+                    "log_format",
+                    format!("`{other}` is not text or json"),
+                ))
+            }
         };
         let limits = Limits {
             max_client_connections: positive(
@@ -298,13 +331,49 @@ mod tests {
     #[test]
     fn wrong_values_name_the_setting() {
         let cases: Vec<(&str, ConfigLayer)> = vec![
-            ("listen", ConfigLayer { listen: Some("nowhere".into()), ..layer("postgres://h") }),
+            (
+                "listen",
+                ConfigLayer {
+                    listen: Some("nowhere".into()),
+                    ..layer("postgres://h")
+                },
+            ),
             ("upstream", layer("http://h")),
-            ("tls_key", ConfigLayer { tls_cert: Some("/etc/hostname".into()), ..layer("postgres://h") }),
-            ("log_level", ConfigLayer { log_level: Some("loud[".into()), ..layer("postgres://h") }),
-            ("log_format", ConfigLayer { log_format: Some("xml".into()), ..layer("postgres://h") }),
-            ("max_client_connections", ConfigLayer { max_client_connections: Some(0), ..layer("postgres://h") }),
-            ("rules", ConfigLayer { rules: Some("/no/such/rules.toml".into()), ..layer("postgres://h") }),
+            (
+                "tls_key",
+                ConfigLayer {
+                    tls_cert: Some("/etc/hostname".into()),
+                    ..layer("postgres://h")
+                },
+            ),
+            (
+                "log_level",
+                ConfigLayer {
+                    log_level: Some("loud[".into()),
+                    ..layer("postgres://h")
+                },
+            ),
+            (
+                "log_format",
+                ConfigLayer {
+                    log_format: Some("xml".into()),
+                    ..layer("postgres://h")
+                },
+            ),
+            (
+                "max_client_connections",
+                ConfigLayer {
+                    max_client_connections: Some(0),
+                    ..layer("postgres://h")
+                },
+            ),
+            (
+                "rules",
+                ConfigLayer {
+                    rules: Some("/no/such/rules.toml".into()),
+                    ..layer("postgres://h")
+                },
+            ),
         ];
         for (setting, layer) in cases {
             assert_eq!(Settings::resolve(layer).unwrap_err().setting, setting);

@@ -36,7 +36,9 @@ impl ProtectedTables {
     /// Case-insensitive substring pre-filter: `false` means the statement cannot touch a
     /// protected table, so it needs no parse.
     pub fn mentioned_in(&self, sql: &[u8]) -> bool {
-        self.names.iter().any(|name| contains_ignore_ascii_case(sql, name.as_bytes()))
+        self.names
+            .iter()
+            .any(|name| contains_ignore_ascii_case(sql, name.as_bytes()))
     }
 }
 
@@ -120,6 +122,9 @@ mod tests {
     #[test]
     fn messages_pass_unchanged_without_rules() {
         let mut path = StatementPath::default();
-        assert_eq!(path.client_message(&message(b'Q', b"select 1\0")), Verdict::Forward);
+        assert_eq!(
+            path.client_message(&message(b'Q', b"select 1\0")),
+            Verdict::Forward
+        );
     }
 }

@@ -4,6 +4,7 @@
 //! A client's path: `server` accepts, `session` runs the handshake, authentication and the
 //! relay, and every message passes `intercept` on its way through.
 
+pub mod admin;
 pub mod audit;
 pub mod cancel;
 pub mod cli;
@@ -11,9 +12,11 @@ pub mod config;
 pub mod crypto;
 pub mod intercept;
 pub mod logging;
+pub mod metrics;
 pub mod net;
 pub mod pg_error;
 pub mod protocol;
+pub mod readiness;
 pub mod server;
 pub mod session;
 pub mod shutdown;

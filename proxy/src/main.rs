@@ -25,7 +25,10 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     pgshroud::logging::init(&settings.log_level, settings.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("pgshroud: cannot start the runtime: {e}");
@@ -63,7 +66,10 @@ fn load_settings(args: &ServeArgs) -> Result<Settings, String> {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}

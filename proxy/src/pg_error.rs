@@ -109,7 +109,10 @@ impl PgError {
     // Common errors, worded once.
 
     pub fn too_many_clients() -> Self {
-        PgError::fatal(sqlstate::TOO_MANY_CONNECTIONS, "sorry, too many clients already")
+        PgError::fatal(
+            sqlstate::TOO_MANY_CONNECTIONS,
+            "sorry, too many clients already",
+        )
     }
 
     pub fn upstream_unreachable(reason: &str) -> Self {
@@ -156,7 +159,13 @@ impl PgError {
 
 impl std::fmt::Display for PgError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.severity.as_str(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.severity.as_str(),
+            self.code,
+            self.message
+        )
     }
 }
 

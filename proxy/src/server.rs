@@ -13,7 +13,9 @@ use tracing::{error, info, warn};
 use crate::cancel::CancelRegistry;
 use crate::config::Settings;
 use crate::intercept::ProtectedTables;
+use crate::metrics::Metrics;
 use crate::net::upstream::Upstream;
+use crate::readiness::ProxyReadiness;
 use crate::session::{self, Admission};
 use crate::shutdown::{reached, ShutdownTrigger, ShutdownWatch, Stage};
 
@@ -25,6 +27,7 @@ pub struct ProxyContext {
     pub cancels: Arc<CancelRegistry>,
     pub protected: ProtectedTables,
     pub shutdown: ShutdownWatch,
+    pub metrics: Arc<Metrics>,
 }
 
 impl ProxyContext {
@@ -46,6 +49,7 @@ impl ProxyContext {
             cancels: Arc::new(CancelRegistry::new()),
             protected: ProtectedTables::default(),
             shutdown,
+            metrics: Arc::new(Metrics::new()),
         })
     }
 }
@@ -53,6 +57,9 @@ impl ProxyContext {
 /// A proxy listening in this process (used by `serve` and by tests).
 pub struct RunningProxy {
     pub addr: SocketAddr,
+    /// Where the admin HTTP listener is bound, when enabled.
+    pub admin_addr: Option<SocketAddr>,
+    pub context: Arc<ProxyContext>,
     pub trigger: ShutdownTrigger,
     pub task: tokio::task::JoinHandle<()>,
 }
@@ -60,15 +67,24 @@ pub struct RunningProxy {
 impl RunningProxy {
     /// Binds the listen address and starts accepting.
     pub async fn start(settings: Settings) -> Result<RunningProxy, String> {
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .map_err(|e| format!("invalid setting `listen`: cannot bind {}: {e}", settings.listen))?;
+        let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
+            format!(
+                "invalid setting `listen`: cannot bind {}: {e}",
+                settings.listen
+            )
+        })?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let (trigger, watch) = ShutdownTrigger::new();
         let ctx = Arc::new(ProxyContext::new(settings, watch)?);
-        let task = tokio::spawn(accept_loop(listener, ctx, trigger.clone()));
+        let admin_addr = match ctx.settings.admin_listen {
+            Some(admin) => Some(start_admin(admin, &ctx).await?),
+            None => None,
+        };
+        let task = tokio::spawn(accept_loop(listener, ctx.clone(), trigger.clone()));
         Ok(RunningProxy {
             addr,
+            admin_addr,
+            context: ctx,
             trigger,
             task,
         })
@@ -79,6 +95,23 @@ impl RunningProxy {
         self.trigger.set(Stage::Draining);
         let _ = self.task.await;
     }
+}
+
+/// Binds the admin listener and serves `/metrics`, `/healthz`, `/readyz` until shutdown.
+async fn start_admin(addr: SocketAddr, ctx: &Arc<ProxyContext>) -> Result<SocketAddr, String> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("invalid setting `admin_listen`: cannot bind {addr}: {e}"))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    let readiness = Arc::new(ProxyReadiness::new(ctx));
+    let mut shutdown = ctx.shutdown.clone();
+    tokio::spawn(crate::admin::serve(
+        listener,
+        ctx.metrics.clone(),
+        readiness,
+        async move { reached(&mut shutdown, Stage::Forced).await },
+    ));
+    Ok(bound)
 }
 
 /// Clients over the limit still get a proper `53300` error; beyond this many such refusals
@@ -138,7 +171,10 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<ProxyContext>, trigger: Shu
     })
     .await;
     if drained.is_err() {
-        warn!(sessions = sessions.len(), "shutdown timeout reached; closing remaining sessions");
+        warn!(
+            sessions = sessions.len(),
+            "shutdown timeout reached; closing remaining sessions"
+        );
         trigger.set(Stage::Forced);
         while sessions.join_next().await.is_some() {}
     }

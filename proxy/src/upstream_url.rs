@@ -61,7 +61,9 @@ impl UpstreamUrl {
             .strip_prefix("postgres://")
             .or_else(|| url.strip_prefix("postgresql://"))
             .ok_or_else(|| {
-                format!("`{url}` must start with postgres:// (e.g. postgres://db:5432?sslmode=prefer)")
+                format!(
+                    "`{url}` must start with postgres:// (e.g. postgres://db:5432?sslmode=prefer)"
+                )
             })?;
         let (authority, query) = match rest.split_once('?') {
             Some((a, q)) => (a, Some(q)),
@@ -91,7 +93,9 @@ impl UpstreamUrl {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             parsed.apply_param(key, value)?;
         }
-        if matches!(parsed.sslmode, SslMode::VerifyCa | SslMode::VerifyFull) && parsed.ca_file.is_none() {
+        if matches!(parsed.sslmode, SslMode::VerifyCa | SslMode::VerifyFull)
+            && parsed.ca_file.is_none()
+        {
             return Err(format!(
                 "sslmode={} needs sslrootcert=/path/to/ca.pem (or upstream_ca_file) to verify the server",
                 parsed.sslmode.as_str()
@@ -138,9 +142,7 @@ fn split_host_port(authority: &str) -> Result<(String, u16), String> {
         return Err("missing host (e.g. postgres://db:5432)".into());
     }
     let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
-        let (host, after) = rest
-            .split_once(']')
-            .ok_or("unclosed `[` in IPv6 address")?;
+        let (host, after) = rest.split_once(']').ok_or("unclosed `[` in IPv6 address")?;
         (host, after.strip_prefix(':'))
     } else {
         match authority.rsplit_once(':') {
@@ -185,21 +187,34 @@ mod tests {
     fn verify_full_needs_a_ca_file() {
         let err = UpstreamUrl::parse("postgres://db?sslmode=verify-full").unwrap_err();
         assert!(err.contains("sslrootcert"), "{err}");
-        let u = UpstreamUrl::parse("postgres://db?sslmode=verify-full&sslrootcert=/ca.pem").unwrap();
+        let u =
+            UpstreamUrl::parse("postgres://db?sslmode=verify-full&sslrootcert=/ca.pem").unwrap();
         assert_eq!(u.ca_file, Some(PathBuf::from("/ca.pem")));
     }
 
     #[test]
     fn credentials_and_database_are_refused() {
-        assert!(UpstreamUrl::parse("postgres://u:p@db").unwrap_err().contains("credentials"));
-        assert!(UpstreamUrl::parse("postgres://db/shop").unwrap_err().contains("database"));
+        assert!(UpstreamUrl::parse("postgres://u:p@db")
+            .unwrap_err()
+            .contains("credentials"));
+        assert!(UpstreamUrl::parse("postgres://db/shop")
+            .unwrap_err()
+            .contains("database"));
     }
 
     #[test]
     fn bad_values_are_named() {
-        assert!(UpstreamUrl::parse("mysql://db").unwrap_err().contains("postgres://"));
-        assert!(UpstreamUrl::parse("postgres://db:99999").unwrap_err().contains("99999"));
-        assert!(UpstreamUrl::parse("postgres://db?sslmode=maybe").unwrap_err().contains("maybe"));
-        assert!(UpstreamUrl::parse("postgres://db?pool=1").unwrap_err().contains("pool"));
+        assert!(UpstreamUrl::parse("mysql://db")
+            .unwrap_err()
+            .contains("postgres://"));
+        assert!(UpstreamUrl::parse("postgres://db:99999")
+            .unwrap_err()
+            .contains("99999"));
+        assert!(UpstreamUrl::parse("postgres://db?sslmode=maybe")
+            .unwrap_err()
+            .contains("maybe"));
+        assert!(UpstreamUrl::parse("postgres://db?pool=1")
+            .unwrap_err()
+            .contains("pool"));
     }
 }

@@ -21,7 +21,11 @@ pub enum Stream {
 
 impl std::fmt::Debug for Stream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.is_tls() { "Stream(tls)" } else { "Stream(plain)" })
+        f.write_str(if self.is_tls() {
+            "Stream(tls)"
+        } else {
+            "Stream(plain)"
+        })
     }
 }
 

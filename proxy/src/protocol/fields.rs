@@ -18,7 +18,10 @@ pub fn field(frame: &[u8], code: u8) -> Option<&str> {
 
 /// Whether an `ErrorResponse` ends the session (FATAL or PANIC).
 pub fn is_fatal(frame: &[u8]) -> bool {
-    matches!(field(frame, b'V').or_else(|| field(frame, b'S')), Some("FATAL" | "PANIC"))
+    matches!(
+        field(frame, b'V').or_else(|| field(frame, b'S')),
+        Some("FATAL" | "PANIC")
+    )
 }
 
 #[cfg(test)]

@@ -29,7 +29,10 @@ impl std::fmt::Display for ProtocolVersion {
 pub enum StartupPacket {
     SslRequest,
     GssEncRequest,
-    Cancel { pid: i32, secret: Vec<u8> },
+    Cancel {
+        pid: i32,
+        secret: Vec<u8>,
+    },
     Startup(StartupMessage),
     /// A startup message of a protocol version pgshroud does not speak (e.g. 2.0).
     UnsupportedVersion(ProtocolVersion),
@@ -118,7 +121,9 @@ pub async fn read_packet<R: AsyncRead + Unpin>(io: &mut R) -> Result<StartupPack
 /// Parses a packet body (everything after the length word).
 pub fn parse_packet(body: &[u8]) -> Result<StartupPacket, StartupError> {
     if body.len() < 4 {
-        return Err(StartupError::BadLayout("packet shorter than its request code"));
+        return Err(StartupError::BadLayout(
+            "packet shorter than its request code",
+        ));
     }
     let code = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
     let rest = &body[4..];
@@ -223,10 +228,7 @@ mod tests {
 
     #[test]
     fn upstream_packet_is_downgraded_to_3_0_without_pq_options() {
-        let body = startup(
-            (3 << 16) | 2,
-            &[("user", "app"), ("_pq_.something", "on")],
-        );
+        let body = startup((3 << 16) | 2, &[("user", "app"), ("_pq_.something", "on")]);
         let StartupPacket::Startup(m) = parse_packet(&body).unwrap() else {
             panic!("not a startup message")
         };

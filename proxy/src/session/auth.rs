@@ -115,7 +115,9 @@ impl AuthExchange<'_> {
                 self.relay_client_response().await?;
             }
             auth::SASL => {
-                self.client.write_all(&without_channel_binding(frame)?).await?;
+                self.client
+                    .write_all(&without_channel_binding(frame)?)
+                    .await?;
                 self.relay_client_response().await?;
             }
             _ => {
@@ -176,7 +178,10 @@ fn swap_key(
     frame: &[u8],
     cancels: &Arc<CancelRegistry>,
 ) -> Result<(CancelGuard, BytesMut), AuthError> {
-    let body = frame.get(5..).filter(|b| b.len() >= 8).ok_or(AuthError::UpstreamProtocol)?;
+    let body = frame
+        .get(5..)
+        .filter(|b| b.len() >= 8)
+        .ok_or(AuthError::UpstreamProtocol)?;
     let upstream = BackendKey {
         pid: i32::from_be_bytes([body[0], body[1], body[2], body[3]]),
         secret: body[4..].to_vec(),

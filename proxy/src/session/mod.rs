@@ -20,6 +20,7 @@ use self::handshake::{send_and_close, Handshake, HandshakeError};
 use self::relay::{Inbound, RelayEnd, ServerPath, SessionState, MAX_SERVER_MESSAGE};
 use crate::cancel::forward_cancel;
 use crate::intercept::StatementPath;
+use crate::metrics::ConnectionErrorReason as Why;
 use crate::net::stream::Stream;
 use crate::pg_error::{sqlstate, PgError};
 use crate::protocol::frame::FrameBuffer;
@@ -39,23 +40,35 @@ pub enum Admission {
 /// logged with the reason and ends only this connection.
 pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ProxyContext>, admission: Admission) {
     let _ = tcp.set_nodelay(true);
+    let _connection = ctx.metrics.track_connection();
     let limits = &ctx.settings.limits;
-    let handshake =
-        match tokio::time::timeout(limits.startup_timeout, handshake::negotiate(tcp, ctx.tls.as_ref())).await {
-            Ok(Ok(h)) => h,
-            Ok(Err(HandshakeError::Startup(e))) => {
-                debug!(%peer, "connection closed during startup: {e}");
-                return;
-            }
-            Ok(Err(e)) => {
-                info!(%peer, "connection refused during startup: {e}");
-                return;
-            }
-            Err(_) => {
-                info!(%peer, "client did not finish its startup packet in time");
-                return;
-            }
-        };
+    let handshake = match tokio::time::timeout(
+        limits.startup_timeout,
+        handshake::negotiate(tcp, ctx.tls.as_ref()),
+    )
+    .await
+    {
+        Ok(Ok(h)) => h,
+        Ok(Err(HandshakeError::Startup(e))) => {
+            debug!(%peer, "connection closed during startup: {e}");
+            ctx.metrics.connection_error(Why::InvalidStartup);
+            return;
+        }
+        Ok(Err(e)) => {
+            info!(%peer, "connection refused during startup: {e}");
+            let why = match e {
+                HandshakeError::Tls(_) => Why::Tls,
+                _ => Why::InvalidStartup,
+            };
+            ctx.metrics.connection_error(why);
+            return;
+        }
+        Err(_) => {
+            info!(%peer, "client did not finish its startup packet in time");
+            ctx.metrics.connection_error(Why::StartupTimeout);
+            return;
+        }
+    };
     match handshake {
         Handshake::Cancel { pid, secret } => cancel(&ctx, pid, &secret).await,
         Handshake::Session {
@@ -64,6 +77,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ProxyContext>, adm
         } => {
             if admission == Admission::OverLimit {
                 info!(%peer, "refused: max_client_connections reached");
+                ctx.metrics.connection_error(Why::TooManyConnections);
                 send_and_close(&mut client, &PgError::too_many_clients()).await;
                 return;
             }
@@ -94,6 +108,8 @@ async fn run_session(mut client: Stream, startup: StartupMessage, ctx: &Arc<Prox
         Ok(s) => s,
         Err(e) => {
             warn!("upstream connection failed: {e}");
+            ctx.metrics.upstream_error();
+            ctx.metrics.connection_error(Why::UpstreamConnect);
             send_and_close(&mut client, &PgError::upstream_unreachable(&e.to_string())).await;
             return;
         }
@@ -118,6 +134,12 @@ async fn run_session(mut client: Stream, startup: StartupMessage, ctx: &Arc<Prox
         Ok(Ok(a)) => a,
         Ok(Err(e)) => {
             log_auth_failure(&e);
+            ctx.metrics.connection_error(match e {
+                AuthError::Upstream(_) | AuthError::UpstreamGone => Why::UpstreamConnect,
+                AuthError::ClientGone | AuthError::Io(_) => Why::Io,
+                AuthError::Client(_) | AuthError::ClientProtocol(_) => Why::Protocol,
+                _ => Why::AuthFailed,
+            });
             if let AuthError::Upstream(_) | AuthError::UpstreamGone = e {
                 send_and_close(&mut client, &PgError::upstream_lost(&e.to_string())).await;
             }
@@ -125,6 +147,7 @@ async fn run_session(mut client: Stream, startup: StartupMessage, ctx: &Arc<Prox
             return;
         }
         Err(_) => {
+            ctx.metrics.connection_error(Why::StartupTimeout);
             let error = PgError::fatal(
                 sqlstate::CONNECTION_EXCEPTION,
                 "authentication did not complete within startup_timeout_secs",
@@ -137,7 +160,25 @@ async fn run_session(mut client: Stream, startup: StartupMessage, ctx: &Arc<Prox
     info!("session started");
     let _cancel_key = authenticated.cancel;
     let end = relay(client, client_buf, server, server_buf, ctx).await;
+    count_end(&ctx.metrics, &end);
     info!(reason = ?end, "session ended");
+}
+
+fn count_end(metrics: &crate::metrics::Metrics, end: &RelayEnd) {
+    let why = match end {
+        RelayEnd::ClientClosed { .. } | RelayEnd::Shutdown => return,
+        RelayEnd::ClientProtocol(e) if e.code == sqlstate::PROGRAM_LIMIT_EXCEEDED => {
+            Why::MessageTooLarge
+        }
+        RelayEnd::ClientProtocol(_) => Why::Protocol,
+        RelayEnd::ClientIo(_) => Why::Io,
+        RelayEnd::IdleTimeout => Why::IdleTimeout,
+        RelayEnd::UpstreamClosed { .. } => {
+            metrics.upstream_error();
+            return;
+        }
+    };
+    metrics.connection_error(why);
 }
 
 /// Answers a client that asked for a newer minor version or `_pq_` options the way
@@ -184,6 +225,7 @@ async fn relay(
             &state,
             ctx.settings.limits.idle_timeout,
             ctx.shutdown.clone(),
+            &ctx.metrics,
         ) => end,
         end = relay::server_to_client(
             Inbound { rd: server_rd, buf: server_buf },
@@ -191,6 +233,7 @@ async fn relay(
             &mut server_path,
             &state,
             ctx.shutdown.clone(),
+            &ctx.metrics,
         ) => end,
         _ = reached(&mut forced, Stage::Forced) => RelayEnd::Shutdown,
     };
@@ -199,21 +242,33 @@ async fn relay(
 }
 
 /// Tells each side what it needs to hear, then closes both.
-async fn finish(end: &RelayEnd, client: &mut crate::net::stream::WriteHalf, server: &mut crate::net::stream::WriteHalf) {
+async fn finish(
+    end: &RelayEnd,
+    client: &mut crate::net::stream::WriteHalf,
+    server: &mut crate::net::stream::WriteHalf,
+) {
     let to_client = match end {
         RelayEnd::ClientProtocol(e) => Some(e.clone()),
         RelayEnd::IdleTimeout => Some(PgError::idle_timeout()),
         RelayEnd::Shutdown => Some(PgError::shutting_down()),
-        RelayEnd::UpstreamClosed { reason, told_client: false } => Some(PgError::upstream_lost(reason)),
+        RelayEnd::UpstreamClosed {
+            reason,
+            told_client: false,
+        } => Some(PgError::upstream_lost(reason)),
         _ => None,
     };
     if let Some(error) = to_client {
         let _ = client.write_all(&error.to_bytes()).await;
     }
     let _ = client.shutdown().await;
-    let upstream_alive = !matches!(end, RelayEnd::UpstreamClosed { .. } | RelayEnd::ClientClosed { terminated: true });
+    let upstream_alive = !matches!(
+        end,
+        RelayEnd::UpstreamClosed { .. } | RelayEnd::ClientClosed { terminated: true }
+    );
     if upstream_alive {
-        let _ = server.write_all(&crate::protocol::frame::message(b'X', b"")).await;
+        let _ = server
+            .write_all(&crate::protocol::frame::message(b'X', b""))
+            .await;
     }
     let _ = server.shutdown().await;
 }

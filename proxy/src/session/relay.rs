@@ -9,6 +9,7 @@ use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
 use crate::intercept::{StatementPath, Verdict};
+use crate::metrics::{Direction, Metrics};
 use crate::net::stream::{ReadHalf, WriteHalf};
 use crate::pg_error::PgError;
 use crate::protocol::fields;
@@ -64,14 +65,19 @@ impl SessionState {
 #[derive(Debug)]
 pub enum RelayEnd {
     /// The client closed the connection or sent Terminate (already forwarded).
-    ClientClosed { terminated: bool },
+    ClientClosed {
+        terminated: bool,
+    },
     /// The client broke the protocol; it gets this error before the connection closes.
     ClientProtocol(PgError),
     ClientIo(std::io::Error),
     IdleTimeout,
     Shutdown,
     /// The server went away; `told_client` when its own FATAL error was forwarded.
-    UpstreamClosed { reason: String, told_client: bool },
+    UpstreamClosed {
+        reason: String,
+        told_client: bool,
+    },
 }
 
 /// One direction's reader and buffer.
@@ -88,6 +94,7 @@ pub async fn client_to_server(
     state: &SessionState,
     idle_timeout: Option<Duration>,
     mut shutdown: ShutdownWatch,
+    metrics: &Metrics,
 ) -> RelayEnd {
     let mut watching_shutdown = true;
     loop {
@@ -99,6 +106,7 @@ pub async fn client_to_server(
                     told_client: false,
                 };
             }
+            metrics.bytes(Direction::ClientToServer, out.len());
         }
         if let Some(stop) = stop {
             return stop;
@@ -148,7 +156,10 @@ fn take_client_messages(
                     ));
                     return (out, Some(RelayEnd::ClientProtocol(error)));
                 }
-                if matches!(kind, frontend::QUERY | frontend::SYNC | frontend::FUNCTION_CALL) {
+                if matches!(
+                    kind,
+                    frontend::QUERY | frontend::SYNC | frontend::FUNCTION_CALL
+                ) {
                     state.sent_sync_point();
                 }
                 let frame = buf.buf.split_to(n);
@@ -185,6 +196,7 @@ pub async fn server_to_client(
     path: &mut ServerPath,
     state: &SessionState,
     shutdown: ShutdownWatch,
+    metrics: &Metrics,
 ) -> RelayEnd {
     loop {
         let (out, stop) = take_server_messages(&mut server.buf, path, state);
@@ -192,6 +204,7 @@ pub async fn server_to_client(
             if let Err(e) = write_out(client, &out).await {
                 return RelayEnd::ClientIo(e);
             }
+            metrics.bytes(Direction::ServerToClient, out.len());
         }
         if let Some(stop) = stop {
             return stop;
