@@ -10,6 +10,7 @@ pub mod cancel;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod exchange;
 pub mod intercept;
 pub mod logging;
 pub mod metrics;

@@ -48,6 +48,16 @@ pub mod backend {
     pub const NOTICE_RESPONSE: u8 = b'N';
     pub const PARAMETER_STATUS: u8 = b'S';
     pub const READY_FOR_QUERY: u8 = b'Z';
+    pub const PARSE_COMPLETE: u8 = b'1';
+    pub const BIND_COMPLETE: u8 = b'2';
+    pub const CLOSE_COMPLETE: u8 = b'3';
+    pub const NO_DATA: u8 = b'n';
+    pub const ROW_DESCRIPTION: u8 = b'T';
+    pub const DATA_ROW: u8 = b'D';
+    pub const COMMAND_COMPLETE: u8 = b'C';
+    pub const EMPTY_QUERY: u8 = b'I';
+    pub const PORTAL_SUSPENDED: u8 = b's';
+    pub const PARAMETER_DESCRIPTION: u8 = b't';
 }
 
 /// Authentication request codes inside an 'R' message.

@@ -1,0 +1,326 @@
+//! Which client request each server response answers. The client direction records, in wire
+//! order, every message that will be answered; the server direction pops them as responses
+//! arrive. That is how a `DataRow` of an extended-protocol `Execute` (which carries no
+//! `RowDescription` of its own) is tied to its statement, and how a statement's outcome and
+//! row count are known for audit.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::protocol::types::{backend, frontend};
+
+/// A statement as the client sent it (simple query text or a Parse).
+#[derive(Debug)]
+pub struct Statement {
+    pub sql: Arc<str>,
+}
+
+/// A request waiting for its answer.
+#[derive(Debug, Clone)]
+pub enum Pending {
+    Parse,
+    Bind,
+    Close,
+    Describe(Arc<Statement>),
+    Execute {
+        statement: Arc<Statement>,
+        started: Instant,
+    },
+    /// A whole simple `Query` (possibly several statements), answered up to ReadyForQuery.
+    Query {
+        statement: Arc<Statement>,
+        started: Instant,
+    },
+    /// Sync or FunctionCall: answered by ReadyForQuery.
+    Sync,
+}
+
+/// A statement's end, as the server direction sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The command tag (`SELECT 3`, `INSERT 0 1`, ...).
+    Complete(String),
+    Error {
+        sqlstate: String,
+    },
+}
+
+/// Something finished: one per Execute, one per statement of a simple query.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub statement: Arc<Statement>,
+    pub started: Instant,
+    pub outcome: Outcome,
+}
+
+/// Per-session bookkeeping shared by both relay directions.
+#[derive(Debug, Default)]
+pub struct Exchange {
+    pending: VecDeque<Pending>,
+    statements: HashMap<String, Arc<Statement>>,
+    portals: HashMap<String, Arc<Statement>>,
+}
+
+impl Exchange {
+    /// Records a client message that the server will answer. `frame` is a whole message.
+    pub fn client_sent(&mut self, frame: &[u8]) {
+        let body = &frame[5..];
+        let now = Instant::now;
+        match frame[0] {
+            frontend::QUERY => {
+                let sql = cstr(body).unwrap_or_default();
+                self.pending.push_back(Pending::Query {
+                    statement: Arc::new(Statement { sql: sql.into() }),
+                    started: now(),
+                });
+            }
+            frontend::PARSE => {
+                let mut parts = cstrs(body);
+                let name = parts.next().unwrap_or_default();
+                let sql = parts.next().unwrap_or_default();
+                self.statements
+                    .insert(name.to_owned(), Arc::new(Statement { sql: sql.into() }));
+                self.pending.push_back(Pending::Parse);
+            }
+            frontend::BIND => {
+                let mut parts = cstrs(body);
+                let portal = parts.next().unwrap_or_default();
+                let statement = parts.next().unwrap_or_default();
+                if let Some(s) = self.statements.get(statement).cloned() {
+                    self.portals.insert(portal.to_owned(), s);
+                }
+                self.pending.push_back(Pending::Bind);
+            }
+            frontend::DESCRIBE => {
+                let target = self.target(body);
+                self.pending.push_back(Pending::Describe(target));
+            }
+            frontend::EXECUTE => {
+                let portal = cstr(body).unwrap_or_default();
+                let statement = self.portals.get(portal).cloned().unwrap_or_else(unknown);
+                self.pending.push_back(Pending::Execute {
+                    statement,
+                    started: now(),
+                });
+            }
+            frontend::CLOSE => {
+                if let (Some(&kind), Some(name)) = (body.first(), cstr(&body[1..])) {
+                    match kind {
+                        b'S' => self.statements.remove(name),
+                        _ => self.portals.remove(name),
+                    };
+                }
+                self.pending.push_back(Pending::Close);
+            }
+            frontend::SYNC | frontend::FUNCTION_CALL => self.pending.push_back(Pending::Sync),
+            _ => {}
+        }
+    }
+
+    fn target(&self, body: &[u8]) -> Arc<Statement> {
+        let name = cstr(body.get(1..).unwrap_or_default()).unwrap_or_default();
+        let found = match body.first() {
+            Some(b'S') => self.statements.get(name),
+            _ => self.portals.get(name),
+        };
+        found.cloned().unwrap_or_else(unknown)
+    }
+
+    /// The request the server is answering now.
+    pub fn current(&self) -> Option<&Pending> {
+        self.pending.front()
+    }
+
+    /// Accounts for one server message; returns what finished with it, if anything.
+    pub fn server_sent(&mut self, frame: &[u8]) -> Option<Finished> {
+        match frame[0] {
+            backend::PARSE_COMPLETE
+            | backend::BIND_COMPLETE
+            | backend::CLOSE_COMPLETE
+            | backend::NO_DATA => {
+                self.pending.pop_front();
+                None
+            }
+            backend::ROW_DESCRIPTION => {
+                if matches!(self.pending.front(), Some(Pending::Describe(_))) {
+                    self.pending.pop_front();
+                }
+                None
+            }
+            backend::COMMAND_COMPLETE => {
+                let tag = cstr(&frame[5..]).unwrap_or_default().to_owned();
+                self.finish(Outcome::Complete(tag))
+            }
+            backend::EMPTY_QUERY => self.finish(Outcome::Complete(String::new())),
+            backend::PORTAL_SUSPENDED => {
+                // PortalSuspended: the Execute ended, the portal lives on.
+                self.pending.pop_front();
+                None
+            }
+            backend::ERROR_RESPONSE => {
+                let sqlstate = crate::protocol::fields::field(frame, b'C')
+                    .unwrap_or_default()
+                    .to_owned();
+                self.error(sqlstate)
+            }
+            backend::READY_FOR_QUERY => {
+                // Everything up to the sync point is answered (or was skipped after an error).
+                while let Some(p) = self.pending.pop_front() {
+                    if matches!(p, Pending::Sync | Pending::Query { .. }) {
+                        break;
+                    }
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+
+    fn finish(&mut self, outcome: Outcome) -> Option<Finished> {
+        match self.pending.front()? {
+            Pending::Execute { statement, started } => {
+                let done = Finished {
+                    statement: statement.clone(),
+                    started: *started,
+                    outcome,
+                };
+                self.pending.pop_front();
+                Some(done)
+            }
+            // A simple query runs on to ReadyForQuery; each statement in it completes here.
+            Pending::Query { statement, started } => {
+                let done = Finished {
+                    statement: statement.clone(),
+                    started: *started,
+                    outcome,
+                };
+                if let Some(Pending::Query { started, .. }) = self.pending.front_mut() {
+                    *started = Instant::now();
+                }
+                Some(done)
+            }
+            _ => None,
+        }
+    }
+
+    fn error(&mut self, sqlstate: String) -> Option<Finished> {
+        let outcome = Outcome::Error { sqlstate };
+        let front = self.pending.front()?.clone();
+        let done = match &front {
+            Pending::Execute { statement, started } | Pending::Query { statement, started } => {
+                Some(Finished {
+                    statement: statement.clone(),
+                    started: *started,
+                    outcome,
+                })
+            }
+            _ => None,
+        };
+        if !matches!(front, Pending::Query { .. }) {
+            // Extended protocol: the server skips everything up to Sync.
+            while let Some(p) = self.pending.front() {
+                if matches!(p, Pending::Sync) {
+                    break;
+                }
+                self.pending.pop_front();
+            }
+        }
+        done
+    }
+
+    /// Requests still unanswered.
+    pub fn in_flight(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+fn unknown() -> Arc<Statement> {
+    Arc::new(Statement { sql: "".into() })
+}
+
+fn cstr(buf: &[u8]) -> Option<&str> {
+    let end = buf.iter().position(|&b| b == 0)?;
+    std::str::from_utf8(&buf[..end]).ok()
+}
+
+fn cstrs(buf: &[u8]) -> impl Iterator<Item = &str> {
+    buf.split(|&b| b == 0)
+        .map(|s| std::str::from_utf8(s).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pg_error::PgError;
+    use crate::protocol::frame::message;
+
+    fn parse(name: &str, sql: &str) -> bytes::BytesMut {
+        message(b'P', format!("{name}\0{sql}\0\0\0").as_bytes())
+    }
+    fn bind(portal: &str, stmt: &str) -> bytes::BytesMut {
+        message(b'B', format!("{portal}\0{stmt}\0\0\0\0\0\0\0").as_bytes())
+    }
+    fn execute(portal: &str) -> bytes::BytesMut {
+        message(b'E', format!("{portal}\0\0\0\0\0").as_bytes())
+    }
+
+    #[test]
+    fn execute_of_a_named_statement_finishes_with_its_sql_and_tag() {
+        let mut x = Exchange::default();
+        for m in [parse("s1", "SELECT 1"), message(b'S', b"")] {
+            x.client_sent(&m);
+        }
+        assert!(x.server_sent(&message(b'1', b"")).is_none());
+        x.server_sent(&message(b'Z', b"I"));
+        for m in [bind("", "s1"), execute(""), message(b'S', b"")] {
+            x.client_sent(&m);
+        }
+        x.server_sent(&message(b'2', b""));
+        x.server_sent(&message(b'D', b"\0\x01\0\0\0\x011"));
+        let done = x.server_sent(&message(b'C', b"SELECT 1\0")).unwrap();
+        assert_eq!(&*done.statement.sql, "SELECT 1");
+        assert_eq!(done.outcome, Outcome::Complete("SELECT 1".into()));
+        x.server_sent(&message(b'Z', b"I"));
+        assert_eq!(x.in_flight(), 0);
+    }
+
+    #[test]
+    fn error_mid_pipeline_skips_to_sync() {
+        let mut x = Exchange::default();
+        for m in [
+            parse("", "SELECT 1/0"),
+            bind("", ""),
+            execute(""),
+            parse("", "SELECT 2"),
+            bind("", ""),
+            execute(""),
+            message(b'S', b""),
+        ] {
+            x.client_sent(&m);
+        }
+        x.server_sent(&message(b'1', b""));
+        x.server_sent(&message(b'2', b""));
+        let err = PgError::error("22012", "division by zero").to_bytes();
+        let done = x.server_sent(&err).unwrap();
+        assert_eq!(
+            done.outcome,
+            Outcome::Error {
+                sqlstate: "22012".into()
+            }
+        );
+        assert!(matches!(x.current(), Some(Pending::Sync)));
+        x.server_sent(&message(b'Z', b"I"));
+        assert_eq!(x.in_flight(), 0);
+    }
+
+    #[test]
+    fn each_statement_of_a_simple_query_finishes() {
+        let mut x = Exchange::default();
+        x.client_sent(&message(b'Q', b"SELECT 1; SELECT 2\0"));
+        assert!(x.server_sent(&message(b'C', b"SELECT 1\0")).is_some());
+        assert!(x.server_sent(&message(b'C', b"SELECT 1\0")).is_some());
+        x.server_sent(&message(b'Z', b"I"));
+        assert_eq!(x.in_flight(), 0);
+    }
+}
