@@ -1,1 +1,20 @@
-//! Test fixtures.
+//! Fixtures for pgshroud's integration tests: a throwaway PostgreSQL cluster per test binary,
+//! test certificate authorities, and (once enabled) the proxy under test in front of them.
+
+pub mod certs;
+pub mod cluster;
+pub mod faults;
+pub mod proxy;
+pub mod raw;
+
+pub use cluster::{cluster, users, PgCluster};
+
+/// A proxy with default settings in front of the test cluster (no TLS on either side).
+pub async fn proxy() -> proxy::TestProxy {
+    proxy_with(pgshroud::config::ConfigLayer::default()).await
+}
+
+/// A proxy with extra settings from `layer` in front of the test cluster.
+pub async fn proxy_with(layer: pgshroud::config::ConfigLayer) -> proxy::TestProxy {
+    proxy::TestProxy::start(cluster().url(), layer).await
+}

@@ -1,0 +1,117 @@
+//! A hand-rolled client for the protocol corners real drivers never produce (malformed
+//! messages, old protocol versions, oversized messages).
+
+use bytes::{BufMut, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A raw connection to the proxy.
+pub struct RawClient {
+    pub stream: TcpStream,
+}
+
+/// One backend message: type byte and body.
+#[derive(Debug, Clone)]
+pub struct Msg {
+    pub kind: u8,
+    pub body: Vec<u8>,
+}
+
+impl Msg {
+    /// A field (e.g. b'C' for the SQLSTATE) of an ErrorResponse/NoticeResponse.
+    pub fn field(&self, code: u8) -> Option<String> {
+        let mut rest = &self.body[..];
+        while let Some((&kind, after)) = rest.split_first() {
+            if kind == 0 {
+                return None;
+            }
+            let end = after.iter().position(|&b| b == 0)?;
+            if kind == code {
+                return Some(String::from_utf8_lossy(&after[..end]).into_owned());
+            }
+            rest = &after[end + 1..];
+        }
+        None
+    }
+}
+
+pub fn startup_packet(version: u32, params: &[(&str, &str)]) -> Vec<u8> {
+    let mut body = BytesMut::new();
+    body.put_u32(version);
+    for (k, v) in params {
+        body.put_slice(k.as_bytes());
+        body.put_u8(0);
+        body.put_slice(v.as_bytes());
+        body.put_u8(0);
+    }
+    body.put_u8(0);
+    let mut out = (body.len() as u32 + 4).to_be_bytes().to_vec();
+    out.extend_from_slice(&body);
+    out
+}
+
+pub fn message(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![kind];
+    out.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+impl RawClient {
+    pub async fn connect(port: u16) -> RawClient {
+        RawClient {
+            stream: TcpStream::connect(("127.0.0.1", port))
+                .await
+                .expect("connect to proxy"),
+        }
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("send");
+    }
+
+    /// Reads one message; `None` when the connection is closed.
+    pub async fn recv(&mut self) -> Option<Msg> {
+        let kind = self.stream.read_u8().await.ok()?;
+        let len = self.stream.read_u32().await.ok()? as usize;
+        let mut body = vec![0u8; len.checked_sub(4)?];
+        self.stream.read_exact(&mut body).await.ok()?;
+        Some(Msg { kind, body })
+    }
+
+    /// Reads messages up to and including ReadyForQuery (or until closed).
+    pub async fn recv_until_ready(&mut self) -> Vec<Msg> {
+        let mut out = Vec::new();
+        while let Some(m) = self.recv().await {
+            let done = m.kind == b'Z';
+            out.push(m);
+            if done {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Startup as a trust-authenticated user, through to the first ReadyForQuery.
+    pub async fn login_trust(port: u16, user: &str, db: &str) -> RawClient {
+        let mut c = RawClient::connect(port).await;
+        c.send(&startup_packet(
+            3 << 16,
+            &[("user", user), ("database", db)],
+        ))
+        .await;
+        let msgs = c.recv_until_ready().await;
+        assert_eq!(
+            msgs.last().map(|m| m.kind),
+            Some(b'Z'),
+            "login failed: {msgs:?}"
+        );
+        c
+    }
+
+    /// Whether the server closed the connection (reads hit end of stream).
+    pub async fn is_closed(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(self.stream.read(&mut byte).await, Ok(0) | Err(_))
+    }
+}
