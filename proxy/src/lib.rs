@@ -16,6 +16,7 @@ pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod pg_error;
+pub mod protect;
 pub mod protocol;
 pub mod readiness;
 pub mod server;

@@ -1,0 +1,208 @@
+//! What the server's catalog says about the protected tables: their OIDs (to recognise
+//! protected result columns in `RowDescription` by table OID and attribute number), their
+//! columns in order, and each column's storage type (protected ones must be `bytea`).
+//!
+//! The look-up runs on the session's own upstream connection, right after login, so pgshroud
+//! needs no credentials of its own.
+
+use std::collections::HashMap;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+
+use crate::net::stream::Stream;
+use crate::protocol::fields;
+use crate::protocol::frame::{message, FrameBuffer, FrameError};
+use crate::protocol::types::backend;
+
+/// One column of a protected table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogColumn {
+    pub attnum: i16,
+    pub name: String,
+    /// `typname` of the storage type, e.g. `bytea`.
+    pub type_name: String,
+}
+
+/// One protected table as it exists in the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogTable {
+    pub oid: u32,
+    pub schema: String,
+    pub name: String,
+    pub columns: Vec<CatalogColumn>,
+}
+
+impl CatalogTable {
+    pub fn column(&self, attnum: i16) -> Option<&CatalogColumn> {
+        self.columns.iter().find(|c| c.attnum == attnum)
+    }
+}
+
+/// The protected tables found in the session's database.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Catalog {
+    by_oid: HashMap<u32, CatalogTable>,
+}
+
+impl Catalog {
+    pub fn table_by_oid(&self, oid: u32) -> Option<&CatalogTable> {
+        self.by_oid.get(&oid)
+    }
+
+    pub fn table(&self, schema: &str, name: &str) -> Option<&CatalogTable> {
+        self.by_oid
+            .values()
+            .find(|t| t.schema == schema && t.name == name)
+    }
+
+    pub fn tables(&self) -> impl Iterator<Item = &CatalogTable> {
+        self.by_oid.values()
+    }
+
+    /// Builds the catalog from the look-up query's text-format rows.
+    fn from_rows(rows: Vec<Vec<Option<String>>>) -> Catalog {
+        let mut by_oid: HashMap<u32, CatalogTable> = HashMap::new();
+        for row in rows {
+            let get = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+            let (Ok(oid), Ok(attnum)) = (get(0).parse::<u32>(), get(3).parse::<i16>()) else {
+                continue;
+            };
+            let table = by_oid.entry(oid).or_insert_with(|| CatalogTable {
+                oid,
+                schema: get(1),
+                name: get(2),
+                columns: Vec::new(),
+            });
+            table.columns.push(CatalogColumn {
+                attnum,
+                name: get(4),
+                type_name: get(5),
+            });
+        }
+        Catalog { by_oid }
+    }
+}
+
+/// The look-up query for these (schema, table) pairs.
+pub fn lookup_query(tables: &[(String, String)]) -> String {
+    let wanted: Vec<String> = tables
+        .iter()
+        .map(|(s, t)| format!("({}, {})", literal(s), literal(t)))
+        .collect();
+    format!(
+        "SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, t.typname \
+         FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+         JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
+         WHERE (n.nspname::text, c.relname::text) IN ({}) \
+         ORDER BY c.oid, a.attnum",
+        if wanted.is_empty() { "(NULL, NULL)".to_owned() } else { wanted.join(", ") }
+    )
+}
+
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("catalog look-up failed: {0}")]
+    Server(String),
+    #[error("upstream: {0}")]
+    Frame(#[from] FrameError),
+    #[error("upstream closed the connection during the catalog look-up")]
+    Closed,
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs the look-up on an idle upstream connection (after its ReadyForQuery).
+pub async fn fetch(
+    server: &mut Stream,
+    buf: &mut FrameBuffer,
+    tables: &[(String, String)],
+) -> Result<Catalog, CatalogError> {
+    let mut sql = lookup_query(tables).into_bytes();
+    sql.push(0);
+    server.write_all(&message(b'Q', &sql)).await?;
+    server.flush().await?;
+    let mut rows = Vec::new();
+    let mut failure = None;
+    loop {
+        let frame = buf.read_frame(server).await?.ok_or(CatalogError::Closed)?;
+        match frame[0] {
+            backend::DATA_ROW => rows.push(data_row_text(&frame)),
+            backend::ERROR_RESPONSE => {
+                failure = Some(
+                    fields::field(&frame, b'M')
+                        .unwrap_or("unknown error")
+                        .to_owned(),
+                )
+            }
+            backend::READY_FOR_QUERY => break,
+            _ => {}
+        }
+    }
+    match failure {
+        Some(message) => Err(CatalogError::Server(message)),
+        None => Ok(Catalog::from_rows(rows)),
+    }
+}
+
+/// Fields of a text-format DataRow.
+pub fn data_row_text(frame: &BytesMut) -> Vec<Option<String>> {
+    let body = &frame[5..];
+    let count = u16::from_be_bytes([body[0], body[1]]) as usize;
+    let mut out = Vec::with_capacity(count);
+    let mut rest = &body[2..];
+    for _ in 0..count {
+        if rest.len() < 4 {
+            break;
+        }
+        let len = i32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]);
+        rest = &rest[4..];
+        if len < 0 {
+            out.push(None);
+            continue;
+        }
+        let len = (len as usize).min(rest.len());
+        out.push(Some(String::from_utf8_lossy(&rest[..len]).into_owned()));
+        rest = &rest[len..];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_query_quotes_names() {
+        let q = lookup_query(&[("public".into(), "o'brien".into())]);
+        assert!(q.contains("('public', 'o''brien')"));
+    }
+
+    #[test]
+    fn rows_group_into_tables() {
+        let row = |oid: &str, attnum: &str, name: &str, ty: &str| {
+            vec![
+                Some(oid.to_owned()),
+                Some("public".to_owned()),
+                Some("customers".to_owned()),
+                Some(attnum.to_owned()),
+                Some(name.to_owned()),
+                Some(ty.to_owned()),
+            ]
+        };
+        let c = Catalog::from_rows(vec![
+            row("42", "1", "id", "int4"),
+            row("42", "2", "email", "bytea"),
+        ]);
+        let t = c.table_by_oid(42).unwrap();
+        assert_eq!(t.columns.len(), 2);
+        assert_eq!(t.column(2).unwrap().name, "email");
+        assert_eq!(c.table("public", "customers").unwrap().oid, 42);
+    }
+}

@@ -1,0 +1,346 @@
+//! The extended-protocol and result messages that protected columns change (Parse, Bind,
+//! ParameterDescription, RowDescription, DataRow): parsed into plain structs and rebuilt.
+//! Only statements touching protected columns pay for this; everything else is forwarded raw.
+
+use bytes::{BufMut, BytesMut};
+
+use crate::protocol::frame::message;
+
+/// Why a message could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed {0} message")]
+pub struct Malformed(pub &'static str);
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    what: &'static str,
+}
+
+impl<'a> Reader<'a> {
+    fn new(frame: &'a [u8], what: &'static str) -> Self {
+        Reader {
+            buf: frame.get(5..).unwrap_or_default(),
+            what,
+        }
+    }
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Malformed> {
+        if self.buf.len() < n {
+            return Err(Malformed(self.what));
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+    fn i16(&mut self) -> Result<i16, Malformed> {
+        let b = self.take(2)?;
+        Ok(i16::from_be_bytes([b[0], b[1]]))
+    }
+    fn i32(&mut self) -> Result<i32, Malformed> {
+        let b = self.take(4)?;
+        Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn count(&mut self) -> Result<usize, Malformed> {
+        usize::try_from(self.i16()?).map_err(|_| Malformed(self.what))
+    }
+    fn cstr(&mut self) -> Result<String, Malformed> {
+        let end = self
+            .buf
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or(Malformed(self.what))?;
+        let s = String::from_utf8(self.buf[..end].to_vec()).map_err(|_| Malformed(self.what))?;
+        self.buf = &self.buf[end + 1..];
+        Ok(s)
+    }
+    fn value(&mut self) -> Result<Option<Vec<u8>>, Malformed> {
+        let len = self.i32()?;
+        if len < 0 {
+            return Ok(None);
+        }
+        Ok(Some(self.take(len as usize)?.to_vec()))
+    }
+}
+
+fn put_cstr(out: &mut BytesMut, s: &str) {
+    out.put_slice(s.as_bytes());
+    out.put_u8(0);
+}
+
+fn put_value(out: &mut BytesMut, v: &Option<Vec<u8>>) {
+    match v {
+        None => out.put_i32(-1),
+        Some(bytes) => {
+            out.put_i32(bytes.len() as i32);
+            out.put_slice(bytes);
+        }
+    }
+}
+
+/// Wire format of a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Binary,
+}
+
+impl Format {
+    pub fn from_code(code: i16) -> Format {
+        if code == 1 {
+            Format::Binary
+        } else {
+            Format::Text
+        }
+    }
+    pub fn code(self) -> i16 {
+        match self {
+            Format::Text => 0,
+            Format::Binary => 1,
+        }
+    }
+}
+
+/// Expands a Bind format-code list (0 codes: all text; 1 code: for all; else one each).
+pub fn format_of(codes: &[i16], index: usize) -> Format {
+    match codes.len() {
+        0 => Format::Text,
+        1 => Format::from_code(codes[0]),
+        _ => Format::from_code(codes.get(index).copied().unwrap_or(0)),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parse {
+    pub name: String,
+    pub query: String,
+    pub param_types: Vec<u32>,
+}
+
+impl Parse {
+    pub fn read(frame: &[u8]) -> Result<Parse, Malformed> {
+        let mut r = Reader::new(frame, "Parse");
+        let name = r.cstr()?;
+        let query = r.cstr()?;
+        let n = r.count()?;
+        let param_types = (0..n)
+            .map(|_| r.i32().map(|t| t as u32))
+            .collect::<Result<_, _>>()?;
+        Ok(Parse {
+            name,
+            query,
+            param_types,
+        })
+    }
+
+    pub fn write(&self) -> BytesMut {
+        let mut body = BytesMut::new();
+        put_cstr(&mut body, &self.name);
+        put_cstr(&mut body, &self.query);
+        body.put_i16(self.param_types.len() as i16);
+        for t in &self.param_types {
+            body.put_u32(*t);
+        }
+        message(b'P', &body)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    pub portal: String,
+    pub statement: String,
+    pub param_formats: Vec<i16>,
+    pub params: Vec<Option<Vec<u8>>>,
+    pub result_formats: Vec<i16>,
+}
+
+impl Bind {
+    pub fn read(frame: &[u8]) -> Result<Bind, Malformed> {
+        let mut r = Reader::new(frame, "Bind");
+        let portal = r.cstr()?;
+        let statement = r.cstr()?;
+        let nf = r.count()?;
+        let param_formats = (0..nf).map(|_| r.i16()).collect::<Result<_, _>>()?;
+        let np = r.count()?;
+        let params = (0..np).map(|_| r.value()).collect::<Result<_, _>>()?;
+        let nr = r.count()?;
+        let result_formats = (0..nr).map(|_| r.i16()).collect::<Result<_, _>>()?;
+        Ok(Bind {
+            portal,
+            statement,
+            param_formats,
+            params,
+            result_formats,
+        })
+    }
+
+    pub fn param_format(&self, index: usize) -> Format {
+        format_of(&self.param_formats, index)
+    }
+
+    /// Gives every parameter its own format code, so single ones can change.
+    pub fn expand_param_formats(&mut self) {
+        let all: Vec<i16> = (0..self.params.len())
+            .map(|i| self.param_format(i).code())
+            .collect();
+        self.param_formats = all;
+    }
+
+    pub fn write(&self) -> BytesMut {
+        let mut body = BytesMut::new();
+        put_cstr(&mut body, &self.portal);
+        put_cstr(&mut body, &self.statement);
+        body.put_i16(self.param_formats.len() as i16);
+        for f in &self.param_formats {
+            body.put_i16(*f);
+        }
+        body.put_i16(self.params.len() as i16);
+        for p in &self.params {
+            put_value(&mut body, p);
+        }
+        body.put_i16(self.result_formats.len() as i16);
+        for f in &self.result_formats {
+            body.put_i16(*f);
+        }
+        message(b'B', &body)
+    }
+}
+
+/// One column of a RowDescription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field {
+    pub name: String,
+    pub table_oid: u32,
+    pub attnum: i16,
+    pub type_oid: u32,
+    pub type_len: i16,
+    pub type_mod: i32,
+    pub format: i16,
+}
+
+pub fn read_row_description(frame: &[u8]) -> Result<Vec<Field>, Malformed> {
+    let mut r = Reader::new(frame, "RowDescription");
+    let n = r.count()?;
+    (0..n)
+        .map(|_| {
+            Ok(Field {
+                name: r.cstr()?,
+                table_oid: r.i32()? as u32,
+                attnum: r.i16()?,
+                type_oid: r.i32()? as u32,
+                type_len: r.i16()?,
+                type_mod: r.i32()?,
+                format: r.i16()?,
+            })
+        })
+        .collect()
+}
+
+pub fn write_row_description(fields: &[Field]) -> BytesMut {
+    let mut body = BytesMut::new();
+    body.put_i16(fields.len() as i16);
+    for f in fields {
+        put_cstr(&mut body, &f.name);
+        body.put_u32(f.table_oid);
+        body.put_i16(f.attnum);
+        body.put_u32(f.type_oid);
+        body.put_i16(f.type_len);
+        body.put_i32(f.type_mod);
+        body.put_i16(f.format);
+    }
+    message(b'T', &body)
+}
+
+pub fn read_parameter_description(frame: &[u8]) -> Result<Vec<u32>, Malformed> {
+    let mut r = Reader::new(frame, "ParameterDescription");
+    let n = r.count()?;
+    (0..n).map(|_| r.i32().map(|t| t as u32)).collect()
+}
+
+pub fn write_parameter_description(types: &[u32]) -> BytesMut {
+    let mut body = BytesMut::new();
+    body.put_i16(types.len() as i16);
+    for t in types {
+        body.put_u32(*t);
+    }
+    message(b't', &body)
+}
+
+pub fn read_data_row(frame: &[u8]) -> Result<Vec<Option<Vec<u8>>>, Malformed> {
+    let mut r = Reader::new(frame, "DataRow");
+    let n = r.count()?;
+    (0..n).map(|_| r.value()).collect()
+}
+
+pub fn write_data_row(values: &[Option<Vec<u8>>]) -> BytesMut {
+    let mut body = BytesMut::with_capacity(
+        2 + values
+            .iter()
+            .map(|v| 4 + v.as_ref().map_or(0, Vec::len))
+            .sum::<usize>(),
+    );
+    body.put_i16(values.len() as i16);
+    for v in values {
+        put_value(&mut body, v);
+    }
+    message(b'D', &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_round_trips_and_expands_formats() {
+        let bind = Bind {
+            portal: "p".into(),
+            statement: "s".into(),
+            param_formats: vec![1],
+            params: vec![Some(b"\x00\x00\x00\x07".to_vec()), None],
+            result_formats: vec![1],
+        };
+        let mut again = Bind::read(&bind.write()).unwrap();
+        assert_eq!(again, bind);
+        again.expand_param_formats();
+        assert_eq!(again.param_formats, vec![1, 1]);
+        assert_eq!(again.param_format(1), Format::Binary);
+    }
+
+    #[test]
+    fn parse_row_description_and_data_row_round_trip() {
+        let p = Parse {
+            name: "".into(),
+            query: "SELECT $1".into(),
+            param_types: vec![25],
+        };
+        assert_eq!(Parse::read(&p.write()).unwrap(), p);
+        let fields = vec![Field {
+            name: "email".into(),
+            table_oid: 16384,
+            attnum: 2,
+            type_oid: 17,
+            type_len: -1,
+            type_mod: -1,
+            format: 0,
+        }];
+        assert_eq!(
+            read_row_description(&write_row_description(&fields)).unwrap(),
+            fields
+        );
+        let row = vec![Some(b"abc".to_vec()), None, Some(vec![])];
+        assert_eq!(read_data_row(&write_data_row(&row)).unwrap(), row);
+        assert_eq!(
+            read_parameter_description(&write_parameter_description(&[25, 17])).unwrap(),
+            vec![25, 17]
+        );
+    }
+
+    #[test]
+    fn truncated_messages_are_malformed_not_panics() {
+        let full = write_data_row(&[Some(b"abcdef".to_vec())]);
+        for cut in 5..full.len() {
+            let mut truncated = full[..cut].to_vec();
+            let len = (truncated.len() - 1) as u32;
+            truncated[1..5].copy_from_slice(&len.to_be_bytes());
+            assert!(read_data_row(&truncated).is_err(), "cut at {cut}");
+        }
+    }
+}
