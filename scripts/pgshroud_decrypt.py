@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Decrypt one pgshroud-protected value without pgshroud (reference implementation).
+
+Needs only the Python `cryptography` package (pip install cryptography). The format is
+described in README.md, "Storage format and decrypting without pgshroud":
+
+    envelope     = 0x01 | key version (u32 big-endian) | 16-byte SIV | ciphertext
+    column key   = HKDF-SHA-256(ikm=master key, salt=none,
+                                info="pgshroud/v1/column-key/" + context, length=64)
+    value        = AES-256-SIV (RFC 5297), one associated-data element: the context (UTF-8)
+
+Usage:
+    PGSHROUD_MASTER_KEY=<base64> pgshroud_decrypt.py <context> <hex envelope>
+    pgshroud_decrypt.py --master-key-file key.b64 public.customers.email 0100000001...
+
+The hex envelope may start with `\\x`, as psql prints bytea. The key of the envelope's key
+version must be given (after a rotation, the old master key for old rows). The plaintext is the
+canonical form (e.g. an int8 is 8 big-endian bytes): it is printed as UTF-8 text, which suits
+text columns; use --hex for other types.
+"""
+
+import argparse
+import base64
+import binascii
+import os
+import sys
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+FORMAT_V1 = 0x01
+HEADER_LEN = 1 + 4
+SIV_LEN = 16
+INFO_PREFIX = b"pgshroud/v1/column-key/"
+
+
+class DecryptError(Exception):
+    """The envelope is malformed or does not authenticate; never carries key or plaintext."""
+
+
+def parse_master_key(text):
+    """`text` (str or bytes) is the base64 key; errors never show any of it."""
+    try:
+        key = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise DecryptError("master key is not valid base64") from None
+    if len(key) != 32:
+        raise DecryptError(f"master key has the wrong length: expected 32 bytes, got {len(key)}")
+    return key
+
+
+def derive_column_key(master_key, context):
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=64, salt=None,
+                info=INFO_PREFIX + context.encode("utf-8"))
+    return hkdf.derive(master_key)
+
+
+def parse_envelope(stored):
+    """Returns (key_version, siv_and_ciphertext)."""
+    if not stored:
+        raise DecryptError("stored value is empty, not a pgshroud envelope")
+    if stored[0] != FORMAT_V1:
+        raise DecryptError(f"stored value starts with format byte 0x{stored[0]:02x}, not 0x01")
+    if len(stored) < HEADER_LEN + SIV_LEN:
+        raise DecryptError(f"stored value is {len(stored)} bytes, shorter than the 21-byte minimum")
+    return int.from_bytes(stored[1:HEADER_LEN], "big"), stored[HEADER_LEN:]
+
+
+def decrypt(master_key, context, stored):
+    """Plaintext bytes of `stored` (an envelope) sealed under `context` with `master_key`."""
+    _version, siv_and_ciphertext = parse_envelope(stored)
+    cipher = AESSIV(derive_column_key(master_key, context))
+    try:
+        # cryptography's AES-SIV takes and gives SIV || ciphertext, like the envelope body.
+        return cipher.decrypt(siv_and_ciphertext, [context.encode("utf-8")])
+    except InvalidTag:
+        raise DecryptError(f"value does not decrypt under key context {context!r}: wrong "
+                           "master key or key version, a value from another column, or tampered"
+                           ) from None
+
+
+def parse_hex(text):
+    text = text.strip()
+    if text.startswith("\\x"):
+        text = text[2:]
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise DecryptError("envelope is not hex") from None
+
+
+def read_master_key(args):
+    if args.master_key_file:
+        with open(args.master_key_file, "rb") as f:
+            return parse_master_key(f.read())
+    text = os.environ.get("PGSHROUD_MASTER_KEY")
+    if text is None:
+        raise DecryptError("no master key: set PGSHROUD_MASTER_KEY or pass --master-key-file")
+    return parse_master_key(text)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("context", help="key context, e.g. public.customers.email")
+    parser.add_argument("envelope", help="stored bytea value in hex (psql's \\x... form is fine)")
+    parser.add_argument("--master-key-file", help="file holding the base64 master key "
+                        "(default: $PGSHROUD_MASTER_KEY)")
+    parser.add_argument("--hex", action="store_true", help="print the plaintext as hex")
+    args = parser.parse_args(argv)
+    try:
+        plaintext = decrypt(read_master_key(args), args.context, parse_hex(args.envelope))
+    except (DecryptError, OSError) as err:
+        print(f"pgshroud_decrypt: {err}", file=sys.stderr)
+        return 1
+    if args.hex:
+        print(plaintext.hex())
+        return 0
+    try:
+        print(plaintext.decode("utf-8"))
+    except UnicodeDecodeError:
+        print("pgshroud_decrypt: plaintext is not UTF-8 text (a non-text column?); "
+              "use --hex", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
