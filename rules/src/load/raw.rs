@@ -1,0 +1,56 @@
+//! The rules file as TOML says it, before validation. Every value the validator may complain
+//! about keeps its span, so errors can name the line.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFile {
+    pub default_role: Option<Spanned<String>>,
+    #[serde(default)]
+    pub tables: Vec<RawTable>,
+    #[serde(default)]
+    pub roles: Vec<RawRole>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTable {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub columns: Vec<RawColumn>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawColumn {
+    pub name: Spanned<String>,
+    #[serde(rename = "type")]
+    pub logical: Spanned<String>,
+    pub key_context: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRole {
+    pub name: Spanned<String>,
+    pub template: Option<Spanned<String>>,
+    #[serde(default)]
+    pub users: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub pg_roles: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub cert_subjects: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub networks: Vec<Spanned<String>>,
+    pub statements: Option<Vec<Spanned<String>>>,
+    pub write: Option<bool>,
+    #[serde(default)]
+    pub columns: BTreeMap<Spanned<String>, Spanned<String>>,
+    pub max_rows: Option<Spanned<u64>>,
+    pub enforce: Option<bool>,
+    pub max_protected_values_per_minute: Option<Spanned<u64>>,
+}

@@ -1,0 +1,156 @@
+//! Validation of `[[tables]]`: names, types, duplicates and key contexts.
+
+use std::collections::HashMap;
+
+use super::raw::{RawColumn, RawTable};
+use super::File;
+use crate::error::{Problem, RulesError};
+use crate::logical_type::LogicalType;
+use crate::names::{is_identifier, split_table};
+use crate::table::{Column, Table};
+
+/// Key contexts are bound into ciphertexts and key derivation: keep them printable and short.
+const MAX_CONTEXT_LEN: usize = 200;
+
+/// What has been seen so far, for duplicate and shared-context checks.
+#[derive(Default)]
+struct Seen {
+    tables: HashMap<(String, String), usize>,
+    /// context -> (qualified column, type)
+    contexts: HashMap<String, (String, LogicalType)>,
+}
+
+pub(super) fn build(raw: Vec<RawTable>, file: &File) -> Result<Vec<Table>, RulesError> {
+    let mut seen = Seen::default();
+    raw.into_iter()
+        .map(|t| build_table(t, file, &mut seen))
+        .collect()
+}
+
+fn build_table(raw: RawTable, file: &File, seen: &mut Seen) -> Result<Table, RulesError> {
+    let span = raw.name.span();
+    let (schema, name) = split_table(raw.name.get_ref()).map_err(|bad| {
+        let problem = match bad {
+            Some(part) => Problem::BadIdentifier {
+                what: "table name part",
+                found: part,
+            },
+            None => Problem::BadTableName {
+                found: raw.name.get_ref().clone(),
+            },
+        };
+        file.error(span.clone(), problem)
+    })?;
+    let mut table = Table {
+        schema,
+        name,
+        columns: Vec::new(),
+    };
+    let key = (table.schema.clone(), table.name.clone());
+    if let Some(&first_line) = seen.tables.get(&key) {
+        let table = table.qualified();
+        return Err(file.error(span, Problem::DuplicateTable { table, first_line }));
+    }
+    seen.tables.insert(key, file.line(span.clone()));
+    if raw.columns.is_empty() {
+        let table = table.qualified();
+        return Err(file.error(span, Problem::EmptyTable { table }));
+    }
+    let mut lines: HashMap<String, usize> = HashMap::new();
+    for raw_column in raw.columns {
+        let column = build_column(&table, raw_column, file, &mut lines, seen)?;
+        table.columns.push(column);
+    }
+    Ok(table)
+}
+
+fn build_column(
+    table: &Table,
+    raw: RawColumn,
+    file: &File,
+    lines: &mut HashMap<String, usize>,
+    seen: &mut Seen,
+) -> Result<Column, RulesError> {
+    let span = raw.name.span();
+    if !is_identifier(raw.name.get_ref()) {
+        let found = raw.name.into_inner();
+        let what = "column name";
+        return Err(file.error(span, Problem::BadIdentifier { what, found }));
+    }
+    let name = raw.name.get_ref().to_ascii_lowercase();
+    let qualified = format!("{}.{name}", table.qualified());
+    if let Some(&first_line) = lines.get(&name) {
+        let problem = Problem::DuplicateColumn {
+            column: qualified,
+            first_line,
+        };
+        return Err(file.error(span, problem));
+    }
+    lines.insert(name.clone(), file.line(span.clone()));
+    let logical = LogicalType::from_name(raw.logical.get_ref()).ok_or_else(|| {
+        let problem = Problem::UnknownType {
+            column: qualified.clone(),
+            found: raw.logical.get_ref().clone(),
+        };
+        file.error(raw.logical.span(), problem)
+    })?;
+    let key_context = match raw.key_context {
+        None => None,
+        Some(context) => Some(check_context(context, &qualified, file)?),
+    };
+    let column = Column {
+        name,
+        logical,
+        key_context,
+    };
+    check_shared_context(table, &column, span, file, seen)?;
+    Ok(column)
+}
+
+fn check_context(
+    context: toml::Spanned<String>,
+    qualified: &str,
+    file: &File,
+) -> Result<String, RulesError> {
+    let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':');
+    let text = context.get_ref();
+    if text.is_empty() || text.len() > MAX_CONTEXT_LEN || !text.chars().all(valid) {
+        let problem = Problem::BadKeyContext {
+            column: qualified.to_owned(),
+            found: text.clone(),
+        };
+        return Err(file.error(context.span(), problem));
+    }
+    Ok(context.into_inner())
+}
+
+/// Columns sharing a context compare ciphertexts, and values are canonicalised per type
+/// before encryption: an `int4` 7 and an `int8` 7 encrypt differently, so a join between
+/// them would silently find nothing. Refuse the mix.
+fn check_shared_context(
+    table: &Table,
+    column: &Column,
+    span: std::ops::Range<usize>,
+    file: &File,
+    seen: &mut Seen,
+) -> Result<(), RulesError> {
+    let context = table.context_of(column);
+    let qualified = table.qualified_column(column);
+    match seen.contexts.get(&context) {
+        Some((other_column, other_logical)) if *other_logical != column.logical => {
+            let problem = Problem::ContextTypeMismatch {
+                context,
+                column: qualified,
+                logical: column.logical,
+                other_column: other_column.clone(),
+                other_logical: *other_logical,
+            };
+            Err(file.error(span, problem))
+        }
+        Some(_) => Ok(()),
+        None => {
+            seen.contexts.insert(context, (qualified, column.logical));
+            Ok(())
+        }
+    }
+}
