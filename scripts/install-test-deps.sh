@@ -7,7 +7,7 @@ set -euo pipefail
 
 # ---------------------------------------------------------------------------------------------
 # Python packages for driver tests (pip names). ADD NEW ONES HERE, e.g. PIP_PACKAGES=(psycopg).
-PIP_PACKAGES=(pyyaml kubernetes-validate==1.37.0)
+PIP_PACKAGES=(pyyaml kubernetes-validate==1.37.0 'psycopg[binary]' cryptography)
 # ---------------------------------------------------------------------------------------------
 
 export DEBIAN_FRONTEND=noninteractive
@@ -92,7 +92,8 @@ if [ "${#PIP_PACKAGES[@]}" -gt 0 ]; then
     python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
     missing=()
     for package in "${PIP_PACKAGES[@]}"; do
-        python3 -m pip show -q "$package" >/dev/null 2>&1 || missing+=("$package")
+        name="${package%%[\[=<>]*}"  # pip show knows the bare name only
+        python3 -m pip show -q "$name" >/dev/null 2>&1 || missing+=("$package")
     done
     if [ "${#missing[@]}" -gt 0 ]; then
         pip_flags=(--quiet --disable-pip-version-check)
@@ -106,7 +107,15 @@ if [ "${#PIP_PACKAGES[@]}" -gt 0 ]; then
 fi
 log "python: $(python3 --version 2>&1)"
 
-# 4. Operations tests: promtool and prometheus (Debian package `prometheus`) check the metrics
+# 4. node-postgres for the driver tests (versions pinned in integration-tests/drivers).
+have_program node || apt_install nodejs npm
+drivers="$(cd "$(dirname "$0")/.." && pwd)/integration-tests/drivers"
+if [ ! -d "$drivers/node_modules/pg" ]; then
+    log "npm ci in $drivers"
+    (cd "$drivers" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# 5. Operations tests: promtool and prometheus (Debian package `prometheus`) check the metrics
 # text, alert rules and scrape config, and scrape a running proxy.
 if ! have_program promtool || ! have_program prometheus; then
     apt_install prometheus

@@ -3,7 +3,9 @@
 
 pub mod certs;
 pub mod cluster;
+pub mod drivers;
 pub mod faults;
+pub mod protected;
 pub mod proxy;
 pub mod raw;
 

@@ -1,6 +1,7 @@
 //! Real command-line clients through the proxy: psql (simple protocol, \copy, errors in a
 //! script) and pgbench in all three query modes with 16 clients.
 
+use pgshroud_integration_tests::protected::Fixture;
 use pgshroud_integration_tests::{cluster, proxy, users};
 use tokio::process::Command;
 
@@ -126,5 +127,53 @@ async fn pgbench_runs_through_the_proxy_in_every_query_mode_without_failures() {
             stdout.contains("number of failed transactions: 0 (0.000%)"),
             "{mode}: {stdout}"
         );
+    }
+}
+
+#[tokio::test]
+async fn psql_reads_writes_and_copies_protected_columns() {
+    let f = Fixture::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let tsv = dir.path().join("rows.tsv");
+    std::fs::write(&tsv, "c1@psql.org\t10\tCee\nc2@psql.org\t20\tDee\n").unwrap();
+    let script = dir.path().join("script.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "INSERT INTO customers (email, age, name) VALUES ('a@psql.org', 1, 'Ann');\n\
+             \\copy customers (email, age, name) FROM '{}'\n\
+             SELECT * FROM customers WHERE email LIKE 'a%';\n\
+             SELECT name, age FROM customers WHERE email = 'c2@psql.org';\n\
+             SELECT email, age FROM customers WHERE age IN (1, 10) ORDER BY name;\n\
+             \\copy (SELECT 'marker') TO STDOUT\n\
+             \\copy customers (email, name) TO STDOUT WITH (FORMAT csv)\n",
+            tsv.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(tool("psql"))
+        .args([
+            &f.proxy
+                .conn_string(users::SCRAM, users::SCRAM_PASSWORD, &f.db),
+            "-X",
+            "-A",
+            "-t",
+            "-f",
+        ])
+        .arg(&script)
+        .output()
+        .await
+        .expect("psql runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("LIKE is not supported"), "{stderr}");
+    assert!(stdout.contains("Dee|20"), "{stdout}");
+    assert!(stdout.contains("a@psql.org|1\nc1@psql.org|10"), "{stdout}");
+    let after_marker = stdout.split("marker").nth(1).unwrap_or_default();
+    for line in ["a@psql.org,Ann", "c1@psql.org,Cee", "c2@psql.org,Dee"] {
+        assert!(after_marker.contains(line), "{stdout}");
+    }
+    for stored in f.stored("SELECT email FROM customers").await {
+        assert!(!String::from_utf8_lossy(&stored.unwrap()).contains("psql.org"));
     }
 }

@@ -20,7 +20,40 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the proxy.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Print a new random master key (base64, on the last line of stdout).
+    Keygen,
+    /// Encrypt one value for a protected column; prints the stored bytes as hex.
+    Encrypt(ColumnValueArgs),
+    /// Decrypt stored bytes (hex, with or without a leading \x) of a protected column.
+    Decrypt(ColumnValueArgs),
+    /// Validate a rules file and print what every role sees of every protected column.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ColumnValueArgs {
+    /// Rules file naming the column.
+    #[arg(long)]
+    pub rules: PathBuf,
+    /// The protected column, as schema.table.column.
+    #[arg(long)]
+    pub column: String,
+    /// File holding the base64 master key (else $PGSHROUD_MASTER_KEY).
+    #[arg(long)]
+    pub master_key_file: Option<PathBuf>,
+    /// Command whose stdout is the base64 master key.
+    #[arg(long)]
+    pub master_key_command: Option<String>,
+    /// The value: plaintext (text form of the logical type) for encrypt, hex for decrypt.
+    pub value: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Rules file to check.
+    #[arg(long)]
+    pub rules: PathBuf,
 }
 
 #[derive(Debug, Args, Default)]

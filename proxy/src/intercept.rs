@@ -1,8 +1,12 @@
 //! The one place every client message and every statement passes on its way upstream, and
-//! every server message on its way back. Statements that mention no protected table are
-//! forwarded as raw bytes without a parse; later stages analyse and rewrite the rest.
+//! every server message on its way back. Without protected columns every message is
+//! forwarded as raw bytes; with them, `protect::session` decides.
+
+use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
+
+use crate::protect::session::ProtectedSession;
 
 use crate::protocol::types::frontend;
 
@@ -13,73 +17,49 @@ pub enum Verdict {
     Forward,
     /// Send these bytes (zero or more whole messages) in its place.
     Replace(BytesMut),
+    /// Send nothing: the message answers a request of the proxy's own.
+    Drop,
 }
 
-/// Table names whose mention sends a statement to analysis; empty while no rules are loaded.
-#[derive(Debug, Default, Clone)]
-pub struct ProtectedTables {
-    /// Lower-case table names.
-    names: Vec<String>,
-}
-
-impl ProtectedTables {
-    pub fn new<I: IntoIterator<Item = String>>(names: I) -> Self {
-        ProtectedTables {
-            names: names.into_iter().map(|n| n.to_ascii_lowercase()).collect(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
-    }
-
-    /// Case-insensitive substring pre-filter: `false` means the statement cannot touch a
-    /// protected table, so it needs no parse.
-    pub fn mentioned_in(&self, sql: &[u8]) -> bool {
-        self.names
-            .iter()
-            .any(|name| contains_ignore_ascii_case(sql, name.as_bytes()))
-    }
-}
-
-fn contains_ignore_ascii_case(haystack: &[u8], needle: &[u8]) -> bool {
-    if needle.is_empty() || needle.len() > haystack.len() {
-        return needle.is_empty();
-    }
-    haystack
-        .windows(needle.len())
-        .any(|w| w.eq_ignore_ascii_case(needle))
-}
-
-/// Per-session statement path state.
-#[derive(Debug, Default)]
+/// The per-session statement path, shared by both relay directions (both run in the
+/// session's one task, so the lock is never contended).
+#[derive(Debug, Clone, Default)]
 pub struct StatementPath {
-    protected: ProtectedTables,
+    protected: Option<Arc<Mutex<ProtectedSession>>>,
 }
 
 impl StatementPath {
-    pub fn new(protected: ProtectedTables) -> Self {
-        StatementPath { protected }
+    /// A session with no protected columns: every message passes untouched.
+    pub fn passthrough() -> Self {
+        StatementPath { protected: None }
+    }
+
+    pub fn protected(session: ProtectedSession) -> Self {
+        StatementPath {
+            protected: Some(Arc::new(Mutex::new(session))),
+        }
     }
 
     /// Called for every whole client message (type byte, length, body).
     pub fn client_message(&mut self, frame: &[u8]) -> Verdict {
-        if self.protected.is_empty() {
-            return Verdict::Forward;
-        }
-        match frame[0] {
-            frontend::QUERY | frontend::PARSE => match statement_text(frame) {
-                Some(sql) if self.protected.mentioned_in(sql) => self.analyse(frame, sql),
-                _ => Verdict::Forward,
+        match &self.protected {
+            None => Verdict::Forward,
+            Some(session) => match session.lock() {
+                Ok(mut s) => s.client_message(frame),
+                Err(_) => Verdict::Forward,
             },
-            _ => Verdict::Forward,
         }
     }
 
-    /// Statements that touch protected tables. The encrypted-columns stage plugs its analysis
-    /// and rewriting in here; until then they pass as they are.
-    fn analyse(&mut self, _frame: &[u8], _sql: &[u8]) -> Verdict {
-        Verdict::Forward
+    /// Called for every whole server message.
+    pub fn server_message(&mut self, frame: &[u8]) -> Verdict {
+        match &self.protected {
+            None => Verdict::Forward,
+            Some(session) => match session.lock() {
+                Ok(mut s) => s.server_message(frame),
+                Err(_) => Verdict::Forward,
+            },
+        }
     }
 }
 
@@ -112,16 +92,8 @@ mod tests {
     }
 
     #[test]
-    fn prefilter_matches_table_names_case_insensitively() {
-        let p = ProtectedTables::new(["customers".to_owned()]);
-        assert!(p.mentioned_in(b"SELECT * FROM public.Customers"));
-        assert!(!p.mentioned_in(b"SELECT * FROM orders"));
-        assert!(!ProtectedTables::default().mentioned_in(b"SELECT 1"));
-    }
-
-    #[test]
     fn messages_pass_unchanged_without_rules() {
-        let mut path = StatementPath::default();
+        let mut path = StatementPath::passthrough();
         assert_eq!(
             path.client_message(&message(b'Q', b"select 1\0")),
             Verdict::Forward

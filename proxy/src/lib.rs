@@ -5,16 +5,19 @@
 //! relay, and every message passes `intercept` on its way through.
 
 pub mod admin;
+pub mod analyze;
 pub mod audit;
 pub mod cancel;
 pub mod cli;
 pub mod config;
+pub mod copy_codec;
 pub mod crypto;
 pub mod exchange;
 pub mod intercept;
 pub mod logging;
 pub mod metrics;
 pub mod net;
+pub mod operator;
 pub mod pg_error;
 pub mod protect;
 pub mod protocol;
@@ -23,3 +26,4 @@ pub mod server;
 pub mod session;
 pub mod shutdown;
 pub mod upstream_url;
+pub mod values;

@@ -12,7 +12,11 @@ use tracing::info;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
+        Command::Keygen => keygen(),
+        Command::Encrypt(args) => report(pgshroud::operator::encrypt(&args)),
+        Command::Decrypt(args) => report(pgshroud::operator::decrypt(&args)),
+        Command::Check(args) => report(pgshroud::operator::check(&args.rules)),
     }
 }
 
@@ -54,6 +58,30 @@ fn serve(args: ServeArgs) -> ExitCode {
         proxy.shutdown().await;
         ExitCode::SUCCESS
     })
+}
+
+/// Prints a command's output, or its error with a non-zero exit status.
+fn report(result: Result<String, String>) -> ExitCode {
+    match result {
+        Ok(out) => {
+            println!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pgshroud: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn keygen() -> ExitCode {
+    let key = pgshroud::crypto::MasterKey::generate();
+    eprintln!("# A new pgshroud master key. Keep it secret; without it the data cannot be read.");
+    eprintln!(
+        "# Give it to pgshroud as PGSHROUD_MASTER_KEY, master_key_file or master_key_command."
+    );
+    println!("{}", key.to_base64().as_str());
+    ExitCode::SUCCESS
 }
 
 fn load_settings(args: &ServeArgs) -> Result<Settings, String> {

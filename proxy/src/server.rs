@@ -12,9 +12,9 @@ use tracing::{error, info, warn};
 
 use crate::cancel::CancelRegistry;
 use crate::config::Settings;
-use crate::intercept::ProtectedTables;
 use crate::metrics::Metrics;
 use crate::net::upstream::Upstream;
+use crate::protect::engine::Protection;
 use crate::readiness::ProxyReadiness;
 use crate::session::{self, Admission};
 use crate::shutdown::{reached, ShutdownTrigger, ShutdownWatch, Stage};
@@ -25,7 +25,8 @@ pub struct ProxyContext {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub upstream: Upstream,
     pub cancels: Arc<CancelRegistry>,
-    pub protected: ProtectedTables,
+    /// Present when a rules file names protected columns.
+    pub protection: Option<Arc<Protection>>,
     pub shutdown: ShutdownWatch,
     pub metrics: Arc<Metrics>,
 }
@@ -42,12 +43,13 @@ impl ProxyContext {
         };
         let upstream = Upstream::new(settings.upstream.clone())
             .map_err(|e| format!("invalid setting `upstream`: {e}"))?;
+        let settings_for_protection = settings.clone();
         Ok(ProxyContext {
             settings,
             tls,
             upstream,
             cancels: Arc::new(CancelRegistry::new()),
-            protected: ProtectedTables::default(),
+            protection: crate::protect::load(&settings_for_protection)?,
             shutdown,
             metrics: Arc::new(Metrics::new()),
         })

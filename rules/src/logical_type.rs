@@ -106,6 +106,16 @@ impl LogicalType {
         }
     }
 
+    /// The logical type whose OID this is, if any.
+    pub fn from_oid(oid: u32) -> Option<LogicalType> {
+        LogicalType::ALL.into_iter().find(|t| t.oid() == oid)
+    }
+
+    /// The logical type whose array type has this OID, if any.
+    pub fn from_array_oid(oid: u32) -> Option<LogicalType> {
+        LogicalType::ALL.into_iter().find(|t| t.array_oid() == oid)
+    }
+
     /// The OID of the type's array type (`int4[]` ...), for `= ANY($n)` parameters.
     pub fn array_oid(self) -> u32 {
         match self {

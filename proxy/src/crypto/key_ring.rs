@@ -96,6 +96,20 @@ impl KeyRing {
             .clone()
     }
 
+    /// The key of the `hash` mask for a context: HKDF-SHA-256 of the active master key with
+    /// info `pgshroud/v1/mask-hash/<context>`, so pseudonyms are stable per value within a
+    /// context (analysts can count and join) and differ between contexts.
+    pub fn mask_hash_key(&self, context: &KeyContext) -> zeroize::Zeroizing<[u8; 32]> {
+        let hkdf = hkdf::Hkdf::<sha2::Sha256>::new(None, self.active_master.as_bytes());
+        let mut okm = zeroize::Zeroizing::new([0u8; 32]);
+        hkdf.expand_multi_info(
+            &[b"pgshroud/v1/mask-hash/", context.as_str().as_bytes()],
+            okm.as_mut_slice(),
+        )
+        .expect("32 bytes is far below HKDF-SHA-256's output limit");
+        okm
+    }
+
     fn derive(&self, context: &KeyContext) -> ColumnCipher {
         let key_of = |master: &MasterKey| Arc::new(ColumnKey::derive(master, context));
         let others = self

@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 
-use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
 use crate::net::stream::Stream;
@@ -60,8 +59,24 @@ impl Catalog {
         self.by_oid.values()
     }
 
+    /// Equal for equal catalogs: plans built for one database's layout are reused only for
+    /// the same layout.
+    pub fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut tables: Vec<&CatalogTable> = self.by_oid.values().collect();
+        tables.sort_by_key(|t| t.oid);
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for t in tables {
+            (t.oid, &t.schema, &t.name).hash(&mut h);
+            for c in &t.columns {
+                (c.attnum, &c.name, &c.type_name).hash(&mut h);
+            }
+        }
+        h.finish()
+    }
+
     /// Builds the catalog from the look-up query's text-format rows.
-    fn from_rows(rows: Vec<Vec<Option<String>>>) -> Catalog {
+    pub(crate) fn from_rows(rows: Vec<Vec<Option<String>>>) -> Catalog {
         let mut by_oid: HashMap<u32, CatalogTable> = HashMap::new();
         for row in rows {
             let get = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
@@ -152,7 +167,7 @@ pub async fn fetch(
 }
 
 /// Fields of a text-format DataRow.
-pub fn data_row_text(frame: &BytesMut) -> Vec<Option<String>> {
+pub fn data_row_text(frame: &[u8]) -> Vec<Option<String>> {
     let body = &frame[5..];
     let count = u16::from_be_bytes([body[0], body[1]]) as usize;
     let mut out = Vec::with_capacity(count);

@@ -1,7 +1,39 @@
-//! Protected columns on the wire: the per-session catalog of protected tables, refusals that
-//! keep the session in step, and (with the rules) rewriting of statements, parameters and
-//! results.
+//! Protected columns on the wire: the per-session catalog of protected tables, statement
+//! plans (analysis plus literal encryption), parameter and result rewriting, and refusals
+//! that keep the session in step.
 
 pub mod catalog;
+pub mod codec;
+pub mod copy;
+pub mod engine;
 pub mod refusal;
+pub mod session;
 pub mod wire;
+
+use std::sync::Arc;
+
+use tracing::warn;
+
+use crate::config::Settings;
+use crate::crypto::{KeyRing, MasterKeySource};
+use engine::Protection;
+
+/// Loads the rules file and the master key, when a rules file is configured.
+pub fn load(settings: &Settings) -> Result<Option<Arc<Protection>>, String> {
+    let Some(path) = &settings.rules else {
+        return Ok(None);
+    };
+    let rules = pgshroud_rules::load(path).map_err(|e| format!("invalid rules file: {e}"))?;
+    let source = MasterKeySource::from_settings(
+        settings.master_key_file.as_deref(),
+        settings.master_key_command.as_deref(),
+    );
+    let loaded = source
+        .load()
+        .map_err(|e| format!("master key ({source}): {e}"))?;
+    if let Some(warning) = &loaded.warning {
+        warn!("{warning}");
+    }
+    let keys = Arc::new(KeyRing::single(loaded.key));
+    Ok(Some(Arc::new(Protection::new(rules, keys))))
+}

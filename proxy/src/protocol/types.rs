@@ -58,6 +58,12 @@ pub mod backend {
     pub const EMPTY_QUERY: u8 = b'I';
     pub const PORTAL_SUSPENDED: u8 = b's';
     pub const PARAMETER_DESCRIPTION: u8 = b't';
+    pub const COPY_IN_RESPONSE: u8 = b'G';
+    pub const COPY_OUT_RESPONSE: u8 = b'H';
+    pub const COPY_BOTH_RESPONSE: u8 = b'W';
+    pub const COPY_DATA: u8 = b'd';
+    pub const COPY_DONE: u8 = b'c';
+    pub const NOTIFICATION_RESPONSE: u8 = b'A';
 }
 
 /// Authentication request codes inside an 'R' message.

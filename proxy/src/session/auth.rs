@@ -23,6 +23,9 @@ pub struct Authenticated {
     pub cancel: Option<CancelGuard>,
     /// `ParameterStatus` values (server_version, client_encoding, ...).
     pub parameters: Vec<(String, String)>,
+    /// The server's first `ReadyForQuery`, held back so the session can finish its own
+    /// set-up (catalog look-up) before the client may send statements.
+    pub ready: BytesMut,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,11 +62,12 @@ pub struct AuthExchange<'a> {
 }
 
 impl AuthExchange<'_> {
-    /// Runs until `ReadyForQuery` (forwarded) or a failure.
+    /// Runs until `ReadyForQuery` (returned, not yet forwarded) or a failure.
     pub async fn run(mut self, cancels: &Arc<CancelRegistry>) -> Result<Authenticated, AuthError> {
         let mut done = Authenticated {
             cancel: None,
             parameters: Vec::new(),
+            ready: BytesMut::new(),
         };
         loop {
             let frame = self
@@ -94,8 +98,8 @@ impl AuthExchange<'_> {
                     self.client.write_all(&frame).await?;
                 }
                 backend::READY_FOR_QUERY => {
-                    self.client.write_all(&frame).await?;
                     self.client.flush().await?;
+                    done.ready = frame;
                     return Ok(done);
                 }
                 _ => self.client.write_all(&frame).await?,

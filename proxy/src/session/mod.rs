@@ -23,6 +23,8 @@ use crate::intercept::StatementPath;
 use crate::metrics::ConnectionErrorReason as Why;
 use crate::net::stream::Stream;
 use crate::pg_error::{sqlstate, PgError};
+use crate::protect::catalog;
+use crate::protect::session::ProtectedSession;
 use crate::protocol::frame::FrameBuffer;
 use crate::protocol::startup::StartupMessage;
 use crate::server::ProxyContext;
@@ -159,7 +161,18 @@ async fn run_session(mut client: Stream, startup: StartupMessage, ctx: &Arc<Prox
     };
     info!("session started");
     let _cancel_key = authenticated.cancel;
-    let end = relay(client, client_buf, server, server_buf, ctx).await;
+    let statements = match statement_path(ctx, &mut server, &mut server_buf).await {
+        Ok(path) => path,
+        Err(error) => {
+            warn!("{error}");
+            send_and_close(&mut client, &error).await;
+            return;
+        }
+    };
+    if client.write_all(&authenticated.ready).await.is_err() || client.flush().await.is_err() {
+        return;
+    }
+    let end = relay(client, client_buf, server, server_buf, statements, ctx).await;
     count_end(&ctx.metrics, &end);
     info!(reason = ?end, "session ended");
 }
@@ -179,6 +192,28 @@ fn count_end(metrics: &crate::metrics::Metrics, end: &RelayEnd) {
         }
     };
     metrics.connection_error(why);
+}
+
+/// The session's statement path: pass-through, or protected with this database's catalog
+/// of the protected tables (looked up on the session's own connection).
+async fn statement_path(
+    ctx: &ProxyContext,
+    server: &mut Stream,
+    server_buf: &mut FrameBuffer,
+) -> Result<StatementPath, PgError> {
+    let Some(protection) = &ctx.protection else {
+        return Ok(StatementPath::passthrough());
+    };
+    let catalog = catalog::fetch(server, server_buf, protection.tables())
+        .await
+        .map_err(|e| PgError::upstream_lost(&e.to_string()))?;
+    for problem in protection.storage_problems(&catalog) {
+        warn!("{problem}");
+    }
+    Ok(StatementPath::protected(ProtectedSession::new(
+        protection.clone(),
+        catalog,
+    )))
 }
 
 /// Answers a client that asked for a newer minor version or `_pq_` options the way
@@ -209,12 +244,13 @@ async fn relay(
     client_buf: FrameBuffer,
     server: Stream,
     server_buf: FrameBuffer,
+    mut statements: StatementPath,
     ctx: &Arc<ProxyContext>,
 ) -> RelayEnd {
     let (client_rd, mut client_wr) = client.split();
     let (server_rd, mut server_wr) = server.split();
     let state = SessionState::default();
-    let mut statements = StatementPath::new(ctx.protected.clone());
+    let mut server_statements = statements.clone();
     let mut server_path = ServerPath::default();
     let mut forced = ctx.shutdown.clone();
     let end = tokio::select! {
@@ -231,6 +267,7 @@ async fn relay(
             Inbound { rd: server_rd, buf: server_buf },
             &mut client_wr,
             &mut server_path,
+            &mut server_statements,
             &state,
             ctx.shutdown.clone(),
             &ctx.metrics,

@@ -166,6 +166,7 @@ fn take_client_messages(
                 match path.client_message(&frame) {
                     Verdict::Forward => append(&mut out, frame),
                     Verdict::Replace(bytes) => append(&mut out, bytes),
+                    Verdict::Drop => {}
                 }
                 if kind == frontend::TERMINATE {
                     return (out, Some(RelayEnd::ClientClosed { terminated: true }));
@@ -194,12 +195,13 @@ pub async fn server_to_client(
     mut server: Inbound,
     client: &mut WriteHalf,
     path: &mut ServerPath,
+    statements: &mut StatementPath,
     state: &SessionState,
     shutdown: ShutdownWatch,
     metrics: &Metrics,
 ) -> RelayEnd {
     loop {
-        let (out, stop) = take_server_messages(&mut server.buf, path, state);
+        let (out, stop) = take_server_messages(&mut server.buf, path, statements, state);
         if !out.is_empty() {
             if let Err(e) = write_out(client, &out).await {
                 return RelayEnd::ClientIo(e);
@@ -241,6 +243,7 @@ pub struct ServerPath {
 fn take_server_messages(
     buf: &mut FrameBuffer,
     path: &mut ServerPath,
+    statements: &mut StatementPath,
     state: &SessionState,
 ) -> (BytesMut, Option<RelayEnd>) {
     let mut out = BytesMut::new();
@@ -255,7 +258,11 @@ fn take_server_messages(
                     }
                     _ => {}
                 }
-                append(&mut out, frame);
+                match statements.server_message(&frame) {
+                    Verdict::Forward => append(&mut out, frame),
+                    Verdict::Replace(bytes) => append(&mut out, bytes),
+                    Verdict::Drop => {}
+                }
             }
             FrameCheck::Incomplete(total) => {
                 if let Some(total) = total {

@@ -1,0 +1,60 @@
+//! Runs the driver scripts in `integration-tests/drivers/` (psycopg 3, node-postgres) against
+//! the proxy and returns the JSON line each prints.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Which driver script to run.
+#[derive(Debug, Clone, Copy)]
+pub enum Driver {
+    Psycopg,
+    NodePostgres,
+}
+
+fn drivers_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("drivers")
+}
+
+/// Runs a driver's scenario with libpq-style PG* variables; panics with its stderr on failure.
+pub fn run(
+    driver: Driver,
+    port: u16,
+    user: &str,
+    password: &str,
+    db: &str,
+    env: &[(&str, &str)],
+) -> String {
+    let dir = drivers_dir();
+    let mut cmd = match driver {
+        Driver::Psycopg => {
+            let mut c = Command::new("python3");
+            c.arg(dir.join("psycopg_check.py"));
+            c
+        }
+        Driver::NodePostgres => {
+            assert!(
+                dir.join("node_modules/pg").exists(),
+                "node-postgres missing: run scripts/install-test-deps.sh"
+            );
+            let mut c = Command::new("node");
+            c.arg(dir.join("node_pg_check.js"));
+            c
+        }
+    };
+    cmd.env("PGHOST", "127.0.0.1")
+        .env("PGPORT", port.to_string())
+        .env("PGUSER", user)
+        .env("PGPASSWORD", password)
+        .env("PGDATABASE", db)
+        .env("PGSSLMODE", "disable");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("driver script runs");
+    assert!(
+        out.status.success(),
+        "{driver:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}

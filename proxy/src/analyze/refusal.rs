@@ -1,0 +1,108 @@
+//! Refusal wording, built in one place so every message names the column, the operation and
+//! what deterministic encryption supports — and never quotes a value from the statement.
+
+use super::{ColumnId, ProtectedSchema, Refusal};
+
+/// SQLSTATE `feature_not_supported`.
+pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+/// SQLSTATE `syntax_error`.
+pub const SYNTAX_ERROR: &str = "42601";
+
+/// What deterministic encryption lets a client do with a protected column.
+pub const SUPPORTED: &str =
+    "encrypted columns support =, <>, IN, = ANY, IS [NOT] NULL, GROUP BY, DISTINCT and count";
+
+/// `column s.t.c is encrypted: <what> is not supported on it (<SUPPORTED>)`.
+pub fn unsupported(schema: &ProtectedSchema, id: ColumnId, what: &str) -> Refusal {
+    Refusal {
+        sqlstate: FEATURE_NOT_SUPPORTED,
+        message: format!(
+            "column {} is encrypted: {what} is not supported on it ({SUPPORTED})",
+            schema.qualified_name(id)
+        ),
+        column: Some(id),
+    }
+}
+
+/// A refusal about a statement form rather than one column (e.g. MERGE on a protected table).
+pub fn unsupported_statement(what: &str, column: Option<ColumnId>) -> Refusal {
+    Refusal {
+        sqlstate: FEATURE_NOT_SUPPORTED,
+        message: format!("pgshroud does not support {what} on tables with encrypted columns"),
+        column,
+    }
+}
+
+/// The analyser could not find the exact source text of a value it would have to rewrite.
+pub fn cannot_locate(schema: &ProtectedSchema, id: ColumnId) -> Refusal {
+    Refusal {
+        sqlstate: FEATURE_NOT_SUPPORTED,
+        message: format!(
+            "column {} is encrypted: pgshroud cannot locate the value written or compared to it \
+             in the statement text; write it as a plain literal or a $n parameter",
+            schema.qualified_name(id)
+        ),
+        column: Some(id),
+    }
+}
+
+/// An INSERT or COPY into a protected table whose column order is unknown.
+pub fn name_the_columns(schema: &str, table: &str, statement: &str) -> Refusal {
+    Refusal {
+        sqlstate: FEATURE_NOT_SUPPORTED,
+        message: format!(
+            "table {schema}.{table} has encrypted columns and its column order is not known to \
+             pgshroud: name the columns in {statement}"
+        ),
+        column: None,
+    }
+}
+
+/// The text mentions a protected table but does not parse. Only the error position is kept:
+/// the parser's own message may quote a token, which could be plaintext.
+pub fn unparseable(parser_error: &str) -> Refusal {
+    let position = error_position(parser_error)
+        .map(|(line, column)| format!(" (syntax error at line {line}, column {column})"))
+        .unwrap_or_default();
+    Refusal {
+        sqlstate: SYNTAX_ERROR,
+        message: format!(
+            "pgshroud could not parse a statement that mentions protected table(s){position}; \
+             statements on tables with encrypted columns must be understood before they are \
+             forwarded"
+        ),
+        column: None,
+    }
+}
+
+/// Extracts `Line: L, Column: C` from a sqlparser error message.
+fn error_position(message: &str) -> Option<(u64, u64)> {
+    let at = message.rfind("Line: ")?;
+    let rest = &message[at + "Line: ".len()..];
+    let (line, rest) = rest.split_once(',')?;
+    let column = rest.trim_start().strip_prefix("Column: ")?;
+    let column: String = column.chars().take_while(char::is_ascii_digit).collect();
+    Some((line.trim().parse().ok()?, column.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parser_error_position_is_kept_and_token_text_dropped() {
+        let r = unparseable(
+            "sql parser error: Expected: end of statement, found: 'secret' at Line: 2, Column: 17",
+        );
+        assert_eq!(r.sqlstate, "42601");
+        assert!(r.message.contains("line 2, column 17"), "{}", r.message);
+        assert!(!r.message.contains("secret"));
+    }
+
+    #[test]
+    fn parser_error_without_position_still_refuses() {
+        let r = unparseable("sql parser error: recursion limit exceeded");
+        assert_eq!(r.sqlstate, "42601");
+        assert!(!r.message.contains("recursion"));
+    }
+}

@@ -1,0 +1,265 @@
+//! One parsed statement: its kind, the walk that fits it, and the final checks on `$n`
+//! parameters, producing a `StatementInfo` or a refusal.
+
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{visit_expressions, Expr, SetExpr, Statement, Value};
+
+use super::copy::CopyStatement;
+use super::expr::Outputs;
+use super::walk::{placeholder_index, Res, Walker};
+use super::{StatementInfo, StatementKind};
+
+impl<'a> Walker<'a> {
+    /// Walks one top-level statement.
+    pub fn statement(mut self, stmt: &Statement) -> Res<StatementInfo> {
+        let kind = statement_kind(stmt);
+        let (outputs, copy) = self.walk_statement(stmt, kind)?;
+        self.check_params(stmt)?;
+        Ok(StatementInfo {
+            kind,
+            tables: self.tables,
+            columns: self.uses,
+            literals: self.literals,
+            params: self.params,
+            outputs,
+            copy,
+        })
+    }
+
+    fn walk_statement(
+        &mut self,
+        stmt: &Statement,
+        kind: StatementKind,
+    ) -> Res<(Vec<Option<usize>>, Option<super::CopyInfo>)> {
+        let outputs = match stmt {
+            Statement::Query(q) => self.query(q, None, Outputs::Needed)?,
+            Statement::Insert(_)
+            | Statement::Update(_)
+            | Statement::Delete(_)
+            | Statement::Merge(_) => self.dml(stmt, None)?,
+            Statement::Copy {
+                source,
+                to,
+                target,
+                options,
+                legacy_options,
+                ..
+            } => {
+                let copy = self.copy(CopyStatement {
+                    source,
+                    to: *to,
+                    target,
+                    options,
+                    legacy_options,
+                })?;
+                return Ok((Vec::new(), copy));
+            }
+            Statement::CreateView(cv) => {
+                self.add_relations(&cv.name);
+                self.query(&cv.query, None, Outputs::Ignored)?;
+                return Ok((Vec::new(), None));
+            }
+            Statement::CreateTable(ct) => {
+                self.add_relations(&ct.name);
+                if let Some(q) = &ct.query {
+                    self.query(q, None, Outputs::Needed)?;
+                }
+                return Ok((Vec::new(), None));
+            }
+            Statement::Explain { statement, .. } => {
+                let inner = statement_kind(statement);
+                self.walk_statement(statement, inner)?;
+                return Ok((vec![None], None));
+            }
+            Statement::Prepare { statement, .. } => {
+                let inner = statement_kind(statement);
+                self.walk_statement(statement, inner)?;
+                if let Some(p) = self.params.first() {
+                    return Err(self.refuse(
+                        p.column,
+                        "a $n parameter in SQL-level PREPARE (its values arrive in EXECUTE, \
+                         which pgshroud cannot encrypt)",
+                    ));
+                }
+                return Ok((Vec::new(), None));
+            }
+            Statement::Declare { stmts } => {
+                for d in stmts {
+                    if let Some(q) = &d.for_query {
+                        self.query(q, None, Outputs::Needed)?;
+                    }
+                }
+                return Ok((Vec::new(), None));
+            }
+            other if kind == StatementKind::Ddl || is_harmless(other) => {
+                self.add_relations(other);
+                return Ok((Vec::new(), None));
+            }
+            other => {
+                self.refuse_if_protected(other, "this kind of statement")?;
+                return Ok((Vec::new(), None));
+            }
+        };
+        Ok((outputs.cols.iter().map(|c| c.column).collect(), None))
+    }
+
+    /// Lists the tables a statement names, for statements not walked in detail.
+    fn add_relations<V: sqlparser::ast::Visit>(&mut self, node: &V) {
+        let mut found = Vec::new();
+        let _ = sqlparser::ast::visit_relations(node, |name| {
+            if let Some(t) = super::scope::table_name(name) {
+                found.push(t);
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        for (s, t) in found {
+            self.add_table(&s, &t);
+        }
+    }
+
+    /// The same `$n` is encrypted once per Bind, so every occurrence of a protected parameter
+    /// must be a protected site, all with one key context and one shape (value or array).
+    fn check_params(&self, stmt: &Statement) -> Res<()> {
+        for (i, a) in self.param_anchors.iter().enumerate() {
+            for b in &self.param_anchors[i + 1..] {
+                if a.index == b.index
+                    && (a.array != b.array || !self.same_context(a.column, b.column))
+                {
+                    return Err(self.refuse(
+                        a.column,
+                        "using one $n parameter for columns with different key contexts or shapes",
+                    ));
+                }
+            }
+        }
+        let mixed = visit_expressions(stmt, |e| {
+            let Expr::Value(v) = e else {
+                return ControlFlow::Continue(());
+            };
+            let Value::Placeholder(p) = &v.value else {
+                return ControlFlow::Continue(());
+            };
+            let Some(index) = placeholder_index(p) else {
+                return ControlFlow::Continue(());
+            };
+            let mut same_index = self.param_anchors.iter().filter(|a| a.index == index);
+            match same_index.clone().next() {
+                Some(a) if !same_index.any(|a| a.location == v.span.start) => {
+                    ControlFlow::Break(a.column)
+                }
+                _ => ControlFlow::Continue(()),
+            }
+        });
+        match mixed {
+            ControlFlow::Break(id) => Err(self.refuse(
+                id,
+                "using the same $n parameter for it and for a value that is not encrypted",
+            )),
+            ControlFlow::Continue(()) => Ok(()),
+        }
+    }
+}
+
+/// Statements that name tables without reading or writing column values.
+fn is_harmless(stmt: &Statement) -> bool {
+    matches!(
+        stmt,
+        Statement::Set(_)
+            | Statement::ShowVariable { .. }
+            | Statement::StartTransaction { .. }
+            | Statement::Commit { .. }
+            | Statement::Rollback { .. }
+            | Statement::Savepoint { .. }
+            | Statement::ReleaseSavepoint { .. }
+            | Statement::Lock(_)
+            | Statement::LockTables { .. }
+            | Statement::Analyze(_)
+            | Statement::Vacuum(_)
+            | Statement::Discard { .. }
+            | Statement::Deallocate { .. }
+            | Statement::LISTEN { .. }
+            | Statement::UNLISTEN { .. }
+            | Statement::NOTIFY { .. }
+            | Statement::Close { .. }
+            | Statement::Fetch { .. }
+            | Statement::Reset(_)
+    )
+}
+
+/// The kind reported for a statement (a WITH query's kind is its main statement's).
+pub fn statement_kind(stmt: &Statement) -> StatementKind {
+    match stmt {
+        Statement::Query(q) => match &*q.body {
+            SetExpr::Insert(_) => StatementKind::Insert,
+            SetExpr::Update(_) => StatementKind::Update,
+            SetExpr::Delete(_) => StatementKind::Delete,
+            SetExpr::Merge(_) => StatementKind::Merge,
+            _ => StatementKind::Select,
+        },
+        Statement::Insert(_) => StatementKind::Insert,
+        Statement::Update(_) => StatementKind::Update,
+        Statement::Delete(_) => StatementKind::Delete,
+        Statement::Merge(_) => StatementKind::Merge,
+        Statement::Copy { .. } => StatementKind::Copy,
+        s if is_ddl(s) => StatementKind::Ddl,
+        _ => StatementKind::Other,
+    }
+}
+
+fn is_ddl(stmt: &Statement) -> bool {
+    matches!(
+        stmt,
+        Statement::CreateView(_)
+            | Statement::CreateTable(_)
+            | Statement::CreateVirtualTable { .. }
+            | Statement::CreateIndex(_)
+            | Statement::CreateRole(_)
+            | Statement::CreatePolicy(_)
+            | Statement::CreateSchema { .. }
+            | Statement::CreateDatabase { .. }
+            | Statement::CreateFunction(_)
+            | Statement::CreateTrigger(_)
+            | Statement::CreateProcedure { .. }
+            | Statement::CreateSequence { .. }
+            | Statement::CreateDomain(_)
+            | Statement::CreateType { .. }
+            | Statement::CreateExtension(_)
+            | Statement::CreateCollation(_)
+            | Statement::CreateServer(_)
+            | Statement::CreateOperator(_)
+            | Statement::CreateOperatorFamily(_)
+            | Statement::CreateOperatorClass(_)
+            | Statement::CreateTextSearch(_)
+            | Statement::CreateUser(_)
+            | Statement::AlterTable(_)
+            | Statement::AlterSchema(_)
+            | Statement::AlterIndex { .. }
+            | Statement::AlterView { .. }
+            | Statement::AlterFunction(_)
+            | Statement::AlterType(_)
+            | Statement::AlterCollation(_)
+            | Statement::AlterOperator(_)
+            | Statement::AlterOperatorFamily(_)
+            | Statement::AlterOperatorClass(_)
+            | Statement::AlterTextSearch(_)
+            | Statement::AlterRole { .. }
+            | Statement::AlterPolicy(_)
+            | Statement::AlterUser(_)
+            | Statement::Drop { .. }
+            | Statement::DropFunction(_)
+            | Statement::DropDomain(_)
+            | Statement::DropProcedure { .. }
+            | Statement::DropPolicy(_)
+            | Statement::DropTrigger(_)
+            | Statement::DropExtension(_)
+            | Statement::DropOperator(_)
+            | Statement::DropOperatorFamily(_)
+            | Statement::DropOperatorClass(_)
+            | Statement::Truncate(_)
+            | Statement::Comment { .. }
+            | Statement::Grant(_)
+            | Statement::Revoke(_)
+            | Statement::RenameTable(_)
+    )
+}

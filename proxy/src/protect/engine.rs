@@ -1,0 +1,408 @@
+//! The shared, read-only side of protection: the protected columns from the rules file, the
+//! key ring, and the plan cache (analysis plus deterministic literal encryption, once per
+//! statement text and database layout).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use pgshroud_rules::Rules;
+
+use super::catalog::Catalog;
+use super::codec::{self, Ciphers, ColumnSpec, Spec};
+use crate::analyze::{self, Analysis, ColumnId, ProtectedSchema, StatementInfo, Usage};
+use crate::crypto::{KeyContext, KeyRing};
+use crate::pg_error::PgError;
+
+/// SQLSTATE of refusals for operations encryption cannot support.
+pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+
+/// A protected `$n` parameter.
+#[derive(Debug, Clone)]
+pub struct ParamSpec {
+    pub spec: Spec,
+    /// `c = ANY($n)`: the value is an array of the column's values.
+    pub array: bool,
+}
+
+/// What to do with a statement that mentions a protected table.
+#[derive(Debug)]
+pub struct Plan {
+    pub action: PlanAction,
+    /// Protected parameters by position (`$1` is index 0).
+    pub params: Vec<Option<ParamSpec>>,
+    /// Per statement of the text: the analysis (kind, tables, outputs, COPY).
+    pub statements: Vec<StatementInfo>,
+    /// Every protected column the text touches, and how.
+    pub columns: Vec<(Spec, Usage)>,
+    /// The text changes the schema: the catalog must be looked up again afterwards.
+    pub refreshes_catalog: bool,
+}
+
+#[derive(Debug)]
+pub enum PlanAction {
+    /// Send the text as the client wrote it.
+    Forward,
+    /// Send this text instead (protected literals replaced by ciphertext, casts on protected
+    /// parameters removed).
+    Rewrite(String),
+    /// Refused before it reaches PostgreSQL.
+    Refused(PgError),
+}
+
+impl Plan {
+    fn refused(error: PgError) -> Plan {
+        Plan {
+            action: PlanAction::Refused(error),
+            params: Vec::new(),
+            statements: Vec::new(),
+            columns: Vec::new(),
+            refreshes_catalog: false,
+        }
+    }
+
+    /// The protected column behind each output position of statement `index`.
+    pub fn outputs(&self, index: usize) -> Option<&[Option<ColumnId>]> {
+        self.statements.get(index).map(|s| s.outputs.as_slice())
+    }
+}
+
+/// Bound on cached plans; a full cache is simply cleared (plans are cheap to rebuild).
+const PLAN_CACHE_LIMIT: usize = 10_000;
+
+/// The analyser's view of one database: protected columns plus the catalog's column lists.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub schema: ProtectedSchema,
+    pub fingerprint: u64,
+}
+
+pub struct Protection {
+    pub keys: Arc<KeyRing>,
+    pub rules: Arc<Rules>,
+    /// Indexed by the analyser's `ColumnId`.
+    specs: Vec<Spec>,
+    by_name: HashMap<(String, String, String), ColumnId>,
+    tables: Vec<(String, String)>,
+    base: ProtectedSchema,
+    cache: Mutex<HashMap<(u64, String), Arc<Plan>>>,
+    /// Ciphers used while planning (literal encryption), shared by all sessions.
+    planning: Mutex<Ciphers>,
+}
+
+impl std::fmt::Debug for Protection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Protection")
+            .field("tables", &self.tables)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Protection {
+    pub fn new(rules: Rules, keys: Arc<KeyRing>) -> Protection {
+        let mut base = ProtectedSchema::new();
+        let mut specs = Vec::new();
+        let mut by_name = HashMap::new();
+        let mut tables = Vec::new();
+        for table in &rules.tables {
+            let (schema, name) = (table.schema.to_lowercase(), table.name.to_lowercase());
+            if !tables.contains(&(schema.clone(), name.clone())) {
+                tables.push((schema.clone(), name.clone()));
+            }
+            for column in &table.columns {
+                let column_name = column.name.to_lowercase();
+                let context = table.context_of(column);
+                let id = base.protect(&schema, &name, &column_name, &context);
+                debug_assert_eq!(id, specs.len());
+                specs.push(Arc::new(ColumnSpec {
+                    qualified: format!("{schema}.{name}.{column_name}"),
+                    logical: column.logical,
+                    context: KeyContext::new(context),
+                }));
+                by_name.insert((schema.clone(), name.clone(), column_name), id);
+            }
+        }
+        Protection {
+            planning: Mutex::new(Ciphers::new(keys.clone())),
+            keys,
+            rules: Arc::new(rules),
+            specs,
+            by_name,
+            tables,
+            base,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The protected (schema, table) pairs.
+    pub fn tables(&self) -> &[(String, String)] {
+        &self.tables
+    }
+
+    /// The analyser's schema for a database with this catalog.
+    pub fn layout(&self, catalog: &Catalog) -> Layout {
+        let mut schema = self.base.clone();
+        for table in catalog.tables() {
+            let columns = table.columns.iter().map(|c| c.name.clone()).collect();
+            schema.set_table_columns(&table.schema, &table.name, columns);
+        }
+        Layout {
+            schema,
+            fingerprint: catalog.fingerprint(),
+        }
+    }
+
+    /// The pre-filter: `false` means the statement cannot touch a protected table.
+    pub fn mentions_protected(&self, sql: &str) -> bool {
+        self.base.mentions_protected_table(sql)
+    }
+
+    pub fn spec_by_id(&self, id: ColumnId) -> Option<&Spec> {
+        self.specs.get(id)
+    }
+
+    /// The protected column behind a result column, by table OID and attribute number.
+    pub fn spec_for(&self, catalog: &Catalog, table_oid: u32, attnum: i16) -> Option<Spec> {
+        if table_oid == 0 {
+            return None;
+        }
+        let table = catalog.table_by_oid(table_oid)?;
+        let column = table.column(attnum)?;
+        let id = self.by_name.get(&(
+            table.schema.clone(),
+            table.name.clone(),
+            column.name.clone(),
+        ))?;
+        self.specs.get(*id).cloned()
+    }
+
+    /// The plan for a statement, from the cache or built now.
+    pub fn plan(&self, sql: &str, layout: &Layout, catalog: &Catalog) -> Arc<Plan> {
+        let key = (layout.fingerprint, sql.to_owned());
+        if let Some(plan) = self.cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            return plan;
+        }
+        let plan = Arc::new(self.build(sql, layout, catalog));
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= PLAN_CACHE_LIMIT {
+                cache.clear();
+            }
+            cache.insert(key, plan.clone());
+        }
+        plan
+    }
+
+    fn build(&self, sql: &str, layout: &Layout, catalog: &Catalog) -> Plan {
+        let statements = match analyze::analyze(sql, &layout.schema) {
+            Analysis::Refused(r) => return Plan::refused(PgError::error(r.sqlstate, r.message)),
+            Analysis::Untouched { statements } => {
+                return Plan {
+                    action: PlanAction::Forward,
+                    params: Vec::new(),
+                    refreshes_catalog: refreshes_catalog(&statements),
+                    statements,
+                    columns: Vec::new(),
+                }
+            }
+            Analysis::Protected { statements } => statements,
+        };
+        match self.rewrite(sql, statements, catalog) {
+            Ok(plan) => plan,
+            Err(error) => Plan::refused(error),
+        }
+    }
+
+    fn rewrite(
+        &self,
+        sql: &str,
+        statements: Vec<StatementInfo>,
+        catalog: &Catalog,
+    ) -> Result<Plan, PgError> {
+        let mut columns: Vec<(Spec, Usage)> = Vec::new();
+        for statement in &statements {
+            for used in &statement.columns {
+                let spec = self.spec(used.column)?;
+                if used.usage == Usage::Write && !stored_as_bytea(catalog, &spec) {
+                    return Err(PgError::error(
+                        FEATURE_NOT_SUPPORTED,
+                        format!(
+                            "column {} is protected but is not stored as bytea in the database: pgshroud refuses to write plaintext into it",
+                            spec.qualified
+                        ),
+                    )
+                    .with_hint("Change the column's type to bytea (pgshroud stores ciphertext there), or remove it from the rules file."));
+                }
+                if !columns
+                    .iter()
+                    .any(|(s, u)| Arc::ptr_eq(s, &spec) && *u == used.usage)
+                {
+                    columns.push((spec, used.usage));
+                }
+            }
+        }
+
+        // Splice replacements in source order; the rest of the text stays byte for byte.
+        let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::new();
+        let mut params: Vec<Option<ParamSpec>> = Vec::new();
+        for statement in &statements {
+            for literal in &statement.literals {
+                let spec = self.spec(literal.column)?;
+                let sealed = self.seal_literal(&spec, literal.value.as_deref())?;
+                edits.push((literal.span.clone(), sealed));
+            }
+            for param in &statement.params {
+                let spec = self.spec(param.column)?;
+                if params.len() <= param.index {
+                    params.resize(param.index + 1, None);
+                }
+                if let Some(existing) = &params[param.index] {
+                    if !Arc::ptr_eq(&existing.spec, &spec) || existing.array != param.array {
+                        return Err(PgError::error(
+                            FEATURE_NOT_SUPPORTED,
+                            format!(
+                                "parameter ${} is used for protected column {} and elsewhere; use a separate parameter for each use",
+                                param.index + 1,
+                                spec.qualified
+                            ),
+                        ));
+                    }
+                }
+                params[param.index] = Some(ParamSpec {
+                    spec,
+                    array: param.array,
+                });
+                edits.push((param.span.clone(), format!("${}", param.index + 1)));
+            }
+        }
+        edits.sort_by_key(|(span, _)| span.start);
+        let action = if edits.is_empty() {
+            PlanAction::Forward
+        } else {
+            PlanAction::Rewrite(splice(sql, &edits)?)
+        };
+        Ok(Plan {
+            action,
+            params,
+            refreshes_catalog: refreshes_catalog(&statements),
+            statements,
+            columns,
+        })
+    }
+
+    fn spec(&self, id: ColumnId) -> Result<Spec, PgError> {
+        self.specs
+            .get(id)
+            .cloned()
+            .ok_or_else(|| PgError::error("XX000", "internal error: unknown protected column"))
+    }
+
+    fn seal_literal(&self, spec: &ColumnSpec, value: Option<&str>) -> Result<String, PgError> {
+        let mut ciphers = self
+            .planning
+            .lock()
+            .map_err(|_| PgError::error("XX000", "internal error: planning lock poisoned"))?;
+        codec::sealed_literal(spec, ciphers.get(&spec.context), value)
+    }
+
+    /// Protected columns whose storage type is not `bytea`, or that do not exist.
+    pub fn storage_problems(&self, catalog: &Catalog) -> Vec<String> {
+        let mut problems = Vec::new();
+        for spec in &self.specs {
+            let Some((schema, table, column)) = split_qualified(&spec.qualified) else {
+                continue;
+            };
+            let Some(t) = catalog.table(schema, table) else {
+                continue;
+            };
+            match t.columns.iter().find(|c| c.name == column) {
+                None => problems.push(format!(
+                    "protected column {} does not exist in the database",
+                    spec.qualified
+                )),
+                Some(c) if c.type_name != "bytea" => problems.push(format!(
+                    "protected column {} is {} in the database, not bytea: writes to it are refused",
+                    spec.qualified, c.type_name
+                )),
+                Some(_) => {}
+            }
+        }
+        problems
+    }
+}
+
+fn refreshes_catalog(statements: &[StatementInfo]) -> bool {
+    statements
+        .iter()
+        .any(|s| s.kind == analyze::StatementKind::Ddl)
+}
+
+fn split_qualified(qualified: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = qualified.splitn(3, '.');
+    Some((parts.next()?, parts.next()?, parts.next()?))
+}
+
+/// Whether the database stores this protected column as `bytea` (writes need that).
+fn stored_as_bytea(catalog: &Catalog, spec: &ColumnSpec) -> bool {
+    let Some((schema, table, column)) = split_qualified(&spec.qualified) else {
+        return false;
+    };
+    match catalog.table(schema, table) {
+        // A table the catalog does not know yet (created in this session): the server
+        // itself rejects a bytea literal for a non-bytea column.
+        None => true,
+        Some(t) => t
+            .columns
+            .iter()
+            .find(|c| c.name == column)
+            .is_none_or(|c| c.type_name == "bytea"),
+    }
+}
+
+/// Applies sorted, non-overlapping byte-range replacements.
+fn splice(sql: &str, edits: &[(std::ops::Range<usize>, String)]) -> Result<String, PgError> {
+    let mut out = String::with_capacity(sql.len() + edits.len() * 64);
+    let mut at = 0;
+    for (span, replacement) in edits {
+        let piece = sql.get(at..span.start).filter(|_| span.start <= span.end);
+        let Some(piece) = piece else {
+            return Err(PgError::error(
+                FEATURE_NOT_SUPPORTED,
+                "pgshroud could not locate a protected value in the statement text",
+            ));
+        };
+        out.push_str(piece);
+        out.push_str(replacement);
+        at = span.end;
+    }
+    let rest = sql.get(at..).ok_or_else(|| {
+        PgError::error(
+            FEATURE_NOT_SUPPORTED,
+            "pgshroud could not locate a protected value in the statement text",
+        )
+    })?;
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splice_replaces_ranges_and_keeps_the_rest() {
+        let sql = "SELECT 'ü' WHERE a = 'x' AND b = $1::text";
+        let a = sql.find("'x'").unwrap();
+        let b = sql.find("$1::text").unwrap();
+        let out = splice(
+            sql,
+            &[(a..a + 3, "'\\x01'::bytea".into()), (b..b + 8, "$1".into())],
+        )
+        .unwrap();
+        assert_eq!(out, "SELECT 'ü' WHERE a = '\\x01'::bytea AND b = $1");
+    }
+
+    #[test]
+    fn splice_refuses_overlapping_or_misplaced_ranges() {
+        assert!(splice("abc", &[(1..2, "x".into()), (0..1, "y".into())]).is_err());
+        assert!(splice("ü", &[(1..2, "x".into())]).is_err());
+    }
+}

@@ -1,0 +1,727 @@
+//! One session's protected-column state, shared by both relay directions: which statement
+//! and portal carries which protected parameters and result columns, and the queue of
+//! requests the server has yet to answer (so every `DataRow` is read with the right shape,
+//! and the proxy's own injected messages are answered to the proxy, not the client).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use bytes::BytesMut;
+
+use super::catalog::{self, Catalog};
+use super::codec::{self, Ciphers, Spec};
+use super::copy::CopyStream;
+use super::engine::{Layout, ParamSpec, Plan, PlanAction, Protection};
+use super::refusal;
+use super::wire::{self, Bind, Format, Parse};
+use crate::analyze::{CopyDirection, CopyInfo};
+use crate::intercept::Verdict;
+use crate::pg_error::PgError;
+use crate::protocol::frame::message;
+use crate::protocol::types::{backend, frontend};
+
+/// Protected result columns of a statement, by output position.
+pub type RowPlan = Arc<Vec<Option<Spec>>>;
+
+/// A prepared statement the client created.
+#[derive(Debug, Default)]
+struct PreparedInfo {
+    plan: Option<Arc<Plan>>,
+    rows: Option<RowPlan>,
+    /// Parameter type OIDs as the client declared them in `Parse` (0: unspecified).
+    declared: Vec<u32>,
+}
+
+impl PreparedInfo {
+    fn params(&self) -> &[Option<ParamSpec>] {
+        self.plan
+            .as_deref()
+            .map(|p| p.params.as_slice())
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct PortalInfo {
+    statement: String,
+    result_formats: Vec<i16>,
+}
+
+/// A request the server will answer, in wire order.
+#[derive(Debug)]
+enum Expect {
+    ParseComplete {
+        ours: bool,
+    },
+    BindComplete {
+        ours: bool,
+    },
+    CloseComplete,
+    DescribeStatement {
+        name: String,
+        ours: bool,
+    },
+    DescribePortal {
+        name: String,
+    },
+    Execute {
+        portal: String,
+    },
+    /// Our injected Execute of a raising statement: its error goes to the client.
+    Refusal,
+    /// A simple query; `statement` counts the statements of its text already answered.
+    Query {
+        plan: Option<Arc<Plan>>,
+        statement: usize,
+    },
+    Sync,
+    /// Our own catalog look-up (after DDL): every answer is ours up to its ReadyForQuery.
+    CatalogLookup,
+}
+
+/// The result rows arriving now: which columns to decrypt, in which formats.
+#[derive(Debug, Clone)]
+struct Shape {
+    plan: RowPlan,
+    formats: Vec<i16>,
+}
+
+pub struct ProtectedSession {
+    shared: Arc<Protection>,
+    pub catalog: Catalog,
+    layout: Layout,
+    ciphers: Ciphers,
+    statements: HashMap<String, PreparedInfo>,
+    portals: HashMap<String, PortalInfo>,
+    pending: VecDeque<Expect>,
+    shape: Option<Shape>,
+    /// After a value failed to decrypt: drop the rest of the results up to ReadyForQuery.
+    discarding: bool,
+    /// An extended-protocol statement changed the schema: look the catalog up after Sync.
+    refresh_at_sync: bool,
+    /// Rows of the catalog look-up in flight.
+    lookup_rows: Vec<Vec<Option<String>>>,
+    lookup_failed: bool,
+    /// COPY of a protected table in progress.
+    copy: Option<CopyStream>,
+}
+
+impl ProtectedSession {
+    pub fn new(shared: Arc<Protection>, catalog: Catalog) -> Self {
+        let ciphers = Ciphers::new(shared.keys.clone());
+        let layout = shared.layout(&catalog);
+        ProtectedSession {
+            shared,
+            catalog,
+            layout,
+            ciphers,
+            statements: HashMap::new(),
+            portals: HashMap::new(),
+            pending: VecDeque::new(),
+            shape: None,
+            discarding: false,
+            refresh_at_sync: false,
+            lookup_rows: Vec::new(),
+            lookup_failed: false,
+            copy: None,
+        }
+    }
+
+    // ---- client -> server ----
+
+    /// Handles one whole client message.
+    pub fn client_message(&mut self, frame: &[u8]) -> Verdict {
+        match frame[0] {
+            frontend::QUERY => self.query(frame),
+            frontend::PARSE => self.parse(frame),
+            frontend::BIND => self.bind(frame),
+            frontend::DESCRIBE => {
+                let kind = frame.get(5).copied().unwrap_or(b'S');
+                let name = cstr(frame.get(6..).unwrap_or_default());
+                self.pending.push_back(match kind {
+                    b'S' => Expect::DescribeStatement { name, ours: false },
+                    _ => Expect::DescribePortal { name },
+                });
+                Verdict::Forward
+            }
+            frontend::EXECUTE => {
+                let portal = cstr(frame.get(5..).unwrap_or_default());
+                self.pending.push_back(Expect::Execute { portal });
+                Verdict::Forward
+            }
+            frontend::CLOSE => {
+                let kind = frame.get(5).copied().unwrap_or(b'S');
+                let name = cstr(frame.get(6..).unwrap_or_default());
+                if kind == b'S' {
+                    self.statements.remove(&name);
+                } else {
+                    self.portals.remove(&name);
+                }
+                self.pending.push_back(Expect::CloseComplete);
+                Verdict::Forward
+            }
+            frontend::SYNC => {
+                self.pending.push_back(Expect::Sync);
+                if std::mem::take(&mut self.refresh_at_sync) {
+                    let mut out = BytesMut::from(frame);
+                    out.extend_from_slice(&self.lookup_message());
+                    return Verdict::Replace(out);
+                }
+                Verdict::Forward
+            }
+            frontend::FUNCTION_CALL => {
+                self.pending.push_back(Expect::Sync);
+                Verdict::Forward
+            }
+            frontend::COPY_DATA | frontend::COPY_DONE | frontend::COPY_FAIL => {
+                self.copy_from_client(frame)
+            }
+            _ => Verdict::Forward,
+        }
+    }
+
+    fn plan(&self, sql: &str) -> Arc<Plan> {
+        self.shared.plan(sql, &self.layout, &self.catalog)
+    }
+
+    /// Our catalog look-up, queued behind the client's messages.
+    fn lookup_message(&mut self) -> BytesMut {
+        self.pending.push_back(Expect::CatalogLookup);
+        let mut sql = catalog::lookup_query(self.shared.tables()).into_bytes();
+        sql.push(0);
+        message(b'Q', &sql)
+    }
+
+    fn query(&mut self, frame: &[u8]) -> Verdict {
+        let sql = cstr(frame.get(5..).unwrap_or_default());
+        if !self.shared.mentions_protected(&sql) {
+            self.pending.push_back(Expect::Query {
+                plan: None,
+                statement: 0,
+            });
+            return Verdict::Forward;
+        }
+        let plan = self.plan(&sql);
+        self.pending.push_back(Expect::Query {
+            plan: Some(plan.clone()),
+            statement: 0,
+        });
+        let mut out = match &plan.action {
+            PlanAction::Refused(error) => return Verdict::Replace(refusal::refused_query(error)),
+            PlanAction::Forward => BytesMut::from(frame),
+            PlanAction::Rewrite(sql) => {
+                let mut body = sql.clone().into_bytes();
+                body.push(0);
+                message(b'Q', &body)
+            }
+        };
+        if plan.refreshes_catalog {
+            out.extend_from_slice(&self.lookup_message());
+        }
+        Verdict::Replace(out)
+    }
+
+    fn parse(&mut self, frame: &[u8]) -> Verdict {
+        let Ok(mut parse) = Parse::read(frame) else {
+            self.pending
+                .push_back(Expect::ParseComplete { ours: false });
+            return Verdict::Forward;
+        };
+        self.statements.remove(&parse.name);
+        if !self.shared.mentions_protected(&parse.query) {
+            self.pending
+                .push_back(Expect::ParseComplete { ours: false });
+            self.statements.insert(parse.name, PreparedInfo::default());
+            return Verdict::Forward;
+        }
+        let plan = self.plan(&parse.query);
+        if let PlanAction::Refused(error) = &plan.action {
+            return self.refuse_extended(error);
+        }
+        if plan.refreshes_catalog {
+            self.refresh_at_sync = true;
+        }
+        // Protected parameters take the server's own type (bytea); the client is told the
+        // logical type in ParameterDescription.
+        let declared = parse.param_types.clone();
+        for (i, param) in plan.params.iter().enumerate() {
+            if param.is_some() {
+                if let Some(t) = parse.param_types.get_mut(i) {
+                    *t = 0;
+                }
+            }
+        }
+        if let PlanAction::Rewrite(sql) = &plan.action {
+            parse.query = sql.clone();
+        }
+        self.statements.insert(
+            parse.name.clone(),
+            PreparedInfo {
+                plan: Some(plan),
+                rows: None,
+                declared,
+            },
+        );
+        self.pending
+            .push_back(Expect::ParseComplete { ours: false });
+        self.describe_ours(parse.name.clone(), parse.write())
+    }
+
+    /// Follows a Parse with our own Describe, so the result shape is known even for clients
+    /// that never describe (their Execute's rows must still be decrypted).
+    fn describe_ours(&mut self, name: String, parse: BytesMut) -> Verdict {
+        let mut out = parse;
+        let mut body = vec![b'S'];
+        body.extend_from_slice(name.as_bytes());
+        body.push(0);
+        out.extend_from_slice(&message(b'D', &body));
+        self.pending
+            .push_back(Expect::DescribeStatement { name, ours: true });
+        Verdict::Replace(out)
+    }
+
+    fn refuse_extended(&mut self, error: &PgError) -> Verdict {
+        self.pending.push_back(Expect::ParseComplete { ours: true });
+        self.pending.push_back(Expect::BindComplete { ours: true });
+        self.pending.push_back(Expect::Refusal);
+        Verdict::Replace(refusal::refused_extended(error))
+    }
+
+    fn bind(&mut self, frame: &[u8]) -> Verdict {
+        let Ok(mut bind) = Bind::read(frame) else {
+            self.pending.push_back(Expect::BindComplete { ours: false });
+            return Verdict::Forward;
+        };
+        self.portals.insert(
+            bind.portal.clone(),
+            PortalInfo {
+                statement: bind.statement.clone(),
+                result_formats: bind.result_formats.clone(),
+            },
+        );
+        let params: Vec<(usize, ParamSpec, u32)> = match self.statements.get(&bind.statement) {
+            Some(info) => info
+                .params()
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| {
+                    let declared = info.declared.get(i).copied().unwrap_or(0);
+                    s.clone().map(|s| (i, s, declared))
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        if params.is_empty() {
+            self.pending.push_back(Expect::BindComplete { ours: false });
+            return Verdict::Forward;
+        }
+        bind.expand_param_formats();
+        for (i, param, declared) in params {
+            let format = bind.param_format(i);
+            let Some(slot) = bind.params.get_mut(i) else {
+                continue;
+            };
+            if let Some(value) = slot.as_ref() {
+                let cipher = self.ciphers.get(&param.spec.context);
+                let sealed = if param.array {
+                    codec::seal_array(&param.spec, cipher, format, value)
+                } else {
+                    codec::seal_declared(&param.spec, cipher, format, declared, value)
+                };
+                match sealed {
+                    Ok(sealed) => *slot = Some(sealed),
+                    Err(error) => {
+                        self.portals.remove(&bind.portal);
+                        return self.refuse_extended(&error);
+                    }
+                }
+            }
+            if let Some(f) = bind.param_formats.get_mut(i) {
+                *f = Format::Binary.code();
+            }
+        }
+        self.pending.push_back(Expect::BindComplete { ours: false });
+        Verdict::Replace(bind.write())
+    }
+
+    /// Client COPY data for a protected table: protected fields are encrypted.
+    fn copy_from_client(&mut self, frame: &[u8]) -> Verdict {
+        let Some(copy) = self
+            .copy
+            .as_mut()
+            .filter(|c| c.direction == CopyDirection::From)
+        else {
+            return Verdict::Forward;
+        };
+        if copy.failed {
+            // Already aborted with CopyFail: the rest of the client's data goes nowhere.
+            if frame[0] != frontend::COPY_DATA {
+                self.copy = None;
+            }
+            return Verdict::Drop;
+        }
+        let result = match frame[0] {
+            frontend::COPY_DATA => copy.feed(frame.get(5..).unwrap_or_default(), &mut self.ciphers),
+            frontend::COPY_DONE => copy.finish(&mut self.ciphers),
+            _ => {
+                self.copy = None;
+                return Verdict::Forward;
+            }
+        };
+        match result {
+            Ok(out) => {
+                let mut bytes = BytesMut::new();
+                if !out.is_empty() {
+                    bytes.extend_from_slice(&message(frontend::COPY_DATA, &out));
+                }
+                if frame[0] == frontend::COPY_DONE {
+                    self.copy = None;
+                    bytes.extend_from_slice(frame);
+                }
+                Verdict::Replace(bytes)
+            }
+            Err(error) => {
+                // Abort the COPY: the server answers CopyFail with an error carrying our
+                // message; the client's remaining COPY messages are dropped.
+                copy.failed = true;
+                let mut body = error.message.clone().into_bytes();
+                body.push(0);
+                Verdict::Replace(message(frontend::COPY_FAIL, &body))
+            }
+        }
+    }
+
+    // ---- server -> client ----
+
+    /// Handles one whole server message.
+    pub fn server_message(&mut self, frame: &[u8]) -> Verdict {
+        let kind = frame[0];
+        if matches!(self.pending.front(), Some(Expect::CatalogLookup)) {
+            return self.lookup_answer(frame);
+        }
+        if self.discarding && kind != backend::READY_FOR_QUERY {
+            return Verdict::Drop;
+        }
+        match kind {
+            backend::PARSE_COMPLETE | backend::BIND_COMPLETE => match self.pending.pop_front() {
+                Some(
+                    Expect::ParseComplete { ours: true } | Expect::BindComplete { ours: true },
+                ) => Verdict::Drop,
+                _ => Verdict::Forward,
+            },
+            backend::CLOSE_COMPLETE => {
+                self.pending.pop_front();
+                Verdict::Forward
+            }
+            backend::PARAMETER_DESCRIPTION => self.parameter_description(frame),
+            backend::ROW_DESCRIPTION => self.row_description(frame),
+            backend::NO_DATA => match self.pending.pop_front() {
+                Some(Expect::DescribeStatement { ours: true, .. }) => Verdict::Drop,
+                _ => Verdict::Forward,
+            },
+            backend::DATA_ROW => self.data_row(frame),
+            backend::COPY_IN_RESPONSE
+            | backend::COPY_OUT_RESPONSE
+            | backend::COPY_BOTH_RESPONSE => {
+                self.copy_starts(kind);
+                Verdict::Forward
+            }
+            backend::COPY_DATA => self.copy_to_client(frame),
+            backend::COPY_DONE => Verdict::Forward,
+            backend::COMMAND_COMPLETE | backend::EMPTY_QUERY | backend::PORTAL_SUSPENDED => {
+                self.shape = None;
+                self.copy = None;
+                match self.pending.front_mut() {
+                    Some(Expect::Execute { .. }) => {
+                        self.pending.pop_front();
+                    }
+                    Some(Expect::Query { statement, .. }) => *statement += 1,
+                    _ => {}
+                }
+                Verdict::Forward
+            }
+            backend::ERROR_RESPONSE => {
+                self.shape = None;
+                self.copy = None;
+                if !matches!(self.pending.front(), Some(Expect::Query { .. })) {
+                    // Extended protocol: the server skips to Sync.
+                    while let Some(e) = self.pending.front() {
+                        if matches!(e, Expect::Sync) {
+                            break;
+                        }
+                        self.pending.pop_front();
+                    }
+                }
+                Verdict::Forward
+            }
+            backend::READY_FOR_QUERY => {
+                self.discarding = false;
+                self.shape = None;
+                self.copy = None;
+                while let Some(e) = self.pending.pop_front() {
+                    if matches!(e, Expect::Sync | Expect::Query { .. }) {
+                        break;
+                    }
+                }
+                if matches!(self.pending.front(), Some(Expect::CatalogLookup)) {
+                    // Our catalog look-up follows: the client may send its next statement
+                    // only once the new catalog is in place, so it gets the look-up's
+                    // ReadyForQuery (same transaction status) instead of this one.
+                    return Verdict::Drop;
+                }
+                Verdict::Forward
+            }
+            _ => Verdict::Forward,
+        }
+    }
+
+    /// Answers to our own catalog look-up; asynchronous messages still reach the client.
+    fn lookup_answer(&mut self, frame: &[u8]) -> Verdict {
+        match frame[0] {
+            backend::DATA_ROW => self.lookup_rows.push(catalog::data_row_text(frame)),
+            backend::ERROR_RESPONSE => self.lookup_failed = true,
+            backend::READY_FOR_QUERY => {
+                self.pending.pop_front();
+                let rows = std::mem::take(&mut self.lookup_rows);
+                if !std::mem::take(&mut self.lookup_failed) {
+                    self.catalog = Catalog::from_rows(rows);
+                    self.layout = self.shared.layout(&self.catalog);
+                    for problem in self.shared.storage_problems(&self.catalog) {
+                        tracing::warn!("{problem}");
+                    }
+                }
+                // Stands in for the ReadyForQuery held back from the statement before.
+                return Verdict::Forward;
+            }
+            backend::NOTICE_RESPONSE
+            | backend::NOTIFICATION_RESPONSE
+            | backend::PARAMETER_STATUS => return Verdict::Forward,
+            _ => {}
+        }
+        Verdict::Drop
+    }
+
+    /// The plan of the statement whose answers arrive now.
+    fn current_plan(&self) -> Option<(Arc<Plan>, usize)> {
+        match self.pending.front()? {
+            Expect::Query { plan, statement } => Some((plan.clone()?, *statement)),
+            Expect::Execute { portal } => {
+                let portal = self.portals.get(portal)?;
+                Some((self.statements.get(&portal.statement)?.plan.clone()?, 0))
+            }
+            _ => None,
+        }
+    }
+
+    fn parameter_description(&mut self, frame: &[u8]) -> Verdict {
+        let Some(Expect::DescribeStatement { name, ours }) = self.pending.front() else {
+            return Verdict::Forward;
+        };
+        if *ours {
+            return Verdict::Drop;
+        }
+        let protected: Vec<Option<ParamSpec>> = self
+            .statements
+            .get(name)
+            .map(|s| s.params().to_vec())
+            .unwrap_or_default();
+        if protected.iter().all(Option::is_none) {
+            return Verdict::Forward;
+        }
+        let Ok(mut types) = wire::read_parameter_description(frame) else {
+            return Verdict::Forward;
+        };
+        for (t, param) in types.iter_mut().zip(&protected) {
+            if let Some(param) = param {
+                *t = if param.array {
+                    param.spec.logical.array_oid()
+                } else {
+                    param.spec.logical.oid()
+                };
+            }
+        }
+        Verdict::Replace(wire::write_parameter_description(&types))
+    }
+
+    /// The protected column behind each field: by table OID and attribute number, or for
+    /// expressions and set operations (no origin) by the analysis of the statement.
+    fn row_plan(&self, fields: &[wire::Field], plan: Option<(&Plan, usize)>) -> RowPlan {
+        let outputs = plan.and_then(|(p, i)| p.outputs(i));
+        let specs = fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                if f.table_oid != 0 {
+                    return self.shared.spec_for(&self.catalog, f.table_oid, f.attnum);
+                }
+                let id = outputs?.get(i).copied().flatten()?;
+                self.shared.spec_by_id(id).cloned()
+            })
+            .collect();
+        Arc::new(specs)
+    }
+
+    fn row_description(&mut self, frame: &[u8]) -> Verdict {
+        let Ok(mut fields) = wire::read_row_description(frame) else {
+            return Verdict::Forward;
+        };
+        let (plan, ours) = match self.pending.front() {
+            Some(Expect::DescribeStatement { name, ours }) => {
+                let p = self.statements.get(name).and_then(|s| s.plan.clone());
+                (p.map(|p| (p, 0)), *ours)
+            }
+            Some(Expect::DescribePortal { name }) => {
+                let p = self
+                    .portals
+                    .get(name)
+                    .and_then(|portal| self.statements.get(&portal.statement))
+                    .and_then(|s| s.plan.clone());
+                (p.map(|p| (p, 0)), false)
+            }
+            _ => (self.current_plan(), false),
+        };
+        let rows = self.row_plan(&fields, plan.as_ref().map(|(p, i)| (&**p, *i)));
+        let protected = rows.iter().any(Option::is_some);
+        for (field, spec) in fields.iter_mut().zip(rows.iter()) {
+            if let Some(spec) = spec {
+                field.type_oid = spec.logical.oid();
+                field.type_len = spec.logical.type_len();
+                field.type_mod = -1;
+            }
+        }
+        match self.pending.front() {
+            Some(Expect::DescribeStatement { name, .. }) => {
+                if let Some(s) = self.statements.get_mut(name) {
+                    s.rows = Some(rows);
+                }
+                self.pending.pop_front();
+            }
+            Some(Expect::DescribePortal { .. }) => {
+                self.pending.pop_front();
+            }
+            _ => {
+                // A simple query's result (always text format) follows right away.
+                self.shape = Some(Shape {
+                    plan: rows,
+                    formats: Vec::new(),
+                });
+            }
+        }
+        if ours {
+            Verdict::Drop
+        } else if protected {
+            Verdict::Replace(wire::write_row_description(&fields))
+        } else {
+            Verdict::Forward
+        }
+    }
+
+    fn current_shape(&mut self) -> Option<Shape> {
+        if let Some(shape) = &self.shape {
+            return Some(shape.clone());
+        }
+        let Some(Expect::Execute { portal }) = self.pending.front() else {
+            return None;
+        };
+        let portal = self.portals.get(portal)?;
+        let plan = self.statements.get(&portal.statement)?.rows.clone()?;
+        let shape = Shape {
+            plan,
+            formats: portal.result_formats.clone(),
+        };
+        self.shape = Some(shape.clone());
+        Some(shape)
+    }
+
+    fn data_row(&mut self, frame: &[u8]) -> Verdict {
+        let Some(shape) = self.current_shape() else {
+            return Verdict::Forward;
+        };
+        if shape.plan.iter().all(Option::is_none) {
+            return Verdict::Forward;
+        }
+        let Ok(mut values) = wire::read_data_row(frame) else {
+            return Verdict::Forward;
+        };
+        for (i, (value, spec)) in values.iter_mut().zip(shape.plan.iter()).enumerate() {
+            let (Some(spec), Some(stored)) = (spec, value.as_ref()) else {
+                continue;
+            };
+            let format = wire::format_of(&shape.formats, i);
+            let cipher = self.ciphers.get(&spec.context);
+            match codec::open(spec, cipher, format, stored, format) {
+                Ok(plain) => *value = Some(plain),
+                Err(error) => return self.fail_results(error),
+            }
+        }
+        Verdict::Replace(wire::write_data_row(&values))
+    }
+
+    /// A stored value did not decrypt: the client gets the error in place of the row, and
+    /// the rest of the results (as after any error) is dropped up to ReadyForQuery.
+    fn fail_results(&mut self, error: PgError) -> Verdict {
+        self.discarding = true;
+        self.copy = None;
+        Verdict::Replace(error.to_bytes())
+    }
+
+    /// The server starts a COPY: if it is a protected table's, rewrite its data.
+    fn copy_starts(&mut self, kind: u8) {
+        self.copy = None;
+        let Some((plan, index)) = self.current_plan() else {
+            return;
+        };
+        let Some(info) = plan.statements.get(index).and_then(|s| s.copy.clone()) else {
+            return;
+        };
+        let direction = if kind == backend::COPY_IN_RESPONSE {
+            CopyDirection::From
+        } else {
+            CopyDirection::To
+        };
+        self.copy = self.copy_stream(&info, direction);
+    }
+
+    fn copy_stream(&self, info: &CopyInfo, direction: CopyDirection) -> Option<CopyStream> {
+        let specs: Vec<Option<Spec>> = info
+            .columns
+            .iter()
+            .map(|c| c.and_then(|id| self.shared.spec_by_id(id).cloned()))
+            .collect();
+        if specs.iter().all(Option::is_none) {
+            return None;
+        }
+        Some(CopyStream::new(direction, &info.options, specs))
+    }
+
+    /// Server COPY data of a protected table: protected fields are decrypted.
+    fn copy_to_client(&mut self, frame: &[u8]) -> Verdict {
+        let Some(copy) = self
+            .copy
+            .as_mut()
+            .filter(|c| c.direction == CopyDirection::To)
+        else {
+            return Verdict::Forward;
+        };
+        match copy.feed(frame.get(5..).unwrap_or_default(), &mut self.ciphers) {
+            Ok(out) if out.is_empty() => Verdict::Drop,
+            Ok(out) => Verdict::Replace(message(backend::COPY_DATA, &out)),
+            Err(error) => self.fail_results(error),
+        }
+    }
+}
+
+impl std::fmt::Debug for ProtectedSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProtectedSession")
+            .field("statements", &self.statements.len())
+            .field("portals", &self.portals.len())
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn cstr(buf: &[u8]) -> String {
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
