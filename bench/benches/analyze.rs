@@ -1,0 +1,57 @@
+//! Statement path: the pre-filter (substring scan for protected table names), the full
+//! analysis of a typical statement (parse + resolve, uncached), and the plan cache hit a
+//! repeated statement takes.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use pgshroud::analyze::{analyze, ProtectedSchema};
+use pgshroud::protect::catalog::Catalog;
+use pgshroud_bench::fixture::{protection, INSERT_SQL, LOOKUP_SQL, PGBENCH_SELECT};
+
+fn schema() -> ProtectedSchema {
+    let mut schema = ProtectedSchema::new();
+    schema.protect("public", "customers", "email", "public.customers.email");
+    schema.protect("public", "customers", "age", "public.customers.age");
+    schema
+}
+
+fn prefilter(c: &mut Criterion) {
+    let schema = schema();
+    let mut group = c.benchmark_group("prefilter");
+    group.bench_function("miss_pgbench_select", |b| {
+        b.iter(|| schema.mentions_protected_table(black_box(PGBENCH_SELECT)))
+    });
+    group.bench_function("hit_lookup", |b| {
+        b.iter(|| schema.mentions_protected_table(black_box(LOOKUP_SQL)))
+    });
+    group.finish();
+}
+
+fn analysis(c: &mut Criterion) {
+    let schema = schema();
+    let mut group = c.benchmark_group("analyze");
+    group.bench_function("uncached/lookup", |b| {
+        b.iter(|| analyze(black_box(LOOKUP_SQL), &schema))
+    });
+    group.bench_function("uncached/insert", |b| {
+        b.iter(|| analyze(black_box(INSERT_SQL), &schema))
+    });
+    group.finish();
+}
+
+fn plan_cache(c: &mut Criterion) {
+    let protection = protection();
+    let catalog = Catalog::default();
+    let layout = protection.layout(&catalog);
+    let mut group = c.benchmark_group("plan");
+    // First call builds (analysis + literal encryption); every later one is a cache hit.
+    protection.plan(LOOKUP_SQL, &layout, &catalog);
+    group.bench_function("cached/lookup", |b| {
+        b.iter(|| protection.plan(black_box(LOOKUP_SQL), &layout, &catalog))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, prefilter, analysis, plan_cache);
+criterion_main!(benches);
