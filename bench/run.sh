@@ -162,7 +162,8 @@ name = "public.customers"
 EOF
 # pgbench cannot build strings, so an "email" is the 19-digit number 10^18 + i (as text).
 EMAIL_BASE=1000000000000000000
-awk -v n="$CUSTOMERS" -v base="$EMAIL_BASE" 'BEGIN { for (i = 1; i <= n; i++) printf "%d\t%d\tCustomer %d\n", base + i, 18 + i % 70, i }' > "$WORK/customers.tsv"
+# (Printed as "1" and 18 zero-padded digits: awk's integers may be 32-bit.)
+awk -v n="$CUSTOMERS" 'BEGIN { for (i = 1; i <= n; i++) printf "1%018d\t%d\tCustomer %d\n", i, 18 + i % 70, i }' > "$WORK/customers.tsv"
 psql -p "$PG_PORT" -qAtX -v ON_ERROR_STOP=1 -c "\\copy plain_customers (email, age, name) FROM '$WORK/customers.tsv'"
 
 # Scripts: a point lookup by email and an insert (the transaction), per table.
@@ -214,8 +215,7 @@ wait_port "$PASS_PORT"; wait_port "$ENC_PORT"
 
 log "load $CUSTOMERS customers through pgshroud (COPY, encrypted on the way)"
 psql -p "$ENC_PORT" -qAtX -v ON_ERROR_STOP=1 -c "\\copy customers (email, age, name) FROM '$WORK/customers.tsv'"
-psql -p "$PG_PORT" -qAtX -v ON_ERROR_STOP=1 -c "VACUUM ANALYZE" -c "CHECKPOINT" 2>/dev/null || \
-    psql -p "$PG_PORT" -qAtX -c "VACUUM ANALYZE"
+DB=bench psql_admin -c "VACUUM ANALYZE" -c "CHECKPOINT"
 # Sanity: the encrypted lookup finds its row through pgshroud, and the stored value is not
 # the plaintext.
 found=$(psql -p "$ENC_PORT" -qAtX -c "SELECT age FROM customers WHERE email = '$((EMAIL_BASE + 7))'")
@@ -304,7 +304,7 @@ fi
 # 9. The report.
 versions() {
     echo "- pgshroud: $(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet HEAD -- proxy rules bench || echo ' (with uncommitted changes)'), $(rustc --version)"
-    echo "- PostgreSQL: $("$PG_BIN/postgres" --version | sed 's/^postgres //')"
+    echo "- PostgreSQL: $("$PG_BIN/postgres" --version | sed 's/^postgres (PostgreSQL) //')"
     echo "- PgBouncer: $("$PGBOUNCER" --version | head -1)"
     echo "- pgbench: $(pgbench --version)"
 }
