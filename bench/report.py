@@ -17,6 +17,7 @@ TARGET_NAMES = {
     "pgbouncer": "PgBouncer",
     "pgshroud": "pgshroud",
     "pgshroud-enc": "pgshroud (rules)",
+    "pgshroud-variant": "pgshroud variant",
 }
 PASS_TARGET_SCENARIOS = ["select-simple-c16", "select-extended-c16", "select-prepared-c16"]
 
@@ -83,6 +84,7 @@ def main():
     for name in ["raw", "idle", "out", "command", "machine", "versions", "duration", "rounds",
                  "scale", "customers", "load"]:
         p.add_argument("--" + name, required=True)
+    p.add_argument("--variant", default="")
     a = p.parse_args()
     runs, order = load_raw(a.raw)
     lines = []
@@ -106,6 +108,8 @@ def main():
       "loaded by COPY through pgshroud) and `plain_customers` (same rows, plaintext). Script: a "
       "point lookup by email (`WHERE email = :id`, indexed) and an insert of both columns, "
       "`-M prepared`. pgbench cannot build strings, so emails are 19-digit numbers as text.")
+    if a.variant.strip():
+        w(f"- pgshroud variant (A/B, same run): {a.variant.strip()}")
     w("")
     w("## Throughput and latency")
     w("")
@@ -121,13 +125,18 @@ def main():
     w("")
     w("## Ratios (TPS)")
     w("")
-    w("| Scenario | pgshroud / direct | pgshroud / PgBouncer |")
-    w("|---|---:|---:|")
+    variant = any(t == "pgshroud-variant" for (_, t) in runs)
+    extra = " variant / pgshroud |" if variant else ""
+    w("| Scenario | pgshroud / direct | pgshroud / PgBouncer |" + extra)
+    w("|---|---:|---:|" + ("---:|" if variant else ""))
     for scenario in order:
         if (scenario, "pgshroud") not in runs:
             continue
-        w(f"| {scenario} | {fmt_ratio(ratio(runs, (scenario, 'pgshroud'), (scenario, 'direct')))} | "
-          f"{fmt_ratio(ratio(runs, (scenario, 'pgshroud'), (scenario, 'pgbouncer')))} |")
+        row = (f"| {scenario} | {fmt_ratio(ratio(runs, (scenario, 'pgshroud'), (scenario, 'direct')))} | "
+               f"{fmt_ratio(ratio(runs, (scenario, 'pgshroud'), (scenario, 'pgbouncer')))} |")
+        if variant:
+            row += f" {fmt_ratio(ratio(runs, (scenario, 'pgshroud-variant'), (scenario, 'pgshroud')))} |"
+        w(row)
     enc = ("customers-encrypted-prepared-c16", "pgshroud-enc")
     plain = "customers-plain-prepared-c16"
     if enc in runs:

@@ -12,7 +12,8 @@
 # Knobs (environment): BENCH_DURATION (seconds per pgbench run, 10), BENCH_ROUNDS (2),
 # BENCH_SCALE (pgbench scale, 10), BENCH_CUSTOMERS (rows of the encrypted table, 10000),
 # BENCH_IDLE_COUNTS (1000,10000; capped by `ulimit -n`), BENCH_RESULTS (output file),
-# BENCH_SKIP_INSTALL=1, BENCH_SKIP_IDLE=1, BENCH_ONLY (regex of scenario names to run).
+# BENCH_SKIP_INSTALL=1, BENCH_SKIP_IDLE=1, BENCH_ONLY (regex of scenario names to run),
+# BENCH_VARIANT_BIN / BENCH_VARIANT_ENV (a second pass-through pgshroud, for A/B runs).
 # Run as root (PostgreSQL and PgBouncer then run as the `postgres` system user) or as a user
 # that can run them directly.
 set -euo pipefail
@@ -212,6 +213,20 @@ PGSHROUD_MASTER_KEY=$MASTER_KEY "$PGSHROUD" serve --upstream "$UPSTREAM" --liste
     --admin-listen off --log-level warn --rules "$WORK/rules.toml" >"$WORK/pgshroud-enc.log" 2>&1 &
 PIDS+=($!)
 wait_port "$PASS_PORT"; wait_port "$ENC_PORT"
+# An optional third pass-through pgshroud for A/B experiments inside the same interleaved
+# run: another binary (BENCH_VARIANT_BIN) and/or extra environment (BENCH_VARIANT_ENV, e.g.
+# TOKIO_WORKER_THREADS=1). It joins every scenario the pass-through pgshroud runs.
+VARIANT_PORT=""
+if [ -n "${BENCH_VARIANT_BIN:-}${BENCH_VARIANT_ENV:-}" ]; then
+    VARIANT_PORT=$(free_port)
+    log "start pgshroud variant (${BENCH_VARIANT_BIN:-same binary} ${BENCH_VARIANT_ENV:-}) on :$VARIANT_PORT"
+    # shellcheck disable=SC2086
+    env ${BENCH_VARIANT_ENV:-} "${BENCH_VARIANT_BIN:-$PGSHROUD}" serve --upstream "$UPSTREAM" \
+        --listen "127.0.0.1:$VARIANT_PORT" --admin-listen off --log-level warn \
+        >"$WORK/pgshroud-variant.log" 2>&1 &
+    PIDS+=($!)
+    wait_port "$VARIANT_PORT"
+fi
 
 log "load $CUSTOMERS customers through pgshroud (COPY, encrypted on the way)"
 psql -p "$ENC_PORT" -qAtX -v ON_ERROR_STOP=1 -c "\\copy customers (email, age, name) FROM '$WORK/customers.tsv'"
@@ -242,6 +257,7 @@ port_of() {
     case $1 in
         direct) echo "$PG_PORT" ;; pgbouncer) echo "$BOUNCER_PORT" ;;
         pgshroud) echo "$PASS_PORT" ;; pgshroud-enc) echo "$ENC_PORT" ;;
+        pgshroud-variant) echo "$VARIANT_PORT" ;;
     esac
 }
 
@@ -275,6 +291,7 @@ for round in $(seq 1 "$ROUNDS"); do
     for entry in "${SCENARIOS[@]}"; do
         IFS='|' read -r scenario args targets <<<"$entry"
         [[ $scenario =~ $ONLY ]] || continue
+        [ -n "$VARIANT_PORT" ] && [[ " $targets " == *" pgshroud "* ]] && targets="$targets pgshroud-variant"
         read -r -a list <<<"$targets"
         n=${#list[@]}
         for i in $(seq 0 $((n - 1))); do
@@ -312,5 +329,6 @@ MACHINE="$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) CPUs, $(fre
 python3 "$ROOT/bench/report.py" --raw "$RAW" --idle "$IDLE" --out "$RESULTS" \
     --command "$COMMAND" --machine "$MACHINE" --versions "$(versions)" \
     --duration "$DURATION" --rounds "$ROUNDS" --scale "$SCALE" --customers "$CUSTOMERS" \
-    --load "$LOAD_START -> $LOAD_END"
+    --load "$LOAD_START -> $LOAD_END" \
+    --variant "${BENCH_VARIANT_BIN:+binary $BENCH_VARIANT_BIN }${BENCH_VARIANT_ENV:-}"
 cat "$RESULTS"
