@@ -8,6 +8,7 @@ pub mod faults;
 pub mod protected;
 pub mod proxy;
 pub mod raw;
+pub mod roles;
 
 pub use cluster::{cluster, users, PgCluster};
 

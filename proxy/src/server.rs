@@ -14,7 +14,7 @@ use crate::cancel::CancelRegistry;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::net::upstream::Upstream;
-use crate::protect::engine::Protection;
+use crate::protect::live::LiveProtection;
 use crate::readiness::ProxyReadiness;
 use crate::session::{self, Admission};
 use crate::shutdown::{reached, ShutdownTrigger, ShutdownWatch, Stage};
@@ -26,7 +26,7 @@ pub struct ProxyContext {
     pub upstream: Upstream,
     pub cancels: Arc<CancelRegistry>,
     /// Present when a rules file names protected columns.
-    pub protection: Option<Arc<Protection>>,
+    pub protection: Option<Arc<LiveProtection>>,
     pub shutdown: ShutdownWatch,
     pub metrics: Arc<Metrics>,
 }
@@ -82,7 +82,18 @@ impl RunningProxy {
             Some(admin) => Some(start_admin(admin, &ctx).await?),
             None => None,
         };
-        let task = tokio::spawn(accept_loop(listener, ctx.clone(), trigger.clone()));
+        // Rules reload on SIGHUP and on file change for as long as the listener runs.
+        let watcher = ctx
+            .protection
+            .clone()
+            .map(|live| tokio::spawn(live.watch(ctx.metrics.clone())));
+        let accepting = accept_loop(listener, ctx.clone(), trigger.clone());
+        let task = tokio::spawn(async move {
+            accepting.await;
+            if let Some(watcher) = watcher {
+                watcher.abort();
+            }
+        });
         Ok(RunningProxy {
             addr,
             admin_addr,

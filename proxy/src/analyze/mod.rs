@@ -71,6 +71,8 @@ pub enum StatementKind {
     Merge,
     Copy,
     Ddl,
+    /// Transaction control and session settings (`BEGIN`, `COMMIT`, `SET`, `SHOW`, ...).
+    Session,
     Other,
 }
 
@@ -84,6 +86,7 @@ impl StatementKind {
             StatementKind::Merge => "merge",
             StatementKind::Copy => "copy",
             StatementKind::Ddl => "ddl",
+            StatementKind::Session => "session",
             StatementKind::Other => "other",
         }
     }
@@ -180,6 +183,38 @@ pub struct CopyOptions {
 /// does not, it cannot touch protected data and is reported as `Untouched` with no statements
 /// (the proxy normally never calls this for such text: see
 /// [`ProtectedSchema::mentions_protected_table`]).
+/// The kinds of the statements of a text that touches no protected table (for roles with a
+/// `statements` list). A text that does not parse is classified by its first keyword.
+pub fn statement_kinds(sql: &str) -> Vec<StatementKind> {
+    match Parser::parse_sql(&PostgreSqlDialect {}, sql) {
+        Ok(statements) => statements.iter().map(statement::statement_kind).collect(),
+        Err(_) => vec![kind_of_first_keyword(sql)],
+    }
+}
+
+fn kind_of_first_keyword(sql: &str) -> StatementKind {
+    let word: String = sql
+        .trim_start_matches(|c: char| c.is_whitespace() || c == '(')
+        .chars()
+        .take_while(char::is_ascii_alphabetic)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    match word.as_str() {
+        "select" | "values" | "table" => StatementKind::Select,
+        "insert" => StatementKind::Insert,
+        "update" => StatementKind::Update,
+        "delete" => StatementKind::Delete,
+        "merge" => StatementKind::Merge,
+        "copy" => StatementKind::Copy,
+        "create" | "alter" | "drop" | "truncate" | "comment" | "grant" | "revoke" => {
+            StatementKind::Ddl
+        }
+        "begin" | "start" | "commit" | "end" | "rollback" | "abort" | "savepoint" | "release"
+        | "set" | "reset" | "show" | "discard" | "deallocate" => StatementKind::Session,
+        _ => StatementKind::Other,
+    }
+}
+
 pub fn analyze(sql: &str, schema: &ProtectedSchema) -> Analysis {
     let dialect = PostgreSqlDialect {};
     let parsed = Tokenizer::new(&dialect, sql)

@@ -203,8 +203,26 @@ pub fn statement_kind(stmt: &Statement) -> StatementKind {
         Statement::Merge(_) => StatementKind::Merge,
         Statement::Copy { .. } => StatementKind::Copy,
         s if is_ddl(s) => StatementKind::Ddl,
+        s if is_session(s) => StatementKind::Session,
         _ => StatementKind::Other,
     }
+}
+
+/// Transaction control and session settings: drivers send these on their own.
+fn is_session(stmt: &Statement) -> bool {
+    matches!(
+        stmt,
+        Statement::Set(_)
+            | Statement::ShowVariable { .. }
+            | Statement::StartTransaction { .. }
+            | Statement::Commit { .. }
+            | Statement::Rollback { .. }
+            | Statement::Savepoint { .. }
+            | Statement::ReleaseSavepoint { .. }
+            | Statement::Discard { .. }
+            | Statement::Deallocate { .. }
+            | Statement::Reset(_)
+    )
 }
 
 fn is_ddl(stmt: &Statement) -> bool {

@@ -176,10 +176,10 @@ fn unparseable_text_mentioning_a_protected_table_is_refused_with_42601_without_t
 }
 
 #[test]
-fn transaction_control_is_other() {
+fn transaction_control_is_session() {
     let v = statements("BEGIN; INSERT INTO customers (email) VALUES ('a@b.c'); COMMIT");
     let kinds: Vec<_> = v.iter().map(|s| s.kind.as_str()).collect();
-    assert_eq!(kinds, ["other", "insert", "other"]);
+    assert_eq!(kinds, ["session", "insert", "session"]);
 }
 
 // ---- writes -------------------------------------------------------------------------------
@@ -1126,5 +1126,35 @@ fn json_operators_on_protected_column_are_refused() {
         "SELECT email ->> 'k' FROM customers",
         "public.customers.email",
         "operator ->>",
+    );
+}
+
+#[test]
+fn statement_kinds_classify_parsed_and_unparseable_texts() {
+    assert_eq!(
+        statement_kinds("BEGIN; SELECT 1; UPDATE t SET a = 1; COMMIT"),
+        vec![
+            StatementKind::Session,
+            StatementKind::Select,
+            StatementKind::Update,
+            StatementKind::Session
+        ]
+    );
+    assert_eq!(
+        statement_kinds("SET search_path = public"),
+        vec![StatementKind::Session]
+    );
+    assert_eq!(
+        statement_kinds("CREATE TABLE t (a int)"),
+        vec![StatementKind::Ddl]
+    );
+    // DO blocks do not parse: the first keyword decides, and an unknown one is `other`.
+    assert_eq!(
+        statement_kinds("DO $$ BEGIN END $$"),
+        vec![StatementKind::Other]
+    );
+    assert_eq!(
+        statement_kinds("  vacuum full t"),
+        vec![StatementKind::Other]
     );
 }

@@ -139,7 +139,34 @@ pub async fn fetch(
     buf: &mut FrameBuffer,
     tables: &[(String, String)],
 ) -> Result<Catalog, CatalogError> {
-    let mut sql = lookup_query(tables).into_bytes();
+    let rows = query_rows(server, buf, &lookup_query(tables)).await?;
+    Ok(Catalog::from_rows(rows))
+}
+
+/// The PostgreSQL roles the session's user is a member of (directly or not), for rules
+/// that match callers by `pg_roles`.
+pub async fn fetch_pg_roles(
+    server: &mut Stream,
+    buf: &mut FrameBuffer,
+) -> Result<Vec<String>, CatalogError> {
+    let rows = query_rows(server, buf, PG_ROLES_QUERY).await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|mut r| r.pop().flatten())
+        .collect())
+}
+
+const PG_ROLES_QUERY: &str = "SELECT r.rolname FROM pg_catalog.pg_roles r \
+     WHERE r.rolname <> current_user AND pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER')";
+
+/// Runs one simple query of the proxy's own on the session's connection, before the client
+/// may send anything, and returns its rows in text format.
+async fn query_rows(
+    server: &mut Stream,
+    buf: &mut FrameBuffer,
+    sql: &str,
+) -> Result<Vec<Vec<Option<String>>>, CatalogError> {
+    let mut sql = sql.as_bytes().to_vec();
     sql.push(0);
     server.write_all(&message(b'Q', &sql)).await?;
     server.flush().await?;
@@ -162,7 +189,7 @@ pub async fn fetch(
     }
     match failure {
         Some(message) => Err(CatalogError::Server(message)),
-        None => Ok(Catalog::from_rows(rows)),
+        None => Ok(rows),
     }
 }
 

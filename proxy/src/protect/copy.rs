@@ -2,7 +2,8 @@
 //! protected fields on `COPY ... FROM STDIN` and decrypting them on `COPY ... TO STDOUT`.
 //! Framing of rows (text and CSV formats, rows split across messages) is `copy_codec`'s job.
 
-use super::codec::{self, Ciphers, Spec};
+use super::codec::{self, Ciphers};
+use super::reveal::{self, Output};
 use super::wire::Format;
 use crate::analyze::{CopyDirection, CopyFormat as AnalyzedFormat, CopyOptions};
 use crate::copy_codec::{CopyCodecError, CopyFormat, CopyRewriter};
@@ -17,13 +18,18 @@ pub struct CopyStream {
     /// The COPY was aborted (CopyFail sent upstream).
     pub failed: bool,
     rewriter: CopyRewriter,
-    specs: Vec<Option<Spec>>,
+    /// Protected columns by position, with the role's read action (used on COPY TO).
+    outputs: Vec<Option<Output>>,
     /// COPY options the rewriter cannot handle: the first data fails with this.
     invalid: Option<PgError>,
 }
 
 impl CopyStream {
-    pub fn new(direction: CopyDirection, options: &CopyOptions, specs: Vec<Option<Spec>>) -> Self {
+    pub fn new(
+        direction: CopyDirection,
+        options: &CopyOptions,
+        outputs: Vec<Option<Output>>,
+    ) -> Self {
         let mut format = if options.format == AnalyzedFormat::Csv {
             CopyFormat::csv()
         } else {
@@ -49,12 +55,12 @@ impl CopyStream {
                 format!("COPY options not supported on a table with protected columns: {e}"),
             )
         });
-        let protected = specs.iter().map(Option::is_some).collect();
+        let protected = outputs.iter().map(Option::is_some).collect();
         CopyStream {
             direction,
             failed: false,
             rewriter: CopyRewriter::new(format, protected),
-            specs,
+            outputs,
             invalid,
         }
     }
@@ -67,7 +73,7 @@ impl CopyStream {
         let mut out = Vec::with_capacity(chunk.len() * 2);
         let mut transform = FieldCipher {
             direction: self.direction,
-            specs: &self.specs,
+            outputs: &self.outputs,
             ciphers,
             error: None,
         };
@@ -84,7 +90,7 @@ impl CopyStream {
         let mut out = Vec::new();
         let mut transform = FieldCipher {
             direction: self.direction,
-            specs: &self.specs,
+            outputs: &self.outputs,
             ciphers,
             error: None,
         };
@@ -108,7 +114,7 @@ fn finish(result: Result<(), CopyCodecError>, error: Option<PgError>) -> Result<
 /// Encrypts or decrypts one protected field; the first error is kept as a `PgError`.
 struct FieldCipher<'a> {
     direction: CopyDirection,
-    specs: &'a [Option<Spec>],
+    outputs: &'a [Option<Output>],
     ciphers: &'a mut Ciphers,
     error: Option<PgError>,
 }
@@ -119,27 +125,17 @@ impl crate::copy_codec::FieldTransform for FieldCipher<'_> {
         column: usize,
         value: Option<&str>,
     ) -> Result<Option<String>, CopyCodecError> {
-        let (Some(Some(spec)), Some(value)) = (self.specs.get(column), value) else {
+        let (Some(Some(output)), Some(value)) = (self.outputs.get(column), value) else {
             return Ok(value.map(str::to_owned));
         };
+        let spec = &output.spec;
         let cipher = self.ciphers.get(&spec.context);
         let result = match self.direction {
             CopyDirection::From => codec::seal(spec, cipher, Format::Text, value.as_bytes())
-                .map(|sealed| format!("\\x{}", hex::encode(sealed))),
-            CopyDirection::To => {
-                codec::open(spec, cipher, Format::Text, value.as_bytes(), Format::Text).and_then(
-                    |plain| {
-                        String::from_utf8(plain).map_err(|_| {
-                            PgError::error(
-                                "XX001",
-                                format!("could not decrypt a value of column {}", spec.qualified),
-                            )
-                        })
-                    },
-                )
-            }
+                .map(|sealed| Some(format!("\\x{}", hex::encode(sealed)))),
+            CopyDirection::To => reveal::reveal_text(output, cipher, value),
         };
-        result.map(Some).map_err(|error| {
+        result.map_err(|error| {
             let message = error.message.clone();
             self.error = Some(error);
             CopyCodecError::field(column, message)

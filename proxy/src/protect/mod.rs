@@ -6,7 +6,10 @@ pub mod catalog;
 pub mod codec;
 pub mod copy;
 pub mod engine;
+pub mod live;
+pub mod policy;
 pub mod refusal;
+pub mod reveal;
 pub mod session;
 pub mod wire;
 
@@ -17,9 +20,10 @@ use tracing::warn;
 use crate::config::Settings;
 use crate::crypto::{KeyRing, MasterKeySource};
 use engine::Protection;
+use live::LiveProtection;
 
 /// Loads the rules file and the master key, when a rules file is configured.
-pub fn load(settings: &Settings) -> Result<Option<Arc<Protection>>, String> {
+pub fn load(settings: &Settings) -> Result<Option<Arc<LiveProtection>>, String> {
     let Some(path) = &settings.rules else {
         return Ok(None);
     };
@@ -35,5 +39,6 @@ pub fn load(settings: &Settings) -> Result<Option<Arc<Protection>>, String> {
         warn!("{warning}");
     }
     let keys = Arc::new(KeyRing::single(loaded.key));
-    Ok(Some(Arc::new(Protection::new(rules, keys))))
+    let first = Arc::new(Protection::new(rules, keys));
+    Ok(Some(Arc::new(LiveProtection::new(path, first))))
 }

@@ -9,19 +9,22 @@ use std::sync::Arc;
 use bytes::BytesMut;
 
 use super::catalog::{self, Catalog};
-use super::codec::{self, Ciphers, Spec};
+use super::codec::{self, Ciphers};
 use super::copy::CopyStream;
 use super::engine::{Layout, ParamSpec, Plan, PlanAction, Protection};
+use super::live::LiveProtection;
+use super::policy::{Caller, Policy, RoleRefusal};
 use super::refusal;
+use super::reveal::Output;
 use super::wire::{self, Bind, Format, Parse};
-use crate::analyze::{CopyDirection, CopyInfo};
+use crate::analyze::{self, CopyDirection, CopyInfo};
 use crate::intercept::Verdict;
 use crate::pg_error::PgError;
 use crate::protocol::frame::message;
 use crate::protocol::types::{backend, frontend};
 
-/// Protected result columns of a statement, by output position.
-pub type RowPlan = Arc<Vec<Option<Spec>>>;
+/// Protected result columns of a statement, by output position, with the role's action.
+pub type RowPlan = Arc<Vec<Option<Output>>>;
 
 /// A prepared statement the client created.
 #[derive(Debug, Default)]
@@ -87,7 +90,16 @@ struct Shape {
 }
 
 pub struct ProtectedSession {
+    /// The rules in force, reloadable; `shared` is the generation this session follows.
+    live: Arc<LiveProtection>,
+    generation: u64,
+    /// Who is calling (the role is matched again on reload).
+    caller: Caller,
+    /// The protected tables changed (reload): look the catalog up again.
+    catalog_stale: bool,
     shared: Arc<Protection>,
+    /// The caller's role.
+    policy: Policy,
     pub catalog: Catalog,
     layout: Layout,
     ciphers: Ciphers,
@@ -107,11 +119,20 @@ pub struct ProtectedSession {
 }
 
 impl ProtectedSession {
-    pub fn new(shared: Arc<Protection>, catalog: Catalog) -> Self {
+    /// A session of `caller` under the rules in force, with the catalog of this database.
+    pub fn new(live: Arc<LiveProtection>, caller: Caller, catalog: Catalog) -> Self {
+        let generation = live.generation();
+        let shared = live.current();
         let ciphers = Ciphers::new(shared.keys.clone());
         let layout = shared.layout(&catalog);
+        let policy = Policy::for_caller(&shared.rules, &caller);
         ProtectedSession {
+            live,
+            generation,
+            caller,
+            catalog_stale: false,
             shared,
+            policy,
             catalog,
             layout,
             ciphers,
@@ -130,6 +151,11 @@ impl ProtectedSession {
     // ---- client -> server ----
 
     /// Handles one whole client message.
+    /// The caller's role now.
+    pub fn role(&self) -> &pgshroud_rules::Role {
+        self.policy.role()
+    }
+
     pub fn client_message(&mut self, frame: &[u8]) -> Verdict {
         match frame[0] {
             frontend::QUERY => self.query(frame),
@@ -184,6 +210,35 @@ impl ProtectedSession {
         self.shared.plan(sql, &self.layout, &self.catalog)
     }
 
+    /// The role's verdict on a statement that touches no protected table: only its kind
+    /// matters, and only roles with a `statements` list look at it.
+    fn check_kinds(&self, sql: &str) -> Result<(), PgError> {
+        if !self.policy.restricts_statements() {
+            return Ok(());
+        }
+        for kind in analyze::statement_kinds(sql) {
+            self.policy
+                .check_kind(kind)
+                .map_err(|(why, e)| self.refused_by_role(why, e))?;
+        }
+        Ok(())
+    }
+
+    /// The role's verdict on an analysed statement (refusals of the analysis come first).
+    fn check_plan(&self, plan: &Plan) -> Result<(), PgError> {
+        if matches!(plan.action, PlanAction::Refused(_)) {
+            return Ok(());
+        }
+        self.policy
+            .check(plan)
+            .map_err(|(why, e)| self.refused_by_role(why, e))
+    }
+
+    fn refused_by_role(&self, why: RoleRefusal, error: PgError) -> PgError {
+        tracing::info!(role = %self.policy.role().name, reason = ?why, "statement refused: {}", error.message);
+        error
+    }
+
     /// Our catalog look-up, queued behind the client's messages.
     fn lookup_message(&mut self) -> BytesMut {
         self.pending.push_back(Expect::CatalogLookup);
@@ -193,12 +248,47 @@ impl ProtectedSession {
     }
 
     fn query(&mut self, frame: &[u8]) -> Verdict {
+        self.follow_rules();
+        let verdict = self.query_verdict(frame);
+        if !std::mem::take(&mut self.catalog_stale) {
+            return verdict;
+        }
+        let mut out = match verdict {
+            Verdict::Forward => BytesMut::from(frame),
+            Verdict::Replace(bytes) => bytes,
+            Verdict::Drop => BytesMut::new(),
+        };
+        out.extend_from_slice(&self.lookup_message());
+        Verdict::Replace(out)
+    }
+
+    /// Picks up reloaded rules before a new statement: the role is matched again and, when
+    /// the protected tables changed, the catalog is looked up again after this statement.
+    fn follow_rules(&mut self) {
+        let generation = self.live.generation();
+        if generation == self.generation {
+            return;
+        }
+        self.generation = generation;
+        let next = self.live.current();
+        if next.tables() != self.shared.tables() {
+            self.catalog_stale = true;
+        }
+        self.shared = next;
+        self.layout = self.shared.layout(&self.catalog);
+        self.policy = Policy::for_caller(&self.shared.rules, &self.caller);
+    }
+
+    fn query_verdict(&mut self, frame: &[u8]) -> Verdict {
         let sql = cstr(frame.get(5..).unwrap_or_default());
         if !self.shared.mentions_protected(&sql) {
             self.pending.push_back(Expect::Query {
                 plan: None,
                 statement: 0,
             });
+            if let Err(error) = self.check_kinds(&sql) {
+                return Verdict::Replace(refusal::refused_query(&error));
+            }
             return Verdict::Forward;
         }
         let plan = self.plan(&sql);
@@ -206,22 +296,28 @@ impl ProtectedSession {
             plan: Some(plan.clone()),
             statement: 0,
         });
-        let mut out = match &plan.action {
-            PlanAction::Refused(error) => return Verdict::Replace(refusal::refused_query(error)),
-            PlanAction::Forward => BytesMut::from(frame),
+        if let Err(error) = self.check_plan(&plan) {
+            return Verdict::Replace(refusal::refused_query(&error));
+        }
+        if plan.refreshes_catalog {
+            self.catalog_stale = true;
+        }
+        match &plan.action {
+            PlanAction::Refused(error) => Verdict::Replace(refusal::refused_query(error)),
+            PlanAction::Forward => Verdict::Forward,
             PlanAction::Rewrite(sql) => {
                 let mut body = sql.clone().into_bytes();
                 body.push(0);
-                message(b'Q', &body)
+                Verdict::Replace(message(b'Q', &body))
             }
-        };
-        if plan.refreshes_catalog {
-            out.extend_from_slice(&self.lookup_message());
         }
-        Verdict::Replace(out)
     }
 
     fn parse(&mut self, frame: &[u8]) -> Verdict {
+        self.follow_rules();
+        if std::mem::take(&mut self.catalog_stale) {
+            self.refresh_at_sync = true;
+        }
         let Ok(mut parse) = Parse::read(frame) else {
             self.pending
                 .push_back(Expect::ParseComplete { ours: false });
@@ -229,12 +325,18 @@ impl ProtectedSession {
         };
         self.statements.remove(&parse.name);
         if !self.shared.mentions_protected(&parse.query) {
+            if let Err(error) = self.check_kinds(&parse.query) {
+                return self.refuse_extended(&error);
+            }
             self.pending
                 .push_back(Expect::ParseComplete { ours: false });
             self.statements.insert(parse.name, PreparedInfo::default());
             return Verdict::Forward;
         }
         let plan = self.plan(&parse.query);
+        if let Err(error) = self.check_plan(&plan) {
+            return self.refuse_extended(&error);
+        }
         if let PlanAction::Refused(error) = &plan.action {
             return self.refuse_extended(error);
         }
@@ -551,11 +653,13 @@ impl ProtectedSession {
             .iter()
             .enumerate()
             .map(|(i, f)| {
-                if f.table_oid != 0 {
-                    return self.shared.spec_for(&self.catalog, f.table_oid, f.attnum);
-                }
-                let id = outputs?.get(i).copied().flatten()?;
-                self.shared.spec_by_id(id).cloned()
+                let spec = if f.table_oid != 0 {
+                    self.shared.spec_for(&self.catalog, f.table_oid, f.attnum)?
+                } else {
+                    let id = outputs?.get(i).copied().flatten()?;
+                    self.shared.spec_by_id(id).cloned()?
+                };
+                Some(self.policy.output(spec, &self.shared.keys))
             })
             .collect();
         Arc::new(specs)
@@ -581,12 +685,13 @@ impl ProtectedSession {
             _ => (self.current_plan(), false),
         };
         let rows = self.row_plan(&fields, plan.as_ref().map(|(p, i)| (&**p, *i)));
-        let protected = rows.iter().any(Option::is_some);
-        for (field, spec) in fields.iter_mut().zip(rows.iter()) {
-            if let Some(spec) = spec {
-                field.type_oid = spec.logical.oid();
-                field.type_len = spec.logical.type_len();
+        let mut changed = false;
+        for (field, output) in fields.iter_mut().zip(rows.iter()) {
+            if let Some(output) = output.as_ref().filter(|o| !o.passes_stored()) {
+                field.type_oid = output.type_oid();
+                field.type_len = output.type_len();
                 field.type_mod = -1;
+                changed = true;
             }
         }
         match self.pending.front() {
@@ -609,7 +714,7 @@ impl ProtectedSession {
         }
         if ours {
             Verdict::Drop
-        } else if protected {
+        } else if changed {
             Verdict::Replace(wire::write_row_description(&fields))
         } else {
             Verdict::Forward
@@ -637,20 +742,20 @@ impl ProtectedSession {
         let Some(shape) = self.current_shape() else {
             return Verdict::Forward;
         };
-        if shape.plan.iter().all(Option::is_none) {
+        if shape.plan.iter().flatten().all(Output::passes_stored) {
             return Verdict::Forward;
         }
         let Ok(mut values) = wire::read_data_row(frame) else {
             return Verdict::Forward;
         };
-        for (i, (value, spec)) in values.iter_mut().zip(shape.plan.iter()).enumerate() {
-            let (Some(spec), Some(stored)) = (spec, value.as_ref()) else {
+        for (i, (value, output)) in values.iter_mut().zip(shape.plan.iter()).enumerate() {
+            let (Some(output), Some(stored)) = (output, value.as_ref()) else {
                 continue;
             };
             let format = wire::format_of(&shape.formats, i);
-            let cipher = self.ciphers.get(&spec.context);
-            match codec::open(spec, cipher, format, stored, format) {
-                Ok(plain) => *value = Some(plain),
+            let cipher = self.ciphers.get(&output.spec.context);
+            match output.reveal(cipher, stored, format) {
+                Ok(shown) => *value = shown,
                 Err(error) => return self.fail_results(error),
             }
         }
@@ -683,15 +788,18 @@ impl ProtectedSession {
     }
 
     fn copy_stream(&self, info: &CopyInfo, direction: CopyDirection) -> Option<CopyStream> {
-        let specs: Vec<Option<Spec>> = info
+        let outputs: Vec<Option<Output>> = info
             .columns
             .iter()
-            .map(|c| c.and_then(|id| self.shared.spec_by_id(id).cloned()))
+            .map(|c| {
+                let spec = c.and_then(|id| self.shared.spec_by_id(id).cloned())?;
+                Some(self.policy.output(spec, &self.shared.keys))
+            })
             .collect();
-        if specs.iter().all(Option::is_none) {
+        if outputs.iter().all(Option::is_none) {
             return None;
         }
-        Some(CopyStream::new(direction, &info.options, specs))
+        Some(CopyStream::new(direction, &info.options, outputs))
     }
 
     /// Server COPY data of a protected table: protected fields are decrypted.

@@ -20,10 +20,11 @@ use self::handshake::{send_and_close, Handshake, HandshakeError};
 use self::relay::{Inbound, RelayEnd, ServerPath, SessionState, MAX_SERVER_MESSAGE};
 use crate::cancel::forward_cancel;
 use crate::intercept::StatementPath;
-use crate::metrics::ConnectionErrorReason as Why;
+use crate::metrics::{AlertKind, ConnectionErrorReason as Why};
 use crate::net::stream::Stream;
 use crate::pg_error::{sqlstate, PgError};
 use crate::protect::catalog;
+use crate::protect::policy::{Caller, Policy};
 use crate::protect::session::ProtectedSession;
 use crate::protocol::frame::FrameBuffer;
 use crate::protocol::startup::StartupMessage;
@@ -86,7 +87,9 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ProxyContext>, adm
             let user = startup.user().unwrap_or_default().to_owned();
             let database = startup.database().unwrap_or_default().to_owned();
             let span = tracing::info_span!("session", %peer, %user, %database);
-            run_session(client, startup, &ctx).instrument(span).await;
+            run_session(client, startup, peer, &ctx)
+                .instrument(span)
+                .await;
         }
     }
 }
@@ -104,7 +107,12 @@ async fn cancel(ctx: &ProxyContext, pid: i32, secret: &[u8]) {
     }
 }
 
-async fn run_session(mut client: Stream, startup: StartupMessage, ctx: &Arc<ProxyContext>) {
+async fn run_session(
+    mut client: Stream,
+    startup: StartupMessage,
+    peer: SocketAddr,
+    ctx: &Arc<ProxyContext>,
+) {
     let limits = &ctx.settings.limits;
     let mut server = match ctx.upstream.connect().await {
         Ok(s) => s,
@@ -161,7 +169,13 @@ async fn run_session(mut client: Stream, startup: StartupMessage, ctx: &Arc<Prox
     };
     info!("session started");
     let _cancel_key = authenticated.cancel;
-    let statements = match statement_path(ctx, &mut server, &mut server_buf).await {
+    let caller = Caller {
+        user: startup.user().unwrap_or_default().to_owned(),
+        pg_roles: Vec::new(),
+        cert_subject: None,
+        addr: peer.ip(),
+    };
+    let statements = match statement_path(ctx, caller, &mut server, &mut server_buf).await {
         Ok(path) => path,
         Err(error) => {
             warn!("{error}");
@@ -198,20 +212,35 @@ fn count_end(metrics: &crate::metrics::Metrics, end: &RelayEnd) {
 /// of the protected tables (looked up on the session's own connection).
 async fn statement_path(
     ctx: &ProxyContext,
+    mut caller: Caller,
     server: &mut Stream,
     server_buf: &mut FrameBuffer,
 ) -> Result<StatementPath, PgError> {
-    let Some(protection) = &ctx.protection else {
+    let Some(live) = &ctx.protection else {
         return Ok(StatementPath::passthrough());
     };
+    let protection = live.current();
+    let lost = |e: catalog::CatalogError| PgError::upstream_lost(&e.to_string());
+    if protection.rules.needs_pg_roles() {
+        caller.pg_roles = catalog::fetch_pg_roles(server, server_buf)
+            .await
+            .map_err(lost)?;
+    }
+    let policy = Policy::for_caller(&protection.rules, &caller);
+    if let Err(refused) = policy.check_network(caller.addr) {
+        ctx.metrics.alert(AlertKind::Network);
+        return Err(refused);
+    }
+    info!(role = %policy.role().name, "caller matched a role");
     let catalog = catalog::fetch(server, server_buf, protection.tables())
         .await
-        .map_err(|e| PgError::upstream_lost(&e.to_string()))?;
+        .map_err(lost)?;
     for problem in protection.storage_problems(&catalog) {
         warn!("{problem}");
     }
     Ok(StatementPath::protected(ProtectedSession::new(
-        protection.clone(),
+        live.clone(),
+        caller,
         catalog,
     )))
 }

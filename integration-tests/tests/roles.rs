@@ -1,0 +1,421 @@
+//! Who sees what: each caller's role decides, per protected column, plaintext, a mask, NULL,
+//! the stored ciphertext or a refusal, and whether it may write. Through the proxy against
+//! real PostgreSQL, in text (simple protocol) and binary (tokio-postgres) formats.
+
+use std::time::Duration;
+
+use pgshroud_integration_tests::protected::{code, rows};
+use pgshroud_integration_tests::roles::{RolesFixture, RULES};
+
+/// One customer written through the proxy by the app role.
+async fn with_customer() -> RolesFixture {
+    let f = RolesFixture::new().await;
+    let app = f.connect("app").await;
+    let birthday = time::Date::from_calendar_date(1990, time::Month::June, 15).unwrap();
+    app.execute(
+        "INSERT INTO customers (email, age, birthday, name) VALUES ($1, $2, $3, 'Alice')",
+        &[&"alice@example.com", &42i32, &birthday],
+    )
+    .await
+    .expect("app writes");
+    f
+}
+
+/// The server's message of an error (tokio-postgres shows only "db error").
+fn message(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| d.message().to_owned())
+        .unwrap_or_else(|| e.to_string())
+}
+
+const SELECT: &str = "SELECT email, age, birthday, name FROM customers";
+
+async fn simple_row(c: &tokio_postgres::Client, sql: &str) -> Vec<Option<String>> {
+    rows(&c.simple_query(sql).await.expect("simple query")).remove(0)
+}
+
+#[tokio::test]
+async fn app_role_reads_plaintext_in_text_and_binary() {
+    let f = with_customer().await;
+    let app = f.connect("app").await;
+    let row = app.query_one(SELECT, &[]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "alice@example.com");
+    assert_eq!(row.get::<_, i32>(1), 42);
+    assert_eq!(row.get::<_, time::Date>(2).year(), 1990);
+    let text = simple_row(&app, SELECT).await;
+    assert_eq!(
+        text,
+        vec![
+            Some("alice@example.com".into()),
+            Some("42".into()),
+            Some("1990-06-15".into()),
+            Some("Alice".into())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn support_role_sees_masked_email_null_age_and_birth_year_as_text() {
+    let f = with_customer().await;
+    let support = f.connect("support").await;
+    let row = support.query_one(SELECT, &[]).await.unwrap();
+    // Masked values are text, and RowDescription says so (a String decodes only from text).
+    assert_eq!(row.columns()[0].type_(), &tokio_postgres::types::Type::TEXT);
+    assert_eq!(row.get::<_, String>(0), "a****@example.com");
+    assert_eq!(row.get::<_, Option<i32>>(1), None);
+    assert_eq!(row.columns()[2].type_(), &tokio_postgres::types::Type::TEXT);
+    assert_eq!(row.get::<_, String>(2), "1990");
+    assert_eq!(
+        row.get::<_, String>(3),
+        "Alice",
+        "unprotected columns are untouched"
+    );
+    let text = simple_row(&support, SELECT).await;
+    assert_eq!(
+        text,
+        vec![
+            Some("a****@example.com".into()),
+            None,
+            Some("1990".into()),
+            Some("Alice".into())
+        ]
+    );
+    // Equality still works for support: the literal is encrypted as for every role.
+    let n: i64 = support
+        .query_one(
+            "SELECT count(*) FROM customers WHERE email = $1",
+            &[&"alice@example.com"],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+}
+
+#[tokio::test]
+async fn dba_role_sees_the_stored_ciphertext_as_bytea() {
+    let f = with_customer().await;
+    let stored: Vec<u8> = f
+        .direct()
+        .await
+        .query_one("SELECT email FROM customers", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let dba = f.connect("dba").await;
+    let row = dba.query_one(SELECT, &[]).await.unwrap();
+    assert_eq!(
+        row.columns()[0].type_(),
+        &tokio_postgres::types::Type::BYTEA
+    );
+    assert_eq!(row.get::<_, Vec<u8>>(0), stored);
+    assert_eq!(stored[0], 1, "an envelope, not plaintext");
+    let text = simple_row(&dba, SELECT).await;
+    let shown = text[0].clone().unwrap();
+    assert!(shown.starts_with("\\x01"), "{shown}");
+    assert!(!shown.contains("alice"));
+}
+
+#[tokio::test]
+async fn unmatched_user_gets_the_default_role() {
+    let f = with_customer().await;
+    // scram_user matches no role's users: default_role = "dba" applies.
+    let other = f
+        .proxy
+        .connect(
+            pgshroud_integration_tests::users::SCRAM,
+            pgshroud_integration_tests::users::SCRAM_PASSWORD,
+            &f.db,
+        )
+        .await
+        .unwrap();
+    let row = other.query_one(SELECT, &[]).await.unwrap();
+    assert_eq!(
+        row.columns()[0].type_(),
+        &tokio_postgres::types::Type::BYTEA
+    );
+    assert_eq!(row.get::<_, Vec<u8>>(0)[0], 1);
+}
+
+#[tokio::test]
+async fn auditor_is_refused_with_42501_also_through_star_and_returning() {
+    let f = with_customer().await;
+    let auditor = f.connect("auditor").await;
+    for sql in [
+        "SELECT email FROM customers",
+        "SELECT * FROM customers",
+        "SELECT name FROM customers WHERE age = 42",
+        "DELETE FROM customers WHERE id = 0 RETURNING *",
+    ] {
+        let err = auditor.query(sql, &[]).await.unwrap_err();
+        assert_eq!(code(&err), "42501", "{sql}");
+        assert!(
+            message(&err).contains("public.customers."),
+            "names the column: {err}"
+        );
+        let err = auditor.simple_query(sql).await.unwrap_err();
+        assert_eq!(code(&err), "42501", "{sql} (simple)");
+    }
+    // What touches no protected column is allowed, and the session goes on.
+    let n: i64 = auditor
+        .query_one("SELECT count(*) FROM customers", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+}
+
+#[tokio::test]
+async fn writes_by_roles_without_write_are_refused_and_nothing_is_written() {
+    let f = with_customer().await;
+    for suffix in ["support", "dba", "auditor"] {
+        let c = f.connect(suffix).await;
+        let err = c
+            .execute(
+                "INSERT INTO customers (email, name) VALUES ($1, 'x')",
+                &[&"new@example.com"],
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(code(&err), "42501", "{suffix}");
+        assert!(message(&err).contains("public.customers.email"), "{err}");
+        let err = c
+            .simple_query("UPDATE customers SET age = 7")
+            .await
+            .unwrap_err();
+        assert_eq!(code(&err), "42501", "{suffix} update");
+        // Unprotected columns stay writable, and the session goes on.
+        c.execute("UPDATE customers SET name = 'Alicia'", &[])
+            .await
+            .unwrap();
+    }
+    let direct = f.direct().await;
+    let n: i64 = direct
+        .query_one("SELECT count(*) FROM customers", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "nothing was inserted");
+    let app = f.connect("app").await;
+    let age: i32 = app
+        .query_one("SELECT age FROM customers", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(age, 42, "nothing was updated");
+}
+
+#[tokio::test]
+async fn refusal_inside_a_transaction_aborts_it_like_an_error() {
+    let f = with_customer().await;
+    let support = f.connect("support").await;
+    support.batch_execute("BEGIN").await.unwrap();
+    support
+        .execute("UPDATE customers SET name = 'Bob'", &[])
+        .await
+        .unwrap();
+    let err = support
+        .execute("UPDATE customers SET email = $1", &[&"b@x.org"])
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "42501");
+    let err = support.query("SELECT 1", &[]).await.unwrap_err();
+    assert_eq!(code(&err), "25P02", "the transaction is aborted");
+    support.batch_execute("ROLLBACK").await.unwrap();
+    let name: String = support
+        .query_one("SELECT name FROM customers", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(name, "Alice");
+}
+
+#[tokio::test]
+async fn pg_role_membership_selects_the_analyst_role_with_hash_pseudonyms() {
+    let f = with_customer().await;
+    let app = f.connect("app").await;
+    app.execute(
+        "INSERT INTO customers (email, age) VALUES ('bob@example.com', 42)",
+        &[],
+    )
+    .await
+    .unwrap();
+    let analyst = f.connect("analyst").await;
+    let rows = analyst
+        .query("SELECT email, age FROM customers ORDER BY id", &[])
+        .await;
+    // ORDER BY id is fine (id is not protected).
+    let rows = rows.unwrap();
+    let pseudonym = |i: usize, c: usize| rows[i].get::<_, String>(c);
+    assert_ne!(pseudonym(0, 0), pseudonym(1, 0), "different emails differ");
+    assert_eq!(pseudonym(0, 1), pseudonym(1, 1), "equal ages are equal");
+    assert!(!pseudonym(0, 0).contains("alice"));
+    assert_ne!(pseudonym(0, 1), "42");
+    // Stable across sessions: analysts can count and join on pseudonyms.
+    let again = f.connect("analyst").await;
+    let first: String = again
+        .query_one("SELECT email FROM customers ORDER BY id LIMIT 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(first, pseudonym(0, 0));
+}
+
+#[tokio::test]
+async fn statement_kinds_outside_the_role_list_are_refused() {
+    let f = with_customer().await;
+    let analyst = f.connect("analyst").await;
+    // `statements = ["select"]`: also for tables with no protected column.
+    let err = analyst
+        .execute("INSERT INTO notes (body) VALUES ('x')", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "42501");
+    let err = analyst.simple_query("DELETE FROM notes").await.unwrap_err();
+    assert_eq!(code(&err), "42501");
+    // Transaction control and session settings are always allowed.
+    analyst
+        .batch_execute("BEGIN; SET LOCAL statement_timeout = 0; SELECT count(*) FROM notes; COMMIT")
+        .await
+        .unwrap();
+    let n: i64 = f
+        .direct()
+        .await
+        .query_one("SELECT count(*) FROM notes", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+}
+
+#[tokio::test]
+async fn a_connection_from_outside_the_role_networks_is_refused_with_28000() {
+    let f = RolesFixture::new().await;
+    let err = f.try_connect("remote").await.expect_err("refused");
+    assert_eq!(code(&err), "28000");
+    assert!(message(&err).contains("127.0.0.1"), "{err}");
+}
+
+#[tokio::test]
+async fn copy_to_applies_the_role_actions_and_copy_from_needs_write() {
+    use futures_util::{SinkExt, StreamExt};
+    let f = with_customer().await;
+    let support = f.connect("support").await;
+    let stream = support
+        .copy_out("COPY customers (email, age, birthday, name) TO STDOUT")
+        .await
+        .unwrap();
+    let chunks: Vec<_> = stream.collect().await;
+    let text: String = chunks
+        .into_iter()
+        .map(|c| String::from_utf8(c.unwrap().to_vec()).unwrap())
+        .collect();
+    assert_eq!(text, "a****@example.com\t\\N\t1990\tAlice\n");
+    let copied = async {
+        let sink = support
+            .copy_in::<_, bytes::Bytes>("COPY customers (email) FROM STDIN")
+            .await?;
+        futures_util::pin_mut!(sink);
+        sink.send(bytes::Bytes::from_static(b"x@y.org\n")).await?;
+        sink.finish().await
+    };
+    let err = copied.await.unwrap_err();
+    assert_eq!(code(&err), "42501");
+}
+
+#[tokio::test]
+async fn psql_sessions_see_what_each_role_promises() {
+    let f = with_customer().await;
+    // tokio's Command: a blocking wait would stall the proxy, which runs on this runtime.
+    let psql = async |suffix: &str| {
+        let out = tokio::process::Command::new("psql")
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-c",
+                "SELECT email, age FROM customers",
+                &f.proxy.conn_string(
+                    &f.user(suffix),
+                    pgshroud_integration_tests::roles::PASSWORD,
+                    &f.db,
+                ),
+            ])
+            .output()
+            .await
+            .expect("psql runs");
+        (
+            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        )
+    };
+    assert_eq!(psql("app").await.0, "alice@example.com|42");
+    assert_eq!(psql("support").await.0, "a****@example.com|");
+    assert!(psql("dba").await.0.starts_with("\\x01"));
+    let (out, err) = psql("auditor").await;
+    assert_eq!(out, "");
+    assert!(err.contains("permission denied"), "{err}");
+}
+
+/// Polls a live connection until `sql` returns `want` (the reload is picked up by the file
+/// watcher within about a second); bounded, so a broken reload fails instead of hanging.
+async fn eventually(c: &tokio_postgres::Client, sql: &str, want: &str) -> bool {
+    for _ in 0..100 {
+        let got = simple_row(c, sql).await[0].clone();
+        if got.as_deref() == Some(want) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_reload_changes_what_a_live_connection_sees_and_a_bad_file_keeps_the_old_rules() {
+    let f = with_customer().await;
+    let support = f.connect("support").await;
+    assert_eq!(
+        simple_row(&support, "SELECT email FROM customers").await[0].as_deref(),
+        Some("a****@example.com")
+    );
+    let decrypting = RULES.replace(
+        "\"public.customers.email\" = \"mask:email\"",
+        "\"public.customers.email\" = \"decrypt\"",
+    );
+    std::fs::write(f.rules_path(), decrypting).unwrap();
+    assert!(
+        eventually(&support, "SELECT email FROM customers", "alice@example.com").await,
+        "the same connection sees the new rules"
+    );
+    // A broken file is rejected; the rules in force stay.
+    std::fs::write(f.rules_path(), "[[tables]]\nname = \n").unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        simple_row(&support, "SELECT email FROM customers").await[0].as_deref(),
+        Some("alice@example.com")
+    );
+    let fresh = f.connect("support").await;
+    assert_eq!(
+        simple_row(&fresh, "SELECT email FROM customers").await[0].as_deref(),
+        Some("alice@example.com")
+    );
+}
+
+#[tokio::test]
+async fn check_prints_every_role_and_column_and_fails_on_a_bad_file() {
+    let f = RolesFixture::new().await;
+    let report = pgshroud::operator::check(&f.rules_path()).expect("valid rules");
+    for needle in [
+        "support",
+        "mask:email",
+        "ciphertext",
+        "deny",
+        "public.customers.age",
+    ] {
+        assert!(report.contains(needle), "{needle} in\n{report}");
+    }
+    let bad = f.dir.path().join("bad.toml");
+    std::fs::write(&bad, "[[roles]]\nname = \"x\"\ntemplate = \"nope\"\n").unwrap();
+    let err = pgshroud::operator::check(&bad).unwrap_err();
+    assert!(err.contains("bad.toml"), "{err}");
+}
