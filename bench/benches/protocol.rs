@@ -3,11 +3,16 @@
 //! protected result (decrypt two columns, re-encode the row).
 
 use std::hint::black_box;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pgshroud::intercept::{StatementPath, Verdict};
 use pgshroud::protect::catalog::Catalog;
+use pgshroud::protect::live::LiveProtection;
+use pgshroud::protect::policy::Caller;
 use pgshroud::protect::session::ProtectedSession;
 use pgshroud::protect::wire::{write_row_description, Field};
 use pgshroud::protocol::frame::{check_frame, message, FrameCheck};
@@ -63,8 +68,15 @@ fn framing(c: &mut Criterion) {
 /// A protected session that has sent the lookup as a simple query and seen its
 /// RowDescription (fields without table OID, so the plan's outputs say which are protected).
 fn session_in_results() -> (ProtectedSession, BytesMut) {
-    let protection = protection();
-    let mut session = ProtectedSession::new(protection.clone(), Catalog::default());
+    let live = LiveProtection::new(Path::new("bench-rules.toml"), protection());
+    let caller = Caller {
+        user: "bench".into(),
+        pg_roles: Vec::new(),
+        cert_subject: None,
+        addr: IpAddr::from([127, 0, 0, 1]),
+    };
+    // No roles in the rules file: every caller gets the `app` template (decrypt).
+    let mut session = ProtectedSession::new(Arc::new(live), caller, Catalog::default());
     let mut sql = LOOKUP_SQL.as_bytes().to_vec();
     sql.push(0);
     let _ = session.client_message(&message(b'Q', &sql));
