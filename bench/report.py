@@ -27,13 +27,14 @@ def load_raw(path):
     order = []
     with open(path) as f:
         for line in f:
-            scenario, target, rnd, tps, lat, p99 = line.rstrip("\n").split("\t")
+            scenario, target, rnd, tps, lat, p99, cpu = line.rstrip("\n").split("\t")
             if scenario not in order:
                 order.append(scenario)
             if tps == "fail":
                 runs[(scenario, target)][rnd] = None
             else:
-                runs[(scenario, target)][rnd] = (float(tps), float(lat), float(p99))
+                cpu = None if cpu == "-" else float(cpu)
+                runs[(scenario, target)][rnd] = (float(tps), float(lat), float(p99), cpu)
     return runs, order
 
 
@@ -52,12 +53,13 @@ def summary(runs, scenario, target):
         return None
     ok = [r for r in rounds.values() if r is not None]
     if not ok:
-        return (None, None, None, len(rounds))
+        return (None, None, None, len(rounds), None)
     return (
         mean(r[0] for r in ok),
         mean(r[1] for r in ok),
         mean(r[2] for r in ok),
         len(rounds) - len(ok),
+        mean(r[3] for r in ok),
     )
 
 
@@ -71,6 +73,13 @@ def ratio(runs, a, b):
         sa[r][0] / sb[r][0] for r in sa if sa.get(r) and sb.get(r) and sb[r][0] > 0
     ]
     return (ma[0] / mb[0], min(per_round), max(per_round))
+
+
+def cpu_ratio(runs, scenario, a, b):
+    sa, sb = summary(runs, scenario, a), summary(runs, scenario, b)
+    if not sa or not sb or sa[4] is None or not sb[4]:
+        return "n/a"
+    return f"{sa[4] / sb[4]:.2f}"
 
 
 def fmt_ratio(r):
@@ -113,37 +122,44 @@ def main():
     w("")
     w("## Throughput and latency")
     w("")
-    w("| Scenario | Target | TPS | avg latency (ms) | p99 latency (ms) | failed runs |")
-    w("|---|---|---:|---:|---:|---:|")
+    w("| Scenario | Target | TPS | avg latency (ms) | p99 latency (ms) | proxy CPU (µs/tx) | failed runs |")
+    w("|---|---|---:|---:|---:|---:|---:|")
     for scenario in order:
         for target in TARGET_NAMES:
             s = summary(runs, scenario, target)
             if s is None:
                 continue
+            cpu = "-" if s[4] is None else f"{s[4]:.1f}"
             w(f"| {scenario} | {TARGET_NAMES[target]} | {cell(s[0])} | {cell(s[1], '{:.3f}')} | "
-              f"{cell(s[2], '{:.3f}')} | {s[3]} |")
+              f"{cell(s[2], '{:.3f}')} | {cpu} | {s[3]} |")
+    w("")
+    w("Proxy CPU is the proxy process's user + system time during the run (from /proc, "
+      "10 ms ticks) divided by the transactions pgbench completed: the cost the proxy adds, "
+      "and a steadier figure than TPS on a shared machine.")
     w("")
     w("## Ratios (TPS)")
     w("")
     variant = any(t == "pgshroud-variant" for (_, t) in runs)
     extra = " variant / pgshroud |" if variant else ""
-    w("| Scenario | pgshroud / direct | pgshroud / PgBouncer |" + extra)
-    w("|---|---:|---:|" + ("---:|" if variant else ""))
+    w("| Scenario | pgshroud / direct | pgshroud / PgBouncer | proxy CPU per tx, pgshroud / PgBouncer |" + extra)
+    w("|---|---:|---:|---:|" + ("---:|" if variant else ""))
     for scenario in order:
         if (scenario, "pgshroud") not in runs:
             continue
         row = (f"| {scenario} | {fmt_ratio(ratio(runs, (scenario, 'pgshroud'), (scenario, 'direct')))} | "
-               f"{fmt_ratio(ratio(runs, (scenario, 'pgshroud'), (scenario, 'pgbouncer')))} |")
+               f"{fmt_ratio(ratio(runs, (scenario, 'pgshroud'), (scenario, 'pgbouncer')))} | "
+               f"{cpu_ratio(runs, scenario, 'pgshroud', 'pgbouncer')} |")
         if variant:
-            row += f" {fmt_ratio(ratio(runs, (scenario, 'pgshroud-variant'), (scenario, 'pgshroud')))} |"
+            row += (f" {fmt_ratio(ratio(runs, (scenario, 'pgshroud-variant'), (scenario, 'pgshroud')))}"
+                    f" (CPU/tx {cpu_ratio(runs, scenario, 'pgshroud-variant', 'pgshroud')}) |")
         w(row)
     enc = ("customers-encrypted-prepared-c16", "pgshroud-enc")
     plain = "customers-plain-prepared-c16"
     if enc in runs:
         w(f"| encrypted / pgshroud on plain copy | "
-          f"{fmt_ratio(ratio(runs, enc, (plain, 'pgshroud')))} | |")
+          f"{fmt_ratio(ratio(runs, enc, (plain, 'pgshroud')))} | | |")
         w(f"| encrypted / direct on plain copy | "
-          f"{fmt_ratio(ratio(runs, enc, (plain, 'direct')))} | |")
+          f"{fmt_ratio(ratio(runs, enc, (plain, 'direct')))} | | |")
     w("")
 
     idle = []

@@ -211,12 +211,12 @@ UPSTREAM="postgres://127.0.0.1:$PG_PORT?sslmode=disable"
 PIDS+=($!); PASS_PID=$!
 PGSHROUD_MASTER_KEY=$MASTER_KEY "$PGSHROUD" serve --upstream "$UPSTREAM" --listen "127.0.0.1:$ENC_PORT" \
     --admin-listen off --log-level warn --rules "$WORK/rules.toml" >"$WORK/pgshroud-enc.log" 2>&1 &
-PIDS+=($!)
+PIDS+=($!); ENC_PID=$!
 wait_port "$PASS_PORT"; wait_port "$ENC_PORT"
 # An optional third pass-through pgshroud for A/B experiments inside the same interleaved
 # run: another binary (BENCH_VARIANT_BIN) and/or extra environment (BENCH_VARIANT_ENV, e.g.
 # TOKIO_WORKER_THREADS=1). It joins every scenario the pass-through pgshroud runs.
-VARIANT_PORT=""
+VARIANT_PORT=""; VARIANT_PID=""
 if [ -n "${BENCH_VARIANT_BIN:-}${BENCH_VARIANT_ENV:-}" ]; then
     VARIANT_PORT=$(free_port)
     log "start pgshroud variant (${BENCH_VARIANT_BIN:-same binary} ${BENCH_VARIANT_ENV:-}) on :$VARIANT_PORT"
@@ -224,7 +224,7 @@ if [ -n "${BENCH_VARIANT_BIN:-}${BENCH_VARIANT_ENV:-}" ]; then
     env ${BENCH_VARIANT_ENV:-} "${BENCH_VARIANT_BIN:-$PGSHROUD}" serve --upstream "$UPSTREAM" \
         --listen "127.0.0.1:$VARIANT_PORT" --admin-listen off --log-level warn \
         >"$WORK/pgshroud-variant.log" 2>&1 &
-    PIDS+=($!)
+    PIDS+=($!); VARIANT_PID=$!
     wait_port "$VARIANT_PORT"
 fi
 
@@ -253,6 +253,21 @@ SCENARIOS=(
     "customers-plain-prepared-c16|-M prepared -c 16 -j 2 -f WORK/plain_customers.sql|direct pgbouncer pgshroud"
     "customers-encrypted-prepared-c16|-M prepared -c 16 -j 2 -f WORK/customers.sql|pgshroud-enc"
 )
+# CPU time (user + system, clock ticks) a proxy has used so far; empty for direct runs.
+pid_of() {
+    case $1 in
+        pgbouncer) cat "$WORK/pgbouncer.pid" ;; pgshroud) echo "$PASS_PID" ;;
+        pgshroud-enc) echo "$ENC_PID" ;; pgshroud-variant) echo "$VARIANT_PID" ;;
+    esac
+}
+cpu_ticks() {
+    local pid
+    pid=$(pid_of "$1")
+    [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] || return 0
+    # Fields 14 and 15 after the ")" that ends the command name.
+    sed 's/.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }'
+}
+CLK_TCK=$(getconf CLK_TCK)
 port_of() {
     case $1 in
         direct) echo "$PG_PORT" ;; pgbouncer) echo "$BOUNCER_PORT" ;;
@@ -266,25 +281,33 @@ RAW=$WORK/raw.tsv
 mkdir -p "$WORK/logs"
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
-# One pgbench run; appends `scenario target round tps latency_avg_ms p99_ms` to $RAW.
+# One pgbench run; appends `scenario target round tps latency_avg_ms p99_ms cpu_us_per_tx`
+# to $RAW (the last is the proxy's own CPU time per transaction; `-` for direct runs).
 run_one() {
-    local scenario=$1 args=$2 target=$3 round=$4 port out prefix tps lat p99
+    local scenario=$1 args=$2 target=$3 round=$4 port out prefix tps lat p99 cpu0 cpu1 cpu processed
     port=$(port_of "$target")
+    cpu0=$(cpu_ticks "$target")
     args=${args//WORK\//$WORK/}
     prefix=$WORK/logs/$scenario.$target.$round
     # shellcheck disable=SC2086
     if ! out=$(cd "$WORK/logs" && pgbench -n -p "$port" -T "$DURATION" $args -l --log-prefix="$prefix" 2>&1); then
         log "FAILED: $scenario on $target: $(tail -3 <<<"$out")"
-        printf '%s\t%s\t%s\tfail\tfail\tfail\n' "$scenario" "$target" "$round" >> "$RAW"
+        printf '%s\t%s\t%s\tfail\tfail\tfail\t-\n' "$scenario" "$target" "$round" >> "$RAW"
         return 0
     fi
+    cpu1=$(cpu_ticks "$target")
     tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' <<<"$out")
+    processed=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
+    cpu=-
+    if [ -n "$cpu0" ] && [ -n "$cpu1" ] && [ "${processed:-0}" -gt 0 ]; then
+        cpu=$(awk -v t=$((cpu1 - cpu0)) -v hz="$CLK_TCK" -v n="$processed" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
+    fi
     lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' <<<"$out")
     # Per-transaction log: third column is the latency in microseconds.
     p99=$(cat "$prefix".* | awk '{print $3}' | sort -n | awk '{v[NR]=$1} END {i=int(NR*0.99); if (i<1) i=1; printf "%.3f", v[i]/1000}')
     rm -f "$prefix".*
-    log "$scenario round $round $target: tps=$tps avg=${lat}ms p99=${p99}ms"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$target" "$round" "$tps" "$lat" "$p99" >> "$RAW"
+    log "$scenario round $round $target: tps=$tps avg=${lat}ms p99=${p99}ms proxy_cpu=${cpu}us/tx"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$target" "$round" "$tps" "$lat" "$p99" "$cpu" >> "$RAW"
 }
 
 for round in $(seq 1 "$ROUNDS"); do

@@ -241,9 +241,23 @@ async fn measure(args: &Args, stub: u16, count: usize) -> Result<(u64, u64), Str
         Ok((before, after))
     }
     .await;
+    stop(&mut child);
+    result
+}
+
+/// SIGTERM (pgshroud drains idle sessions at once), SIGKILL after 10 s.
+fn stop(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    for _ in 0..100 {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let _ = child.kill();
     let _ = child.wait();
-    result
 }
 
 /// `idle-conns stub`: serve the stub upstream on an ephemeral loopback port, printed first.

@@ -54,19 +54,32 @@ pub enum FrameError {
     Io(#[from] std::io::Error),
 }
 
+/// First read size: room for the small messages of ordinary traffic, and little memory held
+/// by each of thousands of idle sessions (two buffers per session).
+const INITIAL_READ: usize = 1024;
+/// Largest read size the buffer grows to while data streams in (big results, COPY).
+const MAX_READ: usize = 64 * 1024;
+
 /// A read buffer with a size limit, for reading whole messages one at a time (startup and
 /// authentication) or for handing all buffered complete messages to a relay loop.
+///
+/// It starts small and doubles its read size each time a read fills all the room it was
+/// given, so idle sessions stay cheap and streams still read in large chunks. The memory is
+/// reused for the life of the connection: once the relay has forwarded the frames split off
+/// it, `reserve` reclaims the same allocation.
 #[derive(Debug)]
 pub struct FrameBuffer {
     pub buf: BytesMut,
     pub max_len: usize,
+    read_size: usize,
 }
 
 impl FrameBuffer {
     pub fn new(max_len: usize) -> Self {
         FrameBuffer {
-            buf: BytesMut::with_capacity(8 * 1024),
+            buf: BytesMut::new(),
             max_len,
+            read_size: INITIAL_READ,
         }
     }
 
@@ -90,10 +103,15 @@ impl FrameBuffer {
         &mut self,
         io: &mut R,
     ) -> Result<bool, FrameError> {
-        if self.buf.capacity() - self.buf.len() < 4096 {
-            self.buf.reserve(8 * 1024);
+        if self.buf.capacity() - self.buf.len() < self.read_size / 2 {
+            self.buf.reserve(self.read_size);
         }
-        Ok(io.read_buf(&mut self.buf).await? != 0)
+        let room = self.buf.capacity() - self.buf.len();
+        let n = io.read_buf(&mut self.buf).await?;
+        if n == room && self.read_size < MAX_READ {
+            self.read_size *= 2;
+        }
+        Ok(n != 0)
     }
 
     /// Reads until one whole message is buffered and returns it; `Ok(None)` on a clean end of
@@ -175,6 +193,40 @@ mod tests {
         assert_eq!(fb.read_frame(&mut io).await.unwrap().unwrap()[0], b'P');
         assert_eq!(fb.read_frame(&mut io).await.unwrap().unwrap()[0], b'S');
         assert!(fb.read_frame(&mut io).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_small_message_leaves_a_small_buffer() {
+        let wire = message(b'Q', b"select 1\0");
+        let mut io = &wire[..];
+        let mut fb = FrameBuffer::new(1 << 30);
+        assert_eq!(
+            fb.buf.capacity(),
+            0,
+            "nothing is allocated before the first read"
+        );
+        fb.read_frame(&mut io).await.unwrap().unwrap();
+        assert!(fb.buf.capacity() <= INITIAL_READ, "{}", fb.buf.capacity());
+    }
+
+    #[tokio::test]
+    async fn streaming_reads_grow_to_large_chunks() {
+        // 1 MiB of CopyData-sized messages: reads double from 1 KiB up to 64 KiB, so the
+        // stream takes a few dozen reads, not a thousand.
+        let mut wire = Vec::new();
+        while wire.len() < 1 << 20 {
+            wire.extend_from_slice(&message(b'd', &[b'x'; 8000]));
+        }
+        let mut io = &wire[..];
+        let mut fb = FrameBuffer::new(1 << 30);
+        let mut reads = 0;
+        while fb.fill(&mut io).await.unwrap() {
+            reads += 1;
+            while fb.try_frame().unwrap().is_some() {}
+        }
+        assert!(fb.buf.is_empty());
+        assert!(reads < 40, "{reads} reads");
+        assert_eq!(fb.read_size, MAX_READ);
     }
 
     #[tokio::test]
