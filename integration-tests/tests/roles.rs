@@ -419,3 +419,60 @@ async fn check_prints_every_role_and_column_and_fails_on_a_bad_file() {
     let err = pgshroud::operator::check(&bad).unwrap_err();
     assert!(err.contains("bad.toml"), "{err}");
 }
+
+#[tokio::test]
+async fn a_client_certificate_subject_selects_its_role() {
+    use pgshroud_integration_tests::certs::TestCa;
+    use pgshroud_integration_tests::users;
+    let ca = TestCa::new();
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = ca
+        .issue(&["localhost", "127.0.0.1"])
+        .write_to(certs.path(), "proxy");
+    let f = RolesFixture::with_settings(pgshroud::config::ConfigLayer {
+        tls_cert: Some(cert),
+        tls_key: Some(key),
+        tls_client_ca_file: Some(ca.write_ca(certs.path())),
+        ..Default::default()
+    })
+    .await;
+    f.connect("app")
+        .await
+        .execute(
+            "INSERT INTO customers (email) VALUES ('alice@example.com')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let conn = format!(
+        "host=localhost port={} user={} password={} dbname={} sslmode=require",
+        f.proxy.port(),
+        users::SCRAM,
+        users::SCRAM_PASSWORD,
+        f.db
+    );
+    let email_as = async |config: rustls::ClientConfig| {
+        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(config);
+        let (c, connection) = tokio_postgres::connect(&conn, tls)
+            .await
+            .expect("TLS login");
+        tokio::spawn(connection);
+        simple_row(&c, "SELECT email FROM customers").await[0]
+            .clone()
+            .unwrap()
+    };
+    // scram_user matches no role by name: the certificate decides.
+    let service = ca.issue_client("api.svc.example.test");
+    assert_eq!(
+        email_as(ca.client_config_with_identity(&service)).await,
+        "alice@example.com"
+    );
+    let stranger = ca.issue_client("laptop.example.test");
+    assert!(email_as(ca.client_config_with_identity(&stranger))
+        .await
+        .starts_with("\\x01"));
+    assert!(
+        email_as(ca.client_config()).await.starts_with("\\x01"),
+        "no certificate: default role"
+    );
+}

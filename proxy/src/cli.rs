@@ -76,6 +76,9 @@ pub struct ServeArgs {
     /// Private key (PEM) of --tls-cert.
     #[arg(long)]
     pub tls_key: Option<PathBuf>,
+    /// CA (PEM) that client certificates are verified against (for `cert_subjects` in rules).
+    #[arg(long)]
+    pub tls_client_ca_file: Option<PathBuf>,
     /// Admin HTTP address for /metrics, /healthz, /readyz, or `off` [default: 127.0.0.1:9930].
     #[arg(long)]
     pub admin_listen: Option<String>,
@@ -123,6 +126,7 @@ impl ServeArgs {
             upstream_ca_file: self.upstream_ca_file.clone(),
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),
+            tls_client_ca_file: self.tls_client_ca_file.clone(),
             admin_listen: self.admin_listen.clone(),
             rules: self.rules.clone(),
             audit_file: self.audit_file.clone(),

@@ -19,6 +19,7 @@ pub struct ConfigLayer {
     pub upstream_ca_file: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub tls_client_ca_file: Option<PathBuf>,
     pub admin_listen: Option<String>,
     pub rules: Option<PathBuf>,
     pub audit_file: Option<String>,
@@ -50,6 +51,7 @@ impl ConfigLayer {
             upstream_ca_file,
             tls_cert,
             tls_key,
+            tls_client_ca_file,
             admin_listen,
             rules,
             audit_file,
@@ -128,6 +130,9 @@ pub enum LogFormat {
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// CA that client certificates are verified against; clients may then present one (its
+    /// subject is what rules' `cert_subjects` match). Clients without one still connect.
+    pub client_ca: Option<PathBuf>,
 }
 
 /// Resource limits and timeouts.
@@ -181,11 +186,24 @@ impl Settings {
             readable_file("upstream_ca_file", ca)?;
         }
         let client_tls = match (layer.tls_cert, layer.tls_key) {
+            (None, None) if layer.tls_client_ca_file.is_some() => {
+                return Err(invalid(
+                    "tls_client_ca_file",
+                    "needs tls_cert and tls_key: client certificates come with TLS",
+                ))
+            }
             (None, None) => None,
             (Some(cert), Some(key)) => {
                 readable_file("tls_cert", &cert)?;
                 readable_file("tls_key", &key)?;
-                Some(TlsFiles { cert, key })
+                if let Some(ca) = &layer.tls_client_ca_file {
+                    readable_file("tls_client_ca_file", ca)?;
+                }
+                Some(TlsFiles {
+                    cert,
+                    key,
+                    client_ca: layer.tls_client_ca_file,
+                })
             }
             (Some(_), None) => return Err(invalid("tls_key", "missing; tls_cert needs tls_key")),
             (None, Some(_)) => return Err(invalid("tls_cert", "missing; tls_key needs tls_cert")),
@@ -343,6 +361,13 @@ mod tests {
                 "tls_key",
                 ConfigLayer {
                     tls_cert: Some("/etc/hostname".into()),
+                    ..layer("postgres://h")
+                },
+            ),
+            (
+                "tls_client_ca_file",
+                ConfigLayer {
+                    tls_client_ca_file: Some("/etc/hostname".into()),
                     ..layer("postgres://h")
                 },
             ),

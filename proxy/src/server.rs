@@ -36,7 +36,7 @@ impl ProxyContext {
     pub fn new(settings: Settings, shutdown: ShutdownWatch) -> Result<ProxyContext, String> {
         let tls = match &settings.client_tls {
             Some(files) => Some(
-                crate::net::tls::server_config(&files.cert, &files.key)
+                crate::net::tls::server_config(&files.cert, &files.key, files.client_ca.as_deref())
                     .map_err(|e| format!("invalid setting `tls_cert`/`tls_key`: {e}"))?,
             ),
             None => None,

@@ -172,7 +172,7 @@ async fn run_session(
     let caller = Caller {
         user: startup.user().unwrap_or_default().to_owned(),
         pg_roles: Vec::new(),
-        cert_subject: None,
+        cert_subject: client.peer_cert_subject(),
         addr: peer.ip(),
     };
     let statements = match statement_path(ctx, caller, &mut server, &mut server_buf).await {
