@@ -29,6 +29,15 @@ pub enum Command {
     Decrypt(ColumnValueArgs),
     /// Validate a rules file and print what every role sees of every protected column.
     Check(CheckArgs),
+    /// Start a throwaway PostgreSQL with pgshroud in front and show who sees what (Ctrl-C ends it).
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Address the demo's proxy listens on.
+    #[arg(long, default_value = "127.0.0.1:6432")]
+    pub listen: String,
 }
 
 #[derive(Debug, Args)]

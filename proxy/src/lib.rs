@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod copy_codec;
 pub mod crypto;
+pub mod demo;
 pub mod exchange;
 pub mod intercept;
 pub mod logging;

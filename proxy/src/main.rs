@@ -17,6 +17,23 @@ fn main() -> ExitCode {
         Command::Encrypt(args) => report(pgshroud::operator::encrypt(&args)),
         Command::Decrypt(args) => report(pgshroud::operator::decrypt(&args)),
         Command::Check(args) => report(pgshroud::operator::check(&args.rules)),
+        Command::Demo(args) => demo(&args.listen),
+    }
+}
+
+fn demo(listen: &str) -> ExitCode {
+    pgshroud::logging::init("warn", pgshroud::config::LogFormat::Text);
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(pgshroud::demo::run(listen)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pgshroud demo: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
