@@ -476,3 +476,53 @@ async fn a_client_certificate_subject_selects_its_role() {
         "no certificate: default role"
     );
 }
+
+/// The value of one series in the metrics text (0 when absent).
+fn series(metrics: &str, name_and_labels: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_count_protected_values_by_action_and_refusals_by_reason() {
+    let f = with_customer().await;
+    let before = f.proxy.metrics_text();
+    assert_eq!(
+        series(
+            &before,
+            "pgshroud_protected_values_total{action=\"encrypted\"}"
+        ),
+        3.0,
+        "the app's insert sealed three values\n{before}"
+    );
+    f.connect("support").await.query(SELECT, &[]).await.unwrap();
+    f.connect("app").await.query(SELECT, &[]).await.unwrap();
+    let auditor = f.connect("auditor").await;
+    auditor.query(SELECT, &[]).await.unwrap_err();
+    let after = f.proxy.metrics_text();
+    assert_eq!(
+        series(&after, "pgshroud_protected_values_total{action=\"masked\"}"),
+        2.0
+    );
+    assert_eq!(
+        series(&after, "pgshroud_protected_values_total{action=\"nulled\"}"),
+        1.0
+    );
+    assert_eq!(
+        series(
+            &after,
+            "pgshroud_protected_values_total{action=\"decrypted\"}"
+        ),
+        3.0
+    );
+    assert_eq!(
+        series(&after, "pgshroud_crypto_operations_total{op=\"decrypt\"}"),
+        5.0
+    );
+    assert_eq!(
+        series(&after, "pgshroud_refusals_total{reason=\"column_denied\"}"),
+        1.0
+    );
+}

@@ -15,10 +15,11 @@ use super::engine::{Layout, ParamSpec, Plan, PlanAction, Protection};
 use super::live::LiveProtection;
 use super::policy::{Caller, Policy, RoleRefusal};
 use super::refusal;
-use super::reveal::Output;
+use super::reveal::{Output, RevealCounts};
 use super::wire::{self, Bind, Format, Parse};
 use crate::analyze::{self, CopyDirection, CopyInfo};
 use crate::intercept::Verdict;
+use crate::metrics::{CryptoOp, Metrics, ProtectedValueAction, RefusalReason};
 use crate::pg_error::PgError;
 use crate::protocol::frame::message;
 use crate::protocol::types::{backend, frontend};
@@ -90,6 +91,9 @@ struct Shape {
 }
 
 pub struct ProtectedSession {
+    metrics: Arc<Metrics>,
+    /// Values returned since the last flush to `metrics` (counted per row, flushed per result).
+    revealed: RevealCounts,
     /// The rules in force, reloadable; `shared` is the generation this session follows.
     live: Arc<LiveProtection>,
     generation: u64,
@@ -120,13 +124,20 @@ pub struct ProtectedSession {
 
 impl ProtectedSession {
     /// A session of `caller` under the rules in force, with the catalog of this database.
-    pub fn new(live: Arc<LiveProtection>, caller: Caller, catalog: Catalog) -> Self {
+    pub fn new(
+        live: Arc<LiveProtection>,
+        caller: Caller,
+        catalog: Catalog,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let generation = live.generation();
         let shared = live.current();
         let ciphers = Ciphers::new(shared.keys.clone());
         let layout = shared.layout(&catalog);
         let policy = Policy::for_caller(&shared.rules, &caller);
         ProtectedSession {
+            metrics,
+            revealed: RevealCounts::default(),
             live,
             generation,
             caller,
@@ -224,18 +235,37 @@ impl ProtectedSession {
         Ok(())
     }
 
-    /// The role's verdict on an analysed statement (refusals of the analysis come first).
+    /// Refusals before an analysed statement reaches PostgreSQL: the analysis's, then the role's.
     fn check_plan(&self, plan: &Plan) -> Result<(), PgError> {
-        if matches!(plan.action, PlanAction::Refused(_)) {
-            return Ok(());
+        if let PlanAction::Refused(error) = &plan.action {
+            self.metrics
+                .refusal(if error.code == analyze::SYNTAX_ERROR {
+                    RefusalReason::Unparseable
+                } else {
+                    RefusalReason::UnsupportedOperation
+                });
+            return Err(error.clone());
         }
         self.policy
             .check(plan)
             .map_err(|(why, e)| self.refused_by_role(why, e))
     }
 
+    /// `n` protected values were encrypted (or otherwise handled) for this session.
+    fn count_values(&self, op: CryptoOp, action: ProtectedValueAction, n: u64) {
+        if n > 0 {
+            self.metrics.crypto_operations(op, n);
+            self.metrics.protected_values(action, n);
+        }
+    }
+
     fn refused_by_role(&self, why: RoleRefusal, error: PgError) -> PgError {
         tracing::info!(role = %self.policy.role().name, reason = ?why, "statement refused: {}", error.message);
+        self.metrics.refusal(match why {
+            RoleRefusal::ColumnDenied => RefusalReason::ColumnDenied,
+            RoleRefusal::WriteDenied => RefusalReason::WriteDenied,
+            RoleRefusal::StatementKindDenied => RefusalReason::StatementKindDenied,
+        });
         error
     }
 
@@ -302,7 +332,14 @@ impl ProtectedSession {
         if plan.refreshes_catalog {
             self.catalog_stale = true;
         }
+        let sealed = plan
+            .statements
+            .iter()
+            .map(|s| s.literals.len() as u64)
+            .sum();
+        self.count_values(CryptoOp::Encrypt, ProtectedValueAction::Encrypted, sealed);
         match &plan.action {
+            // check_plan has answered refusals.
             PlanAction::Refused(error) => Verdict::Replace(refusal::refused_query(error)),
             PlanAction::Forward => Verdict::Forward,
             PlanAction::Rewrite(sql) => {
@@ -336,9 +373,6 @@ impl ProtectedSession {
         let plan = self.plan(&parse.query);
         if let Err(error) = self.check_plan(&plan) {
             return self.refuse_extended(&error);
-        }
-        if let PlanAction::Refused(error) = &plan.action {
-            return self.refuse_extended(error);
         }
         if plan.refreshes_catalog {
             self.refresh_at_sync = true;
@@ -418,6 +452,7 @@ impl ProtectedSession {
             return Verdict::Forward;
         }
         bind.expand_param_formats();
+        let mut encrypted = 0;
         for (i, param, declared) in params {
             let format = bind.param_format(i);
             let Some(slot) = bind.params.get_mut(i) else {
@@ -431,7 +466,10 @@ impl ProtectedSession {
                     codec::seal_declared(&param.spec, cipher, format, declared, value)
                 };
                 match sealed {
-                    Ok(sealed) => *slot = Some(sealed),
+                    Ok(sealed) => {
+                        *slot = Some(sealed);
+                        encrypted += 1;
+                    }
                     Err(error) => {
                         self.portals.remove(&bind.portal);
                         return self.refuse_extended(&error);
@@ -442,6 +480,11 @@ impl ProtectedSession {
                 *f = Format::Binary.code();
             }
         }
+        self.count_values(
+            CryptoOp::Encrypt,
+            ProtectedValueAction::Encrypted,
+            encrypted,
+        );
         self.pending.push_back(Expect::BindComplete { ours: false });
         Verdict::Replace(bind.write())
     }
@@ -557,6 +600,7 @@ impl ProtectedSession {
                 Verdict::Forward
             }
             backend::READY_FOR_QUERY => {
+                self.revealed.flush(&self.metrics);
                 self.discarding = false;
                 self.shape = None;
                 self.copy = None;
@@ -758,6 +802,7 @@ impl ProtectedSession {
                 Ok(shown) => *value = shown,
                 Err(error) => return self.fail_results(error),
             }
+            self.revealed.count(output.action);
         }
         Verdict::Replace(wire::write_data_row(&values))
     }

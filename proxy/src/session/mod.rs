@@ -242,6 +242,7 @@ async fn statement_path(
         live.clone(),
         caller,
         catalog,
+        ctx.metrics.clone(),
     )))
 }
 
