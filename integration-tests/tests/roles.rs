@@ -526,3 +526,158 @@ async fn metrics_count_protected_values_by_action_and_refusals_by_reason() {
         1.0
     );
 }
+
+/// Every logical type under a read action of its own, for a caller who gets the default role.
+const TYPED_RULES: &str = r#"
+default_role = "viewer"
+
+[[tables]]
+name = "typed"
+  [[tables.columns]]
+  name = "v_text"
+  type = "text"
+  [[tables.columns]]
+  name = "v_varchar"
+  type = "varchar"
+  [[tables.columns]]
+  name = "v_int2"
+  type = "int2"
+  [[tables.columns]]
+  name = "v_int4"
+  type = "int4"
+  [[tables.columns]]
+  name = "v_int8"
+  type = "int8"
+  [[tables.columns]]
+  name = "v_bool"
+  type = "bool"
+  [[tables.columns]]
+  name = "v_numeric"
+  type = "numeric"
+  [[tables.columns]]
+  name = "v_date"
+  type = "date"
+  [[tables.columns]]
+  name = "v_timestamp"
+  type = "timestamp"
+  [[tables.columns]]
+  name = "v_timestamptz"
+  type = "timestamptz"
+  [[tables.columns]]
+  name = "v_uuid"
+  type = "uuid"
+  [[tables.columns]]
+  name = "v_bytea"
+  type = "bytea"
+  [[tables.columns]]
+  name = "v_jsonb"
+  type = "jsonb"
+
+[[roles]]
+name = "writer"
+template = "app"
+users = ["scram_user"]
+
+[[roles]]
+name = "viewer"
+template = "support"
+users = ["md5_user"]
+  [roles.columns]
+  "public.typed.v_text" = "mask:partial(1,1)"
+  "public.typed.v_varchar" = "mask:last4"
+  "public.typed.v_int4" = "mask:range(10)"
+  "public.typed.v_int8" = "mask:hash"
+  "public.typed.v_bool" = "null"
+  "public.typed.v_numeric" = "mask:range(100)"
+  "public.typed.v_bytea" = "ciphertext"
+  "public.typed.v_jsonb" = "decrypt"
+"#;
+
+#[tokio::test]
+async fn every_logical_type_is_masked_nulled_or_decrypted_in_text_and_binary() {
+    use pgshroud_integration_tests::protected::{Fixture, MASTER_KEY};
+    use pgshroud_integration_tests::users;
+    let f = Fixture::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(&rules, TYPED_RULES).unwrap();
+    let key = dir.path().join("master.key");
+    std::fs::write(&key, MASTER_KEY).unwrap();
+    let proxy = pgshroud_integration_tests::proxy_with(pgshroud::config::ConfigLayer {
+        rules: Some(rules),
+        master_key_file: Some(key),
+        ..Default::default()
+    })
+    .await;
+    let writer = proxy
+        .connect(users::SCRAM, users::SCRAM_PASSWORD, &f.db)
+        .await
+        .unwrap();
+    writer
+        .simple_query(
+            "INSERT INTO typed (v_text, v_varchar, v_int2, v_int4, v_int8, v_bool, v_numeric, v_date, v_timestamp, v_timestamptz, v_uuid, v_bytea, v_jsonb)
+             VALUES ('Johnson', '555-0123', 7, 34, 9000000000, true, 1234.5, '2000-02-03', '2024-01-02 03:04:05', '2024-01-02 03:04:05+00',
+                     'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '\\x00ff', '{\"k\": 1}')",
+        )
+        .await
+        .unwrap();
+    let viewer = proxy
+        .connect(users::MD5, users::MD5_PASSWORD, &f.db)
+        .await
+        .unwrap();
+    let all = "SELECT v_text, v_varchar, v_int2, v_int4, v_int8, v_bool, v_numeric, v_date, v_timestamp, v_timestamptz, v_uuid, v_bytea, v_jsonb FROM typed";
+    let text = simple_row(&viewer, all).await;
+    let stored_bytea: Vec<u8> = f
+        .stored("SELECT v_bytea FROM typed")
+        .await
+        .remove(0)
+        .unwrap();
+    let shown = |i: usize| text[i].clone();
+    assert_eq!(shown(0).as_deref(), Some("J*****n"), "partial(1,1)");
+    assert_eq!(shown(1).as_deref(), Some("****0123"), "last4");
+    assert_eq!(shown(2).as_deref(), Some("****"), "support redacts int2");
+    assert_eq!(shown(3).as_deref(), Some("30-39"), "range(10)");
+    let pseudonym = shown(4).unwrap();
+    assert!(!pseudonym.contains("9000000000"), "hash: {pseudonym}");
+    assert_eq!(shown(5), None, "null");
+    assert_eq!(shown(6).as_deref(), Some("1200-1299"), "range(100)");
+    assert_eq!(
+        shown(7).as_deref(),
+        Some("2000"),
+        "support shows the year of a date"
+    );
+    assert_eq!(shown(8).as_deref(), Some("2024"));
+    assert_eq!(shown(9).as_deref(), Some("2024"));
+    assert_eq!(shown(10).as_deref(), Some("****"), "support redacts uuid");
+    assert_eq!(
+        shown(11),
+        Some(format!(
+            "\\x{}",
+            pgshroud_integration_tests::protected::hex(&stored_bytea)
+        ))
+    );
+    assert_eq!(shown(12).as_deref(), Some("{\"k\": 1}"), "decrypt");
+
+    // Binary format: masks arrive as text, NULL as NULL, ciphertext as bytea, plaintext typed.
+    let row = viewer.query_one(all, &[]).await.unwrap();
+    use tokio_postgres::types::Type;
+    for masked in [0, 1, 2, 3, 4, 6, 7, 8, 9, 10] {
+        assert_eq!(
+            row.columns()[masked].type_(),
+            &Type::TEXT,
+            "column {masked}"
+        );
+        assert_eq!(
+            Some(row.get::<_, String>(masked)),
+            shown(masked),
+            "column {masked}"
+        );
+    }
+    assert_eq!(row.get::<_, Option<bool>>(5), None);
+    assert_eq!(row.columns()[5].type_(), &Type::BOOL);
+    assert_eq!(row.get::<_, Vec<u8>>(11), stored_bytea);
+    assert_eq!(
+        row.get::<_, serde_json::Value>(12),
+        serde_json::json!({"k": 1})
+    );
+}
