@@ -1,1 +1,109 @@
 //! Audit events, their tamper-evident chain, and the sinks that write them.
+//!
+//! A statement's path ends here: `connection` ties each Execute (or statement of a simple
+//! query) to its outcome through `exchange`, `normalize` turns its text into something that
+//! holds no value, `sink` queues the event to the writer, which chains it (`chain`).
+
+pub mod alert;
+pub mod chain;
+pub mod connection;
+pub mod event;
+pub mod normalize;
+pub mod sink;
+pub mod verify;
+
+use std::sync::Arc;
+
+pub use self::connection::{ConnectionAudit, ConnectionInfo};
+pub use self::event::{Event, EventType};
+pub use self::sink::OnFull;
+
+use self::chain::ChainKey;
+use self::normalize::{NormalizeCache, Normalized};
+use self::sink::{Sink, Target};
+use crate::config::{AuditTarget, Settings};
+use crate::metrics::Metrics;
+
+/// The process's audit: the sink, the normalisation cache, and the rules for alerts.
+#[derive(Debug)]
+pub struct Audit {
+    sink: Sink,
+    cache: NormalizeCache,
+    pub metrics: Arc<Metrics>,
+    pub rules: Option<Arc<pgshroud_rules::Rules>>,
+}
+
+impl Audit {
+    /// Starts the writer when `audit_file` is set; `None` otherwise. Needs the audit key.
+    pub fn start(
+        settings: &Settings,
+        rules: Option<Arc<pgshroud_rules::Rules>>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Option<Arc<Audit>>, String> {
+        let Some(target) = &settings.audit else {
+            return Ok(None);
+        };
+        let options = &settings.audit_options;
+        let k0 = ChainKey::load(options.key_file.as_deref())
+            .map_err(|e| format!("invalid setting `audit_key_file`: {e}"))?;
+        let target = match target {
+            AuditTarget::Stdout => Target::Stdout,
+            AuditTarget::File(path) => Target::File {
+                path: path.clone(),
+                rotate_bytes: options.rotate_bytes,
+            },
+        };
+        let sink = Sink::start(
+            target,
+            options.queue_size,
+            options.on_full,
+            k0,
+            metrics.clone(),
+        )
+        .map_err(|e| format!("invalid setting `audit_file`: {e}"))?;
+        Ok(Some(Arc::new(Audit {
+            sink,
+            cache: NormalizeCache::default(),
+            metrics,
+            rules,
+        })))
+    }
+
+    /// An audit writing to `target` (tests and benches).
+    pub fn with_target(
+        target: Target,
+        on_full: OnFull,
+        k0: ChainKey,
+        rules: Option<Arc<pgshroud_rules::Rules>>,
+    ) -> Result<Arc<Audit>, String> {
+        let metrics = Arc::new(Metrics::new());
+        let sink = Sink::start(target, 1024, on_full, k0, metrics.clone())?;
+        Ok(Arc::new(Audit {
+            sink,
+            cache: NormalizeCache::default(),
+            metrics,
+            rules,
+        }))
+    }
+
+    pub fn emit(&self, event: Event) {
+        self.sink.emit(event);
+    }
+
+    /// The normalised form of a SQL text (cached).
+    pub fn normalize(&self, sql: &str) -> Arc<Normalized> {
+        self.cache.get(sql)
+    }
+
+    /// Flushes the queue and ends the chain segment with `chain_end`.
+    pub fn close(&self) {
+        self.sink.close();
+    }
+}
+
+/// The caller's role as audit reports it. Per-caller roles are not resolved yet: until they
+/// are, a proxy with a rules file calls everyone `app`, and one without has no role. This is
+/// the one place to change when roles land.
+pub fn provisional_role(has_rules: bool) -> Option<String> {
+    has_rules.then(|| "app".to_owned())
+}

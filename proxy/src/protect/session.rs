@@ -184,6 +184,12 @@ impl ProtectedSession {
         self.shared.plan(sql, &self.layout, &self.catalog)
     }
 
+    /// The plan of a statement text that mentions a protected table, for audit (a cache hit:
+    /// the statement was planned on its way in).
+    pub fn plan_of(&self, sql: &str) -> Option<Arc<Plan>> {
+        self.shared.mentions_protected(sql).then(|| self.plan(sql))
+    }
+
     /// Our catalog look-up, queued behind the client's messages.
     fn lookup_message(&mut self) -> BytesMut {
         self.pending.push_back(Expect::CatalogLookup);

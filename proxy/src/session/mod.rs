@@ -18,6 +18,7 @@ use tracing::{debug, info, warn, Instrument};
 use self::auth::{AuthError, AuthExchange};
 use self::handshake::{send_and_close, Handshake, HandshakeError};
 use self::relay::{Inbound, RelayEnd, ServerPath, SessionState, MAX_SERVER_MESSAGE};
+use crate::audit::{ConnectionAudit, ConnectionInfo};
 use crate::cancel::forward_cancel;
 use crate::intercept::StatementPath;
 use crate::metrics::ConnectionErrorReason as Why;
@@ -86,7 +87,10 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ProxyContext>, adm
             let user = startup.user().unwrap_or_default().to_owned();
             let database = startup.database().unwrap_or_default().to_owned();
             let span = tracing::info_span!("session", %peer, %user, %database);
-            run_session(client, startup, &ctx).instrument(span).await;
+            let audit = AuditGuard::connect(&ctx, peer, &client, &startup);
+            run_session(client, startup, &ctx, &audit)
+                .instrument(span)
+                .await;
         }
     }
 }
@@ -104,7 +108,51 @@ async fn cancel(ctx: &ProxyContext, pid: i32, secret: &[u8]) {
     }
 }
 
-async fn run_session(mut client: Stream, startup: StartupMessage, ctx: &Arc<ProxyContext>) {
+/// The connection's audit, when audit is on; `disconnect` is written however the session ends.
+struct AuditGuard(Option<Arc<std::sync::Mutex<ConnectionAudit>>>);
+
+impl AuditGuard {
+    fn connect(
+        ctx: &ProxyContext,
+        peer: SocketAddr,
+        client: &Stream,
+        startup: &StartupMessage,
+    ) -> AuditGuard {
+        let Some(audit) = &ctx.audit else {
+            return AuditGuard(None);
+        };
+        let info = ConnectionInfo {
+            session: ConnectionInfo::new_session_id(),
+            client_addr: Some(peer.ip()),
+            tls: client.is_tls(),
+            user: startup.user().unwrap_or_default().to_owned(),
+            database: startup.database().unwrap_or_default().to_owned(),
+            application_name: startup.params.get("application_name").cloned(),
+            role: crate::audit::provisional_role(ctx.protection.is_some()),
+        };
+        let connection = ConnectionAudit::connect(audit.clone(), info);
+        AuditGuard(Some(Arc::new(std::sync::Mutex::new(connection))))
+    }
+
+    fn with(&self, f: impl FnOnce(&mut ConnectionAudit)) {
+        if let Some(Ok(mut a)) = self.0.as_ref().map(|a| a.lock()) {
+            f(&mut a);
+        }
+    }
+}
+
+impl Drop for AuditGuard {
+    fn drop(&mut self) {
+        self.with(ConnectionAudit::disconnect);
+    }
+}
+
+async fn run_session(
+    mut client: Stream,
+    startup: StartupMessage,
+    ctx: &Arc<ProxyContext>,
+    audit: &AuditGuard,
+) {
     let limits = &ctx.settings.limits;
     let mut server = match ctx.upstream.connect().await {
         Ok(s) => s,
@@ -136,6 +184,10 @@ async fn run_session(mut client: Stream, startup: StartupMessage, ctx: &Arc<Prox
         Ok(Ok(a)) => a,
         Ok(Err(e)) => {
             log_auth_failure(&e);
+            audit.with(|a| match &e {
+                AuthError::Refused { sqlstate, .. } => a.auth_failed(Some(sqlstate)),
+                _ => a.auth_failed(None),
+            });
             ctx.metrics.connection_error(match e {
                 AuthError::Upstream(_) | AuthError::UpstreamGone => Why::UpstreamConnect,
                 AuthError::ClientGone | AuthError::Io(_) => Why::Io,
@@ -149,6 +201,7 @@ async fn run_session(mut client: Stream, startup: StartupMessage, ctx: &Arc<Prox
             return;
         }
         Err(_) => {
+            audit.with(|a| a.auth_failed(Some(sqlstate::CONNECTION_EXCEPTION)));
             ctx.metrics.connection_error(Why::StartupTimeout);
             let error = PgError::fatal(
                 sqlstate::CONNECTION_EXCEPTION,
@@ -160,9 +213,10 @@ async fn run_session(mut client: Stream, startup: StartupMessage, ctx: &Arc<Prox
         }
     };
     info!("session started");
+    audit.with(ConnectionAudit::auth_ok);
     let _cancel_key = authenticated.cancel;
     let statements = match statement_path(ctx, &mut server, &mut server_buf).await {
-        Ok(path) => path,
+        Ok(path) => path.with_audit(audit.0.clone()),
         Err(error) => {
             warn!("{error}");
             send_and_close(&mut client, &error).await;
