@@ -178,7 +178,8 @@ impl ConnectionAudit {
             }
         };
         let (tables, columns) = touched(plan.as_deref(), done.index, &shown, outcome);
-        let values_read = read_values(&columns, rows);
+        // Alerts are about what the client received: rows sent back, not rows changed.
+        let values_read = read_values(&columns, data_rows);
         e.kind = Some(shown.kind);
         e.class = Some(shown.class);
         e.fingerprint = Some(shown.fingerprint.clone());
@@ -196,7 +197,7 @@ impl ConnectionAudit {
             let role = alert::role(self.audit.rules.as_deref(), self.info.role.as_deref());
             for raised in self
                 .alerts
-                .statement(role, rows, values_read, Instant::now())
+                .statement(role, data_rows, values_read, Instant::now())
             {
                 self.raise(raised, fingerprint.clone());
             }
