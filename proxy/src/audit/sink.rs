@@ -259,7 +259,15 @@ impl Output {
             }),
             Target::File { path, rotate_bytes } => {
                 let previous_chain = last_chain(&path);
-                let (file, size) = open_append(&path)?;
+                let (mut file, mut size) = open_append(&path)?;
+                if !ends_with_newline(&path) {
+                    // A crash cut the last line short: keep the new segment on lines of its own
+                    // (verify reports the cut line).
+                    file.write_all(b"\n").map_err(|e| {
+                        format!("cannot write the audit file {}: {e}", path.display())
+                    })?;
+                    size += 1;
+                }
                 Ok(Output {
                     sink: Box::new(BufWriter::new(file)),
                     file: Some(FileState {
@@ -321,6 +329,19 @@ fn open_append(path: &Path) -> Result<(File, u64), String> {
         .map_err(|e| format!("cannot open the audit file {}: {e}", path.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     Ok((file, size))
+}
+
+/// Whether `path` is empty, missing, or ends with a newline.
+fn ends_with_newline(path: &Path) -> bool {
+    let Ok(mut file) = File::open(path) else {
+        return true;
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if len == 0 || file.seek(SeekFrom::Start(len - 1)).is_err() {
+        return true;
+    }
+    let mut last = [0u8; 1];
+    file.read_exact(&mut last).is_err() || last[0] == b'\n'
 }
 
 /// The chain value on the last complete line of `path`, if it has one.
@@ -467,6 +488,32 @@ mod tests {
             5
         );
         assert!(events.iter().all(|e| e.get("dropped").is_none()));
+    }
+
+    #[test]
+    fn a_line_cut_short_by_a_crash_stays_on_its_own_line() {
+        let dir = std::env::temp_dir().join(format!("pgshroud-audit-cut-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("audit.log");
+        std::fs::write(&path, "{\"ts\":\"2026").unwrap();
+        let sink = Sink::start(
+            Target::File {
+                path: path.clone(),
+                rotate_bytes: None,
+            },
+            4,
+            OnFull::Block,
+            ChainKey::new([4; 32]),
+            Arc::new(Metrics::new()),
+        )
+        .unwrap();
+        sink.close();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<_> = text.lines().collect();
+        assert_eq!(lines[0], "{\"ts\":\"2026");
+        assert!(lines[1].contains("\"event\":\"chain_start\""));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
