@@ -391,6 +391,12 @@ async fn protected_columns_are_listed_with_their_action_and_refusals_are_audited
         .await
         .unwrap_err();
     assert_eq!(code(&refused), "0A000");
+    // In one simple query, each statement lists only its own columns.
+    c.simple_query(
+        "BEGIN; SELECT email FROM customers; SELECT age FROM customers WHERE id > 0; COMMIT",
+    )
+    .await
+    .unwrap();
     let error = c.simple_query("SELECT 1/0").await.unwrap_err();
     assert_eq!(code(&error), "22012");
     // The session is still in step after all of that.
@@ -414,6 +420,20 @@ async fn protected_columns_are_listed_with_their_action_and_refusals_are_audited
         .contains(&serde_json::json!({"column": "public.customers.email", "action": "decrypted"})));
     assert!(columns
         .contains(&serde_json::json!({"column": "public.customers.email", "action": "encrypted"})));
+
+    let only = |text: &str, column: &str| {
+        assert_eq!(
+            f.statement(text)["columns"],
+            serde_json::json!([{"column": column, "action": "decrypted"}]),
+            "{text}"
+        );
+    };
+    only("SELECT email FROM customers", "public.customers.email");
+    only(
+        "SELECT age FROM customers WHERE id > ?",
+        "public.customers.age",
+    );
+    assert_eq!(f.statement("BEGIN")["columns"], serde_json::json!([]));
 
     let like = f.statement("SELECT * FROM customers WHERE email LIKE ?");
     assert_eq!(like["outcome"], "refused");

@@ -11,7 +11,7 @@ use super::normalize::NormalStatement;
 use super::Audit;
 use crate::analyze::Usage;
 use crate::exchange::{self, Exchange, Finished, Protocol};
-use crate::protect::engine::{Plan, PlanAction};
+use crate::protect::engine::{Plan, PlanAction, Protection};
 use crate::protocol::types::{backend, frontend};
 
 /// Who is connected, as every event of the connection says it.
@@ -25,6 +25,8 @@ pub struct ConnectionInfo {
     pub database: String,
     pub application_name: Option<String>,
     pub role: Option<String>,
+    /// The protected columns (names of the analyser's column ids), when rules are loaded.
+    pub protection: Option<Arc<Protection>>,
 }
 
 impl ConnectionInfo {
@@ -177,7 +179,13 @@ impl ConnectionAudit {
                 (outcome, Some(sqlstate.clone()), data_rows)
             }
         };
-        let (tables, columns) = touched(plan.as_deref(), done.index, &shown, outcome);
+        let (tables, columns) = touched(
+            plan.as_deref(),
+            self.info.protection.as_deref(),
+            done.index,
+            &shown,
+            outcome,
+        );
         // Alerts are about what the client received: rows sent back, not rows changed.
         let values_read = read_values(&columns, data_rows);
         e.kind = Some(shown.kind);
@@ -250,6 +258,7 @@ pub fn tag_rows(tag: &str) -> Option<u64> {
 /// mentions a protected table, else the tokenizer's guess at the tables.
 fn touched(
     plan: Option<&Plan>,
+    protection: Option<&Protection>,
     index: usize,
     shown: &NormalStatement,
     outcome: Outcome,
@@ -257,7 +266,8 @@ fn touched(
     let Some(plan) = plan else {
         return (shown.tables.clone(), Vec::new());
     };
-    let tables = match plan.statements.get(index) {
+    let statement = plan.statements.get(index);
+    let tables = match statement {
         Some(s) if !s.tables.is_empty() => s
             .tables
             .iter()
@@ -265,15 +275,28 @@ fn touched(
             .collect(),
         _ => shown.tables.clone(),
     };
+    // This statement's own columns when the analysis names them; else the whole text's.
+    let used: Vec<(&str, Usage)> = match (statement, protection) {
+        (Some(s), Some(p)) => s
+            .columns
+            .iter()
+            .filter_map(|c| Some((p.spec_by_id(c.column)?.qualified.as_str(), c.usage)))
+            .collect(),
+        _ => plan
+            .columns
+            .iter()
+            .map(|(spec, usage)| (spec.qualified.as_str(), *usage))
+            .collect(),
+    };
     let mut columns: Vec<ColumnAction> = Vec::new();
-    for (spec, usage) in &plan.columns {
+    for (column, usage) in used {
         let action = match (outcome, usage) {
             (Outcome::Refused, _) => "refused",
             (_, Usage::Project) => read_action(),
             _ => "encrypted",
         };
         let entry = ColumnAction {
-            column: spec.qualified.clone(),
+            column: column.to_owned(),
             action,
         };
         if !columns.contains(&entry) {

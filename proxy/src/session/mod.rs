@@ -129,6 +129,7 @@ impl AuditGuard {
             database: startup.database().unwrap_or_default().to_owned(),
             application_name: startup.params.get("application_name").cloned(),
             role: crate::audit::provisional_role(ctx.protection.is_some()),
+            protection: ctx.protection.clone(),
         };
         let connection = ConnectionAudit::connect(audit.clone(), info);
         AuditGuard(Some(Arc::new(std::sync::Mutex::new(connection))))
