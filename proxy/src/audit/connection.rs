@@ -165,20 +165,7 @@ impl ConnectionAudit {
             Protocol::Simple => "simple",
             Protocol::Extended => "extended",
         });
-        let (outcome, sqlstate, rows) = match &done.outcome {
-            exchange::Outcome::Complete(tag) => {
-                (Outcome::Ok, None, tag_rows(tag).unwrap_or(data_rows))
-            }
-            exchange::Outcome::Suspended => (Outcome::Ok, None, data_rows),
-            exchange::Outcome::Error { sqlstate } => {
-                let outcome = if refused {
-                    Outcome::Refused
-                } else {
-                    Outcome::Error
-                };
-                (outcome, Some(sqlstate.clone()), data_rows)
-            }
-        };
+        let (outcome, sqlstate, rows) = ending(&done.outcome, refused, data_rows);
         let (tables, columns) = touched(
             plan.as_deref(),
             self.info.protection.as_deref(),
@@ -198,7 +185,7 @@ impl ConnectionAudit {
         e.duration_us = Some(micros(done.started));
         e.outcome = Some(outcome);
         e.sqlstate = sqlstate;
-        self.count(outcome, rows, e.duration_us.unwrap_or(0));
+        self.count(outcome, rows);
         let fingerprint = e.fingerprint.clone();
         self.audit.emit(e);
         if outcome == Outcome::Ok {
@@ -212,7 +199,7 @@ impl ConnectionAudit {
         }
     }
 
-    fn count(&mut self, outcome: Outcome, rows: u64, _duration_us: u64) {
+    fn count(&mut self, outcome: Outcome, rows: u64) {
         self.totals.statements += 1;
         self.totals.rows += rows;
         match outcome {
@@ -233,6 +220,25 @@ impl ConnectionAudit {
         e.enforced = Some(false);
         self.audit.metrics.alert(raised.kind);
         self.audit.emit(e);
+    }
+}
+
+/// A statement's outcome, SQLSTATE and row count (the command tag's count when it has one,
+/// else the rows sent).
+fn ending(
+    outcome: &exchange::Outcome,
+    refused: bool,
+    data_rows: u64,
+) -> (Outcome, Option<String>, u64) {
+    match outcome {
+        exchange::Outcome::Complete(tag) => (Outcome::Ok, None, tag_rows(tag).unwrap_or(data_rows)),
+        exchange::Outcome::Suspended => (Outcome::Ok, None, data_rows),
+        exchange::Outcome::Error { sqlstate } if refused => {
+            (Outcome::Refused, Some(sqlstate.clone()), data_rows)
+        }
+        exchange::Outcome::Error { sqlstate } => {
+            (Outcome::Error, Some(sqlstate.clone()), data_rows)
+        }
     }
 }
 
