@@ -179,6 +179,7 @@ async fn every_statement_kind_leaves_one_event_with_the_required_fields() {
         "user",
         "role",
         "database",
+        "application_name",
         "kind",
         "class",
         "statement",

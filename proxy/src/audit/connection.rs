@@ -74,7 +74,8 @@ impl ConnectionAudit {
         e.user = Some(self.info.user.clone());
         e.role = self.info.role.clone();
         e.database = Some(self.info.database.clone());
-        e.application_name = self.info.application_name.clone();
+        // Always present: PostgreSQL's own default is the empty string.
+        e.application_name = Some(self.info.application_name.clone().unwrap_or_default());
         if kind == EventType::Connect {
             e.tls = Some(self.info.tls);
         }
