@@ -107,3 +107,57 @@ impl Audit {
 pub fn provisional_role(has_rules: bool) -> Option<String> {
     has_rules.then(|| "app".to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConfigLayer;
+
+    fn settings(layer: ConfigLayer) -> Result<Settings, String> {
+        let base = ConfigLayer {
+            upstream: Some("postgres://127.0.0.1:5432".into()),
+            ..ConfigLayer::default()
+        };
+        Settings::resolve(layer.over(base)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn audit_is_off_without_audit_file() {
+        let s = settings(ConfigLayer::default()).unwrap();
+        let audit = Audit::start(&s, None, Arc::new(Metrics::new())).unwrap();
+        assert!(audit.is_none());
+    }
+
+    #[test]
+    fn an_audit_file_without_a_key_stops_start_up() {
+        if std::env::var_os(chain::AUDIT_KEY_ENV).is_some() {
+            return; // The environment provides a key; nothing to show here.
+        }
+        let s = settings(ConfigLayer {
+            audit_file: Some("-".into()),
+            ..ConfigLayer::default()
+        })
+        .unwrap();
+        let e = Audit::start(&s, None, Arc::new(Metrics::new())).unwrap_err();
+        assert!(
+            e.contains("audit_key_file") && e.contains("PGSHROUD_AUDIT_KEY"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn on_full_accepts_block_and_drop_only() {
+        let on_full = |v: &str| {
+            settings(ConfigLayer {
+                audit_on_full: Some(v.into()),
+                ..ConfigLayer::default()
+            })
+            .map(|s| s.audit_options.on_full)
+        };
+        assert_eq!(on_full("block"), Ok(OnFull::Block));
+        assert_eq!(on_full("drop"), Ok(OnFull::Drop));
+        assert!(on_full("wait").unwrap_err().contains("audit_on_full"));
+        let default = settings(ConfigLayer::default()).unwrap();
+        assert_eq!(default.audit_options.on_full, OnFull::Block);
+    }
+}
