@@ -681,3 +681,83 @@ async fn every_logical_type_is_masked_nulled_or_decrypted_in_text_and_binary() {
         serde_json::json!({"k": 1})
     );
 }
+
+#[tokio::test]
+async fn audit_events_name_the_role_and_what_it_got_of_each_column() {
+    use pgshroud_integration_tests::protected::OTHER_KEY;
+    let files = tempfile::tempdir().unwrap();
+    let audit_log = files.path().join("audit.log");
+    let audit_key = files.path().join("audit.key");
+    std::fs::write(&audit_key, OTHER_KEY).unwrap();
+    let f = RolesFixture::with_settings(pgshroud::config::ConfigLayer {
+        audit_file: Some(audit_log.display().to_string()),
+        audit_key_file: Some(audit_key),
+        ..Default::default()
+    })
+    .await;
+    f.connect("app")
+        .await
+        .execute(
+            "INSERT INTO customers (email, age) VALUES ('a@x.org', 1)",
+            &[],
+        )
+        .await
+        .unwrap();
+    f.connect("support")
+        .await
+        .query("SELECT email, age FROM customers", &[])
+        .await
+        .unwrap();
+    f.connect("dba")
+        .await
+        .query("SELECT email FROM customers", &[])
+        .await
+        .unwrap();
+    f.connect("auditor")
+        .await
+        .query("SELECT email FROM customers", &[])
+        .await
+        .unwrap_err();
+    let RolesFixture {
+        proxy, dir: _dir, ..
+    } = f;
+    proxy.shutdown().await;
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(&audit_log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|e: &serde_json::Value| e["event"] == "statement")
+        .collect();
+    let by_role = |role: &str| {
+        events
+            .iter()
+            .find(|e| e["role"] == role)
+            .unwrap_or_else(|| panic!("no statement event for {role}: {events:?}"))
+    };
+    let actions = |role: &str| -> Vec<(String, String)> {
+        by_role(role)["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["column"].as_str().unwrap().to_owned(),
+                    c["action"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let col = |c: &str, a: &str| (format!("public.customers.{c}"), a.to_owned());
+    assert_eq!(
+        actions("app"),
+        vec![col("email", "encrypted"), col("age", "encrypted")]
+    );
+    assert_eq!(
+        actions("support"),
+        vec![col("email", "masked"), col("age", "nulled")]
+    );
+    assert_eq!(actions("dba"), vec![col("email", "ciphertext")]);
+    assert_eq!(actions("auditor"), vec![col("email", "refused")]);
+    assert_eq!(by_role("auditor")["outcome"], "refused");
+    assert_eq!(by_role("auditor")["sqlstate"], "42501");
+}

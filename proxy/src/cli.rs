@@ -31,6 +31,9 @@ pub enum Command {
     Check(CheckArgs),
     /// Start a throwaway PostgreSQL with pgshroud in front and show who sees what (Ctrl-C ends it).
     Demo(DemoArgs),
+    /// Audit log tools.
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 #[derive(Debug, Args)]
@@ -38,6 +41,23 @@ pub struct DemoArgs {
     /// Address the demo's proxy listens on.
     #[arg(long, default_value = "127.0.0.1:6432")]
     pub listen: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the chain of an audit file, or of rotated files given oldest first; exits 1 naming
+    /// the first broken line, 3 when a segment has no chain_end (truncated or unclean stop).
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// File holding the audit key, base64 (else $PGSHROUD_AUDIT_KEY).
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+    /// Audit files, oldest first (rotated files, then the current one).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -97,6 +117,18 @@ pub struct ServeArgs {
     /// Audit events: a file path, or `-` for stdout.
     #[arg(long)]
     pub audit_file: Option<String>,
+    /// File holding the audit chain key, base64 of 32 bytes (else $PGSHROUD_AUDIT_KEY).
+    #[arg(long)]
+    pub audit_key_file: Option<PathBuf>,
+    /// When the audit queue is full: block (no statement goes unaudited) or drop [default: block].
+    #[arg(long)]
+    pub audit_on_full: Option<String>,
+    /// Audit events queued for the writer before --audit-on-full applies [default: 10000].
+    #[arg(long)]
+    pub audit_queue_size: Option<usize>,
+    /// Rotate the audit file once it reaches this many bytes; 0 = never [default: 0].
+    #[arg(long)]
+    pub audit_rotate_bytes: Option<u64>,
     /// Log filter, e.g. info, debug, pgshroud=debug [default: info].
     #[arg(long)]
     pub log_level: Option<String>,
@@ -139,6 +171,10 @@ impl ServeArgs {
             admin_listen: self.admin_listen.clone(),
             rules: self.rules.clone(),
             audit_file: self.audit_file.clone(),
+            audit_key_file: self.audit_key_file.clone(),
+            audit_on_full: self.audit_on_full.clone(),
+            audit_queue_size: self.audit_queue_size,
+            audit_rotate_bytes: self.audit_rotate_bytes,
             log_level: self.log_level.clone(),
             log_format: self.log_format.clone(),
             max_client_connections: self.max_client_connections,

@@ -23,6 +23,10 @@ pub struct ConfigLayer {
     pub admin_listen: Option<String>,
     pub rules: Option<PathBuf>,
     pub audit_file: Option<String>,
+    pub audit_key_file: Option<PathBuf>,
+    pub audit_on_full: Option<String>,
+    pub audit_queue_size: Option<usize>,
+    pub audit_rotate_bytes: Option<u64>,
     pub log_level: Option<String>,
     pub log_format: Option<String>,
     pub max_client_connections: Option<usize>,
@@ -55,6 +59,10 @@ impl ConfigLayer {
             admin_listen,
             rules,
             audit_file,
+            audit_key_file,
+            audit_on_full,
+            audit_queue_size,
+            audit_rotate_bytes,
             log_level,
             log_format,
             max_client_connections,
@@ -119,6 +127,18 @@ pub enum AuditTarget {
     File(PathBuf),
 }
 
+/// How the audit sink behaves (used only when `audit_file` is set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditOptions {
+    /// File holding k_0 of the audit chain (else `$PGSHROUD_AUDIT_KEY`).
+    pub key_file: Option<PathBuf>,
+    pub on_full: crate::audit::OnFull,
+    /// Events queued for the writer before `on_full` applies.
+    pub queue_size: usize,
+    /// Rotate the audit file once it reaches this size; `None`: never.
+    pub rotate_bytes: Option<u64>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -155,6 +175,7 @@ pub struct Settings {
     pub admin_listen: Option<SocketAddr>,
     pub rules: Option<PathBuf>,
     pub audit: Option<AuditTarget>,
+    pub audit_options: AuditOptions,
     pub log_level: String,
     pub log_format: LogFormat,
     pub limits: Limits,
@@ -223,6 +244,24 @@ impl Settings {
             "-" => AuditTarget::Stdout,
             path => AuditTarget::File(PathBuf::from(path)),
         });
+        let audit_options = AuditOptions {
+            key_file: layer.audit_key_file,
+            on_full: match layer.audit_on_full.as_deref().unwrap_or("block") {
+                "block" => crate::audit::OnFull::Block,
+                "drop" => crate::audit::OnFull::Drop,
+                other => {
+                    return Err(invalid(
+                        "audit_on_full",
+                        format!("`{other}` is not block or drop"),
+                    ))
+                }
+            },
+            queue_size: positive("audit_queue_size", layer.audit_queue_size.unwrap_or(10_000))?,
+            rotate_bytes: layer.audit_rotate_bytes.filter(|b| *b > 0),
+        };
+        if let Some(key) = &audit_options.key_file {
+            readable_file("audit_key_file", key)?;
+        }
         let log_level = layer.log_level.unwrap_or_else(|| "info".into());
         tracing_subscriber::EnvFilter::try_new(&log_level).map_err(|e| {
             invalid(
@@ -273,6 +312,7 @@ impl Settings {
             admin_listen,
             rules: layer.rules,
             audit,
+            audit_options,
             log_level,
             log_format,
             limits,

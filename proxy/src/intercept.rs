@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
 
+use crate::audit::ConnectionAudit;
 use crate::protect::session::ProtectedSession;
 
 use crate::protocol::types::frontend;
@@ -26,22 +27,37 @@ pub enum Verdict {
 #[derive(Debug, Clone, Default)]
 pub struct StatementPath {
     protected: Option<Arc<Mutex<ProtectedSession>>>,
+    /// Sees each client message as the client sent it and each server message as the client
+    /// receives it, so its statements and outcomes are the client's.
+    audit: Option<Arc<Mutex<ConnectionAudit>>>,
 }
 
 impl StatementPath {
     /// A session with no protected columns: every message passes untouched.
     pub fn passthrough() -> Self {
-        StatementPath { protected: None }
+        StatementPath::default()
     }
 
     pub fn protected(session: ProtectedSession) -> Self {
         StatementPath {
             protected: Some(Arc::new(Mutex::new(session))),
+            audit: None,
         }
+    }
+
+    /// Audits this session's statements.
+    pub fn with_audit(mut self, audit: Option<Arc<Mutex<ConnectionAudit>>>) -> Self {
+        self.audit = audit;
+        self
     }
 
     /// Called for every whole client message (type byte, length, body).
     pub fn client_message(&mut self, frame: &[u8]) -> Verdict {
+        if let Some(audit) = &self.audit {
+            if let Ok(mut a) = audit.lock() {
+                a.client_sent(frame);
+            }
+        }
         match &self.protected {
             None => Verdict::Forward,
             Some(session) => match session.lock() {
@@ -53,12 +69,42 @@ impl StatementPath {
 
     /// Called for every whole server message.
     pub fn server_message(&mut self, frame: &[u8]) -> Verdict {
-        match &self.protected {
+        let verdict = match &self.protected {
             None => Verdict::Forward,
             Some(session) => match session.lock() {
                 Ok(mut s) => s.server_message(frame),
                 Err(_) => Verdict::Forward,
             },
+        };
+        if let Some(audit) = &self.audit {
+            self.audit_server_message(audit, frame, &verdict);
+        }
+        verdict
+    }
+
+    /// Feeds audit what the client receives in answer to `frame`.
+    fn audit_server_message(
+        &self,
+        audit: &Mutex<ConnectionAudit>,
+        frame: &[u8],
+        verdict: &Verdict,
+    ) {
+        let Ok(mut audit) = audit.lock() else {
+            return;
+        };
+        let plan_of = |sql: &str| Some(self.protected.as_ref()?.lock().ok()?.audit_view(sql));
+        match verdict {
+            Verdict::Forward => audit.server_sent(frame, plan_of),
+            Verdict::Replace(bytes) => {
+                let mut rest = &bytes[..];
+                while rest.len() >= 5 {
+                    let len = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+                    let end = (1 + len).min(rest.len());
+                    audit.server_sent(&rest[..end], plan_of);
+                    rest = &rest[end..];
+                }
+            }
+            Verdict::Drop => {}
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use pgshroud::cli::{Cli, Command, ServeArgs};
+use pgshroud::cli::{AuditCommand, Cli, Command, ServeArgs};
 use pgshroud::config::{ConfigLayer, Settings};
 use pgshroud::server::RunningProxy;
 use pgshroud::shutdown::Stage;
@@ -18,6 +18,15 @@ fn main() -> ExitCode {
         Command::Decrypt(args) => report(pgshroud::operator::decrypt(&args)),
         Command::Check(args) => report(pgshroud::operator::check(&args.rules)),
         Command::Demo(args) => demo(&args.listen),
+        Command::Audit(AuditCommand::Verify(args)) => {
+            let (out, code) = pgshroud::audit::verify::run(&args.files, args.key_file.as_deref());
+            if code == 0 {
+                println!("{out}");
+            } else {
+                eprintln!("{out}");
+            }
+            ExitCode::from(code)
+        }
     }
 }
 

@@ -27,6 +27,17 @@ use crate::protocol::types::{backend, frontend};
 /// Protected result columns of a statement, by output position, with the role's action.
 pub type RowPlan = Arc<Vec<Option<Output>>>;
 
+/// A statement as audit sees it (see [`ProtectedSession::audit_view`]).
+#[derive(Debug, Clone)]
+pub struct AuditView {
+    pub plan: Option<Arc<Plan>>,
+    /// pgshroud refused the text (the analysis or the caller's role) before PostgreSQL ran it.
+    pub refused: bool,
+    /// The rules the plan's column ids belong to.
+    pub protection: Arc<Protection>,
+    pub policy: Arc<Policy>,
+}
+
 /// A prepared statement the client created.
 #[derive(Debug, Default)]
 struct PreparedInfo {
@@ -103,7 +114,7 @@ pub struct ProtectedSession {
     catalog_stale: bool,
     shared: Arc<Protection>,
     /// The caller's role.
-    policy: Policy,
+    policy: Arc<Policy>,
     pub catalog: Catalog,
     layout: Layout,
     ciphers: Ciphers,
@@ -134,7 +145,7 @@ impl ProtectedSession {
         let shared = live.current();
         let ciphers = Ciphers::new(shared.keys.clone());
         let layout = shared.layout(&catalog);
-        let policy = Policy::for_caller(&shared.rules, &caller);
+        let policy = Arc::new(Policy::for_caller(&shared.rules, &caller));
         ProtectedSession {
             metrics,
             revealed: RevealCounts::default(),
@@ -269,6 +280,28 @@ impl ProtectedSession {
         error
     }
 
+    /// What audit needs to describe a statement text of this session: its plan when it mentions
+    /// a protected table (a cache hit: it was planned on its way in), the rules it ran under
+    /// and the caller's role.
+    pub fn audit_view(&self, sql: &str) -> AuditView {
+        let plan = self.shared.mentions_protected(sql).then(|| self.plan(sql));
+        let refused = match &plan {
+            Some(p) => matches!(p.action, PlanAction::Refused(_)) || self.policy.check(p).is_err(),
+            None => {
+                self.policy.restricts_statements()
+                    && analyze::statement_kinds(sql)
+                        .into_iter()
+                        .any(|k| self.policy.check_kind(k).is_err())
+            }
+        };
+        AuditView {
+            plan,
+            refused,
+            protection: self.shared.clone(),
+            policy: self.policy.clone(),
+        }
+    }
+
     /// Our catalog look-up, queued behind the client's messages.
     fn lookup_message(&mut self) -> BytesMut {
         self.pending.push_back(Expect::CatalogLookup);
@@ -306,7 +339,7 @@ impl ProtectedSession {
         }
         self.shared = next;
         self.layout = self.shared.layout(&self.catalog);
-        self.policy = Policy::for_caller(&self.shared.rules, &self.caller);
+        self.policy = Arc::new(Policy::for_caller(&self.shared.rules, &self.caller));
     }
 
     fn query_verdict(&mut self, frame: &[u8]) -> Verdict {
