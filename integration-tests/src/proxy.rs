@@ -37,6 +37,11 @@ impl TestProxy {
         self.addr.port()
     }
 
+    /// Where the admin listener is bound, when `admin_listen` was set.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.running.as_ref().and_then(|r| r.admin_addr)
+    }
+
     /// The proxy's metrics, in the Prometheus text format `/metrics` serves.
     pub fn metrics_text(&self) -> String {
         self.running

@@ -9,7 +9,9 @@ use bytes::BytesMut;
 use crate::audit::ConnectionAudit;
 use crate::protect::session::ProtectedSession;
 
-use crate::protocol::types::frontend;
+use crate::metrics::Metrics;
+use crate::protocol::types::{backend, frontend};
+use crate::statement_metrics::{StatementMeter, NO_ROLE};
 
 /// What to do with one message.
 #[derive(Debug, PartialEq, Eq)]
@@ -30,6 +32,8 @@ pub struct StatementPath {
     /// Sees each client message as the client sent it and each server message as the client
     /// receives it, so its statements and outcomes are the client's.
     audit: Option<Arc<Mutex<ConnectionAudit>>>,
+    /// Counts statements by kind, role and outcome.
+    meter: Option<Arc<Mutex<StatementMeter>>>,
 }
 
 impl StatementPath {
@@ -42,7 +46,19 @@ impl StatementPath {
         StatementPath {
             protected: Some(Arc::new(Mutex::new(session))),
             audit: None,
+            meter: None,
         }
+    }
+
+    /// Counts this session's statements in the metrics, labelled with the caller's role (or
+    /// `none` without rules).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        let role = match &self.protected {
+            Some(s) => s.lock().map(|s| s.role().name.clone()).unwrap_or_default(),
+            None => NO_ROLE.to_owned(),
+        };
+        self.meter = Some(Arc::new(Mutex::new(StatementMeter::new(metrics, &role))));
+        self
     }
 
     /// Audits this session's statements.
@@ -53,6 +69,9 @@ impl StatementPath {
 
     /// Called for every whole client message (type byte, length, body).
     pub fn client_message(&mut self, frame: &[u8]) -> Verdict {
+        if let Some(Ok(mut meter)) = self.meter.as_ref().map(|m| m.lock()) {
+            meter.client_message(frame[0]);
+        }
         if let Some(audit) = &self.audit {
             if let Ok(mut a) = audit.lock() {
                 a.client_sent(frame);
@@ -69,17 +88,37 @@ impl StatementPath {
 
     /// Called for every whole server message.
     pub fn server_message(&mut self, frame: &[u8]) -> Verdict {
+        let mut refused = false;
         let verdict = match &self.protected {
             None => Verdict::Forward,
             Some(session) => match session.lock() {
-                Ok(mut s) => s.server_message(frame),
+                Ok(mut s) => {
+                    refused = frame[0] == backend::ERROR_RESPONSE && s.error_is_refusal();
+                    if frame[0] == backend::READY_FOR_QUERY {
+                        self.follow_role(&s);
+                    }
+                    s.server_message(frame)
+                }
                 Err(_) => Verdict::Forward,
             },
         };
+        if let Some(Ok(mut meter)) = self.meter.as_ref().map(|m| m.lock()) {
+            // The proxy's own answers (catalog look-ups) are dropped, never counted.
+            if verdict != Verdict::Drop {
+                meter.server_message(frame, refused);
+            }
+        }
         if let Some(audit) = &self.audit {
             self.audit_server_message(audit, frame, &verdict);
         }
         verdict
+    }
+
+    /// Keeps the metrics' role label in step with a reload.
+    fn follow_role(&self, session: &ProtectedSession) {
+        if let Some(Ok(mut meter)) = self.meter.as_ref().map(|m| m.lock()) {
+            meter.set_role(&session.role().name);
+        }
     }
 
     /// Feeds audit what the client receives in answer to `frame`.

@@ -26,5 +26,6 @@ pub mod readiness;
 pub mod server;
 pub mod session;
 pub mod shutdown;
+pub mod statement_metrics;
 pub mod upstream_url;
 pub mod values;

@@ -84,10 +84,12 @@ enum Expect {
     },
     /// Our injected Execute of a raising statement: its error goes to the client.
     Refusal,
-    /// A simple query; `statement` counts the statements of its text already answered.
+    /// A simple query; `statement` counts the statements of its text already answered;
+    /// `refused` when the proxy sent its refusal in its place.
     Query {
         plan: Option<Arc<Plan>>,
         statement: usize,
+        refused: bool,
     },
     Sync,
     /// Our own catalog look-up (after DDL): every answer is ours up to its ReadyForQuery.
@@ -342,15 +344,32 @@ impl ProtectedSession {
         self.policy = Arc::new(Policy::for_caller(&self.shared.rules, &self.caller));
     }
 
+    /// Sends the refusal in place of the simple query just queued.
+    fn refuse_query(&mut self, error: &PgError) -> Verdict {
+        if let Some(Expect::Query { refused, .. }) = self.pending.back_mut() {
+            *refused = true;
+        }
+        Verdict::Replace(refusal::refused_query(error))
+    }
+
+    /// Whether the `ErrorResponse` arriving now is the proxy's refusal (for metrics).
+    pub fn error_is_refusal(&self) -> bool {
+        matches!(
+            self.pending.front(),
+            Some(Expect::Refusal | Expect::Query { refused: true, .. })
+        )
+    }
+
     fn query_verdict(&mut self, frame: &[u8]) -> Verdict {
         let sql = cstr(frame.get(5..).unwrap_or_default());
         if !self.shared.mentions_protected(&sql) {
             self.pending.push_back(Expect::Query {
                 plan: None,
                 statement: 0,
+                refused: false,
             });
             if let Err(error) = self.check_kinds(&sql) {
-                return Verdict::Replace(refusal::refused_query(&error));
+                return self.refuse_query(&error);
             }
             return Verdict::Forward;
         }
@@ -358,9 +377,10 @@ impl ProtectedSession {
         self.pending.push_back(Expect::Query {
             plan: Some(plan.clone()),
             statement: 0,
+            refused: false,
         });
         if let Err(error) = self.check_plan(&plan) {
-            return Verdict::Replace(refusal::refused_query(&error));
+            return self.refuse_query(&error);
         }
         if plan.refreshes_catalog {
             self.catalog_stale = true;
@@ -683,7 +703,9 @@ impl ProtectedSession {
     /// The plan of the statement whose answers arrive now.
     fn current_plan(&self) -> Option<(Arc<Plan>, usize)> {
         match self.pending.front()? {
-            Expect::Query { plan, statement } => Some((plan.clone()?, *statement)),
+            Expect::Query {
+                plan, statement, ..
+            } => Some((plan.clone()?, *statement)),
             Expect::Execute { portal } => {
                 let portal = self.portals.get(portal)?;
                 Some((self.statements.get(&portal.statement)?.plan.clone()?, 0))

@@ -224,7 +224,9 @@ async fn run_session(
         addr: peer.ip(),
     };
     let statements = match statement_path(ctx, caller, audit, &mut server, &mut server_buf).await {
-        Ok(path) => path.with_audit(audit.0.clone()),
+        Ok(path) => path
+            .with_audit(audit.0.clone())
+            .with_metrics(ctx.metrics.clone()),
         Err(error) => {
             warn!("{error}");
             send_and_close(&mut client, &error).await;
