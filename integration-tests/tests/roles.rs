@@ -355,6 +355,10 @@ async fn psql_sessions_see_what_each_role_promises() {
     let (out, err) = psql("auditor").await;
     assert_eq!(out, "");
     assert!(err.contains("permission denied"), "{err}");
+    assert!(
+        !err.contains("inline_code_block") && !err.contains("CONTEXT"),
+        "the refusal reads as pgshroud's own, not as a DO block's: {err}"
+    );
 }
 
 /// Polls a live connection until `sql` returns `want` (the reload is picked up by the file

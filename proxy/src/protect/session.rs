@@ -641,6 +641,11 @@ impl ProtectedSession {
             backend::ERROR_RESPONSE => {
                 self.shape = None;
                 self.copy = None;
+                let verdict = if self.error_is_refusal() {
+                    Verdict::Replace(refusal::without_server_context(frame))
+                } else {
+                    Verdict::Forward
+                };
                 if !matches!(self.pending.front(), Some(Expect::Query { .. })) {
                     // Extended protocol: the server skips to Sync.
                     while let Some(e) = self.pending.front() {
@@ -650,7 +655,7 @@ impl ProtectedSession {
                         self.pending.pop_front();
                     }
                 }
-                Verdict::Forward
+                verdict
             }
             backend::READY_FOR_QUERY => {
                 self.revealed.flush(&self.metrics);
