@@ -765,3 +765,45 @@ async fn audit_events_name_the_role_and_what_it_got_of_each_column() {
     assert_eq!(by_role("auditor")["outcome"], "refused");
     assert_eq!(by_role("auditor")["sqlstate"], "42501");
 }
+
+#[tokio::test]
+async fn a_table_protected_by_a_reload_is_encrypted_on_a_live_connection() {
+    let f = with_customer().await;
+    let app = f.connect("app").await;
+    app.batch_execute("CREATE TABLE vault (id int, secret bytea)")
+        .await
+        .unwrap();
+    let with_vault = RULES.replacen(
+        "[[roles]]",
+        "[[tables]]\nname = \"public.vault\"\n  [[tables.columns]]\n  name = \"secret\"\n  type = \"text\"\n\n[[roles]]",
+        1,
+    );
+    std::fs::write(f.rules_path(), with_vault).unwrap();
+    // The same connection picks the new table up (its catalog is looked up again).
+    let mut protected = false;
+    for i in 0..100 {
+        let inserted = app
+            .execute("INSERT INTO vault VALUES ($1, $2)", &[&i, &"s3cret"])
+            .await;
+        if inserted.is_ok() {
+            let stored: Vec<u8> = f
+                .direct()
+                .await
+                .query_one("SELECT secret FROM vault WHERE id = $1", &[&i])
+                .await
+                .unwrap()
+                .get(0);
+            if stored.first() == Some(&1) {
+                protected = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(protected, "writes after the reload are encrypted");
+    let row = app
+        .query_one("SELECT * FROM vault WHERE secret = $1", &[&"s3cret"])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>("secret"), "s3cret");
+}
