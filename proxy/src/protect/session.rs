@@ -726,25 +726,24 @@ impl ProtectedSession {
         if *ours {
             return Verdict::Drop;
         }
-        let protected: Vec<Option<ParamSpec>> = self
-            .statements
-            .get(name)
-            .map(|s| s.params().to_vec())
-            .unwrap_or_default();
-        if protected.iter().all(Option::is_none) {
+        let Some(info) = self.statements.get(name) else {
+            return Verdict::Forward;
+        };
+        if info.params().iter().all(Option::is_none) {
             return Verdict::Forward;
         }
         let Ok(mut types) = wire::read_parameter_description(frame) else {
             return Verdict::Forward;
         };
-        for (t, param) in types.iter_mut().zip(&protected) {
-            if let Some(param) = param {
-                *t = if param.array {
-                    param.spec.logical.array_oid()
-                } else {
-                    param.spec.logical.oid()
-                };
-            }
+        for (i, (t, param)) in types.iter_mut().zip(info.params()).enumerate() {
+            let Some(param) = param else { continue };
+            // PostgreSQL echoes a type the client declared (pgjdbc insists on it: varchar for
+            // setString); only undeclared parameters get the column's logical type.
+            *t = match info.declared.get(i).copied().unwrap_or(0) {
+                0 if param.array => param.spec.logical.array_oid(),
+                0 => param.spec.logical.oid(),
+                declared => declared,
+            };
         }
         Verdict::Replace(wire::write_parameter_description(&types))
     }
