@@ -115,6 +115,10 @@ if [ ! -d "$drivers/node_modules/pg" ]; then
     (cd "$drivers" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+# 4b. pgjdbc (Debian's libpostgresql-jdbc-java) and a JDK to compile its driver check.
+have_program javac || apt_install default-jdk-headless
+[ -f /usr/share/java/postgresql.jar ] || apt_install libpostgresql-jdbc-java
+
 # 5. Operations tests: promtool and prometheus (Debian package `prometheus`) check the metrics
 # text, alert rules and scrape config, and scrape a running proxy.
 if ! have_program promtool || ! have_program prometheus; then
