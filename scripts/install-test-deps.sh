@@ -7,7 +7,7 @@ set -euo pipefail
 
 # ---------------------------------------------------------------------------------------------
 # Python packages for driver tests (pip names). ADD NEW ONES HERE, e.g. PIP_PACKAGES=(psycopg).
-PIP_PACKAGES=(pyyaml kubernetes-validate==1.37.0 'psycopg[binary]' cryptography)
+PIP_PACKAGES=(pyyaml kubernetes-validate==1.37.0 'psycopg[binary]' cryptography asyncpg)
 # ---------------------------------------------------------------------------------------------
 
 export DEBIAN_FRONTEND=noninteractive

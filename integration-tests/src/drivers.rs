@@ -8,6 +8,8 @@ use std::process::Command;
 #[derive(Debug, Clone, Copy)]
 pub enum Driver {
     Psycopg,
+    /// asyncpg: binary format throughout, with its own catalog introspection.
+    Asyncpg,
     NodePostgres,
     /// pgjdbc from Debian's libpostgresql-jdbc-java.
     Jdbc,
@@ -34,6 +36,11 @@ pub fn run(
         Driver::Psycopg => {
             let mut c = Command::new("python3");
             c.arg(dir.join("psycopg_check.py"));
+            c
+        }
+        Driver::Asyncpg => {
+            let mut c = Command::new("python3");
+            c.arg(dir.join("asyncpg_check.py"));
             c
         }
         Driver::Jdbc => {
