@@ -293,6 +293,13 @@ async fn a_connection_from_outside_the_role_networks_is_refused_with_28000() {
     let f = RolesFixture::new().await;
     let err = f.try_connect("remote").await.expect_err("refused");
     assert_eq!(code(&err), "28000");
+    assert_eq!(
+        series(
+            &f.proxy.metrics_text(),
+            "pgshroud_connection_errors_total{reason=\"network_denied\"}"
+        ),
+        1.0
+    );
     assert!(message(&err).contains("127.0.0.1"), "{err}");
 }
 

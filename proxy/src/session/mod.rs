@@ -284,6 +284,7 @@ async fn statement_path(
         if audit.0.is_none() {
             ctx.metrics.alert(AlertKind::Network);
         }
+        ctx.metrics.connection_error(Why::NetworkDenied);
         return Err(refused);
     }
     info!(role = %policy.role().name, "caller matched a role");
