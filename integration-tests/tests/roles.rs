@@ -814,3 +814,102 @@ async fn a_table_protected_by_a_reload_is_encrypted_on_a_live_connection() {
         .unwrap();
     assert_eq!(row.get::<_, String>("secret"), "s3cret");
 }
+
+/// Rewrites the rules file and waits (bounded) until a fresh connection as `suffix` sees
+/// `want` for `sql`: the reload has happened.
+async fn reload_and_wait(
+    f: &RolesFixture,
+    rules: &str,
+    suffix: &str,
+    sql: &str,
+    want: Option<&str>,
+) {
+    std::fs::write(f.rules_path(), rules).unwrap();
+    for _ in 0..100 {
+        let c = f.connect(suffix).await;
+        let got = c.simple_query(sql).await.ok().map(|m| rows(&m));
+        if got.and_then(|r| r.first().cloned()).map(|r| r[0].clone())
+            == Some(want.map(str::to_owned))
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the reload was not picked up");
+}
+
+#[tokio::test]
+async fn prepared_statements_follow_a_reload_or_must_be_prepared_again() {
+    let f = with_customer().await;
+    let support = f.connect("support").await;
+    let select = support
+        .prepare("SELECT email FROM customers")
+        .await
+        .unwrap();
+    let email: String = support.query_one(&select, &[]).await.unwrap().get(0);
+    assert_eq!(email, "a****@example.com");
+    let app = f.connect("app").await;
+    let insert_note = app
+        .prepare("INSERT INTO notes (body) VALUES ($1)")
+        .await
+        .unwrap();
+
+    // support may now decrypt email, and notes.body becomes protected.
+    let reloaded = RULES
+        .replace(
+            "\"public.customers.email\" = \"mask:email\"",
+            "\"public.customers.email\" = \"decrypt\"",
+        )
+        .replacen(
+            "[[roles]]",
+            "[[tables]]\nname = \"public.notes\"\n  [[tables.columns]]\n  name = \"body\"\n  type = \"text\"\n\n[[roles]]",
+            1,
+        );
+    reload_and_wait(
+        &f,
+        &reloaded,
+        "support",
+        "SELECT email FROM customers",
+        Some("alice@example.com"),
+    )
+    .await;
+
+    // The statement prepared before the reload shows what the new rules say.
+    let email: String = support.query_one(&select, &[]).await.unwrap().get(0);
+    assert_eq!(email, "alice@example.com");
+    // One whose server-side form is wrong under the new rules must be prepared again: never a
+    // plaintext write into a column that is now protected.
+    let err = app
+        .execute(&insert_note, &[&"secret note"])
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "0A000");
+    let direct = f.direct().await;
+    let n: i64 = direct
+        .query_one("SELECT count(*) FROM notes", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+
+    // A reload that denies the column refuses the prepared statement's next run.
+    let denied = RULES.replace(
+        "\"public.customers.email\" = \"mask:email\"",
+        "\"public.customers.email\" = \"deny\"",
+    );
+    std::fs::write(f.rules_path(), &denied).unwrap();
+    let mut refused = false;
+    for _ in 0..100 {
+        match support.query(&select, &[]).await {
+            Err(e) if code(&e) == "42501" => {
+                refused = true;
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    assert!(
+        refused,
+        "the prepared statement is refused once the column is denied"
+    );
+}

@@ -45,6 +45,12 @@ struct PreparedInfo {
     rows: Option<RowPlan>,
     /// Parameter type OIDs as the client declared them in `Parse` (0: unspecified).
     declared: Vec<u32>,
+    /// The text the client prepared, and the rules generation it was planned under: a reload
+    /// re-checks the statement at its next Bind.
+    query: String,
+    generation: u64,
+    /// The result columns as the server described them (to apply a new role's actions).
+    fields: Option<Vec<wire::Field>>,
 }
 
 impl PreparedInfo {
@@ -420,7 +426,12 @@ impl ProtectedSession {
             }
             self.pending
                 .push_back(Expect::ParseComplete { ours: false });
-            self.statements.insert(parse.name, PreparedInfo::default());
+            let info = PreparedInfo {
+                query: parse.query,
+                generation: self.generation,
+                ..PreparedInfo::default()
+            };
+            self.statements.insert(parse.name, info);
             return Verdict::Forward;
         }
         let plan = self.plan(&parse.query);
@@ -433,6 +444,7 @@ impl ProtectedSession {
         // Protected parameters take the server's own type (bytea); the client is told the
         // logical type in ParameterDescription.
         let declared = parse.param_types.clone();
+        let query = parse.query.clone();
         for (i, param) in plan.params.iter().enumerate() {
             if param.is_some() {
                 if let Some(t) = parse.param_types.get_mut(i) {
@@ -447,13 +459,54 @@ impl ProtectedSession {
             parse.name.clone(),
             PreparedInfo {
                 plan: Some(plan),
-                rows: None,
                 declared,
+                query,
+                generation: self.generation,
+                ..PreparedInfo::default()
             },
         );
         self.pending
             .push_back(Expect::ParseComplete { ours: false });
         self.describe_ours(parse.name.clone(), parse.write())
+    }
+
+    /// A prepared statement planned under rules that have since been reloaded is checked again
+    /// before it runs: the caller's (maybe new) role must allow it, and the server's copy (its
+    /// text and parameter types) must still be right, else the client must prepare it again.
+    fn revalidate(&mut self, name: &str) -> Result<(), PgError> {
+        let Some(info) = self.statements.get(name) else {
+            return Ok(());
+        };
+        if info.generation == self.generation {
+            return Ok(());
+        }
+        let query = info.query.clone();
+        let new_plan = self
+            .shared
+            .mentions_protected(&query)
+            .then(|| self.plan(&query));
+        match &new_plan {
+            Some(plan) => self.check_plan(plan)?,
+            None => self.check_kinds(&query)?,
+        }
+        if !same_server_statement(info.plan.as_deref(), new_plan.as_deref()) {
+            return Err(PgError::error(
+                "0A000",
+                format!(
+                    "prepared statement \"{name}\" was prepared before pgshroud's rules changed what it touches: prepare it again"
+                ),
+            ));
+        }
+        let fields = info.fields.clone();
+        let rows = fields.map(|f| self.row_plan(&f, new_plan.as_deref().map(|p| (p, 0))));
+        if let Some(info) = self.statements.get_mut(name) {
+            info.plan = new_plan;
+            info.generation = self.generation;
+            if rows.is_some() {
+                info.rows = rows;
+            }
+        }
+        Ok(())
     }
 
     /// Follows a Parse with our own Describe, so the result shape is known even for clients
@@ -481,6 +534,13 @@ impl ProtectedSession {
             self.pending.push_back(Expect::BindComplete { ours: false });
             return Verdict::Forward;
         };
+        self.follow_rules();
+        if std::mem::take(&mut self.catalog_stale) {
+            self.refresh_at_sync = true;
+        }
+        if let Err(error) = self.revalidate(&bind.statement) {
+            return self.refuse_extended(&error);
+        }
         self.portals.insert(
             bind.portal.clone(),
             PortalInfo {
@@ -801,6 +861,7 @@ impl ProtectedSession {
             Some(Expect::DescribeStatement { name, .. }) => {
                 if let Some(s) = self.statements.get_mut(name) {
                     s.rows = Some(rows);
+                    s.fields = Some(fields.clone());
                 }
                 self.pending.pop_front();
             }
@@ -930,6 +991,26 @@ impl std::fmt::Debug for ProtectedSession {
             .field("portals", &self.portals.len())
             .field("pending", &self.pending.len())
             .finish_non_exhaustive()
+    }
+}
+
+/// Whether a statement planned as `old` is, as the server holds it, also right under `new`:
+/// the same text sent and the same protected parameters.
+fn same_server_statement(old: Option<&Plan>, new: Option<&Plan>) -> bool {
+    let text = |p: &Plan| match &p.action {
+        PlanAction::Rewrite(sql) => Some(sql.clone()),
+        _ => None,
+    };
+    let params = |p: &Plan| {
+        p.params
+            .iter()
+            .map(|s| s.as_ref().map(|s| (s.spec.qualified.clone(), s.array)))
+            .collect::<Vec<_>>()
+    };
+    match (old, new) {
+        (None, None) => true,
+        (Some(old), Some(new)) => text(old) == text(new) && params(old) == params(new),
+        _ => false,
     }
 }
 
