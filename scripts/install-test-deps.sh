@@ -7,7 +7,7 @@ set -euo pipefail
 
 # ---------------------------------------------------------------------------------------------
 # Python packages for driver tests (pip names). ADD NEW ONES HERE, e.g. PIP_PACKAGES=(psycopg).
-PIP_PACKAGES=(pyyaml kubernetes-validate==1.37.0 'psycopg[binary]' cryptography)
+PIP_PACKAGES=(pyyaml kubernetes-validate==1.37.0 'psycopg[binary]' cryptography asyncpg)
 # ---------------------------------------------------------------------------------------------
 
 export DEBIAN_FRONTEND=noninteractive
@@ -114,6 +114,10 @@ if [ ! -d "$drivers/node_modules/pg" ]; then
     log "npm ci in $drivers"
     (cd "$drivers" && npm ci --no-audit --no-fund --loglevel=error)
 fi
+
+# 4b. pgjdbc (Debian's libpostgresql-jdbc-java) and a JDK to compile its driver check.
+have_program javac || apt_install default-jdk-headless
+[ -f /usr/share/java/postgresql.jar ] || apt_install libpostgresql-jdbc-java
 
 # 5. Operations tests: promtool and prometheus (Debian package `prometheus`) check the metrics
 # text, alert rules and scrape config, and scrape a running proxy.

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pgshroud::intercept::{StatementPath, Verdict};
+use pgshroud::metrics::Metrics;
 use pgshroud::protect::catalog::Catalog;
 use pgshroud::protect::live::LiveProtection;
 use pgshroud::protect::policy::Caller;
@@ -76,7 +77,8 @@ fn session_in_results() -> (ProtectedSession, BytesMut) {
         addr: IpAddr::from([127, 0, 0, 1]),
     };
     // No roles in the rules file: every caller gets the `app` template (decrypt).
-    let mut session = ProtectedSession::new(Arc::new(live), caller, Catalog::default());
+    let metrics = Arc::new(Metrics::new());
+    let mut session = ProtectedSession::new(Arc::new(live), caller, Catalog::default(), metrics);
     let mut sql = LOOKUP_SQL.as_bytes().to_vec();
     sql.push(0);
     let _ = session.client_message(&message(b'Q', &sql));

@@ -8,8 +8,15 @@ use std::process::Command;
 #[derive(Debug, Clone, Copy)]
 pub enum Driver {
     Psycopg,
+    /// asyncpg: binary format throughout, with its own catalog introspection.
+    Asyncpg,
     NodePostgres,
+    /// pgjdbc from Debian's libpostgresql-jdbc-java.
+    Jdbc,
 }
+
+/// Where Debian's libpostgresql-jdbc-java puts pgjdbc.
+const PGJDBC_JAR: &str = "/usr/share/java/postgresql.jar";
 
 fn drivers_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("drivers")
@@ -29,6 +36,30 @@ pub fn run(
         Driver::Psycopg => {
             let mut c = Command::new("python3");
             c.arg(dir.join("psycopg_check.py"));
+            c
+        }
+        Driver::Asyncpg => {
+            let mut c = Command::new("python3");
+            c.arg(dir.join("asyncpg_check.py"));
+            c
+        }
+        Driver::Jdbc => {
+            assert!(
+                std::path::Path::new(PGJDBC_JAR).exists(),
+                "pgjdbc missing: run scripts/install-test-deps.sh"
+            );
+            let classes = tempfile::tempdir().expect("temp dir").keep();
+            let compiled = Command::new("javac")
+                .arg("-d")
+                .arg(&classes)
+                .arg(dir.join("JdbcCheck.java"))
+                .status()
+                .expect("javac runs");
+            assert!(compiled.success(), "JdbcCheck.java compiles");
+            let mut c = Command::new("java");
+            c.arg("-cp")
+                .arg(format!("{PGJDBC_JAR}:{}", classes.display()))
+                .arg("JdbcCheck");
             c
         }
         Driver::NodePostgres => {

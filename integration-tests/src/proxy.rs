@@ -37,6 +37,19 @@ impl TestProxy {
         self.addr.port()
     }
 
+    /// Where the admin listener is bound, when `admin_listen` was set.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.running.as_ref().and_then(|r| r.admin_addr)
+    }
+
+    /// The proxy's metrics, in the Prometheus text format `/metrics` serves.
+    pub fn metrics_text(&self) -> String {
+        self.running
+            .as_ref()
+            .map(|r| r.context.metrics.encode())
+            .unwrap_or_default()
+    }
+
     /// A libpq-style connection string to the proxy.
     pub fn conn_string(&self, user: &str, password: &str, db: &str) -> String {
         use crate::cluster::quote;

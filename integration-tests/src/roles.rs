@@ -67,6 +67,11 @@ name = "remote"
 template = "app"
 users = ["*_remote"]
 networks = ["10.0.0.0/8"]
+
+[[roles]]
+name = "service"
+template = "app"
+cert_subjects = ["CN=*.svc.example.test"]
 "#;
 
 const SCHEMA: &str = "\
@@ -86,6 +91,11 @@ pub struct RolesFixture {
 
 impl RolesFixture {
     pub async fn new() -> RolesFixture {
+        RolesFixture::with_settings(ConfigLayer::default()).await
+    }
+
+    /// Like [`RolesFixture::new`], with extra proxy settings (TLS, ...).
+    pub async fn with_settings(extra: ConfigLayer) -> RolesFixture {
         let db = cluster().fresh_database().await;
         let admin = cluster().admin_client_for(&db).await;
         admin.batch_execute(SCHEMA).await.expect("schema");
@@ -115,11 +125,14 @@ impl RolesFixture {
         std::fs::write(&rules, RULES).expect("rules file");
         let key_file = dir.path().join("master.key");
         std::fs::write(&key_file, MASTER_KEY).expect("key file");
-        let proxy = proxy_with(ConfigLayer {
-            rules: Some(rules),
-            master_key_file: Some(key_file),
-            ..Default::default()
-        })
+        let proxy = proxy_with(
+            ConfigLayer {
+                rules: Some(rules),
+                master_key_file: Some(key_file),
+                ..Default::default()
+            }
+            .over(extra),
+        )
         .await;
         RolesFixture { db, proxy, dir }
     }

@@ -376,3 +376,32 @@ async fn a_proxy_with_the_wrong_key_reports_the_column_instead_of_garbage() {
     let n: i32 = c.query_one("SELECT 1", &[]).await.unwrap().get(0);
     assert_eq!(n, 1);
 }
+
+#[tokio::test]
+async fn a_declared_parameter_type_is_echoed_as_postgresql_does() {
+    // pgjdbc declares setString parameters as varchar and refuses a ParameterDescription that
+    // names another type; undeclared parameters get the column's logical type.
+    use tokio_postgres::types::Type;
+    let f = fixture().await;
+    let c = f.app().await;
+    let declared = c
+        .prepare_typed(
+            "INSERT INTO customers (email, age) VALUES ($1, $2)",
+            &[Type::VARCHAR],
+        )
+        .await
+        .unwrap();
+    assert_eq!(declared.params(), &[Type::VARCHAR, Type::INT4]);
+    c.execute(&declared, &[&"declared@x.org", &5i32])
+        .await
+        .unwrap();
+    let age: i32 = c
+        .query_one(
+            "SELECT age FROM customers WHERE email = $1",
+            &[&"declared@x.org"],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(age, 5);
+}

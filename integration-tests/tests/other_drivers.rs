@@ -1,5 +1,6 @@
 //! Drivers other than tokio-postgres and psql work through the proxy unchanged: psycopg 3
-//! (text and binary formats) and node-postgres.
+//! (text and binary formats), asyncpg (binary), node-postgres and pgjdbc (server-side prepared
+//! statements).
 
 use pgshroud_integration_tests::drivers::{run, Driver};
 use pgshroud_integration_tests::protected::Fixture;
@@ -111,6 +112,29 @@ async fn node_postgres_reads_and_writes_protected_columns_unchanged() {
             "star": 1,
             "like": "0A000",
             "error": "22012",
+            "after": 1
+        })
+    );
+}
+
+#[tokio::test]
+async fn pgjdbc_reads_and_writes_protected_columns_unchanged() {
+    let out = protected_run(Driver::Jdbc, users::SCRAM, users::SCRAM_PASSWORD).await;
+    assert_eq!(
+        out,
+        serde_json::json!({"email": "java3@example.com", "age": 43, "like": "0A000", "in": 2})
+    );
+}
+
+#[tokio::test]
+async fn asyncpg_reads_and_writes_protected_columns_unchanged() {
+    let out = protected_run(Driver::Asyncpg, users::SCRAM, users::SCRAM_PASSWORD).await;
+    assert_eq!(
+        out,
+        serde_json::json!({
+            "row": ["apg2@example.com", 52, "from asyncpg"],
+            "any": 2,
+            "range": "0A000",
             "after": 1
         })
     );

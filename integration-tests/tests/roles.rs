@@ -293,6 +293,13 @@ async fn a_connection_from_outside_the_role_networks_is_refused_with_28000() {
     let f = RolesFixture::new().await;
     let err = f.try_connect("remote").await.expect_err("refused");
     assert_eq!(code(&err), "28000");
+    assert_eq!(
+        series(
+            &f.proxy.metrics_text(),
+            "pgshroud_connection_errors_total{reason=\"network_denied\"}"
+        ),
+        1.0
+    );
     assert!(message(&err).contains("127.0.0.1"), "{err}");
 }
 
@@ -355,6 +362,10 @@ async fn psql_sessions_see_what_each_role_promises() {
     let (out, err) = psql("auditor").await;
     assert_eq!(out, "");
     assert!(err.contains("permission denied"), "{err}");
+    assert!(
+        !err.contains("inline_code_block") && !err.contains("CONTEXT"),
+        "the refusal reads as pgshroud's own, not as a DO block's: {err}"
+    );
 }
 
 /// Polls a live connection until `sql` returns `want` (the reload is picked up by the file
@@ -418,4 +429,487 @@ async fn check_prints_every_role_and_column_and_fails_on_a_bad_file() {
     std::fs::write(&bad, "[[roles]]\nname = \"x\"\ntemplate = \"nope\"\n").unwrap();
     let err = pgshroud::operator::check(&bad).unwrap_err();
     assert!(err.contains("bad.toml"), "{err}");
+}
+
+#[tokio::test]
+async fn a_client_certificate_subject_selects_its_role() {
+    use pgshroud_integration_tests::certs::TestCa;
+    use pgshroud_integration_tests::users;
+    let ca = TestCa::new();
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = ca
+        .issue(&["localhost", "127.0.0.1"])
+        .write_to(certs.path(), "proxy");
+    let f = RolesFixture::with_settings(pgshroud::config::ConfigLayer {
+        tls_cert: Some(cert),
+        tls_key: Some(key),
+        tls_client_ca_file: Some(ca.write_ca(certs.path())),
+        ..Default::default()
+    })
+    .await;
+    f.connect("app")
+        .await
+        .execute(
+            "INSERT INTO customers (email) VALUES ('alice@example.com')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let conn = format!(
+        "host=localhost port={} user={} password={} dbname={} sslmode=require",
+        f.proxy.port(),
+        users::SCRAM,
+        users::SCRAM_PASSWORD,
+        f.db
+    );
+    let email_as = async |config: rustls::ClientConfig| {
+        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(config);
+        let (c, connection) = tokio_postgres::connect(&conn, tls)
+            .await
+            .expect("TLS login");
+        tokio::spawn(connection);
+        simple_row(&c, "SELECT email FROM customers").await[0]
+            .clone()
+            .unwrap()
+    };
+    // scram_user matches no role by name: the certificate decides.
+    let service = ca.issue_client("api.svc.example.test");
+    assert_eq!(
+        email_as(ca.client_config_with_identity(&service)).await,
+        "alice@example.com"
+    );
+    let stranger = ca.issue_client("laptop.example.test");
+    assert!(email_as(ca.client_config_with_identity(&stranger))
+        .await
+        .starts_with("\\x01"));
+    assert!(
+        email_as(ca.client_config()).await.starts_with("\\x01"),
+        "no certificate: default role"
+    );
+}
+
+/// The value of one series in the metrics text (0 when absent).
+fn series(metrics: &str, name_and_labels: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_count_protected_values_by_action_and_refusals_by_reason() {
+    let f = with_customer().await;
+    let before = f.proxy.metrics_text();
+    assert_eq!(
+        series(
+            &before,
+            "pgshroud_protected_values_total{action=\"encrypted\"}"
+        ),
+        3.0,
+        "the app's insert sealed three values\n{before}"
+    );
+    f.connect("support").await.query(SELECT, &[]).await.unwrap();
+    f.connect("app").await.query(SELECT, &[]).await.unwrap();
+    let auditor = f.connect("auditor").await;
+    auditor.query(SELECT, &[]).await.unwrap_err();
+    let after = f.proxy.metrics_text();
+    assert_eq!(
+        series(&after, "pgshroud_protected_values_total{action=\"masked\"}"),
+        2.0
+    );
+    assert_eq!(
+        series(&after, "pgshroud_protected_values_total{action=\"nulled\"}"),
+        1.0
+    );
+    assert_eq!(
+        series(
+            &after,
+            "pgshroud_protected_values_total{action=\"decrypted\"}"
+        ),
+        3.0
+    );
+    assert_eq!(
+        series(&after, "pgshroud_crypto_operations_total{op=\"decrypt\"}"),
+        5.0
+    );
+    assert_eq!(
+        series(&after, "pgshroud_refusals_total{reason=\"column_denied\"}"),
+        1.0
+    );
+}
+
+/// Every logical type under a read action of its own, for a caller who gets the default role.
+const TYPED_RULES: &str = r#"
+default_role = "viewer"
+
+[[tables]]
+name = "typed"
+  [[tables.columns]]
+  name = "v_text"
+  type = "text"
+  [[tables.columns]]
+  name = "v_varchar"
+  type = "varchar"
+  [[tables.columns]]
+  name = "v_int2"
+  type = "int2"
+  [[tables.columns]]
+  name = "v_int4"
+  type = "int4"
+  [[tables.columns]]
+  name = "v_int8"
+  type = "int8"
+  [[tables.columns]]
+  name = "v_bool"
+  type = "bool"
+  [[tables.columns]]
+  name = "v_numeric"
+  type = "numeric"
+  [[tables.columns]]
+  name = "v_date"
+  type = "date"
+  [[tables.columns]]
+  name = "v_timestamp"
+  type = "timestamp"
+  [[tables.columns]]
+  name = "v_timestamptz"
+  type = "timestamptz"
+  [[tables.columns]]
+  name = "v_uuid"
+  type = "uuid"
+  [[tables.columns]]
+  name = "v_bytea"
+  type = "bytea"
+  [[tables.columns]]
+  name = "v_jsonb"
+  type = "jsonb"
+
+[[roles]]
+name = "writer"
+template = "app"
+users = ["scram_user"]
+
+[[roles]]
+name = "viewer"
+template = "support"
+users = ["md5_user"]
+  [roles.columns]
+  "public.typed.v_text" = "mask:partial(1,1)"
+  "public.typed.v_varchar" = "mask:last4"
+  "public.typed.v_int4" = "mask:range(10)"
+  "public.typed.v_int8" = "mask:hash"
+  "public.typed.v_bool" = "null"
+  "public.typed.v_numeric" = "mask:range(100)"
+  "public.typed.v_bytea" = "ciphertext"
+  "public.typed.v_jsonb" = "decrypt"
+"#;
+
+#[tokio::test]
+async fn every_logical_type_is_masked_nulled_or_decrypted_in_text_and_binary() {
+    use pgshroud_integration_tests::protected::{Fixture, MASTER_KEY};
+    use pgshroud_integration_tests::users;
+    let f = Fixture::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(&rules, TYPED_RULES).unwrap();
+    let key = dir.path().join("master.key");
+    std::fs::write(&key, MASTER_KEY).unwrap();
+    let proxy = pgshroud_integration_tests::proxy_with(pgshroud::config::ConfigLayer {
+        rules: Some(rules),
+        master_key_file: Some(key),
+        ..Default::default()
+    })
+    .await;
+    let writer = proxy
+        .connect(users::SCRAM, users::SCRAM_PASSWORD, &f.db)
+        .await
+        .unwrap();
+    writer
+        .simple_query(
+            "INSERT INTO typed (v_text, v_varchar, v_int2, v_int4, v_int8, v_bool, v_numeric, v_date, v_timestamp, v_timestamptz, v_uuid, v_bytea, v_jsonb)
+             VALUES ('Johnson', '555-0123', 7, 34, 9000000000, true, 1234.5, '2000-02-03', '2024-01-02 03:04:05', '2024-01-02 03:04:05+00',
+                     'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '\\x00ff', '{\"k\": 1}')",
+        )
+        .await
+        .unwrap();
+    let viewer = proxy
+        .connect(users::MD5, users::MD5_PASSWORD, &f.db)
+        .await
+        .unwrap();
+    let all = "SELECT v_text, v_varchar, v_int2, v_int4, v_int8, v_bool, v_numeric, v_date, v_timestamp, v_timestamptz, v_uuid, v_bytea, v_jsonb FROM typed";
+    let text = simple_row(&viewer, all).await;
+    let stored_bytea: Vec<u8> = f
+        .stored("SELECT v_bytea FROM typed")
+        .await
+        .remove(0)
+        .unwrap();
+    let shown = |i: usize| text[i].clone();
+    assert_eq!(shown(0).as_deref(), Some("J*****n"), "partial(1,1)");
+    assert_eq!(shown(1).as_deref(), Some("****0123"), "last4");
+    assert_eq!(shown(2).as_deref(), Some("****"), "support redacts int2");
+    assert_eq!(shown(3).as_deref(), Some("30-39"), "range(10)");
+    let pseudonym = shown(4).unwrap();
+    assert!(!pseudonym.contains("9000000000"), "hash: {pseudonym}");
+    assert_eq!(shown(5), None, "null");
+    assert_eq!(shown(6).as_deref(), Some("1200-1299"), "range(100)");
+    assert_eq!(
+        shown(7).as_deref(),
+        Some("2000"),
+        "support shows the year of a date"
+    );
+    assert_eq!(shown(8).as_deref(), Some("2024"));
+    assert_eq!(shown(9).as_deref(), Some("2024"));
+    assert_eq!(shown(10).as_deref(), Some("****"), "support redacts uuid");
+    assert_eq!(
+        shown(11),
+        Some(format!(
+            "\\x{}",
+            pgshroud_integration_tests::protected::hex(&stored_bytea)
+        ))
+    );
+    assert_eq!(shown(12).as_deref(), Some("{\"k\": 1}"), "decrypt");
+
+    // Binary format: masks arrive as text, NULL as NULL, ciphertext as bytea, plaintext typed.
+    let row = viewer.query_one(all, &[]).await.unwrap();
+    use tokio_postgres::types::Type;
+    for masked in [0, 1, 2, 3, 4, 6, 7, 8, 9, 10] {
+        assert_eq!(
+            row.columns()[masked].type_(),
+            &Type::TEXT,
+            "column {masked}"
+        );
+        assert_eq!(
+            Some(row.get::<_, String>(masked)),
+            shown(masked),
+            "column {masked}"
+        );
+    }
+    assert_eq!(row.get::<_, Option<bool>>(5), None);
+    assert_eq!(row.columns()[5].type_(), &Type::BOOL);
+    assert_eq!(row.get::<_, Vec<u8>>(11), stored_bytea);
+    assert_eq!(
+        row.get::<_, serde_json::Value>(12),
+        serde_json::json!({"k": 1})
+    );
+}
+
+#[tokio::test]
+async fn audit_events_name_the_role_and_what_it_got_of_each_column() {
+    use pgshroud_integration_tests::protected::OTHER_KEY;
+    let files = tempfile::tempdir().unwrap();
+    let audit_log = files.path().join("audit.log");
+    let audit_key = files.path().join("audit.key");
+    std::fs::write(&audit_key, OTHER_KEY).unwrap();
+    let f = RolesFixture::with_settings(pgshroud::config::ConfigLayer {
+        audit_file: Some(audit_log.display().to_string()),
+        audit_key_file: Some(audit_key),
+        ..Default::default()
+    })
+    .await;
+    f.connect("app")
+        .await
+        .execute(
+            "INSERT INTO customers (email, age) VALUES ('a@x.org', 1)",
+            &[],
+        )
+        .await
+        .unwrap();
+    f.connect("support")
+        .await
+        .query("SELECT email, age FROM customers", &[])
+        .await
+        .unwrap();
+    f.connect("dba")
+        .await
+        .query("SELECT email FROM customers", &[])
+        .await
+        .unwrap();
+    f.connect("auditor")
+        .await
+        .query("SELECT email FROM customers", &[])
+        .await
+        .unwrap_err();
+    let RolesFixture {
+        proxy, dir: _dir, ..
+    } = f;
+    proxy.shutdown().await;
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(&audit_log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|e: &serde_json::Value| e["event"] == "statement")
+        .collect();
+    let by_role = |role: &str| {
+        events
+            .iter()
+            .find(|e| e["role"] == role)
+            .unwrap_or_else(|| panic!("no statement event for {role}: {events:?}"))
+    };
+    let actions = |role: &str| -> Vec<(String, String)> {
+        by_role(role)["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["column"].as_str().unwrap().to_owned(),
+                    c["action"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let col = |c: &str, a: &str| (format!("public.customers.{c}"), a.to_owned());
+    assert_eq!(
+        actions("app"),
+        vec![col("email", "encrypted"), col("age", "encrypted")]
+    );
+    assert_eq!(
+        actions("support"),
+        vec![col("email", "masked"), col("age", "nulled")]
+    );
+    assert_eq!(actions("dba"), vec![col("email", "ciphertext")]);
+    assert_eq!(actions("auditor"), vec![col("email", "refused")]);
+    assert_eq!(by_role("auditor")["outcome"], "refused");
+    assert_eq!(by_role("auditor")["sqlstate"], "42501");
+}
+
+#[tokio::test]
+async fn a_table_protected_by_a_reload_is_encrypted_on_a_live_connection() {
+    let f = with_customer().await;
+    let app = f.connect("app").await;
+    app.batch_execute("CREATE TABLE vault (id int, secret bytea)")
+        .await
+        .unwrap();
+    let with_vault = RULES.replacen(
+        "[[roles]]",
+        "[[tables]]\nname = \"public.vault\"\n  [[tables.columns]]\n  name = \"secret\"\n  type = \"text\"\n\n[[roles]]",
+        1,
+    );
+    std::fs::write(f.rules_path(), with_vault).unwrap();
+    // The same connection picks the new table up (its catalog is looked up again).
+    let mut protected = false;
+    for i in 0..100 {
+        let inserted = app
+            .execute("INSERT INTO vault VALUES ($1, $2)", &[&i, &"s3cret"])
+            .await;
+        if inserted.is_ok() {
+            let stored: Vec<u8> = f
+                .direct()
+                .await
+                .query_one("SELECT secret FROM vault WHERE id = $1", &[&i])
+                .await
+                .unwrap()
+                .get(0);
+            if stored.first() == Some(&1) {
+                protected = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(protected, "writes after the reload are encrypted");
+    let row = app
+        .query_one("SELECT * FROM vault WHERE secret = $1", &[&"s3cret"])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>("secret"), "s3cret");
+}
+
+/// Rewrites the rules file and waits (bounded) until a fresh connection as `suffix` sees
+/// `want` for `sql`: the reload has happened.
+async fn reload_and_wait(
+    f: &RolesFixture,
+    rules: &str,
+    suffix: &str,
+    sql: &str,
+    want: Option<&str>,
+) {
+    std::fs::write(f.rules_path(), rules).unwrap();
+    for _ in 0..100 {
+        let c = f.connect(suffix).await;
+        let got = c.simple_query(sql).await.ok().map(|m| rows(&m));
+        if got.and_then(|r| r.first().cloned()).map(|r| r[0].clone())
+            == Some(want.map(str::to_owned))
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the reload was not picked up");
+}
+
+#[tokio::test]
+async fn prepared_statements_follow_a_reload_or_must_be_prepared_again() {
+    let f = with_customer().await;
+    let support = f.connect("support").await;
+    let select = support
+        .prepare("SELECT email FROM customers")
+        .await
+        .unwrap();
+    let email: String = support.query_one(&select, &[]).await.unwrap().get(0);
+    assert_eq!(email, "a****@example.com");
+    let app = f.connect("app").await;
+    let insert_note = app
+        .prepare("INSERT INTO notes (body) VALUES ($1)")
+        .await
+        .unwrap();
+
+    // support may now decrypt email, and notes.body becomes protected.
+    let reloaded = RULES
+        .replace(
+            "\"public.customers.email\" = \"mask:email\"",
+            "\"public.customers.email\" = \"decrypt\"",
+        )
+        .replacen(
+            "[[roles]]",
+            "[[tables]]\nname = \"public.notes\"\n  [[tables.columns]]\n  name = \"body\"\n  type = \"text\"\n\n[[roles]]",
+            1,
+        );
+    reload_and_wait(
+        &f,
+        &reloaded,
+        "support",
+        "SELECT email FROM customers",
+        Some("alice@example.com"),
+    )
+    .await;
+
+    // The statement prepared before the reload shows what the new rules say.
+    let email: String = support.query_one(&select, &[]).await.unwrap().get(0);
+    assert_eq!(email, "alice@example.com");
+    // One whose server-side form is wrong under the new rules must be prepared again: never a
+    // plaintext write into a column that is now protected.
+    let err = app
+        .execute(&insert_note, &[&"secret note"])
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "0A000");
+    let direct = f.direct().await;
+    let n: i64 = direct
+        .query_one("SELECT count(*) FROM notes", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+
+    // A reload that denies the column refuses the prepared statement's next run.
+    let denied = RULES.replace(
+        "\"public.customers.email\" = \"mask:email\"",
+        "\"public.customers.email\" = \"deny\"",
+    );
+    std::fs::write(f.rules_path(), &denied).unwrap();
+    let mut refused = false;
+    for _ in 0..100 {
+        match support.query(&select, &[]).await {
+            Err(e) if code(&e) == "42501" => {
+                refused = true;
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    assert!(
+        refused,
+        "the prepared statement is refused once the column is denied"
+    );
 }

@@ -29,6 +29,35 @@ pub enum Command {
     Decrypt(ColumnValueArgs),
     /// Validate a rules file and print what every role sees of every protected column.
     Check(CheckArgs),
+    /// Start a throwaway PostgreSQL with pgshroud in front and show who sees what (Ctrl-C ends it).
+    Demo(DemoArgs),
+    /// Audit log tools.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Address the demo's proxy listens on.
+    #[arg(long, default_value = "127.0.0.1:6432")]
+    pub listen: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the chain of an audit file, or of rotated files given oldest first; exits 1 naming
+    /// the first broken line, 3 when a segment has no chain_end (truncated or unclean stop).
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// File holding the audit key, base64 (else $PGSHROUD_AUDIT_KEY).
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+    /// Audit files, oldest first (rotated files, then the current one).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -76,6 +105,9 @@ pub struct ServeArgs {
     /// Private key (PEM) of --tls-cert.
     #[arg(long)]
     pub tls_key: Option<PathBuf>,
+    /// CA (PEM) that client certificates are verified against (for `cert_subjects` in rules).
+    #[arg(long)]
+    pub tls_client_ca_file: Option<PathBuf>,
     /// Admin HTTP address for /metrics, /healthz, /readyz, or `off` [default: 127.0.0.1:9930].
     #[arg(long)]
     pub admin_listen: Option<String>,
@@ -85,6 +117,18 @@ pub struct ServeArgs {
     /// Audit events: a file path, or `-` for stdout.
     #[arg(long)]
     pub audit_file: Option<String>,
+    /// File holding the audit chain key, base64 of 32 bytes (else $PGSHROUD_AUDIT_KEY).
+    #[arg(long)]
+    pub audit_key_file: Option<PathBuf>,
+    /// When the audit queue is full: block (no statement goes unaudited) or drop [default: block].
+    #[arg(long)]
+    pub audit_on_full: Option<String>,
+    /// Audit events queued for the writer before --audit-on-full applies [default: 10000].
+    #[arg(long)]
+    pub audit_queue_size: Option<usize>,
+    /// Rotate the audit file once it reaches this many bytes; 0 = never [default: 0].
+    #[arg(long)]
+    pub audit_rotate_bytes: Option<u64>,
     /// Log filter, e.g. info, debug, pgshroud=debug [default: info].
     #[arg(long)]
     pub log_level: Option<String>,
@@ -123,9 +167,14 @@ impl ServeArgs {
             upstream_ca_file: self.upstream_ca_file.clone(),
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),
+            tls_client_ca_file: self.tls_client_ca_file.clone(),
             admin_listen: self.admin_listen.clone(),
             rules: self.rules.clone(),
             audit_file: self.audit_file.clone(),
+            audit_key_file: self.audit_key_file.clone(),
+            audit_on_full: self.audit_on_full.clone(),
+            audit_queue_size: self.audit_queue_size,
+            audit_rotate_bytes: self.audit_rotate_bytes,
             log_level: self.log_level.clone(),
             log_format: self.log_format.clone(),
             max_client_connections: self.max_client_connections,

@@ -19,9 +19,14 @@ pub struct ConfigLayer {
     pub upstream_ca_file: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub tls_client_ca_file: Option<PathBuf>,
     pub admin_listen: Option<String>,
     pub rules: Option<PathBuf>,
     pub audit_file: Option<String>,
+    pub audit_key_file: Option<PathBuf>,
+    pub audit_on_full: Option<String>,
+    pub audit_queue_size: Option<usize>,
+    pub audit_rotate_bytes: Option<u64>,
     pub log_level: Option<String>,
     pub log_format: Option<String>,
     pub max_client_connections: Option<usize>,
@@ -50,9 +55,14 @@ impl ConfigLayer {
             upstream_ca_file,
             tls_cert,
             tls_key,
+            tls_client_ca_file,
             admin_listen,
             rules,
             audit_file,
+            audit_key_file,
+            audit_on_full,
+            audit_queue_size,
+            audit_rotate_bytes,
             log_level,
             log_format,
             max_client_connections,
@@ -117,6 +127,18 @@ pub enum AuditTarget {
     File(PathBuf),
 }
 
+/// How the audit sink behaves (used only when `audit_file` is set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditOptions {
+    /// File holding k_0 of the audit chain (else `$PGSHROUD_AUDIT_KEY`).
+    pub key_file: Option<PathBuf>,
+    pub on_full: crate::audit::OnFull,
+    /// Events queued for the writer before `on_full` applies.
+    pub queue_size: usize,
+    /// Rotate the audit file once it reaches this size; `None`: never.
+    pub rotate_bytes: Option<u64>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -128,6 +150,9 @@ pub enum LogFormat {
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// CA that client certificates are verified against; clients may then present one (its
+    /// subject is what rules' `cert_subjects` match). Clients without one still connect.
+    pub client_ca: Option<PathBuf>,
 }
 
 /// Resource limits and timeouts.
@@ -150,6 +175,7 @@ pub struct Settings {
     pub admin_listen: Option<SocketAddr>,
     pub rules: Option<PathBuf>,
     pub audit: Option<AuditTarget>,
+    pub audit_options: AuditOptions,
     pub log_level: String,
     pub log_format: LogFormat,
     pub limits: Limits,
@@ -181,11 +207,24 @@ impl Settings {
             readable_file("upstream_ca_file", ca)?;
         }
         let client_tls = match (layer.tls_cert, layer.tls_key) {
+            (None, None) if layer.tls_client_ca_file.is_some() => {
+                return Err(invalid(
+                    "tls_client_ca_file",
+                    "needs tls_cert and tls_key: client certificates come with TLS",
+                ))
+            }
             (None, None) => None,
             (Some(cert), Some(key)) => {
                 readable_file("tls_cert", &cert)?;
                 readable_file("tls_key", &key)?;
-                Some(TlsFiles { cert, key })
+                if let Some(ca) = &layer.tls_client_ca_file {
+                    readable_file("tls_client_ca_file", ca)?;
+                }
+                Some(TlsFiles {
+                    cert,
+                    key,
+                    client_ca: layer.tls_client_ca_file,
+                })
             }
             (Some(_), None) => return Err(invalid("tls_key", "missing; tls_cert needs tls_key")),
             (None, Some(_)) => return Err(invalid("tls_cert", "missing; tls_key needs tls_cert")),
@@ -205,6 +244,24 @@ impl Settings {
             "-" => AuditTarget::Stdout,
             path => AuditTarget::File(PathBuf::from(path)),
         });
+        let audit_options = AuditOptions {
+            key_file: layer.audit_key_file,
+            on_full: match layer.audit_on_full.as_deref().unwrap_or("block") {
+                "block" => crate::audit::OnFull::Block,
+                "drop" => crate::audit::OnFull::Drop,
+                other => {
+                    return Err(invalid(
+                        "audit_on_full",
+                        format!("`{other}` is not block or drop"),
+                    ))
+                }
+            },
+            queue_size: positive("audit_queue_size", layer.audit_queue_size.unwrap_or(10_000))?,
+            rotate_bytes: layer.audit_rotate_bytes.filter(|b| *b > 0),
+        };
+        if let Some(key) = &audit_options.key_file {
+            readable_file("audit_key_file", key)?;
+        }
         let log_level = layer.log_level.unwrap_or_else(|| "info".into());
         tracing_subscriber::EnvFilter::try_new(&log_level).map_err(|e| {
             invalid(
@@ -255,6 +312,7 @@ impl Settings {
             admin_listen,
             rules: layer.rules,
             audit,
+            audit_options,
             log_level,
             log_format,
             limits,
@@ -343,6 +401,13 @@ mod tests {
                 "tls_key",
                 ConfigLayer {
                     tls_cert: Some("/etc/hostname".into()),
+                    ..layer("postgres://h")
+                },
+            ),
+            (
+                "tls_client_ca_file",
+                ConfigLayer {
+                    tls_client_ca_file: Some("/etc/hostname".into()),
                     ..layer("postgres://h")
                 },
             ),

@@ -16,21 +16,33 @@ pub struct Statement {
     pub sql: Arc<str>,
 }
 
+/// Which protocol a statement came by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `Query`.
+    Simple,
+    /// Parse/Bind/Execute.
+    Extended,
+}
+
 /// A request waiting for its answer.
 #[derive(Debug, Clone)]
 pub enum Pending {
-    Parse,
-    Bind,
+    /// An error in its place ends the statement before it ran.
+    Parse(Arc<Statement>),
+    Bind(Arc<Statement>),
     Close,
     Describe(Arc<Statement>),
     Execute {
         statement: Arc<Statement>,
         started: Instant,
     },
-    /// A whole simple `Query` (possibly several statements), answered up to ReadyForQuery.
+    /// A whole simple `Query` (possibly several statements), answered up to ReadyForQuery;
+    /// `index` counts the statements of its text already finished.
     Query {
         statement: Arc<Statement>,
         started: Instant,
+        index: usize,
     },
     /// Sync or FunctionCall: answered by ReadyForQuery.
     Sync,
@@ -44,6 +56,8 @@ pub enum Outcome {
     Error {
         sqlstate: String,
     },
+    /// The Execute's row limit was reached (PortalSuspended); the portal lives on.
+    Suspended,
 }
 
 /// Something finished: one per Execute, one per statement of a simple query.
@@ -52,6 +66,9 @@ pub struct Finished {
     pub statement: Arc<Statement>,
     pub started: Instant,
     pub outcome: Outcome,
+    pub protocol: Protocol,
+    /// Which statement of a simple query's text (0 for the extended protocol).
+    pub index: usize,
 }
 
 /// Per-session bookkeeping shared by both relay directions.
@@ -73,24 +90,27 @@ impl Exchange {
                 self.pending.push_back(Pending::Query {
                     statement: Arc::new(Statement { sql: sql.into() }),
                     started: now(),
+                    index: 0,
                 });
             }
             frontend::PARSE => {
                 let mut parts = cstrs(body);
                 let name = parts.next().unwrap_or_default();
                 let sql = parts.next().unwrap_or_default();
-                self.statements
-                    .insert(name.to_owned(), Arc::new(Statement { sql: sql.into() }));
-                self.pending.push_back(Pending::Parse);
+                let statement = Arc::new(Statement { sql: sql.into() });
+                self.statements.insert(name.to_owned(), statement.clone());
+                self.pending.push_back(Pending::Parse(statement));
             }
             frontend::BIND => {
                 let mut parts = cstrs(body);
                 let portal = parts.next().unwrap_or_default();
                 let statement = parts.next().unwrap_or_default();
-                if let Some(s) = self.statements.get(statement).cloned() {
-                    self.portals.insert(portal.to_owned(), s);
+                let statement = self.statements.get(statement).cloned();
+                if let Some(s) = &statement {
+                    self.portals.insert(portal.to_owned(), s.clone());
                 }
-                self.pending.push_back(Pending::Bind);
+                self.pending
+                    .push_back(Pending::Bind(statement.unwrap_or_else(unknown)));
             }
             frontend::DESCRIBE => {
                 let target = self.target(body);
@@ -153,11 +173,7 @@ impl Exchange {
                 self.finish(Outcome::Complete(tag))
             }
             backend::EMPTY_QUERY => self.finish(Outcome::Complete(String::new())),
-            backend::PORTAL_SUSPENDED => {
-                // PortalSuspended: the Execute ended, the portal lives on.
-                self.pending.pop_front();
-                None
-            }
+            backend::PORTAL_SUSPENDED => self.finish(Outcome::Suspended),
             backend::ERROR_RESPONSE => {
                 let sqlstate = crate::protocol::fields::field(frame, b'C')
                     .unwrap_or_default()
@@ -178,26 +194,33 @@ impl Exchange {
     }
 
     fn finish(&mut self, outcome: Outcome) -> Option<Finished> {
-        match self.pending.front()? {
+        match self.pending.front_mut()? {
             Pending::Execute { statement, started } => {
                 let done = Finished {
                     statement: statement.clone(),
                     started: *started,
                     outcome,
+                    protocol: Protocol::Extended,
+                    index: 0,
                 };
                 self.pending.pop_front();
                 Some(done)
             }
             // A simple query runs on to ReadyForQuery; each statement in it completes here.
-            Pending::Query { statement, started } => {
+            Pending::Query {
+                statement,
+                started,
+                index,
+            } => {
                 let done = Finished {
                     statement: statement.clone(),
                     started: *started,
                     outcome,
+                    protocol: Protocol::Simple,
+                    index: *index,
                 };
-                if let Some(Pending::Query { started, .. }) = self.pending.front_mut() {
-                    *started = Instant::now();
-                }
+                *started = Instant::now();
+                *index += 1;
                 Some(done)
             }
             _ => None,
@@ -208,11 +231,32 @@ impl Exchange {
         let outcome = Outcome::Error { sqlstate };
         let front = self.pending.front()?.clone();
         let done = match &front {
-            Pending::Execute { statement, started } | Pending::Query { statement, started } => {
+            Pending::Execute { statement, started } => Some(Finished {
+                statement: statement.clone(),
+                started: *started,
+                outcome,
+                protocol: Protocol::Extended,
+                index: 0,
+            }),
+            Pending::Query {
+                statement,
+                started,
+                index,
+            } => Some(Finished {
+                statement: statement.clone(),
+                started: *started,
+                outcome,
+                protocol: Protocol::Simple,
+                index: *index,
+            }),
+            // The statement failed (or was refused) before it could run.
+            Pending::Parse(statement) | Pending::Bind(statement) | Pending::Describe(statement) => {
                 Some(Finished {
                     statement: statement.clone(),
-                    started: *started,
+                    started: Instant::now(),
                     outcome,
+                    protocol: Protocol::Extended,
+                    index: 0,
                 })
             }
             _ => None,

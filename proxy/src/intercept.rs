@@ -6,9 +6,12 @@ use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
 
+use crate::audit::ConnectionAudit;
 use crate::protect::session::ProtectedSession;
 
-use crate::protocol::types::frontend;
+use crate::metrics::Metrics;
+use crate::protocol::types::{backend, frontend};
+use crate::statement_metrics::{StatementMeter, NO_ROLE};
 
 /// What to do with one message.
 #[derive(Debug, PartialEq, Eq)]
@@ -26,22 +29,54 @@ pub enum Verdict {
 #[derive(Debug, Clone, Default)]
 pub struct StatementPath {
     protected: Option<Arc<Mutex<ProtectedSession>>>,
+    /// Sees each client message as the client sent it and each server message as the client
+    /// receives it, so its statements and outcomes are the client's.
+    audit: Option<Arc<Mutex<ConnectionAudit>>>,
+    /// Counts statements by kind, role and outcome.
+    meter: Option<Arc<Mutex<StatementMeter>>>,
 }
 
 impl StatementPath {
     /// A session with no protected columns: every message passes untouched.
     pub fn passthrough() -> Self {
-        StatementPath { protected: None }
+        StatementPath::default()
     }
 
     pub fn protected(session: ProtectedSession) -> Self {
         StatementPath {
             protected: Some(Arc::new(Mutex::new(session))),
+            audit: None,
+            meter: None,
         }
+    }
+
+    /// Counts this session's statements in the metrics, labelled with the caller's role (or
+    /// `none` without rules).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        let role = match &self.protected {
+            Some(s) => s.lock().map(|s| s.role().name.clone()).unwrap_or_default(),
+            None => NO_ROLE.to_owned(),
+        };
+        self.meter = Some(Arc::new(Mutex::new(StatementMeter::new(metrics, &role))));
+        self
+    }
+
+    /// Audits this session's statements.
+    pub fn with_audit(mut self, audit: Option<Arc<Mutex<ConnectionAudit>>>) -> Self {
+        self.audit = audit;
+        self
     }
 
     /// Called for every whole client message (type byte, length, body).
     pub fn client_message(&mut self, frame: &[u8]) -> Verdict {
+        if let Some(Ok(mut meter)) = self.meter.as_ref().map(|m| m.lock()) {
+            meter.client_message(frame[0]);
+        }
+        if let Some(audit) = &self.audit {
+            if let Ok(mut a) = audit.lock() {
+                a.client_sent(frame);
+            }
+        }
         match &self.protected {
             None => Verdict::Forward,
             Some(session) => match session.lock() {
@@ -53,12 +88,62 @@ impl StatementPath {
 
     /// Called for every whole server message.
     pub fn server_message(&mut self, frame: &[u8]) -> Verdict {
-        match &self.protected {
+        let mut refused = false;
+        let verdict = match &self.protected {
             None => Verdict::Forward,
             Some(session) => match session.lock() {
-                Ok(mut s) => s.server_message(frame),
+                Ok(mut s) => {
+                    refused = frame[0] == backend::ERROR_RESPONSE && s.error_is_refusal();
+                    if frame[0] == backend::READY_FOR_QUERY {
+                        self.follow_role(&s);
+                    }
+                    s.server_message(frame)
+                }
                 Err(_) => Verdict::Forward,
             },
+        };
+        if let Some(Ok(mut meter)) = self.meter.as_ref().map(|m| m.lock()) {
+            // The proxy's own answers (catalog look-ups) are dropped, never counted.
+            if verdict != Verdict::Drop {
+                meter.server_message(frame, refused);
+            }
+        }
+        if let Some(audit) = &self.audit {
+            self.audit_server_message(audit, frame, &verdict);
+        }
+        verdict
+    }
+
+    /// Keeps the metrics' role label in step with a reload.
+    fn follow_role(&self, session: &ProtectedSession) {
+        if let Some(Ok(mut meter)) = self.meter.as_ref().map(|m| m.lock()) {
+            meter.set_role(&session.role().name);
+        }
+    }
+
+    /// Feeds audit what the client receives in answer to `frame`.
+    fn audit_server_message(
+        &self,
+        audit: &Mutex<ConnectionAudit>,
+        frame: &[u8],
+        verdict: &Verdict,
+    ) {
+        let Ok(mut audit) = audit.lock() else {
+            return;
+        };
+        let plan_of = |sql: &str| Some(self.protected.as_ref()?.lock().ok()?.audit_view(sql));
+        match verdict {
+            Verdict::Forward => audit.server_sent(frame, plan_of),
+            Verdict::Replace(bytes) => {
+                let mut rest = &bytes[..];
+                while rest.len() >= 5 {
+                    let len = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+                    let end = (1 + len).min(rest.len());
+                    audit.server_sent(&rest[..end], plan_of);
+                    rest = &rest[end..];
+                }
+            }
+            Verdict::Drop => {}
         }
     }
 }

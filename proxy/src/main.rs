@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use pgshroud::cli::{Cli, Command, ServeArgs};
+use pgshroud::cli::{AuditCommand, Cli, Command, ServeArgs};
 use pgshroud::config::{ConfigLayer, Settings};
 use pgshroud::server::RunningProxy;
 use pgshroud::shutdown::Stage;
@@ -17,6 +17,32 @@ fn main() -> ExitCode {
         Command::Encrypt(args) => report(pgshroud::operator::encrypt(&args)),
         Command::Decrypt(args) => report(pgshroud::operator::decrypt(&args)),
         Command::Check(args) => report(pgshroud::operator::check(&args.rules)),
+        Command::Demo(args) => demo(&args.listen),
+        Command::Audit(AuditCommand::Verify(args)) => {
+            let (out, code) = pgshroud::audit::verify::run(&args.files, args.key_file.as_deref());
+            if code == 0 {
+                println!("{out}");
+            } else {
+                eprintln!("{out}");
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn demo(listen: &str) -> ExitCode {
+    pgshroud::logging::init("warn", pgshroud::config::LogFormat::Text);
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(pgshroud::demo::run(listen)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pgshroud demo: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
+use crate::audit::Audit;
 use crate::cancel::CancelRegistry;
 use crate::config::Settings;
 use crate::metrics::Metrics;
@@ -29,6 +30,8 @@ pub struct ProxyContext {
     pub protection: Option<Arc<LiveProtection>>,
     pub shutdown: ShutdownWatch,
     pub metrics: Arc<Metrics>,
+    /// Present when `audit_file` is set.
+    pub audit: Option<Arc<Audit>>,
 }
 
 impl ProxyContext {
@@ -36,22 +39,25 @@ impl ProxyContext {
     pub fn new(settings: Settings, shutdown: ShutdownWatch) -> Result<ProxyContext, String> {
         let tls = match &settings.client_tls {
             Some(files) => Some(
-                crate::net::tls::server_config(&files.cert, &files.key)
+                crate::net::tls::server_config(&files.cert, &files.key, files.client_ca.as_deref())
                     .map_err(|e| format!("invalid setting `tls_cert`/`tls_key`: {e}"))?,
             ),
             None => None,
         };
         let upstream = Upstream::new(settings.upstream.clone())
             .map_err(|e| format!("invalid setting `upstream`: {e}"))?;
-        let settings_for_protection = settings.clone();
+        let protection = crate::protect::load(&settings)?;
+        let metrics = Arc::new(Metrics::new());
+        let audit = Audit::start(&settings, metrics.clone())?;
         Ok(ProxyContext {
             settings,
             tls,
             upstream,
             cancels: Arc::new(CancelRegistry::new()),
-            protection: crate::protect::load(&settings_for_protection)?,
+            protection,
             shutdown,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
+            audit,
         })
     }
 }
@@ -103,10 +109,14 @@ impl RunningProxy {
         })
     }
 
-    /// Drains and waits for every session to end.
+    /// Drains and waits for every session to end, then flushes the audit queue and ends
+    /// its chain segment.
     pub async fn shutdown(self) {
         self.trigger.set(Stage::Draining);
         let _ = self.task.await;
+        if let Some(audit) = self.context.audit.clone() {
+            let _ = tokio::task::spawn_blocking(move || audit.close()).await;
+        }
     }
 }
 

@@ -163,28 +163,19 @@ impl<'a> Walker<'a> {
 
 /// Statements that name tables without reading or writing column values.
 fn is_harmless(stmt: &Statement) -> bool {
-    matches!(
-        stmt,
-        Statement::Set(_)
-            | Statement::ShowVariable { .. }
-            | Statement::StartTransaction { .. }
-            | Statement::Commit { .. }
-            | Statement::Rollback { .. }
-            | Statement::Savepoint { .. }
-            | Statement::ReleaseSavepoint { .. }
-            | Statement::Lock(_)
-            | Statement::LockTables { .. }
-            | Statement::Analyze(_)
-            | Statement::Vacuum(_)
-            | Statement::Discard { .. }
-            | Statement::Deallocate { .. }
-            | Statement::LISTEN { .. }
-            | Statement::UNLISTEN { .. }
-            | Statement::NOTIFY { .. }
-            | Statement::Close { .. }
-            | Statement::Fetch { .. }
-            | Statement::Reset(_)
-    )
+    is_session(stmt)
+        || matches!(
+            stmt,
+            Statement::Lock(_)
+                | Statement::LockTables { .. }
+                | Statement::Analyze(_)
+                | Statement::Vacuum(_)
+                | Statement::LISTEN { .. }
+                | Statement::UNLISTEN { .. }
+                | Statement::NOTIFY { .. }
+                | Statement::Close { .. }
+                | Statement::Fetch { .. }
+        )
 }
 
 /// The kind reported for a statement (a WITH query's kind is its main statement's).

@@ -34,6 +34,17 @@ impl Stream {
         !matches!(self, Stream::Plain(_))
     }
 
+    /// The subject of the certificate a TLS client presented (verified against
+    /// `tls_client_ca_file`), as `x509-parser` prints it: `CN=api.example.com, O=Example`.
+    pub fn peer_cert_subject(&self) -> Option<String> {
+        let Stream::ClientTls(tls) = self else {
+            return None;
+        };
+        let der = tls.get_ref().1.peer_certificates()?.first()?;
+        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+        Some(cert.subject().to_string())
+    }
+
     /// Splits into halves; plain TCP splits without a lock.
     pub fn split(self) -> (ReadHalf, WriteHalf) {
         match self {

@@ -24,6 +24,28 @@ pub fn raising_statement(error: &PgError) -> String {
     format!("DO $pgshroud$ BEGIN RAISE EXCEPTION USING {using}; END $pgshroud$")
 }
 
+/// The server's error for a refusal without the fields that describe the raising `DO` block
+/// (`W` "PL/pgSQL function inline_code_block line 1 at RAISE", and the `F`/`L`/`R` source
+/// location), so the client sees the refusal as if pgshroud itself had answered.
+pub fn without_server_context(frame: &[u8]) -> BytesMut {
+    let mut body = Vec::with_capacity(frame.len());
+    let mut fields = frame.get(5..).unwrap_or_default();
+    while let Some((&code, rest)) = fields.split_first() {
+        if code == 0 {
+            break;
+        }
+        let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+        if !matches!(code, b'W' | b'F' | b'L' | b'R') {
+            body.push(code);
+            body.extend_from_slice(&rest[..end]);
+            body.push(0);
+        }
+        fields = rest.get(end + 1..).unwrap_or_default();
+    }
+    body.push(0);
+    message(b'E', &body)
+}
+
 /// A standard-conforming string literal; the text is ours (never a client value) but is
 /// quoted properly all the same.
 fn literal(text: &str) -> String {
@@ -63,6 +85,19 @@ pub fn refused_extended(error: &PgError) -> BytesMut {
 mod tests {
     use super::*;
     use crate::pg_error::sqlstate;
+
+    #[test]
+    fn server_context_of_the_do_block_is_removed() {
+        let frame = message(
+            b'E',
+            b"SERROR\0C42501\0Mpermission denied\0WPL/pgSQL function inline_code_block line 1 at RAISE\0Fpl_exec.c\0L3891\0Rexec_stmt_raise\0\0",
+        );
+        let cleaned = without_server_context(&frame);
+        assert_eq!(
+            &cleaned[..],
+            &message(b'E', b"SERROR\0C42501\0Mpermission denied\0\0")[..]
+        );
+    }
 
     #[test]
     fn raising_statement_quotes_the_message() {

@@ -9,6 +9,7 @@ use zeroize::Zeroizing;
 use super::codec::{self, Spec};
 use super::wire::Format;
 use crate::crypto::{ColumnCipher, KeyRing};
+use crate::metrics::{CryptoOp, Metrics, ProtectedValueAction};
 use crate::pg_error::PgError;
 
 /// One protected result column and the role's read action on it.
@@ -85,7 +86,46 @@ impl Output {
     }
 }
 
-/// Canonical-free helper for COPY: a text-format stored field as the client's text field.
+/// Values returned to the client by action, gathered per row and handed to the metrics once
+/// per statement (one atomic add per counter instead of one per value).
+#[derive(Debug, Default)]
+pub struct RevealCounts {
+    decrypted: u64,
+    masked: u64,
+    nulled: u64,
+    ciphertext: u64,
+}
+
+impl RevealCounts {
+    pub fn count(&mut self, action: Action) {
+        match action {
+            Action::Decrypt => self.decrypted += 1,
+            Action::Mask(_) => self.masked += 1,
+            Action::Null | Action::Deny => self.nulled += 1,
+            Action::Ciphertext => self.ciphertext += 1,
+        }
+    }
+
+    pub fn flush(&mut self, metrics: &Metrics) {
+        let counts = std::mem::take(self);
+        let decrypted = counts.decrypted + counts.masked;
+        if decrypted > 0 {
+            metrics.crypto_operations(CryptoOp::Decrypt, decrypted);
+        }
+        for (action, n) in [
+            (ProtectedValueAction::Decrypted, counts.decrypted),
+            (ProtectedValueAction::Masked, counts.masked),
+            (ProtectedValueAction::Nulled, counts.nulled),
+            (ProtectedValueAction::Ciphertext, counts.ciphertext),
+        ] {
+            if n > 0 {
+                metrics.protected_values(action, n);
+            }
+        }
+    }
+}
+
+/// For COPY: a text-format stored field as the client's text field.
 pub fn reveal_text(
     output: &Output,
     cipher: &mut ColumnCipher,

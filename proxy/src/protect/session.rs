@@ -15,16 +15,28 @@ use super::engine::{Layout, ParamSpec, Plan, PlanAction, Protection};
 use super::live::LiveProtection;
 use super::policy::{Caller, Policy, RoleRefusal};
 use super::refusal;
-use super::reveal::Output;
+use super::reveal::{Output, RevealCounts};
 use super::wire::{self, Bind, Format, Parse};
 use crate::analyze::{self, CopyDirection, CopyInfo};
 use crate::intercept::Verdict;
+use crate::metrics::{CryptoOp, Metrics, ProtectedValueAction, RefusalReason};
 use crate::pg_error::PgError;
 use crate::protocol::frame::message;
 use crate::protocol::types::{backend, frontend};
 
 /// Protected result columns of a statement, by output position, with the role's action.
 pub type RowPlan = Arc<Vec<Option<Output>>>;
+
+/// A statement as audit sees it (see [`ProtectedSession::audit_view`]).
+#[derive(Debug, Clone)]
+pub struct AuditView {
+    pub plan: Option<Arc<Plan>>,
+    /// pgshroud refused the text (the analysis or the caller's role) before PostgreSQL ran it.
+    pub refused: bool,
+    /// The rules the plan's column ids belong to.
+    pub protection: Arc<Protection>,
+    pub policy: Arc<Policy>,
+}
 
 /// A prepared statement the client created.
 #[derive(Debug, Default)]
@@ -33,6 +45,12 @@ struct PreparedInfo {
     rows: Option<RowPlan>,
     /// Parameter type OIDs as the client declared them in `Parse` (0: unspecified).
     declared: Vec<u32>,
+    /// The text the client prepared, and the rules generation it was planned under: a reload
+    /// re-checks the statement at its next Bind.
+    query: String,
+    generation: u64,
+    /// The result columns as the server described them (to apply a new role's actions).
+    fields: Option<Vec<wire::Field>>,
 }
 
 impl PreparedInfo {
@@ -72,10 +90,12 @@ enum Expect {
     },
     /// Our injected Execute of a raising statement: its error goes to the client.
     Refusal,
-    /// A simple query; `statement` counts the statements of its text already answered.
+    /// A simple query; `statement` counts the statements of its text already answered;
+    /// `refused` when the proxy sent its refusal in its place.
     Query {
         plan: Option<Arc<Plan>>,
         statement: usize,
+        refused: bool,
     },
     Sync,
     /// Our own catalog look-up (after DDL): every answer is ours up to its ReadyForQuery.
@@ -90,6 +110,9 @@ struct Shape {
 }
 
 pub struct ProtectedSession {
+    metrics: Arc<Metrics>,
+    /// Values returned since the last flush to `metrics` (counted per row, flushed per result).
+    revealed: RevealCounts,
     /// The rules in force, reloadable; `shared` is the generation this session follows.
     live: Arc<LiveProtection>,
     generation: u64,
@@ -99,7 +122,7 @@ pub struct ProtectedSession {
     catalog_stale: bool,
     shared: Arc<Protection>,
     /// The caller's role.
-    policy: Policy,
+    policy: Arc<Policy>,
     pub catalog: Catalog,
     layout: Layout,
     ciphers: Ciphers,
@@ -120,13 +143,20 @@ pub struct ProtectedSession {
 
 impl ProtectedSession {
     /// A session of `caller` under the rules in force, with the catalog of this database.
-    pub fn new(live: Arc<LiveProtection>, caller: Caller, catalog: Catalog) -> Self {
+    pub fn new(
+        live: Arc<LiveProtection>,
+        caller: Caller,
+        catalog: Catalog,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let generation = live.generation();
         let shared = live.current();
         let ciphers = Ciphers::new(shared.keys.clone());
         let layout = shared.layout(&catalog);
-        let policy = Policy::for_caller(&shared.rules, &caller);
+        let policy = Arc::new(Policy::for_caller(&shared.rules, &caller));
         ProtectedSession {
+            metrics,
+            revealed: RevealCounts::default(),
             live,
             generation,
             caller,
@@ -224,19 +254,60 @@ impl ProtectedSession {
         Ok(())
     }
 
-    /// The role's verdict on an analysed statement (refusals of the analysis come first).
+    /// Refusals before an analysed statement reaches PostgreSQL: the analysis's, then the role's.
     fn check_plan(&self, plan: &Plan) -> Result<(), PgError> {
-        if matches!(plan.action, PlanAction::Refused(_)) {
-            return Ok(());
+        if let PlanAction::Refused(error) = &plan.action {
+            self.metrics
+                .refusal(if error.code == analyze::SYNTAX_ERROR {
+                    RefusalReason::Unparseable
+                } else {
+                    RefusalReason::UnsupportedOperation
+                });
+            return Err(error.clone());
         }
         self.policy
             .check(plan)
             .map_err(|(why, e)| self.refused_by_role(why, e))
     }
 
+    /// `n` protected values were encrypted (or otherwise handled) for this session.
+    fn count_values(&self, op: CryptoOp, action: ProtectedValueAction, n: u64) {
+        if n > 0 {
+            self.metrics.crypto_operations(op, n);
+            self.metrics.protected_values(action, n);
+        }
+    }
+
     fn refused_by_role(&self, why: RoleRefusal, error: PgError) -> PgError {
         tracing::info!(role = %self.policy.role().name, reason = ?why, "statement refused: {}", error.message);
+        self.metrics.refusal(match why {
+            RoleRefusal::ColumnDenied => RefusalReason::ColumnDenied,
+            RoleRefusal::WriteDenied => RefusalReason::WriteDenied,
+            RoleRefusal::StatementKindDenied => RefusalReason::StatementKindDenied,
+        });
         error
+    }
+
+    /// What audit needs to describe a statement text of this session: its plan when it mentions
+    /// a protected table (a cache hit: it was planned on its way in), the rules it ran under
+    /// and the caller's role.
+    pub fn audit_view(&self, sql: &str) -> AuditView {
+        let plan = self.shared.mentions_protected(sql).then(|| self.plan(sql));
+        let refused = match &plan {
+            Some(p) => matches!(p.action, PlanAction::Refused(_)) || self.policy.check(p).is_err(),
+            None => {
+                self.policy.restricts_statements()
+                    && analyze::statement_kinds(sql)
+                        .into_iter()
+                        .any(|k| self.policy.check_kind(k).is_err())
+            }
+        };
+        AuditView {
+            plan,
+            refused,
+            protection: self.shared.clone(),
+            policy: self.policy.clone(),
+        }
     }
 
     /// Our catalog look-up, queued behind the client's messages.
@@ -276,7 +347,23 @@ impl ProtectedSession {
         }
         self.shared = next;
         self.layout = self.shared.layout(&self.catalog);
-        self.policy = Policy::for_caller(&self.shared.rules, &self.caller);
+        self.policy = Arc::new(Policy::for_caller(&self.shared.rules, &self.caller));
+    }
+
+    /// Sends the refusal in place of the simple query just queued.
+    fn refuse_query(&mut self, error: &PgError) -> Verdict {
+        if let Some(Expect::Query { refused, .. }) = self.pending.back_mut() {
+            *refused = true;
+        }
+        Verdict::Replace(refusal::refused_query(error))
+    }
+
+    /// Whether the `ErrorResponse` arriving now is the proxy's refusal (for metrics).
+    pub fn error_is_refusal(&self) -> bool {
+        matches!(
+            self.pending.front(),
+            Some(Expect::Refusal | Expect::Query { refused: true, .. })
+        )
     }
 
     fn query_verdict(&mut self, frame: &[u8]) -> Verdict {
@@ -285,9 +372,10 @@ impl ProtectedSession {
             self.pending.push_back(Expect::Query {
                 plan: None,
                 statement: 0,
+                refused: false,
             });
             if let Err(error) = self.check_kinds(&sql) {
-                return Verdict::Replace(refusal::refused_query(&error));
+                return self.refuse_query(&error);
             }
             return Verdict::Forward;
         }
@@ -295,14 +383,22 @@ impl ProtectedSession {
         self.pending.push_back(Expect::Query {
             plan: Some(plan.clone()),
             statement: 0,
+            refused: false,
         });
         if let Err(error) = self.check_plan(&plan) {
-            return Verdict::Replace(refusal::refused_query(&error));
+            return self.refuse_query(&error);
         }
         if plan.refreshes_catalog {
             self.catalog_stale = true;
         }
+        let sealed = plan
+            .statements
+            .iter()
+            .map(|s| s.literals.len() as u64)
+            .sum();
+        self.count_values(CryptoOp::Encrypt, ProtectedValueAction::Encrypted, sealed);
         match &plan.action {
+            // check_plan has answered refusals.
             PlanAction::Refused(error) => Verdict::Replace(refusal::refused_query(error)),
             PlanAction::Forward => Verdict::Forward,
             PlanAction::Rewrite(sql) => {
@@ -330,15 +426,17 @@ impl ProtectedSession {
             }
             self.pending
                 .push_back(Expect::ParseComplete { ours: false });
-            self.statements.insert(parse.name, PreparedInfo::default());
+            let info = PreparedInfo {
+                query: parse.query,
+                generation: self.generation,
+                ..PreparedInfo::default()
+            };
+            self.statements.insert(parse.name, info);
             return Verdict::Forward;
         }
         let plan = self.plan(&parse.query);
         if let Err(error) = self.check_plan(&plan) {
             return self.refuse_extended(&error);
-        }
-        if let PlanAction::Refused(error) = &plan.action {
-            return self.refuse_extended(error);
         }
         if plan.refreshes_catalog {
             self.refresh_at_sync = true;
@@ -346,6 +444,7 @@ impl ProtectedSession {
         // Protected parameters take the server's own type (bytea); the client is told the
         // logical type in ParameterDescription.
         let declared = parse.param_types.clone();
+        let query = parse.query.clone();
         for (i, param) in plan.params.iter().enumerate() {
             if param.is_some() {
                 if let Some(t) = parse.param_types.get_mut(i) {
@@ -360,13 +459,54 @@ impl ProtectedSession {
             parse.name.clone(),
             PreparedInfo {
                 plan: Some(plan),
-                rows: None,
                 declared,
+                query,
+                generation: self.generation,
+                ..PreparedInfo::default()
             },
         );
         self.pending
             .push_back(Expect::ParseComplete { ours: false });
         self.describe_ours(parse.name.clone(), parse.write())
+    }
+
+    /// A prepared statement planned under rules that have since been reloaded is checked again
+    /// before it runs: the caller's (maybe new) role must allow it, and the server's copy (its
+    /// text and parameter types) must still be right, else the client must prepare it again.
+    fn revalidate(&mut self, name: &str) -> Result<(), PgError> {
+        let Some(info) = self.statements.get(name) else {
+            return Ok(());
+        };
+        if info.generation == self.generation {
+            return Ok(());
+        }
+        let query = info.query.clone();
+        let new_plan = self
+            .shared
+            .mentions_protected(&query)
+            .then(|| self.plan(&query));
+        match &new_plan {
+            Some(plan) => self.check_plan(plan)?,
+            None => self.check_kinds(&query)?,
+        }
+        if !same_server_statement(info.plan.as_deref(), new_plan.as_deref()) {
+            return Err(PgError::error(
+                "0A000",
+                format!(
+                    "prepared statement \"{name}\" was prepared before pgshroud's rules changed what it touches: prepare it again"
+                ),
+            ));
+        }
+        let fields = info.fields.clone();
+        let rows = fields.map(|f| self.row_plan(&f, new_plan.as_deref().map(|p| (p, 0))));
+        if let Some(info) = self.statements.get_mut(name) {
+            info.plan = new_plan;
+            info.generation = self.generation;
+            if rows.is_some() {
+                info.rows = rows;
+            }
+        }
+        Ok(())
     }
 
     /// Follows a Parse with our own Describe, so the result shape is known even for clients
@@ -394,6 +534,13 @@ impl ProtectedSession {
             self.pending.push_back(Expect::BindComplete { ours: false });
             return Verdict::Forward;
         };
+        self.follow_rules();
+        if std::mem::take(&mut self.catalog_stale) {
+            self.refresh_at_sync = true;
+        }
+        if let Err(error) = self.revalidate(&bind.statement) {
+            return self.refuse_extended(&error);
+        }
         self.portals.insert(
             bind.portal.clone(),
             PortalInfo {
@@ -418,6 +565,7 @@ impl ProtectedSession {
             return Verdict::Forward;
         }
         bind.expand_param_formats();
+        let mut encrypted = 0;
         for (i, param, declared) in params {
             let format = bind.param_format(i);
             let Some(slot) = bind.params.get_mut(i) else {
@@ -431,7 +579,10 @@ impl ProtectedSession {
                     codec::seal_declared(&param.spec, cipher, format, declared, value)
                 };
                 match sealed {
-                    Ok(sealed) => *slot = Some(sealed),
+                    Ok(sealed) => {
+                        *slot = Some(sealed);
+                        encrypted += 1;
+                    }
                     Err(error) => {
                         self.portals.remove(&bind.portal);
                         return self.refuse_extended(&error);
@@ -442,6 +593,11 @@ impl ProtectedSession {
                 *f = Format::Binary.code();
             }
         }
+        self.count_values(
+            CryptoOp::Encrypt,
+            ProtectedValueAction::Encrypted,
+            encrypted,
+        );
         self.pending.push_back(Expect::BindComplete { ours: false });
         Verdict::Replace(bind.write())
     }
@@ -545,6 +701,11 @@ impl ProtectedSession {
             backend::ERROR_RESPONSE => {
                 self.shape = None;
                 self.copy = None;
+                let verdict = if self.error_is_refusal() {
+                    Verdict::Replace(refusal::without_server_context(frame))
+                } else {
+                    Verdict::Forward
+                };
                 if !matches!(self.pending.front(), Some(Expect::Query { .. })) {
                     // Extended protocol: the server skips to Sync.
                     while let Some(e) = self.pending.front() {
@@ -554,9 +715,10 @@ impl ProtectedSession {
                         self.pending.pop_front();
                     }
                 }
-                Verdict::Forward
+                verdict
             }
             backend::READY_FOR_QUERY => {
+                self.revealed.flush(&self.metrics);
                 self.discarding = false;
                 self.shape = None;
                 self.copy = None;
@@ -606,7 +768,9 @@ impl ProtectedSession {
     /// The plan of the statement whose answers arrive now.
     fn current_plan(&self) -> Option<(Arc<Plan>, usize)> {
         match self.pending.front()? {
-            Expect::Query { plan, statement } => Some((plan.clone()?, *statement)),
+            Expect::Query {
+                plan, statement, ..
+            } => Some((plan.clone()?, *statement)),
             Expect::Execute { portal } => {
                 let portal = self.portals.get(portal)?;
                 Some((self.statements.get(&portal.statement)?.plan.clone()?, 0))
@@ -622,25 +786,24 @@ impl ProtectedSession {
         if *ours {
             return Verdict::Drop;
         }
-        let protected: Vec<Option<ParamSpec>> = self
-            .statements
-            .get(name)
-            .map(|s| s.params().to_vec())
-            .unwrap_or_default();
-        if protected.iter().all(Option::is_none) {
+        let Some(info) = self.statements.get(name) else {
+            return Verdict::Forward;
+        };
+        if info.params().iter().all(Option::is_none) {
             return Verdict::Forward;
         }
         let Ok(mut types) = wire::read_parameter_description(frame) else {
             return Verdict::Forward;
         };
-        for (t, param) in types.iter_mut().zip(&protected) {
-            if let Some(param) = param {
-                *t = if param.array {
-                    param.spec.logical.array_oid()
-                } else {
-                    param.spec.logical.oid()
-                };
-            }
+        for (i, (t, param)) in types.iter_mut().zip(info.params()).enumerate() {
+            let Some(param) = param else { continue };
+            // PostgreSQL echoes a type the client declared (pgjdbc insists on it: varchar for
+            // setString); only undeclared parameters get the column's logical type.
+            *t = match info.declared.get(i).copied().unwrap_or(0) {
+                0 if param.array => param.spec.logical.array_oid(),
+                0 => param.spec.logical.oid(),
+                declared => declared,
+            };
         }
         Verdict::Replace(wire::write_parameter_description(&types))
     }
@@ -698,6 +861,7 @@ impl ProtectedSession {
             Some(Expect::DescribeStatement { name, .. }) => {
                 if let Some(s) = self.statements.get_mut(name) {
                     s.rows = Some(rows);
+                    s.fields = Some(fields.clone());
                 }
                 self.pending.pop_front();
             }
@@ -758,6 +922,7 @@ impl ProtectedSession {
                 Ok(shown) => *value = shown,
                 Err(error) => return self.fail_results(error),
             }
+            self.revealed.count(output.action);
         }
         Verdict::Replace(wire::write_data_row(&values))
     }
@@ -826,6 +991,26 @@ impl std::fmt::Debug for ProtectedSession {
             .field("portals", &self.portals.len())
             .field("pending", &self.pending.len())
             .finish_non_exhaustive()
+    }
+}
+
+/// Whether a statement planned as `old` is, as the server holds it, also right under `new`:
+/// the same text sent and the same protected parameters.
+fn same_server_statement(old: Option<&Plan>, new: Option<&Plan>) -> bool {
+    let text = |p: &Plan| match &p.action {
+        PlanAction::Rewrite(sql) => Some(sql.clone()),
+        _ => None,
+    };
+    let params = |p: &Plan| {
+        p.params
+            .iter()
+            .map(|s| s.as_ref().map(|s| (s.spec.qualified.clone(), s.array)))
+            .collect::<Vec<_>>()
+    };
+    match (old, new) {
+        (None, None) => true,
+        (Some(old), Some(new)) => text(old) == text(new) && params(old) == params(new),
+        _ => false,
     }
 }
 

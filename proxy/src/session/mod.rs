@@ -18,6 +18,7 @@ use tracing::{debug, info, warn, Instrument};
 use self::auth::{AuthError, AuthExchange};
 use self::handshake::{send_and_close, Handshake, HandshakeError};
 use self::relay::{Inbound, RelayEnd, ServerPath, SessionState, MAX_SERVER_MESSAGE};
+use crate::audit::{ConnectionAudit, ConnectionInfo};
 use crate::cancel::forward_cancel;
 use crate::intercept::StatementPath;
 use crate::metrics::{AlertKind, ConnectionErrorReason as Why};
@@ -87,7 +88,8 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ProxyContext>, adm
             let user = startup.user().unwrap_or_default().to_owned();
             let database = startup.database().unwrap_or_default().to_owned();
             let span = tracing::info_span!("session", %peer, %user, %database);
-            run_session(client, startup, peer, &ctx)
+            let audit = AuditGuard::connect(&ctx, peer, &client, &startup);
+            run_session(client, startup, peer, &ctx, &audit)
                 .instrument(span)
                 .await;
         }
@@ -107,11 +109,51 @@ async fn cancel(ctx: &ProxyContext, pid: i32, secret: &[u8]) {
     }
 }
 
+/// The connection's audit, when audit is on; `disconnect` is written however the session ends.
+struct AuditGuard(Option<Arc<std::sync::Mutex<ConnectionAudit>>>);
+
+impl AuditGuard {
+    fn connect(
+        ctx: &ProxyContext,
+        peer: SocketAddr,
+        client: &Stream,
+        startup: &StartupMessage,
+    ) -> AuditGuard {
+        let Some(audit) = &ctx.audit else {
+            return AuditGuard(None);
+        };
+        let info = ConnectionInfo {
+            session: ConnectionInfo::new_session_id(),
+            client_addr: Some(peer.ip()),
+            tls: client.is_tls(),
+            user: startup.user().unwrap_or_default().to_owned(),
+            database: startup.database().unwrap_or_default().to_owned(),
+            application_name: startup.params.get("application_name").cloned(),
+            role: None,
+        };
+        let connection = ConnectionAudit::connect(audit.clone(), info);
+        AuditGuard(Some(Arc::new(std::sync::Mutex::new(connection))))
+    }
+
+    fn with(&self, f: impl FnOnce(&mut ConnectionAudit)) {
+        if let Some(Ok(mut a)) = self.0.as_ref().map(|a| a.lock()) {
+            f(&mut a);
+        }
+    }
+}
+
+impl Drop for AuditGuard {
+    fn drop(&mut self) {
+        self.with(ConnectionAudit::disconnect);
+    }
+}
+
 async fn run_session(
     mut client: Stream,
     startup: StartupMessage,
     peer: SocketAddr,
     ctx: &Arc<ProxyContext>,
+    audit: &AuditGuard,
 ) {
     let limits = &ctx.settings.limits;
     let mut server = match ctx.upstream.connect().await {
@@ -144,6 +186,10 @@ async fn run_session(
         Ok(Ok(a)) => a,
         Ok(Err(e)) => {
             log_auth_failure(&e);
+            audit.with(|a| match &e {
+                AuthError::Refused { sqlstate, .. } => a.auth_failed(Some(sqlstate)),
+                _ => a.auth_failed(None),
+            });
             ctx.metrics.connection_error(match e {
                 AuthError::Upstream(_) | AuthError::UpstreamGone => Why::UpstreamConnect,
                 AuthError::ClientGone | AuthError::Io(_) => Why::Io,
@@ -157,6 +203,7 @@ async fn run_session(
             return;
         }
         Err(_) => {
+            audit.with(|a| a.auth_failed(Some(sqlstate::CONNECTION_EXCEPTION)));
             ctx.metrics.connection_error(Why::StartupTimeout);
             let error = PgError::fatal(
                 sqlstate::CONNECTION_EXCEPTION,
@@ -168,15 +215,18 @@ async fn run_session(
         }
     };
     info!("session started");
+    audit.with(ConnectionAudit::auth_ok);
     let _cancel_key = authenticated.cancel;
     let caller = Caller {
         user: startup.user().unwrap_or_default().to_owned(),
         pg_roles: Vec::new(),
-        cert_subject: None,
+        cert_subject: client.peer_cert_subject(),
         addr: peer.ip(),
     };
-    let statements = match statement_path(ctx, caller, &mut server, &mut server_buf).await {
-        Ok(path) => path,
+    let statements = match statement_path(ctx, caller, audit, &mut server, &mut server_buf).await {
+        Ok(path) => path
+            .with_audit(audit.0.clone())
+            .with_metrics(ctx.metrics.clone()),
         Err(error) => {
             warn!("{error}");
             send_and_close(&mut client, &error).await;
@@ -213,6 +263,7 @@ fn count_end(metrics: &crate::metrics::Metrics, end: &RelayEnd) {
 async fn statement_path(
     ctx: &ProxyContext,
     mut caller: Caller,
+    audit: &AuditGuard,
     server: &mut Stream,
     server_buf: &mut FrameBuffer,
 ) -> Result<StatementPath, PgError> {
@@ -227,8 +278,13 @@ async fn statement_path(
             .map_err(lost)?;
     }
     let policy = Policy::for_caller(&protection.rules, &caller);
+    // The audit raises the network alert (event and metric) itself when it is on.
+    audit.with(|a| a.role_matched(policy.role()));
     if let Err(refused) = policy.check_network(caller.addr) {
-        ctx.metrics.alert(AlertKind::Network);
+        if audit.0.is_none() {
+            ctx.metrics.alert(AlertKind::Network);
+        }
+        ctx.metrics.connection_error(Why::NetworkDenied);
         return Err(refused);
     }
     info!(role = %policy.role().name, "caller matched a role");
@@ -242,6 +298,7 @@ async fn statement_path(
         live.clone(),
         caller,
         catalog,
+        ctx.metrics.clone(),
     )))
 }
 

@@ -1,0 +1,583 @@
+//! Where events go: a bounded queue to one writer thread that numbers, chains and writes them
+//! (stdout, or a file rotated by size with the chain running on across files). A full queue
+//! either blocks the statement (`block`, the default) or drops the event and counts it (`drop`).
+//!
+//! The writer is a thread, not a tokio task: with `block`, a session waiting for room must not
+//! be able to starve the writer of a runtime worker.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use time::format_description::FormatItem;
+use time::macros::format_description;
+
+use super::chain::{split_line, Chain, ChainKey, CHAIN_LEN};
+use super::event::{Event, EventType};
+use crate::metrics::Metrics;
+
+/// What to do when the queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFull {
+    /// Wait for room: no statement goes unaudited.
+    Block,
+    /// Drop the event; counted in `pgshroud_audit_dropped_total` and in the next event.
+    Drop,
+}
+
+/// Where the writer writes.
+pub enum Target {
+    Stdout,
+    File {
+        path: PathBuf,
+        /// Rotate once the file reaches this size; `None`: never.
+        rotate_bytes: Option<u64>,
+    },
+    /// Any writer (tests).
+    Writer(Box<dyn Write + Send>),
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Stdout => f.write_str("Stdout"),
+            Target::File { path, .. } => write!(f, "File({})", path.display()),
+            Target::Writer(_) => f.write_str("Writer"),
+        }
+    }
+}
+
+enum Message {
+    Event(Box<Event>),
+    Close,
+}
+
+/// The handle sessions emit through.
+pub struct Sink {
+    tx: SyncSender<Message>,
+    on_full: OnFull,
+    /// Dropped since the last written event (the writer reports and resets it).
+    dropped: Arc<AtomicU64>,
+    metrics: Arc<Metrics>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sink")
+            .field("on_full", &self.on_full)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sink {
+    /// Opens the target and starts the writer, which writes `chain_start` first.
+    pub fn start(
+        target: Target,
+        queue: usize,
+        on_full: OnFull,
+        k0: ChainKey,
+        metrics: Arc<Metrics>,
+    ) -> Result<Sink, String> {
+        let output = Output::open(target)?;
+        let (tx, rx) = mpsc::sync_channel(queue.max(1));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let writer = Writer {
+            output,
+            chain: Chain::start(k0),
+            seq: 0,
+            dropped: dropped.clone(),
+            dropped_total: 0,
+            metrics: metrics.clone(),
+            failing: false,
+        };
+        let handle = std::thread::Builder::new()
+            .name("pgshroud-audit".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| format!("cannot start the audit writer: {e}"))?;
+        Ok(Sink {
+            tx,
+            on_full,
+            dropped,
+            metrics,
+            writer: Mutex::new(Some(handle)),
+        })
+    }
+
+    /// Queues an event. With `block` this waits while the queue is full.
+    pub fn emit(&self, event: Event) {
+        let message = Message::Event(Box::new(event));
+        match self.on_full {
+            OnFull::Block => {
+                let _ = self.tx.send(message);
+            }
+            OnFull::Drop => {
+                if let Err(TrySendError::Full(_)) = self.tx.try_send(message) {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.audit_dropped();
+                }
+            }
+        }
+    }
+
+    /// Writes what is queued, then `chain_end`, and waits for the writer to finish. Events
+    /// emitted afterwards are lost.
+    pub fn close(&self) {
+        let handle = match self.writer.lock() {
+            Ok(mut w) => w.take(),
+            Err(_) => None,
+        };
+        if let Some(handle) = handle {
+            let _ = self.tx.send(Message::Close);
+            let _ = handle.join();
+        }
+    }
+}
+
+struct Writer {
+    output: Output,
+    chain: Chain,
+    seq: u64,
+    dropped: Arc<AtomicU64>,
+    dropped_total: u64,
+    metrics: Arc<Metrics>,
+    /// The last write failed (logged once per run of failures).
+    failing: bool,
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Message>) {
+        let mut start = Event::new(EventType::ChainStart);
+        start.version = Some(env!("CARGO_PKG_VERSION"));
+        start.prev_chain = self.output.previous_chain.map(hex::encode);
+        self.write(start);
+        loop {
+            let message = match rx.try_recv() {
+                Ok(m) => m,
+                Err(TryRecvError::Empty) => {
+                    // Queue drained: make what was written visible, then wait.
+                    self.flush();
+                    match rx.recv() {
+                        Ok(m) => m,
+                        Err(_) => break,
+                    }
+                }
+                Err(TryRecvError::Disconnected) => break,
+            };
+            match message {
+                Message::Event(e) => self.write(*e),
+                Message::Close => break,
+            }
+        }
+        // Whatever is still queued was emitted before close: write it before the end marker.
+        while let Ok(Message::Event(e)) = rx.try_recv() {
+            self.write(*e);
+        }
+        let mut end = Event::new(EventType::ChainEnd);
+        end.events = Some(self.seq + 1);
+        self.write(end);
+        self.flush();
+    }
+
+    fn write(&mut self, mut event: Event) {
+        event.seq = self.seq;
+        self.seq += 1;
+        let dropped = self.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            self.dropped_total += dropped;
+            event.dropped = Some(dropped);
+        }
+        let line = self.chain.seal(&event.canonical());
+        match self.output.write(&line) {
+            Ok(()) => {
+                self.failing = false;
+                self.metrics.audit_event();
+            }
+            Err(e) => {
+                if !self.failing {
+                    tracing::error!("cannot write audit events: {e}");
+                }
+                self.failing = true;
+            }
+        }
+        if self.output.wants_rotation() {
+            self.rotate();
+        }
+    }
+
+    fn rotate(&mut self) {
+        match self.output.rotate() {
+            Ok(()) => {
+                let mut first = Event::new(EventType::FileStart);
+                first.prev_chain = Some(hex::encode(self.chain.previous()));
+                self.write(first);
+            }
+            Err(e) => tracing::error!("cannot rotate the audit file: {e}"),
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Err(e) = self.output.flush() {
+            tracing::error!("cannot flush audit events: {e}");
+        }
+    }
+}
+
+/// Rotated files are named `<path>.<UTC time>`, so a glob lists them in order.
+const ROTATED_FORMAT: &[FormatItem<'static>] =
+    format_description!("[year][month][day]T[hour][minute][second].[subsecond digits:6]Z");
+
+struct Output {
+    sink: Box<dyn Write + Send>,
+    file: Option<FileState>,
+    /// The last chain value of the file being appended to, when it has one.
+    previous_chain: Option<[u8; CHAIN_LEN]>,
+}
+
+struct FileState {
+    path: PathBuf,
+    size: u64,
+    rotate_bytes: Option<u64>,
+}
+
+impl Output {
+    fn open(target: Target) -> Result<Output, String> {
+        match target {
+            Target::Stdout => Ok(Output {
+                sink: Box::new(std::io::stdout()),
+                file: None,
+                previous_chain: None,
+            }),
+            Target::Writer(w) => Ok(Output {
+                sink: w,
+                file: None,
+                previous_chain: None,
+            }),
+            Target::File { path, rotate_bytes } => {
+                let previous_chain = last_chain(&path);
+                let (mut file, mut size) = open_append(&path)?;
+                if !ends_with_newline(&path) {
+                    // A crash cut the last line short: keep the new segment on lines of its own
+                    // (verify reports the cut line).
+                    file.write_all(b"\n").map_err(|e| {
+                        format!("cannot write the audit file {}: {e}", path.display())
+                    })?;
+                    size += 1;
+                }
+                Ok(Output {
+                    sink: Box::new(BufWriter::new(file)),
+                    file: Some(FileState {
+                        path,
+                        size,
+                        rotate_bytes,
+                    }),
+                    previous_chain,
+                })
+            }
+        }
+    }
+
+    fn write(&mut self, line: &[u8]) -> std::io::Result<()> {
+        self.sink.write_all(line)?;
+        if let Some(f) = &mut self.file {
+            f.size += line.len() as u64;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.sink.flush()
+    }
+
+    fn wants_rotation(&self) -> bool {
+        matches!(&self.file, Some(f) if f.rotate_bytes.is_some_and(|max| f.size >= max))
+    }
+
+    /// Renames the current file aside and continues in a fresh one at the same path.
+    fn rotate(&mut self) -> Result<(), String> {
+        let Some(state) = &mut self.file else {
+            return Ok(());
+        };
+        self.sink.flush().map_err(|e| e.to_string())?;
+        let stamp = time::OffsetDateTime::now_utc()
+            .format(ROTATED_FORMAT)
+            .unwrap_or_default();
+        let mut aside = PathBuf::from(format!("{}.{stamp}", state.path.display()));
+        let mut n = 1;
+        while aside.exists() {
+            aside = PathBuf::from(format!("{}.{stamp}-{n}", state.path.display()));
+            n += 1;
+        }
+        std::fs::rename(&state.path, &aside)
+            .map_err(|e| format!("{} -> {}: {e}", state.path.display(), aside.display()))?;
+        let (file, size) = open_append(&state.path)?;
+        self.sink = Box::new(BufWriter::new(file));
+        state.size = size;
+        Ok(())
+    }
+}
+
+fn open_append(path: &Path) -> Result<(File, u64), String> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("cannot open the audit file {}: {e}", path.display()))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    Ok((file, size))
+}
+
+/// Whether `path` is empty, missing, or ends with a newline.
+fn ends_with_newline(path: &Path) -> bool {
+    let Ok(mut file) = File::open(path) else {
+        return true;
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if len == 0 || file.seek(SeekFrom::Start(len - 1)).is_err() {
+        return true;
+    }
+    let mut last = [0u8; 1];
+    file.read_exact(&mut last).is_err() || last[0] == b'\n'
+}
+
+/// The chain value on the last complete line of `path`, if it has one.
+pub fn last_chain(path: &Path) -> Option<[u8; CHAIN_LEN]> {
+    const TAIL: u64 = 256 * 1024;
+    let mut file = File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(TAIL))).ok()?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail).ok()?;
+    let body = tail.strip_suffix(b"\n")?;
+    let line = body.rsplit(|&b| b == b'\n').next()?;
+    split_line(line).map(|(_, chain)| chain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc::Sender;
+
+    /// A writer that holds every write until the test lets it go.
+    struct Gated {
+        gate: Arc<Mutex<()>>,
+        out: Arc<Mutex<Vec<u8>>>,
+        wrote: Sender<()>,
+    }
+
+    impl Write for Gated {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let _held = self.gate.lock().unwrap();
+            self.out.lock().unwrap().extend_from_slice(buf);
+            let _ = self.wrote.send(());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A sink, its writer's gate, what it wrote, and a signal per write.
+    type GatedSink = (
+        Sink,
+        Arc<Mutex<()>>,
+        Arc<Mutex<Vec<u8>>>,
+        mpsc::Receiver<()>,
+    );
+
+    fn gated(queue: usize, on_full: OnFull) -> GatedSink {
+        let gate = Arc::new(Mutex::new(()));
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let (wrote, writes) = mpsc::channel();
+        let writer = Gated {
+            gate: gate.clone(),
+            out: out.clone(),
+            wrote,
+        };
+        let sink = Sink::start(
+            Target::Writer(Box::new(writer)),
+            queue,
+            on_full,
+            ChainKey::new([1; 32]),
+            Arc::new(Metrics::new()),
+        )
+        .unwrap();
+        (sink, gate, out, writes)
+    }
+
+    fn lines(out: &Arc<Mutex<Vec<u8>>>) -> Vec<serde_json::Value> {
+        String::from_utf8(out.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn statement() -> Event {
+        Event::new(EventType::Statement)
+    }
+
+    #[test]
+    fn a_segment_starts_and_ends_with_its_markers_and_numbers_events() {
+        let (sink, _gate, out, _writes) = gated(8, OnFull::Block);
+        sink.emit(statement());
+        sink.emit(statement());
+        sink.close();
+        let events = lines(&out);
+        let types: Vec<_> = events
+            .iter()
+            .map(|e| e["event"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            types,
+            ["chain_start", "statement", "statement", "chain_end"]
+        );
+        let seqs: Vec<_> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+        assert_eq!(seqs, [0, 1, 2, 3]);
+        assert_eq!(events[3]["events"], 4);
+    }
+
+    #[test]
+    fn full_queue_with_drop_counts_and_reports_in_the_next_event() {
+        let (sink, gate, out, writes) = gated(1, OnFull::Drop);
+        let held = gate.lock().unwrap();
+        // The writer takes the first event and waits on the gate; the second fills the queue.
+        sink.emit(statement());
+        sink.emit(statement());
+        sink.emit(statement());
+        sink.emit(statement());
+        drop(held);
+        // chain_start, then the events that were not dropped.
+        writes.recv().unwrap();
+        sink.emit(statement());
+        sink.close();
+        let events = lines(&out);
+        let dropped: u64 = events.iter().filter_map(|e| e["dropped"].as_u64()).sum();
+        let statements = events.iter().filter(|e| e["event"] == "statement").count();
+        assert!(dropped >= 1, "{events:?}");
+        assert_eq!(statements as u64 + dropped, 5);
+        let metric = format!("pgshroud_audit_dropped_total {dropped}");
+        assert!(sink.metrics.encode().contains(&metric));
+    }
+
+    #[test]
+    fn full_queue_with_block_waits_and_loses_nothing() {
+        let (sink, gate, out, _writes) = gated(1, OnFull::Block);
+        let sink = Arc::new(sink);
+        let held = gate.lock().unwrap();
+        let emitter = {
+            let sink = sink.clone();
+            std::thread::spawn(move || {
+                for _ in 0..5 {
+                    sink.emit(statement());
+                }
+            })
+        };
+        // The writer is stuck on the gate with a queue of one: the emitter cannot finish.
+        assert!(!emitter.is_finished());
+        drop(held);
+        emitter.join().unwrap();
+        sink.close();
+        let events = lines(&out);
+        assert_eq!(
+            events.iter().filter(|e| e["event"] == "statement").count(),
+            5
+        );
+        assert!(events.iter().all(|e| e.get("dropped").is_none()));
+    }
+
+    #[test]
+    fn a_line_cut_short_by_a_crash_stays_on_its_own_line() {
+        let dir = std::env::temp_dir().join(format!("pgshroud-audit-cut-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("audit.log");
+        std::fs::write(&path, "{\"ts\":\"2026").unwrap();
+        let sink = Sink::start(
+            Target::File {
+                path: path.clone(),
+                rotate_bytes: None,
+            },
+            4,
+            OnFull::Block,
+            ChainKey::new([4; 32]),
+            Arc::new(Metrics::new()),
+        )
+        .unwrap();
+        sink.close();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<_> = text.lines().collect();
+        assert_eq!(lines[0], "{\"ts\":\"2026");
+        assert!(lines[1].contains("\"event\":\"chain_start\""));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn files_rotate_by_size_and_the_new_file_links_to_the_old() {
+        let dir =
+            std::env::temp_dir().join(format!("pgshroud-audit-rotate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("audit.log");
+        let sink = Sink::start(
+            Target::File {
+                path: path.clone(),
+                rotate_bytes: Some(400),
+            },
+            16,
+            OnFull::Block,
+            ChainKey::new([2; 32]),
+            Arc::new(Metrics::new()),
+        )
+        .unwrap();
+        for _ in 0..10 {
+            sink.emit(statement());
+        }
+        sink.close();
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        assert!(files.len() > 2, "{files:?}");
+        let current = std::fs::read_to_string(&path).unwrap();
+        assert!(current
+            .lines()
+            .next()
+            .unwrap()
+            .contains("\"event\":\"file_start\""));
+        assert!(current
+            .lines()
+            .last()
+            .unwrap()
+            .contains("\"event\":\"chain_end\""));
+        // Rotated files sort by name; the current file comes last.
+        let mut ordered: Vec<_> = files.iter().filter(|f| **f != path).cloned().collect();
+        ordered.push(path.clone());
+        let checked = super::super::verify::verify(&ordered, &ChainKey::new([2; 32])).unwrap();
+        assert_eq!(checked.events, 12 + files.len() as u64 - 1);
+        assert!(checked.unterminated.is_empty());
+        // A restart appends a new segment that names the last chain value before it.
+        let before = last_chain(&path).unwrap();
+        let sink = Sink::start(
+            Target::File {
+                path: path.clone(),
+                rotate_bytes: None,
+            },
+            16,
+            OnFull::Block,
+            ChainKey::new([2; 32]),
+            Arc::new(Metrics::new()),
+        )
+        .unwrap();
+        sink.close();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let restart = text.lines().rev().nth(1).unwrap();
+        assert!(restart.contains(&format!("\"prev_chain\":\"{}\"", hex::encode(before))));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

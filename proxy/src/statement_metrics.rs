@@ -1,0 +1,136 @@
+//! `statements_total{kind,role,outcome}` and `statement_duration_seconds` for one session,
+//! read off the server's answers: a `CommandComplete` tag names the kind, an `ErrorResponse`
+//! is an error (or a refusal, when the protected path says it placed it). Durations run from
+//! the first request after `ReadyForQuery` to each statement's completion. No SQL is parsed.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::metrics::{Metrics, RoleStatements, StatementKind, StatementOutcome};
+use crate::protocol::types::{backend, frontend};
+
+/// The `role` label of sessions without a rules file.
+pub const NO_ROLE: &str = "none";
+
+#[derive(Debug)]
+pub struct StatementMeter {
+    metrics: Arc<Metrics>,
+    role: RoleStatements,
+    started: Option<Instant>,
+}
+
+impl StatementMeter {
+    pub fn new(metrics: Arc<Metrics>, role: &str) -> StatementMeter {
+        let role = metrics.role(role);
+        StatementMeter {
+            metrics,
+            role,
+            started: None,
+        }
+    }
+
+    /// Follows a role change (rules reload); cheap when the role is the same.
+    pub fn set_role(&mut self, role: &str) {
+        if self.role.role() != role {
+            self.role = self.metrics.role(role);
+        }
+    }
+
+    /// A client message: a request starts the clock if none is running.
+    pub fn client_message(&mut self, kind: u8) {
+        if self.started.is_none()
+            && matches!(
+                kind,
+                frontend::QUERY | frontend::PARSE | frontend::BIND | frontend::EXECUTE
+            )
+        {
+            self.started = Some(Instant::now());
+        }
+    }
+
+    /// A server message as the client receives it; `refused` when an error is the proxy's
+    /// refusal.
+    pub fn server_message(&mut self, frame: &[u8], refused: bool) {
+        match frame[0] {
+            backend::COMMAND_COMPLETE => self.count(kind_of_tag(&frame[5..]), StatementOutcome::Ok),
+            backend::ERROR_RESPONSE => {
+                let outcome = if refused {
+                    StatementOutcome::Refused
+                } else {
+                    StatementOutcome::Error
+                };
+                self.count(StatementKind::Other, outcome);
+            }
+            backend::READY_FOR_QUERY => self.started = None,
+            _ => {}
+        }
+    }
+
+    fn count(&mut self, kind: StatementKind, outcome: StatementOutcome) {
+        let elapsed = self.started.map(|s| s.elapsed()).unwrap_or_default();
+        self.metrics.statement(kind, &self.role, outcome, elapsed);
+    }
+}
+
+/// The kind a `CommandComplete` tag (`INSERT 0 1`, `SELECT 5`, `CREATE TABLE`) stands for.
+fn kind_of_tag(tag: &[u8]) -> StatementKind {
+    let word_end = tag
+        .iter()
+        .position(|b| !b.is_ascii_alphabetic())
+        .unwrap_or(tag.len());
+    match &tag[..word_end] {
+        b"SELECT" => StatementKind::Select,
+        b"INSERT" => StatementKind::Insert,
+        b"UPDATE" => StatementKind::Update,
+        b"DELETE" => StatementKind::Delete,
+        b"COPY" => StatementKind::Copy,
+        b"CREATE" | b"ALTER" | b"DROP" | b"TRUNCATE" | b"GRANT" | b"REVOKE" | b"COMMENT" => {
+            StatementKind::Ddl
+        }
+        b"BEGIN" | b"START" | b"COMMIT" | b"ROLLBACK" | b"SAVEPOINT" | b"RELEASE" | b"PREPARE" => {
+            StatementKind::Transaction
+        }
+        b"SET" | b"RESET" | b"SHOW" | b"DISCARD" | b"DEALLOCATE" | b"LISTEN" | b"UNLISTEN"
+        | b"NOTIFY" => StatementKind::Utility,
+        _ => StatementKind::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::frame::message;
+
+    #[test]
+    fn tags_name_kinds() {
+        assert_eq!(kind_of_tag(b"INSERT 0 3\0"), StatementKind::Insert);
+        assert_eq!(kind_of_tag(b"SELECT 5\0"), StatementKind::Select);
+        assert_eq!(kind_of_tag(b"CREATE TABLE\0"), StatementKind::Ddl);
+        assert_eq!(kind_of_tag(b"COMMIT\0"), StatementKind::Transaction);
+        assert_eq!(kind_of_tag(b"SET\0"), StatementKind::Utility);
+        assert_eq!(kind_of_tag(b"MERGE 1\0"), StatementKind::Other);
+    }
+
+    #[test]
+    fn completions_and_errors_are_counted_with_the_role() {
+        let metrics = Arc::new(Metrics::new());
+        let mut meter = StatementMeter::new(metrics.clone(), "support");
+        meter.client_message(frontend::QUERY);
+        meter.server_message(&message(b'C', b"SELECT 1\0"), false);
+        meter.server_message(&message(b'E', b"SERROR\0\0"), true);
+        meter.server_message(&message(b'Z', b"I"), false);
+        let text = metrics.encode();
+        let has = |series: &str| {
+            text.lines()
+                .any(|l| l.starts_with(series) && l.ends_with(" 1"))
+        };
+        assert!(
+            has("pgshroud_statements_total{kind=\"select\",role=\"support\",outcome=\"ok\"}"),
+            "{text}"
+        );
+        assert!(
+            has("pgshroud_statements_total{kind=\"other\",role=\"support\",outcome=\"refused\"}"),
+            "{text}"
+        );
+    }
+}
