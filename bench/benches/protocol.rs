@@ -36,7 +36,7 @@ fn forward_all(buf: &mut BytesMut, path: &mut StatementPath) -> BytesMut {
                 }
             }
             Verdict::Replace(bytes) => out.extend_from_slice(&bytes),
-            Verdict::Drop => {}
+            Verdict::Drop | Verdict::End(_) => {}
         }
     }
     out

@@ -706,3 +706,26 @@ async fn rotated_files_verify_in_order_with_the_chain_running_across_them() {
     let b = verify::verify(&missing, &audit_key()).unwrap_err();
     assert!(b.reason.contains("missing"), "{b}");
 }
+
+#[tokio::test]
+async fn an_enforced_row_limit_ends_the_session_and_is_an_enforced_alert() {
+    let rules = format!(
+        "default_role = \"app\"\n{RULES}\n[[roles]]\nname = \"app\"\ntemplate = \"app\"\n\
+         users = [\"*\"]\nmax_rows = 1\nenforce = true\n"
+    );
+    let a = Audited::start(Some(&rules)).await;
+    let c = a.client().await;
+    c.simple_query("INSERT INTO plain VALUES (1, 'a'), (2, 'b')")
+        .await
+        .unwrap();
+    let err = c.simple_query("SELECT * FROM plain").await.unwrap_err();
+    assert_eq!(code(&err), "54000");
+    drop(c);
+    let f = a.finish().await;
+    let alerts = f.of_type("alert");
+    assert_eq!(alerts.len(), 1, "{}", f.text);
+    assert_eq!(alerts[0]["alert"], "max_rows");
+    assert_eq!(alerts[0]["enforced"], true);
+    assert_eq!(alerts[0]["limit"], 1);
+    assert_eq!(f.of_type("disconnect").len(), 1, "{}", f.text);
+}

@@ -913,3 +913,65 @@ async fn prepared_statements_follow_a_reload_or_must_be_prepared_again() {
         "the prepared statement is refused once the column is denied"
     );
 }
+
+#[tokio::test]
+async fn max_rows_with_enforce_stops_the_statement_and_closes_the_connection() {
+    use pgshroud_integration_tests::protected::{Fixture, MASTER_KEY};
+    use pgshroud_integration_tests::users;
+    let f = Fixture::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        "default_role = \"capped\"\n[[tables]]\nname = \"customers\"\n  [[tables.columns]]\n  name = \"email\"\n  type = \"text\"\n\n\
+         [[roles]]\nname = \"capped\"\ntemplate = \"app\"\nusers = [\"*\"]\nmax_rows = 2\nenforce = true\n",
+    )
+    .unwrap();
+    let key = dir.path().join("master.key");
+    std::fs::write(&key, MASTER_KEY).unwrap();
+    let proxy = pgshroud_integration_tests::proxy_with(pgshroud::config::ConfigLayer {
+        rules: Some(rules),
+        master_key_file: Some(key),
+        ..Default::default()
+    })
+    .await;
+    let c = proxy
+        .connect(users::SCRAM, users::SCRAM_PASSWORD, &f.db)
+        .await
+        .unwrap();
+    c.batch_execute("INSERT INTO customers (email) VALUES ('a@x.org'), ('b@x.org'), ('c@x.org')")
+        .await
+        .unwrap();
+    let two = c
+        .query("SELECT email FROM customers ORDER BY id LIMIT 2", &[])
+        .await
+        .unwrap();
+    assert_eq!(two.len(), 2, "at the limit is fine");
+    let err = c
+        .query("SELECT email FROM customers", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "54000");
+    assert!(message(&err).contains("at most 2 rows"), "{err}");
+    assert!(
+        c.is_closed() || c.simple_query("SELECT 1").await.is_err(),
+        "the connection is closed"
+    );
+    let again = proxy
+        .connect(users::SCRAM, users::SCRAM_PASSWORD, &f.db)
+        .await
+        .unwrap();
+    let n: i64 = again
+        .query_one("SELECT count(*) FROM customers", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 3, "nothing was lost: only the read was stopped");
+    assert_eq!(
+        series(
+            &proxy.metrics_text(),
+            "pgshroud_refusals_total{reason=\"row_limit\"}"
+        ),
+        1.0
+    );
+}

@@ -10,6 +10,7 @@ use crate::audit::ConnectionAudit;
 use crate::protect::session::ProtectedSession;
 
 use crate::metrics::Metrics;
+use crate::pg_error::PgError;
 use crate::protocol::types::{backend, frontend};
 use crate::statement_metrics::{StatementMeter, NO_ROLE};
 
@@ -22,6 +23,10 @@ pub enum Verdict {
     Replace(BytesMut),
     /// Send nothing: the message answers a request of the proxy's own.
     Drop,
+    /// End the session: the client gets this error and both connections close (the server
+    /// rolls back what is open). The one way to stop a result midway that keeps client and
+    /// server in agreement about what happened.
+    End(PgError),
 }
 
 /// The per-session statement path, shared by both relay directions (both run in the
@@ -144,6 +149,13 @@ impl StatementPath {
                 }
             }
             Verdict::Drop => {}
+            Verdict::End(_) => {
+                let limit = self
+                    .protected
+                    .as_ref()
+                    .and_then(|s| s.lock().ok()?.role().max_rows);
+                audit.session_ended_by_limit(limit);
+            }
         }
     }
 }

@@ -211,6 +211,18 @@ impl ConnectionAudit {
         }
     }
 
+    /// A role limit ended the session mid-result (`max_rows` with `enforce = true`): the
+    /// statement never completes, so its alert is raised here, marked enforced.
+    pub fn session_ended_by_limit(&mut self, limit: Option<u64>) {
+        let mut e = self.event(EventType::Alert);
+        e.alert = Some(crate::metrics::AlertKind::MaxRows.as_str());
+        e.limit = limit;
+        e.observed = limit.map(|l| l + 1);
+        e.enforced = Some(true);
+        self.audit.metrics.alert(crate::metrics::AlertKind::MaxRows);
+        self.audit.emit(e);
+    }
+
     fn raise(&mut self, raised: Raised, fingerprint: Option<String>) {
         let mut e = self.event(EventType::Alert);
         e.alert = Some(raised.kind.as_str());

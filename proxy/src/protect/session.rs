@@ -130,6 +130,8 @@ pub struct ProtectedSession {
     portals: HashMap<String, PortalInfo>,
     pending: VecDeque<Expect>,
     shape: Option<Shape>,
+    /// Result rows of the statement answering now (for `max_rows`).
+    statement_rows: u64,
     /// After a value failed to decrypt: drop the rest of the results up to ReadyForQuery.
     discarding: bool,
     /// An extended-protocol statement changed the schema: look the catalog up after Sync.
@@ -170,6 +172,7 @@ impl ProtectedSession {
             portals: HashMap::new(),
             pending: VecDeque::new(),
             shape: None,
+            statement_rows: 0,
             discarding: false,
             refresh_at_sync: false,
             lookup_rows: Vec::new(),
@@ -328,6 +331,7 @@ impl ProtectedSession {
             Verdict::Forward => BytesMut::from(frame),
             Verdict::Replace(bytes) => bytes,
             Verdict::Drop => BytesMut::new(),
+            end @ Verdict::End(_) => return end,
         };
         out.extend_from_slice(&self.lookup_message());
         Verdict::Replace(out)
@@ -677,7 +681,10 @@ impl ProtectedSession {
                 Some(Expect::DescribeStatement { ours: true, .. }) => Verdict::Drop,
                 _ => Verdict::Forward,
             },
-            backend::DATA_ROW => self.data_row(frame),
+            backend::DATA_ROW => match self.enforce_row_limit() {
+                Some(end) => end,
+                None => self.data_row(frame),
+            },
             backend::COPY_IN_RESPONSE
             | backend::COPY_OUT_RESPONSE
             | backend::COPY_BOTH_RESPONSE => {
@@ -687,6 +694,10 @@ impl ProtectedSession {
             backend::COPY_DATA => self.copy_to_client(frame),
             backend::COPY_DONE => Verdict::Forward,
             backend::COMMAND_COMPLETE | backend::EMPTY_QUERY | backend::PORTAL_SUSPENDED => {
+                // A suspended portal goes on: its rows keep counting against max_rows.
+                if kind != backend::PORTAL_SUSPENDED {
+                    self.statement_rows = 0;
+                }
                 self.shape = None;
                 self.copy = None;
                 match self.pending.front_mut() {
@@ -699,6 +710,7 @@ impl ProtectedSession {
                 Verdict::Forward
             }
             backend::ERROR_RESPONSE => {
+                self.statement_rows = 0;
                 self.shape = None;
                 self.copy = None;
                 let verdict = if self.error_is_refusal() {
@@ -719,6 +731,7 @@ impl ProtectedSession {
             }
             backend::READY_FOR_QUERY => {
                 self.revealed.flush(&self.metrics);
+                self.statement_rows = 0;
                 self.discarding = false;
                 self.shape = None;
                 self.copy = None;
@@ -925,6 +938,26 @@ impl ProtectedSession {
             self.revealed.count(output.action);
         }
         Verdict::Replace(wire::write_data_row(&values))
+    }
+
+    /// Counts a result row against the role's `max_rows`. With `enforce = true`, the row past
+    /// the limit ends the session: stopping only the statement would leave the client believing
+    /// it failed while the server ran it (and the rest of a pipeline) to the end.
+    fn enforce_row_limit(&mut self) -> Option<Verdict> {
+        self.statement_rows += 1;
+        let role = self.policy.role();
+        let max = role.max_rows.filter(|_| role.enforce)?;
+        if self.statement_rows <= max {
+            return None;
+        }
+        self.metrics.refusal(RefusalReason::RowLimit);
+        Some(Verdict::End(PgError::fatal(
+            "54000",
+            format!(
+                "role {} may read at most {max} rows in one statement: pgshroud stopped the statement and closed the connection (max_rows with enforce = true)",
+                role.name
+            ),
+        )))
     }
 
     /// A stored value did not decrypt: the client gets the error in place of the row, and

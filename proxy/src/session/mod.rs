@@ -243,7 +243,7 @@ async fn run_session(
 
 fn count_end(metrics: &crate::metrics::Metrics, end: &RelayEnd) {
     let why = match end {
-        RelayEnd::ClientClosed { .. } | RelayEnd::Shutdown => return,
+        RelayEnd::ClientClosed { .. } | RelayEnd::Shutdown | RelayEnd::Enforced(_) => return,
         RelayEnd::ClientProtocol(e) if e.code == sqlstate::PROGRAM_LIMIT_EXCEEDED => {
             Why::MessageTooLarge
         }
@@ -371,7 +371,7 @@ async fn finish(
     server: &mut crate::net::stream::WriteHalf,
 ) {
     let to_client = match end {
-        RelayEnd::ClientProtocol(e) => Some(e.clone()),
+        RelayEnd::ClientProtocol(e) | RelayEnd::Enforced(e) => Some(e.clone()),
         RelayEnd::IdleTimeout => Some(PgError::idle_timeout()),
         RelayEnd::Shutdown => Some(PgError::shutting_down()),
         RelayEnd::UpstreamClosed {

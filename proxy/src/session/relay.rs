@@ -73,6 +73,8 @@ pub enum RelayEnd {
     ClientIo(std::io::Error),
     IdleTimeout,
     Shutdown,
+    /// A limit of the caller's role ended the session (`max_rows` with `enforce = true`).
+    Enforced(PgError),
     /// The server went away; `told_client` when its own FATAL error was forwarded.
     UpstreamClosed {
         reason: String,
@@ -167,6 +169,7 @@ fn take_client_messages(
                     Verdict::Forward => append(&mut out, frame),
                     Verdict::Replace(bytes) => append(&mut out, bytes),
                     Verdict::Drop => {}
+                    Verdict::End(error) => return (out, Some(RelayEnd::Enforced(error))),
                 }
                 if kind == frontend::TERMINATE {
                     return (out, Some(RelayEnd::ClientClosed { terminated: true }));
@@ -262,6 +265,7 @@ fn take_server_messages(
                     Verdict::Forward => append(&mut out, frame),
                     Verdict::Replace(bytes) => append(&mut out, bytes),
                     Verdict::Drop => {}
+                    Verdict::End(error) => return (out, Some(RelayEnd::Enforced(error))),
                 }
             }
             FrameCheck::Incomplete(total) => {
