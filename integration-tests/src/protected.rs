@@ -108,6 +108,22 @@ CREATE TABLE typed (id serial PRIMARY KEY, v_text bytea, v_varchar bytea, v_int2
 GRANT ALL ON ALL TABLES IN SCHEMA public TO PUBLIC;
 GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO PUBLIC;";
 
+/// A proxy with `rules` and the master `key`, and the directory holding their files.
+pub async fn proxy_with_rules(rules: &str, key: &str) -> (tempfile::TempDir, TestProxy) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rules_path = dir.path().join("rules.toml");
+    std::fs::write(&rules_path, rules).expect("rules file");
+    let key_file = dir.path().join("master.key");
+    std::fs::write(&key_file, key).expect("key file");
+    let proxy = proxy_with(ConfigLayer {
+        rules: Some(rules_path),
+        master_key_file: Some(key_file),
+        ..Default::default()
+    })
+    .await;
+    (dir, proxy)
+}
+
 pub struct Fixture {
     pub db: String,
     pub proxy: TestProxy,
@@ -130,18 +146,7 @@ impl Fixture {
 
     /// A proxy with the rules and `key`, and the directory holding their files.
     pub async fn proxy_for(key: &str) -> (tempfile::TempDir, TestProxy) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let rules = dir.path().join("rules.toml");
-        std::fs::write(&rules, RULES).expect("rules file");
-        let key_file = dir.path().join("master.key");
-        std::fs::write(&key_file, key).expect("key file");
-        let proxy = proxy_with(ConfigLayer {
-            rules: Some(rules),
-            master_key_file: Some(key_file),
-            ..Default::default()
-        })
-        .await;
-        (dir, proxy)
+        proxy_with_rules(RULES, key).await
     }
 
     pub fn rules_path(&self) -> std::path::PathBuf {

@@ -606,20 +606,10 @@ users = ["md5_user"]
 
 #[tokio::test]
 async fn every_logical_type_is_masked_nulled_or_decrypted_in_text_and_binary() {
-    use pgshroud_integration_tests::protected::{Fixture, MASTER_KEY};
+    use pgshroud_integration_tests::protected::{proxy_with_rules, Fixture, MASTER_KEY};
     use pgshroud_integration_tests::users;
     let f = Fixture::new().await;
-    let dir = tempfile::tempdir().unwrap();
-    let rules = dir.path().join("rules.toml");
-    std::fs::write(&rules, TYPED_RULES).unwrap();
-    let key = dir.path().join("master.key");
-    std::fs::write(&key, MASTER_KEY).unwrap();
-    let proxy = pgshroud_integration_tests::proxy_with(pgshroud::config::ConfigLayer {
-        rules: Some(rules),
-        master_key_file: Some(key),
-        ..Default::default()
-    })
-    .await;
+    let (_dir, proxy) = proxy_with_rules(TYPED_RULES, MASTER_KEY).await;
     let writer = proxy
         .connect(users::SCRAM, users::SCRAM_PASSWORD, &f.db)
         .await
@@ -916,25 +906,12 @@ async fn prepared_statements_follow_a_reload_or_must_be_prepared_again() {
 
 #[tokio::test]
 async fn max_rows_with_enforce_stops_the_statement_and_closes_the_connection() {
-    use pgshroud_integration_tests::protected::{Fixture, MASTER_KEY};
+    use pgshroud_integration_tests::protected::{proxy_with_rules, Fixture, MASTER_KEY};
     use pgshroud_integration_tests::users;
     let f = Fixture::new().await;
-    let dir = tempfile::tempdir().unwrap();
-    let rules = dir.path().join("rules.toml");
-    std::fs::write(
-        &rules,
-        "default_role = \"capped\"\n[[tables]]\nname = \"customers\"\n  [[tables.columns]]\n  name = \"email\"\n  type = \"text\"\n\n\
-         [[roles]]\nname = \"capped\"\ntemplate = \"app\"\nusers = [\"*\"]\nmax_rows = 2\nenforce = true\n",
-    )
-    .unwrap();
-    let key = dir.path().join("master.key");
-    std::fs::write(&key, MASTER_KEY).unwrap();
-    let proxy = pgshroud_integration_tests::proxy_with(pgshroud::config::ConfigLayer {
-        rules: Some(rules),
-        master_key_file: Some(key),
-        ..Default::default()
-    })
-    .await;
+    let rules = "default_role = \"capped\"\n[[tables]]\nname = \"customers\"\n  [[tables.columns]]\n  name = \"email\"\n  type = \"text\"\n\n\
+         [[roles]]\nname = \"capped\"\ntemplate = \"app\"\nusers = [\"*\"]\nmax_rows = 2\nenforce = true\n";
+    let (_dir, proxy) = proxy_with_rules(rules, MASTER_KEY).await;
     let c = proxy
         .connect(users::SCRAM, users::SCRAM_PASSWORD, &f.db)
         .await
