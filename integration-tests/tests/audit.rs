@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use pgshroud::audit::chain::ChainKey;
 use pgshroud::audit::verify;
 use pgshroud::config::ConfigLayer;
-use pgshroud_integration_tests::protected::{code, MASTER_KEY, OTHER_KEY, RULES, SCHEMA};
+use pgshroud_integration_tests::protected::{
+    code, install_guards, MASTER_KEY, OTHER_KEY, RULES, SCHEMA,
+};
 use pgshroud_integration_tests::proxy::TestProxy;
 use pgshroud_integration_tests::{cluster, proxy_with, users};
 use serde_json::Value;
@@ -27,6 +29,7 @@ impl Audited {
         let db = cluster().fresh_database().await;
         let admin = cluster().admin_client_for(&db).await;
         admin.batch_execute(SCHEMA).await.expect("schema");
+        install_guards(&db, RULES).await;
         admin
             .batch_execute(
                 "CREATE TABLE plain (id int, name text, tags text[]);

@@ -49,7 +49,7 @@ fn demo_prints_who_sees_what_and_cleans_up_on_ctrl_c() {
     let cells: Vec<&str> = alice.split_whitespace().collect();
     assert_eq!(cells[1], "alice@example.com", "app: {alice}");
     assert_eq!(cells[2], "a****@example.com", "support: {alice}");
-    assert!(cells[3].starts_with("\\x01"), "dba: {alice}");
+    assert!(cells[3].starts_with("\\x02"), "dba: {alice}");
     assert_eq!(cells[3], cells[4], "dba sees what is stored: {alice}");
     assert!(
         shown

@@ -40,7 +40,7 @@ async fn literals_are_stored_as_ciphertext_and_read_back_as_plaintext() {
     );
     for stored in f.stored("SELECT email FROM customers").await {
         let stored = stored.unwrap();
-        assert_eq!(stored[0], 0x01, "envelope format byte");
+        assert_eq!(stored[0], 0x02, "envelope format byte");
         assert!(!String::from_utf8_lossy(&stored).contains("example.com"));
     }
 }
@@ -305,7 +305,7 @@ async fn thousands_of_pipelined_inserts_are_all_encrypted() {
     assert_eq!(stored.len(), 3000);
     assert!(stored.iter().all(|s| s
         .as_ref()
-        .is_some_and(|b| b[0] == 1 && !String::from_utf8_lossy(b).contains("bulk.org"))));
+        .is_some_and(|b| b[0] == 2 && !String::from_utf8_lossy(b).contains("bulk.org"))));
     let age: i32 = c
         .query_one(
             "SELECT age FROM customers WHERE email = 'user2999@bulk.org'",

@@ -75,7 +75,7 @@ async fn protected_run(
     .unwrap();
     for stored in f.stored("SELECT email FROM driver_check").await {
         let stored = stored.expect("email written");
-        assert_eq!(stored[0], 1, "stored as an envelope");
+        assert_eq!(stored[0], 2, "stored as an envelope");
         assert!(!String::from_utf8_lossy(&stored).contains("example.com"));
     }
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))

@@ -41,14 +41,16 @@ pub fn tag_hex(context: &str) -> String {
 
 /// The CHECK expression for `column` (an identifier, quoted here) of `context`: NULL, or at
 /// least an empty plaintext's envelope, starting with format 2, carrying the context's tag.
-/// Every function and operator is `pg_catalog`-qualified, so the session's search_path at
-/// creation cannot bind another one (a constraint stores what was resolved then).
+/// Functions and types are `pg_catalog`-qualified; the operators are plain (so migrations
+/// and the proxy's own parser read it), and `pgshroud setup` creates it with
+/// `search_path = pg_catalog`, so they bind to the built-in ones (a constraint stores what was
+/// resolved at creation, never looked up again).
 pub fn check_expression(column: &str, context: &str) -> String {
     let c = quote_ident(column);
     format!(
-        "{c} IS NULL OR (pg_catalog.length({c}) OPERATOR(pg_catalog.>=) {min} \
-         AND pg_catalog.substring({c}, 1, 1) OPERATOR(pg_catalog.=) '\\x{format:02x}'::pg_catalog.bytea \
-         AND pg_catalog.substring({c}, {tag_at}, {tag_len}) OPERATOR(pg_catalog.=) '\\x{tag}'::pg_catalog.bytea)",
+        "{c} IS NULL OR (pg_catalog.length({c}) >= {min} \
+         AND pg_catalog.\"substr\"({c}, 1, 1) = '\\x{format:02x}'::pg_catalog.bytea \
+         AND pg_catalog.\"substr\"({c}, {tag_at}, {tag_len}) = '\\x{tag}'::pg_catalog.bytea)",
         min = CIPHERTEXT_OFFSET,
         format = FORMAT_V2,
         tag_at = CONTEXT_TAG_OFFSET + 1,
@@ -152,27 +154,44 @@ mod tests {
         let name = constraint_name(&long);
         assert!(name.len() <= 63, "{name}");
         assert!(name.starts_with(NAME_PREFIX));
-        assert_ne!(constraint_name(&"a".repeat(60)), constraint_name(&"a".repeat(61)));
+        assert_ne!(
+            constraint_name(&"a".repeat(60)),
+            constraint_name(&"a".repeat(61))
+        );
     }
 
     #[test]
     fn expression_checks_format_length_and_tag() {
         let e = check_expression("email", "public.customers.email");
         assert!(e.starts_with("\"email\" IS NULL OR"), "{e}");
-        assert!(e.contains("OPERATOR(pg_catalog.>=) 25"), "{e}");
+        assert!(e.contains("pg_catalog.length(\"email\") >= 25"), "{e}");
         assert!(e.contains("'\\x02'::pg_catalog.bytea"), "{e}");
-        assert!(e.contains("substring(\"email\", 6, 4)"), "{e}");
+        assert!(e.contains("substr\"(\"email\", 6, 4)"), "{e}");
         assert!(e.contains("'\\x17ab4a2f'::pg_catalog.bytea"), "{e}");
     }
 
     #[test]
+    fn expression_parses_as_the_proxy_reads_sql() {
+        // Migrations may create a table with its guard through the proxy, which must parse it.
+        let sql = format!(
+            "CREATE TABLE people (id int, email bytea CONSTRAINT {} CHECK ({}))",
+            constraint_name("email"),
+            check_expression("email", "person-email")
+        );
+        sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, &sql)
+            .unwrap_or_else(|e| panic!("{e}: {sql}"));
+    }
+
+    #[test]
     fn state_follows_the_tag_in_the_definition() {
-        let def = |tag: &str| FoundGuard {
+        let def = |tag: &str| {
+            FoundGuard {
             name: "pgshroud_guard_email".into(),
             definition: format!(
-                "CHECK (((email IS NULL) OR ((length(email) >= 25) AND (\"substring\"(email, 1, 1) = '\\x02'::bytea) AND (\"substring\"(email, 6, 4) = '\\x{tag}'::bytea))))"
+                "CHECK (((email IS NULL) OR ((length(email) >= 25) AND (substr(email, 1, 1) = '\\x02'::bytea) AND (substr(email, 6, 4) = '\\x{tag}'::bytea))))"
             ),
             validated: true,
+        }
         };
         let ctx = "public.customers.email";
         assert!(GuardState::of(&[def("17ab4a2f")], ctx).is_guarded());
