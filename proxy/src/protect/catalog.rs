@@ -250,10 +250,14 @@ async fn query_rows(
 
 /// Fields of a text-format DataRow.
 pub fn data_row_text(frame: &[u8]) -> Vec<Option<String>> {
-    let body = &frame[5..];
-    let count = u16::from_be_bytes([body[0], body[1]]) as usize;
-    let mut out = Vec::with_capacity(count);
-    let mut rest = &body[2..];
+    let Some((count, mut rest)) = frame
+        .get(5..)
+        .and_then(|body| body.split_first_chunk::<2>())
+    else {
+        return Vec::new();
+    };
+    let count = u16::from_be_bytes(*count) as usize;
+    let mut out = Vec::with_capacity(count.min(rest.len() / 4));
     for _ in 0..count {
         if rest.len() < 4 {
             break;
@@ -299,6 +303,23 @@ mod tests {
         assert!(g[0].validated);
         assert!(!g[1].validated);
         assert!(guards_of("").is_empty());
+    }
+
+    #[test]
+    fn short_or_lying_data_rows_do_not_panic() {
+        for frame in [
+            &b""[..],
+            b"D",
+            b"D\0\0\0\x04",
+            b"D\0\0\0\x05\0",
+            b"D\0\0\0\x06\xff\xff",
+            b"D\0\0\0\x0a\0\x01\x7f\xff\xff\xff",
+        ] {
+            let row = data_row_text(frame);
+            assert!(row.len() <= 1, "{frame:?}");
+        }
+        let ok = data_row_text(b"D\0\0\0\x0b\0\x01\0\0\0\x01x");
+        assert_eq!(ok, vec![Some("x".to_owned())]);
     }
 
     #[test]
