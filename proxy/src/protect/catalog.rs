@@ -46,7 +46,22 @@ impl CatalogTable {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Catalog {
     by_oid: HashMap<u32, CatalogTable>,
+    /// The session's effective search path when looked up, if the look-up read it.
+    pub search_path: Option<SessionPath>,
 }
+
+/// The session's effective search path (`current_schemas(true)`, its temporary schema first
+/// once it has one) and every relation on it named like a protected table: what PostgreSQL
+/// will find first for an unqualified name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct SessionPath {
+    pub schemas: Vec<String>,
+    pub relations: std::collections::BTreeSet<(String, String)>,
+}
+
+/// The look-up's marker rows (table OID 0) carry the search path and the relations on it.
+const PATH_ROW: &str = "path";
+const RELATION_ROW: &str = "relation";
 
 impl Catalog {
     pub fn table_by_oid(&self, oid: u32) -> Option<&CatalogTable> {
@@ -76,17 +91,31 @@ impl Catalog {
                 (c.attnum, &c.name, &c.type_name, &c.guards).hash(&mut h);
             }
         }
+        self.search_path.hash(&mut h);
         h.finish()
     }
 
     /// Builds the catalog from the look-up query's text-format rows.
     pub(crate) fn from_rows(rows: Vec<Vec<Option<String>>>) -> Catalog {
         let mut by_oid: HashMap<u32, CatalogTable> = HashMap::new();
+        let mut path: Option<SessionPath> = None;
         for row in rows {
             let get = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
             let (Ok(oid), Ok(attnum)) = (get(0).parse::<u32>(), get(3).parse::<i16>()) else {
                 continue;
             };
+            if oid == 0 {
+                // Marker rows come ordered by attnum (the path's order).
+                let path = path.get_or_insert_with(SessionPath::default);
+                match get(6).as_str() {
+                    PATH_ROW => path.schemas.push(get(1)),
+                    RELATION_ROW => {
+                        path.relations.insert((get(1), get(2)));
+                    }
+                    _ => {}
+                }
+                continue;
+            }
             let table = by_oid.entry(oid).or_insert_with(|| CatalogTable {
                 oid,
                 schema: get(1),
@@ -100,7 +129,10 @@ impl Catalog {
                 guards: guards_of(&get(6)),
             });
         }
-        Catalog { by_oid }
+        Catalog {
+            by_oid,
+            search_path: path,
+        }
     }
 }
 
@@ -134,6 +166,20 @@ pub fn lookup_query(tables: &[(String, String)]) -> String {
            AND pg_catalog.starts_with(k.conname::pg_catalog.text, {prefix}))",
         prefix = literal(super::guard::NAME_PREFIX),
     );
+    let mut names: Vec<String> = tables.iter().map(|(_, t)| literal(t)).collect();
+    names.sort();
+    names.dedup();
+    let names = if names.is_empty() {
+        "NULL".to_owned()
+    } else {
+        names.join(", ")
+    };
+    let wanted = if wanted.is_empty() {
+        "false".to_owned()
+    } else {
+        wanted.join(" OR ")
+    };
+    // Types are the same in every branch of the UNION: oid, name x2, int2, name x2, text.
     format!(
         "SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, t.typname, {guards} \
          FROM pg_catalog.pg_class c \
@@ -141,13 +187,19 @@ pub fn lookup_query(tables: &[(String, String)]) -> String {
          JOIN pg_catalog.pg_attribute a ON a.attrelid {eq} c.oid \
            AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped \
          JOIN pg_catalog.pg_type t ON t.oid {eq} a.atttypid \
-         WHERE {} \
-         ORDER BY c.oid, a.attnum",
-        if wanted.is_empty() {
-            "false".to_owned()
-        } else {
-            wanted.join(" OR ")
-        }
+         WHERE {wanted} \
+         UNION ALL \
+         SELECT 0::pg_catalog.oid, p.schema, NULL::pg_catalog.name, p.n::pg_catalog.int2, \
+           NULL::pg_catalog.name, NULL::pg_catalog.name, '{PATH_ROW}'::pg_catalog.text \
+         FROM pg_catalog.unnest(pg_catalog.current_schemas(true)) WITH ORDINALITY AS p(schema, n) \
+         UNION ALL \
+         SELECT 0::pg_catalog.oid, n.nspname, c.relname, 0::pg_catalog.int2, \
+           NULL::pg_catalog.name, NULL::pg_catalog.name, '{RELATION_ROW}'::pg_catalog.text \
+         FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON n.oid {eq} c.relnamespace \
+         WHERE n.nspname {eq} ANY (pg_catalog.current_schemas(true)) \
+           AND c.relname::pg_catalog.text {eq} ANY (ARRAY[{names}]::pg_catalog.text[]) \
+         ORDER BY 1, 4"
     )
 }
 
@@ -320,6 +372,35 @@ mod tests {
         }
         let ok = data_row_text(b"D\0\0\0\x0b\0\x01\0\0\0\x01x");
         assert_eq!(ok, vec![Some("x".to_owned())]);
+    }
+
+    #[test]
+    fn marker_rows_carry_the_search_path_and_relations() {
+        let marker = |kind: &str, schema: &str, rel: Option<&str>, n: &str| {
+            vec![
+                Some("0".to_owned()),
+                Some(schema.to_owned()),
+                rel.map(str::to_owned),
+                Some(n.to_owned()),
+                None,
+                None,
+                Some(kind.to_owned()),
+            ]
+        };
+        let c = Catalog::from_rows(vec![
+            marker(PATH_ROW, "pg_temp_3", None, "1"),
+            marker(PATH_ROW, "pg_catalog", None, "2"),
+            marker(PATH_ROW, "public", None, "3"),
+            marker(RELATION_ROW, "pg_temp_3", Some("customers"), "0"),
+            marker(RELATION_ROW, "public", Some("customers"), "0"),
+        ]);
+        let path = c.search_path.as_ref().unwrap();
+        assert_eq!(path.schemas, ["pg_temp_3", "pg_catalog", "public"]);
+        assert!(path
+            .relations
+            .contains(&("pg_temp_3".to_owned(), "customers".to_owned())));
+        assert_eq!(c.tables().count(), 0);
+        assert_ne!(c.fingerprint(), Catalog::default().fingerprint());
     }
 
     #[test]
