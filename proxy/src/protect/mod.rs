@@ -11,6 +11,7 @@ pub mod policy;
 pub mod refusal;
 pub mod reveal;
 pub mod session;
+pub mod tracker;
 pub mod wire;
 
 use std::sync::Arc;

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod handshake;
 pub mod relay;
+pub mod settings;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
