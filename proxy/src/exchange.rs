@@ -9,11 +9,25 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::protocol::types::{backend, frontend};
+use crate::session::settings::TextMode;
 
-/// A statement as the client sent it (simple query text or a Parse).
+/// A statement as the client sent it (simple query text, a Parse, or a FunctionCall).
 #[derive(Debug)]
 pub struct Statement {
     pub sql: Arc<str>,
+    /// How the server read the text when it was sent (text that is not UTF-8 counts as
+    /// another encoding: it is never shown).
+    pub mode: TextMode,
+}
+
+impl Statement {
+    fn new(sql: &[u8], mode: TextMode) -> Arc<Statement> {
+        let (sql, mode) = match std::str::from_utf8(sql) {
+            Ok(sql) => (sql.into(), mode),
+            Err(_) => (String::from_utf8_lossy(sql).into(), TextMode::OtherEncoding),
+        };
+        Arc::new(Statement { sql, mode })
+    }
 }
 
 /// Which protocol a statement came by.
@@ -23,6 +37,8 @@ pub enum Protocol {
     Simple,
     /// Parse/Bind/Execute.
     Extended,
+    /// FunctionCall: a function run by OID.
+    FunctionCall,
 }
 
 /// A request waiting for its answer.
@@ -44,7 +60,12 @@ pub enum Pending {
         started: Instant,
         index: usize,
     },
-    /// Sync or FunctionCall: answered by ReadyForQuery.
+    /// A FunctionCall, answered by FunctionCallResponse (or an error), then ReadyForQuery.
+    FunctionCall {
+        statement: Arc<Statement>,
+        started: Instant,
+    },
+    /// Sync: answered by ReadyForQuery.
     Sync,
 }
 
@@ -80,25 +101,29 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    /// Records a client message that the server will answer. `frame` is a whole message.
-    pub fn client_sent(&mut self, frame: &[u8]) {
-        let body = &frame[5..];
+    /// Records a client message that the server will answer. `frame` is a whole message;
+    /// `mode` is how the server reads statement text now.
+    pub fn client_sent(&mut self, frame: &[u8], mode: TextMode) {
+        let Some((&kind, rest)) = frame.split_first() else {
+            return;
+        };
+        let body = rest.get(4..).unwrap_or_default();
         let now = Instant::now;
-        match frame[0] {
+        match kind {
             frontend::QUERY => {
-                let sql = cstr(body).unwrap_or_default();
                 self.pending.push_back(Pending::Query {
-                    statement: Arc::new(Statement { sql: sql.into() }),
+                    statement: Statement::new(cbytes(body), mode),
                     started: now(),
                     index: 0,
                 });
             }
             frontend::PARSE => {
-                let mut parts = cstrs(body);
+                let mut parts = body.split(|&b| b == 0);
                 let name = parts.next().unwrap_or_default();
                 let sql = parts.next().unwrap_or_default();
-                let statement = Arc::new(Statement { sql: sql.into() });
-                self.statements.insert(name.to_owned(), statement.clone());
+                let statement = Statement::new(sql, mode);
+                self.statements
+                    .insert(String::from_utf8_lossy(name).into_owned(), statement.clone());
                 self.pending.push_back(Pending::Parse(statement));
             }
             frontend::BIND => {
@@ -125,7 +150,7 @@ impl Exchange {
                 });
             }
             frontend::CLOSE => {
-                if let (Some(&kind), Some(name)) = (body.first(), cstr(&body[1..])) {
+                if let (Some(&kind), Some(name)) = (body.first(), body.get(1..).and_then(cstr)) {
                     match kind {
                         b'S' => self.statements.remove(name),
                         _ => self.portals.remove(name),
@@ -133,7 +158,20 @@ impl Exchange {
                 }
                 self.pending.push_back(Pending::Close);
             }
-            frontend::SYNC | frontend::FUNCTION_CALL => self.pending.push_back(Pending::Sync),
+            frontend::FUNCTION_CALL => {
+                let oid = body
+                    .get(..4)
+                    .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+                    .unwrap_or(0);
+                self.pending.push_back(Pending::FunctionCall {
+                    statement: Arc::new(Statement {
+                        sql: format!("function {oid}").into(),
+                        mode: TextMode::Standard,
+                    }),
+                    started: now(),
+                });
+            }
+            frontend::SYNC => self.pending.push_back(Pending::Sync),
             _ => {}
         }
     }
@@ -154,7 +192,7 @@ impl Exchange {
 
     /// Accounts for one server message; returns what finished with it, if anything.
     pub fn server_sent(&mut self, frame: &[u8]) -> Option<Finished> {
-        match frame[0] {
+        match *frame.first()? {
             backend::PARSE_COMPLETE
             | backend::BIND_COMPLETE
             | backend::CLOSE_COMPLETE
@@ -169,8 +207,13 @@ impl Exchange {
                 None
             }
             backend::COMMAND_COMPLETE => {
-                let tag = cstr(&frame[5..]).unwrap_or_default().to_owned();
+                let tag = cstr(frame.get(5..).unwrap_or_default())
+                    .unwrap_or_default()
+                    .to_owned();
                 self.finish(Outcome::Complete(tag))
+            }
+            backend::FUNCTION_CALL_RESPONSE => {
+                self.finish(Outcome::Complete("FUNCTION CALL".into()))
             }
             backend::EMPTY_QUERY => self.finish(Outcome::Complete(String::new())),
             backend::PORTAL_SUSPENDED => self.finish(Outcome::Suspended),
@@ -183,7 +226,10 @@ impl Exchange {
             backend::READY_FOR_QUERY => {
                 // Everything up to the sync point is answered (or was skipped after an error).
                 while let Some(p) = self.pending.pop_front() {
-                    if matches!(p, Pending::Sync | Pending::Query { .. }) {
+                    if matches!(
+                        p,
+                        Pending::Sync | Pending::Query { .. } | Pending::FunctionCall { .. }
+                    ) {
                         break;
                     }
                 }
@@ -195,6 +241,14 @@ impl Exchange {
 
     fn finish(&mut self, outcome: Outcome) -> Option<Finished> {
         match self.pending.front_mut()? {
+            // Stays queued to its ReadyForQuery; finished once.
+            Pending::FunctionCall { statement, started } => Some(Finished {
+                statement: statement.clone(),
+                started: *started,
+                outcome,
+                protocol: Protocol::FunctionCall,
+                index: 0,
+            }),
             Pending::Execute { statement, started } => {
                 let done = Finished {
                     statement: statement.clone(),
@@ -231,6 +285,13 @@ impl Exchange {
         let outcome = Outcome::Error { sqlstate };
         let front = self.pending.front()?.clone();
         let done = match &front {
+            Pending::FunctionCall { statement, started } => Some(Finished {
+                statement: statement.clone(),
+                started: *started,
+                outcome,
+                protocol: Protocol::FunctionCall,
+                index: 0,
+            }),
             Pending::Execute { statement, started } => Some(Finished {
                 statement: statement.clone(),
                 started: *started,
@@ -261,7 +322,7 @@ impl Exchange {
             }
             _ => None,
         };
-        if !matches!(front, Pending::Query { .. }) {
+        if !matches!(front, Pending::Query { .. } | Pending::FunctionCall { .. }) {
             // Extended protocol: the server skips everything up to Sync.
             while let Some(p) = self.pending.front() {
                 if matches!(p, Pending::Sync) {
@@ -280,7 +341,15 @@ impl Exchange {
 }
 
 fn unknown() -> Arc<Statement> {
-    Arc::new(Statement { sql: "".into() })
+    Arc::new(Statement {
+        sql: "".into(),
+        mode: TextMode::Standard,
+    })
+}
+
+/// The bytes of a C string (up to its terminator, or all of `buf` without one).
+fn cbytes(buf: &[u8]) -> &[u8] {
+    buf.split(|&b| b == 0).next().unwrap_or_default()
 }
 
 fn cstr(buf: &[u8]) -> Option<&str> {
@@ -313,12 +382,12 @@ mod tests {
     fn execute_of_a_named_statement_finishes_with_its_sql_and_tag() {
         let mut x = Exchange::default();
         for m in [parse("s1", "SELECT 1"), message(b'S', b"")] {
-            x.client_sent(&m);
+            x.client_sent(&m, TextMode::Standard);
         }
         assert!(x.server_sent(&message(b'1', b"")).is_none());
         x.server_sent(&message(b'Z', b"I"));
         for m in [bind("", "s1"), execute(""), message(b'S', b"")] {
-            x.client_sent(&m);
+            x.client_sent(&m, TextMode::Standard);
         }
         x.server_sent(&message(b'2', b""));
         x.server_sent(&message(b'D', b"\0\x01\0\0\0\x011"));
@@ -341,7 +410,7 @@ mod tests {
             execute(""),
             message(b'S', b""),
         ] {
-            x.client_sent(&m);
+            x.client_sent(&m, TextMode::Standard);
         }
         x.server_sent(&message(b'1', b""));
         x.server_sent(&message(b'2', b""));
@@ -359,9 +428,38 @@ mod tests {
     }
 
     #[test]
+    fn short_messages_do_not_panic() {
+        let mut x = Exchange::default();
+        for m in [&message(b'C', b"")[..], &message(b'F', b"")[..], b"", b"C"] {
+            x.client_sent(m, TextMode::Standard);
+        }
+        for m in [&message(b'C', b"")[..], b"", b"C", b"Z"] {
+            x.server_sent(m);
+        }
+    }
+
+    #[test]
+    fn a_function_call_is_one_statement_and_its_error_skips_nothing() {
+        let mut x = Exchange::default();
+        let call = message(b'F', b"\0\0\x04\xd2\0\0\0\0\0\0");
+        x.client_sent(&call, TextMode::Standard);
+        let done = x.server_sent(&message(b'V', b"\xff\xff\xff\xff")).unwrap();
+        assert_eq!(done.protocol, Protocol::FunctionCall);
+        assert_eq!(&*done.statement.sql, "function 1234");
+        x.server_sent(&message(b'Z', b"I"));
+        assert_eq!(x.in_flight(), 0);
+        x.client_sent(&call, TextMode::Standard);
+        x.client_sent(&message(b'Q', b"SELECT 1\0"), TextMode::Standard);
+        let err = PgError::error("42501", "permission denied").to_bytes();
+        assert_eq!(x.server_sent(&err).unwrap().protocol, Protocol::FunctionCall);
+        x.server_sent(&message(b'Z', b"I"));
+        assert!(matches!(x.current(), Some(Pending::Query { .. })));
+    }
+
+    #[test]
     fn each_statement_of_a_simple_query_finishes() {
         let mut x = Exchange::default();
-        x.client_sent(&message(b'Q', b"SELECT 1; SELECT 2\0"));
+        x.client_sent(&message(b'Q', b"SELECT 1; SELECT 2\0"), TextMode::Standard);
         assert!(x.server_sent(&message(b'C', b"SELECT 1\0")).is_some());
         assert!(x.server_sent(&message(b'C', b"SELECT 1\0")).is_some());
         x.server_sent(&message(b'Z', b"I"));

@@ -1526,3 +1526,305 @@ fn server_broke_protocol(what: &str) -> Verdict {
         format!("the server sent a {what}: pgshroud closed the connection"),
     ))
 }
+
+/// A session under small rules (`public.customers.email` protected; user `reader` may run
+/// only `select` statements), with no catalog: enough to drive the protocol state.
+#[cfg(test)]
+pub(crate) fn test_session(user: &str) -> ProtectedSession {
+    const RULES: &str = r#"
+default_role = "app"
+
+[[tables]]
+name = "public.customers"
+  [[tables.columns]]
+  name = "email"
+  type = "text"
+
+[[roles]]
+name = "app"
+template = "app"
+users = ["app"]
+
+[[roles]]
+name = "reader"
+template = "app"
+users = ["reader"]
+statements = ["select"]
+"#;
+    let rules = pgshroud_rules::parse(RULES, "rules.toml").expect("rules");
+    let key = crate::crypto::MasterKey::from_bytes(&[7; 32]).expect("key");
+    let keys = Arc::new(crate::crypto::KeyRing::single(key));
+    let protection = Arc::new(Protection::new(rules, keys));
+    let live = Arc::new(LiveProtection::new(
+        std::path::Path::new("rules.toml"),
+        protection,
+    ));
+    let caller = Caller {
+        user: user.into(),
+        pg_roles: Vec::new(),
+        cert_subject: None,
+        addr: "127.0.0.1".parse().expect("address"),
+    };
+    ProtectedSession::new(live, caller, Catalog::default(), Arc::new(Metrics::new()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(name: &str, sql: &str) -> BytesMut {
+        message(b'P', format!("{name}\0{sql}\0\0\0").as_bytes())
+    }
+    fn bind(portal: &str, statement: &str) -> BytesMut {
+        message(
+            b'B',
+            format!("{portal}\0{statement}\0\0\0\0\0\0\0").as_bytes(),
+        )
+    }
+    fn sync() -> BytesMut {
+        message(b'S', b"")
+    }
+    fn error(code: &str) -> BytesMut {
+        message(b'E', format!("SERROR\0C{code}\0Mfailed\0\0").as_bytes())
+    }
+
+    /// The SQLSTATE the proxy's refusal in a verdict raises, if it is one.
+    fn refusal_code(verdict: &Verdict) -> Option<String> {
+        let Verdict::Replace(bytes) = verdict else {
+            return None;
+        };
+        let text = String::from_utf8_lossy(bytes);
+        let at = text.find("ERRCODE = '")? + "ERRCODE = '".len();
+        Some(text[at..at + 5].to_owned())
+    }
+
+    /// Answers the server gives to a forwarded pipeline that succeeded.
+    fn answer(s: &mut ProtectedSession, replies: &[&str]) {
+        for reply in replies {
+            let reply = reply.as_bytes();
+            let frame = message(reply[0], &reply[1..]);
+            assert!(
+                !matches!(s.server_message(&frame), Verdict::End(_)),
+                "{reply:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_second_parse_of_a_name_is_refused_and_the_old_statement_kept() {
+        let mut s = test_session("app");
+        assert_eq!(s.client_message(&parse("s1", "select 1")), Verdict::Forward);
+        s.client_message(&sync());
+        answer(&mut s, &["1", "ZI"]);
+        // Mid-pipeline, before the first Parse is even answered, or after: both refused.
+        let again = s.client_message(&parse("s1", "select 2"));
+        assert_eq!(refusal_code(&again).as_deref(), Some("42P05"));
+        assert!(matches!(
+            s.names.statement("s1"),
+            Some(Held::Known(info)) if info.query.as_deref() == Some("select 1")
+        ));
+    }
+
+    #[test]
+    fn a_close_skipped_after_an_error_leaves_the_statement_known() {
+        let mut s = test_session("app");
+        s.client_message(&parse("s1", "select 1"));
+        s.client_message(&sync());
+        answer(&mut s, &["1", "ZI"]);
+        // Pipeline: a failing Parse, then Close s1 (skipped by the server), Sync.
+        s.client_message(&parse("", "selec 1"));
+        s.client_message(&message(b'C', b"Ss1\0"));
+        s.client_message(&sync());
+        assert!(s.names.statement("s1").is_none());
+        s.server_message(&error("42601"));
+        answer(&mut s, &["ZI"]);
+        // The server still holds s1, and so does the proxy: a new Parse of it is refused, a
+        // Bind of it finds the statement the server has.
+        assert!(s.names.statement("s1").is_some());
+        let again = s.client_message(&parse("s1", "select 2"));
+        assert_eq!(refusal_code(&again).as_deref(), Some("42P05"));
+    }
+
+    #[test]
+    fn a_parse_after_an_unanswered_close_closes_again_first() {
+        let mut s = test_session("app");
+        s.client_message(&parse("s1", "select 1"));
+        s.client_message(&sync());
+        answer(&mut s, &["1", "ZI"]);
+        s.client_message(&message(b'C', b"Ss1\0"));
+        s.client_message(&sync());
+        let Verdict::Replace(out) = s.client_message(&parse("s1", "select 2")) else {
+            panic!("the Parse must be preceded by our Close");
+        };
+        assert_eq!(out[0], b'C');
+        // Close answered (client's), then ours dropped, then ParseComplete forwarded.
+        assert_eq!(s.server_message(&message(b'3', b"")), Verdict::Forward);
+        assert_eq!(s.server_message(&message(b'Z', b"I")), Verdict::Forward);
+        assert_eq!(s.server_message(&message(b'3', b"")), Verdict::Drop);
+        assert_eq!(s.server_message(&message(b'1', b"")), Verdict::Forward);
+    }
+
+    #[test]
+    fn a_bind_of_an_unknown_or_sql_prepared_statement_is_refused() {
+        let mut s = test_session("app");
+        let v = s.client_message(&bind("", "nope"));
+        assert_eq!(refusal_code(&v).as_deref(), Some("26000"));
+        answer(&mut s, &["1", "2"]);
+        s.server_message(&error("26000"));
+        s.client_message(&sync());
+        answer(&mut s, &["ZI"]);
+        s.client_message(&message(b'Q', b"PREPARE x AS SELECT $1::text\0"));
+        answer(&mut s, &["CPREPARE\0", "ZI"]);
+        let v = s.client_message(&bind("", "x"));
+        assert_eq!(refusal_code(&v).as_deref(), Some("0A000"));
+    }
+
+    #[test]
+    fn deallocate_and_discard_drop_statements() {
+        let mut s = test_session("app");
+        for name in ["a", "b"] {
+            s.client_message(&parse(name, "select 1"));
+        }
+        s.client_message(&sync());
+        answer(&mut s, &["1", "1", "ZI"]);
+        s.client_message(&message(b'Q', b"DEALLOCATE a\0"));
+        answer(&mut s, &["CDEALLOCATE\0", "ZI"]);
+        assert!(s.names.statement("a").is_none());
+        assert!(s.names.statement("b").is_some());
+        s.client_message(&message(b'Q', b"DISCARD ALL\0"));
+        answer(&mut s, &["CDISCARD ALL\0", "ZI"]);
+        assert!(s.names.statement("b").is_none());
+        // A DEALLOCATE that failed (inside an aborted transaction) drops nothing.
+        s.client_message(&parse("c", "select 1"));
+        s.client_message(&sync());
+        answer(&mut s, &["1", "ZI"]);
+        s.client_message(&message(b'Q', b"DEALLOCATE c\0"));
+        s.server_message(&error("25P02"));
+        answer(&mut s, &["ZE"]);
+        assert!(s.names.statement("c").is_some());
+    }
+
+    #[test]
+    fn portals_end_with_the_transaction() {
+        let mut s = test_session("app");
+        s.client_message(&parse("s", "select 1"));
+        s.client_message(&bind("p", "s"));
+        s.client_message(&sync());
+        answer(&mut s, &["1", "2", "ZT"]);
+        assert!(s.names.portal("p").is_some());
+        s.client_message(&message(b'Q', b"COMMIT\0"));
+        answer(&mut s, &["CCOMMIT\0", "ZI"]);
+        assert!(s.names.portal("p").is_none());
+    }
+
+    #[test]
+    fn malformed_messages_end_the_session_with_08p01() {
+        let mut declared = b"s\0select 1\0".to_vec();
+        declared.extend_from_slice(&0x8000u16.to_be_bytes());
+        for frame in [
+            message(b'P', &declared),
+            message(b'P', b"s\0select 1"),
+            message(b'B', b"\0s\0\0\x01"),
+            message(b'C', b""),
+            message(b'C', b"S"),
+            message(b'D', b"X\0"),
+            message(b'E', b"\0"),
+            message(b'Q', b"select 1"),
+        ] {
+            let mut s = test_session("app");
+            match s.client_message(&frame) {
+                Verdict::End(e) => assert_eq!(e.code, "08P01", "{frame:?}"),
+                other => panic!("{frame:?} was not refused: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn short_server_messages_end_the_session() {
+        let mut s = test_session("app");
+        s.client_message(&message(b'Q', b"select 1\0"));
+        assert!(matches!(
+            s.server_message(&message(b'Z', b"")),
+            Verdict::End(_)
+        ));
+        assert!(matches!(s.server_message(b""), Verdict::End(_)));
+    }
+
+    #[test]
+    fn invalid_utf8_is_refused_in_a_utf8_session() {
+        let mut s = test_session("app");
+        let v = s.client_message(&message(b'Q', b"select '\xff'\0"));
+        assert!(matches!(&v, Verdict::Replace(b) if b[0] == b'Q'));
+        let Verdict::Replace(b) = v else { unreachable!() };
+        assert!(String::from_utf8_lossy(&b).contains("22021"));
+        let v = s.client_message(&parse("", "select '\u{e9}'"));
+        assert_eq!(v, Verdict::Forward);
+        let v = s.client_message(&message(b'P', b"\0select '\xe9'\0\0\0"));
+        assert_eq!(refusal_code(&v).as_deref(), Some("22021"));
+    }
+
+    #[test]
+    fn analysis_needs_utf8_and_standard_strings() {
+        let mut s = test_session("app");
+        assert_eq!(
+            s.server_message(&message(b'S', b"standard_conforming_strings\0off\0")),
+            Verdict::Forward
+        );
+        let v = s.client_message(&message(
+            b'Q',
+            b"insert into customers (email) values ('a\\'b')\0",
+        ));
+        let Verdict::Replace(b) = &v else {
+            panic!("{v:?}")
+        };
+        assert!(String::from_utf8_lossy(b).contains("standard_conforming_strings = on"));
+        // Statements the proxy need not read still pass.
+        assert_eq!(
+            s.client_message(&message(b'Q', b"select 'a\\'b'\0")),
+            Verdict::Forward
+        );
+        s.server_message(&message(b'S', b"standard_conforming_strings\0on\0"));
+        s.server_message(&message(b'S', b"client_encoding\0LATIN1\0"));
+        let v = s.client_message(&parse("", "select email from customers"));
+        assert_eq!(refusal_code(&v).as_deref(), Some("22021"));
+        // Non-UTF-8 text that need not be read passes untouched in a LATIN1 session.
+        assert_eq!(
+            s.client_message(&message(b'Q', b"select '\xe9'\0")),
+            Verdict::Forward
+        );
+    }
+
+    #[test]
+    fn text_behind_a_settings_change_waits_for_its_answer() {
+        let mut s = test_session("app");
+        s.client_message(&message(b'Q', b"SET standard_conforming_strings = off\0"));
+        let v = s.client_message(&message(b'Q', b"select email from customers\0"));
+        let Verdict::Replace(b) = &v else {
+            panic!("{v:?}")
+        };
+        assert!(String::from_utf8_lossy(b).contains("may change client_encoding"));
+        answer(&mut s, &["CSET\0", "Sstandard_conforming_strings\0off\0", "ZI"]);
+        answer(&mut s, &["ZI"]);
+        assert_eq!(s.unsettled, 0);
+    }
+
+    #[test]
+    fn function_calls_follow_the_roles_statement_kinds() {
+        let call = message(b'F', b"\0\0\x04\xd2\0\0\0\0\0\0");
+        let mut reader = test_session("reader");
+        let v = reader.client_message(&call);
+        assert!(matches!(&v, Verdict::Replace(b) if b[0] == b'Q'));
+        assert!(reader.error_is_refusal());
+        let mut app = test_session("app");
+        assert_eq!(app.client_message(&call), Verdict::Forward);
+    }
+
+    #[test]
+    fn a_value_that_does_not_decrypt_ends_the_session() {
+        let mut s = test_session("app");
+        match s.fail_results(PgError::error("39000", "could not decrypt")) {
+            Verdict::End(e) => assert_eq!(e.severity, Severity::Fatal),
+            other => panic!("{other:?}"),
+        }
+    }
+}

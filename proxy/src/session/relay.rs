@@ -255,7 +255,10 @@ fn take_server_messages(
             FrameCheck::Complete(n) => {
                 let frame = buf.buf.split_to(n);
                 match frame[0] {
-                    backend::READY_FOR_QUERY => state.ready_for_query(frame[5]),
+                    backend::READY_FOR_QUERY => {
+                        // A status-less one ends the session in the statement path.
+                        state.ready_for_query(frame.get(5).copied().unwrap_or(b'E'))
+                    }
                     backend::ERROR_RESPONSE if fields::is_fatal(&frame) => {
                         path.told_client_fatal = true
                     }
