@@ -135,6 +135,10 @@ enum Expect {
     },
     /// Our own catalog look-up (after DDL): every answer is ours up to its ReadyForQuery.
     CatalogLookup,
+    /// A CopyDone or CopyFail went upstream. No answer of its own: it marks where a COPY
+    /// FROM STDIN ends, since the server ignores every Sync sent before it during the copy
+    /// (drivers send Sync right after the Execute, before they know it starts a COPY).
+    CopyEnd,
 }
 
 /// The result rows arriving now: which columns to decrypt, in which formats.
@@ -257,7 +261,16 @@ impl ProtectedSession {
             frontend::SYNC => self.sync(frame),
             frontend::FUNCTION_CALL => self.function_call(),
             frontend::COPY_DATA | frontend::COPY_DONE | frontend::COPY_FAIL => {
-                self.copy_from_client(frame)
+                let verdict = self.copy_from_client(frame);
+                let ends_copy = match &verdict {
+                    Verdict::Forward => kind != frontend::COPY_DATA,
+                    Verdict::Replace(out) => ends_copy(out),
+                    _ => false,
+                };
+                if ends_copy {
+                    self.pending.push_back(Expect::CopyEnd);
+                }
+                verdict
             }
             _ => Verdict::Forward,
         }
@@ -955,6 +968,10 @@ impl ProtectedSession {
         if matches!(self.pending.front(), Some(Expect::CatalogLookup)) {
             return self.lookup_answer(frame);
         }
+        // Ends of COPYs already answered.
+        while matches!(self.pending.front(), Some(Expect::CopyEnd)) {
+            self.pending.pop_front();
+        }
         match kind {
             backend::PARAMETER_STATUS => {
                 self.settings.observe_message(frame);
@@ -997,6 +1014,9 @@ impl ProtectedSession {
             backend::COPY_IN_RESPONSE
             | backend::COPY_OUT_RESPONSE
             | backend::COPY_BOTH_RESPONSE => {
+                if kind == backend::COPY_IN_RESPONSE {
+                    self.syncs_ignored_during_copy();
+                }
                 self.copy_starts(kind);
                 Verdict::Forward
             }
@@ -1008,6 +1028,26 @@ impl ProtectedSession {
             backend::ERROR_RESPONSE => self.error_response(frame),
             backend::READY_FOR_QUERY => self.ready_for_query(frame),
             _ => Verdict::Forward,
+        }
+    }
+
+    /// The server is in COPY FROM STDIN for the request in front: it ignores every Sync sent
+    /// from there to the copy's end, so none of them will be answered.
+    fn syncs_ignored_during_copy(&mut self) {
+        let end = self
+            .pending
+            .iter()
+            .position(|e| matches!(e, Expect::CopyEnd))
+            .unwrap_or(self.pending.len());
+        let mut at = 1;
+        while at < end.min(self.pending.len()) {
+            if matches!(self.pending[at], Expect::Sync { .. }) {
+                if let Some(ignored) = self.pending.remove(at) {
+                    self.forget(ignored);
+                }
+                return self.syncs_ignored_during_copy();
+            }
+            at += 1;
         }
     }
 
@@ -1502,6 +1542,18 @@ fn same_server_statement(old: Option<&Plan>, new: Option<&Plan>) -> bool {
     }
 }
 
+/// Whether messages going upstream end a COPY (CopyDone or CopyFail).
+fn ends_copy(mut out: &[u8]) -> bool {
+    while out.len() >= 5 {
+        if matches!(out[0], frontend::COPY_DONE | frontend::COPY_FAIL) {
+            return true;
+        }
+        let len = u32::from_be_bytes([out[1], out[2], out[3], out[4]]) as usize;
+        out = out.get(1 + len.max(4)..).unwrap_or_default();
+    }
+    false
+}
+
 /// A Close of a prepared statement.
 fn close_statement(name: &str) -> BytesMut {
     let mut body = vec![b'S'];
@@ -1817,6 +1869,30 @@ mod tests {
         assert!(reader.error_is_refusal());
         let mut app = test_session("app");
         assert_eq!(app.client_message(&call), Verdict::Forward);
+    }
+
+    #[test]
+    fn a_sync_sent_during_copy_from_stdin_is_not_waited_for() {
+        // tokio-postgres: Bind, Execute, Sync; the data; CopyDone, Sync. The first Sync
+        // reaches the server during the COPY and is ignored: one ReadyForQuery in all.
+        let mut s = test_session("app");
+        s.client_message(&parse("", "COPY t FROM STDIN"));
+        s.client_message(&sync());
+        answer(&mut s, &["1", "ZI"]);
+        s.client_message(&bind("", ""));
+        s.client_message(&message(b'E', b"\0\0\0\0\0"));
+        s.client_message(&sync());
+        answer(&mut s, &["2", "G\0\0\0"]);
+        s.client_message(&message(b'd', b"1\n"));
+        s.client_message(&message(b'c', b""));
+        s.client_message(&sync());
+        answer(&mut s, &["CCOPY 1\0", "ZI"]);
+        assert!(s.pending.is_empty(), "{:?}", s.pending);
+        // The next statement's answers line up.
+        s.client_message(&parse("", "select 1"));
+        s.client_message(&sync());
+        answer(&mut s, &["1", "ZI"]);
+        assert!(s.pending.is_empty());
     }
 
     #[test]
