@@ -4,14 +4,16 @@
 Needs only the Python `cryptography` package (pip install cryptography). The format is
 described in README.md, "Storage format and decrypting without pgshroud":
 
-    envelope     = 0x01 | key version (u32 big-endian) | 16-byte SIV | ciphertext
+    envelope     = 0x02 | key version (u32 big-endian) | 4-byte context tag | 16-byte SIV
+                   | ciphertext            (format 1, still read: no context tag, 0x01)
+    context tag  = first 4 bytes of SHA-256("pgshroud/v2/context-tag/" + context)
     column key   = HKDF-SHA-256(ikm=master key, salt=none,
                                 info="pgshroud/v1/column-key/" + context, length=64)
     value        = AES-256-SIV (RFC 5297), one associated-data element: the context (UTF-8)
 
 Usage:
     PGSHROUD_MASTER_KEY=<base64> pgshroud_decrypt.py <context> <hex envelope>
-    pgshroud_decrypt.py --master-key-file key.b64 public.customers.email 0100000001...
+    pgshroud_decrypt.py --master-key-file key.b64 public.customers.email 0200000001...
 
 The hex envelope may start with `\\x`, as psql prints bytea. The key of the envelope's key
 version must be given (after a rotation, the old master key for old rows). The plaintext is the
@@ -30,9 +32,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+import hashlib
+
 FORMAT_V1 = 0x01
-HEADER_LEN = 1 + 4
+FORMAT_V2 = 0x02
+VERSION_END = 1 + 4
+CONTEXT_TAG_LEN = 4
 SIV_LEN = 16
+CONTEXT_TAG_PREFIX = b"pgshroud/v2/context-tag/"
 INFO_PREFIX = b"pgshroud/v1/column-key/"
 
 
@@ -57,20 +64,32 @@ def derive_column_key(master_key, context):
     return hkdf.derive(master_key)
 
 
+def context_tag(context):
+    return hashlib.sha256(CONTEXT_TAG_PREFIX + context.encode("utf-8")).digest()[:CONTEXT_TAG_LEN]
+
+
 def parse_envelope(stored):
-    """Returns (key_version, siv_and_ciphertext)."""
+    """Returns (key_version, context_tag or None, siv_and_ciphertext)."""
     if not stored:
         raise DecryptError("stored value is empty, not a pgshroud envelope")
-    if stored[0] != FORMAT_V1:
-        raise DecryptError(f"stored value starts with format byte 0x{stored[0]:02x}, not 0x01")
-    if len(stored) < HEADER_LEN + SIV_LEN:
-        raise DecryptError(f"stored value is {len(stored)} bytes, shorter than the 21-byte minimum")
-    return int.from_bytes(stored[1:HEADER_LEN], "big"), stored[HEADER_LEN:]
+    if stored[0] == FORMAT_V2:
+        header_len = VERSION_END + CONTEXT_TAG_LEN
+        tag = stored[VERSION_END:header_len]
+    elif stored[0] == FORMAT_V1:
+        header_len, tag = VERSION_END, None
+    else:
+        raise DecryptError(f"stored value starts with format byte 0x{stored[0]:02x}, not 0x01 or 0x02")
+    if len(stored) < header_len + SIV_LEN:
+        raise DecryptError(f"stored value is {len(stored)} bytes, shorter than the "
+                           f"{header_len + SIV_LEN}-byte minimum")
+    return int.from_bytes(stored[1:VERSION_END], "big"), tag, stored[header_len:]
 
 
 def decrypt(master_key, context, stored):
     """Plaintext bytes of `stored` (an envelope) sealed under `context` with `master_key`."""
-    _version, siv_and_ciphertext = parse_envelope(stored)
+    _version, tag, siv_and_ciphertext = parse_envelope(stored)
+    if tag is not None and tag != context_tag(context):
+        raise DecryptError(f"value was sealed for another key context than {context!r}")
     cipher = AESSIV(derive_column_key(master_key, context))
     try:
         # cryptography's AES-SIV takes and gives SIV || ciphertext, like the envelope body.

@@ -108,6 +108,30 @@ CREATE TABLE typed (id serial PRIMARY KEY, v_text bytea, v_varchar bytea, v_int2
 GRANT ALL ON ALL TABLES IN SCHEMA public TO PUBLIC;
 GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO PUBLIC;";
 
+/// An owner's connection URL to `db` (the superuser, who owns the fixtures' tables), for
+/// operator commands such as `pgshroud setup`.
+pub fn owner_url(db: &str) -> String {
+    format!(
+        "postgres://{}:{}@127.0.0.1:{}/{db}?sslmode=disable",
+        users::SUPERUSER,
+        users::SUPERUSER_PASSWORD,
+        cluster().port()
+    )
+}
+
+/// Runs `pgshroud setup` for `rules` on `db`, as an operator would before serving: every
+/// protected column that exists gets its guard. Panics with setup's report if any fails.
+pub async fn install_guards(db: &str, rules: &str) -> String {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("rules.toml");
+    std::fs::write(&path, rules).expect("rules file");
+    let report = pgshroud::setup::setup(&owner_url(db), &path)
+        .await
+        .expect("pgshroud setup ran");
+    assert!(report.ok, "pgshroud setup failed:\n{}", report.text);
+    report.text
+}
+
 /// A proxy with `rules` and the master `key`, and the directory holding their files.
 pub async fn proxy_with_rules(rules: &str, key: &str) -> (tempfile::TempDir, TestProxy) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -140,6 +164,7 @@ impl Fixture {
         let db = cluster().fresh_database().await;
         let admin = cluster().admin_client_for(&db).await;
         admin.batch_execute(SCHEMA).await.expect("schema");
+        install_guards(&db, RULES).await;
         let (dir, proxy) = Fixture::proxy_for(key).await;
         Fixture { db, proxy, dir }
     }

@@ -99,6 +99,7 @@ impl RolesFixture {
         let db = cluster().fresh_database().await;
         let admin = cluster().admin_client_for(&db).await;
         admin.batch_execute(SCHEMA).await.expect("schema");
+        crate::protected::install_guards(&db, RULES).await;
         // Cluster-wide objects: created once, whichever test gets there first.
         admin
             .batch_execute(&format!(

@@ -27,8 +27,12 @@ pub enum Command {
     Encrypt(ColumnValueArgs),
     /// Decrypt stored bytes (hex, with or without a leading \x) of a protected column.
     Decrypt(ColumnValueArgs),
-    /// Validate a rules file and print what every role sees of every protected column.
+    /// Validate a rules file and print what every role sees of every protected column; with
+    /// --upstream-url, also each protected column's guard in the database.
     Check(CheckArgs),
+    /// Install the guard (a CHECK constraint that admits only envelopes of the column's key
+    /// context) on every protected column, over an owner's connection. Safe to run again.
+    Setup(SetupArgs),
     /// Start a throwaway PostgreSQL with pgshroud in front and show who sees what (Ctrl-C ends it).
     Demo(DemoArgs),
     /// Audit log tools.
@@ -81,6 +85,21 @@ pub struct ColumnValueArgs {
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Rules file to check.
+    #[arg(long)]
+    pub rules: PathBuf,
+    /// Also report each protected column's state in this database:
+    /// postgres://user[:password]@host:port/db?sslmode=... (password also from $PGPASSWORD).
+    #[arg(long)]
+    pub upstream_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// An owner's connection to the database holding the protected tables:
+    /// postgres://owner[:password]@host:port/db?sslmode=... (password also from $PGPASSWORD).
+    #[arg(long)]
+    pub upstream_url: String,
+    /// Rules file naming the protected columns.
     #[arg(long)]
     pub rules: PathBuf,
 }
@@ -156,6 +175,10 @@ pub struct ServeArgs {
     /// Command whose stdout is the base64 master key (KMS and vault CLIs).
     #[arg(long)]
     pub master_key_command: Option<String>,
+    /// Write to no protected column without its guard in the database [default: true]. `false`
+    /// only for a migration window: plaintext written around pgshroud would then be stored.
+    #[arg(long)]
+    pub require_guard: Option<bool>,
 }
 
 impl ServeArgs {
@@ -184,6 +207,7 @@ impl ServeArgs {
             shutdown_timeout_secs: self.shutdown_timeout_secs,
             master_key_file: self.master_key_file.clone(),
             master_key_command: self.master_key_command.clone(),
+            require_guard: self.require_guard,
         }
     }
 }

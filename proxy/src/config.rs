@@ -36,6 +36,7 @@ pub struct ConfigLayer {
     pub shutdown_timeout_secs: Option<u64>,
     pub master_key_file: Option<PathBuf>,
     pub master_key_command: Option<String>,
+    pub require_guard: Option<bool>,
 }
 
 macro_rules! overlay {
@@ -71,7 +72,8 @@ impl ConfigLayer {
             idle_timeout_secs,
             shutdown_timeout_secs,
             master_key_file,
-            master_key_command
+            master_key_command,
+            require_guard
         )
     }
 
@@ -181,6 +183,8 @@ pub struct Settings {
     pub limits: Limits,
     pub master_key_file: Option<PathBuf>,
     pub master_key_command: Option<String>,
+    /// Write to no protected column that lacks its guard in the database (default true).
+    pub require_guard: bool,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:6432";
@@ -318,6 +322,7 @@ impl Settings {
             limits,
             master_key_file: layer.master_key_file,
             master_key_command: layer.master_key_command,
+            require_guard: layer.require_guard.unwrap_or(true),
         })
     }
 }

@@ -25,6 +25,7 @@ pub mod protocol;
 pub mod readiness;
 pub mod server;
 pub mod session;
+pub mod setup;
 pub mod shutdown;
 pub mod statement_metrics;
 pub mod upstream_url;

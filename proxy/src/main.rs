@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use pgshroud::cli::{AuditCommand, Cli, Command, ServeArgs};
+use pgshroud::cli::{AuditCommand, CheckArgs, Cli, Command, ServeArgs};
 use pgshroud::config::{ConfigLayer, Settings};
 use pgshroud::server::RunningProxy;
 use pgshroud::shutdown::Stage;
@@ -16,7 +16,10 @@ fn main() -> ExitCode {
         Command::Keygen => keygen(),
         Command::Encrypt(args) => report(pgshroud::operator::encrypt(&args)),
         Command::Decrypt(args) => report(pgshroud::operator::decrypt(&args)),
-        Command::Check(args) => report(pgshroud::operator::check(&args.rules)),
+        Command::Check(args) => check(&args),
+        Command::Setup(args) => database_command(|| {
+            pgshroud::setup::setup(&args.upstream_url, &args.rules)
+        }),
         Command::Demo(args) => demo(&args.listen),
         Command::Audit(AuditCommand::Verify(args)) => {
             let (out, code) = pgshroud::audit::verify::run(&args.files, args.key_file.as_deref());
@@ -26,6 +29,45 @@ fn main() -> ExitCode {
                 eprintln!("{out}");
             }
             ExitCode::from(code)
+        }
+    }
+}
+
+/// The rules report, then (with --upstream-url) the database's.
+fn check(args: &CheckArgs) -> ExitCode {
+    let rules = pgshroud::operator::check(&args.rules);
+    match (&args.upstream_url, rules) {
+        (Some(url), Ok(out)) => {
+            println!("{out}");
+            database_command(|| pgshroud::setup::database_report(url, &args.rules))
+        }
+        (_, rules) => report(rules),
+    }
+}
+
+/// Runs an operator command that talks to PostgreSQL; exits 1 when it reports a problem.
+fn database_command<F, Fut>(command: F) -> ExitCode
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<pgshroud::setup::Report, String>>,
+{
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| rt.block_on(command()));
+    match result {
+        Ok(report) => {
+            println!("{}", report.text);
+            if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("pgshroud: {e}");
+            ExitCode::from(2)
         }
     }
 }

@@ -178,6 +178,8 @@ label_enum! {
         UnmappedOutput => "unmapped_output",
         /// The role's `max_rows` with `enforce = true` ended the statement.
         RowLimit => "row_limit",
+        /// A write to a protected column that has no guard in the database: 55000.
+        Unguarded => "unguarded_column",
     }
 }
 
@@ -290,6 +292,7 @@ pub struct Metrics {
     alerts: CountersBy<AlertKind>,
     rules_reloads: CountersBy<ReloadResult>,
     bytes: CountersBy<Direction>,
+    unguarded_columns: Gauge,
 }
 
 impl Metrics {
@@ -363,6 +366,12 @@ impl Metrics {
                 "result",
             ),
             bytes: CountersBy::register(reg, "bytes", "Bytes forwarded, by direction", "direction"),
+            unguarded_columns: register(
+                reg,
+                "unguarded_columns",
+                "Protected columns without a pgshroud guard in the database, as the latest catalog look-up found them",
+                Gauge::default(),
+            ),
             // The literal borrows `registry` to register into it; it moves in once that is done.
             registry: Registry::default(),
         };
@@ -489,6 +498,11 @@ impl Metrics {
     }
 
     /// A rules reload finished.
+    /// The latest catalog look-up found `n` protected columns without their guard.
+    pub fn unguarded_columns(&self, n: usize) {
+        self.unguarded_columns.set(n as i64);
+    }
+
     pub fn rules_reload(&self, result: ReloadResult) {
         self.rules_reloads.add(result, 1);
     }

@@ -8,7 +8,9 @@ use aes_siv::siv::Aes256Siv;
 use aes_siv::{KeyInit as _, Tag};
 
 use super::column_key::{ColumnKey, KeyContext};
-use super::envelope::{self, Envelope, EnvelopeError, KeyVersion, CIPHERTEXT_OFFSET, TAG_OFFSET};
+use super::envelope::{
+    self, Envelope, EnvelopeError, KeyVersion, CIPHERTEXT_OFFSET, CONTEXT_TAG_LEN, TAG_OFFSET,
+};
 
 /// Why a stored value could not be opened. Never carries stored or plaintext bytes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,6 +24,8 @@ pub enum OpenError {
     },
     #[error("stored value of key context {context} does not decrypt: wrong master key, a value from another column, or tampered")]
     Decrypt { context: KeyContext },
+    #[error("stored value was sealed for another key context than {context}: a value from another column")]
+    OtherContext { context: KeyContext },
 }
 
 /// The ciphers of one key context: the active key version (used to seal) and every other
@@ -32,6 +36,8 @@ pub enum OpenError {
 #[derive(Clone)]
 pub struct ColumnCipher {
     context: KeyContext,
+    /// The context's tag, written into every envelope (computed once: it is a hash).
+    context_tag: [u8; CONTEXT_TAG_LEN],
     active: VersionedCipher,
     others: Vec<VersionedCipher>,
 }
@@ -44,6 +50,7 @@ impl ColumnCipher {
         others: Vec<(KeyVersion, Arc<ColumnKey>)>,
     ) -> ColumnCipher {
         ColumnCipher {
+            context_tag: envelope::context_tag(context.as_str()),
             context,
             active: VersionedCipher::new(active),
             others: others.into_iter().map(VersionedCipher::new).collect(),
@@ -74,18 +81,20 @@ impl ColumnCipher {
     /// Like [`seal`](Self::seal), appending the envelope to `out` (e.g. a message being built).
     pub fn seal_into(&mut self, canonical_plaintext: &[u8], out: &mut Vec<u8>) {
         let ad = self.context.associated_data();
-        self.active.seal_into(ad, canonical_plaintext, out);
+        self.active
+            .seal_into(ad, &self.context_tag, canonical_plaintext, out);
     }
 
     /// The envelope of the plaintext under every live version, active first: what an equality
     /// predicate must match (`col IN (...)`) while a rotation is re-encrypting old rows.
     pub fn seal_all_versions(&mut self, canonical_plaintext: &[u8]) -> Vec<Vec<u8>> {
         let ad = self.context.associated_data();
+        let tag = &self.context_tag;
         std::iter::once(&mut self.active)
             .chain(self.others.iter_mut())
             .map(|cipher| {
                 let mut out = Vec::with_capacity(CIPHERTEXT_OFFSET + canonical_plaintext.len());
-                cipher.seal_into(ad, canonical_plaintext, &mut out);
+                cipher.seal_into(ad, tag, canonical_plaintext, &mut out);
                 out
             })
             .collect()
@@ -95,6 +104,14 @@ impl ColumnCipher {
     pub fn open(&mut self, stored: &[u8]) -> Result<Vec<u8>, OpenError> {
         let envelope = Envelope::parse(stored)?;
         let context = &self.context;
+        if envelope
+            .context_tag
+            .is_some_and(|tag| *tag != self.context_tag)
+        {
+            return Err(OpenError::OtherContext {
+                context: context.clone(),
+            });
+        }
         let cipher = std::iter::once(&mut self.active)
             .chain(self.others.iter_mut())
             .find(|cipher| cipher.version == envelope.key_version)
@@ -155,9 +172,15 @@ impl VersionedCipher {
             .get_or_insert_with(|| Aes256Siv::new(key.as_bytes().into()))
     }
 
-    fn seal_into(&mut self, ad: &[u8], plaintext: &[u8], out: &mut Vec<u8>) {
+    fn seal_into(
+        &mut self,
+        ad: &[u8],
+        context_tag: &[u8; CONTEXT_TAG_LEN],
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) {
         let start = out.len();
-        envelope::push_header(out, self.version);
+        envelope::push_header(out, self.version, context_tag);
         out.extend_from_slice(plaintext);
         let body = &mut out[start + CIPHERTEXT_OFFSET..];
         let tag = self
@@ -185,14 +208,14 @@ impl VersionedCipher {
     pub(super) fn seal_raw(key: ColumnKey, ad: &[u8], msg: &[u8]) -> Vec<u8> {
         let mut cipher = VersionedCipher::new((KeyVersion::INITIAL, Arc::new(key)));
         let mut out = Vec::new();
-        cipher.seal_into(ad, msg, &mut out);
+        cipher.seal_into(ad, &[0; CONTEXT_TAG_LEN], msg, &mut out);
         out.split_off(TAG_OFFSET)
     }
 
     pub(super) fn open_raw(key: ColumnKey, ad: &[u8], siv_and_ct: &[u8]) -> Option<Vec<u8>> {
         let mut cipher = VersionedCipher::new((KeyVersion::INITIAL, Arc::new(key)));
         let mut stored = Vec::new();
-        envelope::push_header(&mut stored, KeyVersion::INITIAL);
+        envelope::push_header(&mut stored, KeyVersion::INITIAL, &[0; CONTEXT_TAG_LEN]);
         stored.truncate(TAG_OFFSET);
         stored.extend_from_slice(siv_and_ct);
         let envelope = Envelope::parse(&stored).ok()?;
@@ -213,7 +236,7 @@ mod tests {
     use crate::crypto::master_key::MasterKey;
 
     const EMAIL_ENVELOPE_HEX: &str =
-        "01000000010426a3a8dc43861b13757213432d1083abf262bed95604425c2b58637f58ea75cc";
+        "020000000117ab4a2f0426a3a8dc43861b13757213432d1083abf262bed95604425c2b58637f58ea75cc";
 
     fn master(first_byte: u8) -> MasterKey {
         MasterKey::from_bytes(&(first_byte..first_byte + 32).collect::<Vec<_>>()).unwrap()
@@ -285,7 +308,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             err,
-            OpenError::Decrypt {
+            OpenError::OtherContext {
                 context: KeyContext::new("public.staff.email")
             }
         );
@@ -334,6 +357,33 @@ mod tests {
             email.open(&[0x01; 20]),
             Err(OpenError::Envelope(EnvelopeError::TooShort { len: 20 }))
         );
+        assert_eq!(
+            email.open(&[0x02; 24]),
+            Err(OpenError::Envelope(EnvelopeError::TooShort { len: 24 }))
+        );
+    }
+
+    #[test]
+    fn format_1_envelope_still_opens() {
+        let mut email = cipher(&master(0), "public.customers.email");
+        let v1 = hex::decode(
+            "01000000010426a3a8dc43861b13757213432d1083abf262bed95604425c2b58637f58ea75cc",
+        )
+        .unwrap();
+        assert_eq!(email.open(&v1).unwrap(), b"alice@example.com");
+        let upgraded = envelope::upgrade_v1(&v1, "public.customers.email").unwrap();
+        assert_eq!(hex::encode(&upgraded), EMAIL_ENVELOPE_HEX);
+    }
+
+    #[test]
+    fn context_tag_of_another_column_is_refused_before_decrypting() {
+        let mut email = cipher(&master(0), "public.customers.email");
+        let mut stored = email.seal(b"alice@example.com");
+        stored[envelope::CONTEXT_TAG_OFFSET] ^= 1;
+        assert!(matches!(
+            email.open(&stored),
+            Err(OpenError::OtherContext { .. })
+        ));
     }
 
     #[test]

@@ -160,7 +160,7 @@ mod tests {
     fn single_key_ring_seals_with_version_1() {
         let ring = KeyRing::single(master(0));
         let stored = ring.cipher_for(&email()).seal(b"alice@example.com");
-        assert_eq!(&stored[..5], &[0x01, 0, 0, 0, 1]);
+        assert_eq!(&stored[..5], &[0x02, 0, 0, 0, 1]);
     }
 
     #[test]
@@ -168,7 +168,7 @@ mod tests {
         let stored = rotated_ring()
             .cipher_for(&email())
             .seal(b"alice@example.com");
-        assert_eq!(&stored[..5], &[0x01, 0, 0, 0, 2]);
+        assert_eq!(&stored[..5], &[0x02, 0, 0, 0, 2]);
     }
 
     #[test]

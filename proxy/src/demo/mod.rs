@@ -75,6 +75,18 @@ pub async fn run(listen: &str) -> Result<()> {
     let cluster = tokio::task::spawn_blocking(DemoCluster::start).await??;
     cluster.psql_direct(SETUP)?;
     let files = DemoFiles::write()?;
+    println!("Installing the guard on the protected columns (pgshroud setup) ...");
+    let owner = format!(
+        "postgres://postgres@127.0.0.1:{}/postgres?sslmode=disable",
+        cluster.port
+    );
+    let guarded = crate::setup::setup(&owner, &files.rules)
+        .await
+        .map_err(|e| anyhow::anyhow!("pgshroud setup: {e}"))?;
+    println!("{}\n", guarded.text);
+    if !guarded.ok {
+        bail!("pgshroud setup could not guard every protected column");
+    }
     let settings = Settings::resolve(ConfigLayer {
         listen: Some(listen.to_owned()),
         upstream: Some(cluster.upstream_url()),

@@ -1,6 +1,7 @@
 //! What the server's catalog says about the protected tables: their OIDs (to recognise
 //! protected result columns in `RowDescription` by table OID and attribute number), their
-//! columns in order, and each column's storage type (protected ones must be `bytea`).
+//! columns in order, each column's storage type (protected ones must be `bytea`) and its
+//! guard constraints (`protect::guard`).
 //!
 //! The look-up runs on the session's own upstream connection, right after login, so pgshroud
 //! needs no credentials of its own.
@@ -9,6 +10,7 @@ use std::collections::HashMap;
 
 use tokio::io::AsyncWriteExt;
 
+use super::guard::FoundGuard;
 use crate::net::stream::Stream;
 use crate::protocol::fields;
 use crate::protocol::frame::{message, FrameBuffer, FrameError};
@@ -21,6 +23,8 @@ pub struct CatalogColumn {
     pub name: String,
     /// `typname` of the storage type, e.g. `bytea`.
     pub type_name: String,
+    /// CHECK constraints on this column alone whose name starts with the guard prefix.
+    pub guards: Vec<FoundGuard>,
 }
 
 /// One protected table as it exists in the database.
@@ -69,7 +73,7 @@ impl Catalog {
         for t in tables {
             (t.oid, &t.schema, &t.name).hash(&mut h);
             for c in &t.columns {
-                (c.attnum, &c.name, &c.type_name).hash(&mut h);
+                (c.attnum, &c.name, &c.type_name, &c.guards).hash(&mut h);
             }
         }
         h.finish()
@@ -93,28 +97,75 @@ impl Catalog {
                 attnum,
                 name: get(4),
                 type_name: get(5),
+                guards: guards_of(&get(6)),
             });
         }
         Catalog { by_oid }
     }
 }
 
-/// The look-up query for these (schema, table) pairs.
+/// Separates guards in the look-up's guard column (a constraint definition has no newline).
+const GUARD_SEPARATOR: char = '\n';
+
+/// The look-up query for these (schema, table) pairs. It runs on the client's session, so it
+/// is written to mean the same whatever that session did: every function, operator and type
+/// is `pg_catalog`-qualified (a user-defined `=` or `length` earlier in the search_path cannot
+/// change the answer).
 pub fn lookup_query(tables: &[(String, String)]) -> String {
+    let eq = "OPERATOR(pg_catalog.=)";
     let wanted: Vec<String> = tables
         .iter()
-        .map(|(s, t)| format!("({}, {})", literal(s), literal(t)))
+        .map(|(s, t)| {
+            format!(
+                "(n.nspname::pg_catalog.text {eq} {} AND c.relname::pg_catalog.text {eq} {})",
+                literal(s),
+                literal(t)
+            )
+        })
         .collect();
+    let guards = format!(
+        "(SELECT pg_catalog.string_agg(\
+           (CASE WHEN k.convalidated THEN 'v' ELSE 'n' END) OPERATOR(pg_catalog.||) \
+           k.conname::pg_catalog.text OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) \
+           pg_catalog.pg_get_constraintdef(k.oid), E'\\n') \
+         FROM pg_catalog.pg_constraint k \
+         WHERE k.conrelid {eq} c.oid AND k.contype {eq} 'c' AND NOT k.connoinherit \
+           AND k.conkey {eq} ARRAY[a.attnum]::pg_catalog.int2[] \
+           AND pg_catalog.starts_with(k.conname::pg_catalog.text, {prefix}))",
+        prefix = literal(super::guard::NAME_PREFIX),
+    );
     format!(
-        "SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, t.typname \
+        "SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, t.typname, {guards} \
          FROM pg_catalog.pg_class c \
-         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-         JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
-         JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
-         WHERE (n.nspname::text, c.relname::text) IN ({}) \
+         JOIN pg_catalog.pg_namespace n ON n.oid {eq} c.relnamespace \
+         JOIN pg_catalog.pg_attribute a ON a.attrelid {eq} c.oid \
+           AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped \
+         JOIN pg_catalog.pg_type t ON t.oid {eq} a.atttypid \
+         WHERE {} \
          ORDER BY c.oid, a.attnum",
-        if wanted.is_empty() { "(NULL, NULL)".to_owned() } else { wanted.join(", ") }
+        if wanted.is_empty() { "false".to_owned() } else { wanted.join(" OR ") }
     )
+}
+
+/// Guards from the look-up's guard column: one per line, `v`/`n` (validated or not), the
+/// name, a space, the definition.
+fn guards_of(column: &str) -> Vec<FoundGuard> {
+    column
+        .split(GUARD_SEPARATOR)
+        .filter_map(|line| {
+            let (validated, rest) = match line.split_at_checked(1)? {
+                ("v", rest) => (true, rest),
+                ("n", rest) => (false, rest),
+                _ => return None,
+            };
+            let (name, definition) = rest.split_once(' ')?;
+            Some(FoundGuard {
+                name: name.to_owned(),
+                definition: definition.to_owned(),
+                validated,
+            })
+        })
+        .collect()
 }
 
 fn literal(s: &str) -> String {
@@ -223,7 +274,27 @@ mod tests {
     #[test]
     fn lookup_query_quotes_names() {
         let q = lookup_query(&[("public".into(), "o'brien".into())]);
-        assert!(q.contains("('public', 'o''brien')"));
+        assert!(q.contains("OPERATOR(pg_catalog.=) 'public'"), "{q}");
+        assert!(q.contains("OPERATOR(pg_catalog.=) 'o''brien'"), "{q}");
+    }
+
+    #[test]
+    fn lookup_query_uses_no_unqualified_operator() {
+        let q = lookup_query(&[("public".into(), "customers".into())]);
+        for op in [" = ", " > ", " IN ", " LIKE ", " || "] {
+            assert!(!q.contains(op), "unqualified {op:?} in {q}");
+        }
+    }
+
+    #[test]
+    fn guard_column_splits_into_guards() {
+        let g = guards_of("vpgshroud_guard_email CHECK (x)\nnpgshroud_guard_e2 CHECK (y)");
+        assert_eq!(g.len(), 2);
+        assert_eq!(g[0].name, "pgshroud_guard_email");
+        assert_eq!(g[0].definition, "CHECK (x)");
+        assert!(g[0].validated);
+        assert!(!g[1].validated);
+        assert!(guards_of("").is_empty());
     }
 
     #[test]
@@ -236,6 +307,7 @@ mod tests {
                 Some(attnum.to_owned()),
                 Some(name.to_owned()),
                 Some(ty.to_owned()),
+                None,
             ]
         };
         let c = Catalog::from_rows(vec![

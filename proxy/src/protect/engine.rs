@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use pgshroud_rules::Rules;
 
-use super::catalog::Catalog;
+use super::catalog::{Catalog, CatalogColumn};
+use super::guard::GuardState;
 use super::codec::{self, Ciphers, ColumnSpec, Spec};
 use crate::analyze::{self, Analysis, ColumnId, ProtectedSchema, StatementInfo, Usage};
 use crate::crypto::{KeyContext, KeyRing};
@@ -87,6 +88,18 @@ pub struct Protection {
     cache: Mutex<HashMap<(u64, String), Arc<Plan>>>,
     /// Ciphers used while planning (literal encryption), shared by all sessions.
     planning: Mutex<Ciphers>,
+    /// Writes only to columns whose guard is in place (`require_guard`).
+    guards: GuardPolicy,
+}
+
+/// Whether writes need the column's guard in the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GuardPolicy {
+    /// No write to a protected column without its guard (the default).
+    #[default]
+    Required,
+    /// Writes go ahead without a guard (a migration window only; loudly warned about).
+    NotRequired,
 }
 
 impl std::fmt::Debug for Protection {
@@ -98,7 +111,7 @@ impl std::fmt::Debug for Protection {
 }
 
 impl Protection {
-    pub fn new(rules: Rules, keys: Arc<KeyRing>) -> Protection {
+    pub fn new(rules: Rules, keys: Arc<KeyRing>, guards: GuardPolicy) -> Protection {
         let mut base = ProtectedSchema::new();
         let mut specs = Vec::new();
         let mut by_name = HashMap::new();
@@ -130,7 +143,12 @@ impl Protection {
             tables,
             base,
             cache: Mutex::new(HashMap::new()),
+            guards,
         }
+    }
+
+    pub fn guard_policy(&self) -> GuardPolicy {
+        self.guards
     }
 
     /// The protected (schema, table) pairs.
@@ -221,15 +239,8 @@ impl Protection {
         for statement in &statements {
             for used in &statement.columns {
                 let spec = self.spec(used.column)?;
-                if used.usage == Usage::Write && !stored_as_bytea(catalog, &spec) {
-                    return Err(PgError::error(
-                        FEATURE_NOT_SUPPORTED,
-                        format!(
-                            "column {} is protected but is not stored as bytea in the database: pgshroud refuses to write plaintext into it",
-                            spec.qualified
-                        ),
-                    )
-                    .with_hint("Change the column's type to bytea (pgshroud stores ciphertext there), or remove it from the rules file."));
+                if used.usage == Usage::Write {
+                    self.check_writable(catalog, &spec)?;
                 }
                 if !columns
                     .iter()
@@ -303,8 +314,59 @@ impl Protection {
         codec::sealed_literal(spec, ciphers.get(&spec.context), value)
     }
 
-    /// Protected columns whose storage type is not `bytea`, or that do not exist.
-    pub fn storage_problems(&self, catalog: &Catalog) -> Vec<String> {
+    /// A write to a protected column goes ahead only into `bytea` storage under its guard
+    /// (unless guards are not required): plaintext must never land, whatever the analysis
+    /// missed, and a column without the database's own check has nothing behind the proxy.
+    fn check_writable(&self, catalog: &Catalog, spec: &ColumnSpec) -> Result<(), PgError> {
+        let column = catalog_column(catalog, spec);
+        if let Some(c) = column.filter(|c| c.type_name != "bytea") {
+            return Err(PgError::error(
+                FEATURE_NOT_SUPPORTED,
+                format!(
+                    "column {} is protected but is {} in the database, not bytea: pgshroud refuses to write plaintext into it",
+                    spec.qualified, c.type_name
+                ),
+            )
+            .with_hint("Change the column's type to bytea (pgshroud stores ciphertext there), or remove it from the rules file."));
+        }
+        if self.guards == GuardPolicy::NotRequired {
+            return Ok(());
+        }
+        let state = column.map(|c| GuardState::of(&c.guards, spec.context.as_str()));
+        if state.as_ref().is_some_and(GuardState::is_guarded) {
+            return Ok(());
+        }
+        let why = match state {
+            None => "was not found in the database when this session looked it up".to_owned(),
+            Some(state) => format!("has no guard for its key context ({state})"),
+        };
+        Err(PgError::error(
+            UNGUARDED,
+            format!(
+                "protected column {} {why}: pgshroud writes to no protected column without its guard",
+                spec.qualified
+            ),
+        )
+        .with_hint("Run `pgshroud setup --upstream-url <owner connection> --rules <rules file>`, then reconnect."))
+    }
+
+    /// The guard state of every protected column the catalog knows (for logs and metrics).
+    pub fn guard_states<'a>(
+        &'a self,
+        catalog: &'a Catalog,
+    ) -> impl Iterator<Item = (&'a ColumnSpec, GuardState)> + 'a {
+        self.specs.iter().filter_map(|spec| {
+            let column = catalog_column(catalog, spec)?;
+            Some((
+                &**spec,
+                GuardState::of(&column.guards, spec.context.as_str()),
+            ))
+        })
+    }
+
+    /// Protected columns whose storage type is not `bytea`, that do not exist, or that have
+    /// no guard; and how many of them are unguarded.
+    pub fn storage_problems(&self, catalog: &Catalog) -> (Vec<String>, usize) {
         let mut problems = Vec::new();
         for spec in &self.specs {
             let Some((schema, table, column)) = split_qualified(&spec.qualified) else {
@@ -325,8 +387,48 @@ impl Protection {
                 Some(_) => {}
             }
         }
-        problems
+        let mut unguarded = 0;
+        for (spec, state) in self.guard_states(catalog) {
+            if state.is_guarded() {
+                continue;
+            }
+            unguarded += 1;
+            problems.push(match self.guards {
+                GuardPolicy::Required => format!(
+                    "protected column {} is not guarded in the database ({state}): writes to it are refused",
+                    spec.qualified
+                ),
+                GuardPolicy::NotRequired => format!(
+                    "protected column {} is not guarded in the database ({state}) and require_guard is off: plaintext written around pgshroud would be stored",
+                    spec.qualified
+                ),
+            });
+        }
+        (problems, unguarded)
     }
+
+    /// Logs the catalog's problems and counts unguarded columns in the metrics.
+    pub fn report_problems(&self, catalog: &Catalog, metrics: &crate::metrics::Metrics) {
+        let (problems, unguarded) = self.storage_problems(catalog);
+        for problem in problems {
+            tracing::warn!("{problem}");
+        }
+        metrics.unguarded_columns(unguarded);
+    }
+}
+
+/// SQLSTATE of a write refused because the column's guard is missing
+/// (object_not_in_prerequisite_state).
+pub const UNGUARDED: &str = "55000";
+
+/// The catalog's entry for a protected column, if the table and column exist.
+fn catalog_column<'a>(catalog: &'a Catalog, spec: &ColumnSpec) -> Option<&'a CatalogColumn> {
+    let (schema, table, column) = split_qualified(&spec.qualified)?;
+    catalog
+        .table(schema, table)?
+        .columns
+        .iter()
+        .find(|c| c.name == column)
 }
 
 fn refreshes_catalog(statements: &[StatementInfo]) -> bool {
@@ -338,23 +440,6 @@ fn refreshes_catalog(statements: &[StatementInfo]) -> bool {
 fn split_qualified(qualified: &str) -> Option<(&str, &str, &str)> {
     let mut parts = qualified.splitn(3, '.');
     Some((parts.next()?, parts.next()?, parts.next()?))
-}
-
-/// Whether the database stores this protected column as `bytea` (writes need that).
-fn stored_as_bytea(catalog: &Catalog, spec: &ColumnSpec) -> bool {
-    let Some((schema, table, column)) = split_qualified(&spec.qualified) else {
-        return false;
-    };
-    match catalog.table(schema, table) {
-        // A table the catalog does not know yet (created in this session): the server
-        // itself rejects a bytea literal for a non-bytea column.
-        None => true,
-        Some(t) => t
-            .columns
-            .iter()
-            .find(|c| c.name == column)
-            .is_none_or(|c| c.type_name == "bytea"),
-    }
 }
 
 /// Applies sorted, non-overlapping byte-range replacements.

@@ -58,7 +58,8 @@ impl LiveProtection {
     /// Loads the rules file again; on success the new rules replace the old at once.
     pub fn reload(&self) -> Result<(), String> {
         let rules = pgshroud_rules::load(&self.path).map_err(|e| e.to_string())?;
-        let next = Arc::new(Protection::new(rules, self.keys.clone()));
+        let guards = self.current().guard_policy();
+        let next = Arc::new(Protection::new(rules, self.keys.clone(), guards));
         match self.current.write() {
             Ok(mut guard) => *guard = next,
             Err(poisoned) => *poisoned.into_inner() = next,

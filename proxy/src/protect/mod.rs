@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod codec;
 pub mod copy;
 pub mod engine;
+pub mod guard;
 pub mod live;
 pub mod policy;
 pub mod refusal;
@@ -20,7 +21,7 @@ use tracing::warn;
 
 use crate::config::Settings;
 use crate::crypto::{KeyRing, MasterKeySource};
-use engine::Protection;
+use engine::{GuardPolicy, Protection};
 use live::LiveProtection;
 
 /// Loads the rules file and the master key, when a rules file is configured.
@@ -40,6 +41,12 @@ pub fn load(settings: &Settings) -> Result<Option<Arc<LiveProtection>>, String> 
         warn!("{warning}");
     }
     let keys = Arc::new(KeyRing::single(loaded.key));
-    let first = Arc::new(Protection::new(rules, keys));
+    let guards = if settings.require_guard {
+        GuardPolicy::Required
+    } else {
+        warn!("require_guard is off: pgshroud writes to protected columns that have no guard in the database, so plaintext written around pgshroud (views, functions, triggers, other clients) would be stored there. Use this only for a migration window, then run `pgshroud setup`.");
+        GuardPolicy::NotRequired
+    };
+    let first = Arc::new(Protection::new(rules, keys, guards));
     Ok(Some(Arc::new(LiveProtection::new(path, first))))
 }

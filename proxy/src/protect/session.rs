@@ -389,12 +389,11 @@ impl ProtectedSession {
     /// Refusals before an analysed statement reaches PostgreSQL: the analysis's, then the role's.
     fn check_plan(&self, plan: &Plan) -> Result<(), PgError> {
         if let PlanAction::Refused(error) = &plan.action {
-            self.metrics
-                .refusal(if error.code == analyze::SYNTAX_ERROR {
-                    RefusalReason::Unparseable
-                } else {
-                    RefusalReason::UnsupportedOperation
-                });
+            self.metrics.refusal(match error.code {
+                analyze::SYNTAX_ERROR => RefusalReason::Unparseable,
+                super::engine::UNGUARDED => RefusalReason::Unguarded,
+                _ => RefusalReason::UnsupportedOperation,
+            });
             return Err(error.clone());
         }
         self.policy
@@ -1234,9 +1233,7 @@ impl ProtectedSession {
                 if !std::mem::take(&mut self.lookup_failed) {
                     self.catalog = Catalog::from_rows(rows);
                     self.layout = self.shared.layout(&self.catalog);
-                    for problem in self.shared.storage_problems(&self.catalog) {
-                        tracing::warn!("{problem}");
-                    }
+                    self.shared.report_problems(&self.catalog, &self.metrics);
                 }
                 if frame.get(5) == Some(&b'I') {
                     self.names.transaction_ended();

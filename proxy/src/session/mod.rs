@@ -294,9 +294,7 @@ async fn statement_path(
     let catalog = catalog::fetch(server, server_buf, protection.tables())
         .await
         .map_err(lost)?;
-    for problem in protection.storage_problems(&catalog) {
-        warn!("{problem}");
-    }
+    protection.report_problems(&catalog, &ctx.metrics);
     Ok(StatementPath::protected(ProtectedSession::new(
         live.clone(),
         caller,
