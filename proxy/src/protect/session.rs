@@ -1603,7 +1603,11 @@ statements = ["select"]
     let rules = pgshroud_rules::parse(RULES, "rules.toml").expect("rules");
     let key = crate::crypto::MasterKey::from_bytes(&[7; 32]).expect("key");
     let keys = Arc::new(crate::crypto::KeyRing::single(key));
-    let protection = Arc::new(Protection::new(rules, keys));
+    let protection = Arc::new(Protection::new(
+        rules,
+        keys,
+        super::engine::GuardPolicy::NotRequired,
+    ));
     let live = Arc::new(LiveProtection::new(
         std::path::Path::new("rules.toml"),
         protection,
