@@ -112,7 +112,8 @@ async fn a_second_parse_of_a_protected_insert_name_mid_pipeline_keeps_binds_encr
 async fn a_close_skipped_after_an_error_leaves_the_protected_statement_in_use() {
     let f = Fixture::new().await;
     let mut c = raw(&f).await;
-    c.send(&pipeline(&[parse("s1", INSERT_EMAIL), sync()])).await;
+    c.send(&pipeline(&[parse("s1", INSERT_EMAIL), sync()]))
+        .await;
     assert!(error_codes(&round(&mut c).await).is_empty());
     // An error, then a Close of s1 the server skips, then Sync.
     c.send(&pipeline(&[
@@ -356,7 +357,9 @@ async fn switching_encoding_and_string_settings_back_and_forth() {
     }
 
     // Another client_encoding: SET, then back; set_config, then RESET.
-    c.simple_query("SET client_encoding = 'LATIN1'").await.unwrap();
+    c.simple_query("SET client_encoding = 'LATIN1'")
+        .await
+        .unwrap();
     let (code, message) = refusal(&c, &insert(4)).await.expect("refused");
     assert_eq!(code, "22021");
     assert!(
@@ -364,7 +367,9 @@ async fn switching_encoding_and_string_settings_back_and_forth() {
         "{message}"
     );
     assert!(c.query("SELECT email FROM customers", &[]).await.is_err());
-    c.simple_query("SET client_encoding = 'UTF8'").await.unwrap();
+    c.simple_query("SET client_encoding = 'UTF8'")
+        .await
+        .unwrap();
     assert_eq!(refusal(&c, &insert(5)).await, None);
     c.simple_query("SELECT set_config('client_encoding', 'SQL_ASCII', false)")
         .await

@@ -122,8 +122,10 @@ impl Exchange {
                 let name = parts.next().unwrap_or_default();
                 let sql = parts.next().unwrap_or_default();
                 let statement = Statement::new(sql, mode);
-                self.statements
-                    .insert(String::from_utf8_lossy(name).into_owned(), statement.clone());
+                self.statements.insert(
+                    String::from_utf8_lossy(name).into_owned(),
+                    statement.clone(),
+                );
                 self.pending.push_back(Pending::Parse(statement));
             }
             frontend::BIND => {
@@ -451,7 +453,10 @@ mod tests {
         x.client_sent(&call, TextMode::Standard);
         x.client_sent(&message(b'Q', b"SELECT 1\0"), TextMode::Standard);
         let err = PgError::error("42501", "permission denied").to_bytes();
-        assert_eq!(x.server_sent(&err).unwrap().protocol, Protocol::FunctionCall);
+        assert_eq!(
+            x.server_sent(&err).unwrap().protocol,
+            Protocol::FunctionCall
+        );
         x.server_sent(&message(b'Z', b"I"));
         assert!(matches!(x.current(), Some(Pending::Query { .. })));
     }

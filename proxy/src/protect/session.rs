@@ -330,8 +330,10 @@ impl ProtectedSession {
             Target::Statement => Effect::CloseStatement(name),
             Target::Portal => Effect::ClosePortal(name),
         });
-        self.pending
-            .push_back(Expect::CloseComplete { ours: false, ticket });
+        self.pending.push_back(Expect::CloseComplete {
+            ours: false,
+            ticket,
+        });
         Verdict::Forward
     }
 
@@ -681,7 +683,10 @@ impl ProtectedSession {
                 parse.query = sql.clone().into_bytes();
             }
         }
-        let effects = query.as_deref().map(tracker::sql_effects).unwrap_or_default();
+        let effects = query
+            .as_deref()
+            .map(tracker::sql_effects)
+            .unwrap_or_default();
         let info = Arc::new(PreparedInfo {
             plan: plan.clone(),
             declared,
@@ -1053,7 +1058,10 @@ impl ProtectedSession {
     /// A reply that answers nothing the proxy expects: it no longer knows what the server
     /// holds, so the session ends rather than guess.
     fn out_of_step(&mut self, expected: Option<Expect>, got: &str) -> Verdict {
-        tracing::warn!(?expected, "server sent {got} out of step with pgshroud's requests");
+        tracing::warn!(
+            ?expected,
+            "server sent {got} out of step with pgshroud's requests"
+        );
         Verdict::End(PgError::fatal(
             "XX000",
             format!("pgshroud lost track of the session (the server sent {got} where it expected something else): the connection is closed"),
@@ -1339,13 +1347,12 @@ impl ProtectedSession {
             _ => (None, false),
         };
         let plan = match (&statement, self.pending.front()) {
-            (
-                _,
-                Some(Expect::DescribeStatement { .. } | Expect::DescribePortal { .. }),
-            ) => statement
-                .as_ref()
-                .and_then(|s| s.plan.clone())
-                .map(|p| (p, 0)),
+            (_, Some(Expect::DescribeStatement { .. } | Expect::DescribePortal { .. })) => {
+                statement
+                    .as_ref()
+                    .and_then(|s| s.plan.clone())
+                    .map(|p| (p, 0))
+            }
             _ => self.current_plan(),
         };
         let rows = self.row_plan(&fields, plan.as_ref().map(|(p, i)| (&**p, *i)));
@@ -1808,7 +1815,9 @@ mod tests {
         let mut s = test_session("app");
         let v = s.client_message(&message(b'Q', b"select '\xff'\0"));
         assert!(matches!(&v, Verdict::Replace(b) if b[0] == b'Q'));
-        let Verdict::Replace(b) = v else { unreachable!() };
+        let Verdict::Replace(b) = v else {
+            unreachable!()
+        };
         assert!(String::from_utf8_lossy(&b).contains("22021"));
         let v = s.client_message(&parse("", "select '\u{e9}'"));
         assert_eq!(v, Verdict::Forward);
@@ -1856,7 +1865,10 @@ mod tests {
             panic!("{v:?}")
         };
         assert!(String::from_utf8_lossy(b).contains("may change client_encoding"));
-        answer(&mut s, &["CSET\0", "Sstandard_conforming_strings\0off\0", "ZI"]);
+        answer(
+            &mut s,
+            &["CSET\0", "Sstandard_conforming_strings\0off\0", "ZI"],
+        );
         answer(&mut s, &["ZI"]);
         assert_eq!(s.unsettled, 0);
     }

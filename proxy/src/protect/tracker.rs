@@ -304,7 +304,10 @@ pub fn sql_effects(sql: &str) -> Vec<SqlEffect> {
                 let at = if word(1) == "PREPARE" { 2 } else { 1 };
                 match word(at) {
                     "ALL" => Some(SqlEffect::DeallocateAll),
-                    _ => words.get(at).and_then(|t| name(t)).map(SqlEffect::Deallocate),
+                    _ => words
+                        .get(at)
+                        .and_then(|t| name(t))
+                        .map(SqlEffect::Deallocate),
                 }
             }
             "DISCARD" if word(1) == "ALL" => Some(SqlEffect::DiscardAll),

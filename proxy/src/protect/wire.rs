@@ -196,7 +196,8 @@ impl Bind {
         let nr = r.count()?;
         let result_formats = (0..nr).map(|_| r.i16()).collect::<Result<_, _>>()?;
         r.end()?;
-        let utf8 = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| Unreadable::NotUtf8("Bind"));
+        let utf8 =
+            |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| Unreadable::NotUtf8("Bind"));
         let (portal, statement) = (utf8(portal)?, utf8(statement)?);
         Ok(Bind {
             portal,
@@ -414,7 +415,13 @@ mod tests {
         let short = message(b'P', &body);
         assert_eq!(Parse::read(&short), Err(Unreadable::Malformed("Parse")));
         body.extend(std::iter::repeat_n(0u8, 4 * 0x8000));
-        assert_eq!(Parse::read(&message(b'P', &body)).unwrap().param_types.len(), 0x8000);
+        assert_eq!(
+            Parse::read(&message(b'P', &body))
+                .unwrap()
+                .param_types
+                .len(),
+            0x8000
+        );
         // Trailing bytes after the last field.
         let mut extra = Parse {
             name: "".into(),

@@ -155,7 +155,9 @@ mod tests {
         assert_eq!(s.mode(), TextMode::OtherEncoding);
         let e = s.check_analysable().unwrap_err();
         assert_eq!(e.code, CHARACTER_NOT_IN_REPERTOIRE);
-        assert!(e.message.contains("client_encoding LATIN1: SET client_encoding = 'UTF8'"));
+        assert!(e
+            .message
+            .contains("client_encoding LATIN1: SET client_encoding = 'UTF8'"));
         s.observe_message(&message(b'S', b"client_encoding\0UTF8\0"));
         let e = s.check_analysable().unwrap_err();
         assert!(e.message.contains("SET standard_conforming_strings = on"));
@@ -177,9 +179,13 @@ mod tests {
     #[test]
     fn texts_that_may_change_the_settings_are_recognised() {
         assert!(may_change_text_settings(b"SET client_encoding = 'LATIN1'"));
-        assert!(may_change_text_settings(b"select SET_CONFIG('x', 'y', false)"));
+        assert!(may_change_text_settings(
+            b"select SET_CONFIG('x', 'y', false)"
+        ));
         assert!(may_change_text_settings(b"RESET ALL"));
         assert!(may_change_text_settings(b"SET NAMES 'LATIN1'"));
-        assert!(!may_change_text_settings(b"insert into customers values ($1)"));
+        assert!(!may_change_text_settings(
+            b"insert into customers values ($1)"
+        ));
     }
 }
