@@ -2,12 +2,14 @@
 //! order, every message that will be answered; the server direction pops them as responses
 //! arrive. That is how a `DataRow` of an extended-protocol `Execute` (which carries no
 //! `RowDescription` of its own) is tied to its statement, and how a statement's outcome and
-//! row count are known for audit.
+//! row count are known for audit. Which text a statement or portal name stands for follows
+//! the server (`tracker`): a Parse the server refused or skipped does not rename anything.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::protocol::tracker::{Effect, Held, Ticket, Tracker};
 use crate::protocol::types::{backend, frontend};
 use crate::session::settings::TextMode;
 
@@ -45,12 +47,20 @@ pub enum Protocol {
 #[derive(Debug, Clone)]
 pub enum Pending {
     /// An error in its place ends the statement before it ran.
-    Parse(Arc<Statement>),
-    Bind(Arc<Statement>),
-    Close,
+    Parse(Arc<Statement>, Ticket),
+    /// A Bind of statement `from` into `portal`: the portal runs the statement the server
+    /// holds under `from` when the Bind completes.
+    Bind {
+        statement: Arc<Statement>,
+        portal: String,
+        from: String,
+        ticket: Ticket,
+    },
+    Close(Ticket),
     Describe(Arc<Statement>),
     Execute {
         statement: Arc<Statement>,
+        portal: String,
         started: Instant,
     },
     /// A whole simple `Query` (possibly several statements), answered up to ReadyForQuery;
@@ -59,6 +69,8 @@ pub enum Pending {
         statement: Arc<Statement>,
         started: Instant,
         index: usize,
+        /// The unnamed statement and portal end with it.
+        ticket: Ticket,
     },
     /// A FunctionCall, answered by FunctionCallResponse (or an error), then ReadyForQuery.
     FunctionCall {
@@ -96,8 +108,8 @@ pub struct Finished {
 #[derive(Debug, Default)]
 pub struct Exchange {
     pending: VecDeque<Pending>,
-    statements: HashMap<String, Arc<Statement>>,
-    portals: HashMap<String, Arc<Statement>>,
+    /// Statement and portal names, each standing for the statement text it runs.
+    names: Tracker<Statement, Statement>,
 }
 
 impl Exchange {
@@ -111,10 +123,12 @@ impl Exchange {
         let now = Instant::now;
         match kind {
             frontend::QUERY => {
+                let ticket = self.names.sent(Effect::SimpleQuery);
                 self.pending.push_back(Pending::Query {
                     statement: Statement::new(cbytes(body), mode),
                     started: now(),
                     index: 0,
+                    ticket,
                 });
             }
             frontend::PARSE => {
@@ -122,22 +136,26 @@ impl Exchange {
                 let name = parts.next().unwrap_or_default();
                 let sql = parts.next().unwrap_or_default();
                 let statement = Statement::new(sql, mode);
-                self.statements.insert(
-                    String::from_utf8_lossy(name).into_owned(),
-                    statement.clone(),
-                );
-                self.pending.push_back(Pending::Parse(statement));
+                let name = String::from_utf8_lossy(name).into_owned();
+                let ticket = self
+                    .names
+                    .sent(Effect::Prepare(name, Held::Known(statement.clone())));
+                self.pending.push_back(Pending::Parse(statement, ticket));
             }
             frontend::BIND => {
                 let mut parts = cstrs(body);
-                let portal = parts.next().unwrap_or_default();
-                let statement = parts.next().unwrap_or_default();
-                let statement = self.statements.get(statement).cloned();
-                if let Some(s) = &statement {
-                    self.portals.insert(portal.to_owned(), s.clone());
-                }
-                self.pending
-                    .push_back(Pending::Bind(statement.unwrap_or_else(unknown)));
+                let portal = parts.next().unwrap_or_default().to_owned();
+                let from = parts.next().unwrap_or_default().to_owned();
+                let statement = self.statement(&from);
+                let ticket = self
+                    .names
+                    .sent(Effect::Bind(portal.clone(), statement.clone()));
+                self.pending.push_back(Pending::Bind {
+                    statement,
+                    portal,
+                    from,
+                    ticket,
+                });
             }
             frontend::DESCRIBE => {
                 let target = self.target(body);
@@ -145,20 +163,20 @@ impl Exchange {
             }
             frontend::EXECUTE => {
                 let portal = cstr(body).unwrap_or_default();
-                let statement = self.portals.get(portal).cloned().unwrap_or_else(unknown);
+                let statement = self.names.portal(portal).cloned().unwrap_or_else(unknown);
                 self.pending.push_back(Pending::Execute {
                     statement,
+                    portal: portal.to_owned(),
                     started: now(),
                 });
             }
             frontend::CLOSE => {
-                if let (Some(&kind), Some(name)) = (body.first(), body.get(1..).and_then(cstr)) {
-                    match kind {
-                        b'S' => self.statements.remove(name),
-                        _ => self.portals.remove(name),
-                    };
-                }
-                self.pending.push_back(Pending::Close);
+                let name = body.get(1..).and_then(cstr).unwrap_or_default().to_owned();
+                let ticket = self.names.sent(match body.first() {
+                    Some(b'S') => Effect::CloseStatement(name),
+                    _ => Effect::ClosePortal(name),
+                });
+                self.pending.push_back(Pending::Close(ticket));
             }
             frontend::FUNCTION_CALL => {
                 let oid = body
@@ -180,11 +198,18 @@ impl Exchange {
 
     fn target(&self, body: &[u8]) -> Arc<Statement> {
         let name = cstr(body.get(1..).unwrap_or_default()).unwrap_or_default();
-        let found = match body.first() {
-            Some(b'S') => self.statements.get(name),
-            _ => self.portals.get(name),
-        };
-        found.cloned().unwrap_or_else(unknown)
+        match body.first() {
+            Some(b'S') => self.statement(name),
+            _ => self.names.portal(name).cloned().unwrap_or_else(unknown),
+        }
+    }
+
+    /// The statement a message sent now finds under `name`.
+    fn statement(&self, name: &str) -> Arc<Statement> {
+        match self.names.statement(name) {
+            Some(Held::Known(statement)) => statement.clone(),
+            _ => unknown(),
+        }
     }
 
     /// The request the server is answering now.
@@ -195,10 +220,31 @@ impl Exchange {
     /// Accounts for one server message; returns what finished with it, if anything.
     pub fn server_sent(&mut self, frame: &[u8]) -> Option<Finished> {
         match *frame.first()? {
-            backend::PARSE_COMPLETE
-            | backend::BIND_COMPLETE
-            | backend::CLOSE_COMPLETE
-            | backend::NO_DATA => {
+            backend::PARSE_COMPLETE | backend::BIND_COMPLETE | backend::CLOSE_COMPLETE => {
+                match self.pending.pop_front() {
+                    Some(Pending::Parse(_, ticket) | Pending::Close(ticket)) => {
+                        self.names.confirm(ticket)
+                    }
+                    Some(Pending::Bind {
+                        portal,
+                        from,
+                        ticket,
+                        ..
+                    }) => {
+                        // The statement as the server holds it now, which may differ from
+                        // the one expected when the Bind was sent.
+                        self.names.skipped(ticket);
+                        let statement = match self.names.confirmed_statement(&from) {
+                            Some(Held::Known(statement)) => statement.clone(),
+                            _ => unknown(),
+                        };
+                        self.names.apply(Effect::Bind(portal, statement));
+                    }
+                    _ => {}
+                }
+                None
+            }
+            backend::NO_DATA => {
                 self.pending.pop_front();
                 None
             }
@@ -228,12 +274,17 @@ impl Exchange {
             backend::READY_FOR_QUERY => {
                 // Everything up to the sync point is answered (or was skipped after an error).
                 while let Some(p) = self.pending.pop_front() {
-                    if matches!(
-                        p,
-                        Pending::Sync | Pending::Query { .. } | Pending::FunctionCall { .. }
-                    ) {
-                        break;
+                    match p {
+                        Pending::Query { ticket, .. } => {
+                            self.names.confirm(ticket);
+                            break;
+                        }
+                        Pending::Sync | Pending::FunctionCall { .. } => break,
+                        skipped => self.skipped(skipped),
                     }
+                }
+                if frame.get(5) == Some(&b'I') {
+                    self.names.transaction_ended();
                 }
                 None
             }
@@ -251,7 +302,16 @@ impl Exchange {
                 protocol: Protocol::FunctionCall,
                 index: 0,
             }),
-            Pending::Execute { statement, started } => {
+            Pending::Execute {
+                statement,
+                portal,
+                started,
+            } => {
+                let statement = self
+                    .names
+                    .confirmed_portal(portal)
+                    .unwrap_or(statement)
+                    .clone();
                 let done = Finished {
                     statement: statement.clone(),
                     started: *started,
@@ -267,6 +327,7 @@ impl Exchange {
                 statement,
                 started,
                 index,
+                ..
             } => {
                 let done = Finished {
                     statement: statement.clone(),
@@ -294,7 +355,9 @@ impl Exchange {
                 protocol: Protocol::FunctionCall,
                 index: 0,
             }),
-            Pending::Execute { statement, started } => Some(Finished {
+            Pending::Execute {
+                statement, started, ..
+            } => Some(Finished {
                 statement: statement.clone(),
                 started: *started,
                 outcome,
@@ -305,6 +368,7 @@ impl Exchange {
                 statement,
                 started,
                 index,
+                ..
             } => Some(Finished {
                 statement: statement.clone(),
                 started: *started,
@@ -313,15 +377,15 @@ impl Exchange {
                 index: *index,
             }),
             // The statement failed (or was refused) before it could run.
-            Pending::Parse(statement) | Pending::Bind(statement) | Pending::Describe(statement) => {
-                Some(Finished {
-                    statement: statement.clone(),
-                    started: Instant::now(),
-                    outcome,
-                    protocol: Protocol::Extended,
-                    index: 0,
-                })
-            }
+            Pending::Parse(statement, _)
+            | Pending::Bind { statement, .. }
+            | Pending::Describe(statement) => Some(Finished {
+                statement: statement.clone(),
+                started: Instant::now(),
+                outcome,
+                protocol: Protocol::Extended,
+                index: 0,
+            }),
             _ => None,
         };
         if !matches!(front, Pending::Query { .. } | Pending::FunctionCall { .. }) {
@@ -330,10 +394,24 @@ impl Exchange {
                 if matches!(p, Pending::Sync) {
                     break;
                 }
-                self.pending.pop_front();
+                if let Some(skipped) = self.pending.pop_front() {
+                    self.skipped(skipped);
+                }
             }
         }
         done
+    }
+
+    /// A request the server skipped (after an error) or answered with an error: its effect
+    /// on names did not happen.
+    fn skipped(&mut self, request: Pending) {
+        match request {
+            Pending::Parse(_, ticket)
+            | Pending::Bind { ticket, .. }
+            | Pending::Close(ticket)
+            | Pending::Query { ticket, .. } => self.names.skipped(ticket),
+            _ => {}
+        }
     }
 
     /// Requests still unanswered.
@@ -342,6 +420,7 @@ impl Exchange {
     }
 }
 
+/// A statement the audit cannot name (never prepared, or prepared by SQL).
 fn unknown() -> Arc<Statement> {
     Arc::new(Statement {
         sql: "".into(),
@@ -459,6 +538,34 @@ mod tests {
         );
         x.server_sent(&message(b'Z', b"I"));
         assert!(matches!(x.current(), Some(Pending::Query { .. })));
+    }
+
+    #[test]
+    fn a_refused_second_parse_of_a_name_leaves_its_text() {
+        let mut x = Exchange::default();
+        for m in [parse("s1", "INSERT INTO t VALUES ($1)"), message(b'S', b"")] {
+            x.client_sent(&m, TextMode::Standard);
+        }
+        x.server_sent(&message(b'1', b""));
+        x.server_sent(&message(b'Z', b"I"));
+        for m in [
+            parse("s1", "SELECT $1"),
+            bind("", "s1"),
+            execute(""),
+            message(b'S', b""),
+            bind("", "s1"),
+            execute(""),
+            message(b'S', b""),
+        ] {
+            x.client_sent(&m, TextMode::Standard);
+        }
+        let err = PgError::error("42P05", "prepared statement \"s1\" already exists").to_bytes();
+        assert_eq!(&*x.server_sent(&err).unwrap().statement.sql, "SELECT $1");
+        x.server_sent(&message(b'Z', b"I"));
+        x.server_sent(&message(b'2', b""));
+        let done = x.server_sent(&message(b'C', b"INSERT 0 1\0")).unwrap();
+        // The Bind was sent before the error came back; what ran is what the server held.
+        assert_eq!(&*done.statement.sql, "INSERT INTO t VALUES ($1)");
     }
 
     #[test]

@@ -12,7 +12,6 @@ pub mod policy;
 pub mod refusal;
 pub mod reveal;
 pub mod session;
-pub mod tracker;
 pub mod wire;
 
 use std::sync::Arc;

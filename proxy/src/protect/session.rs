@@ -17,13 +17,13 @@ use super::live::LiveProtection;
 use super::policy::{Caller, Policy, RoleRefusal};
 use super::refusal;
 use super::reveal::{Output, RevealCounts};
-use super::tracker::{self, Effect, Held, SqlEffect, Ticket};
 use super::wire::{self, Bind, Format, Parse, Target, Unreadable};
 use crate::analyze::{self, CopyDirection, CopyInfo};
 use crate::intercept::Verdict;
 use crate::metrics::{CryptoOp, Metrics, ProtectedValueAction, RefusalReason};
 use crate::pg_error::{sqlstate, PgError, Severity};
 use crate::protocol::frame::message;
+use crate::protocol::tracker::{self, Effect, Held, SqlEffect, Ticket};
 use crate::protocol::types::{backend, frontend};
 use crate::session::settings::{self, TextMode, TextSettings};
 
