@@ -403,3 +403,28 @@ async fn switching_encoding_and_string_settings_back_and_forth() {
     );
     proxy_serves(&f.proxy, &f.db).await;
 }
+
+#[tokio::test]
+async fn a_cursor_declared_in_sql_is_not_executed_through_the_protocol() {
+    let f = Fixture::new().await;
+    f.app()
+        .await
+        .execute(INSERT_EMAIL, &[&"cursor@secret.example"])
+        .await
+        .unwrap();
+    let mut c = raw(&f).await;
+    c.send(&query(
+        "BEGIN; DECLARE c CURSOR FOR SELECT email FROM customers",
+    ))
+    .await;
+    assert!(error_codes(&round(&mut c).await).is_empty());
+    // Its rows would pass undecrypted; the proxy did not bind it, so it does not run it.
+    c.send(&pipeline(&[execute("c"), sync()])).await;
+    let msgs = round(&mut c).await;
+    assert_eq!(error_codes(&msgs), ["34000"], "{msgs:?}");
+    assert!(!msgs.iter().any(|m| m.kind == b'D'), "{msgs:?}");
+    c.send(&query("ROLLBACK")).await;
+    assert!(error_codes(&round(&mut c).await).is_empty());
+    still_works(&mut c).await;
+    proxy_serves(&f.proxy, &f.db).await;
+}

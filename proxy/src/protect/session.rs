@@ -295,6 +295,9 @@ impl ProtectedSession {
             Ok(t) => t,
             Err(e) => return self.unreadable(e),
         };
+        if target == Target::Portal && self.names.portal(&name).is_none() {
+            return self.refuse_extended(&unknown_portal(&name));
+        }
         self.pending.push_back(match target {
             Target::Statement => Expect::DescribeStatement { name, ours: false },
             Target::Portal => Expect::DescribePortal { name },
@@ -307,14 +310,17 @@ impl ProtectedSession {
             Ok(p) => p,
             Err(e) => return self.unreadable(e),
         };
+        // Rows of a portal the proxy did not bind (a cursor declared in SQL) would reach the
+        // client undecrypted under a description that claims the logical type.
+        let Some(statement) = self.names.portal(&portal).map(|p| p.statement.clone()) else {
+            return self.refuse_extended(&unknown_portal(&portal));
+        };
         let mut effects = SqlTickets::new();
-        if let Some(statement) = self.names.portal(&portal).map(|p| p.statement.clone()) {
-            for effect in &statement.effects {
-                let ticket = self.names.sent(effect.effect());
-                effects.push_back((effect.clone(), ticket));
-            }
-            self.pipeline_unsettled |= statement.unsettling;
+        for effect in &statement.effects {
+            let ticket = self.names.sent(effect.effect());
+            effects.push_back((effect.clone(), ticket));
         }
+        self.pipeline_unsettled |= statement.unsettling;
         self.pending.push_back(Expect::Execute { portal, effects });
         Verdict::Forward
     }
@@ -1175,9 +1181,11 @@ impl ProtectedSession {
                 for (_, ticket) in effects {
                     self.names.skipped(ticket);
                 }
-                self.unsettled -= u32::from(unsettling);
+                self.unsettled = self.unsettled.saturating_sub(u32::from(unsettling));
             }
-            Expect::Sync { unsettling } => self.unsettled -= u32::from(unsettling),
+            Expect::Sync { unsettling } => {
+                self.unsettled = self.unsettled.saturating_sub(u32::from(unsettling))
+            }
             _ => {}
         }
     }
@@ -1204,7 +1212,7 @@ impl ProtectedSession {
                     for (_, ticket) in effects {
                         self.names.skipped(ticket);
                     }
-                    self.unsettled -= u32::from(unsettling);
+                    self.unsettled = self.unsettled.saturating_sub(u32::from(unsettling));
                     break;
                 }
                 sync @ Expect::Sync { .. } => {
@@ -1546,6 +1554,14 @@ fn same_server_statement(old: Option<&Plan>, new: Option<&Plan>) -> bool {
     }
 }
 
+/// The refusal of a Describe or Execute of a portal the proxy did not bind.
+fn unknown_portal(name: &str) -> PgError {
+    PgError::error(
+        "34000",
+        format!("portal \"{name}\" does not exist, or was not bound through pgshroud (a cursor declared in SQL): pgshroud describes and executes only portals it bound; use FETCH for SQL cursors"),
+    )
+}
+
 /// Whether messages going upstream end a COPY (CopyDone or CopyFail).
 fn ends_copy(mut out: &[u8]) -> bool {
     while out.len() >= 5 {
@@ -1882,6 +1898,24 @@ mod tests {
         assert!(reader.error_is_refusal());
         let mut app = test_session("app");
         assert_eq!(app.client_message(&call), Verdict::Forward);
+    }
+
+    #[test]
+    fn an_execute_of_a_portal_the_proxy_did_not_bind_is_refused() {
+        let mut s = test_session("app");
+        s.client_message(&message(b'Q', b"DECLARE c CURSOR WITH HOLD FOR SELECT 1\0"));
+        answer(&mut s, &["CDECLARE CURSOR\0", "ZI"]);
+        let v = s.client_message(&message(b'E', b"c\0\0\0\0\0"));
+        assert_eq!(refusal_code(&v).as_deref(), Some("34000"));
+        let v = s.client_message(&message(b'D', b"Pc\0"));
+        assert_eq!(refusal_code(&v).as_deref(), Some("34000"));
+        // A portal it bound runs.
+        s.client_message(&parse("", "select 1"));
+        s.client_message(&bind("", ""));
+        assert_eq!(
+            s.client_message(&message(b'E', b"\0\0\0\0\0")),
+            Verdict::Forward
+        );
     }
 
     #[test]
