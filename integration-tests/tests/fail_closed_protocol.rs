@@ -211,7 +211,7 @@ async fn malformed_parse_bind_and_close_end_the_session_with_08p01() {
     bind_body.extend_from_slice(&4i32.to_be_bytes());
     short_bind.extend_from_slice(&message(b'B', &bind_body));
     short_bind.extend_from_slice(&sync());
-    for frame in [
+    let frames = [
         too_many_types,
         short_bind,
         // Close and Describe without a target, Execute without its row limit, a Query
@@ -220,9 +220,17 @@ async fn malformed_parse_bind_and_close_end_the_session_with_08p01() {
         pipeline(&[message(b'D', b"S"), sync()]),
         pipeline(&[message(b'E', b"\0"), sync()]),
         message(b'Q', b"SELECT 1"),
-    ] {
-        assert_protocol_violation(&f, &frame).await;
+    ];
+    for frame in &frames {
+        assert_protocol_violation(&f, frame).await;
     }
+    let protocol_errors = f
+        .proxy
+        .metrics_text()
+        .lines()
+        .find(|l| l.starts_with("pgshroud_connection_errors_total{reason=\"protocol\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+    assert_eq!(protocol_errors, Some(frames.len() as f64));
     assert!(
         f.stored("SELECT email FROM customers").await.is_empty(),
         "nothing may be written"
