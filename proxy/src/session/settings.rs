@@ -124,7 +124,8 @@ pub fn utf8_text(bytes: &[u8]) -> Result<&str, PgError> {
 }
 
 /// Whether a statement text may change how later text is read: the proxy cannot analyse
-/// text sent behind it until the server has answered (and reported the change).
+/// text sent behind it until the server has answered (and reported the change). Whole words
+/// only, so `pg_namespace` or `pg_stat_reset` do not count.
 pub fn may_change_text_settings(sql: &[u8]) -> bool {
     const WORDS: [&[u8]; 6] = [
         b"client_encoding",
@@ -134,9 +135,13 @@ pub fn may_change_text_settings(sql: &[u8]) -> bool {
         b"discard",
         b"names",
     ];
+    let part_of_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80;
     WORDS.iter().any(|w| {
-        sql.windows(w.len())
-            .any(|window| window.eq_ignore_ascii_case(w))
+        sql.windows(w.len()).enumerate().any(|(at, window)| {
+            window.eq_ignore_ascii_case(w)
+                && (at == 0 || !part_of_word(sql[at - 1]))
+                && sql.get(at + w.len()).is_none_or(|&b| !part_of_word(b))
+        })
     })
 }
 
