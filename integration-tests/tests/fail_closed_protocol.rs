@@ -436,3 +436,36 @@ async fn a_cursor_declared_in_sql_is_not_executed_through_the_protocol() {
     still_works(&mut c).await;
     proxy_serves(&f.proxy, &f.db).await;
 }
+
+#[tokio::test]
+async fn a_driver_pipelining_prepares_closes_and_binds_stays_encrypted() {
+    // tokio-postgres pipelines concurrent requests on one connection, and closes a prepared
+    // statement (Close + Sync) when it is dropped: the tracker follows all of it.
+    let f = Fixture::new().await;
+    let c = f.app().await;
+    for round in 0..3 {
+        let insert = c.prepare(INSERT_EMAIL).await.unwrap();
+        let writes = (0..20).map(|i| {
+            let (c, insert) = (&c, insert.clone());
+            async move {
+                let email = format!("p{round}-{i}@secret.example");
+                c.execute(&insert, &[&email]).await
+            }
+        });
+        for result in futures_util::future::join_all(writes).await {
+            result.unwrap();
+        }
+        drop(insert);
+        let n: i64 = c
+            .query_one("SELECT count(*) FROM customers", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 20 * (round + 1));
+    }
+    assert_stored_encrypted(&f, "@secret.example").await;
+    let read = emails(&f).await;
+    assert_eq!(read.len(), 60);
+    assert!(read.iter().all(|e| e.ends_with("@secret.example")));
+    proxy_serves(&f.proxy, &f.db).await;
+}
