@@ -115,3 +115,56 @@ impl RawClient {
         matches!(self.stream.read(&mut byte).await, Ok(0) | Err(_))
     }
 }
+
+/// Extended-protocol messages, built by hand so tests can order (and break) them at will.
+pub mod build {
+    use super::message;
+
+    /// Parse with no declared parameter types.
+    pub fn parse(name: &str, sql: &str) -> Vec<u8> {
+        message(b'P', format!("{name}\0{sql}\0\0\0").as_bytes())
+    }
+
+    /// Bind with text parameters and text results.
+    pub fn bind(portal: &str, statement: &str, params: &[&str]) -> Vec<u8> {
+        let mut body = format!("{portal}\0{statement}\0").into_bytes();
+        body.extend_from_slice(&0u16.to_be_bytes());
+        body.extend_from_slice(&(params.len() as u16).to_be_bytes());
+        for p in params {
+            body.extend_from_slice(&(p.len() as i32).to_be_bytes());
+            body.extend_from_slice(p.as_bytes());
+        }
+        body.extend_from_slice(&0u16.to_be_bytes());
+        message(b'B', &body)
+    }
+
+    /// Execute of `portal` without a row limit.
+    pub fn execute(portal: &str) -> Vec<u8> {
+        message(b'E', format!("{portal}\0\0\0\0\0").as_bytes())
+    }
+
+    pub fn close_statement(name: &str) -> Vec<u8> {
+        message(b'C', format!("S{name}\0").as_bytes())
+    }
+
+    pub fn sync() -> Vec<u8> {
+        message(b'S', b"")
+    }
+
+    pub fn query(sql: &str) -> Vec<u8> {
+        message(b'Q', format!("{sql}\0").as_bytes())
+    }
+
+    /// Several messages sent as one write (one pipeline).
+    pub fn pipeline(messages: &[Vec<u8>]) -> Vec<u8> {
+        messages.concat()
+    }
+}
+
+/// The SQLSTATEs of the ErrorResponses among `msgs`, in order.
+pub fn error_codes(msgs: &[Msg]) -> Vec<String> {
+    msgs.iter()
+        .filter(|m| m.kind == b'E')
+        .map(|m| m.field(b'C').unwrap_or_default())
+        .collect()
+}

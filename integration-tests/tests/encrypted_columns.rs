@@ -350,6 +350,8 @@ async fn python_reference_decryptor_reads_what_the_proxy_stored() {
     );
 }
 
+/// The value that does not decrypt ends the session (FATAL): stopping only the result would
+/// leave client and server disagreeing about what ran.
 #[tokio::test]
 async fn a_proxy_with_the_wrong_key_reports_the_column_instead_of_garbage() {
     let f = fixture().await;
@@ -373,7 +375,12 @@ async fn a_proxy_with_the_wrong_key_reports_the_column_instead_of_garbage() {
         .unwrap()
         .message()
         .contains("public.customers.email"));
-    let n: i32 = c.query_one("SELECT 1", &[]).await.unwrap().get(0);
+    assert!(c.query_one("SELECT 1", &[]).await.is_err());
+    let again = wrong
+        .connect(users::SCRAM, users::SCRAM_PASSWORD, &f.db)
+        .await
+        .unwrap();
+    let n: i32 = again.query_one("SELECT 1", &[]).await.unwrap().get(0);
     assert_eq!(n, 1);
 }
 

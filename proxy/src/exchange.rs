@@ -2,18 +2,34 @@
 //! order, every message that will be answered; the server direction pops them as responses
 //! arrive. That is how a `DataRow` of an extended-protocol `Execute` (which carries no
 //! `RowDescription` of its own) is tied to its statement, and how a statement's outcome and
-//! row count are known for audit.
+//! row count are known for audit. Which text a statement or portal name stands for follows
+//! the server (`tracker`): a Parse the server refused or skipped does not rename anything.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::protocol::tracker::{Effect, Held, Ticket, Tracker};
 use crate::protocol::types::{backend, frontend};
+use crate::session::settings::TextMode;
 
-/// A statement as the client sent it (simple query text or a Parse).
+/// A statement as the client sent it (simple query text, a Parse, or a FunctionCall).
 #[derive(Debug)]
 pub struct Statement {
     pub sql: Arc<str>,
+    /// How the server read the text when it was sent (text that is not UTF-8 counts as
+    /// another encoding: it is never shown).
+    pub mode: TextMode,
+}
+
+impl Statement {
+    fn new(sql: &[u8], mode: TextMode) -> Arc<Statement> {
+        let (sql, mode) = match std::str::from_utf8(sql) {
+            Ok(sql) => (sql.into(), mode),
+            Err(_) => (String::from_utf8_lossy(sql).into(), TextMode::OtherEncoding),
+        };
+        Arc::new(Statement { sql, mode })
+    }
 }
 
 /// Which protocol a statement came by.
@@ -23,18 +39,28 @@ pub enum Protocol {
     Simple,
     /// Parse/Bind/Execute.
     Extended,
+    /// FunctionCall: a function run by OID.
+    FunctionCall,
 }
 
 /// A request waiting for its answer.
 #[derive(Debug, Clone)]
 pub enum Pending {
     /// An error in its place ends the statement before it ran.
-    Parse(Arc<Statement>),
-    Bind(Arc<Statement>),
-    Close,
+    Parse(Arc<Statement>, Ticket),
+    /// A Bind of statement `from` into `portal`: the portal runs the statement the server
+    /// holds under `from` when the Bind completes.
+    Bind {
+        statement: Arc<Statement>,
+        portal: String,
+        from: String,
+        ticket: Ticket,
+    },
+    Close(Ticket),
     Describe(Arc<Statement>),
     Execute {
         statement: Arc<Statement>,
+        portal: String,
         started: Instant,
     },
     /// A whole simple `Query` (possibly several statements), answered up to ReadyForQuery;
@@ -43,8 +69,15 @@ pub enum Pending {
         statement: Arc<Statement>,
         started: Instant,
         index: usize,
+        /// The unnamed statement and portal end with it.
+        ticket: Ticket,
     },
-    /// Sync or FunctionCall: answered by ReadyForQuery.
+    /// A FunctionCall, answered by FunctionCallResponse (or an error), then ReadyForQuery.
+    FunctionCall {
+        statement: Arc<Statement>,
+        started: Instant,
+    },
+    /// Sync: answered by ReadyForQuery.
     Sync,
 }
 
@@ -75,42 +108,54 @@ pub struct Finished {
 #[derive(Debug, Default)]
 pub struct Exchange {
     pending: VecDeque<Pending>,
-    statements: HashMap<String, Arc<Statement>>,
-    portals: HashMap<String, Arc<Statement>>,
+    /// Statement and portal names, each standing for the statement text it runs.
+    names: Tracker<Statement, Statement>,
 }
 
 impl Exchange {
-    /// Records a client message that the server will answer. `frame` is a whole message.
-    pub fn client_sent(&mut self, frame: &[u8]) {
-        let body = &frame[5..];
+    /// Records a client message that the server will answer. `frame` is a whole message;
+    /// `mode` is how the server reads statement text now.
+    pub fn client_sent(&mut self, frame: &[u8], mode: TextMode) {
+        let Some((&kind, rest)) = frame.split_first() else {
+            return;
+        };
+        let body = rest.get(4..).unwrap_or_default();
         let now = Instant::now;
-        match frame[0] {
+        match kind {
             frontend::QUERY => {
-                let sql = cstr(body).unwrap_or_default();
+                let ticket = self.names.sent(Effect::SimpleQuery);
                 self.pending.push_back(Pending::Query {
-                    statement: Arc::new(Statement { sql: sql.into() }),
+                    statement: Statement::new(cbytes(body), mode),
                     started: now(),
                     index: 0,
+                    ticket,
                 });
             }
             frontend::PARSE => {
-                let mut parts = cstrs(body);
+                let mut parts = body.split(|&b| b == 0);
                 let name = parts.next().unwrap_or_default();
                 let sql = parts.next().unwrap_or_default();
-                let statement = Arc::new(Statement { sql: sql.into() });
-                self.statements.insert(name.to_owned(), statement.clone());
-                self.pending.push_back(Pending::Parse(statement));
+                let statement = Statement::new(sql, mode);
+                let name = String::from_utf8_lossy(name).into_owned();
+                let ticket = self
+                    .names
+                    .sent(Effect::Prepare(name, Held::Known(statement.clone())));
+                self.pending.push_back(Pending::Parse(statement, ticket));
             }
             frontend::BIND => {
                 let mut parts = cstrs(body);
-                let portal = parts.next().unwrap_or_default();
-                let statement = parts.next().unwrap_or_default();
-                let statement = self.statements.get(statement).cloned();
-                if let Some(s) = &statement {
-                    self.portals.insert(portal.to_owned(), s.clone());
-                }
-                self.pending
-                    .push_back(Pending::Bind(statement.unwrap_or_else(unknown)));
+                let portal = parts.next().unwrap_or_default().to_owned();
+                let from = parts.next().unwrap_or_default().to_owned();
+                let statement = self.statement(&from);
+                let ticket = self
+                    .names
+                    .sent(Effect::Bind(portal.clone(), statement.clone()));
+                self.pending.push_back(Pending::Bind {
+                    statement,
+                    portal,
+                    from,
+                    ticket,
+                });
             }
             frontend::DESCRIBE => {
                 let target = self.target(body);
@@ -118,33 +163,53 @@ impl Exchange {
             }
             frontend::EXECUTE => {
                 let portal = cstr(body).unwrap_or_default();
-                let statement = self.portals.get(portal).cloned().unwrap_or_else(unknown);
+                let statement = self.names.portal(portal).cloned().unwrap_or_else(unknown);
                 self.pending.push_back(Pending::Execute {
                     statement,
+                    portal: portal.to_owned(),
                     started: now(),
                 });
             }
             frontend::CLOSE => {
-                if let (Some(&kind), Some(name)) = (body.first(), cstr(&body[1..])) {
-                    match kind {
-                        b'S' => self.statements.remove(name),
-                        _ => self.portals.remove(name),
-                    };
-                }
-                self.pending.push_back(Pending::Close);
+                let name = body.get(1..).and_then(cstr).unwrap_or_default().to_owned();
+                let ticket = self.names.sent(match body.first() {
+                    Some(b'S') => Effect::CloseStatement(name),
+                    _ => Effect::ClosePortal(name),
+                });
+                self.pending.push_back(Pending::Close(ticket));
             }
-            frontend::SYNC | frontend::FUNCTION_CALL => self.pending.push_back(Pending::Sync),
+            frontend::FUNCTION_CALL => {
+                let oid = body
+                    .get(..4)
+                    .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+                    .unwrap_or(0);
+                self.pending.push_back(Pending::FunctionCall {
+                    statement: Arc::new(Statement {
+                        sql: format!("function {oid}").into(),
+                        mode: TextMode::Standard,
+                    }),
+                    started: now(),
+                });
+            }
+            frontend::SYNC => self.pending.push_back(Pending::Sync),
             _ => {}
         }
     }
 
     fn target(&self, body: &[u8]) -> Arc<Statement> {
         let name = cstr(body.get(1..).unwrap_or_default()).unwrap_or_default();
-        let found = match body.first() {
-            Some(b'S') => self.statements.get(name),
-            _ => self.portals.get(name),
-        };
-        found.cloned().unwrap_or_else(unknown)
+        match body.first() {
+            Some(b'S') => self.statement(name),
+            _ => self.names.portal(name).cloned().unwrap_or_else(unknown),
+        }
+    }
+
+    /// The statement a message sent now finds under `name`.
+    fn statement(&self, name: &str) -> Arc<Statement> {
+        match self.names.statement(name) {
+            Some(Held::Known(statement)) => statement.clone(),
+            _ => unknown(),
+        }
     }
 
     /// The request the server is answering now.
@@ -154,11 +219,32 @@ impl Exchange {
 
     /// Accounts for one server message; returns what finished with it, if anything.
     pub fn server_sent(&mut self, frame: &[u8]) -> Option<Finished> {
-        match frame[0] {
-            backend::PARSE_COMPLETE
-            | backend::BIND_COMPLETE
-            | backend::CLOSE_COMPLETE
-            | backend::NO_DATA => {
+        match *frame.first()? {
+            backend::PARSE_COMPLETE | backend::BIND_COMPLETE | backend::CLOSE_COMPLETE => {
+                match self.pending.pop_front() {
+                    Some(Pending::Parse(_, ticket) | Pending::Close(ticket)) => {
+                        self.names.confirm(ticket)
+                    }
+                    Some(Pending::Bind {
+                        portal,
+                        from,
+                        ticket,
+                        ..
+                    }) => {
+                        // The statement as the server holds it now, which may differ from
+                        // the one expected when the Bind was sent.
+                        self.names.skipped(ticket);
+                        let statement = match self.names.confirmed_statement(&from) {
+                            Some(Held::Known(statement)) => statement.clone(),
+                            _ => unknown(),
+                        };
+                        self.names.apply(Effect::Bind(portal, statement));
+                    }
+                    _ => {}
+                }
+                None
+            }
+            backend::NO_DATA => {
                 self.pending.pop_front();
                 None
             }
@@ -169,8 +255,13 @@ impl Exchange {
                 None
             }
             backend::COMMAND_COMPLETE => {
-                let tag = cstr(&frame[5..]).unwrap_or_default().to_owned();
+                let tag = cstr(frame.get(5..).unwrap_or_default())
+                    .unwrap_or_default()
+                    .to_owned();
                 self.finish(Outcome::Complete(tag))
+            }
+            backend::FUNCTION_CALL_RESPONSE => {
+                self.finish(Outcome::Complete("FUNCTION CALL".into()))
             }
             backend::EMPTY_QUERY => self.finish(Outcome::Complete(String::new())),
             backend::PORTAL_SUSPENDED => self.finish(Outcome::Suspended),
@@ -183,9 +274,17 @@ impl Exchange {
             backend::READY_FOR_QUERY => {
                 // Everything up to the sync point is answered (or was skipped after an error).
                 while let Some(p) = self.pending.pop_front() {
-                    if matches!(p, Pending::Sync | Pending::Query { .. }) {
-                        break;
+                    match p {
+                        Pending::Query { ticket, .. } => {
+                            self.names.confirm(ticket);
+                            break;
+                        }
+                        Pending::Sync | Pending::FunctionCall { .. } => break,
+                        skipped => self.skipped(skipped),
                     }
+                }
+                if frame.get(5) == Some(&b'I') {
+                    self.names.transaction_ended();
                 }
                 None
             }
@@ -195,7 +294,24 @@ impl Exchange {
 
     fn finish(&mut self, outcome: Outcome) -> Option<Finished> {
         match self.pending.front_mut()? {
-            Pending::Execute { statement, started } => {
+            // Stays queued to its ReadyForQuery; finished once.
+            Pending::FunctionCall { statement, started } => Some(Finished {
+                statement: statement.clone(),
+                started: *started,
+                outcome,
+                protocol: Protocol::FunctionCall,
+                index: 0,
+            }),
+            Pending::Execute {
+                statement,
+                portal,
+                started,
+            } => {
+                let statement = self
+                    .names
+                    .confirmed_portal(portal)
+                    .unwrap_or(statement)
+                    .clone();
                 let done = Finished {
                     statement: statement.clone(),
                     started: *started,
@@ -211,6 +327,7 @@ impl Exchange {
                 statement,
                 started,
                 index,
+                ..
             } => {
                 let done = Finished {
                     statement: statement.clone(),
@@ -231,7 +348,16 @@ impl Exchange {
         let outcome = Outcome::Error { sqlstate };
         let front = self.pending.front()?.clone();
         let done = match &front {
-            Pending::Execute { statement, started } => Some(Finished {
+            Pending::FunctionCall { statement, started } => Some(Finished {
+                statement: statement.clone(),
+                started: *started,
+                outcome,
+                protocol: Protocol::FunctionCall,
+                index: 0,
+            }),
+            Pending::Execute {
+                statement, started, ..
+            } => Some(Finished {
                 statement: statement.clone(),
                 started: *started,
                 outcome,
@@ -242,6 +368,7 @@ impl Exchange {
                 statement,
                 started,
                 index,
+                ..
             } => Some(Finished {
                 statement: statement.clone(),
                 started: *started,
@@ -250,27 +377,41 @@ impl Exchange {
                 index: *index,
             }),
             // The statement failed (or was refused) before it could run.
-            Pending::Parse(statement) | Pending::Bind(statement) | Pending::Describe(statement) => {
-                Some(Finished {
-                    statement: statement.clone(),
-                    started: Instant::now(),
-                    outcome,
-                    protocol: Protocol::Extended,
-                    index: 0,
-                })
-            }
+            Pending::Parse(statement, _)
+            | Pending::Bind { statement, .. }
+            | Pending::Describe(statement) => Some(Finished {
+                statement: statement.clone(),
+                started: Instant::now(),
+                outcome,
+                protocol: Protocol::Extended,
+                index: 0,
+            }),
             _ => None,
         };
-        if !matches!(front, Pending::Query { .. }) {
+        if !matches!(front, Pending::Query { .. } | Pending::FunctionCall { .. }) {
             // Extended protocol: the server skips everything up to Sync.
             while let Some(p) = self.pending.front() {
                 if matches!(p, Pending::Sync) {
                     break;
                 }
-                self.pending.pop_front();
+                if let Some(skipped) = self.pending.pop_front() {
+                    self.skipped(skipped);
+                }
             }
         }
         done
+    }
+
+    /// A request the server skipped (after an error) or answered with an error: its effect
+    /// on names did not happen.
+    fn skipped(&mut self, request: Pending) {
+        match request {
+            Pending::Parse(_, ticket)
+            | Pending::Bind { ticket, .. }
+            | Pending::Close(ticket)
+            | Pending::Query { ticket, .. } => self.names.skipped(ticket),
+            _ => {}
+        }
     }
 
     /// Requests still unanswered.
@@ -279,8 +420,17 @@ impl Exchange {
     }
 }
 
+/// A statement the audit cannot name (never prepared, or prepared by SQL).
 fn unknown() -> Arc<Statement> {
-    Arc::new(Statement { sql: "".into() })
+    Arc::new(Statement {
+        sql: "".into(),
+        mode: TextMode::Standard,
+    })
+}
+
+/// The bytes of a C string (up to its terminator, or all of `buf` without one).
+fn cbytes(buf: &[u8]) -> &[u8] {
+    buf.split(|&b| b == 0).next().unwrap_or_default()
 }
 
 fn cstr(buf: &[u8]) -> Option<&str> {
@@ -313,12 +463,12 @@ mod tests {
     fn execute_of_a_named_statement_finishes_with_its_sql_and_tag() {
         let mut x = Exchange::default();
         for m in [parse("s1", "SELECT 1"), message(b'S', b"")] {
-            x.client_sent(&m);
+            x.client_sent(&m, TextMode::Standard);
         }
         assert!(x.server_sent(&message(b'1', b"")).is_none());
         x.server_sent(&message(b'Z', b"I"));
         for m in [bind("", "s1"), execute(""), message(b'S', b"")] {
-            x.client_sent(&m);
+            x.client_sent(&m, TextMode::Standard);
         }
         x.server_sent(&message(b'2', b""));
         x.server_sent(&message(b'D', b"\0\x01\0\0\0\x011"));
@@ -341,7 +491,7 @@ mod tests {
             execute(""),
             message(b'S', b""),
         ] {
-            x.client_sent(&m);
+            x.client_sent(&m, TextMode::Standard);
         }
         x.server_sent(&message(b'1', b""));
         x.server_sent(&message(b'2', b""));
@@ -359,9 +509,69 @@ mod tests {
     }
 
     #[test]
+    fn short_messages_do_not_panic() {
+        let mut x = Exchange::default();
+        for m in [&message(b'C', b"")[..], &message(b'F', b"")[..], b"", b"C"] {
+            x.client_sent(m, TextMode::Standard);
+        }
+        for m in [&message(b'C', b"")[..], b"", b"C", b"Z"] {
+            x.server_sent(m);
+        }
+    }
+
+    #[test]
+    fn a_function_call_is_one_statement_and_its_error_skips_nothing() {
+        let mut x = Exchange::default();
+        let call = message(b'F', b"\0\0\x04\xd2\0\0\0\0\0\0");
+        x.client_sent(&call, TextMode::Standard);
+        let done = x.server_sent(&message(b'V', b"\xff\xff\xff\xff")).unwrap();
+        assert_eq!(done.protocol, Protocol::FunctionCall);
+        assert_eq!(&*done.statement.sql, "function 1234");
+        x.server_sent(&message(b'Z', b"I"));
+        assert_eq!(x.in_flight(), 0);
+        x.client_sent(&call, TextMode::Standard);
+        x.client_sent(&message(b'Q', b"SELECT 1\0"), TextMode::Standard);
+        let err = PgError::error("42501", "permission denied").to_bytes();
+        assert_eq!(
+            x.server_sent(&err).unwrap().protocol,
+            Protocol::FunctionCall
+        );
+        x.server_sent(&message(b'Z', b"I"));
+        assert!(matches!(x.current(), Some(Pending::Query { .. })));
+    }
+
+    #[test]
+    fn a_refused_second_parse_of_a_name_leaves_its_text() {
+        let mut x = Exchange::default();
+        for m in [parse("s1", "INSERT INTO t VALUES ($1)"), message(b'S', b"")] {
+            x.client_sent(&m, TextMode::Standard);
+        }
+        x.server_sent(&message(b'1', b""));
+        x.server_sent(&message(b'Z', b"I"));
+        for m in [
+            parse("s1", "SELECT $1"),
+            bind("", "s1"),
+            execute(""),
+            message(b'S', b""),
+            bind("", "s1"),
+            execute(""),
+            message(b'S', b""),
+        ] {
+            x.client_sent(&m, TextMode::Standard);
+        }
+        let err = PgError::error("42P05", "prepared statement \"s1\" already exists").to_bytes();
+        assert_eq!(&*x.server_sent(&err).unwrap().statement.sql, "SELECT $1");
+        x.server_sent(&message(b'Z', b"I"));
+        x.server_sent(&message(b'2', b""));
+        let done = x.server_sent(&message(b'C', b"INSERT 0 1\0")).unwrap();
+        // The Bind was sent before the error came back; what ran is what the server held.
+        assert_eq!(&*done.statement.sql, "INSERT INTO t VALUES ($1)");
+    }
+
+    #[test]
     fn each_statement_of_a_simple_query_finishes() {
         let mut x = Exchange::default();
-        x.client_sent(&message(b'Q', b"SELECT 1; SELECT 2\0"));
+        x.client_sent(&message(b'Q', b"SELECT 1; SELECT 2\0"), TextMode::Standard);
         assert!(x.server_sent(&message(b'C', b"SELECT 1\0")).is_some());
         assert!(x.server_sent(&message(b'C', b"SELECT 1\0")).is_some());
         x.server_sent(&message(b'Z', b"I"));

@@ -12,6 +12,7 @@ use crate::protect::session::ProtectedSession;
 use crate::metrics::Metrics;
 use crate::pg_error::PgError;
 use crate::protocol::types::{backend, frontend};
+use crate::session::settings::TextSettings;
 use crate::statement_metrics::{StatementMeter, NO_ROLE};
 
 /// What to do with one message.
@@ -72,10 +73,25 @@ impl StatementPath {
         self
     }
 
+    /// How the server reads statement text, as it reported at startup; from then on the
+    /// statement path follows its ParameterStatus messages.
+    pub fn with_text_settings(self, settings: TextSettings) -> Self {
+        if let Some(Ok(mut s)) = self.protected.as_ref().map(|s| s.lock()) {
+            s.set_text_settings(settings.clone());
+        }
+        if let Some(Ok(mut a)) = self.audit.as_ref().map(|a| a.lock()) {
+            a.set_text_settings(settings);
+        }
+        self
+    }
+
     /// Called for every whole client message (type byte, length, body).
     pub fn client_message(&mut self, frame: &[u8]) -> Verdict {
+        let Some(&kind) = frame.first() else {
+            return Verdict::End(PgError::protocol_violation("empty message"));
+        };
         if let Some(Ok(mut meter)) = self.meter.as_ref().map(|m| m.lock()) {
-            meter.client_message(frame[0]);
+            meter.client_message(kind);
         }
         if let Some(audit) = &self.audit {
             if let Ok(mut a) = audit.lock() {
@@ -86,25 +102,28 @@ impl StatementPath {
             None => Verdict::Forward,
             Some(session) => match session.lock() {
                 Ok(mut s) => s.client_message(frame),
-                Err(_) => Verdict::Forward,
+                Err(_) => Verdict::End(poisoned()),
             },
         }
     }
 
     /// Called for every whole server message.
     pub fn server_message(&mut self, frame: &[u8]) -> Verdict {
+        let Some(&kind) = frame.first() else {
+            return Verdict::End(PgError::protocol_violation("empty server message"));
+        };
         let mut refused = false;
         let verdict = match &self.protected {
             None => Verdict::Forward,
             Some(session) => match session.lock() {
                 Ok(mut s) => {
-                    refused = frame[0] == backend::ERROR_RESPONSE && s.error_is_refusal();
-                    if frame[0] == backend::READY_FOR_QUERY {
+                    refused = kind == backend::ERROR_RESPONSE && s.error_is_refusal();
+                    if kind == backend::READY_FOR_QUERY {
                         self.follow_role(&s);
                     }
                     s.server_message(frame)
                 }
-                Err(_) => Verdict::Forward,
+                Err(_) => Verdict::End(poisoned()),
             },
         };
         if let Some(Ok(mut meter)) = self.meter.as_ref().map(|m| m.lock()) {
@@ -160,13 +179,22 @@ impl StatementPath {
     }
 }
 
+/// A panic once held the session's state lock: what it holds may be half-changed, so the
+/// session ends rather than forward anything on the strength of it.
+fn poisoned() -> PgError {
+    PgError::fatal(
+        "XX000",
+        "pgshroud hit an internal error in this session and closed the connection",
+    )
+}
+
 /// The SQL text of a `Query` or `Parse` message, without its terminator.
 pub fn statement_text(frame: &[u8]) -> Option<&[u8]> {
     let body = frame.get(5..)?;
-    let body = match frame[0] {
+    let body = match *frame.first()? {
         frontend::QUERY => body,
         // Parse: statement name (cstring), then the query (cstring).
-        frontend::PARSE => &body[body.iter().position(|&b| b == 0)? + 1..],
+        frontend::PARSE => body.get(body.iter().position(|&b| b == 0)? + 1..)?,
         _ => return None,
     };
     let end = body.iter().position(|&b| b == 0)?;
@@ -186,6 +214,33 @@ mod tests {
         assert_eq!(statement_text(&p), Some(&b"select $1"[..]));
         let s = message(b'S', b"");
         assert_eq!(statement_text(&s), None);
+    }
+
+    #[test]
+    fn a_poisoned_session_lock_ends_the_session() {
+        let mut path = StatementPath::protected(crate::protect::session::test_session("app"));
+        let session = path.protected.clone().unwrap();
+        let _ = std::thread::spawn(move || {
+            let _held = session.lock().unwrap();
+            panic!("poison the lock");
+        })
+        .join();
+        for verdict in [
+            path.client_message(&message(b'Q', b"select 1\0")),
+            path.server_message(&message(b'Z', b"I")),
+        ] {
+            match verdict {
+                Verdict::End(e) => assert_eq!(e.code, "XX000"),
+                other => panic!("forwarded with a poisoned lock: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn an_empty_message_ends_the_session_without_a_panic() {
+        let mut path = StatementPath::passthrough();
+        assert!(matches!(path.client_message(b""), Verdict::End(_)));
+        assert!(matches!(path.server_message(b""), Verdict::End(_)));
     }
 
     #[test]

@@ -51,8 +51,14 @@ impl StatementMeter {
     /// A server message as the client receives it; `refused` when an error is the proxy's
     /// refusal.
     pub fn server_message(&mut self, frame: &[u8], refused: bool) {
-        match frame[0] {
-            backend::COMMAND_COMPLETE => self.count(kind_of_tag(&frame[5..]), StatementOutcome::Ok),
+        let Some(&kind) = frame.first() else {
+            return;
+        };
+        match kind {
+            backend::COMMAND_COMPLETE => {
+                let tag = frame.get(5..).unwrap_or_default();
+                self.count(kind_of_tag(tag), StatementOutcome::Ok)
+            }
             backend::ERROR_RESPONSE => {
                 let outcome = if refused {
                     StatementOutcome::Refused

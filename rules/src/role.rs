@@ -10,9 +10,18 @@ use crate::logical_type::LogicalType;
 use crate::network::Network;
 use crate::template::Template;
 
-/// The statement kinds a role's `statements` list may name.
-pub const STATEMENT_KINDS: [&str; 8] = [
-    "select", "insert", "update", "delete", "merge", "copy", "ddl", "other",
+/// The statement kinds a role's `statements` list may name. `function_call` is the
+/// protocol's FunctionCall message (a function run by OID, outside any SQL text).
+pub const STATEMENT_KINDS: [&str; 9] = [
+    "select",
+    "insert",
+    "update",
+    "delete",
+    "merge",
+    "copy",
+    "ddl",
+    "other",
+    "function_call",
 ];
 
 /// A role from the rules file (or the built-in one when the file defines none).

@@ -7,13 +7,14 @@ use std::time::Instant;
 
 use super::alert::{self, Alerts, Raised};
 use super::event::{ColumnAction, Event, EventType, Outcome, Totals};
-use super::normalize::NormalStatement;
+use super::normalize::{self, NormalStatement, Normalized};
 use super::Audit;
 use crate::analyze::Usage;
 use crate::exchange::{self, Exchange, Finished, Protocol};
 use crate::protect::codec::Spec;
 use crate::protect::session::AuditView;
 use crate::protocol::types::{backend, frontend};
+use crate::session::settings::{TextMode, TextSettings};
 use pgshroud_rules::Action;
 
 /// Who is connected, as every event of the connection says it.
@@ -49,6 +50,9 @@ pub struct ConnectionAudit {
     totals: Totals,
     opened: Instant,
     alerts: Alerts,
+    /// How the server reads statement text now (from its ParameterStatus reports): a text
+    /// is normalised as the server read it, or not shown.
+    settings: TextSettings,
 }
 
 impl ConnectionAudit {
@@ -62,6 +66,7 @@ impl ConnectionAudit {
             totals: Totals::default(),
             opened: Instant::now(),
             alerts: Alerts::default(),
+            settings: TextSettings::default(),
         };
         me.audit.emit(me.event(EventType::Connect));
         me
@@ -116,10 +121,18 @@ impl ConnectionAudit {
         self.audit.emit(e);
     }
 
+    /// The session's text settings as the server reported them at startup.
+    pub fn set_text_settings(&mut self, settings: TextSettings) {
+        self.settings = settings;
+    }
+
     /// A whole client message, as the client sent it.
     pub fn client_sent(&mut self, frame: &[u8]) {
+        let Some(&kind) = frame.first() else {
+            return;
+        };
         if matches!(
-            frame[0],
+            kind,
             frontend::QUERY
                 | frontend::PARSE
                 | frontend::BIND
@@ -129,16 +142,20 @@ impl ConnectionAudit {
                 | frontend::SYNC
                 | frontend::FUNCTION_CALL
         ) {
-            self.exchange.client_sent(frame);
+            self.exchange.client_sent(frame, self.settings.mode());
         }
     }
 
     /// A whole server message on its way to the client. `view_of` describes a statement text
     /// under the session's rules and role (`None` without rules).
     pub fn server_sent(&mut self, frame: &[u8], view_of: impl Fn(&str) -> Option<AuditView>) {
-        if frame[0] == backend::DATA_ROW {
-            self.rows += 1;
-            return;
+        match frame.first() {
+            Some(&backend::DATA_ROW) => {
+                self.rows += 1;
+                return;
+            }
+            Some(&backend::PARAMETER_STATUS) => self.settings.observe_message(frame),
+            _ => {}
         }
         if let Some(done) = self.exchange.server_sent(frame) {
             let rows = std::mem::take(&mut self.rows);
@@ -156,13 +173,20 @@ impl ConnectionAudit {
         if sql.trim().is_empty() && done.outcome == exchange::Outcome::Complete(String::new()) {
             return; // An empty query: no statement ran.
         }
-        let normalized = self.audit.normalize(sql);
+        let normalized = self.normalized(&done);
         let view = view_of(sql);
         if let Some(view) = &view {
             // The role in force for this statement (rules may have been reloaded).
             self.info.role = Some(view.policy.role().name.clone());
         }
-        let refused = view.as_ref().is_some_and(|v| v.refused);
+        let refused = match done.protocol {
+            // Refused by the role's statement kinds (see ProtectedSession::function_call).
+            Protocol::FunctionCall => view.as_ref().is_some_and(|v| {
+                !v.policy.role().allows_statement("function_call")
+                    && matches!(&done.outcome, exchange::Outcome::Error { sqlstate } if sqlstate == crate::protect::policy::INSUFFICIENT_PRIVILEGE)
+            }),
+            _ => view.as_ref().is_some_and(|v| v.refused),
+        };
         let shown = if refused && done.protocol == Protocol::Simple {
             normalized.whole()
         } else {
@@ -172,6 +196,7 @@ impl ConnectionAudit {
         e.protocol = Some(match done.protocol {
             Protocol::Simple => "simple",
             Protocol::Extended => "extended",
+            Protocol::FunctionCall => "function_call",
         });
         let (outcome, sqlstate, rows) = ending(&done.outcome, refused, data_rows);
         let (tables, columns) = touched(view.as_ref(), done.index, &shown, outcome);
@@ -198,6 +223,28 @@ impl ConnectionAudit {
             {
                 self.raise(raised, fingerprint.clone());
             }
+        }
+    }
+
+    /// The statement's text as audit may show it: normalised as the server read it (the
+    /// stricter of the settings when it was sent and now, since a change may be in flight).
+    fn normalized(&self, done: &Finished) -> Arc<Normalized> {
+        let sql = &done.statement.sql;
+        if done.protocol == Protocol::FunctionCall {
+            // No text: the function's OID, which is no value.
+            return Arc::new(Normalized {
+                statements: vec![NormalStatement {
+                    text: sql.to_string(),
+                    fingerprint: normalize::fingerprint(sql),
+                    kind: "function_call",
+                    class: "FUNCTION",
+                    tables: Vec::new(),
+                }],
+            });
+        }
+        match stricter(done.statement.mode, self.settings.mode()) {
+            TextMode::Standard => self.audit.normalize(sql),
+            mode => Arc::new(normalize::normalize_in(sql, mode)),
         }
     }
 
@@ -253,6 +300,20 @@ fn ending(
         exchange::Outcome::Error { sqlstate } => {
             (Outcome::Error, Some(sqlstate.clone()), data_rows)
         }
+    }
+}
+
+/// Of two ways to read a text, the one that shows less.
+fn stricter(a: TextMode, b: TextMode) -> TextMode {
+    let rank = |m: TextMode| match m {
+        TextMode::Standard => 0,
+        TextMode::BackslashEscapes => 1,
+        TextMode::OtherEncoding => 2,
+    };
+    if rank(a) >= rank(b) {
+        a
+    } else {
+        b
     }
 }
 
@@ -460,6 +521,42 @@ mod tests {
         assert_eq!(events[0]["outcome"], "error");
         assert_eq!(events[0]["sqlstate"], "42601");
         assert_eq!(events[0]["statement"], "SELEC ?");
+    }
+
+    #[test]
+    fn literals_stay_hidden_whatever_the_session_settings() {
+        let events = run(|c| {
+            c.server_sent(
+                &message(b'S', b"standard_conforming_strings\0off\0"),
+                no_plan,
+            );
+            c.client_sent(&message(b'Q', b"SELECT 'it\\'s secret'\0"));
+            c.server_sent(&message(b'C', b"SELECT 1\0"), no_plan);
+            c.server_sent(&message(b'Z', b"I"), no_plan);
+            c.server_sent(&message(b'S', b"client_encoding\0LATIN1\0"), no_plan);
+            c.client_sent(&message(b'Q', b"SELECT 'secret \xe9'\0"));
+            c.server_sent(&message(b'C', b"SELECT 1\0"), no_plan);
+            c.server_sent(&message(b'Z', b"I"), no_plan);
+        });
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0]["statement"], "SELECT ?");
+        assert_eq!(events[1]["statement"], normalize::OTHER_ENCODING);
+        for e in &events {
+            assert!(!e.to_string().contains("secret"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_function_call_is_audited() {
+        let events = run(|c| {
+            c.client_sent(&message(b'F', b"\0\0\x04\xd2\0\0\0\0\0\0"));
+            c.server_sent(&message(b'V', b"\xff\xff\xff\xff"), no_plan);
+            c.server_sent(&message(b'Z', b"I"), no_plan);
+        });
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0]["kind"], "function_call");
+        assert_eq!(events[0]["protocol"], "function_call");
+        assert_eq!(events[0]["outcome"], "ok");
     }
 
     #[test]

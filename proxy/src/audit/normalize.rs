@@ -6,15 +6,21 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 use sha2::{Digest, Sha256};
-use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::dialect::{Dialect, PostgreSqlDialect};
 use sqlparser::keywords::Keyword;
 use sqlparser::tokenizer::{Token, Tokenizer};
+
+use crate::session::settings::TextMode;
 
 /// What stands in for a literal.
 pub const PLACEHOLDER: &str = "?";
 
 /// What stands in for a whole text the tokenizer could not read: nothing of it is shown.
 pub const UNREADABLE: &str = "<statement not shown: it could not be tokenised>";
+
+/// What stands in for a text sent while client_encoding was not UTF8: its bytes may read
+/// differently here than in the server, so nothing of it is shown.
+pub const OTHER_ENCODING: &str = "<statement not shown: client_encoding is not UTF8>";
 
 /// The normalised statement field is cut here (after normalising, so only `?`s are cut).
 const MAX_STATEMENT_CHARS: usize = 16 * 1024;
@@ -80,10 +86,68 @@ impl Normalized {
     }
 }
 
+/// Normalises a SQL text as the server read it under `mode`: with standard_conforming_strings
+/// off a backslash escapes inside '...' (so `'it\'s secret'` is one literal); in another
+/// client_encoding the text is not shown at all.
+pub fn normalize_in(sql: &str, mode: TextMode) -> Normalized {
+    match mode {
+        TextMode::Standard => normalize(sql),
+        TextMode::BackslashEscapes => normalize_with(sql, &BackslashStrings),
+        TextMode::OtherEncoding => Normalized {
+            statements: vec![withheld(sql, OTHER_ENCODING)],
+        },
+    }
+}
+
 /// Normalises a SQL text. Never fails: a text that does not tokenise is not shown at all.
 pub fn normalize(sql: &str) -> Normalized {
-    let dialect = PostgreSqlDialect {};
-    let Ok(tokens) = Tokenizer::new(&dialect, sql).tokenize() else {
+    normalize_with(sql, &PostgreSqlDialect {})
+}
+
+/// PostgreSQL's lexing with standard_conforming_strings off: the PostgreSQL dialect in all
+/// but backslashes in '...' (it claims to be that dialect, so the tokenizer's PostgreSQL
+/// special cases still apply).
+#[derive(Debug)]
+struct BackslashStrings;
+
+impl Dialect for BackslashStrings {
+    fn dialect(&self) -> std::any::TypeId {
+        std::any::TypeId::of::<PostgreSqlDialect>()
+    }
+    fn supports_string_literal_backslash_escape(&self) -> bool {
+        true
+    }
+    fn is_identifier_start(&self, ch: char) -> bool {
+        PostgreSqlDialect {}.is_identifier_start(ch)
+    }
+    fn is_identifier_part(&self, ch: char) -> bool {
+        PostgreSqlDialect {}.is_identifier_part(ch)
+    }
+    fn is_delimited_identifier_start(&self, ch: char) -> bool {
+        PostgreSqlDialect {}.is_delimited_identifier_start(ch)
+    }
+    fn is_custom_operator_part(&self, ch: char) -> bool {
+        PostgreSqlDialect {}.is_custom_operator_part(ch)
+    }
+    fn supports_unicode_string_literal(&self) -> bool {
+        PostgreSqlDialect {}.supports_unicode_string_literal()
+    }
+    fn supports_nested_comments(&self) -> bool {
+        PostgreSqlDialect {}.supports_nested_comments()
+    }
+    fn supports_string_escape_constant(&self) -> bool {
+        PostgreSqlDialect {}.supports_string_escape_constant()
+    }
+    fn supports_numeric_literal_underscores(&self) -> bool {
+        PostgreSqlDialect {}.supports_numeric_literal_underscores()
+    }
+    fn supports_geometric_types(&self) -> bool {
+        PostgreSqlDialect {}.supports_geometric_types()
+    }
+}
+
+fn normalize_with(sql: &str, dialect: &dyn Dialect) -> Normalized {
+    let Ok(tokens) = Tokenizer::new(dialect, sql).tokenize() else {
         return Normalized {
             statements: vec![unreadable(sql)],
         };
@@ -116,6 +180,11 @@ fn significant(tokens: &[Token]) -> Vec<(&Token, bool)> {
 }
 
 fn unreadable(sql: &str) -> NormalStatement {
+    withheld(sql, UNREADABLE)
+}
+
+/// A statement shown only as `text`, with its kind when its leading word says it.
+fn withheld(sql: &str, text: &str) -> NormalStatement {
     // The leading word, when it is a plain keyword, still says what kind of statement it was.
     let first: String = sql
         .trim_start()
@@ -125,8 +194,8 @@ fn unreadable(sql: &str) -> NormalStatement {
         .to_ascii_uppercase();
     let (kind, class) = classify_words(&[first.as_str()]);
     NormalStatement {
-        text: UNREADABLE.into(),
-        fingerprint: fingerprint(UNREADABLE),
+        text: text.into(),
+        fingerprint: fingerprint(text),
         kind,
         class,
         tables: Vec::new(),
@@ -532,6 +601,24 @@ mod tests {
         assert_eq!(one("INSERT INTO t (a) VALUES (1)").tables, vec!["t"]);
         assert_eq!(one("COPY t (a) FROM STDIN").tables, vec!["t"]);
         assert_eq!(one("UPDATE t SET a = 1").tables, vec!["t"]);
+    }
+
+    #[test]
+    fn backslash_escapes_are_read_when_standard_strings_are_off() {
+        let sql = r"SELECT 'it\'s secret', 'x' FROM t WHERE a = E'\'also secret'";
+        let got = normalize_in(sql, TextMode::BackslashEscapes);
+        assert_eq!(got.statements.len(), 1);
+        assert_eq!(got.statements[0].text, "SELECT ?, ? FROM t WHERE a = ?");
+        // Read the standard way, the same text would show `secret` as a word.
+        let standard = normalize_in(sql, TextMode::Standard);
+        assert!(standard.statements[0].text.contains("secret"));
+    }
+
+    #[test]
+    fn text_in_another_encoding_is_not_shown() {
+        let got = normalize_in("INSERT INTO t VALUES ('secret')", TextMode::OtherEncoding);
+        assert_eq!(got.statements[0].text, OTHER_ENCODING);
+        assert_eq!(got.statements[0].kind, "insert");
     }
 
     #[test]

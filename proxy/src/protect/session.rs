@@ -1,10 +1,11 @@
 //! One session's protected-column state, shared by both relay directions: which statement
-//! and portal carries which protected parameters and result columns, and the queue of
-//! requests the server has yet to answer (so every `DataRow` is read with the right shape,
-//! and the proxy's own injected messages are answered to the proxy, not the client).
+//! and portal carries which protected parameters and result columns (kept in step with the
+//! server by `tracker`), and the queue of requests the server has yet to answer (so every
+//! `DataRow` is read with the right shape, and the proxy's own injected messages are answered
+//! to the proxy, not the client). A message the proxy cannot read is never forwarded.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, OnceLock};
 
 use bytes::BytesMut;
 
@@ -16,13 +17,15 @@ use super::live::LiveProtection;
 use super::policy::{Caller, Policy, RoleRefusal};
 use super::refusal;
 use super::reveal::{Output, RevealCounts};
-use super::wire::{self, Bind, Format, Parse};
+use super::wire::{self, Bind, Format, Parse, Target, Unreadable};
 use crate::analyze::{self, CopyDirection, CopyInfo};
 use crate::intercept::Verdict;
 use crate::metrics::{CryptoOp, Metrics, ProtectedValueAction, RefusalReason};
-use crate::pg_error::PgError;
+use crate::pg_error::{sqlstate, PgError, Severity};
 use crate::protocol::frame::message;
+use crate::protocol::tracker::{self, Effect, Held, SqlEffect, Ticket};
 use crate::protocol::types::{backend, frontend};
+use crate::session::settings::{self, TextMode, TextSettings};
 
 /// Protected result columns of a statement, by output position, with the role's action.
 pub type RowPlan = Arc<Vec<Option<Output>>>;
@@ -42,15 +45,26 @@ pub struct AuditView {
 #[derive(Debug, Default)]
 struct PreparedInfo {
     plan: Option<Arc<Plan>>,
-    rows: Option<RowPlan>,
     /// Parameter type OIDs as the client declared them in `Parse` (0: unspecified).
     declared: Vec<u32>,
-    /// The text the client prepared, and the rules generation it was planned under: a reload
-    /// re-checks the statement at its next Bind.
-    query: String,
+    /// The text the client prepared (`None` when it is not UTF-8: a session in another
+    /// client_encoding), and the rules generation it was planned under: a reload re-checks the
+    /// statement at its next Bind.
+    query: Option<String>,
     generation: u64,
-    /// The result columns as the server described them (to apply a new role's actions).
-    fields: Option<Vec<wire::Field>>,
+    /// The result columns as the server described them, and what the role sees of them.
+    described: OnceLock<Described>,
+    /// `PREPARE`/`DEALLOCATE`/`DISCARD ALL` in the text: applied when an Execute of it
+    /// completes.
+    effects: Vec<SqlEffect>,
+    /// Running it may change client_encoding or standard_conforming_strings.
+    unsettling: bool,
+}
+
+#[derive(Debug)]
+struct Described {
+    fields: Vec<wire::Field>,
+    rows: RowPlan,
 }
 
 impl PreparedInfo {
@@ -62,22 +76,35 @@ impl PreparedInfo {
     }
 }
 
-#[derive(Debug, Clone)]
+/// A portal: the statement it was bound from (closing the statement leaves the portal) and
+/// the result formats asked for.
+#[derive(Debug)]
 struct PortalInfo {
-    statement: String,
+    statement: Arc<PreparedInfo>,
     result_formats: Vec<i16>,
 }
+
+type Names = tracker::Tracker<PreparedInfo, PortalInfo>;
+
+/// SQL effects of a statement being run, each with its pending ticket, confirmed by the
+/// command tags as the statements complete.
+type SqlTickets = VecDeque<(SqlEffect, Ticket)>;
 
 /// A request the server will answer, in wire order.
 #[derive(Debug)]
 enum Expect {
     ParseComplete {
         ours: bool,
+        ticket: Option<Ticket>,
     },
     BindComplete {
         ours: bool,
+        ticket: Ticket,
     },
-    CloseComplete,
+    CloseComplete {
+        ours: bool,
+        ticket: Ticket,
+    },
     DescribeStatement {
         name: String,
         ours: bool,
@@ -87,6 +114,7 @@ enum Expect {
     },
     Execute {
         portal: String,
+        effects: SqlTickets,
     },
     /// Our injected Execute of a raising statement: its error goes to the client.
     Refusal,
@@ -96,10 +124,21 @@ enum Expect {
         plan: Option<Arc<Plan>>,
         statement: usize,
         refused: bool,
+        /// The unnamed statement and portal end with it.
+        ticket: Ticket,
+        effects: SqlTickets,
+        unsettling: bool,
     },
-    Sync,
+    /// Sync (or FunctionCall): answered by ReadyForQuery.
+    Sync {
+        unsettling: bool,
+    },
     /// Our own catalog look-up (after DDL): every answer is ours up to its ReadyForQuery.
     CatalogLookup,
+    /// A CopyDone or CopyFail went upstream. No answer of its own: it marks where a COPY
+    /// FROM STDIN ends, since the server ignores every Sync sent before it during the copy
+    /// (drivers send Sync right after the Execute, before they know it starts a COPY).
+    CopyEnd,
 }
 
 /// The result rows arriving now: which columns to decrypt, in which formats.
@@ -107,6 +146,15 @@ enum Expect {
 struct Shape {
     plan: RowPlan,
     formats: Vec<i16>,
+}
+
+/// What to do with a statement text the proxy may have to read.
+enum Text<'a> {
+    /// Valid UTF-8.
+    Readable(&'a str),
+    /// Not UTF-8 (the session's client_encoding is another): forwarded only if the proxy
+    /// need not read it.
+    Opaque,
 }
 
 pub struct ProtectedSession {
@@ -126,14 +174,12 @@ pub struct ProtectedSession {
     pub catalog: Catalog,
     layout: Layout,
     ciphers: Ciphers,
-    statements: HashMap<String, PreparedInfo>,
-    portals: HashMap<String, PortalInfo>,
+    /// Prepared statements and portals as the server holds them.
+    names: Names,
     pending: VecDeque<Expect>,
     shape: Option<Shape>,
     /// Result rows of the statement answering now (for `max_rows`).
     statement_rows: u64,
-    /// After a value failed to decrypt: drop the rest of the results up to ReadyForQuery.
-    discarding: bool,
     /// An extended-protocol statement changed the schema: look the catalog up after Sync.
     refresh_at_sync: bool,
     /// Rows of the catalog look-up in flight.
@@ -141,6 +187,12 @@ pub struct ProtectedSession {
     lookup_failed: bool,
     /// COPY of a protected table in progress.
     copy: Option<CopyStream>,
+    /// How the server reads statement text now (from its ParameterStatus reports).
+    settings: TextSettings,
+    /// Sync points in flight whose statements may change `settings`, and whether the
+    /// pipeline being sent has one: text behind them cannot be analysed until they are answered.
+    unsettled: u32,
+    pipeline_unsettled: bool,
 }
 
 impl ProtectedSession {
@@ -168,75 +220,160 @@ impl ProtectedSession {
             catalog,
             layout,
             ciphers,
-            statements: HashMap::new(),
-            portals: HashMap::new(),
+            names: Names::default(),
             pending: VecDeque::new(),
             shape: None,
             statement_rows: 0,
-            discarding: false,
             refresh_at_sync: false,
             lookup_rows: Vec::new(),
             lookup_failed: false,
             copy: None,
+            settings: TextSettings::default(),
+            unsettled: 0,
+            pipeline_unsettled: false,
         }
     }
 
-    // ---- client -> server ----
+    /// The session's text settings as the server reported them at startup.
+    pub fn set_text_settings(&mut self, settings: TextSettings) {
+        self.settings = settings;
+    }
 
-    /// Handles one whole client message.
     /// The caller's role now.
     pub fn role(&self) -> &pgshroud_rules::Role {
         self.policy.role()
     }
 
+    // ---- client -> server ----
+
+    /// Handles one whole client message.
     pub fn client_message(&mut self, frame: &[u8]) -> Verdict {
-        match frame[0] {
+        let Some(&kind) = frame.first() else {
+            return Verdict::End(PgError::protocol_violation("empty message"));
+        };
+        match kind {
             frontend::QUERY => self.query(frame),
             frontend::PARSE => self.parse(frame),
             frontend::BIND => self.bind(frame),
-            frontend::DESCRIBE => {
-                let kind = frame.get(5).copied().unwrap_or(b'S');
-                let name = cstr(frame.get(6..).unwrap_or_default());
-                self.pending.push_back(match kind {
-                    b'S' => Expect::DescribeStatement { name, ours: false },
-                    _ => Expect::DescribePortal { name },
-                });
-                Verdict::Forward
-            }
-            frontend::EXECUTE => {
-                let portal = cstr(frame.get(5..).unwrap_or_default());
-                self.pending.push_back(Expect::Execute { portal });
-                Verdict::Forward
-            }
-            frontend::CLOSE => {
-                let kind = frame.get(5).copied().unwrap_or(b'S');
-                let name = cstr(frame.get(6..).unwrap_or_default());
-                if kind == b'S' {
-                    self.statements.remove(&name);
-                } else {
-                    self.portals.remove(&name);
-                }
-                self.pending.push_back(Expect::CloseComplete);
-                Verdict::Forward
-            }
-            frontend::SYNC => {
-                self.pending.push_back(Expect::Sync);
-                if std::mem::take(&mut self.refresh_at_sync) {
-                    let mut out = BytesMut::from(frame);
-                    out.extend_from_slice(&self.lookup_message());
-                    return Verdict::Replace(out);
-                }
-                Verdict::Forward
-            }
-            frontend::FUNCTION_CALL => {
-                self.pending.push_back(Expect::Sync);
-                Verdict::Forward
-            }
+            frontend::DESCRIBE => self.describe(frame),
+            frontend::EXECUTE => self.execute(frame),
+            frontend::CLOSE => self.close(frame),
+            frontend::SYNC => self.sync(frame),
+            frontend::FUNCTION_CALL => self.function_call(),
             frontend::COPY_DATA | frontend::COPY_DONE | frontend::COPY_FAIL => {
-                self.copy_from_client(frame)
+                let verdict = self.copy_from_client(frame);
+                let ends_copy = match &verdict {
+                    Verdict::Forward => kind != frontend::COPY_DATA,
+                    Verdict::Replace(out) => ends_copy(out),
+                    _ => false,
+                };
+                if ends_copy {
+                    self.pending.push_back(Expect::CopyEnd);
+                }
+                verdict
             }
             _ => Verdict::Forward,
         }
+    }
+
+    /// A message the proxy cannot read: a malformed one ends the session as PostgreSQL ends
+    /// it (FATAL 08P01); one with a name that is not UTF-8 is refused (22021).
+    fn unreadable(&mut self, error: Unreadable) -> Verdict {
+        match error {
+            Unreadable::Malformed(_) => Verdict::End(PgError::protocol_violation(format!(
+                "{error}: pgshroud does not pass on messages it cannot read"
+            ))),
+            Unreadable::NotUtf8(_) => self.refuse_extended(&PgError::error(
+                settings::CHARACTER_NOT_IN_REPERTOIRE,
+                format!("{error}: pgshroud does not pass on names it cannot read"),
+            )),
+        }
+    }
+
+    fn describe(&mut self, frame: &[u8]) -> Verdict {
+        let (target, name) = match wire::read_target(frame, "Describe") {
+            Ok(t) => t,
+            Err(e) => return self.unreadable(e),
+        };
+        if target == Target::Portal && self.names.portal(&name).is_none() {
+            return self.refuse_extended(&unknown_portal(&name));
+        }
+        self.pending.push_back(match target {
+            Target::Statement => Expect::DescribeStatement { name, ours: false },
+            Target::Portal => Expect::DescribePortal { name },
+        });
+        Verdict::Forward
+    }
+
+    fn execute(&mut self, frame: &[u8]) -> Verdict {
+        let portal = match wire::read_execute(frame) {
+            Ok(p) => p,
+            Err(e) => return self.unreadable(e),
+        };
+        // Rows of a portal the proxy did not bind (a cursor declared in SQL) would reach the
+        // client undecrypted under a description that claims the logical type.
+        let Some(statement) = self.names.portal(&portal).map(|p| p.statement.clone()) else {
+            return self.refuse_extended(&unknown_portal(&portal));
+        };
+        let mut effects = SqlTickets::new();
+        for effect in &statement.effects {
+            let ticket = self.names.sent(effect.effect());
+            effects.push_back((effect.clone(), ticket));
+        }
+        self.pipeline_unsettled |= statement.unsettling;
+        self.pending.push_back(Expect::Execute { portal, effects });
+        Verdict::Forward
+    }
+
+    fn close(&mut self, frame: &[u8]) -> Verdict {
+        let (target, name) = match wire::read_target(frame, "Close") {
+            Ok(t) => t,
+            Err(e) => return self.unreadable(e),
+        };
+        // Closing an unknown name is no error in PostgreSQL; the effect is applied only
+        // once the server confirms it (after an earlier error it skips the Close).
+        let ticket = self.names.sent(match target {
+            Target::Statement => Effect::CloseStatement(name),
+            Target::Portal => Effect::ClosePortal(name),
+        });
+        self.pending.push_back(Expect::CloseComplete {
+            ours: false,
+            ticket,
+        });
+        Verdict::Forward
+    }
+
+    fn sync(&mut self, frame: &[u8]) -> Verdict {
+        let unsettling = std::mem::take(&mut self.pipeline_unsettled);
+        self.unsettled += u32::from(unsettling);
+        self.pending.push_back(Expect::Sync { unsettling });
+        if std::mem::take(&mut self.refresh_at_sync) {
+            let mut out = BytesMut::from(frame);
+            out.extend_from_slice(&self.lookup_message());
+            return Verdict::Replace(out);
+        }
+        Verdict::Forward
+    }
+
+    /// A FunctionCall runs a function by OID, outside any text the proxy could read: a role
+    /// with a `statements` list must list `function_call` for it.
+    fn function_call(&mut self) -> Verdict {
+        let role = self.policy.role();
+        if self.policy.restricts_statements() && !role.allows_statement("function_call") {
+            let error = PgError::error(
+                super::policy::INSUFFICIENT_PRIVILEGE,
+                format!(
+                    "permission denied: role {} may not run function calls (the protocol's FunctionCall message)",
+                    role.name
+                ),
+            );
+            let error = self.refused_by_role(RoleRefusal::StatementKindDenied, error);
+            // Answered like a simple query: the error, then ReadyForQuery.
+            self.push_query(None, false);
+            return self.refuse_query(&error);
+        }
+        self.pending.push_back(Expect::Sync { unsettling: false });
+        Verdict::Forward
     }
 
     fn plan(&self, sql: &str) -> Arc<Plan> {
@@ -369,28 +506,105 @@ impl ProtectedSession {
         )
     }
 
-    fn query_verdict(&mut self, frame: &[u8]) -> Verdict {
-        let sql = cstr(frame.get(5..).unwrap_or_default());
-        if !self.shared.mentions_protected(&sql) {
-            self.pending.push_back(Expect::Query {
-                plan: None,
-                statement: 0,
-                refused: false,
-            });
-            if let Err(error) = self.check_kinds(&sql) {
-                return self.refuse_query(&error);
-            }
-            return Verdict::Forward;
-        }
-        let plan = self.plan(&sql);
+    /// Queues a simple query's answers.
+    fn push_query(&mut self, plan: Option<Arc<Plan>>, unsettling: bool) {
+        let ticket = self.names.sent(Effect::SimpleQuery);
+        self.unsettled += u32::from(unsettling);
         self.pending.push_back(Expect::Query {
-            plan: Some(plan.clone()),
+            plan,
             statement: 0,
             refused: false,
+            ticket,
+            effects: SqlTickets::new(),
+            unsettling,
         });
+    }
+
+    /// Records the names the forwarded simple query just queued will create or drop.
+    fn query_effects(&mut self, sql: &str) {
+        let effects = tracker::sql_effects(sql);
+        if effects.is_empty() {
+            return;
+        }
+        let tickets: SqlTickets = effects
+            .into_iter()
+            .map(|e| {
+                let ticket = self.names.sent(e.effect());
+                (e, ticket)
+            })
+            .collect();
+        if let Some(Expect::Query { effects, .. }) = self.pending.back_mut() {
+            *effects = tickets;
+        }
+    }
+
+    /// Whether the proxy must read this text: it mentions a protected table, or the role
+    /// checks statement kinds.
+    fn must_read(&self, sql: &str) -> bool {
+        self.shared.mentions_protected(sql) || self.policy.restricts_statements()
+    }
+
+    /// Reads a statement text, refusing what cannot be read exactly as the server reads it:
+    /// invalid UTF-8 in a UTF8 session (PostgreSQL refuses it too), text the proxy must
+    /// analyse under other settings, or while settings may be changing.
+    fn statement_text<'a>(&self, bytes: &'a [u8]) -> Result<Text<'a>, PgError> {
+        let text = match std::str::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(_) if self.settings.mode() == TextMode::OtherEncoding => {
+                // The pre-filter's names are ASCII, which every client encoding keeps.
+                if self.must_read(&String::from_utf8_lossy(bytes)) {
+                    self.settings.check_analysable()?;
+                }
+                return Ok(Text::Opaque);
+            }
+            Err(_) => return settings::utf8_text(bytes).map(|_| Text::Opaque),
+        };
+        if self.must_read(text) {
+            self.settings.check_analysable()?;
+            if self.unsettled > 0 || self.pipeline_unsettled {
+                return Err(PgError::error(
+                    sqlstate::FEATURE_NOT_SUPPORTED,
+                    "pgshroud cannot analyse this statement before the server has answered an earlier one that may change client_encoding or standard_conforming_strings: wait for its result, then send this one",
+                ));
+            }
+        }
+        Ok(Text::Readable(text))
+    }
+
+    fn query_verdict(&mut self, frame: &[u8]) -> Verdict {
+        // A Query is one C string; PostgreSQL ends the session over anything else.
+        let body = frame.get(5..).unwrap_or_default();
+        let Some((&0, bytes)) = body.split_last().filter(|(_, t)| !t.contains(&0)) else {
+            return Verdict::End(PgError::protocol_violation(
+                "malformed Query message: pgshroud does not pass on messages it cannot read",
+            ));
+        };
+        let unsettling = settings::may_change_text_settings(bytes);
+        let sql = match self.statement_text(bytes) {
+            Ok(Text::Readable(sql)) => sql,
+            Ok(Text::Opaque) => {
+                self.push_query(None, unsettling);
+                return Verdict::Forward;
+            }
+            Err(error) => {
+                self.push_query(None, false);
+                return self.refuse_query(&error);
+            }
+        };
+        if !self.shared.mentions_protected(sql) {
+            self.push_query(None, unsettling);
+            if let Err(error) = self.check_kinds(sql) {
+                return self.refuse_query(&error);
+            }
+            self.query_effects(sql);
+            return Verdict::Forward;
+        }
+        let plan = self.plan(sql);
+        self.push_query(Some(plan.clone()), unsettling);
         if let Err(error) = self.check_plan(&plan) {
             return self.refuse_query(&error);
         }
+        self.query_effects(sql);
         if plan.refreshes_catalog {
             self.catalog_stale = true;
         }
@@ -417,81 +631,120 @@ impl ProtectedSession {
         if std::mem::take(&mut self.catalog_stale) {
             self.refresh_at_sync = true;
         }
-        let Ok(mut parse) = Parse::read(frame) else {
-            self.pending
-                .push_back(Expect::ParseComplete { ours: false });
-            return Verdict::Forward;
+        let mut parse = match Parse::read(frame) {
+            Ok(p) => p,
+            Err(e) => return self.unreadable(e),
         };
-        self.statements.remove(&parse.name);
-        if !self.shared.mentions_protected(&parse.query) {
-            if let Err(error) = self.check_kinds(&parse.query) {
-                return self.refuse_extended(&error);
+        // PostgreSQL refuses a Parse of a name in use and keeps the old statement. The proxy
+        // refuses it itself, so what the server holds never depends on whether earlier,
+        // still unanswered messages succeed.
+        if !parse.name.is_empty() && self.names.statement(&parse.name).is_some() {
+            return self.refuse_extended(&PgError::error(
+                "42P05",
+                format!("prepared statement \"{}\" already exists", parse.name),
+            ));
+        }
+        let unsettling = settings::may_change_text_settings(&parse.query);
+        let (plan, query) = match self.statement_text(&parse.query) {
+            Ok(Text::Opaque) => (None, None),
+            Ok(Text::Readable(sql)) if !self.shared.mentions_protected(sql) => {
+                if let Err(error) = self.check_kinds(sql) {
+                    return self.refuse_extended(&error);
+                }
+                (None, Some(sql.to_owned()))
             }
-            self.pending
-                .push_back(Expect::ParseComplete { ours: false });
-            let info = PreparedInfo {
-                query: parse.query,
-                generation: self.generation,
-                ..PreparedInfo::default()
-            };
-            self.statements.insert(parse.name, info);
-            return Verdict::Forward;
-        }
-        let plan = self.plan(&parse.query);
-        if let Err(error) = self.check_plan(&plan) {
-            return self.refuse_extended(&error);
-        }
-        if plan.refreshes_catalog {
-            self.refresh_at_sync = true;
-        }
-        // Protected parameters take the server's own type (bytea); the client is told the
-        // logical type in ParameterDescription.
+            Ok(Text::Readable(sql)) => {
+                let plan = self.plan(sql);
+                if let Err(error) = self.check_plan(&plan) {
+                    return self.refuse_extended(&error);
+                }
+                (Some(plan), Some(sql.to_owned()))
+            }
+            Err(error) => return self.refuse_extended(&error),
+        };
         let declared = parse.param_types.clone();
-        let query = parse.query.clone();
-        for (i, param) in plan.params.iter().enumerate() {
-            if param.is_some() {
-                if let Some(t) = parse.param_types.get_mut(i) {
-                    *t = 0;
+        let mut out = BytesMut::new();
+        if self.names.statement_in_doubt(&parse.name) {
+            // A Close of this name is unanswered and may yet be skipped: close it again right
+            // before the Parse, so both run or neither does.
+            out.extend_from_slice(&close_statement(&parse.name));
+            let ticket = self.names.sent(Effect::CloseStatement(parse.name.clone()));
+            self.pending
+                .push_back(Expect::CloseComplete { ours: true, ticket });
+        }
+        if let Some(plan) = &plan {
+            if plan.refreshes_catalog {
+                self.refresh_at_sync = true;
+            }
+            // Protected parameters take the server's own type (bytea); the client is told
+            // the logical type in ParameterDescription.
+            for (i, param) in plan.params.iter().enumerate() {
+                if param.is_some() {
+                    if let Some(t) = parse.param_types.get_mut(i) {
+                        *t = 0;
+                    }
                 }
             }
+            if let PlanAction::Rewrite(sql) = &plan.action {
+                parse.query = sql.clone().into_bytes();
+            }
         }
-        if let PlanAction::Rewrite(sql) = &plan.action {
-            parse.query = sql.clone();
+        let effects = query
+            .as_deref()
+            .map(tracker::sql_effects)
+            .unwrap_or_default();
+        let info = Arc::new(PreparedInfo {
+            plan: plan.clone(),
+            declared,
+            query,
+            generation: self.generation,
+            described: OnceLock::new(),
+            effects,
+            unsettling,
+        });
+        let ticket = self
+            .names
+            .sent(Effect::Prepare(parse.name.clone(), Held::Known(info)));
+        self.pending.push_back(Expect::ParseComplete {
+            ours: false,
+            ticket: Some(ticket),
+        });
+        if plan.is_none() {
+            if out.is_empty() {
+                return Verdict::Forward;
+            }
+            out.extend_from_slice(frame);
+            return Verdict::Replace(out);
         }
-        self.statements.insert(
-            parse.name.clone(),
-            PreparedInfo {
-                plan: Some(plan),
-                declared,
-                query,
-                generation: self.generation,
-                ..PreparedInfo::default()
-            },
-        );
-        self.pending
-            .push_back(Expect::ParseComplete { ours: false });
-        self.describe_ours(parse.name.clone(), parse.write())
+        out.extend_from_slice(&parse.write());
+        self.describe_ours(parse.name.clone(), out)
     }
 
     /// A prepared statement planned under rules that have since been reloaded is checked again
     /// before it runs: the caller's (maybe new) role must allow it, and the server's copy (its
     /// text and parameter types) must still be right, else the client must prepare it again.
-    fn revalidate(&mut self, name: &str) -> Result<(), PgError> {
-        let Some(info) = self.statements.get(name) else {
-            return Ok(());
-        };
+    fn revalidate(
+        &mut self,
+        name: &str,
+        info: Arc<PreparedInfo>,
+    ) -> Result<Arc<PreparedInfo>, PgError> {
         if info.generation == self.generation {
-            return Ok(());
+            return Ok(info);
         }
-        let query = info.query.clone();
-        let new_plan = self
-            .shared
-            .mentions_protected(&query)
-            .then(|| self.plan(&query));
-        match &new_plan {
-            Some(plan) => self.check_plan(plan)?,
-            None => self.check_kinds(&query)?,
-        }
+        let new_plan = match &info.query {
+            Some(query) => {
+                let plan = self
+                    .shared
+                    .mentions_protected(query)
+                    .then(|| self.plan(query));
+                match &plan {
+                    Some(plan) => self.check_plan(plan)?,
+                    None => self.check_kinds(query)?,
+                }
+                plan
+            }
+            None => None,
+        };
         if !same_server_statement(info.plan.as_deref(), new_plan.as_deref()) {
             return Err(PgError::error(
                 "0A000",
@@ -500,16 +753,25 @@ impl ProtectedSession {
                 ),
             ));
         }
-        let fields = info.fields.clone();
-        let rows = fields.map(|f| self.row_plan(&f, new_plan.as_deref().map(|p| (p, 0))));
-        if let Some(info) = self.statements.get_mut(name) {
-            info.plan = new_plan;
-            info.generation = self.generation;
-            if rows.is_some() {
-                info.rows = rows;
-            }
+        let described = OnceLock::new();
+        if let Some(old) = info.described.get() {
+            let rows = self.row_plan(&old.fields, new_plan.as_deref().map(|p| (p, 0)));
+            let _ = described.set(Described {
+                fields: old.fields.clone(),
+                rows,
+            });
         }
-        Ok(())
+        let fresh = Arc::new(PreparedInfo {
+            plan: new_plan,
+            declared: info.declared.clone(),
+            query: info.query.clone(),
+            generation: self.generation,
+            described,
+            effects: info.effects.clone(),
+            unsettling: info.unsettling,
+        });
+        self.names.refresh(&info, fresh.clone());
+        Ok(fresh)
     }
 
     /// Follows a Parse with our own Describe, so the result shape is known even for clients
@@ -525,47 +787,100 @@ impl ProtectedSession {
         Verdict::Replace(out)
     }
 
+    /// Sends the raising statement in place of a refused extended-protocol message. It runs in
+    /// the unnamed statement and portal, so the server holds neither for the client after it.
     fn refuse_extended(&mut self, error: &PgError) -> Verdict {
-        self.pending.push_back(Expect::ParseComplete { ours: true });
-        self.pending.push_back(Expect::BindComplete { ours: true });
+        let statement = self
+            .names
+            .sent(Effect::Prepare(String::new(), Held::Foreign));
+        let portal = self.names.sent(Effect::ClosePortal(String::new()));
+        self.pending.push_back(Expect::ParseComplete {
+            ours: true,
+            ticket: Some(statement),
+        });
+        self.pending.push_back(Expect::BindComplete {
+            ours: true,
+            ticket: portal,
+        });
         self.pending.push_back(Expect::Refusal);
         Verdict::Replace(refusal::refused_extended(error))
     }
 
+    /// The statement a Bind names, as the server will hold it when the Bind arrives.
+    fn bound_statement(&mut self, bind: &Bind) -> Result<Arc<PreparedInfo>, PgError> {
+        let info = match self.names.statement(&bind.statement) {
+            Some(Held::Known(info)) => info.clone(),
+            Some(Held::Foreign) => {
+                return Err(PgError::error(
+                    sqlstate::FEATURE_NOT_SUPPORTED,
+                    format!(
+                        "prepared statement \"{}\" was not prepared with the protocol's Parse (SQL PREPARE, or a statement pgshroud refused): pgshroud binds only statements it has read",
+                        bind.statement
+                    ),
+                ))
+            }
+            None if bind.statement.is_empty() => {
+                return Err(PgError::error(
+                    "26000",
+                    "unnamed prepared statement does not exist",
+                ))
+            }
+            None => {
+                return Err(PgError::error(
+                    "26000",
+                    format!("prepared statement \"{}\" does not exist", bind.statement),
+                ))
+            }
+        };
+        if !bind.portal.is_empty() && self.names.portal(&bind.portal).is_some() {
+            return Err(PgError::error(
+                "42P03",
+                format!("cursor \"{}\" already exists", bind.portal),
+            ));
+        }
+        self.revalidate(&bind.statement, info)
+    }
+
     fn bind(&mut self, frame: &[u8]) -> Verdict {
-        let Ok(mut bind) = Bind::read(frame) else {
-            self.pending.push_back(Expect::BindComplete { ours: false });
-            return Verdict::Forward;
+        let mut bind = match Bind::read(frame) {
+            Ok(b) => b,
+            Err(e) => return self.unreadable(e),
         };
         self.follow_rules();
         if std::mem::take(&mut self.catalog_stale) {
             self.refresh_at_sync = true;
         }
-        if let Err(error) = self.revalidate(&bind.statement) {
-            return self.refuse_extended(&error);
-        }
-        self.portals.insert(
-            bind.portal.clone(),
-            PortalInfo {
-                statement: bind.statement.clone(),
-                result_formats: bind.result_formats.clone(),
-            },
-        );
-        let params: Vec<(usize, ParamSpec, u32)> = match self.statements.get(&bind.statement) {
-            Some(info) => info
-                .params()
-                .iter()
-                .enumerate()
-                .filter_map(|(i, s)| {
-                    let declared = info.declared.get(i).copied().unwrap_or(0);
-                    s.clone().map(|s| (i, s, declared))
-                })
-                .collect(),
-            None => Vec::new(),
+        let info = match self.bound_statement(&bind) {
+            Ok(info) => info,
+            Err(error) => return self.refuse_extended(&error),
         };
+        let params: Vec<(usize, ParamSpec, u32)> = info
+            .params()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let declared = info.declared.get(i).copied().unwrap_or(0);
+                s.clone().map(|s| (i, s, declared))
+            })
+            .collect();
+        let portal = Arc::new(PortalInfo {
+            statement: info,
+            result_formats: bind.result_formats.clone(),
+        });
         if params.is_empty() {
-            self.pending.push_back(Expect::BindComplete { ours: false });
+            let ticket = self.names.sent(Effect::Bind(bind.portal, portal));
+            self.pending.push_back(Expect::BindComplete {
+                ours: false,
+                ticket,
+            });
             return Verdict::Forward;
+        }
+        if self.settings.mode() == TextMode::OtherEncoding {
+            // Text values in another encoding would be encrypted as bytes the analyser's
+            // UTF-8 reading never sees.
+            if let Err(error) = self.settings.check_analysable() {
+                return self.refuse_extended(&error);
+            }
         }
         bind.expand_param_formats();
         let mut encrypted = 0;
@@ -586,10 +901,7 @@ impl ProtectedSession {
                         *slot = Some(sealed);
                         encrypted += 1;
                     }
-                    Err(error) => {
-                        self.portals.remove(&bind.portal);
-                        return self.refuse_extended(&error);
-                    }
+                    Err(error) => return self.refuse_extended(&error),
                 }
             }
             if let Some(f) = bind.param_formats.get_mut(i) {
@@ -601,7 +913,11 @@ impl ProtectedSession {
             ProtectedValueAction::Encrypted,
             encrypted,
         );
-        self.pending.push_back(Expect::BindComplete { ours: false });
+        let ticket = self.names.sent(Effect::Bind(bind.portal.clone(), portal));
+        self.pending.push_back(Expect::BindComplete {
+            ours: false,
+            ticket,
+        });
         Verdict::Replace(bind.write())
     }
 
@@ -656,29 +972,50 @@ impl ProtectedSession {
 
     /// Handles one whole server message.
     pub fn server_message(&mut self, frame: &[u8]) -> Verdict {
-        let kind = frame[0];
+        let Some(&kind) = frame.first() else {
+            return server_broke_protocol("empty message");
+        };
         if matches!(self.pending.front(), Some(Expect::CatalogLookup)) {
             return self.lookup_answer(frame);
         }
-        if self.discarding && kind != backend::READY_FOR_QUERY {
-            return Verdict::Drop;
+        // Ends of COPYs already answered.
+        while matches!(self.pending.front(), Some(Expect::CopyEnd)) {
+            self.pending.pop_front();
         }
         match kind {
-            backend::PARSE_COMPLETE | backend::BIND_COMPLETE => match self.pending.pop_front() {
-                Some(
-                    Expect::ParseComplete { ours: true } | Expect::BindComplete { ours: true },
-                ) => Verdict::Drop,
-                _ => Verdict::Forward,
-            },
-            backend::CLOSE_COMPLETE => {
-                self.pending.pop_front();
+            backend::PARAMETER_STATUS => {
+                self.settings.observe_message(frame);
                 Verdict::Forward
             }
+            backend::PARSE_COMPLETE => match self.pending.pop_front() {
+                Some(Expect::ParseComplete { ours, ticket }) => {
+                    if let Some(ticket) = ticket {
+                        self.names.confirm(ticket);
+                    }
+                    drop_if(ours)
+                }
+                other => self.out_of_step(other, "ParseComplete"),
+            },
+            backend::BIND_COMPLETE => match self.pending.pop_front() {
+                Some(Expect::BindComplete { ours, ticket }) => {
+                    self.names.confirm(ticket);
+                    drop_if(ours)
+                }
+                other => self.out_of_step(other, "BindComplete"),
+            },
+            backend::CLOSE_COMPLETE => match self.pending.pop_front() {
+                Some(Expect::CloseComplete { ours, ticket }) => {
+                    self.names.confirm(ticket);
+                    drop_if(ours)
+                }
+                other => self.out_of_step(other, "CloseComplete"),
+            },
             backend::PARAMETER_DESCRIPTION => self.parameter_description(frame),
             backend::ROW_DESCRIPTION => self.row_description(frame),
             backend::NO_DATA => match self.pending.pop_front() {
-                Some(Expect::DescribeStatement { ours: true, .. }) => Verdict::Drop,
-                _ => Verdict::Forward,
+                Some(Expect::DescribeStatement { ours, .. }) => drop_if(ours),
+                Some(Expect::DescribePortal { .. }) => Verdict::Forward,
+                other => self.out_of_step(other, "NoData"),
             },
             backend::DATA_ROW => match self.enforce_row_limit() {
                 Some(end) => end,
@@ -687,75 +1024,225 @@ impl ProtectedSession {
             backend::COPY_IN_RESPONSE
             | backend::COPY_OUT_RESPONSE
             | backend::COPY_BOTH_RESPONSE => {
+                if kind == backend::COPY_IN_RESPONSE {
+                    self.syncs_ignored_during_copy();
+                }
                 self.copy_starts(kind);
                 Verdict::Forward
             }
             backend::COPY_DATA => self.copy_to_client(frame),
-            backend::COPY_DONE => Verdict::Forward,
             backend::COMMAND_COMPLETE | backend::EMPTY_QUERY | backend::PORTAL_SUSPENDED => {
-                // A suspended portal goes on: its rows keep counting against max_rows.
-                if kind != backend::PORTAL_SUSPENDED {
-                    self.statement_rows = 0;
-                }
-                self.shape = None;
-                self.copy = None;
-                match self.pending.front_mut() {
-                    Some(Expect::Execute { .. }) => {
-                        self.pending.pop_front();
-                    }
-                    Some(Expect::Query { statement, .. }) => *statement += 1,
-                    _ => {}
-                }
+                self.statement_done(frame);
                 Verdict::Forward
             }
-            backend::ERROR_RESPONSE => {
-                self.statement_rows = 0;
-                self.shape = None;
-                self.copy = None;
-                let verdict = if self.error_is_refusal() {
-                    Verdict::Replace(refusal::without_server_context(frame))
-                } else {
-                    Verdict::Forward
-                };
-                if !matches!(self.pending.front(), Some(Expect::Query { .. })) {
-                    // Extended protocol: the server skips to Sync.
-                    while let Some(e) = self.pending.front() {
-                        if matches!(e, Expect::Sync) {
-                            break;
-                        }
-                        self.pending.pop_front();
-                    }
-                }
-                verdict
-            }
-            backend::READY_FOR_QUERY => {
-                self.revealed.flush(&self.metrics);
-                self.statement_rows = 0;
-                self.discarding = false;
-                self.shape = None;
-                self.copy = None;
-                while let Some(e) = self.pending.pop_front() {
-                    if matches!(e, Expect::Sync | Expect::Query { .. }) {
-                        break;
-                    }
-                }
-                if matches!(self.pending.front(), Some(Expect::CatalogLookup)) {
-                    // Our catalog look-up follows: the client may send its next statement
-                    // only once the new catalog is in place, so it gets the look-up's
-                    // ReadyForQuery (same transaction status) instead of this one.
-                    return Verdict::Drop;
-                }
-                Verdict::Forward
-            }
+            backend::ERROR_RESPONSE => self.error_response(frame),
+            backend::READY_FOR_QUERY => self.ready_for_query(frame),
             _ => Verdict::Forward,
         }
+    }
+
+    /// The server is in COPY FROM STDIN for the request in front: it ignores every Sync sent
+    /// from there to the copy's end, so none of them will be answered.
+    fn syncs_ignored_during_copy(&mut self) {
+        let end = self
+            .pending
+            .iter()
+            .position(|e| matches!(e, Expect::CopyEnd))
+            .unwrap_or(self.pending.len());
+        let mut at = 1;
+        while at < end.min(self.pending.len()) {
+            if matches!(self.pending[at], Expect::Sync { .. }) {
+                if let Some(ignored) = self.pending.remove(at) {
+                    self.forget(ignored);
+                }
+                return self.syncs_ignored_during_copy();
+            }
+            at += 1;
+        }
+    }
+
+    /// A reply that answers nothing the proxy expects: it no longer knows what the server
+    /// holds, so the session ends rather than guess.
+    fn out_of_step(&mut self, expected: Option<Expect>, got: &str) -> Verdict {
+        tracing::warn!(
+            ?expected,
+            "server sent {got} out of step with pgshroud's requests"
+        );
+        Verdict::End(PgError::fatal(
+            "XX000",
+            format!("pgshroud lost track of the session (the server sent {got} where it expected something else): the connection is closed"),
+        ))
+    }
+
+    /// CommandComplete, EmptyQueryResponse or PortalSuspended: a statement (or an Execute's
+    /// batch of rows) is done.
+    fn statement_done(&mut self, frame: &[u8]) {
+        let kind = frame[0];
+        // A suspended portal goes on: its rows keep counting against max_rows.
+        if kind != backend::PORTAL_SUSPENDED {
+            self.statement_rows = 0;
+        }
+        self.shape = None;
+        self.copy = None;
+        if kind == backend::COMMAND_COMPLETE {
+            let tag = frame.get(5..).unwrap_or_default();
+            let tag = tag.split(|&b| b == 0).next().unwrap_or_default();
+            self.sql_effect_done(&String::from_utf8_lossy(tag));
+        }
+        match self.pending.front_mut() {
+            Some(Expect::Execute { .. }) => {
+                if let Some(done) = self.pending.pop_front() {
+                    self.forget(done);
+                }
+            }
+            Some(Expect::Query { statement, .. }) => *statement += 1,
+            _ => {}
+        }
+    }
+
+    /// A completed `PREPARE`/`DEALLOCATE`/`DISCARD ALL` confirms the next recorded effect of
+    /// the statement running now; one the proxy did not recognise makes it forget every
+    /// statement (a Bind of one is then refused, never sent with the wrong plan).
+    fn sql_effect_done(&mut self, tag: &str) {
+        if tracker::SqlEffect::unrecognised::<(), ()>(tag).is_none() && tag != "PREPARE" {
+            return;
+        }
+        let effects = match self.pending.front_mut() {
+            Some(Expect::Execute { effects, .. } | Expect::Query { effects, .. }) => effects,
+            _ => return self.unrecognised_effect(tag),
+        };
+        match effects.pop_front() {
+            Some((effect, ticket)) if effect.tag() == tag => self.names.confirm(ticket),
+            Some((_, ticket)) => {
+                self.names.skipped(ticket);
+                self.unrecognised_effect(tag);
+            }
+            None => self.unrecognised_effect(tag),
+        }
+    }
+
+    fn unrecognised_effect(&mut self, tag: &str) {
+        if let Some(effect) = tracker::SqlEffect::unrecognised(tag) {
+            self.names.apply(effect);
+        }
+    }
+
+    fn error_response(&mut self, frame: &[u8]) -> Verdict {
+        self.statement_rows = 0;
+        self.shape = None;
+        self.copy = None;
+        let verdict = if self.error_is_refusal() {
+            Verdict::Replace(refusal::without_server_context(frame))
+        } else {
+            Verdict::Forward
+        };
+        match self.pending.front() {
+            // A simple query (or FunctionCall) ends at its ReadyForQuery; its later statements
+            // do not run, and their effects are dropped there.
+            Some(Expect::Query { .. } | Expect::Sync { .. }) | None => {}
+            // Extended protocol: the server skips every message up to Sync, and with them
+            // their effects.
+            Some(_) => {
+                while let Some(e) = self.pending.front() {
+                    if matches!(e, Expect::Sync { .. } | Expect::CatalogLookup) {
+                        break;
+                    }
+                    if let Some(skipped) = self.pending.pop_front() {
+                        self.forget(skipped);
+                    }
+                }
+            }
+        }
+        verdict
+    }
+
+    /// Drops an answered or skipped request: effects it has not confirmed did not happen.
+    fn forget(&mut self, expect: Expect) {
+        match expect {
+            Expect::ParseComplete {
+                ticket: Some(ticket),
+                ..
+            }
+            | Expect::BindComplete { ticket, .. }
+            | Expect::CloseComplete { ticket, .. } => self.names.skipped(ticket),
+            Expect::Execute { effects, .. } => {
+                for (_, ticket) in effects {
+                    self.names.skipped(ticket);
+                }
+            }
+            Expect::Query {
+                ticket,
+                effects,
+                unsettling,
+                ..
+            } => {
+                // Skipped after an extended-protocol error: it never ran.
+                self.names.skipped(ticket);
+                for (_, ticket) in effects {
+                    self.names.skipped(ticket);
+                }
+                self.unsettled = self.unsettled.saturating_sub(u32::from(unsettling));
+            }
+            Expect::Sync { unsettling } => {
+                self.unsettled = self.unsettled.saturating_sub(u32::from(unsettling))
+            }
+            _ => {}
+        }
+    }
+
+    fn ready_for_query(&mut self, frame: &[u8]) -> Verdict {
+        let Some(&status) = frame.get(5) else {
+            return server_broke_protocol("ReadyForQuery without a status");
+        };
+        self.revealed.flush(&self.metrics);
+        self.statement_rows = 0;
+        self.shape = None;
+        self.copy = None;
+        while let Some(e) = self.pending.pop_front() {
+            match e {
+                Expect::Query {
+                    ticket,
+                    effects,
+                    unsettling,
+                    ..
+                } => {
+                    // The query ran: the unnamed statement and portal are gone; effects of
+                    // its statements that did not complete did not happen.
+                    self.names.confirm(ticket);
+                    for (_, ticket) in effects {
+                        self.names.skipped(ticket);
+                    }
+                    self.unsettled = self.unsettled.saturating_sub(u32::from(unsettling));
+                    break;
+                }
+                sync @ Expect::Sync { .. } => {
+                    self.forget(sync);
+                    break;
+                }
+                other => self.forget(other),
+            }
+        }
+        if status == b'I' {
+            // Portals live only as long as their transaction.
+            self.names.transaction_ended();
+        }
+        if matches!(self.pending.front(), Some(Expect::CatalogLookup)) {
+            // Our catalog look-up follows: the client may send its next statement
+            // only once the new catalog is in place, so it gets the look-up's
+            // ReadyForQuery (same transaction status) instead of this one.
+            return Verdict::Drop;
+        }
+        Verdict::Forward
     }
 
     /// Answers to our own catalog look-up; asynchronous messages still reach the client.
     fn lookup_answer(&mut self, frame: &[u8]) -> Verdict {
         match frame[0] {
-            backend::DATA_ROW => self.lookup_rows.push(catalog::data_row_text(frame)),
-            backend::ERROR_RESPONSE => self.lookup_failed = true,
+            // catalog::data_row_text expects at least a field count.
+            backend::DATA_ROW if frame.len() >= 7 => {
+                self.lookup_rows.push(catalog::data_row_text(frame))
+            }
+            backend::DATA_ROW | backend::ERROR_RESPONSE => self.lookup_failed = true,
             backend::READY_FOR_QUERY => {
                 self.pending.pop_front();
                 let rows = std::mem::take(&mut self.lookup_rows);
@@ -764,12 +1251,17 @@ impl ProtectedSession {
                     self.layout = self.shared.layout(&self.catalog);
                     self.shared.report_problems(&self.catalog, &self.metrics);
                 }
+                if frame.get(5) == Some(&b'I') {
+                    self.names.transaction_ended();
+                }
                 // Stands in for the ReadyForQuery held back from the statement before.
                 return Verdict::Forward;
             }
-            backend::NOTICE_RESPONSE
-            | backend::NOTIFICATION_RESPONSE
-            | backend::PARAMETER_STATUS => return Verdict::Forward,
+            backend::PARAMETER_STATUS => {
+                self.settings.observe_message(frame);
+                return Verdict::Forward;
+            }
+            backend::NOTICE_RESPONSE | backend::NOTIFICATION_RESPONSE => return Verdict::Forward,
             _ => {}
         }
         Verdict::Drop
@@ -781,11 +1273,19 @@ impl ProtectedSession {
             Expect::Query {
                 plan, statement, ..
             } => Some((plan.clone()?, *statement)),
-            Expect::Execute { portal } => {
-                let portal = self.portals.get(portal)?;
-                Some((self.statements.get(&portal.statement)?.plan.clone()?, 0))
+            Expect::Execute { portal, .. } => {
+                let portal = self.names.confirmed_portal(portal)?;
+                Some((portal.statement.plan.clone()?, 0))
             }
             _ => None,
+        }
+    }
+
+    /// The statement the server holds under `name` now, when the proxy knows it.
+    fn confirmed_statement(&self, name: &str) -> Option<&Arc<PreparedInfo>> {
+        match self.names.confirmed_statement(name)? {
+            Held::Known(info) => Some(info),
+            Held::Foreign => None,
         }
     }
 
@@ -796,14 +1296,14 @@ impl ProtectedSession {
         if *ours {
             return Verdict::Drop;
         }
-        let Some(info) = self.statements.get(name) else {
+        let Some(info) = self.confirmed_statement(name) else {
             return Verdict::Forward;
         };
         if info.params().iter().all(Option::is_none) {
             return Verdict::Forward;
         }
         let Ok(mut types) = wire::read_parameter_description(frame) else {
-            return Verdict::Forward;
+            return server_broke_protocol("malformed ParameterDescription");
         };
         for (i, (t, param)) in types.iter_mut().zip(info.params()).enumerate() {
             let Some(param) = param else { continue };
@@ -840,22 +1340,28 @@ impl ProtectedSession {
 
     fn row_description(&mut self, frame: &[u8]) -> Verdict {
         let Ok(mut fields) = wire::read_row_description(frame) else {
-            return Verdict::Forward;
+            return server_broke_protocol("malformed RowDescription");
         };
-        let (plan, ours) = match self.pending.front() {
+        let (statement, ours) = match self.pending.front() {
             Some(Expect::DescribeStatement { name, ours }) => {
-                let p = self.statements.get(name).and_then(|s| s.plan.clone());
-                (p.map(|p| (p, 0)), *ours)
+                (self.confirmed_statement(name).cloned(), *ours)
             }
-            Some(Expect::DescribePortal { name }) => {
-                let p = self
-                    .portals
-                    .get(name)
-                    .and_then(|portal| self.statements.get(&portal.statement))
-                    .and_then(|s| s.plan.clone());
-                (p.map(|p| (p, 0)), false)
+            Some(Expect::DescribePortal { name }) => (
+                self.names
+                    .confirmed_portal(name)
+                    .map(|p| p.statement.clone()),
+                false,
+            ),
+            _ => (None, false),
+        };
+        let plan = match (&statement, self.pending.front()) {
+            (_, Some(Expect::DescribeStatement { .. } | Expect::DescribePortal { .. })) => {
+                statement
+                    .as_ref()
+                    .and_then(|s| s.plan.clone())
+                    .map(|p| (p, 0))
             }
-            _ => (self.current_plan(), false),
+            _ => self.current_plan(),
         };
         let rows = self.row_plan(&fields, plan.as_ref().map(|(p, i)| (&**p, *i)));
         let mut changed = false;
@@ -868,10 +1374,12 @@ impl ProtectedSession {
             }
         }
         match self.pending.front() {
-            Some(Expect::DescribeStatement { name, .. }) => {
-                if let Some(s) = self.statements.get_mut(name) {
-                    s.rows = Some(rows);
-                    s.fields = Some(fields.clone());
+            Some(Expect::DescribeStatement { .. }) => {
+                if let Some(info) = &statement {
+                    let _ = info.described.set(Described {
+                        fields: fields.clone(),
+                        rows,
+                    });
                 }
                 self.pending.pop_front();
             }
@@ -899,11 +1407,11 @@ impl ProtectedSession {
         if let Some(shape) = &self.shape {
             return Some(shape.clone());
         }
-        let Some(Expect::Execute { portal }) = self.pending.front() else {
+        let Some(Expect::Execute { portal, .. }) = self.pending.front() else {
             return None;
         };
-        let portal = self.portals.get(portal)?;
-        let plan = self.statements.get(&portal.statement)?.rows.clone()?;
+        let portal = self.names.confirmed_portal(portal)?;
+        let plan = portal.statement.described.get()?.rows.clone();
         let shape = Shape {
             plan,
             formats: portal.result_formats.clone(),
@@ -920,7 +1428,7 @@ impl ProtectedSession {
             return Verdict::Forward;
         }
         let Ok(mut values) = wire::read_data_row(frame) else {
-            return Verdict::Forward;
+            return server_broke_protocol("malformed DataRow");
         };
         for (i, (value, output)) in values.iter_mut().zip(shape.plan.iter()).enumerate() {
             let (Some(output), Some(stored)) = (output, value.as_ref()) else {
@@ -957,12 +1465,15 @@ impl ProtectedSession {
         )))
     }
 
-    /// A stored value did not decrypt: the client gets the error in place of the row, and
-    /// the rest of the results (as after any error) is dropped up to ReadyForQuery.
+    /// A stored value did not decrypt: the session ends (as `max_rows` enforcement does).
+    /// Stopping only the result would leave the client believing the statement failed while
+    /// the server ran it, and the rest of its pipeline, to the end.
     fn fail_results(&mut self, error: PgError) -> Verdict {
-        self.discarding = true;
         self.copy = None;
-        Verdict::Replace(error.to_bytes())
+        Verdict::End(PgError {
+            severity: Severity::Fatal,
+            ..error
+        })
     }
 
     /// The server starts a COPY: if it is a protected table's, rewrite its data.
@@ -1017,8 +1528,7 @@ impl ProtectedSession {
 impl std::fmt::Debug for ProtectedSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProtectedSession")
-            .field("statements", &self.statements.len())
-            .field("portals", &self.portals.len())
+            .field("names", &self.names.counts())
             .field("pending", &self.pending.len())
             .finish_non_exhaustive()
     }
@@ -1044,7 +1554,400 @@ fn same_server_statement(old: Option<&Plan>, new: Option<&Plan>) -> bool {
     }
 }
 
-fn cstr(buf: &[u8]) -> String {
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
+/// The refusal of a Describe or Execute of a portal the proxy did not bind.
+fn unknown_portal(name: &str) -> PgError {
+    PgError::error(
+        "34000",
+        format!("portal \"{name}\" does not exist, or was not bound through pgshroud (a cursor declared in SQL): pgshroud describes and executes only portals it bound; use FETCH for SQL cursors"),
+    )
+}
+
+/// Whether messages going upstream end a COPY (CopyDone or CopyFail).
+fn ends_copy(mut out: &[u8]) -> bool {
+    while out.len() >= 5 {
+        if matches!(out[0], frontend::COPY_DONE | frontend::COPY_FAIL) {
+            return true;
+        }
+        let len = u32::from_be_bytes([out[1], out[2], out[3], out[4]]) as usize;
+        out = out.get(1 + len.max(4)..).unwrap_or_default();
+    }
+    false
+}
+
+/// A Close of a prepared statement.
+fn close_statement(name: &str) -> BytesMut {
+    let mut body = vec![b'S'];
+    body.extend_from_slice(name.as_bytes());
+    body.push(0);
+    message(frontend::CLOSE, &body)
+}
+
+/// Our own requests' answers go nowhere; the client's reach the client.
+fn drop_if(ours: bool) -> Verdict {
+    if ours {
+        Verdict::Drop
+    } else {
+        Verdict::Forward
+    }
+}
+
+/// The server sent what the proxy cannot read: the session ends rather than pass it on.
+fn server_broke_protocol(what: &str) -> Verdict {
+    Verdict::End(PgError::fatal(
+        sqlstate::PROTOCOL_VIOLATION,
+        format!("the server sent a {what}: pgshroud closed the connection"),
+    ))
+}
+
+/// A session under small rules (`public.customers.email` protected; user `reader` may run
+/// only `select` statements), with no catalog: enough to drive the protocol state.
+#[cfg(test)]
+pub(crate) fn test_session(user: &str) -> ProtectedSession {
+    const RULES: &str = r#"
+default_role = "app"
+
+[[tables]]
+name = "public.customers"
+  [[tables.columns]]
+  name = "email"
+  type = "text"
+
+[[roles]]
+name = "app"
+template = "app"
+users = ["app"]
+
+[[roles]]
+name = "reader"
+template = "app"
+users = ["reader"]
+statements = ["select"]
+"#;
+    let rules = pgshroud_rules::parse(RULES, "rules.toml").expect("rules");
+    let key = crate::crypto::MasterKey::from_bytes(&[7; 32]).expect("key");
+    let keys = Arc::new(crate::crypto::KeyRing::single(key));
+    let protection = Arc::new(Protection::new(
+        rules,
+        keys,
+        super::engine::GuardPolicy::NotRequired,
+    ));
+    let live = Arc::new(LiveProtection::new(
+        std::path::Path::new("rules.toml"),
+        protection,
+    ));
+    let caller = Caller {
+        user: user.into(),
+        pg_roles: Vec::new(),
+        cert_subject: None,
+        addr: "127.0.0.1".parse().expect("address"),
+    };
+    ProtectedSession::new(live, caller, Catalog::default(), Arc::new(Metrics::new()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(name: &str, sql: &str) -> BytesMut {
+        message(b'P', format!("{name}\0{sql}\0\0\0").as_bytes())
+    }
+    fn bind(portal: &str, statement: &str) -> BytesMut {
+        message(
+            b'B',
+            format!("{portal}\0{statement}\0\0\0\0\0\0\0").as_bytes(),
+        )
+    }
+    fn sync() -> BytesMut {
+        message(b'S', b"")
+    }
+    fn error(code: &str) -> BytesMut {
+        message(b'E', format!("SERROR\0C{code}\0Mfailed\0\0").as_bytes())
+    }
+
+    /// The SQLSTATE the proxy's refusal in a verdict raises, if it is one.
+    fn refusal_code(verdict: &Verdict) -> Option<String> {
+        let Verdict::Replace(bytes) = verdict else {
+            return None;
+        };
+        let text = String::from_utf8_lossy(bytes);
+        let at = text.find("ERRCODE = '")? + "ERRCODE = '".len();
+        Some(text[at..at + 5].to_owned())
+    }
+
+    /// Answers the server gives to a forwarded pipeline that succeeded.
+    fn answer(s: &mut ProtectedSession, replies: &[&str]) {
+        for reply in replies {
+            let reply = reply.as_bytes();
+            let frame = message(reply[0], &reply[1..]);
+            assert!(
+                !matches!(s.server_message(&frame), Verdict::End(_)),
+                "{reply:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_second_parse_of_a_name_is_refused_and_the_old_statement_kept() {
+        let mut s = test_session("app");
+        assert_eq!(s.client_message(&parse("s1", "select 1")), Verdict::Forward);
+        s.client_message(&sync());
+        answer(&mut s, &["1", "ZI"]);
+        // Mid-pipeline, before the first Parse is even answered, or after: both refused.
+        let again = s.client_message(&parse("s1", "select 2"));
+        assert_eq!(refusal_code(&again).as_deref(), Some("42P05"));
+        assert!(matches!(
+            s.names.statement("s1"),
+            Some(Held::Known(info)) if info.query.as_deref() == Some("select 1")
+        ));
+    }
+
+    #[test]
+    fn a_close_skipped_after_an_error_leaves_the_statement_known() {
+        let mut s = test_session("app");
+        s.client_message(&parse("s1", "select 1"));
+        s.client_message(&sync());
+        answer(&mut s, &["1", "ZI"]);
+        // Pipeline: a failing Parse, then Close s1 (skipped by the server), Sync.
+        s.client_message(&parse("", "selec 1"));
+        s.client_message(&message(b'C', b"Ss1\0"));
+        s.client_message(&sync());
+        assert!(s.names.statement("s1").is_none());
+        s.server_message(&error("42601"));
+        answer(&mut s, &["ZI"]);
+        // The server still holds s1, and so does the proxy: a new Parse of it is refused, a
+        // Bind of it finds the statement the server has.
+        assert!(s.names.statement("s1").is_some());
+        let again = s.client_message(&parse("s1", "select 2"));
+        assert_eq!(refusal_code(&again).as_deref(), Some("42P05"));
+    }
+
+    #[test]
+    fn a_parse_after_an_unanswered_close_closes_again_first() {
+        let mut s = test_session("app");
+        s.client_message(&parse("s1", "select 1"));
+        s.client_message(&sync());
+        answer(&mut s, &["1", "ZI"]);
+        s.client_message(&message(b'C', b"Ss1\0"));
+        s.client_message(&sync());
+        let Verdict::Replace(out) = s.client_message(&parse("s1", "select 2")) else {
+            panic!("the Parse must be preceded by our Close");
+        };
+        assert_eq!(out[0], b'C');
+        // Close answered (client's), then ours dropped, then ParseComplete forwarded.
+        assert_eq!(s.server_message(&message(b'3', b"")), Verdict::Forward);
+        assert_eq!(s.server_message(&message(b'Z', b"I")), Verdict::Forward);
+        assert_eq!(s.server_message(&message(b'3', b"")), Verdict::Drop);
+        assert_eq!(s.server_message(&message(b'1', b"")), Verdict::Forward);
+    }
+
+    #[test]
+    fn a_bind_of_an_unknown_or_sql_prepared_statement_is_refused() {
+        let mut s = test_session("app");
+        let v = s.client_message(&bind("", "nope"));
+        assert_eq!(refusal_code(&v).as_deref(), Some("26000"));
+        answer(&mut s, &["1", "2"]);
+        s.server_message(&error("26000"));
+        s.client_message(&sync());
+        answer(&mut s, &["ZI"]);
+        s.client_message(&message(b'Q', b"PREPARE x AS SELECT $1::text\0"));
+        answer(&mut s, &["CPREPARE\0", "ZI"]);
+        let v = s.client_message(&bind("", "x"));
+        assert_eq!(refusal_code(&v).as_deref(), Some("0A000"));
+    }
+
+    #[test]
+    fn deallocate_and_discard_drop_statements() {
+        let mut s = test_session("app");
+        for name in ["a", "b"] {
+            s.client_message(&parse(name, "select 1"));
+        }
+        s.client_message(&sync());
+        answer(&mut s, &["1", "1", "ZI"]);
+        s.client_message(&message(b'Q', b"DEALLOCATE a\0"));
+        answer(&mut s, &["CDEALLOCATE\0", "ZI"]);
+        assert!(s.names.statement("a").is_none());
+        assert!(s.names.statement("b").is_some());
+        s.client_message(&message(b'Q', b"DISCARD ALL\0"));
+        answer(&mut s, &["CDISCARD ALL\0", "ZI"]);
+        assert!(s.names.statement("b").is_none());
+        // A DEALLOCATE that failed (inside an aborted transaction) drops nothing.
+        s.client_message(&parse("c", "select 1"));
+        s.client_message(&sync());
+        answer(&mut s, &["1", "ZI"]);
+        s.client_message(&message(b'Q', b"DEALLOCATE c\0"));
+        s.server_message(&error("25P02"));
+        answer(&mut s, &["ZE"]);
+        assert!(s.names.statement("c").is_some());
+    }
+
+    #[test]
+    fn portals_end_with_the_transaction() {
+        let mut s = test_session("app");
+        s.client_message(&parse("s", "select 1"));
+        s.client_message(&bind("p", "s"));
+        s.client_message(&sync());
+        answer(&mut s, &["1", "2", "ZT"]);
+        assert!(s.names.portal("p").is_some());
+        s.client_message(&message(b'Q', b"COMMIT\0"));
+        answer(&mut s, &["CCOMMIT\0", "ZI"]);
+        assert!(s.names.portal("p").is_none());
+    }
+
+    #[test]
+    fn malformed_messages_end_the_session_with_08p01() {
+        let mut declared = b"s\0select 1\0".to_vec();
+        declared.extend_from_slice(&0x8000u16.to_be_bytes());
+        for frame in [
+            message(b'P', &declared),
+            message(b'P', b"s\0select 1"),
+            message(b'B', b"\0s\0\0\x01"),
+            message(b'C', b""),
+            message(b'C', b"S"),
+            message(b'D', b"X\0"),
+            message(b'E', b"\0"),
+            message(b'Q', b"select 1"),
+        ] {
+            let mut s = test_session("app");
+            match s.client_message(&frame) {
+                Verdict::End(e) => assert_eq!(e.code, "08P01", "{frame:?}"),
+                other => panic!("{frame:?} was not refused: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn short_server_messages_end_the_session() {
+        let mut s = test_session("app");
+        s.client_message(&message(b'Q', b"select 1\0"));
+        assert!(matches!(
+            s.server_message(&message(b'Z', b"")),
+            Verdict::End(_)
+        ));
+        assert!(matches!(s.server_message(b""), Verdict::End(_)));
+    }
+
+    #[test]
+    fn invalid_utf8_is_refused_in_a_utf8_session() {
+        let mut s = test_session("app");
+        let v = s.client_message(&message(b'Q', b"select '\xff'\0"));
+        assert!(matches!(&v, Verdict::Replace(b) if b[0] == b'Q'));
+        let Verdict::Replace(b) = v else {
+            unreachable!()
+        };
+        assert!(String::from_utf8_lossy(&b).contains("22021"));
+        let v = s.client_message(&parse("", "select '\u{e9}'"));
+        assert_eq!(v, Verdict::Forward);
+        let v = s.client_message(&message(b'P', b"\0select '\xe9'\0\0\0"));
+        assert_eq!(refusal_code(&v).as_deref(), Some("22021"));
+    }
+
+    #[test]
+    fn analysis_needs_utf8_and_standard_strings() {
+        let mut s = test_session("app");
+        assert_eq!(
+            s.server_message(&message(b'S', b"standard_conforming_strings\0off\0")),
+            Verdict::Forward
+        );
+        let v = s.client_message(&message(
+            b'Q',
+            b"insert into customers (email) values ('a\\'b')\0",
+        ));
+        let Verdict::Replace(b) = &v else {
+            panic!("{v:?}")
+        };
+        assert!(String::from_utf8_lossy(b).contains("standard_conforming_strings = on"));
+        // Statements the proxy need not read still pass.
+        assert_eq!(
+            s.client_message(&message(b'Q', b"select 'a\\'b'\0")),
+            Verdict::Forward
+        );
+        s.server_message(&message(b'S', b"standard_conforming_strings\0on\0"));
+        s.server_message(&message(b'S', b"client_encoding\0LATIN1\0"));
+        let v = s.client_message(&parse("", "select email from customers"));
+        assert_eq!(refusal_code(&v).as_deref(), Some("22021"));
+        // Non-UTF-8 text that need not be read passes untouched in a LATIN1 session.
+        assert_eq!(
+            s.client_message(&message(b'Q', b"select '\xe9'\0")),
+            Verdict::Forward
+        );
+    }
+
+    #[test]
+    fn text_behind_a_settings_change_waits_for_its_answer() {
+        let mut s = test_session("app");
+        s.client_message(&message(b'Q', b"SET standard_conforming_strings = off\0"));
+        let v = s.client_message(&message(b'Q', b"select email from customers\0"));
+        let Verdict::Replace(b) = &v else {
+            panic!("{v:?}")
+        };
+        assert!(String::from_utf8_lossy(b).contains("may change client_encoding"));
+        answer(
+            &mut s,
+            &["CSET\0", "Sstandard_conforming_strings\0off\0", "ZI"],
+        );
+        answer(&mut s, &["ZI"]);
+        assert_eq!(s.unsettled, 0);
+    }
+
+    #[test]
+    fn function_calls_follow_the_roles_statement_kinds() {
+        let call = message(b'F', b"\0\0\x04\xd2\0\0\0\0\0\0");
+        let mut reader = test_session("reader");
+        let v = reader.client_message(&call);
+        assert!(matches!(&v, Verdict::Replace(b) if b[0] == b'Q'));
+        assert!(reader.error_is_refusal());
+        let mut app = test_session("app");
+        assert_eq!(app.client_message(&call), Verdict::Forward);
+    }
+
+    #[test]
+    fn an_execute_of_a_portal_the_proxy_did_not_bind_is_refused() {
+        let mut s = test_session("app");
+        s.client_message(&message(b'Q', b"DECLARE c CURSOR WITH HOLD FOR SELECT 1\0"));
+        answer(&mut s, &["CDECLARE CURSOR\0", "ZI"]);
+        let v = s.client_message(&message(b'E', b"c\0\0\0\0\0"));
+        assert_eq!(refusal_code(&v).as_deref(), Some("34000"));
+        let v = s.client_message(&message(b'D', b"Pc\0"));
+        assert_eq!(refusal_code(&v).as_deref(), Some("34000"));
+        // A portal it bound runs.
+        s.client_message(&parse("", "select 1"));
+        s.client_message(&bind("", ""));
+        assert_eq!(
+            s.client_message(&message(b'E', b"\0\0\0\0\0")),
+            Verdict::Forward
+        );
+    }
+
+    #[test]
+    fn a_sync_sent_during_copy_from_stdin_is_not_waited_for() {
+        // tokio-postgres: Bind, Execute, Sync; the data; CopyDone, Sync. The first Sync
+        // reaches the server during the COPY and is ignored: one ReadyForQuery in all.
+        let mut s = test_session("app");
+        s.client_message(&parse("", "COPY t FROM STDIN"));
+        s.client_message(&sync());
+        answer(&mut s, &["1", "ZI"]);
+        s.client_message(&bind("", ""));
+        s.client_message(&message(b'E', b"\0\0\0\0\0"));
+        s.client_message(&sync());
+        answer(&mut s, &["2", "G\0\0\0"]);
+        s.client_message(&message(b'd', b"1\n"));
+        s.client_message(&message(b'c', b""));
+        s.client_message(&sync());
+        answer(&mut s, &["CCOPY 1\0", "ZI"]);
+        assert!(s.pending.is_empty(), "{:?}", s.pending);
+        // The next statement's answers line up.
+        s.client_message(&parse("", "select 1"));
+        s.client_message(&sync());
+        answer(&mut s, &["1", "ZI"]);
+        assert!(s.pending.is_empty());
+    }
+
+    #[test]
+    fn a_value_that_does_not_decrypt_ends_the_session() {
+        let mut s = test_session("app");
+        match s.fail_results(PgError::error("39000", "could not decrypt")) {
+            Verdict::End(e) => assert_eq!(e.severity, Severity::Fatal),
+            other => panic!("{other:?}"),
+        }
+    }
 }

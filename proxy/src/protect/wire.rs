@@ -8,8 +8,14 @@ use crate::protocol::frame::message;
 
 /// Why a message could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("malformed {0} message")]
-pub struct Malformed(pub &'static str);
+pub enum Unreadable {
+    /// Lengths, counts or terminators do not add up: a protocol violation.
+    #[error("malformed {0} message")]
+    Malformed(&'static str),
+    /// A name in the message is not UTF-8.
+    #[error("{0} message with a name that is not valid UTF-8")]
+    NotUtf8(&'static str),
+}
 
 struct Reader<'a> {
     buf: &'a [u8],
@@ -23,41 +29,62 @@ impl<'a> Reader<'a> {
             what,
         }
     }
-    fn take(&mut self, n: usize) -> Result<&'a [u8], Malformed> {
+    fn malformed(&self) -> Unreadable {
+        Unreadable::Malformed(self.what)
+    }
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Unreadable> {
         if self.buf.len() < n {
-            return Err(Malformed(self.what));
+            return Err(self.malformed());
         }
         let (head, rest) = self.buf.split_at(n);
         self.buf = rest;
         Ok(head)
     }
-    fn i16(&mut self) -> Result<i16, Malformed> {
+    fn u8(&mut self) -> Result<u8, Unreadable> {
+        Ok(self.take(1)?[0])
+    }
+    fn i16(&mut self) -> Result<i16, Unreadable> {
         let b = self.take(2)?;
         Ok(i16::from_be_bytes([b[0], b[1]]))
     }
-    fn i32(&mut self) -> Result<i32, Malformed> {
+    fn i32(&mut self) -> Result<i32, Unreadable> {
         let b = self.take(4)?;
         Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
-    fn count(&mut self) -> Result<usize, Malformed> {
-        usize::try_from(self.i16()?).map_err(|_| Malformed(self.what))
+    /// A count: PostgreSQL reads these 16 bits unsigned (up to 65535 parameters), and so
+    /// does the proxy; each counted item must then be present.
+    fn count(&mut self) -> Result<usize, Unreadable> {
+        let b = self.take(2)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]) as usize)
     }
-    fn cstr(&mut self) -> Result<String, Malformed> {
+    fn bytes_cstr(&mut self) -> Result<&'a [u8], Unreadable> {
         let end = self
             .buf
             .iter()
             .position(|&b| b == 0)
-            .ok_or(Malformed(self.what))?;
-        let s = String::from_utf8(self.buf[..end].to_vec()).map_err(|_| Malformed(self.what))?;
+            .ok_or(self.malformed())?;
+        let s = &self.buf[..end];
         self.buf = &self.buf[end + 1..];
         Ok(s)
     }
-    fn value(&mut self) -> Result<Option<Vec<u8>>, Malformed> {
+    fn cstr(&mut self) -> Result<String, Unreadable> {
+        let bytes = self.bytes_cstr()?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| Unreadable::NotUtf8(self.what))
+    }
+    fn value(&mut self) -> Result<Option<Vec<u8>>, Unreadable> {
         let len = self.i32()?;
         if len < 0 {
             return Ok(None);
         }
         Ok(Some(self.take(len as usize)?.to_vec()))
+    }
+    /// The whole body was read: trailing bytes are as malformed as missing ones.
+    fn end(&self) -> Result<(), Unreadable> {
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(self.malformed())
+        }
     }
 }
 
@@ -108,22 +135,26 @@ pub fn format_of(codes: &[i16], index: usize) -> Format {
     }
 }
 
+/// A Parse message. The query stays bytes: whether it must be UTF-8 depends on the
+/// session's client_encoding and on whether the proxy has to read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Parse {
     pub name: String,
-    pub query: String,
+    pub query: Vec<u8>,
     pub param_types: Vec<u32>,
 }
 
 impl Parse {
-    pub fn read(frame: &[u8]) -> Result<Parse, Malformed> {
+    pub fn read(frame: &[u8]) -> Result<Parse, Unreadable> {
         let mut r = Reader::new(frame, "Parse");
-        let name = r.cstr()?;
-        let query = r.cstr()?;
+        let name = r.bytes_cstr()?;
+        let query = r.bytes_cstr()?.to_vec();
         let n = r.count()?;
         let param_types = (0..n)
             .map(|_| r.i32().map(|t| t as u32))
             .collect::<Result<_, _>>()?;
+        r.end()?;
+        let name = String::from_utf8(name.to_vec()).map_err(|_| Unreadable::NotUtf8("Parse"))?;
         Ok(Parse {
             name,
             query,
@@ -134,7 +165,8 @@ impl Parse {
     pub fn write(&self) -> BytesMut {
         let mut body = BytesMut::new();
         put_cstr(&mut body, &self.name);
-        put_cstr(&mut body, &self.query);
+        body.put_slice(&self.query);
+        body.put_u8(0);
         body.put_i16(self.param_types.len() as i16);
         for t in &self.param_types {
             body.put_u32(*t);
@@ -153,16 +185,20 @@ pub struct Bind {
 }
 
 impl Bind {
-    pub fn read(frame: &[u8]) -> Result<Bind, Malformed> {
+    pub fn read(frame: &[u8]) -> Result<Bind, Unreadable> {
         let mut r = Reader::new(frame, "Bind");
-        let portal = r.cstr()?;
-        let statement = r.cstr()?;
+        let portal = r.bytes_cstr()?;
+        let statement = r.bytes_cstr()?;
         let nf = r.count()?;
         let param_formats = (0..nf).map(|_| r.i16()).collect::<Result<_, _>>()?;
         let np = r.count()?;
         let params = (0..np).map(|_| r.value()).collect::<Result<_, _>>()?;
         let nr = r.count()?;
         let result_formats = (0..nr).map(|_| r.i16()).collect::<Result<_, _>>()?;
+        r.end()?;
+        let utf8 =
+            |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| Unreadable::NotUtf8("Bind"));
+        let (portal, statement) = (utf8(portal)?, utf8(statement)?);
         Ok(Bind {
             portal,
             statement,
@@ -204,6 +240,35 @@ impl Bind {
     }
 }
 
+/// Which object a Close or Describe names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Statement,
+    Portal,
+}
+
+/// A Close or Describe: `'S'` or `'P'` and a name.
+pub fn read_target(frame: &[u8], what: &'static str) -> Result<(Target, String), Unreadable> {
+    let mut r = Reader::new(frame, what);
+    let target = match r.u8()? {
+        b'S' => Target::Statement,
+        b'P' => Target::Portal,
+        _ => return Err(r.malformed()),
+    };
+    let name = r.cstr()?;
+    r.end()?;
+    Ok((target, name))
+}
+
+/// An Execute: the portal's name (its row limit is the server's business).
+pub fn read_execute(frame: &[u8]) -> Result<String, Unreadable> {
+    let mut r = Reader::new(frame, "Execute");
+    let portal = r.cstr()?;
+    r.i32()?;
+    r.end()?;
+    Ok(portal)
+}
+
 /// One column of a RowDescription.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Field {
@@ -216,10 +281,10 @@ pub struct Field {
     pub format: i16,
 }
 
-pub fn read_row_description(frame: &[u8]) -> Result<Vec<Field>, Malformed> {
+pub fn read_row_description(frame: &[u8]) -> Result<Vec<Field>, Unreadable> {
     let mut r = Reader::new(frame, "RowDescription");
     let n = r.count()?;
-    (0..n)
+    let fields = (0..n)
         .map(|_| {
             Ok(Field {
                 name: r.cstr()?,
@@ -231,7 +296,9 @@ pub fn read_row_description(frame: &[u8]) -> Result<Vec<Field>, Malformed> {
                 format: r.i16()?,
             })
         })
-        .collect()
+        .collect::<Result<_, Unreadable>>()?;
+    r.end()?;
+    Ok(fields)
 }
 
 pub fn write_row_description(fields: &[Field]) -> BytesMut {
@@ -249,10 +316,14 @@ pub fn write_row_description(fields: &[Field]) -> BytesMut {
     message(b'T', &body)
 }
 
-pub fn read_parameter_description(frame: &[u8]) -> Result<Vec<u32>, Malformed> {
+pub fn read_parameter_description(frame: &[u8]) -> Result<Vec<u32>, Unreadable> {
     let mut r = Reader::new(frame, "ParameterDescription");
     let n = r.count()?;
-    (0..n).map(|_| r.i32().map(|t| t as u32)).collect()
+    let types = (0..n)
+        .map(|_| r.i32().map(|t| t as u32))
+        .collect::<Result<_, _>>()?;
+    r.end()?;
+    Ok(types)
 }
 
 pub fn write_parameter_description(types: &[u32]) -> BytesMut {
@@ -264,10 +335,12 @@ pub fn write_parameter_description(types: &[u32]) -> BytesMut {
     message(b't', &body)
 }
 
-pub fn read_data_row(frame: &[u8]) -> Result<Vec<Option<Vec<u8>>>, Malformed> {
+pub fn read_data_row(frame: &[u8]) -> Result<Vec<Option<Vec<u8>>>, Unreadable> {
     let mut r = Reader::new(frame, "DataRow");
     let n = r.count()?;
-    (0..n).map(|_| r.value()).collect()
+    let values = (0..n).map(|_| r.value()).collect::<Result<_, _>>()?;
+    r.end()?;
+    Ok(values)
 }
 
 pub fn write_data_row(values: &[Option<Vec<u8>>]) -> BytesMut {
@@ -308,7 +381,7 @@ mod tests {
     fn parse_row_description_and_data_row_round_trip() {
         let p = Parse {
             name: "".into(),
-            query: "SELECT $1".into(),
+            query: b"SELECT $1".to_vec(),
             param_types: vec![25],
         };
         assert_eq!(Parse::read(&p.write()).unwrap(), p);
@@ -331,6 +404,56 @@ mod tests {
             read_parameter_description(&write_parameter_description(&[25, 17])).unwrap(),
             vec![25, 17]
         );
+    }
+
+    #[test]
+    fn counts_are_unsigned_and_must_match_the_body() {
+        // 32768 declared parameter types: a valid count (PostgreSQL reads it unsigned), but
+        // the types are missing here.
+        let mut body = b"s\0select 1\0".to_vec();
+        body.extend_from_slice(&0x8000u16.to_be_bytes());
+        let short = message(b'P', &body);
+        assert_eq!(Parse::read(&short), Err(Unreadable::Malformed("Parse")));
+        body.extend(std::iter::repeat_n(0u8, 4 * 0x8000));
+        assert_eq!(
+            Parse::read(&message(b'P', &body))
+                .unwrap()
+                .param_types
+                .len(),
+            0x8000
+        );
+        // Trailing bytes after the last field.
+        let mut extra = Parse {
+            name: "".into(),
+            query: b"select 1".to_vec(),
+            param_types: vec![],
+        }
+        .write()
+        .to_vec();
+        extra.push(7);
+        let len = (extra.len() - 1) as u32;
+        extra[1..5].copy_from_slice(&len.to_be_bytes());
+        assert!(Parse::read(&extra).is_err());
+    }
+
+    #[test]
+    fn names_must_be_utf8_and_targets_known() {
+        assert_eq!(
+            Parse::read(&message(b'P', b"\xff\0select 1\0\0\0")),
+            Err(Unreadable::NotUtf8("Parse"))
+        );
+        // The query itself may be in another encoding: it stays bytes.
+        assert!(Parse::read(&message(b'P', b"\0select '\xe9'\0\0\0")).is_ok());
+        assert_eq!(
+            read_target(&message(b'C', b"Ss1\0"), "Close"),
+            Ok((Target::Statement, "s1".into()))
+        );
+        for short in [&b""[..], b"S", b"X\0", b"Ps1"] {
+            assert!(read_target(&message(b'C', short), "Close").is_err());
+        }
+        assert_eq!(read_execute(&message(b'E', b"p\0\0\0\0\0")), Ok("p".into()));
+        assert!(read_execute(&message(b'E', b"p\0")).is_err());
+        assert!(read_target(b"C", "Close").is_err());
     }
 
     #[test]

@@ -64,6 +64,7 @@ pub mod backend {
     pub const COPY_DATA: u8 = b'd';
     pub const COPY_DONE: u8 = b'c';
     pub const NOTIFICATION_RESPONSE: u8 = b'A';
+    pub const FUNCTION_CALL_RESPONSE: u8 = b'V';
 }
 
 /// Authentication request codes inside an 'R' message.

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod handshake;
 pub mod relay;
+pub mod settings;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use tracing::{debug, info, warn, Instrument};
 use self::auth::{AuthError, AuthExchange};
 use self::handshake::{send_and_close, Handshake, HandshakeError};
 use self::relay::{Inbound, RelayEnd, ServerPath, SessionState, MAX_SERVER_MESSAGE};
+use self::settings::TextSettings;
 use crate::audit::{ConnectionAudit, ConnectionInfo};
 use crate::cancel::forward_cancel;
 use crate::intercept::StatementPath;
@@ -226,7 +228,8 @@ async fn run_session(
     let statements = match statement_path(ctx, caller, audit, &mut server, &mut server_buf).await {
         Ok(path) => path
             .with_audit(audit.0.clone())
-            .with_metrics(ctx.metrics.clone()),
+            .with_metrics(ctx.metrics.clone())
+            .with_text_settings(TextSettings::from_parameters(&authenticated.parameters)),
         Err(error) => {
             warn!("{error}");
             send_and_close(&mut client, &error).await;

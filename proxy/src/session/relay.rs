@@ -11,7 +11,7 @@ use tokio::io::AsyncWriteExt;
 use crate::intercept::{StatementPath, Verdict};
 use crate::metrics::{Direction, Metrics};
 use crate::net::stream::{ReadHalf, WriteHalf};
-use crate::pg_error::PgError;
+use crate::pg_error::{sqlstate, PgError};
 use crate::protocol::fields;
 use crate::protocol::frame::{check_frame, FrameBuffer, FrameCheck};
 use crate::protocol::types::{backend, frontend};
@@ -73,7 +73,8 @@ pub enum RelayEnd {
     ClientIo(std::io::Error),
     IdleTimeout,
     Shutdown,
-    /// A limit of the caller's role ended the session (`max_rows` with `enforce = true`).
+    /// The statement path ended the session: a limit of the caller's role (`max_rows` with
+    /// `enforce = true`), a stored value that did not decrypt, or state it could not trust.
     Enforced(PgError),
     /// The server went away; `told_client` when its own FATAL error was forwarded.
     UpstreamClosed {
@@ -169,6 +170,10 @@ fn take_client_messages(
                     Verdict::Forward => append(&mut out, frame),
                     Verdict::Replace(bytes) => append(&mut out, bytes),
                     Verdict::Drop => {}
+                    // A message the statement path could not read.
+                    Verdict::End(error) if error.code == sqlstate::PROTOCOL_VIOLATION => {
+                        return (out, Some(RelayEnd::ClientProtocol(error)))
+                    }
                     Verdict::End(error) => return (out, Some(RelayEnd::Enforced(error))),
                 }
                 if kind == frontend::TERMINATE {
@@ -255,7 +260,10 @@ fn take_server_messages(
             FrameCheck::Complete(n) => {
                 let frame = buf.buf.split_to(n);
                 match frame[0] {
-                    backend::READY_FOR_QUERY => state.ready_for_query(frame[5]),
+                    backend::READY_FOR_QUERY => {
+                        // A status-less one ends the session in the statement path.
+                        state.ready_for_query(frame.get(5).copied().unwrap_or(b'E'))
+                    }
                     backend::ERROR_RESPONSE if fields::is_fatal(&frame) => {
                         path.told_client_fatal = true
                     }
