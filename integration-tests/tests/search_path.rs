@@ -32,7 +32,11 @@ GRANT USAGE ON SCHEMA crm, scratch TO PUBLIC;
 GRANT ALL ON ALL TABLES IN SCHEMA crm, public, scratch TO PUBLIC;
 GRANT ALL ON ALL SEQUENCES IN SCHEMA crm, public, scratch TO PUBLIC;";
 
-async fn setup() -> (String, tempfile::TempDir, pgshroud_integration_tests::proxy::TestProxy) {
+async fn setup() -> (
+    String,
+    tempfile::TempDir,
+    pgshroud_integration_tests::proxy::TestProxy,
+) {
     let db = cluster().fresh_database().await;
     cluster()
         .admin_client_for(&db)
@@ -65,7 +69,9 @@ async fn an_unqualified_name_follows_set_search_path_back_and_forth() {
         .await
         .unwrap();
     // crm.leads is only reachable unqualified once crm is on the path.
-    app.batch_execute("SET search_path = crm, public").await.unwrap();
+    app.batch_execute("SET search_path = crm, public")
+        .await
+        .unwrap();
     app.execute("INSERT INTO leads (email) VALUES ($1)", &[&"lead@x.org"])
         .await
         .expect("encrypted into crm.leads");
@@ -80,7 +86,9 @@ async fn an_unqualified_name_follows_set_search_path_back_and_forth() {
     assert_eq!(got, vec![vec![Some("lead2@x.org".to_owned())]]);
     // With scratch first, `customers` is scratch.customers (not protected): PostgreSQL writes
     // there, and the proxy knows it is not the protected table (or refuses when unsure).
-    app.batch_execute("SET search_path = scratch, public").await.unwrap();
+    app.batch_execute("SET search_path = scratch, public")
+        .await
+        .unwrap();
     match app
         .simple_query("INSERT INTO customers (email) VALUES ('\\x00'::bytea)")
         .await
@@ -90,9 +98,12 @@ async fn an_unqualified_name_follows_set_search_path_back_and_forth() {
     }
     // And back: public.customers again, encrypted.
     app.batch_execute("RESET search_path").await.unwrap();
-    app.execute("INSERT INTO customers (email) VALUES ($1)", &[&"cust@x.org"])
-        .await
-        .expect("public.customers");
+    app.execute(
+        "INSERT INTO customers (email) VALUES ($1)",
+        &[&"cust@x.org"],
+    )
+    .await
+    .expect("public.customers");
     app.batch_execute("SELECT pg_catalog.set_config('search_path', 'crm', false)")
         .await
         .unwrap();
@@ -111,7 +122,10 @@ async fn an_unqualified_name_follows_set_search_path_back_and_forth() {
         .connect(users::SCRAM, users::SCRAM_PASSWORD, &db)
         .await
         .unwrap();
-    fresh.simple_query("SELECT 1").await.expect("proxy still up");
+    fresh
+        .simple_query("SELECT 1")
+        .await
+        .expect("proxy still up");
 }
 
 #[tokio::test]
@@ -164,9 +178,12 @@ async fn a_search_path_change_undone_by_rollback_is_followed() {
         .await
         .unwrap();
     // The path is public again: `customers` is public.customers, encrypted.
-    app.execute("INSERT INTO customers (email) VALUES ($1)", &[&"after@x.org"])
-        .await
-        .expect("public.customers after the rollback");
+    app.execute(
+        "INSERT INTO customers (email) VALUES ($1)",
+        &[&"after@x.org"],
+    )
+    .await
+    .expect("public.customers after the rollback");
     let stored = stored(&db, "SELECT email FROM public.customers").await;
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0][0], 2);

@@ -193,6 +193,9 @@ pub struct ProtectedSession {
     /// pipeline being sent has one: text behind them cannot be analysed until they are answered.
     unsettled: u32,
     pipeline_unsettled: bool,
+    /// A statement of the open transaction may have changed the search_path (which the
+    /// server does not report): a rollback must be followed by another look-up.
+    path_changed_in_txn: bool,
 }
 
 impl ProtectedSession {
@@ -231,6 +234,7 @@ impl ProtectedSession {
             settings: TextSettings::default(),
             unsettled: 0,
             pipeline_unsettled: false,
+            path_changed_in_txn: false,
         }
     }
 
@@ -538,6 +542,22 @@ impl ProtectedSession {
         }
     }
 
+    /// The server does not report search_path changes: after a text that may change it (or
+    /// roll such a change back) the catalog, which holds the path, is looked up again. Returns
+    /// whether the text may change the path (text behind it waits for its answer).
+    fn follow_search_path(&mut self, sql: &[u8]) -> bool {
+        if settings::may_change_search_path(sql) {
+            self.catalog_stale = true;
+            self.path_changed_in_txn = true;
+            return true;
+        }
+        if self.path_changed_in_txn && settings::may_roll_back(sql) {
+            self.catalog_stale = true;
+            return true;
+        }
+        false
+    }
+
     /// Whether the proxy must read this text: it mentions a protected table, or the role
     /// checks statement kinds.
     fn must_read(&self, sql: &str) -> bool {
@@ -579,7 +599,8 @@ impl ProtectedSession {
                 "malformed Query message: pgshroud does not pass on messages it cannot read",
             ));
         };
-        let unsettling = settings::may_change_text_settings(bytes);
+        let unsettling =
+            self.follow_search_path(bytes) || settings::may_change_text_settings(bytes);
         let sql = match self.statement_text(bytes) {
             Ok(Text::Readable(sql)) => sql,
             Ok(Text::Opaque) => {
@@ -644,7 +665,11 @@ impl ProtectedSession {
                 format!("prepared statement \"{}\" already exists", parse.name),
             ));
         }
-        let unsettling = settings::may_change_text_settings(&parse.query);
+        let unsettling = self.follow_search_path(&parse.query)
+            || settings::may_change_text_settings(&parse.query);
+        if std::mem::take(&mut self.catalog_stale) {
+            self.refresh_at_sync = true;
+        }
         let (plan, query) = match self.statement_text(&parse.query) {
             Ok(Text::Opaque) => (None, None),
             Ok(Text::Readable(sql)) if !self.shared.mentions_protected(sql) => {
@@ -1225,6 +1250,7 @@ impl ProtectedSession {
         if status == b'I' {
             // Portals live only as long as their transaction.
             self.names.transaction_ended();
+            self.path_changed_in_txn = false;
         }
         if matches!(self.pending.front(), Some(Expect::CatalogLookup)) {
             // Our catalog look-up follows: the client may send its next statement

@@ -127,16 +127,34 @@ pub fn utf8_text(bytes: &[u8]) -> Result<&str, PgError> {
 /// text sent behind it until the server has answered (and reported the change). Whole words
 /// only, so `pg_namespace` or `pg_stat_reset` do not count.
 pub fn may_change_text_settings(sql: &[u8]) -> bool {
-    const WORDS: [&[u8]; 6] = [
-        b"client_encoding",
-        b"standard_conforming_strings",
-        b"set_config",
-        b"reset",
-        b"discard",
-        b"names",
-    ];
+    has_word(
+        sql,
+        &[
+            b"client_encoding",
+            b"standard_conforming_strings",
+            b"set_config",
+            b"reset",
+            b"discard",
+            b"names",
+        ],
+    )
+}
+
+/// Whether a statement text may change the session's search_path (which the server does not
+/// report): the proxy looks the path up again after it.
+pub fn may_change_search_path(sql: &[u8]) -> bool {
+    has_word(sql, &[b"search_path", b"set_config", b"reset", b"discard"])
+}
+
+/// Whether a statement text may roll a transaction back (undoing a `SET` made in it).
+pub fn may_roll_back(sql: &[u8]) -> bool {
+    has_word(sql, &[b"rollback", b"abort"])
+}
+
+/// Whether `sql` holds one of `words` as a whole word (ASCII case-insensitive).
+fn has_word(sql: &[u8], words: &[&[u8]]) -> bool {
     let part_of_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80;
-    WORDS.iter().any(|w| {
+    words.iter().any(|w| {
         sql.windows(w.len()).enumerate().any(|(at, window)| {
             window.eq_ignore_ascii_case(w)
                 && (at == 0 || !part_of_word(sql[at - 1]))
@@ -149,6 +167,20 @@ pub fn may_change_text_settings(sql: &[u8]) -> bool {
 mod tests {
     use super::*;
     use crate::protocol::frame::message;
+
+    #[test]
+    fn search_path_changes_and_rollbacks_are_recognised_by_whole_words() {
+        assert!(may_change_search_path(b"SET search_path = crm"));
+        assert!(may_change_search_path(
+            b"select set_config('search_path','x',false)"
+        ));
+        assert!(may_change_search_path(b"RESET ALL"));
+        assert!(may_change_search_path(b"DISCARD ALL"));
+        assert!(!may_change_search_path(b"SELECT my_search_path_col FROM t"));
+        assert!(may_roll_back(b"ROLLBACK"));
+        assert!(may_roll_back(b"rollback to savepoint a"));
+        assert!(!may_roll_back(b"SELECT rollbacks FROM stats"));
+    }
 
     #[test]
     fn parameter_status_messages_change_the_mode() {
