@@ -12,7 +12,7 @@ use sqlparser::ast::{
 use super::expr::Outputs;
 use super::query::QueryOut;
 use super::refusal;
-use super::scope::{name_parts, table_name, Relation, Scope};
+use super::scope::{name_parts, Relation, Scope};
 use super::walk::{Operand, Res, Walker};
 use super::{ColumnId, Usage};
 
@@ -48,7 +48,7 @@ impl<'a> Walker<'a> {
     ) -> Res<()> {
         let mut protected = None;
         let _ = visit_relations(node, |name| {
-            if let Some((s, t)) = table_name(name) {
+            if let Some((s, t)) = self.relation_or_candidate(name) {
                 self.add_table(&s, &t);
                 if protected.is_none() {
                     protected = self.schema.protected_columns_of(&s, &t).first().copied();
@@ -111,8 +111,7 @@ impl<'a> Walker<'a> {
 
     /// Resolves and records the target table of a write.
     fn target_table(&mut self, name: &ObjectName) -> Res<(String, String)> {
-        let (s, t) = table_name(name)
-            .ok_or_else(|| refusal::unsupported_statement("this form of table name", None))?;
+        let (s, t) = self.relation(name)?;
         self.add_table(&s, &t);
         Ok((s, t))
     }
@@ -261,7 +260,28 @@ impl<'a> Walker<'a> {
         let from = match &d.from {
             FromTable::WithFromKeyword(v) | FromTable::WithoutKeyword(v) => v,
         };
-        for twj in from.iter().chain(d.using.iter().flatten()) {
+        for twj in from {
+            // The target is always a table: a CTE of the same name does not shadow it.
+            match &twj.relation {
+                TableFactor::Table {
+                    name,
+                    alias,
+                    args: None,
+                    ..
+                } if twj.joins.is_empty() => {
+                    let (s, t) = self.target_table(name)?;
+                    let alias = alias.as_ref().map(|a| &a.name);
+                    scope
+                        .relations
+                        .push(Relation::base_table(self.schema, &s, &t, alias));
+                }
+                _ => {
+                    self.refuse_if_protected(twj, "this form of DELETE")?;
+                    self.table_with_joins(twj, &mut scope)?;
+                }
+            }
+        }
+        for twj in d.using.iter().flatten() {
             self.table_with_joins(twj, &mut scope)?;
         }
         if let Some(sel) = &d.selection {
