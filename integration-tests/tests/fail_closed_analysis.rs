@@ -18,7 +18,10 @@ async fn still_up(f: &Fixture, c: &tokio_postgres::Client) {
 /// Deep statements of every shape on the protected table.
 fn deep_statements(n: usize) -> Vec<String> {
     vec![
-        format!("SELECT id FROM customers WHERE name = 'a'{}", " || name".repeat(n)),
+        format!(
+            "SELECT id FROM customers WHERE name = 'a'{}",
+            " || name".repeat(n)
+        ),
         format!(
             "SELECT id FROM customers WHERE {}",
             vec!["name = 'a'"; n].join(" AND ")
@@ -61,7 +64,10 @@ async fn statements_too_deep_to_analyse_are_refused_with_54001_and_nothing_goes_
     let c = f.app().await;
     for n in [10_000, 100_000] {
         for sql in deep_statements(n) {
-            let e = c.simple_query(&sql).await.expect_err("simple query refused");
+            let e = c
+                .simple_query(&sql)
+                .await
+                .expect_err("simple query refused");
             assert_too_complex(&e, &sql);
             still_up(&f, &c).await;
             let e = c.query(sql.as_str(), &[]).await.expect_err("Parse refused");
@@ -79,7 +85,10 @@ async fn deep_statements_from_every_role_leave_the_proxy_up() {
         " || name".repeat(100_000)
     );
     // Not about a protected table: analysed only for the analyst's statement-kind check.
-    let deep_plain = format!("SELECT 1 FROM notes WHERE body = 'a'{}", " || body".repeat(100_000));
+    let deep_plain = format!(
+        "SELECT 1 FROM notes WHERE body = 'a'{}",
+        " || body".repeat(100_000)
+    );
     for suffix in ["app", "auditor", "analyst", "dba"] {
         let c = f.connect(suffix).await;
         let e = c.simple_query(&deep_protected).await.expect_err("refused");
@@ -87,7 +96,11 @@ async fn deep_statements_from_every_role_leave_the_proxy_up() {
         // PostgreSQL may answer this one itself (its own stack limit); the proxy must not fall.
         let _ = c.simple_query(&deep_plain).await;
         c.simple_query("SELECT 1").await.expect("same session");
-        f.connect(suffix).await.simple_query("SELECT 1").await.expect("new session");
+        f.connect(suffix)
+            .await
+            .simple_query("SELECT 1")
+            .await
+            .expect("new session");
     }
 }
 
@@ -95,9 +108,11 @@ async fn deep_statements_from_every_role_leave_the_proxy_up() {
 async fn writes_through_unicode_escaped_names_are_encrypted() {
     let f = Fixture::new().await;
     let c = f.app().await;
-    c.simple_query(r#"INSERT INTO U&"\0063ustomers" (U&"\0065mail", name) VALUES ('u1@x.org', 'u1')"#)
-        .await
-        .expect("escaped name");
+    c.simple_query(
+        r#"INSERT INTO U&"\0063ustomers" (U&"\0065mail", name) VALUES ('u1@x.org', 'u1')"#,
+    )
+    .await
+    .expect("escaped name");
     c.simple_query(
         r#"INSERT INTO u&"!0063ustomers" UESCAPE '!' (email, name) VALUES ('u2@x.org', 'u2')"#,
     )
@@ -202,7 +217,11 @@ async fn ddl_weakening_a_guard_is_refused_for_every_role() {
         .await
         .unwrap();
     assert_eq!(rows(&r), vec![vec![Some("pgshroud_guard_email".into())]]);
-    f.connect("app").await.simple_query("SELECT 1").await.unwrap();
+    f.connect("app")
+        .await
+        .simple_query("SELECT 1")
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

@@ -119,16 +119,11 @@ impl<'a> Walker<'a> {
     /// The protected column (if any) at each position of the INSERT column list.
     fn insert_targets(&self, ins: &Insert, s: &str, t: &str) -> Res<Vec<Option<ColumnId>>> {
         if !ins.columns.is_empty() {
-            return Ok(ins
+            return ins
                 .columns
                 .iter()
-                .map(|c| {
-                    let col = name_parts(c)
-                        .and_then(|p| p.last().cloned())
-                        .unwrap_or_default();
-                    self.schema.lookup(s, t, &col)
-                })
-                .collect());
+                .map(|c| self.assigned_column(c, s, t))
+                .collect();
         }
         if let Some(cols) = self.schema.table_columns(s, t) {
             return Ok(cols.iter().map(|c| self.schema.lookup(s, t, c)).collect());
@@ -186,15 +181,17 @@ impl<'a> Walker<'a> {
         for a in list {
             match &a.target {
                 AssignmentTarget::ColumnName(col) => {
-                    let target = self.assigned_column(col, s, t);
+                    let target = self.assigned_column(col, s, t)?;
                     if let Some(id) = target {
                         self.use_column(id, Usage::Write);
                     }
                     self.write(target, &a.value, scope)?;
                 }
                 AssignmentTarget::Tuple(cols) => {
-                    let targets: Vec<Option<ColumnId>> =
-                        cols.iter().map(|c| self.assigned_column(c, s, t)).collect();
+                    let targets = cols
+                        .iter()
+                        .map(|c| self.assigned_column(c, s, t))
+                        .collect::<Res<Vec<_>>>()?;
                     match &a.value {
                         Expr::Tuple(values) if values.len() == targets.len() => {
                             for (target, value) in targets.iter().zip(values) {
@@ -220,9 +217,18 @@ impl<'a> Walker<'a> {
         Ok(())
     }
 
-    fn assigned_column(&self, col: &ObjectName, s: &str, t: &str) -> Option<ColumnId> {
-        let name = name_parts(col).and_then(|p| p.last().cloned())?;
-        self.schema.lookup(s, t, &name)
+    /// The protected column a write target names. PostgreSQL reads `SET a.b = v` as field `b`
+    /// of column `a` (and rejects a table-qualified target), so a multi-part target naming a
+    /// protected column in any part is refused rather than guessed.
+    fn assigned_column(&self, col: &ObjectName, s: &str, t: &str) -> Res<Option<ColumnId>> {
+        let parts = name_parts(col).unwrap_or_default();
+        match parts.as_slice() {
+            [name] => Ok(self.schema.lookup(s, t, name)),
+            parts => match parts.iter().find_map(|p| self.schema.lookup(s, t, p)) {
+                Some(id) => Err(self.refuse(id, "a qualified, field or element write target")),
+                None => Ok(None),
+            },
+        }
     }
 
     fn update(&mut self, u: &Update, parent: Option<&Scope<'_>>) -> Res<QueryOut> {

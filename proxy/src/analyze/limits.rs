@@ -17,9 +17,10 @@ pub const MAX_NESTING: usize = 2_000;
 /// sqlparser's own recursion limit (nested parentheses, subqueries, CASE, arrays).
 pub const PARSER_RECURSION_LIMIT: usize = 50;
 
-/// Statements up to this bound are analysed on the caller's stack (a tokio worker's 2 MiB);
-/// deeper ones on a thread of their own whose stack grows with the bound.
-const INLINE_NESTING: usize = 64;
+/// Statements up to this bound are analysed on the caller's stack (a tokio worker's 2 MiB,
+/// of which such a statement needs under 1 MiB in debug builds); deeper ones on a thread of
+/// their own whose stack grows with the bound.
+pub const INLINE_NESTING: usize = 128;
 
 /// A parenthesised group costs the walkers about as much stack as this many chained
 /// operators (subquery -> query -> select -> item -> expression ...).

@@ -127,6 +127,31 @@ fn deepest_accepted_chains_are_analysed_on_a_worker_stack() {
 }
 
 #[test]
+fn deepest_statements_analysed_inline_need_under_half_a_worker_stack() {
+    let bound = |sql: &str| {
+        let tokens = sqlparser::tokenizer::Tokenizer::new(&PostgreSqlDialect {}, sql)
+            .tokenize_with_location()
+            .unwrap();
+        limits::nesting_bound(&tokens)
+    };
+    for shape in 0..deep_shapes(1).len() {
+        let n = (1..)
+            .take_while(|&n| bound(&deep_shapes(n)[shape]) <= limits::INLINE_NESTING)
+            .last()
+            .unwrap_or(1);
+        let sql = deep_shapes(n).swap_remove(shape);
+        std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .stack_size(1 << 20)
+                .spawn_scoped(s, || analyze(&sql, &schema()))
+                .unwrap()
+                .join()
+                .unwrap()
+        });
+    }
+}
+
+#[test]
 fn statement_kinds_of_deep_or_unparseable_text_split_at_semicolons() {
     let deep = format!("SELECT 1{}; DROP TABLE t", " || 1".repeat(100_000));
     let kinds = on_worker_stack(|| statement_kinds(&deep));
@@ -374,6 +399,17 @@ fn shadowed_or_unknown_resolution_of_a_protected_name_is_refused() {
                 ..
             })
         ));
+    }
+}
+
+#[test]
+fn multi_part_write_targets_naming_a_protected_column_are_refused() {
+    for sql in [
+        "UPDATE customers c SET c.email = 'a'",
+        "UPDATE customers SET email.x = 'a'",
+        "INSERT INTO customers (email.x) VALUES ('a')",
+    ] {
+        assert_eq!(refused(sql).sqlstate, "0A000", "{sql}");
     }
 }
 
