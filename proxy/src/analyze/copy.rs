@@ -7,7 +7,7 @@ use sqlparser::ast::{
 
 use super::expr::Outputs;
 use super::refusal;
-use super::scope::{fold, table_name};
+use super::scope::fold;
 use super::walk::{Res, Walker};
 use super::{ColumnId, CopyDirection, CopyFormat, CopyInfo, CopyOptions, Usage};
 
@@ -37,8 +37,7 @@ impl<'a> Walker<'a> {
                 columns,
             } => (name, columns),
         };
-        let (s, t) = table_name(table)
-            .ok_or_else(|| refusal::unsupported_statement("this form of table name", None))?;
+        let (s, t) = self.relation(table)?;
         self.add_table(&s, &t);
         let Some(first) = self.schema.protected_columns_of(&s, &t).first().copied() else {
             return Ok(None);

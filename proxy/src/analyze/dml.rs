@@ -12,7 +12,7 @@ use sqlparser::ast::{
 use super::expr::Outputs;
 use super::query::QueryOut;
 use super::refusal;
-use super::scope::{name_parts, table_name, Relation, Scope};
+use super::scope::{name_parts, Relation, Scope};
 use super::walk::{Operand, Res, Walker};
 use super::{ColumnId, Usage};
 
@@ -48,7 +48,7 @@ impl<'a> Walker<'a> {
     ) -> Res<()> {
         let mut protected = None;
         let _ = visit_relations(node, |name| {
-            if let Some((s, t)) = table_name(name) {
+            if let Some((s, t)) = self.relation_or_candidate(name) {
                 self.add_table(&s, &t);
                 if protected.is_none() {
                     protected = self.schema.protected_columns_of(&s, &t).first().copied();
@@ -111,8 +111,7 @@ impl<'a> Walker<'a> {
 
     /// Resolves and records the target table of a write.
     fn target_table(&mut self, name: &ObjectName) -> Res<(String, String)> {
-        let (s, t) = table_name(name)
-            .ok_or_else(|| refusal::unsupported_statement("this form of table name", None))?;
+        let (s, t) = self.relation(name)?;
         self.add_table(&s, &t);
         Ok((s, t))
     }
@@ -120,16 +119,11 @@ impl<'a> Walker<'a> {
     /// The protected column (if any) at each position of the INSERT column list.
     fn insert_targets(&self, ins: &Insert, s: &str, t: &str) -> Res<Vec<Option<ColumnId>>> {
         if !ins.columns.is_empty() {
-            return Ok(ins
+            return ins
                 .columns
                 .iter()
-                .map(|c| {
-                    let col = name_parts(c)
-                        .and_then(|p| p.last().cloned())
-                        .unwrap_or_default();
-                    self.schema.lookup(s, t, &col)
-                })
-                .collect());
+                .map(|c| self.assigned_column(c, s, t))
+                .collect();
         }
         if let Some(cols) = self.schema.table_columns(s, t) {
             return Ok(cols.iter().map(|c| self.schema.lookup(s, t, c)).collect());
@@ -187,15 +181,17 @@ impl<'a> Walker<'a> {
         for a in list {
             match &a.target {
                 AssignmentTarget::ColumnName(col) => {
-                    let target = self.assigned_column(col, s, t);
+                    let target = self.assigned_column(col, s, t)?;
                     if let Some(id) = target {
                         self.use_column(id, Usage::Write);
                     }
                     self.write(target, &a.value, scope)?;
                 }
                 AssignmentTarget::Tuple(cols) => {
-                    let targets: Vec<Option<ColumnId>> =
-                        cols.iter().map(|c| self.assigned_column(c, s, t)).collect();
+                    let targets = cols
+                        .iter()
+                        .map(|c| self.assigned_column(c, s, t))
+                        .collect::<Res<Vec<_>>>()?;
                     match &a.value {
                         Expr::Tuple(values) if values.len() == targets.len() => {
                             for (target, value) in targets.iter().zip(values) {
@@ -221,9 +217,18 @@ impl<'a> Walker<'a> {
         Ok(())
     }
 
-    fn assigned_column(&self, col: &ObjectName, s: &str, t: &str) -> Option<ColumnId> {
-        let name = name_parts(col).and_then(|p| p.last().cloned())?;
-        self.schema.lookup(s, t, &name)
+    /// The protected column a write target names. PostgreSQL reads `SET a.b = v` as field `b`
+    /// of column `a` (and rejects a table-qualified target), so a multi-part target naming a
+    /// protected column in any part is refused rather than guessed.
+    fn assigned_column(&self, col: &ObjectName, s: &str, t: &str) -> Res<Option<ColumnId>> {
+        let parts = name_parts(col).unwrap_or_default();
+        match parts.as_slice() {
+            [name] => Ok(self.schema.lookup(s, t, name)),
+            parts => match parts.iter().find_map(|p| self.schema.lookup(s, t, p)) {
+                Some(id) => Err(self.refuse(id, "a qualified, field or element write target")),
+                None => Ok(None),
+            },
+        }
     }
 
     fn update(&mut self, u: &Update, parent: Option<&Scope<'_>>) -> Res<QueryOut> {
@@ -261,7 +266,28 @@ impl<'a> Walker<'a> {
         let from = match &d.from {
             FromTable::WithFromKeyword(v) | FromTable::WithoutKeyword(v) => v,
         };
-        for twj in from.iter().chain(d.using.iter().flatten()) {
+        for twj in from {
+            // The target is always a table: a CTE of the same name does not shadow it.
+            match &twj.relation {
+                TableFactor::Table {
+                    name,
+                    alias,
+                    args: None,
+                    ..
+                } if twj.joins.is_empty() => {
+                    let (s, t) = self.target_table(name)?;
+                    let alias = alias.as_ref().map(|a| &a.name);
+                    scope
+                        .relations
+                        .push(Relation::base_table(self.schema, &s, &t, alias));
+                }
+                _ => {
+                    self.refuse_if_protected(twj, "this form of DELETE")?;
+                    self.table_with_joins(twj, &mut scope)?;
+                }
+            }
+        }
+        for twj in d.using.iter().flatten() {
             self.table_with_joins(twj, &mut scope)?;
         }
         if let Some(sel) = &d.selection {

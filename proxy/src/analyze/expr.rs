@@ -10,7 +10,7 @@ use sqlparser::ast::{
 };
 
 use super::refusal;
-use super::scope::{fold, name_parts, table_name, Resolved, Scope};
+use super::scope::{fold, name_parts, Resolved, Scope};
 use super::walk::{strip_nested, value_operand, Operand, Res, Walker};
 use super::Usage;
 
@@ -38,6 +38,14 @@ impl<'a> Walker<'a> {
             Resolved::Protected(id) => Ok(Operand::Protected(id)),
             Resolved::Plain | Resolved::WholeRow(None) => Ok(Operand::Column),
             Resolved::WholeRow(Some(id)) => Err(self.refuse(id, "a whole-row reference")),
+            Resolved::Ambiguous(id) => Err(self.refuse(
+                id,
+                &format!(
+                    "an unqualified reference {} that may also name a column of a table whose \
+                     columns pgshroud does not know (qualify it with its table)",
+                    parts.join(".")
+                ),
+            )),
             Resolved::Unresolved => Err(refusal::unsupported_statement(
                 &format!(
                     "the column reference {} (pgshroud cannot tell which table it belongs to, \
@@ -284,7 +292,8 @@ impl<'a> Walker<'a> {
             return Err(r);
         }
         let refused = visit_relations(node, |name| {
-            let protected = table_name(name)
+            let protected = self
+                .relation_or_candidate(name)
                 .and_then(|(s, t)| self.schema.protected_columns_of(&s, &t).first().copied());
             match protected {
                 Some(id) => ControlFlow::Break(self.refuse(id, "this kind of expression")),

@@ -3,11 +3,15 @@
 
 mod copy;
 mod dml;
+mod escapes;
 mod expr;
+mod guard;
+mod limits;
 mod query;
 mod refusal;
 mod schema;
 mod scope;
+mod search_path;
 mod source;
 mod statement;
 mod walk;
@@ -18,11 +22,15 @@ mod tests;
 use std::ops::Range;
 
 use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::parser::Parser;
-use sqlparser::tokenizer::Tokenizer;
+use sqlparser::parser::{Parser, ParserError};
+use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
-pub use refusal::{FEATURE_NOT_SUPPORTED, SUPPORTED, SYNTAX_ERROR};
+pub use limits::{MAX_NESTING, PARSER_RECURSION_LIMIT};
+pub use refusal::{
+    FEATURE_NOT_SUPPORTED, INSUFFICIENT_PRIVILEGE, STATEMENT_TOO_COMPLEX, SUPPORTED, SYNTAX_ERROR,
+};
 pub use schema::{ColumnId, ProtectedSchema};
+pub use search_path::SearchPath;
 
 /// Outcome of analysing one SQL text (possibly several statements).
 #[derive(Debug, Clone, PartialEq)]
@@ -177,29 +185,51 @@ pub struct CopyOptions {
     pub escape: Option<char>,
 }
 
-/// Analyses `sql` (one or more statements) against the protected schema.
-///
-/// Text that does not parse is refused with 42601 when it mentions a protected table; when it
-/// does not, it cannot touch protected data and is reported as `Untouched` with no statements
-/// (the proxy normally never calls this for such text: see
-/// [`ProtectedSchema::mentions_protected_table`]).
 /// The kinds of the statements of a text that touches no protected table (for roles with a
-/// `statements` list). A text that does not parse is classified by its first keyword.
+/// `statements` list). A text that does not parse (or nests too deeply to parse safely) is
+/// split at its `;` tokens and each part classified by its first keyword.
 pub fn statement_kinds(sql: &str) -> Vec<StatementKind> {
-    match Parser::parse_sql(&PostgreSqlDialect {}, sql) {
-        Ok(statements) => statements.iter().map(statement::statement_kind).collect(),
-        Err(_) => vec![kind_of_first_keyword(sql)],
+    let dialect = PostgreSqlDialect {};
+    let Ok(tokens) = Tokenizer::new(&dialect, sql).tokenize_with_location() else {
+        return vec![StatementKind::Other];
+    };
+    let bound = limits::nesting_bound(&tokens);
+    let parsed = (bound <= limits::MAX_NESTING)
+        .then(|| {
+            limits::with_stack_for(bound, || {
+                parser(&dialect, tokens.clone())
+                    .parse_statements()
+                    .ok()
+                    .map(|s| s.iter().map(statement::statement_kind).collect())
+            })
+            .flatten()
+        })
+        .flatten();
+    parsed.unwrap_or_else(|| kinds_by_first_keyword(&tokens))
+}
+
+fn kinds_by_first_keyword(tokens: &[TokenWithSpan]) -> Vec<StatementKind> {
+    let kinds: Vec<StatementKind> = tokens
+        .split(|t| t.token == Token::SemiColon)
+        .filter_map(|part| {
+            let first = part
+                .iter()
+                .find(|t| !matches!(t.token, Token::Whitespace(_) | Token::LParen))?;
+            Some(match &first.token {
+                Token::Word(w) if w.quote_style.is_none() => kind_of_keyword(&w.value),
+                _ => StatementKind::Other,
+            })
+        })
+        .collect();
+    if kinds.is_empty() {
+        vec![StatementKind::Other]
+    } else {
+        kinds
     }
 }
 
-fn kind_of_first_keyword(sql: &str) -> StatementKind {
-    let word: String = sql
-        .trim_start_matches(|c: char| c.is_whitespace() || c == '(')
-        .chars()
-        .take_while(char::is_ascii_alphabetic)
-        .collect::<String>()
-        .to_ascii_lowercase();
-    match word.as_str() {
+fn kind_of_keyword(word: &str) -> StatementKind {
+    match word.to_ascii_lowercase().as_str() {
         "select" | "values" | "table" => StatementKind::Select,
         "insert" => StatementKind::Insert,
         "update" => StatementKind::Update,
@@ -215,33 +245,69 @@ fn kind_of_first_keyword(sql: &str) -> StatementKind {
     }
 }
 
+/// The parser every analysis uses, with its recursion limit set explicitly.
+fn parser<'d>(dialect: &'d PostgreSqlDialect, tokens: Vec<TokenWithSpan>) -> Parser<'d> {
+    Parser::new(dialect)
+        .with_recursion_limit(limits::PARSER_RECURSION_LIMIT)
+        .with_tokens_with_locations(tokens)
+}
+
+/// Analyses `sql` (one or more statements) against the protected schema.
+///
+/// Text that does not parse is refused with 42601 when it mentions a protected table; when it
+/// does not, it cannot touch protected data and is reported as `Untouched` with no statements
+/// (the proxy normally never calls this for such text: see
+/// [`ProtectedSchema::mentions_protected_table`]). Text that nests too deeply to analyse safely
+/// is refused with 54001 before it is parsed.
 pub fn analyze(sql: &str, schema: &ProtectedSchema) -> Analysis {
     let dialect = PostgreSqlDialect {};
-    let parsed = Tokenizer::new(&dialect, sql)
-        .tokenize_with_location()
-        .map_err(|e| e.to_string())
-        .and_then(|tokens| {
-            let statements = Parser::new(&dialect)
-                .with_tokens_with_locations(tokens.clone())
-                .parse_statements()
-                .map_err(|e| e.to_string())?;
-            Ok((tokens, statements))
-        });
-    let (tokens, statements) = match parsed {
-        Ok(parsed) => parsed,
-        Err(message) if schema.mentions_protected_table(sql) => {
-            return Analysis::Refused(refusal::unparseable(&message))
-        }
-        Err(_) => {
-            return Analysis::Untouched {
-                statements: Vec::new(),
-            }
-        }
+    let tokens = match Tokenizer::new(&dialect, sql).tokenize_with_location() {
+        Ok(tokens) => tokens,
+        Err(e) => return not_parsed(sql, schema, refusal::unparseable(&e.to_string())),
     };
+    let tokens = match escapes::decode_escaped_identifiers(tokens) {
+        Ok(tokens) => tokens,
+        Err(refusal) => return Analysis::Refused(refusal),
+    };
+    let bound = limits::nesting_bound(&tokens);
+    if bound > limits::MAX_NESTING {
+        return not_parsed(sql, schema, refusal::too_complex(limits::MAX_NESTING));
+    }
+    limits::with_stack_for(bound, || analyze_tokens(sql, schema, tokens))
+        .unwrap_or_else(|| Analysis::Refused(refusal::no_resources()))
+}
+
+/// Text that was not parsed: refused when it may touch protected data, else PostgreSQL's.
+fn not_parsed(sql: &str, schema: &ProtectedSchema, refusal: Refusal) -> Analysis {
+    if schema.mentions_protected_table(sql) {
+        Analysis::Refused(refusal)
+    } else {
+        Analysis::Untouched {
+            statements: Vec::new(),
+        }
+    }
+}
+
+fn analyze_tokens(sql: &str, schema: &ProtectedSchema, tokens: Vec<TokenWithSpan>) -> Analysis {
+    let dialect = PostgreSqlDialect {};
+    let statements = match parser(&dialect, tokens.clone()).parse_statements() {
+        Ok(statements) => statements,
+        Err(ParserError::RecursionLimitExceeded) => {
+            return not_parsed(
+                sql,
+                schema,
+                refusal::too_complex(limits::PARSER_RECURSION_LIMIT),
+            )
+        }
+        Err(e) => return not_parsed(sql, schema, refusal::unparseable(&e.to_string())),
+    };
+    let guard_mentioned = guard::mentions_guard(sql, &tokens);
     let source = source::SourceMap::new(sql, tokens);
     let mut infos = Vec::with_capacity(statements.len());
     for stmt in &statements {
-        match walk::Walker::new(schema, &source).statement(stmt) {
+        let mut walker = walk::Walker::new(schema, &source);
+        walker.guard_mentioned = guard_mentioned;
+        match walker.statement(stmt) {
             Ok(info) => infos.push(info),
             Err(refusal) => return Analysis::Refused(refusal),
         }

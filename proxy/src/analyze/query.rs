@@ -2,14 +2,14 @@
 //! values), set operations, GROUP BY / DISTINCT and ORDER BY.
 
 use sqlparser::ast::{
-    Distinct, GroupByExpr, JoinConstraint, JoinOperator, ObjectName, OrderBy, OrderByKind, Query,
-    Select, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, SetOperator, Table, TableAlias,
-    TableFactor, TableWithJoins, Value,
+    Cte, Distinct, GroupByExpr, Ident, JoinConstraint, JoinOperator, ObjectName, ObjectNamePart,
+    OrderBy, OrderByKind, Query, Select, SelectItem, SelectItemQualifiedWildcardKind, SetExpr,
+    SetOperator, Table, TableAlias, TableFactor, TableWithJoins, Value,
 };
 
 use super::expr::Outputs;
 use super::refusal;
-use super::scope::{fold, name_parts, table_name, OutCol, Relation, Scope, DEFAULT_SCHEMA};
+use super::scope::{fold, name_parts, OutCol, Relation, Scope};
 use super::walk::{strip_nested, Operand, Res, Walker};
 use super::Usage;
 
@@ -65,12 +65,14 @@ impl<'a> Walker<'a> {
         outputs: Outputs,
     ) -> Res<QueryOut> {
         if let Some(with) = &q.with {
-            for cte in &with.cte_tables {
-                let out = self.query(&cte.query, parent, Outputs::Needed)?;
-                out.require_exact(self.schema)?;
-                let mut rel = Relation::derived(fold(&cte.alias.name), out.cols, out.complete);
-                rel.rename_columns(&alias_columns(&cte.alias));
-                self.ctes.push(rel);
+            if with.recursive {
+                self.recursive_ctes(&with.cte_tables, parent)?;
+            } else {
+                // Without RECURSIVE each CTE sees only the ones before it.
+                for cte in &with.cte_tables {
+                    let rel = self.cte(cte, parent)?;
+                    self.ctes.push(rel);
+                }
             }
         }
         let out = match &*q.body {
@@ -92,6 +94,39 @@ impl<'a> Walker<'a> {
             out.require_exact(self.schema)?;
         }
         Ok(out)
+    }
+
+    /// One CTE's relation: its query's result, renamed by its column list.
+    fn cte(&mut self, cte: &Cte, parent: Option<&Scope<'_>>) -> Res<Relation> {
+        let out = self.query(&cte.query, parent, Outputs::Needed)?;
+        out.require_exact(self.schema)?;
+        let mut rel = Relation::derived(fold(&cte.alias.name), out.cols, out.complete);
+        rel.rename_columns(&alias_columns(&cte.alias));
+        Ok(rel)
+    }
+
+    /// `WITH RECURSIVE`: every CTE of the list is visible in every body, its own included, and
+    /// shadows a table of the same name there (as in PostgreSQL). A body refers to itself with
+    /// the columns of its non-recursive term; a later CTE is seen with unknown columns.
+    fn recursive_ctes(&mut self, ctes: &[Cte], parent: Option<&Scope<'_>>) -> Res<()> {
+        let first = self.ctes.len();
+        for cte in ctes {
+            let mut rel = Relation::derived(fold(&cte.alias.name), Vec::new(), false);
+            rel.rename_columns(&alias_columns(&cte.alias));
+            self.ctes.push(rel);
+        }
+        for (i, cte) in ctes.iter().enumerate() {
+            if let SetExpr::SetOperation { left, .. } = &*cte.query.body {
+                let start = self.unrecorded(|w| w.set_expr(left, parent, Outputs::Needed));
+                if let Ok(out) = start {
+                    let mut rel = Relation::derived(fold(&cte.alias.name), out.cols, out.complete);
+                    rel.rename_columns(&alias_columns(&cte.alias));
+                    self.ctes[first + i] = rel;
+                }
+            }
+            self.ctes[first + i] = self.cte(cte, parent)?;
+        }
+        Ok(())
     }
 
     fn set_expr(
@@ -150,14 +185,14 @@ impl<'a> Walker<'a> {
         let Some(table) = &t.table_name else {
             return Ok(QueryOut::new());
         };
-        let schema_name = t
-            .schema_name
-            .as_deref()
-            .unwrap_or(DEFAULT_SCHEMA)
-            .to_lowercase();
-        let table = table.to_lowercase();
-        self.add_table(&schema_name, &table);
-        let rel = Relation::base_table(self.schema, &schema_name, &table, None);
+        let name = ObjectName(
+            t.schema_name
+                .iter()
+                .chain(std::iter::once(table))
+                .map(|part| ObjectNamePart::Identifier(Ident::new(part.as_str())))
+                .collect(),
+        );
+        let rel = self.named_relation(&name, None)?;
         let mut out = QueryOut::new();
         let _ = parent;
         self.expand(&rel, &mut out, outputs)?;
@@ -317,9 +352,19 @@ impl<'a> Walker<'a> {
                 None => self.named_relation(name, alias.as_ref())?,
             },
             TableFactor::Derived {
-                subquery, alias, ..
+                lateral,
+                subquery,
+                alias,
+                ..
             } => {
-                let out = self.query(subquery, Some(scope), Outputs::Needed)?;
+                // Only a LATERAL subquery sees the FROM items before it; any other sees the
+                // enclosing query levels only, as in PostgreSQL.
+                let parent = if *lateral {
+                    Some(&*scope)
+                } else {
+                    scope.parent
+                };
+                let out = self.query(subquery, parent, Outputs::Needed)?;
                 let name = alias.as_ref().map(|a| fold(&a.name)).unwrap_or_default();
                 let mut rel = Relation::derived(name, out.cols, out.complete);
                 if let Some(a) = alias {
@@ -384,8 +429,7 @@ impl<'a> Walker<'a> {
                 return Ok(rel);
             }
         }
-        let (schema_name, table) = table_name(name)
-            .ok_or_else(|| refusal::unsupported_statement("this form of table name", None))?;
+        let (schema_name, table) = self.relation(name)?;
         self.add_table(&schema_name, &table);
         let mut rel =
             Relation::base_table(self.schema, &schema_name, &table, alias.map(|a| &a.name));

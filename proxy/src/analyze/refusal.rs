@@ -7,6 +7,12 @@ use super::{ColumnId, ProtectedSchema, Refusal};
 pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
 /// SQLSTATE `syntax_error`.
 pub const SYNTAX_ERROR: &str = "42601";
+/// SQLSTATE `statement_too_complex`.
+pub const STATEMENT_TOO_COMPLEX: &str = "54001";
+/// SQLSTATE `insufficient_privilege`: DDL that would remove or weaken a guard.
+pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
+/// SQLSTATE `insufficient_resources`.
+const INSUFFICIENT_RESOURCES: &str = "53000";
 
 /// What deterministic encryption lets a client do with a protected column.
 pub const SUPPORTED: &str =
@@ -70,6 +76,63 @@ pub fn unparseable(parser_error: &str) -> Refusal {
             "pgshroud could not parse a statement that mentions protected table(s){position}; \
              statements on tables with encrypted columns must be understood before they are \
              forwarded"
+        ),
+        column: None,
+    }
+}
+
+/// The statement nests deeper than pgshroud analyses (checked before anything recursive runs).
+pub fn too_complex(limit: usize) -> Refusal {
+    Refusal {
+        sqlstate: STATEMENT_TOO_COMPLEX,
+        message: format!(
+            "statement too complex for pgshroud to analyse: nesting deeper than {limit}; split \
+             long chains of operators (AND, OR, ||, UNION) or use IN lists and arrays"
+        ),
+        column: None,
+    }
+}
+
+/// The analysis of a deep statement needed a thread of its own and none could be started.
+pub fn no_resources() -> Refusal {
+    Refusal {
+        sqlstate: INSUFFICIENT_RESOURCES,
+        message: "pgshroud could not analyse the statement: out of resources".to_string(),
+        column: None,
+    }
+}
+
+/// A `U&"..."` identifier PostgreSQL would reject, or this decoder cannot read.
+pub fn undecodable_identifier() -> Refusal {
+    Refusal {
+        sqlstate: SYNTAX_ERROR,
+        message: "pgshroud could not decode a Unicode-escaped identifier (U&\"...\" with an \
+                  invalid escape or UESCAPE character)"
+            .to_string(),
+        column: None,
+    }
+}
+
+/// DDL that would remove or weaken the guard of protected columns.
+pub fn weakens_guard(what: &str) -> Refusal {
+    Refusal {
+        sqlstate: INSUFFICIENT_PRIVILEGE,
+        message: format!(
+            "pgshroud refuses {what}: the guard constraints (pgshroud_guard_*) on encrypted \
+             columns keep plaintext out of them and cannot be removed or weakened through \
+             pgshroud, whatever the role"
+        ),
+        column: None,
+    }
+}
+
+/// An unqualified table name that may mean a protected table or another relation.
+pub fn unsure_table(schema: &str, table: &str, why: &str) -> Refusal {
+    Refusal {
+        sqlstate: FEATURE_NOT_SUPPORTED,
+        message: format!(
+            "pgshroud cannot tell whether {table} means the table with encrypted columns \
+             {schema}.{table}: {why}; qualify the name with its schema"
         ),
         column: None,
     }

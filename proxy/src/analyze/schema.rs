@@ -3,6 +3,11 @@
 
 use std::collections::HashMap;
 
+use super::escapes::may_contain_escaped_identifier;
+use super::guard::PGSHROUD_NAMES;
+use super::scope::fold_name;
+use super::search_path::{Resolution, SearchPath};
+
 /// Index of a protected column inside a [`ProtectedSchema`].
 pub type ColumnId = usize;
 
@@ -25,8 +30,13 @@ pub struct ProtectedSchema {
     by_name: HashMap<(String, String, String), ColumnId>,
     /// (schema, table) -> ordered column names, from the catalog.
     table_columns: HashMap<(String, String), Vec<String>>,
-    /// Lower-case unqualified protected table names, for the pre-filter.
+    /// Lower-case unqualified protected table names, for the pre-filter; a name holding `"`
+    /// is also listed as written inside a quoted identifier (`""`).
     needles: Vec<String>,
+    /// Some needle is not ASCII: the pre-filter then also compares lower-cased text.
+    unicode_needles: bool,
+    /// How unqualified table names resolve.
+    search_path: SearchPath,
 }
 
 impl ProtectedSchema {
@@ -43,8 +53,11 @@ impl ProtectedSchema {
             return id;
         }
         let id = self.columns.len();
-        if !self.needles.contains(&key.1) {
-            self.needles.push(key.1.clone());
+        for needle in [key.1.clone(), key.1.replace('"', "\"\"")] {
+            if !self.needles.contains(&needle) {
+                self.unicode_needles |= !needle.is_ascii();
+                self.needles.push(needle);
+            }
         }
         self.columns.push(ProtectedColumn {
             schema: key.0.clone(),
@@ -64,13 +77,57 @@ impl ProtectedSchema {
             .insert((lower(schema), lower(table)), columns);
     }
 
-    /// Cheap pre-filter: does the text mention any protected table name (ASCII
-    /// case-insensitive substring)? `false` means the statement cannot touch protected data.
+    /// Sets how unqualified table names resolve (default: `public`, see [`SearchPath`]).
+    pub fn set_search_path(&mut self, path: SearchPath) {
+        self.search_path = path;
+    }
+
+    /// Cheap pre-filter: may the text touch protected data or a guard? `false` means it cannot.
+    /// True when it mentions a protected table name (case-insensitive substring), any
+    /// `pgshroud` name (guards), or holds a Unicode-escaped identifier (`U&"..."`), which may
+    /// spell any name; such texts go to analysis, which decodes them.
     pub fn mentions_protected_table(&self, sql: &str) -> bool {
         let hay = sql.as_bytes();
-        self.needles
+        if self
+            .needles
             .iter()
             .any(|needle| contains_ignore_ascii_case(hay, needle.as_bytes()))
+            || contains_ignore_ascii_case(hay, PGSHROUD_NAMES.as_bytes())
+            || may_contain_escaped_identifier(sql)
+        {
+            return true;
+        }
+        if !self.unicode_needles || sql.is_ascii() {
+            return false;
+        }
+        let lowered = sql.to_lowercase();
+        self.needles
+            .iter()
+            .any(|needle| lowered.contains(needle.as_str()))
+    }
+
+    /// The relation a table name means: qualified names as written; an unqualified name of a
+    /// protected table through the search path; `None` for names that are not plain identifiers.
+    pub fn resolve_table(&self, parts: &[String]) -> Option<Resolution> {
+        match parts {
+            [table] => {
+                let mut schemas: Vec<&str> = Vec::new();
+                for c in self.columns.iter().filter(|c| &c.table == table) {
+                    if !schemas.contains(&c.schema.as_str()) {
+                        schemas.push(&c.schema);
+                    }
+                }
+                if schemas.is_empty() {
+                    return Some(Resolution::Table(
+                        super::scope::DEFAULT_SCHEMA.to_string(),
+                        table.clone(),
+                    ));
+                }
+                Some(self.search_path.resolve(table, &schemas))
+            }
+            [.., schema, table] => Some(Resolution::Table(schema.clone(), table.clone())),
+            [] => None,
+        }
     }
 
     /// (schema, table, column, context) of a protected column.
@@ -126,8 +183,9 @@ impl ProtectedSchema {
     }
 }
 
+/// Names from the rules and the catalog are folded like identifiers in SQL text.
 fn lower(s: &str) -> String {
-    s.to_lowercase()
+    fold_name(s)
 }
 
 fn contains_ignore_ascii_case(hay: &[u8], needle: &[u8]) -> bool {

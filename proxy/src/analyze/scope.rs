@@ -5,7 +5,8 @@ use sqlparser::ast::{Ident, ObjectName, ObjectNamePart};
 
 use super::{ColumnId, ProtectedSchema};
 
-/// Default schema for unqualified table names (search_path is assumed to be `public`).
+/// Schema assumed for unqualified names that are no protected table's name (and for all of them
+/// under [`super::SearchPath::AssumePublic`]).
 pub const DEFAULT_SCHEMA: &str = "public";
 
 /// One output column of a query or relation: its name and, when a protected value flows into
@@ -139,6 +140,9 @@ pub enum Resolved {
     /// A qualified reference naming no relation in scope, whose column name is protected
     /// somewhere: refused rather than guessed.
     Unresolved,
+    /// An unqualified name that is this protected column of an outer level unless a relation
+    /// of an inner level whose columns are not known has a column of that name.
+    Ambiguous(ColumnId),
 }
 
 impl<'p> Scope<'p> {
@@ -185,22 +189,33 @@ impl<'p> Scope<'p> {
     /// PostgreSQL resolves an unqualified name in the innermost level that has it. A level
     /// whose tables might have it (unknown columns) does not stop the search outward: if an
     /// outer level has a protected column of that name, the reference is treated as protected.
+    /// The first level with a relation that might have the column hides the outer levels
+    /// from PostgreSQL only if it really has it, which the proxy cannot tell: a protected
+    /// column found further out is then `Ambiguous`.
     fn resolve_unqualified(&self, schema: &ProtectedSchema, column: &str) -> Resolved {
+        let mut maybe_inner = false;
         for level in self.levels() {
             let mut plain = false;
+            let mut maybe = false;
             for rel in &level.relations {
                 match rel.lookup(schema, column) {
+                    Lookup::Found(Some(id)) if maybe_inner => return Resolved::Ambiguous(id),
                     Lookup::Found(Some(id)) => return Resolved::Protected(id),
                     Lookup::Found(None) => plain = true,
-                    Lookup::Maybe | Lookup::Absent => {}
+                    Lookup::Maybe => maybe = true,
+                    Lookup::Absent => {}
                 }
             }
             if plain {
                 return Resolved::Plain;
             }
             if let Some(rel) = level.relations.iter().find(|r| r.name == column) {
-                return Resolved::WholeRow(rel.first_protected(schema));
+                return match rel.first_protected(schema) {
+                    Some(id) if maybe || maybe_inner => Resolved::Ambiguous(id),
+                    protected => Resolved::WholeRow(protected),
+                };
             }
+            maybe_inner |= maybe;
         }
         Resolved::Plain
     }
@@ -224,7 +239,24 @@ fn unresolved(schema: &ProtectedSchema, column: &str) -> Resolved {
 /// Folds an identifier for lookup. Comparison is case-insensitive even for quoted names: a
 /// quoted `"Email"` is treated as `email`, which can only err towards protecting.
 pub fn fold(ident: &Ident) -> String {
-    ident.value.to_lowercase()
+    fold_name(&ident.value)
+}
+
+/// PostgreSQL truncates identifiers to NAMEDATALEN - 1 bytes (on a character boundary).
+const MAX_IDENTIFIER_BYTES: usize = 63;
+
+/// Lower-cases a name and truncates it as PostgreSQL does, so a longer spelling of a protected
+/// name (PostgreSQL only warns and truncates) still finds it.
+pub fn fold_name(name: &str) -> String {
+    let mut folded = name.to_lowercase();
+    if folded.len() > MAX_IDENTIFIER_BYTES {
+        let mut cut = MAX_IDENTIFIER_BYTES;
+        while !folded.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        folded.truncate(cut);
+    }
+    folded
 }
 
 /// Folded identifier parts of an object name; `None` if a part is not a plain identifier.
@@ -236,14 +268,4 @@ pub fn name_parts(name: &ObjectName) -> Option<Vec<String>> {
             ObjectNamePart::Function(_) => None,
         })
         .collect()
-}
-
-/// (schema, table) of a table name, defaulting the schema; `None` for unusual names.
-pub fn table_name(name: &ObjectName) -> Option<(String, String)> {
-    let parts = name_parts(name)?;
-    match parts.as_slice() {
-        [table] => Some((DEFAULT_SCHEMA.to_string(), table.clone())),
-        [.., schema, table] => Some((schema.clone(), table.clone())),
-        [] => None,
-    }
 }

@@ -3,7 +3,7 @@
 
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{visit_expressions, Expr, SetExpr, Statement, Value};
+use sqlparser::ast::{visit_expressions, Expr, Query, SetExpr, Statement, Value};
 
 use super::copy::CopyStatement;
 use super::expr::Outputs;
@@ -13,6 +13,7 @@ use super::{StatementInfo, StatementKind};
 impl<'a> Walker<'a> {
     /// Walks one top-level statement.
     pub fn statement(mut self, stmt: &Statement) -> Res<StatementInfo> {
+        self.check_guards(stmt)?;
         let kind = statement_kind(stmt);
         let (outputs, copy) = self.walk_statement(stmt, kind)?;
         self.check_params(stmt)?;
@@ -108,7 +109,7 @@ impl<'a> Walker<'a> {
     fn add_relations<V: sqlparser::ast::Visit>(&mut self, node: &V) {
         let mut found = Vec::new();
         let _ = sqlparser::ast::visit_relations(node, |name| {
-            if let Some(t) = super::scope::table_name(name) {
+            if let Some(t) = self.relation_or_candidate(name) {
                 found.push(t);
             }
             ControlFlow::<()>::Continue(())
@@ -178,16 +179,19 @@ fn is_harmless(stmt: &Statement) -> bool {
         )
 }
 
-/// The kind reported for a statement (a WITH query's kind is its main statement's).
+/// The kind reported for a statement: a WITH query's is its main statement's, or that of its
+/// first data-modifying CTE when the main statement only reads (`WITH d AS (DELETE ...)
+/// SELECT ...` deletes); `SELECT INTO` creates a table; statements that run another one
+/// (`EXPLAIN ANALYZE`, `PREPARE`) have its kind.
 pub fn statement_kind(stmt: &Statement) -> StatementKind {
     match stmt {
-        Statement::Query(q) => match &*q.body {
-            SetExpr::Insert(_) => StatementKind::Insert,
-            SetExpr::Update(_) => StatementKind::Update,
-            SetExpr::Delete(_) => StatementKind::Delete,
-            SetExpr::Merge(_) => StatementKind::Merge,
-            _ => StatementKind::Select,
-        },
+        Statement::Query(q) => query_kind(q),
+        Statement::Explain {
+            statement,
+            analyze: true,
+            ..
+        }
+        | Statement::Prepare { statement, .. } => statement_kind(statement),
         Statement::Insert(_) => StatementKind::Insert,
         Statement::Update(_) => StatementKind::Update,
         Statement::Delete(_) => StatementKind::Delete,
@@ -196,6 +200,25 @@ pub fn statement_kind(stmt: &Statement) -> StatementKind {
         s if is_ddl(s) => StatementKind::Ddl,
         s if is_session(s) => StatementKind::Session,
         _ => StatementKind::Other,
+    }
+}
+
+fn query_kind(q: &Query) -> StatementKind {
+    let modifying =
+        q.with
+            .iter()
+            .flat_map(|w| &w.cte_tables)
+            .find_map(|cte| match query_kind(&cte.query) {
+                StatementKind::Select => None,
+                kind => Some(kind),
+            });
+    match &*q.body {
+        SetExpr::Insert(_) => StatementKind::Insert,
+        SetExpr::Update(_) => StatementKind::Update,
+        SetExpr::Delete(_) => StatementKind::Delete,
+        SetExpr::Merge(_) => StatementKind::Merge,
+        SetExpr::Select(s) if s.into.is_some() => StatementKind::Ddl,
+        _ => modifying.unwrap_or(StatementKind::Select),
     }
 }
 

@@ -1158,3 +1158,5 @@ fn statement_kinds_classify_parsed_and_unparseable_texts() {
         vec![StatementKind::Other]
     );
 }
+
+mod fail_closed;

@@ -1,11 +1,12 @@
 //! The walker's state (what one statement touches) and the recording of uses, literal sites
 //! and parameter sites, with the checks that keep every recorded site rewritable.
 
-use sqlparser::ast::{Expr, Value};
+use sqlparser::ast::{Expr, ObjectName, Value};
 use sqlparser::tokenizer::{Location, Span};
 
 use super::refusal::{self, cannot_locate};
-use super::scope::Relation;
+use super::scope::{name_parts, Relation};
+use super::search_path::Resolution;
 use super::source::SourceMap;
 use super::{ColumnId, ColumnUse, LiteralSite, ParamSite, ProtectedSchema, Refusal, Usage};
 
@@ -57,6 +58,8 @@ pub struct Walker<'a> {
     pub param_anchors: Vec<ParamAnchor>,
     /// CTEs visible at the current point, innermost last.
     pub ctes: Vec<Relation>,
+    /// The text names a guard (`pgshroud_guard...`): only positively harmless statements pass.
+    pub guard_mentioned: bool,
 }
 
 impl<'a> Walker<'a> {
@@ -70,7 +73,56 @@ impl<'a> Walker<'a> {
             params: Vec::new(),
             param_anchors: Vec::new(),
             ctes: Vec::new(),
+            guard_mentioned: false,
         }
+    }
+
+    /// The (schema, table) a relation name means; refuses a name that may or may not mean a
+    /// protected table (see [`super::SearchPath`]).
+    pub fn relation(&self, name: &ObjectName) -> Res<(String, String)> {
+        let resolved = name_parts(name).and_then(|parts| self.schema.resolve_table(&parts));
+        match resolved {
+            Some(Resolution::Table(s, t)) => Ok((s, t)),
+            Some(Resolution::Unsure { schema, table, why }) => {
+                Err(refusal::unsure_table(&schema, &table, &why))
+            }
+            None => Err(refusal::unsupported_statement(
+                "this form of table name",
+                None,
+            )),
+        }
+    }
+
+    /// For checks that refuse (or guard) every protected table: the (schema, table) a name
+    /// means, or the protected table it may mean.
+    pub fn relation_or_candidate(&self, name: &ObjectName) -> Option<(String, String)> {
+        match self.schema.resolve_table(&name_parts(name)?)? {
+            Resolution::Table(s, t)
+            | Resolution::Unsure {
+                schema: s,
+                table: t,
+                ..
+            } => Some((s, t)),
+        }
+    }
+
+    /// Runs `f` and forgets what it recorded (tables, uses, sites): for looking at a part of a
+    /// statement a second time, e.g. a recursive CTE's non-recursive term.
+    pub fn unrecorded<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> T {
+        let tables = self.tables.clone();
+        let uses = self.uses.clone();
+        let literals = self.literals.clone();
+        let params = self.params.clone();
+        let anchors = self.param_anchors.clone();
+        let ctes = self.ctes.len();
+        let result = f(self);
+        self.tables = tables;
+        self.uses = uses;
+        self.literals = literals;
+        self.params = params;
+        self.param_anchors = anchors;
+        self.ctes.truncate(ctes);
+        result
     }
 
     pub fn refuse(&self, id: ColumnId, what: &str) -> Refusal {
