@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use futures_util::{SinkExt, TryStreamExt};
-use pgshroud_integration_tests::protected::{code, hex, rows, Fixture, MASTER_KEY};
+use pgshroud_integration_tests::protected::{code, hex, rows, Fixture, MASTER_KEY, RULES};
 use pgshroud_integration_tests::{cluster, proxy::pgshroud_bin};
 
 async fn copy_in(
@@ -236,13 +236,19 @@ async fn a_table_created_through_the_proxy_is_protected_on_the_same_connection()
         )
         .await
         .unwrap();
-    // A migration that creates the table with its guard (the SQL `pgshroud setup` would add).
-    c.batch_execute(&format!(
-        "CREATE TABLE people (id int, email bytea CONSTRAINT pgshroud_guard_email CHECK ({}))",
-        pgshroud::protect::guard::check_expression("email", "person-email")
-    ))
-    .await
-    .unwrap();
+    // A migration through the proxy creates the table; the catalog is looked up again at once,
+    // so the session knows it is protected (and that it has no guard yet).
+    c.batch_execute("CREATE TABLE people (id int, email bytea)")
+        .await
+        .unwrap();
+    // The operator guards it while the session is connected: the session's first write is
+    // refused under what it last looked up, and that refusal makes it look again.
+    pgshroud_integration_tests::protected::install_guards(&db, RULES).await;
+    let err = c
+        .simple_query("INSERT INTO people VALUES (0, 'early@x.org')")
+        .await
+        .expect_err("the session has not seen the guard yet");
+    assert_eq!(code(&err), "55000", "{err}");
     c.execute("INSERT INTO people VALUES (1, $1)", &[&"late@x.org"])
         .await
         .unwrap();

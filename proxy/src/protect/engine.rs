@@ -10,7 +10,9 @@ use pgshroud_rules::Rules;
 use super::catalog::{Catalog, CatalogColumn};
 use super::codec::{self, Ciphers, ColumnSpec, Spec};
 use super::guard::GuardState;
-use crate::analyze::{self, Analysis, ColumnId, ProtectedSchema, StatementInfo, Usage};
+use crate::analyze::{
+    self, Analysis, ColumnId, ProtectedSchema, SearchPath, StatementInfo, Usage,
+};
 use crate::crypto::{KeyContext, KeyRing};
 use crate::pg_error::PgError;
 
@@ -162,6 +164,14 @@ impl Protection {
         for table in catalog.tables() {
             let columns = table.columns.iter().map(|c| c.name.clone()).collect();
             schema.set_table_columns(&table.schema, &table.name, columns);
+        }
+        // Unqualified names resolve through the session's path as the look-up found it; a
+        // catalog without one (no look-up yet) keeps the `public` default.
+        if let Some(path) = &catalog.search_path {
+            schema.set_search_path(SearchPath::Known {
+                schemas: path.schemas.clone(),
+                relations: path.relations.clone(),
+            });
         }
         Layout {
             schema,
@@ -332,7 +342,7 @@ impl Protection {
         if self.guards == GuardPolicy::NotRequired {
             return Ok(());
         }
-        let state = column.map(|c| GuardState::of(&c.guards, spec.context.as_str()));
+        let state = column.map(|c| GuardState::of(&c.guards, &c.name, spec.context.as_str()));
         if state.as_ref().is_some_and(GuardState::is_guarded) {
             return Ok(());
         }
@@ -359,7 +369,7 @@ impl Protection {
             let column = catalog_column(catalog, spec)?;
             Some((
                 &**spec,
-                GuardState::of(&column.guards, spec.context.as_str()),
+                GuardState::of(&column.guards, &column.name, spec.context.as_str()),
             ))
         })
     }

@@ -74,27 +74,28 @@ pub struct FoundGuard {
 pub enum GuardState {
     /// A guard for the column's key context.
     Guarded { name: String, validated: bool },
-    /// Guards exist, but none for this key context (the rules' context changed since setup).
-    OtherContext { name: String },
+    /// A constraint named like a guard that is not this column's guard: one for another key
+    /// context (the rules' context changed since setup), or one changed by hand.
+    Unrecognised { name: String },
     /// No guard at all.
     Missing,
 }
 
 impl GuardState {
-    /// The state of a column of `context` with these guard constraints.
-    pub fn of(found: &[FoundGuard], context: &str) -> GuardState {
-        let tag = tag_hex(context);
-        let format = format!("x{FORMAT_V2:02x}");
-        let right = found.iter().find(|g| {
-            let def = g.definition.to_ascii_lowercase();
-            def.contains(&format!("x{tag}")) && def.contains(&format)
-        });
+    /// The state of column `column` (its name now) of `context` with these guard constraints.
+    /// A guard counts only if its definition is exactly the one `pgshroud setup` installs, as
+    /// PostgreSQL prints it back: a constraint that merely mentions the tag is not a guard.
+    pub fn of(found: &[FoundGuard], column: &str, context: &str) -> GuardState {
+        let expected = normalize(&printed_definition(column, context));
+        let right = found
+            .iter()
+            .find(|g| normalize(&g.definition) == expected);
         match (right, found.first()) {
             (Some(g), _) => GuardState::Guarded {
                 name: g.name.clone(),
                 validated: g.validated,
             },
-            (None, Some(g)) => GuardState::OtherContext {
+            (None, Some(g)) => GuardState::Unrecognised {
                 name: g.name.clone(),
             },
             (None, None) => GuardState::Missing,
@@ -120,13 +121,39 @@ impl fmt::Display for GuardState {
                 f,
                 "guarded ({name}, NOT VALID: existing rows were not checked)"
             ),
-            GuardState::OtherContext { name } => write!(
+            GuardState::Unrecognised { name } => write!(
                 f,
-                "guard {name} is for another key context than the rules name: run pgshroud setup"
+                "constraint {name} is not the guard of this column's key context (another key context, or changed by hand)"
             ),
             GuardState::Missing => f.write_str("NOT GUARDED: run pgshroud setup"),
         }
     }
+}
+
+/// `pg_get_constraintdef` of the guard as PostgreSQL prints it (before [`normalize`]).
+fn printed_definition(column: &str, context: &str) -> String {
+    format!(
+        "CHECK ((({column} IS NULL) OR ((length({column}) >= {min}) \
+         AND (substr({column}, 1, 1) = '\\x{format:02x}'::bytea) \
+         AND (substr({column}, {tag_at}, {tag_len}) = '\\x{tag}'::bytea))))",
+        min = CIPHERTEXT_OFFSET,
+        format = FORMAT_V2,
+        tag_at = CONTEXT_TAG_OFFSET + 1,
+        tag_len = CONTEXT_TAG_LEN,
+        tag = tag_hex(context),
+    )
+}
+
+/// What does not depend on the printing session: schema qualification (printed when another
+/// schema shadows a built-in), identifier quotes, backslashes doubled under
+/// `standard_conforming_strings = off`, and spacing.
+fn normalize(definition: &str) -> String {
+    definition
+        .replace("pg_catalog.", "")
+        .replace("\\\\", "\\")
+        .chars()
+        .filter(|c| *c != '"' && !c.is_whitespace())
+        .collect()
 }
 
 /// `"name"` with embedded quotes doubled.
@@ -182,25 +209,42 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}: {sql}"));
     }
 
-    #[test]
-    fn state_follows_the_tag_in_the_definition() {
-        let def = |tag: &str| {
-            FoundGuard {
+    fn found(definition: &str) -> FoundGuard {
+        FoundGuard {
             name: "pgshroud_guard_email".into(),
-            definition: format!(
-                "CHECK (((email IS NULL) OR ((length(email) >= 25) AND (substr(email, 1, 1) = '\\x02'::bytea) AND (substr(email, 6, 4) = '\\x{tag}'::bytea))))"
-            ),
+            definition: definition.into(),
             validated: true,
         }
-        };
+    }
+
+    #[test]
+    fn state_follows_the_definition_as_postgresql_prints_it() {
         let ctx = "public.customers.email";
-        assert!(GuardState::of(&[def("17ab4a2f")], ctx).is_guarded());
+        // Printed by PostgreSQL 15: plain, with a shadowed built-in, backslashes doubled.
+        for def in [
+            r"CHECK (((email IS NULL) OR ((length(email) >= 25) AND (substr(email, 1, 1) = '\x02'::bytea) AND (substr(email, 6, 4) = '\x17ab4a2f'::bytea))))",
+            r"CHECK (((email IS NULL) OR ((pg_catalog.length(email) >= 25) AND (substr(email, 1, 1) = '\\x02'::bytea) AND (substr(email, 6, 4) = '\\x17ab4a2f'::bytea))))",
+        ] {
+            assert!(GuardState::of(&[found(def)], "email", ctx).is_guarded(), "{def}");
+        }
+        let quoted = r#"CHECK ((("Email x" IS NULL) OR ((length("Email x") >= 25) AND (substr("Email x", 1, 1) = '\x02'::bytea) AND (substr("Email x", 6, 4) = '\x17ab4a2f'::bytea))))"#;
+        assert!(GuardState::of(&[found(quoted)], "Email x", ctx).is_guarded());
+        let other = r"CHECK (((email IS NULL) OR ((length(email) >= 25) AND (substr(email, 1, 1) = '\x02'::bytea) AND (substr(email, 6, 4) = '\x00000000'::bytea))))";
         assert_eq!(
-            GuardState::of(&[def("00000000")], ctx),
-            GuardState::OtherContext {
+            GuardState::of(&[found(other)], "email", ctx),
+            GuardState::Unrecognised {
                 name: "pgshroud_guard_email".into()
             }
         );
-        assert_eq!(GuardState::of(&[], ctx), GuardState::Missing);
+        assert_eq!(GuardState::of(&[], "email", ctx), GuardState::Missing);
+    }
+
+    #[test]
+    fn a_constraint_that_only_mentions_the_tag_is_not_a_guard() {
+        let ctx = "public.customers.email";
+        let fake = "CHECK (((email IS NOT NULL) OR ('x02 x17ab4a2f'::text = 'x'::text)))";
+        assert!(!GuardState::of(&[found(fake)], "email", ctx).is_guarded());
+        let weaker = "CHECK (((email IS NULL) OR (length(email) >= 25)))";
+        assert!(!GuardState::of(&[found(weaker)], "email", ctx).is_guarded());
     }
 }

@@ -399,11 +399,16 @@ impl ProtectedSession {
     }
 
     /// Refusals before an analysed statement reaches PostgreSQL: the analysis's, then the role's.
-    fn check_plan(&self, plan: &Plan) -> Result<(), PgError> {
+    fn check_plan(&mut self, plan: &Plan) -> Result<(), PgError> {
         if let PlanAction::Refused(error) = &plan.action {
             self.metrics.refusal(match error.code {
                 analyze::SYNTAX_ERROR => RefusalReason::Unparseable,
-                super::engine::UNGUARDED => RefusalReason::Unguarded,
+                super::engine::UNGUARDED => {
+                    // The operator may run `pgshroud setup` now: look the guards up again
+                    // after this refusal, so the session sees them without reconnecting.
+                    self.catalog_stale = true;
+                    RefusalReason::Unguarded
+                }
                 _ => RefusalReason::UnsupportedOperation,
             });
             return Err(error.clone());

@@ -193,7 +193,7 @@ async fn guard_column(client: &Client, db: &Database, c: &RuleColumn) -> Result<
         }
         Found::Column(col) => col,
     };
-    match GuardState::of(&col.guards, &c.context) {
+    match GuardState::of(&col.guards, &col.name, &c.context) {
         GuardState::Guarded { name, validated: true } => return Ok(format!("already guarded ({name})")),
         GuardState::Guarded { name, validated: false } => {
             let upgraded = upgrade_format_1(client, c).await?;
@@ -205,9 +205,9 @@ async fn guard_column(client: &Client, db: &Database, c: &RuleColumn) -> Result<
             client.batch_execute(&sql).await.map_err(|e| not_envelopes(c, &e))?;
             return Ok(format!("guard {name} validated{upgraded}"));
         }
-        GuardState::OtherContext { name } => {
+        GuardState::Unrecognised { name } => {
             return Err(format!(
-                "guard {name} is for another key context than the rules' {:?}: the stored values were sealed for that context. Restore the rules' key_context, or drop the guard yourself once the column is empty",
+                "constraint {name} is not the guard pgshroud installs for key context {:?}: it is for another key context (then the stored values were sealed for that one: restore the rules' key_context) or was changed by hand (drop it, then run setup again)",
                 c.context
             ))
         }
@@ -306,7 +306,7 @@ pub async fn database_report(url: &str, rules_path: &Path) -> Result<Report, Str
                 format!("{t}, not bytea: writes refused")
             }
             Found::Column(col) => {
-                let state = GuardState::of(&col.guards, &c.context);
+                let state = GuardState::of(&col.guards, &col.name, &c.context);
                 ok &= state.is_guarded();
                 state.to_string()
             }
