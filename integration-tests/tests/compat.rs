@@ -1,0 +1,146 @@
+//! Drivers' and ORMs' default message sequences through pgshroud: sqlx's Close before Sync,
+//! the backend pid drivers report, cancel requests, and unique-violation details.
+//!
+//! Raw sessions log in as `trust_user` and fixture sessions as `scram_user`: neither is a
+//! superuser nor owns the protected tables (the fixture's admin creates them).
+
+use pgshroud_integration_tests::protected::Fixture;
+use pgshroud_integration_tests::raw::build::{
+    bind, close_statement, execute, parse, pipeline, query, sync,
+};
+use pgshroud_integration_tests::raw::{error_codes, message, Msg, RawClient};
+use pgshroud_integration_tests::users;
+
+const EMAIL: &str = "close@secret.example";
+
+async fn raw(f: &Fixture) -> RawClient {
+    RawClient::login_trust(f.proxy.port(), users::TRUST, &f.db).await
+}
+
+fn close_portal(name: &str) -> Vec<u8> {
+    message(b'C', format!("P{name}\0").as_bytes())
+}
+
+fn describe_statement(name: &str) -> Vec<u8> {
+    message(b'D', format!("S{name}\0").as_bytes())
+}
+
+/// The text values of the DataRows among `msgs`.
+fn row_values(msgs: &[Msg]) -> Vec<Vec<u8>> {
+    msgs.iter()
+        .filter(|m| m.kind == b'D')
+        .map(|m| {
+            let len = i32::from_be_bytes([m.body[2], m.body[3], m.body[4], m.body[5]]);
+            m.body[6..6 + len as usize].to_vec()
+        })
+        .collect()
+}
+
+async fn insert_email(f: &Fixture) {
+    f.app()
+        .await
+        .execute("INSERT INTO customers (email) VALUES ($1)", &[&EMAIL])
+        .await
+        .expect("insert through the proxy");
+    let stored = f.stored("SELECT email FROM customers").await;
+    let stored = stored[0].as_deref().expect("stored");
+    assert!(!stored.windows(EMAIL.len()).any(|w| w == EMAIL.as_bytes()));
+}
+
+async fn still_works(c: &mut RawClient) {
+    c.send(&query("SELECT 1")).await;
+    let msgs = c.recv_until_ready().await;
+    assert!(error_codes(&msgs).is_empty(), "{msgs:?}");
+}
+
+#[tokio::test]
+async fn rows_of_an_execute_followed_by_close_before_sync_are_decrypted() {
+    let f = Fixture::new().await;
+    insert_email(&f).await;
+    let mut c = raw(&f).await;
+    let select = "SELECT email FROM customers";
+    // sqlx, unnamed statement: Parse/Describe/Bind/Execute/Close(statement)/Sync in one go.
+    c.send(&pipeline(&[
+        parse("", select),
+        describe_statement(""),
+        bind("", "", &[]),
+        execute(""),
+        close_statement(""),
+        sync(),
+    ]))
+    .await;
+    let msgs = c.recv_until_ready().await;
+    assert!(error_codes(&msgs).is_empty(), "{msgs:?}");
+    assert_eq!(row_values(&msgs), [EMAIL.as_bytes()]);
+    // sqlx, named statement prepared before: Bind/Execute/Close(portal)/Sync.
+    c.send(&pipeline(&[parse("s1", select), describe_statement("s1"), sync()]))
+        .await;
+    assert!(error_codes(&c.recv_until_ready().await).is_empty());
+    for _ in 0..2 {
+        c.send(&pipeline(&[
+            bind("", "s1", &[]),
+            execute(""),
+            close_portal(""),
+            sync(),
+        ]))
+        .await;
+        let msgs = c.recv_until_ready().await;
+        assert!(error_codes(&msgs).is_empty(), "{msgs:?}");
+        assert_eq!(row_values(&msgs), [EMAIL.as_bytes()]);
+    }
+    // Named statement closed right after its Execute.
+    c.send(&pipeline(&[
+        parse("s2", select),
+        bind("p", "s2", &[]),
+        execute("p"),
+        close_portal("p"),
+        close_statement("s2"),
+        sync(),
+    ]))
+    .await;
+    let msgs = c.recv_until_ready().await;
+    assert!(error_codes(&msgs).is_empty(), "{msgs:?}");
+    assert_eq!(row_values(&msgs), [EMAIL.as_bytes()]);
+    still_works(&mut c).await;
+    f.app().await.simple_query("SELECT 1").await.expect("proxy up");
+}
+
+/// sqlx sends Bind/Execute/Close(portal)/Sync (and Close of the statement when it does not
+/// keep it): its rows must arrive decrypted.
+#[tokio::test]
+async fn sqlx_reads_protected_columns() {
+    use sqlx::{Connection, Row};
+    let f = Fixture::new().await;
+    insert_email(&f).await;
+    let url = format!(
+        "postgres://{}:{}@127.0.0.1:{}/{}?sslmode=disable",
+        users::SCRAM,
+        users::SCRAM_PASSWORD,
+        f.proxy.port(),
+        f.db
+    );
+    let mut conn = sqlx::PgConnection::connect(&url).await.expect("sqlx connects");
+    for persistent in [true, true, false] {
+        let row = sqlx::query("SELECT email FROM customers")
+            .persistent(persistent)
+            .fetch_one(&mut conn)
+            .await
+            .expect("sqlx select");
+        let email: String = row.get(0);
+        assert_eq!(email, EMAIL);
+    }
+    sqlx::query("INSERT INTO customers (email) VALUES ($1)")
+        .bind("second@secret.example")
+        .execute(&mut conn)
+        .await
+        .expect("sqlx insert");
+    let emails: Vec<String> = sqlx::query_scalar("SELECT email FROM customers ORDER BY id")
+        .fetch_all(&mut conn)
+        .await
+        .expect("sqlx select all");
+    assert_eq!(emails, [EMAIL, "second@secret.example"]);
+    let stored = f.stored("SELECT email FROM customers ORDER BY id").await;
+    assert!(stored[1].as_deref().is_some_and(|s| !s.windows(6).any(|w| w == b"second")));
+    conn.close().await.expect("sqlx closes");
+    f.app().await.simple_query("SELECT 1").await.expect("proxy up");
+}
