@@ -4,12 +4,13 @@
 //! Raw sessions log in as `trust_user` and fixture sessions as `scram_user`: neither is a
 //! superuser nor owns the protected tables (the fixture's admin creates them).
 
+use pgshroud_integration_tests::drivers::{run, Driver};
 use pgshroud_integration_tests::protected::Fixture;
 use pgshroud_integration_tests::raw::build::{
     bind, close_statement, execute, parse, pipeline, query, sync,
 };
-use pgshroud_integration_tests::raw::{error_codes, message, Msg, RawClient};
-use pgshroud_integration_tests::users;
+use pgshroud_integration_tests::raw::{error_codes, message, startup_packet, Msg, RawClient};
+use pgshroud_integration_tests::{cluster, users};
 
 const EMAIL: &str = "close@secret.example";
 
@@ -143,4 +144,75 @@ async fn sqlx_reads_protected_columns() {
     assert!(stored[1].as_deref().is_some_and(|s| !s.windows(6).any(|w| w == b"second")));
     conn.close().await.expect("sqlx closes");
     f.app().await.simple_query("SELECT 1").await.expect("proxy up");
+}
+
+/// Logs in as the trust user and returns the connection with its BackendKeyData (pid, secret).
+async fn login_with_key(port: u16, db: &str) -> (RawClient, i32, Vec<u8>) {
+    let mut c = RawClient::connect(port).await;
+    c.send(&startup_packet(
+        3 << 16,
+        &[("user", users::TRUST), ("database", db)],
+    ))
+    .await;
+    let msgs = c.recv_until_ready().await;
+    let key = msgs
+        .iter()
+        .find(|m| m.kind == b'K')
+        .unwrap_or_else(|| panic!("no BackendKeyData: {msgs:?}"));
+    let pid = i32::from_be_bytes([key.body[0], key.body[1], key.body[2], key.body[3]]);
+    (c, pid, key.body[4..].to_vec())
+}
+
+/// The first column of the first row of a simple query, as text.
+async fn scalar(c: &mut RawClient, sql: &str) -> String {
+    c.send(&query(sql)).await;
+    let msgs = c.recv_until_ready().await;
+    assert!(error_codes(&msgs).is_empty(), "{msgs:?}");
+    String::from_utf8(row_values(&msgs).remove(0)).unwrap()
+}
+
+#[tokio::test]
+async fn the_backend_key_names_the_servers_backend_pid() {
+    let db = cluster().fresh_database().await;
+    let p = pgshroud_integration_tests::proxy().await;
+    let (mut c, pid, _) = login_with_key(p.port(), &db).await;
+    assert_eq!(scalar(&mut c, "SELECT pg_backend_pid()").await, pid.to_string());
+    still_works(&mut c).await;
+}
+
+#[tokio::test]
+async fn psycopg_backend_pid_matches_the_server_for_notify_cancel_and_terminate() {
+    let db = cluster().fresh_database().await;
+    let p = pgshroud_integration_tests::proxy().await;
+    let port = p.port();
+    let out = tokio::task::spawn_blocking(move || {
+        run(
+            Driver::Psycopg,
+            port,
+            users::SCRAM,
+            users::SCRAM_PASSWORD,
+            &db,
+            &[("SCENARIO", "backend_pid")],
+        )
+    })
+    .await
+    .unwrap();
+    let out: serde_json::Value = serde_json::from_str(&out).expect("JSON from the driver");
+    assert_eq!(
+        out,
+        serde_json::json!({
+            "pid_is_backend_pid": true,
+            "pid_in_activity": 1,
+            "notify_pids": [["hi", true], ["self", true]],
+            "cancel": "57014",
+            "after_cancel": 1,
+            "terminated": true,
+            // The server's FATAL reaches the client, then the connection closes.
+            "after_terminate": "57P01",
+            "closed": true
+        })
+    );
+    // The proxy still serves.
+    let (mut c, _, _) = login_with_key(p.port(), &cluster().fresh_database().await).await;
+    still_works(&mut c).await;
 }

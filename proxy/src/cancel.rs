@@ -1,7 +1,7 @@
-//! Cancel keys: each client gets the proxy's own (pid, secret) in `BackendKeyData`; this map
-//! leads a `CancelRequest` sent to the proxy to the upstream backend's real key.
+//! Cancel keys: each client gets the server backend's own pid (what `pg_backend_pid()`,
+//! `pg_stat_activity` and notifications name) with a secret of the proxy's own in
+//! `BackendKeyData`; this map leads a `CancelRequest` sent to the proxy to the backend's real key.
 
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -17,11 +17,10 @@ pub struct BackendKey {
     pub secret: Vec<u8>,
 }
 
-/// Live sessions' keys: proxy key -> upstream key.
+/// Live sessions' keys: backend pid -> (the secret the client was given, upstream key).
 #[derive(Debug)]
 pub struct CancelRegistry {
     keys: DashMap<i32, (Vec<u8>, BackendKey)>,
-    next_pid: AtomicI32,
 }
 
 impl Default for CancelRegistry {
@@ -34,25 +33,26 @@ impl CancelRegistry {
     pub fn new() -> Self {
         CancelRegistry {
             keys: DashMap::new(),
-            // Start somewhere random so proxy pids do not look like upstream pids.
-            next_pid: AtomicI32::new(rand::random::<u16>() as i32 + 1),
         }
     }
 
-    /// Registers a session's upstream key and returns the key to give its client; the entry
-    /// lives as long as the returned guard.
+    /// Registers a session's upstream key and returns the key to give its client: the
+    /// backend's pid, and a fresh secret (the server's stays with the proxy). The entry lives
+    /// as long as the returned guard. A pid the server has reused while the session that had
+    /// it is still closing belongs to the newer backend.
     pub fn register(self: &Arc<Self>, upstream: BackendKey) -> CancelGuard {
-        loop {
-            let pid = self.next_pid.fetch_add(1, Ordering::Relaxed) & i32::MAX;
-            if pid == 0 || self.keys.contains_key(&pid) {
-                continue;
-            }
+        let pid = upstream.pid;
+        let secret = loop {
             let secret = rand::random::<u32>().to_be_bytes().to_vec();
-            self.keys.insert(pid, (secret.clone(), upstream));
-            return CancelGuard {
-                registry: self.clone(),
-                key: BackendKey { pid, secret },
-            };
+            // Differs from the entry it may replace, so that one's guard leaves this one alone.
+            if self.keys.get(&pid).is_none_or(|e| e.value().0 != secret) {
+                break secret;
+            }
+        };
+        self.keys.insert(pid, (secret.clone(), upstream));
+        CancelGuard {
+            registry: self.clone(),
+            key: BackendKey { pid, secret },
         }
     }
 
@@ -82,7 +82,9 @@ pub struct CancelGuard {
 
 impl Drop for CancelGuard {
     fn drop(&mut self) {
-        self.registry.keys.remove(&self.key.pid);
+        self.registry
+            .keys
+            .remove_if(&self.key.pid, |_, (secret, _)| *secret == self.key.secret);
     }
 }
 
@@ -119,7 +121,8 @@ mod tests {
     fn registered_key_maps_to_upstream_key() {
         let reg = Arc::new(CancelRegistry::new());
         let guard = reg.register(key(4242));
-        assert_ne!(guard.key.pid, 4242);
+        // The client sees the backend's pid (as pg_backend_pid() does), not its secret.
+        assert_eq!(guard.key.pid, 4242);
         assert_eq!(
             reg.lookup(guard.key.pid, &guard.key.secret),
             Some(key(4242))
@@ -146,13 +149,15 @@ mod tests {
     }
 
     #[test]
-    fn proxy_pids_are_unique_and_positive() {
+    fn a_reused_pid_belongs_to_the_newer_session() {
         let reg = Arc::new(CancelRegistry::new());
-        let guards: Vec<_> = (0..100).map(|i| reg.register(key(i))).collect();
-        let mut pids: Vec<_> = guards.iter().map(|g| g.key.pid).collect();
-        assert!(pids.iter().all(|p| *p > 0));
-        pids.sort();
-        pids.dedup();
-        assert_eq!(pids.len(), 100);
+        let old = reg.register(key(7));
+        let new = reg.register(key(7));
+        assert_eq!(reg.lookup(7, &old.key.secret), None);
+        // The old session ending leaves the new one's key in place.
+        drop(old);
+        assert_eq!(reg.lookup(7, &new.key.secret), Some(key(7)));
+        drop(new);
+        assert!(reg.is_empty());
     }
 }
