@@ -4,13 +4,17 @@
 //! Raw sessions log in as `trust_user` and fixture sessions as `scram_user`: neither is a
 //! superuser nor owns the protected tables (the fixture's admin creates them).
 
+use pgshroud::config::ConfigLayer;
 use pgshroud_integration_tests::drivers::{run, Driver};
+use pgshroud_integration_tests::faults::HeldCloseRelay;
 use pgshroud_integration_tests::protected::Fixture;
+use pgshroud_integration_tests::proxy::TestProxy;
 use pgshroud_integration_tests::raw::build::{
     bind, close_statement, execute, parse, pipeline, query, sync,
 };
 use pgshroud_integration_tests::raw::{error_codes, message, startup_packet, Msg, RawClient};
 use pgshroud_integration_tests::{cluster, users};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const EMAIL: &str = "close@secret.example";
 
@@ -215,4 +219,54 @@ async fn psycopg_backend_pid_matches_the_server_for_notify_cancel_and_terminate(
     // The proxy still serves.
     let (mut c, _, _) = login_with_key(p.port(), &cluster().fresh_database().await).await;
     still_works(&mut c).await;
+}
+
+#[tokio::test]
+async fn a_cancel_connection_closes_only_after_the_server_took_the_request() {
+    let db = cluster().fresh_database().await;
+    let relay = HeldCloseRelay::start(([127, 0, 0, 1], cluster().port()).into()).await;
+    let p = TestProxy::start(
+        format!("postgres://{}?sslmode=disable", relay.addr),
+        ConfigLayer::default(),
+    )
+    .await;
+    let (mut c, pid, secret) = login_with_key(p.port(), &db).await;
+    c.send(&query("SELECT pg_sleep(60)")).await;
+    // Cancel once the sleep runs (a cancel of an idle backend does nothing).
+    let admin = cluster().admin_client_for(&db).await;
+    while admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND state = 'active'",
+            &[&pid],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+        == 0
+    {}
+    let mut cancel = tokio::net::TcpStream::connect(("127.0.0.1", p.port()))
+        .await
+        .unwrap();
+    let mut packet = 16u32.to_be_bytes().to_vec();
+    packet.extend_from_slice(&80_877_102u32.to_be_bytes());
+    packet.extend_from_slice(&pid.to_be_bytes());
+    packet.extend_from_slice(&secret);
+    cancel.write_all(&packet).await.unwrap();
+    // The server took the request and closed its connection; the relay holds the proxy's
+    // side open, so the proxy must still hold the client's.
+    relay.server_closed().await;
+    let mut byte = [0u8; 1];
+    tokio::select! {
+        read = cancel.read(&mut byte) => {
+            panic!("the cancel connection closed before the server's did: {read:?}")
+        }
+        _ = tokio::time::sleep(std::time::Duration::from_millis(300)) => {}
+    }
+    relay.release();
+    assert_eq!(cancel.read(&mut byte).await.unwrap(), 0);
+    let msgs = c.recv_until_ready().await;
+    assert_eq!(error_codes(&msgs), ["57014"], "{msgs:?}");
+    still_works(&mut c).await;
+    let (mut other, _, _) = login_with_key(p.port(), &db).await;
+    still_works(&mut other).await;
 }

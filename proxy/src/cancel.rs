@@ -3,9 +3,10 @@
 //! `BackendKeyData`; this map leads a `CancelRequest` sent to the proxy to the backend's real key.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use dashmap::DashMap;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::net::upstream::Upstream;
 use crate::protocol::types::request;
@@ -88,8 +89,19 @@ impl Drop for CancelGuard {
     }
 }
 
-/// Sends a `CancelRequest` for `key` to the upstream server on a new connection.
-pub async fn forward_cancel(upstream: &Upstream, key: &BackendKey) -> std::io::Result<()> {
+/// How long to wait for the server to take a forwarded cancel request.
+pub const CANCEL_WAIT: Duration = Duration::from_secs(10);
+
+/// Sends a `CancelRequest` for `key` to the upstream server on a new connection and waits
+/// (at most `wait`) for the server to close it, which it does once it has signalled the
+/// backend. The client's cancel connection is closed only after that, as libpq and PgBouncer
+/// do: a client that sends its next statement once its cancel connection closes must not
+/// have that statement cancelled by a cancel still on its way.
+pub async fn forward_cancel(
+    upstream: &Upstream,
+    key: &BackendKey,
+    wait: Duration,
+) -> std::io::Result<()> {
     let mut stream = upstream
         .connect()
         .await
@@ -101,9 +113,19 @@ pub async fn forward_cancel(upstream: &Upstream, key: &BackendKey) -> std::io::R
     packet.extend_from_slice(&key.secret);
     stream.write_all(&packet).await?;
     stream.flush().await?;
-    // The server closes the connection without answering; closing our side is enough.
+    // The server answers nothing: it closes the connection once the request is handled.
+    let closed = async {
+        let mut sink = [0u8; 64];
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    };
+    let taken = tokio::time::timeout(wait, closed).await;
     let _ = stream.shutdown().await;
-    Ok(())
+    taken.map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the server did not close the cancel connection in time",
+        )
+    })
 }
 
 #[cfg(test)]
