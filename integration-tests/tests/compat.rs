@@ -7,12 +7,13 @@
 use pgshroud::config::ConfigLayer;
 use pgshroud_integration_tests::drivers::{run, Driver};
 use pgshroud_integration_tests::faults::HeldCloseRelay;
-use pgshroud_integration_tests::protected::Fixture;
+use pgshroud_integration_tests::protected::{hex, proxy_with_rules, Fixture, MASTER_KEY};
 use pgshroud_integration_tests::proxy::TestProxy;
 use pgshroud_integration_tests::raw::build::{
     bind, close_statement, execute, parse, pipeline, query, sync,
 };
 use pgshroud_integration_tests::raw::{error_codes, message, startup_packet, Msg, RawClient};
+use pgshroud_integration_tests::roles::{self, RolesFixture};
 use pgshroud_integration_tests::{cluster, users};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -269,4 +270,91 @@ async fn a_cancel_connection_closes_only_after_the_server_took_the_request() {
     still_works(&mut c).await;
     let (mut other, _, _) = login_with_key(p.port(), &db).await;
     still_works(&mut other).await;
+}
+
+/// The DETAIL of the unique violation an insert of `email` raises for `client`.
+async fn duplicate_detail(client: &tokio_postgres::Client, email: &str) -> Option<String> {
+    let error = client
+        .execute("INSERT INTO customers (email) VALUES ($1)", &[&email])
+        .await
+        .expect_err("a duplicate email is refused");
+    let db = error.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "23505", "{db:?}");
+    db.detail().map(str::to_owned)
+}
+
+#[tokio::test]
+async fn a_unique_violation_detail_shows_the_key_as_the_role_reads_it() {
+    let f = RolesFixture::new().await;
+    // The fixture's roles, with support (mask:email) and dba (ciphertext) allowed to write.
+    let rules = roles::RULES
+        .replace("template = \"support\"\n", "template = \"support\"\nwrite = true\n")
+        .replace("template = \"dba\"\n", "template = \"dba\"\nwrite = true\n");
+    let (_dir, p) = proxy_with_rules(&rules, MASTER_KEY).await;
+    let connect = |suffix: &str| {
+        let user = f.user(suffix);
+        let p = &p;
+        let db = f.db.clone();
+        async move { p.connect(&user, roles::PASSWORD, &db).await }
+    };
+    let email = "dup@secret.example";
+    let app = connect("app").await.unwrap();
+    app.execute("INSERT INTO customers (email) VALUES ($1)", &[&email])
+        .await
+        .unwrap();
+    let stored: Vec<u8> = f
+        .direct()
+        .await
+        .query_one("SELECT email FROM customers", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!stored.windows(email.len()).any(|w| w == email.as_bytes()));
+    let stored_hex = format!("\\x{}", hex(&stored));
+    // PostgreSQL itself names the ciphertext.
+    let direct = f
+        .direct()
+        .await
+        .execute("INSERT INTO customers (email) VALUES ($1)", &[&stored])
+        .await
+        .unwrap_err();
+    assert!(direct.as_db_error().unwrap().detail().unwrap().contains(&stored_hex));
+
+    // app reads plaintext.
+    assert_eq!(
+        duplicate_detail(&app, email).await.as_deref(),
+        Some("Key (email)=(dup@secret.example) already exists.")
+    );
+    // support reads the mask it reads in results, never the plaintext nor the ciphertext.
+    let support = connect("support").await.unwrap();
+    let masked: String = support
+        .query_one("SELECT email FROM customers", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_ne!(masked, email);
+    assert_eq!(
+        duplicate_detail(&support, email).await,
+        Some(format!("Key (email)=({masked}) already exists."))
+    );
+    // dba reads ciphertext, as it does in results.
+    let dba = connect("dba").await.unwrap();
+    assert_eq!(
+        duplicate_detail(&dba, email).await,
+        Some(format!("Key (email)=({stored_hex}) already exists."))
+    );
+    // Each connection goes on.
+    for client in [&app, &support, &dba] {
+        client.simple_query("SELECT 1").await.expect("next statement");
+    }
+    assert_eq!(
+        f.direct()
+            .await
+            .query_one("SELECT count(*) FROM customers", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        1
+    );
+    connect("app").await.expect("the proxy still serves");
 }
