@@ -79,8 +79,12 @@ async fn rows_of_an_execute_followed_by_close_before_sync_are_decrypted() {
     assert!(error_codes(&msgs).is_empty(), "{msgs:?}");
     assert_eq!(row_values(&msgs), [EMAIL.as_bytes()]);
     // sqlx, named statement prepared before: Bind/Execute/Close(portal)/Sync.
-    c.send(&pipeline(&[parse("s1", select), describe_statement("s1"), sync()]))
-        .await;
+    c.send(&pipeline(&[
+        parse("s1", select),
+        describe_statement("s1"),
+        sync(),
+    ]))
+    .await;
     assert!(error_codes(&c.recv_until_ready().await).is_empty());
     for _ in 0..2 {
         c.send(&pipeline(&[
@@ -108,7 +112,11 @@ async fn rows_of_an_execute_followed_by_close_before_sync_are_decrypted() {
     assert!(error_codes(&msgs).is_empty(), "{msgs:?}");
     assert_eq!(row_values(&msgs), [EMAIL.as_bytes()]);
     still_works(&mut c).await;
-    f.app().await.simple_query("SELECT 1").await.expect("proxy up");
+    f.app()
+        .await
+        .simple_query("SELECT 1")
+        .await
+        .expect("proxy up");
 }
 
 /// sqlx sends Bind/Execute/Close(portal)/Sync (and Close of the statement when it does not
@@ -125,7 +133,9 @@ async fn sqlx_reads_protected_columns() {
         f.proxy.port(),
         f.db
     );
-    let mut conn = sqlx::PgConnection::connect(&url).await.expect("sqlx connects");
+    let mut conn = sqlx::PgConnection::connect(&url)
+        .await
+        .expect("sqlx connects");
     for persistent in [true, true, false] {
         let row = sqlx::query("SELECT email FROM customers")
             .persistent(persistent)
@@ -146,9 +156,15 @@ async fn sqlx_reads_protected_columns() {
         .expect("sqlx select all");
     assert_eq!(emails, [EMAIL, "second@secret.example"]);
     let stored = f.stored("SELECT email FROM customers ORDER BY id").await;
-    assert!(stored[1].as_deref().is_some_and(|s| !s.windows(6).any(|w| w == b"second")));
+    assert!(stored[1]
+        .as_deref()
+        .is_some_and(|s| !s.windows(6).any(|w| w == b"second")));
     conn.close().await.expect("sqlx closes");
-    f.app().await.simple_query("SELECT 1").await.expect("proxy up");
+    f.app()
+        .await
+        .simple_query("SELECT 1")
+        .await
+        .expect("proxy up");
 }
 
 /// Logs in as the trust user and returns the connection with its BackendKeyData (pid, secret).
@@ -181,7 +197,10 @@ async fn the_backend_key_names_the_servers_backend_pid() {
     let db = cluster().fresh_database().await;
     let p = pgshroud_integration_tests::proxy().await;
     let (mut c, pid, _) = login_with_key(p.port(), &db).await;
-    assert_eq!(scalar(&mut c, "SELECT pg_backend_pid()").await, pid.to_string());
+    assert_eq!(
+        scalar(&mut c, "SELECT pg_backend_pid()").await,
+        pid.to_string()
+    );
     still_works(&mut c).await;
 }
 
@@ -288,7 +307,10 @@ async fn a_unique_violation_detail_shows_the_key_as_the_role_reads_it() {
     let f = RolesFixture::new().await;
     // The fixture's roles, with support (mask:email) and dba (ciphertext) allowed to write.
     let rules = roles::RULES
-        .replace("template = \"support\"\n", "template = \"support\"\nwrite = true\n")
+        .replace(
+            "template = \"support\"\n",
+            "template = \"support\"\nwrite = true\n",
+        )
         .replace("template = \"dba\"\n", "template = \"dba\"\nwrite = true\n");
     let (_dir, p) = proxy_with_rules(&rules, MASTER_KEY).await;
     let connect = |suffix: &str| {
@@ -318,7 +340,12 @@ async fn a_unique_violation_detail_shows_the_key_as_the_role_reads_it() {
         .execute("INSERT INTO customers (email) VALUES ($1)", &[&stored])
         .await
         .unwrap_err();
-    assert!(direct.as_db_error().unwrap().detail().unwrap().contains(&stored_hex));
+    assert!(direct
+        .as_db_error()
+        .unwrap()
+        .detail()
+        .unwrap()
+        .contains(&stored_hex));
 
     // app reads plaintext.
     assert_eq!(
@@ -345,7 +372,10 @@ async fn a_unique_violation_detail_shows_the_key_as_the_role_reads_it() {
     );
     // Each connection goes on.
     for client in [&app, &support, &dba] {
-        client.simple_query("SELECT 1").await.expect("next statement");
+        client
+            .simple_query("SELECT 1")
+            .await
+            .expect("next statement");
     }
     assert_eq!(
         f.direct()

@@ -184,7 +184,11 @@ mod tests {
             format!("Failing row contains (1, {}, null).", envelope()),
             "Failing row contains (1, \\002\\000\\000\\000\\001).".into(),
         ] {
-            assert_eq!(rewrite(&detail, &mut Cols(Some("x"))), Detail::Drop, "{detail}");
+            assert_eq!(
+                rewrite(&detail, &mut Cols(Some("x"))),
+                Detail::Drop,
+                "{detail}"
+            );
         }
     }
 

@@ -70,7 +70,10 @@ mod tests {
         detailed.detail = Some("Key (email)=(x) already exists.".into());
         let e = detailed.to_bytes();
         let replaced = with_field(&e, b'D', Some("Key (email)=(y) already exists."));
-        assert_eq!(field(&replaced, b'D'), Some("Key (email)=(y) already exists."));
+        assert_eq!(
+            field(&replaced, b'D'),
+            Some("Key (email)=(y) already exists.")
+        );
         assert_eq!(field(&replaced, b'C'), Some("23505"));
         let dropped = with_field(&e, b'D', None);
         assert_eq!(field(&dropped, b'D'), None);
