@@ -170,6 +170,33 @@ mod tests {
         assert!(reg.is_empty());
     }
 
+    /// A server that reads the cancel request and then holds the connection open.
+    async fn silent_server() -> (Upstream, tokio::task::JoinHandle<Vec<u8>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("postgres://{}?sslmode=disable", listener.local_addr().unwrap());
+        let upstream = Upstream::new(crate::upstream_url::UpstreamUrl::parse(&url).unwrap());
+        let server = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut packet = vec![0u8; 16];
+            conn.read_exact(&mut packet).await.unwrap();
+            // Held until the proxy gives up and closes its side.
+            let mut rest = Vec::new();
+            let _ = conn.read_to_end(&mut rest).await;
+            packet
+        });
+        (upstream.unwrap(), server)
+    }
+
+    #[tokio::test]
+    async fn the_wait_for_the_server_to_take_a_cancel_is_bounded() {
+        let (upstream, server) = silent_server().await;
+        let sent = forward_cancel(&upstream, &key(4242), Duration::from_millis(50)).await;
+        assert_eq!(sent.unwrap_err().kind(), std::io::ErrorKind::TimedOut);
+        let packet = server.await.unwrap();
+        assert_eq!(&packet[8..12], &4242i32.to_be_bytes());
+        assert_eq!(&packet[12..], &[1, 2, 3, 4]);
+    }
+
     #[test]
     fn a_reused_pid_belongs_to_the_newer_session() {
         let reg = Arc::new(CancelRegistry::new());
