@@ -388,3 +388,99 @@ async fn a_unique_violation_detail_shows_the_key_as_the_role_reads_it() {
     );
     connect("app").await.expect("the proxy still serves");
 }
+
+/// The SQLSTATE and DETAIL of the error `sql` raises for `client`.
+async fn error_detail(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> (String, Option<String>) {
+    let error = client.execute(sql, params).await.expect_err("refused");
+    let db = error.as_db_error().expect("a server error");
+    (db.code().code().to_owned(), db.detail().map(str::to_owned))
+}
+
+#[tokio::test]
+async fn foreign_key_and_not_null_details_never_show_ciphertext() {
+    let f = Fixture::new().await;
+    cluster()
+        .admin_client_for(&f.db)
+        .await
+        .batch_execute(
+            "ALTER TABLE people ADD UNIQUE (email);
+             ALTER TABLE orders ADD FOREIGN KEY (customer_email) REFERENCES people (email);
+             ALTER TABLE orders ALTER total SET NOT NULL;",
+        )
+        .await
+        .expect("constraints");
+    let app = f.app().await;
+    // The referencing table's own key: shown as the role reads it.
+    assert_eq!(
+        error_detail(
+            &app,
+            "INSERT INTO orders (customer_email, total) VALUES ($1, 1)",
+            &[&"nobody@secret.example"]
+        )
+        .await,
+        (
+            "23503".into(),
+            Some(
+                "Key (customer_email)=(nobody@secret.example) is not present in table \"people\"."
+                    .into()
+            )
+        )
+    );
+    app.execute(
+        "INSERT INTO people (email) VALUES ($1)",
+        &[&"p@secret.example"],
+    )
+    .await
+    .unwrap();
+    let stored = f.stored("SELECT email FROM people").await;
+    assert!(!stored[0].as_deref().unwrap().windows(2).any(|w| w == b"p@"));
+    // A key of another table than the one the error names, and a whole failing row: the
+    // proxy cannot place the stored values, so the DETAIL is dropped.
+    app.execute(
+        "INSERT INTO orders (customer_email, total) VALUES ($1, 1)",
+        &[&"p@secret.example"],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        error_detail(
+            &app,
+            "DELETE FROM people WHERE email = $1",
+            &[&"p@secret.example"]
+        )
+        .await,
+        ("23503".into(), None)
+    );
+    assert_eq!(
+        error_detail(
+            &app,
+            "INSERT INTO orders (customer_email) VALUES ($1)",
+            &[&"p@secret.example"]
+        )
+        .await,
+        ("23502".into(), None)
+    );
+    // The server does name the ciphertext there.
+    let direct = cluster()
+        .admin_client_for(&f.db)
+        .await
+        .execute("DELETE FROM people", &[])
+        .await
+        .unwrap_err();
+    assert!(direct
+        .as_db_error()
+        .unwrap()
+        .detail()
+        .unwrap()
+        .contains("\\x02"));
+    app.simple_query("SELECT 1").await.expect("next statement");
+    f.app()
+        .await
+        .simple_query("SELECT 1")
+        .await
+        .expect("proxy up");
+}

@@ -173,7 +173,10 @@ mod tests {
     /// A server that reads the cancel request and then holds the connection open.
     async fn silent_server() -> (Upstream, tokio::task::JoinHandle<Vec<u8>>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("postgres://{}?sslmode=disable", listener.local_addr().unwrap());
+        let url = format!(
+            "postgres://{}?sslmode=disable",
+            listener.local_addr().unwrap()
+        );
         let upstream = Upstream::new(crate::upstream_url::UpstreamUrl::parse(&url).unwrap());
         let server = tokio::spawn(async move {
             let (mut conn, _) = listener.accept().await.unwrap();
