@@ -2,11 +2,60 @@
 with what it saw. Connection settings come from the standard PG* environment variables."""
 import json
 import os
+import threading
 
 import psycopg
 
 
+def backend_pid():
+    """The pid in BackendKeyData is the backend's: pg_backend_pid(), notifications, cancel and
+    pg_terminate_backend all agree with it."""
+    out = {}
+    with psycopg.connect(autocommit=True) as c, psycopg.connect(autocommit=True) as other:
+        pid = c.info.backend_pid
+        out["pid_is_backend_pid"] = pid == c.execute("SELECT pg_backend_pid()").fetchone()[0]
+        out["pid_in_activity"] = other.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()[0]
+        c.execute("LISTEN compat_pid")
+        other.execute("NOTIFY compat_pid, 'hi'")
+        c.execute("NOTIFY compat_pid, 'self'")
+        seen = [(n.payload, n.pid) for n in c.notifies(timeout=30, stop_after=2)]
+        out["notify_pids"] = [[p, n == (other.info.backend_pid if p == "hi" else pid)]
+                              for p, n in sorted(seen)]
+
+        def cancel_when_running():
+            # Cancel only once the sleep runs (a cancel of an idle backend does nothing).
+            while not other.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND state = 'active'"
+                    " AND query LIKE 'SELECT pg_sleep%%'", (pid,)).fetchone()[0]:
+                pass
+            c.cancel_safe()
+
+        t = threading.Thread(target=cancel_when_running)
+        t.start()
+        try:
+            c.execute("SELECT pg_sleep(60)")
+            out["cancel"] = "not cancelled"
+        except psycopg.Error as e:
+            out["cancel"] = e.sqlstate
+        t.join()
+        out["after_cancel"] = c.execute("SELECT 1").fetchone()[0]
+        out["terminated"] = other.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
+        while other.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
+                            (pid,)).fetchone()[0]:
+            pass
+        try:
+            c.execute("SELECT 1")
+            out["after_terminate"] = "still open"
+        except psycopg.Error as e:
+            out["after_terminate"] = e.sqlstate
+        out["closed"] = c.closed
+    print(json.dumps(out))
+
+
 def main():
+    if os.environ.get("SCENARIO") == "backend_pid":
+        return backend_pid()
     table = os.environ.get("TABLE", "driver_check")
     out = {}
     with psycopg.connect(autocommit=True) as c:

@@ -40,3 +40,57 @@ impl CuttableRelay {
         let _ = self.cut.send(true);
     }
 }
+
+/// A loopback TCP relay to `target` that, when the server closes a connection, tells the test
+/// and keeps the proxy's side open until released: it shows whether the proxy waits for the
+/// server to close (a forwarded CancelRequest) before it closes its own client's connection.
+pub struct HeldCloseRelay {
+    pub addr: SocketAddr,
+    release: watch::Sender<bool>,
+    closed: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<()>>,
+}
+
+impl HeldCloseRelay {
+    pub async fn start(target: SocketAddr) -> HeldCloseRelay {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
+        let addr = listener.local_addr().unwrap();
+        let (release, watch) = watch::channel(false);
+        let (closed_tx, closed) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let mut watch = watch.clone();
+                let closed_tx = closed_tx.clone();
+                tokio::spawn(async move {
+                    let Ok(outbound) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    let (mut in_rd, mut in_wr) = inbound.into_split();
+                    let (mut out_rd, mut out_wr) = outbound.into_split();
+                    tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut in_rd, &mut out_wr).await;
+                    });
+                    let _ = tokio::io::copy(&mut out_rd, &mut in_wr).await;
+                    let _ = closed_tx.send(());
+                    let _ = watch.wait_for(|r| *r).await;
+                    // Dropping the write half now closes the proxy's side.
+                });
+            }
+        });
+        HeldCloseRelay {
+            addr,
+            release,
+            closed: tokio::sync::Mutex::new(closed),
+        }
+    }
+
+    /// Waits until the server has closed one more relayed connection.
+    pub async fn server_closed(&self) {
+        self.closed.lock().await.recv().await;
+    }
+
+    /// Closes the proxy's side of every connection the server has closed (and of later ones
+    /// as they close).
+    pub fn release(&self) {
+        let _ = self.release.send(true);
+    }
+}

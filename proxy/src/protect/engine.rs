@@ -188,6 +188,14 @@ impl Protection {
         self.specs.get(id)
     }
 
+    /// The protected column `schema.table.column` (names as PostgreSQL reports them).
+    pub fn spec_by_name(&self, schema: &str, table: &str, column: &str) -> Option<&Spec> {
+        let id = self
+            .by_name
+            .get(&(schema.to_owned(), table.to_owned(), column.to_owned()))?;
+        self.specs.get(*id)
+    }
+
     /// The protected column behind a result column, by table OID and attribute number.
     pub fn spec_for(&self, catalog: &Catalog, table_oid: u32, attnum: i16) -> Option<Spec> {
         if table_oid == 0 {

@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod codec;
 pub mod copy;
+pub mod detail;
 pub mod engine;
 pub mod guard;
 pub mod live;

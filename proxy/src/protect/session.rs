@@ -12,6 +12,7 @@ use bytes::BytesMut;
 use super::catalog::{self, Catalog};
 use super::codec::{self, Ciphers};
 use super::copy::CopyStream;
+use super::detail::{self, Detail, KeyColumns};
 use super::engine::{Layout, ParamSpec, Plan, PlanAction, Protection};
 use super::live::LiveProtection;
 use super::policy::{Caller, Policy, RoleRefusal};
@@ -22,6 +23,7 @@ use crate::analyze::{self, CopyDirection, CopyInfo};
 use crate::intercept::Verdict;
 use crate::metrics::{CryptoOp, Metrics, ProtectedValueAction, RefusalReason};
 use crate::pg_error::{sqlstate, PgError, Severity};
+use crate::protocol::fields;
 use crate::protocol::frame::message;
 use crate::protocol::tracker::{self, Effect, Held, SqlEffect, Ticket};
 use crate::protocol::types::{backend, frontend};
@@ -1164,7 +1166,7 @@ impl ProtectedSession {
         let verdict = if self.error_is_refusal() {
             Verdict::Replace(refusal::without_server_context(frame))
         } else {
-            Verdict::Forward
+            self.error_detail(frame)
         };
         match self.pending.front() {
             // A simple query (or FunctionCall) ends at its ReadyForQuery; its later statements
@@ -1184,6 +1186,33 @@ impl ProtectedSession {
             }
         }
         verdict
+    }
+
+    /// A server error's DETAIL as the caller's role may see the protected values in it.
+    fn error_detail(&mut self, frame: &[u8]) -> Verdict {
+        let Some(raw) = fields::field_bytes(frame, b'D') else {
+            return Verdict::Forward;
+        };
+        let rewritten = match std::str::from_utf8(raw) {
+            Ok(text) => {
+                let mut columns = ErrorColumns {
+                    shared: &self.shared,
+                    policy: &self.policy,
+                    ciphers: &mut self.ciphers,
+                    revealed: &mut self.revealed,
+                    schema: fields::field(frame, b's').unwrap_or_default(),
+                    table: fields::field(frame, b't').unwrap_or_default(),
+                };
+                detail::rewrite(text, &mut columns)
+            }
+            // Another client_encoding: nothing in it can be placed, only dropped.
+            Err(_) => detail::rewrite(&String::from_utf8_lossy(raw), &mut NoColumns),
+        };
+        match rewritten {
+            Detail::Keep => Verdict::Forward,
+            Detail::Replace(text) => Verdict::Replace(fields::with_field(frame, b'D', Some(&text))),
+            Detail::Drop => Verdict::Replace(fields::with_field(frame, b'D', None)),
+        }
     }
 
     /// Drops an answered or skipped request: effects it has not confirmed did not happen.
@@ -1562,6 +1591,47 @@ impl std::fmt::Debug for ProtectedSession {
             .field("names", &self.names.counts())
             .field("pending", &self.pending.len())
             .finish_non_exhaustive()
+    }
+}
+
+/// The columns of the table a server error names, as the caller's role sees them.
+struct ErrorColumns<'a> {
+    shared: &'a Protection,
+    policy: &'a Policy,
+    ciphers: &'a mut Ciphers,
+    revealed: &'a mut RevealCounts,
+    schema: &'a str,
+    table: &'a str,
+}
+
+impl KeyColumns for ErrorColumns<'_> {
+    type Column = Output;
+
+    fn protected(&self, column: &str) -> Option<Output> {
+        let spec = self.shared.spec_by_name(self.schema, self.table, column)?;
+        Some(self.policy.output(spec.clone(), &self.shared.keys))
+    }
+
+    fn reveal(&mut self, output: &Output, stored: &str) -> Result<Option<String>, PgError> {
+        let cipher = self.ciphers.get(&output.spec.context);
+        let shown = output.reveal(cipher, stored.as_bytes(), Format::Text)?;
+        self.revealed.count(output.action);
+        Ok(shown.map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+}
+
+/// No column can be placed: every stored value found is dropped.
+struct NoColumns;
+
+impl KeyColumns for NoColumns {
+    type Column = ();
+
+    fn protected(&self, _: &str) -> Option<()> {
+        None
+    }
+
+    fn reveal(&mut self, _: &(), _: &str) -> Result<Option<String>, PgError> {
+        Ok(None)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Relaying authentication: PostgreSQL decides (trust, cleartext, md5, SCRAM-SHA-256), the
 //! proxy passes the exchange through, strips `SCRAM-SHA-256-PLUS` (channel binding cannot
-//! cross the TLS hop the proxy terminates) and swaps `BackendKeyData` for its own key.
+//! cross the TLS hop the proxy terminates) and swaps the secret in `BackendKeyData` for its
+//! own (the pid stays the backend's).
 
 use std::sync::Arc;
 
@@ -177,7 +178,8 @@ fn without_channel_binding(mut frame: BytesMut) -> Result<BytesMut, AuthError> {
     }
 }
 
-/// Registers the upstream key and builds the `BackendKeyData` the client gets instead.
+/// Registers the upstream key and builds the `BackendKeyData` the client gets instead: the
+/// backend's pid with the proxy's secret.
 fn swap_key(
     frame: &[u8],
     cancels: &Arc<CancelRegistry>,
@@ -234,6 +236,7 @@ mod tests {
         let (guard, ours) = swap_key(&theirs, &cancels).unwrap();
         assert_eq!(ours.len(), 13);
         let pid = i32::from_be_bytes([ours[5], ours[6], ours[7], ours[8]]);
+        assert_eq!(pid, 777);
         assert_eq!(pid, guard.key.pid);
         let upstream = cancels.lookup(pid, &ours[9..]).unwrap();
         assert_eq!(upstream.pid, 777);

@@ -17,7 +17,9 @@ pub enum Handshake {
         client: Stream,
         startup: StartupMessage,
     },
+    /// A CancelRequest; the client's connection stays open until it has been handled.
     Cancel {
+        client: Stream,
         pid: i32,
         secret: Vec<u8>,
     },
@@ -70,7 +72,13 @@ pub async fn negotiate(
             StartupPacket::GssEncRequest => {
                 stream.write_all(b"N").await.map_err(StartupError::Io)?;
             }
-            StartupPacket::Cancel { pid, secret } => return Ok(Handshake::Cancel { pid, secret }),
+            StartupPacket::Cancel { pid, secret } => {
+                return Ok(Handshake::Cancel {
+                    client: stream,
+                    pid,
+                    secret,
+                })
+            }
             StartupPacket::UnsupportedVersion(v) => {
                 let error = PgError::fatal(
                     sqlstate::FEATURE_NOT_SUPPORTED,

@@ -21,7 +21,7 @@ use self::handshake::{send_and_close, Handshake, HandshakeError};
 use self::relay::{Inbound, RelayEnd, ServerPath, SessionState, MAX_SERVER_MESSAGE};
 use self::settings::TextSettings;
 use crate::audit::{ConnectionAudit, ConnectionInfo};
-use crate::cancel::forward_cancel;
+use crate::cancel::{forward_cancel, CANCEL_WAIT};
 use crate::intercept::StatementPath;
 use crate::metrics::{AlertKind, ConnectionErrorReason as Why};
 use crate::net::stream::Stream;
@@ -76,7 +76,14 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ProxyContext>, adm
         }
     };
     match handshake {
-        Handshake::Cancel { pid, secret } => cancel(&ctx, pid, &secret).await,
+        Handshake::Cancel {
+            mut client,
+            pid,
+            secret,
+        } => {
+            cancel(&ctx, pid, &secret).await;
+            let _ = client.shutdown().await;
+        }
         Handshake::Session {
             mut client,
             startup,
@@ -98,16 +105,17 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ProxyContext>, adm
     }
 }
 
+/// Forwards a CancelRequest; returns once the server has taken it (or would not).
 async fn cancel(ctx: &ProxyContext, pid: i32, secret: &[u8]) {
     match ctx.cancels.lookup(pid, secret) {
         Some(key) => {
-            if let Err(e) = forward_cancel(&ctx.upstream, &key).await {
+            if let Err(e) = forward_cancel(&ctx.upstream, &key, CANCEL_WAIT).await {
                 warn!("could not forward cancel request upstream: {e}");
             } else {
-                debug!(proxy_pid = pid, "cancel request forwarded");
+                debug!(pid, "cancel request forwarded");
             }
         }
-        None => debug!(proxy_pid = pid, "cancel request for an unknown key ignored"),
+        None => debug!(pid, "cancel request for an unknown key ignored"),
     }
 }
 
