@@ -10,9 +10,7 @@ use pgshroud_rules::Rules;
 use super::catalog::{Catalog, CatalogColumn};
 use super::codec::{self, Ciphers, ColumnSpec, Spec};
 use super::guard::GuardState;
-use crate::analyze::{
-    self, Analysis, ColumnId, ProtectedSchema, SearchPath, StatementInfo, Usage,
-};
+use crate::analyze::{self, Analysis, ColumnId, ProtectedSchema, SearchPath, StatementInfo, Usage};
 use crate::crypto::{KeyContext, KeyRing};
 use crate::pg_error::PgError;
 

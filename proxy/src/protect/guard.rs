@@ -87,9 +87,7 @@ impl GuardState {
     /// PostgreSQL prints it back: a constraint that merely mentions the tag is not a guard.
     pub fn of(found: &[FoundGuard], column: &str, context: &str) -> GuardState {
         let expected = normalize(&printed_definition(column, context));
-        let right = found
-            .iter()
-            .find(|g| normalize(&g.definition) == expected);
+        let right = found.iter().find(|g| normalize(&g.definition) == expected);
         match (right, found.first()) {
             (Some(g), _) => GuardState::Guarded {
                 name: g.name.clone(),
@@ -225,7 +223,10 @@ mod tests {
             r"CHECK (((email IS NULL) OR ((length(email) >= 25) AND (substr(email, 1, 1) = '\x02'::bytea) AND (substr(email, 6, 4) = '\x17ab4a2f'::bytea))))",
             r"CHECK (((email IS NULL) OR ((pg_catalog.length(email) >= 25) AND (substr(email, 1, 1) = '\\x02'::bytea) AND (substr(email, 6, 4) = '\\x17ab4a2f'::bytea))))",
         ] {
-            assert!(GuardState::of(&[found(def)], "email", ctx).is_guarded(), "{def}");
+            assert!(
+                GuardState::of(&[found(def)], "email", ctx).is_guarded(),
+                "{def}"
+            );
         }
         let quoted = r#"CHECK ((("Email x" IS NULL) OR ((length("Email x") >= 25) AND (substr("Email x", 1, 1) = '\x02'::bytea) AND (substr("Email x", 6, 4) = '\x17ab4a2f'::bytea))))"#;
         assert!(GuardState::of(&[found(quoted)], "Email x", ctx).is_guarded());
