@@ -1868,8 +1868,13 @@ mod tests {
         answer(&mut s, &["CDEALLOCATE\0", "ZI"]);
         assert!(s.names.statement("a").is_none());
         assert!(s.names.statement("b").is_some());
-        s.client_message(&message(b'Q', b"DISCARD ALL\0"));
-        answer(&mut s, &["CDISCARD ALL\0", "ZI"]);
+        // DISCARD ALL also resets the search_path: the catalog (which holds it) is looked up
+        // again behind it, and that look-up's ReadyForQuery stands in for the statement's.
+        let sent = s.client_message(&message(b'Q', b"DISCARD ALL\0"));
+        assert!(
+            matches!(&sent, Verdict::Replace(b) if b.windows(15).any(|w| w == b"current_schemas"))
+        );
+        answer(&mut s, &["CDISCARD ALL\0", "ZI", "ZI"]);
         assert!(s.names.statement("b").is_none());
         // A DEALLOCATE that failed (inside an aborted transaction) drops nothing.
         s.client_message(&parse("c", "select 1"));
