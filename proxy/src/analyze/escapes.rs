@@ -8,12 +8,13 @@ use sqlparser::tokenizer::{Span, Token, TokenWithSpan, Word};
 use super::refusal;
 use super::Refusal;
 
-/// Does the text contain something PostgreSQL may read as a Unicode-escaped identifier?
-/// (ASCII case-insensitive `U&"`; inside a string or comment it is a harmless false alarm.)
-pub fn may_contain_escaped_identifier(sql: &str) -> bool {
-    sql.as_bytes()
-        .windows(3)
-        .any(|w| w[0].eq_ignore_ascii_case(&b'u') && w[1] == b'&' && w[2] == b'"')
+/// Is the `&` at byte `at` that of a Unicode-escaped identifier `U&"` (ASCII case-insensitive
+/// `u`)? Inside a string or comment it is a harmless false alarm for the pre-filter.
+pub fn is_escaped_identifier_start(sql: &[u8], at: usize) -> bool {
+    at > 0
+        && sql[at - 1].eq_ignore_ascii_case(&b'u')
+        && sql.get(at) == Some(&b'&')
+        && sql.get(at + 1) == Some(&b'"')
 }
 
 /// Replaces every `U&"..." [UESCAPE 'c']` token sequence by one quoted word holding the

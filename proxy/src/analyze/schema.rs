@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::escapes::may_contain_escaped_identifier;
+use super::escapes::is_escaped_identifier_start;
 use super::guard::PGSHROUD_NAMES;
 use super::scope::fold_name;
 use super::search_path::{Resolution, SearchPath};
@@ -35,6 +35,9 @@ pub struct ProtectedSchema {
     needles: Vec<String>,
     /// Some needle is not ASCII: the pre-filter then also compares lower-cased text.
     unicode_needles: bool,
+    /// Bit set of the (ASCII-lower-cased) first bytes of the needles, so the pre-filter looks
+    /// closer only where a needle can start.
+    first_bytes: [u64; 4],
     /// How unqualified table names resolve.
     search_path: SearchPath,
 }
@@ -56,6 +59,10 @@ impl ProtectedSchema {
         for needle in [key.1.clone(), key.1.replace('"', "\"\"")] {
             if !self.needles.contains(&needle) {
                 self.unicode_needles |= !needle.is_ascii();
+                if let Some(&b) = needle.as_bytes().first() {
+                    let b = b.to_ascii_lowercase();
+                    self.first_bytes[usize::from(b / 64)] |= 1 << (b % 64);
+                }
                 self.needles.push(needle);
             }
         }
@@ -87,15 +94,23 @@ impl ProtectedSchema {
     /// `pgshroud` name (guards), or holds a Unicode-escaped identifier (`U&"..."`), which may
     /// spell any name; such texts go to analysis, which decodes them.
     pub fn mentions_protected_table(&self, sql: &str) -> bool {
+        // One pass: a needle, `pgshroud` or the `&"` of `U&"` can start only at a few bytes.
         let hay = sql.as_bytes();
-        if self
-            .needles
-            .iter()
-            .any(|needle| contains_ignore_ascii_case(hay, needle.as_bytes()))
-            || contains_ignore_ascii_case(hay, PGSHROUD_NAMES.as_bytes())
-            || may_contain_escaped_identifier(sql)
-        {
-            return true;
+        for (i, &byte) in hay.iter().enumerate() {
+            let b = byte.to_ascii_lowercase();
+            let at = &hay[i..];
+            let found = match b {
+                b'p' if starts_with_ignore_ascii_case(at, PGSHROUD_NAMES.as_bytes()) => true,
+                b'&' if is_escaped_identifier_start(hay, i) => true,
+                _ if self.first_bytes[usize::from(b / 64)] & (1 << (b % 64)) != 0 => self
+                    .needles
+                    .iter()
+                    .any(|needle| starts_with_ignore_ascii_case(at, needle.as_bytes())),
+                _ => false,
+            };
+            if found {
+                return true;
+            }
         }
         if !self.unicode_needles || sql.is_ascii() {
             return false;
@@ -188,20 +203,12 @@ fn lower(s: &str) -> String {
     fold_name(s)
 }
 
-fn contains_ignore_ascii_case(hay: &[u8], needle: &[u8]) -> bool {
-    if needle.is_empty() {
-        return true;
-    }
-    if needle.len() > hay.len() {
-        return false;
-    }
-    let first = needle[0];
-    hay.windows(needle.len()).any(|w| {
-        w[0].to_ascii_lowercase() == first
-            && w.iter()
-                .zip(needle)
-                .all(|(a, b)| a.to_ascii_lowercase() == *b)
-    })
+fn starts_with_ignore_ascii_case(hay: &[u8], needle: &[u8]) -> bool {
+    hay.len() >= needle.len()
+        && hay
+            .iter()
+            .zip(needle)
+            .all(|(a, b)| a.to_ascii_lowercase() == *b)
 }
 
 impl ProtectedSchema {
