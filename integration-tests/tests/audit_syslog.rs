@@ -1,0 +1,234 @@
+//! Audit events to a real syslog collector (rsyslogd on loopback): over TCP and over TLS with
+//! a client certificate, beside the file sink, through a collector restart; the messages the
+//! collector stored are the file's lines and verify with `pgshroud audit verify`.
+
+use std::path::Path;
+
+use pgshroud::audit::chain::ChainKey;
+use pgshroud::audit::verify;
+use pgshroud::config::ConfigLayer;
+use pgshroud_integration_tests::certs::TestCa;
+use pgshroud_integration_tests::protected::{MASTER_KEY, OTHER_KEY, RULES, SCHEMA};
+use pgshroud_integration_tests::proxy::TestProxy;
+use pgshroud_integration_tests::rsyslog::{Listen, Rsyslog};
+use pgshroud_integration_tests::{cluster, proxy_with, users};
+
+const AUDIT_KEY: &str = OTHER_KEY;
+
+/// A database with the protected tables, and a proxy auditing to `dir/audit.log` and to
+/// the syslog collector set in `syslog`.
+async fn audited_proxy(dir: &Path, syslog: ConfigLayer) -> (String, TestProxy) {
+    let db = cluster().fresh_database().await;
+    let admin = cluster().admin_client_for(&db).await;
+    admin.batch_execute(SCHEMA).await.expect("schema");
+    let rules = dir.join("rules.toml");
+    std::fs::write(&rules, RULES).unwrap();
+    let master = dir.join("master.key");
+    std::fs::write(&master, MASTER_KEY).unwrap();
+    let audit_key = dir.join("audit.key");
+    std::fs::write(&audit_key, AUDIT_KEY).unwrap();
+    let proxy = proxy_with(syslog.over(ConfigLayer {
+        rules: Some(rules),
+        master_key_file: Some(master),
+        audit_file: Some(dir.join("audit.log").display().to_string()),
+        audit_key_file: Some(audit_key),
+        ..Default::default()
+    }))
+    .await;
+    (db, proxy)
+}
+
+async fn run_statements(proxy: &TestProxy, db: &str, tag: &str) {
+    let client = proxy
+        .connect(users::SCRAM, users::SCRAM_PASSWORD, db)
+        .await
+        .expect("login through the proxy");
+    client
+        .simple_query(&format!(
+            "INSERT INTO customers (email, age, name) VALUES ('{tag}@secret.example', 41, '{tag}')"
+        ))
+        .await
+        .unwrap();
+    client
+        .simple_query(&format!(
+            "SELECT name FROM customers WHERE email = '{tag}@secret.example'"
+        ))
+        .await
+        .unwrap();
+}
+
+fn file_lines(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("audit.log"))
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn ends_chain(lines: &[String]) -> bool {
+    lines
+        .last()
+        .is_some_and(|l| l.contains("\"event\":\"chain_end\""))
+}
+
+/// The collected messages, written to a file of their own, verify with the audit key.
+fn verify_collected(collector: &Rsyslog, expected_events: usize) {
+    let checked = verify::verify(
+        &[collector.received_path()],
+        &ChainKey::from_base64(AUDIT_KEY).unwrap(),
+    )
+    .unwrap_or_else(|b| panic!("the collected events do not verify: {b}"));
+    assert_eq!(checked.events as usize, expected_events);
+    assert!(checked.unterminated.is_empty(), "{checked:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_reach_rsyslog_over_tcp_as_rfc5424_with_the_file_lines_as_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = Rsyslog::start(&dir.path().join("rsyslog"), Listen::Tcp);
+    let (db, proxy) = audited_proxy(
+        dir.path(),
+        ConfigLayer {
+            audit_syslog: Some(format!("tcp://127.0.0.1:{}", collector.port)),
+            audit_syslog_facility: Some("local3".into()),
+            audit_syslog_app_name: Some("pgshroud-test".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    run_statements(&proxy, &db, "tcp").await;
+    let metrics = proxy.metrics_text();
+    proxy.shutdown().await;
+
+    let file = file_lines(dir.path());
+    let received = collector.wait_for("the chain_end event", ends_chain);
+    assert_eq!(
+        received, file,
+        "the collector holds exactly the file's lines"
+    );
+    for secret in ["secret.example", users::SCRAM_PASSWORD] {
+        assert!(
+            !received.iter().any(|l| l.contains(secret)),
+            "{secret} reached the collector"
+        );
+    }
+    verify_collected(&collector, file.len());
+
+    // Header fields: local3 (19) * 8 + info (6) = 158 for statements; the chain value and
+    // seq in structured data, the event type as MSGID.
+    let meta = collector.meta();
+    assert_eq!(meta.len(), file.len());
+    for (line, meta) in file.iter().zip(&meta) {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        let sd = format!(
+            "[pgshroud@32473 seq=\"{}\" chain=\"{}\"]",
+            event["seq"],
+            event["chain"].as_str().unwrap()
+        );
+        let kind = event["event"].as_str().unwrap();
+        assert!(
+            meta.ends_with(&format!("pgshroud-test {kind} {sd}")),
+            "{meta}"
+        );
+        if kind == "statement" {
+            assert!(meta.starts_with("158 "), "{meta}");
+        }
+    }
+    assert!(
+        metrics.contains("pgshroud_audit_syslog_connected 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_reach_rsyslog_over_tls_and_survive_the_collector_restarting() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let mut collector = Rsyslog::start(&dir.path().join("rsyslog"), Listen::TlsWithClientCert(&ca));
+    let ca_file = ca.write_ca(dir.path());
+    let (cert, key) = ca
+        .issue_client("pgshroud-audit")
+        .write_to(dir.path(), "client");
+    let (db, proxy) = audited_proxy(
+        dir.path(),
+        ConfigLayer {
+            audit_syslog: Some(format!("tls://localhost:{}", collector.port)),
+            audit_syslog_ca_file: Some(ca_file),
+            audit_syslog_cert: Some(cert),
+            audit_syslog_key: Some(key),
+            ..Default::default()
+        },
+    )
+    .await;
+    run_statements(&proxy, &db, "before").await;
+    let before = collector.wait_for("the first statements", |r| {
+        r.iter()
+            .filter(|l| l.contains("\"event\":\"statement\""))
+            .count()
+            == 2
+    });
+
+    // The collector goes away; statements go on and their events wait in the queue.
+    collector.stop();
+    run_statements(&proxy, &db, "during").await;
+    let written = file_lines(dir.path());
+    let during = written
+        .iter()
+        .filter(|l| l.contains("\"event\":\"statement\""))
+        .count();
+    assert_eq!(during, 4, "the file sink went on writing");
+    collector.restart();
+    run_statements(&proxy, &db, "after").await;
+    proxy.shutdown().await;
+
+    let file = file_lines(dir.path());
+    let received = collector.wait_for("the chain_end event", ends_chain);
+    assert!(received.len() > before.len());
+    assert_eq!(
+        received, file,
+        "nothing lost or repeated across the restart: the collector holds the file's lines"
+    );
+    verify_collected(&collector, file.len());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cef_messages_carry_the_event_and_its_chain_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = Rsyslog::start(&dir.path().join("rsyslog"), Listen::Tcp);
+    let (db, proxy) = audited_proxy(
+        dir.path(),
+        ConfigLayer {
+            audit_syslog: Some(format!("tcp://127.0.0.1:{}", collector.port)),
+            audit_syslog_format: Some("cef".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    run_statements(&proxy, &db, "cef").await;
+    proxy.shutdown().await;
+    let file = file_lines(dir.path());
+    let received = collector.wait_for("the chain_end event", |r| {
+        r.last().is_some_and(|l| l.contains("|chain_end|"))
+    });
+    assert_eq!(received.len(), file.len());
+    for (cef, line) in received.iter().zip(&file) {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(cef.starts_with("CEF:0|pgshroud|pgshroud|"), "{cef}");
+        assert!(
+            cef.ends_with(&format!(
+                "cs6Label=chain cs6={}",
+                event["chain"].as_str().unwrap()
+            )),
+            "{cef}"
+        );
+        assert!(!cef.contains("cef@secret.example"), "{cef}");
+    }
+    let insert = received
+        .iter()
+        .find(|l| l.contains("msg=INSERT INTO customers"))
+        .expect("the INSERT's event");
+    assert!(
+        insert.contains("suser=") && insert.contains("act=ok"),
+        "{insert}"
+    );
+}
