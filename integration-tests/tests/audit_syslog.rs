@@ -9,7 +9,7 @@ use pgshroud::audit::verify;
 use pgshroud::config::ConfigLayer;
 use pgshroud_integration_tests::certs::TestCa;
 use pgshroud_integration_tests::protected::{MASTER_KEY, OTHER_KEY, RULES, SCHEMA};
-use pgshroud_integration_tests::proxy::TestProxy;
+use pgshroud_integration_tests::proxy::{pgshroud_bin, TestProxy};
 use pgshroud_integration_tests::rsyslog::{Listen, Rsyslog};
 use pgshroud_integration_tests::{cluster, proxy_with, users};
 
@@ -189,6 +189,20 @@ async fn events_reach_rsyslog_over_tls_and_survive_the_collector_restarting() {
         "nothing lost or repeated across the restart: the collector holds the file's lines"
     );
     verify_collected(&collector, file.len());
+    // The same with the command an operator runs.
+    let key_file = dir.path().join("audit.key");
+    let out = std::process::Command::new(pgshroud_bin())
+        .args(["audit", "verify", "--key-file"])
+        .arg(&key_file)
+        .arg(collector.received_path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pgshroud audit verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -231,4 +245,134 @@ async fn cef_messages_carry_the_event_and_its_chain_value() {
         insert.contains("suser=") && insert.contains("act=ok"),
         "{insert}"
     );
+}
+
+/// Waits (at most a minute) until the proxy's metric `series` reaches `at_least`.
+async fn wait_for_metric(proxy: &TestProxy, series: &str, at_least: f64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let text = proxy.metrics_text();
+        let value = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(series)?
+                    .strip_prefix(' ')?
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or(0.0);
+        if value >= at_least {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{series} stayed below {at_least}:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_block_statements_wait_for_an_absent_collector_and_no_event_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut collector = Rsyslog::start(&dir.path().join("rsyslog"), Listen::Tcp);
+    let (db, proxy) = audited_proxy(
+        dir.path(),
+        ConfigLayer {
+            audit_syslog: Some(format!("tcp://127.0.0.1:{}", collector.port)),
+            audit_on_full: Some("block".into()),
+            audit_queue_size: Some(2),
+            ..Default::default()
+        },
+    )
+    .await;
+    let proxy = std::sync::Arc::new(proxy);
+    run_statements(&proxy, &db, "first").await;
+    collector.wait_for("the first statements", |r| {
+        r.iter()
+            .filter(|l| l.contains("\"event\":\"statement\""))
+            .count()
+            == 2
+    });
+    collector.stop();
+
+    // Far more events than both queues (two each) hold: the statements cannot all finish
+    // while the collector is away.
+    let busy = {
+        let (proxy, db) = (proxy.clone(), db.clone());
+        tokio::spawn(async move {
+            let client = proxy
+                .connect(users::SCRAM, users::SCRAM_PASSWORD, &db)
+                .await
+                .unwrap();
+            for i in 0..20 {
+                client.simple_query(&format!("SELECT {i}")).await.unwrap();
+            }
+        })
+    };
+    wait_for_metric(&proxy, "pgshroud_audit_syslog_connect_failures_total", 1.0).await;
+    assert!(
+        !busy.is_finished(),
+        "statements finished with the collector away"
+    );
+    collector.restart();
+    tokio::time::timeout(std::time::Duration::from_secs(120), busy)
+        .await
+        .expect("statements go on once the collector is back")
+        .unwrap();
+    let metrics = proxy.metrics_text();
+    std::sync::Arc::into_inner(proxy).unwrap().shutdown().await;
+
+    let file = file_lines(dir.path());
+    let received = collector.wait_for("the chain_end event", ends_chain);
+    assert_eq!(received, file);
+    assert!(received.iter().all(|l| !l.contains("\"dropped\"")));
+    assert!(
+        metrics.contains("pgshroud_audit_syslog_dropped_total 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("pgshroud_audit_dropped_total 0"),
+        "{metrics}"
+    );
+    verify_collected(&collector, file.len());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_collector_whose_certificate_is_not_from_the_configured_ca_gets_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let collectors_ca = TestCa::new();
+    let collector = Rsyslog::start(
+        &dir.path().join("rsyslog"),
+        Listen::TlsWithClientCert(&collectors_ca),
+    );
+    let (cert, key) = collectors_ca
+        .issue_client("pgshroud-audit")
+        .write_to(dir.path(), "client");
+    let other_ca = TestCa::new().write_ca(&dir.path().join("rsyslog"));
+    let (db, proxy) = audited_proxy(
+        dir.path(),
+        ConfigLayer {
+            audit_syslog: Some(format!("tls://localhost:{}", collector.port)),
+            audit_syslog_ca_file: Some(other_ca),
+            audit_syslog_cert: Some(cert),
+            audit_syslog_key: Some(key),
+            ..Default::default()
+        },
+    )
+    .await;
+    run_statements(&proxy, &db, "mitm").await;
+    wait_for_metric(&proxy, "pgshroud_audit_syslog_connect_failures_total", 1.0).await;
+    assert!(
+        collector.received().is_empty(),
+        "{:?}",
+        collector.received()
+    );
+    assert!(proxy
+        .metrics_text()
+        .contains("pgshroud_audit_syslog_connected 0"));
+    proxy.shutdown().await;
+    // The file sink is unaffected.
+    assert!(ends_chain(&file_lines(dir.path())));
+    assert!(collector.received().is_empty());
 }

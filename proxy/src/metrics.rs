@@ -290,6 +290,7 @@ pub struct Metrics {
     audit_syslog_sent: Counter,
     audit_syslog_dropped: Counter,
     audit_syslog_reconnects: Counter,
+    audit_syslog_connect_failures: Counter,
     audit_syslog_connected: Gauge,
     alerts: CountersBy<AlertKind>,
     rules_reloads: CountersBy<ReloadResult>,
@@ -373,6 +374,11 @@ impl Metrics {
                 reg,
                 "audit_syslog_reconnects",
                 "Connections to the syslog collector that were lost",
+            ),
+            audit_syslog_connect_failures: counter(
+                reg,
+                "audit_syslog_connect_failures",
+                "Attempts to connect to the syslog collector that failed (refused, unreachable, TLS handshake or certificate)",
             ),
             audit_syslog_connected: register(
                 reg,
@@ -521,6 +527,11 @@ impl Metrics {
     /// The connection to the syslog collector was lost.
     pub fn audit_syslog_reconnect(&self) {
         self.audit_syslog_reconnects.inc();
+    }
+
+    /// Connecting to the syslog collector failed.
+    pub fn audit_syslog_connect_failure(&self) {
+        self.audit_syslog_connect_failures.inc();
     }
 
     pub fn audit_syslog_connected(&self, connected: bool) {
@@ -767,6 +778,7 @@ mod tests {
             "pgshroud_audit_syslog_sent_total",
             "pgshroud_audit_syslog_dropped_total",
             "pgshroud_audit_syslog_reconnects_total",
+            "pgshroud_audit_syslog_connect_failures_total",
             "pgshroud_audit_syslog_connected",
             "pgshroud_alerts_total",
             "pgshroud_rules_reloads_total",

@@ -643,6 +643,7 @@ impl Sender {
     }
 
     fn unreachable(&mut self, why: &str) {
+        self.metrics.audit_syslog_connect_failure();
         match &mut self.outage {
             Some((_, attempts)) => *attempts += 1,
             None => {
