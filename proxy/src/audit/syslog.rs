@@ -6,11 +6,15 @@
 //! `seq` and `chain` for the SIEM's parser. CEF is the alternative message format.
 //!
 //! Delivery: the thread sends one message at a time; when the collector goes away (refused,
-//! reset, closed, a write that fails or times out) it reconnects with back-off and sends the
-//! same message again, while new events wait in the queue. A full queue blocks the audit
-//! writer (`block`: nothing is lost, statements wait for the collector) or drops the event
-//! (`drop`: counted, and reported in the next message's `dropped` parameter).
+//! reset, closed, a write that fails or times out) it reconnects with back-off, while new
+//! events wait in the queue. TCP syslog has no acknowledgement, so messages written shortly
+//! before the collector stopped reading may be gone with it: after a lost connection the
+//! thread sends the last [`RESEND_FRAMES`] messages again (at least once: a collector may store
+//! some twice, byte for byte the same, which `audit verify` skips as repeats). A full queue
+//! blocks the audit writer (`block`: nothing is lost, statements wait for the collector) or
+//! drops the event (`drop`: counted, and reported in the next message's `dropped` parameter).
 
+use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
@@ -38,6 +42,12 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// On shutdown, how long queued events may wait for an absent collector.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Messages kept after sending, to send again after a lost connection: more than a collector
+/// stopping or crashing can have taken unread with it at ordinary rates (bounded by
+/// [`RESEND_BYTES`] too). `audit verify` remembers more than this many chain values per
+/// segment, so the repeats it meets are recognised.
+pub const RESEND_FRAMES: usize = 1024;
+const RESEND_BYTES: usize = 4 << 20;
 
 /// How events travel to the collector.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,6 +183,8 @@ impl SyslogSink {
             metrics: metrics.clone(),
             connection: None,
             outage: None,
+            recent: Recent::default(),
+            resend: false,
         };
         let thread = std::thread::Builder::new()
             .name("pgshroud-syslog".into())
@@ -551,6 +563,29 @@ struct Sender {
     connection: Option<Connection>,
     /// Since when the collector has been unreachable, and how often we tried.
     outage: Option<(Instant, u32)>,
+    /// The last messages sent, and whether they must go again on the next connection.
+    recent: Recent,
+    resend: bool,
+}
+
+/// The last messages sent, oldest first, bounded by count and bytes.
+#[derive(Default)]
+struct Recent {
+    frames: VecDeque<Vec<u8>>,
+    bytes: usize,
+}
+
+impl Recent {
+    fn push(&mut self, frame: Vec<u8>) {
+        self.bytes += frame.len();
+        self.frames.push_back(frame);
+        while self.frames.len() > RESEND_FRAMES || self.bytes > RESEND_BYTES {
+            match self.frames.pop_front() {
+                Some(old) => self.bytes -= old.len(),
+                None => break,
+            }
+        }
+    }
 }
 
 impl Sender {
@@ -563,7 +598,9 @@ impl Sender {
                 &self.procid,
                 self.dropped.swap(0, Ordering::Relaxed),
             );
-            if !self.deliver(&frame) {
+            if self.deliver(&frame) {
+                self.recent.push(frame);
+            } else {
                 // Shutting down with the collector away: count what is left, say so.
                 let mut lost = 1u64;
                 while let Ok(Message::Event(_)) = rx.try_recv() {
@@ -600,6 +637,9 @@ impl Sender {
                     }
                 }
             }
+            if self.resend && !self.send_recent() {
+                continue;
+            }
             let Some(conn) = self.connection.as_mut() else {
                 continue;
             };
@@ -611,6 +651,28 @@ impl Sender {
                 Err(e) => self.lost_connection(&e.to_string()),
             }
         }
+    }
+
+    /// Sends the recent messages again on a new connection; false if it was lost meanwhile.
+    fn send_recent(&mut self) -> bool {
+        let Some(conn) = self.connection.as_mut() else {
+            return false;
+        };
+        for frame in &self.recent.frames {
+            if let Err(e) = conn.send(frame) {
+                self.lost_connection(&e.to_string());
+                return false;
+            }
+        }
+        if !self.recent.frames.is_empty() {
+            tracing::info!(
+                "audit: sent the last {} events to the syslog collector {} again, in case it lost them with the connection (repeats are identical)",
+                self.recent.frames.len(),
+                self.connector.address
+            );
+        }
+        self.resend = false;
+        true
     }
 
     fn connected(&mut self, connection: Connection) {
@@ -631,6 +693,7 @@ impl Sender {
 
     fn lost_connection(&mut self, why: &str) {
         self.connection = None;
+        self.resend = true;
         self.metrics.audit_syslog_connected(false);
         self.metrics.audit_syslog_reconnect();
         if self.outage.is_none() {
@@ -756,7 +819,7 @@ mod tests {
     }
 
     #[test]
-    fn a_collector_that_goes_away_gets_the_next_message_after_reconnecting() {
+    fn a_collector_that_goes_away_gets_the_recent_messages_again_then_the_next() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let mut sink =
@@ -773,7 +836,7 @@ mod tests {
         }
         let (second, _) = listener.accept().unwrap();
         let mut reader = std::io::BufReader::new(second);
-        for seq in 1..4 {
+        for seq in 0..4 {
             let m = read_frame(&mut reader).unwrap();
             assert!(m.contains(&format!("seq=\"{seq}\"")), "{m}");
         }
