@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what pgshroud's integration tests need: PostgreSQL server programs (initdb, pg_ctl,
-# postgres; the tests start their own throwaway cluster), psql, pgbench, and python3 with the
-# packages the driver tests use. Idempotent: when everything is present it changes nothing.
+# postgres; the tests start their own throwaway cluster), psql, pgbench, python3 with the
+# packages the driver tests use, and rsyslog (the syslog collector of the audit tests). Idempotent: when everything is present it changes nothing.
 # Written for Debian 12 run as root (CI); elsewhere it uses sudo for apt-get if it must.
 set -euo pipefail
 

@@ -598,6 +598,103 @@ mod tests {
     }
 
     #[test]
+    fn syslog_settings_are_validated_and_named() {
+        let with = |extra: ConfigLayer| Settings::resolve(extra.over(layer("postgres://h")));
+        let tcp = with(ConfigLayer {
+            audit_syslog: Some("tcp://collector:1514".into()),
+            audit_on_full: Some("drop".into()),
+            ..ConfigLayer::default()
+        })
+        .unwrap();
+        let syslog = tcp.audit_syslog.unwrap();
+        assert_eq!((syslog.host.as_str(), syslog.port), ("collector", 1514));
+        assert_eq!(syslog.transport, Transport::Tcp);
+        assert_eq!(
+            (syslog.facility, syslog.app_name.as_str()),
+            (16, "pgshroud")
+        );
+        assert_eq!(syslog.format, MessageFormat::Json);
+        assert_eq!(syslog.on_full, OnFull::Drop, "follows audit_on_full");
+        let tls = with(ConfigLayer {
+            audit_syslog: Some("tls://siem.example:6514".into()),
+            audit_syslog_ca_file: Some("/etc/hostname".into()),
+            audit_syslog_on_full: Some("block".into()),
+            audit_syslog_format: Some("cef".into()),
+            ..ConfigLayer::default()
+        })
+        .unwrap()
+        .audit_syslog
+        .unwrap();
+        assert!(matches!(
+            &tls.transport,
+            Transport::Tls { server_name, client_cert: None, .. } if server_name == "siem.example"
+        ));
+        assert_eq!(tls.on_full, OnFull::Block);
+        assert_eq!(tls.format, MessageFormat::Cef);
+
+        let cases: Vec<(&str, ConfigLayer)> = vec![
+            (
+                "audit_syslog",
+                ConfigLayer {
+                    audit_syslog: Some("udp://collector:514".into()),
+                    ..ConfigLayer::default()
+                },
+            ),
+            (
+                "audit_syslog_key",
+                ConfigLayer {
+                    audit_syslog: Some("tls://c:6514".into()),
+                    audit_syslog_ca_file: Some("/etc/hostname".into()),
+                    audit_syslog_cert: Some("/etc/hostname".into()),
+                    ..ConfigLayer::default()
+                },
+            ),
+            (
+                "audit_syslog_facility",
+                ConfigLayer {
+                    audit_syslog: Some("tcp://c:601".into()),
+                    audit_syslog_facility: Some("local9".into()),
+                    ..ConfigLayer::default()
+                },
+            ),
+            (
+                "audit_syslog_app_name",
+                ConfigLayer {
+                    audit_syslog: Some("tcp://c:601".into()),
+                    audit_syslog_app_name: Some("pg shroud".into()),
+                    ..ConfigLayer::default()
+                },
+            ),
+            (
+                "audit_syslog_format",
+                ConfigLayer {
+                    audit_syslog: Some("tcp://c:601".into()),
+                    audit_syslog_format: Some("leef".into()),
+                    ..ConfigLayer::default()
+                },
+            ),
+            (
+                "audit_syslog_on_full",
+                ConfigLayer {
+                    audit_syslog: Some("tcp://c:601".into()),
+                    audit_syslog_on_full: Some("wait".into()),
+                    ..ConfigLayer::default()
+                },
+            ),
+            (
+                "audit_syslog_facility",
+                ConfigLayer {
+                    audit_syslog_facility: Some("local0".into()),
+                    ..ConfigLayer::default()
+                },
+            ),
+        ];
+        for (setting, extra) in cases {
+            assert_eq!(with(extra).unwrap_err().setting, setting);
+        }
+    }
+
+    #[test]
     fn admin_listener_can_be_turned_off() {
         let s = Settings::resolve(ConfigLayer {
             admin_listen: Some("off".into()),

@@ -60,6 +60,9 @@ pub trait Forward: Send {
     fn forward(&mut self, event: &Event, line: &[u8]);
     /// Delivers what is queued (bounded wait) and stops.
     fn close(&mut self);
+    /// Called from [`Sink::close`] before the writer is told to finish, so the bounded wait
+    /// starts even while the writer is blocked on this forwarder's full queue.
+    fn closer(&self) -> Box<dyn Fn() + Send + Sync>;
 }
 
 enum Message {
@@ -75,6 +78,7 @@ pub struct Sink {
     dropped: Arc<AtomicU64>,
     metrics: Arc<Metrics>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    closers: Vec<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl std::fmt::Debug for Sink {
@@ -107,6 +111,7 @@ impl Sink {
         metrics: Arc<Metrics>,
     ) -> Result<Sink, String> {
         let output = target.map(Output::open).transpose()?;
+        let closers = forwards.iter().map(|f| f.closer()).collect();
         let (tx, rx) = mpsc::sync_channel(queue.max(1));
         let dropped = Arc::new(AtomicU64::new(0));
         let writer = Writer {
@@ -129,6 +134,7 @@ impl Sink {
             dropped,
             metrics,
             writer: Mutex::new(Some(handle)),
+            closers,
         })
     }
 
@@ -156,6 +162,9 @@ impl Sink {
             Err(_) => None,
         };
         if let Some(handle) = handle {
+            for closer in &self.closers {
+                closer();
+            }
             let _ = self.tx.send(Message::Close);
             let _ = handle.join();
         }

@@ -161,6 +161,7 @@ pub struct SyslogSink {
     tx: SyncSender<Message>,
     dropped: Arc<AtomicU64>,
     closing: Arc<AtomicBool>,
+    deadline_started: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
     thread: Option<JoinHandle<()>>,
 }
@@ -195,6 +196,7 @@ impl SyslogSink {
             tx,
             dropped,
             closing,
+            deadline_started: Arc::new(AtomicBool::new(false)),
             metrics,
             thread: Some(thread),
         })
@@ -218,14 +220,19 @@ impl Forward for SyslogSink {
         }));
         match self.settings.on_full {
             OnFull::Block => {
-                let _ = self.tx.send(queued);
-            }
-            OnFull::Drop => {
-                if let Err(TrySendError::Full(_)) = self.tx.try_send(queued) {
-                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                if self.tx.send(queued).is_err() {
+                    // The thread gave up on the collector at shutdown.
                     self.metrics.audit_syslog_dropped(1);
                 }
             }
+            OnFull::Drop => match self.tx.try_send(queued) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.audit_syslog_dropped(1);
+                }
+                Err(TrySendError::Disconnected(_)) => self.metrics.audit_syslog_dropped(1),
+            },
         }
     }
 
@@ -234,17 +241,25 @@ impl Forward for SyslogSink {
         let Some(thread) = self.thread.take() else {
             return;
         };
-        let (done_tx, done_rx) = mpsc::channel::<()>();
-        let closing = self.closing.clone();
-        // The deadline runs from now, also while `send` below waits for room in the queue.
-        std::thread::spawn(move || {
-            if done_rx.recv_timeout(CLOSE_TIMEOUT).is_err() {
-                closing.store(true, Ordering::Relaxed);
-            }
-        });
+        (self.closer())();
         let _ = self.tx.send(Message::Close);
         let _ = thread.join();
-        let _ = done_tx.send(());
+    }
+
+    /// Starts the shutdown deadline: from [`CLOSE_TIMEOUT`] on, the thread stops waiting for
+    /// an absent collector (and so frees a writer blocked on a full queue).
+    fn closer(&self) -> Box<dyn Fn() + Send + Sync> {
+        let closing = self.closing.clone();
+        let started = self.deadline_started.clone();
+        Box::new(move || {
+            if !started.swap(true, Ordering::Relaxed) {
+                let closing = closing.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(CLOSE_TIMEOUT);
+                    closing.store(true, Ordering::Relaxed);
+                });
+            }
+        })
     }
 }
 
