@@ -171,12 +171,12 @@ const INSTALL_POSTGRES: &str = include_str!("../../../scripts/install-postgres.s
 
 /// Installs PostgreSQL's server programs with the package manager, saying what and why.
 fn install_postgres() -> Result<()> {
-    say(&format!(
+    say(
         "PostgreSQL's server programs (initdb, pg_ctl, postgres) are not installed; the demo needs \
          them to run a throwaway PostgreSQL of its own.\n\
          Installing them now: apt-get install postgresql postgresql-client (with sudo unless root; \
-         no system cluster is created or started) ..."
-    ));
+         no system cluster is created or started) ...",
+    );
     let status = Command::new("bash")
         .args(["-c", INSTALL_POSTGRES, "install-postgres"])
         .stdin(Stdio::null())
