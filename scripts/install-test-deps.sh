@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what pgshroud's integration tests need: PostgreSQL server programs (initdb, pg_ctl,
-# postgres; the tests start their own throwaway cluster), psql, pgbench, and python3 with the
-# packages the driver tests use. Idempotent: when everything is present it changes nothing.
+# postgres; the tests start their own throwaway cluster), psql, pgbench, python3 with the
+# packages the driver tests use, and rsyslog (the syslog collector of the audit tests). Idempotent: when everything is present it changes nothing.
 # Written for Debian 12 run as root (CI); elsewhere it uses sudo for apt-get if it must.
 set -euo pipefail
 
@@ -57,21 +57,13 @@ apt_install() {
     "${sudo[@]}" apt-get install -y -q --no-install-recommends "$@"
 }
 
-# Debian's postgresql package creates and starts a "main" cluster on port 5432 unless told not
-# to; the tests never use it, so do not create it (only written when we are about to install).
-no_main_cluster() {
-    local conf=/etc/postgresql-common/createcluster.conf
-    if [ "$(id -u)" -eq 0 ] && [ ! -e "$conf" ]; then
-        mkdir -p "$(dirname "$conf")"
-        echo 'create_main_cluster = false' > "$conf"
-    fi
-}
-
 # 1. PostgreSQL server programs, psql, pgbench (Debian ships pgbench with the server package).
+# scripts/install-postgres.sh is shared with `pgshroud demo`; it keeps Debian from creating and
+# starting a "main" cluster on port 5432, which the tests never use.
 PG_BIN_DIR=$(find_pg_bin_dir || true)
 if [ -z "$PG_BIN_DIR" ] || ! have_program psql || ! have_program pgbench; then
-    no_main_cluster
-    apt_install postgresql postgresql-client
+    log "PostgreSQL's server programs are missing: scripts/install-postgres.sh"
+    "$(dirname "$0")/install-postgres.sh"
     PG_BIN_DIR=$(find_pg_bin_dir || true)
 fi
 [ -n "$PG_BIN_DIR" ] || { log "PostgreSQL server programs still missing after install"; exit 1; }
@@ -123,4 +115,11 @@ have_program javac || apt_install default-jdk-headless
 # text, alert rules and scrape config, and scrape a running proxy.
 if ! have_program promtool || ! have_program prometheus; then
     apt_install prometheus
+fi
+
+# 6. Audit syslog tests: rsyslogd plays the SIEM's collector (on loopback, started by the tests
+# with a private config), over TCP and over TLS (its gnutls driver, package rsyslog-gnutls).
+if ! command -v rsyslogd >/dev/null 2>&1 && [ ! -x /usr/sbin/rsyslogd ] \
+    || ! dpkg-query -W -f='${Status}' rsyslog-gnutls 2>/dev/null | grep -q 'ok installed'; then
+    apt_install rsyslog rsyslog-gnutls
 fi

@@ -689,7 +689,7 @@ fn id_number(flag: &str) -> anyhow::Result<u32> {
 /// Finds a directory with `initdb`, `pg_ctl` and `postgres`: $PGSHROUD_PG_BIN_DIR, then PATH
 /// (following symlinks to the real directory, where psql and pgbench usually live too), then
 /// `pg_config --bindir`, then `/usr/lib/postgresql/*/bin`, newest version first.
-fn find_bin_dir() -> anyhow::Result<PathBuf> {
+pub fn find_bin_dir() -> anyhow::Result<PathBuf> {
     if let Some(dir) = env::var_os(BIN_DIR_ENV) {
         let dir = PathBuf::from(dir);
         ensure!(

@@ -9,6 +9,7 @@ pub mod protected;
 pub mod proxy;
 pub mod raw;
 pub mod roles;
+pub mod rsyslog;
 
 pub use cluster::{cluster, users, PgCluster};
 

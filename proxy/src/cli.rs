@@ -148,6 +148,33 @@ pub struct ServeArgs {
     /// Rotate the audit file once it reaches this many bytes; 0 = never [default: 0].
     #[arg(long)]
     pub audit_rotate_bytes: Option<u64>,
+    /// Audit events also to a SIEM's syslog collector: tcp://host:port or tls://host:port.
+    #[arg(long)]
+    pub audit_syslog: Option<String>,
+    /// CA (PEM) the tls:// collector's certificate must chain to [default: the system bundle].
+    #[arg(long)]
+    pub audit_syslog_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for collectors that require one.
+    #[arg(long)]
+    pub audit_syslog_cert: Option<PathBuf>,
+    /// Private key (PEM) of --audit-syslog-cert.
+    #[arg(long)]
+    pub audit_syslog_key: Option<PathBuf>,
+    /// Name the collector's certificate must carry [default: the host of --audit-syslog].
+    #[arg(long)]
+    pub audit_syslog_server_name: Option<String>,
+    /// Syslog facility of audit messages [default: local0].
+    #[arg(long)]
+    pub audit_syslog_facility: Option<String>,
+    /// APP-NAME of audit messages [default: pgshroud].
+    #[arg(long)]
+    pub audit_syslog_app_name: Option<String>,
+    /// Message format: json (the verifiable event line) or cef [default: json].
+    #[arg(long)]
+    pub audit_syslog_format: Option<String>,
+    /// When the syslog queue is full: block or drop [default: --audit-on-full].
+    #[arg(long)]
+    pub audit_syslog_on_full: Option<String>,
     /// Log filter, e.g. info, debug, pgshroud=debug [default: info].
     #[arg(long)]
     pub log_level: Option<String>,
@@ -198,6 +225,15 @@ impl ServeArgs {
             audit_on_full: self.audit_on_full.clone(),
             audit_queue_size: self.audit_queue_size,
             audit_rotate_bytes: self.audit_rotate_bytes,
+            audit_syslog: self.audit_syslog.clone(),
+            audit_syslog_ca_file: self.audit_syslog_ca_file.clone(),
+            audit_syslog_cert: self.audit_syslog_cert.clone(),
+            audit_syslog_key: self.audit_syslog_key.clone(),
+            audit_syslog_server_name: self.audit_syslog_server_name.clone(),
+            audit_syslog_facility: self.audit_syslog_facility.clone(),
+            audit_syslog_app_name: self.audit_syslog_app_name.clone(),
+            audit_syslog_format: self.audit_syslog_format.clone(),
+            audit_syslog_on_full: self.audit_syslog_on_full.clone(),
             log_level: self.log_level.clone(),
             log_format: self.log_format.clone(),
             max_client_connections: self.max_client_connections,

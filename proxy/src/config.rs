@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::audit::syslog::{self, MessageFormat, SyslogSettings, Transport};
+use crate::audit::OnFull;
 use crate::upstream_url::UpstreamUrl;
 
 /// One source of settings: the config file, or the flags. Every field is optional so layers
@@ -27,6 +29,15 @@ pub struct ConfigLayer {
     pub audit_on_full: Option<String>,
     pub audit_queue_size: Option<usize>,
     pub audit_rotate_bytes: Option<u64>,
+    pub audit_syslog: Option<String>,
+    pub audit_syslog_ca_file: Option<PathBuf>,
+    pub audit_syslog_cert: Option<PathBuf>,
+    pub audit_syslog_key: Option<PathBuf>,
+    pub audit_syslog_server_name: Option<String>,
+    pub audit_syslog_facility: Option<String>,
+    pub audit_syslog_app_name: Option<String>,
+    pub audit_syslog_format: Option<String>,
+    pub audit_syslog_on_full: Option<String>,
     pub log_level: Option<String>,
     pub log_format: Option<String>,
     pub max_client_connections: Option<usize>,
@@ -64,6 +75,15 @@ impl ConfigLayer {
             audit_on_full,
             audit_queue_size,
             audit_rotate_bytes,
+            audit_syslog,
+            audit_syslog_ca_file,
+            audit_syslog_cert,
+            audit_syslog_key,
+            audit_syslog_server_name,
+            audit_syslog_facility,
+            audit_syslog_app_name,
+            audit_syslog_format,
+            audit_syslog_on_full,
             log_level,
             log_format,
             max_client_connections,
@@ -129,7 +149,7 @@ pub enum AuditTarget {
     File(PathBuf),
 }
 
-/// How the audit sink behaves (used only when `audit_file` is set).
+/// How the audit sinks behave (used when `audit_file` or `audit_syslog` is set).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditOptions {
     /// File holding k_0 of the audit chain (else `$PGSHROUD_AUDIT_KEY`).
@@ -177,6 +197,8 @@ pub struct Settings {
     pub admin_listen: Option<SocketAddr>,
     pub rules: Option<PathBuf>,
     pub audit: Option<AuditTarget>,
+    /// The SIEM's syslog collector, beside (or instead of) `audit`.
+    pub audit_syslog: Option<SyslogSettings>,
     pub audit_options: AuditOptions,
     pub log_level: String,
     pub log_format: LogFormat,
@@ -195,6 +217,21 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 256 * 1024 * 1024;
 impl Settings {
     /// Applies defaults and validates every setting.
     pub fn resolve(layer: ConfigLayer) -> Result<Settings, ConfigError> {
+        let audit = layer.audit_file.as_deref().map(|a| match a {
+            "-" => AuditTarget::Stdout,
+            path => AuditTarget::File(PathBuf::from(path)),
+        });
+        let audit_options = AuditOptions {
+            key_file: layer.audit_key_file.clone(),
+            on_full: on_full("audit_on_full", layer.audit_on_full.as_deref())?
+                .unwrap_or(OnFull::Block),
+            queue_size: positive("audit_queue_size", layer.audit_queue_size.unwrap_or(10_000))?,
+            rotate_bytes: layer.audit_rotate_bytes.filter(|b| *b > 0),
+        };
+        if let Some(key) = &audit_options.key_file {
+            readable_file("audit_key_file", key)?;
+        }
+        let audit_syslog = syslog_settings(&layer, &audit_options)?;
         let listen = socket_addr("listen", layer.listen.as_deref().unwrap_or(DEFAULT_LISTEN))?;
         let upstream_text = layer.upstream.ok_or_else(|| {
             invalid(
@@ -243,28 +280,6 @@ impl Settings {
         };
         if let Some(rules) = &layer.rules {
             readable_file("rules", rules)?;
-        }
-        let audit = layer.audit_file.map(|a| match a.as_str() {
-            "-" => AuditTarget::Stdout,
-            path => AuditTarget::File(PathBuf::from(path)),
-        });
-        let audit_options = AuditOptions {
-            key_file: layer.audit_key_file,
-            on_full: match layer.audit_on_full.as_deref().unwrap_or("block") {
-                "block" => crate::audit::OnFull::Block,
-                "drop" => crate::audit::OnFull::Drop,
-                other => {
-                    return Err(invalid(
-                        "audit_on_full",
-                        format!("`{other}` is not block or drop"),
-                    ))
-                }
-            },
-            queue_size: positive("audit_queue_size", layer.audit_queue_size.unwrap_or(10_000))?,
-            rotate_bytes: layer.audit_rotate_bytes.filter(|b| *b > 0),
-        };
-        if let Some(key) = &audit_options.key_file {
-            readable_file("audit_key_file", key)?;
         }
         let log_level = layer.log_level.unwrap_or_else(|| "info".into());
         tracing_subscriber::EnvFilter::try_new(&log_level).map_err(|e| {
@@ -316,6 +331,7 @@ impl Settings {
             admin_listen,
             rules: layer.rules,
             audit,
+            audit_syslog,
             audit_options,
             log_level,
             log_format,
@@ -325,6 +341,130 @@ impl Settings {
             require_guard: layer.require_guard.unwrap_or(true),
         })
     }
+}
+
+fn on_full(setting: &str, value: Option<&str>) -> Result<Option<OnFull>, ConfigError> {
+    match value {
+        None => Ok(None),
+        Some("block") => Ok(Some(OnFull::Block)),
+        Some("drop") => Ok(Some(OnFull::Drop)),
+        Some(other) => Err(invalid(setting, format!("`{other}` is not block or drop"))),
+    }
+}
+
+/// Where many Linux systems keep the CA bundle, the default for `tls://` collectors.
+const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// `audit_syslog` and its companions; `None` when `audit_syslog` is not set.
+fn syslog_settings(
+    layer: &ConfigLayer,
+    options: &AuditOptions,
+) -> Result<Option<SyslogSettings>, ConfigError> {
+    let Some(url) = &layer.audit_syslog else {
+        for (name, set) in [
+            ("audit_syslog_ca_file", layer.audit_syslog_ca_file.is_some()),
+            ("audit_syslog_cert", layer.audit_syslog_cert.is_some()),
+            (
+                "audit_syslog_facility",
+                layer.audit_syslog_facility.is_some(),
+            ),
+            ("audit_syslog_format", layer.audit_syslog_format.is_some()),
+        ] {
+            if set {
+                return Err(invalid(
+                    name,
+                    "needs audit_syslog (tcp://host:port or tls://host:port)",
+                ));
+            }
+        }
+        return Ok(None);
+    };
+    let (host, port, tls) =
+        SyslogSettings::parse_url(url).map_err(|p| invalid("audit_syslog", p))?;
+    let transport = if tls {
+        let ca_file = layer
+            .audit_syslog_ca_file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(SYSTEM_CA_BUNDLE));
+        readable_file("audit_syslog_ca_file", &ca_file)?;
+        let client_cert = match (&layer.audit_syslog_cert, &layer.audit_syslog_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => {
+                readable_file("audit_syslog_cert", cert)?;
+                readable_file("audit_syslog_key", key)?;
+                Some((cert.clone(), key.clone()))
+            }
+            (Some(_), None) => {
+                return Err(invalid(
+                    "audit_syslog_key",
+                    "missing; audit_syslog_cert needs it",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "audit_syslog_cert",
+                    "missing; audit_syslog_key needs it",
+                ))
+            }
+        };
+        Transport::Tls {
+            ca_file,
+            client_cert,
+            server_name: layer
+                .audit_syslog_server_name
+                .clone()
+                .unwrap_or_else(|| host.clone()),
+        }
+    } else {
+        if layer.audit_syslog_ca_file.is_some() || layer.audit_syslog_cert.is_some() {
+            return Err(invalid(
+                "audit_syslog",
+                "certificates are set but the collector is tcp://; use tls://",
+            ));
+        }
+        Transport::Tcp
+    };
+    let facility_name = layer.audit_syslog_facility.as_deref().unwrap_or("local0");
+    let facility = syslog::facility_code(facility_name).ok_or_else(|| {
+        invalid(
+            "audit_syslog_facility",
+            format!("`{facility_name}` is not a syslog facility (e.g. local0 .. local7, auth, authpriv, audit)"),
+        )
+    })?;
+    let app_name = layer
+        .audit_syslog_app_name
+        .clone()
+        .unwrap_or_else(|| "pgshroud".into());
+    if !syslog::valid_app_name(&app_name) {
+        return Err(invalid(
+            "audit_syslog_app_name",
+            "1 to 48 printable ASCII characters without spaces",
+        ));
+    }
+    let format = match layer.audit_syslog_format.as_deref().unwrap_or("json") {
+        "json" => MessageFormat::Json,
+        "cef" => MessageFormat::Cef,
+        other => {
+            return Err(invalid(
+                "audit_syslog_format",
+                format!("`{other}` is not json or cef"),
+            ))
+        }
+    };
+    Ok(Some(SyslogSettings {
+        host,
+        port,
+        transport,
+        facility,
+        app_name,
+        format,
+        on_full: on_full(
+            "audit_syslog_on_full",
+            layer.audit_syslog_on_full.as_deref(),
+        )?
+        .unwrap_or(options.on_full),
+        queue_size: options.queue_size,
+    }))
 }
 
 fn socket_addr(setting: &str, text: &str) -> Result<SocketAddr, ConfigError> {
@@ -460,6 +600,103 @@ mod tests {
         assert!(err.contains("bad.toml:2:1"), "{err}");
         assert!(err.contains("listen_port"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn syslog_settings_are_validated_and_named() {
+        let with = |extra: ConfigLayer| Settings::resolve(extra.over(layer("postgres://h")));
+        let tcp = with(ConfigLayer {
+            audit_syslog: Some("tcp://collector:1514".into()),
+            audit_on_full: Some("drop".into()),
+            ..ConfigLayer::default()
+        })
+        .unwrap();
+        let syslog = tcp.audit_syslog.unwrap();
+        assert_eq!((syslog.host.as_str(), syslog.port), ("collector", 1514));
+        assert_eq!(syslog.transport, Transport::Tcp);
+        assert_eq!(
+            (syslog.facility, syslog.app_name.as_str()),
+            (16, "pgshroud")
+        );
+        assert_eq!(syslog.format, MessageFormat::Json);
+        assert_eq!(syslog.on_full, OnFull::Drop, "follows audit_on_full");
+        let tls = with(ConfigLayer {
+            audit_syslog: Some("tls://siem.example:6514".into()),
+            audit_syslog_ca_file: Some("/etc/hostname".into()),
+            audit_syslog_on_full: Some("block".into()),
+            audit_syslog_format: Some("cef".into()),
+            ..ConfigLayer::default()
+        })
+        .unwrap()
+        .audit_syslog
+        .unwrap();
+        assert!(matches!(
+            &tls.transport,
+            Transport::Tls { server_name, client_cert: None, .. } if server_name == "siem.example"
+        ));
+        assert_eq!(tls.on_full, OnFull::Block);
+        assert_eq!(tls.format, MessageFormat::Cef);
+
+        let cases: Vec<(&str, ConfigLayer)> = vec![
+            (
+                "audit_syslog",
+                ConfigLayer {
+                    audit_syslog: Some("udp://collector:514".into()),
+                    ..ConfigLayer::default()
+                },
+            ),
+            (
+                "audit_syslog_key",
+                ConfigLayer {
+                    audit_syslog: Some("tls://c:6514".into()),
+                    audit_syslog_ca_file: Some("/etc/hostname".into()),
+                    audit_syslog_cert: Some("/etc/hostname".into()),
+                    ..ConfigLayer::default()
+                },
+            ),
+            (
+                "audit_syslog_facility",
+                ConfigLayer {
+                    audit_syslog: Some("tcp://c:601".into()),
+                    audit_syslog_facility: Some("local9".into()),
+                    ..ConfigLayer::default()
+                },
+            ),
+            (
+                "audit_syslog_app_name",
+                ConfigLayer {
+                    audit_syslog: Some("tcp://c:601".into()),
+                    audit_syslog_app_name: Some("pg shroud".into()),
+                    ..ConfigLayer::default()
+                },
+            ),
+            (
+                "audit_syslog_format",
+                ConfigLayer {
+                    audit_syslog: Some("tcp://c:601".into()),
+                    audit_syslog_format: Some("leef".into()),
+                    ..ConfigLayer::default()
+                },
+            ),
+            (
+                "audit_syslog_on_full",
+                ConfigLayer {
+                    audit_syslog: Some("tcp://c:601".into()),
+                    audit_syslog_on_full: Some("wait".into()),
+                    ..ConfigLayer::default()
+                },
+            ),
+            (
+                "audit_syslog_facility",
+                ConfigLayer {
+                    audit_syslog_facility: Some("local0".into()),
+                    ..ConfigLayer::default()
+                },
+            ),
+        ];
+        for (setting, extra) in cases {
+            assert_eq!(with(extra).unwrap_err().setting, setting);
+        }
     }
 
     #[test]

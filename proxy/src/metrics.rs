@@ -289,6 +289,11 @@ pub struct Metrics {
     upstream_errors: Counter,
     audit_events: Counter,
     audit_dropped: Counter,
+    audit_syslog_sent: Counter,
+    audit_syslog_dropped: Counter,
+    audit_syslog_reconnects: Counter,
+    audit_syslog_connect_failures: Counter,
+    audit_syslog_connected: Gauge,
     alerts: CountersBy<AlertKind>,
     rules_reloads: CountersBy<ReloadResult>,
     bytes: CountersBy<Direction>,
@@ -357,6 +362,32 @@ impl Metrics {
                 reg,
                 "audit_dropped",
                 "Audit events dropped because the audit queue was full",
+            ),
+            audit_syslog_sent: counter(
+                reg,
+                "audit_syslog_sent",
+                "Audit events sent to the syslog collector",
+            ),
+            audit_syslog_dropped: counter(
+                reg,
+                "audit_syslog_dropped",
+                "Audit events not sent to the syslog collector (its queue was full with on_full = drop, or it stayed away at shutdown)",
+            ),
+            audit_syslog_reconnects: counter(
+                reg,
+                "audit_syslog_reconnects",
+                "Connections to the syslog collector that were lost",
+            ),
+            audit_syslog_connect_failures: counter(
+                reg,
+                "audit_syslog_connect_failures",
+                "Attempts to connect to the syslog collector that failed (refused, unreachable, TLS handshake or certificate)",
+            ),
+            audit_syslog_connected: register(
+                reg,
+                "audit_syslog_connected",
+                "1 while connected to the syslog collector",
+                Gauge::default(),
             ),
             alerts: CountersBy::register(reg, "alerts", "Alerts raised, by kind", "kind"),
             rules_reloads: CountersBy::register(
@@ -490,6 +521,30 @@ impl Metrics {
     /// An audit event was dropped because the queue was full.
     pub fn audit_dropped(&self) {
         self.audit_dropped.inc();
+    }
+
+    /// An audit event reached the syslog collector's connection.
+    pub fn audit_syslog_sent(&self) {
+        self.audit_syslog_sent.inc();
+    }
+
+    /// Audit events that will not reach the syslog collector.
+    pub fn audit_syslog_dropped(&self, n: u64) {
+        self.audit_syslog_dropped.inc_by(n);
+    }
+
+    /// The connection to the syslog collector was lost.
+    pub fn audit_syslog_reconnect(&self) {
+        self.audit_syslog_reconnects.inc();
+    }
+
+    /// Connecting to the syslog collector failed.
+    pub fn audit_syslog_connect_failure(&self) {
+        self.audit_syslog_connect_failures.inc();
+    }
+
+    pub fn audit_syslog_connected(&self, connected: bool) {
+        self.audit_syslog_connected.set(i64::from(connected));
     }
 
     /// A per-role limit raised an alert.
@@ -734,6 +789,11 @@ mod tests {
             "pgshroud_upstream_errors_total",
             "pgshroud_audit_events_total",
             "pgshroud_audit_dropped_total",
+            "pgshroud_audit_syslog_sent_total",
+            "pgshroud_audit_syslog_dropped_total",
+            "pgshroud_audit_syslog_reconnects_total",
+            "pgshroud_audit_syslog_connect_failures_total",
+            "pgshroud_audit_syslog_connected",
             "pgshroud_alerts_total",
             "pgshroud_rules_reloads_total",
             "pgshroud_bytes_total",

@@ -10,6 +10,7 @@ pub mod connection;
 pub mod event;
 pub mod normalize;
 pub mod sink;
+pub mod syslog;
 pub mod verify;
 
 use std::sync::Arc;
@@ -20,7 +21,8 @@ pub use self::sink::OnFull;
 
 use self::chain::ChainKey;
 use self::normalize::{NormalizeCache, Normalized};
-use self::sink::{Sink, Target};
+use self::sink::{Forward, Sink, Target};
+use self::syslog::SyslogSink;
 use crate::config::{AuditTarget, Settings};
 use crate::metrics::Metrics;
 
@@ -33,23 +35,31 @@ pub struct Audit {
 }
 
 impl Audit {
-    /// Starts the writer when `audit_file` is set; `None` otherwise. Needs the audit key.
+    /// Starts the writer when `audit_file` or `audit_syslog` is set; `None` otherwise. Needs
+    /// the audit key.
     pub fn start(settings: &Settings, metrics: Arc<Metrics>) -> Result<Option<Arc<Audit>>, String> {
-        let Some(target) = &settings.audit else {
+        if settings.audit.is_none() && settings.audit_syslog.is_none() {
             return Ok(None);
-        };
+        }
         let options = &settings.audit_options;
         let k0 = ChainKey::load(options.key_file.as_deref())
             .map_err(|e| format!("invalid setting `audit_key_file`: {e}"))?;
-        let target = match target {
+        let target = settings.audit.as_ref().map(|target| match target {
             AuditTarget::Stdout => Target::Stdout,
             AuditTarget::File(path) => Target::File {
                 path: path.clone(),
                 rotate_bytes: options.rotate_bytes,
             },
-        };
-        let sink = Sink::start(
+        });
+        let mut forwards: Vec<Box<dyn Forward>> = Vec::new();
+        if let Some(syslog) = &settings.audit_syslog {
+            let sink = SyslogSink::start(syslog.clone(), metrics.clone())
+                .map_err(|e| format!("invalid setting `audit_syslog`: {e}"))?;
+            forwards.push(Box::new(sink));
+        }
+        let sink = Sink::start_with(
             target,
+            forwards,
             options.queue_size,
             options.on_full,
             k0,

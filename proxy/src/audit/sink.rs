@@ -1,6 +1,8 @@
 //! Where events go: a bounded queue to one writer thread that numbers, chains and writes them
-//! (stdout, or a file rotated by size with the chain running on across files). A full queue
-//! either blocks the statement (`block`, the default) or drops the event and counts it (`drop`).
+//! (stdout, or a file rotated by size with the chain running on across files), then hands each
+//! sealed line to the forwarders (the syslog sink), so every sink carries the same chain. A
+//! full queue either blocks the statement (`block`, the default) or drops the event and counts
+//! it (`drop`).
 //!
 //! The writer is a thread, not a tokio task: with `block`, a session waiting for room must not
 //! be able to starve the writer of a runtime worker.
@@ -51,6 +53,18 @@ impl std::fmt::Debug for Target {
     }
 }
 
+/// A further destination of sealed events, with a queue of its own (the syslog sink). The
+/// writer calls it after writing its own output, in chain order.
+pub trait Forward: Send {
+    /// `line` is the sealed JSON line without its newline; `event` carries its `seq`.
+    fn forward(&mut self, event: &Event, line: &[u8]);
+    /// Delivers what is queued (bounded wait) and stops.
+    fn close(&mut self);
+    /// Called from [`Sink::close`] before the writer is told to finish, so the bounded wait
+    /// starts even while the writer is blocked on this forwarder's full queue.
+    fn closer(&self) -> Box<dyn Fn() + Send + Sync>;
+}
+
 enum Message {
     Event(Box<Event>),
     Close,
@@ -64,6 +78,7 @@ pub struct Sink {
     dropped: Arc<AtomicU64>,
     metrics: Arc<Metrics>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    closers: Vec<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl std::fmt::Debug for Sink {
@@ -83,11 +98,25 @@ impl Sink {
         k0: ChainKey,
         metrics: Arc<Metrics>,
     ) -> Result<Sink, String> {
-        let output = Output::open(target)?;
+        Sink::start_with(Some(target), Vec::new(), queue, on_full, k0, metrics)
+    }
+
+    /// Like [`Sink::start`], with forwarders after the target (or instead of one).
+    pub fn start_with(
+        target: Option<Target>,
+        forwards: Vec<Box<dyn Forward>>,
+        queue: usize,
+        on_full: OnFull,
+        k0: ChainKey,
+        metrics: Arc<Metrics>,
+    ) -> Result<Sink, String> {
+        let output = target.map(Output::open).transpose()?;
+        let closers = forwards.iter().map(|f| f.closer()).collect();
         let (tx, rx) = mpsc::sync_channel(queue.max(1));
         let dropped = Arc::new(AtomicU64::new(0));
         let writer = Writer {
             output,
+            forwards,
             chain: Chain::start(k0),
             seq: 0,
             dropped: dropped.clone(),
@@ -105,6 +134,7 @@ impl Sink {
             dropped,
             metrics,
             writer: Mutex::new(Some(handle)),
+            closers,
         })
     }
 
@@ -132,6 +162,9 @@ impl Sink {
             Err(_) => None,
         };
         if let Some(handle) = handle {
+            for closer in &self.closers {
+                closer();
+            }
             let _ = self.tx.send(Message::Close);
             let _ = handle.join();
         }
@@ -139,7 +172,8 @@ impl Sink {
 }
 
 struct Writer {
-    output: Output,
+    output: Option<Output>,
+    forwards: Vec<Box<dyn Forward>>,
     chain: Chain,
     seq: u64,
     dropped: Arc<AtomicU64>,
@@ -153,7 +187,11 @@ impl Writer {
     fn run(mut self, rx: Receiver<Message>) {
         let mut start = Event::new(EventType::ChainStart);
         start.version = Some(env!("CARGO_PKG_VERSION"));
-        start.prev_chain = self.output.previous_chain.map(hex::encode);
+        start.prev_chain = self
+            .output
+            .as_ref()
+            .and_then(|o| o.previous_chain)
+            .map(hex::encode);
         self.write(start);
         loop {
             let message = match rx.try_recv() {
@@ -181,6 +219,9 @@ impl Writer {
         end.events = Some(self.seq + 1);
         self.write(end);
         self.flush();
+        for forward in &mut self.forwards {
+            forward.close();
+        }
     }
 
     fn write(&mut self, mut event: Event) {
@@ -192,25 +233,32 @@ impl Writer {
             event.dropped = Some(dropped);
         }
         let line = self.chain.seal(&event.canonical());
-        match self.output.write(&line) {
-            Ok(()) => {
+        match self.output.as_mut().map(|o| o.write(&line)) {
+            Some(Ok(())) | None => {
                 self.failing = false;
                 self.metrics.audit_event();
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 if !self.failing {
                     tracing::error!("cannot write audit events: {e}");
                 }
                 self.failing = true;
             }
         }
-        if self.output.wants_rotation() {
+        let without_newline = &line[..line.len() - 1];
+        for forward in &mut self.forwards {
+            forward.forward(&event, without_newline);
+        }
+        if self.output.as_ref().is_some_and(Output::wants_rotation) {
             self.rotate();
         }
     }
 
     fn rotate(&mut self) {
-        match self.output.rotate() {
+        let Some(output) = self.output.as_mut() else {
+            return;
+        };
+        match output.rotate() {
             Ok(()) => {
                 let mut first = Event::new(EventType::FileStart);
                 first.prev_chain = Some(hex::encode(self.chain.previous()));
@@ -221,7 +269,10 @@ impl Writer {
     }
 
     fn flush(&mut self) {
-        if let Err(e) = self.output.flush() {
+        let Some(output) = self.output.as_mut() else {
+            return;
+        };
+        if let Err(e) = output.flush() {
             tracing::error!("cannot flush audit events: {e}");
         }
     }

@@ -1,10 +1,19 @@
 //! `pgshroud audit verify`: re-computes every chain value of one audit file, or of a set of
-//! rotated files given in order, and names the first line whose link is broken.
+//! rotated files given in order, and names the first line whose link is broken. A line that
+//! repeats, byte for byte, one of the last events checked (a syslog collector stores some
+//! events twice when pgshroud sends them again after a lost connection) is skipped and counted.
 
+use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 
+use sha2::{Digest, Sha256};
+
 use super::chain::{split_line, ChainKey, CHAIN_LEN};
+
+/// How many of the last events of a segment a repeated line is recognised against: more than
+/// the syslog sink ever sends again.
+const REMEMBERED: usize = 16 * super::syslog::RESEND_FRAMES;
 
 /// Everything checked out (possibly with notes on what could not be checked).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +59,10 @@ struct State {
     events: u64,
     unterminated: Vec<String>,
     notes: Vec<String>,
+    /// SHA-256 of the last lines checked in this segment, by seq, and their order.
+    seen: HashMap<u64, [u8; 32]>,
+    seen_order: VecDeque<u64>,
+    repeats: u64,
 }
 
 /// Verifies `files` in the order given with k_0.
@@ -65,6 +78,9 @@ pub fn verify(files: &[PathBuf], k0: &ChainKey) -> Result<Verified, Broken> {
         events: 0,
         unterminated: Vec::new(),
         notes: Vec::new(),
+        seen: HashMap::new(),
+        seen_order: VecDeque::new(),
+        repeats: 0,
     };
     for file in files {
         let name = file.display().to_string();
@@ -90,6 +106,12 @@ pub fn verify(files: &[PathBuf], k0: &ChainKey) -> Result<Verified, Broken> {
     if state.open {
         state.unterminated.push(state.opened_at.clone());
     }
+    if state.repeats > 0 {
+        state.notes.push(format!(
+            "{} lines repeat an event already checked, byte for byte (a syslog collector stores some events twice after pgshroud reconnects to it); they were skipped",
+            state.repeats
+        ));
+    }
     Ok(Verified {
         events: state.events,
         files: files.len(),
@@ -105,6 +127,11 @@ impl State {
         let event: serde_json::Value =
             serde_json::from_slice(&canonical).map_err(|_| "not a JSON object")?;
         let seq = event["seq"].as_u64().ok_or("no seq")?;
+        let digest: [u8; 32] = Sha256::digest(line).into();
+        if seq < self.next_seq && self.seen.get(&seq) == Some(&digest) {
+            self.repeats += 1;
+            return Ok(());
+        }
         let kind = event["event"].as_str().unwrap_or_default();
         let prev_chain = match event["prev_chain"].as_str() {
             Some(h) => {
@@ -173,6 +200,11 @@ impl State {
                 "the chain value does not match: the event was edited, or an event before it was replaced".into()
             });
         }
+        if kind == "chain_start" {
+            self.seen.clear();
+            self.seen_order.clear();
+        }
+        self.remember(seq, digest);
         self.previous = chain;
         self.last_chain = Some(chain);
         self.key.advance();
@@ -180,6 +212,16 @@ impl State {
         self.events += 1;
         self.open = kind != "chain_end";
         Ok(())
+    }
+
+    fn remember(&mut self, seq: u64, digest: [u8; 32]) {
+        self.seen.insert(seq, digest);
+        self.seen_order.push_back(seq);
+        if self.seen_order.len() > REMEMBERED {
+            if let Some(old) = self.seen_order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
     }
 
     fn check_seq(&self, seq: u64) -> Result<(), String> {
@@ -333,6 +375,28 @@ mod tests {
         assert!(verify(&[file("restarts", &restart)], &key()).is_ok());
         let missing = [first.clone(), third].concat();
         assert_eq!(broken_line(&file("missing-segment", &missing)), "4");
+    }
+
+    #[test]
+    fn exact_repeats_of_recent_events_are_skipped_and_noted_but_edited_ones_are_not() {
+        let lines = segment(5, None);
+        // As a collector stores them when the sink sends the last events again after a
+        // reconnection: 0..=3, then 1..=3 again, then the rest.
+        let mut repeated = lines[..4].to_vec();
+        repeated.extend_from_slice(&lines[1..]);
+        let checked = verify(&[file("repeats", &repeated)], &key()).unwrap();
+        assert_eq!(checked.events, lines.len() as u64);
+        assert!(
+            checked
+                .notes
+                .iter()
+                .any(|n| n.starts_with("3 lines repeat")),
+            "{checked:?}"
+        );
+        let mut edited = repeated.clone();
+        edited[5] = edited[5].replace("\"statement\"", "\"statement \"");
+        assert_ne!(edited[5], repeated[5]);
+        assert_eq!(broken_line(&file("edited-repeat", &edited)), "6");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The demo's throwaway PostgreSQL: `initdb` in a temporary directory, a server on a free
 //! loopback port with its own socket directory, stopped and deleted on drop. PostgreSQL
 //! refuses to run as root, so as root its programs run as the `postgres` system user.
+//! When the server programs are missing, they are installed first (scripts/install-postgres.sh,
+//! embedded), so that the demo works on a machine with nothing but Rust.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -17,10 +19,15 @@ pub struct DemoCluster {
 
 impl DemoCluster {
     pub fn start() -> Result<DemoCluster> {
-        let bin_dir = find_bin_dir().context(
-            "PostgreSQL's server programs (initdb, pg_ctl) were not found; install them, e.g. \
-             `apt-get install postgresql`",
-        )?;
+        let bin_dir = match find_bin_dir() {
+            Some(dir) => dir,
+            None => {
+                install_postgres()?;
+                find_bin_dir().context(
+                    "PostgreSQL's server programs (initdb, pg_ctl) are still missing after installing them",
+                )?
+            }
+        };
         let as_postgres = is_root();
         let root = std::env::temp_dir().join(format!("pgshroud-demo-{}", std::process::id()));
         std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
@@ -65,6 +72,11 @@ impl DemoCluster {
             .args(["-w", "-o", &options, "start"]);
         run(&mut start, "pg_ctl start")?;
         Ok(cluster)
+    }
+
+    /// The directory holding the cluster's data, socket and log (removed on drop).
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     /// The cluster's URL for pgshroud's `upstream` setting.
@@ -154,9 +166,45 @@ fn free_port() -> Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// `initdb` on PATH, `pg_config --bindir`, or Debian's `/usr/lib/postgresql/<newest>/bin`.
+/// The installer the README's first command runs when `initdb` is missing.
+const INSTALL_POSTGRES: &str = include_str!("../../../scripts/install-postgres.sh");
+
+/// Installs PostgreSQL's server programs with the package manager, saying what and why.
+fn install_postgres() -> Result<()> {
+    say(
+        "PostgreSQL's server programs (initdb, pg_ctl, postgres) are not installed; the demo needs \
+         them to run a throwaway PostgreSQL of its own.\n\
+         Installing them now: apt-get install postgresql postgresql-client (with sudo unless root; \
+         no system cluster is created or started) ...",
+    );
+    let status = Command::new("bash")
+        .args(["-c", INSTALL_POSTGRES, "install-postgres"])
+        .stdin(Stdio::null())
+        .status()
+        .context("bash could not be started to install PostgreSQL")?;
+    if !status.success() {
+        bail!(
+            "installing PostgreSQL's server programs failed ({status}); install them yourself \
+             (Debian/Ubuntu: apt-get install postgresql) and run the demo again"
+        );
+    }
+    say("Installed PostgreSQL's server programs.");
+    Ok(())
+}
+
+/// Prints a line, ignoring a closed terminal (the demo must still clean up after SIGHUP).
+fn say(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{text}");
+}
+
+/// `$PGSHROUD_PG_BIN_DIR` when set (and only it), else `initdb` on PATH, `pg_config --bindir`,
+/// or Debian's `/usr/lib/postgresql/<newest>/bin`.
 fn find_bin_dir() -> Option<PathBuf> {
     let has = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
+    if let Some(dir) = std::env::var_os("PGSHROUD_PG_BIN_DIR") {
+        return Some(PathBuf::from(dir)).filter(|d| has(d));
+    }
     let on_path = std::env::var_os("PATH")
         .and_then(|paths| std::env::split_paths(&paths).find(|d| d.join("initdb").is_file()));
     let from_pg_config = Command::new("pg_config")

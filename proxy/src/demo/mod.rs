@@ -1,7 +1,9 @@
-//! `pgshroud demo`: pgshroud in one minute. Starts a throwaway PostgreSQL, pgshroud in front
-//! of it with the README's rules, fills a `customers` table through the proxy, prints side by
-//! side what `app`, `support` and `dba` see and what PostgreSQL stores, prints connection
-//! strings, and keeps running until Ctrl-C (then removes everything).
+//! `pgshroud demo`: pgshroud in one minute. Starts a throwaway PostgreSQL (installing its
+//! server programs first when they are missing), pgshroud in front of it with the README's
+//! rules, fills a `customers` table through the proxy, prints side by side what `app`,
+//! `support` and `dba` see and what PostgreSQL stores, prints connection strings, and keeps
+//! running until SIGINT, SIGTERM or SIGHUP, which (at any point, also during start-up) stop
+//! what it started and remove its files.
 
 mod cluster;
 
@@ -10,12 +12,20 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::task::JoinHandle;
 
 use crate::config::{ConfigLayer, Settings};
 use crate::crypto::MasterKey;
 use crate::server::RunningProxy;
 use cluster::DemoCluster;
 
+/// Prints a line; a closed terminal (SIGHUP) must not stop the clean-up, so errors are ignored.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
 /// The README's "Who sees what" rules.
 pub const RULES: &str = r#"default_role = "dba"
 
@@ -69,74 +79,171 @@ const VIEWERS: [(&str, &str); 3] = [
     ("dba sees", "dba"),
 ];
 
-/// Runs the demo until Ctrl-C; `listen` is the proxy's address.
+/// Runs the demo until SIGINT, SIGTERM or SIGHUP; `listen` is the proxy's address. Whatever
+/// ends it (a signal at any point, or an error), what it started is stopped and removed.
 pub async fn run(listen: &str) -> Result<()> {
-    println!("Starting a throwaway PostgreSQL ...");
-    let cluster = tokio::task::spawn_blocking(DemoCluster::start).await??;
-    cluster.psql_direct(SETUP)?;
-    let files = DemoFiles::write()?;
-    println!("Installing the guard on the protected columns (pgshroud setup) ...");
-    let owner = format!(
-        "postgres://postgres@127.0.0.1:{}/postgres?sslmode=disable",
-        cluster.port
-    );
-    let guarded = crate::setup::setup(&owner, &files.rules)
-        .await
-        .map_err(|e| anyhow::anyhow!("pgshroud setup: {e}"))?;
-    println!("{}\n", guarded.text);
-    if !guarded.ok {
-        bail!("pgshroud setup could not guard every protected column");
+    // Installed first, so that no signal finds the default action (exit without clean-up).
+    let mut signals = StopSignals::install()?;
+    let mut running = Running::default();
+    let outcome = {
+        let start = running.start(listen);
+        tokio::pin!(start);
+        tokio::select! {
+            result = &mut start => match result {
+                Ok(()) => {
+                    say!("Ready.");
+                    Ok(signals.next().await)
+                }
+                Err(e) => Err(e),
+            },
+            name = signals.next() => {
+                say!("\n{name} during start-up: stopping what has started so far ...");
+                Ok(name)
+            }
+        }
+    };
+    if let Ok(name) = &outcome {
+        say!("\n{name}: stopping pgshroud and the throwaway PostgreSQL, removing their files ...");
     }
-    let settings = Settings::resolve(ConfigLayer {
-        listen: Some(listen.to_owned()),
-        upstream: Some(cluster.upstream_url()),
-        rules: Some(files.rules.clone()),
-        master_key_file: Some(files.key.clone()),
-        admin_listen: Some("off".into()),
-        ..Default::default()
-    })
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let proxy = RunningProxy::start(settings)
-        .await
+    let removed = running.stop().await;
+    say!("Stopped; removed {}.", removed.join(", "));
+    outcome.map(|_| ())
+}
+
+/// SIGINT (Ctrl-C), SIGTERM (kill, timeout, a container stop) and SIGHUP (a closed terminal).
+struct StopSignals {
+    interrupt: Signal,
+    terminate: Signal,
+    hangup: Signal,
+}
+
+impl StopSignals {
+    fn install() -> Result<StopSignals> {
+        let listen = |kind| signal(kind).context("installing signal handlers");
+        Ok(StopSignals {
+            interrupt: listen(SignalKind::interrupt())?,
+            terminate: listen(SignalKind::terminate())?,
+            hangup: listen(SignalKind::hangup())?,
+        })
+    }
+
+    /// Waits for the next stop signal and names it.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.hangup.recv() => "SIGHUP",
+        }
+    }
+}
+
+/// What the demo has started so far; `stop` undoes it, whatever step start-up reached.
+#[derive(Default)]
+struct Running {
+    /// The cluster while `initdb` and `pg_ctl start` run (a blocking task that a signal must
+    /// not orphan: its cluster is stopped once it is there).
+    starting: Option<JoinHandle<Result<DemoCluster>>>,
+    cluster: Option<DemoCluster>,
+    files: Option<DemoFiles>,
+    proxy: Option<RunningProxy>,
+}
+
+impl Running {
+    async fn start(&mut self, listen: &str) -> Result<()> {
+        say!("Starting a throwaway PostgreSQL ...");
+        let starting = self
+            .starting
+            .insert(tokio::task::spawn_blocking(DemoCluster::start));
+        let cluster = starting.await.context("starting PostgreSQL")?;
+        self.starting = None;
+        let cluster = self.cluster.insert(cluster?);
+        cluster.psql_direct(SETUP)?;
+        let files = self.files.insert(DemoFiles::write()?);
+        say!("Installing the guard on the protected columns (pgshroud setup) ...");
+        let owner = format!(
+            "postgres://postgres@127.0.0.1:{}/postgres?sslmode=disable",
+            cluster.port
+        );
+        let guarded = crate::setup::setup(&owner, &files.rules)
+            .await
+            .map_err(|e| anyhow::anyhow!("pgshroud setup: {e}"))?;
+        say!("{}\n", guarded.text);
+        if !guarded.ok {
+            bail!("pgshroud setup could not guard every protected column");
+        }
+        let settings = Settings::resolve(ConfigLayer {
+            listen: Some(listen.to_owned()),
+            upstream: Some(cluster.upstream_url()),
+            rules: Some(files.rules.clone()),
+            master_key_file: Some(files.key.clone()),
+            admin_listen: Some("off".into()),
+            // Sessions a reader left open in psql need not hold the clean-up up for long.
+            shutdown_timeout_secs: Some(2),
+            ..Default::default()
+        })
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let port = proxy.addr.port();
-    println!("Starting pgshroud on {} with these rules:\n", proxy.addr);
-    println!("{RULES}");
+        let proxy = RunningProxy::start(settings)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let port = proxy.addr.port();
+        say!("Starting pgshroud on {} with these rules:\n", proxy.addr);
+        self.proxy = Some(proxy);
+        say!("{RULES}");
 
-    let demo = Demo {
-        cluster: &cluster,
-        port,
-    };
-    demo.through_proxy("app", FILL).await?;
-    let mut columns = Vec::new();
-    for (heading, user) in VIEWERS {
-        columns.push((heading, rows(&demo.through_proxy(user, SELECT).await?)));
-    }
-    columns.push(("stored in PostgreSQL", rows(&cluster.psql_direct(SELECT)?)));
-    print_side_by_side(&columns);
-    let refused = match demo.through_proxy("auditor", SELECT).await {
-        Ok(_) => "(unexpectedly allowed)".to_owned(),
-        Err(e) => e.to_string(),
-    };
-    println!("\nauditor: {refused}\n");
+        let demo = Demo { cluster, port };
+        demo.through_proxy("app", FILL).await?;
+        let mut columns = Vec::new();
+        for (heading, user) in VIEWERS {
+            columns.push((heading, rows(&demo.through_proxy(user, SELECT).await?)));
+        }
+        columns.push(("stored in PostgreSQL", rows(&cluster.psql_direct(SELECT)?)));
+        print_side_by_side(&columns);
+        let refused = match demo.through_proxy("auditor", SELECT).await {
+            Ok(_) => "(unexpectedly allowed)".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        say!("\nauditor: {refused}\n");
 
-    println!("Connect through pgshroud as any of them (Ctrl-C stops the demo and removes it all):");
-    for user in ["app", "support_ann", "dba", "auditor"] {
-        println!("  psql 'postgres://{user}@127.0.0.1:{port}/postgres?sslmode=disable'");
+        say!("Connect through pgshroud as any of them:");
+        for user in ["app", "support_ann", "dba", "auditor"] {
+            say!("  psql 'postgres://{user}@127.0.0.1:{port}/postgres?sslmode=disable'");
+        }
+        say!(
+            "and straight to PostgreSQL, to see what it stores:\n  psql 'postgres://postgres@127.0.0.1:{}/postgres'",
+            cluster.port
+        );
+        say!(
+            "Ctrl-C (or SIGTERM, or closing the terminal) stops the demo and removes everything it started."
+        );
+        Ok(())
     }
-    println!(
-        "and straight to PostgreSQL, to see what it stores:\n  psql 'postgres://postgres@127.0.0.1:{}/postgres'",
-        cluster.port
-    );
-    println!("Ready.");
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
-    println!("\nStopping ...");
-    proxy.shutdown().await;
-    drop(cluster);
-    drop(files);
-    Ok(())
+
+    /// Stops the proxy and the cluster and removes their files; returns what it removed.
+    async fn stop(&mut self) -> Vec<String> {
+        let mut removed = Vec::new();
+        if let Some(proxy) = self.proxy.take() {
+            proxy.shutdown().await;
+            removed.push("pgshroud".to_owned());
+        }
+        if let Some(starting) = self.starting.take() {
+            say!("(waiting for PostgreSQL to finish starting, to stop it)");
+            if let Ok(Ok(cluster)) = starting.await {
+                self.cluster = Some(cluster);
+            }
+        }
+        if let Some(cluster) = self.cluster.take() {
+            let dir = cluster.root().display().to_string();
+            let _ = tokio::task::spawn_blocking(move || drop(cluster)).await;
+            removed.push(format!("PostgreSQL and {dir}"));
+        }
+        if let Some(files) = self.files.take() {
+            removed.push(files.dir.display().to_string());
+        }
+        if removed.is_empty() {
+            removed.push("nothing was left".to_owned());
+        }
+        removed
+    }
 }
 
 struct Demo<'a> {
@@ -207,16 +314,16 @@ fn print_side_by_side(columns: &[(&str, Vec<Vec<String>>)]) {
         for (heading, _) in columns {
             header.push_str(&cell(heading));
         }
-        println!("{}", header.trim_end());
+        say!("{}", header.trim_end());
         for (i, name) in names.iter().enumerate() {
             let mut line = format!("{name:<8}");
             for (_, rows) in columns {
                 let value = rows.get(i).and_then(|r| r.get(field)).map(String::as_str);
                 line.push_str(&cell(value.unwrap_or_default()));
             }
-            println!("{}", line.trim_end());
+            say!("{}", line.trim_end());
         }
-        println!();
+        say!();
     }
 }
 

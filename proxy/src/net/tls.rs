@@ -99,6 +99,31 @@ pub fn upstream_config(
     Ok(Some(Arc::new(config)))
 }
 
+/// The TLS client configuration towards a syslog collector (RFC 5425): its certificate must
+/// chain to `ca_file` and name the host; `client` is offered to collectors that ask for one.
+pub fn syslog_client_config(
+    ca_file: &Path,
+    client: Option<(&Path, &Path)>,
+) -> Result<Arc<rustls::ClientConfig>, String> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| e.to_string())?
+        .with_webpki_verifier(webpki(ca_file)?);
+    let config = match client {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => builder
+            .with_client_auth_cert(load_certs(cert)?, load_key(key)?)
+            .map_err(|e| {
+                format!(
+                    "{} and {} do not fit together: {e}",
+                    cert.display(),
+                    key.display()
+                )
+            })?,
+    };
+    Ok(Arc::new(config))
+}
+
 fn webpki(ca: &Path) -> Result<Arc<WebPkiServerVerifier>, String> {
     let mut roots = RootCertStore::empty();
     for cert in load_certs(ca)? {
