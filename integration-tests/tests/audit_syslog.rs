@@ -8,7 +8,7 @@ use pgshroud::audit::chain::ChainKey;
 use pgshroud::audit::verify;
 use pgshroud::config::ConfigLayer;
 use pgshroud_integration_tests::certs::TestCa;
-use pgshroud_integration_tests::protected::{MASTER_KEY, OTHER_KEY, RULES, SCHEMA};
+use pgshroud_integration_tests::protected::{install_guards, MASTER_KEY, OTHER_KEY, RULES, SCHEMA};
 use pgshroud_integration_tests::proxy::TestProxy;
 use pgshroud_integration_tests::rsyslog::{Listen, Rsyslog};
 use pgshroud_integration_tests::{cluster, proxy_with, users};
@@ -21,6 +21,7 @@ async fn audited_proxy(dir: &Path, syslog: ConfigLayer) -> (String, TestProxy) {
     let db = cluster().fresh_database().await;
     let admin = cluster().admin_client_for(&db).await;
     admin.batch_execute(SCHEMA).await.expect("schema");
+    install_guards(&db, RULES).await;
     let rules = dir.join("rules.toml");
     std::fs::write(&rules, RULES).unwrap();
     let master = dir.join("master.key");
