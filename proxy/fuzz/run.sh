@@ -38,14 +38,13 @@ for target in "${targets[@]}"; do
     # A slow input is not a finding here: the machine may be busy, so the timeout is generous.
     if cargo fuzz run -s none "$target" "target/corpus/$target" "corpus/$target" -- \
         -max_total_time="$seconds" -timeout=60 -print_final_stats=1 >"$log" 2>&1; then
-        grep -E "^#[0-9]+ +DONE" "$log" | tail -n 1 || true
-        grep -E "stat::number_of_executed_units|stat::peak_rss_mb" "$log" || true
+        grep -E "^#[0-9]+[[:space:]]+DONE" "$log" | tail -n 1 || true
     else
         echo "!! $target failed; log: $PWD/$log"
         grep -E "panicked at|^SUMMARY|Test unit written to|ERROR: libFuzzer" "$log" || tail -n 20 "$log"
         artifact=$(grep -oE "Test unit written to [^ ]+" "$log" | tail -n 1 | cut -d' ' -f5)
         if [ -n "$artifact" ]; then
-            echo "!! crashing input: $PWD/$artifact"
+            echo "!! crashing input: $artifact"
             echo "!! replay: (cd $PWD && RUSTC_BOOTSTRAP=1 cargo fuzz run -s none $target $artifact)"
         fi
         exit 1

@@ -211,19 +211,19 @@ def sql_analyzer():
 
 
 def copy_codec():
-    def header(flags=0, delimiter=0, quote=0, escape=0, mask=0b10, cut=3, null=b""):
-        return bytes([flags, delimiter, quote, escape, mask, cut, len(null)]) + null
+    def header(columns, flags=0, delimiter=0, quote=0, escape=0, mask=0b10, cut=3, null=b""):
+        return bytes([flags, delimiter, quote, escape, mask, columns - 1, cut, len(null)]) + null
     return {
-        "text": header() + b"1\talice@example.com\t\\N\n2\tbob\\tby\\\\slash\t\\x41\n\\.\n",
-        "text_crlf": header(mask=0b11) + b"a\tb\r\nc\td\r\n",
-        "text_pipe_null": header(delimiter=ord("|"), null=b"NIL") + b"1|NIL|x\n2|y|NIL\n",
-        "csv": header(flags=1) + b'1,"a,b",\n2,"say ""hi""",""\n',
-        "csv_header": header(flags=3, mask=0b01) + b"email,age\n\"a@b\",4\n",
-        "csv_quote_escape": header(flags=1, quote=ord("'"), escape=ord("\\"), mask=0b11)
+        "text": header(3) + b"1\talice@example.com\t\\N\n2\tbob\\tby\\\\slash\t\\x41\n\\.\n",
+        "text_crlf": header(2, mask=0b11) + b"a\tb\r\nc\td\r\n",
+        "text_pipe_null": header(3, delimiter=ord("|"), null=b"NIL") + b"1|NIL|x\n2|y|NIL\n",
+        "csv": header(3, flags=1) + b'1,"a,b",\n2,"say ""hi""",""\n',
+        "csv_header": header(2, flags=3, mask=0b01) + b"email,age\n\"a@b\",4\n",
+        "csv_quote_escape": header(2, flags=1, quote=ord("'"), escape=ord("\\"), mask=0b11)
         + b"'it\\'s',x\n'multi\nline',y\n",
-        "csv_semicolon_null": header(flags=1, delimiter=ord(";"), null=b"NA") + b"NA;a;\n",
-        "end_marker_then_junk": header() + b"x\ty\n\\.\nafter\n",
-        "no_final_newline": header(flags=1, mask=0xff) + b"a,b,c",
+        "csv_semicolon_null": header(3, flags=1, delimiter=ord(";"), null=b"NA") + b"NA;a;\n",
+        "end_marker_then_junk": header(2) + b"x\ty\n\\.\nafter\n",
+        "no_final_newline": header(3, flags=1, mask=0xff) + b"a,b,c",
     }
 
 

@@ -6,9 +6,10 @@
 use libfuzzer_sys::fuzz_target;
 use pgshroud::copy_codec::{CopyCodecError, CopyFormat, CopyRewriter, FieldTransform};
 
-/// Options header: flags, delimiter, quote, escape, protected-column mask, cut point, NULL
-/// string length (0 for the format's default); the NULL string and the data follow.
-const HEADER: usize = 7;
+/// Options header: flags (1: CSV, 2: header line), delimiter, quote, escape (0: the format's
+/// default), protected-column mask, number of columns less one, cut point, NULL string length
+/// (0: the default); the NULL string and the data follow.
+const HEADER: usize = 8;
 
 fuzz_target!(|data: &[u8]| {
     let Some((format, protected, cut, stream)) = options(data) else {
@@ -37,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
 
 fn options(data: &[u8]) -> Option<(CopyFormat, Vec<bool>, usize, &[u8])> {
     let header: &[u8; HEADER] = data.first_chunk()?;
-    let [flags, delimiter, quote, escape, mask, cut, null_len] = *header;
+    let [flags, delimiter, quote, escape, mask, columns, cut, null_len] = *header;
     let mut format = if flags & 1 == 1 {
         CopyFormat::csv()
     } else {
@@ -60,7 +61,7 @@ fn options(data: &[u8]) -> Option<(CopyFormat, Vec<bool>, usize, &[u8])> {
     if null_len > 0 {
         format.null = std::str::from_utf8(null).ok()?.to_owned();
     }
-    let protected = (0..8).map(|i| mask >> i & 1 == 1).collect();
+    let protected = (0..=columns % 8).map(|i| mask >> i & 1 == 1).collect();
     Some((format, protected, usize::from(cut) * 4, stream))
 }
 

@@ -8,7 +8,7 @@
 
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use pgshroud::intercept::{StatementPath, Verdict};
@@ -19,20 +19,30 @@ use pgshroud::protect::session::ProtectedSession;
 use pgshroud::protocol::frame::{check_frame, FrameCheck};
 use pgshroud_fuzz::{catalog, frames, protection, MAX_FRAME, USERS};
 
+/// The shared state every session of a proxy process shares, built once: rebuilding it per
+/// input would spend most of the time parsing rules and registering metrics. Its plan cache
+/// only saves work (a plan depends on nothing but the text and the layout).
+fn shared() -> &'static (Arc<LiveProtection>, Arc<Metrics>) {
+    static SHARED: OnceLock<(Arc<LiveProtection>, Arc<Metrics>)> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let live = LiveProtection::new(Path::new("fuzz-rules.toml"), protection());
+        (Arc::new(live), Arc::new(Metrics::new()))
+    })
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&who, mut rest)) = data.split_first() else {
         return;
     };
-    let live = LiveProtection::new(Path::new("fuzz-rules.toml"), protection());
+    let (live, metrics) = shared();
     let caller = Caller {
         user: USERS[usize::from(who) % USERS.len()].to_owned(),
         pg_roles: Vec::new(),
         cert_subject: None,
         addr: IpAddr::from([127, 0, 0, 1]),
     };
-    let metrics = Arc::new(Metrics::new());
-    let session = ProtectedSession::new(Arc::new(live), caller, catalog(), metrics.clone());
-    let mut path = StatementPath::protected(session).with_metrics(metrics);
+    let session = ProtectedSession::new(live.clone(), caller, catalog(), metrics.clone());
+    let mut path = StatementPath::protected(session).with_metrics(metrics.clone());
     while let Some((&direction, after)) = rest.split_first() {
         let FrameCheck::Complete(n) = check_frame(after, MAX_FRAME) else {
             return;

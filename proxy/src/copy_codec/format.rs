@@ -64,6 +64,11 @@ impl CopyFormat {
         if !self.quote.is_ascii() || !self.escape.is_ascii() {
             return bad("CSV quote and escape must be single ASCII characters");
         }
+        // PostgreSQL accepts these, but then a quoted empty string or an escaped quote spans
+        // a line break, and rows would no longer split the same way on both sides.
+        if [self.quote, self.escape].iter().any(|c| matches!(c, b'\n' | b'\r')) {
+            return bad("CSV quote and escape cannot be newline or carriage return");
+        }
         if self.delimiter == self.quote {
             return bad("CSV delimiter and quote must differ");
         }

@@ -501,6 +501,17 @@ fn format_validation_rejects_ambiguous_options() {
             null: "a\nb".into(),
             ..CopyFormat::text()
         },
+        // Found by the copy_codec fuzz target: with a newline as quote, the empty string
+        // written back as `""` split its row in two.
+        CopyFormat {
+            quote: b'\n',
+            escape: b'\n',
+            ..CopyFormat::csv()
+        },
+        CopyFormat {
+            escape: b'\r',
+            ..CopyFormat::csv()
+        },
     ];
     for format in bad {
         assert!(format.validate().is_err(), "{format:?}");

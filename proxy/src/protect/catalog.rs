@@ -245,12 +245,15 @@ async fn query_rows(
     }
 }
 
-/// Fields of a text-format DataRow.
+/// Fields of a text-format DataRow. A message cut short (by a broken or hostile server) yields
+/// the fields it holds, none if it has no field count, rather than a panic.
 pub fn data_row_text(frame: &[u8]) -> Vec<Option<String>> {
-    let body = &frame[5..];
-    let count = u16::from_be_bytes([body[0], body[1]]) as usize;
+    let body = frame.get(5..).unwrap_or_default();
+    let Some((count, mut rest)) = body.split_first_chunk::<2>() else {
+        return Vec::new();
+    };
+    let count = u16::from_be_bytes(*count) as usize;
     let mut out = Vec::with_capacity(count);
-    let mut rest = &body[2..];
     for _ in 0..count {
         if rest.len() < 4 {
             break;
@@ -271,6 +274,23 @@ pub fn data_row_text(frame: &[u8]) -> Vec<Option<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_row_without_a_field_count_has_no_fields() {
+        // Found by the server_messages fuzz target: a 4-byte-length DataRow panicked.
+        assert!(data_row_text(b"D\0\0\0\x04").is_empty());
+        assert!(data_row_text(b"D\0\0\0\x05\0").is_empty());
+        assert!(data_row_text(b"D").is_empty());
+    }
+
+    #[test]
+    fn data_row_fields_are_read_as_text() {
+        let row = b"D\0\0\0\x14\0\x03\0\0\0\x0242\xff\xff\xff\xff\0\0\0\0";
+        assert_eq!(
+            data_row_text(row),
+            vec![Some("42".to_owned()), None, Some(String::new())]
+        );
+    }
 
     #[test]
     fn lookup_query_quotes_names() {
