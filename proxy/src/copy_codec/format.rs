@@ -56,8 +56,12 @@ impl CopyFormat {
             return bad("NULL string cannot contain newline or carriage return");
         }
         if !self.csv {
-            if self.delimiter == b'\\' || self.delimiter == b'.' {
-                return bad("text format delimiter cannot be backslash or period");
+            // As PostgreSQL: a backslash before any of these is an escape sequence (`\x41`,
+            // `\.`), so an escaped delimiter would not read back as the delimiter.
+            if matches!(self.delimiter, b'\\' | b'.' | b'a'..=b'z' | b'0'..=b'9') {
+                return bad(
+                    "text format delimiter cannot be backslash, period, lower-case letter or digit",
+                );
             }
             return Ok(());
         }

@@ -512,6 +512,16 @@ fn format_validation_rejects_ambiguous_options() {
             escape: b'\r',
             ..CopyFormat::csv()
         },
+        // Found by the copy_codec fuzz target: with `x` as delimiter, the `x` of a bytea
+        // value's `\x` was escaped into `\\\x`, which reads back as a hex escape.
+        CopyFormat {
+            delimiter: b'x',
+            ..CopyFormat::text()
+        },
+        CopyFormat {
+            delimiter: b'7',
+            ..CopyFormat::text()
+        },
     ];
     for format in bad {
         assert!(format.validate().is_err(), "{format:?}");
