@@ -44,9 +44,13 @@ fn decode(frame: &[u8]) {
     }
     if let Ok(mut bind) = Bind::read(frame) {
         assert_eq!(Bind::read(&bind.write()).as_ref(), Ok(&bind));
-        let formats: Vec<_> = (0..bind.params.len()).map(|i| bind.param_format(i)).collect();
+        let formats: Vec<_> = (0..bind.params.len())
+            .map(|i| bind.param_format(i))
+            .collect();
         bind.expand_param_formats();
-        let expanded: Vec<_> = (0..bind.params.len()).map(|i| bind.param_format(i)).collect();
+        let expanded: Vec<_> = (0..bind.params.len())
+            .map(|i| bind.param_format(i))
+            .collect();
         assert_eq!(formats, expanded);
         assert_eq!(Bind::read(&bind.write()).as_ref(), Ok(&bind));
     }

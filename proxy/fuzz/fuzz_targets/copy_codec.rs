@@ -21,10 +21,18 @@ fuzz_target!(|data: &[u8]| {
     let whole = run(&format, &protected, &[stream], to_hex);
     let cut = cut.min(stream.len());
     let (a, b) = stream.split_at(cut);
-    assert_eq!(run(&format, &protected, &[a, b], to_hex), whole, "cut at {cut}");
+    assert_eq!(
+        run(&format, &protected, &[a, b], to_hex),
+        whole,
+        "cut at {cut}"
+    );
     if stream.len() <= 512 {
         let bytes: Vec<&[u8]> = stream.chunks(1).collect();
-        assert_eq!(run(&format, &protected, &bytes, to_hex), whole, "byte at a time");
+        assert_eq!(
+            run(&format, &protected, &bytes, to_hex),
+            whole,
+            "byte at a time"
+        );
     }
     let Ok(sealed) = whole else { return };
     let opened = run(&format, &protected, &[&sealed], from_hex)
@@ -78,7 +86,9 @@ fn run(
             .feed(chunk, &mut t, &mut out)
             .map_err(|e| e.to_string())?;
     }
-    rewriter.finish(&mut t, &mut out).map_err(|e| e.to_string())?;
+    rewriter
+        .finish(&mut t, &mut out)
+        .map_err(|e| e.to_string())?;
     Ok(out)
 }
 

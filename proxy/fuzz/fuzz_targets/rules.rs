@@ -6,8 +6,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use pgshroud::protect::engine::{GuardPolicy, Protection};
-use pgshroud_rules::{check_report, Action, Glob, Identity, Mask, Network};
 use pgshroud_fuzz::key_ring;
+use pgshroud_rules::{check_report, Action, Glob, Identity, Mask, Network};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -34,7 +34,10 @@ fn decode(frame: &[u8]) {
         );
     }
     if let Ok(values) = read_data_row(frame) {
-        assert_eq!(read_data_row(&write_data_row(&values)).as_ref(), Ok(&values));
+        assert_eq!(
+            read_data_row(&write_data_row(&values)).as_ref(),
+            Ok(&values)
+        );
         // The catalog look-up reads the same rows as text: same count, same NULLs.
         let text = data_row_text(frame);
         assert_eq!(text.len(), values.len());

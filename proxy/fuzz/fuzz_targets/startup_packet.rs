@@ -17,7 +17,11 @@ fuzz_target!(|data: &[u8]| {
     }
     let body = data.get(4..).unwrap_or_default();
     if let Ok(StartupPacket::Startup(message)) = parse_packet(body) {
-        let _ = (message.user(), message.database(), message.protocol_options());
+        let _ = (
+            message.user(),
+            message.database(),
+            message.protocol_options(),
+        );
         let encoded = message.encode_v3();
         let Ok(StartupPacket::Startup(again)) = parse_packet(&encoded[4..]) else {
             panic!("the upstream startup packet does not parse");

@@ -7,8 +7,7 @@
 use libfuzzer_sys::fuzz_target;
 use pgshroud::crypto::Envelope;
 use pgshroud::values::{
-    array, binary_from_canonical, canonical_from_binary, canonical_from_text,
-    text_from_canonical,
+    array, binary_from_canonical, canonical_from_binary, canonical_from_text, text_from_canonical,
 };
 use pgshroud_rules::{LogicalType, BYTEA_OID};
 
