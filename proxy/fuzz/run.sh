@@ -10,6 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 export RUSTC_BOOTSTRAP=1
+# The instrumented build must not share a target directory with ordinary builds.
+unset CARGO_TARGET_DIR
 export CARGO_TERM_COLOR=never
 seconds=${FUZZ_SECONDS:-30}
 

@@ -159,10 +159,19 @@ pub fn protection() -> Arc<Protection> {
     Arc::new(Protection::new(rules, key_ring(), GuardPolicy::NotRequired))
 }
 
+/// A table as the catalog look-up reports it: OID, schema, name, and its columns in order as
+/// (name, storage type).
+type CatalogTable = (
+    u32,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
 /// The catalog as the look-up would report it: every table's columns in order, protected
 /// ones stored as bytea.
 pub fn catalog() -> Catalog {
-    let tables: [(u32, &str, &str, &[(&str, &str)]); 3] = [
+    let tables: [CatalogTable; 3] = [
         (
             CUSTOMERS_OID,
             "public",
