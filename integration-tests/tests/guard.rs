@@ -101,7 +101,11 @@ async fn setup_guards_every_column_and_running_it_again_changes_nothing() {
         .await
         .unwrap();
     assert!(check.ok, "{}", check.text);
-    assert!(check.text.contains("guarded (pgshroud_guard_email)"), "{}", check.text);
+    assert!(
+        check.text.contains("guarded (pgshroud_guard_email)"),
+        "{}",
+        check.text
+    );
 }
 
 #[tokio::test]
@@ -165,7 +169,11 @@ async fn guard_rejects_plaintext_on_every_write_path_inside_the_server() {
         .send(bytes::Bytes::from_static(b"plain-from-copy\n"))
         .await
         .unwrap();
-    let err = copy_in.as_mut().finish().await.expect_err("COPY of plaintext");
+    let err = copy_in
+        .as_mut()
+        .finish()
+        .await
+        .expect_err("COPY of plaintext");
     assert_eq!(code(&err), "23514", "{err}");
     let stored: Vec<Vec<u8>> = admin
         .query("SELECT email FROM customers WHERE email IS NOT NULL", &[])
@@ -174,7 +182,11 @@ async fn guard_rejects_plaintext_on_every_write_path_inside_the_server() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(stored, vec![hex_bytes(ALICE_V2)], "only the envelope was stored");
+    assert_eq!(
+        stored,
+        vec![hex_bytes(ALICE_V2)],
+        "only the envelope was stored"
+    );
 }
 
 #[tokio::test]
@@ -276,7 +288,10 @@ async fn proxy_refuses_writes_to_an_unguarded_column_and_says_why() {
         assert!(!text.contains("alice"), "{text}");
     }
     let err = app
-        .execute("INSERT INTO customers (email) VALUES ($1)", &[&"bob@example.com"])
+        .execute(
+            "INSERT INTO customers (email) VALUES ($1)",
+            &[&"bob@example.com"],
+        )
         .await
         .expect_err("extended protocol too");
     assert_eq!(code(&err), "55000", "{err}");
@@ -311,9 +326,12 @@ async fn proxy_refuses_writes_to_an_unguarded_column_and_says_why() {
         .connect(users::SCRAM, users::SCRAM_PASSWORD, &db)
         .await
         .unwrap();
-    app.execute("INSERT INTO customers (email) VALUES ($1)", &[&"bob@example.com"])
-        .await
-        .expect("guarded now");
+    app.execute(
+        "INSERT INTO customers (email) VALUES ($1)",
+        &[&"bob@example.com"],
+    )
+    .await
+    .expect("guarded now");
 }
 
 #[tokio::test]
@@ -341,9 +359,12 @@ async fn require_guard_off_writes_without_a_guard() {
         .connect(users::SCRAM, users::SCRAM_PASSWORD, &db)
         .await
         .unwrap();
-    app.execute("INSERT INTO customers (email) VALUES ($1)", &[&"bob@example.com"])
-        .await
-        .expect("written without a guard");
+    app.execute(
+        "INSERT INTO customers (email) VALUES ($1)",
+        &[&"bob@example.com"],
+    )
+    .await
+    .expect("written without a guard");
     let stored = cluster()
         .admin_client_for(&db)
         .await
@@ -379,9 +400,9 @@ async fn setup_rewrites_format_1_values_and_refuses_a_column_holding_plaintext()
         report.text
     );
     assert!(
-        report
-            .text
-            .contains("public.people.email: FAILED: the column holds values that are not pgshroud envelopes"),
+        report.text.contains(
+            "public.people.email: FAILED: the column holds values that are not pgshroud envelopes"
+        ),
         "{}",
         report.text
     );

@@ -17,9 +17,9 @@ fn main() -> ExitCode {
         Command::Encrypt(args) => report(pgshroud::operator::encrypt(&args)),
         Command::Decrypt(args) => report(pgshroud::operator::decrypt(&args)),
         Command::Check(args) => check(&args),
-        Command::Setup(args) => database_command(|| {
-            pgshroud::setup::setup(&args.upstream_url, &args.rules)
-        }),
+        Command::Setup(args) => {
+            database_command(|| pgshroud::setup::setup(&args.upstream_url, &args.rules))
+        }
         Command::Demo(args) => demo(&args.listen),
         Command::Audit(AuditCommand::Verify(args)) => {
             let (out, code) = pgshroud::audit::verify::run(&args.files, args.key_file.as_deref());

@@ -70,7 +70,10 @@ impl CopyFormat {
         }
         // PostgreSQL accepts these, but then a quoted empty string or an escaped quote spans
         // a line break, and rows would no longer split the same way on both sides.
-        if [self.quote, self.escape].iter().any(|c| matches!(c, b'\n' | b'\r')) {
+        if [self.quote, self.escape]
+            .iter()
+            .any(|c| matches!(c, b'\n' | b'\r'))
+        {
             return bad("CSV quote and escape cannot be newline or carriage return");
         }
         if self.delimiter == self.quote {

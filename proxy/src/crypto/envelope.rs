@@ -226,7 +226,10 @@ mod tests {
     #[test]
     fn context_tag_is_fixed_per_context() {
         // Also in FORMAT.md and scripts/pgshroud_decrypt.py.
-        assert_eq!(hex::encode(context_tag("public.customers.email")), "17ab4a2f");
+        assert_eq!(
+            hex::encode(context_tag("public.customers.email")),
+            "17ab4a2f"
+        );
         assert_ne!(
             context_tag("public.customers.email"),
             context_tag("public.customers.age")
@@ -244,7 +247,11 @@ mod tests {
         assert_eq!(envelope.context_tag, Some(&context_tag("ctx")));
         assert_eq!(envelope.tag, &[0xcc; TAG_LEN]);
         assert_eq!(envelope.ciphertext, b"ct");
-        assert_eq!(upgrade_v1(&up, "ctx"), None, "format 2 is not upgraded again");
+        assert_eq!(
+            upgrade_v1(&up, "ctx"),
+            None,
+            "format 2 is not upgraded again"
+        );
         assert_eq!(upgrade_v1(&v1[..10], "ctx"), None);
     }
 

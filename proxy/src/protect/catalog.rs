@@ -144,7 +144,11 @@ pub fn lookup_query(tables: &[(String, String)]) -> String {
          JOIN pg_catalog.pg_type t ON t.oid {eq} a.atttypid \
          WHERE {} \
          ORDER BY c.oid, a.attnum",
-        if wanted.is_empty() { "false".to_owned() } else { wanted.join(" OR ") }
+        if wanted.is_empty() {
+            "false".to_owned()
+        } else {
+            wanted.join(" OR ")
+        }
     )
 }
 

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use pgshroud_rules::Rules;
 
 use super::catalog::{Catalog, CatalogColumn};
-use super::guard::GuardState;
 use super::codec::{self, Ciphers, ColumnSpec, Spec};
+use super::guard::GuardState;
 use crate::analyze::{self, Analysis, ColumnId, ProtectedSchema, StatementInfo, Usage};
 use crate::crypto::{KeyContext, KeyRing};
 use crate::pg_error::PgError;

@@ -152,7 +152,10 @@ mod tests {
         let name = constraint_name(&long);
         assert!(name.len() <= 63, "{name}");
         assert!(name.starts_with(NAME_PREFIX));
-        assert_ne!(constraint_name(&"a".repeat(60)), constraint_name(&"a".repeat(61)));
+        assert_ne!(
+            constraint_name(&"a".repeat(60)),
+            constraint_name(&"a".repeat(61))
+        );
     }
 
     #[test]
@@ -167,12 +170,14 @@ mod tests {
 
     #[test]
     fn state_follows_the_tag_in_the_definition() {
-        let def = |tag: &str| FoundGuard {
+        let def = |tag: &str| {
+            FoundGuard {
             name: "pgshroud_guard_email".into(),
             definition: format!(
                 "CHECK (((email IS NULL) OR ((length(email) >= 25) AND (\"substring\"(email, 1, 1) = '\\x02'::bytea) AND (\"substring\"(email, 6, 4) = '\\x{tag}'::bytea))))"
             ),
             validated: true,
+        }
         };
         let ctx = "public.customers.email";
         assert!(GuardState::of(&[def("17ab4a2f")], ctx).is_guarded());

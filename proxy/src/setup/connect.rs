@@ -31,7 +31,10 @@ pub async fn connect(url: &str) -> Result<Client, String> {
     let failed = |e: tokio_postgres::Error| format!("cannot connect to PostgreSQL: {}", reason(&e));
     let client = match tls {
         None => {
-            let (client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(failed)?;
+            let (client, connection) = config
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map_err(failed)?;
             tokio::spawn(connection);
             client
         }
@@ -96,7 +99,10 @@ mod tests {
         assert_eq!(mode, SslMode::VerifyFull);
         assert_eq!(ca, Some(PathBuf::from("/ca.pem")));
         let (url, mode, _) = split_tls_params("postgres://owner@db/shop").unwrap();
-        assert_eq!((url.as_str(), mode), ("postgres://owner@db/shop", SslMode::Prefer));
+        assert_eq!(
+            (url.as_str(), mode),
+            ("postgres://owner@db/shop", SslMode::Prefer)
+        );
         assert!(split_tls_params("postgres://db/x?sslmode=sometimes").is_err());
     }
 }

@@ -131,9 +131,11 @@ async fn text_rows(client: &Client, sql: &str) -> Result<Vec<Vec<Option<String>>
     Ok(messages
         .into_iter()
         .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => {
-                Some((0..row.len()).map(|i| row.get(i).map(str::to_owned)).collect())
-            }
+            SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_owned))
+                    .collect(),
+            ),
             _ => None,
         })
         .collect())
@@ -216,16 +218,25 @@ async fn guard_column(client: &Client, db: &Database, c: &RuleColumn) -> Result<
         guard::quote_ident(&name),
         guard::check_expression(&c.column, &c.context)
     );
-    client.batch_execute("BEGIN").await.map_err(|e| connect::reason(&e))?;
+    client
+        .batch_execute("BEGIN")
+        .await
+        .map_err(|e| connect::reason(&e))?;
     let result = async {
         let upgraded = upgrade_format_1(client, c).await?;
-        client.batch_execute(&add).await.map_err(|e| not_envelopes(c, &e))?;
+        client
+            .batch_execute(&add)
+            .await
+            .map_err(|e| not_envelopes(c, &e))?;
         Ok::<_, String>(upgraded)
     }
     .await;
     match result {
         Ok(upgraded) => {
-            client.batch_execute("COMMIT").await.map_err(|e| connect::reason(&e))?;
+            client
+                .batch_execute("COMMIT")
+                .await
+                .map_err(|e| connect::reason(&e))?;
             Ok(format!("guard {name} added{upgraded}"))
         }
         Err(e) => {
@@ -252,7 +263,10 @@ async fn upgrade_format_1(client: &Client, c: &RuleColumn) -> Result<String, Str
         tag = guard::tag_hex(&c.context),
         rest = CONTEXT_TAG_OFFSET + 1,
     );
-    let n = client.execute(&sql, &[]).await.map_err(|e| connect::reason(&e))?;
+    let n = client
+        .execute(&sql, &[])
+        .await
+        .map_err(|e| connect::reason(&e))?;
     Ok(match n {
         0 => String::new(),
         n => format!(" ({n} format-1 values rewritten to format 2)"),
