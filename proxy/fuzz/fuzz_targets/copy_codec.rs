@@ -37,8 +37,16 @@ fuzz_target!(|data: &[u8]| {
     let Ok(sealed) = whole else { return };
     let opened = run(&format, &protected, &[&sealed], from_hex)
         .unwrap_or_else(|e| panic!("the rewriter cannot read its own output: {e}"));
+    let mut again = run(&format, &protected, &[&opened], to_hex);
+    // A last row without line ending may come back with one: a row that rewrites to nothing
+    // (one empty field) needs it to stay a row.
+    if let Ok(again) = &mut again {
+        if again.len() == sealed.len() + 1 && again.ends_with(b"\n") && !sealed.ends_with(b"\n") {
+            again.pop();
+        }
+    }
     assert_eq!(
-        run(&format, &protected, &[&opened], to_hex).as_ref(),
+        again.as_ref(),
         Ok(&sealed),
         "values changed on the way back"
     );
