@@ -56,13 +56,25 @@ impl CopyFormat {
             return bad("NULL string cannot contain newline or carriage return");
         }
         if !self.csv {
-            if self.delimiter == b'\\' || self.delimiter == b'.' {
-                return bad("text format delimiter cannot be backslash or period");
+            // As PostgreSQL: a backslash before any of these is an escape sequence (`\x41`,
+            // `\.`), so an escaped delimiter would not read back as the delimiter.
+            if matches!(self.delimiter, b'\\' | b'.' | b'a'..=b'z' | b'0'..=b'9') {
+                return bad(
+                    "text format delimiter cannot be backslash, period, lower-case letter or digit",
+                );
             }
             return Ok(());
         }
         if !self.quote.is_ascii() || !self.escape.is_ascii() {
             return bad("CSV quote and escape must be single ASCII characters");
+        }
+        // PostgreSQL accepts these, but then a quoted empty string or an escaped quote spans
+        // a line break, and rows would no longer split the same way on both sides.
+        if [self.quote, self.escape]
+            .iter()
+            .any(|c| matches!(c, b'\n' | b'\r'))
+        {
+            return bad("CSV quote and escape cannot be newline or carriage return");
         }
         if self.delimiter == self.quote {
             return bad("CSV delimiter and quote must differ");

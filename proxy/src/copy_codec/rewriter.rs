@@ -247,8 +247,15 @@ impl CopyRewriter {
             out.extend_from_slice(raw);
             return Ok(());
         }
+        let start = out.len();
         self.rewrite_row(content, t, out)?;
-        out.extend_from_slice(ending);
+        if ending.is_empty() && out.len() == start {
+            // A last row without line ending that rewrites to nothing (a single empty field)
+            // would vanish from the stream: a line ending keeps it a row.
+            out.push(b'\n');
+        } else {
+            out.extend_from_slice(ending);
+        }
         Ok(())
     }
 

@@ -227,6 +227,18 @@ fn final_row_without_newline_is_processed_at_finish() {
 }
 
 #[test]
+fn final_row_that_rewrites_to_nothing_stays_a_row() {
+    // Found by the copy_codec fuzz target: the empty string of a one-column row without
+    // line ending was written as nothing, so the row disappeared.
+    let out = run(&CopyFormat::text(), &[true], r"\\x", from_hex).unwrap();
+    assert_eq!(out, "\n");
+    assert_eq!(
+        run(&CopyFormat::text(), &[true], &out, to_hex).unwrap(),
+        "\\\\x\n"
+    );
+}
+
+#[test]
 fn empty_stream_produces_nothing() {
     assert_eq!(run(&CopyFormat::text(), &[true], "", to_hex).unwrap(), "");
     assert_eq!(run(&CopyFormat::csv(), &[true], "", to_hex).unwrap(), "");
@@ -499,6 +511,27 @@ fn format_validation_rejects_ambiguous_options() {
         },
         CopyFormat {
             null: "a\nb".into(),
+            ..CopyFormat::text()
+        },
+        // Found by the copy_codec fuzz target: with a newline as quote, the empty string
+        // written back as `""` split its row in two.
+        CopyFormat {
+            quote: b'\n',
+            escape: b'\n',
+            ..CopyFormat::csv()
+        },
+        CopyFormat {
+            escape: b'\r',
+            ..CopyFormat::csv()
+        },
+        // Found by the copy_codec fuzz target: with `x` as delimiter, the `x` of a bytea
+        // value's `\x` was escaped into `\\\x`, which reads back as a hex escape.
+        CopyFormat {
+            delimiter: b'x',
+            ..CopyFormat::text()
+        },
+        CopyFormat {
+            delimiter: b'7',
             ..CopyFormat::text()
         },
     ];

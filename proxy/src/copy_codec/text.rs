@@ -153,17 +153,19 @@ pub(crate) fn encode_field(value: Option<&str>, delimiter: u8, null: &[u8], out:
         }
     }
     // A value spelled exactly like the null string would read back as NULL: write its first
-    // byte as an octal escape instead. (An empty value with NULL '' cannot be told apart in
-    // text format at all; PostgreSQL has the same limitation.)
+    // byte as an octal escape instead, replacing that byte's whole spelling (a backslash
+    // escape is two bytes). (An empty value with NULL '' cannot be told apart in text format
+    // at all; PostgreSQL has the same limitation.)
     if !value.is_empty() && out[start..] == *null {
-        let first = out[start];
+        let first = value.as_bytes()[0];
+        let spelling = if out[start] == b'\\' { 2 } else { 1 };
         let octal = [
             b'\\',
             b'0' + (first >> 6),
             b'0' + ((first >> 3) & 7),
             b'0' + (first & 7),
         ];
-        out.splice(start..start + 1, octal);
+        out.splice(start..start + spelling, octal);
     }
 }
 
@@ -268,6 +270,17 @@ mod tests {
         let mut buf = Vec::new();
         assert!(decode_field(out.as_bytes(), b"NULL", &mut buf));
         assert_eq!(buf, b"NULL");
+    }
+
+    #[test]
+    fn value_whose_escaped_spelling_is_the_null_string_is_disguised() {
+        // Found by the copy_codec fuzz target: with NULL '\f', a form feed was spelled `\f`
+        // and only its backslash replaced, which read back as the text `\f`.
+        let out = encoded(Some("\x0c"), r"\f");
+        assert_eq!(out, r"\014");
+        let mut buf = Vec::new();
+        assert!(decode_field(out.as_bytes(), br"\f", &mut buf));
+        assert_eq!(buf, b"\x0c");
     }
 
     #[test]

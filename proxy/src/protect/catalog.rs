@@ -95,8 +95,9 @@ impl Catalog {
         h.finish()
     }
 
-    /// Builds the catalog from the look-up query's text-format rows.
-    pub(crate) fn from_rows(rows: Vec<Vec<Option<String>>>) -> Catalog {
+    /// Builds the catalog from the look-up query's text-format rows (public for the fuzz
+    /// targets, which build a session's catalog without a database).
+    pub fn from_rows(rows: Vec<Vec<Option<String>>>) -> Catalog {
         let mut by_oid: HashMap<u32, CatalogTable> = HashMap::new();
         let mut path: Option<SessionPath> = None;
         for row in rows {

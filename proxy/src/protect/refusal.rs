@@ -34,7 +34,11 @@ pub fn without_server_context(frame: &[u8]) -> BytesMut {
         if code == 0 {
             break;
         }
-        let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+        // An unterminated field is dropped, as `protocol::fields` ignores it: the client must
+        // see the same severity and code the proxy read.
+        let Some(end) = rest.iter().position(|&b| b == 0) else {
+            break;
+        };
         if !matches!(code, b'W' | b'F' | b'L' | b'R') {
             body.push(code);
             body.extend_from_slice(&rest[..end]);
@@ -97,6 +101,17 @@ mod tests {
             &cleaned[..],
             &message(b'E', b"SERROR\0C42501\0Mpermission denied\0\0")[..]
         );
+    }
+
+    #[test]
+    fn unterminated_field_is_dropped_like_the_field_reader_does() {
+        // Found by the server_messages fuzz target: the unterminated V field was kept, so
+        // the cleaned error read as non-fatal while the original read as FATAL.
+        let frame = message(b'E', b"SFATAL\0VF!!");
+        assert!(crate::protocol::fields::is_fatal(&frame));
+        let cleaned = without_server_context(&frame);
+        assert_eq!(&cleaned[..], &message(b'E', b"SFATAL\0\0")[..]);
+        assert!(crate::protocol::fields::is_fatal(&cleaned));
     }
 
     #[test]
