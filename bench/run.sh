@@ -203,7 +203,11 @@ as_pg "$PGBOUNCER" -d -q "$WORK/pgbouncer.ini"
 wait_port "$BOUNCER_PORT"
 
 # ---------------------------------------------------------------------------------------------
-# 6. pgshroud: pass-through (no rules) and protected (customers rules).
+# 6. pgshroud: pass-through (no rules) and protected (customers rules). The protected
+# columns get their guard first (pgshroud writes to no unguarded column).
+log "install the guard on customers (pgshroud setup)"
+"$PGSHROUD" setup --upstream-url "postgres://$PGUSER@127.0.0.1:$PG_PORT/$PGDATABASE?sslmode=disable" \
+    --rules "$WORK/rules.toml" >"$WORK/setup.log" || die "pgshroud setup failed: $(cat "$WORK/setup.log")"
 log "start pgshroud on 127.0.0.1:$PASS_PORT (pass-through) and :$ENC_PORT (rules)"
 UPSTREAM="postgres://127.0.0.1:$PG_PORT?sslmode=disable"
 "$PGSHROUD" serve --upstream "$UPSTREAM" --listen "127.0.0.1:$PASS_PORT" --admin-listen off \
@@ -236,7 +240,7 @@ DB=bench psql_admin -c "VACUUM ANALYZE" -c "CHECKPOINT"
 found=$(psql -p "$ENC_PORT" -qAtX -c "SELECT age FROM customers WHERE email = '$((EMAIL_BASE + 7))'")
 [ "$found" = "$((18 + 7 % 70))" ] || die "encrypted lookup through pgshroud returned '$found'"
 stored=$(psql -p "$PG_PORT" -qAtX -c "SELECT substr(encode(email, 'hex'), 1, 2) FROM customers LIMIT 1")
-[ "$stored" = "01" ] || die "customers.email is not stored as an envelope ('$stored')"
+[ "$stored" = "02" ] || die "customers.email is not stored as an envelope ('$stored')"
 
 # ---------------------------------------------------------------------------------------------
 # 7. The runs. Scenario: name|pgbench arguments|targets. Targets: direct, pgbouncer, pgshroud
