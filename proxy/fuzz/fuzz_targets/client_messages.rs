@@ -39,7 +39,7 @@ fn decode(frame: &[u8]) {
     if let Ok(parse) = Parse::read(frame) {
         assert_eq!(Parse::read(&parse.write()).as_ref(), Ok(&parse));
         if frame[0] == b'P' {
-            assert_eq!(text, Some(parse.query.as_bytes()));
+            assert_eq!(text, Some(parse.query.as_slice()));
         }
     }
     if let Ok(mut bind) = Bind::read(frame) {
