@@ -397,3 +397,76 @@ async fn a_collector_whose_certificate_is_not_from_the_configured_ca_gets_nothin
     assert!(ends_chain(&file_lines(dir.path())));
     assert!(collector.received().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_ends_even_when_block_waits_for_a_collector_that_never_returns() {
+    // The failure this test catches is a runtime whose workers are all stuck in the audit
+    // queue, where no tokio timeout can fire: a plain thread ends the test process instead of
+    // letting it hang CI.
+    let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watchdog = finished.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(300));
+        if !watchdog.load(std::sync::atomic::Ordering::SeqCst) {
+            eprintln!("shutdown under `block` with the collector gone hung for 300 s");
+            std::process::exit(101);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut collector = Rsyslog::start(&dir.path().join("rsyslog"), Listen::Tcp);
+    let (db, proxy) = audited_proxy(
+        dir.path(),
+        ConfigLayer {
+            audit_syslog: Some(format!("tcp://127.0.0.1:{}", collector.port)),
+            audit_on_full: Some("block".into()),
+            audit_queue_size: Some(2),
+            ..Default::default()
+        },
+    )
+    .await;
+    let client = proxy
+        .connect(users::SCRAM, users::SCRAM_PASSWORD, &db)
+        .await
+        .unwrap();
+    collector.stop();
+    // Counts the statements the client saw succeed.
+    let busy = tokio::spawn(async move {
+        let mut ok = 0;
+        for i in 0..20 {
+            if client.simple_query(&format!("SELECT {i}")).await.is_err() {
+                break;
+            }
+            ok += 1;
+        }
+        ok
+    });
+    wait_for_metric(&proxy, "pgshroud_audit_syslog_connect_failures_total", 1.0).await;
+    assert!(
+        !busy.is_finished(),
+        "statements finished with the collector away"
+    );
+    // Shutdown gives the collector 10 s, then lets the blocked statements go.
+    let stopping = tokio::spawn(proxy.shutdown());
+    let succeeded = tokio::time::timeout(std::time::Duration::from_secs(120), busy)
+        .await
+        .expect("blocked statements end once shutdown gives up on the collector")
+        .unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(120), stopping)
+        .await
+        .expect("shutdown ends")
+        .unwrap();
+    let file = file_lines(dir.path());
+    assert!(
+        ends_chain(&file),
+        "the file sink got every event and chain_end"
+    );
+    let audited = file
+        .iter()
+        .filter(|l| l.contains("\"event\":\"statement\""))
+        .count();
+    assert!(
+        audited >= succeeded,
+        "{succeeded} statements succeeded, {audited} audited in the file"
+    );
+    finished.store(true, std::sync::atomic::Ordering::SeqCst);
+}

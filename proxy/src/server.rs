@@ -113,6 +113,11 @@ impl RunningProxy {
     /// its chain segment.
     pub async fn shutdown(self) {
         self.trigger.set(Stage::Draining);
+        if let Some(audit) = &self.context.audit {
+            // Sessions blocked on a full audit queue (a syslog collector away, `block`) must
+            // be able to end within the drain.
+            audit.begin_close();
+        }
         let _ = self.task.await;
         if let Some(audit) = self.context.audit.clone() {
             let _ = tokio::task::spawn_blocking(move || audit.close()).await;

@@ -97,6 +97,11 @@ impl Audit {
         self.cache.get(sql)
     }
 
+    /// Starts the bounded wait for absent destinations (see [`Sink::begin_close`]).
+    pub fn begin_close(&self) {
+        self.sink.begin_close();
+    }
+
     /// Flushes the queue and ends the chain segment with `chain_end`.
     pub fn close(&self) {
         self.sink.close();

@@ -142,15 +142,24 @@ impl Sink {
     pub fn emit(&self, event: Event) {
         let message = Message::Event(Box::new(event));
         match self.on_full {
-            OnFull::Block => {
-                let _ = self.tx.send(message);
-            }
+            OnFull::Block => match self.tx.try_send(message) {
+                Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+                Err(TrySendError::Full(message)) => wait_for_room(&self.tx, message),
+            },
             OnFull::Drop => {
                 if let Err(TrySendError::Full(_)) = self.tx.try_send(message) {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
                     self.metrics.audit_dropped();
                 }
             }
+        }
+    }
+
+    /// Shutdown has begun: forwarders waiting for an absent destination (a syslog collector)
+    /// give up after their bounded wait, so statements blocked on a full queue can end.
+    pub fn begin_close(&self) {
+        for closer in &self.closers {
+            closer();
         }
     }
 
@@ -162,12 +171,26 @@ impl Sink {
             Err(_) => None,
         };
         if let Some(handle) = handle {
-            for closer in &self.closers {
-                closer();
-            }
+            self.begin_close();
             let _ = self.tx.send(Message::Close);
             let _ = handle.join();
         }
+    }
+}
+
+/// Waits for room in a full queue. On a multi-threaded tokio runtime the wait is announced
+/// with `block_in_place`, so the runtime hands this worker's other tasks (the metrics endpoint,
+/// other sessions, shutdown) to another thread instead of stalling them behind the audit
+/// writer: with `block` and an absent collector, every session may be waiting here at once.
+fn wait_for_room(tx: &SyncSender<Message>, message: Message) {
+    let on_worker = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if on_worker {
+        tokio::task::block_in_place(|| {
+            let _ = tx.send(message);
+        });
+    } else {
+        let _ = tx.send(message);
     }
 }
 
