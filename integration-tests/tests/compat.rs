@@ -484,3 +484,100 @@ async fn foreign_key_and_not_null_details_never_show_ciphertext() {
         .await
         .expect("proxy up");
 }
+
+/// Stored values a server-side function puts into a message (RAISE with NEW.email, a
+/// statement in the CONTEXT) are taken out of errors and notices for every role.
+#[tokio::test]
+async fn stored_values_in_messages_hints_context_and_notices_are_taken_out() {
+    let f = Fixture::new().await;
+    cluster()
+        .admin_client_for(&f.db)
+        .await
+        .batch_execute(
+            r#"CREATE FUNCTION tell_customer() RETURNS trigger LANGUAGE plpgsql AS $f$
+               BEGIN
+                 RAISE NOTICE 'new customer %', NEW.email
+                   USING DETAIL = 'stored ' || NEW.email::text, HINT = NEW.email::text;
+                 IF NEW.name = 'refuse' THEN
+                   RAISE EXCEPTION 'refusing %', NEW.email USING HINT = NEW.email::text;
+                 END IF;
+                 IF NEW.name = 'nested' THEN
+                   EXECUTE format('SELECT 1/0 WHERE %L IS NOT NULL', NEW.email);
+                 END IF;
+                 RETURN NEW;
+               END $f$;
+               CREATE TRIGGER tell BEFORE INSERT ON customers
+                 FOR EACH ROW EXECUTE FUNCTION tell_customer();"#,
+        )
+        .await
+        .expect("trigger");
+    let (client, mut connection) = tokio_postgres::connect(
+        &f.proxy
+            .conn_string(users::SCRAM, users::SCRAM_PASSWORD, &f.db),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("connect through the proxy");
+    let (notices_tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = futures_util::StreamExt::next(&mut messages).await {
+            if let tokio_postgres::AsyncMessage::Notice(n) = message {
+                let _ = notices_tx.send(n);
+            }
+        }
+    });
+    let insert = "INSERT INTO customers (email, name) VALUES ($1, $2)";
+    client
+        .execute(insert, &[&"n@secret.example", &"ok"])
+        .await
+        .expect("insert");
+    let notice = notices.recv().await.expect("the trigger's notice");
+    let shown = [
+        notice.message(),
+        notice.detail().unwrap_or_default(),
+        notice.hint().unwrap_or_default(),
+    ]
+    .join(" | ");
+    assert!(shown.contains("[protected value removed]"), "{shown}");
+    assert!(
+        !shown.contains("\\x02"),
+        "ciphertext in the notice: {shown}"
+    );
+
+    for name in ["refuse", "nested"] {
+        let error = client
+            .execute(insert, &[&"e@secret.example", &name])
+            .await
+            .expect_err("the trigger raises");
+        let db = error.as_db_error().expect("a server error");
+        let shown = format!(
+            "{} | {:?} | {:?} | {:?}",
+            db.message(),
+            db.hint(),
+            db.where_(),
+            db.detail()
+        );
+        assert!(shown.contains("[protected value removed]"), "{shown}");
+        assert!(!shown.contains("\\x02"), "ciphertext in the error: {shown}");
+    }
+    // The server does put the ciphertext there.
+    let direct = cluster().admin_client_for(&f.db).await;
+    let error = direct
+        .execute(
+            "INSERT INTO customers (email, name) VALUES ($1, 'refuse')",
+            &[&vec![2u8; 40]],
+        )
+        .await
+        .expect_err("the trigger raises");
+    assert!(error.as_db_error().unwrap().message().contains("\\x02"));
+    // The session goes on.
+    assert_eq!(
+        client
+            .query_one("SELECT count(*) FROM customers", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        1
+    );
+}

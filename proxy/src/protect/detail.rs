@@ -102,6 +102,44 @@ fn plain_identifier(name: &str) -> Option<String> {
     ok.then(|| name.to_owned())
 }
 
+/// The error/notice fields other than a key DETAIL in which a stored value can appear: the
+/// message (`RAISE ... '%', NEW.email`), hint, context (a function's statement with its values)
+/// and internal query. A role's view cannot be placed there (no column is named), so envelopes
+/// are taken out for every role.
+pub const FREE_TEXT_FIELDS: [u8; 4] = [b'M', b'H', b'W', b'q'];
+
+/// Stands in for a stored value taken out of a message.
+pub const REMOVED: &str = "[protected value removed]";
+
+/// `text` with every stored value taken out; `None` when it holds none. Hex output loses the
+/// `\x..` run; escape output (`\002...`) has no clear end, so the whole text is replaced.
+pub fn scrub(text: &str) -> Option<String> {
+    if !text.contains('\\') || !may_hold_envelope(text) {
+        return None;
+    }
+    if [FORMAT_V1, FORMAT_V2]
+        .iter()
+        .any(|&v| text.contains(&format!("\\{v:03o}")))
+    {
+        return Some(format!("{REMOVED} (the message held a stored value)"));
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("\\x") {
+        out.push_str(&rest[..at]);
+        let run = &rest[at..];
+        let digits = run[2..].bytes().take_while(u8::is_ascii_hexdigit).count();
+        if may_hold_envelope(&run[..2 + digits]) {
+            out.push_str(REMOVED);
+        } else {
+            out.push_str(&run[..2 + digits]);
+        }
+        rest = &run[2 + digits..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
 /// Whether text may hold a pgshroud envelope as bytea output: hex (`\x02` and at least a SIV
 /// tag's worth of digits) or escape (`\002`).
 fn may_hold_envelope(text: &str) -> bool {
@@ -189,6 +227,31 @@ mod tests {
                 Detail::Drop,
                 "{detail}"
             );
+        }
+    }
+
+    #[test]
+    fn stored_values_are_taken_out_of_free_text() {
+        let message = format!("duplicate customer {} (see \\x0a)", envelope());
+        assert_eq!(
+            scrub(&message).as_deref(),
+            Some("duplicate customer [protected value removed] (see \\x0a)")
+        );
+        let context = format!(
+            "SQL statement \"INSERT INTO audit VALUES ('{}', '{}')\"",
+            envelope(),
+            envelope()
+        );
+        assert_eq!(
+            scrub(&context).as_deref(),
+            Some(
+                "SQL statement \"INSERT INTO audit VALUES ('[protected value removed]', '[protected value removed]')\""
+            )
+        );
+        let escaped = "value \\002\\000\\000\\000\\001 seen";
+        assert!(scrub(escaped).unwrap().starts_with(REMOVED));
+        for kept in ["nothing here", "short \\x02ab", "path C:\\x"] {
+            assert_eq!(scrub(kept), None, "{kept}");
         }
     }
 

@@ -1068,6 +1068,10 @@ impl ProtectedSession {
                 Verdict::Forward
             }
             backend::ERROR_RESPONSE => self.error_response(frame),
+            // A notice has no key DETAIL to place: its DETAIL is free text too.
+            backend::NOTICE_RESPONSE => {
+                scrub_fields(frame, &NOTICE_FIELDS).map_or(Verdict::Forward, Verdict::Replace)
+            }
             backend::READY_FOR_QUERY => self.ready_for_query(frame),
             _ => Verdict::Forward,
         }
@@ -1166,7 +1170,14 @@ impl ProtectedSession {
         let verdict = if self.error_is_refusal() {
             Verdict::Replace(refusal::without_server_context(frame))
         } else {
-            self.error_detail(frame)
+            match self.error_detail(frame) {
+                Verdict::Replace(detailed) => {
+                    let scrubbed = scrub_fields(&detailed, &detail::FREE_TEXT_FIELDS);
+                    Verdict::Replace(scrubbed.unwrap_or(detailed))
+                }
+                _ => scrub_fields(frame, &detail::FREE_TEXT_FIELDS)
+                    .map_or(Verdict::Forward, Verdict::Replace),
+            }
         };
         match self.pending.front() {
             // A simple query (or FunctionCall) ends at its ReadyForQuery; its later statements
@@ -1743,6 +1754,30 @@ statements = ["select"]
         addr: "127.0.0.1".parse().expect("address"),
     };
     ProtectedSession::new(live, caller, Catalog::default(), Arc::new(Metrics::new()))
+}
+
+/// The free-text fields of a notice, where stored values are taken out.
+const NOTICE_FIELDS: [u8; 5] = [b'M', b'D', b'H', b'W', b'q'];
+
+/// `frame` (an ErrorResponse or NoticeResponse) with stored values taken out of `codes`;
+/// `None` when none of them held one. A field in another client_encoding is replaced whole.
+fn scrub_fields(frame: &[u8], codes: &[u8]) -> Option<BytesMut> {
+    let mut out: Option<BytesMut> = None;
+    for &code in codes {
+        let current = out.as_deref().unwrap_or(frame);
+        let Some(raw) = fields::field_bytes(current, code) else {
+            continue;
+        };
+        let scrubbed = match std::str::from_utf8(raw) {
+            Ok(text) => detail::scrub(text),
+            Err(_) => detail::scrub(&String::from_utf8_lossy(raw))
+                .map(|_| format!("{} (the message held a stored value)", detail::REMOVED)),
+        };
+        if let Some(text) = scrubbed {
+            out = Some(fields::with_field(current, code, Some(&text)));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
