@@ -48,6 +48,12 @@ pub struct ConfigLayer {
     pub master_key_file: Option<PathBuf>,
     pub master_key_command: Option<String>,
     pub require_guard: Option<bool>,
+    pub auth_mode: Option<String>,
+    pub auth_file: Option<PathBuf>,
+    pub auth_user: Option<String>,
+    pub auth_password_file: Option<PathBuf>,
+    pub auth_dbname: Option<String>,
+    pub auth_query: Option<String>,
 }
 
 macro_rules! overlay {
@@ -93,7 +99,13 @@ impl ConfigLayer {
             shutdown_timeout_secs,
             master_key_file,
             master_key_command,
-            require_guard
+            require_guard,
+            auth_mode,
+            auth_file,
+            auth_user,
+            auth_password_file,
+            auth_dbname,
+            auth_query
         )
     }
 
@@ -177,6 +189,33 @@ pub struct TlsFiles {
     pub client_ca: Option<PathBuf>,
 }
 
+/// How clients are authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthMode {
+    /// PostgreSQL decides and the proxy passes the exchange through: the proxy holds no
+    /// credentials, but SCRAM channel binding cannot cross its TLS.
+    Relay,
+    /// The proxy checks clients itself against the users' SCRAM verifiers and logs in upstream
+    /// with the ClientKey the client's proof revealed (SCRAM pass-through): channel binding
+    /// works on each TLS leg.
+    Proxy(SecretSettings),
+}
+
+/// Where proxy-side authentication reads verifiers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSettings {
+    /// `auth_file`: `"user" "SCRAM-SHA-256$..."` lines.
+    File(PathBuf),
+    /// `auth_query` as `auth_user` on database `auth_dbname`.
+    Query {
+        user: String,
+        /// `auth_user`'s password; without it, `$PGSHROUD_AUTH_PASSWORD` (or none).
+        password_file: Option<PathBuf>,
+        dbname: String,
+        query: String,
+    },
+}
+
 /// Resource limits and timeouts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -207,6 +246,7 @@ pub struct Settings {
     pub master_key_command: Option<String>,
     /// Write to no protected column that lacks its guard in the database (default true).
     pub require_guard: bool,
+    pub auth_mode: AuthMode,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:6432";
@@ -217,6 +257,7 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 256 * 1024 * 1024;
 impl Settings {
     /// Applies defaults and validates every setting.
     pub fn resolve(layer: ConfigLayer) -> Result<Settings, ConfigError> {
+        let auth_mode = auth_mode(&layer)?;
         let audit = layer.audit_file.as_deref().map(|a| match a {
             "-" => AuditTarget::Stdout,
             path => AuditTarget::File(PathBuf::from(path)),
@@ -339,7 +380,71 @@ impl Settings {
             master_key_file: layer.master_key_file,
             master_key_command: layer.master_key_command,
             require_guard: layer.require_guard.unwrap_or(true),
+            auth_mode,
         })
+    }
+}
+
+/// `auth_mode` and its sources. Unset, it follows the settings: proxy-side authentication when
+/// a verifier source is configured (the mode that works with TLS and channel binding on both
+/// legs), else relay (which needs no credentials in the proxy).
+fn auth_mode(layer: &ConfigLayer) -> Result<AuthMode, ConfigError> {
+    if layer.auth_user.is_none() {
+        for (name, set) in [
+            ("auth_password_file", layer.auth_password_file.is_some()),
+            ("auth_dbname", layer.auth_dbname.is_some()),
+            ("auth_query", layer.auth_query.is_some()),
+        ] {
+            if set {
+                return Err(invalid(name, "needs auth_user (the role auth_query runs as)"));
+            }
+        }
+    }
+    let secrets = match (&layer.auth_file, &layer.auth_user) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "auth_file",
+                "give either auth_file or auth_user (auth_query), not both",
+            ))
+        }
+        (Some(file), None) => {
+            readable_file("auth_file", file)?;
+            Some(SecretSettings::File(file.clone()))
+        }
+        (None, Some(user)) => {
+            if let Some(file) = &layer.auth_password_file {
+                readable_file("auth_password_file", file)?;
+            }
+            Some(SecretSettings::Query {
+                user: user.clone(),
+                password_file: layer.auth_password_file.clone(),
+                dbname: layer
+                    .auth_dbname
+                    .clone()
+                    .unwrap_or_else(|| "postgres".into()),
+                query: layer
+                    .auth_query
+                    .clone()
+                    .unwrap_or_else(|| crate::auth::secrets::DEFAULT_AUTH_QUERY.into()),
+            })
+        }
+        (None, None) => None,
+    };
+    match (layer.auth_mode.as_deref(), secrets) {
+        (None | Some("proxy"), Some(secrets)) => Ok(AuthMode::Proxy(secrets)),
+        (None | Some("relay"), None) => Ok(AuthMode::Relay),
+        (Some("proxy"), None) => Err(invalid(
+            "auth_mode",
+            "proxy needs auth_user (with auth_query) or auth_file to find users' SCRAM verifiers",
+        )),
+        (Some("relay"), Some(_)) => Err(invalid(
+            "auth_mode",
+            "relay passes logins to PostgreSQL; remove auth_file/auth_user or use proxy",
+        )),
+        (Some(other), _) => Err(invalid(
+            "auth_mode",
+            format!("`{other}` is not relay or proxy"),
+        )),
     }
 }
 

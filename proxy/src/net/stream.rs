@@ -45,6 +45,16 @@ impl Stream {
         Some(cert.subject().to_string())
     }
 
+    /// The upstream server's certificate as SCRAM channel binding data
+    /// (`tls-server-end-point`), when this is a TLS connection to the server.
+    pub fn server_end_point(&self) -> Option<Vec<u8>> {
+        let Stream::ServerTls(tls) = self else {
+            return None;
+        };
+        let der = tls.get_ref().1.peer_certificates()?.first()?;
+        Some(crate::auth::scram::tls_server_end_point(der.as_ref()))
+    }
+
     /// Splits into halves; plain TCP splits without a lock.
     pub fn split(self) -> (ReadHalf, WriteHalf) {
         match self {

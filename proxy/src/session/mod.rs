@@ -3,6 +3,8 @@
 
 pub mod auth;
 pub mod handshake;
+pub mod login;
+pub mod pass_through;
 pub mod relay;
 pub mod settings;
 
@@ -17,6 +19,7 @@ use tokio::net::TcpStream;
 use tracing::{debug, info, warn, Instrument};
 
 use self::auth::{AuthError, AuthExchange};
+use self::pass_through::PassThrough;
 use self::handshake::{send_and_close, Handshake, HandshakeError};
 use self::relay::{Inbound, RelayEnd, ServerPath, SessionState, MAX_SERVER_MESSAGE};
 use self::settings::TextSettings;
@@ -166,38 +169,49 @@ async fn run_session(
     audit: &AuditGuard,
 ) {
     let limits = &ctx.settings.limits;
-    let mut server = match ctx.upstream.connect().await {
-        Ok(s) => s,
-        Err(e) => {
+    let mut client_buf = FrameBuffer::new(limits.max_message_size);
+    let mut server_buf = FrameBuffer::new(MAX_SERVER_MESSAGE);
+    let user = startup.user().unwrap_or_default();
+
+    let login = async {
+        negotiate_version(&mut client, &startup).await?;
+        // Proxy-side authentication checks the client before any upstream connection opens.
+        let pass_through = match &ctx.auth {
+            Some(proxy_auth) => {
+                let proven =
+                    login::authenticate(&mut client, &mut client_buf, user, proxy_auth).await?;
+                Some(PassThrough::new(proven, user))
+            }
+            None => None,
+        };
+        let mut server = ctx.upstream.connect().await?;
+        server.write_all(&startup.encode_v3()).await?;
+        server.flush().await?;
+        let authenticated = AuthExchange {
+            client: &mut client,
+            client_buf: &mut client_buf,
+            server: &mut server,
+            server_buf: &mut server_buf,
+            pass_through,
+        }
+        .run(&ctx.cancels)
+        .await?;
+        Ok::<_, AuthError>((authenticated, server))
+    };
+    let (authenticated, mut server) = match tokio::time::timeout(limits.startup_timeout, login).await {
+        Ok(Ok(a)) => a,
+        Ok(Err(AuthError::Connect(e))) => {
             warn!("upstream connection failed: {e}");
             ctx.metrics.upstream_error();
             ctx.metrics.connection_error(Why::UpstreamConnect);
             send_and_close(&mut client, &PgError::upstream_unreachable(&e.to_string())).await;
             return;
         }
-    };
-    let mut client_buf = FrameBuffer::new(limits.max_message_size);
-    let mut server_buf = FrameBuffer::new(MAX_SERVER_MESSAGE);
-
-    let login = async {
-        negotiate_version(&mut client, &startup).await?;
-        server.write_all(&startup.encode_v3()).await?;
-        server.flush().await?;
-        AuthExchange {
-            client: &mut client,
-            client_buf: &mut client_buf,
-            server: &mut server,
-            server_buf: &mut server_buf,
-        }
-        .run(&ctx.cancels)
-        .await
-    };
-    let authenticated = match tokio::time::timeout(limits.startup_timeout, login).await {
-        Ok(Ok(a)) => a,
         Ok(Err(e)) => {
             log_auth_failure(&e);
             audit.with(|a| match &e {
                 AuthError::Refused { sqlstate, .. } => a.auth_failed(Some(sqlstate)),
+                AuthError::Denied(error) => a.auth_failed(Some(error.code)),
                 _ => a.auth_failed(None),
             });
             ctx.metrics.connection_error(match e {
@@ -329,6 +343,7 @@ async fn negotiate_version(client: &mut Stream, startup: &StartupMessage) -> Res
 fn log_auth_failure(e: &AuthError) {
     match e {
         AuthError::Refused { sqlstate, .. } => info!(%sqlstate, "login refused by the server"),
+        AuthError::Denied(error) => info!(sqlstate = %error.code, "login refused by pgshroud"),
         AuthError::ClientGone => debug!("client left during authentication"),
         other => warn!("authentication failed: {other}"),
     }

@@ -1,0 +1,200 @@
+//! Proxy-side authentication of a client (`auth_mode = "proxy"`): pgshroud plays PostgreSQL's
+//! part of SCRAM-SHA-256 (and -PLUS over its own TLS) against the user's stored verifier. A
+//! right proof yields the ClientKey that `pass_through` logs in upstream with; the client's
+//! final `AuthenticationSASLFinal` + `AuthenticationOk` are held back until the server agreed.
+
+use bytes::{BufMut, BytesMut};
+use tokio::io::AsyncWriteExt;
+use tracing::{info, warn};
+
+use super::auth::AuthError;
+use crate::auth::scram::{self, ClientKey, ScramError, ServerExchange, Verifier};
+use crate::auth::secrets::Secret;
+use crate::auth::ProxyAuth;
+use crate::net::stream::Stream;
+use crate::pg_error::{sqlstate, PgError};
+use crate::protocol::frame::{message, FrameBuffer};
+use crate::protocol::types::{auth, backend, frontend};
+
+/// A client whose proof was right.
+#[derive(Debug)]
+pub struct Proven {
+    pub verifier: Verifier,
+    pub key: ClientKey,
+    /// `AuthenticationSASLFinal` and `AuthenticationOk`, for the client once upstream agreed.
+    pub reply: BytesMut,
+}
+
+/// The client's password exchange, up to a verified proof. Every refusal has been sent to
+/// the client when this returns an error.
+pub async fn authenticate(
+    client: &mut Stream,
+    client_buf: &mut FrameBuffer,
+    user: &str,
+    proxy_auth: &ProxyAuth,
+) -> Result<Proven, AuthError> {
+    let (verifier, known) = match proxy_auth.source.lookup(user).await {
+        Ok(Secret::Scram(v)) => (v, true),
+        Ok(Secret::Unusable) => (Verifier::mock(user, &proxy_auth.mock_secret), false),
+        Err(e) => {
+            warn!("cannot check the password of the client: {e}");
+            let error = PgError::fatal(
+                sqlstate::CONNECTION_FAILURE,
+                "pgshroud cannot check passwords right now: its look-up of users' verifiers failed",
+            )
+            .with_hint("The proxy's log says why (auth_query connection or auth_file).");
+            return refuse(client, error).await;
+        }
+    };
+    // PLUS only over the proxy's own TLS, bound to the proxy's certificate.
+    let end_point = proxy_auth.end_point.as_deref().filter(|_| client.is_tls());
+    let mut mechanisms = Vec::new();
+    if end_point.is_some() {
+        mechanisms.push(scram::MECHANISM_PLUS);
+    }
+    mechanisms.push(scram::MECHANISM);
+    client.write_all(&sasl_request(&mechanisms)).await?;
+    let initial = read_password_message(client, client_buf).await?;
+    let (mechanism, first) = match initial_response(&initial) {
+        Some(parts) => parts,
+        None => {
+            return refuse(
+                client,
+                PgError::fatal(sqlstate::PROTOCOL_VIOLATION, "malformed SASLInitialResponse"),
+            )
+            .await
+        }
+    };
+    let (exchange, server_first) =
+        match ServerExchange::start(&mechanism, first, end_point, &verifier) {
+            Ok(started) => started,
+            Err(e) => return refuse(client, scram_error(e)).await,
+        };
+    client
+        .write_all(&auth_message(auth::SASL_CONTINUE, server_first.as_bytes()))
+        .await?;
+    let response = read_password_message(client, client_buf).await?;
+    let last = match exchange.finish(&response[5..], &verifier) {
+        Ok(last) => last,
+        Err(e) => return refuse(client, scram_error(e)).await,
+    };
+    match last {
+        Some((key, server_final)) if known => {
+            let mut reply = auth_message(auth::SASL_FINAL, server_final.as_bytes());
+            reply.extend_from_slice(&auth_message(auth::OK, b""));
+            Ok(Proven {
+                verifier,
+                key,
+                reply,
+            })
+        }
+        _ => {
+            // PostgreSQL's words, for unknown users too, so the answer tells nothing apart.
+            info!(
+                known_user = known,
+                "password authentication failed (checked by pgshroud)"
+            );
+            refuse(client, wrong_password(user)).await
+        }
+    }
+}
+
+/// PostgreSQL's own error for a wrong password.
+pub fn wrong_password(user: &str) -> PgError {
+    PgError::fatal(
+        sqlstate::INVALID_PASSWORD,
+        format!("password authentication failed for user \"{user}\""),
+    )
+}
+
+fn scram_error(e: ScramError) -> PgError {
+    let error = PgError::fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string());
+    match e {
+        ScramError::BindingNegotiation => error.with_detail(
+            "The client supports SCRAM channel binding but thinks the server does not.  \
+             However, this server does support channel binding.",
+        ),
+        _ => error,
+    }
+}
+
+/// Sends `error` to the client and returns it as the login's failure.
+pub(super) async fn refuse<T>(client: &mut Stream, error: PgError) -> Result<T, AuthError> {
+    client.write_all(&error.to_bytes()).await?;
+    client.flush().await?;
+    Err(AuthError::Denied(error))
+}
+
+async fn read_password_message(
+    client: &mut Stream,
+    client_buf: &mut FrameBuffer,
+) -> Result<BytesMut, AuthError> {
+    client.flush().await?;
+    let frame = client_buf
+        .read_frame(client)
+        .await
+        .map_err(AuthError::Client)?
+        .ok_or(AuthError::ClientGone)?;
+    match frame[0] {
+        frontend::PASSWORD => Ok(frame),
+        frontend::TERMINATE => Err(AuthError::ClientGone),
+        other => Err(AuthError::ClientProtocol(other as char)),
+    }
+}
+
+/// An `R` message with `code` and `data`.
+fn auth_message(code: i32, data: &[u8]) -> BytesMut {
+    let mut body = BytesMut::with_capacity(4 + data.len());
+    body.put_i32(code);
+    body.put_slice(data);
+    message(backend::AUTHENTICATION, &body)
+}
+
+fn sasl_request(mechanisms: &[&str]) -> BytesMut {
+    let mut body = BytesMut::new();
+    body.put_i32(auth::SASL);
+    for m in mechanisms {
+        body.put_slice(m.as_bytes());
+        body.put_u8(0);
+    }
+    body.put_u8(0);
+    message(backend::AUTHENTICATION, &body)
+}
+
+/// SASLInitialResponse: mechanism name, then the length-prefixed client-first-message.
+fn initial_response(frame: &[u8]) -> Option<(String, &[u8])> {
+    let body = frame.get(5..)?;
+    let nul = body.iter().position(|&b| b == 0)?;
+    let mechanism = std::str::from_utf8(&body[..nul]).ok()?.to_owned();
+    let rest = &body[nul + 1..];
+    let len = i32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
+    let data = rest.get(4..)?;
+    (usize::try_from(len).ok()? == data.len()).then_some((mechanism, data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sasl_initial_response_is_split_into_mechanism_and_data() {
+        let mut body = BytesMut::new();
+        body.put_slice(b"SCRAM-SHA-256\0");
+        body.put_i32(5);
+        body.put_slice(b"n,,n=");
+        let frame = message(frontend::PASSWORD, &body);
+        let (mechanism, data) = initial_response(&frame).unwrap();
+        assert_eq!((mechanism.as_str(), data), ("SCRAM-SHA-256", &b"n,,n="[..]));
+        let mut short = BytesMut::new();
+        short.put_slice(b"SCRAM-SHA-256\0");
+        short.put_i32(9);
+        short.put_slice(b"n,,");
+        assert!(initial_response(&message(frontend::PASSWORD, &short)).is_none());
+    }
+
+    #[test]
+    fn sasl_request_lists_mechanisms_with_a_terminator() {
+        let frame = sasl_request(&[scram::MECHANISM_PLUS, scram::MECHANISM]);
+        assert_eq!(&frame[9..], b"SCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0\0");
+    }
+}
