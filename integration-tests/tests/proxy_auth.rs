@@ -415,3 +415,167 @@ async fn auth_query_connection_down_gives_a_clear_error_and_recovers() {
     restored.unwrap();
     assert_proxy_serves(&p, &role, "down-secret", &db).await;
 }
+
+/// One login with a driver's strictest TLS settings through the proxy; prints UPSTREAM_FACTS.
+/// Connection facts come from the environment: LOGIN_PORT, LOGIN_USER, LOGIN_PASSWORD,
+/// LOGIN_DB, LOGIN_CA, LOGIN_SQL.
+const PSYCOPG_LOGIN: &str = r#"
+import os, psycopg
+e = os.environ
+conninfo = (f"host=localhost port={e['LOGIN_PORT']} user={e['LOGIN_USER']} dbname={e['LOGIN_DB']}"
+            f" sslmode=verify-full sslrootcert={e['LOGIN_CA']} channel_binding=require")
+with psycopg.connect(conninfo, password=e["LOGIN_PASSWORD"]) as c:
+    print(c.execute(e["LOGIN_SQL"]).fetchone()[0])
+"#;
+
+/// asyncpg implements no channel binding (it sends `n`); verify-full is its strictest TLS.
+const ASYNCPG_LOGIN: &str = r#"
+import asyncio, os, ssl, asyncpg
+e = os.environ
+async def main():
+    tls = ssl.create_default_context(cafile=e["LOGIN_CA"])
+    c = await asyncpg.connect(host="localhost", port=int(e["LOGIN_PORT"]), user=e["LOGIN_USER"],
+                              password=e["LOGIN_PASSWORD"], database=e["LOGIN_DB"], ssl=tls)
+    print(await c.fetchval(e["LOGIN_SQL"]))
+    await c.close()
+asyncio.run(main())
+"#;
+
+const NODE_LOGIN: &str = r#"
+const e = process.env;
+const { Client } = require(e.LOGIN_PG_MODULE);
+const c = new Client({
+  host: 'localhost', port: Number(e.LOGIN_PORT), user: e.LOGIN_USER, password: e.LOGIN_PASSWORD,
+  database: e.LOGIN_DB, ssl: { ca: require('fs').readFileSync(e.LOGIN_CA) },
+  enableChannelBinding: true,
+});
+c.connect()
+  .then(() => c.query({ text: e.LOGIN_SQL, rowMode: 'array' }))
+  .then((r) => { console.log(r.rows[0][0]); return c.end(); })
+  .catch((err) => { console.error(err.message); process.exit(1); });
+"#;
+
+/// pgjdbc 42.5 (Debian 12) has no channelBinding setting and sends `n`; verify-full is its
+/// strictest TLS.
+const JDBC_LOGIN: &str = r#"
+import java.sql.*;
+public class Login {
+    public static void main(String[] args) throws Exception {
+        var e = System.getenv();
+        String url = "jdbc:postgresql://localhost:" + e.get("LOGIN_PORT") + "/" + e.get("LOGIN_DB")
+            + "?sslmode=verify-full&sslrootcert=" + e.get("LOGIN_CA");
+        try (Connection c = DriverManager.getConnection(url, e.get("LOGIN_USER"), e.get("LOGIN_PASSWORD"));
+             ResultSet r = c.createStatement().executeQuery(e.get("LOGIN_SQL"))) {
+            r.next();
+            System.out.println(r.getString(1));
+        }
+    }
+}
+"#;
+
+#[derive(Debug, Clone, Copy)]
+enum LoginDriver {
+    Psycopg,
+    Asyncpg,
+    NodePostgres,
+    Jdbc,
+}
+
+/// Runs `driver`'s login through `p`; `Ok(stdout)` or `Err(stderr)`.
+async fn driver_login(
+    p: &TlsProxy,
+    driver: LoginDriver,
+    user: &str,
+    password: &str,
+    db: &str,
+) -> Result<String, String> {
+    let drivers = Path::new(env!("CARGO_MANIFEST_DIR")).join("drivers");
+    let script = |name: &str, text: &str| {
+        let path = p.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let mut command = match driver {
+        LoginDriver::Psycopg | LoginDriver::Asyncpg => {
+            let text = match driver {
+                LoginDriver::Psycopg => PSYCOPG_LOGIN,
+                _ => ASYNCPG_LOGIN,
+            };
+            let mut c = tokio::process::Command::new("python3");
+            c.arg(script(&format!("{driver:?}.py"), text));
+            c
+        }
+        LoginDriver::NodePostgres => {
+            assert!(
+                drivers.join("node_modules/pg").exists(),
+                "node-postgres missing: run scripts/install-test-deps.sh"
+            );
+            let mut c = tokio::process::Command::new("node");
+            c.arg(script("login.js", NODE_LOGIN))
+                .env("LOGIN_PG_MODULE", drivers.join("node_modules/pg"));
+            c
+        }
+        LoginDriver::Jdbc => {
+            // Java 11+ runs a single source file directly.
+            let mut c = tokio::process::Command::new("java");
+            c.args(["-cp", "/usr/share/java/postgresql.jar"])
+                .arg(script("Login.java", JDBC_LOGIN));
+            c
+        }
+    };
+    let out = command
+        .env("LOGIN_PORT", p.proxy.port().to_string())
+        .env("LOGIN_USER", user)
+        .env("LOGIN_PASSWORD", password)
+        .env("LOGIN_DB", db)
+        .env("LOGIN_CA", &p.ca_path)
+        .env("LOGIN_SQL", UPSTREAM_FACTS)
+        .output()
+        .await
+        .expect("driver runs");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Every driver logs in with its strictest TLS settings through the proxy to the TLS-only
+/// role, then a wrong password gets 28P01, and the proxy still serves the next login.
+async fn driver_logs_in_with_strict_tls(driver: LoginDriver) {
+    let db = cluster().fresh_database().await;
+    let role = tls_only_role("driver-secret").await;
+    let p = tls_proxy(Secrets::Query(AUTH_USER)).await;
+    let facts = driver_login(&p, driver, &role, "driver-secret", &db)
+        .await
+        .unwrap_or_else(|e| panic!("{driver:?}: {e}"));
+    assert_eq!(facts, format!("true {role}"), "{driver:?}");
+    let refused = driver_login(&p, driver, &role, "wrong", &db)
+        .await
+        .expect_err("wrong password");
+    assert!(
+        refused.contains("28P01") || refused.contains("password authentication failed"),
+        "{driver:?}: {refused}"
+    );
+    assert_proxy_serves(&p, &role, "driver-secret", &db).await;
+}
+
+#[tokio::test]
+async fn psycopg_logs_in_with_verify_full_and_channel_binding_required() {
+    driver_logs_in_with_strict_tls(LoginDriver::Psycopg).await;
+}
+
+#[tokio::test]
+async fn asyncpg_logs_in_with_verify_full() {
+    driver_logs_in_with_strict_tls(LoginDriver::Asyncpg).await;
+}
+
+#[tokio::test]
+async fn node_postgres_logs_in_with_verify_full_and_channel_binding() {
+    driver_logs_in_with_strict_tls(LoginDriver::NodePostgres).await;
+}
+
+#[tokio::test]
+async fn jdbc_logs_in_with_verify_full() {
+    driver_logs_in_with_strict_tls(LoginDriver::Jdbc).await;
+}
