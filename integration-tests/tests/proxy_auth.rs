@@ -106,6 +106,11 @@ enum Secrets {
 }
 
 async fn tls_proxy(secrets: Secrets) -> TlsProxy {
+    tls_proxy_with(secrets, |_| ConfigLayer::default()).await
+}
+
+/// Like [`tls_proxy`], with settings that may name files in the proxy's directory.
+async fn tls_proxy_with(secrets: Secrets, extra: impl FnOnce(&Path) -> ConfigLayer) -> TlsProxy {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new();
     let ca_path = ca.write_ca(dir.path());
@@ -133,6 +138,7 @@ async fn tls_proxy(secrets: Secrets) -> TlsProxy {
             layer.auth_query = Some(AUTH_QUERY.into());
         }
     }
+    let layer = extra(dir.path()).over(layer);
     let proxy = TestProxy::start(cluster().tls_url("verify-full"), layer).await;
     TlsProxy {
         proxy,
@@ -161,11 +167,22 @@ impl TlsProxy {
         password: &str,
         db: &str,
     ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        self.connect_with(self.ca.client_config(), user, password, db)
+            .await
+    }
+
+    async fn connect_with(
+        &self,
+        tls: rustls::ClientConfig,
+        user: &str,
+        password: &str,
+        db: &str,
+    ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
         let conn = format!(
             "host=localhost port={} user={user} password='{password}' dbname={db} sslmode=require",
             self.proxy.port()
         );
-        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(self.ca.client_config());
+        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
         let (client, connection) = tokio_postgres::connect(&conn, tls).await?;
         tokio::spawn(connection);
         Ok(client)
@@ -244,9 +261,17 @@ async fn psql_logs_in_with_verify_full_and_channel_binding_required() {
     )
     .await;
     assert!(run.ok, "{}{}", run.stdout, run.stderr);
-    assert!(run.stdout.contains(&format!("true {role}")), "{}", run.stdout);
+    assert!(
+        run.stdout.contains(&format!("true {role}")),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.contains("42"), "{}", run.stdout);
-    assert!(run.stdout.contains("SSL connection (protocol: TLSv1."), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("SSL connection (protocol: TLSv1."),
+        "{}",
+        run.stdout
+    );
     // sslmode=require (no certificate check) works the same.
     let run = psql(
         &format!(
@@ -308,7 +333,9 @@ async fn wrong_passwords_and_unknown_users_get_postgresqls_28p01() {
         let run = psql(&p.strict_conn(&role, &db), "wrong-secret", &["SELECT 1"]).await;
         assert!(!run.ok);
         assert!(
-            run.stderr.contains(&format!("password authentication failed for user \"{role}\"")),
+            run.stderr.contains(&format!(
+                "password authentication failed for user \"{role}\""
+            )),
             "{}",
             run.stderr
         );
@@ -578,4 +605,97 @@ async fn node_postgres_logs_in_with_verify_full_and_channel_binding() {
 #[tokio::test]
 async fn jdbc_logs_in_with_verify_full() {
     driver_logs_in_with_strict_tls(LoginDriver::Jdbc).await;
+}
+
+#[tokio::test]
+async fn failed_proxy_side_logins_are_audited_without_the_password() {
+    let db = cluster().fresh_database().await;
+    let role = tls_only_role("audited-secret").await;
+    let p = tls_proxy_with(Secrets::File(vec![role.clone()]), |dir| {
+        let key = dir.join("audit.key");
+        std::fs::write(&key, pgshroud_integration_tests::protected::OTHER_KEY).unwrap();
+        ConfigLayer {
+            audit_file: Some(dir.join("audit.log").display().to_string()),
+            audit_key_file: Some(key),
+            ..ConfigLayer::default()
+        }
+    })
+    .await;
+    let err = p
+        .connect(&role, "wrong-audited-secret", &db)
+        .await
+        .unwrap_err();
+    assert_eq!(db_error(&err).0, "28P01");
+    assert_proxy_serves(&p, &role, "audited-secret", &db).await;
+    let TlsProxy { proxy, dir, .. } = p;
+    proxy.shutdown().await;
+    let text = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
+    let failed: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["event"] == "auth_failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{text}");
+    assert_eq!(failed[0]["sqlstate"], "28P01");
+    assert_eq!(failed[0]["user"], role.as_str());
+    for secret in ["audited-secret", "SCRAM-SHA-256$"] {
+        assert!(!text.contains(secret), "{secret} in the audit log");
+    }
+}
+
+#[tokio::test]
+async fn client_certificate_must_name_the_user_under_verify_full() {
+    let db = cluster().fresh_database().await;
+    let role = tls_only_role("cert-secret").await;
+    let p = tls_proxy_with(Secrets::Query(AUTH_USER), |dir| ConfigLayer {
+        tls_client_ca_file: Some(dir.join("ca.crt")),
+        tls_client_cert: Some("verify-full".into()),
+        ..ConfigLayer::default()
+    })
+    .await;
+    let own = p.ca.issue_client(&role);
+    let with_cert = |cert| p.ca.client_config_with_identity(cert);
+    let c = p
+        .connect_with(with_cert(&own), &role, "cert-secret", &db)
+        .await
+        .expect("certificate naming the user, right password");
+    let facts: String = c.query_one(UPSTREAM_FACTS, &[]).await.unwrap().get(0);
+    assert_eq!(facts, format!("true {role}"));
+    let other = p.ca.issue_client("somebody_else");
+    let cases = [
+        (
+            p.connect_with(with_cert(&other), &role, "cert-secret", &db).await,
+            "28000",
+            format!("certificate validation (clientcert=verify-full) failed for user \"{role}\": CN mismatch"),
+        ),
+        (
+            p.connect(&role, "cert-secret", &db).await,
+            "28000",
+            "connection requires a valid client certificate".to_owned(),
+        ),
+        (
+            p.connect_with(with_cert(&own), &role, "wrong", &db).await,
+            "28P01",
+            format!("password authentication failed for user \"{role}\""),
+        ),
+    ];
+    for (result, code, message) in cases {
+        let err = result.err().expect("refused");
+        assert_eq!(db_error(&err), (code.to_owned(), message));
+    }
+    // libpq with its strictest settings and the certificate.
+    let (cert, key) = own.write_to(p.dir.path(), "client");
+    let run = psql(
+        &format!(
+            "{} sslcert={} sslkey={}",
+            p.strict_conn(&role, &db),
+            cert.display(),
+            key.display()
+        ),
+        "cert-secret",
+        &["SELECT current_user"],
+    )
+    .await;
+    assert!(run.ok, "{}", run.stderr);
+    assert_eq!(run.stdout.trim(), role);
 }

@@ -22,6 +22,7 @@ pub struct ConfigLayer {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub tls_client_ca_file: Option<PathBuf>,
+    pub tls_client_cert: Option<String>,
     pub admin_listen: Option<String>,
     pub rules: Option<PathBuf>,
     pub audit_file: Option<String>,
@@ -74,6 +75,7 @@ impl ConfigLayer {
             tls_cert,
             tls_key,
             tls_client_ca_file,
+            tls_client_cert,
             admin_listen,
             rules,
             audit_file,
@@ -185,8 +187,20 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
     /// CA that client certificates are verified against; clients may then present one (its
-    /// subject is what rules' `cert_subjects` match). Clients without one still connect.
+    /// subject is what rules' `cert_subjects` match). Clients without one still connect,
+    /// unless `client_cert` is `VerifyFull`.
     pub client_ca: Option<PathBuf>,
+    pub client_cert: ClientCertMode,
+}
+
+/// Whether clients must present a certificate (`tls_client_cert`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientCertMode {
+    /// A certificate is checked when presented, not required.
+    Optional,
+    /// Like pg_hba's `clientcert=verify-full`: a certificate chaining to `tls_client_ca_file`
+    /// whose common name is the user name, in addition to the password.
+    VerifyFull,
 }
 
 /// How clients are authenticated.
@@ -289,6 +303,12 @@ impl Settings {
             readable_file("upstream_ca_file", ca)?;
         }
         let client_tls = match (layer.tls_cert, layer.tls_key) {
+            (None, None) if layer.tls_client_cert.is_some() => {
+                return Err(invalid(
+                    "tls_client_cert",
+                    "needs tls_cert and tls_key: client certificates come with TLS",
+                ))
+            }
             (None, None) if layer.tls_client_ca_file.is_some() => {
                 return Err(invalid(
                     "tls_client_ca_file",
@@ -302,10 +322,29 @@ impl Settings {
                 if let Some(ca) = &layer.tls_client_ca_file {
                     readable_file("tls_client_ca_file", ca)?;
                 }
+                let client_cert = match layer.tls_client_cert.as_deref() {
+                    None | Some("optional") => ClientCertMode::Optional,
+                    Some("verify-full") if layer.tls_client_ca_file.is_some() => {
+                        ClientCertMode::VerifyFull
+                    }
+                    Some("verify-full") => {
+                        return Err(invalid(
+                            "tls_client_cert",
+                            "verify-full needs tls_client_ca_file to verify certificates with",
+                        ))
+                    }
+                    Some(other) => {
+                        return Err(invalid(
+                            "tls_client_cert",
+                            format!("`{other}` is not optional or verify-full"),
+                        ))
+                    }
+                };
                 Some(TlsFiles {
                     cert,
                     key,
                     client_ca: layer.tls_client_ca_file,
+                    client_cert,
                 })
             }
             (Some(_), None) => return Err(invalid("tls_key", "missing; tls_cert needs tls_key")),
@@ -396,7 +435,10 @@ fn auth_mode(layer: &ConfigLayer) -> Result<AuthMode, ConfigError> {
             ("auth_query", layer.auth_query.is_some()),
         ] {
             if set {
-                return Err(invalid(name, "needs auth_user (the role auth_query runs as)"));
+                return Err(invalid(
+                    name,
+                    "needs auth_user (the role auth_query runs as)",
+                ));
             }
         }
     }
@@ -795,6 +837,82 @@ mod tests {
                 "audit_syslog_facility",
                 ConfigLayer {
                     audit_syslog_facility: Some("local0".into()),
+                    ..ConfigLayer::default()
+                },
+            ),
+        ];
+        for (setting, extra) in cases {
+            assert_eq!(with(extra).unwrap_err().setting, setting);
+        }
+    }
+
+    #[test]
+    fn auth_mode_follows_the_verifier_source_and_wrong_combinations_name_the_setting() {
+        let with = |extra: ConfigLayer| Settings::resolve(extra.over(layer("postgres://h")));
+        assert_eq!(
+            with(ConfigLayer::default()).unwrap().auth_mode,
+            AuthMode::Relay
+        );
+        let query = with(ConfigLayer {
+            auth_user: Some("pgshroud_auth".into()),
+            ..ConfigLayer::default()
+        })
+        .unwrap();
+        assert_eq!(
+            query.auth_mode,
+            AuthMode::Proxy(SecretSettings::Query {
+                user: "pgshroud_auth".into(),
+                password_file: None,
+                dbname: "postgres".into(),
+                query: crate::auth::secrets::DEFAULT_AUTH_QUERY.into(),
+            })
+        );
+        let file = with(ConfigLayer {
+            auth_file: Some("/etc/hostname".into()),
+            ..ConfigLayer::default()
+        })
+        .unwrap();
+        assert_eq!(
+            file.auth_mode,
+            AuthMode::Proxy(SecretSettings::File("/etc/hostname".into()))
+        );
+        let cases: Vec<(&str, ConfigLayer)> = vec![
+            (
+                "auth_mode",
+                ConfigLayer {
+                    auth_mode: Some("proxy".into()),
+                    ..ConfigLayer::default()
+                },
+            ),
+            (
+                "auth_mode",
+                ConfigLayer {
+                    auth_mode: Some("relay".into()),
+                    auth_user: Some("a".into()),
+                    ..ConfigLayer::default()
+                },
+            ),
+            (
+                "auth_file",
+                ConfigLayer {
+                    auth_file: Some("/etc/hostname".into()),
+                    auth_user: Some("a".into()),
+                    ..ConfigLayer::default()
+                },
+            ),
+            (
+                "auth_query",
+                ConfigLayer {
+                    auth_query: Some("SELECT 1".into()),
+                    ..ConfigLayer::default()
+                },
+            ),
+            (
+                "tls_client_cert",
+                ConfigLayer {
+                    tls_cert: Some("/etc/hostname".into()),
+                    tls_key: Some("/etc/hostname".into()),
+                    tls_client_cert: Some("verify-full".into()),
                     ..ConfigLayer::default()
                 },
             ),

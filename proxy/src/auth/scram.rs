@@ -254,14 +254,16 @@ impl ServerExchange {
         let text = std::str::from_utf8(client_first)
             .map_err(|_| ScramError::Malformed("not valid UTF-8"))?;
         let (binding, rest) = split_binding(text)?;
-        let rest = rest
-            .strip_prefix(',')
-            .ok_or(ScramError::Malformed("authorization identity is not supported"))?;
+        let rest = rest.strip_prefix(',').ok_or(ScramError::Malformed(
+            "authorization identity is not supported",
+        ))?;
         let gs2_header = &text[..text.len() - rest.len()];
         let binding_data = match (mechanism, &binding, end_point) {
             (MECHANISM_PLUS, Binding::EndPoint, Some(data)) => data,
             (MECHANISM_PLUS, _, _) => return Err(ScramError::BindingNegotiation),
-            (MECHANISM, Binding::NotOffered, Some(_)) => return Err(ScramError::BindingNegotiation),
+            (MECHANISM, Binding::NotOffered, Some(_)) => {
+                return Err(ScramError::BindingNegotiation)
+            }
             (MECHANISM, Binding::EndPoint, _) => return Err(ScramError::BindingNegotiation),
             (MECHANISM, _, _) => &[][..],
             _ => return Err(ScramError::Malformed("unknown mechanism")),
@@ -281,7 +283,9 @@ impl ServerExchange {
             .filter(|n| !n.is_empty() && n.bytes().all(|b| (0x21..0x7f).contains(&b)))
             .ok_or(ScramError::Malformed("expected a printable r= nonce"))?;
         if fields.any(|f| f.starts_with("m=")) {
-            return Err(ScramError::Malformed("mandatory extensions are not supported"));
+            return Err(ScramError::Malformed(
+                "mandatory extensions are not supported",
+            ));
         }
         let nonce = format!("{client_nonce}{}", self::nonce());
         let server_first = format!(
@@ -390,9 +394,7 @@ impl ClientExchange {
         let (mechanism, gs2_header, binding_data) = match binding {
             UpstreamBinding::None => (MECHANISM, "n,,", Vec::new()),
             UpstreamBinding::NotOffered => (MECHANISM, "y,,", Vec::new()),
-            UpstreamBinding::EndPoint(data) => {
-                (MECHANISM_PLUS, "p=tls-server-end-point,,", data)
-            }
+            UpstreamBinding::EndPoint(data) => (MECHANISM_PLUS, "p=tls-server-end-point,,", data),
         };
         let nonce = nonce();
         let client_first_bare = format!("n=,r={nonce}");
@@ -461,7 +463,10 @@ pub fn check_server_final(
         .and_then(|v| B64.decode(v).ok())
         .and_then(|v| <[u8; KEY_LEN]>::try_from(v).ok())
         .ok_or(ScramError::Malformed("expected v= signature"))?;
-    if constant_time_eq(&signature, &verifier.server_signature(auth_message.as_bytes())) {
+    if constant_time_eq(
+        &signature,
+        &verifier.server_signature(auth_message.as_bytes()),
+    ) {
         Ok(())
     } else {
         Err(ScramError::ServerSignature)
@@ -477,7 +482,8 @@ mod tests {
     const RFC_CLIENT_FIRST_BARE: &str = "n=user,r=rOprNGfwEbeRWgbNEkqO";
     const RFC_SERVER_FIRST: &str =
         "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
-    const RFC_FINAL_WITHOUT_PROOF: &str = "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0";
+    const RFC_FINAL_WITHOUT_PROOF: &str =
+        "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0";
     const RFC_PROOF: &str = "dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
     const RFC_SERVER_SIGNATURE: &str = "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=";
 
@@ -494,7 +500,9 @@ mod tests {
         let verifier = rfc_verifier();
         let proof: [u8; 32] = B64.decode(RFC_PROOF).unwrap().try_into().unwrap();
         let auth = rfc_auth_message();
-        let key = verifier.check_proof(auth.as_bytes(), &proof).expect("right proof");
+        let key = verifier
+            .check_proof(auth.as_bytes(), &proof)
+            .expect("right proof");
         assert_eq!(key.proof(auth.as_bytes()), proof);
         assert_eq!(
             B64.encode(verifier.server_signature(auth.as_bytes())),
@@ -577,7 +585,11 @@ mod tests {
             .expect("the server accepts the recovered key");
         check_server_final(pg_final.as_bytes(), &verifier, &auth_message).unwrap();
         assert_eq!(
-            check_server_final(b"v=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", &verifier, &auth_message),
+            check_server_final(
+                b"v=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+                &verifier,
+                &auth_message
+            ),
             Err(ScramError::ServerSignature)
         );
     }
@@ -588,7 +600,8 @@ mod tests {
         let newer = Verifier::from_password(b"secret", b"salt-two", 4096);
         let key = verifier.check_password(b"secret").unwrap();
         let (upstream, mechanism, first) = ClientExchange::start(UpstreamBinding::None);
-        let (_, pg_first) = ServerExchange::start(mechanism, first.as_bytes(), None, &newer).unwrap();
+        let (_, pg_first) =
+            ServerExchange::start(mechanism, first.as_bytes(), None, &newer).unwrap();
         assert!(upstream
             .answer(pg_first.as_bytes(), &key, &verifier)
             .unwrap()
@@ -624,7 +637,11 @@ mod tests {
         let nonce = first.split(',').next().unwrap();
         let mut other = b"p=tls-server-end-point,,".to_vec();
         other.extend_from_slice(&[2u8; 32]);
-        let final_message = format!("c={},{nonce},p={}", B64.encode(other), B64.encode([0u8; 32]));
+        let final_message = format!(
+            "c={},{nonce},p={}",
+            B64.encode(other),
+            B64.encode([0u8; 32])
+        );
         assert_eq!(
             server.finish(final_message.as_bytes(), &v).unwrap_err(),
             ScramError::BindingCheck

@@ -106,7 +106,8 @@ pub struct AuthQuery {
 }
 
 /// PgBouncer's default. It needs a superuser; the README shows a least-privileged function.
-pub const DEFAULT_AUTH_QUERY: &str = "SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename = $1";
+pub const DEFAULT_AUTH_QUERY: &str =
+    "SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename = $1";
 
 impl AuthQuery {
     /// `upstream` gives host, port and TLS (the same as the sessions' upstream connections).
@@ -221,7 +222,9 @@ mod tests {
         let text = "; comment\n# another\n\"alice\" \"SCRAM-SHA-256$4096:c2FsdA==$a:b\"\n\
                     \"bob \"\"the\"\" builder\" \"md5abc\"\n";
         assert_eq!(
-            auth_file_entry(text, "alice").as_deref().map(String::as_str),
+            auth_file_entry(text, "alice")
+                .as_deref()
+                .map(String::as_str),
             Some("SCRAM-SHA-256$4096:c2FsdA==$a:b")
         );
         assert_eq!(

@@ -60,7 +60,10 @@ pub async fn authenticate(
         None => {
             return refuse(
                 client,
-                PgError::fatal(sqlstate::PROTOCOL_VIOLATION, "malformed SASLInitialResponse"),
+                PgError::fatal(
+                    sqlstate::PROTOCOL_VIOLATION,
+                    "malformed SASLInitialResponse",
+                ),
             )
             .await
         }
@@ -95,6 +98,32 @@ pub async fn authenticate(
                 "password authentication failed (checked by pgshroud)"
             );
             refuse(client, wrong_password(user)).await
+        }
+    }
+}
+
+/// `tls_client_cert = "verify-full"`: the client came over TLS with a certificate (verified
+/// against `tls_client_ca_file` in the handshake) whose common name is the user, as pg_hba's
+/// `clientcert=verify-full` demands. The password is checked as well, afterwards.
+pub async fn check_client_cert(client: &mut Stream, user: &str) -> Result<(), AuthError> {
+    match client.peer_cert_common_name() {
+        Some(name) if name == user => Ok(()),
+        Some(_) => {
+            info!("client certificate's common name is not the user name");
+            let error = PgError::fatal(
+                sqlstate::INVALID_AUTHORIZATION,
+                format!(
+                    "certificate validation (clientcert=verify-full) failed for user \"{user}\": CN mismatch"
+                ),
+            );
+            refuse(client, error).await
+        }
+        None => {
+            let error = PgError::fatal(
+                sqlstate::INVALID_AUTHORIZATION,
+                "connection requires a valid client certificate",
+            );
+            refuse(client, error).await
         }
     }
 }

@@ -55,7 +55,11 @@ impl PassThrough {
             (auth::SASL, Step::NotStarted) => {
                 let offered = mechanisms(data);
                 if !offered.contains(&scram::MECHANISM) {
-                    return refuse(client, not_scram("a SASL mechanism other than SCRAM-SHA-256")).await;
+                    return refuse(
+                        client,
+                        not_scram("a SASL mechanism other than SCRAM-SHA-256"),
+                    )
+                    .await;
                 }
                 let binding = match server.server_end_point() {
                     Some(end_point) if offered.contains(&scram::MECHANISM_PLUS) => {
@@ -87,7 +91,11 @@ impl PassThrough {
                     );
                     return refuse(client, wrong_password(&self.user)).await;
                 };
-                send(server, &message(frontend::PASSWORD, client_final.as_bytes())).await?;
+                send(
+                    server,
+                    &message(frontend::PASSWORD, client_final.as_bytes()),
+                )
+                .await?;
                 self.step = Step::Answered(auth_message);
             }
             (auth::SASL_FINAL, Step::Answered(auth_message)) => {
