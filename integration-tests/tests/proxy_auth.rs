@@ -699,3 +699,78 @@ async fn client_certificate_must_name_the_user_under_verify_full() {
     assert!(run.ok, "{}", run.stderr);
     assert_eq!(run.stdout.trim(), role);
 }
+
+fn method(name: &'static str) -> impl FnOnce(&Path) -> ConfigLayer {
+    move |_| ConfigLayer {
+        auth_method: Some(name.into()),
+        ..ConfigLayer::default()
+    }
+}
+
+/// Logs in through `p` and returns the upstream session's user.
+async fn logged_in_as(p: &TlsProxy, user: &str, password: &str, db: &str) -> String {
+    let c = p
+        .connect(user, password, db)
+        .await
+        .unwrap_or_else(|e| panic!("{user}: {e}"));
+    c.query_one("SELECT current_user::text", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn md5_method_serves_md5_secrets_and_scram_for_the_others() {
+    let db = cluster().fresh_database().await;
+    let scram_role = tls_only_role("scram-for-md5").await;
+    let p = tls_proxy_with(Secrets::Query(AUTH_USER), method("md5")).await;
+    // md5_user's secret is an md5 hash and its pg_hba method md5: the proxy checks the client's
+    // md5 answer and answers the server's challenge with the secret.
+    assert_eq!(
+        logged_in_as(&p, users::MD5, users::MD5_PASSWORD, &db).await,
+        users::MD5
+    );
+    assert_eq!(
+        logged_in_as(&p, &scram_role, "scram-for-md5", &db).await,
+        scram_role
+    );
+    let err = p.connect(users::MD5, "wrong", &db).await.unwrap_err();
+    assert_eq!(db_error(&err).0, "28P01");
+    assert_proxy_serves(&p, &scram_role, "scram-for-md5", &db).await;
+}
+
+#[tokio::test]
+async fn scram_method_refuses_md5_secrets_as_postgresql_does() {
+    let db = cluster().fresh_database().await;
+    let p = tls_proxy(Secrets::Query(AUTH_USER)).await;
+    let err = p
+        .connect(users::MD5, users::MD5_PASSWORD, &db)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        db_error(&err),
+        (
+            "28P01".to_owned(),
+            format!("password authentication failed for user \"{}\"", users::MD5)
+        )
+    );
+    assert_proxy_serves(&p, users::SCRAM, users::SCRAM_PASSWORD, &db).await;
+}
+
+#[tokio::test]
+async fn password_method_checks_cleartext_against_either_secret_and_answers_any_server_method() {
+    let db = cluster().fresh_database().await;
+    let scram_role = tls_only_role("clear-to-scram").await;
+    let p = tls_proxy_with(Secrets::Query(AUTH_USER), method("password")).await;
+    // Upstream methods: cleartext_user -> password, md5_user -> md5, the TLS role -> SCRAM-PLUS.
+    for (user, password) in [
+        (users::CLEARTEXT, users::CLEARTEXT_PASSWORD),
+        (users::MD5, users::MD5_PASSWORD),
+        (scram_role.as_str(), "clear-to-scram"),
+    ] {
+        assert_eq!(logged_in_as(&p, user, password, &db).await, user);
+        let err = p.connect(user, "wrong", &db).await.unwrap_err();
+        assert_eq!(db_error(&err).0, "28P01", "{user}");
+    }
+    assert_proxy_serves(&p, &scram_role, "clear-to-scram", &db).await;
+}

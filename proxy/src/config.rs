@@ -55,6 +55,7 @@ pub struct ConfigLayer {
     pub auth_password_file: Option<PathBuf>,
     pub auth_dbname: Option<String>,
     pub auth_query: Option<String>,
+    pub auth_method: Option<String>,
 }
 
 macro_rules! overlay {
@@ -107,7 +108,8 @@ impl ConfigLayer {
             auth_user,
             auth_password_file,
             auth_dbname,
-            auth_query
+            auth_query,
+            auth_method
         )
     }
 
@@ -215,6 +217,18 @@ pub enum AuthMode {
     Proxy(SecretSettings),
 }
 
+/// What proxy-side authentication asks clients for, with pg_hba's meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuthMethod {
+    /// `scram-sha-256`: SCRAM (PLUS over TLS); users with md5 secrets cannot log in.
+    ScramSha256,
+    /// `md5`: the md5 challenge for users with md5 secrets, SCRAM for the others.
+    Md5,
+    /// `password`: the cleartext password (only over TLS is that sensible), checked against
+    /// either kind of secret.
+    Password,
+}
+
 /// Where proxy-side authentication reads verifiers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretSettings {
@@ -261,6 +275,8 @@ pub struct Settings {
     /// Write to no protected column that lacks its guard in the database (default true).
     pub require_guard: bool,
     pub auth_mode: AuthMode,
+    /// What proxy-side authentication asks clients for.
+    pub auth_method: ClientAuthMethod,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:6432";
@@ -272,6 +288,23 @@ impl Settings {
     /// Applies defaults and validates every setting.
     pub fn resolve(layer: ConfigLayer) -> Result<Settings, ConfigError> {
         let auth_mode = auth_mode(&layer)?;
+        let auth_method = match layer.auth_method.as_deref() {
+            None | Some("scram-sha-256") => ClientAuthMethod::ScramSha256,
+            Some(_) if auth_mode == AuthMode::Relay => {
+                return Err(invalid(
+                    "auth_method",
+                    "applies to auth_mode = proxy only; in relay mode pg_hba.conf decides",
+                ))
+            }
+            Some("md5") => ClientAuthMethod::Md5,
+            Some("password") => ClientAuthMethod::Password,
+            Some(other) => {
+                return Err(invalid(
+                    "auth_method",
+                    format!("`{other}` is not scram-sha-256, md5 or password"),
+                ))
+            }
+        };
         let audit = layer.audit_file.as_deref().map(|a| match a {
             "-" => AuditTarget::Stdout,
             path => AuditTarget::File(PathBuf::from(path)),
@@ -420,6 +453,7 @@ impl Settings {
             master_key_command: layer.master_key_command,
             require_guard: layer.require_guard.unwrap_or(true),
             auth_mode,
+            auth_method,
         })
     }
 }

@@ -1,7 +1,8 @@
-//! Proxy-side authentication (`auth_mode = "proxy"`): SCRAM arithmetic and the sources of
-//! users' verifiers. The conversations with client and server live in `session::login` and
+//! Proxy-side authentication (`auth_mode = "proxy"`): SCRAM and md5 arithmetic and the
+//! sources of users' verifiers. The conversations with client and server live in `session::login` and
 //! `session::pass_through`; this module holds no sockets.
 
+pub mod md5;
 pub mod scram;
 pub mod secrets;
 
@@ -11,7 +12,7 @@ use rand::RngCore as _;
 use zeroize::Zeroizing;
 
 use self::secrets::{AuthQuery, SecretSource};
-use crate::config::{AuthMode, SecretSettings, Settings};
+use crate::config::{AuthMode, ClientAuthMethod, SecretSettings, Settings};
 
 /// What every session of a proxy-side-authenticating proxy shares.
 pub struct ProxyAuth {
@@ -22,6 +23,8 @@ pub struct ProxyAuth {
     /// Keys the mock exchange for unknown users: random per process, so nobody can tell an
     /// unknown user from a wrong password by the salt.
     pub mock_secret: Zeroizing<[u8; 32]>,
+    /// What clients are asked for (`auth_method`).
+    pub method: ClientAuthMethod,
 }
 
 /// Environment variable with `auth_user`'s password, when `auth_password_file` is not set.
@@ -82,6 +85,7 @@ impl ProxyAuth {
             source,
             end_point,
             mock_secret,
+            method: settings.auth_method,
         }))
     }
 }

@@ -11,6 +11,7 @@ use tokio_postgres::config::SslMode as ClientSslMode;
 use tokio_postgres::{Client, Config};
 use zeroize::Zeroizing;
 
+use super::md5::Md5Secret;
 use super::scram::Verifier;
 use crate::upstream_url::{SslMode, UpstreamUrl};
 
@@ -18,8 +19,10 @@ use crate::upstream_url::{SslMode, UpstreamUrl};
 #[derive(Debug)]
 pub enum Secret {
     Scram(Verifier),
-    /// No such user, no password, or a secret that is not a SCRAM verifier (md5, plaintext):
-    /// the client goes through a mock exchange and is refused as for a wrong password.
+    /// An md5 secret: `md5` and 32 hex digits of md5(password || user name).
+    Md5(Md5Secret),
+    /// No such user, no password, or a secret of another kind (plaintext): the client goes
+    /// through a mock exchange and is refused as for a wrong password.
     Unusable,
 }
 
@@ -54,10 +57,14 @@ impl SecretSource {
             }
             SecretSource::Query(query) => query.lookup(user).await?,
         };
-        Ok(secret
-            .as_deref()
-            .and_then(|text| Verifier::parse(text))
-            .map_or(Secret::Unusable, Secret::Scram))
+        let Some(text) = secret else {
+            return Ok(Secret::Unusable);
+        };
+        Ok(match (Verifier::parse(&text), Md5Secret::parse(&text)) {
+            (Some(verifier), _) => Secret::Scram(verifier),
+            (None, Some(md5)) => Secret::Md5(md5),
+            (None, None) => Secret::Unusable,
+        })
     }
 }
 

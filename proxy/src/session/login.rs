@@ -1,41 +1,57 @@
 //! Proxy-side authentication of a client (`auth_mode = "proxy"`): pgshroud plays PostgreSQL's
-//! part of SCRAM-SHA-256 (and -PLUS over its own TLS) against the user's stored verifier. A
-//! right proof yields the ClientKey that `pass_through` logs in upstream with; the client's
-//! final `AuthenticationSASLFinal` + `AuthenticationOk` are held back until the server agreed.
+//! part of SCRAM-SHA-256 (and -PLUS over its own TLS) against the user's stored verifier, or
+//! of md5 / cleartext password as `auth_method` says. A right proof yields what `pass_through`
+//! logs in upstream with (the ClientKey, or the md5 secret); the client's final
+//! `AuthenticationSASLFinal` + `AuthenticationOk` are held back until the server agreed.
 
 use bytes::{BufMut, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tracing::{info, warn};
 
 use super::auth::AuthError;
+use zeroize::Zeroizing;
+
+use crate::auth::md5::Md5Secret;
 use crate::auth::scram::{self, ClientKey, ScramError, ServerExchange, Verifier};
 use crate::auth::secrets::Secret;
 use crate::auth::ProxyAuth;
+use crate::config::ClientAuthMethod;
 use crate::net::stream::Stream;
 use crate::pg_error::{sqlstate, PgError};
 use crate::protocol::frame::{message, FrameBuffer};
 use crate::protocol::types::{auth, backend, frontend};
 
-/// A client whose proof was right.
+/// What a proven client leaves the upstream login to answer the server with.
+#[derive(Debug)]
+pub enum Credential {
+    /// The user's verifier and the ClientKey the client's proof (or password) revealed.
+    Scram { verifier: Verifier, key: ClientKey },
+    /// The user's md5 secret, which answers the server's md5 challenge.
+    Md5(Md5Secret),
+}
+
+/// A client whose password was right.
 #[derive(Debug)]
 pub struct Proven {
-    pub verifier: Verifier,
-    pub key: ClientKey,
-    /// `AuthenticationSASLFinal` and `AuthenticationOk`, for the client once upstream agreed.
+    pub credential: Credential,
+    /// The password itself, from cleartext clients only (it answers a server that asks for
+    /// a cleartext password); zeroised when the login ends.
+    pub password: Option<Zeroizing<Vec<u8>>>,
+    /// `AuthenticationSASLFinal` (SCRAM) and `AuthenticationOk`, for the client once upstream
+    /// agreed.
     pub reply: BytesMut,
 }
 
-/// The client's password exchange, up to a verified proof. Every refusal has been sent to
-/// the client when this returns an error.
+/// The client's password exchange in `auth_method`, up to a verified password. Every refusal
+/// has been sent to the client when this returns an error.
 pub async fn authenticate(
     client: &mut Stream,
     client_buf: &mut FrameBuffer,
     user: &str,
     proxy_auth: &ProxyAuth,
 ) -> Result<Proven, AuthError> {
-    let (verifier, known) = match proxy_auth.source.lookup(user).await {
-        Ok(Secret::Scram(v)) => (v, true),
-        Ok(Secret::Unusable) => (Verifier::mock(user, &proxy_auth.mock_secret), false),
+    let secret = match proxy_auth.source.lookup(user).await {
+        Ok(secret) => secret,
         Err(e) => {
             warn!("cannot check the password of the client: {e}");
             let error = PgError::fatal(
@@ -46,6 +62,42 @@ pub async fn authenticate(
             return refuse(client, error).await;
         }
     };
+    // As pg_hba: `password` asks for the password whatever the secret; `md5` uses SCRAM for
+    // SCRAM secrets; `scram-sha-256` accepts SCRAM secrets only.
+    let proven = match (proxy_auth.method, secret) {
+        (ClientAuthMethod::Password, secret) => cleartext(client, client_buf, user, secret).await?,
+        (ClientAuthMethod::Md5, Secret::Md5(md5)) => {
+            md5_exchange(client, client_buf, Some(md5)).await?
+        }
+        (ClientAuthMethod::Md5, Secret::Unusable) => md5_exchange(client, client_buf, None).await?,
+        (_, Secret::Scram(verifier)) => {
+            scram_exchange(client, client_buf, proxy_auth, Some(verifier), user).await?
+        }
+        (ClientAuthMethod::ScramSha256, _) => {
+            scram_exchange(client, client_buf, proxy_auth, None, user).await?
+        }
+    };
+    match proven {
+        Some(proven) => Ok(proven),
+        None => {
+            // PostgreSQL's words, for unknown users too, so the answer tells nothing apart.
+            info!("password authentication failed (checked by pgshroud)");
+            refuse(client, wrong_password(user)).await
+        }
+    }
+}
+
+/// SCRAM-SHA-256(-PLUS) against `verifier`; without one (unknown user), a mock exchange that
+/// fails at the end as a wrong password would. `Ok(None)`: wrong password.
+async fn scram_exchange(
+    client: &mut Stream,
+    client_buf: &mut FrameBuffer,
+    proxy_auth: &ProxyAuth,
+    verifier: Option<Verifier>,
+    user: &str,
+) -> Result<Option<Proven>, AuthError> {
+    let known = verifier.is_some();
+    let verifier = verifier.unwrap_or_else(|| Verifier::mock(user, &proxy_auth.mock_secret));
     // PLUS only over the proxy's own TLS, bound to the proxy's certificate.
     let end_point = proxy_auth.end_point.as_deref().filter(|_| client.is_tls());
     let mut mechanisms = Vec::new();
@@ -55,18 +107,12 @@ pub async fn authenticate(
     mechanisms.push(scram::MECHANISM);
     client.write_all(&sasl_request(&mechanisms)).await?;
     let initial = read_password_message(client, client_buf).await?;
-    let (mechanism, first) = match initial_response(&initial) {
-        Some(parts) => parts,
-        None => {
-            return refuse(
-                client,
-                PgError::fatal(
-                    sqlstate::PROTOCOL_VIOLATION,
-                    "malformed SASLInitialResponse",
-                ),
-            )
-            .await
-        }
+    let Some((mechanism, first)) = initial_response(&initial) else {
+        let error = PgError::fatal(
+            sqlstate::PROTOCOL_VIOLATION,
+            "malformed SASLInitialResponse",
+        );
+        return refuse(client, error).await;
     };
     let (exchange, server_first) =
         match ServerExchange::start(&mechanism, first, end_point, &verifier) {
@@ -81,25 +127,72 @@ pub async fn authenticate(
         Ok(last) => last,
         Err(e) => return refuse(client, scram_error(e)).await,
     };
-    match last {
-        Some((key, server_final)) if known => {
-            let mut reply = auth_message(auth::SASL_FINAL, server_final.as_bytes());
-            reply.extend_from_slice(&auth_message(auth::OK, b""));
-            Ok(Proven {
-                verifier,
-                key,
-                reply,
-            })
+    Ok(last.filter(|_| known).map(|(key, server_final)| {
+        let mut reply = auth_message(auth::SASL_FINAL, server_final.as_bytes());
+        reply.extend_from_slice(&auth_message(auth::OK, b""));
+        Proven {
+            credential: Credential::Scram { verifier, key },
+            password: None,
+            reply,
         }
-        _ => {
-            // PostgreSQL's words, for unknown users too, so the answer tells nothing apart.
-            info!(
-                known_user = known,
-                "password authentication failed (checked by pgshroud)"
-            );
-            refuse(client, wrong_password(user)).await
-        }
-    }
+    }))
+}
+
+/// The md5 challenge with a fresh salt, checked against the md5 secret (or, for an unknown
+/// user, asked and then refused).
+async fn md5_exchange(
+    client: &mut Stream,
+    client_buf: &mut FrameBuffer,
+    secret: Option<Md5Secret>,
+) -> Result<Option<Proven>, AuthError> {
+    let salt: [u8; 4] = rand::random();
+    client
+        .write_all(&auth_message(auth::MD5_PASSWORD, &salt))
+        .await?;
+    let answer = read_password_message(client, client_buf).await?;
+    let answer = password_text(&answer);
+    Ok(secret
+        .filter(|s| s.check(&salt, answer))
+        .map(|secret| Proven {
+            credential: Credential::Md5(secret),
+            password: None,
+            reply: auth_message(auth::OK, b""),
+        }))
+}
+
+/// A cleartext password (`auth_method = "password"`, for clients over TLS that can do
+/// nothing else), checked against whichever secret the user has.
+async fn cleartext(
+    client: &mut Stream,
+    client_buf: &mut FrameBuffer,
+    user: &str,
+    secret: Secret,
+) -> Result<Option<Proven>, AuthError> {
+    client
+        .write_all(&auth_message(auth::CLEARTEXT_PASSWORD, b""))
+        .await?;
+    let message = Zeroizing::new(read_password_message(client, client_buf).await?.to_vec());
+    let password = Zeroizing::new(password_text(&message).to_vec());
+    let credential = match secret {
+        Secret::Scram(verifier) => verifier
+            .check_password(&password)
+            .map(|key| Credential::Scram { verifier, key }),
+        Secret::Md5(md5) => md5
+            .matches_password(&password, user)
+            .then_some(Credential::Md5(md5)),
+        Secret::Unusable => None,
+    };
+    Ok(credential.map(|credential| Proven {
+        credential,
+        password: Some(password),
+        reply: auth_message(auth::OK, b""),
+    }))
+}
+
+/// The NUL-terminated text of a PasswordMessage.
+fn password_text(frame: &[u8]) -> &[u8] {
+    let body = frame.get(5..).unwrap_or_default();
+    body.strip_suffix(&[0]).unwrap_or(body)
 }
 
 /// `tls_client_cert = "verify-full"`: the client came over TLS with a certificate (verified

@@ -1,14 +1,19 @@
 //! The upstream leg of proxy-side authentication: pgshroud logs in to PostgreSQL as the client's
 //! user with SCRAM, proving itself with the ClientKey the client's proof revealed, bound to the
 //! upstream TLS connection (SCRAM-SHA-256-PLUS) when the server offers it. The server's final
-//! signature is checked against the verifier's ServerKey before the client hears "OK".
+//! signature is checked against the verifier's ServerKey before the client hears "OK". Users
+//! with md5 secrets answer md5 challenges with the secret; a cleartext client's password
+//! answers whatever the server asks.
 
 use bytes::{BufMut, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tracing::warn;
 
 use super::auth::AuthError;
-use super::login::{refuse, wrong_password, Proven};
+use zeroize::Zeroizing;
+
+use super::login::{refuse, wrong_password, Credential, Proven};
+use crate::auth::md5::Md5Secret;
 use crate::auth::scram::{self, ClientExchange, UpstreamBinding};
 use crate::net::stream::Stream;
 use crate::pg_error::{sqlstate, PgError};
@@ -53,6 +58,9 @@ impl PassThrough {
         let data = frame.get(9..).ok_or(AuthError::UpstreamProtocol)?;
         match (code, std::mem::replace(&mut self.step, Step::NotStarted)) {
             (auth::SASL, Step::NotStarted) => {
+                if !matches!(self.proven.credential, Credential::Scram { .. }) {
+                    return refuse(client, not_scram_secret()).await;
+                }
                 let offered = mechanisms(data);
                 if !offered.contains(&scram::MECHANISM) {
                     return refuse(
@@ -78,12 +86,13 @@ impl PassThrough {
                 self.step = Step::Sent(exchange);
             }
             (auth::SASL_CONTINUE, Step::Sent(exchange)) => {
-                let answer = exchange
-                    .answer(data, &self.proven.key, &self.proven.verifier)
-                    .map_err(|e| {
-                        warn!("upstream SCRAM exchange failed: {e}");
-                        AuthError::UpstreamProtocol
-                    })?;
+                let Credential::Scram { verifier, key } = &self.proven.credential else {
+                    return Err(AuthError::UpstreamProtocol);
+                };
+                let answer = exchange.answer(data, key, verifier).map_err(|e| {
+                    warn!("upstream SCRAM exchange failed: {e}");
+                    AuthError::UpstreamProtocol
+                })?;
                 let Some((client_final, auth_message)) = answer else {
                     warn!(
                         "the server's SCRAM salt for this user differs from pgshroud's verifier: \
@@ -99,9 +108,10 @@ impl PassThrough {
                 self.step = Step::Answered(auth_message);
             }
             (auth::SASL_FINAL, Step::Answered(auth_message)) => {
-                if let Err(e) =
-                    scram::check_server_final(data, &self.proven.verifier, &auth_message)
-                {
+                let Credential::Scram { verifier, .. } = &self.proven.credential else {
+                    return Err(AuthError::UpstreamProtocol);
+                };
+                if let Err(e) = scram::check_server_final(data, verifier, &auth_message) {
                     warn!("upstream login refused by pgshroud: {e}");
                     let error = PgError::fatal(
                         sqlstate::CONNECTION_FAILURE,
@@ -117,14 +127,43 @@ impl PassThrough {
             (auth::OK, Step::NotStarted | Step::Verified) => {
                 client.write_all(&self.proven.reply).await?;
             }
-            (auth::CLEARTEXT_PASSWORD, _) => {
-                return refuse(client, not_scram("a cleartext password")).await
+            (auth::CLEARTEXT_PASSWORD, Step::NotStarted) => {
+                let Some(password) = &self.proven.password else {
+                    return refuse(client, not_scram("a cleartext password")).await;
+                };
+                let mut text = Zeroizing::new(password.to_vec());
+                text.push(0);
+                send(server, &message(frontend::PASSWORD, &text)).await?;
             }
-            (auth::MD5_PASSWORD, _) => return refuse(client, not_scram("an md5 password")).await,
+            (auth::MD5_PASSWORD, Step::NotStarted) => {
+                let salt: [u8; 4] = data
+                    .get(..4)
+                    .and_then(|s| s.try_into().ok())
+                    .ok_or(AuthError::UpstreamProtocol)?;
+                let answer = match (&self.proven.credential, &self.proven.password) {
+                    (Credential::Md5(secret), _) => secret.answer(&salt),
+                    (_, Some(password)) => {
+                        Md5Secret::from_password(password, &self.user).answer(&salt)
+                    }
+                    _ => return refuse(client, not_scram("an md5 password")).await,
+                };
+                let mut text = Zeroizing::new(answer.as_bytes().to_vec());
+                text.push(0);
+                send(server, &message(frontend::PASSWORD, &text)).await?;
+            }
             _ => return Err(AuthError::UpstreamProtocol),
         }
         Ok(())
     }
+}
+
+/// The server wants SCRAM, but the user's secret is an md5 hash.
+fn not_scram_secret() -> PgError {
+    PgError::fatal(
+        sqlstate::INVALID_AUTHORIZATION,
+        "PostgreSQL asked pgshroud for SCRAM, but the user's secret is an md5 hash",
+    )
+    .with_hint("Set the user's password again with password_encryption = scram-sha-256, or use md5 in pg_hba.conf for connections from pgshroud.")
 }
 
 /// The server wants what pass-through cannot give: it never sees a password.
