@@ -680,7 +680,7 @@ async fn client_certificate_must_name_the_user_under_verify_full() {
         ),
     ];
     for (result, code, message) in cases {
-        let err = result.err().expect("refused");
+        let err = result.expect_err("refused");
         assert_eq!(db_error(&err), (code.to_owned(), message));
     }
     // libpq with its strictest settings and the certificate.

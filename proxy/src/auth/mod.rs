@@ -62,14 +62,14 @@ impl ProxyAuth {
                     )),
                     None => std::env::var(AUTH_PASSWORD_ENV).ok().map(Zeroizing::new),
                 };
-                SecretSource::Query(AuthQuery::new(
+                SecretSource::Query(Box::new(AuthQuery::new(
                     &settings.upstream,
                     upstream_tls,
                     user,
                     password.as_deref().map(String::as_str),
                     dbname,
                     query.clone(),
-                ))
+                )))
             }
         };
         let end_point = match &settings.client_tls {

@@ -41,7 +41,7 @@ pub enum LookupError {
 /// Where verifiers come from.
 pub enum SecretSource {
     File(PathBuf),
-    Query(AuthQuery),
+    Query(Box<AuthQuery>),
 }
 
 impl SecretSource {
