@@ -11,6 +11,7 @@ use bytes::{BufMut, BytesMut};
 use pgwire::messages::startup::Authentication;
 use pgwire::messages::{DecodeContext, Message, ProtocolVersion};
 use tokio::io::AsyncWriteExt;
+use tracing::warn;
 
 use super::pass_through::PassThrough;
 use crate::cancel::{BackendKey, CancelGuard, CancelRegistry};
@@ -134,6 +135,11 @@ impl AuthExchange<'_> {
                 self.relay_client_response().await?;
             }
             auth::SASL => {
+                if self.client.is_tls() && self.server.is_tls() {
+                    // libpq and node-postgres will say "y" (binding supported, not offered) and
+                    // PostgreSQL, which did offer it, refuses that as a downgrade.
+                    warn!("relayed SCRAM with TLS on both legs: clients that support channel binding will be refused by PostgreSQL; set auth_user or auth_file for proxy-side authentication");
+                }
                 self.client
                     .write_all(&without_channel_binding(frame)?)
                     .await?;
