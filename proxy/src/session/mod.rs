@@ -1,5 +1,6 @@
-//! One client connection from accept to close: handshake, upstream connection, relayed
-//! authentication, then the relay until either side ends it.
+//! One client connection from accept to close: handshake, authentication (relayed to
+//! PostgreSQL, or checked by the proxy before the upstream connection opens), then the relay
+//! until either side ends it.
 
 pub mod auth;
 pub mod handshake;
