@@ -9,7 +9,7 @@ use tokio::io::AsyncWriteExt;
 use tracing::{info, warn};
 
 use super::auth::AuthError;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize as _, Zeroizing};
 
 use crate::auth::md5::Md5Secret;
 use crate::auth::scram::{self, ClientKey, ScramError, ServerExchange, Verifier};
@@ -171,8 +171,9 @@ async fn cleartext(
     client
         .write_all(&auth_message(auth::CLEARTEXT_PASSWORD, b""))
         .await?;
-    let message = Zeroizing::new(read_password_message(client, client_buf).await?.to_vec());
+    let mut message = read_password_message(client, client_buf).await?;
     let password = Zeroizing::new(password_text(&message).to_vec());
+    message[..].zeroize();
     let credential = match secret {
         Secret::Scram(verifier) => verifier
             .check_password(&password)

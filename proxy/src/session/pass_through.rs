@@ -10,7 +10,7 @@ use tokio::io::AsyncWriteExt;
 use tracing::warn;
 
 use super::auth::AuthError;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize as _, Zeroizing};
 
 use super::login::{refuse, wrong_password, Credential, Proven};
 use crate::auth::md5::Md5Secret;
@@ -133,7 +133,7 @@ impl PassThrough {
                 };
                 let mut text = Zeroizing::new(password.to_vec());
                 text.push(0);
-                send(server, &message(frontend::PASSWORD, &text)).await?;
+                send_secret(server, &text).await?;
             }
             (auth::MD5_PASSWORD, Step::NotStarted) => {
                 let salt: [u8; 4] = data
@@ -149,7 +149,7 @@ impl PassThrough {
                 };
                 let mut text = Zeroizing::new(answer.as_bytes().to_vec());
                 text.push(0);
-                send(server, &message(frontend::PASSWORD, &text)).await?;
+                send_secret(server, &text).await?;
             }
             _ => return Err(AuthError::UpstreamProtocol),
         }
@@ -173,6 +173,14 @@ fn not_scram(what: &str) -> PgError {
         format!("PostgreSQL asked pgshroud for {what}, but with auth_mode = proxy pgshroud logs in with SCRAM-SHA-256 only"),
     )
     .with_hint("Use scram-sha-256 in pg_hba.conf for connections from pgshroud, and store passwords as SCRAM verifiers.")
+}
+
+/// Sends a PasswordMessage carrying a password (or its md5 answer) and wipes the copy.
+async fn send_secret(server: &mut Stream, text: &[u8]) -> Result<(), AuthError> {
+    let mut frame = message(frontend::PASSWORD, text);
+    let sent = send(server, &frame).await;
+    frame[..].zeroize();
+    sent
 }
 
 async fn send(server: &mut Stream, frame: &[u8]) -> Result<(), AuthError> {
