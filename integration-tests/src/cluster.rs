@@ -51,6 +51,9 @@ pub mod users {
 
     /// The non-superuser fixture roles.
     pub const ALL: [&str; 4] = [SCRAM, MD5, CLEARTEXT, TRUST];
+    /// A group (NOLOGIN): its members may log in over TCP only with TLS (`hostnossl` rejects
+    /// them), as on a production server that requires TLS. Tests create such members.
+    pub const TLS_ONLY: &str = "tls_only";
 }
 
 /// Environment variable naming the directory with `initdb`, `pg_ctl` and `postgres`, when the
@@ -778,11 +781,13 @@ fn find_program(name: &str, extra_dirs: &[&str]) -> Option<PathBuf> {
 }
 
 /// pg_hba.conf: the unix socket trusts everyone (superuser set-up and admin clients); over
-/// TCP each fixture role gets its own method and everyone else SCRAM.
+/// TCP members of `tls_only` need TLS, each fixture role gets its own method and everyone
+/// else SCRAM.
 fn hba_conf() -> String {
     format!(
         "# TYPE  DATABASE  USER  ADDRESS  METHOD\n\
          local   all  all                   trust\n\
+         hostnossl all +{tls_only} {HOST}/32  reject\n\
          host    all  {trust}      {HOST}/32  trust\n\
          host    all  {cleartext}  {HOST}/32  password\n\
          host    all  {md5}        {HOST}/32  md5\n\
@@ -790,6 +795,7 @@ fn hba_conf() -> String {
         trust = users::TRUST,
         cleartext = users::CLEARTEXT,
         md5 = users::MD5,
+        tls_only = users::TLS_ONLY,
     )
 }
 
@@ -802,6 +808,7 @@ fn create_roles(socket_dir: &Path, port: u16) -> anyhow::Result<()> {
          CREATE ROLE {SCRAM} LOGIN PASSWORD '{SCRAM_PASSWORD}';
          CREATE ROLE {CLEARTEXT} LOGIN PASSWORD '{CLEARTEXT_PASSWORD}';
          CREATE ROLE {TRUST} LOGIN;
+         CREATE ROLE {TLS_ONLY} NOLOGIN;
          SET password_encryption = 'md5';
          CREATE ROLE {MD5} LOGIN PASSWORD '{MD5_PASSWORD}';"
     );

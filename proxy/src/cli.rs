@@ -244,6 +244,8 @@ impl ServeArgs {
             master_key_file: self.master_key_file.clone(),
             master_key_command: self.master_key_command.clone(),
             require_guard: self.require_guard,
+            // Authentication settings are read from the config file only.
+            ..ConfigLayer::default()
         }
     }
 }

@@ -22,6 +22,7 @@ pub struct ConfigLayer {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub tls_client_ca_file: Option<PathBuf>,
+    pub tls_client_cert: Option<String>,
     pub admin_listen: Option<String>,
     pub rules: Option<PathBuf>,
     pub audit_file: Option<String>,
@@ -48,6 +49,13 @@ pub struct ConfigLayer {
     pub master_key_file: Option<PathBuf>,
     pub master_key_command: Option<String>,
     pub require_guard: Option<bool>,
+    pub auth_mode: Option<String>,
+    pub auth_file: Option<PathBuf>,
+    pub auth_user: Option<String>,
+    pub auth_password_file: Option<PathBuf>,
+    pub auth_dbname: Option<String>,
+    pub auth_query: Option<String>,
+    pub auth_method: Option<String>,
 }
 
 macro_rules! overlay {
@@ -68,6 +76,7 @@ impl ConfigLayer {
             tls_cert,
             tls_key,
             tls_client_ca_file,
+            tls_client_cert,
             admin_listen,
             rules,
             audit_file,
@@ -93,7 +102,14 @@ impl ConfigLayer {
             shutdown_timeout_secs,
             master_key_file,
             master_key_command,
-            require_guard
+            require_guard,
+            auth_mode,
+            auth_file,
+            auth_user,
+            auth_password_file,
+            auth_dbname,
+            auth_query,
+            auth_method
         )
     }
 
@@ -173,8 +189,59 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
     /// CA that client certificates are verified against; clients may then present one (its
-    /// subject is what rules' `cert_subjects` match). Clients without one still connect.
+    /// subject is what rules' `cert_subjects` match). Clients without one still connect,
+    /// unless `client_cert` is `VerifyFull`.
     pub client_ca: Option<PathBuf>,
+    pub client_cert: ClientCertMode,
+}
+
+/// Whether clients must present a certificate (`tls_client_cert`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientCertMode {
+    /// A certificate is checked when presented, not required.
+    Optional,
+    /// Like pg_hba's `clientcert=verify-full`: a certificate chaining to `tls_client_ca_file`
+    /// whose common name is the user name, in addition to the password.
+    VerifyFull,
+}
+
+/// How clients are authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthMode {
+    /// PostgreSQL decides and the proxy passes the exchange through: the proxy holds no
+    /// credentials, but SCRAM channel binding cannot cross its TLS.
+    Relay,
+    /// The proxy checks clients itself against the users' SCRAM verifiers and logs in upstream
+    /// with the ClientKey the client's proof revealed (SCRAM pass-through): channel binding
+    /// works on each TLS leg.
+    Proxy(SecretSettings),
+}
+
+/// What proxy-side authentication asks clients for, with pg_hba's meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuthMethod {
+    /// `scram-sha-256`: SCRAM (PLUS over TLS); users with md5 secrets cannot log in.
+    ScramSha256,
+    /// `md5`: the md5 challenge for users with md5 secrets, SCRAM for the others.
+    Md5,
+    /// `password`: the cleartext password (only over TLS is that sensible), checked against
+    /// either kind of secret.
+    Password,
+}
+
+/// Where proxy-side authentication reads verifiers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSettings {
+    /// `auth_file`: `"user" "SCRAM-SHA-256$..."` lines.
+    File(PathBuf),
+    /// `auth_query` as `auth_user` on database `auth_dbname`.
+    Query {
+        user: String,
+        /// `auth_user`'s password; without it, `$PGSHROUD_AUTH_PASSWORD` (or none).
+        password_file: Option<PathBuf>,
+        dbname: String,
+        query: String,
+    },
 }
 
 /// Resource limits and timeouts.
@@ -207,6 +274,9 @@ pub struct Settings {
     pub master_key_command: Option<String>,
     /// Write to no protected column that lacks its guard in the database (default true).
     pub require_guard: bool,
+    pub auth_mode: AuthMode,
+    /// What proxy-side authentication asks clients for.
+    pub auth_method: ClientAuthMethod,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:6432";
@@ -217,6 +287,24 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 256 * 1024 * 1024;
 impl Settings {
     /// Applies defaults and validates every setting.
     pub fn resolve(layer: ConfigLayer) -> Result<Settings, ConfigError> {
+        let auth_mode = auth_mode(&layer)?;
+        let auth_method = match layer.auth_method.as_deref() {
+            None | Some("scram-sha-256") => ClientAuthMethod::ScramSha256,
+            Some(_) if auth_mode == AuthMode::Relay => {
+                return Err(invalid(
+                    "auth_method",
+                    "applies to auth_mode = proxy only; in relay mode pg_hba.conf decides",
+                ))
+            }
+            Some("md5") => ClientAuthMethod::Md5,
+            Some("password") => ClientAuthMethod::Password,
+            Some(other) => {
+                return Err(invalid(
+                    "auth_method",
+                    format!("`{other}` is not scram-sha-256, md5 or password"),
+                ))
+            }
+        };
         let audit = layer.audit_file.as_deref().map(|a| match a {
             "-" => AuditTarget::Stdout,
             path => AuditTarget::File(PathBuf::from(path)),
@@ -248,6 +336,12 @@ impl Settings {
             readable_file("upstream_ca_file", ca)?;
         }
         let client_tls = match (layer.tls_cert, layer.tls_key) {
+            (None, None) if layer.tls_client_cert.is_some() => {
+                return Err(invalid(
+                    "tls_client_cert",
+                    "needs tls_cert and tls_key: client certificates come with TLS",
+                ))
+            }
             (None, None) if layer.tls_client_ca_file.is_some() => {
                 return Err(invalid(
                     "tls_client_ca_file",
@@ -261,10 +355,29 @@ impl Settings {
                 if let Some(ca) = &layer.tls_client_ca_file {
                     readable_file("tls_client_ca_file", ca)?;
                 }
+                let client_cert = match layer.tls_client_cert.as_deref() {
+                    None | Some("optional") => ClientCertMode::Optional,
+                    Some("verify-full") if layer.tls_client_ca_file.is_some() => {
+                        ClientCertMode::VerifyFull
+                    }
+                    Some("verify-full") => {
+                        return Err(invalid(
+                            "tls_client_cert",
+                            "verify-full needs tls_client_ca_file to verify certificates with",
+                        ))
+                    }
+                    Some(other) => {
+                        return Err(invalid(
+                            "tls_client_cert",
+                            format!("`{other}` is not optional or verify-full"),
+                        ))
+                    }
+                };
                 Some(TlsFiles {
                     cert,
                     key,
                     client_ca: layer.tls_client_ca_file,
+                    client_cert,
                 })
             }
             (Some(_), None) => return Err(invalid("tls_key", "missing; tls_cert needs tls_key")),
@@ -339,7 +452,75 @@ impl Settings {
             master_key_file: layer.master_key_file,
             master_key_command: layer.master_key_command,
             require_guard: layer.require_guard.unwrap_or(true),
+            auth_mode,
+            auth_method,
         })
+    }
+}
+
+/// `auth_mode` and its sources. Unset, it follows the settings: proxy-side authentication when
+/// a verifier source is configured (the mode that works with TLS and channel binding on both
+/// legs), else relay (which needs no credentials in the proxy).
+fn auth_mode(layer: &ConfigLayer) -> Result<AuthMode, ConfigError> {
+    if layer.auth_user.is_none() {
+        for (name, set) in [
+            ("auth_password_file", layer.auth_password_file.is_some()),
+            ("auth_dbname", layer.auth_dbname.is_some()),
+            ("auth_query", layer.auth_query.is_some()),
+        ] {
+            if set {
+                return Err(invalid(
+                    name,
+                    "needs auth_user (the role auth_query runs as)",
+                ));
+            }
+        }
+    }
+    let secrets = match (&layer.auth_file, &layer.auth_user) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "auth_file",
+                "give either auth_file or auth_user (auth_query), not both",
+            ))
+        }
+        (Some(file), None) => {
+            readable_file("auth_file", file)?;
+            Some(SecretSettings::File(file.clone()))
+        }
+        (None, Some(user)) => {
+            if let Some(file) = &layer.auth_password_file {
+                readable_file("auth_password_file", file)?;
+            }
+            Some(SecretSettings::Query {
+                user: user.clone(),
+                password_file: layer.auth_password_file.clone(),
+                dbname: layer
+                    .auth_dbname
+                    .clone()
+                    .unwrap_or_else(|| "postgres".into()),
+                query: layer
+                    .auth_query
+                    .clone()
+                    .unwrap_or_else(|| crate::auth::secrets::DEFAULT_AUTH_QUERY.into()),
+            })
+        }
+        (None, None) => None,
+    };
+    match (layer.auth_mode.as_deref(), secrets) {
+        (None | Some("proxy"), Some(secrets)) => Ok(AuthMode::Proxy(secrets)),
+        (None | Some("relay"), None) => Ok(AuthMode::Relay),
+        (Some("proxy"), None) => Err(invalid(
+            "auth_mode",
+            "proxy needs auth_user (with auth_query) or auth_file to find users' SCRAM verifiers",
+        )),
+        (Some("relay"), Some(_)) => Err(invalid(
+            "auth_mode",
+            "relay passes logins to PostgreSQL; remove auth_file/auth_user or use proxy",
+        )),
+        (Some(other), _) => Err(invalid(
+            "auth_mode",
+            format!("`{other}` is not relay or proxy"),
+        )),
     }
 }
 
@@ -690,6 +871,82 @@ mod tests {
                 "audit_syslog_facility",
                 ConfigLayer {
                     audit_syslog_facility: Some("local0".into()),
+                    ..ConfigLayer::default()
+                },
+            ),
+        ];
+        for (setting, extra) in cases {
+            assert_eq!(with(extra).unwrap_err().setting, setting);
+        }
+    }
+
+    #[test]
+    fn auth_mode_follows_the_verifier_source_and_wrong_combinations_name_the_setting() {
+        let with = |extra: ConfigLayer| Settings::resolve(extra.over(layer("postgres://h")));
+        assert_eq!(
+            with(ConfigLayer::default()).unwrap().auth_mode,
+            AuthMode::Relay
+        );
+        let query = with(ConfigLayer {
+            auth_user: Some("pgshroud_auth".into()),
+            ..ConfigLayer::default()
+        })
+        .unwrap();
+        assert_eq!(
+            query.auth_mode,
+            AuthMode::Proxy(SecretSettings::Query {
+                user: "pgshroud_auth".into(),
+                password_file: None,
+                dbname: "postgres".into(),
+                query: crate::auth::secrets::DEFAULT_AUTH_QUERY.into(),
+            })
+        );
+        let file = with(ConfigLayer {
+            auth_file: Some("/etc/hostname".into()),
+            ..ConfigLayer::default()
+        })
+        .unwrap();
+        assert_eq!(
+            file.auth_mode,
+            AuthMode::Proxy(SecretSettings::File("/etc/hostname".into()))
+        );
+        let cases: Vec<(&str, ConfigLayer)> = vec![
+            (
+                "auth_mode",
+                ConfigLayer {
+                    auth_mode: Some("proxy".into()),
+                    ..ConfigLayer::default()
+                },
+            ),
+            (
+                "auth_mode",
+                ConfigLayer {
+                    auth_mode: Some("relay".into()),
+                    auth_user: Some("a".into()),
+                    ..ConfigLayer::default()
+                },
+            ),
+            (
+                "auth_file",
+                ConfigLayer {
+                    auth_file: Some("/etc/hostname".into()),
+                    auth_user: Some("a".into()),
+                    ..ConfigLayer::default()
+                },
+            ),
+            (
+                "auth_query",
+                ConfigLayer {
+                    auth_query: Some("SELECT 1".into()),
+                    ..ConfigLayer::default()
+                },
+            ),
+            (
+                "tls_client_cert",
+                ConfigLayer {
+                    tls_cert: Some("/etc/hostname".into()),
+                    tls_key: Some("/etc/hostname".into()),
+                    tls_client_cert: Some("verify-full".into()),
                     ..ConfigLayer::default()
                 },
             ),

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod analyze;
 pub mod audit;
+pub mod auth;
 pub mod cancel;
 pub mod cli;
 pub mod config;

@@ -25,6 +25,8 @@ pub mod sqlstate {
     pub const IDLE_SESSION_TIMEOUT: &str = "57P05";
     /// A client too slow to finish its startup.
     pub const CONNECTION_EXCEPTION: &str = "08000";
+    /// Wrong password (or unknown user) under proxy-side authentication, as PostgreSQL says.
+    pub const INVALID_PASSWORD: &str = "28P01";
 }
 
 /// How bad an error is: `Fatal` closes the connection after it is sent.

@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
 use crate::audit::Audit;
+use crate::auth::ProxyAuth;
 use crate::cancel::CancelRegistry;
 use crate::config::Settings;
 use crate::metrics::Metrics;
@@ -32,6 +33,8 @@ pub struct ProxyContext {
     pub metrics: Arc<Metrics>,
     /// Present when `audit_file` is set.
     pub audit: Option<Arc<Audit>>,
+    /// Present under `auth_mode = "proxy"`.
+    pub auth: Option<ProxyAuth>,
 }
 
 impl ProxyContext {
@@ -46,6 +49,7 @@ impl ProxyContext {
         };
         let upstream = Upstream::new(settings.upstream.clone())
             .map_err(|e| format!("invalid setting `upstream`: {e}"))?;
+        let auth = ProxyAuth::new(&settings, upstream.tls_config())?;
         let protection = crate::protect::load(&settings)?;
         let metrics = Arc::new(Metrics::new());
         let audit = Audit::start(&settings, metrics.clone())?;
@@ -58,6 +62,7 @@ impl ProxyContext {
             shutdown,
             metrics,
             audit,
+            auth,
         })
     }
 }

@@ -45,6 +45,28 @@ impl Stream {
         Some(cert.subject().to_string())
     }
 
+    /// The common name of the certificate a TLS client presented (verified against
+    /// `tls_client_ca_file`), for `tls_client_cert = "verify-full"`.
+    pub fn peer_cert_common_name(&self) -> Option<String> {
+        let Stream::ClientTls(tls) = self else {
+            return None;
+        };
+        let der = tls.get_ref().1.peer_certificates()?.first()?;
+        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+        let name = cert.subject().iter_common_name().next()?.as_str().ok()?;
+        Some(name.to_owned())
+    }
+
+    /// The upstream server's certificate as SCRAM channel binding data
+    /// (`tls-server-end-point`), when this is a TLS connection to the server.
+    pub fn server_end_point(&self) -> Option<Vec<u8>> {
+        let Stream::ServerTls(tls) = self else {
+            return None;
+        };
+        let der = tls.get_ref().1.peer_certificates()?.first()?;
+        Some(crate::auth::scram::tls_server_end_point(der.as_ref()))
+    }
+
     /// Splits into halves; plain TCP splits without a lock.
     pub fn split(self) -> (ReadHalf, WriteHalf) {
         match self {

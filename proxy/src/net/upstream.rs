@@ -39,6 +39,12 @@ impl Upstream {
         Ok(Upstream { url, tls })
     }
 
+    /// The TLS configuration towards the server (`None` for sslmode=disable), for other
+    /// connections to the same server (the auth_query's).
+    pub fn tls_config(&self) -> Option<Arc<rustls::ClientConfig>> {
+        self.tls.clone()
+    }
+
     /// Connects, negotiating TLS when the mode asks for it.
     pub async fn connect(&self) -> Result<Stream, UpstreamError> {
         let addr = self.url.address();

@@ -1,7 +1,9 @@
-//! Relaying authentication: PostgreSQL decides (trust, cleartext, md5, SCRAM-SHA-256), the
-//! proxy passes the exchange through, strips `SCRAM-SHA-256-PLUS` (channel binding cannot
-//! cross the TLS hop the proxy terminates) and swaps the secret in `BackendKeyData` for its
-//! own (the pid stays the backend's).
+//! The upstream login up to `ReadyForQuery`. Relayed (`auth_mode = "relay"`): PostgreSQL
+//! decides (trust, cleartext, md5, SCRAM-SHA-256), the proxy passes the exchange through and
+//! strips `SCRAM-SHA-256-PLUS` (channel binding cannot cross the TLS hop the proxy terminates).
+//! Proxy-side (`"proxy"`): the client is already proven and `pass_through` answers the server.
+//! Either way the secret in `BackendKeyData` is swapped for the proxy's own (the pid stays the
+//! backend's).
 
 use std::sync::Arc;
 
@@ -9,7 +11,9 @@ use bytes::{BufMut, BytesMut};
 use pgwire::messages::startup::Authentication;
 use pgwire::messages::{DecodeContext, Message, ProtocolVersion};
 use tokio::io::AsyncWriteExt;
+use tracing::warn;
 
+use super::pass_through::PassThrough;
 use crate::cancel::{BackendKey, CancelGuard, CancelRegistry};
 use crate::net::stream::Stream;
 use crate::pg_error::{sqlstate, PgError};
@@ -37,6 +41,12 @@ pub enum AuthError {
     /// The proxy refused; the client was told.
     #[error("{0}")]
     Unsupported(PgError),
+    /// Proxy-side authentication refused the login (wrong password, unknown user, no
+    /// verifier to check with); the client was told.
+    #[error("login refused by pgshroud: {} {}", .0.code, .0.message)]
+    Denied(PgError),
+    #[error("{0}")]
+    Connect(#[from] crate::net::upstream::UpstreamError),
     #[error("client: {0}")]
     Client(FrameError),
     #[error("client closed the connection during authentication")]
@@ -60,6 +70,8 @@ pub struct AuthExchange<'a> {
     pub client_buf: &'a mut FrameBuffer,
     pub server: &'a mut Stream,
     pub server_buf: &'a mut FrameBuffer,
+    /// Present under proxy-side authentication: the client is proven, the proxy logs in.
+    pub pass_through: Option<PassThrough>,
 }
 
 impl AuthExchange<'_> {
@@ -113,6 +125,9 @@ impl AuthExchange<'_> {
             .get(5..9)
             .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
             .ok_or(AuthError::UpstreamProtocol)?;
+        if let Some(login) = &mut self.pass_through {
+            return login.step(code, &frame, self.server, self.client).await;
+        }
         match code {
             auth::OK | auth::SASL_FINAL => self.client.write_all(&frame).await?,
             auth::CLEARTEXT_PASSWORD | auth::MD5_PASSWORD | auth::SASL_CONTINUE => {
@@ -120,6 +135,11 @@ impl AuthExchange<'_> {
                 self.relay_client_response().await?;
             }
             auth::SASL => {
+                if self.client.is_tls() && self.server.is_tls() {
+                    // libpq and node-postgres will say "y" (binding supported, not offered) and
+                    // PostgreSQL, which did offer it, refuses that as a downgrade.
+                    warn!("relayed SCRAM with TLS on both legs: clients that support channel binding will be refused by PostgreSQL; set auth_user or auth_file for proxy-side authentication");
+                }
                 self.client
                     .write_all(&without_channel_binding(frame)?)
                     .await?;

@@ -1,8 +1,11 @@
-//! One client connection from accept to close: handshake, upstream connection, relayed
-//! authentication, then the relay until either side ends it.
+//! One client connection from accept to close: handshake, authentication (relayed to
+//! PostgreSQL, or checked by the proxy before the upstream connection opens), then the relay
+//! until either side ends it.
 
 pub mod auth;
 pub mod handshake;
+pub mod login;
+pub mod pass_through;
 pub mod relay;
 pub mod settings;
 
@@ -18,10 +21,12 @@ use tracing::{debug, info, warn, Instrument};
 
 use self::auth::{AuthError, AuthExchange};
 use self::handshake::{send_and_close, Handshake, HandshakeError};
+use self::pass_through::PassThrough;
 use self::relay::{Inbound, RelayEnd, ServerPath, SessionState, MAX_SERVER_MESSAGE};
 use self::settings::TextSettings;
 use crate::audit::{ConnectionAudit, ConnectionInfo};
 use crate::cancel::{forward_cancel, CANCEL_WAIT};
+use crate::config::ClientCertMode;
 use crate::intercept::StatementPath;
 use crate::metrics::{AlertKind, ConnectionErrorReason as Why};
 use crate::net::stream::Stream;
@@ -166,64 +171,84 @@ async fn run_session(
     audit: &AuditGuard,
 ) {
     let limits = &ctx.settings.limits;
-    let mut server = match ctx.upstream.connect().await {
-        Ok(s) => s,
-        Err(e) => {
-            warn!("upstream connection failed: {e}");
-            ctx.metrics.upstream_error();
-            ctx.metrics.connection_error(Why::UpstreamConnect);
-            send_and_close(&mut client, &PgError::upstream_unreachable(&e.to_string())).await;
-            return;
-        }
-    };
     let mut client_buf = FrameBuffer::new(limits.max_message_size);
     let mut server_buf = FrameBuffer::new(MAX_SERVER_MESSAGE);
+    let user = startup.user().unwrap_or_default();
 
     let login = async {
         negotiate_version(&mut client, &startup).await?;
+        let cert_required = ctx
+            .settings
+            .client_tls
+            .as_ref()
+            .is_some_and(|tls| tls.client_cert == ClientCertMode::VerifyFull);
+        if cert_required {
+            login::check_client_cert(&mut client, user).await?;
+        }
+        // Proxy-side authentication checks the client before any upstream connection opens.
+        let pass_through = match &ctx.auth {
+            Some(proxy_auth) => {
+                let proven =
+                    login::authenticate(&mut client, &mut client_buf, user, proxy_auth).await?;
+                Some(PassThrough::new(proven, user))
+            }
+            None => None,
+        };
+        let mut server = ctx.upstream.connect().await?;
         server.write_all(&startup.encode_v3()).await?;
         server.flush().await?;
-        AuthExchange {
+        let authenticated = AuthExchange {
             client: &mut client,
             client_buf: &mut client_buf,
             server: &mut server,
             server_buf: &mut server_buf,
+            pass_through,
         }
         .run(&ctx.cancels)
-        .await
+        .await?;
+        Ok::<_, AuthError>((authenticated, server))
     };
-    let authenticated = match tokio::time::timeout(limits.startup_timeout, login).await {
-        Ok(Ok(a)) => a,
-        Ok(Err(e)) => {
-            log_auth_failure(&e);
-            audit.with(|a| match &e {
-                AuthError::Refused { sqlstate, .. } => a.auth_failed(Some(sqlstate)),
-                _ => a.auth_failed(None),
-            });
-            ctx.metrics.connection_error(match e {
-                AuthError::Upstream(_) | AuthError::UpstreamGone => Why::UpstreamConnect,
-                AuthError::ClientGone | AuthError::Io(_) => Why::Io,
-                AuthError::Client(_) | AuthError::ClientProtocol(_) => Why::Protocol,
-                _ => Why::AuthFailed,
-            });
-            if let AuthError::Upstream(_) | AuthError::UpstreamGone = e {
-                send_and_close(&mut client, &PgError::upstream_lost(&e.to_string())).await;
+    let (authenticated, mut server) =
+        match tokio::time::timeout(limits.startup_timeout, login).await {
+            Ok(Ok(a)) => a,
+            Ok(Err(AuthError::Connect(e))) => {
+                warn!("upstream connection failed: {e}");
+                ctx.metrics.upstream_error();
+                ctx.metrics.connection_error(Why::UpstreamConnect);
+                send_and_close(&mut client, &PgError::upstream_unreachable(&e.to_string())).await;
+                return;
             }
-            let _ = client.shutdown().await;
-            return;
-        }
-        Err(_) => {
-            audit.with(|a| a.auth_failed(Some(sqlstate::CONNECTION_EXCEPTION)));
-            ctx.metrics.connection_error(Why::StartupTimeout);
-            let error = PgError::fatal(
-                sqlstate::CONNECTION_EXCEPTION,
-                "authentication did not complete within startup_timeout_secs",
-            );
-            info!("{error}");
-            send_and_close(&mut client, &error).await;
-            return;
-        }
-    };
+            Ok(Err(e)) => {
+                log_auth_failure(&e);
+                audit.with(|a| match &e {
+                    AuthError::Refused { sqlstate, .. } => a.auth_failed(Some(sqlstate)),
+                    AuthError::Denied(error) => a.auth_failed(Some(error.code)),
+                    _ => a.auth_failed(None),
+                });
+                ctx.metrics.connection_error(match e {
+                    AuthError::Upstream(_) | AuthError::UpstreamGone => Why::UpstreamConnect,
+                    AuthError::ClientGone | AuthError::Io(_) => Why::Io,
+                    AuthError::Client(_) | AuthError::ClientProtocol(_) => Why::Protocol,
+                    _ => Why::AuthFailed,
+                });
+                if let AuthError::Upstream(_) | AuthError::UpstreamGone = e {
+                    send_and_close(&mut client, &PgError::upstream_lost(&e.to_string())).await;
+                }
+                let _ = client.shutdown().await;
+                return;
+            }
+            Err(_) => {
+                audit.with(|a| a.auth_failed(Some(sqlstate::CONNECTION_EXCEPTION)));
+                ctx.metrics.connection_error(Why::StartupTimeout);
+                let error = PgError::fatal(
+                    sqlstate::CONNECTION_EXCEPTION,
+                    "authentication did not complete within startup_timeout_secs",
+                );
+                info!("{error}");
+                send_and_close(&mut client, &error).await;
+                return;
+            }
+        };
     info!("session started");
     audit.with(ConnectionAudit::auth_ok);
     let _cancel_key = authenticated.cancel;
@@ -329,6 +354,7 @@ async fn negotiate_version(client: &mut Stream, startup: &StartupMessage) -> Res
 fn log_auth_failure(e: &AuthError) {
     match e {
         AuthError::Refused { sqlstate, .. } => info!(%sqlstate, "login refused by the server"),
+        AuthError::Denied(error) => info!(sqlstate = %error.code, "login refused by pgshroud"),
         AuthError::ClientGone => debug!("client left during authentication"),
         other => warn!("authentication failed: {other}"),
     }
