@@ -17,6 +17,19 @@ impl<'a> Walker<'a> {
         let kind = statement_kind(stmt);
         let (outputs, copy) = self.walk_statement(stmt, kind)?;
         self.check_params(stmt)?;
+        let changed_tables = if kind == StatementKind::Ddl {
+            // Not every DDL form shows its tables to the parser's visitor (DROP TABLE does
+            // not): add every protected table the statement names at all.
+            let mut changed = self.tables.clone();
+            for pair in self.schema.tables_named_in(&stmt.to_string()) {
+                if !changed.contains(&pair) {
+                    changed.push(pair);
+                }
+            }
+            changed
+        } else {
+            self.deleted_from
+        };
         Ok(StatementInfo {
             kind,
             tables: self.tables,
@@ -25,6 +38,8 @@ impl<'a> Walker<'a> {
             params: self.params,
             outputs,
             copy,
+            links: self.links,
+            changed_tables,
         })
     }
 

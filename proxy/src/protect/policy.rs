@@ -1,5 +1,6 @@
 //! The caller's role applied to statements: which statement kinds it may run, which protected
-//! columns it may read or write (refusals with 42501), and what each result column becomes.
+//! columns it may read, write or compare with values it supplies (refusals with 42501), and
+//! what each result column becomes (the strictest action of every column that can reach it).
 
 use std::net::IpAddr;
 
@@ -8,7 +9,7 @@ use pgshroud_rules::{Action, Identity, Role, Rules};
 use super::codec::Spec;
 use super::engine::Plan;
 use super::reveal::Output;
-use crate::analyze::{StatementKind, Usage};
+use crate::analyze::{LinkKind, StatementKind, Usage};
 use crate::crypto::KeyRing;
 use crate::pg_error::PgError;
 
@@ -20,8 +21,13 @@ pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
 pub enum RoleRefusal {
     ColumnDenied,
     WriteDenied,
+    CompareDenied,
+    /// Columns the role sees differently meet in one result column, comparison or copy.
+    MixedActions,
     StatementKindDenied,
 }
+
+type Refused = (RoleRefusal, PgError);
 
 /// Who is calling, as the proxy knows once authentication succeeded.
 #[derive(Debug, Clone)]
@@ -86,45 +92,159 @@ impl Policy {
     }
 
     /// The role's verdict on an analysed statement text.
-    pub fn check(&self, plan: &Plan) -> Result<(), (RoleRefusal, PgError)> {
+    pub fn check(&self, plan: &Plan) -> Result<(), Refused> {
         for statement in &plan.statements {
             self.check_kind(statement.kind)?;
         }
         for (spec, usage) in &plan.columns {
-            let action = self.action(spec);
-            if action == Action::Deny {
-                return Err((
-                    RoleRefusal::ColumnDenied,
-                    PgError::error(
-                        INSUFFICIENT_PRIVILEGE,
-                        format!(
-                            "permission denied for protected column {}: role {} may not use it",
-                            spec.qualified, self.role.name
-                        ),
-                    )
-                    .with_hint("Leave the column out of the statement (also out of * and RETURNING *), or ask for a role that may see it."),
-                ));
+            if self.action(spec) == Action::Deny {
+                return Err(self.column_denied(spec));
             }
-            if *usage == Usage::Write && !self.role.may_write(&spec.qualified) {
-                return Err((
-                    RoleRefusal::WriteDenied,
-                    PgError::error(
-                        INSUFFICIENT_PRIVILEGE,
-                        format!(
-                            "permission denied to write protected column {}: role {} may not write protected columns",
-                            spec.qualified, self.role.name
-                        ),
-                    ),
-                ));
+            match usage {
+                Usage::Write if !self.role.may_write(&spec.qualified) => {
+                    return Err(self.write_denied(spec, "write protected columns"));
+                }
+                Usage::CompareValue if !self.role.may_compare(&spec.qualified) => {
+                    return Err(self.compare_denied(spec));
+                }
+                _ => {}
+            }
+        }
+        for spec in &plan.table_writes {
+            if !self.role.may_write(&spec.qualified) {
+                let what = "delete rows of, truncate or change the definition of a table with protected columns";
+                return Err(self.write_denied(spec, what));
+            }
+        }
+        self.check_links(plan)
+    }
+
+    /// Columns that meet must not let the role learn more of one than its action on it says:
+    /// a result column fed by several gets the strictest action (two different masks have no
+    /// order: refused); comparing columns the role sees differently tells it the values of
+    /// one from the other, so it needs the compare right on both (as if it supplied them);
+    /// copying a column into one the role sees more of would launder it.
+    fn check_links(&self, plan: &Plan) -> Result<(), Refused> {
+        for (a, b, kind) in &plan.links {
+            let (action_a, action_b) = (self.action(a), self.action(b));
+            match kind {
+                LinkKind::Merged => {
+                    let group = self.merged_group(plan, a);
+                    let actions = group.iter().map(|s| self.action(s));
+                    if Action::strictest(actions).is_err() {
+                        return Err(self.mixed(a, b, "in one result column"));
+                    }
+                }
+                LinkKind::Compared if action_a != action_b => {
+                    let missing = [a, b]
+                        .into_iter()
+                        .find(|s| !self.role.may_compare(&s.qualified));
+                    if let Some(spec) = missing {
+                        return Err(self.compare_denied(spec));
+                    }
+                }
+                LinkKind::Copied => {
+                    let sources = self.merged_group(plan, b);
+                    let actions = sources.iter().map(|s| self.action(s));
+                    let strictest = Action::strictest(actions.chain([action_a]));
+                    if strictest != Ok(action_a) {
+                        return Err(self.mixed(a, b, "by copying the values of one into the other"));
+                    }
+                }
+                LinkKind::Compared => {}
             }
         }
         Ok(())
     }
 
+    /// `spec` and every column merged with it into a result column by the plan's set
+    /// operations (transitively).
+    fn merged_group(&self, plan: &Plan, spec: &Spec) -> Vec<Spec> {
+        let mut group = vec![spec.clone()];
+        let mut i = 0;
+        while let Some(at) = group.get(i).cloned() {
+            for (a, b, kind) in &plan.links {
+                if *kind != LinkKind::Merged {
+                    continue;
+                }
+                let other = if Spec::ptr_eq(a, &at) {
+                    b
+                } else if Spec::ptr_eq(b, &at) {
+                    a
+                } else {
+                    continue;
+                };
+                if !group.iter().any(|s| Spec::ptr_eq(s, other)) {
+                    group.push(other.clone());
+                }
+            }
+            i += 1;
+        }
+        group
+    }
+
+    fn column_denied(&self, spec: &Spec) -> Refused {
+        (
+            RoleRefusal::ColumnDenied,
+            PgError::error(
+                INSUFFICIENT_PRIVILEGE,
+                format!(
+                    "permission denied for protected column {}: role {} may not use it",
+                    spec.qualified, self.role.name
+                ),
+            )
+            .with_hint("Leave the column out of the statement (also out of * and RETURNING *), or ask for a role that may see it."),
+        )
+    }
+
+    fn write_denied(&self, spec: &Spec, what: &str) -> Refused {
+        (
+            RoleRefusal::WriteDenied,
+            PgError::error(
+                INSUFFICIENT_PRIVILEGE,
+                format!(
+                    "permission denied to write protected column {}: role {} may not {what}",
+                    spec.qualified, self.role.name
+                ),
+            ),
+        )
+    }
+
+    fn compare_denied(&self, spec: &Spec) -> Refused {
+        (
+            RoleRefusal::CompareDenied,
+            PgError::error(
+                INSUFFICIENT_PRIVILEGE,
+                format!(
+                    "permission denied to compare protected column {}: role {} has no compare right on it (it may not test values of its own against the column)",
+                    spec.qualified, self.role.name
+                ),
+            )
+            .with_hint("Comparing two protected columns with each other (joins, GROUP BY, DISTINCT) is allowed; comparing with a literal or parameter needs the compare right ([roles.compare] in the rules file)."),
+        )
+    }
+
+    fn mixed(&self, a: &Spec, b: &Spec, how: &str) -> Refused {
+        (
+            RoleRefusal::MixedActions,
+            PgError::error(
+                INSUFFICIENT_PRIVILEGE,
+                format!(
+                    "permission denied: role {} sees protected columns {} ({}) and {} ({}) differently, and the statement would join their values {how}",
+                    self.role.name,
+                    a.qualified,
+                    self.action(a),
+                    b.qualified,
+                    self.action(b)
+                ),
+            ),
+        )
+    }
+
     /// Refuses a statement kind the role's `statements` list leaves out. Transaction
     /// control and session settings (`BEGIN`, `SET`, ...) are always allowed: drivers send
     /// them on their own.
-    pub fn check_kind(&self, kind: StatementKind) -> Result<(), (RoleRefusal, PgError)> {
+    pub fn check_kind(&self, kind: StatementKind) -> Result<(), Refused> {
         if kind == StatementKind::Session || self.role.allows_statement(kind.as_str()) {
             return Ok(());
         }
@@ -149,6 +269,15 @@ impl Policy {
     /// What a result column of `spec` becomes for this role.
     pub fn output(&self, spec: Spec, keys: &KeyRing) -> Output {
         let action = self.action(&spec);
+        Output::new(spec, action, keys)
+    }
+
+    /// What a result column becomes that values of all `sources` (one key context, `spec`
+    /// among them) can reach: the strictest of the role's actions for them. Two different
+    /// masks were refused when the statement was checked; should they meet here, NULL.
+    pub fn merged_output(&self, spec: Spec, sources: &[Spec], keys: &KeyRing) -> Output {
+        let actions = sources.iter().chain([&spec]).map(|s| self.action(s));
+        let action = Action::strictest(actions).unwrap_or(Action::Null);
         Output::new(spec, action, keys)
     }
 }

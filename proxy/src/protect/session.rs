@@ -433,6 +433,8 @@ impl ProtectedSession {
         self.metrics.refusal(match why {
             RoleRefusal::ColumnDenied => RefusalReason::ColumnDenied,
             RoleRefusal::WriteDenied => RefusalReason::WriteDenied,
+            RoleRefusal::CompareDenied => RefusalReason::CompareDenied,
+            RoleRefusal::MixedActions => RefusalReason::MixedActions,
             RoleRefusal::StatementKindDenied => RefusalReason::StatementKindDenied,
         });
         error
@@ -1382,6 +1384,10 @@ impl ProtectedSession {
     /// expressions and set operations (no origin) by the analysis of the statement.
     fn row_plan(&self, fields: &[wire::Field], plan: Option<(&Plan, usize)>) -> RowPlan {
         let outputs = plan.and_then(|(p, i)| p.outputs(i));
+        let links = plan
+            .and_then(|(p, i)| p.statements.get(i))
+            .map(|s| s.links.as_slice())
+            .unwrap_or_default();
         let specs = fields
             .iter()
             .enumerate()
@@ -1392,7 +1398,16 @@ impl ProtectedSession {
                     let id = outputs?.get(i).copied().flatten()?;
                     self.shared.spec_by_id(id).cloned()?
                 };
-                Some(self.policy.output(spec, &self.shared.keys))
+                // Columns merged with this one by a set operation can reach it too.
+                let sources: Vec<_> = self
+                    .shared
+                    .id_of(&spec)
+                    .map(|id| analyze::merged_with(id, links))
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|id| self.shared.spec_by_id(id).cloned())
+                    .collect();
+                Some(self.policy.merged_output(spec, &sources, &self.shared.keys))
             })
             .collect();
         Arc::new(specs)
