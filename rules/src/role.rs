@@ -218,7 +218,10 @@ mod tests {
     #[test]
     fn compare_right_comes_from_column_then_role_and_never_for_denied_columns() {
         let mut role = support();
-        assert!(role.may_compare("public.customers.email"), "support compares");
+        assert!(
+            role.may_compare("public.customers.email"),
+            "support compares"
+        );
         assert!(!role.may_compare("public.customers.card"), "denied column");
         role.compare = false;
         role.column_compare

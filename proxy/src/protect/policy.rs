@@ -148,7 +148,11 @@ impl Policy {
                     let actions = sources.iter().map(|s| self.action(s));
                     let strictest = Action::strictest(actions.chain([action_a]));
                     if strictest != Ok(action_a) {
-                        return Err(self.mixed(a, b, "by copying the values of one into the other"));
+                        return Err(self.mixed(
+                            a,
+                            b,
+                            "by copying the values of one into the other",
+                        ));
                     }
                 }
                 LinkKind::Compared => {}

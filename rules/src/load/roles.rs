@@ -193,7 +193,11 @@ fn compare_rights(
             };
             return Err(file.error(key.span(), problem));
         };
-        if role.column_compare.insert(qualified.clone(), allowed).is_some() {
+        if role
+            .column_compare
+            .insert(qualified.clone(), allowed)
+            .is_some()
+        {
             let problem = Problem::DuplicateOverride {
                 role: role.name.clone(),
                 column: qualified,

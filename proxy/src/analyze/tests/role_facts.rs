@@ -59,7 +59,8 @@ fn on_conflict_targets_compare_the_inserted_values() {
     let info = one("INSERT INTO customers (email, ssn) VALUES ($1, $2) ON CONFLICT DO NOTHING");
     assert!(has_use(&info, email(), Usage::CompareValue));
     assert!(has_use(&info, id("customers", "ssn"), Usage::CompareValue));
-    let info = one("INSERT INTO customers (email, name) VALUES ($1, 'x') ON CONFLICT (id) DO NOTHING");
+    let info =
+        one("INSERT INTO customers (email, name) VALUES ($1, 'x') ON CONFLICT (id) DO NOTHING");
     assert!(!has_use(&info, email(), Usage::CompareValue));
     let info = one("INSERT INTO customers (email) VALUES ($1)");
     assert!(!has_use(&info, email(), Usage::CompareValue));
@@ -97,7 +98,8 @@ fn writes_from_another_protected_column_are_copies() {
         links(&info),
         vec![(orders_email(), email(), LinkKind::Copied)]
     );
-    let info = one("UPDATE orders SET customer_email = c.email FROM customers c WHERE c.id = orders.id");
+    let info =
+        one("UPDATE orders SET customer_email = c.email FROM customers c WHERE c.id = orders.id");
     assert_eq!(
         links(&info),
         vec![(orders_email(), email(), LinkKind::Copied)]
