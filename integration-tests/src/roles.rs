@@ -74,7 +74,8 @@ template = "app"
 cert_subjects = ["CN=*.svc.example.test"]
 "#;
 
-const SCHEMA: &str = "\
+/// The fixture's tables (customers is protected by [`RULES`]).
+pub const SCHEMA: &str = "\
 CREATE TABLE customers (id serial PRIMARY KEY, email bytea UNIQUE, age bytea, birthday bytea, name text);
 CREATE TABLE notes (id serial PRIMARY KEY, body text);";
 

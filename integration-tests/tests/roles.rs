@@ -1329,3 +1329,114 @@ async fn joining_a_column_read_in_plaintext_with_one_read_as_ciphertext_needs_th
     assert_eq!(n, 0);
     proxy_is_up(&f).await;
 }
+
+// ---- stored values through server functions and FunctionCall (issue 14) -------------------
+
+#[tokio::test]
+async fn server_functions_running_sql_text_are_refused_to_roles_that_may_not_see_stored_values() {
+    let f = with_customer().await;
+    let leaking = [
+        "SELECT query_to_xml('select email from customers', true, false, '')",
+        "SELECT query_to_xml_and_xmlschema('SELECT * FROM public.customers', true, false, '')",
+        "SELECT query_to_xml('select email from cust' || 'omers', true, false, '')",
+        "SELECT table_to_xml('customers'::regclass, true, false, '')",
+        "SELECT table_to_xml('customers'::regclass::oid::int::regclass, true, false, '')",
+        "SELECT schema_to_xml('public', true, false, '')",
+        "SELECT database_to_xml(true, false, '')",
+        "SELECT U&\"query\\005fto\\005fxml\"('select age from custom' || 'ers', true, false, '')",
+        "DO $$ BEGIN EXECUTE 'select 1'; END $$",
+    ];
+    for suffix in ["auditor", "support", "analyst"] {
+        let c = f.connect(suffix).await;
+        for sql in leaking {
+            let err = c.simple_query(sql).await.expect_err(sql);
+            refused_42501(
+                &c,
+                err,
+                "public.customers.",
+                "may not receive its stored values",
+            )
+            .await;
+        }
+        // Extended protocol, with the SQL text as a parameter: refused too.
+        let err = c
+            .query(
+                "SELECT query_to_xml($1, true, false, '')::text",
+                &[&"select email from customers"],
+            )
+            .await
+            .unwrap_err();
+        refused_42501(&c, err, "public.customers.", "not a string literal").await;
+        // What reads no protected table still runs.
+        let xml = c
+            .query_one(
+                "SELECT query_to_xml('select body from notes', true, false, '')::text",
+                &[],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{suffix}: {e:?}"));
+        assert!(xml.get::<_, String>(0).contains("table"), "{suffix}");
+    }
+    // The stored ciphertext is what the dba reads anyway; the app reads more than that.
+    for suffix in ["dba", "app"] {
+        let c = f.connect(suffix).await;
+        let xml: String = c
+            .query_one(
+                "SELECT query_to_xml('select email from customers', true, false, '')::text",
+                &[],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{suffix}: {e:?}"))
+            .get(0);
+        assert!(!xml.contains("alice"), "{suffix}: no plaintext in {xml}");
+    }
+    proxy_is_up(&f).await;
+}
+
+#[tokio::test]
+async fn function_calls_are_refused_to_roles_that_may_not_see_stored_values() {
+    use pgshroud_integration_tests::raw::{error_codes, message, RawClient};
+    use pgshroud_integration_tests::users;
+    let rules = format!(
+        "{RULES}\n[[roles]]\nname = \"ops_auditor\"\ntemplate = \"auditor\"\nusers = [\"{}\"]\n",
+        users::TRUST
+    );
+    let f = RolesFixture::with_rules(
+        &rules,
+        pgshroud_integration_tests::roles::SCHEMA,
+        pgshroud::config::ConfigLayer::default(),
+    )
+    .await;
+    let direct = f.direct().await;
+    direct
+        .batch_execute(&format!(
+            "GRANT CONNECT ON DATABASE {} TO {}",
+            f.db,
+            users::TRUST
+        ))
+        .await
+        .unwrap();
+    let oid: u32 = direct
+        .query_one("SELECT 'pg_backend_pid'::regproc::oid", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let mut body = oid.to_be_bytes().to_vec();
+    body.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    let call = message(b'F', &body);
+
+    let mut auditor = RawClient::login_trust(f.proxy.port(), users::TRUST, &f.db).await;
+    auditor.send(&call).await;
+    let msgs = auditor.recv_until_ready().await;
+    assert_eq!(error_codes(&msgs), ["42501"], "{msgs:?}");
+    let shown = msgs.iter().find_map(|m| m.field(b'M')).unwrap_or_default();
+    assert!(shown.contains("function calls"), "{shown}");
+    // The session goes on.
+    auditor
+        .send(&message(b'Q', b"SELECT count(*) FROM customers\0"))
+        .await;
+    let msgs = auditor.recv_until_ready().await;
+    assert!(error_codes(&msgs).is_empty(), "{msgs:?}");
+    assert!(msgs.iter().any(|m| m.kind == b'D'), "{msgs:?}");
+    proxy_is_up(&f).await;
+}

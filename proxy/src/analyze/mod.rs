@@ -14,6 +14,7 @@ mod schema;
 mod scope;
 mod search_path;
 mod source;
+pub mod sql_text;
 mod statement;
 mod walk;
 

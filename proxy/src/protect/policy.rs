@@ -9,7 +9,8 @@ use pgshroud_rules::{Action, Identity, Role, Rules};
 use super::codec::Spec;
 use super::engine::Plan;
 use super::reveal::Output;
-use crate::analyze::{LinkKind, StatementKind, Usage};
+use crate::analyze::sql_text::{self, SqlText};
+use crate::analyze::{LinkKind, ProtectedSchema, StatementKind, Usage};
 use crate::crypto::KeyRing;
 use crate::pg_error::PgError;
 
@@ -55,16 +56,105 @@ impl Caller {
 #[derive(Debug, Clone)]
 pub struct Policy {
     role: Role,
+    /// (schema, table, `schema.table.column`) of every protected column whose stored
+    /// ciphertext the role may not receive (its action is a mask, null or deny).
+    withheld: Vec<(String, String, String)>,
 }
 
 impl Policy {
-    pub fn new(role: Role) -> Policy {
-        Policy { role }
+    pub fn new(role: Role, rules: &Rules) -> Policy {
+        let withheld = rules
+            .columns()
+            .filter(|(table, column)| {
+                let qualified = table.qualified_column(column);
+                !matches!(
+                    role.action_for(&qualified, column.logical),
+                    Action::Decrypt | Action::Ciphertext
+                )
+            })
+            .map(|(table, column)| {
+                let qualified = table.qualified_column(column);
+                (table.schema.clone(), table.name.clone(), qualified)
+            })
+            .collect();
+        Policy { role, withheld }
     }
 
     /// The policy of the first role matching the caller (else the default role).
     pub fn for_caller(rules: &Rules, caller: &Caller) -> Policy {
-        Policy::new(rules.role_for(&caller.identity()).clone())
+        Policy::new(rules.role_for(&caller.identity()).clone(), rules)
+    }
+
+    /// Whether some protected column's stored ciphertext must not reach this role: then
+    /// paths that hand the client stored bytes the proxy cannot transform are closed to it
+    /// (server functions running SQL text, FunctionCall messages).
+    pub fn withholds_stored_values(&self) -> bool {
+        !self.withheld.is_empty()
+    }
+
+    /// Whether the proxy must read `sql` for [`Policy::check_sql_text`].
+    pub fn reads_sql_text(&self, sql: &str) -> bool {
+        self.withholds_stored_values() && sql_text::may_run_sql_text(sql)
+    }
+
+    /// Refuses a text that hands SQL or a table name to a server function that runs it
+    /// (`query_to_xml`, `table_to_xml`, `dblink`, `EXECUTE` in plpgsql, ...) when what it can
+    /// read includes a column this role may not receive as stored: such results are raw
+    /// stored bytes, whatever the role's action. A text the proxy cannot read is refused.
+    pub fn check_sql_text(&self, sql: &str, schema: &ProtectedSchema) -> Result<(), Refused> {
+        let Some((_, _, first)) = self.withheld.first() else {
+            return Ok(());
+        };
+        if !sql_text::may_run_sql_text(sql) {
+            return Ok(());
+        }
+        let (column, what) = match sql_text::sql_text_calls(sql) {
+            SqlText::None => return Ok(()),
+            SqlText::Unreadable(what) => (first, what),
+            SqlText::Literals(texts) => {
+                let hit = texts.iter().find_map(|text| {
+                    if !schema.mentions_protected_table(text) {
+                        return None;
+                    }
+                    // A view or another spelling of a protected table: any of them.
+                    let named = schema.tables_named_in(text);
+                    self.withheld
+                        .iter()
+                        .find(|(s, t, _)| {
+                            named.is_empty() || named.iter().any(|(ns, nt)| ns == s && nt == t)
+                        })
+                        .map(|(_, _, q)| q)
+                });
+                match hit {
+                    Some(column) => (
+                        column,
+                        "a server function given SQL text or a table name that reads it".to_owned(),
+                    ),
+                    None => return Ok(()),
+                }
+            }
+        };
+        Err((
+            RoleRefusal::ColumnDenied,
+            PgError::error(
+                INSUFFICIENT_PRIVILEGE,
+                format!(
+                    "permission denied for protected column {column}: role {} may not receive its stored values, and {what} could return them unchanged",
+                    self.role.name
+                ),
+            )
+            .with_hint("Query the table directly, so pgshroud can apply the role's action to each column."),
+        ))
+    }
+
+    /// Whether the role may send FunctionCall messages (a function run by OID, outside any
+    /// text the proxy could read): as its `statements` list says, and for a role that must
+    /// not receive some column's stored values only when the list names `function_call`.
+    pub fn allows_function_call(&self) -> bool {
+        match &self.role.statements {
+            Some(_) => self.role.allows_statement("function_call"),
+            None => !self.withholds_stored_values(),
+        }
     }
 
     /// Refuses a connection from outside the role's `networks` (SQLSTATE 28000).
