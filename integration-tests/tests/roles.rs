@@ -719,6 +719,12 @@ async fn audit_events_name_the_role_and_what_it_got_of_each_column() {
         .query("SELECT email FROM customers", &[])
         .await
         .unwrap_err();
+    // A comparison without the compare right: refused, and the event says so.
+    f.connect("analyst")
+        .await
+        .query("SELECT name FROM customers WHERE age = $1", &[&1i32])
+        .await
+        .unwrap_err();
     let RolesFixture {
         proxy, dir: _dir, ..
     } = f;
@@ -761,6 +767,9 @@ async fn audit_events_name_the_role_and_what_it_got_of_each_column() {
     assert_eq!(actions("auditor"), vec![col("email", "refused")]);
     assert_eq!(by_role("auditor")["outcome"], "refused");
     assert_eq!(by_role("auditor")["sqlstate"], "42501");
+    assert_eq!(actions("analyst"), vec![col("age", "refused")]);
+    assert_eq!(by_role("analyst")["outcome"], "refused");
+    assert_eq!(by_role("analyst")["sqlstate"], "42501");
 }
 
 #[tokio::test]

@@ -375,3 +375,150 @@ impl Policy {
         Output::new(spec, action, keys)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use pgshroud_rules::{LogicalType, Mask};
+
+    use super::super::codec::ColumnSpec;
+    use super::super::engine::PlanAction;
+    use super::*;
+    use crate::crypto::KeyContext;
+
+    const RULES: &str = r#"
+default_role = "app"
+[[tables]]
+name = "customers"
+  [[tables.columns]]
+  name = "email"
+  type = "text"
+  key_context = "email"
+[[tables]]
+name = "leads"
+  [[tables.columns]]
+  name = "email"
+  type = "text"
+  key_context = "email"
+[[roles]]
+name = "app"
+template = "app"
+[[roles]]
+name = "sales"
+template = "app"
+  [roles.columns]
+  "customers.email" = "mask:redact"
+[[roles]]
+name = "dba"
+template = "dba"
+[[roles]]
+name = "caller"
+template = "support"
+statements = ["select", "function_call"]
+"#;
+
+    fn policy(role: &str) -> Policy {
+        let rules = pgshroud_rules::parse(RULES, "rules.toml").expect("rules");
+        Policy::new(rules.role(role).expect("role").clone(), &rules)
+    }
+
+    fn spec(table: &str) -> Spec {
+        Arc::new(ColumnSpec {
+            qualified: format!("public.{table}.email"),
+            logical: LogicalType::Text,
+            context: KeyContext::new("email"),
+        })
+    }
+
+    fn plan(columns: Vec<(Spec, Usage)>, links: Vec<(Spec, Spec, LinkKind)>) -> Plan {
+        Plan {
+            action: PlanAction::Forward,
+            params: Vec::new(),
+            statements: Vec::new(),
+            columns,
+            refreshes_catalog: false,
+            table_writes: Vec::new(),
+            links,
+        }
+    }
+
+    fn refusal(policy: &Policy, plan: &Plan) -> Option<RoleRefusal> {
+        policy.check(plan).err().map(|(why, _)| why)
+    }
+
+    #[test]
+    fn comparing_with_a_supplied_value_needs_the_compare_right() {
+        let p = plan(vec![(spec("customers"), Usage::CompareValue)], Vec::new());
+        assert_eq!(refusal(&policy("app"), &p), None);
+        assert_eq!(
+            refusal(&policy("dba"), &p),
+            Some(RoleRefusal::CompareDenied)
+        );
+        let p = plan(vec![(spec("customers"), Usage::Compare)], Vec::new());
+        assert_eq!(refusal(&policy("dba"), &p), None, "column with column");
+        let (_, error) = policy("dba")
+            .check(&plan(
+                vec![(spec("customers"), Usage::CompareValue)],
+                Vec::new(),
+            ))
+            .unwrap_err();
+        assert_eq!(error.code, "42501");
+        assert!(
+            error.message.contains("public.customers.email"),
+            "{}",
+            error.message
+        );
+        assert!(error.message.contains("compare right"), "{}", error.message);
+    }
+
+    #[test]
+    fn deleting_from_a_protected_table_needs_the_write_right() {
+        let mut p = plan(Vec::new(), Vec::new());
+        p.table_writes = vec![spec("customers")];
+        assert_eq!(refusal(&policy("app"), &p), None);
+        assert_eq!(refusal(&policy("dba"), &p), Some(RoleRefusal::WriteDenied));
+    }
+
+    #[test]
+    fn merged_outputs_take_the_strictest_action() {
+        let keys = KeyRing::single(crate::crypto::MasterKey::from_bytes(&[7; 32]).expect("key"));
+        let sales = policy("sales");
+        let out = sales.merged_output(spec("leads"), &[spec("customers")], &keys);
+        assert_eq!(out.action, Action::Mask(Mask::Redact));
+        let out = policy("dba").merged_output(spec("leads"), &[spec("customers")], &keys);
+        assert_eq!(out.action, Action::Ciphertext);
+    }
+
+    #[test]
+    fn copies_into_a_column_the_role_sees_more_of_are_refused() {
+        let launder = plan(
+            Vec::new(),
+            vec![(spec("leads"), spec("customers"), LinkKind::Copied)],
+        );
+        assert_eq!(
+            refusal(&policy("sales"), &launder),
+            Some(RoleRefusal::MixedActions)
+        );
+        assert_eq!(refusal(&policy("app"), &launder), None);
+        let stricter = plan(
+            Vec::new(),
+            vec![(spec("customers"), spec("leads"), LinkKind::Copied)],
+        );
+        assert_eq!(refusal(&policy("sales"), &stricter), None);
+    }
+
+    #[test]
+    fn function_calls_need_a_listing_when_stored_values_are_withheld() {
+        assert!(policy("app").allows_function_call());
+        assert!(
+            policy("dba").allows_function_call(),
+            "ciphertext is what it reads"
+        );
+        assert!(
+            !policy("sales").allows_function_call(),
+            "withholds customers.email"
+        );
+        assert!(policy("caller").allows_function_call(), "listed explicitly");
+    }
+}
