@@ -134,3 +134,18 @@ fn deletes_truncates_and_ddl_change_their_tables_as_a_whole() {
     let info = untouched("SELECT count(*) FROM customers");
     assert!(info[0].changed_tables.is_empty());
 }
+
+#[test]
+fn cursors_over_set_operations_of_protected_columns_are_refused() {
+    for sql in [
+        "DECLARE c CURSOR FOR SELECT email FROM customers UNION SELECT customer_email FROM orders",
+        "DECLARE c CURSOR FOR SELECT e FROM (SELECT email AS e FROM customers \
+         UNION ALL SELECT email FROM customers) s",
+        "DECLARE c CURSOR FOR WITH x AS (SELECT email FROM customers EXCEPT \
+         SELECT customer_email FROM orders) SELECT email FROM x",
+    ] {
+        refused_on(sql, "public.customers.email", "a cursor over UNION");
+    }
+    one("DECLARE c CURSOR FOR SELECT email FROM customers");
+    untouched("DECLARE c CURSOR FOR SELECT id FROM customers UNION SELECT id FROM orders");
+}
