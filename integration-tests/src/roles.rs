@@ -74,11 +74,10 @@ template = "app"
 cert_subjects = ["CN=*.svc.example.test"]
 "#;
 
-const SCHEMA: &str = "\
+/// The fixture's tables (customers is protected by [`RULES`]).
+pub const SCHEMA: &str = "\
 CREATE TABLE customers (id serial PRIMARY KEY, email bytea UNIQUE, age bytea, birthday bytea, name text);
-CREATE TABLE notes (id serial PRIMARY KEY, body text);
-GRANT ALL ON ALL TABLES IN SCHEMA public TO PUBLIC;
-GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO PUBLIC;";
+CREATE TABLE notes (id serial PRIMARY KEY, body text);";
 
 /// The login users made for each database, by the suffix the rules match.
 pub const SUFFIXES: [&str; 6] = ["app", "support", "dba", "auditor", "analyst", "remote"];
@@ -96,10 +95,23 @@ impl RolesFixture {
 
     /// Like [`RolesFixture::new`], with extra proxy settings (TLS, ...).
     pub async fn with_settings(extra: ConfigLayer) -> RolesFixture {
+        RolesFixture::with_rules(RULES, SCHEMA, extra).await
+    }
+
+    /// A fixture with other rules and tables (`schema` runs as the superuser; its tables are
+    /// granted to every login user). The rules must match users by the same suffixes.
+    pub async fn with_rules(rules_text: &str, schema: &str, extra: ConfigLayer) -> RolesFixture {
         let db = cluster().fresh_database().await;
         let admin = cluster().admin_client_for(&db).await;
-        admin.batch_execute(SCHEMA).await.expect("schema");
-        crate::protected::install_guards(&db, RULES).await;
+        admin.batch_execute(schema).await.expect("schema");
+        admin
+            .batch_execute(
+                "GRANT ALL ON ALL TABLES IN SCHEMA public TO PUBLIC; \
+                 GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO PUBLIC;",
+            )
+            .await
+            .expect("grants");
+        crate::protected::install_guards(&db, rules_text).await;
         // Cluster-wide objects: created once, whichever test gets there first.
         admin
             .batch_execute(&format!(
@@ -123,7 +135,7 @@ impl RolesFixture {
             .expect("group membership");
         let dir = tempfile::tempdir().expect("temp dir");
         let rules = dir.path().join("rules.toml");
-        std::fs::write(&rules, RULES).expect("rules file");
+        std::fs::write(&rules, rules_text).expect("rules file");
         let key_file = dir.path().join("master.key");
         std::fs::write(&key_file, MASTER_KEY).expect("key file");
         let proxy = proxy_with(

@@ -719,6 +719,12 @@ async fn audit_events_name_the_role_and_what_it_got_of_each_column() {
         .query("SELECT email FROM customers", &[])
         .await
         .unwrap_err();
+    // A comparison without the compare right: refused, and the event says so.
+    f.connect("analyst")
+        .await
+        .query("SELECT name FROM customers WHERE age = $1", &[&1i32])
+        .await
+        .unwrap_err();
     let RolesFixture {
         proxy, dir: _dir, ..
     } = f;
@@ -761,6 +767,9 @@ async fn audit_events_name_the_role_and_what_it_got_of_each_column() {
     assert_eq!(actions("auditor"), vec![col("email", "refused")]);
     assert_eq!(by_role("auditor")["outcome"], "refused");
     assert_eq!(by_role("auditor")["sqlstate"], "42501");
+    assert_eq!(actions("analyst"), vec![col("age", "refused")]);
+    assert_eq!(by_role("analyst")["outcome"], "refused");
+    assert_eq!(by_role("analyst")["sqlstate"], "42501");
 }
 
 #[tokio::test]
@@ -954,4 +963,489 @@ async fn max_rows_with_enforce_stops_the_statement_and_closes_the_connection() {
         ),
         1.0
     );
+}
+
+// ---- compare rights, merged outputs, whole-table writes (issue 14) ------------------------
+
+/// Asserts a 42501 refusal naming `column` and `what`, then that the session still works.
+async fn refused_42501(
+    c: &tokio_postgres::Client,
+    err: tokio_postgres::Error,
+    column: &str,
+    what: &str,
+) {
+    assert_eq!(code(&err), "42501", "{err:?}");
+    let shown = message(&err);
+    assert!(shown.contains(column), "names the column: {shown}");
+    assert!(shown.contains(what), "says what is missing: {shown}");
+    let one: i32 = c
+        .query_one("SELECT 1", &[])
+        .await
+        .expect("session usable")
+        .get(0);
+    assert_eq!(one, 1);
+}
+
+/// The proxy still accepts connections and answers.
+async fn proxy_is_up(f: &RolesFixture) {
+    let app = f.connect("app").await;
+    app.simple_query("SELECT 1").await.expect("proxy answers");
+}
+
+#[tokio::test]
+async fn compare_right_follows_each_template_with_literals_and_parameters_in_both_protocols() {
+    let f = with_customer().await;
+    let ages = vec![41i32, 42];
+    for (suffix, may_compare) in [
+        ("app", true),
+        ("support", true),
+        ("analyst", false),
+        ("dba", false),
+    ] {
+        let c = f.connect(suffix).await;
+        for sql in [
+            "SELECT count(*) FROM customers WHERE age = 42",
+            "SELECT count(*) FROM customers WHERE age IN (41, 42)",
+            "SELECT count(*) FROM customers WHERE email <> 'alice@example.com'",
+        ] {
+            match c.simple_query(sql).await {
+                Ok(_) => assert!(may_compare, "{suffix}: {sql} ran"),
+                Err(e) => {
+                    assert!(!may_compare, "{suffix}: {sql}: {e:?}");
+                    refused_42501(&c, e, "public.customers.", "compare right").await;
+                }
+            }
+        }
+        let extended = [
+            c.query_one(
+                "SELECT count(*) FROM customers WHERE email = $1",
+                &[&"alice@example.com"],
+            )
+            .await,
+            c.query_one(
+                "SELECT count(*) FROM customers WHERE age = ANY($1)",
+                &[&ages],
+            )
+            .await,
+            c.query_one(
+                "SELECT count(*) FROM customers WHERE age IN ($1, 43)",
+                &[&42i32],
+            )
+            .await,
+        ];
+        for result in extended {
+            match result {
+                Ok(row) => {
+                    assert!(may_compare, "{suffix}: parameter comparison ran");
+                    assert_eq!(row.get::<_, i64>(0), 1, "{suffix}: found by its value");
+                }
+                Err(e) => {
+                    assert!(!may_compare, "{suffix}: {e:?}");
+                    refused_42501(&c, e, "public.customers.", "compare right").await;
+                }
+            }
+        }
+    }
+    // The auditor may not even name the column.
+    let auditor = f.connect("auditor").await;
+    let err = auditor
+        .query(
+            "SELECT count(*) FROM customers WHERE email = $1",
+            &[&"alice@example.com"],
+        )
+        .await
+        .unwrap_err();
+    refused_42501(&auditor, err, "public.customers.email", "may not use it").await;
+    // The refusals are counted by reason.
+    let metrics = f.proxy.metrics_text();
+    assert!(
+        series(
+            &metrics,
+            "pgshroud_refusals_total{reason=\"compare_denied\"}"
+        ) >= 12.0,
+        "{metrics}"
+    );
+    proxy_is_up(&f).await;
+}
+
+#[tokio::test]
+async fn analyst_and_dba_still_join_group_and_deduplicate_protected_columns() {
+    let f = with_customer().await;
+    for suffix in ["analyst", "dba"] {
+        let c = f.connect(suffix).await;
+        for sql in [
+            "SELECT count(*) FROM customers a JOIN customers b ON a.email = b.email",
+            "SELECT count(*) FROM customers a JOIN customers b USING (age)",
+            "SELECT count(*) FROM customers WHERE email IN (SELECT email FROM customers)",
+            "SELECT age, count(*) FROM customers GROUP BY age",
+            "SELECT DISTINCT email FROM customers",
+            "SELECT count(*) FROM customers WHERE birthday IS NOT NULL",
+        ] {
+            let rows = c
+                .query(sql, &[])
+                .await
+                .unwrap_or_else(|e| panic!("{suffix}: {sql}: {e:?}"));
+            assert_eq!(rows.len(), 1, "{suffix}: {sql}");
+        }
+    }
+    proxy_is_up(&f).await;
+}
+
+#[tokio::test]
+async fn delete_truncate_and_ddl_on_a_protected_table_need_the_write_right() {
+    let f = with_customer().await;
+    let direct = f.direct().await;
+    // The app user owns the table, so PostgreSQL itself would allow its ALTER.
+    direct
+        .batch_execute(&format!("ALTER TABLE customers OWNER TO {}", f.user("app")))
+        .await
+        .unwrap();
+    for suffix in ["support", "dba", "auditor"] {
+        let c = f.connect(suffix).await;
+        for sql in [
+            "DELETE FROM customers WHERE id > 0",
+            "WITH d AS (DELETE FROM customers RETURNING id) SELECT count(*) FROM d",
+            "TRUNCATE customers",
+            "ALTER TABLE customers ADD COLUMN extra int",
+            "DROP TABLE customers",
+        ] {
+            let err = c.simple_query(sql).await.expect_err(sql);
+            refused_42501(
+                &c,
+                err,
+                "public.customers.",
+                "may not delete rows of, truncate",
+            )
+            .await;
+        }
+        let err = c
+            .execute("DELETE FROM customers WHERE id = $1", &[&1i32])
+            .await
+            .unwrap_err();
+        refused_42501(&c, err, "public.customers.", "may not delete rows").await;
+        // Tables without protected columns are not affected.
+        c.simple_query("DELETE FROM notes")
+            .await
+            .expect("plain table");
+    }
+    let n: i64 = direct
+        .query_one("SELECT count(*) FROM customers", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "nothing was deleted");
+    // With the write right all of it runs.
+    let app = f.connect("app").await;
+    app.simple_query("ALTER TABLE customers ADD COLUMN extra int")
+        .await
+        .expect("alter");
+    let deleted = app
+        .execute("DELETE FROM customers WHERE id > $1", &[&0i32])
+        .await
+        .expect("delete");
+    assert_eq!(deleted, 1);
+    app.simple_query("TRUNCATE customers")
+        .await
+        .expect("truncate");
+    proxy_is_up(&f).await;
+}
+
+/// Two tables whose `email` columns share a key context, and roles that see them differently.
+const SHARED_CONTEXT_RULES: &str = r#"
+default_role = "dba"
+
+[[tables]]
+name = "public.customers"
+  [[tables.columns]]
+  name = "email"
+  type = "text"
+  key_context = "email"
+
+[[tables]]
+name = "public.leads"
+  [[tables.columns]]
+  name = "email"
+  type = "text"
+  key_context = "email"
+
+[[roles]]
+name = "app"
+template = "app"
+users = ["*_app"]
+
+# Reads leads in plaintext, customers redacted; may write.
+[[roles]]
+name = "sales"
+template = "app"
+users = ["*_support"]
+  [roles.columns]
+  "public.customers.email" = "mask:redact"
+
+# Two different masks: no order between them.
+[[roles]]
+name = "marketing"
+template = "support"
+users = ["*_analyst"]
+  [roles.columns]
+  "public.leads.email" = "mask:email"
+  "public.customers.email" = "mask:redact"
+
+# Reads leads in plaintext, customers as ciphertext; no compare right.
+[[roles]]
+name = "dba"
+template = "dba"
+users = ["*_dba"]
+  [roles.columns]
+  "public.leads.email" = "decrypt"
+
+[[roles]]
+name = "auditor"
+template = "auditor"
+users = ["*_auditor"]
+"#;
+
+const SHARED_CONTEXT_SCHEMA: &str = "\
+CREATE TABLE customers (id serial PRIMARY KEY, email bytea);
+CREATE TABLE leads (id serial PRIMARY KEY, email bytea);";
+
+async fn shared_context() -> RolesFixture {
+    let f = RolesFixture::with_rules(
+        SHARED_CONTEXT_RULES,
+        SHARED_CONTEXT_SCHEMA,
+        pgshroud::config::ConfigLayer::default(),
+    )
+    .await;
+    let app = f.connect("app").await;
+    app.batch_execute(
+        "INSERT INTO customers (email) VALUES ('cust@example.com'); \
+         INSERT INTO leads (email) VALUES ('lead@example.com')",
+    )
+    .await
+    .expect("app writes");
+    f
+}
+
+#[tokio::test]
+async fn outputs_fed_by_columns_seen_differently_get_the_strictest_action() {
+    let f = shared_context().await;
+    let sales = f.connect("support").await;
+    let lead = simple_row(&sales, "SELECT email FROM leads").await;
+    assert_eq!(
+        lead,
+        vec![Some("lead@example.com".to_owned())],
+        "leads decrypt"
+    );
+    for sql in [
+        "SELECT email FROM leads UNION ALL SELECT email FROM customers",
+        "SELECT email FROM customers UNION SELECT email FROM leads",
+        "WITH x AS (SELECT email FROM leads UNION ALL SELECT email FROM customers) SELECT email FROM x",
+        "SELECT e FROM (SELECT email AS e FROM leads UNION ALL SELECT email FROM customers) s",
+        "SELECT email FROM leads WHERE id > 0 INTERSECT SELECT email FROM customers",
+    ] {
+        let text: Vec<Option<String>> = rows(&sales.simple_query(sql).await.expect(sql))
+            .into_iter()
+            .map(|mut r| r.remove(0))
+            .collect();
+        let binary: Vec<String> = sales
+            .query(sql, &[])
+            .await
+            .expect(sql)
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for shown in text.iter().flatten().chain(&binary) {
+            assert_eq!(shown, "****", "{sql}: redacted");
+        }
+    }
+    // Copying the redacted column into the plaintext one would launder it.
+    let err = sales
+        .simple_query("INSERT INTO leads (email) SELECT email FROM customers")
+        .await
+        .unwrap_err();
+    refused_42501(&sales, err, "public.customers.email", "differently").await;
+    let n: i64 = f
+        .direct()
+        .await
+        .query_one("SELECT count(*) FROM leads", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "nothing was copied");
+
+    // Two different masks have no order: refused.
+    let marketing = f.connect("analyst").await;
+    let err = marketing
+        .query(
+            "SELECT email FROM leads UNION ALL SELECT email FROM customers",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    refused_42501(&marketing, err, "public.leads.email", "differently").await;
+
+    // Plaintext and ciphertext: both rows come back as the stored ciphertext.
+    let dba = f.connect("dba").await;
+    let rows = dba
+        .query(
+            "SELECT email FROM leads UNION ALL SELECT email FROM customers",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    for row in &rows {
+        assert_eq!(
+            row.columns()[0].type_(),
+            &tokio_postgres::types::Type::BYTEA
+        );
+        assert_eq!(row.get::<_, Vec<u8>>(0)[0], 2, "an envelope");
+    }
+    proxy_is_up(&f).await;
+}
+
+#[tokio::test]
+async fn joining_a_column_read_in_plaintext_with_one_read_as_ciphertext_needs_the_compare_right() {
+    let f = shared_context().await;
+    let dba = f.connect("dba").await;
+    let err = dba
+        .query(
+            "SELECT count(*) FROM leads l JOIN customers c ON l.email = c.email",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    refused_42501(&dba, err, "public.leads.email", "compare right").await;
+    // Within one column (one action) joins still work.
+    let n: i64 = dba
+        .query_one(
+            "SELECT count(*) FROM customers a JOIN customers b ON a.email = b.email",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+    // A role with the compare right may join (it could supply the values itself).
+    let sales = f.connect("support").await;
+    let n: i64 = sales
+        .query_one(
+            "SELECT count(*) FROM leads l JOIN customers c ON l.email = c.email",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+    proxy_is_up(&f).await;
+}
+
+// ---- stored values through server functions and FunctionCall (issue 14) -------------------
+
+#[tokio::test]
+async fn server_functions_running_sql_text_are_refused_to_roles_that_may_not_see_stored_values() {
+    let f = with_customer().await;
+    let leaking = [
+        "SELECT query_to_xml('select email from customers', true, false, '')",
+        "SELECT query_to_xml_and_xmlschema('SELECT * FROM public.customers', true, false, '')",
+        "SELECT query_to_xml('select email from cust' || 'omers', true, false, '')",
+        "SELECT table_to_xml('customers'::regclass, true, false, '')",
+        "SELECT table_to_xml('customers'::regclass::oid::int::regclass, true, false, '')",
+        "SELECT schema_to_xml('public', true, false, '')",
+        "SELECT database_to_xml(true, false, '')",
+        "SELECT U&\"query\\005fto\\005fxml\"('select age from custom' || 'ers', true, false, '')",
+        "DO $$ BEGIN EXECUTE 'select 1'; END $$",
+    ];
+    for suffix in ["auditor", "support", "analyst"] {
+        let c = f.connect(suffix).await;
+        for sql in leaking {
+            let err = c.simple_query(sql).await.expect_err(sql);
+            refused_42501(
+                &c,
+                err,
+                "public.customers.",
+                "may not receive its stored values",
+            )
+            .await;
+        }
+        // Extended protocol, with the SQL text as a parameter: refused too.
+        let err = c
+            .query(
+                "SELECT query_to_xml($1, true, false, '')::text",
+                &[&"select email from customers"],
+            )
+            .await
+            .unwrap_err();
+        refused_42501(&c, err, "public.customers.", "not a string literal").await;
+        // What reads no protected table still runs.
+        let xml = c
+            .query_one(
+                "SELECT query_to_xml('select body from notes', true, false, '')::text",
+                &[],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{suffix}: {e:?}"));
+        assert!(xml.get::<_, String>(0).contains("table"), "{suffix}");
+    }
+    // The stored ciphertext is what the dba reads anyway; the app reads more than that.
+    for suffix in ["dba", "app"] {
+        let c = f.connect(suffix).await;
+        let xml: String = c
+            .query_one(
+                "SELECT query_to_xml('select email from customers', true, false, '')::text",
+                &[],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{suffix}: {e:?}"))
+            .get(0);
+        assert!(!xml.contains("alice"), "{suffix}: no plaintext in {xml}");
+    }
+    proxy_is_up(&f).await;
+}
+
+#[tokio::test]
+async fn function_calls_are_refused_to_roles_that_may_not_see_stored_values() {
+    use pgshroud_integration_tests::raw::{error_codes, message, RawClient};
+    use pgshroud_integration_tests::users;
+    let rules = format!(
+        "{RULES}\n[[roles]]\nname = \"ops_auditor\"\ntemplate = \"auditor\"\nusers = [\"{}\"]\n",
+        users::TRUST
+    );
+    let f = RolesFixture::with_rules(
+        &rules,
+        pgshroud_integration_tests::roles::SCHEMA,
+        pgshroud::config::ConfigLayer::default(),
+    )
+    .await;
+    let direct = f.direct().await;
+    direct
+        .batch_execute(&format!(
+            "GRANT CONNECT ON DATABASE {} TO {}",
+            f.db,
+            users::TRUST
+        ))
+        .await
+        .unwrap();
+    let oid: u32 = direct
+        .query_one("SELECT 'pg_backend_pid'::regproc::oid", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let mut body = oid.to_be_bytes().to_vec();
+    body.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    let call = message(b'F', &body);
+
+    let mut auditor = RawClient::login_trust(f.proxy.port(), users::TRUST, &f.db).await;
+    auditor.send(&call).await;
+    let msgs = auditor.recv_until_ready().await;
+    assert_eq!(error_codes(&msgs), ["42501"], "{msgs:?}");
+    let shown = msgs.iter().find_map(|m| m.field(b'M')).unwrap_or_default();
+    assert!(shown.contains("function calls"), "{shown}");
+    // The session goes on.
+    auditor
+        .send(&message(b'Q', b"SELECT count(*) FROM customers\0"))
+        .await;
+    let msgs = auditor.recv_until_ready().await;
+    assert!(error_codes(&msgs).is_empty(), "{msgs:?}");
+    assert!(msgs.iter().any(|m| m.kind == b'D'), "{msgs:?}");
+    proxy_is_up(&f).await;
 }

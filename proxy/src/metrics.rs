@@ -172,6 +172,10 @@ label_enum! {
         ColumnDenied => "column_denied",
         /// The caller's role may not write a referenced protected column: 42501.
         WriteDenied => "write_denied",
+        /// The caller's role may not compare a protected column with a value it supplies: 42501.
+        CompareDenied => "compare_denied",
+        /// Columns the role sees differently would meet in one result, comparison or copy: 42501.
+        MixedActions => "mixed_actions",
         /// The statement kind is not in the role's `statements` list.
         StatementKindDenied => "statement_kind_denied",
         /// A result column could carry a protected value whose origin cannot be mapped.

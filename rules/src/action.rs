@@ -43,6 +43,43 @@ impl Action {
     }
 }
 
+impl Action {
+    /// The order in which actions win where several protected columns can feed one result
+    /// column: deny > null > ciphertext > mask > decrypt. Ciphertext ranks above a mask
+    /// because deterministic ciphertext shows which values are equal, which a mask such as
+    /// `redact` hides.
+    fn strictness(self) -> u8 {
+        match self {
+            Action::Decrypt => 0,
+            Action::Mask(_) => 1,
+            Action::Ciphertext => 2,
+            Action::Null => 3,
+            Action::Deny => 4,
+        }
+    }
+
+    /// The strictest of `actions` (`Decrypt` for none). Two different masks have no order
+    /// (neither shows less than the other): `Err` names them, and the caller refuses.
+    pub fn strictest(actions: impl IntoIterator<Item = Action>) -> Result<Action, (Mask, Mask)> {
+        let mut strictest = Action::Decrypt;
+        let mut conflict = None;
+        for action in actions {
+            if let (Action::Mask(a), Action::Mask(b)) = (strictest, action) {
+                if a != b {
+                    conflict.get_or_insert((a, b));
+                }
+            }
+            if action.strictness() > strictest.strictness() {
+                strictest = action;
+            }
+        }
+        match (conflict, strictest) {
+            (Some(masks), Action::Mask(_)) => Err(masks),
+            _ => Ok(strictest),
+        }
+    }
+}
+
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -74,6 +111,39 @@ mod tests {
                 Ok(spec.to_owned())
             );
         }
+    }
+
+    #[test]
+    fn strictest_action_wins_in_the_documented_order() {
+        let order = [
+            Action::Decrypt,
+            Action::Mask(Mask::Redact),
+            Action::Ciphertext,
+            Action::Null,
+            Action::Deny,
+        ];
+        for (i, weaker) in order.iter().enumerate() {
+            for stronger in &order[i..] {
+                assert_eq!(Action::strictest([*weaker, *stronger]), Ok(*stronger));
+                assert_eq!(Action::strictest([*stronger, *weaker]), Ok(*stronger));
+            }
+        }
+        assert_eq!(Action::strictest([]), Ok(Action::Decrypt));
+    }
+
+    #[test]
+    fn two_different_masks_have_no_order_unless_something_stricter_wins() {
+        let email = Action::Mask(Mask::Email);
+        let redact = Action::Mask(Mask::Redact);
+        assert_eq!(
+            Action::strictest([email, Action::Decrypt, redact]),
+            Err((Mask::Email, Mask::Redact))
+        );
+        assert_eq!(Action::strictest([email, email]), Ok(email));
+        assert_eq!(
+            Action::strictest([email, redact, Action::Null]),
+            Ok(Action::Null)
+        );
     }
 
     #[test]

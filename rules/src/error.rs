@@ -140,6 +140,11 @@ pub enum Problem {
          write schema.table.column of a column listed under [[tables]]"
     )]
     UnknownColumn { role: String, column: String },
+    #[error(
+        "role \"{role}\" sets a compare right for {column}, which is not a protected column; \
+         write \"*\" or schema.table.column of a column listed under [[tables]]"
+    )]
+    UnknownCompareColumn { role: String, column: String },
     #[error("role \"{role}\" sets {column} twice; keep one entry")]
     DuplicateOverride { role: String, column: String },
     #[error("role \"{role}\", column {column}: action \"{found}\" {why}")]

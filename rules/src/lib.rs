@@ -8,7 +8,9 @@
 //! - `[[roles]]` `name`, `template` ([`Template`]), matchers `users` / `pg_roles` /
 //!   `cert_subjects` (`*` globs; first matching role in file order wins), optional `write`,
 //!   `statements`, `networks`, `max_rows`, `max_protected_values_per_minute`, `enforce`, and
-//!   `[roles.columns]` `"schema.table.column" = "<action>"` ([`Action`]).
+//!   `[roles.columns]` `"schema.table.column" = "<action>"` ([`Action`]), and
+//!   `[roles.compare]` `"*"` or `"schema.table.column"` `= true|false` (may the role compare
+//!   the column with values it supplies).
 //! - `default_role`: the role for callers no role matches; required once roles exist. With
 //!   no roles it may name a template and defaults to `app`.
 

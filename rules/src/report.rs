@@ -1,5 +1,5 @@
 //! The `pgshroud check` report: the protected columns, the roles and how callers reach them,
-//! and what each role reads and may write of each column. Deterministic, within 100 columns
+//! and what each role reads, may write and may compare with supplied values of each column. Deterministic, within 100 columns
 //! for ordinary names.
 
 use std::fmt::Write;
@@ -59,16 +59,16 @@ fn roles_section(rules: &Rules, out: &mut String) {
 }
 
 fn access_section(rules: &Rules, out: &mut String) {
-    out.push_str("What each role sees:\n");
-    let mut rows = vec![row(["ROLE", "COLUMN", "READ", "WRITE"])];
+    out.push_str(concat!(
+        "What each role sees (COMPARE: may compare with values it supplies;\n",
+        "where several columns feed one result the strictest READ wins:\n",
+        "deny > null > ciphertext > mask > decrypt):\n",
+    ));
+    let mut rows = vec![row(["ROLE", "COLUMN", "READ", "WRITE", "COMPARE"])];
     for role in rules.effective_roles() {
         for (i, (table, column)) in rules.columns().enumerate() {
             let qualified = table.qualified_column(column);
-            let write = if role.may_write(&qualified) {
-                "yes"
-            } else {
-                "no"
-            };
+            let yes_no = |right: bool| if right { "yes" } else { "no" };
             rows.push(vec![
                 if i == 0 {
                     role.name.clone()
@@ -77,7 +77,8 @@ fn access_section(rules: &Rules, out: &mut String) {
                 },
                 qualified.clone(),
                 role.action_for(&qualified, column.logical).to_string(),
-                write.to_owned(),
+                yes_no(role.may_write(&qualified)).to_owned(),
+                yes_no(role.may_compare(&qualified)).to_owned(),
             ]);
         }
     }
@@ -196,18 +197,21 @@ mod tests {
     }
 
     #[test]
-    fn shows_each_role_action_and_write_right() {
+    fn shows_each_role_action_write_and_compare_right() {
         let out = report(EXAMPLE);
         let has = |line: &str| {
             out.lines()
                 .any(|l| l.split_whitespace().eq(line.split_whitespace()))
         };
-        assert!(has("app public.customers.email decrypt yes"), "{out}");
-        assert!(has("support public.customers.email mask:email no"), "{out}");
-        assert!(has("public.customers.age null no"), "{out}");
-        assert!(has("public.customers.birthday mask:year no"), "{out}");
-        assert!(has("dba public.customers.email ciphertext no"), "{out}");
-        assert!(has("auditor public.customers.email deny no"), "{out}");
+        assert!(has("app public.customers.email decrypt yes yes"), "{out}");
+        assert!(
+            has("support public.customers.email mask:email no yes"),
+            "{out}"
+        );
+        assert!(has("public.customers.age null no yes"), "{out}");
+        assert!(has("public.customers.birthday mask:year no yes"), "{out}");
+        assert!(has("dba public.customers.email ciphertext no no"), "{out}");
+        assert!(has("auditor public.customers.email deny no no"), "{out}");
     }
 
     #[test]
@@ -258,7 +262,10 @@ enforce = true
             out.contains("  app   app       nobody (reached only as the default role)\n"),
             "{out}"
         );
-        assert!(out.contains("  app   public.t.c  decrypt  yes\n"), "{out}");
+        assert!(
+            out.contains("  app   public.t.c  decrypt  yes    yes\n"),
+            "{out}"
+        );
     }
 
     #[test]

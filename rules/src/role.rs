@@ -41,6 +41,12 @@ pub struct Role {
     pub statements: Option<Vec<String>>,
     /// Whether the role may write protected columns (template default unless set).
     pub write: bool,
+    /// Whether the role may compare protected columns with values it supplies (literals,
+    /// `$n`): template default unless `[roles.compare]` sets `"*"`. Without it a role cannot
+    /// confirm guesses against deterministic ciphertext (no equality oracle).
+    pub compare: bool,
+    /// Per-column compare rights (`schema.table.column`, lower case) replacing `compare`.
+    pub column_compare: BTreeMap<String, bool>,
     /// Per-column read actions (`schema.table.column`, lower case) replacing the template's.
     pub column_actions: BTreeMap<String, Action>,
     /// Audit alert when one statement returns more rows than this.
@@ -75,6 +81,8 @@ impl Role {
             networks: Vec::new(),
             statements: None,
             write: template.default_write(),
+            compare: template.default_compare(),
+            column_compare: BTreeMap::new(),
             column_actions: BTreeMap::new(),
             max_rows: None,
             enforce: false,
@@ -91,11 +99,30 @@ impl Role {
     /// Whether the role may write the column: its write right, unless the column is denied
     /// to it (a denied column may not be touched at all).
     pub fn may_write(&self, qualified_column: &str) -> bool {
-        let denied = match self.override_for(qualified_column) {
+        self.write && !self.denies(qualified_column)
+    }
+
+    /// Whether the role may compare the column with a value it supplies (a literal or `$n`
+    /// in `=`, `<>`, `IN`, `= ANY`, an `ON CONFLICT` target): its per-column right, else its
+    /// role-wide one, never for a denied column. Comparing two protected columns with each
+    /// other supplies no value and needs no compare right.
+    pub fn may_compare(&self, qualified_column: &str) -> bool {
+        if self.denies(qualified_column) {
+            return false;
+        }
+        let lower = qualified_column.to_ascii_lowercase();
+        self.column_compare
+            .get(&lower)
+            .copied()
+            .unwrap_or(self.compare)
+    }
+
+    /// Whether the column is denied to the role (it may not be touched at all).
+    pub fn denies(&self, qualified_column: &str) -> bool {
+        match self.override_for(qualified_column) {
             Some(action) => action == Action::Deny,
             None => self.template == Template::Auditor,
-        };
-        self.write && !denied
+        }
     }
 
     /// Whether the role may run statements of `kind` (one of [`STATEMENT_KINDS`]).
@@ -186,6 +213,24 @@ mod tests {
         let mut auditor = Role::from_template("auditor", Template::Auditor);
         auditor.write = true;
         assert!(!auditor.may_write("public.customers.email"));
+    }
+
+    #[test]
+    fn compare_right_comes_from_column_then_role_and_never_for_denied_columns() {
+        let mut role = support();
+        assert!(
+            role.may_compare("public.customers.email"),
+            "support compares"
+        );
+        assert!(!role.may_compare("public.customers.card"), "denied column");
+        role.compare = false;
+        role.column_compare
+            .insert("public.customers.email".into(), true);
+        assert!(role.may_compare("Public.Customers.Email"));
+        assert!(!role.may_compare("public.customers.age"));
+        role.column_compare
+            .insert("public.customers.card".into(), true);
+        assert!(!role.may_compare("public.customers.card"), "deny wins");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Built-in role templates: the read action and write right a role starts from before its
-//! own overrides.
+//! Built-in role templates: the read action, write right and compare right a role starts from
+//! before its own overrides.
 
 use std::fmt;
 
@@ -10,13 +10,15 @@ use crate::mask::Mask;
 /// A built-in role template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Template {
-    /// Plaintext reads, may write.
+    /// Plaintext reads, may write and compare.
     App,
-    /// Masked reads (see [`Template::default_action`]), no writes.
+    /// Masked reads (see [`Template::default_action`]), may compare, no writes.
     Support,
-    /// Keyed pseudonyms (`mask:hash`) for every column, no writes.
+    /// Keyed pseudonyms (`mask:hash`) for every column, no writes, no comparisons with
+    /// supplied values.
     Analyst,
-    /// Ciphertext as stored, no writes to protected columns.
+    /// Ciphertext as stored, no writes to protected columns, no comparisons with supplied
+    /// values.
     Dba,
     /// No protected data at all: any statement touching a protected column is refused.
     Auditor,
@@ -55,6 +57,14 @@ impl Template {
     /// Whether roles from this template may write protected columns unless they say otherwise.
     pub fn default_write(self) -> bool {
         self == Template::App
+    }
+
+    /// Whether roles from this template may compare protected columns with values they supply
+    /// unless they say otherwise. `analyst` and `dba` see pseudonyms or ciphertext: letting
+    /// them have a guess encrypted and compared would give away every low-entropy column
+    /// (ages, postcodes, SSNs) by enumeration. `auditor` sees nothing at all.
+    pub fn default_compare(self) -> bool {
+        matches!(self, Template::App | Template::Support)
     }
 
     /// The read action for a column no override names.
@@ -99,6 +109,15 @@ mod tests {
             .filter(|t| t.default_write())
             .collect();
         assert_eq!(writers, [Template::App]);
+    }
+
+    #[test]
+    fn only_app_and_support_compare_by_default() {
+        let comparers: Vec<Template> = Template::ALL
+            .into_iter()
+            .filter(|t| t.default_compare())
+            .collect();
+        assert_eq!(comparers, [Template::App, Template::Support]);
     }
 
     #[test]

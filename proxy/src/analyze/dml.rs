@@ -14,7 +14,7 @@ use super::query::QueryOut;
 use super::refusal;
 use super::scope::{name_parts, Relation, Scope};
 use super::walk::{Operand, Res, Walker};
-use super::{ColumnId, Usage};
+use super::{ColumnId, LinkKind, Usage};
 
 const WRITE_EXPRESSION: &str =
     "writing a computed expression (encrypted columns accept literals, $n parameters, NULL, \
@@ -92,6 +92,7 @@ impl<'a> Walker<'a> {
         let alias = ins.table_alias.as_ref().map(|a| &a.alias);
         let target = Relation::base_table(self.schema, &s, &t, alias);
         if let Some(OnInsert::OnConflict(oc)) = &ins.on {
+            self.on_conflict_targets(oc, &targets, &s, &t);
             if let OnConflictAction::DoUpdate(du) = &oc.action {
                 let mut scope = Scope::new(parent);
                 let mut excluded = target.clone();
@@ -142,7 +143,7 @@ impl<'a> Walker<'a> {
         for (i, target) in targets.iter().enumerate() {
             let source = out.cols.get(i).and_then(|c| c.column);
             match (*target, source) {
-                (Some(c), Some(d)) => self.require_same_context(c, d, "writing the value of")?,
+                (Some(c), Some(d)) => self.copied(c, d)?,
                 (Some(c), None) => {
                     return Err(self.refuse(
                         c,
@@ -166,13 +167,43 @@ impl<'a> Walker<'a> {
     fn write(&mut self, target: Option<ColumnId>, value: &Expr, scope: &Scope<'_>) -> Res<()> {
         let v = self.classify(value, scope)?;
         match (target, v) {
-            (Some(c), Operand::Protected(d)) => {
-                self.require_same_context(c, d, "writing the value of")
-            }
+            (Some(c), Operand::Protected(d)) => self.copied(c, d),
             (Some(_), Operand::Default) => Ok(()),
             (Some(c), other) => self.value_site(c, &other, WRITE_EXPRESSION),
             (None, Operand::Protected(d)) => Err(self.refuse(d, COPY_TO_PLAIN)),
             (None, _) => Ok(()),
+        }
+    }
+
+    /// The value of protected column `source` written to protected column `target`.
+    fn copied(&mut self, target: ColumnId, source: ColumnId) -> Res<()> {
+        self.require_same_context(target, source, "writing the value of")?;
+        self.link(target, source, LinkKind::Copied);
+        Ok(())
+    }
+
+    /// `ON CONFLICT`: the inserted values are compared with the stored ones of the conflict
+    /// target's columns (the statement's outcome tells whether a supplied value is stored), so
+    /// they need the role's compare right. Without a column list (no target, `ON CONSTRAINT`)
+    /// the target is unknown: every protected column the INSERT writes counts.
+    fn on_conflict_targets(
+        &mut self,
+        oc: &sqlparser::ast::OnConflict,
+        written: &[Option<ColumnId>],
+        s: &str,
+        t: &str,
+    ) {
+        let named = match &oc.conflict_target {
+            Some(sqlparser::ast::ConflictTarget::Columns(cols)) => Some(
+                cols.iter()
+                    .filter_map(|c| self.schema.lookup(s, t, &super::scope::fold(c)))
+                    .collect::<Vec<_>>(),
+            ),
+            _ => None,
+        };
+        let compared = named.unwrap_or_else(|| written.iter().flatten().copied().collect());
+        for id in compared {
+            self.use_column(id, Usage::CompareValue);
         }
     }
 
@@ -276,6 +307,7 @@ impl<'a> Walker<'a> {
                     ..
                 } if twj.joins.is_empty() => {
                     let (s, t) = self.target_table(name)?;
+                    self.deleted_from.push((s.clone(), t.clone()));
                     let alias = alias.as_ref().map(|a| &a.name);
                     scope
                         .relations

@@ -12,7 +12,7 @@ use sqlparser::ast::{
 use super::refusal;
 use super::scope::{fold, name_parts, Resolved, Scope};
 use super::walk::{strip_nested, value_operand, Operand, Res, Walker};
-use super::Usage;
+use super::{LinkKind, Usage};
 
 /// Label for comparisons found outside WHERE / ON / HAVING.
 const COMPARISON_AS_VALUE: &str = "a comparison outside WHERE, ON or HAVING";
@@ -474,27 +474,34 @@ impl<'a> Walker<'a> {
         let r = self.classify(right, scope)?;
         match (l, r) {
             (Operand::Protected(a), Operand::Protected(b)) => {
-                self.require_same_context(a, b, "comparison with")?;
-                self.use_column(a, Usage::Compare);
-                self.use_column(b, Usage::Compare);
-                Ok(())
+                self.compared_columns(a, b, "comparison with")
             }
             (Operand::Protected(id), other) | (other, Operand::Protected(id)) => {
-                self.compared_value(id, &other)?;
-                self.use_column(id, Usage::Compare);
-                Ok(())
+                self.compared_value(id, &other)
             }
             _ => Ok(()),
         }
     }
 
-    /// Records the value a protected column is compared with, or refuses it.
+    /// Records the value a protected column is compared with (a use that needs the role's
+    /// compare right), or refuses it.
     fn compared_value(&mut self, id: usize, value: &Operand<'_>) -> Res<()> {
         let what = match value {
             Operand::Column => "comparison with a column that is not encrypted",
             _ => COMPARED_WITH_EXPRESSION,
         };
-        self.value_site(id, value, what)
+        self.value_site(id, value, what)?;
+        self.use_column(id, Usage::CompareValue);
+        Ok(())
+    }
+
+    /// Two protected columns compared with each other: they must share a key context.
+    pub fn compared_columns(&mut self, a: usize, b: usize, what: &str) -> Res<()> {
+        self.require_same_context(a, b, what)?;
+        self.use_column(a, Usage::Compare);
+        self.use_column(b, Usage::Compare);
+        self.link(a, b, LinkKind::Compared);
+        Ok(())
     }
 
     /// `c [NOT] IN (v, ...)`.
@@ -506,14 +513,10 @@ impl<'a> Walker<'a> {
         };
         for item in list {
             match self.classify(item, scope)? {
-                Operand::Protected(b) => {
-                    self.require_same_context(id, b, "comparison with")?;
-                    self.use_column(b, Usage::Compare);
-                }
+                Operand::Protected(b) => self.compared_columns(id, b, "comparison with")?,
                 other => self.compared_value(id, &other)?,
             }
         }
-        self.use_column(id, Usage::Compare);
         Ok(())
     }
 
@@ -526,12 +529,7 @@ impl<'a> Walker<'a> {
             _ => None,
         };
         match (left, right) {
-            (Operand::Protected(a), Some(b)) => {
-                self.require_same_context(a, b, "IN (subquery) on")?;
-                self.use_column(a, Usage::Compare);
-                self.use_column(b, Usage::Compare);
-                Ok(())
-            }
+            (Operand::Protected(a), Some(b)) => self.compared_columns(a, b, "IN (subquery) on"),
             (Operand::Protected(a), None) => Err(self.refuse(
                 a,
                 "IN (subquery) whose result is not an encrypted column of the same key context",
@@ -571,7 +569,7 @@ impl<'a> Walker<'a> {
                 }
             },
         }
-        self.use_column(id, Usage::Compare);
+        self.use_column(id, Usage::CompareValue);
         Ok(())
     }
 }

@@ -7,12 +7,14 @@ mod escapes;
 mod expr;
 mod guard;
 mod limits;
+mod links;
 mod query;
 mod refusal;
 mod schema;
 mod scope;
 mod search_path;
 mod source;
+pub mod sql_text;
 mod statement;
 mod walk;
 
@@ -26,6 +28,7 @@ use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 pub use limits::{MAX_NESTING, PARSER_RECURSION_LIMIT};
+pub use links::{merged_with, ColumnLink, LinkKind};
 pub use refusal::{
     FEATURE_NOT_SUPPORTED, INSUFFICIENT_PRIVILEGE, STATEMENT_TOO_COMPLEX, SUPPORTED, SYNTAX_ERROR,
 };
@@ -67,6 +70,13 @@ pub struct StatementInfo {
     pub outputs: Vec<Option<ColumnId>>,
     /// `COPY` of a protected table.
     pub copy: Option<CopyInfo>,
+    /// Protected columns compared with each other, merged into one result column or copied
+    /// into each other (the role's actions on them must agree).
+    pub links: Vec<ColumnLink>,
+    /// Tables, protected or not, whose rows the statement removes (`DELETE`) or that it
+    /// changes as a whole (`TRUNCATE`, DDL): on a protected table that needs the role's write
+    /// right, as writing its protected columns does.
+    pub changed_tables: Vec<(String, String)>,
 }
 
 /// Statement kind, as reported to audit and role allow lists.
@@ -111,7 +121,11 @@ pub struct ColumnUse {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Usage {
     Write,
+    /// Compared with another protected column, or tested with `IS [NOT] NULL`.
     Compare,
+    /// Compared with a value the statement supplies (a literal or `$n`: `=`, `<>`, `IN`,
+    /// `= ANY`, an `ON CONFLICT` target): needs the role's compare right.
+    CompareValue,
     Project,
     /// GROUP BY, DISTINCT, count(c).
     Group,

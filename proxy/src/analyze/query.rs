@@ -11,7 +11,7 @@ use super::expr::Outputs;
 use super::refusal;
 use super::scope::{fold, name_parts, OutCol, Relation, Scope};
 use super::walk::{strip_nested, Operand, Res, Walker};
-use super::Usage;
+use super::{LinkKind, Usage};
 
 /// The result columns of a query.
 #[derive(Debug, Clone, Default)]
@@ -211,6 +211,9 @@ impl<'a> Walker<'a> {
             let column = match (left.column, right) {
                 (Some(a), Some(b)) => {
                     self.require_same_context(a, b, &format!("{op} with"))?;
+                    // The result column carries `a` for origin look-ups; the role's action
+                    // for it must also cover `b` (see `LinkKind::Merged`).
+                    self.link(a, b, LinkKind::Merged);
                     Some(a)
                 }
                 (Some(a), None) | (None, Some(a)) => return Err(self.refuse(a, &what)),
@@ -306,11 +309,7 @@ impl<'a> Walker<'a> {
                     .find_map(|r| r.protected_column(self.schema, name))
             };
             match (find(left), find(right)) {
-                (Some(a), Some(b)) => {
-                    self.require_same_context(a, b, "a USING join with")?;
-                    self.use_column(a, Usage::Compare);
-                    self.use_column(b, Usage::Compare);
-                }
+                (Some(a), Some(b)) => self.compared_columns(a, b, "a USING join with")?,
                 (Some(a), None) | (None, Some(a)) => {
                     return Err(self.refuse(a, "a USING join with a column that is not encrypted"))
                 }

@@ -190,6 +190,21 @@ impl ProtectedSchema {
             .collect()
     }
 
+    /// The protected tables whose name occurs anywhere in `text` (case-insensitively, also
+    /// inside longer words): for statements whose every table reference the parser does not
+    /// show (DDL), an over-approximation that errs on the side of refusing.
+    pub fn tables_named_in(&self, text: &str) -> Vec<(String, String)> {
+        let lower = text.to_lowercase();
+        let mut found: Vec<(String, String)> = Vec::new();
+        for c in &self.columns {
+            let pair = (c.schema.clone(), c.table.clone());
+            if lower.contains(&c.table) && !found.contains(&pair) {
+                found.push(pair);
+            }
+        }
+        found
+    }
+
     /// Ordered catalog column names of a table, if known.
     pub fn table_columns(&self, schema: &str, table: &str) -> Option<&[String]> {
         self.table_columns

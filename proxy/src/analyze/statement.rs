@@ -17,6 +17,19 @@ impl<'a> Walker<'a> {
         let kind = statement_kind(stmt);
         let (outputs, copy) = self.walk_statement(stmt, kind)?;
         self.check_params(stmt)?;
+        let changed_tables = if kind == StatementKind::Ddl {
+            // Not every DDL form shows its tables to the parser's visitor (DROP TABLE does
+            // not): add every protected table the statement names at all.
+            let mut changed = self.tables.clone();
+            for pair in self.schema.tables_named_in(&stmt.to_string()) {
+                if !changed.contains(&pair) {
+                    changed.push(pair);
+                }
+            }
+            changed
+        } else {
+            self.deleted_from
+        };
         Ok(StatementInfo {
             kind,
             tables: self.tables,
@@ -25,6 +38,8 @@ impl<'a> Walker<'a> {
             params: self.params,
             outputs,
             copy,
+            links: self.links,
+            changed_tables,
         })
     }
 
@@ -88,7 +103,8 @@ impl<'a> Walker<'a> {
             Statement::Declare { stmts } => {
                 for d in stmts {
                     if let Some(q) = &d.for_query {
-                        self.query(q, None, Outputs::Needed)?;
+                        let out = self.query(q, None, Outputs::Needed)?;
+                        self.cursor_outputs(q, &out)?;
                     }
                 }
                 return Ok((Vec::new(), None));
@@ -103,6 +119,20 @@ impl<'a> Walker<'a> {
             }
         };
         Ok((outputs.cols.iter().map(|c| c.column).collect(), None))
+    }
+
+    /// FETCH results of a cursor carry no analysis, only the origins PostgreSQL reports, and
+    /// a set operation's outputs have none: such a cursor would hand out stored bytes
+    /// untransformed (raw ciphertext, whatever the role's action). Refused.
+    fn cursor_outputs(&self, q: &Query, out: &super::query::QueryOut) -> Res<()> {
+        match out.cols.iter().find_map(|c| c.column) {
+            Some(id) if has_set_operation(q) => Err(self.refuse(
+                id,
+                "a cursor over UNION, INTERSECT or EXCEPT (its FETCH results carry no column \
+                 origin, so pgshroud could not apply the role's action)",
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Lists the tables a statement names, for statements not walked in detail.
@@ -294,4 +324,28 @@ fn is_ddl(stmt: &Statement) -> bool {
             | Statement::Revoke(_)
             | Statement::RenameTable(_)
     )
+}
+
+/// Whether a set operation appears anywhere in a query (its body, CTEs or derived tables).
+fn has_set_operation(q: &Query) -> bool {
+    let in_ctes = q
+        .with
+        .iter()
+        .flat_map(|w| &w.cte_tables)
+        .any(|cte| has_set_operation(&cte.query));
+    in_ctes || set_expr_has_set_operation(&q.body)
+}
+
+fn set_expr_has_set_operation(body: &SetExpr) -> bool {
+    use sqlparser::ast::TableFactor;
+    match body {
+        SetExpr::SetOperation { .. } => true,
+        SetExpr::Query(q) => has_set_operation(q),
+        SetExpr::Select(sel) => sel.from.iter().any(|twj| {
+            std::iter::once(&twj.relation)
+                .chain(twj.joins.iter().map(|j| &j.relation))
+                .any(|tf| matches!(tf, TableFactor::Derived { subquery, .. } if has_set_operation(subquery)))
+        }),
+        _ => false,
+    }
 }

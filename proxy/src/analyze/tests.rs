@@ -396,7 +396,7 @@ fn update_set_literal_and_param_with_where() {
         ]
     );
     assert!(has_use(&info, email(), Usage::Write));
-    assert!(has_use(&info, email(), Usage::Compare));
+    assert!(has_use(&info, email(), Usage::CompareValue));
 }
 
 #[test]
@@ -1160,3 +1160,4 @@ fn statement_kinds_classify_parsed_and_unparseable_texts() {
 }
 
 mod fail_closed;
+mod role_facts;

@@ -8,7 +8,9 @@ use super::refusal::{self, cannot_locate};
 use super::scope::{name_parts, Relation};
 use super::search_path::Resolution;
 use super::source::SourceMap;
-use super::{ColumnId, ColumnUse, LiteralSite, ParamSite, ProtectedSchema, Refusal, Usage};
+use super::{
+    ColumnId, ColumnLink, ColumnUse, LiteralSite, ParamSite, ProtectedSchema, Refusal, Usage,
+};
 
 pub type Res<T> = Result<T, Refusal>;
 
@@ -56,6 +58,9 @@ pub struct Walker<'a> {
     pub literals: Vec<LiteralSite>,
     pub params: Vec<ParamSite>,
     pub param_anchors: Vec<ParamAnchor>,
+    pub links: Vec<ColumnLink>,
+    /// Tables whose rows a DELETE removes.
+    pub deleted_from: Vec<(String, String)>,
     /// CTEs visible at the current point, innermost last.
     pub ctes: Vec<Relation>,
     /// The text names a guard (`pgshroud_guard...`): only positively harmless statements pass.
@@ -72,6 +77,8 @@ impl<'a> Walker<'a> {
             literals: Vec::new(),
             params: Vec::new(),
             param_anchors: Vec::new(),
+            links: Vec::new(),
+            deleted_from: Vec::new(),
             ctes: Vec::new(),
             guard_mentioned: false,
         }
@@ -114,6 +121,7 @@ impl<'a> Walker<'a> {
         let literals = self.literals.clone();
         let params = self.params.clone();
         let anchors = self.param_anchors.clone();
+        let links = self.links.clone();
         let ctes = self.ctes.len();
         let result = f(self);
         self.tables = tables;
@@ -121,6 +129,7 @@ impl<'a> Walker<'a> {
         self.literals = literals;
         self.params = params;
         self.param_anchors = anchors;
+        self.links = links;
         self.ctes.truncate(ctes);
         result
     }

@@ -182,7 +182,7 @@ impl ConnectionAudit {
         let refused = match done.protocol {
             // Refused by the role's statement kinds (see ProtectedSession::function_call).
             Protocol::FunctionCall => view.as_ref().is_some_and(|v| {
-                !v.policy.role().allows_statement("function_call")
+                !v.policy.allows_function_call()
                     && matches!(&done.outcome, exchange::Outcome::Error { sqlstate } if sqlstate == crate::protect::policy::INSUFFICIENT_PRIVILEGE)
             }),
             _ => view.as_ref().is_some_and(|v| v.refused),

@@ -10,7 +10,9 @@ use pgshroud_rules::Rules;
 use super::catalog::{Catalog, CatalogColumn};
 use super::codec::{self, Ciphers, ColumnSpec, Spec};
 use super::guard::GuardState;
-use crate::analyze::{self, Analysis, ColumnId, ProtectedSchema, SearchPath, StatementInfo, Usage};
+use crate::analyze::{
+    self, Analysis, ColumnId, LinkKind, ProtectedSchema, SearchPath, StatementInfo, Usage,
+};
 use crate::crypto::{KeyContext, KeyRing};
 use crate::pg_error::PgError;
 
@@ -37,6 +39,12 @@ pub struct Plan {
     pub columns: Vec<(Spec, Usage)>,
     /// The text changes the schema: the catalog must be looked up again afterwards.
     pub refreshes_catalog: bool,
+    /// Protected columns of tables whose rows the text removes or that it changes as a whole
+    /// (DELETE, TRUNCATE, DDL): the role needs their write right.
+    pub table_writes: Vec<Spec>,
+    /// Protected columns the text compares with each other, merges into one result column
+    /// or copies into each other (`Copied`: the first is the target).
+    pub links: Vec<(Spec, Spec, LinkKind)>,
 }
 
 #[derive(Debug)]
@@ -58,6 +66,8 @@ impl Plan {
             statements: Vec::new(),
             columns: Vec::new(),
             refreshes_catalog: false,
+            table_writes: Vec::new(),
+            links: Vec::new(),
         }
     }
 
@@ -233,6 +243,8 @@ impl Protection {
                     action: PlanAction::Forward,
                     params: Vec::new(),
                     refreshes_catalog: refreshes_catalog(&statements),
+                    table_writes: self.table_writes(&statements),
+                    links: Vec::new(),
                     statements,
                     columns: Vec::new(),
                 }
@@ -306,13 +318,41 @@ impl Protection {
         } else {
             PlanAction::Rewrite(splice(sql, &edits)?)
         };
+        let mut links = Vec::new();
+        for link in statements.iter().flat_map(|s| &s.links) {
+            links.push((self.spec(link.a)?, self.spec(link.b)?, link.kind));
+        }
         Ok(Plan {
             action,
             params,
             refreshes_catalog: refreshes_catalog(&statements),
+            table_writes: self.table_writes(&statements),
+            links,
             statements,
             columns,
         })
+    }
+
+    /// The protected columns of every protected table the statements change as a whole.
+    fn table_writes(&self, statements: &[StatementInfo]) -> Vec<Spec> {
+        let mut specs: Vec<Spec> = Vec::new();
+        for (schema, table) in statements.iter().flat_map(|s| &s.changed_tables) {
+            for id in self.base.protected_columns_of(schema, table) {
+                let spec = self.specs.get(id);
+                if let Some(spec) = spec.filter(|s| !specs.iter().any(|x| Arc::ptr_eq(x, s))) {
+                    specs.push(spec.clone());
+                }
+            }
+        }
+        specs
+    }
+
+    /// The analyser's id of a protected column.
+    pub fn id_of(&self, spec: &ColumnSpec) -> Option<ColumnId> {
+        let (schema, table, column) = split_qualified(&spec.qualified)?;
+        self.by_name
+            .get(&(schema.to_owned(), table.to_owned(), column.to_owned()))
+            .copied()
     }
 
     fn spec(&self, id: ColumnId) -> Result<Spec, PgError> {

@@ -1,5 +1,6 @@
 //! The caller's role applied to statements: which statement kinds it may run, which protected
-//! columns it may read or write (refusals with 42501), and what each result column becomes.
+//! columns it may read, write or compare with values it supplies (refusals with 42501), and
+//! what each result column becomes (the strictest action of every column that can reach it).
 
 use std::net::IpAddr;
 
@@ -8,7 +9,8 @@ use pgshroud_rules::{Action, Identity, Role, Rules};
 use super::codec::Spec;
 use super::engine::Plan;
 use super::reveal::Output;
-use crate::analyze::{StatementKind, Usage};
+use crate::analyze::sql_text::{self, SqlText};
+use crate::analyze::{LinkKind, ProtectedSchema, StatementKind, Usage};
 use crate::crypto::KeyRing;
 use crate::pg_error::PgError;
 
@@ -20,8 +22,13 @@ pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
 pub enum RoleRefusal {
     ColumnDenied,
     WriteDenied,
+    CompareDenied,
+    /// Columns the role sees differently meet in one result column, comparison or copy.
+    MixedActions,
     StatementKindDenied,
 }
+
+type Refused = (RoleRefusal, PgError);
 
 /// Who is calling, as the proxy knows once authentication succeeded.
 #[derive(Debug, Clone)]
@@ -49,16 +56,105 @@ impl Caller {
 #[derive(Debug, Clone)]
 pub struct Policy {
     role: Role,
+    /// (schema, table, `schema.table.column`) of every protected column whose stored
+    /// ciphertext the role may not receive (its action is a mask, null or deny).
+    withheld: Vec<(String, String, String)>,
 }
 
 impl Policy {
-    pub fn new(role: Role) -> Policy {
-        Policy { role }
+    pub fn new(role: Role, rules: &Rules) -> Policy {
+        let withheld = rules
+            .columns()
+            .filter(|(table, column)| {
+                let qualified = table.qualified_column(column);
+                !matches!(
+                    role.action_for(&qualified, column.logical),
+                    Action::Decrypt | Action::Ciphertext
+                )
+            })
+            .map(|(table, column)| {
+                let qualified = table.qualified_column(column);
+                (table.schema.clone(), table.name.clone(), qualified)
+            })
+            .collect();
+        Policy { role, withheld }
     }
 
     /// The policy of the first role matching the caller (else the default role).
     pub fn for_caller(rules: &Rules, caller: &Caller) -> Policy {
-        Policy::new(rules.role_for(&caller.identity()).clone())
+        Policy::new(rules.role_for(&caller.identity()).clone(), rules)
+    }
+
+    /// Whether some protected column's stored ciphertext must not reach this role: then
+    /// paths that hand the client stored bytes the proxy cannot transform are closed to it
+    /// (server functions running SQL text, FunctionCall messages).
+    pub fn withholds_stored_values(&self) -> bool {
+        !self.withheld.is_empty()
+    }
+
+    /// Whether the proxy must read `sql` for [`Policy::check_sql_text`].
+    pub fn reads_sql_text(&self, sql: &str) -> bool {
+        self.withholds_stored_values() && sql_text::may_run_sql_text(sql)
+    }
+
+    /// Refuses a text that hands SQL or a table name to a server function that runs it
+    /// (`query_to_xml`, `table_to_xml`, `dblink`, `EXECUTE` in plpgsql, ...) when what it can
+    /// read includes a column this role may not receive as stored: such results are raw
+    /// stored bytes, whatever the role's action. A text the proxy cannot read is refused.
+    pub fn check_sql_text(&self, sql: &str, schema: &ProtectedSchema) -> Result<(), Refused> {
+        let Some((_, _, first)) = self.withheld.first() else {
+            return Ok(());
+        };
+        if !sql_text::may_run_sql_text(sql) {
+            return Ok(());
+        }
+        let (column, what) = match sql_text::sql_text_calls(sql) {
+            SqlText::None => return Ok(()),
+            SqlText::Unreadable(what) => (first, what),
+            SqlText::Literals(texts) => {
+                let hit = texts.iter().find_map(|text| {
+                    if !schema.mentions_protected_table(text) {
+                        return None;
+                    }
+                    // A view or another spelling of a protected table: any of them.
+                    let named = schema.tables_named_in(text);
+                    self.withheld
+                        .iter()
+                        .find(|(s, t, _)| {
+                            named.is_empty() || named.iter().any(|(ns, nt)| ns == s && nt == t)
+                        })
+                        .map(|(_, _, q)| q)
+                });
+                match hit {
+                    Some(column) => (
+                        column,
+                        "a server function given SQL text or a table name that reads it".to_owned(),
+                    ),
+                    None => return Ok(()),
+                }
+            }
+        };
+        Err((
+            RoleRefusal::ColumnDenied,
+            PgError::error(
+                INSUFFICIENT_PRIVILEGE,
+                format!(
+                    "permission denied for protected column {column}: role {} may not receive its stored values, and {what} could return them unchanged",
+                    self.role.name
+                ),
+            )
+            .with_hint("Query the table directly, so pgshroud can apply the role's action to each column."),
+        ))
+    }
+
+    /// Whether the role may send FunctionCall messages (a function run by OID, outside any
+    /// text the proxy could read): as its `statements` list says, and for a role that must
+    /// not receive some column's stored values only when the list names `function_call`.
+    pub fn allows_function_call(&self) -> bool {
+        match &self.role.statements {
+            Some(_) => self.role.allows_statement("function_call"),
+            None => !self.withholds_stored_values(),
+        }
     }
 
     /// Refuses a connection from outside the role's `networks` (SQLSTATE 28000).
@@ -86,45 +182,163 @@ impl Policy {
     }
 
     /// The role's verdict on an analysed statement text.
-    pub fn check(&self, plan: &Plan) -> Result<(), (RoleRefusal, PgError)> {
+    pub fn check(&self, plan: &Plan) -> Result<(), Refused> {
         for statement in &plan.statements {
             self.check_kind(statement.kind)?;
         }
         for (spec, usage) in &plan.columns {
-            let action = self.action(spec);
-            if action == Action::Deny {
-                return Err((
-                    RoleRefusal::ColumnDenied,
-                    PgError::error(
-                        INSUFFICIENT_PRIVILEGE,
-                        format!(
-                            "permission denied for protected column {}: role {} may not use it",
-                            spec.qualified, self.role.name
-                        ),
-                    )
-                    .with_hint("Leave the column out of the statement (also out of * and RETURNING *), or ask for a role that may see it."),
-                ));
+            if self.action(spec) == Action::Deny {
+                return Err(self.column_denied(spec));
             }
-            if *usage == Usage::Write && !self.role.may_write(&spec.qualified) {
-                return Err((
-                    RoleRefusal::WriteDenied,
-                    PgError::error(
-                        INSUFFICIENT_PRIVILEGE,
-                        format!(
-                            "permission denied to write protected column {}: role {} may not write protected columns",
-                            spec.qualified, self.role.name
-                        ),
-                    ),
-                ));
+            match usage {
+                Usage::Write if !self.role.may_write(&spec.qualified) => {
+                    return Err(self.write_denied(spec, "write protected columns"));
+                }
+                Usage::CompareValue if !self.role.may_compare(&spec.qualified) => {
+                    return Err(self.compare_denied(spec));
+                }
+                _ => {}
+            }
+        }
+        for spec in &plan.table_writes {
+            if !self.role.may_write(&spec.qualified) {
+                let what = "delete rows of, truncate or change the definition of a table with protected columns";
+                return Err(self.write_denied(spec, what));
+            }
+        }
+        self.check_links(plan)
+    }
+
+    /// Columns that meet must not let the role learn more of one than its action on it says:
+    /// a result column fed by several gets the strictest action (two different masks have no
+    /// order: refused); comparing columns the role sees differently tells it the values of
+    /// one from the other, so it needs the compare right on both (as if it supplied them);
+    /// copying a column into one the role sees more of would launder it.
+    fn check_links(&self, plan: &Plan) -> Result<(), Refused> {
+        for (a, b, kind) in &plan.links {
+            let (action_a, action_b) = (self.action(a), self.action(b));
+            match kind {
+                LinkKind::Merged => {
+                    let group = self.merged_group(plan, a);
+                    let actions = group.iter().map(|s| self.action(s));
+                    if Action::strictest(actions).is_err() {
+                        return Err(self.mixed(a, b, "in one result column"));
+                    }
+                }
+                LinkKind::Compared if action_a != action_b => {
+                    let missing = [a, b]
+                        .into_iter()
+                        .find(|s| !self.role.may_compare(&s.qualified));
+                    if let Some(spec) = missing {
+                        return Err(self.compare_denied(spec));
+                    }
+                }
+                LinkKind::Copied => {
+                    let sources = self.merged_group(plan, b);
+                    let actions = sources.iter().map(|s| self.action(s));
+                    let strictest = Action::strictest(actions.chain([action_a]));
+                    if strictest != Ok(action_a) {
+                        return Err(self.mixed(
+                            a,
+                            b,
+                            "by copying the values of one into the other",
+                        ));
+                    }
+                }
+                LinkKind::Compared => {}
             }
         }
         Ok(())
     }
 
+    /// `spec` and every column merged with it into a result column by the plan's set
+    /// operations (transitively).
+    fn merged_group(&self, plan: &Plan, spec: &Spec) -> Vec<Spec> {
+        let mut group = vec![spec.clone()];
+        let mut i = 0;
+        while let Some(at) = group.get(i).cloned() {
+            for (a, b, kind) in &plan.links {
+                if *kind != LinkKind::Merged {
+                    continue;
+                }
+                let other = if Spec::ptr_eq(a, &at) {
+                    b
+                } else if Spec::ptr_eq(b, &at) {
+                    a
+                } else {
+                    continue;
+                };
+                if !group.iter().any(|s| Spec::ptr_eq(s, other)) {
+                    group.push(other.clone());
+                }
+            }
+            i += 1;
+        }
+        group
+    }
+
+    fn column_denied(&self, spec: &Spec) -> Refused {
+        (
+            RoleRefusal::ColumnDenied,
+            PgError::error(
+                INSUFFICIENT_PRIVILEGE,
+                format!(
+                    "permission denied for protected column {}: role {} may not use it",
+                    spec.qualified, self.role.name
+                ),
+            )
+            .with_hint("Leave the column out of the statement (also out of * and RETURNING *), or ask for a role that may see it."),
+        )
+    }
+
+    fn write_denied(&self, spec: &Spec, what: &str) -> Refused {
+        (
+            RoleRefusal::WriteDenied,
+            PgError::error(
+                INSUFFICIENT_PRIVILEGE,
+                format!(
+                    "permission denied to write protected column {}: role {} may not {what}",
+                    spec.qualified, self.role.name
+                ),
+            ),
+        )
+    }
+
+    fn compare_denied(&self, spec: &Spec) -> Refused {
+        (
+            RoleRefusal::CompareDenied,
+            PgError::error(
+                INSUFFICIENT_PRIVILEGE,
+                format!(
+                    "permission denied to compare protected column {}: role {} has no compare right on it (it may not test values of its own against the column)",
+                    spec.qualified, self.role.name
+                ),
+            )
+            .with_hint("Comparing two protected columns with each other (joins, GROUP BY, DISTINCT) is allowed; comparing with a literal or parameter needs the compare right ([roles.compare] in the rules file)."),
+        )
+    }
+
+    fn mixed(&self, a: &Spec, b: &Spec, how: &str) -> Refused {
+        (
+            RoleRefusal::MixedActions,
+            PgError::error(
+                INSUFFICIENT_PRIVILEGE,
+                format!(
+                    "permission denied: role {} sees protected columns {} ({}) and {} ({}) differently, and the statement would join their values {how}",
+                    self.role.name,
+                    a.qualified,
+                    self.action(a),
+                    b.qualified,
+                    self.action(b)
+                ),
+            ),
+        )
+    }
+
     /// Refuses a statement kind the role's `statements` list leaves out. Transaction
     /// control and session settings (`BEGIN`, `SET`, ...) are always allowed: drivers send
     /// them on their own.
-    pub fn check_kind(&self, kind: StatementKind) -> Result<(), (RoleRefusal, PgError)> {
+    pub fn check_kind(&self, kind: StatementKind) -> Result<(), Refused> {
         if kind == StatementKind::Session || self.role.allows_statement(kind.as_str()) {
             return Ok(());
         }
@@ -150,5 +364,161 @@ impl Policy {
     pub fn output(&self, spec: Spec, keys: &KeyRing) -> Output {
         let action = self.action(&spec);
         Output::new(spec, action, keys)
+    }
+
+    /// What a result column becomes that values of all `sources` (one key context, `spec`
+    /// among them) can reach: the strictest of the role's actions for them. Two different
+    /// masks were refused when the statement was checked; should they meet here, NULL.
+    pub fn merged_output(&self, spec: Spec, sources: &[Spec], keys: &KeyRing) -> Output {
+        let actions = sources.iter().chain([&spec]).map(|s| self.action(s));
+        let action = Action::strictest(actions).unwrap_or(Action::Null);
+        Output::new(spec, action, keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use pgshroud_rules::{LogicalType, Mask};
+
+    use super::super::codec::ColumnSpec;
+    use super::super::engine::PlanAction;
+    use super::*;
+    use crate::crypto::KeyContext;
+
+    const RULES: &str = r#"
+default_role = "app"
+[[tables]]
+name = "customers"
+  [[tables.columns]]
+  name = "email"
+  type = "text"
+  key_context = "email"
+[[tables]]
+name = "leads"
+  [[tables.columns]]
+  name = "email"
+  type = "text"
+  key_context = "email"
+[[roles]]
+name = "app"
+template = "app"
+[[roles]]
+name = "sales"
+template = "app"
+  [roles.columns]
+  "customers.email" = "mask:redact"
+[[roles]]
+name = "dba"
+template = "dba"
+[[roles]]
+name = "caller"
+template = "support"
+statements = ["select", "function_call"]
+"#;
+
+    fn policy(role: &str) -> Policy {
+        let rules = pgshroud_rules::parse(RULES, "rules.toml").expect("rules");
+        Policy::new(rules.role(role).expect("role").clone(), &rules)
+    }
+
+    fn spec(table: &str) -> Spec {
+        Arc::new(ColumnSpec {
+            qualified: format!("public.{table}.email"),
+            logical: LogicalType::Text,
+            context: KeyContext::new("email"),
+        })
+    }
+
+    fn plan(columns: Vec<(Spec, Usage)>, links: Vec<(Spec, Spec, LinkKind)>) -> Plan {
+        Plan {
+            action: PlanAction::Forward,
+            params: Vec::new(),
+            statements: Vec::new(),
+            columns,
+            refreshes_catalog: false,
+            table_writes: Vec::new(),
+            links,
+        }
+    }
+
+    fn refusal(policy: &Policy, plan: &Plan) -> Option<RoleRefusal> {
+        policy.check(plan).err().map(|(why, _)| why)
+    }
+
+    #[test]
+    fn comparing_with_a_supplied_value_needs_the_compare_right() {
+        let p = plan(vec![(spec("customers"), Usage::CompareValue)], Vec::new());
+        assert_eq!(refusal(&policy("app"), &p), None);
+        assert_eq!(
+            refusal(&policy("dba"), &p),
+            Some(RoleRefusal::CompareDenied)
+        );
+        let p = plan(vec![(spec("customers"), Usage::Compare)], Vec::new());
+        assert_eq!(refusal(&policy("dba"), &p), None, "column with column");
+        let (_, error) = policy("dba")
+            .check(&plan(
+                vec![(spec("customers"), Usage::CompareValue)],
+                Vec::new(),
+            ))
+            .unwrap_err();
+        assert_eq!(error.code, "42501");
+        assert!(
+            error.message.contains("public.customers.email"),
+            "{}",
+            error.message
+        );
+        assert!(error.message.contains("compare right"), "{}", error.message);
+    }
+
+    #[test]
+    fn deleting_from_a_protected_table_needs_the_write_right() {
+        let mut p = plan(Vec::new(), Vec::new());
+        p.table_writes = vec![spec("customers")];
+        assert_eq!(refusal(&policy("app"), &p), None);
+        assert_eq!(refusal(&policy("dba"), &p), Some(RoleRefusal::WriteDenied));
+    }
+
+    #[test]
+    fn merged_outputs_take_the_strictest_action() {
+        let keys = KeyRing::single(crate::crypto::MasterKey::from_bytes(&[7; 32]).expect("key"));
+        let sales = policy("sales");
+        let out = sales.merged_output(spec("leads"), &[spec("customers")], &keys);
+        assert_eq!(out.action, Action::Mask(Mask::Redact));
+        let out = policy("dba").merged_output(spec("leads"), &[spec("customers")], &keys);
+        assert_eq!(out.action, Action::Ciphertext);
+    }
+
+    #[test]
+    fn copies_into_a_column_the_role_sees_more_of_are_refused() {
+        let launder = plan(
+            Vec::new(),
+            vec![(spec("leads"), spec("customers"), LinkKind::Copied)],
+        );
+        assert_eq!(
+            refusal(&policy("sales"), &launder),
+            Some(RoleRefusal::MixedActions)
+        );
+        assert_eq!(refusal(&policy("app"), &launder), None);
+        let stricter = plan(
+            Vec::new(),
+            vec![(spec("customers"), spec("leads"), LinkKind::Copied)],
+        );
+        assert_eq!(refusal(&policy("sales"), &stricter), None);
+    }
+
+    #[test]
+    fn function_calls_need_a_listing_when_stored_values_are_withheld() {
+        assert!(policy("app").allows_function_call());
+        assert!(
+            policy("dba").allows_function_call(),
+            "ciphertext is what it reads"
+        );
+        assert!(
+            !policy("sales").allows_function_call(),
+            "withholds customers.email"
+        );
+        assert!(policy("caller").allows_function_call(), "listed explicitly");
     }
 }

@@ -365,14 +365,15 @@ impl ProtectedSession {
     /// with a `statements` list must list `function_call` for it.
     fn function_call(&mut self) -> Verdict {
         let role = self.policy.role();
-        if self.policy.restricts_statements() && !role.allows_statement("function_call") {
+        if !self.policy.allows_function_call() {
             let error = PgError::error(
                 super::policy::INSUFFICIENT_PRIVILEGE,
                 format!(
                     "permission denied: role {} may not run function calls (the protocol's FunctionCall message)",
                     role.name
                 ),
-            );
+            )
+            .with_hint("A role that may not see some protected column's stored values runs function calls only when its statements list names function_call.");
             let error = self.refused_by_role(RoleRefusal::StatementKindDenied, error);
             // Answered like a simple query: the error, then ReadyForQuery.
             self.push_query(None, false);
@@ -386,9 +387,12 @@ impl ProtectedSession {
         self.shared.plan(sql, &self.layout, &self.catalog)
     }
 
-    /// The role's verdict on a statement that touches no protected table: only its kind
-    /// matters, and only roles with a `statements` list look at it.
+    /// The role's verdict on a statement that touches no protected table: its kind (for roles
+    /// with a `statements` list) and what it hands server functions that run SQL text.
     fn check_kinds(&self, sql: &str) -> Result<(), PgError> {
+        self.policy
+            .check_sql_text(sql, &self.layout.schema)
+            .map_err(|(why, e)| self.refused_by_role(why, e))?;
         if !self.policy.restricts_statements() {
             return Ok(());
         }
@@ -401,7 +405,7 @@ impl ProtectedSession {
     }
 
     /// Refusals before an analysed statement reaches PostgreSQL: the analysis's, then the role's.
-    fn check_plan(&mut self, plan: &Plan) -> Result<(), PgError> {
+    fn check_plan(&mut self, sql: &str, plan: &Plan) -> Result<(), PgError> {
         if let PlanAction::Refused(error) = &plan.action {
             self.metrics.refusal(match error.code {
                 analyze::SYNTAX_ERROR => RefusalReason::Unparseable,
@@ -417,6 +421,9 @@ impl ProtectedSession {
         }
         self.policy
             .check(plan)
+            .map_err(|(why, e)| self.refused_by_role(why, e))?;
+        self.policy
+            .check_sql_text(sql, &self.layout.schema)
             .map_err(|(why, e)| self.refused_by_role(why, e))
     }
 
@@ -433,6 +440,8 @@ impl ProtectedSession {
         self.metrics.refusal(match why {
             RoleRefusal::ColumnDenied => RefusalReason::ColumnDenied,
             RoleRefusal::WriteDenied => RefusalReason::WriteDenied,
+            RoleRefusal::CompareDenied => RefusalReason::CompareDenied,
+            RoleRefusal::MixedActions => RefusalReason::MixedActions,
             RoleRefusal::StatementKindDenied => RefusalReason::StatementKindDenied,
         });
         error
@@ -444,12 +453,22 @@ impl ProtectedSession {
     pub fn audit_view(&self, sql: &str) -> AuditView {
         let plan = self.shared.mentions_protected(sql).then(|| self.plan(sql));
         let refused = match &plan {
-            Some(p) => matches!(p.action, PlanAction::Refused(_)) || self.policy.check(p).is_err(),
+            Some(p) => {
+                matches!(p.action, PlanAction::Refused(_))
+                    || self.policy.check(p).is_err()
+                    || self
+                        .policy
+                        .check_sql_text(sql, &self.layout.schema)
+                        .is_err()
+            }
             None => {
-                self.policy.restricts_statements()
-                    && analyze::statement_kinds(sql)
-                        .into_iter()
-                        .any(|k| self.policy.check_kind(k).is_err())
+                self.policy
+                    .check_sql_text(sql, &self.layout.schema)
+                    .is_err()
+                    || self.policy.restricts_statements()
+                        && analyze::statement_kinds(sql)
+                            .into_iter()
+                            .any(|k| self.policy.check_kind(k).is_err())
             }
         };
         AuditView {
@@ -568,7 +587,9 @@ impl ProtectedSession {
     /// Whether the proxy must read this text: it mentions a protected table, or the role
     /// checks statement kinds.
     fn must_read(&self, sql: &str) -> bool {
-        self.shared.mentions_protected(sql) || self.policy.restricts_statements()
+        self.shared.mentions_protected(sql)
+            || self.policy.restricts_statements()
+            || self.policy.reads_sql_text(sql)
     }
 
     /// Reads a statement text, refusing what cannot be read exactly as the server reads it:
@@ -629,7 +650,7 @@ impl ProtectedSession {
         }
         let plan = self.plan(sql);
         self.push_query(Some(plan.clone()), unsettling);
-        if let Err(error) = self.check_plan(&plan) {
+        if let Err(error) = self.check_plan(sql, &plan) {
             return self.refuse_query(&error);
         }
         self.query_effects(sql);
@@ -687,7 +708,7 @@ impl ProtectedSession {
             }
             Ok(Text::Readable(sql)) => {
                 let plan = self.plan(sql);
-                if let Err(error) = self.check_plan(&plan) {
+                if let Err(error) = self.check_plan(sql, &plan) {
                     return self.refuse_extended(&error);
                 }
                 (Some(plan), Some(sql.to_owned()))
@@ -770,7 +791,7 @@ impl ProtectedSession {
                     .mentions_protected(query)
                     .then(|| self.plan(query));
                 match &plan {
-                    Some(plan) => self.check_plan(plan)?,
+                    Some(plan) => self.check_plan(query, plan)?,
                     None => self.check_kinds(query)?,
                 }
                 plan
@@ -1393,6 +1414,10 @@ impl ProtectedSession {
     /// expressions and set operations (no origin) by the analysis of the statement.
     fn row_plan(&self, fields: &[wire::Field], plan: Option<(&Plan, usize)>) -> RowPlan {
         let outputs = plan.and_then(|(p, i)| p.outputs(i));
+        let links = plan
+            .and_then(|(p, i)| p.statements.get(i))
+            .map(|s| s.links.as_slice())
+            .unwrap_or_default();
         let specs = fields
             .iter()
             .enumerate()
@@ -1403,7 +1428,16 @@ impl ProtectedSession {
                     let id = outputs?.get(i).copied().flatten()?;
                     self.shared.spec_by_id(id).cloned()?
                 };
-                Some(self.policy.output(spec, &self.shared.keys))
+                // Columns merged with this one by a set operation can reach it too.
+                let sources: Vec<_> = self
+                    .shared
+                    .id_of(&spec)
+                    .map(|id| analyze::merged_with(id, links))
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|id| self.shared.spec_by_id(id).cloned())
+                    .collect();
+                Some(self.policy.merged_output(spec, &sources, &self.shared.keys))
             })
             .collect();
         Arc::new(specs)

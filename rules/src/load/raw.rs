@@ -48,6 +48,9 @@ pub struct RawRole {
     pub networks: Vec<Spanned<String>>,
     pub statements: Option<Vec<Spanned<String>>>,
     pub write: Option<bool>,
+    /// `"*"` or `"schema.table.column"` -> may the role compare it with a value it supplies.
+    #[serde(default)]
+    pub compare: BTreeMap<Spanned<String>, bool>,
     #[serde(default)]
     pub columns: BTreeMap<Spanned<String>, Spanned<String>>,
     pub max_rows: Option<Spanned<u64>>,

@@ -50,6 +50,7 @@ fn build_role(raw: RawRole, tables: &[Table], file: &File) -> Result<Role, Rules
     };
     role.write = raw.write.unwrap_or(template.default_write());
     role.column_actions = overrides(&name, raw.columns, tables, file)?;
+    compare_rights(&mut role, raw.compare, tables, file)?;
     role.max_rows = limit(&name, "max_rows", raw.max_rows, file)?;
     role.enforce = raw.enforce.unwrap_or(false);
     role.max_protected_values_per_minute = limit(
@@ -168,6 +169,50 @@ fn overrides(
         }
     }
     Ok(actions)
+}
+
+/// `[roles.compare]`: `"*" = bool` replaces the template's right for every column, and
+/// `"schema.table.column" = bool` sets one column's.
+fn compare_rights(
+    role: &mut Role,
+    raw: BTreeMap<Spanned<String>, bool>,
+    tables: &[Table],
+    file: &File,
+) -> Result<(), RulesError> {
+    let mut entries: Vec<_> = raw.into_iter().collect();
+    entries.sort_by_key(|(key, _)| key.span().start);
+    for (key, allowed) in entries {
+        if key.get_ref().trim() == "*" {
+            role.compare = allowed;
+            continue;
+        }
+        let Some(qualified) = protected_column(key.get_ref(), tables) else {
+            let problem = Problem::UnknownCompareColumn {
+                role: role.name.clone(),
+                column: key.get_ref().clone(),
+            };
+            return Err(file.error(key.span(), problem));
+        };
+        if role
+            .column_compare
+            .insert(qualified.clone(), allowed)
+            .is_some()
+        {
+            let problem = Problem::DuplicateOverride {
+                role: role.name.clone(),
+                column: qualified,
+            };
+            return Err(file.error(key.span(), problem));
+        }
+    }
+    Ok(())
+}
+
+/// The `schema.table.column` of a protected column a rules-file key names.
+fn protected_column(key: &str, tables: &[Table]) -> Option<String> {
+    let (schema, table, column) = split_column(key)?;
+    let table = tables.iter().find(|t| t.is(&schema, &table))?;
+    Some(table.qualified_column(table.column(&column)?))
 }
 
 /// One `"schema.table.column" = "action"` entry: the column must be protected, the action

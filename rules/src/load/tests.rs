@@ -278,6 +278,63 @@ max_protected_values_per_minute = 1000
     assert_eq!(app.max_protected_values_per_minute, Some(1000));
 }
 
+#[test]
+fn compare_rights_come_from_template_star_and_columns() {
+    let rules = rules(&with_roles(
+        r#"
+[[roles]]
+name = "app"
+template = "app"
+
+[[roles]]
+name = "dba"
+template = "dba"
+
+[[roles]]
+name = "lookup"
+template = "dba"
+  [roles.compare]
+  "customers.email" = true
+
+[[roles]]
+name = "narrow"
+template = "support"
+  [roles.compare]
+  "*" = false
+  "public.customers.birthday" = true
+"#,
+    ));
+    let may = |role: &str, column: &str| {
+        rules
+            .role(role)
+            .expect("role")
+            .may_compare(&format!("public.customers.{column}"))
+    };
+    assert!(may("app", "age"));
+    assert!(!may("dba", "age"));
+    assert!(may("lookup", "email"));
+    assert!(!may("lookup", "age"));
+    assert!(!may("narrow", "email"));
+    assert!(may("narrow", "birthday"));
+}
+
+#[test]
+fn compare_right_for_an_unprotected_column_names_its_line() {
+    let text = with_roles(
+        r#"
+[[roles]]
+name = "app"
+template = "app"
+  [roles.compare]
+  "public.customers.phone" = true
+"#,
+    );
+    let (line, problem, shown) = fails(&text);
+    assert_eq!(line, Some(line_of(&text, "customers.phone")));
+    assert!(matches!(problem, Problem::UnknownCompareColumn { .. }));
+    assert!(shown.contains("compare right"), "{shown}");
+}
+
 // ---- problems, each with its line ---------------------------------------------------
 
 #[test]
