@@ -79,6 +79,11 @@ impl<'a> SourceMap<'a> {
         (start < end).then_some(start..end)
     }
 
+    /// The statement text in `range`.
+    pub fn text(&self, range: Range<usize>) -> Option<&'a str> {
+        self.sql.get(range)
+    }
+
     /// Byte range of the whole value expression `expr` whose literal (or `$n`) token is at
     /// `anchor`. Plain literals map directly; casts, signs and typed strings are found by
     /// re-parsing the tokens around the anchor and accepting only a parse equal to `expr`.

@@ -23,6 +23,7 @@ impl<'a> Walker<'a> {
             columns: self.uses,
             literals: self.literals,
             params: self.params,
+            edits: self.edits,
             outputs,
             copy,
         })

@@ -8,7 +8,9 @@ use super::refusal::{self, cannot_locate};
 use super::scope::{name_parts, Relation};
 use super::search_path::Resolution;
 use super::source::SourceMap;
-use super::{ColumnId, ColumnUse, LiteralSite, ParamSite, ProtectedSchema, Refusal, Usage};
+use super::{
+    ColumnId, ColumnUse, LiteralSite, ParamSite, ProtectedSchema, Refusal, TextEdit, Usage,
+};
 
 pub type Res<T> = Result<T, Refusal>;
 
@@ -56,6 +58,7 @@ pub struct Walker<'a> {
     pub literals: Vec<LiteralSite>,
     pub params: Vec<ParamSite>,
     pub param_anchors: Vec<ParamAnchor>,
+    pub edits: Vec<TextEdit>,
     /// CTEs visible at the current point, innermost last.
     pub ctes: Vec<Relation>,
     /// The text names a guard (`pgshroud_guard...`): only positively harmless statements pass.
@@ -72,6 +75,7 @@ impl<'a> Walker<'a> {
             literals: Vec::new(),
             params: Vec::new(),
             param_anchors: Vec::new(),
+            edits: Vec::new(),
             ctes: Vec::new(),
             guard_mentioned: false,
         }
@@ -114,8 +118,10 @@ impl<'a> Walker<'a> {
         let literals = self.literals.clone();
         let params = self.params.clone();
         let anchors = self.param_anchors.clone();
+        let edits = self.edits.clone();
         let ctes = self.ctes.len();
         let result = f(self);
+        self.edits = edits;
         self.tables = tables;
         self.uses = uses;
         self.literals = literals;
@@ -169,7 +175,7 @@ impl<'a> Walker<'a> {
                 expr,
                 anchor,
                 value,
-            } => self.literal_site(id, expr, *anchor, value.clone()),
+            } => self.literal_site(id, expr, *anchor, value.clone(), false),
             Operand::Param {
                 expr,
                 anchor,
@@ -185,6 +191,7 @@ impl<'a> Walker<'a> {
         expr: &Expr,
         anchor: Span,
         value: Option<String>,
+        array: bool,
     ) -> Res<()> {
         let span = self
             .source
@@ -197,6 +204,7 @@ impl<'a> Walker<'a> {
                 span,
                 column: id,
                 value,
+                array,
             },
         );
         Ok(())

@@ -126,13 +126,35 @@ pub fn sealed_literal(
     value: Option<&str>,
 ) -> Result<String, PgError> {
     match value {
-        None => Ok("NULL".to_owned()),
+        // Typed: a VALUES column of NULLs alone would otherwise be text.
+        None => Ok("NULL::bytea".to_owned()),
         Some(text) => {
             let sealed = seal(spec, cipher, Format::Text, text.as_bytes())?;
             // An E'' string reads the same whatever standard_conforming_strings says.
             Ok(format!("E'\\\\x{}'::bytea", hex::encode(sealed)))
         }
     }
+}
+
+/// A SQL `bytea[]` expression holding the envelopes of an array literal's elements
+/// (`'{a,NULL}'` for `UNNEST('{a,NULL}'::text[])`), each sealed as the column's value.
+pub fn sealed_array_literal(
+    spec: &ColumnSpec,
+    cipher: &mut ColumnCipher,
+    value: Option<&str>,
+) -> Result<String, PgError> {
+    let Some(text) = value else {
+        return Ok("NULL::bytea[]".to_owned());
+    };
+    let elements = values::array::parse_text(text).map_err(|_| invalid_input(spec))?;
+    if elements.is_empty() {
+        return Ok("'{}'::bytea[]".to_owned());
+    }
+    let sealed = elements
+        .iter()
+        .map(|e| sealed_literal(spec, cipher, e.as_deref()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(format!("ARRAY[{}]::bytea[]", sealed.join(", ")))
 }
 
 /// Stored value as the server sent it (bytea in `server_format`) -> the client's value in

@@ -44,7 +44,7 @@ pub enum PlanAction {
     /// Send the text as the client wrote it.
     Forward,
     /// Send this text instead (protected literals replaced by ciphertext, casts on protected
-    /// parameters removed).
+    /// parameters replaced by `bytea`).
     Rewrite(String),
     /// Refused before it reaches PostgreSQL.
     Refused(PgError),
@@ -125,6 +125,7 @@ impl Protection {
                 let column_name = column.name.to_lowercase();
                 let context = table.context_of(column);
                 let id = base.protect(&schema, &name, &column_name, &context);
+                base.set_logical_type(id, column.logical);
                 debug_assert_eq!(id, specs.len());
                 specs.push(Arc::new(ColumnSpec {
                     qualified: format!("{schema}.{name}.{column_name}"),
@@ -273,7 +274,7 @@ impl Protection {
         for statement in &statements {
             for literal in &statement.literals {
                 let spec = self.spec(literal.column)?;
-                let sealed = self.seal_literal(&spec, literal.value.as_deref())?;
+                let sealed = self.seal_literal(&spec, literal.value.as_deref(), literal.array)?;
                 edits.push((literal.span.clone(), sealed));
             }
             for param in &statement.params {
@@ -297,7 +298,13 @@ impl Protection {
                     spec,
                     array: param.array,
                 });
-                edits.push((param.span.clone(), format!("${}", param.index + 1)));
+                // Typed, so the server infers bytea where nothing else would (a VALUES list,
+                // UNNEST's argument).
+                let typed = if param.array { "bytea[]" } else { "bytea" };
+                edits.push((param.span.clone(), format!("${}::{typed}", param.index + 1)));
+            }
+            for edit in &statement.edits {
+                edits.push((edit.span.clone(), edit.replacement.clone()));
             }
         }
         edits.sort_by_key(|(span, _)| span.start);
@@ -322,12 +329,22 @@ impl Protection {
             .ok_or_else(|| PgError::error("XX000", "internal error: unknown protected column"))
     }
 
-    fn seal_literal(&self, spec: &ColumnSpec, value: Option<&str>) -> Result<String, PgError> {
+    fn seal_literal(
+        &self,
+        spec: &ColumnSpec,
+        value: Option<&str>,
+        array: bool,
+    ) -> Result<String, PgError> {
         let mut ciphers = self
             .planning
             .lock()
             .map_err(|_| PgError::error("XX000", "internal error: planning lock poisoned"))?;
-        codec::sealed_literal(spec, ciphers.get(&spec.context), value)
+        let cipher = ciphers.get(&spec.context);
+        if array {
+            codec::sealed_array_literal(spec, cipher, value)
+        } else {
+            codec::sealed_literal(spec, cipher, value)
+        }
     }
 
     /// A write to a protected column goes ahead only into `bytea` storage under its guard
