@@ -130,6 +130,7 @@ impl Protection {
                 specs.push(Arc::new(ColumnSpec {
                     qualified: format!("{schema}.{name}.{column_name}"),
                     logical: column.logical,
+                    modifier: column.modifier,
                     context: KeyContext::new(context),
                 }));
                 by_name.insert((schema.clone(), name.clone(), column_name), id);
