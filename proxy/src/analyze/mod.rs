@@ -8,6 +8,7 @@ mod escapes;
 mod expr;
 mod guard;
 mod limits;
+mod lookups;
 mod query;
 mod refusal;
 mod schema;

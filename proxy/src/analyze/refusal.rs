@@ -43,6 +43,25 @@ pub fn unsupported_in_bulk(schema: &ProtectedSchema, id: ColumnId, what: &str) -
     }
 }
 
+/// An operation an application (often its ORM) meant, which deterministic ciphertext cannot
+/// do, with the fix.
+pub fn not_on_ciphertext(
+    schema: &ProtectedSchema,
+    id: ColumnId,
+    operation: &str,
+    fix: &str,
+) -> Refusal {
+    Refusal {
+        sqlstate: FEATURE_NOT_SUPPORTED,
+        message: format!(
+            "{operation} on protected column {} is not possible on deterministic ciphertext; \
+             {fix} ({SUPPORTED})",
+            schema.qualified_name(id)
+        ),
+        column: Some(id),
+    }
+}
+
 /// A refusal about a statement form rather than one column (e.g. MERGE on a protected table).
 pub fn unsupported_statement(what: &str, column: Option<ColumnId>) -> Refusal {
     Refusal {

@@ -1162,3 +1162,4 @@ fn statement_kinds_classify_parsed_and_unparseable_texts() {
 
 mod bulk;
 mod fail_closed;
+mod lookups;
