@@ -60,16 +60,17 @@ impl<'a> Walker<'a> {
         if source.with.is_some() {
             return Ok(false);
         }
-        let mut relations = sel
-            .from
-            .iter()
-            .flat_map(|t| std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)));
-        let Some(bulk) = relations.clone().find_map(bulk_source) else {
+        // With a join or a second FROM item the general path applies: it lets a protected
+        // column be copied from another of its key context, and refuses everything else.
+        let [from] = sel.from.as_slice() else {
             return Ok(false);
         };
-        if relations.nth(1).is_some() {
-            return Err(self.bulk_refusal(first, "a join or a second FROM item"));
+        if !from.joins.is_empty() {
+            return Ok(false);
         }
+        let Some(bulk) = bulk_source(&from.relation) else {
+            return Ok(false);
+        };
         if let Some(what) = extra_clause(source, sel) {
             return Err(self.bulk_refusal(first, what));
         }

@@ -519,6 +519,102 @@ mod tests {
         assert_eq!(out, "SELECT 'ü' WHERE a = '\\x01'::bytea AND b = $1");
     }
 
+    /// The text sent for `sql` under rules protecting t.email (text) and t.amount
+    /// (numeric(12,2)), with envelopes shown as `<sealed>`.
+    fn rewritten(sql: &str) -> String {
+        let text = plan_text(sql);
+        let mut out = String::new();
+        for (i, piece) in text.split("E'\\\\x").enumerate() {
+            match i {
+                0 => out.push_str(piece),
+                _ => {
+                    let end = piece.find('\'').expect("end of envelope");
+                    out.push_str("<sealed>");
+                    out.push_str(&piece[end + 1..]);
+                }
+            }
+        }
+        out
+    }
+
+    /// The text sent for `sql`, envelopes included.
+    fn plan_text(sql: &str) -> String {
+        let rules = pgshroud_rules::parse(
+            r#"
+[[tables]]
+name = "public.t"
+  [[tables.columns]]
+  name = "email"
+  type = "varchar"
+  [[tables.columns]]
+  name = "amount"
+  type = "numeric(12, 2)"
+"#,
+            "rules.toml",
+        )
+        .expect("rules");
+        let key = crate::crypto::MasterKey::from_bytes(&[7; 32]).expect("key");
+        let keys = Arc::new(KeyRing::single(key));
+        let p = Protection::new(rules, keys, GuardPolicy::NotRequired);
+        let catalog = Catalog::default();
+        let plan = p.plan(sql, &p.layout(&catalog), &catalog);
+        match &plan.action {
+            PlanAction::Rewrite(text) => text.clone(),
+            other => panic!("{sql}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn sqlalchemy_bulk_insert_is_rewritten_to_bytea() {
+        assert_eq!(
+            rewritten(
+                "INSERT INTO t (email, amount) SELECT p0::VARCHAR, p1::NUMERIC(12, 2) FROM \
+                 (VALUES ('a', 1.5, 0), (NULL, $1::NUMERIC(12, 2), 1)) AS imp_sen(p0, p1, n) \
+                 ORDER BY n RETURNING t.id"
+            ),
+            "INSERT INTO t (email, amount) SELECT p0, p1 FROM (VALUES (<sealed>::bytea, \
+             <sealed>::bytea, 0), (NULL::bytea, $1::bytea, 1)) AS imp_sen(p0, p1, n) ORDER BY n \
+             RETURNING t.id"
+        );
+    }
+
+    #[test]
+    fn unnest_bulk_insert_is_rewritten_to_bytea_arrays() {
+        assert_eq!(
+            rewritten(
+                "INSERT INTO t (email, amount) SELECT * FROM UNNEST(('{a,NULL}')::varchar[], \
+                 $1::numeric[])"
+            ),
+            "INSERT INTO t (email, amount) SELECT * FROM UNNEST(ARRAY[<sealed>::bytea, \
+             NULL::bytea]::bytea[], $1::bytea[])"
+        );
+        assert_eq!(
+            rewritten("INSERT INTO t (email) SELECT * FROM UNNEST('{}'::text[])"),
+            "INSERT INTO t (email) SELECT * FROM UNNEST('{}'::bytea[])"
+        );
+    }
+
+    #[test]
+    fn bulk_values_are_rounded_like_single_ones() {
+        // numeric(12, 2): 1.5 and 1.50 seal alike, in a VALUES list as anywhere else.
+        let envelope = |s: String| {
+            let start = s.find("E'").expect("envelope");
+            let end = start + 2 + s[start + 2..].find('\'').expect("end");
+            s[start..end].to_owned()
+        };
+        let a = envelope(plan_text(
+            "INSERT INTO t (amount) SELECT p FROM (VALUES (1.5)) AS v(p)",
+        ));
+        let b = envelope(plan_text("INSERT INTO t (amount) VALUES (1.500)"));
+        let c = envelope(plan_text("INSERT INTO t (amount) VALUES (1.504)"));
+        assert_eq!(a, b);
+        assert_eq!(a, c);
+        assert_ne!(
+            a,
+            envelope(plan_text("INSERT INTO t (amount) VALUES (1.505)"))
+        );
+    }
+
     #[test]
     fn splice_refuses_overlapping_or_misplaced_ranges() {
         assert!(splice("abc", &[(1..2, "x".into()), (0..1, "y".into())]).is_err());

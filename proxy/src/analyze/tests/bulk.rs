@@ -169,7 +169,7 @@ fn bulk_shapes_that_stay_refused_name_what_is_wrong() {
     );
     bulk_refused(
         &format!("INSERT INTO customers (email) SELECT p0 FROM {values} JOIN products ON true"),
-        "a join",
+        "INSERT ... SELECT of a value that is not an encrypted column",
     );
     bulk_refused(
         "INSERT INTO customers (email) SELECT p0 FROM (VALUES (lower('A'))) AS v(p0)",
@@ -191,6 +191,13 @@ fn bulk_shapes_that_stay_refused_name_what_is_wrong() {
         "INSERT INTO customers (email) SELECT DISTINCT * FROM UNNEST($1::text[])",
         "DISTINCT",
     );
+}
+
+#[test]
+fn copying_a_protected_column_beside_a_values_list_is_still_allowed() {
+    let sql = "INSERT INTO customers (email) SELECT c.email FROM contacts c, (VALUES (1)) AS v(n)";
+    let info = bulk(sql);
+    assert!(info.literals.is_empty() && info.edits.is_empty());
 }
 
 #[test]
