@@ -67,6 +67,14 @@ async fn sqlalchemy_values_bulk_insert_with_literals_is_encrypted() {
             row(None, Some("7"), "C"),
         ]
     );
+    // A protected column that is NULL in every row is still bytea to the server.
+    c.simple_query(
+        "INSERT INTO customers (email, name) SELECT p0::VARCHAR, p1::VARCHAR \
+         FROM (VALUES (NULL, 'D', 0), (NULL, 'E', 1)) AS imp_sen(p0, p1, sen_counter) \
+         ORDER BY sen_counter",
+    )
+    .await
+    .unwrap();
     let found = c
         .simple_query("SELECT name FROM customers WHERE email = 'b@x.org'")
         .await
