@@ -1,5 +1,5 @@
 //! Bulk INSERT shapes ORMs and drivers emit for many rows — SQLAlchemy's VALUES derived table,
-//! Django's and sqlx's UNNEST of arrays — store every protected value as an envelope, read back
+//! Django's and sqlx's UNNEST of arrays (parameters, '{...}' literals, ARRAY[...]) — store every protected value as an envelope, read back
 //! exactly, and anything else done to the values stays refused.
 
 use pgshroud_integration_tests::protected::{code, rows, Fixture};
@@ -130,13 +130,23 @@ async fn django_unnest_of_array_literals_is_encrypted() {
         .await
         .unwrap();
     assert_eq!(rows(&got).len(), 3);
-    assert_eq!(all_sealed(&f, &["x.org"]).await, 4);
+    // The same with psycopg2, which writes a list as ARRAY[...].
+    c.simple_query(
+        "INSERT INTO \"customers\" (\"email\", \"age\", \"name\") SELECT * FROM \
+         UNNEST((ARRAY['d@x.org',NULL])::varchar[], (ARRAY[4,5])::integer[], \
+         (ARRAY['D','E'])::varchar[]) RETURNING \"customers\".\"id\"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(all_sealed(&f, &["x.org"]).await, 7);
     assert_eq!(
         customers(&c).await,
         vec![
             row(Some("a@x.org"), Some("1"), "A"),
             row(Some("b,1@x.org"), None, "B"),
             row(None, Some("3"), "C"),
+            row(Some("d@x.org"), Some("4"), "D"),
+            row(None, Some("5"), "E"),
         ]
     );
     still_serving(&f, &c).await;
@@ -230,8 +240,9 @@ async fn other_bulk_shapes_on_protected_columns_are_refused_by_name() {
             "a computed value",
         ),
         (
-            "INSERT INTO customers (email) SELECT * FROM UNNEST(ARRAY['a@x.org'])".to_owned(),
-            "UNNEST of something other than",
+            "INSERT INTO customers (email) SELECT * FROM UNNEST(ARRAY[lower('a@x.org')])"
+                .to_owned(),
+            "an ARRAY[...] element that is not a literal",
         ),
     ];
     for (sql, what) in cases {

@@ -17,8 +17,9 @@ use super::walk::{strip_nested, Operand, Res, Walker};
 use super::{ColumnId, Refusal, TextEdit};
 
 const COMPUTED_VALUE: &str = "a computed value (not a literal or $n parameter)";
-const UNNEST_VALUE: &str =
-    "UNNEST of something other than a $n array parameter or an array literal ('{...}')";
+const UNNEST_VALUE: &str = "UNNEST of something other than a $n array parameter, an array \
+     literal ('{...}') or ARRAY[...] of literals";
+const ARRAY_ELEMENT: &str = "an ARRAY[...] element that is not a literal";
 
 /// A relation whose rows are written out in the statement: `(VALUES ...) AS v(a, b)` or
 /// `UNNEST(x, y) AS u(a, b)`.
@@ -283,7 +284,12 @@ impl<'a> Walker<'a> {
                 self.opaque(x, scope, "function unnest()")?;
                 continue;
             };
-            self.casts_fit(id, &peel_casts(x).1, true)?;
+            let (base, casts) = peel_casts(x);
+            self.casts_fit(id, &casts, true)?;
+            if let Expr::Array(array) = base {
+                self.array_constructor(id, x, &array.elem, casts.len(), scope)?;
+                continue;
+            }
             match self.classify(x, scope)? {
                 Operand::Literal {
                     expr,
@@ -299,6 +305,44 @@ impl<'a> Walker<'a> {
             }
         }
         Ok(())
+    }
+
+    /// `(ARRAY['a', NULL])::varchar[]` (psycopg2's list): each element is sealed where it
+    /// stands, and the casts around the array become `::bytea[]`.
+    fn array_constructor(
+        &mut self,
+        id: ColumnId,
+        whole: &Expr,
+        elements: &[Expr],
+        casts: usize,
+        scope: &Scope<'_>,
+    ) -> Res<()> {
+        if elements.is_empty() {
+            return Err(self.bulk_refusal(id, "an empty ARRAY[]"));
+        }
+        let mut last_end = None;
+        for element in elements {
+            self.casts_fit(id, &peel_casts(element).1, false)?;
+            match self.classify(element, scope)? {
+                v @ Operand::Literal { expr, anchor, .. } => {
+                    last_end = self.source.value_range(expr, anchor).map(|r| r.end);
+                    self.value_site(id, &v, COMPUTED_VALUE)?
+                }
+                _ => return Err(self.bulk_refusal(id, ARRAY_ELEMENT)),
+            }
+        }
+        let closers = 1 + nesting(whole);
+        let ranges = last_end.and_then(|end| self.source.trailing_casts(end, closers));
+        match ranges {
+            Some(ranges) if ranges.len() == casts => {
+                self.edits.extend(ranges.into_iter().map(|span| TextEdit {
+                    span,
+                    replacement: "::bytea[]".to_owned(),
+                }));
+                Ok(())
+            }
+            _ => Err(super::refusal::cannot_locate(self.schema, id)),
+        }
     }
 
     fn bulk_refusal(&self, id: ColumnId, what: &str) -> Refusal {
@@ -473,6 +517,21 @@ fn peel_casts(mut e: &Expr) -> (&Expr, Vec<&DataType>) {
                 e = expr;
             }
             _ => return (e, casts),
+        }
+    }
+}
+
+/// How many parentheses wrap the expression under its casts (`((ARRAY[..])::text[])`: 2).
+fn nesting(mut e: &Expr) -> usize {
+    let mut n = 0;
+    loop {
+        match e {
+            Expr::Nested(inner) => {
+                n += 1;
+                e = inner;
+            }
+            Expr::Cast { expr, .. } => e = expr,
+            _ => return n,
         }
     }
 }

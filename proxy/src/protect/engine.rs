@@ -589,6 +589,14 @@ name = "public.t"
              NULL::bytea]::bytea[], $1::bytea[])"
         );
         assert_eq!(
+            rewritten(
+                "INSERT INTO t (email, amount) SELECT * FROM UNNEST((ARRAY['a', NULL])::varchar[], \
+                 ARRAY[1.5]::numeric(12,2)[])"
+            ),
+            "INSERT INTO t (email, amount) SELECT * FROM UNNEST((ARRAY[<sealed>::bytea, \
+             NULL::bytea])::bytea[], ARRAY[<sealed>::bytea]::bytea[])"
+        );
+        assert_eq!(
             rewritten("INSERT INTO t (email) SELECT * FROM UNNEST('{}'::text[])"),
             "INSERT INTO t (email) SELECT * FROM UNNEST('{}'::bytea[])"
         );

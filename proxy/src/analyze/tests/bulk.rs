@@ -110,6 +110,33 @@ fn django_unnest_with_array_literals_becomes_array_sites() {
 }
 
 #[test]
+fn django_psycopg2_unnest_of_array_constructors_seals_each_element_and_retypes_the_casts() {
+    let sql = "INSERT INTO \"customers\" (\"email\", \"id\", \"ssn\") SELECT * FROM \
+               UNNEST((ARRAY['a@b',NULL])::varchar[], (ARRAY[1,2])::integer[], \
+               ((ARRAY['x'::text]))::text[]::varchar(11)[]) RETURNING \"customers\".\"id\"";
+    let info = bulk(sql);
+    let ssn = id("customers", "ssn");
+    assert_eq!(
+        literals(sql, &info),
+        vec![
+            lit("'a@b'", email(), Some("a@b")),
+            lit("NULL", email(), None),
+            lit("'x'::text", ssn, Some("x")),
+        ]
+    );
+    assert_eq!(
+        edits(sql, &info),
+        vec![
+            ("::varchar[]", "::bytea[]".to_string()),
+            ("::text[]", "::bytea[]".to_string()),
+            ("::varchar(11)[]", "::bytea[]".to_string()),
+        ]
+    );
+    let plain = "INSERT INTO customers (email) SELECT * FROM UNNEST(ARRAY['a'])";
+    assert!(edits(plain, &bulk(plain)).is_empty());
+}
+
+#[test]
 fn django_and_sqlx_unnest_with_array_parameters_become_array_param_sites() {
     let sql =
         "INSERT INTO customers (email, id) SELECT * FROM UNNEST(($1)::varchar[], ($2)::numeric[])";
@@ -176,7 +203,19 @@ fn bulk_shapes_that_stay_refused_name_what_is_wrong() {
         "a computed value",
     );
     bulk_refused(
-        "INSERT INTO customers (email) SELECT * FROM UNNEST(ARRAY['a', 'b'])",
+        "INSERT INTO customers (email) SELECT * FROM UNNEST(ARRAY[lower('a')])",
+        "an ARRAY[...] element that is not a literal",
+    );
+    bulk_refused(
+        "INSERT INTO customers (email) SELECT * FROM UNNEST(ARRAY[$1])",
+        "an ARRAY[...] element that is not a literal",
+    );
+    bulk_refused(
+        "INSERT INTO customers (email) SELECT * FROM UNNEST(CAST(ARRAY['a'] AS text[]))",
+        "cannot locate",
+    );
+    bulk_refused(
+        "INSERT INTO customers (email) SELECT * FROM UNNEST(ARRAY['a'] || ARRAY['b'])",
         "UNNEST of something other than",
     );
     bulk_refused(
