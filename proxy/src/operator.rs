@@ -54,6 +54,7 @@ fn column(args: &ColumnValueArgs) -> Result<(ColumnSpec, KeyRing), String> {
     let spec = ColumnSpec {
         qualified: format!("{}.{}.{}", t.schema, t.name, c.name),
         logical: c.logical,
+        modifier: c.modifier,
         context: KeyContext::new(t.context_of(c)),
     };
     let source = MasterKeySource::from_settings(

@@ -68,6 +68,15 @@ pub enum Problem {
     )]
     UnknownType { column: String, found: String },
     #[error(
+        "type \"{found}\" of column {column}: {why}; modifiers are written as in PostgreSQL: \
+         numeric(12, 2), varchar(100), timestamp(3), timestamptz(3)"
+    )]
+    BadTypeModifier {
+        column: String,
+        found: String,
+        why: String,
+    },
+    #[error(
         "{what} \"{found}\" is not a plain identifier; write 1 to 63 letters, digits, `_` or `$`, \
          not starting with a digit (quoted identifiers are not supported)"
     )]

@@ -32,7 +32,9 @@ pub use action::Action;
 pub use error::{Location, Problem, RulesError};
 pub use glob::Glob;
 pub use load::{load, parse};
-pub use logical_type::{LogicalType, BYTEA_ARRAY_OID, BYTEA_OID, TEXT_OID};
+pub use logical_type::{
+    parse_column_type, LogicalType, TypeModifier, BYTEA_ARRAY_OID, BYTEA_OID, TEXT_OID,
+};
 pub use mask::{Mask, REDACTED};
 pub use network::Network;
 pub use report::check_report;

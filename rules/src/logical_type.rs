@@ -148,6 +148,121 @@ impl LogicalType {
     }
 }
 
+/// A type modifier, as PostgreSQL declares it on a column: `numeric(12, 2)`, `varchar(100)`,
+/// `timestamp(3)`. The proxy then behaves like the typed column would: it rounds values to the
+/// scale or precision before encryption (so equal values still encrypt alike), refuses values
+/// too long or too large with PostgreSQL's own errors, and reports the modifier to drivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TypeModifier {
+    /// `numeric(precision, scale)`.
+    Numeric { precision: u16, scale: u16 },
+    /// `varchar(n)`: at most `n` characters.
+    Length(u32),
+    /// `timestamp(p)`, `timestamptz(p)`: `p` fractional digits of seconds.
+    Precision(u8),
+}
+
+/// Largest `numeric` precision PostgreSQL accepts in a type modifier.
+const NUMERIC_MAX_PRECISION: u16 = 1000;
+/// Largest `varchar(n)` PostgreSQL accepts.
+const VARCHAR_MAX_LENGTH: u32 = 10_485_760;
+/// Largest fractional-second precision of `timestamp(p)`.
+const TIMESTAMP_MAX_PRECISION: u8 = 6;
+
+impl TypeModifier {
+    /// `atttypmod` as PostgreSQL stores it and `RowDescription` carries it.
+    pub fn typmod(self) -> i32 {
+        const VARHDRSZ: i32 = 4;
+        match self {
+            TypeModifier::Numeric { precision, scale } => {
+                ((i32::from(precision) << 16) | i32::from(scale)) + VARHDRSZ
+            }
+            // Bounded by VARCHAR_MAX_LENGTH, far below i32::MAX.
+            TypeModifier::Length(n) => n as i32 + VARHDRSZ,
+            TypeModifier::Precision(p) => i32::from(p),
+        }
+    }
+
+    /// The type with its modifier, as PostgreSQL prints it (`character varying(10)`).
+    pub fn type_name(self, logical: LogicalType) -> String {
+        match (self, logical) {
+            (TypeModifier::Numeric { precision, scale }, _) => {
+                format!("numeric({precision},{scale})")
+            }
+            (TypeModifier::Length(n), _) => format!("character varying({n})"),
+            (TypeModifier::Precision(p), LogicalType::Timestamptz) => {
+                format!("timestamp({p}) with time zone")
+            }
+            (TypeModifier::Precision(p), _) => format!("timestamp({p}) without time zone"),
+        }
+    }
+}
+
+/// Parses a rules-file column type with an optional modifier: `numeric(12, 2)`, `numeric(5)`,
+/// `varchar(100)`, `timestamp(3)`, `timestamptz(0)`. The error says what is wrong.
+pub fn parse_column_type(text: &str) -> Result<(LogicalType, Option<TypeModifier>), String> {
+    let Some((name, rest)) = text.split_once('(') else {
+        return LogicalType::from_name(text)
+            .map(|t| (t, None))
+            .ok_or_else(|| "unknown type".to_owned());
+    };
+    let logical = LogicalType::from_name(name).ok_or_else(|| "unknown type".to_owned())?;
+    let args = rest
+        .trim_end()
+        .strip_suffix(')')
+        .ok_or_else(|| "expected a closing parenthesis".to_owned())?;
+    let numbers = args
+        .split(',')
+        .map(|a| a.trim().parse::<u32>())
+        .collect::<Result<Vec<u32>, _>>()
+        .map_err(|_| "modifiers are unsigned whole numbers".to_owned())?;
+    let modifier = match (logical, numbers.as_slice()) {
+        (LogicalType::Numeric, [p]) => numeric_modifier(*p, 0)?,
+        (LogicalType::Numeric, [p, s]) => numeric_modifier(*p, *s)?,
+        (LogicalType::Varchar, [n]) if (1..=VARCHAR_MAX_LENGTH).contains(n) => {
+            TypeModifier::Length(*n)
+        }
+        (LogicalType::Varchar, [_]) => {
+            return Err(format!("length must be between 1 and {VARCHAR_MAX_LENGTH}"))
+        }
+        (LogicalType::Timestamp | LogicalType::Timestamptz, [p]) => {
+            match u8::try_from(*p)
+                .ok()
+                .filter(|p| *p <= TIMESTAMP_MAX_PRECISION)
+            {
+                Some(p) => TypeModifier::Precision(p),
+                None => {
+                    return Err(format!(
+                        "precision must be between 0 and {TIMESTAMP_MAX_PRECISION}"
+                    ))
+                }
+            }
+        }
+        (LogicalType::Numeric, _) => return Err("write numeric(precision, scale)".to_owned()),
+        (LogicalType::Varchar, _) => return Err("write varchar(length)".to_owned()),
+        (LogicalType::Timestamp | LogicalType::Timestamptz, _) => {
+            return Err("write timestamp(precision)".to_owned())
+        }
+        (other, _) => return Err(format!("type {other} takes no modifier")),
+    };
+    Ok((logical, Some(modifier)))
+}
+
+fn numeric_modifier(precision: u32, scale: u32) -> Result<TypeModifier, String> {
+    let max = u32::from(NUMERIC_MAX_PRECISION);
+    if !(1..=max).contains(&precision) {
+        return Err(format!("numeric precision must be between 1 and {max}"));
+    }
+    if scale > precision {
+        return Err("numeric scale must be between 0 and the precision".to_owned());
+    }
+    // Both bounded by NUMERIC_MAX_PRECISION.
+    Ok(TypeModifier::Numeric {
+        precision: precision as u16,
+        scale: scale as u16,
+    })
+}
+
 impl fmt::Display for LogicalType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -164,5 +279,40 @@ mod tests {
             assert_eq!(LogicalType::from_name(t.name()), Some(t));
         }
         assert_eq!(LogicalType::from_name("money"), None);
+    }
+
+    #[test]
+    fn modifiers_parse_and_encode_like_postgres() {
+        let (t, m) = parse_column_type("numeric(12, 2)").unwrap();
+        assert_eq!(t, LogicalType::Numeric);
+        // PostgreSQL's atttypmod for numeric(12,2) is 786438.
+        assert_eq!(m.unwrap().typmod(), 786_438);
+        assert_eq!(
+            parse_column_type("varchar(10)")
+                .unwrap()
+                .1
+                .unwrap()
+                .typmod(),
+            14
+        );
+        assert_eq!(
+            parse_column_type("timestamptz(3)").unwrap(),
+            (LogicalType::Timestamptz, Some(TypeModifier::Precision(3)))
+        );
+        assert_eq!(
+            parse_column_type("text").unwrap(),
+            (LogicalType::Text, None)
+        );
+        for bad in [
+            "numeric(0)",
+            "numeric(5,6)",
+            "varchar(0)",
+            "timestamp(7)",
+            "int4(3)",
+            "numeric(5",
+            "numeric(a)",
+        ] {
+            assert!(parse_column_type(bad).is_err(), "{bad}");
+        }
     }
 }

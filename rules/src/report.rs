@@ -31,7 +31,10 @@ fn columns_section(rules: &Rules, out: &mut String) {
     for (table, column) in rules.columns() {
         rows.push(vec![
             table.qualified_column(column),
-            column.logical.name().to_owned(),
+            match column.modifier {
+                Some(m) => m.type_name(column.logical),
+                None => column.logical.name().to_owned(),
+            },
             table.context_of(column),
         ]);
     }

@@ -1,6 +1,6 @@
 //! Protected tables and columns as the rules file lists them, with their key contexts.
 
-use crate::logical_type::LogicalType;
+use crate::logical_type::{LogicalType, TypeModifier};
 
 /// A table with protected columns. Names are lower case (see [`crate::names`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +15,8 @@ pub struct Table {
 pub struct Column {
     pub name: String,
     pub logical: LogicalType,
+    /// `numeric(12, 2)`, `varchar(100)`, `timestamp(3)`: what the typed column would enforce.
+    pub modifier: Option<TypeModifier>,
     /// A shared key context, for columns whose values must compare equal across columns
     /// (join keys); `None` means the column's own `schema.table.column`.
     pub key_context: Option<String>,
@@ -66,11 +68,13 @@ mod tests {
                 Column {
                     name: "email".into(),
                     logical: LogicalType::Text,
+                    modifier: None,
                     key_context: None,
                 },
                 Column {
                     name: "id".into(),
                     logical: LogicalType::Int8,
+                    modifier: None,
                     key_context: Some("customer-id".into()),
                 },
             ],

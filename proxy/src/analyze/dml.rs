@@ -83,6 +83,7 @@ impl<'a> Walker<'a> {
                         }
                     }
                 }
+                _ if self.bulk_insert(source, &targets, parent)? => {}
                 _ => {
                     let out = self.query(source, parent, Outputs::Needed)?;
                     self.insert_from_query(&targets, &out)?;

@@ -419,6 +419,9 @@ impl<'a> Walker<'a> {
 
     /// A boolean condition in WHERE, ON or HAVING.
     pub fn predicate(&mut self, e: &Expr, scope: &Scope<'_>) -> Res<()> {
+        if let Some(refusal) = self.orm_text_lookup(strip_nested(e), scope) {
+            return Err(refusal);
+        }
         match strip_nested(e) {
             Expr::BinaryOp {
                 left,

@@ -1,6 +1,7 @@
 //! Statement analysis: parses SQL that mentions protected tables, resolves every reference to a
 //! protected column, and either refuses the statement or lists the places the proxy must rewrite.
 
+mod bulk;
 mod copy;
 mod dml;
 mod escapes;
@@ -8,6 +9,7 @@ mod expr;
 mod guard;
 mod limits;
 mod links;
+mod lookups;
 mod query;
 mod refusal;
 mod schema;
@@ -66,6 +68,9 @@ pub struct StatementInfo {
     pub literals: Vec<LiteralSite>,
     /// `$n` parameters whose Bind values must be encrypted.
     pub params: Vec<ParamSite>,
+    /// Other text the rewrite replaces: casts to a logical type on values that carry
+    /// ciphertext once rewritten (a bulk INSERT's `SELECT p0::VARCHAR`).
+    pub edits: Vec<TextEdit>,
     /// Positional result columns: `Some(id)` where a protected value flows out unchanged.
     pub outputs: Vec<Option<ColumnId>>,
     /// `COPY` of a protected table.
@@ -141,6 +146,9 @@ pub struct LiteralSite {
     pub column: ColumnId,
     /// The literal's value as text, unescaped; `None` for NULL.
     pub value: Option<String>,
+    /// `UNNEST('{a,b}'::text[])`: `value` is an array literal, each element a value of the
+    /// column.
+    pub array: bool,
 }
 
 impl std::fmt::Debug for LiteralSite {
@@ -149,8 +157,16 @@ impl std::fmt::Debug for LiteralSite {
             .field("span", &self.span)
             .field("column", &self.column)
             .field("value", &self.value.as_ref().map(|_| "<redacted>"))
+            .field("array", &self.array)
             .finish()
     }
+}
+
+/// A piece of statement text replaced as it is (no value in it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextEdit {
+    pub span: Range<usize>,
+    pub replacement: String,
 }
 
 /// A `$n` parameter whose Bind value must be encrypted.
@@ -159,7 +175,7 @@ pub struct ParamSite {
     /// `$1` -> 0.
     pub index: usize,
     pub column: ColumnId,
-    /// `c = ANY($n)`: the parameter is an array of values for `c`.
+    /// `c = ANY($n)`, `UNNEST($n)`: the parameter is an array of values for `c`.
     pub array: bool,
     /// Byte range of `$n` including casts on it.
     pub span: Range<usize>,

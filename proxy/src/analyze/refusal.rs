@@ -30,6 +30,38 @@ pub fn unsupported(schema: &ProtectedSchema, id: ColumnId, what: &str) -> Refusa
     }
 }
 
+/// Something a bulk INSERT ... SELECT (from VALUES or UNNEST) does to a protected column's
+/// values beyond what is encrypted in place.
+pub fn unsupported_in_bulk(schema: &ProtectedSchema, id: ColumnId, what: &str) -> Refusal {
+    Refusal {
+        sqlstate: FEATURE_NOT_SUPPORTED,
+        message: format!(
+            "column {} is encrypted: {what} is not supported in a bulk INSERT ... SELECT writing              it (select the VALUES or UNNEST columns, each optionally cast to the column's type;              the values must be literals or $n parameters; ORDER BY only columns that are not              encrypted)",
+            schema.qualified_name(id)
+        ),
+        column: Some(id),
+    }
+}
+
+/// An operation an application (often its ORM) meant, which deterministic ciphertext cannot
+/// do, with the fix.
+pub fn not_on_ciphertext(
+    schema: &ProtectedSchema,
+    id: ColumnId,
+    operation: &str,
+    fix: &str,
+) -> Refusal {
+    Refusal {
+        sqlstate: FEATURE_NOT_SUPPORTED,
+        message: format!(
+            "{operation} on protected column {} is not possible on deterministic ciphertext; \
+             {fix} ({SUPPORTED})",
+            schema.qualified_name(id)
+        ),
+        column: Some(id),
+    }
+}
+
 /// A refusal about a statement form rather than one column (e.g. MERGE on a protected table).
 pub fn unsupported_statement(what: &str, column: Option<ColumnId>) -> Refusal {
     Refusal {

@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use pgshroud_rules::LogicalType;
+
 use super::escapes::is_escaped_identifier_start;
 use super::guard::PGSHROUD_NAMES;
 use super::scope::fold_name;
@@ -17,6 +19,9 @@ struct ProtectedColumn {
     table: String,
     column: String,
     context: String,
+    /// What the application sees; `None` when the caller did not say (casts on its values
+    /// cannot then be checked, so the shapes that need them are refused).
+    logical: Option<LogicalType>,
 }
 
 /// Protected columns and catalog facts, built once per rules snapshot and shared read-only.
@@ -71,6 +76,7 @@ impl ProtectedSchema {
             table: key.1.clone(),
             column: key.2.clone(),
             context: context.to_string(),
+            logical: None,
         });
         self.by_name.insert(key, id);
         id
@@ -158,6 +164,18 @@ impl ProtectedSchema {
     pub fn qualified_name(&self, id: ColumnId) -> String {
         let (s, t, c, _) = self.column(id);
         format!("{s}.{t}.{c}")
+    }
+
+    /// Records the logical type of a protected column (for checking casts on its values).
+    pub fn set_logical_type(&mut self, id: ColumnId, logical: LogicalType) {
+        if let Some(c) = self.columns.get_mut(id) {
+            c.logical = Some(logical);
+        }
+    }
+
+    /// Logical type of a protected column, when known.
+    pub fn logical_type(&self, id: ColumnId) -> Option<LogicalType> {
+        self.columns.get(id).and_then(|c| c.logical)
     }
 
     /// Key context of a protected column.

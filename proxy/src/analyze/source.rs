@@ -79,6 +79,11 @@ impl<'a> SourceMap<'a> {
         (start < end).then_some(start..end)
     }
 
+    /// The statement text in `range`.
+    pub fn text(&self, range: Range<usize>) -> Option<&'a str> {
+        self.sql.get(range)
+    }
+
     /// Byte range of the whole value expression `expr` whose literal (or `$n`) token is at
     /// `anchor`. Plain literals map directly; casts, signs and typed strings are found by
     /// re-parsing the tokens around the anchor and accepting only a parse equal to `expr`.
@@ -96,6 +101,47 @@ impl<'a> SourceMap<'a> {
             start = self.previous_significant(start)?;
         }
         None
+    }
+
+    /// The casts that end an `ARRAY[...]` argument whose last element ends at byte `from`:
+    /// the byte range of each `::type` (outermost last), up to the `,` or `)` that ends the
+    /// argument. `closers` is how many `]` / `)` belong to the argument (its `]` and the
+    /// parentheses around it). `None` when anything else follows (e.g. an operator, or
+    /// `CAST(... AS ...)`), so the caller refuses rather than guesses.
+    pub fn trailing_casts(&self, from: usize, closers: usize) -> Option<Vec<Range<usize>>> {
+        let first = self
+            .tokens
+            .iter()
+            .position(|t| self.byte_of(t.span.start).is_some_and(|b| b >= from))?;
+        let (mut depth, mut closed) = (0usize, 0usize);
+        let mut casts = Vec::new();
+        let mut cast_start: Option<usize> = None;
+        let mut prev_end = from;
+        for t in &self.tokens[first..] {
+            let (start, end) = (self.byte_of(t.span.start)?, self.byte_of(t.span.end)?);
+            match &t.token {
+                Token::Whitespace(_) => continue,
+                Token::DoubleColon if depth == 0 => {
+                    casts.extend(cast_start.replace(start).map(|s| s..prev_end));
+                }
+                Token::LParen | Token::LBracket => depth += 1,
+                Token::RParen | Token::RBracket if depth > 0 => depth -= 1,
+                Token::RParen | Token::RBracket => {
+                    casts.extend(cast_start.take().map(|s| s..prev_end));
+                    if closed == closers {
+                        return Some(casts);
+                    }
+                    closed += 1;
+                }
+                Token::Comma if depth == 0 => break,
+                // Type names (words, numbers of a modifier, commas inside one) inside a cast.
+                _ if cast_start.is_some() => {}
+                _ => return None,
+            }
+            prev_end = end;
+        }
+        casts.extend(cast_start.map(|s| s..prev_end));
+        (closed == closers).then_some(casts)
     }
 
     /// Index of the token starting exactly at `loc`.

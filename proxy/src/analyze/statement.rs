@@ -36,6 +36,7 @@ impl<'a> Walker<'a> {
             columns: self.uses,
             literals: self.literals,
             params: self.params,
+            edits: self.edits,
             outputs,
             copy,
             links: self.links,

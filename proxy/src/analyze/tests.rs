@@ -1092,6 +1092,7 @@ fn literal_site_debug_redacts_the_value() {
         span: 0..3,
         column: 0,
         value: Some("secret".to_string()),
+        array: false,
     };
     assert!(!format!("{site:?}").contains("secret"));
 }
@@ -1159,5 +1160,7 @@ fn statement_kinds_classify_parsed_and_unparseable_texts() {
     );
 }
 
+mod bulk;
 mod fail_closed;
 mod role_facts;
+mod lookups;

@@ -9,7 +9,8 @@ use super::scope::{name_parts, Relation};
 use super::search_path::Resolution;
 use super::source::SourceMap;
 use super::{
-    ColumnId, ColumnLink, ColumnUse, LiteralSite, ParamSite, ProtectedSchema, Refusal, Usage,
+    ColumnId, ColumnLink, ColumnUse, LiteralSite, ParamSite, ProtectedSchema, Refusal, TextEdit,
+    Usage,
 };
 
 pub type Res<T> = Result<T, Refusal>;
@@ -61,6 +62,7 @@ pub struct Walker<'a> {
     pub links: Vec<ColumnLink>,
     /// Tables whose rows a DELETE removes.
     pub deleted_from: Vec<(String, String)>,
+    pub edits: Vec<TextEdit>,
     /// CTEs visible at the current point, innermost last.
     pub ctes: Vec<Relation>,
     /// The text names a guard (`pgshroud_guard...`): only positively harmless statements pass.
@@ -79,6 +81,7 @@ impl<'a> Walker<'a> {
             param_anchors: Vec::new(),
             links: Vec::new(),
             deleted_from: Vec::new(),
+            edits: Vec::new(),
             ctes: Vec::new(),
             guard_mentioned: false,
         }
@@ -122,8 +125,10 @@ impl<'a> Walker<'a> {
         let params = self.params.clone();
         let anchors = self.param_anchors.clone();
         let links = self.links.clone();
+        let edits = self.edits.clone();
         let ctes = self.ctes.len();
         let result = f(self);
+        self.edits = edits;
         self.tables = tables;
         self.uses = uses;
         self.literals = literals;
@@ -178,7 +183,7 @@ impl<'a> Walker<'a> {
                 expr,
                 anchor,
                 value,
-            } => self.literal_site(id, expr, *anchor, value.clone()),
+            } => self.literal_site(id, expr, *anchor, value.clone(), false),
             Operand::Param {
                 expr,
                 anchor,
@@ -194,6 +199,7 @@ impl<'a> Walker<'a> {
         expr: &Expr,
         anchor: Span,
         value: Option<String>,
+        array: bool,
     ) -> Res<()> {
         let span = self
             .source
@@ -206,6 +212,7 @@ impl<'a> Walker<'a> {
                 span,
                 column: id,
                 value,
+                array,
             },
         );
         Ok(())

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use pgshroud_rules::LogicalType;
+use pgshroud_rules::{LogicalType, TypeModifier};
 
 use crate::crypto::{ColumnCipher, KeyContext};
 use crate::pg_error::PgError;
@@ -18,6 +18,8 @@ pub struct ColumnSpec {
     /// `schema.table.column`, for messages and audit.
     pub qualified: String,
     pub logical: LogicalType,
+    /// `numeric(12, 2)`, `varchar(100)`, `timestamp(3)` from the rules file.
+    pub modifier: Option<TypeModifier>,
     pub context: KeyContext,
 }
 
@@ -43,7 +45,41 @@ pub fn seal(
         Format::Binary => values::canonical_from_binary(spec.logical, value),
     }
     .map_err(|_| invalid_input(spec))?;
+    let canonical = match spec.modifier {
+        Some(m) => values::apply_modifier(spec.logical, m, canonical)
+            .map_err(|e| modifier_refusal(spec, e))?,
+        None => canonical,
+    };
     Ok(cipher.seal(&canonical))
+}
+
+/// SQLSTATE `string_data_right_truncation`.
+pub const STRING_DATA_RIGHT_TRUNCATION: &str = "22001";
+/// SQLSTATE `numeric_value_out_of_range`.
+pub const NUMERIC_VALUE_OUT_OF_RANGE: &str = "22003";
+
+/// A value the column's type modifier refuses, in PostgreSQL's own words.
+fn modifier_refusal(spec: &ColumnSpec, error: values::ValueError) -> PgError {
+    match error {
+        values::ValueError::TooLong { .. } => {
+            PgError::error(STRING_DATA_RIGHT_TRUNCATION, error.to_string())
+                .with_detail(format!("column {}", spec.qualified))
+        }
+        values::ValueError::NumericOverflow {
+            precision,
+            scale,
+            infinite,
+        } => {
+            let detail = if infinite {
+                format!("A field with precision {precision}, scale {scale} cannot hold an infinite value.")
+            } else {
+                let limit = precision - scale;
+                format!("A field with precision {precision}, scale {scale} must round to an absolute value less than 10^{limit}.")
+            };
+            PgError::error(NUMERIC_VALUE_OUT_OF_RANGE, error.to_string()).with_detail(detail)
+        }
+        _ => invalid_input(spec),
+    }
 }
 
 /// A client's value whose `Parse` declared a type other than the column's logical type
@@ -126,13 +162,35 @@ pub fn sealed_literal(
     value: Option<&str>,
 ) -> Result<String, PgError> {
     match value {
-        None => Ok("NULL".to_owned()),
+        // Typed: a VALUES column of NULLs alone would otherwise be text.
+        None => Ok("NULL::bytea".to_owned()),
         Some(text) => {
             let sealed = seal(spec, cipher, Format::Text, text.as_bytes())?;
             // An E'' string reads the same whatever standard_conforming_strings says.
             Ok(format!("E'\\\\x{}'::bytea", hex::encode(sealed)))
         }
     }
+}
+
+/// A SQL `bytea[]` expression holding the envelopes of an array literal's elements
+/// (`'{a,NULL}'` for `UNNEST('{a,NULL}'::text[])`), each sealed as the column's value.
+pub fn sealed_array_literal(
+    spec: &ColumnSpec,
+    cipher: &mut ColumnCipher,
+    value: Option<&str>,
+) -> Result<String, PgError> {
+    let Some(text) = value else {
+        return Ok("NULL::bytea[]".to_owned());
+    };
+    let elements = values::array::parse_text(text).map_err(|_| invalid_input(spec))?;
+    if elements.is_empty() {
+        return Ok("'{}'::bytea[]".to_owned());
+    }
+    let sealed = elements
+        .iter()
+        .map(|e| sealed_literal(spec, cipher, e.as_deref()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(format!("ARRAY[{}]::bytea[]", sealed.join(", ")))
 }
 
 /// Stored value as the server sent it (bytea in `server_format`) -> the client's value in
@@ -152,10 +210,9 @@ pub fn open(
     };
     let canonical = cipher.open(&envelope).map_err(|_| corrupted(spec))?;
     match client_format {
-        Format::Text => {
-            values::text_from_canonical(spec.logical, &canonical).map(String::into_bytes)
-        }
-        Format::Binary => values::binary_from_canonical(spec.logical, &canonical),
+        Format::Text => values::text_with_modifier(spec.logical, spec.modifier, &canonical)
+            .map(String::into_bytes),
+        Format::Binary => values::binary_with_modifier(spec.logical, spec.modifier, &canonical),
     }
     .map_err(|_| corrupted(spec))
 }
@@ -219,6 +276,7 @@ mod tests {
         let spec = ColumnSpec {
             qualified: "public.t.age".into(),
             logical: LogicalType::Int4,
+            modifier: None,
             context,
         };
         (spec, cipher)

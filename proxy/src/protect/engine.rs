@@ -52,7 +52,7 @@ pub enum PlanAction {
     /// Send the text as the client wrote it.
     Forward,
     /// Send this text instead (protected literals replaced by ciphertext, casts on protected
-    /// parameters removed).
+    /// parameters replaced by `bytea`).
     Rewrite(String),
     /// Refused before it reaches PostgreSQL.
     Refused(PgError),
@@ -135,10 +135,12 @@ impl Protection {
                 let column_name = column.name.to_lowercase();
                 let context = table.context_of(column);
                 let id = base.protect(&schema, &name, &column_name, &context);
+                base.set_logical_type(id, column.logical);
                 debug_assert_eq!(id, specs.len());
                 specs.push(Arc::new(ColumnSpec {
                     qualified: format!("{schema}.{name}.{column_name}"),
                     logical: column.logical,
+                    modifier: column.modifier,
                     context: KeyContext::new(context),
                 }));
                 by_name.insert((schema.clone(), name.clone(), column_name), id);
@@ -285,7 +287,7 @@ impl Protection {
         for statement in &statements {
             for literal in &statement.literals {
                 let spec = self.spec(literal.column)?;
-                let sealed = self.seal_literal(&spec, literal.value.as_deref())?;
+                let sealed = self.seal_literal(&spec, literal.value.as_deref(), literal.array)?;
                 edits.push((literal.span.clone(), sealed));
             }
             for param in &statement.params {
@@ -309,7 +311,13 @@ impl Protection {
                     spec,
                     array: param.array,
                 });
-                edits.push((param.span.clone(), format!("${}", param.index + 1)));
+                // Typed, so the server infers bytea where nothing else would (a VALUES list,
+                // UNNEST's argument).
+                let typed = if param.array { "bytea[]" } else { "bytea" };
+                edits.push((param.span.clone(), format!("${}::{typed}", param.index + 1)));
+            }
+            for edit in &statement.edits {
+                edits.push((edit.span.clone(), edit.replacement.clone()));
             }
         }
         edits.sort_by_key(|(span, _)| span.start);
@@ -362,12 +370,22 @@ impl Protection {
             .ok_or_else(|| PgError::error("XX000", "internal error: unknown protected column"))
     }
 
-    fn seal_literal(&self, spec: &ColumnSpec, value: Option<&str>) -> Result<String, PgError> {
+    fn seal_literal(
+        &self,
+        spec: &ColumnSpec,
+        value: Option<&str>,
+        array: bool,
+    ) -> Result<String, PgError> {
         let mut ciphers = self
             .planning
             .lock()
             .map_err(|_| PgError::error("XX000", "internal error: planning lock poisoned"))?;
-        codec::sealed_literal(spec, ciphers.get(&spec.context), value)
+        let cipher = ciphers.get(&spec.context);
+        if array {
+            codec::sealed_array_literal(spec, cipher, value)
+        } else {
+            codec::sealed_literal(spec, cipher, value)
+        }
     }
 
     /// A write to a protected column goes ahead only into `bytea` storage under its guard
@@ -539,6 +557,110 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, "SELECT 'ü' WHERE a = '\\x01'::bytea AND b = $1");
+    }
+
+    /// The text sent for `sql` under rules protecting t.email (text) and t.amount
+    /// (numeric(12,2)), with envelopes shown as `<sealed>`.
+    fn rewritten(sql: &str) -> String {
+        let text = plan_text(sql);
+        let mut out = String::new();
+        for (i, piece) in text.split("E'\\\\x").enumerate() {
+            match i {
+                0 => out.push_str(piece),
+                _ => {
+                    let end = piece.find('\'').expect("end of envelope");
+                    out.push_str("<sealed>");
+                    out.push_str(&piece[end + 1..]);
+                }
+            }
+        }
+        out
+    }
+
+    /// The text sent for `sql`, envelopes included.
+    fn plan_text(sql: &str) -> String {
+        let rules = pgshroud_rules::parse(
+            r#"
+[[tables]]
+name = "public.t"
+  [[tables.columns]]
+  name = "email"
+  type = "varchar"
+  [[tables.columns]]
+  name = "amount"
+  type = "numeric(12, 2)"
+"#,
+            "rules.toml",
+        )
+        .expect("rules");
+        let key = crate::crypto::MasterKey::from_bytes(&[7; 32]).expect("key");
+        let keys = Arc::new(KeyRing::single(key));
+        let p = Protection::new(rules, keys, GuardPolicy::NotRequired);
+        let catalog = Catalog::default();
+        let plan = p.plan(sql, &p.layout(&catalog), &catalog);
+        match &plan.action {
+            PlanAction::Rewrite(text) => text.clone(),
+            other => panic!("{sql}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn sqlalchemy_bulk_insert_is_rewritten_to_bytea() {
+        assert_eq!(
+            rewritten(
+                "INSERT INTO t (email, amount) SELECT p0::VARCHAR, p1::NUMERIC(12, 2) FROM \
+                 (VALUES ('a', 1.5, 0), (NULL, $1::NUMERIC(12, 2), 1)) AS imp_sen(p0, p1, n) \
+                 ORDER BY n RETURNING t.id"
+            ),
+            "INSERT INTO t (email, amount) SELECT p0, p1 FROM (VALUES (<sealed>::bytea, \
+             <sealed>::bytea, 0), (NULL::bytea, $1::bytea, 1)) AS imp_sen(p0, p1, n) ORDER BY n \
+             RETURNING t.id"
+        );
+    }
+
+    #[test]
+    fn unnest_bulk_insert_is_rewritten_to_bytea_arrays() {
+        assert_eq!(
+            rewritten(
+                "INSERT INTO t (email, amount) SELECT * FROM UNNEST(('{a,NULL}')::varchar[], \
+                 $1::numeric[])"
+            ),
+            "INSERT INTO t (email, amount) SELECT * FROM UNNEST(ARRAY[<sealed>::bytea, \
+             NULL::bytea]::bytea[], $1::bytea[])"
+        );
+        assert_eq!(
+            rewritten(
+                "INSERT INTO t (email, amount) SELECT * FROM UNNEST((ARRAY['a', NULL])::varchar[], \
+                 ARRAY[1.5]::numeric(12,2)[])"
+            ),
+            "INSERT INTO t (email, amount) SELECT * FROM UNNEST((ARRAY[<sealed>::bytea, \
+             NULL::bytea])::bytea[], ARRAY[<sealed>::bytea]::bytea[])"
+        );
+        assert_eq!(
+            rewritten("INSERT INTO t (email) SELECT * FROM UNNEST('{}'::text[])"),
+            "INSERT INTO t (email) SELECT * FROM UNNEST('{}'::bytea[])"
+        );
+    }
+
+    #[test]
+    fn bulk_values_are_rounded_like_single_ones() {
+        // numeric(12, 2): 1.5 and 1.50 seal alike, in a VALUES list as anywhere else.
+        let envelope = |s: String| {
+            let start = s.find("E'").expect("envelope");
+            let end = start + 2 + s[start + 2..].find('\'').expect("end");
+            s[start..end].to_owned()
+        };
+        let a = envelope(plan_text(
+            "INSERT INTO t (amount) SELECT p FROM (VALUES (1.5)) AS v(p)",
+        ));
+        let b = envelope(plan_text("INSERT INTO t (amount) VALUES (1.500)"));
+        let c = envelope(plan_text("INSERT INTO t (amount) VALUES (1.504)"));
+        assert_eq!(a, b);
+        assert_eq!(a, c);
+        assert_ne!(
+            a,
+            envelope(plan_text("INSERT INTO t (amount) VALUES (1.505)"))
+        );
     }
 
     #[test]

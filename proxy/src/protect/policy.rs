@@ -427,6 +427,7 @@ statements = ["select", "function_call"]
         Arc::new(ColumnSpec {
             qualified: format!("public.{table}.email"),
             logical: LogicalType::Text,
+            modifier: None,
             context: KeyContext::new("email"),
         })
     }

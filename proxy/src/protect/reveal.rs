@@ -53,6 +53,14 @@ impl Output {
         }
     }
 
+    /// The type modifier for `RowDescription` (`numeric(12,2)`), -1 when there is none.
+    pub fn type_mod(&self) -> i32 {
+        match (self.action, self.spec.modifier) {
+            (Action::Decrypt | Action::Null | Action::Deny, Some(m)) => m.typmod(),
+            _ => -1,
+        }
+    }
+
     /// Whether the stored value reaches the client as it is (no decryption, no rewrite).
     pub fn passes_stored(&self) -> bool {
         self.action == Action::Ciphertext
@@ -147,6 +155,7 @@ mod tests {
         let spec = Arc::new(ColumnSpec {
             qualified: "public.customers.email".into(),
             logical: LogicalType::Text,
+            modifier: None,
             context: KeyContext::for_column("public", "customers", "email"),
         });
         (ring, spec)

@@ -1474,7 +1474,7 @@ impl ProtectedSession {
             if let Some(output) = output.as_ref().filter(|o| !o.passes_stored()) {
                 field.type_oid = output.type_oid();
                 field.type_len = output.type_len();
-                field.type_mod = -1;
+                field.type_mod = output.type_mod();
                 changed = true;
             }
         }

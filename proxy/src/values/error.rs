@@ -37,6 +37,16 @@ pub enum ValueError {
         ty: LogicalType,
         reason: &'static str,
     },
+    /// Text longer than a `varchar(n)` column holds (SQLSTATE 22001).
+    #[error("value too long for type character varying({limit})")]
+    TooLong { limit: u32 },
+    /// A number too large for a `numeric(p, s)` column once rounded (SQLSTATE 22003).
+    #[error("numeric field overflow")]
+    NumericOverflow {
+        precision: u16,
+        scale: u16,
+        infinite: bool,
+    },
     /// An array parameter that is malformed or not one-dimensional.
     #[error("invalid array: {reason}")]
     Array { reason: &'static str },

@@ -21,6 +21,7 @@ mod datetime;
 mod error;
 mod integer;
 mod json;
+mod modifier;
 mod numeric;
 mod text;
 mod uuid;
@@ -28,6 +29,7 @@ mod uuid;
 use pgshroud_rules::LogicalType;
 
 pub use error::ValueError;
+pub use modifier::{apply_modifier, binary_with_modifier, text_with_modifier};
 
 /// Canonical bytes of a value the client sent in text format.
 pub fn canonical_from_text(t: LogicalType, text: &str) -> Result<Vec<u8>, ValueError> {

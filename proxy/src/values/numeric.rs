@@ -3,7 +3,9 @@
 //!
 //! Text, not the base-10000 binary format, because the binary format carries the display
 //! scale: `1.50` and `1.5` are equal to PostgreSQL but differ in bytes. The price: output
-//! cannot restore the scale the client wrote (PostgreSQL prints `1.50` back, pgshroud `1.5`).
+//! cannot restore the scale the client wrote (PostgreSQL prints `1.50` back, pgshroud `1.5`),
+//! unless the rules file declares `numeric(p, s)`: then values are rounded to `s` and printed
+//! with `s` digits, as the typed column would (`modifier.rs`).
 
 use pgshroud_rules::LogicalType;
 
@@ -56,6 +58,74 @@ pub(super) fn to_text(canonical: &[u8]) -> Result<String, ValueError> {
 
 pub(super) fn to_binary(canonical: &[u8]) -> Result<Vec<u8>, ValueError> {
     Ok(from_canonical(canonical)?.binary())
+}
+
+/// Text output with at least `scale` fractional digits, as a `numeric(p, scale)` column prints.
+pub(super) fn to_text_scaled(canonical: &[u8], scale: u16) -> Result<String, ValueError> {
+    Ok(match from_canonical(canonical)? {
+        Numeric::Finite(decimal) => decimal.text_scaled(usize::from(scale)),
+        other => other.canonical_text(),
+    })
+}
+
+/// Binary output with display scale `scale`.
+pub(super) fn to_binary_scaled(canonical: &[u8], scale: u16) -> Result<Vec<u8>, ValueError> {
+    Ok(match from_canonical(canonical)? {
+        Numeric::Finite(decimal) => decimal.binary_scaled(usize::from(scale)),
+        other => other.binary(),
+    })
+}
+
+/// The canonical value rounded to `scale` fractional digits (half away from zero, as
+/// `apply_typmod` does), refused when it then needs more than `precision - scale` integer
+/// digits. NaN passes; the infinities do not fit any `numeric(p, s)`.
+pub(super) fn round_to(
+    canonical: &[u8],
+    precision: u16,
+    scale: u16,
+) -> Result<Vec<u8>, ValueError> {
+    let overflow = |infinite| ValueError::NumericOverflow {
+        precision,
+        scale,
+        infinite,
+    };
+    let decimal = match from_canonical(canonical)? {
+        Numeric::NaN => return Ok(canonical.to_vec()),
+        Numeric::Infinity | Numeric::NegInfinity => return Err(overflow(true)),
+        Numeric::Finite(decimal) => decimal,
+    };
+    let scale_i = i64::from(scale);
+    let rounded = if -decimal.exponent <= scale_i {
+        decimal
+    } else {
+        // Digits below the scale; at least one, at most all of them and then some.
+        let drop = usize::try_from(-decimal.exponent - scale_i).unwrap_or(usize::MAX);
+        let keep = decimal.digits.len().saturating_sub(drop);
+        let round_up = drop <= decimal.digits.len() && decimal.digits[keep] >= b'5';
+        let mut kept = decimal.digits[..keep].to_vec();
+        if round_up {
+            increment(&mut kept);
+        }
+        Decimal::new(TY, decimal.negative, kept, -scale_i)?
+    };
+    let integer_digits = rounded.digits.len() as i64 + rounded.exponent;
+    if !rounded.digits.is_empty() && integer_digits > i64::from(precision) - scale_i {
+        return Err(overflow(false));
+    }
+    Ok(Numeric::Finite(rounded).canonical_text().into_bytes())
+}
+
+/// Adds one to a decimal digit string (ASCII), growing it on carry.
+fn increment(digits: &mut Vec<u8>) {
+    for d in digits.iter_mut().rev() {
+        if *d == b'9' {
+            *d = b'0';
+        } else {
+            *d += 1;
+            return;
+        }
+    }
+    digits.insert(0, b'1');
 }
 
 /// Reads what `numeric_in` reads: surrounding whitespace, `NaN`, `[+-]Infinity`, `[+-]inf`
@@ -264,8 +334,21 @@ impl Decimal {
         }
     }
 
+    fn split_scaled(&self, scale: usize) -> (String, String) {
+        let (whole, mut fraction) = self.split();
+        if fraction.len() < scale {
+            fraction.push_str(&"0".repeat(scale - fraction.len()));
+        }
+        (whole, fraction)
+    }
+
     fn text(&self) -> String {
-        let (whole, fraction) = self.split();
+        self.text_scaled(0)
+    }
+
+    /// Text with the fraction padded with zeros to at least `scale` digits.
+    fn text_scaled(&self, scale: usize) -> String {
+        let (whole, fraction) = self.split_scaled(scale);
         let sign = if self.negative { "-" } else { "" };
         match fraction.is_empty() {
             true => format!("{sign}{whole}"),
@@ -276,7 +359,13 @@ impl Decimal {
     /// `numeric_send`'s format: base-10000 digits aligned on the decimal point, leading and
     /// trailing zero digits dropped, dscale = digits after the point.
     fn binary(&self) -> Vec<u8> {
-        let (whole, fraction) = self.split();
+        self.binary_scaled(0)
+    }
+
+    /// `numeric_send`'s format with display scale at least `scale`.
+    fn binary_scaled(&self, scale: usize) -> Vec<u8> {
+        let (whole, fraction) = self.split_scaled(scale);
+        let dscale = fraction.len();
         let whole = format!("{}{whole}", "0".repeat((4 - whole.len() % 4) % 4));
         let fraction = format!("{fraction}{}", "0".repeat((4 - fraction.len() % 4) % 4));
         let groups: Vec<u16> = whole
@@ -299,7 +388,6 @@ impl Decimal {
                 &groups[..0]
             }
         };
-        let dscale = usize::try_from(-self.exponent).unwrap_or(0);
         let sign = if self.negative {
             SIGN_NEGATIVE
         } else {

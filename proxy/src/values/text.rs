@@ -1,5 +1,5 @@
 //! `text` and `varchar`: canonical form is the UTF-8 bytes, as `textsend` writes them for a
-//! UTF-8 database. Length limits of `varchar(n)` are left to the column's own definition.
+//! UTF-8 database. A `varchar(n)` length from the rules file is enforced in `modifier.rs`.
 
 use pgshroud_rules::LogicalType;
 

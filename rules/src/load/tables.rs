@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use super::raw::{RawColumn, RawTable};
 use super::File;
 use crate::error::{Problem, RulesError};
-use crate::logical_type::LogicalType;
+use crate::logical_type::{parse_column_type, LogicalType};
 use crate::names::{is_identifier, split_table};
 use crate::table::{Column, Table};
 
@@ -87,13 +87,20 @@ fn build_column(
         return Err(file.error(span, problem));
     }
     lines.insert(name.clone(), file.line(span.clone()));
-    let logical = LogicalType::from_name(raw.logical.get_ref()).ok_or_else(|| {
-        let problem = Problem::UnknownType {
-            column: qualified.clone(),
-            found: raw.logical.get_ref().clone(),
-        };
-        file.error(raw.logical.span(), problem)
-    })?;
+    let found = raw.logical.get_ref().clone();
+    let (logical, modifier) = match parse_column_type(&found) {
+        Ok(parsed) => parsed,
+        Err(why) if found.contains('(') && LogicalType::from_name(type_name(&found)).is_some() => {
+            let column = qualified.clone();
+            let problem = Problem::BadTypeModifier { column, found, why };
+            return Err(file.error(raw.logical.span(), problem));
+        }
+        Err(_) => {
+            let column = qualified.clone();
+            let problem = Problem::UnknownType { column, found };
+            return Err(file.error(raw.logical.span(), problem));
+        }
+    };
     let key_context = match raw.key_context {
         None => None,
         Some(context) => Some(check_context(context, &qualified, file)?),
@@ -101,10 +108,16 @@ fn build_column(
     let column = Column {
         name,
         logical,
+        modifier,
         key_context,
     };
     check_shared_context(table, &column, span, file, seen)?;
     Ok(column)
+}
+
+/// The type name before a modifier's parenthesis.
+fn type_name(found: &str) -> &str {
+    found.split('(').next().unwrap_or(found)
 }
 
 fn check_context(

@@ -335,7 +335,38 @@ template = "app"
     assert!(shown.contains("compare right"), "{shown}");
 }
 
+#[test]
+fn type_modifiers_are_read_with_the_type() {
+    let text = CUSTOMERS.replace("\"int4\"", "\"numeric(12, 2)\"");
+    let rules = crate::parse(&text, "rules.toml").unwrap();
+    let age = &rules.tables[0].columns[1];
+    assert_eq!(age.logical, crate::LogicalType::Numeric);
+    assert_eq!(
+        age.modifier,
+        Some(crate::TypeModifier::Numeric {
+            precision: 12,
+            scale: 2
+        })
+    );
+}
+
 // ---- problems, each with its line ---------------------------------------------------
+
+#[test]
+fn bad_type_modifier_names_line_and_the_rule() {
+    let text = CUSTOMERS.replace("\"int4\"", "\"numeric(5, 7)\"");
+    let (line, problem, shown) = fails(&text);
+    assert_eq!(line, Some(line_of(&text, "numeric(5, 7)")));
+    assert!(matches!(problem, Problem::BadTypeModifier { .. }));
+    assert!(
+        shown.contains("numeric scale must be between 0 and the precision"),
+        "{shown}"
+    );
+    let (_, problem, _) = fails(&CUSTOMERS.replace("\"int4\"", "\"int4(3)\""));
+    assert!(matches!(problem, Problem::BadTypeModifier { .. }));
+    let (_, problem, _) = fails(&CUSTOMERS.replace("\"int4\"", "\"money(3)\""));
+    assert!(matches!(problem, Problem::UnknownType { .. }));
+}
 
 #[test]
 fn unknown_type_names_line_column_and_choices() {
