@@ -147,7 +147,8 @@ impl Matrix {
             .env("PGUSER", users::SCRAM)
             .env("PGPASSWORD", users::SCRAM_PASSWORD)
             .env("PGDATABASE", &self.db)
-            .env("PGSSLMODE", "disable");
+            .env("PGSSLMODE", "disable")
+            .env("TZ", "UTC");
         let out = tokio::task::spawn_blocking(move || cmd.output())
             .await
             .unwrap()
@@ -308,6 +309,21 @@ async fn sqlx_default_paths_work_on_protected_columns() {
         orm: "sqlx".into(),
         ops: sqlx_scenario::run(&url).await,
     };
+    m.assert_stored_encrypted().await;
+    m.assert_proxy_serves().await;
+    results.assert_all();
+}
+
+#[tokio::test]
+async fn sequelize_default_paths_work_on_protected_columns() {
+    assert!(
+        orm_dir().join("node_modules/sequelize").exists(),
+        "Sequelize missing: run scripts/install-test-deps.sh"
+    );
+    let m = Matrix::new().await;
+    let results = m
+        .run_script("node", &[orm_dir().join("sequelize_matrix.js")])
+        .await;
     m.assert_stored_encrypted().await;
     m.assert_proxy_serves().await;
     results.assert_all();
