@@ -418,7 +418,9 @@ def summary(o: Outcome) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    known = " ".join(f"{p.suite}:{p.name}" for p in PROTOCOL_PARTS + ALL_PARTS)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     epilog=f"parts: {known}")
     parser.add_argument("--suites", type=Path, default=REPO.parent / "shared/testdata/suites",
                         help="folder of the suite snapshots (default: ../shared/testdata/suites)")
     parser.add_argument("--pgshroud", type=Path, default=REPO / "target/debug/pgshroud")
@@ -431,8 +433,7 @@ def main() -> int:
     if opts.parts:
         parts = [p for p in PROTOCOL_PARTS + ALL_PARTS if f"{p.suite}:{p.name}" in opts.parts]
         if not parts:
-            parser.error(f"no such part; known: "
-                         f"{' '.join(f'{p.suite}:{p.name}' for p in PROTOCOL_PARTS + ALL_PARTS)}")
+            parser.error(f"no such part; known: {known}")
     if not (opts.suites / "README.md").exists():
         parser.error(f"{opts.suites} holds no suite snapshots (README.md missing)")
     if not opts.pgshroud.exists():
