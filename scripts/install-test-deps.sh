@@ -118,7 +118,7 @@ done
 # 4a. The drivers' own suites (scripts/driver-suites.sh) make a venv (python3 -m venv, Debian
 # package python3-venv) and run psycopg's pure-Python implementation on libpq (libpq5).
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || apt_install python3-venv
-ldconfig -p 2>/dev/null | grep -q 'libpq\.so\.5' || apt_install libpq5
+ldconfig -p 2>/dev/null | grep 'libpq\.so\.5' >/dev/null || apt_install libpq5  # no -q: grep must read all, or pipefail sees SIGPIPE
 
 # 4b. pgjdbc (Debian's libpostgresql-jdbc-java) and a JDK to compile its driver check.
 have_program javac || apt_install default-jdk-headless
