@@ -184,7 +184,7 @@ def scenario(report: Report) -> None:
         except IntegrityError as e:
             cause = e.__cause__
             check_unique_error(cause.sqlstate, cause.diag.message_primary or "",
-                               cause.diag.message_detail or "")
+                               cause.diag.message_detail or "", a["v_text"])
         else:
             raise AssertionError("the duplicate was accepted")
         if Item.objects.filter(v_text=a["v_text"]).count() != 1:

@@ -78,14 +78,21 @@ def as_utc(value: datetime.datetime) -> datetime.datetime:
 CIPHERTEXT = re.compile(r"\\x0[12][0-9a-f]{16,}|[0-9a-f]{40,}", re.IGNORECASE)
 
 
-def check_unique_error(sqlstate: str, message: str, detail: str) -> None:
-    """The duplicate is refused by PostgreSQL's unique index (23505), and neither message nor
-    DETAIL carries ciphertext."""
+def check_unique_error(sqlstate: str, message: str, detail: str, value: str) -> None:
+    """The duplicate `value` of v_text is refused by PostgreSQL's unique index (23505), no
+    ciphertext in the message or DETAIL, and the DETAIL names the key as the app role sees it
+    (as PostgreSQL would without the proxy)."""
     if sqlstate != "23505":
         raise AssertionError(f"expected SQLSTATE 23505, got {sqlstate}: {message}")
     for text in (message, detail or ""):
         if CIPHERTEXT.search(text):
             raise AssertionError(f"ciphertext in the error: {text!r}")
+    if detail != unique_detail(value):
+        raise AssertionError(f"DETAIL {detail!r}, expected {unique_detail(value)!r}")
+
+
+def unique_detail(value: str) -> str:
+    return f"Key (v_text)=({value}) already exists."
 
 
 class Report:

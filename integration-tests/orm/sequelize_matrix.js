@@ -160,6 +160,9 @@ async function main() {
       for (const text of [pg.message || '', pg.detail || '']) {
         if (CIPHERTEXT.test(text)) throw new Error(`ciphertext in the error: ${text}`);
       }
+      // The key as the app role sees it, as PostgreSQL would show it without the proxy.
+      const want = `Key (v_text)=(${a.v_text}) already exists.`;
+      if (pg.detail !== want) throw new Error(`DETAIL ${pg.detail}, expected ${want}`);
     }
     if (await Item.count({ where: { v_text: a.v_text } }) !== 1) throw new Error('count after error');
   });

@@ -145,7 +145,7 @@ def scenario(session: Session, report: Report) -> None:
             session.commit()
         except IntegrityError as e:
             session.rollback()
-            check_unique_error(*error_facts(e))
+            check_unique_error(*error_facts(e), a["v_text"])
         else:
             raise AssertionError("the duplicate was accepted")
         if session.scalar(select(func.count()).select_from(Item)
