@@ -1,6 +1,7 @@
 //! The ORM matrix: each ORM's default paths, through pgshroud, as the non-superuser app role,
 //! on a table with a protected column of every logical type: single and bulk insert, read by
-//! key, `=` and `IN` on protected columns, update, a unique violation, delete and rollback.
+//! key, `=`, `IN` and boolean filters on protected columns, update, a unique violation, delete,
+//! rollback and numeric scale.
 //! Values must come back exactly as written, PostgreSQL must hold only ciphertext, and the
 //! proxy must still serve afterwards.
 //!
@@ -21,8 +22,9 @@ mod sqlx_scenario;
 
 /// Operations that fail on this branch and are expected to pass once the bulk-insert shapes
 /// and numeric typmod work (wt-shapes) is merged: (ORM, operation). A listed failure is
-/// printed, not fatal; a listed operation that passes fails the matrix (remove it here then). While `("*", "numeric_scale")` is listed the rules file
-/// declares the numeric column as plain `numeric`; removing it declares `numeric(12,2)`.
+/// printed, not fatal; a listed operation that passes fails the matrix (remove it here then).
+/// While `("*", "numeric_scale")` is listed the rules file declares the numeric column as
+/// plain `numeric`; removing it declares `numeric(12,2)`.
 const EXPECTED_AFTER_SHAPES: &[(&str, &str)] = &[
     // Every ORM: numeric(12,2) comes back with its scale only once the rules carry the typmod.
     ("*", "numeric_scale"),
@@ -64,7 +66,7 @@ fn expected_failure(orm: &str, op: &str) -> Option<&'static str> {
         .map(|_| "KNOWN_PROXY_GAPS")
 }
 
-/// The protected columns, their logical types in the rules file, and their SQL in the table.
+/// The protected columns and their logical types in the rules file (all bytea in the table).
 const COLUMNS: [(&str, &str); 13] = [
     ("v_text", "text"),
     ("v_varchar", "varchar"),
