@@ -6,7 +6,7 @@
 #
 #   scripts/driver-suites.sh                     # the protocol parts (what CI runs)
 #   scripts/driver-suites.sh psycopg:copy        # one part
-#   scripts/driver-suites.sh --all               # the whole suites (~20 minutes)
+#   scripts/driver-suites.sh --all               # the whole suites (--slow: leak checks too)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --quiet -p pgshroud --bin pgshroud

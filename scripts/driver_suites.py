@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import fnmatch
 import hashlib
 import os
@@ -77,9 +78,10 @@ PROTOCOL_PARTS = [
     Part("asyncpg", "pool", ("tests/test_pool.py",)),
     Part("asyncpg", "cancel", ("tests/test_cancellation.py", "tests/test_timeout.py")),
 ]
-# Everything, for a run by hand (psycopg's whole suite takes ~18 minutes on 2 cores).
+# Everything, for a run by hand (with --slow, psycopg's whole suite takes ~18 minutes on 2
+# cores when nothing else runs).
 ALL_PARTS = [
-    Part("psycopg", "all", ("tests",), exclude="not mypy"),
+    Part("psycopg", "all", ("tests",)),
     Part("asyncpg", "all", ("tests",)),
 ]
 
@@ -428,6 +430,8 @@ def main() -> int:
                         help="folder of the suite snapshots (default: ../shared/testdata/suites)")
     parser.add_argument("--pgshroud", type=Path, default=REPO / "target/debug/pgshroud")
     parser.add_argument("--all", action="store_true", help="whole suites, not the protocol parts")
+    parser.add_argument("--slow", action="store_true",
+                        help="psycopg's slow and timing tests too (leak checks: far longer)")
     parser.add_argument("--timeout", type=int, default=60, help="per-test timeout, seconds")
     parser.add_argument("parts", nargs="*", help="parts to run, e.g. psycopg:copy asyncpg:pool")
     opts = parser.parse_args()
@@ -437,6 +441,8 @@ def main() -> int:
         parts = [p for p in PROTOCOL_PARTS + ALL_PARTS if f"{p.suite}:{p.name}" in opts.parts]
         if not parts:
             parser.error(f"no such part; known: {known}")
+    if opts.slow:
+        parts = [dataclasses.replace(p, exclude="not mypy") for p in parts]
     if not (opts.suites / "README.md").exists():
         parser.error(f"{opts.suites} holds no suite snapshots (README.md missing)")
     if not opts.pgshroud.exists():
