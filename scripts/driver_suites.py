@@ -182,6 +182,7 @@ class Cluster:
         return subprocess.run(args, **kw)
 
     def start(self) -> None:
+        self.root.mkdir()
         self.sock.mkdir()
         if self.as_postgres:
             pw = pwd.getpwnam(SUPERUSER)
@@ -452,30 +453,35 @@ def main() -> int:
     ensure_venv(opts.suites)
     sources = {s: copy_snapshot(opts.suites, s) for s in sorted({p.suite for p in parts})}
     root = Path(tempfile.mkdtemp(prefix="pgshroud-suites-"))
+    root.chmod(0o711)  # the clusters' folders inside belong to the postgres user when we are root
     out_dir = TARGET / "results"
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
-    cluster = Cluster(root)
-    proxy = Proxy(root, opts.pgshroud, cluster.port)
+    # One cluster per side: some tests create databases or roles of fixed names, and the two
+    # sides run at the same time.
+    clusters = {"direct": Cluster(root / "direct"), "proxy": Cluster(root / "proxy")}
+    proxy = Proxy(root, opts.pgshroud, clusters["proxy"].port)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(2))
     signal.signal(signal.SIGHUP, lambda *_: sys.exit(2))
     try:
-        cluster.start()
+        for cluster in clusters.values():
+            cluster.start()
         proxy.start()
-        log(f"PostgreSQL on {cluster.port}, pgshroud on {proxy.port}; logs in {root}, "
-            f"results in {out_dir}")
-        return run_parts(parts, cluster, proxy, sources, out_dir, opts.timeout)
+        log(f"PostgreSQL on {clusters['direct'].port} (direct) and {clusters['proxy'].port} "
+            f"(behind pgshroud on {proxy.port}); logs in {root}, results in {out_dir}")
+        return run_parts(parts, clusters, proxy, sources, out_dir, opts.timeout)
     finally:
         stop_running_pytests()
         proxy.stop()
-        cluster.stop()
+        for cluster in clusters.values():
+            cluster.stop()
         if os.environ.get("KEEP_SUITES_TMP"):
             log(f"kept {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
 
 
-def run_parts(parts, cluster, proxy, sources, out_dir, timeout) -> int:
+def run_parts(parts, clusters, proxy, sources, out_dir, timeout) -> int:
     expected = read_expected()
     ran: set[str] = set()  # suite:test-id of every test run through the proxy
     proxy_only: list[tuple[str, str]] = []
@@ -486,13 +492,15 @@ def run_parts(parts, cluster, proxy, sources, out_dir, timeout) -> int:
         results: dict[str, Outcome] = {}
 
         def one(mode: str, port: int) -> None:
-            db = f"{part.suite}_{part.name}_{mode}"
-            cluster.create_database(db)
+            db = f"{part.suite}_{part.name}"
+            clusters[mode].create_database(db)
             results[mode] = run_pytest(part, mode, port, db, sources[part.suite], out_dir,
                                        timeout)
 
-        threads = [threading.Thread(target=one, args=("direct", cluster.port), daemon=True),
-                   threading.Thread(target=one, args=("proxy", proxy.port), daemon=True)]
+        threads = [
+            threading.Thread(target=one, args=("direct", clusters["direct"].port), daemon=True),
+            threading.Thread(target=one, args=("proxy", proxy.port), daemon=True),
+        ]
         for t in threads:
             t.start()
         started = time.monotonic()
