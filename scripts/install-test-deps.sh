@@ -7,7 +7,11 @@ set -euo pipefail
 
 # ---------------------------------------------------------------------------------------------
 # Python packages for driver tests (pip names). ADD NEW ONES HERE, e.g. PIP_PACKAGES=(psycopg).
-PIP_PACKAGES=(pyyaml kubernetes-validate==1.37.0 'psycopg[binary]' cryptography asyncpg)
+# The ORM matrix (integration-tests/orm/) pins its ORMs: SQLAlchemy 2 (with greenlet for its
+# asyncio extension) and Django 5.2. The drivers' own suites (scripts/driver-suites.sh) install
+# theirs into a venv of their own, from integration-tests/suites/requirements.txt.
+PIP_PACKAGES=(pyyaml kubernetes-validate==1.37.0 'psycopg[binary]' cryptography asyncpg
+    sqlalchemy==2.0.58 greenlet==3.5.6 django==5.2.19)
 # ---------------------------------------------------------------------------------------------
 
 export DEBIAN_FRONTEND=noninteractive
@@ -99,13 +103,22 @@ if [ "${#PIP_PACKAGES[@]}" -gt 0 ]; then
 fi
 log "python: $(python3 --version 2>&1)"
 
-# 4. node-postgres for the driver tests (versions pinned in integration-tests/drivers).
+# 4. node-postgres for the driver tests and Sequelize for the ORM matrix (versions pinned in
+# each folder's package-lock.json).
 have_program node || apt_install nodejs npm
-drivers="$(cd "$(dirname "$0")/.." && pwd)/integration-tests/drivers"
-if [ ! -d "$drivers/node_modules/pg" ]; then
-    log "npm ci in $drivers"
-    (cd "$drivers" && npm ci --no-audit --no-fund --loglevel=error)
-fi
+tests_dir="$(cd "$(dirname "$0")/.." && pwd)/integration-tests"
+for dir in "$tests_dir/drivers:pg" "$tests_dir/orm:sequelize"; do
+    folder="${dir%%:*}" package="${dir##*:}"
+    if [ ! -d "$folder/node_modules/$package" ]; then
+        log "npm ci in $folder"
+        (cd "$folder" && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+done
+
+# 4a. The drivers' own suites (scripts/driver-suites.sh) make a venv (python3 -m venv, Debian
+# package python3-venv) and run psycopg's pure-Python implementation on libpq (libpq5).
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || apt_install python3-venv
+ldconfig -p 2>/dev/null | grep 'libpq\.so\.5' >/dev/null || apt_install libpq5  # no -q: grep must read all, or pipefail sees SIGPIPE
 
 # 4b. pgjdbc (Debian's libpostgresql-jdbc-java) and a JDK to compile its driver check.
 have_program javac || apt_install default-jdk-headless
