@@ -12,7 +12,9 @@ use pgshroud_integration_tests::proxy::TestProxy;
 use pgshroud_integration_tests::raw::build::{
     bind, close_statement, execute, parse, pipeline, query, sync,
 };
-use pgshroud_integration_tests::raw::{error_codes, message, startup_packet, Msg, RawClient};
+use pgshroud_integration_tests::raw::{
+    build, error_codes, message, startup_packet, Msg, RawClient,
+};
 use pgshroud_integration_tests::roles::{self, RolesFixture};
 use pgshroud_integration_tests::{cluster, users};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -580,4 +582,68 @@ async fn stored_values_in_messages_hints_context_and_notices_are_taken_out() {
             .get::<_, i64>(0),
         1
     );
+}
+
+/// The suites' rules: one protected table, which the database does not have.
+const ABSENT_TABLE_RULES: &str = r#"
+[[tables]]
+name = "public.pgshroud_suites_canary"
+  [[tables.columns]]
+  name = "secret"
+  type = "text"
+"#;
+
+/// asyncpg's tests/test_introspection.py::test_introspection_no_stmt_cache_03, as the server
+/// logged it: asyncpg prepares an uncached statement as the unnamed one (Parse "", Describe,
+/// Sync); before its first type introspection it runs `SELECT current_setting('jit'),
+/// set_config('jit', 'off', false)` as a named statement; `set_config` makes pgshroud re-read
+/// its catalog with a simple Query of its own behind that Sync, and a simple Query drops the
+/// unnamed prepared statement, so asyncpg's Bind of it fails with 26000 ("unnamed prepared
+/// statement does not exist"). Directly, the unnamed statement lives until the next Parse of
+/// an unnamed statement or the next simple Query *of the client's*: the proxy's re-read runs
+/// under names of its own in the extended protocol.
+#[tokio::test]
+async fn the_unnamed_statement_survives_the_proxys_catalog_reread() {
+    let db = cluster().fresh_database().await;
+    let (_dir, proxy) = proxy_with_rules(ABSENT_TABLE_RULES, MASTER_KEY).await;
+    let mut c = RawClient::login_trust(proxy.port(), users::TRUST, &db).await;
+    let jit = "SELECT current_setting('jit') AS cur, set_config('jit', 'off', false) AS new";
+    for round in [
+        vec![
+            build::parse("", "SELECT 41 + 1"),
+            describe_statement(""),
+            build::sync(),
+        ],
+        vec![
+            build::parse("s1", jit),
+            describe_statement("s1"),
+            build::sync(),
+        ],
+        vec![
+            build::bind("", "s1", &[]),
+            build::execute(""),
+            build::sync(),
+        ],
+    ] {
+        c.send(&build::pipeline(&round)).await;
+        let msgs = c.recv_until_ready().await;
+        assert_eq!(error_codes(&msgs), Vec::<String>::new(), "{msgs:?}");
+    }
+    c.send(&build::pipeline(&[
+        build::bind("", "", &[]),
+        build::execute(""),
+        build::sync(),
+    ]))
+    .await;
+    let msgs = c.recv_until_ready().await;
+    assert_eq!(error_codes(&msgs), Vec::<String>::new(), "{msgs:?}");
+    assert!(msgs.iter().any(|m| m.kind == b'D'), "{msgs:?}");
+    // The session goes on, and the proxy still serves.
+    c.send(&build::query("SELECT 1")).await;
+    let msgs = c.recv_until_ready().await;
+    assert_eq!(error_codes(&msgs), Vec::<String>::new(), "{msgs:?}");
+    assert!(proxy
+        .connect(users::SCRAM, users::SCRAM_PASSWORD, &db)
+        .await
+        .is_ok());
 }

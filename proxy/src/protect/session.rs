@@ -187,6 +187,8 @@ pub struct ProtectedSession {
     /// Rows of the catalog look-up in flight.
     lookup_rows: Vec<Vec<Option<String>>>,
     lookup_failed: bool,
+    /// Look-ups sent, numbering their statement and portal names.
+    lookups: u64,
     /// COPY of a protected table in progress.
     copy: Option<CopyStream>,
     /// How the server reads statement text now (from its ParameterStatus reports).
@@ -232,6 +234,7 @@ impl ProtectedSession {
             refresh_at_sync: false,
             lookup_rows: Vec::new(),
             lookup_failed: false,
+            lookups: 0,
             copy: None,
             settings: TextSettings::default(),
             unsettled: 0,
@@ -479,12 +482,37 @@ impl ProtectedSession {
         }
     }
 
-    /// Our catalog look-up, queued behind the client's messages.
+    /// Our catalog look-up, queued behind the client's messages. It runs in the extended
+    /// protocol under a statement and portal name of its own, closed after use: a simple
+    /// Query would drop the client's unnamed prepared statement (asyncpg binds it again after
+    /// a Sync), and the unnamed portal is the client's too. A look-up that fails part-way may
+    /// leave its statement behind; the next one uses the next number.
     fn lookup_message(&mut self) -> BytesMut {
         self.pending.push_back(Expect::CatalogLookup);
-        let mut sql = catalog::lookup_query(self.shared.tables()).into_bytes();
-        sql.push(0);
-        message(b'Q', &sql)
+        self.lookups += 1;
+        let name = format!("pgshroud.catalog.{}\0", self.lookups);
+        let sql = catalog::lookup_query(self.shared.tables());
+        let mut parse = Vec::with_capacity(name.len() + sql.len() + 3);
+        parse.extend_from_slice(name.as_bytes());
+        parse.extend_from_slice(sql.as_bytes());
+        parse.extend_from_slice(&[0, 0, 0]); // end of text, no parameter types
+                                             // Portal and statement names, no parameter formats or values, text results.
+        let mut bind = Vec::with_capacity(2 * name.len() + 6);
+        bind.extend_from_slice(name.as_bytes());
+        bind.extend_from_slice(name.as_bytes());
+        bind.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        let mut execute = name.as_bytes().to_vec();
+        execute.extend_from_slice(&[0, 0, 0, 0]); // all rows
+        let mut out = message(frontend::PARSE, &parse);
+        out.extend_from_slice(&message(frontend::BIND, &bind));
+        out.extend_from_slice(&message(frontend::EXECUTE, &execute));
+        for target in [b'P', b'S'] {
+            let mut close = vec![target];
+            close.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(&message(frontend::CLOSE, &close));
+        }
+        out.extend_from_slice(&message(frontend::SYNC, &[]));
+        out
     }
 
     fn query(&mut self, frame: &[u8]) -> Verdict {
@@ -1338,7 +1366,11 @@ impl ProtectedSession {
             backend::READY_FOR_QUERY => {
                 self.pending.pop_front();
                 let rows = std::mem::take(&mut self.lookup_rows);
-                if !std::mem::take(&mut self.lookup_failed) {
+                if std::mem::take(&mut self.lookup_failed) {
+                    // Not read (e.g. inside a failed transaction): read again before the
+                    // next statement rather than trust the old catalog.
+                    self.catalog_stale = true;
+                } else {
                     self.catalog = Catalog::from_rows(rows);
                     self.layout = self.shared.layout(&self.catalog);
                     self.shared.report_problems(&self.catalog, &self.metrics);
