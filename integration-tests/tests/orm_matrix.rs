@@ -20,46 +20,26 @@ use pgshroud_integration_tests::{cluster, users};
 #[path = "orm_matrix/sqlx_scenario.rs"]
 mod sqlx_scenario;
 
-/// Operations that fail on this branch and are expected to pass once the bulk-insert shapes
-/// and numeric typmod work (wt-shapes) is merged: (ORM, operation). A listed failure is
-/// printed, not fatal; a listed operation that passes fails the matrix (remove it here then).
-/// While `("*", "numeric_scale")` is listed the rules file declares the numeric column as
-/// plain `numeric`; removing it declares `numeric(12,2)`.
-const EXPECTED_AFTER_SHAPES: &[(&str, &str)] = &[
-    // Every ORM: numeric(12,2) comes back with its scale only once the rules carry the typmod.
-    ("*", "numeric_scale"),
-    // SQLAlchemy's insertmanyvalues: INSERT ... SELECT p0::TYPE, ... FROM (VALUES ...) AS
-    // imp_sen(p0, ..., sen_counter) ORDER BY sen_counter RETURNING id.
-    ("sqlalchemy-psycopg", "bulk_insert"),
-    ("sqlalchemy-asyncpg", "bulk_insert"),
-    // Django 5.2's bulk_create for models without a BinaryField:
-    // INSERT ... SELECT * FROM UNNEST((%s)::type[], ...) RETURNING id.
-    ("django", "bulk_insert_unnest"),
-    // sqlx's documented bulk insert: INSERT ... SELECT * FROM UNNEST($1::type[], ...).
-    ("sqlx", "bulk_insert_unnest"),
-];
-
 /// What the proxy refuses today on an ORM's default path, fail-closed, with the reason:
-/// (ORM, operation, why). Reported to the lead; like EXPECTED_AFTER_SHAPES, an entry that
-/// starts to pass fails the matrix until it is removed.
-const KNOWN_PROXY_GAPS: &[(&str, &str, &str)] = &[(
-    "django",
-    "filter_bool",
-    "filter(flag=True) renders WHERE \"flag\" (and NOT \"flag\"): a bare boolean condition \
+/// (ORM, operation, why). An entry that starts to pass fails the matrix until it is removed.
+const KNOWN_PROXY_GAPS: &[(&str, &str, &str)] = &[
+    (
+        "django",
+        "bulk_insert_unnest",
+        "Django has no timestamp-without-time-zone field: bulk_create casts the DateTimeField's \
+         array to timestamptz[], which pgshroud refuses for a column of logical type timestamp \
+         (the conversion depends on the session's TimeZone); declare such columns timestamptz",
+    ),
+    (
+        "django",
+        "filter_bool",
+        "filter(flag=True) renders WHERE \"flag\" (and NOT \"flag\"): a bare boolean condition \
      on a protected column is refused with 0A000",
-)];
-
-fn expected_after_shapes(orm: &str, op: &str) -> bool {
-    EXPECTED_AFTER_SHAPES
-        .iter()
-        .any(|&(o, p)| (o == orm || o == "*") && p == op)
-}
+    ),
+];
 
 /// Why (orm, op) is expected to fail on this branch, if it is.
 fn expected_failure(orm: &str, op: &str) -> Option<&'static str> {
-    if expected_after_shapes(orm, op) {
-        return Some("EXPECTED_AFTER_SHAPES");
-    }
     KNOWN_PROXY_GAPS
         .iter()
         .find(|&&(o, p, _)| o == orm && p == op)
@@ -86,7 +66,7 @@ const COLUMNS: [(&str, &str); 13] = [
 fn rules() -> String {
     let mut rules = String::from("[[tables]]\nname = \"public.orm_items\"\n");
     for (name, ty) in COLUMNS {
-        let ty = if name == "v_numeric" && !expected_after_shapes("*", "numeric_scale") {
+        let ty = if name == "v_numeric" {
             "numeric(12,2)"
         } else {
             ty
@@ -238,7 +218,7 @@ struct Results {
 }
 
 impl Results {
-    /// Every operation passed, except those in EXPECTED_AFTER_SHAPES, which must fail.
+    /// Every operation passed, except those in KNOWN_PROXY_GAPS, which must fail.
     fn assert_all(&self) {
         let mut problems = Vec::new();
         for op in OPS {
