@@ -149,3 +149,32 @@ fn cursors_over_set_operations_of_protected_columns_are_refused() {
     one("DECLARE c CURSOR FOR SELECT email FROM customers");
     untouched("DECLARE c CURSOR FOR SELECT id FROM customers UNION SELECT id FROM orders");
 }
+
+/// Values supplied through a VALUES list, UNNEST or a CTE of literals and compared with a
+/// protected column are supplied values too: never a comparison of two columns.
+#[test]
+fn values_lists_joined_to_a_protected_column_are_supplied_values() {
+    for sql in [
+        "SELECT c.id FROM customers c JOIN (VALUES ('a@example.com')) v(s) ON c.email = v.s",
+        "SELECT c.id FROM customers c, (VALUES ('a'), ('b')) v(s) WHERE c.email = v.s",
+        "SELECT c.id FROM customers c JOIN UNNEST($1::text[]) u(s) ON c.email = u.s",
+        "WITH g(s) AS (VALUES ('a')) SELECT c.id FROM customers c JOIN g ON c.email = g.s",
+        "SELECT id FROM customers WHERE email IN (VALUES ('a'), ('b'))",
+        "SELECT id FROM customers WHERE email IN (SELECT 'a' UNION SELECT $1)",
+    ] {
+        match analyze(sql, &schema()) {
+            Analysis::Refused(_) => {}
+            Analysis::Protected { statements } => {
+                let info = &statements[0];
+                assert!(
+                    has_use(info, email(), Usage::CompareValue)
+                        && info.links.iter().all(|l| l.a != email() && l.b != email()),
+                    "{sql}: {:?} {:?}",
+                    info.columns,
+                    links(info)
+                );
+            }
+            other => panic!("{sql}: {other:?}"),
+        }
+    }
+}
