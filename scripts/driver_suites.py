@@ -429,7 +429,9 @@ def main() -> int:
                                      epilog=f"parts: {known}")
     parser.add_argument("--suites", type=Path, default=REPO.parent / "shared/testdata/suites",
                         help="folder of the suite snapshots (default: ../shared/testdata/suites)")
-    parser.add_argument("--pgshroud", type=Path, default=REPO / "target/debug/pgshroud")
+    # Where scripts/driver-suites.sh's `cargo build` put it (CARGO_TARGET_DIR, as cargo reads it).
+    cargo_target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+    parser.add_argument("--pgshroud", type=Path, default=cargo_target / "debug/pgshroud")
     parser.add_argument("--all", action="store_true", help="whole suites, not the protocol parts")
     parser.add_argument("--slow", action="store_true",
                         help="psycopg's slow and timing tests too (leak checks: far longer)")
