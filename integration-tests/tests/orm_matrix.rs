@@ -22,21 +22,13 @@ mod sqlx_scenario;
 
 /// What the proxy refuses today on an ORM's default path, fail-closed, with the reason:
 /// (ORM, operation, why). An entry that starts to pass fails the matrix until it is removed.
-const KNOWN_PROXY_GAPS: &[(&str, &str, &str)] = &[
-    (
-        "django",
-        "bulk_insert_unnest",
-        "Django has no timestamp-without-time-zone field: bulk_create casts the DateTimeField's \
+const KNOWN_PROXY_GAPS: &[(&str, &str, &str)] = &[(
+    "django",
+    "bulk_insert_unnest",
+    "Django has no timestamp-without-time-zone field: bulk_create casts the DateTimeField's \
          array to timestamptz[], which pgshroud refuses for a column of logical type timestamp \
          (the conversion depends on the session's TimeZone); declare such columns timestamptz",
-    ),
-    (
-        "django",
-        "filter_bool",
-        "filter(flag=True) renders WHERE \"flag\" (and NOT \"flag\"): a bare boolean condition \
-     on a protected column is refused with 0A000",
-    ),
-];
+)];
 
 /// Why (orm, op) is expected to fail on this branch, if it is.
 fn expected_failure(orm: &str, op: &str) -> Option<&'static str> {

@@ -465,10 +465,58 @@ impl<'a> Walker<'a> {
                 .query(subquery, Some(scope), Outputs::Ignored)
                 .map(drop),
             other => match self.classify(other, scope)? {
-                Operand::Protected(id) => Err(self.refuse(id, "use as a boolean condition")),
+                Operand::Protected(id) => self.boolean_condition(id, other),
                 _ => Ok(()),
             },
         }
+    }
+
+    /// A protected boolean column used as a condition (`WHERE flag`, `WHERE NOT flag`, as
+    /// Django writes `filter(flag=True)`): sent as `(flag = <true, encrypted>)`, which is the
+    /// same under three-valued logic (NULL stays NULL, and NOT applies to the comparison as
+    /// it did to the column). A comparison with a value the proxy supplies: it needs the
+    /// compare right. Anything but a plain column reference of logical type bool is refused.
+    fn boolean_condition(&mut self, id: usize, e: &Expr) -> Res<()> {
+        let refuse = |w: &Self| Err(w.refuse(id, "use as a boolean condition"));
+        if self.schema.logical_type(id) != Some(pgshroud_rules::LogicalType::Bool) {
+            return refuse(self);
+        }
+        let span = match e {
+            Expr::Identifier(i) => i.span,
+            Expr::CompoundIdentifier(parts) => match (parts.first(), parts.last()) {
+                (Some(first), Some(last)) => first.span.union(&last.span),
+                _ => return refuse(self),
+            },
+            _ => return refuse(self),
+        };
+        let Some(range) = self.source.byte_range(span) else {
+            return refuse(self);
+        };
+        let Some(column) = self.source.text(range.clone()) else {
+            return refuse(self);
+        };
+        let opening = format!("({column} = ");
+        let at = self.literals.partition_point(|l| l.span.start <= range.end);
+        self.literals.insert(
+            at,
+            super::LiteralSite {
+                span: range.end..range.end,
+                column: id,
+                value: Some("true".to_owned()),
+                array: false,
+            },
+        );
+        // The engine splices literals before edits that start at the same place.
+        self.edits.push(super::TextEdit {
+            span: range.clone(),
+            replacement: opening,
+        });
+        self.edits.push(super::TextEdit {
+            span: range.end..range.end,
+            replacement: ")".to_owned(),
+        });
+        self.use_column(id, Usage::CompareValue);
+        Ok(())
     }
 
     /// `a = b`, `a <> b`, `a IS [NOT] DISTINCT FROM b`.

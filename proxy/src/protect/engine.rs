@@ -589,6 +589,9 @@ name = "public.t"
   [[tables.columns]]
   name = "amount"
   type = "numeric(12, 2)"
+  [[tables.columns]]
+  name = "flag"
+  type = "bool"
 "#,
             "rules.toml",
         )
@@ -602,6 +605,22 @@ name = "public.t"
             PlanAction::Rewrite(text) => text.clone(),
             other => panic!("{sql}: {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_boolean_column_as_a_condition_is_compared_with_true() {
+        assert_eq!(
+            rewritten("SELECT id FROM t WHERE flag"),
+            "SELECT id FROM t WHERE (flag = <sealed>::bytea)"
+        );
+        assert_eq!(
+            rewritten("SELECT id FROM t WHERE NOT \"t\".\"flag\" AND email = 'a'"),
+            "SELECT id FROM t WHERE NOT (\"t\".\"flag\" = <sealed>::bytea) AND email = <sealed>::bytea"
+        );
+        assert_eq!(
+            rewritten("SELECT id FROM t WHERE (flag) OR id = 1"),
+            "SELECT id FROM t WHERE ((flag = <sealed>::bytea)) OR id = 1"
+        );
     }
 
     #[test]
