@@ -581,3 +581,113 @@ async fn stored_values_in_messages_hints_context_and_notices_are_taken_out() {
         1
     );
 }
+
+/// psycopg's named cursors over `query`, as the fixture user with `suffix` (JSON of what it saw).
+async fn psycopg_named_cursors(f: &RolesFixture, suffix: &str, query: &str) -> serde_json::Value {
+    let (port, user, db, query) = (
+        f.proxy.port(),
+        f.user(suffix),
+        f.db.clone(),
+        query.to_owned(),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        run(
+            Driver::Psycopg,
+            port,
+            &user,
+            roles::PASSWORD,
+            &db,
+            &[("SCENARIO", "named_cursors"), ("CURSOR_QUERY", &query)],
+        )
+    })
+    .await
+    .unwrap();
+    serde_json::from_str(&out).expect("JSON from the driver")
+}
+
+/// Every cursor variant psycopg has, each seeing `rows` (a scrollable cursor read twice from
+/// the start of the second fetch), and the statements after them working.
+fn all_cursors_saw(rows: serde_json::Value) -> serde_json::Value {
+    let list = rows.as_array().expect("rows").clone();
+    let mut scrolled = list[..1].to_vec();
+    scrolled.extend(list.iter().cloned());
+    serde_json::json!({
+        "text": rows,
+        "binary": rows,
+        "scrollable": scrolled,
+        "withhold": rows,
+        "after": 1,
+        "autocommit_withhold": rows,
+        "autocommit_after": 1,
+    })
+}
+
+#[tokio::test]
+async fn psycopg_named_cursors_over_an_unprotected_table_work() {
+    let f = RolesFixture::new().await;
+    let app = f.connect("app").await;
+    app.batch_execute("INSERT INTO notes (body) VALUES ('first'), ('second')")
+        .await
+        .unwrap();
+    let out = psycopg_named_cursors(&f, "app", "SELECT id, body FROM notes ORDER BY id").await;
+    assert_eq!(
+        out,
+        all_cursors_saw(serde_json::json!([[1, "first"], [2, "second"]]))
+    );
+    app.simple_query("SELECT 1")
+        .await
+        .expect("the proxy still serves");
+}
+
+#[tokio::test]
+async fn psycopg_named_cursors_over_protected_columns_show_what_the_role_sees() {
+    let f = RolesFixture::new().await;
+    let app = f.connect("app").await;
+    app.execute(
+        "INSERT INTO customers (email, age, name) VALUES ($1, $2, 'Alice')",
+        &[&"alice@example.com", &Some(41i32)],
+    )
+    .await
+    .unwrap();
+    let stored = f
+        .direct()
+        .await
+        .query_one("SELECT email FROM customers", &[])
+        .await
+        .unwrap();
+    let stored: Vec<u8> = stored.get(0);
+    assert!(
+        !stored.windows(5).any(|w| w == b"alice"),
+        "stored encrypted"
+    );
+    let query = "SELECT id, email, age, name FROM customers ORDER BY id";
+    let out = psycopg_named_cursors(&f, "app", query).await;
+    assert_eq!(
+        out,
+        all_cursors_saw(serde_json::json!([[1, "alice@example.com", 41, "Alice"]]))
+    );
+    // support: email masked (its domain kept), age null, as for any SELECT.
+    let support = f.connect("support").await;
+    let expected: Vec<serde_json::Value> = support
+        .simple_query(query)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(serde_json::json!([
+                1,
+                r.get(1),
+                serde_json::Value::Null,
+                "Alice"
+            ])),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(expected.len(), 1);
+    assert_ne!(expected[0][1], "alice@example.com");
+    let out = psycopg_named_cursors(&f, "support", query).await;
+    assert_eq!(out, all_cursors_saw(serde_json::Value::Array(expected)));
+    app.simple_query("SELECT 1")
+        .await
+        .expect("the proxy still serves");
+}

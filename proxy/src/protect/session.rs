@@ -61,6 +61,9 @@ struct PreparedInfo {
     effects: Vec<SqlEffect>,
     /// Running it may change client_encoding or standard_conforming_strings.
     unsettling: bool,
+    /// Its text may be a FETCH: its rows carry protected values the proxy learns of only
+    /// from the portal's description (the cursor's column origins), not from the text.
+    fetches: bool,
 }
 
 #[derive(Debug)]
@@ -84,6 +87,8 @@ impl PreparedInfo {
 struct PortalInfo {
     statement: Arc<PreparedInfo>,
     result_formats: Vec<i16>,
+    /// What the role sees of its result columns, once the server described the portal.
+    described: OnceLock<RowPlan>,
 }
 
 type Names = tracker::Tracker<PreparedInfo, PortalInfo>;
@@ -113,6 +118,7 @@ enum Expect {
     },
     DescribePortal {
         name: String,
+        ours: bool,
     },
     Execute {
         portal: String,
@@ -301,12 +307,18 @@ impl ProtectedSession {
             Ok(t) => t,
             Err(e) => return self.unreadable(e),
         };
-        if target == Target::Portal && self.names.portal(&name).is_none() {
+        // A cursor declared in SQL is described as its FETCH results are: by the column
+        // origins PostgreSQL reports (its DECLARE was analysed like any query, and refused
+        // where origins would not suffice). Any other portal the proxy did not bind is refused.
+        if target == Target::Portal
+            && self.names.portal(&name).is_none()
+            && !self.names.cursor(&name)
+        {
             return self.refuse_extended(&unknown_portal(&name));
         }
         self.pending.push_back(match target {
             Target::Statement => Expect::DescribeStatement { name, ours: false },
-            Target::Portal => Expect::DescribePortal { name },
+            Target::Portal => Expect::DescribePortal { name, ours: false },
         });
         Verdict::Forward
     }
@@ -318,15 +330,27 @@ impl ProtectedSession {
         };
         // Rows of a portal the proxy did not bind (a cursor declared in SQL) would reach the
         // client undecrypted under a description that claims the logical type.
-        let Some(statement) = self.names.portal(&portal).map(|p| p.statement.clone()) else {
+        let Some(info) = self.names.portal(&portal).cloned() else {
             return self.refuse_extended(&unknown_portal(&portal));
         };
+        let statement = info.statement.clone();
         let mut effects = SqlTickets::new();
         for effect in &statement.effects {
             let ticket = self.names.sent(effect.effect());
             effects.push_back((effect.clone(), ticket));
         }
         self.pipeline_unsettled |= statement.unsettling;
+        if statement.fetches && info.described.get().is_none() {
+            // The rows' shape comes only from the portal's description: ask for it first.
+            let mut out = describe_portal(&portal);
+            out.extend_from_slice(frame);
+            self.pending.push_back(Expect::DescribePortal {
+                name: portal.clone(),
+                ours: true,
+            });
+            self.pending.push_back(Expect::Execute { portal, effects });
+            return Verdict::Replace(out);
+        }
         self.pending.push_back(Expect::Execute { portal, effects });
         Verdict::Forward
     }
@@ -754,6 +778,7 @@ impl ProtectedSession {
             described: OnceLock::new(),
             effects,
             unsettling,
+            fetches: may_fetch(&parse.query),
         });
         let ticket = self
             .names
@@ -822,6 +847,7 @@ impl ProtectedSession {
             described,
             effects: info.effects.clone(),
             unsettling: info.unsettling,
+            fetches: info.fetches,
         });
         self.names.refresh(&info, fresh.clone());
         Ok(fresh)
@@ -919,6 +945,7 @@ impl ProtectedSession {
         let portal = Arc::new(PortalInfo {
             statement: info,
             result_formats: bind.result_formats.clone(),
+            described: OnceLock::new(),
         });
         if params.is_empty() {
             let ticket = self.names.sent(Effect::Bind(bind.portal, portal));
@@ -1067,7 +1094,7 @@ impl ProtectedSession {
             backend::ROW_DESCRIPTION => self.row_description(frame),
             backend::NO_DATA => match self.pending.pop_front() {
                 Some(Expect::DescribeStatement { ours, .. }) => drop_if(ours),
-                Some(Expect::DescribePortal { .. }) => Verdict::Forward,
+                Some(Expect::DescribePortal { ours, .. }) => drop_if(ours),
                 other => self.out_of_step(other, "NoData"),
             },
             backend::DATA_ROW => match self.enforce_row_limit() {
@@ -1161,7 +1188,7 @@ impl ProtectedSession {
     /// the statement running now; one the proxy did not recognise makes it forget every
     /// statement (a Bind of one is then refused, never sent with the wrong plan).
     fn sql_effect_done(&mut self, tag: &str) {
-        if tracker::SqlEffect::unrecognised::<(), ()>(tag).is_none() && tag != "PREPARE" {
+        if !tracker::SqlEffect::is_tracked_tag(tag) {
             return;
         }
         let effects = match self.pending.front_mut() {
@@ -1451,11 +1478,11 @@ impl ProtectedSession {
             Some(Expect::DescribeStatement { name, ours }) => {
                 (self.confirmed_statement(name).cloned(), *ours)
             }
-            Some(Expect::DescribePortal { name }) => (
+            Some(Expect::DescribePortal { name, ours }) => (
                 self.names
                     .confirmed_portal(name)
                     .map(|p| p.statement.clone()),
-                false,
+                *ours,
             ),
             _ => (None, false),
         };
@@ -1488,7 +1515,10 @@ impl ProtectedSession {
                 }
                 self.pending.pop_front();
             }
-            Some(Expect::DescribePortal { .. }) => {
+            Some(Expect::DescribePortal { name, .. }) => {
+                if let Some(portal) = self.names.confirmed_portal(name) {
+                    let _ = portal.described.set(rows);
+                }
                 self.pending.pop_front();
             }
             _ => {
@@ -1516,7 +1546,13 @@ impl ProtectedSession {
             return None;
         };
         let portal = self.names.confirmed_portal(portal)?;
-        let plan = portal.statement.described.get()?.rows.clone();
+        // A FETCH's columns are the cursor's at the time it runs, which its portal's
+        // description (asked for right before the Execute) tells.
+        let plan = if portal.statement.fetches {
+            portal.described.get()?.clone()
+        } else {
+            portal.statement.described.get()?.rows.clone()
+        };
         let shape = Shape {
             plan,
             formats: portal.result_formats.clone(),
@@ -1700,11 +1736,12 @@ fn same_server_statement(old: Option<&Plan>, new: Option<&Plan>) -> bool {
     }
 }
 
-/// The refusal of a Describe or Execute of a portal the proxy did not bind.
+/// The refusal of a Describe of a portal the proxy neither bound nor saw declared, or an
+/// Execute of a portal it did not bind.
 fn unknown_portal(name: &str) -> PgError {
     PgError::error(
         "34000",
-        format!("portal \"{name}\" does not exist, or was not bound through pgshroud (a cursor declared in SQL): pgshroud describes and executes only portals it bound; use FETCH for SQL cursors"),
+        format!("portal \"{name}\" does not exist, or was not bound through pgshroud: pgshroud executes only portals it bound, and describes those and cursors it saw declared in SQL; use FETCH for SQL cursors"),
     )
 }
 
@@ -1718,6 +1755,20 @@ fn ends_copy(mut out: &[u8]) -> bool {
         out = out.get(1 + len.max(4)..).unwrap_or_default();
     }
     false
+}
+
+/// Whether a statement text may be a FETCH (any spelling of the word: a false positive costs
+/// only a Describe).
+fn may_fetch(query: &[u8]) -> bool {
+    query.windows(5).any(|w| w.eq_ignore_ascii_case(b"fetch"))
+}
+
+/// A Describe of a portal.
+fn describe_portal(name: &str) -> BytesMut {
+    let mut body = vec![b'P'];
+    body.extend_from_slice(name.as_bytes());
+    body.push(0);
+    message(frontend::DESCRIBE, &body)
 }
 
 /// A Close of a prepared statement.
