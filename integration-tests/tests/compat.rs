@@ -691,3 +691,82 @@ async fn psycopg_named_cursors_over_protected_columns_show_what_the_role_sees() 
         .await
         .expect("the proxy still serves");
 }
+
+fn describe_portal(name: &str) -> Vec<u8> {
+    message(b'D', format!("P{name}\0").as_bytes())
+}
+
+/// The type OID of each field of the RowDescription among `msgs`.
+fn described_types(msgs: &[Msg]) -> Vec<u32> {
+    let Some(desc) = msgs.iter().find(|m| m.kind == b'T') else {
+        return Vec::new();
+    };
+    let n = u16::from_be_bytes([desc.body[0], desc.body[1]]);
+    let mut at = 2;
+    (0..n)
+        .map(|_| {
+            at += desc.body[at..].iter().position(|&b| b == 0).unwrap() + 1;
+            let t = &desc.body[at + 6..at + 10];
+            at += 18;
+            u32::from_be_bytes([t[0], t[1], t[2], t[3]])
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_describe_of_a_sql_cursor_shows_logical_types_and_unknown_portals_stay_refused() {
+    let f = Fixture::new().await;
+    insert_email(&f).await;
+    let mut c = raw(&f).await;
+    c.send(&query(
+        "BEGIN; DECLARE c CURSOR FOR SELECT id, email FROM customers",
+    ))
+    .await;
+    assert!(error_codes(&c.recv_until_ready().await).is_empty());
+    c.send(&pipeline(&[describe_portal("c"), sync()])).await;
+    let msgs = c.recv_until_ready().await;
+    assert!(error_codes(&msgs).is_empty(), "{msgs:?}");
+    // int4 and text (the email's logical type), not bytea.
+    assert_eq!(described_types(&msgs), [23, 25]);
+    // Its rows, fetched through the protocol in binary, are decrypted.
+    c.send(&pipeline(&[
+        parse("", "FETCH ALL FROM c"),
+        message(b'B', b"\0\0\0\0\0\0\0\x01\0\x01"),
+        execute(""),
+        sync(),
+    ]))
+    .await;
+    let msgs = c.recv_until_ready().await;
+    assert!(error_codes(&msgs).is_empty(), "{msgs:?}");
+    let row = msgs.iter().find(|m| m.kind == b'D').expect("a row");
+    assert!(
+        row.body.windows(EMAIL.len()).any(|w| w == EMAIL.as_bytes()),
+        "{msgs:?}"
+    );
+    c.send(&query("COMMIT")).await;
+    assert!(error_codes(&c.recv_until_ready().await).is_empty());
+    // A cursor that is gone (its transaction ended), one never declared, and one whose
+    // DECLARE pgshroud refused (a UNION of protected columns): refused before the server.
+    c.send(&query(
+        "BEGIN; DECLARE u CURSOR FOR SELECT email FROM customers UNION SELECT email FROM customers",
+    ))
+    .await;
+    assert_eq!(error_codes(&c.recv_until_ready().await), ["0A000"]);
+    c.send(&query("ROLLBACK")).await;
+    assert!(error_codes(&c.recv_until_ready().await).is_empty());
+    for name in ["c", "nope", "u"] {
+        c.send(&pipeline(&[describe_portal(name), sync()])).await;
+        let msgs = c.recv_until_ready().await;
+        assert_eq!(error_codes(&msgs), ["34000"], "{name}: {msgs:?}");
+        let error = msgs.iter().find(|m| m.kind == b'E').expect("an error");
+        assert!(error
+            .field(b'M')
+            .is_some_and(|m| m.contains("not bound through pgshroud")));
+    }
+    still_works(&mut c).await;
+    f.app()
+        .await
+        .simple_query("SELECT 1")
+        .await
+        .expect("the proxy still serves");
+}

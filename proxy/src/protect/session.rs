@@ -2133,8 +2133,6 @@ mod tests {
         answer(&mut s, &["CDECLARE CURSOR\0", "ZI"]);
         let v = s.client_message(&message(b'E', b"c\0\0\0\0\0"));
         assert_eq!(refusal_code(&v).as_deref(), Some("34000"));
-        let v = s.client_message(&message(b'D', b"Pc\0"));
-        assert_eq!(refusal_code(&v).as_deref(), Some("34000"));
         // A portal it bound runs.
         s.client_message(&parse("", "select 1"));
         s.client_message(&bind("", ""));
@@ -2142,6 +2140,42 @@ mod tests {
             s.client_message(&message(b'E', b"\0\0\0\0\0")),
             Verdict::Forward
         );
+    }
+
+    #[test]
+    fn a_describe_of_a_cursor_declared_in_sql_passes_while_it_is_open() {
+        let mut s = test_session("app");
+        s.client_message(&message(b'Q', b"BEGIN; DECLARE c CURSOR FOR SELECT 1\0"));
+        answer(&mut s, &["CBEGIN\0", "CDECLARE CURSOR\0", "ZT"]);
+        assert_eq!(s.client_message(&message(b'D', b"Pc\0")), Verdict::Forward);
+        s.client_message(&sync());
+        answer(&mut s, &["n", "ZT"]);
+        s.client_message(&message(b'Q', b"CLOSE c\0"));
+        answer(&mut s, &["CCLOSE CURSOR\0", "ZT"]);
+        // Closed, or never declared: refused.
+        for describe in [b"Pc\0", b"Pd\0"] {
+            let v = s.client_message(&message(b'D', describe));
+            assert_eq!(refusal_code(&v).as_deref(), Some("34000"));
+        }
+    }
+
+    #[test]
+    fn an_extended_fetch_is_described_before_it_runs() {
+        let mut s = test_session("app");
+        s.client_message(&parse("", "FETCH 1 FROM c"));
+        s.client_message(&bind("", ""));
+        let v = s.client_message(&message(b'E', b"\0\0\0\0\0"));
+        let Verdict::Replace(out) = &v else {
+            panic!("{v:?}")
+        };
+        assert_eq!(
+            &out[..],
+            &[&b"D\0\0\0\x06P\0"[..], b"E\0\0\0\x09\0\0\0\0\0"].concat()
+        );
+        // Our Describe's answer is ours.
+        s.client_message(&sync());
+        answer(&mut s, &["1", "2"]);
+        assert_eq!(s.server_message(&message(b'n', b"")), Verdict::Drop);
     }
 
     #[test]

@@ -416,6 +416,54 @@ mod tests {
         assert!(sql_effects("select 'deallocate s1'").is_empty());
     }
 
+    #[test]
+    fn sql_that_declares_and_closes_cursors_is_recognised() {
+        assert_eq!(
+            sql_effects(
+                "DECLARE \"Big\" BINARY NO SCROLL CURSOR WITH HOLD FOR SELECT 1; \
+                 declare c cursor without hold for select 'with hold'; CLOSE \"Big\"; close all"
+            ),
+            vec![
+                SqlEffect::Declare {
+                    name: "Big".into(),
+                    hold: true
+                },
+                SqlEffect::Declare {
+                    name: "c".into(),
+                    hold: false
+                },
+                SqlEffect::Close("Big".into()),
+                SqlEffect::CloseAll,
+            ]
+        );
+        assert!(sql_effects("select 'declare c cursor for select 1', closed FROM t").is_empty());
+    }
+
+    #[test]
+    fn cursors_end_with_their_transaction_unless_held_or_closed() {
+        let mut t = T::default();
+        for (name, hold) in [("c", false), ("h", true), ("gone", true)] {
+            let d = t.sent(Effect::DeclareCursor {
+                name: name.into(),
+                hold,
+            });
+            assert!(t.cursor(name));
+            t.confirm(d);
+        }
+        let close = t.sent(Effect::ClosePortal("gone".into()));
+        assert!(!t.cursor("gone"));
+        t.confirm(close);
+        t.transaction_ended();
+        assert!(!t.cursor("c"));
+        assert!(t.cursor("h"));
+        let all = t.sent(Effect::CloseAllPortals);
+        assert!(!t.cursor("h"));
+        t.skipped(all);
+        assert!(t.cursor("h"));
+        t.apply(Effect::DiscardAll);
+        assert!(!t.cursor("h"));
+    }
+
     type T = Tracker<&'static str, &'static str>;
 
     fn known(t: &T, name: &str) -> Option<&'static str> {
