@@ -53,9 +53,46 @@ def backend_pid():
     print(json.dumps(out))
 
 
+def named_cursors():
+    """Server-side cursors (conn.cursor("name")): DECLARE, then Describe of the cursor's
+    portal, then FETCH, in text and binary, scrollable and WITH HOLD; each outcome is the rows
+    seen or the SQLSTATE, followed by a plain statement on the same connection."""
+    query = os.environ["CURSOR_QUERY"]
+
+    def rows(c, name, **options):
+        try:
+            with c.cursor(name, **options) as cur:
+                cur.execute(query)
+                first = cur.fetchmany(1)
+                if options.get("scrollable"):
+                    cur.scroll(0, mode="absolute")
+                rest = cur.fetchall()
+                if options.get("withhold"):
+                    c.commit()
+                return [[v if v is None or isinstance(v, (int, str)) else str(v) for v in r]
+                        for r in first + rest]
+        except psycopg.Error as e:
+            c.rollback()
+            return e.sqlstate
+
+    out = {}
+    with psycopg.connect() as c:
+        out["text"] = rows(c, "text_cur")
+        out["binary"] = rows(c, "binary_cur", binary=True)
+        out["scrollable"] = rows(c, "scroll_cur", scrollable=True)
+        out["withhold"] = rows(c, "hold_cur", withhold=True)
+        out["after"] = c.execute("SELECT 1").fetchone()[0]
+    with psycopg.connect(autocommit=True) as c:
+        out["autocommit_withhold"] = rows(c, "auto_cur", withhold=True)
+        out["autocommit_after"] = c.execute("SELECT 1").fetchone()[0]
+    print(json.dumps(out))
+
+
 def main():
     if os.environ.get("SCENARIO") == "backend_pid":
         return backend_pid()
+    if os.environ.get("SCENARIO") == "named_cursors":
+        return named_cursors()
     table = os.environ.get("TABLE", "driver_check")
     out = {}
     with psycopg.connect(autocommit=True) as c:

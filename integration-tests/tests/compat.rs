@@ -647,3 +647,192 @@ async fn the_unnamed_statement_survives_the_proxys_catalog_reread() {
         .await
         .is_ok());
 }
+
+/// psycopg's named cursors over `query`, as the fixture user with `suffix` (JSON of what it saw).
+async fn psycopg_named_cursors(f: &RolesFixture, suffix: &str, query: &str) -> serde_json::Value {
+    let (port, user, db, query) = (
+        f.proxy.port(),
+        f.user(suffix),
+        f.db.clone(),
+        query.to_owned(),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        run(
+            Driver::Psycopg,
+            port,
+            &user,
+            roles::PASSWORD,
+            &db,
+            &[("SCENARIO", "named_cursors"), ("CURSOR_QUERY", &query)],
+        )
+    })
+    .await
+    .unwrap();
+    serde_json::from_str(&out).expect("JSON from the driver")
+}
+
+/// Every cursor variant psycopg has, each seeing `rows` (a scrollable cursor read twice from
+/// the start of the second fetch), and the statements after them working.
+fn all_cursors_saw(rows: serde_json::Value) -> serde_json::Value {
+    let list = rows.as_array().expect("rows").clone();
+    let mut scrolled = list[..1].to_vec();
+    scrolled.extend(list.iter().cloned());
+    serde_json::json!({
+        "text": rows,
+        "binary": rows,
+        "scrollable": scrolled,
+        "withhold": rows,
+        "after": 1,
+        "autocommit_withhold": rows,
+        "autocommit_after": 1,
+    })
+}
+
+#[tokio::test]
+async fn psycopg_named_cursors_over_an_unprotected_table_work() {
+    let f = RolesFixture::new().await;
+    let app = f.connect("app").await;
+    app.batch_execute("INSERT INTO notes (body) VALUES ('first'), ('second')")
+        .await
+        .unwrap();
+    let out = psycopg_named_cursors(&f, "app", "SELECT id, body FROM notes ORDER BY id").await;
+    assert_eq!(
+        out,
+        all_cursors_saw(serde_json::json!([[1, "first"], [2, "second"]]))
+    );
+    app.simple_query("SELECT 1")
+        .await
+        .expect("the proxy still serves");
+}
+
+#[tokio::test]
+async fn psycopg_named_cursors_over_protected_columns_show_what_the_role_sees() {
+    let f = RolesFixture::new().await;
+    let app = f.connect("app").await;
+    app.execute(
+        "INSERT INTO customers (email, age, name) VALUES ($1, $2, 'Alice')",
+        &[&"alice@example.com", &Some(41i32)],
+    )
+    .await
+    .unwrap();
+    let stored = f
+        .direct()
+        .await
+        .query_one("SELECT email FROM customers", &[])
+        .await
+        .unwrap();
+    let stored: Vec<u8> = stored.get(0);
+    assert!(
+        !stored.windows(5).any(|w| w == b"alice"),
+        "stored encrypted"
+    );
+    let query = "SELECT id, email, age, name FROM customers ORDER BY id";
+    let out = psycopg_named_cursors(&f, "app", query).await;
+    assert_eq!(
+        out,
+        all_cursors_saw(serde_json::json!([[1, "alice@example.com", 41, "Alice"]]))
+    );
+    // support: email masked (its domain kept), age null, as for any SELECT.
+    let support = f.connect("support").await;
+    let expected: Vec<serde_json::Value> = support
+        .simple_query(query)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(serde_json::json!([
+                1,
+                r.get(1),
+                serde_json::Value::Null,
+                "Alice"
+            ])),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(expected.len(), 1);
+    assert_ne!(expected[0][1], "alice@example.com");
+    let out = psycopg_named_cursors(&f, "support", query).await;
+    assert_eq!(out, all_cursors_saw(serde_json::Value::Array(expected)));
+    app.simple_query("SELECT 1")
+        .await
+        .expect("the proxy still serves");
+}
+
+fn describe_portal(name: &str) -> Vec<u8> {
+    message(b'D', format!("P{name}\0").as_bytes())
+}
+
+/// The type OID of each field of the RowDescription among `msgs`.
+fn described_types(msgs: &[Msg]) -> Vec<u32> {
+    let Some(desc) = msgs.iter().find(|m| m.kind == b'T') else {
+        return Vec::new();
+    };
+    let n = u16::from_be_bytes([desc.body[0], desc.body[1]]);
+    let mut at = 2;
+    (0..n)
+        .map(|_| {
+            at += desc.body[at..].iter().position(|&b| b == 0).unwrap() + 1;
+            let t = &desc.body[at + 6..at + 10];
+            at += 18;
+            u32::from_be_bytes([t[0], t[1], t[2], t[3]])
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_describe_of_a_sql_cursor_shows_logical_types_and_unknown_portals_stay_refused() {
+    let f = Fixture::new().await;
+    insert_email(&f).await;
+    let mut c = raw(&f).await;
+    c.send(&query(
+        "BEGIN; DECLARE c CURSOR FOR SELECT id, email FROM customers",
+    ))
+    .await;
+    assert!(error_codes(&c.recv_until_ready().await).is_empty());
+    c.send(&pipeline(&[describe_portal("c"), sync()])).await;
+    let msgs = c.recv_until_ready().await;
+    assert!(error_codes(&msgs).is_empty(), "{msgs:?}");
+    // int4 and text (the email's logical type), not bytea.
+    assert_eq!(described_types(&msgs), [23, 25]);
+    // Its rows, fetched through the protocol in binary, are decrypted.
+    c.send(&pipeline(&[
+        parse("", "FETCH ALL FROM c"),
+        message(b'B', b"\0\0\0\0\0\0\0\x01\0\x01"),
+        execute(""),
+        sync(),
+    ]))
+    .await;
+    let msgs = c.recv_until_ready().await;
+    assert!(error_codes(&msgs).is_empty(), "{msgs:?}");
+    let row = msgs.iter().find(|m| m.kind == b'D').expect("a row");
+    assert!(
+        row.body.windows(EMAIL.len()).any(|w| w == EMAIL.as_bytes()),
+        "{msgs:?}"
+    );
+    c.send(&query("COMMIT")).await;
+    assert!(error_codes(&c.recv_until_ready().await).is_empty());
+    // A cursor that is gone (its transaction ended), one never declared, and one whose
+    // DECLARE pgshroud refused (a UNION of protected columns): refused before the server.
+    c.send(&query(
+        "BEGIN; DECLARE u CURSOR FOR SELECT email FROM customers UNION SELECT email FROM customers",
+    ))
+    .await;
+    assert_eq!(error_codes(&c.recv_until_ready().await), ["0A000"]);
+    c.send(&query("ROLLBACK")).await;
+    assert!(error_codes(&c.recv_until_ready().await).is_empty());
+    for name in ["c", "nope", "u"] {
+        c.send(&pipeline(&[describe_portal(name), sync()])).await;
+        let msgs = c.recv_until_ready().await;
+        assert_eq!(error_codes(&msgs), ["34000"], "{name}: {msgs:?}");
+        let error = msgs.iter().find(|m| m.kind == b'E').expect("an error");
+        assert!(error
+            .field(b'M')
+            .is_some_and(|m| m.contains("not bound through pgshroud")));
+    }
+    still_works(&mut c).await;
+    f.app()
+        .await
+        .simple_query("SELECT 1")
+        .await
+        .expect("the proxy still serves");
+}

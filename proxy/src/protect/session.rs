@@ -61,6 +61,9 @@ struct PreparedInfo {
     effects: Vec<SqlEffect>,
     /// Running it may change client_encoding or standard_conforming_strings.
     unsettling: bool,
+    /// Its text may be a FETCH: its rows carry protected values the proxy learns of only
+    /// from the portal's description (the cursor's column origins), not from the text.
+    fetches: bool,
 }
 
 #[derive(Debug)]
@@ -84,6 +87,8 @@ impl PreparedInfo {
 struct PortalInfo {
     statement: Arc<PreparedInfo>,
     result_formats: Vec<i16>,
+    /// What the role sees of its result columns, once the server described the portal.
+    described: OnceLock<RowPlan>,
 }
 
 type Names = tracker::Tracker<PreparedInfo, PortalInfo>;
@@ -113,6 +118,7 @@ enum Expect {
     },
     DescribePortal {
         name: String,
+        ours: bool,
     },
     Execute {
         portal: String,
@@ -304,12 +310,18 @@ impl ProtectedSession {
             Ok(t) => t,
             Err(e) => return self.unreadable(e),
         };
-        if target == Target::Portal && self.names.portal(&name).is_none() {
+        // A cursor declared in SQL is described as its FETCH results are: by the column
+        // origins PostgreSQL reports (its DECLARE was analysed like any query, and refused
+        // where origins would not suffice). Any other portal the proxy did not bind is refused.
+        if target == Target::Portal
+            && self.names.portal(&name).is_none()
+            && !self.names.cursor(&name)
+        {
             return self.refuse_extended(&unknown_portal(&name));
         }
         self.pending.push_back(match target {
             Target::Statement => Expect::DescribeStatement { name, ours: false },
-            Target::Portal => Expect::DescribePortal { name },
+            Target::Portal => Expect::DescribePortal { name, ours: false },
         });
         Verdict::Forward
     }
@@ -321,15 +333,27 @@ impl ProtectedSession {
         };
         // Rows of a portal the proxy did not bind (a cursor declared in SQL) would reach the
         // client undecrypted under a description that claims the logical type.
-        let Some(statement) = self.names.portal(&portal).map(|p| p.statement.clone()) else {
+        let Some(info) = self.names.portal(&portal).cloned() else {
             return self.refuse_extended(&unknown_portal(&portal));
         };
+        let statement = info.statement.clone();
         let mut effects = SqlTickets::new();
         for effect in &statement.effects {
             let ticket = self.names.sent(effect.effect());
             effects.push_back((effect.clone(), ticket));
         }
         self.pipeline_unsettled |= statement.unsettling;
+        if statement.fetches && info.described.get().is_none() {
+            // The rows' shape comes only from the portal's description: ask for it first.
+            let mut out = describe_portal(&portal);
+            out.extend_from_slice(frame);
+            self.pending.push_back(Expect::DescribePortal {
+                name: portal.clone(),
+                ours: true,
+            });
+            self.pending.push_back(Expect::Execute { portal, effects });
+            return Verdict::Replace(out);
+        }
         self.pending.push_back(Expect::Execute { portal, effects });
         Verdict::Forward
     }
@@ -782,6 +806,7 @@ impl ProtectedSession {
             described: OnceLock::new(),
             effects,
             unsettling,
+            fetches: may_fetch(&parse.query),
         });
         let ticket = self
             .names
@@ -850,6 +875,7 @@ impl ProtectedSession {
             described,
             effects: info.effects.clone(),
             unsettling: info.unsettling,
+            fetches: info.fetches,
         });
         self.names.refresh(&info, fresh.clone());
         Ok(fresh)
@@ -947,6 +973,7 @@ impl ProtectedSession {
         let portal = Arc::new(PortalInfo {
             statement: info,
             result_formats: bind.result_formats.clone(),
+            described: OnceLock::new(),
         });
         if params.is_empty() {
             let ticket = self.names.sent(Effect::Bind(bind.portal, portal));
@@ -1095,7 +1122,7 @@ impl ProtectedSession {
             backend::ROW_DESCRIPTION => self.row_description(frame),
             backend::NO_DATA => match self.pending.pop_front() {
                 Some(Expect::DescribeStatement { ours, .. }) => drop_if(ours),
-                Some(Expect::DescribePortal { .. }) => Verdict::Forward,
+                Some(Expect::DescribePortal { ours, .. }) => drop_if(ours),
                 other => self.out_of_step(other, "NoData"),
             },
             backend::DATA_ROW => match self.enforce_row_limit() {
@@ -1189,7 +1216,7 @@ impl ProtectedSession {
     /// the statement running now; one the proxy did not recognise makes it forget every
     /// statement (a Bind of one is then refused, never sent with the wrong plan).
     fn sql_effect_done(&mut self, tag: &str) {
-        if tracker::SqlEffect::unrecognised::<(), ()>(tag).is_none() && tag != "PREPARE" {
+        if !tracker::SqlEffect::is_tracked_tag(tag) {
             return;
         }
         let effects = match self.pending.front_mut() {
@@ -1483,11 +1510,11 @@ impl ProtectedSession {
             Some(Expect::DescribeStatement { name, ours }) => {
                 (self.confirmed_statement(name).cloned(), *ours)
             }
-            Some(Expect::DescribePortal { name }) => (
+            Some(Expect::DescribePortal { name, ours }) => (
                 self.names
                     .confirmed_portal(name)
                     .map(|p| p.statement.clone()),
-                false,
+                *ours,
             ),
             _ => (None, false),
         };
@@ -1520,7 +1547,10 @@ impl ProtectedSession {
                 }
                 self.pending.pop_front();
             }
-            Some(Expect::DescribePortal { .. }) => {
+            Some(Expect::DescribePortal { name, .. }) => {
+                if let Some(portal) = self.names.confirmed_portal(name) {
+                    let _ = portal.described.set(rows);
+                }
                 self.pending.pop_front();
             }
             _ => {
@@ -1548,7 +1578,13 @@ impl ProtectedSession {
             return None;
         };
         let portal = self.names.confirmed_portal(portal)?;
-        let plan = portal.statement.described.get()?.rows.clone();
+        // A FETCH's columns are the cursor's at the time it runs, which its portal's
+        // description (asked for right before the Execute) tells.
+        let plan = if portal.statement.fetches {
+            portal.described.get()?.clone()
+        } else {
+            portal.statement.described.get()?.rows.clone()
+        };
         let shape = Shape {
             plan,
             formats: portal.result_formats.clone(),
@@ -1732,11 +1768,12 @@ fn same_server_statement(old: Option<&Plan>, new: Option<&Plan>) -> bool {
     }
 }
 
-/// The refusal of a Describe or Execute of a portal the proxy did not bind.
+/// The refusal of a Describe of a portal the proxy neither bound nor saw declared, or an
+/// Execute of a portal it did not bind.
 fn unknown_portal(name: &str) -> PgError {
     PgError::error(
         "34000",
-        format!("portal \"{name}\" does not exist, or was not bound through pgshroud (a cursor declared in SQL): pgshroud describes and executes only portals it bound; use FETCH for SQL cursors"),
+        format!("portal \"{name}\" does not exist, or was not bound through pgshroud: pgshroud executes only portals it bound, and describes those and cursors it saw declared in SQL; use FETCH for SQL cursors"),
     )
 }
 
@@ -1750,6 +1787,20 @@ fn ends_copy(mut out: &[u8]) -> bool {
         out = out.get(1 + len.max(4)..).unwrap_or_default();
     }
     false
+}
+
+/// Whether a statement text may be a FETCH (any spelling of the word: a false positive costs
+/// only a Describe).
+fn may_fetch(query: &[u8]) -> bool {
+    query.windows(5).any(|w| w.eq_ignore_ascii_case(b"fetch"))
+}
+
+/// A Describe of a portal.
+fn describe_portal(name: &str) -> BytesMut {
+    let mut body = vec![b'P'];
+    body.extend_from_slice(name.as_bytes());
+    body.push(0);
+    message(frontend::DESCRIBE, &body)
 }
 
 /// A Close of a prepared statement.
@@ -2114,8 +2165,6 @@ mod tests {
         answer(&mut s, &["CDECLARE CURSOR\0", "ZI"]);
         let v = s.client_message(&message(b'E', b"c\0\0\0\0\0"));
         assert_eq!(refusal_code(&v).as_deref(), Some("34000"));
-        let v = s.client_message(&message(b'D', b"Pc\0"));
-        assert_eq!(refusal_code(&v).as_deref(), Some("34000"));
         // A portal it bound runs.
         s.client_message(&parse("", "select 1"));
         s.client_message(&bind("", ""));
@@ -2123,6 +2172,42 @@ mod tests {
             s.client_message(&message(b'E', b"\0\0\0\0\0")),
             Verdict::Forward
         );
+    }
+
+    #[test]
+    fn a_describe_of_a_cursor_declared_in_sql_passes_while_it_is_open() {
+        let mut s = test_session("app");
+        s.client_message(&message(b'Q', b"BEGIN; DECLARE c CURSOR FOR SELECT 1\0"));
+        answer(&mut s, &["CBEGIN\0", "CDECLARE CURSOR\0", "ZT"]);
+        assert_eq!(s.client_message(&message(b'D', b"Pc\0")), Verdict::Forward);
+        s.client_message(&sync());
+        answer(&mut s, &["n", "ZT"]);
+        s.client_message(&message(b'Q', b"CLOSE c\0"));
+        answer(&mut s, &["CCLOSE CURSOR\0", "ZT"]);
+        // Closed, or never declared: refused.
+        for describe in [b"Pc\0", b"Pd\0"] {
+            let v = s.client_message(&message(b'D', describe));
+            assert_eq!(refusal_code(&v).as_deref(), Some("34000"));
+        }
+    }
+
+    #[test]
+    fn an_extended_fetch_is_described_before_it_runs() {
+        let mut s = test_session("app");
+        s.client_message(&parse("", "FETCH 1 FROM c"));
+        s.client_message(&bind("", ""));
+        let v = s.client_message(&message(b'E', b"\0\0\0\0\0"));
+        let Verdict::Replace(out) = &v else {
+            panic!("{v:?}")
+        };
+        assert_eq!(
+            &out[..],
+            &[&b"D\0\0\0\x06P\0"[..], b"E\0\0\0\x09\0\0\0\0\0"].concat()
+        );
+        // Our Describe's answer is ours.
+        s.client_message(&sync());
+        answer(&mut s, &["1", "2"]);
+        assert_eq!(s.server_message(&message(b'n', b"")), Verdict::Drop);
     }
 
     #[test]

@@ -36,7 +36,13 @@ pub enum Effect<S, P> {
     CloseStatement(String),
     /// Bind: a portal under this name.
     Bind(String, Arc<P>),
+    /// Close of a portal, or SQL `CLOSE name` (which closes protocol portals too).
     ClosePortal(String),
+    /// SQL `DECLARE name CURSOR`: a portal the proxy did not bind, whose results carry only
+    /// the column origins PostgreSQL reports. `hold`: `WITH HOLD`, it outlives its transaction.
+    DeclareCursor { name: String, hold: bool },
+    /// SQL `CLOSE ALL`: every portal.
+    CloseAllPortals,
     /// A simple query runs in the unnamed statement and portal: both are gone after it.
     SimpleQuery,
     /// SQL `DEALLOCATE ALL`.
@@ -53,6 +59,8 @@ pub struct Ticket(u64);
 pub struct Tracker<S, P> {
     statements: HashMap<String, Held<S>>,
     portals: HashMap<String, Arc<P>>,
+    /// Cursors declared in SQL, by name, and whether each is `WITH HOLD`.
+    cursors: HashMap<String, bool>,
     /// Effects of messages sent and not yet confirmed or skipped, in wire order.
     pending: VecDeque<(Ticket, Effect<S, P>)>,
     next: u64,
@@ -63,6 +71,7 @@ impl<S, P> Default for Tracker<S, P> {
         Tracker {
             statements: HashMap::new(),
             portals: HashMap::new(),
+            cursors: HashMap::new(),
             pending: VecDeque::new(),
             next: 0,
         }
@@ -116,6 +125,14 @@ impl<S, P> Tracker<S, P> {
             }
             Effect::ClosePortal(name) => {
                 self.portals.remove(&name);
+                self.cursors.remove(&name);
+            }
+            Effect::DeclareCursor { name, hold } => {
+                self.cursors.insert(name, hold);
+            }
+            Effect::CloseAllPortals => {
+                self.portals.clear();
+                self.cursors.clear();
             }
             Effect::SimpleQuery => {
                 self.statements.remove("");
@@ -125,13 +142,17 @@ impl<S, P> Tracker<S, P> {
             Effect::DiscardAll => {
                 self.statements.clear();
                 self.portals.clear();
+                self.cursors.clear();
             }
         }
     }
 
-    /// The transaction ended (ReadyForQuery with status `I`): its portals are gone.
+    /// The transaction ended (ReadyForQuery with status `I`): its portals are gone, but for
+    /// cursors declared `WITH HOLD`. (Those of a transaction that rolled back are gone too;
+    /// believing one still there only lets the server answer that it does not exist.)
     pub fn transaction_ended(&mut self) {
         self.portals.clear();
+        self.cursors.retain(|_, hold| *hold);
     }
 
     /// The statement a message sent now would find under `name`.
@@ -163,11 +184,24 @@ impl<S, P> Tracker<S, P> {
                 Effect::Bind(n, portal) if n == name => return Some(portal),
                 Effect::ClosePortal(n) if n == name => return None,
                 Effect::SimpleQuery if name.is_empty() => return None,
-                Effect::DiscardAll => return None,
+                Effect::DiscardAll | Effect::CloseAllPortals => return None,
                 _ => {}
             }
         }
         self.portals.get(name)
+    }
+
+    /// Whether a message sent now would find a cursor declared in SQL under `name`.
+    pub fn cursor(&self, name: &str) -> bool {
+        for (_, effect) in self.pending.iter().rev() {
+            match effect {
+                Effect::DeclareCursor { name: n, .. } if n == name => return true,
+                Effect::ClosePortal(n) if n == name => return false,
+                Effect::CloseAllPortals | Effect::DiscardAll => return false,
+                _ => {}
+            }
+        }
+        self.cursors.contains_key(name)
     }
 
     /// Whether the server may hold a statement under `name` although a message sent now
@@ -227,6 +261,12 @@ pub enum SqlEffect {
     DeallocateAll,
     /// `DISCARD ALL`
     DiscardAll,
+    /// `DECLARE name ... CURSOR [WITH HOLD] FOR ...`
+    Declare { name: String, hold: bool },
+    /// `CLOSE name`
+    Close(String),
+    /// `CLOSE ALL`
+    CloseAll,
 }
 
 impl SqlEffect {
@@ -237,6 +277,9 @@ impl SqlEffect {
             SqlEffect::Deallocate(_) => "DEALLOCATE",
             SqlEffect::DeallocateAll => "DEALLOCATE ALL",
             SqlEffect::DiscardAll => "DISCARD ALL",
+            SqlEffect::Declare { .. } => "DECLARE CURSOR",
+            SqlEffect::Close(_) => "CLOSE CURSOR",
+            SqlEffect::CloseAll => "CLOSE CURSOR ALL",
         }
     }
 
@@ -246,28 +289,50 @@ impl SqlEffect {
             SqlEffect::Deallocate(name) => Effect::CloseStatement(name.clone()),
             SqlEffect::DeallocateAll => Effect::DeallocateAll,
             SqlEffect::DiscardAll => Effect::DiscardAll,
+            SqlEffect::Declare { name, hold } => Effect::DeclareCursor {
+                name: name.clone(),
+                hold: *hold,
+            },
+            SqlEffect::Close(name) => Effect::ClosePortal(name.clone()),
+            SqlEffect::CloseAll => Effect::CloseAllPortals,
         }
     }
 
+    /// Whether `tag` answers a statement whose effect [`sql_effects`] records.
+    pub fn is_tracked_tag(tag: &str) -> bool {
+        matches!(
+            tag,
+            "PREPARE"
+                | "DEALLOCATE"
+                | "DEALLOCATE ALL"
+                | "DISCARD ALL"
+                | "DECLARE CURSOR"
+                | "CLOSE CURSOR"
+                | "CLOSE CURSOR ALL"
+        )
+    }
+
     /// What to assume when the server answered `tag` for a statement this module did not
-    /// recognise: forgetting every statement is safe (a Bind of one is then refused).
+    /// recognise: forgetting every statement (or portal) is safe (a Bind or Describe of one
+    /// is then refused). A cursor declared unrecognised stays unknown, so refused.
     pub fn unrecognised<S, P>(tag: &str) -> Option<Effect<S, P>> {
         match tag {
             "DEALLOCATE" | "DEALLOCATE ALL" => Some(Effect::DeallocateAll),
             "DISCARD ALL" => Some(Effect::DiscardAll),
+            "CLOSE CURSOR" | "CLOSE CURSOR ALL" => Some(Effect::CloseAllPortals),
             _ => None,
         }
     }
 }
 
-/// The `PREPARE`, `DEALLOCATE` and `DISCARD ALL` statements of a text, in order. Cheap for
-/// every other text: the tokenizer runs only when one of the words occurs at all.
+/// The `PREPARE`, `DEALLOCATE`, `DISCARD ALL`, `DECLARE` and `CLOSE` statements of a text, in
+/// order. Cheap for every other text: the tokenizer runs only when one of the words occurs.
 pub fn sql_effects(sql: &str) -> Vec<SqlEffect> {
     use sqlparser::dialect::PostgreSqlDialect;
     use sqlparser::tokenizer::{Token, Tokenizer};
 
     let lower = sql.to_ascii_lowercase();
-    if !["prepare", "deallocate", "discard"]
+    if !["prepare", "deallocate", "discard", "declare", "close"]
         .iter()
         .any(|w| lower.contains(w))
     {
@@ -286,7 +351,6 @@ pub fn sql_effects(sql: &str) -> Vec<SqlEffect> {
         let words: Vec<&Token> = statement
             .iter()
             .filter(|t| !matches!(t, Token::Whitespace(_)))
-            .take(3)
             .collect();
         let upper: Vec<String> = words
             .iter()
@@ -311,6 +375,17 @@ pub fn sql_effects(sql: &str) -> Vec<SqlEffect> {
                 }
             }
             "DISCARD" if word(1) == "ALL" => Some(SqlEffect::DiscardAll),
+            "DECLARE" => words.get(1).and_then(|t| name(t)).map(|name| {
+                // Options come before FOR, the query after it.
+                let options = upper.iter().take_while(|w| *w != "FOR");
+                let hold = options
+                    .collect::<Vec<_>>()
+                    .windows(2)
+                    .any(|w| w[0] == "WITH" && w[1] == "HOLD");
+                SqlEffect::Declare { name, hold }
+            }),
+            "CLOSE" if word(1) == "ALL" => Some(SqlEffect::CloseAll),
+            "CLOSE" => words.get(1).and_then(|t| name(t)).map(SqlEffect::Close),
             _ => None,
         };
         effects.extend(effect);
@@ -339,6 +414,54 @@ mod tests {
         );
         assert!(sql_effects("PREPARE TRANSACTION 'x'; DISCARD PLANS").is_empty());
         assert!(sql_effects("select 'deallocate s1'").is_empty());
+    }
+
+    #[test]
+    fn sql_that_declares_and_closes_cursors_is_recognised() {
+        assert_eq!(
+            sql_effects(
+                "DECLARE \"Big\" BINARY NO SCROLL CURSOR WITH HOLD FOR SELECT 1; \
+                 declare c cursor without hold for select 'with hold'; CLOSE \"Big\"; close all"
+            ),
+            vec![
+                SqlEffect::Declare {
+                    name: "Big".into(),
+                    hold: true
+                },
+                SqlEffect::Declare {
+                    name: "c".into(),
+                    hold: false
+                },
+                SqlEffect::Close("Big".into()),
+                SqlEffect::CloseAll,
+            ]
+        );
+        assert!(sql_effects("select 'declare c cursor for select 1', closed FROM t").is_empty());
+    }
+
+    #[test]
+    fn cursors_end_with_their_transaction_unless_held_or_closed() {
+        let mut t = T::default();
+        for (name, hold) in [("c", false), ("h", true), ("gone", true)] {
+            let d = t.sent(Effect::DeclareCursor {
+                name: name.into(),
+                hold,
+            });
+            assert!(t.cursor(name));
+            t.confirm(d);
+        }
+        let close = t.sent(Effect::ClosePortal("gone".into()));
+        assert!(!t.cursor("gone"));
+        t.confirm(close);
+        t.transaction_ended();
+        assert!(!t.cursor("c"));
+        assert!(t.cursor("h"));
+        let all = t.sent(Effect::CloseAllPortals);
+        assert!(!t.cursor("h"));
+        t.skipped(all);
+        assert!(t.cursor("h"));
+        t.apply(Effect::DiscardAll);
+        assert!(!t.cursor("h"));
     }
 
     type T = Tracker<&'static str, &'static str>;
