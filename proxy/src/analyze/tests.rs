@@ -1162,5 +1162,5 @@ fn statement_kinds_classify_parsed_and_unparseable_texts() {
 
 mod bulk;
 mod fail_closed;
-mod role_facts;
 mod lookups;
+mod role_facts;
