@@ -282,7 +282,10 @@ async fn a_protected_column_named_in_another_encoding_is_still_mapped() {
     c.send(&query("FETCH ALL c")).await;
     let msgs = c.recv_until_ready().await;
     assert!(error_codes(&msgs).is_empty(), "{msgs:?}");
-    let description = msgs.iter().find(|m| m.kind == b'T').expect("RowDescription");
+    let description = msgs
+        .iter()
+        .find(|m| m.kind == b'T')
+        .expect("RowDescription");
     // Names as the server sent them (LATIN9), the protected column shown as text (OID 25).
     assert!(description.body.windows(10).any(|w| w == b"courriel\xa4\0"));
     assert!(description.body.windows(5).any(|w| w == b"nom\xe9\0"));
@@ -293,7 +296,10 @@ async fn a_protected_column_named_in_another_encoding_is_still_mapped() {
     };
     assert_eq!(email_type, 25);
     let row = msgs.iter().find(|m| m.kind == b'D').expect("DataRow");
-    assert!(row.body.windows(13).any(|w| w == b"a@example.com"), "{row:?}");
+    assert!(
+        row.body.windows(13).any(|w| w == b"a@example.com"),
+        "{row:?}"
+    );
     // A statement on the protected table itself is refused in this encoding.
     c.send(&query("SELECT email FROM customers")).await;
     assert_eq!(error_codes(&c.recv_until_ready().await), ["22021"]);
