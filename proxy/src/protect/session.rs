@@ -2234,6 +2234,76 @@ mod tests {
         assert!(s.pending.is_empty());
     }
 
+    /// A RowDescription of one text column named `name`, from `table_oid`'s `attnum`.
+    fn row_description(name: &[u8], table_oid: u32, attnum: i16) -> BytesMut {
+        wire::write_row_description(&[wire::Field {
+            name: name.to_vec(),
+            table_oid,
+            attnum,
+            type_oid: 17,
+            type_len: -1,
+            type_mod: -1,
+            format: 0,
+        }])
+    }
+
+    #[test]
+    fn server_text_in_another_client_encoding_passes_untouched() {
+        let mut s = test_session("app");
+        s.server_message(&message(b'S', b"client_encoding\0LATIN9\0"));
+        // select 'x\xe9' as "\xa4" (LATIN9's euro sign); raise notice; notify; set a name.
+        s.client_message(&message(b'Q', b"select 'x\xe9' as \"\xa4\"\0"));
+        let replies = [
+            row_description(b"\xa4", 0, 0),
+            message(b'D', b"\0\x01\0\0\0\x02x\xe9"),
+            message(b'C', b"SELECT 1\0"),
+            message(
+                b'N',
+                b"SNOTICE\0C00000\0Mcaf\xe9 \xa4\0Dd\xe9tail \\x0a\0\0",
+            ),
+            message(b'A', b"\0\0\0\x07ch\xe9\0pay\xa4load\0"),
+            message(b'S', b"application_name\0caf\xe9\0"),
+            message(
+                b'E',
+                b"SERROR\0C23505\0Mcl\xe9 \\x0a\0DKey (n)=(\xe9\\x02ab) already exists.\0\0",
+            ),
+            message(b'Z', b"I"),
+        ];
+        for frame in &replies {
+            assert_eq!(s.server_message(frame), Verdict::Forward, "{frame:?}");
+        }
+        assert_eq!(s.settings.client_encoding, "LATIN9");
+        assert!(s.pending.is_empty(), "{:?}", s.pending);
+    }
+
+    #[test]
+    fn a_protected_column_with_a_name_in_another_encoding_is_still_mapped() {
+        let mut s = test_session("app");
+        let row = |attnum: &str, name: &str, ty: &str| {
+            ["42", "public", "customers", attnum, name, ty]
+                .map(|v| Some(v.to_owned()))
+                .into_iter()
+                .chain([None])
+                .collect()
+        };
+        s.catalog = Catalog::from_rows(vec![row("1", "id", "int4"), row("2", "email", "bytea")]);
+        s.server_message(&message(b'S', b"client_encoding\0LATIN9\0"));
+        s.client_message(&message(b'Q', b"FETCH ALL c\0"));
+        let Verdict::Replace(mapped) = s.server_message(&row_description(b"\xa4", 42, 2)) else {
+            panic!("a protected column's RowDescription must be mapped");
+        };
+        let fields = wire::read_row_description(&mapped).unwrap();
+        assert_eq!(fields[0].name, b"\xa4");
+        assert_eq!(fields[0].type_oid, 25);
+        // The unprotected column of the same table passes as the server sent it.
+        s.client_message(&message(b'Q', b"FETCH ALL c\0"));
+        answer(&mut s, &["CFETCH 0\0", "ZI"]);
+        assert_eq!(
+            s.server_message(&row_description(b"\xa4", 42, 1)),
+            Verdict::Forward
+        );
+    }
+
     #[test]
     fn a_value_that_does_not_decrypt_ends_the_session() {
         let mut s = test_session("app");

@@ -269,10 +269,11 @@ pub fn read_execute(frame: &[u8]) -> Result<String, Unreadable> {
     Ok(portal)
 }
 
-/// One column of a RowDescription.
+/// One column of a RowDescription. The name stays bytes: the server sends it in the session's
+/// client_encoding (LATIN9's `€` is the byte 0xA4), and the proxy never needs to read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Field {
-    pub name: String,
+    pub name: Vec<u8>,
     pub table_oid: u32,
     pub attnum: i16,
     pub type_oid: u32,
@@ -287,7 +288,7 @@ pub fn read_row_description(frame: &[u8]) -> Result<Vec<Field>, Unreadable> {
     let fields = (0..n)
         .map(|_| {
             Ok(Field {
-                name: r.cstr()?,
+                name: r.bytes_cstr()?.to_vec(),
                 table_oid: r.i32()? as u32,
                 attnum: r.i16()?,
                 type_oid: r.i32()? as u32,
@@ -305,7 +306,8 @@ pub fn write_row_description(fields: &[Field]) -> BytesMut {
     let mut body = BytesMut::new();
     body.put_i16(fields.len() as i16);
     for f in fields {
-        put_cstr(&mut body, &f.name);
+        body.put_slice(&f.name);
+        body.put_u8(0);
         body.put_u32(f.table_oid);
         body.put_i16(f.attnum);
         body.put_u32(f.type_oid);
@@ -386,7 +388,7 @@ mod tests {
         };
         assert_eq!(Parse::read(&p.write()).unwrap(), p);
         let fields = vec![Field {
-            name: "email".into(),
+            name: b"email".to_vec(),
             table_oid: 16384,
             attnum: 2,
             type_oid: 17,
@@ -454,6 +456,29 @@ mod tests {
         assert_eq!(read_execute(&message(b'E', b"p\0\0\0\0\0")), Ok("p".into()));
         assert!(read_execute(&message(b'E', b"p\0")).is_err());
         assert!(read_target(b"C", "Close").is_err());
+    }
+
+    #[test]
+    fn column_names_in_another_client_encoding_are_kept_as_bytes() {
+        // `select 'x' as "€", 1 as "é"` under client_encoding LATIN9: 0xA4 and 0xE9.
+        let mut body = 2u16.to_be_bytes().to_vec();
+        for name in [&b"\xa4"[..], b"\xe9"] {
+            body.extend_from_slice(name);
+            body.push(0);
+            body.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 25, 0xff, 0xff]);
+            body.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0, 0]);
+        }
+        let frame = message(b'T', &body);
+        let fields = read_row_description(&frame).unwrap();
+        assert_eq!(fields[0].name, b"\xa4");
+        assert_eq!(fields[1].name, b"\xe9");
+        assert_eq!(write_row_description(&fields), frame);
+        // A name still needs its terminator.
+        let cut = message(b'T', &body[..3]);
+        assert_eq!(
+            read_row_description(&cut),
+            Err(Unreadable::Malformed("RowDescription"))
+        );
     }
 
     #[test]
