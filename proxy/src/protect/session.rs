@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock};
 
 use bytes::BytesMut;
+use pgshroud_rules::{Action, LogicalType};
 
 use super::catalog::{self, Catalog};
 use super::codec::{self, Ciphers};
@@ -1610,12 +1611,50 @@ impl ProtectedSession {
             let format = wire::format_of(&shape.formats, i);
             let cipher = self.ciphers.get(&output.spec.context);
             match output.reveal(cipher, stored, format) {
-                Ok(shown) => *value = shown,
+                Ok(shown) => {
+                    if let Some(error) = self.untranslatable(shown.as_deref(), format, output) {
+                        return self.fail_results(error);
+                    }
+                    *value = shown
+                }
                 Err(error) => return self.fail_results(error),
             }
             self.revealed.count(output.action);
         }
         Verdict::Replace(wire::write_data_row(&values))
+    }
+
+    /// Revealed values are UTF-8 (plaintext as it was written, masks); a client that reads
+    /// another encoding (a statement analysed before `SET client_encoding`, a cursor FETCHed
+    /// after it) would read non-ASCII characters as other ones. pgshroud does not convert
+    /// them: such a value is an error (PostgreSQL's 22P05 for an untranslatable character).
+    /// SQL_ASCII clients get the server's bytes unconverted from PostgreSQL too.
+    fn untranslatable(
+        &self,
+        shown: Option<&[u8]>,
+        format: Format,
+        output: &Output,
+    ) -> Option<PgError> {
+        let encoding = self.settings.client_encoding.as_str();
+        if matches!(encoding, "UTF8" | "SQL_ASCII") || shown.is_none_or(|v| v.is_ascii()) {
+            return None;
+        }
+        // Other types' binary forms are not text.
+        let textual = format == Format::Text
+            || matches!(
+                output.spec.logical,
+                LogicalType::Text | LogicalType::Varchar | LogicalType::Jsonb
+            )
+            || matches!(output.action, Action::Mask(_));
+        textual.then(|| {
+            PgError::error(
+                "22P05",
+                format!(
+                    "pgshroud cannot send a value of protected column {} in client_encoding {encoding}: it holds characters outside ASCII and pgshroud sends protected values in UTF8; set client_encoding to UTF8",
+                    output.spec.qualified
+                ),
+            )
+        })
     }
 
     /// Counts a result row against the role's `max_rows`. With `enforce = true`, the row past
