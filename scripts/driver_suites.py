@@ -397,7 +397,7 @@ def progress(out_dir: Path, part: Part, mode: str) -> str:
 class Expected:
     """A proxy-only failure accepted for a stated reason (see EXPECTED's header)."""
 
-    kind: str  # "gap" or "hop"
+    kind: str  # "gap", "hop" or "flaky"
     pattern: str  # suite:test-id glob
     error: str  # text the failure's message must contain
     why: str
@@ -413,8 +413,9 @@ def read_expected() -> list[Expected]:
         if not line.strip() or line.startswith("#"):
             continue
         fields = [f.strip() for f in line.split("|")]
-        if len(fields) != 4 or fields[0] not in ("gap", "hop"):
-            raise SystemExit(f"{EXPECTED}:{number}: want `gap|hop | suite:glob | error | why`")
+        if len(fields) != 4 or fields[0] not in ("gap", "hop", "flaky"):
+            raise SystemExit(
+                f"{EXPECTED}:{number}: want `gap|hop|flaky | suite:glob | error | why`")
         entries.append(Expected(*fields))
     return entries
 
