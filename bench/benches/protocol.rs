@@ -9,14 +9,14 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use pgshroud::intercept::{StatementPath, Verdict};
-use pgshroud::metrics::Metrics;
+use pgshroud::ops::metrics::Metrics;
 use pgshroud::protect::catalog::Catalog;
 use pgshroud::protect::live::LiveProtection;
 use pgshroud::protect::policy::Caller;
 use pgshroud::protect::session::ProtectedSession;
 use pgshroud::protect::wire::{write_row_description, Field};
 use pgshroud::protocol::frame::{check_frame, message, FrameCheck};
+use pgshroud::session::statement_path::{StatementPath, Verdict};
 use pgshroud_bench::fixture::{
     data_row, prepared_select_answer, prepared_select_pipeline, protection, LOOKUP_SQL,
 };

@@ -125,7 +125,7 @@ pub async fn install_guards(db: &str, rules: &str) -> String {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("rules.toml");
     std::fs::write(&path, rules).expect("rules file");
-    let report = pgshroud::setup::setup(&owner_url(db), &path)
+    let report = pgshroud::cli::setup::setup(&owner_url(db), &path)
         .await
         .expect("pgshroud setup ran");
     assert!(report.ok, "pgshroud setup failed:\n{}", report.text);

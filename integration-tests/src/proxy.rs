@@ -87,7 +87,9 @@ impl TestProxy {
     /// Starts draining without waiting (to test graceful shutdown).
     pub fn begin_shutdown(&self) {
         if let Some(running) = &self.running {
-            running.trigger.set(pgshroud::shutdown::Stage::Draining);
+            running
+                .trigger
+                .set(pgshroud::context::shutdown::Stage::Draining);
         }
     }
 }
@@ -95,7 +97,9 @@ impl TestProxy {
 impl Drop for TestProxy {
     fn drop(&mut self) {
         if let Some(running) = self.running.take() {
-            running.trigger.set(pgshroud::shutdown::Stage::Forced);
+            running
+                .trigger
+                .set(pgshroud::context::shutdown::Stage::Forced);
             running.task.abort();
         }
     }

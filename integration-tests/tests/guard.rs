@@ -58,7 +58,7 @@ async fn setup_guards_every_column_and_running_it_again_changes_nothing() {
         .await
         .unwrap();
     let (_dir, rules) = rules_file(RULES).await;
-    let first = pgshroud::setup::setup(&owner_url(&db), &rules)
+    let first = pgshroud::cli::setup::setup(&owner_url(&db), &rules)
         .await
         .unwrap();
     assert!(first.ok, "{}", first.text);
@@ -74,7 +74,7 @@ async fn setup_guards_every_column_and_running_it_again_changes_nothing() {
         "{}",
         first.text
     );
-    let second = pgshroud::setup::setup(&owner_url(&db), &rules)
+    let second = pgshroud::cli::setup::setup(&owner_url(&db), &rules)
         .await
         .unwrap();
     assert!(second.ok, "{}", second.text);
@@ -97,7 +97,7 @@ async fn setup_guards_every_column_and_running_it_again_changes_nothing() {
         .get(0);
     // customers.email, customers.age, orders, people, driver_check x2, typed x13.
     assert_eq!(n, 19);
-    let check = pgshroud::setup::database_report(&owner_url(&db), &rules)
+    let check = pgshroud::cli::setup::database_report(&owner_url(&db), &rules)
         .await
         .unwrap();
     assert!(check.ok, "{}", check.text);
@@ -388,7 +388,7 @@ async fn setup_rewrites_format_1_values_and_refuses_a_column_holding_plaintext()
         .await
         .unwrap();
     let (_dir, rules) = rules_file(RULES).await;
-    let report = pgshroud::setup::setup(&owner_url(&db), &rules)
+    let report = pgshroud::cli::setup::setup(&owner_url(&db), &rules)
         .await
         .unwrap();
     assert!(!report.ok, "{}", report.text);
@@ -414,7 +414,7 @@ async fn setup_rewrites_format_1_values_and_refuses_a_column_holding_plaintext()
         .get(0);
     assert_eq!(stored, hex_bytes(ALICE_V2));
     // The people column stays unguarded (and unchanged); the check says so.
-    let check = pgshroud::setup::database_report(&owner_url(&db), &rules)
+    let check = pgshroud::cli::setup::database_report(&owner_url(&db), &rules)
         .await
         .unwrap();
     assert!(!check.ok);

@@ -15,9 +15,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pgshroud::admin::{self, Readiness};
 use pgshroud::config::{ConfigLayer, Settings};
-use pgshroud::metrics::{
+use pgshroud::ops::admin::{self, Readiness};
+use pgshroud::ops::metrics::{
     AlertKind, ConnectionErrorReason, CryptoOp, Direction, Metrics, ProtectedValueAction,
     RefusalReason, ReloadResult, StatementKind, StatementOutcome,
 };

@@ -415,7 +415,7 @@ async fn a_reload_changes_what_a_live_connection_sees_and_a_bad_file_keeps_the_o
 #[tokio::test]
 async fn check_prints_every_role_and_column_and_fails_on_a_bad_file() {
     let f = RolesFixture::new().await;
-    let report = pgshroud::operator::check(&f.rules_path()).expect("valid rules");
+    let report = pgshroud::cli::operator::check(&f.rules_path()).expect("valid rules");
     for needle in [
         "support",
         "mask:email",
@@ -427,7 +427,7 @@ async fn check_prints_every_role_and_column_and_fails_on_a_bad_file() {
     }
     let bad = f.dir.path().join("bad.toml");
     std::fs::write(&bad, "[[roles]]\nname = \"x\"\ntemplate = \"nope\"\n").unwrap();
-    let err = pgshroud::operator::check(&bad).unwrap_err();
+    let err = pgshroud::cli::operator::check(&bad).unwrap_err();
     assert!(err.contains("bad.toml"), "{err}");
 }
 

@@ -2,32 +2,32 @@
 //!
 //! The binary (`main.rs`) wires these modules together; tests and benches use them directly.
 //! A client's path: `server` accepts, `session` runs the handshake, authentication and the
-//! relay, and every message passes `intercept` on its way through.
+//! relay, and every message passes the session's `statement_path` on its way through, which
+//! hands statements on protected tables to `protect`. See ARCHITECTURE.md for the whole map.
+//!
+//! Layers, top to bottom (a module uses only those below it):
+//! - `cli`: arguments and the operator commands (setup, demo, encrypt/decrypt, check);
+//! - `server`: the listener, readiness, logging;
+//! - `session`: one client connection: handshake, authentication, cancel, the relay and the
+//!   statement path;
+//! - `context`: what every session shares (settings, upstream, protection, audit, metrics,
+//!   shutdown);
+//! - `protect`: the statement path of sessions with protected columns; `audit`, `ops`;
+//! - `config`, `net`, `protocol`, `auth`;
+//! - pure leaves: `analyze` (SQL), `values` (logical types), `crypto`, `copy_codec`.
 
-pub mod admin;
 pub mod analyze;
 pub mod audit;
 pub mod auth;
-pub mod cancel;
 pub mod cli;
 pub mod config;
+pub mod context;
 pub mod copy_codec;
 pub mod crypto;
-pub mod demo;
-pub mod exchange;
-pub mod intercept;
-pub mod logging;
-pub mod metrics;
 pub mod net;
-pub mod operator;
-pub mod pg_error;
+pub mod ops;
 pub mod protect;
 pub mod protocol;
-pub mod readiness;
 pub mod server;
 pub mod session;
-pub mod setup;
-pub mod shutdown;
-pub mod statement_metrics;
-pub mod upstream_url;
 pub mod values;

@@ -3,10 +3,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use pgshroud::cli::{AuditCommand, CheckArgs, Cli, Command, ServeArgs};
+use pgshroud::cli::args::{AuditCommand, CheckArgs, Cli, Command, ServeArgs};
 use pgshroud::config::{ConfigLayer, Settings};
+use pgshroud::context::shutdown::Stage;
 use pgshroud::server::RunningProxy;
-use pgshroud::shutdown::Stage;
 use tracing::info;
 
 fn main() -> ExitCode {
@@ -14,11 +14,11 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(*args),
         Command::Keygen => keygen(),
-        Command::Encrypt(args) => report(pgshroud::operator::encrypt(&args)),
-        Command::Decrypt(args) => report(pgshroud::operator::decrypt(&args)),
+        Command::Encrypt(args) => report(pgshroud::cli::operator::encrypt(&args)),
+        Command::Decrypt(args) => report(pgshroud::cli::operator::decrypt(&args)),
         Command::Check(args) => check(&args),
         Command::Setup(args) => {
-            database_command(|| pgshroud::setup::setup(&args.upstream_url, &args.rules))
+            database_command(|| pgshroud::cli::setup::setup(&args.upstream_url, &args.rules))
         }
         Command::Demo(args) => demo(&args.listen),
         Command::Audit(AuditCommand::Verify(args)) => {
@@ -35,11 +35,11 @@ fn main() -> ExitCode {
 
 /// The rules report, then (with --upstream-url) the database's.
 fn check(args: &CheckArgs) -> ExitCode {
-    let rules = pgshroud::operator::check(&args.rules);
+    let rules = pgshroud::cli::operator::check(&args.rules);
     match (&args.upstream_url, rules) {
         (Some(url), Ok(out)) => {
             println!("{out}");
-            database_command(|| pgshroud::setup::database_report(url, &args.rules))
+            database_command(|| pgshroud::cli::setup::database_report(url, &args.rules))
         }
         (_, rules) => report(rules),
     }
@@ -49,7 +49,7 @@ fn check(args: &CheckArgs) -> ExitCode {
 fn database_command<F, Fut>(command: F) -> ExitCode
 where
     F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<pgshroud::setup::Report, String>>,
+    Fut: std::future::Future<Output = Result<pgshroud::cli::setup::Report, String>>,
 {
     let result = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -73,12 +73,12 @@ where
 }
 
 fn demo(listen: &str) -> ExitCode {
-    pgshroud::logging::init("warn", pgshroud::config::LogFormat::Text);
+    pgshroud::server::logging::init("warn", pgshroud::config::LogFormat::Text);
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(anyhow::Error::from)
-        .and_then(|rt| rt.block_on(pgshroud::demo::run(listen)));
+        .and_then(|rt| rt.block_on(pgshroud::cli::demo::run(listen)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -96,7 +96,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    pgshroud::logging::init(&settings.log_level, settings.log_format);
+    pgshroud::server::logging::init(&settings.log_level, settings.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use pgshroud::audit::chain::ChainKey;
 use pgshroud::audit::sink::{OnFull, Sink, Target};
 use pgshroud::audit::{Event, EventType};
-use pgshroud::metrics::Metrics;
+use pgshroud::ops::metrics::Metrics;
 
 const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pgshroud::intercept::statement_text;
+use pgshroud::session::statement_path::statement_text;
 use pgshroud::protect::wire::{Bind, Parse};
 use pgshroud::protocol::frame::{FrameBuffer, FrameError};
 use pgshroud::protocol::startup::read_packet;

@@ -11,8 +11,8 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use pgshroud::intercept::{StatementPath, Verdict};
-use pgshroud::metrics::Metrics;
+use pgshroud::session::statement_path::{StatementPath, Verdict};
+use pgshroud::ops::metrics::Metrics;
 use pgshroud::protect::live::LiveProtection;
 use pgshroud::protect::policy::Caller;
 use pgshroud::protect::session::ProtectedSession;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use pgshroud_rules::Role;
 
-use crate::metrics::AlertKind;
+use crate::ops::metrics::AlertKind;
 
 const WINDOW: Duration = Duration::from_secs(60);
 

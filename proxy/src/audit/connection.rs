@@ -10,11 +10,11 @@ use super::event::{ColumnAction, Event, EventType, Outcome, Totals};
 use super::normalize::{self, NormalStatement, Normalized};
 use super::Audit;
 use crate::analyze::Usage;
-use crate::exchange::{self, Exchange, Finished, Protocol};
 use crate::protect::codec::Spec;
 use crate::protect::session::AuditView;
+use crate::protocol::exchange::{self, Exchange, Finished, Protocol};
+use crate::protocol::text_settings::{TextMode, TextSettings};
 use crate::protocol::types::{backend, frontend};
-use crate::session::settings::{TextMode, TextSettings};
 use pgshroud_rules::Action;
 
 /// Who is connected, as every event of the connection says it.
@@ -262,11 +262,13 @@ impl ConnectionAudit {
     /// statement never completes, so its alert is raised here, marked enforced.
     pub fn session_ended_by_limit(&mut self, limit: Option<u64>) {
         let mut e = self.event(EventType::Alert);
-        e.alert = Some(crate::metrics::AlertKind::MaxRows.as_str());
+        e.alert = Some(crate::ops::metrics::AlertKind::MaxRows.as_str());
         e.limit = limit;
         e.observed = limit.map(|l| l + 1);
         e.enforced = Some(true);
-        self.audit.metrics.alert(crate::metrics::AlertKind::MaxRows);
+        self.audit
+            .metrics
+            .alert(crate::ops::metrics::AlertKind::MaxRows);
         self.audit.emit(e);
     }
 
@@ -274,7 +276,7 @@ impl ConnectionAudit {
         let mut e = self.event(EventType::Alert);
         e.alert = Some(raised.kind.as_str());
         e.limit = Some(raised.limit);
-        if raised.kind != crate::metrics::AlertKind::Network {
+        if raised.kind != crate::ops::metrics::AlertKind::Network {
             e.observed = Some(raised.observed);
             e.fingerprint = fingerprint;
         }
@@ -413,7 +415,7 @@ mod tests {
     use super::*;
     use crate::audit::chain::ChainKey;
     use crate::audit::sink::{OnFull, Target};
-    use crate::pg_error::PgError;
+    use crate::protocol::error::PgError;
     use crate::protocol::frame::message;
     use std::io::Write;
     use std::sync::Mutex;

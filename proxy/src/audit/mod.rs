@@ -24,7 +24,7 @@ use self::normalize::{NormalizeCache, Normalized};
 use self::sink::{Forward, Sink, Target};
 use self::syslog::SyslogSink;
 use crate::config::{AuditTarget, Settings};
-use crate::metrics::Metrics;
+use crate::ops::metrics::Metrics;
 
 /// The process's audit: the sink, the normalisation cache, and the rules for alerts.
 #[derive(Debug)]

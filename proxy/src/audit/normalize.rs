@@ -10,7 +10,7 @@ use sqlparser::dialect::{Dialect, PostgreSqlDialect};
 use sqlparser::keywords::Keyword;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
-use crate::session::settings::TextMode;
+use crate::protocol::text_settings::TextMode;
 
 /// What stands in for a literal.
 pub const PLACEHOLDER: &str = "?";

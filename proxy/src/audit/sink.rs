@@ -20,7 +20,7 @@ use time::macros::format_description;
 
 use super::chain::{split_line, Chain, ChainKey, CHAIN_LEN};
 use super::event::{Event, EventType};
-use crate::metrics::Metrics;
+use crate::ops::metrics::Metrics;
 
 /// What to do when the queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

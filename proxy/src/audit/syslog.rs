@@ -29,7 +29,7 @@ use rustls::{ClientConnection, StreamOwned};
 
 use super::event::{Event, EventType, Outcome};
 use super::sink::{Forward, OnFull};
-use crate::metrics::Metrics;
+use crate::ops::metrics::Metrics;
 
 /// Our structured-data ID. 32473 is the private enterprise number RFC 5612 reserves for
 /// documentation and examples; pgshroud has none of its own.

@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 
 use super::md5::Md5Secret;
 use super::scram::Verifier;
-use crate::upstream_url::{SslMode, UpstreamUrl};
+use crate::net::upstream_url::{SslMode, UpstreamUrl};
 
 /// What a look-up found.
 #[derive(Debug)]

@@ -7,8 +7,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::stream::Stream;
+use crate::net::upstream_url::{SslMode, UpstreamUrl};
 use crate::protocol::types::request;
-use crate::upstream_url::{SslMode, UpstreamUrl};
 
 /// Everything needed to reach the upstream server, built once at start-up.
 #[derive(Debug)]

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use pgshroud_rules::{LogicalType, TypeModifier};
 
 use crate::crypto::{ColumnCipher, KeyContext};
-use crate::pg_error::PgError;
 use crate::protect::wire::Format;
+use crate::protocol::error::PgError;
 use crate::values;
 
 /// A protected column: where it is, what the application sees, and its key context.

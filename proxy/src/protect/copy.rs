@@ -7,7 +7,7 @@ use super::reveal::{self, Output};
 use super::wire::Format;
 use crate::analyze::{CopyDirection, CopyFormat as AnalyzedFormat, CopyOptions};
 use crate::copy_codec::{CopyCodecError, CopyFormat, CopyRewriter};
-use crate::pg_error::PgError;
+use crate::protocol::error::PgError;
 
 /// SQLSTATE for malformed COPY data.
 const BAD_COPY_FILE_FORMAT: &str = "22P04";

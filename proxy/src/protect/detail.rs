@@ -5,7 +5,7 @@
 //! which protected column a stored value belongs to.
 
 use crate::crypto::envelope::{FORMAT_V1, FORMAT_V2, TAG_LEN};
-use crate::pg_error::PgError;
+use crate::protocol::error::PgError;
 
 /// What becomes of a DETAIL.
 #[derive(Debug, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use crate::analyze::{
     self, Analysis, ColumnId, LinkKind, ProtectedSchema, SearchPath, StatementInfo, Usage,
 };
 use crate::crypto::{KeyContext, KeyRing};
-use crate::pg_error::PgError;
+use crate::protocol::error::PgError;
 
 /// SQLSTATE of refusals for operations encryption cannot support.
 pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
@@ -482,7 +482,7 @@ impl Protection {
     }
 
     /// Logs the catalog's problems and counts unguarded columns in the metrics.
-    pub fn report_problems(&self, catalog: &Catalog, metrics: &crate::metrics::Metrics) {
+    pub fn report_problems(&self, catalog: &Catalog, metrics: &crate::ops::metrics::Metrics) {
         let (problems, unguarded) = self.storage_problems(catalog);
         for problem in problems {
             tracing::warn!("{problem}");

@@ -11,7 +11,7 @@ use tracing::{info, warn};
 
 use super::engine::Protection;
 use crate::crypto::KeyRing;
-use crate::metrics::{Metrics, ReloadResult};
+use crate::ops::metrics::{Metrics, ReloadResult};
 
 /// How often the rules file's modification time is looked at.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);

@@ -12,7 +12,7 @@ use super::reveal::Output;
 use crate::analyze::sql_text::{self, SqlText};
 use crate::analyze::{LinkKind, ProtectedSchema, StatementKind, Usage};
 use crate::crypto::KeyRing;
-use crate::pg_error::PgError;
+use crate::protocol::error::PgError;
 
 /// SQLSTATE of refusals by role: insufficient_privilege.
 pub const INSUFFICIENT_PRIVILEGE: &str = "42501";

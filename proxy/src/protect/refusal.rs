@@ -5,7 +5,7 @@
 
 use bytes::{BufMut, BytesMut};
 
-use crate::pg_error::PgError;
+use crate::protocol::error::PgError;
 use crate::protocol::frame::message;
 
 /// The `DO` statement that raises `error` inside the server.
@@ -88,7 +88,7 @@ pub fn refused_extended(error: &PgError) -> BytesMut {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pg_error::sqlstate;
+    use crate::protocol::error::sqlstate;
 
     #[test]
     fn server_context_of_the_do_block_is_removed() {

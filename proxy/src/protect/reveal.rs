@@ -9,8 +9,8 @@ use zeroize::Zeroizing;
 use super::codec::{self, Spec};
 use super::wire::Format;
 use crate::crypto::{ColumnCipher, KeyRing};
-use crate::metrics::{CryptoOp, Metrics, ProtectedValueAction};
-use crate::pg_error::PgError;
+use crate::ops::metrics::{CryptoOp, Metrics, ProtectedValueAction};
+use crate::protocol::error::PgError;
 
 /// One protected result column and the role's read action on it.
 #[derive(Debug, Clone)]

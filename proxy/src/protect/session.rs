@@ -21,14 +21,14 @@ use super::refusal;
 use super::reveal::{Output, RevealCounts};
 use super::wire::{self, Bind, Format, Parse, Target, Unreadable};
 use crate::analyze::{self, CopyDirection, CopyInfo};
-use crate::intercept::Verdict;
-use crate::metrics::{CryptoOp, Metrics, ProtectedValueAction, RefusalReason};
-use crate::pg_error::{sqlstate, PgError, Severity};
+use crate::ops::metrics::{CryptoOp, Metrics, ProtectedValueAction, RefusalReason};
+use crate::protocol::error::{sqlstate, PgError, Severity};
 use crate::protocol::fields;
 use crate::protocol::frame::message;
+use crate::protocol::text_settings::{self as settings, TextMode, TextSettings};
 use crate::protocol::tracker::{self, Effect, Held, SqlEffect, Ticket};
 use crate::protocol::types::{backend, frontend};
-use crate::session::settings::{self, TextMode, TextSettings};
+use crate::protocol::verdict::Verdict;
 
 /// Protected result columns of a statement, by output position, with the role's action.
 pub type RowPlan = Arc<Vec<Option<Output>>>;

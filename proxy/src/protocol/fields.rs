@@ -57,7 +57,7 @@ pub fn is_fatal(frame: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pg_error::PgError;
+    use crate::protocol::error::PgError;
 
     #[test]
     fn fields_of_an_error_are_found() {

@@ -14,12 +14,12 @@ use tokio::io::AsyncWriteExt;
 use tracing::warn;
 
 use super::pass_through::PassThrough;
-use crate::cancel::{BackendKey, CancelGuard, CancelRegistry};
 use crate::net::stream::Stream;
-use crate::pg_error::{sqlstate, PgError};
+use crate::protocol::error::{sqlstate, PgError};
 use crate::protocol::fields;
 use crate::protocol::frame::{FrameBuffer, FrameError};
 use crate::protocol::types::{auth, backend, frontend};
+use crate::session::cancel::{BackendKey, CancelGuard, CancelRegistry};
 
 /// What the session knows once the server said `ReadyForQuery`.
 #[derive(Debug)]

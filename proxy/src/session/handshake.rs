@@ -7,7 +7,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::net::stream::Stream;
-use crate::pg_error::{sqlstate, PgError};
+use crate::protocol::error::{sqlstate, PgError};
 use crate::protocol::startup::{read_packet, StartupError, StartupMessage, StartupPacket};
 
 /// How a client's connection continues.

@@ -17,7 +17,7 @@ use crate::auth::secrets::Secret;
 use crate::auth::ProxyAuth;
 use crate::config::ClientAuthMethod;
 use crate::net::stream::Stream;
-use crate::pg_error::{sqlstate, PgError};
+use crate::protocol::error::{sqlstate, PgError};
 use crate::protocol::frame::{message, FrameBuffer};
 use crate::protocol::types::{auth, backend, frontend};
 

@@ -3,11 +3,12 @@
 //! until either side ends it.
 
 pub mod auth;
+pub mod cancel;
 pub mod handshake;
 pub mod login;
 pub mod pass_through;
 pub mod relay;
-pub mod settings;
+pub mod statement_path;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,21 +24,21 @@ use self::auth::{AuthError, AuthExchange};
 use self::handshake::{send_and_close, Handshake, HandshakeError};
 use self::pass_through::PassThrough;
 use self::relay::{Inbound, RelayEnd, ServerPath, SessionState, MAX_SERVER_MESSAGE};
-use self::settings::TextSettings;
 use crate::audit::{ConnectionAudit, ConnectionInfo};
-use crate::cancel::{forward_cancel, CANCEL_WAIT};
 use crate::config::ClientCertMode;
-use crate::intercept::StatementPath;
-use crate::metrics::{AlertKind, ConnectionErrorReason as Why};
+use crate::context::shutdown::{reached, Stage};
+use crate::context::ProxyContext;
 use crate::net::stream::Stream;
-use crate::pg_error::{sqlstate, PgError};
+use crate::ops::metrics::{AlertKind, ConnectionErrorReason as Why};
 use crate::protect::catalog;
 use crate::protect::policy::{Caller, Policy};
 use crate::protect::session::ProtectedSession;
+use crate::protocol::error::{sqlstate, PgError};
 use crate::protocol::frame::FrameBuffer;
 use crate::protocol::startup::StartupMessage;
-use crate::server::ProxyContext;
-use crate::shutdown::{reached, Stage};
+use crate::protocol::text_settings::TextSettings;
+use crate::session::cancel::{forward_cancel, CANCEL_WAIT};
+use crate::session::statement_path::StatementPath;
 
 /// Whether the connection limit let this client in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,7 +278,7 @@ async fn run_session(
     info!(reason = ?end, "session ended");
 }
 
-fn count_end(metrics: &crate::metrics::Metrics, end: &RelayEnd) {
+fn count_end(metrics: &crate::ops::metrics::Metrics, end: &RelayEnd) {
     let why = match end {
         RelayEnd::ClientClosed { .. } | RelayEnd::Shutdown | RelayEnd::Enforced(_) => return,
         RelayEnd::ClientProtocol(e) if e.code == sqlstate::PROGRAM_LIMIT_EXCEEDED => {

@@ -16,7 +16,7 @@ use super::login::{refuse, wrong_password, Credential, Proven};
 use crate::auth::md5::Md5Secret;
 use crate::auth::scram::{self, ClientExchange, UpstreamBinding};
 use crate::net::stream::Stream;
-use crate::pg_error::{sqlstate, PgError};
+use crate::protocol::error::{sqlstate, PgError};
 use crate::protocol::frame::message;
 use crate::protocol::types::{auth, frontend};
 

@@ -8,14 +8,14 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
-use crate::intercept::{StatementPath, Verdict};
-use crate::metrics::{Direction, Metrics};
+use crate::context::shutdown::{ShutdownWatch, Stage};
 use crate::net::stream::{ReadHalf, WriteHalf};
-use crate::pg_error::{sqlstate, PgError};
+use crate::ops::metrics::{Direction, Metrics};
+use crate::protocol::error::{sqlstate, PgError};
 use crate::protocol::fields;
 use crate::protocol::frame::{check_frame, FrameBuffer, FrameCheck};
 use crate::protocol::types::{backend, frontend};
-use crate::shutdown::{ShutdownWatch, Stage};
+use crate::session::statement_path::{StatementPath, Verdict};
 
 /// PostgreSQL never sends a message over 1 GiB.
 pub const MAX_SERVER_MESSAGE: usize = 1 << 30;

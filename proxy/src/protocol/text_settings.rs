@@ -3,7 +3,7 @@
 //! server reports every change however it was made (startup options, `SET`, `set_config`,
 //! `RESET`, function `SET` clauses), so this is the one reliable source.
 
-use crate::pg_error::PgError;
+use crate::protocol::error::PgError;
 
 /// SQLSTATE of text pgshroud cannot read in the session's encoding: character_not_in_repertoire.
 pub const CHARACTER_NOT_IN_REPERTOIRE: &str = "22021";
@@ -95,7 +95,7 @@ impl TextSettings {
                 "SET client_encoding = 'UTF8'",
             ),
             TextMode::BackslashEscapes => (
-                crate::pg_error::sqlstate::FEATURE_NOT_SUPPORTED,
+                crate::protocol::error::sqlstate::FEATURE_NOT_SUPPORTED,
                 "standard_conforming_strings off".to_owned(),
                 "SET standard_conforming_strings = on",
             ),

@@ -11,7 +11,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
-use crate::metrics::{self, Metrics};
+use crate::ops::metrics::{self, Metrics};
 
 /// Whether the proxy can serve traffic: rules and keys loaded, upstream reachable.
 ///

@@ -167,7 +167,7 @@ fn free_port() -> Result<u16> {
 }
 
 /// The installer the README's first command runs when `initdb` is missing.
-const INSTALL_POSTGRES: &str = include_str!("../../../scripts/install-postgres.sh");
+const INSTALL_POSTGRES: &str = include_str!("../../../../scripts/install-postgres.sh");
 
 /// Installs PostgreSQL's server programs with the package manager, saying what and why.
 fn install_postgres() -> Result<()> {

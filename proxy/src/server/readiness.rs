@@ -6,9 +6,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::admin::Readiness;
-use crate::server::ProxyContext;
-use crate::shutdown::Stage;
+use crate::context::shutdown::Stage;
+use crate::context::ProxyContext;
+use crate::ops::admin::Readiness;
 
 pub struct ProxyReadiness {
     ctx: std::sync::Weak<ProxyContext>,

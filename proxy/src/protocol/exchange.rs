@@ -9,9 +9,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::protocol::text_settings::TextMode;
 use crate::protocol::tracker::{Effect, Held, Ticket, Tracker};
 use crate::protocol::types::{backend, frontend};
-use crate::session::settings::TextMode;
 
 /// A statement as the client sent it (simple query text, a Parse, or a FunctionCall).
 #[derive(Debug)]
@@ -446,7 +446,7 @@ fn cstrs(buf: &[u8]) -> impl Iterator<Item = &str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pg_error::PgError;
+    use crate::protocol::error::PgError;
     use crate::protocol::frame::message;
 
     fn parse(name: &str, sql: &str) -> bytes::BytesMut {

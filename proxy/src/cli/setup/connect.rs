@@ -8,7 +8,7 @@ use tokio_postgres::config::SslMode as ClientSslMode;
 use tokio_postgres::{Client, Config};
 
 use crate::net::tls;
-use crate::upstream_url::SslMode;
+use crate::net::upstream_url::SslMode;
 
 /// Connects with `url` (`postgres://user[:password]@host[:port]/db?sslmode=...&sslrootcert=...`).
 /// Without a password in the URL, `PGPASSWORD` is used when set.

@@ -4,31 +4,15 @@
 
 use std::sync::{Arc, Mutex};
 
-use bytes::BytesMut;
-
 use crate::audit::ConnectionAudit;
 use crate::protect::session::ProtectedSession;
 
-use crate::metrics::Metrics;
-use crate::pg_error::PgError;
+use crate::ops::metrics::Metrics;
+use crate::ops::statement_metrics::{StatementMeter, NO_ROLE};
+use crate::protocol::error::PgError;
+use crate::protocol::text_settings::TextSettings;
 use crate::protocol::types::{backend, frontend};
-use crate::session::settings::TextSettings;
-use crate::statement_metrics::{StatementMeter, NO_ROLE};
-
-/// What to do with one message.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// Send the message on unchanged (the fast path).
-    Forward,
-    /// Send these bytes (zero or more whole messages) in its place.
-    Replace(BytesMut),
-    /// Send nothing: the message answers a request of the proxy's own.
-    Drop,
-    /// End the session: the client gets this error and both connections close (the server
-    /// rolls back what is open). The one way to stop a result midway that keeps client and
-    /// server in agreement about what happened.
-    End(PgError),
-}
+pub use crate::protocol::verdict::Verdict;
 
 /// The per-session statement path, shared by both relay directions (both run in the
 /// session's one task, so the lock is never contended).

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::audit::syslog::{self, MessageFormat, SyslogSettings, Transport};
 use crate::audit::OnFull;
-use crate::upstream_url::UpstreamUrl;
+use crate::net::upstream_url::UpstreamUrl;
 
 /// One source of settings: the config file, or the flags. Every field is optional so layers
 /// can be merged; the names are the config file's keys.

@@ -177,7 +177,7 @@ mod tests {
             "postgres://{}?sslmode=disable",
             listener.local_addr().unwrap()
         );
-        let upstream = Upstream::new(crate::upstream_url::UpstreamUrl::parse(&url).unwrap());
+        let upstream = Upstream::new(crate::net::upstream_url::UpstreamUrl::parse(&url).unwrap());
         let server = tokio::spawn(async move {
             let (mut conn, _) = listener.accept().await.unwrap();
             let mut packet = vec![0u8; 16];

@@ -164,7 +164,7 @@ impl Running {
             "postgres://postgres@127.0.0.1:{}/postgres?sslmode=disable",
             cluster.port
         );
-        let guarded = crate::setup::setup(&owner, &files.rules)
+        let guarded = crate::cli::setup::setup(&owner, &files.rules)
             .await
             .map_err(|e| anyhow::anyhow!("pgshroud setup: {e}"))?;
         say!("{}\n", guarded.text);

@@ -1,5 +1,9 @@
 //! The listener: accepts clients under a connection limit, hands each to a session task, and
-//! drives graceful shutdown (drain, then force after `shutdown_timeout_secs`).
+//! drives graceful shutdown (drain, then force after `shutdown_timeout_secs`). Also here: the
+//! process's log set-up and the readiness it reports on `/readyz`.
+
+pub mod logging;
+pub mod readiness;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,62 +14,11 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
-use crate::audit::Audit;
-use crate::auth::ProxyAuth;
-use crate::cancel::CancelRegistry;
 use crate::config::Settings;
-use crate::metrics::Metrics;
-use crate::net::upstream::Upstream;
-use crate::protect::live::LiveProtection;
-use crate::readiness::ProxyReadiness;
+use crate::context::shutdown::{reached, ShutdownTrigger, Stage};
+use crate::context::ProxyContext;
+use crate::server::readiness::ProxyReadiness;
 use crate::session::{self, Admission};
-use crate::shutdown::{reached, ShutdownTrigger, ShutdownWatch, Stage};
-
-/// Read-mostly state shared by every session.
-pub struct ProxyContext {
-    pub settings: Settings,
-    pub tls: Option<Arc<rustls::ServerConfig>>,
-    pub upstream: Upstream,
-    pub cancels: Arc<CancelRegistry>,
-    /// Present when a rules file names protected columns.
-    pub protection: Option<Arc<LiveProtection>>,
-    pub shutdown: ShutdownWatch,
-    pub metrics: Arc<Metrics>,
-    /// Present when `audit_file` is set.
-    pub audit: Option<Arc<Audit>>,
-    /// Present under `auth_mode = "proxy"`.
-    pub auth: Option<ProxyAuth>,
-}
-
-impl ProxyContext {
-    /// Builds everything that can fail at start-up, so a bad setting stops the process early.
-    pub fn new(settings: Settings, shutdown: ShutdownWatch) -> Result<ProxyContext, String> {
-        let tls = match &settings.client_tls {
-            Some(files) => Some(
-                crate::net::tls::server_config(&files.cert, &files.key, files.client_ca.as_deref())
-                    .map_err(|e| format!("invalid setting `tls_cert`/`tls_key`: {e}"))?,
-            ),
-            None => None,
-        };
-        let upstream = Upstream::new(settings.upstream.clone())
-            .map_err(|e| format!("invalid setting `upstream`: {e}"))?;
-        let auth = ProxyAuth::new(&settings, upstream.tls_config())?;
-        let protection = crate::protect::load(&settings)?;
-        let metrics = Arc::new(Metrics::new());
-        let audit = Audit::start(&settings, metrics.clone())?;
-        Ok(ProxyContext {
-            settings,
-            tls,
-            upstream,
-            cancels: Arc::new(CancelRegistry::new()),
-            protection,
-            shutdown,
-            metrics,
-            audit,
-            auth,
-        })
-    }
-}
 
 /// A proxy listening in this process (used by `serve` and by tests).
 pub struct RunningProxy {
@@ -138,7 +91,7 @@ async fn start_admin(addr: SocketAddr, ctx: &Arc<ProxyContext>) -> Result<Socket
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
     let readiness = Arc::new(ProxyReadiness::new(ctx));
     let mut shutdown = ctx.shutdown.clone();
-    tokio::spawn(crate::admin::serve(
+    tokio::spawn(crate::ops::admin::serve(
         listener,
         ctx.metrics.clone(),
         readiness,

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::cli::ColumnValueArgs;
+use crate::cli::args::ColumnValueArgs;
 use crate::crypto::{KeyContext, KeyRing, MasterKeySource};
 use crate::protect::codec::{self, ColumnSpec};
 use crate::protect::wire::Format;

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::metrics::{Metrics, RoleStatements, StatementKind, StatementOutcome};
+use crate::ops::metrics::{Metrics, RoleStatements, StatementKind, StatementOutcome};
 use crate::protocol::types::{backend, frontend};
 
 /// The `role` label of sessions without a rules file.

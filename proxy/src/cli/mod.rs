@@ -1,0 +1,7 @@
+//! The command line: the arguments (`args`), and the commands that are not the proxy itself:
+//! operator commands (`operator`: encrypt, decrypt, check), `setup` (the guard) and `demo`.
+
+pub mod args;
+pub mod demo;
+pub mod operator;
+pub mod setup;
