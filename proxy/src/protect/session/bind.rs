@@ -209,6 +209,7 @@ fn same_server_statement(old: Option<&Plan>, new: Option<&Plan>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::super::testing::*;
+    use super::*;
 
     #[test]
     fn a_bind_of_an_unknown_or_sql_prepared_statement_is_refused() {
@@ -223,5 +224,36 @@ mod tests {
         answer(&mut s, &["CPREPARE\0", "ZI"]);
         let v = s.client_message(&bind("", "x"));
         assert_eq!(refusal_code(&v).as_deref(), Some("0A000"));
+    }
+
+    #[test]
+    fn a_bind_of_a_protected_parameter_is_sealed_into_an_envelope() {
+        let mut s = catalog_session("app");
+        s.client_message(&parse("ins", "insert into customers (email) values ($1)"));
+        let sent = replaced(s.client_message(&bind_params("", "ins", &["alice@example.com"])));
+        let bind = Bind::read(&sent).expect("a Bind");
+        // Envelopes go in binary: the server's parameter is bytea.
+        assert_eq!(bind.param_formats, [Format::Binary.code()]);
+        let envelope = bind.params[0].clone().expect("not NULL");
+        assert!(!envelope.windows(5).any(|w| w == b"alice"));
+        // Deterministic under the column's key, so equality still finds it.
+        let stored = stored_email(&mut s, "alice@example.com");
+        assert_eq!(format!("\\x{}", hex::encode(envelope)), stored);
+    }
+
+    #[test]
+    fn a_bind_of_unprotected_parameters_is_forwarded_untouched() {
+        let mut s = catalog_session("app");
+        s.client_message(&parse("ins", "insert into customers (name) values ($1)"));
+        let bind = bind_params("", "ins", &["Alice"]);
+        assert_eq!(s.client_message(&bind), Verdict::Forward);
+    }
+
+    #[test]
+    fn a_value_that_is_not_of_the_columns_type_is_refused_with_22p02() {
+        let mut s = catalog_session("app");
+        s.client_message(&parse("ins", "insert into customers (age) values ($1)"));
+        let v = s.client_message(&bind_params("", "ins", &["forty"]));
+        assert_eq!(refusal_code(&v).as_deref(), Some("22P02"));
     }
 }

@@ -210,4 +210,36 @@ mod tests {
         answer(&mut s, &["ZI"]);
         assert_eq!(s.unsettled, 0);
     }
+
+    #[test]
+    fn like_on_an_encrypted_column_is_refused_with_0a000() {
+        let mut s = test_session("app");
+        let like = query("select id from customers where email like 'a%'");
+        let sent = replaced(s.client_message(&like));
+        assert_eq!(sent[0], b'Q');
+        assert!(String::from_utf8_lossy(&sent).contains("ERRCODE = '0A000'"));
+        assert!(s.error_is_refusal());
+    }
+
+    #[test]
+    fn a_role_limited_to_select_is_refused_other_statements_with_42501() {
+        let mut s = test_session("reader");
+        let sent = replaced(s.client_message(&query("delete from orders")));
+        assert!(String::from_utf8_lossy(&sent).contains("ERRCODE = '42501'"));
+        answer(&mut s, &["ZI"]);
+        assert_eq!(s.client_message(&query("select 1")), Verdict::Forward);
+    }
+
+    #[test]
+    fn audit_sees_the_plan_and_whether_pgshroud_refused_the_text() {
+        let app = test_session("app");
+        let view = app.audit_view("select email from customers");
+        assert!(view.plan.is_some() && !view.refused);
+        let view = app.audit_view("select id from customers where email like 'a%'");
+        assert!(view.plan.is_some() && view.refused);
+        let view = app.audit_view("select 1");
+        assert!(view.plan.is_none() && !view.refused);
+        let reader = test_session("reader");
+        assert!(reader.audit_view("delete from orders").refused);
+    }
 }

@@ -168,4 +168,49 @@ mod tests {
         answer(&mut s, &["1", "ZI"]);
         assert!(s.pending.is_empty());
     }
+
+    /// `stored` as COPY's text format writes it (a backslash doubled).
+    fn copy_text(stored: &str) -> String {
+        stored.replace('\\', "\\\\")
+    }
+
+    #[test]
+    fn copy_from_stdin_rows_have_their_protected_fields_encrypted() {
+        let mut s = catalog_session("app");
+        let stored = stored_email(&mut s, "alice@example.com");
+        let copy = query("COPY customers (email, name) FROM STDIN");
+        assert_eq!(s.client_message(&copy), Verdict::Forward);
+        assert_eq!(
+            s.server_message(&message(b'G', b"\0\0\x02\0\0\0\0")),
+            Verdict::Forward
+        );
+        let row = message(b'd', b"alice@example.com\tAlice\n");
+        let sent = messages(&replaced(s.client_message(&row)));
+        let expected = format!("{}\tAlice\n", copy_text(&stored));
+        assert_eq!(sent, [(b'd', expected.into_bytes())]);
+        // CopyDone goes on; the COPY's end is noted for the Syncs sent during it.
+        let done = messages(&replaced(s.client_message(&message(b'c', b""))));
+        assert_eq!(done, [(b'c', Vec::new())]);
+        answer(&mut s, &["CCOPY 1\0", "ZI"]);
+        // The COPY's end marker goes with the next answer; nothing else is owed.
+        s.client_message(&query("select 1"));
+        answer(&mut s, &["CSELECT 1\0", "ZI"]);
+        assert!(s.pending.is_empty(), "{:?}", s.pending);
+    }
+
+    #[test]
+    fn copy_to_stdout_rows_are_shown_as_the_role_sees_them() {
+        for (user, shown) in [
+            ("app", "alice@example.com"),
+            ("support", "a****@example.com"),
+        ] {
+            let mut s = catalog_session(user);
+            let stored = stored_email(&mut s, "alice@example.com");
+            s.client_message(&query("COPY customers (email) TO STDOUT"));
+            s.server_message(&message(b'H', b"\0\0\x01\0\0"));
+            let data = format!("{}\n", copy_text(&stored));
+            let out = messages(&replaced(s.server_message(&message(b'd', data.as_bytes()))));
+            assert_eq!(out, [(b'd', format!("{shown}\n").into_bytes())], "{user}");
+        }
+    }
 }

@@ -186,4 +186,49 @@ mod tests {
         assert_eq!(s.settings.client_encoding, "LATIN9");
         assert!(s.pending.is_empty(), "{:?}", s.pending);
     }
+
+    /// A unique violation on `table` whose DETAIL names the stored key.
+    fn unique_violation(table: &str, stored: &str) -> BytesMut {
+        let body = format!(
+            "SERROR\0C23505\0Mduplicate key value violates unique constraint\0DKey (email)=({stored}) already exists.\0spublic\0t{table}\0\0"
+        );
+        message(b'E', body.as_bytes())
+    }
+
+    #[test]
+    fn a_detail_with_a_protected_value_shows_it_as_the_role_sees_it() {
+        for (user, shown) in [
+            ("app", "alice@example.com"),
+            ("support", "a****@example.com"),
+        ] {
+            let mut s = catalog_session(user);
+            let stored = stored_email(&mut s, "alice@example.com");
+            // Any statement: the DETAIL is read from the table the error names.
+            s.client_message(&query("select 1"));
+            let out = replaced(s.server_message(&unique_violation("customers", &stored)));
+            let detail = fields::field(&out, b'D').map(str::to_owned);
+            let expected = format!("Key (email)=({shown}) already exists.");
+            assert_eq!(detail, Some(expected), "{user}");
+        }
+    }
+
+    #[test]
+    fn a_detail_with_a_stored_value_of_no_known_column_is_dropped() {
+        let mut s = catalog_session("app");
+        let stored = stored_email(&mut s, "alice@example.com");
+        s.client_message(&query("select 1"));
+        let out = replaced(s.server_message(&unique_violation("archive", &stored)));
+        assert_eq!(fields::field(&out, b'D'), None);
+        assert_eq!(fields::field(&out, b'C'), Some("23505"));
+    }
+
+    #[test]
+    fn a_notice_holding_a_stored_value_is_scrubbed() {
+        let mut s = catalog_session("app");
+        let stored = stored_email(&mut s, "alice@example.com");
+        let notice = format!("SNOTICE\0C00000\0Mvalue {stored} seen\0\0");
+        let out = replaced(s.server_message(&message(b'N', notice.as_bytes())));
+        let text = fields::field(&out, b'M').unwrap_or_default();
+        assert!(!text.contains(&stored[2..]), "{text}");
+    }
 }

@@ -409,4 +409,49 @@ mod tests {
         answer(&mut s, &["1", "2"]);
         assert_eq!(s.server_message(&message(b'n', b"")), Verdict::Drop);
     }
+
+    #[test]
+    fn a_protected_parse_goes_with_bytea_parameters_and_our_own_describe() {
+        let mut s = catalog_session("app");
+        let parse = parse("ins", "insert into customers (email) values ($1)");
+        let sent = messages(&replaced(s.client_message(&parse)));
+        assert_eq!(sent.iter().map(|m| m.0).collect::<Vec<_>>(), b"PD");
+        assert!(String::from_utf8_lossy(&sent[0].1).contains("$1::bytea"));
+        assert_eq!(sent[1].1, b"Sins\0");
+        // The client's ParseComplete reaches it; the answers to our Describe do not.
+        assert_eq!(s.server_message(&message(b'1', b"")), Verdict::Forward);
+        let types = wire::write_parameter_description(&[17]);
+        assert_eq!(s.server_message(&types), Verdict::Drop);
+        assert_eq!(s.server_message(&message(b'n', b"")), Verdict::Drop);
+        assert!(s.pending.is_empty(), "{:?}", s.pending);
+    }
+
+    #[test]
+    fn a_refused_parse_inside_a_pipeline_skips_to_sync() {
+        let mut s = catalog_session("app");
+        assert_eq!(s.client_message(&parse("ok", "select 1")), Verdict::Forward);
+        let like = parse("", "select id from customers where email like 'a%'");
+        assert_eq!(
+            refusal_code(&s.client_message(&like)).as_deref(),
+            Some("0A000")
+        );
+        assert_eq!(s.client_message(&message(b'D', b"Sok\0")), Verdict::Forward);
+        s.client_message(&sync());
+        // The first Parse is the client's; the refusal's Parse and Bind are ours.
+        assert_eq!(s.server_message(&message(b'1', b"")), Verdict::Forward);
+        assert_eq!(s.server_message(&message(b'1', b"")), Verdict::Drop);
+        assert_eq!(s.server_message(&message(b'2', b"")), Verdict::Drop);
+        assert!(s.error_is_refusal());
+        let raised = message(
+            b'E',
+            b"SERROR\0C0A000\0Mrefused\0WPL/pgSQL function inline_code_block line 1 at RAISE\0\0",
+        );
+        let shown = replaced(s.server_message(&raised));
+        assert!(!shown.windows(8).any(|w| w == b"PL/pgSQL"));
+        // The server skips the Describe: only the Sync is still owed.
+        assert_eq!(s.pending.len(), 1, "{:?}", s.pending);
+        assert_eq!(s.server_message(&message(b'Z', b"I")), Verdict::Forward);
+        assert!(s.pending.is_empty());
+        assert!(s.names.statement("ok").is_some());
+    }
 }

@@ -116,3 +116,62 @@ impl ProtectedSession {
         Verdict::Drop
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+
+    /// The look-up's answers up to (not including) its ReadyForQuery: all the proxy's own.
+    fn lookup_answers(s: &mut ProtectedSession, rows: &[Vec<Option<&str>>]) {
+        let mut replies = vec![message(b'1', b""), message(b'2', b"")];
+        replies.extend(rows.iter().map(|row| data_row(row)));
+        replies.extend([
+            message(b'C', b"SELECT 4\0"),
+            message(b'3', b""),
+            message(b'3', b""),
+        ]);
+        for reply in replies {
+            assert_eq!(s.server_message(&reply), Verdict::Drop, "{reply:?}");
+        }
+    }
+
+    #[test]
+    fn ddl_on_a_protected_table_is_followed_by_a_catalog_lookup() {
+        let mut s = test_session("app");
+        let alter = query("alter table customers add column note text");
+        let sent = messages(&replaced(s.client_message(&alter)));
+        assert_eq!(sent.iter().map(|m| m.0).collect::<Vec<_>>(), b"QPBECCS");
+        assert_eq!(
+            s.server_message(&message(b'C', b"ALTER TABLE\0")),
+            Verdict::Forward
+        );
+        // The statement's ReadyForQuery is held back; the look-up's stands in for it.
+        assert_eq!(s.server_message(&message(b'Z', b"I")), Verdict::Drop);
+        lookup_answers(&mut s, &lookup_rows());
+        assert_eq!(s.server_message(&message(b'Z', b"I")), Verdict::Forward);
+        assert!(s.catalog.table_by_oid(CUSTOMERS_OID).is_some());
+        assert!(s.pending.is_empty(), "{:?}", s.pending);
+    }
+
+    #[test]
+    fn a_failed_lookup_is_sent_again_before_the_next_statement() {
+        let mut s = test_session("app");
+        s.client_message(&query("alter table customers add column note text"));
+        answer(&mut s, &["CALTER TABLE\0", "ZI"]);
+        let failed = message(b'E', b"SERROR\0C25P02\0Maborted\0\0");
+        assert_eq!(s.server_message(&failed), Verdict::Drop);
+        assert_eq!(s.server_message(&message(b'Z', b"E")), Verdict::Forward);
+        let sent = replaced(s.client_message(&query("select 1")));
+        assert!(sent.windows(19).any(|w| w == b"pgshroud.catalog.2\0"));
+    }
+
+    #[test]
+    fn a_search_path_change_is_followed_by_a_lookup() {
+        let mut s = test_session("app");
+        let sent = replaced(s.client_message(&query("set search_path = crm, public")));
+        let kinds: Vec<u8> = messages(&sent).iter().map(|m| m.0).collect();
+        assert_eq!(kinds, b"QPBECCS");
+        assert_eq!(s.client_message(&query("select 1")), Verdict::Forward);
+    }
+}

@@ -213,4 +213,26 @@ mod tests {
         ));
         assert!(matches!(s.server_message(b""), Verdict::End(_)));
     }
+
+    #[test]
+    fn a_reply_to_nothing_asked_ends_the_session_with_xx000() {
+        let mut s = test_session("app");
+        assert_eq!(end_code(s.server_message(&message(b'1', b""))), "XX000");
+    }
+
+    #[test]
+    fn an_error_mid_pipeline_drops_what_the_server_skipped() {
+        let mut s = test_session("app");
+        s.client_message(&parse("a", "select 1"));
+        s.client_message(&parse("b", "selec 1"));
+        s.client_message(&parse("c", "select 1"));
+        s.client_message(&sync());
+        answer(&mut s, &["1"]);
+        assert_eq!(s.server_message(&error("42601")), Verdict::Forward);
+        answer(&mut s, &["ZI"]);
+        assert!(s.names.statement("a").is_some());
+        assert!(s.names.statement("b").is_none());
+        assert!(s.names.statement("c").is_none());
+        assert!(s.pending.is_empty(), "{:?}", s.pending);
+    }
 }

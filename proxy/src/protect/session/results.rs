@@ -330,4 +330,89 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
+
+    /// What `user` receives for one stored email in a simple query's result.
+    fn email_row_for(user: &str) -> (wire::Field, Option<Vec<u8>>) {
+        let mut s = catalog_session(user);
+        let stored = stored_email(&mut s, "alice@example.com");
+        s.client_message(&query("select email from customers"));
+        let described = s.server_message(&row_description(b"email", CUSTOMERS_OID, 2));
+        let field = wire::read_row_description(&replaced(described)).unwrap()[0].clone();
+        let row = replaced(s.server_message(&data_row(&[Some(&stored)])));
+        (field, wire::read_data_row(&row).unwrap()[0].clone())
+    }
+
+    #[test]
+    fn app_sees_a_protected_column_decrypted_as_its_logical_type() {
+        let (field, value) = email_row_for("app");
+        assert_eq!(field.type_oid, 25);
+        assert_eq!(value.as_deref(), Some(&b"alice@example.com"[..]));
+    }
+
+    #[test]
+    fn support_sees_a_protected_column_masked() {
+        let (field, value) = email_row_for("support");
+        assert_eq!(field.type_oid, 25);
+        assert_eq!(value.as_deref(), Some(&b"a****@example.com"[..]));
+    }
+
+    #[test]
+    fn an_unprotected_column_of_a_protected_table_passes_untouched() {
+        let mut s = catalog_session("app");
+        s.client_message(&query("select name from customers"));
+        let described = s.server_message(&row_description(b"name", CUSTOMERS_OID, 3));
+        assert_eq!(described, Verdict::Forward);
+        assert_eq!(
+            s.server_message(&data_row(&[Some("Alice")])),
+            Verdict::Forward
+        );
+    }
+
+    #[test]
+    fn an_extended_execute_is_decrypted_with_the_described_shape() {
+        let mut s = catalog_session("app");
+        let stored = stored_email(&mut s, "alice@example.com");
+        s.client_message(&parse("q", "select email from customers"));
+        s.client_message(&bind("", "q"));
+        s.client_message(&execute(""));
+        s.client_message(&sync());
+        // ParseComplete, then our Describe's answers (dropped), BindComplete, the rows.
+        answer(&mut s, &["1", "t\0\0"]);
+        let described = s.server_message(&row_description(b"email", CUSTOMERS_OID, 2));
+        assert_eq!(described, Verdict::Drop);
+        answer(&mut s, &["2"]);
+        let row = replaced(s.server_message(&data_row(&[Some(&stored)])));
+        let values = wire::read_data_row(&row).unwrap();
+        assert_eq!(values[0].as_deref(), Some(&b"alice@example.com"[..]));
+    }
+
+    #[test]
+    fn a_protected_parameter_is_described_with_its_logical_type() {
+        let mut s = catalog_session("app");
+        s.client_message(&parse("ins", "insert into customers (email) values ($1)"));
+        assert_eq!(
+            s.client_message(&message(b'D', b"Sins\0")),
+            Verdict::Forward
+        );
+        s.client_message(&sync());
+        answer(&mut s, &["1"]);
+        let bytea = wire::write_parameter_description(&[17]);
+        assert_eq!(s.server_message(&bytea), Verdict::Drop);
+        assert_eq!(s.server_message(&message(b'n', b"")), Verdict::Drop);
+        let client = replaced(s.server_message(&bytea));
+        assert_eq!(wire::read_parameter_description(&client).unwrap(), [25]);
+    }
+
+    #[test]
+    fn the_row_past_an_enforced_max_rows_ends_the_session_with_54000() {
+        let mut s = catalog_session("support");
+        let stored = stored_email(&mut s, "alice@example.com");
+        s.client_message(&query("select email from customers"));
+        s.server_message(&row_description(b"email", CUSTOMERS_OID, 2));
+        for _ in 0..2 {
+            replaced(s.server_message(&data_row(&[Some(&stored)])));
+        }
+        let third = s.server_message(&data_row(&[Some(&stored)]));
+        assert_eq!(end_code(third), "54000");
+    }
 }

@@ -167,4 +167,47 @@ mod tests {
         let mut app = test_session("app");
         assert_eq!(app.client_message(&call), Verdict::Forward);
     }
+
+    #[test]
+    fn a_protected_literal_is_sent_sealed_and_the_rest_as_written() {
+        let mut s = catalog_session("app");
+        let stored = stored_email(&mut s, "alice@example.com");
+        let insert =
+            query("insert into customers (email, name) values ('alice@example.com', 'Alice')");
+        let sent = replaced(s.client_message(&insert));
+        let text = String::from_utf8_lossy(&sent[5..]);
+        assert!(!text.contains("alice@example.com"), "{text}");
+        assert!(text.contains(&stored[2..]), "{text}");
+        assert!(text.starts_with("insert into customers (email, name) values ("));
+        assert!(text.contains(", 'Alice')"), "{text}");
+    }
+
+    #[test]
+    fn a_refused_query_is_answered_in_its_place_as_pgshroud_s_own() {
+        let mut s = test_session("app");
+        s.client_message(&query("select id from customers where email like 'a%'"));
+        let raised = message(
+            b'E',
+            b"SERROR\0C0A000\0Mrefused\0WPL/pgSQL function inline_code_block line 1 at RAISE\0Lpl_exec.c\0\0",
+        );
+        let shown = replaced(s.server_message(&raised));
+        assert_eq!(shown, message(b'E', b"SERROR\0C0A000\0Mrefused\0\0"));
+        assert_eq!(s.server_message(&message(b'Z', b"I")), Verdict::Forward);
+        assert!(s.pending.is_empty(), "{:?}", s.pending);
+        assert!(!s.error_is_refusal());
+    }
+
+    #[test]
+    fn a_query_that_touches_no_protected_table_passes_unparsed() {
+        let mut s = test_session("app");
+        assert_eq!(s.client_message(&query("select 1")), Verdict::Forward);
+        assert!(matches!(
+            s.pending.front(),
+            Some(Expect::Query {
+                plan: None,
+                refused: false,
+                ..
+            })
+        ));
+    }
 }
