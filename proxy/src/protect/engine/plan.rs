@@ -1,23 +1,13 @@
-//! The shared, read-only side of protection: the protected columns from the rules file, the
-//! key ring, and the plan cache (analysis plus deterministic literal encryption, once per
-//! statement text and database layout).
+//! Statement plans: what the analysis of a text means for the wire (forward, rewrite with
+//! sealed literals and bytea parameters, or refuse), built once per text and layout and cached.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use pgshroud_rules::Rules;
-
-use super::catalog::{Catalog, CatalogColumn};
-use super::codec::{self, Ciphers, ColumnSpec, Spec};
-use super::guard::GuardState;
-use crate::analyze::{
-    self, Analysis, ColumnId, LinkKind, ProtectedSchema, SearchPath, StatementInfo, Usage,
-};
-use crate::crypto::{KeyContext, KeyRing};
+use super::{Layout, Protection, FEATURE_NOT_SUPPORTED};
+use crate::analyze::{self, Analysis, ColumnId, LinkKind, StatementInfo, Usage};
+use crate::protect::catalog::Catalog;
+use crate::protect::codec::{self, ColumnSpec, Spec};
 use crate::protocol::error::PgError;
-
-/// SQLSTATE of refusals for operations encryption cannot support.
-pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
 
 /// A protected `$n` parameter.
 #[derive(Debug, Clone)]
@@ -80,147 +70,7 @@ impl Plan {
 /// Bound on cached plans; a full cache is simply cleared (plans are cheap to rebuild).
 const PLAN_CACHE_LIMIT: usize = 10_000;
 
-/// The analyser's view of one database: protected columns plus the catalog's column lists.
-#[derive(Debug, Clone)]
-pub struct Layout {
-    pub schema: ProtectedSchema,
-    pub fingerprint: u64,
-}
-
-pub struct Protection {
-    pub keys: Arc<KeyRing>,
-    pub rules: Arc<Rules>,
-    /// Indexed by the analyser's `ColumnId`.
-    specs: Vec<Spec>,
-    by_name: HashMap<(String, String, String), ColumnId>,
-    tables: Vec<(String, String)>,
-    base: ProtectedSchema,
-    cache: Mutex<HashMap<(u64, String), Arc<Plan>>>,
-    /// Ciphers used while planning (literal encryption), shared by all sessions.
-    planning: Mutex<Ciphers>,
-    /// Writes only to columns whose guard is in place (`require_guard`).
-    guards: GuardPolicy,
-}
-
-/// Whether writes need the column's guard in the database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum GuardPolicy {
-    /// No write to a protected column without its guard (the default).
-    #[default]
-    Required,
-    /// Writes go ahead without a guard (a migration window only; loudly warned about).
-    NotRequired,
-}
-
-impl std::fmt::Debug for Protection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Protection")
-            .field("tables", &self.tables)
-            .finish_non_exhaustive()
-    }
-}
-
 impl Protection {
-    pub fn new(rules: Rules, keys: Arc<KeyRing>, guards: GuardPolicy) -> Protection {
-        let mut base = ProtectedSchema::new();
-        let mut specs = Vec::new();
-        let mut by_name = HashMap::new();
-        let mut tables = Vec::new();
-        for table in &rules.tables {
-            let (schema, name) = (table.schema.to_lowercase(), table.name.to_lowercase());
-            if !tables.contains(&(schema.clone(), name.clone())) {
-                tables.push((schema.clone(), name.clone()));
-            }
-            for column in &table.columns {
-                let column_name = column.name.to_lowercase();
-                let context = table.context_of(column);
-                let id = base.protect(&schema, &name, &column_name, &context);
-                base.set_logical_type(id, column.logical);
-                debug_assert_eq!(id, specs.len());
-                specs.push(Arc::new(ColumnSpec {
-                    qualified: format!("{schema}.{name}.{column_name}"),
-                    logical: column.logical,
-                    modifier: column.modifier,
-                    context: KeyContext::new(context),
-                }));
-                by_name.insert((schema.clone(), name.clone(), column_name), id);
-            }
-        }
-        Protection {
-            planning: Mutex::new(Ciphers::new(keys.clone())),
-            keys,
-            rules: Arc::new(rules),
-            specs,
-            by_name,
-            tables,
-            base,
-            cache: Mutex::new(HashMap::new()),
-            guards,
-        }
-    }
-
-    pub fn guard_policy(&self) -> GuardPolicy {
-        self.guards
-    }
-
-    /// The protected (schema, table) pairs.
-    pub fn tables(&self) -> &[(String, String)] {
-        &self.tables
-    }
-
-    /// The analyser's schema for a database with this catalog.
-    pub fn layout(&self, catalog: &Catalog) -> Layout {
-        let mut schema = self.base.clone();
-        for table in catalog.tables() {
-            let columns = table.columns.iter().map(|c| c.name.clone()).collect();
-            schema.set_table_columns(&table.schema, &table.name, columns);
-        }
-        // Unqualified names resolve through the session's path as the look-up found it; a
-        // catalog without one (no look-up yet) keeps the `public` default.
-        if let Some(path) = &catalog.search_path {
-            schema.set_search_path(SearchPath::Known {
-                schemas: path.schemas.clone(),
-                relations: path.relations.clone(),
-            });
-        }
-        Layout {
-            schema,
-            fingerprint: catalog.fingerprint(),
-        }
-    }
-
-    /// The pre-filter: `false` means the statement cannot touch a protected table.
-    pub fn mentions_protected(&self, sql: &str) -> bool {
-        self.base.mentions_protected_table(sql)
-    }
-
-    pub fn spec_by_id(&self, id: ColumnId) -> Option<&Spec> {
-        self.specs.get(id)
-    }
-
-    /// The protected column `schema.table.column` (names as PostgreSQL reports them).
-    pub fn spec_by_name(&self, schema: &str, table: &str, column: &str) -> Option<&Spec> {
-        let id = self
-            .by_name
-            .get(&(schema.to_owned(), table.to_owned(), column.to_owned()))?;
-        self.specs.get(*id)
-    }
-
-    /// The protected column behind a result column, by table OID and attribute number.
-    pub fn spec_for(&self, catalog: &Catalog, table_oid: u32, attnum: i16) -> Option<Spec> {
-        if table_oid == 0 {
-            return None;
-        }
-        let table = catalog.table_by_oid(table_oid)?;
-        let column = table.column(attnum)?;
-        let id = self.by_name.get(&(
-            table.schema.clone(),
-            table.name.clone(),
-            column.name.clone(),
-        ))?;
-        self.specs.get(*id).cloned()
-    }
-
     /// The plan for a statement, from the cache or built now.
     pub fn plan(&self, sql: &str, layout: &Layout, catalog: &Catalog) -> Arc<Plan> {
         let key = (layout.fingerprint, sql.to_owned());
@@ -355,21 +205,6 @@ impl Protection {
         specs
     }
 
-    /// The analyser's id of a protected column.
-    pub fn id_of(&self, spec: &ColumnSpec) -> Option<ColumnId> {
-        let (schema, table, column) = split_qualified(&spec.qualified)?;
-        self.by_name
-            .get(&(schema.to_owned(), table.to_owned(), column.to_owned()))
-            .copied()
-    }
-
-    fn spec(&self, id: ColumnId) -> Result<Spec, PgError> {
-        self.specs
-            .get(id)
-            .cloned()
-            .ok_or_else(|| PgError::error("XX000", "internal error: unknown protected column"))
-    }
-
     fn seal_literal(
         &self,
         spec: &ColumnSpec,
@@ -387,133 +222,12 @@ impl Protection {
             codec::sealed_literal(spec, cipher, value)
         }
     }
-
-    /// A write to a protected column goes ahead only into `bytea` storage under its guard
-    /// (unless guards are not required): plaintext must never land, whatever the analysis
-    /// missed, and a column without the database's own check has nothing behind the proxy.
-    fn check_writable(&self, catalog: &Catalog, spec: &ColumnSpec) -> Result<(), PgError> {
-        let column = catalog_column(catalog, spec);
-        if let Some(c) = column.filter(|c| c.type_name != "bytea") {
-            return Err(PgError::error(
-                FEATURE_NOT_SUPPORTED,
-                format!(
-                    "column {} is protected but is {} in the database, not bytea: pgshroud refuses to write plaintext into it",
-                    spec.qualified, c.type_name
-                ),
-            )
-            .with_hint("Change the column's type to bytea (pgshroud stores ciphertext there), or remove it from the rules file."));
-        }
-        if self.guards == GuardPolicy::NotRequired {
-            return Ok(());
-        }
-        let state = column.map(|c| GuardState::of(&c.guards, &c.name, spec.context.as_str()));
-        if state.as_ref().is_some_and(GuardState::is_guarded) {
-            return Ok(());
-        }
-        let why = match state {
-            None => "was not found in the database when this session looked it up".to_owned(),
-            Some(state) => format!("has no guard for its key context ({state})"),
-        };
-        Err(PgError::error(
-            UNGUARDED,
-            format!(
-                "protected column {} {why}: pgshroud writes to no protected column without its guard",
-                spec.qualified
-            ),
-        )
-        .with_hint("Run `pgshroud setup --upstream-url <owner connection> --rules <rules file>`, then reconnect."))
-    }
-
-    /// The guard state of every protected column the catalog knows (for logs and metrics).
-    pub fn guard_states<'a>(
-        &'a self,
-        catalog: &'a Catalog,
-    ) -> impl Iterator<Item = (&'a ColumnSpec, GuardState)> + 'a {
-        self.specs.iter().filter_map(|spec| {
-            let column = catalog_column(catalog, spec)?;
-            Some((
-                &**spec,
-                GuardState::of(&column.guards, &column.name, spec.context.as_str()),
-            ))
-        })
-    }
-
-    /// Protected columns whose storage type is not `bytea`, that do not exist, or that have
-    /// no guard; and how many of them are unguarded.
-    pub fn storage_problems(&self, catalog: &Catalog) -> (Vec<String>, usize) {
-        let mut problems = Vec::new();
-        for spec in &self.specs {
-            let Some((schema, table, column)) = split_qualified(&spec.qualified) else {
-                continue;
-            };
-            let Some(t) = catalog.table(schema, table) else {
-                continue;
-            };
-            match t.columns.iter().find(|c| c.name == column) {
-                None => problems.push(format!(
-                    "protected column {} does not exist in the database",
-                    spec.qualified
-                )),
-                Some(c) if c.type_name != "bytea" => problems.push(format!(
-                    "protected column {} is {} in the database, not bytea: writes to it are refused",
-                    spec.qualified, c.type_name
-                )),
-                Some(_) => {}
-            }
-        }
-        let mut unguarded = 0;
-        for (spec, state) in self.guard_states(catalog) {
-            if state.is_guarded() {
-                continue;
-            }
-            unguarded += 1;
-            problems.push(match self.guards {
-                GuardPolicy::Required => format!(
-                    "protected column {} is not guarded in the database ({state}): writes to it are refused",
-                    spec.qualified
-                ),
-                GuardPolicy::NotRequired => format!(
-                    "protected column {} is not guarded in the database ({state}) and require_guard is off: plaintext written around pgshroud would be stored",
-                    spec.qualified
-                ),
-            });
-        }
-        (problems, unguarded)
-    }
-
-    /// Logs the catalog's problems and counts unguarded columns in the metrics.
-    pub fn report_problems(&self, catalog: &Catalog, metrics: &crate::ops::metrics::Metrics) {
-        let (problems, unguarded) = self.storage_problems(catalog);
-        for problem in problems {
-            tracing::warn!("{problem}");
-        }
-        metrics.unguarded_columns(unguarded);
-    }
-}
-
-/// SQLSTATE of a write refused because the column's guard is missing
-/// (object_not_in_prerequisite_state).
-pub const UNGUARDED: &str = "55000";
-
-/// The catalog's entry for a protected column, if the table and column exist.
-fn catalog_column<'a>(catalog: &'a Catalog, spec: &ColumnSpec) -> Option<&'a CatalogColumn> {
-    let (schema, table, column) = split_qualified(&spec.qualified)?;
-    catalog
-        .table(schema, table)?
-        .columns
-        .iter()
-        .find(|c| c.name == column)
 }
 
 fn refreshes_catalog(statements: &[StatementInfo]) -> bool {
     statements
         .iter()
         .any(|s| s.kind == analyze::StatementKind::Ddl)
-}
-
-fn split_qualified(qualified: &str) -> Option<(&str, &str, &str)> {
-    let mut parts = qualified.splitn(3, '.');
-    Some((parts.next()?, parts.next()?, parts.next()?))
 }
 
 /// Applies sorted, non-overlapping byte-range replacements.
@@ -544,7 +258,9 @@ fn splice(sql: &str, edits: &[(std::ops::Range<usize>, String)]) -> Result<Strin
 
 #[cfg(test)]
 mod tests {
+    use super::super::GuardPolicy;
     use super::*;
+    use crate::crypto::KeyRing;
 
     #[test]
     fn splice_replaces_ranges_and_keeps_the_rest() {

@@ -1,0 +1,187 @@
+//! The shared, read-only side of protection: the protected columns from the rules file and
+//! the key ring, built once per rules generation and shared by every session.
+//!
+//! `plan` turns a statement text into a plan (analysis plus deterministic literal encryption,
+//! cached per text and database layout); `storage` checks what the database holds for each
+//! protected column (bytea, its guard) before anything is written there.
+
+mod plan;
+mod storage;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use pgshroud_rules::Rules;
+
+use super::catalog::Catalog;
+use super::codec::{Ciphers, ColumnSpec, Spec};
+use crate::analyze::{ColumnId, ProtectedSchema, SearchPath};
+use crate::crypto::{KeyContext, KeyRing};
+use crate::protocol::error::PgError;
+pub use plan::{ParamSpec, Plan, PlanAction};
+pub use storage::UNGUARDED;
+
+/// SQLSTATE of refusals for operations encryption cannot support.
+pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+
+/// The analyser's view of one database: protected columns plus the catalog's column lists.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub schema: ProtectedSchema,
+    pub fingerprint: u64,
+}
+
+pub struct Protection {
+    pub keys: Arc<KeyRing>,
+    pub rules: Arc<Rules>,
+    /// Indexed by the analyser's `ColumnId`.
+    specs: Vec<Spec>,
+    by_name: HashMap<(String, String, String), ColumnId>,
+    tables: Vec<(String, String)>,
+    base: ProtectedSchema,
+    cache: Mutex<HashMap<(u64, String), Arc<Plan>>>,
+    /// Ciphers used while planning (literal encryption), shared by all sessions.
+    planning: Mutex<Ciphers>,
+    /// Writes only to columns whose guard is in place (`require_guard`).
+    guards: GuardPolicy,
+}
+
+/// Whether writes need the column's guard in the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GuardPolicy {
+    /// No write to a protected column without its guard (the default).
+    #[default]
+    Required,
+    /// Writes go ahead without a guard (a migration window only; loudly warned about).
+    NotRequired,
+}
+
+impl std::fmt::Debug for Protection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Protection")
+            .field("tables", &self.tables)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Protection {
+    pub fn new(rules: Rules, keys: Arc<KeyRing>, guards: GuardPolicy) -> Protection {
+        let mut base = ProtectedSchema::new();
+        let mut specs = Vec::new();
+        let mut by_name = HashMap::new();
+        let mut tables = Vec::new();
+        for table in &rules.tables {
+            let (schema, name) = (table.schema.to_lowercase(), table.name.to_lowercase());
+            if !tables.contains(&(schema.clone(), name.clone())) {
+                tables.push((schema.clone(), name.clone()));
+            }
+            for column in &table.columns {
+                let column_name = column.name.to_lowercase();
+                let context = table.context_of(column);
+                let id = base.protect(&schema, &name, &column_name, &context);
+                base.set_logical_type(id, column.logical);
+                debug_assert_eq!(id, specs.len());
+                specs.push(Arc::new(ColumnSpec {
+                    qualified: format!("{schema}.{name}.{column_name}"),
+                    logical: column.logical,
+                    modifier: column.modifier,
+                    context: KeyContext::new(context),
+                }));
+                by_name.insert((schema.clone(), name.clone(), column_name), id);
+            }
+        }
+        Protection {
+            planning: Mutex::new(Ciphers::new(keys.clone())),
+            keys,
+            rules: Arc::new(rules),
+            specs,
+            by_name,
+            tables,
+            base,
+            cache: Mutex::new(HashMap::new()),
+            guards,
+        }
+    }
+
+    pub fn guard_policy(&self) -> GuardPolicy {
+        self.guards
+    }
+
+    /// The protected (schema, table) pairs.
+    pub fn tables(&self) -> &[(String, String)] {
+        &self.tables
+    }
+
+    /// The analyser's schema for a database with this catalog.
+    pub fn layout(&self, catalog: &Catalog) -> Layout {
+        let mut schema = self.base.clone();
+        for table in catalog.tables() {
+            let columns = table.columns.iter().map(|c| c.name.clone()).collect();
+            schema.set_table_columns(&table.schema, &table.name, columns);
+        }
+        // Unqualified names resolve through the session's path as the look-up found it; a
+        // catalog without one (no look-up yet) keeps the `public` default.
+        if let Some(path) = &catalog.search_path {
+            schema.set_search_path(SearchPath::Known {
+                schemas: path.schemas.clone(),
+                relations: path.relations.clone(),
+            });
+        }
+        Layout {
+            schema,
+            fingerprint: catalog.fingerprint(),
+        }
+    }
+
+    /// The pre-filter: `false` means the statement cannot touch a protected table.
+    pub fn mentions_protected(&self, sql: &str) -> bool {
+        self.base.mentions_protected_table(sql)
+    }
+
+    pub fn spec_by_id(&self, id: ColumnId) -> Option<&Spec> {
+        self.specs.get(id)
+    }
+
+    /// The protected column `schema.table.column` (names as PostgreSQL reports them).
+    pub fn spec_by_name(&self, schema: &str, table: &str, column: &str) -> Option<&Spec> {
+        let id = self
+            .by_name
+            .get(&(schema.to_owned(), table.to_owned(), column.to_owned()))?;
+        self.specs.get(*id)
+    }
+
+    /// The protected column behind a result column, by table OID and attribute number.
+    pub fn spec_for(&self, catalog: &Catalog, table_oid: u32, attnum: i16) -> Option<Spec> {
+        if table_oid == 0 {
+            return None;
+        }
+        let table = catalog.table_by_oid(table_oid)?;
+        let column = table.column(attnum)?;
+        let id = self.by_name.get(&(
+            table.schema.clone(),
+            table.name.clone(),
+            column.name.clone(),
+        ))?;
+        self.specs.get(*id).cloned()
+    }
+
+    /// The analyser's id of a protected column.
+    pub fn id_of(&self, spec: &ColumnSpec) -> Option<ColumnId> {
+        let (schema, table, column) = split_qualified(&spec.qualified)?;
+        self.by_name
+            .get(&(schema.to_owned(), table.to_owned(), column.to_owned()))
+            .copied()
+    }
+
+    fn spec(&self, id: ColumnId) -> Result<Spec, PgError> {
+        self.specs
+            .get(id)
+            .cloned()
+            .ok_or_else(|| PgError::error("XX000", "internal error: unknown protected column"))
+    }
+}
+
+fn split_qualified(qualified: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = qualified.splitn(3, '.');
+    Some((parts.next()?, parts.next()?, parts.next()?))
+}

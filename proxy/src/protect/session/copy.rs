@@ -1,0 +1,216 @@
+//! COPY of a protected table, both ways: client rows sealed on their way in, server rows
+//! revealed on their way out, and the Syncs a server ignores while a COPY FROM STDIN runs.
+
+use bytes::BytesMut;
+
+use super::{Expect, ProtectedSession};
+use crate::analyze::{CopyDirection, CopyInfo};
+use crate::protect::copy::CopyStream;
+use crate::protect::reveal::Output;
+use crate::protocol::frame::message;
+use crate::protocol::types::{backend, frontend};
+use crate::protocol::verdict::Verdict;
+
+impl ProtectedSession {
+    /// Client COPY data for a protected table: protected fields are encrypted.
+    pub(super) fn copy_from_client(&mut self, frame: &[u8]) -> Verdict {
+        let Some(copy) = self
+            .copy
+            .as_mut()
+            .filter(|c| c.direction == CopyDirection::From)
+        else {
+            return Verdict::Forward;
+        };
+        if copy.failed {
+            // Already aborted with CopyFail: the rest of the client's data goes nowhere.
+            if frame[0] != frontend::COPY_DATA {
+                self.copy = None;
+            }
+            return Verdict::Drop;
+        }
+        let result = match frame[0] {
+            frontend::COPY_DATA => copy.feed(frame.get(5..).unwrap_or_default(), &mut self.ciphers),
+            frontend::COPY_DONE => copy.finish(&mut self.ciphers),
+            _ => {
+                self.copy = None;
+                return Verdict::Forward;
+            }
+        };
+        match result {
+            Ok(out) => {
+                let mut bytes = BytesMut::new();
+                if !out.is_empty() {
+                    bytes.extend_from_slice(&message(frontend::COPY_DATA, &out));
+                }
+                if frame[0] == frontend::COPY_DONE {
+                    self.copy = None;
+                    bytes.extend_from_slice(frame);
+                }
+                Verdict::Replace(bytes)
+            }
+            Err(error) => {
+                // Abort the COPY: the server answers CopyFail with an error carrying our
+                // message; the client's remaining COPY messages are dropped.
+                copy.failed = true;
+                let mut body = error.message.clone().into_bytes();
+                body.push(0);
+                Verdict::Replace(message(frontend::COPY_FAIL, &body))
+            }
+        }
+    }
+
+    /// The server is in COPY FROM STDIN for the request in front: it ignores every Sync sent
+    /// from there to the copy's end, so none of them will be answered.
+    pub(super) fn syncs_ignored_during_copy(&mut self) {
+        let end = self
+            .pending
+            .iter()
+            .position(|e| matches!(e, Expect::CopyEnd))
+            .unwrap_or(self.pending.len());
+        let mut at = 1;
+        while at < end.min(self.pending.len()) {
+            if matches!(self.pending[at], Expect::Sync { .. }) {
+                if let Some(ignored) = self.pending.remove(at) {
+                    self.forget(ignored);
+                }
+                return self.syncs_ignored_during_copy();
+            }
+            at += 1;
+        }
+    }
+
+    /// The server starts a COPY: if it is a protected table's, rewrite its data.
+    pub(super) fn copy_starts(&mut self, kind: u8) {
+        self.copy = None;
+        let Some((plan, index)) = self.current_plan() else {
+            return;
+        };
+        let Some(info) = plan.statements.get(index).and_then(|s| s.copy.clone()) else {
+            return;
+        };
+        let direction = if kind == backend::COPY_IN_RESPONSE {
+            CopyDirection::From
+        } else {
+            CopyDirection::To
+        };
+        self.copy = self.copy_stream(&info, direction);
+    }
+
+    fn copy_stream(&self, info: &CopyInfo, direction: CopyDirection) -> Option<CopyStream> {
+        let outputs: Vec<Option<Output>> = info
+            .columns
+            .iter()
+            .map(|c| {
+                let spec = c.and_then(|id| self.shared.spec_by_id(id).cloned())?;
+                Some(self.policy.output(spec, &self.shared.keys))
+            })
+            .collect();
+        if outputs.iter().all(Option::is_none) {
+            return None;
+        }
+        Some(CopyStream::new(direction, &info.options, outputs))
+    }
+
+    /// Server COPY data of a protected table: protected fields are decrypted.
+    pub(super) fn copy_to_client(&mut self, frame: &[u8]) -> Verdict {
+        let Some(copy) = self
+            .copy
+            .as_mut()
+            .filter(|c| c.direction == CopyDirection::To)
+        else {
+            return Verdict::Forward;
+        };
+        match copy.feed(frame.get(5..).unwrap_or_default(), &mut self.ciphers) {
+            Ok(out) if out.is_empty() => Verdict::Drop,
+            Ok(out) => Verdict::Replace(message(backend::COPY_DATA, &out)),
+            Err(error) => self.fail_results(error),
+        }
+    }
+}
+
+/// Whether messages going upstream end a COPY (CopyDone or CopyFail).
+pub(super) fn ends_copy(mut out: &[u8]) -> bool {
+    while out.len() >= 5 {
+        if matches!(out[0], frontend::COPY_DONE | frontend::COPY_FAIL) {
+            return true;
+        }
+        let len = u32::from_be_bytes([out[1], out[2], out[3], out[4]]) as usize;
+        out = out.get(1 + len.max(4)..).unwrap_or_default();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+
+    #[test]
+    fn a_sync_sent_during_copy_from_stdin_is_not_waited_for() {
+        // tokio-postgres: Bind, Execute, Sync; the data; CopyDone, Sync. The first Sync
+        // reaches the server during the COPY and is ignored: one ReadyForQuery in all.
+        let mut s = test_session("app");
+        s.client_message(&parse("", "COPY t FROM STDIN"));
+        s.client_message(&sync());
+        answer(&mut s, &["1", "ZI"]);
+        s.client_message(&bind("", ""));
+        s.client_message(&message(b'E', b"\0\0\0\0\0"));
+        s.client_message(&sync());
+        answer(&mut s, &["2", "G\0\0\0"]);
+        s.client_message(&message(b'd', b"1\n"));
+        s.client_message(&message(b'c', b""));
+        s.client_message(&sync());
+        answer(&mut s, &["CCOPY 1\0", "ZI"]);
+        assert!(s.pending.is_empty(), "{:?}", s.pending);
+        // The next statement's answers line up.
+        s.client_message(&parse("", "select 1"));
+        s.client_message(&sync());
+        answer(&mut s, &["1", "ZI"]);
+        assert!(s.pending.is_empty());
+    }
+
+    /// `stored` as COPY's text format writes it (a backslash doubled).
+    fn copy_text(stored: &str) -> String {
+        stored.replace('\\', "\\\\")
+    }
+
+    #[test]
+    fn copy_from_stdin_rows_have_their_protected_fields_encrypted() {
+        let mut s = catalog_session("app");
+        let stored = stored_email(&mut s, "alice@example.com");
+        let copy = query("COPY customers (email, name) FROM STDIN");
+        assert_eq!(s.client_message(&copy), Verdict::Forward);
+        assert_eq!(
+            s.server_message(&message(b'G', b"\0\0\x02\0\0\0\0")),
+            Verdict::Forward
+        );
+        let row = message(b'd', b"alice@example.com\tAlice\n");
+        let sent = messages(&replaced(s.client_message(&row)));
+        let expected = format!("{}\tAlice\n", copy_text(&stored));
+        assert_eq!(sent, [(b'd', expected.into_bytes())]);
+        // CopyDone goes on; the COPY's end is noted for the Syncs sent during it.
+        let done = messages(&replaced(s.client_message(&message(b'c', b""))));
+        assert_eq!(done, [(b'c', Vec::new())]);
+        answer(&mut s, &["CCOPY 1\0", "ZI"]);
+        // The COPY's end marker goes with the next answer; nothing else is owed.
+        s.client_message(&query("select 1"));
+        answer(&mut s, &["CSELECT 1\0", "ZI"]);
+        assert!(s.pending.is_empty(), "{:?}", s.pending);
+    }
+
+    #[test]
+    fn copy_to_stdout_rows_are_shown_as_the_role_sees_them() {
+        for (user, shown) in [
+            ("app", "alice@example.com"),
+            ("support", "a****@example.com"),
+        ] {
+            let mut s = catalog_session(user);
+            let stored = stored_email(&mut s, "alice@example.com");
+            s.client_message(&query("COPY customers (email) TO STDOUT"));
+            s.server_message(&message(b'H', b"\0\0\x01\0\0"));
+            let data = format!("{}\n", copy_text(&stored));
+            let out = messages(&replaced(s.server_message(&message(b'd', data.as_bytes()))));
+            assert_eq!(out, [(b'd', format!("{shown}\n").into_bytes())], "{user}");
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! Keeping the catalog true: our own catalog look-up and its answers, a retry after a failed one,
+//! and the reasons to look again (rules reloaded, search_path possibly changed, DDL).
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+
+use super::{Expect, ProtectedSession};
+use crate::protect::catalog::{self, Catalog};
+use crate::protect::policy::Policy;
+use crate::protocol::frame::message;
+use crate::protocol::text_settings::{self as settings};
+use crate::protocol::types::{backend, frontend};
+use crate::protocol::verdict::Verdict;
+
+impl ProtectedSession {
+    /// Our catalog look-up, queued behind the client's messages. It runs in the extended
+    /// protocol under a statement and portal name of its own, closed after use: a simple
+    /// Query would drop the client's unnamed prepared statement (asyncpg binds it again after
+    /// a Sync), and the unnamed portal is the client's too. A look-up that fails part-way may
+    /// leave its statement behind; the next one uses the next number.
+    pub(super) fn lookup_message(&mut self) -> BytesMut {
+        self.pending.push_back(Expect::CatalogLookup);
+        self.lookups += 1;
+        let name = format!("pgshroud.catalog.{}\0", self.lookups);
+        let sql = catalog::lookup_query(self.shared.tables());
+        let mut parse = Vec::with_capacity(name.len() + sql.len() + 3);
+        parse.extend_from_slice(name.as_bytes());
+        parse.extend_from_slice(sql.as_bytes());
+        parse.extend_from_slice(&[0, 0, 0]); // end of text, no parameter types
+                                             // Portal and statement names, no parameter formats or values, text results.
+        let mut bind = Vec::with_capacity(2 * name.len() + 6);
+        bind.extend_from_slice(name.as_bytes());
+        bind.extend_from_slice(name.as_bytes());
+        bind.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        let mut execute = name.as_bytes().to_vec();
+        execute.extend_from_slice(&[0, 0, 0, 0]); // all rows
+        let mut out = message(frontend::PARSE, &parse);
+        out.extend_from_slice(&message(frontend::BIND, &bind));
+        out.extend_from_slice(&message(frontend::EXECUTE, &execute));
+        for target in [b'P', b'S'] {
+            let mut close = vec![target];
+            close.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(&message(frontend::CLOSE, &close));
+        }
+        out.extend_from_slice(&message(frontend::SYNC, &[]));
+        out
+    }
+
+    /// Picks up reloaded rules before a new statement: the role is matched again and, when
+    /// the protected tables changed, the catalog is looked up again after this statement.
+    pub(super) fn follow_rules(&mut self) {
+        let generation = self.live.generation();
+        if generation == self.generation {
+            return;
+        }
+        self.generation = generation;
+        let next = self.live.current();
+        if next.tables() != self.shared.tables() {
+            self.catalog_stale = true;
+        }
+        self.shared = next;
+        self.layout = self.shared.layout(&self.catalog);
+        self.policy = Arc::new(Policy::for_caller(&self.shared.rules, &self.caller));
+    }
+
+    /// The server does not report search_path changes: after a text that may change it (or
+    /// roll such a change back) the catalog, which holds the path, is looked up again. Returns
+    /// whether the text may change the path (text behind it waits for its answer).
+    pub(super) fn follow_search_path(&mut self, sql: &[u8]) -> bool {
+        if settings::may_change_search_path(sql) {
+            self.catalog_stale = true;
+            self.path_changed_in_txn = true;
+            return true;
+        }
+        if self.path_changed_in_txn && settings::may_roll_back(sql) {
+            self.catalog_stale = true;
+            return true;
+        }
+        false
+    }
+
+    /// Answers to our own catalog look-up; asynchronous messages still reach the client.
+    pub(super) fn lookup_answer(&mut self, frame: &[u8]) -> Verdict {
+        match frame[0] {
+            // catalog::data_row_text expects at least a field count.
+            backend::DATA_ROW if frame.len() >= 7 => {
+                self.lookup_rows.push(catalog::data_row_text(frame))
+            }
+            backend::DATA_ROW | backend::ERROR_RESPONSE => self.lookup_failed = true,
+            backend::READY_FOR_QUERY => {
+                self.pending.pop_front();
+                let rows = std::mem::take(&mut self.lookup_rows);
+                if std::mem::take(&mut self.lookup_failed) {
+                    // Not read (e.g. inside a failed transaction): read again before the
+                    // next statement rather than trust the old catalog.
+                    self.catalog_stale = true;
+                } else {
+                    self.catalog = Catalog::from_rows(rows);
+                    self.layout = self.shared.layout(&self.catalog);
+                    self.shared.report_problems(&self.catalog, &self.metrics);
+                }
+                if frame.get(5) == Some(&b'I') {
+                    self.names.transaction_ended();
+                }
+                // Stands in for the ReadyForQuery held back from the statement before.
+                return Verdict::Forward;
+            }
+            backend::PARAMETER_STATUS => {
+                self.settings.observe_message(frame);
+                return Verdict::Forward;
+            }
+            backend::NOTICE_RESPONSE | backend::NOTIFICATION_RESPONSE => return Verdict::Forward,
+            _ => {}
+        }
+        Verdict::Drop
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+
+    /// The look-up's answers up to (not including) its ReadyForQuery: all the proxy's own.
+    fn lookup_answers(s: &mut ProtectedSession, rows: &[Vec<Option<&str>>]) {
+        let mut replies = vec![message(b'1', b""), message(b'2', b"")];
+        replies.extend(rows.iter().map(|row| data_row(row)));
+        replies.extend([
+            message(b'C', b"SELECT 4\0"),
+            message(b'3', b""),
+            message(b'3', b""),
+        ]);
+        for reply in replies {
+            assert_eq!(s.server_message(&reply), Verdict::Drop, "{reply:?}");
+        }
+    }
+
+    #[test]
+    fn ddl_on_a_protected_table_is_followed_by_a_catalog_lookup() {
+        let mut s = test_session("app");
+        let alter = query("alter table customers add column note text");
+        let sent = messages(&replaced(s.client_message(&alter)));
+        assert_eq!(sent.iter().map(|m| m.0).collect::<Vec<_>>(), b"QPBECCS");
+        assert_eq!(
+            s.server_message(&message(b'C', b"ALTER TABLE\0")),
+            Verdict::Forward
+        );
+        // The statement's ReadyForQuery is held back; the look-up's stands in for it.
+        assert_eq!(s.server_message(&message(b'Z', b"I")), Verdict::Drop);
+        lookup_answers(&mut s, &lookup_rows());
+        assert_eq!(s.server_message(&message(b'Z', b"I")), Verdict::Forward);
+        assert!(s.catalog.table_by_oid(CUSTOMERS_OID).is_some());
+        assert!(s.pending.is_empty(), "{:?}", s.pending);
+    }
+
+    #[test]
+    fn a_failed_lookup_is_sent_again_before_the_next_statement() {
+        let mut s = test_session("app");
+        s.client_message(&query("alter table customers add column note text"));
+        answer(&mut s, &["CALTER TABLE\0", "ZI"]);
+        let failed = message(b'E', b"SERROR\0C25P02\0Maborted\0\0");
+        assert_eq!(s.server_message(&failed), Verdict::Drop);
+        assert_eq!(s.server_message(&message(b'Z', b"E")), Verdict::Forward);
+        let sent = replaced(s.client_message(&query("select 1")));
+        assert!(sent.windows(19).any(|w| w == b"pgshroud.catalog.2\0"));
+    }
+
+    #[test]
+    fn a_search_path_change_is_followed_by_a_lookup() {
+        let mut s = test_session("app");
+        let sent = replaced(s.client_message(&query("set search_path = crm, public")));
+        let kinds: Vec<u8> = messages(&sent).iter().map(|m| m.0).collect();
+        assert_eq!(kinds, b"QPBECCS");
+        assert_eq!(s.client_message(&query("select 1")), Verdict::Forward);
+    }
+}

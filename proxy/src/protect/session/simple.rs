@@ -1,0 +1,213 @@
+//! The simple protocol, client to server: a Query (one or more statements) is checked, planned
+//! and forwarded, rewritten or replaced by its refusal; a FunctionCall is allowed or refused.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+
+use super::{Expect, ProtectedSession, SqlTickets, Text};
+use crate::ops::metrics::{CryptoOp, ProtectedValueAction};
+use crate::protect::engine::{Plan, PlanAction};
+use crate::protect::policy::RoleRefusal;
+use crate::protect::refusal;
+use crate::protocol::error::PgError;
+use crate::protocol::frame::message;
+use crate::protocol::text_settings::{self as settings};
+use crate::protocol::tracker::{self, Effect};
+use crate::protocol::verdict::Verdict;
+
+impl ProtectedSession {
+    /// A FunctionCall runs a function by OID, outside any text the proxy could read: a role
+    /// with a `statements` list must list `function_call` for it.
+    pub(super) fn function_call(&mut self) -> Verdict {
+        let role = self.policy.role();
+        if !self.policy.allows_function_call() {
+            let error = PgError::error(
+                crate::protect::policy::INSUFFICIENT_PRIVILEGE,
+                format!(
+                    "permission denied: role {} may not run function calls (the protocol's FunctionCall message)",
+                    role.name
+                ),
+            )
+            .with_hint("A role that may not see some protected column's stored values runs function calls only when its statements list names function_call.");
+            let error = self.refused_by_role(RoleRefusal::StatementKindDenied, error);
+            // Answered like a simple query: the error, then ReadyForQuery.
+            self.push_query(None, false);
+            return self.refuse_query(&error);
+        }
+        self.pending.push_back(Expect::Sync { unsettling: false });
+        Verdict::Forward
+    }
+
+    pub(super) fn query(&mut self, frame: &[u8]) -> Verdict {
+        self.follow_rules();
+        let verdict = self.query_verdict(frame);
+        if !std::mem::take(&mut self.catalog_stale) {
+            return verdict;
+        }
+        let mut out = match verdict {
+            Verdict::Forward => BytesMut::from(frame),
+            Verdict::Replace(bytes) => bytes,
+            Verdict::Drop => BytesMut::new(),
+            end @ Verdict::End(_) => return end,
+        };
+        out.extend_from_slice(&self.lookup_message());
+        Verdict::Replace(out)
+    }
+
+    /// Sends the refusal in place of the simple query just queued.
+    fn refuse_query(&mut self, error: &PgError) -> Verdict {
+        if let Some(Expect::Query { refused, .. }) = self.pending.back_mut() {
+            *refused = true;
+        }
+        Verdict::Replace(refusal::refused_query(error))
+    }
+
+    /// Queues a simple query's answers.
+    fn push_query(&mut self, plan: Option<Arc<Plan>>, unsettling: bool) {
+        let ticket = self.names.sent(Effect::SimpleQuery);
+        self.unsettled += u32::from(unsettling);
+        self.pending.push_back(Expect::Query {
+            plan,
+            statement: 0,
+            refused: false,
+            ticket,
+            effects: SqlTickets::new(),
+            unsettling,
+        });
+    }
+
+    /// Records the names the forwarded simple query just queued will create or drop.
+    fn query_effects(&mut self, sql: &str) {
+        let effects = tracker::sql_effects(sql);
+        if effects.is_empty() {
+            return;
+        }
+        let tickets: SqlTickets = effects
+            .into_iter()
+            .map(|e| {
+                let ticket = self.names.sent(e.effect());
+                (e, ticket)
+            })
+            .collect();
+        if let Some(Expect::Query { effects, .. }) = self.pending.back_mut() {
+            *effects = tickets;
+        }
+    }
+
+    fn query_verdict(&mut self, frame: &[u8]) -> Verdict {
+        // A Query is one C string; PostgreSQL ends the session over anything else.
+        let body = frame.get(5..).unwrap_or_default();
+        let Some((&0, bytes)) = body.split_last().filter(|(_, t)| !t.contains(&0)) else {
+            return Verdict::End(PgError::protocol_violation(
+                "malformed Query message: pgshroud does not pass on messages it cannot read",
+            ));
+        };
+        let unsettling =
+            self.follow_search_path(bytes) || settings::may_change_text_settings(bytes);
+        let sql = match self.statement_text(bytes) {
+            Ok(Text::Readable(sql)) => sql,
+            Ok(Text::Opaque) => {
+                self.push_query(None, unsettling);
+                return Verdict::Forward;
+            }
+            Err(error) => {
+                self.push_query(None, false);
+                return self.refuse_query(&error);
+            }
+        };
+        if !self.shared.mentions_protected(sql) {
+            self.push_query(None, unsettling);
+            if let Err(error) = self.check_kinds(sql) {
+                return self.refuse_query(&error);
+            }
+            self.query_effects(sql);
+            return Verdict::Forward;
+        }
+        let plan = self.plan(sql);
+        self.push_query(Some(plan.clone()), unsettling);
+        if let Err(error) = self.check_plan(sql, &plan) {
+            return self.refuse_query(&error);
+        }
+        self.query_effects(sql);
+        if plan.refreshes_catalog {
+            self.catalog_stale = true;
+        }
+        let sealed = plan
+            .statements
+            .iter()
+            .map(|s| s.literals.len() as u64)
+            .sum();
+        self.count_values(CryptoOp::Encrypt, ProtectedValueAction::Encrypted, sealed);
+        match &plan.action {
+            // check_plan has answered refusals.
+            PlanAction::Refused(error) => Verdict::Replace(refusal::refused_query(error)),
+            PlanAction::Forward => Verdict::Forward,
+            PlanAction::Rewrite(sql) => {
+                let mut body = sql.clone().into_bytes();
+                body.push(0);
+                Verdict::Replace(message(b'Q', &body))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+
+    #[test]
+    fn function_calls_follow_the_roles_statement_kinds() {
+        let call = message(b'F', b"\0\0\x04\xd2\0\0\0\0\0\0");
+        let mut reader = test_session("reader");
+        let v = reader.client_message(&call);
+        assert!(matches!(&v, Verdict::Replace(b) if b[0] == b'Q'));
+        assert!(reader.error_is_refusal());
+        let mut app = test_session("app");
+        assert_eq!(app.client_message(&call), Verdict::Forward);
+    }
+
+    #[test]
+    fn a_protected_literal_is_sent_sealed_and_the_rest_as_written() {
+        let mut s = catalog_session("app");
+        let stored = stored_email(&mut s, "alice@example.com");
+        let insert =
+            query("insert into customers (email, name) values ('alice@example.com', 'Alice')");
+        let sent = replaced(s.client_message(&insert));
+        let text = String::from_utf8_lossy(&sent[5..]);
+        assert!(!text.contains("alice@example.com"), "{text}");
+        assert!(text.contains(&stored[2..]), "{text}");
+        assert!(text.starts_with("insert into customers (email, name) values ("));
+        assert!(text.contains(", 'Alice')"), "{text}");
+    }
+
+    #[test]
+    fn a_refused_query_is_answered_in_its_place_as_pgshroud_s_own() {
+        let mut s = test_session("app");
+        s.client_message(&query("select id from customers where email like 'a%'"));
+        let raised = message(
+            b'E',
+            b"SERROR\0C0A000\0Mrefused\0WPL/pgSQL function inline_code_block line 1 at RAISE\0Lpl_exec.c\0\0",
+        );
+        let shown = replaced(s.server_message(&raised));
+        assert_eq!(shown, message(b'E', b"SERROR\0C0A000\0Mrefused\0\0"));
+        assert_eq!(s.server_message(&message(b'Z', b"I")), Verdict::Forward);
+        assert!(s.pending.is_empty(), "{:?}", s.pending);
+        assert!(!s.error_is_refusal());
+    }
+
+    #[test]
+    fn a_query_that_touches_no_protected_table_passes_unparsed() {
+        let mut s = test_session("app");
+        assert_eq!(s.client_message(&query("select 1")), Verdict::Forward);
+        assert!(matches!(
+            s.pending.front(),
+            Some(Expect::Query {
+                plan: None,
+                refused: false,
+                ..
+            })
+        ));
+    }
+}
