@@ -23,7 +23,7 @@ use self::chain::ChainKey;
 use self::normalize::{NormalizeCache, Normalized};
 use self::sink::{Forward, Sink, Target};
 use self::syslog::SyslogSink;
-use crate::config::{AuditTarget, Settings};
+use crate::config::{AuditSettings, AuditTarget};
 use crate::ops::metrics::Metrics;
 
 /// The process's audit: the sink, the normalisation cache, and the rules for alerts.
@@ -37,14 +37,17 @@ pub struct Audit {
 impl Audit {
     /// Starts the writer when `audit_file` or `audit_syslog` is set; `None` otherwise. Needs
     /// the audit key.
-    pub fn start(settings: &Settings, metrics: Arc<Metrics>) -> Result<Option<Arc<Audit>>, String> {
-        if settings.audit.is_none() && settings.audit_syslog.is_none() {
+    pub fn start(
+        settings: &AuditSettings,
+        metrics: Arc<Metrics>,
+    ) -> Result<Option<Arc<Audit>>, String> {
+        if !settings.is_on() {
             return Ok(None);
         }
-        let options = &settings.audit_options;
+        let options = settings;
         let k0 = ChainKey::load(options.key_file.as_deref())
             .map_err(|e| format!("invalid setting `audit_key_file`: {e}"))?;
-        let target = settings.audit.as_ref().map(|target| match target {
+        let target = settings.target.as_ref().map(|target| match target {
             AuditTarget::Stdout => Target::Stdout,
             AuditTarget::File(path) => Target::File {
                 path: path.clone(),
@@ -52,7 +55,7 @@ impl Audit {
             },
         });
         let mut forwards: Vec<Box<dyn Forward>> = Vec::new();
-        if let Some(syslog) = &settings.audit_syslog {
+        if let Some(syslog) = &settings.syslog {
             let sink = SyslogSink::start(syslog.clone(), metrics.clone())
                 .map_err(|e| format!("invalid setting `audit_syslog`: {e}"))?;
             forwards.push(Box::new(sink));
@@ -111,7 +114,7 @@ impl Audit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ConfigLayer;
+    use crate::config::{ConfigLayer, Settings};
 
     fn settings(layer: ConfigLayer) -> Result<Settings, String> {
         let base = ConfigLayer {
@@ -124,7 +127,7 @@ mod tests {
     #[test]
     fn audit_is_off_without_audit_file() {
         let s = settings(ConfigLayer::default()).unwrap();
-        let audit = Audit::start(&s, Arc::new(Metrics::new())).unwrap();
+        let audit = Audit::start(&s.audit, Arc::new(Metrics::new())).unwrap();
         assert!(audit.is_none());
     }
 
@@ -138,7 +141,7 @@ mod tests {
             ..ConfigLayer::default()
         })
         .unwrap();
-        let e = Audit::start(&s, Arc::new(Metrics::new())).unwrap_err();
+        let e = Audit::start(&s.audit, Arc::new(Metrics::new())).unwrap_err();
         assert!(
             e.contains("audit_key_file") && e.contains("PGSHROUD_AUDIT_KEY"),
             "{e}"
@@ -152,12 +155,12 @@ mod tests {
                 audit_on_full: Some(v.into()),
                 ..ConfigLayer::default()
             })
-            .map(|s| s.audit_options.on_full)
+            .map(|s| s.audit.on_full)
         };
         assert_eq!(on_full("block"), Ok(OnFull::Block));
         assert_eq!(on_full("drop"), Ok(OnFull::Drop));
         assert!(on_full("wait").unwrap_err().contains("audit_on_full"));
         let default = settings(ConfigLayer::default()).unwrap();
-        assert_eq!(default.audit_options.on_full, OnFull::Block);
+        assert_eq!(default.audit.on_full, OnFull::Block);
     }
 }

@@ -22,14 +22,8 @@ use super::chain::{split_line, Chain, ChainKey, CHAIN_LEN};
 use super::event::{Event, EventType};
 use crate::ops::metrics::Metrics;
 
-/// What to do when the queue is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnFull {
-    /// Wait for room: no statement goes unaudited.
-    Block,
-    /// Drop the event; counted in `pgshroud_audit_dropped_total` and in the next event.
-    Drop,
-}
+/// What to do when the queue is full (a setting, so defined with the settings).
+pub use crate::config::OnFull;
 
 /// Where the writer writes.
 pub enum Target {

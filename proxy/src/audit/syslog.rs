@@ -17,7 +17,6 @@
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -28,7 +27,9 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, StreamOwned};
 
 use super::event::{Event, EventType, Outcome};
-use super::sink::{Forward, OnFull};
+use super::sink::Forward;
+use crate::config::syslog::{MessageFormat, SyslogSettings, Transport};
+use crate::config::OnFull;
 use crate::ops::metrics::Metrics;
 
 /// Our structured-data ID. 32473 is the private enterprise number RFC 5612 reserves for
@@ -48,96 +49,6 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// segment, so the repeats it meets are recognised.
 pub const RESEND_FRAMES: usize = 1024;
 const RESEND_BYTES: usize = 4 << 20;
-
-/// How events travel to the collector.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Transport {
-    Tcp,
-    Tls {
-        /// CA certificates (PEM) the collector's certificate must chain to.
-        ca_file: PathBuf,
-        /// Client certificate and key (PEM), for collectors that require one.
-        client_cert: Option<(PathBuf, PathBuf)>,
-        /// Name checked against the collector's certificate (default: the host).
-        server_name: String,
-    },
-}
-
-/// What the message part of each syslog message holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MessageFormat {
-    /// The audit event's JSON line, chain value included (verifiable).
-    Json,
-    /// ArcSight Common Event Format, for SIEMs that parse CEF (not verifiable).
-    Cef,
-}
-
-/// A validated syslog destination.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SyslogSettings {
-    pub host: String,
-    pub port: u16,
-    pub transport: Transport,
-    /// RFC 5424 facility code (0-23).
-    pub facility: u8,
-    pub app_name: String,
-    pub format: MessageFormat,
-    pub on_full: OnFull,
-    pub queue_size: usize,
-}
-
-impl SyslogSettings {
-    /// `tcp://host:port` or `tls://host:port` (port defaults: 601, 6514).
-    pub fn parse_url(url: &str) -> Result<(String, u16, bool), String> {
-        let (tls, rest) = if let Some(r) = url.strip_prefix("tcp://") {
-            (false, r)
-        } else if let Some(r) = url.strip_prefix("tls://") {
-            (true, r)
-        } else {
-            return Err(format!("`{url}` is not tcp://host:port or tls://host:port"));
-        };
-        let rest = rest.trim_end_matches('/');
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-                let port = p
-                    .parse::<u16>()
-                    .map_err(|_| format!("`{p}` in `{url}` is not a port"))?;
-                (h, port)
-            }
-            _ => (rest, if tls { 6514 } else { 601 }),
-        };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if host.is_empty() {
-            return Err(format!("`{url}` names no host"));
-        }
-        Ok((host.to_owned(), port, tls))
-    }
-
-    fn address(&self) -> String {
-        let scheme = match self.transport {
-            Transport::Tcp => "tcp",
-            Transport::Tls { .. } => "tls",
-        };
-        format!("{scheme}://{}:{}", self.host, self.port)
-    }
-}
-
-/// Facility names as syslog.conf spells them -> RFC 5424 codes.
-pub fn facility_code(name: &str) -> Option<u8> {
-    const NAMES: [&str; 16] = [
-        "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
-        "authpriv", "ftp", "ntp", "audit", "alert", "clock",
-    ];
-    if let Some(n) = name.strip_prefix("local") {
-        return n.parse::<u8>().ok().filter(|n| *n <= 7).map(|n| 16 + n);
-    }
-    NAMES.iter().position(|n| *n == name).map(|i| i as u8)
-}
-
-/// An APP-NAME RFC 5424 accepts: 1 to 48 printable US-ASCII characters, no space.
-pub fn valid_app_name(name: &str) -> bool {
-    (1..=48).contains(&name.len()) && name.bytes().all(|b| (33..=126).contains(&b))
-}
 
 /// One event waiting to be sent: everything but the `dropped` count, which is known only
 /// when it leaves.
@@ -785,28 +696,6 @@ mod tests {
         let mut line = chain.seal(&e.canonical());
         line.pop();
         (e, line)
-    }
-
-    #[test]
-    fn urls_facilities_and_app_names() {
-        assert_eq!(
-            SyslogSettings::parse_url("tls://siem.example:6514"),
-            Ok(("siem.example".into(), 6514, true))
-        );
-        assert_eq!(
-            SyslogSettings::parse_url("tcp://[::1]:1514"),
-            Ok(("::1".into(), 1514, false))
-        );
-        assert_eq!(
-            SyslogSettings::parse_url("tcp://collector"),
-            Ok(("collector".into(), 601, false))
-        );
-        assert!(SyslogSettings::parse_url("udp://x:514").is_err());
-        assert_eq!(facility_code("local0"), Some(16));
-        assert_eq!(facility_code("authpriv"), Some(10));
-        assert_eq!(facility_code("local8"), None);
-        assert!(valid_app_name("pgshroud"));
-        assert!(!valid_app_name("pg shroud"));
     }
 
     #[test]
