@@ -7,6 +7,7 @@
 pub mod alert;
 pub mod chain;
 pub mod connection;
+mod error;
 pub mod event;
 pub mod normalize;
 pub mod sink;
@@ -16,6 +17,7 @@ pub mod verify;
 use std::sync::Arc;
 
 pub use self::connection::{ConnectionAudit, ConnectionInfo};
+pub use self::error::AuditError;
 pub use self::event::{Event, EventType};
 pub use self::sink::OnFull;
 
@@ -40,13 +42,12 @@ impl Audit {
     pub fn start(
         settings: &AuditSettings,
         metrics: Arc<Metrics>,
-    ) -> Result<Option<Arc<Audit>>, String> {
+    ) -> Result<Option<Arc<Audit>>, AuditError> {
         if !settings.is_on() {
             return Ok(None);
         }
         let options = settings;
-        let k0 = ChainKey::load(options.key_file.as_deref())
-            .map_err(|e| format!("invalid setting `audit_key_file`: {e}"))?;
+        let k0 = ChainKey::load(options.key_file.as_deref()).map_err(AuditError::Key)?;
         let target = settings.target.as_ref().map(|target| match target {
             AuditTarget::Stdout => Target::Stdout,
             AuditTarget::File(path) => Target::File {
@@ -56,8 +57,8 @@ impl Audit {
         });
         let mut forwards: Vec<Box<dyn Forward>> = Vec::new();
         if let Some(syslog) = &settings.syslog {
-            let sink = SyslogSink::start(syslog.clone(), metrics.clone())
-                .map_err(|e| format!("invalid setting `audit_syslog`: {e}"))?;
+            let sink =
+                SyslogSink::start(syslog.clone(), metrics.clone()).map_err(AuditError::Syslog)?;
             forwards.push(Box::new(sink));
         }
         let sink = Sink::start_with(
@@ -68,7 +69,7 @@ impl Audit {
             k0,
             metrics.clone(),
         )
-        .map_err(|e| format!("invalid setting `audit_file`: {e}"))?;
+        .map_err(AuditError::File)?;
         Ok(Some(Arc::new(Audit {
             sink,
             cache: NormalizeCache::default(),
@@ -141,7 +142,9 @@ mod tests {
             ..ConfigLayer::default()
         })
         .unwrap();
-        let e = Audit::start(&s.audit, Arc::new(Metrics::new())).unwrap_err();
+        let e = Audit::start(&s.audit, Arc::new(Metrics::new()))
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("audit_key_file") && e.contains("PGSHROUD_AUDIT_KEY"),
             "{e}"
