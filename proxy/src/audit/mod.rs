@@ -7,6 +7,7 @@
 pub mod alert;
 pub mod chain;
 pub mod connection;
+mod error;
 pub mod event;
 pub mod normalize;
 pub mod sink;
@@ -16,6 +17,7 @@ pub mod verify;
 use std::sync::Arc;
 
 pub use self::connection::{ConnectionAudit, ConnectionInfo};
+pub use self::error::AuditError;
 pub use self::event::{Event, EventType};
 pub use self::sink::OnFull;
 
@@ -23,7 +25,7 @@ use self::chain::ChainKey;
 use self::normalize::{NormalizeCache, Normalized};
 use self::sink::{Forward, Sink, Target};
 use self::syslog::SyslogSink;
-use crate::config::{AuditTarget, Settings};
+use crate::config::{AuditSettings, AuditTarget};
 use crate::ops::metrics::Metrics;
 
 /// The process's audit: the sink, the normalisation cache, and the rules for alerts.
@@ -37,14 +39,16 @@ pub struct Audit {
 impl Audit {
     /// Starts the writer when `audit_file` or `audit_syslog` is set; `None` otherwise. Needs
     /// the audit key.
-    pub fn start(settings: &Settings, metrics: Arc<Metrics>) -> Result<Option<Arc<Audit>>, String> {
-        if settings.audit.is_none() && settings.audit_syslog.is_none() {
+    pub fn start(
+        settings: &AuditSettings,
+        metrics: Arc<Metrics>,
+    ) -> Result<Option<Arc<Audit>>, AuditError> {
+        if !settings.is_on() {
             return Ok(None);
         }
-        let options = &settings.audit_options;
-        let k0 = ChainKey::load(options.key_file.as_deref())
-            .map_err(|e| format!("invalid setting `audit_key_file`: {e}"))?;
-        let target = settings.audit.as_ref().map(|target| match target {
+        let options = settings;
+        let k0 = ChainKey::load(options.key_file.as_deref()).map_err(AuditError::Key)?;
+        let target = settings.target.as_ref().map(|target| match target {
             AuditTarget::Stdout => Target::Stdout,
             AuditTarget::File(path) => Target::File {
                 path: path.clone(),
@@ -52,9 +56,9 @@ impl Audit {
             },
         });
         let mut forwards: Vec<Box<dyn Forward>> = Vec::new();
-        if let Some(syslog) = &settings.audit_syslog {
-            let sink = SyslogSink::start(syslog.clone(), metrics.clone())
-                .map_err(|e| format!("invalid setting `audit_syslog`: {e}"))?;
+        if let Some(syslog) = &settings.syslog {
+            let sink =
+                SyslogSink::start(syslog.clone(), metrics.clone()).map_err(AuditError::Syslog)?;
             forwards.push(Box::new(sink));
         }
         let sink = Sink::start_with(
@@ -65,7 +69,7 @@ impl Audit {
             k0,
             metrics.clone(),
         )
-        .map_err(|e| format!("invalid setting `audit_file`: {e}"))?;
+        .map_err(AuditError::File)?;
         Ok(Some(Arc::new(Audit {
             sink,
             cache: NormalizeCache::default(),
@@ -111,7 +115,7 @@ impl Audit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ConfigLayer;
+    use crate::config::{ConfigLayer, Settings};
 
     fn settings(layer: ConfigLayer) -> Result<Settings, String> {
         let base = ConfigLayer {
@@ -124,7 +128,7 @@ mod tests {
     #[test]
     fn audit_is_off_without_audit_file() {
         let s = settings(ConfigLayer::default()).unwrap();
-        let audit = Audit::start(&s, Arc::new(Metrics::new())).unwrap();
+        let audit = Audit::start(&s.audit, Arc::new(Metrics::new())).unwrap();
         assert!(audit.is_none());
     }
 
@@ -138,7 +142,9 @@ mod tests {
             ..ConfigLayer::default()
         })
         .unwrap();
-        let e = Audit::start(&s, Arc::new(Metrics::new())).unwrap_err();
+        let e = Audit::start(&s.audit, Arc::new(Metrics::new()))
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("audit_key_file") && e.contains("PGSHROUD_AUDIT_KEY"),
             "{e}"
@@ -152,12 +158,12 @@ mod tests {
                 audit_on_full: Some(v.into()),
                 ..ConfigLayer::default()
             })
-            .map(|s| s.audit_options.on_full)
+            .map(|s| s.audit.on_full)
         };
         assert_eq!(on_full("block"), Ok(OnFull::Block));
         assert_eq!(on_full("drop"), Ok(OnFull::Drop));
         assert!(on_full("wait").unwrap_err().contains("audit_on_full"));
         let default = settings(ConfigLayer::default()).unwrap();
-        assert_eq!(default.audit_options.on_full, OnFull::Block);
+        assert_eq!(default.audit.on_full, OnFull::Block);
     }
 }

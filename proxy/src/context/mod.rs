@@ -48,7 +48,7 @@ impl ProxyContext {
         let auth = ProxyAuth::new(&settings, upstream.tls_config())?;
         let protection = crate::protect::load(&settings)?;
         let metrics = Arc::new(Metrics::new());
-        let audit = Audit::start(&settings, metrics.clone())?;
+        let audit = Audit::start(&settings.audit, metrics.clone()).map_err(|e| e.to_string())?;
         Ok(ProxyContext {
             settings,
             tls,

@@ -7,10 +7,13 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use sha2::{Digest, Sha256};
 use sqlparser::dialect::{Dialect, PostgreSqlDialect};
-use sqlparser::keywords::Keyword;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
 use crate::protocol::text_settings::TextMode;
+
+mod classify;
+
+use self::classify::{classify_words, tables};
 
 /// What stands in for a literal.
 pub const PLACEHOLDER: &str = "?";
@@ -288,159 +291,6 @@ fn keyword(token: &Token) -> Option<String> {
 pub fn fingerprint(shape: &str) -> String {
     let digest = Sha256::digest(shape.as_bytes());
     hex::encode(&digest[..8])
-}
-
-/// The statement kind (as in the metrics and role allow lists) and pgAudit class, from the
-/// statement's leading words.
-fn classify_words(words: &[&str]) -> (&'static str, &'static str) {
-    let first = words.first().copied().unwrap_or("");
-    let second = words.get(1).copied().unwrap_or("");
-    match first {
-        "SELECT" | "VALUES" | "TABLE" => ("select", "READ"),
-        "WITH" => with_body(words),
-        "INSERT" => ("insert", "WRITE"),
-        "UPDATE" => ("update", "WRITE"),
-        "DELETE" => ("delete", "WRITE"),
-        "MERGE" => ("merge", "WRITE"),
-        "TRUNCATE" => ("other", "WRITE"),
-        "COPY" => {
-            if words.contains(&"FROM") {
-                ("copy", "WRITE")
-            } else {
-                ("copy", "READ")
-            }
-        }
-        "GRANT" | "REVOKE" => ("ddl", "ROLE"),
-        "CREATE" | "ALTER" | "DROP"
-            if matches!(second, "ROLE" | "USER" | "GROUP")
-                || (second == "DEFAULT" && words.contains(&"PRIVILEGES")) =>
-        {
-            ("ddl", "ROLE")
-        }
-        "CREATE" | "ALTER" | "DROP" | "COMMENT" | "SECURITY" | "REINDEX" | "CLUSTER"
-        | "REFRESH" | "IMPORT" => ("ddl", "DDL"),
-        "DO" | "CALL" => ("other", "FUNCTION"),
-        "BEGIN" | "START" | "COMMIT" | "END" | "ROLLBACK" | "ABORT" | "SAVEPOINT" | "RELEASE" => {
-            ("transaction", "MISC")
-        }
-        "PREPARE" if second == "TRANSACTION" => ("transaction", "MISC"),
-        "SET" | "SHOW" | "RESET" | "DISCARD" | "LISTEN" | "UNLISTEN" | "NOTIFY" | "VACUUM"
-        | "ANALYZE" | "ANALYSE" | "CHECKPOINT" | "EXPLAIN" | "DEALLOCATE" | "PREPARE"
-        | "EXECUTE" | "DECLARE" | "FETCH" | "MOVE" | "CLOSE" | "LOCK" | "LOAD" => {
-            ("utility", "MISC")
-        }
-        _ => ("other", "MISC"),
-    }
-}
-
-/// `WITH ... <body>`: the first data-changing word decides; otherwise it reads.
-fn with_body(words: &[&str]) -> (&'static str, &'static str) {
-    for w in words {
-        match *w {
-            "INSERT" => return ("insert", "WRITE"),
-            "UPDATE" => return ("update", "WRITE"),
-            "DELETE" => return ("delete", "WRITE"),
-            "MERGE" => return ("merge", "WRITE"),
-            _ => {}
-        }
-    }
-    ("select", "READ")
-}
-
-/// Names following FROM, JOIN, INTO, UPDATE, TABLE or COPY (and comma-separated FROM lists),
-/// not followed by `(` (that would be a function).
-fn tables(tokens: &[&Token]) -> Vec<String> {
-    let mut found: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < tokens.len() {
-        let after_keyword = matches!(
-            tokens[i],
-            Token::Word(w) if w.quote_style.is_none() && matches!(
-                w.keyword,
-                Keyword::FROM | Keyword::JOIN | Keyword::INTO | Keyword::UPDATE
-                    | Keyword::TABLE | Keyword::COPY
-            )
-        );
-        i += 1;
-        if !after_keyword {
-            continue;
-        }
-        while let Some((name, next)) = qualified_name(tokens, i) {
-            if matches!(tokens.get(next), Some(Token::LParen)) && !is_copy_target(tokens, i) {
-                break;
-            }
-            if !found.contains(&name) {
-                found.push(name);
-            }
-            i = skip_alias(tokens, next);
-            if matches!(tokens.get(i), Some(Token::Comma)) {
-                i += 1;
-                continue;
-            }
-            break;
-        }
-    }
-    found
-}
-
-/// `COPY t (a, b)` and `INSERT INTO t (a, b)` name a table before their `(`.
-fn is_copy_target(tokens: &[&Token], at: usize) -> bool {
-    at > 0
-        && matches!(tokens[at - 1], Token::Word(w) if matches!(w.keyword, Keyword::COPY | Keyword::INTO))
-}
-
-/// `name` or `schema.name` (quoted parts keep their case) starting at `at`; and the index
-/// after it. Keywords that cannot be names (`SELECT`, `LATERAL`, ...) are not names.
-fn qualified_name(tokens: &[&Token], at: usize) -> Option<(String, usize)> {
-    let mut parts = Vec::new();
-    let mut i = at;
-    loop {
-        match tokens.get(i) {
-            Some(Token::Word(w)) => {
-                if w.quote_style.is_none() && not_a_name(w.keyword) {
-                    return None;
-                }
-                parts.push(match w.quote_style {
-                    Some(_) => w.value.clone(),
-                    None => w.value.to_lowercase(),
-                });
-            }
-            _ => return None,
-        }
-        i += 1;
-        if matches!(tokens.get(i), Some(Token::Period)) {
-            i += 1;
-            continue;
-        }
-        return Some((parts.join("."), i));
-    }
-}
-
-fn not_a_name(keyword: Keyword) -> bool {
-    matches!(
-        keyword,
-        Keyword::SELECT
-            | Keyword::LATERAL
-            | Keyword::ONLY
-            | Keyword::STDIN
-            | Keyword::STDOUT
-            | Keyword::WHERE
-            | Keyword::VALUES
-            | Keyword::DEFAULT
-            | Keyword::SET
-    )
-}
-
-/// Skips `[AS] alias` after a table name.
-fn skip_alias(tokens: &[&Token], at: usize) -> usize {
-    let mut i = at;
-    if matches!(tokens.get(i), Some(Token::Word(w)) if w.keyword == Keyword::AS) {
-        i += 1;
-    }
-    match tokens.get(i) {
-        Some(Token::Word(w)) if w.quote_style.is_some() || w.keyword == Keyword::NoKeyword => i + 1,
-        _ => i,
-    }
 }
 
 /// Normalised texts by SQL text, shared by all sessions. Texts longer than
