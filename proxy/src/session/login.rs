@@ -8,9 +8,9 @@ use bytes::{BufMut, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tracing::{info, warn};
 
-use super::auth::AuthError;
 use zeroize::{Zeroize as _, Zeroizing};
 
+use super::auth_error::{refuse, wrong_password, AuthError};
 use crate::auth::md5::Md5Secret;
 use crate::auth::scram::{self, ClientKey, ScramError, ServerExchange, Verifier};
 use crate::auth::secrets::Secret;
@@ -222,14 +222,6 @@ pub async fn check_client_cert(client: &mut Stream, user: &str) -> Result<(), Au
     }
 }
 
-/// PostgreSQL's own error for a wrong password.
-pub fn wrong_password(user: &str) -> PgError {
-    PgError::fatal(
-        sqlstate::INVALID_PASSWORD,
-        format!("password authentication failed for user \"{user}\""),
-    )
-}
-
 fn scram_error(e: ScramError) -> PgError {
     let error = PgError::fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string());
     match e {
@@ -239,13 +231,6 @@ fn scram_error(e: ScramError) -> PgError {
         ),
         _ => error,
     }
-}
-
-/// Sends `error` to the client and returns it as the login's failure.
-pub(super) async fn refuse<T>(client: &mut Stream, error: PgError) -> Result<T, AuthError> {
-    client.write_all(&error.to_bytes()).await?;
-    client.flush().await?;
-    Err(AuthError::Denied(error))
 }
 
 async fn read_password_message(

@@ -3,6 +3,7 @@
 //! until either side ends it.
 
 pub mod auth;
+pub mod auth_error;
 pub mod cancel;
 pub mod handshake;
 pub mod login;
@@ -20,7 +21,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::{debug, info, warn, Instrument};
 
-use self::auth::{AuthError, AuthExchange};
+use self::auth::AuthExchange;
+use self::auth_error::AuthError;
 use self::handshake::{send_and_close, Handshake, HandshakeError};
 use self::pass_through::PassThrough;
 use self::relay::{Inbound, RelayEnd, ServerPath, SessionState, MAX_SERVER_MESSAGE};
