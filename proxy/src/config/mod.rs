@@ -23,6 +23,7 @@ pub struct ConfigLayer {
     pub tls_key: Option<PathBuf>,
     pub tls_client_ca_file: Option<PathBuf>,
     pub tls_client_cert: Option<String>,
+    pub tls_client_sslmode: Option<String>,
     pub admin_listen: Option<String>,
     pub rules: Option<PathBuf>,
     pub audit_file: Option<String>,
@@ -56,6 +57,7 @@ pub struct ConfigLayer {
     pub auth_dbname: Option<String>,
     pub auth_query: Option<String>,
     pub auth_method: Option<String>,
+    pub replication_users: Option<Vec<String>>,
 }
 
 macro_rules! overlay {
@@ -77,6 +79,7 @@ impl ConfigLayer {
             tls_key,
             tls_client_ca_file,
             tls_client_cert,
+            tls_client_sslmode,
             admin_listen,
             rules,
             audit_file,
@@ -109,7 +112,8 @@ impl ConfigLayer {
             auth_password_file,
             auth_dbname,
             auth_query,
-            auth_method
+            auth_method,
+            replication_users
         )
     }
 
@@ -193,6 +197,28 @@ pub struct TlsFiles {
     /// unless `client_cert` is `VerifyFull`.
     pub client_ca: Option<PathBuf>,
     pub client_cert: ClientCertMode,
+    /// Whether clients must come over TLS (`tls_client_sslmode`).
+    pub sslmode: ClientSslMode,
+}
+
+/// `tls_client_sslmode`, as PgBouncer's `client_tls_sslmode`. `disable` is accepted only without
+/// a certificate (no TLS towards clients), so it never reaches [`TlsFiles`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientSslMode {
+    /// TLS for clients that ask for it, plain TCP for the others.
+    Allow,
+    /// The same as `Allow` on the server side (the client decides).
+    Prefer,
+    /// Clients without TLS are refused with `28000` (the default with a certificate): a
+    /// PostgreSQL that admits a user only over TLS (`hostssl`) must not see that user arrive
+    /// over TLS from pgshroud when the client sent its password in the clear.
+    Require,
+}
+
+impl ClientSslMode {
+    pub fn accepts_plaintext(self) -> bool {
+        self != ClientSslMode::Require
+    }
 }
 
 /// Whether clients must present a certificate (`tls_client_cert`).
@@ -277,6 +303,9 @@ pub struct Settings {
     pub auth_mode: AuthMode,
     /// What proxy-side authentication asks clients for.
     pub auth_method: ClientAuthMethod,
+    /// Users whose replication connections (`replication` in the startup packet) are relayed;
+    /// everyone else's are refused: a base backup or logical slot streams every envelope.
+    pub replication_users: Vec<String>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:6432";
@@ -335,7 +364,25 @@ impl Settings {
         if let Some(ca) = &upstream.ca_file {
             readable_file("upstream_ca_file", ca)?;
         }
+        let sslmode = match layer.tls_client_sslmode.as_deref() {
+            None | Some("require") => Some(ClientSslMode::Require),
+            Some("prefer") => Some(ClientSslMode::Prefer),
+            Some("allow") => Some(ClientSslMode::Allow),
+            Some("disable") => None,
+            Some(other) => {
+                return Err(invalid(
+                    "tls_client_sslmode",
+                    format!("`{other}` is not disable, allow, prefer or require"),
+                ))
+            }
+        };
         let client_tls = match (layer.tls_cert, layer.tls_key) {
+            (None, None) if sslmode.is_some() && layer.tls_client_sslmode.is_some() => {
+                return Err(invalid(
+                    "tls_client_sslmode",
+                    "needs tls_cert and tls_key to offer TLS to clients",
+                ))
+            }
             (None, None) if layer.tls_client_cert.is_some() => {
                 return Err(invalid(
                     "tls_client_cert",
@@ -373,11 +420,18 @@ impl Settings {
                         ))
                     }
                 };
+                let Some(sslmode) = sslmode else {
+                    return Err(invalid(
+                        "tls_client_sslmode",
+                        "disable turns TLS towards clients off: leave tls_cert and tls_key unset instead",
+                    ));
+                };
                 Some(TlsFiles {
                     cert,
                     key,
                     client_ca: layer.tls_client_ca_file,
                     client_cert,
+                    sslmode,
                 })
             }
             (Some(_), None) => return Err(invalid("tls_key", "missing; tls_cert needs tls_key")),
@@ -454,6 +508,7 @@ impl Settings {
             require_guard: layer.require_guard.unwrap_or(true),
             auth_mode,
             auth_method,
+            replication_users: layer.replication_users.unwrap_or_default(),
         })
     }
 }
@@ -678,6 +733,50 @@ mod tests {
             upstream: Some(upstream.into()),
             ..ConfigLayer::default()
         }
+    }
+
+    #[test]
+    fn clients_need_tls_by_default_once_a_certificate_is_set() {
+        let readable = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
+        let with_cert = |mode: Option<&str>| ConfigLayer {
+            tls_cert: Some(readable.clone()),
+            tls_key: Some(readable.clone()),
+            tls_client_sslmode: mode.map(String::from),
+            ..layer("postgres://127.0.0.1:5432")
+        };
+        let sslmode = |l| Settings::resolve(l).map(|s| s.client_tls.map(|t| t.sslmode));
+        assert_eq!(sslmode(with_cert(None)), Ok(Some(ClientSslMode::Require)));
+        assert_eq!(
+            sslmode(with_cert(Some("prefer"))),
+            Ok(Some(ClientSslMode::Prefer))
+        );
+        for refused in [Some("disable"), Some("verify-full")] {
+            let e = Settings::resolve(with_cert(refused)).unwrap_err();
+            assert_eq!(e.setting, "tls_client_sslmode");
+        }
+        let without_cert = ConfigLayer {
+            tls_client_sslmode: Some("require".into()),
+            ..layer("postgres://127.0.0.1:5432")
+        };
+        let e = Settings::resolve(without_cert).unwrap_err();
+        assert_eq!(e.setting, "tls_client_sslmode");
+        let disabled = ConfigLayer {
+            tls_client_sslmode: Some("disable".into()),
+            ..layer("postgres://127.0.0.1:5432")
+        };
+        assert_eq!(Settings::resolve(disabled).unwrap().client_tls, None);
+    }
+
+    #[test]
+    fn replication_users_are_a_list_defaulting_to_nobody() {
+        let file: ConfigLayer = toml::from_str(
+            "upstream = \"postgres://db:5432\"\nreplication_users = [\"replicator\"]\n",
+        )
+        .unwrap();
+        let s = Settings::resolve(file).unwrap();
+        assert_eq!(s.replication_users, ["replicator"]);
+        let s = Settings::resolve(layer("postgres://db:5432")).unwrap();
+        assert!(s.replication_users.is_empty());
     }
 
     #[test]
