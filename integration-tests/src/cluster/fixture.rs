@@ -55,8 +55,8 @@ fn test_settings(tls_dir: &Path) -> String {
 }
 
 /// pg_hba.conf: the unix socket trusts everyone (superuser set-up and admin clients); over
-/// TCP members of `tls_only` need TLS, each fixture role gets its own method and everyone
-/// else SCRAM.
+/// TCP members of `tls_only` need TLS, each fixture role gets its own method (the replicator
+/// also for replication connections) and everyone else SCRAM.
 fn hba_conf() -> String {
     format!(
         "# TYPE  DATABASE  USER  ADDRESS  METHOD\n\
@@ -65,11 +65,14 @@ fn hba_conf() -> String {
          host    all  {trust}      {HOST}/32  trust\n\
          host    all  {cleartext}  {HOST}/32  password\n\
          host    all  {md5}        {HOST}/32  md5\n\
+         host    replication {replicator} {HOST}/32  trust\n\
+         host    all  {replicator} {HOST}/32  trust\n\
          host    all  all          {HOST}/32  scram-sha-256\n",
         trust = users::TRUST,
         cleartext = users::CLEARTEXT,
         md5 = users::MD5,
         tls_only = users::TLS_ONLY,
+        replicator = users::REPLICATOR,
     )
 }
 
@@ -83,6 +86,7 @@ fn create_roles(socket_dir: &Path, port: u16) -> anyhow::Result<()> {
          CREATE ROLE {CLEARTEXT} LOGIN PASSWORD '{CLEARTEXT_PASSWORD}';
          CREATE ROLE {TRUST} LOGIN;
          CREATE ROLE {TLS_ONLY} NOLOGIN;
+         CREATE ROLE {REPLICATOR} LOGIN REPLICATION;
          SET password_encryption = 'md5';
          CREATE ROLE {MD5} LOGIN PASSWORD '{MD5_PASSWORD}';"
     );

@@ -21,3 +21,6 @@ pub const ALL: [&str; 4] = [SCRAM, MD5, CLEARTEXT, TRUST];
 /// A group (NOLOGIN): its members may log in over TCP only with TLS (`hostnossl` rejects
 /// them), as on a production server that requires TLS. Tests create such members.
 pub const TLS_ONLY: &str = "tls_only";
+/// A non-superuser with the REPLICATION attribute. TCP: `trust`, for replication connections
+/// (physical and logical) too, so PostgreSQL itself would let it stream.
+pub const REPLICATOR: &str = "replicator";

@@ -1,5 +1,6 @@
 //! The pre-session exchange with a client: SSL/GSS negotiation (TLS when configured, also
-//! PostgreSQL 17's direct TLS), then the startup or cancel packet.
+//! PostgreSQL 17's direct TLS), then the startup or cancel packet, and the refusals that
+//! follow from how the client came and what its startup packet asks for.
 
 use std::sync::Arc;
 
@@ -8,7 +9,9 @@ use tokio::net::TcpStream;
 
 use crate::net::stream::Stream;
 use crate::protocol::error::{sqlstate, PgError};
-use crate::protocol::startup::{read_packet, StartupError, StartupMessage, StartupPacket};
+use crate::protocol::startup::{
+    read_packet, Replication, StartupError, StartupMessage, StartupPacket,
+};
 
 /// How a client's connection continues.
 #[derive(Debug)]
@@ -102,6 +105,24 @@ pub async fn negotiate(
                 });
             }
         }
+    }
+}
+
+/// Replication connections (`replication` in the startup packet, any spelling PostgreSQL
+/// accepts, and any it refuses) only for the users in `replication_users`: a base backup or a
+/// logical slot streams every stored envelope past the statement analysis.
+pub fn check_replication(startup: &StartupMessage, allowed: &[String]) -> Result<(), PgError> {
+    let user = startup.user().unwrap_or_default();
+    match startup.replication() {
+        Replication::No => Ok(()),
+        _ if allowed.iter().any(|u| u == user) => Ok(()),
+        _ => Err(PgError::fatal(
+            sqlstate::INVALID_AUTHORIZATION,
+            format!("pgshroud does not relay replication connections for user \"{user}\""),
+        )
+        .with_hint(
+            "Replication streams every stored value past pgshroud's analysis; list the user in replication_users to allow it.",
+        )),
     }
 }
 

@@ -37,7 +37,7 @@ use crate::protect::policy::{Caller, Policy};
 use crate::protect::session::ProtectedSession;
 use crate::protocol::error::{sqlstate, PgError};
 use crate::protocol::frame::FrameBuffer;
-use crate::protocol::startup::StartupMessage;
+use crate::protocol::startup::{Replication, StartupMessage};
 use crate::protocol::text_settings::TextSettings;
 use crate::session::cancel::{forward_cancel, CANCEL_WAIT};
 use crate::session::statement_path::StatementPath;
@@ -177,6 +177,13 @@ async fn run_session(
     let mut client_buf = FrameBuffer::new(limits.max_message_size);
     let mut server_buf = FrameBuffer::new(MAX_SERVER_MESSAGE);
     let user = startup.user().unwrap_or_default();
+    if let Err(error) = handshake::check_replication(&startup, &ctx.settings.replication_users) {
+        info!("refused: {error}");
+        audit.with(|a| a.auth_failed(Some(error.code)));
+        ctx.metrics.connection_error(Why::AuthFailed);
+        send_and_close(&mut client, &error).await;
+        return;
+    }
 
     let login = async {
         negotiate_version(&mut client, &startup).await?;
@@ -261,7 +268,15 @@ async fn run_session(
         cert_subject: client.peer_cert_subject(),
         addr: peer.ip(),
     };
-    let statements = match statement_path(ctx, caller, audit, &mut server, &mut server_buf).await {
+    // A replication connection (of a user in `replication_users`) is relayed as is: a physical
+    // walsender runs no SQL, so there is no catalog to look up, and its stream is raw anyway.
+    let path = if startup.replication() == Replication::No {
+        statement_path(ctx, caller, audit, &mut server, &mut server_buf).await
+    } else {
+        info!("replication connection relayed (replication_users)");
+        Ok(StatementPath::passthrough())
+    };
+    let statements = match path {
         Ok(path) => path
             .with_audit(audit.0.clone())
             .with_metrics(ctx.metrics.clone())
