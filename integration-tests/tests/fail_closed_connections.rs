@@ -1,5 +1,8 @@
 //! Fail closed on the connection side, against the real cluster and as non-superuser roles:
-//! replication connections are refused unless the user is listed in `replication_users`.
+//! replication connections are refused unless the user is listed in `replication_users`; a
+//! known and an unknown user see the same authentication exchange in every `auth_method`.
+
+use std::path::Path;
 
 use pgshroud::config::ConfigLayer;
 use pgshroud_integration_tests::proxy::TestProxy;
@@ -107,4 +110,140 @@ async fn a_user_listed_in_replication_users_may_replicate() {
         msgs.last().and_then(|m| m.field(b'C')).as_deref(),
         Some("28000")
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The same authentication exchange for known and unknown users
+
+const UNKNOWN: &str = "no_such_user";
+/// 32 zero bytes: a well-formed SCRAM proof that matches no verifier.
+const WRONG_PROOF: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+const CLIENT_NONCE: &str = "rOprNGfwEbeRWgbNEkqO";
+
+async fn verifier_of(role: &str) -> String {
+    cluster()
+        .admin_client()
+        .await
+        .query_one(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
+            &[&role],
+        )
+        .await
+        .expect("read verifier")
+        .get(0)
+}
+
+/// A proxy that checks passwords itself with `auth_method`, against an auth_file holding the
+/// SCRAM verifier of scram_user and the md5 secret of md5_user.
+async fn proxy_side_auth(dir: &Path, method: &str) -> TestProxy {
+    let file = dir.join(format!("userlist-{method}.txt"));
+    let mut text = String::new();
+    for role in [users::SCRAM, users::MD5] {
+        text.push_str(&format!("\"{role}\" \"{}\"\n", verifier_of(role).await));
+    }
+    std::fs::write(&file, text).unwrap();
+    TestProxy::start(
+        cluster().url(),
+        ConfigLayer {
+            auth_file: Some(file),
+            auth_method: Some(method.into()),
+            ..ConfigLayer::default()
+        },
+    )
+    .await
+}
+
+fn password_message(body: &[u8]) -> Vec<u8> {
+    pgshroud_integration_tests::raw::message(b'p', body)
+}
+
+/// Logs in as `user` with a wrong password, answering whatever the proxy asks, and returns
+/// every message the client saw, reduced to what may not differ between users: message types,
+/// authentication codes and mechanisms, salt lengths (base64) and iteration counts, error fields (the
+/// user's name replaced by `<user>`).
+async fn failed_login(port: u16, user: &str) -> Vec<String> {
+    let mut c = RawClient::connect(port).await;
+    c.send(&startup_packet(
+        3 << 16,
+        &[("user", user), ("database", "postgres")],
+    ))
+    .await;
+    let mut seen = Vec::new();
+    loop {
+        let Some(m) = c.recv().await else {
+            seen.push("closed".to_owned());
+            return seen;
+        };
+        match m.kind {
+            b'R' => {
+                let code = i32::from_be_bytes(m.body[..4].try_into().unwrap());
+                let data = &m.body[4..];
+                match code {
+                    10 => {
+                        seen.push(format!("R10 {}", String::from_utf8_lossy(data)));
+                        let first = format!("n,,n=,r={CLIENT_NONCE}");
+                        let mut body = b"SCRAM-SHA-256\0".to_vec();
+                        body.extend_from_slice(&(first.len() as i32).to_be_bytes());
+                        body.extend_from_slice(first.as_bytes());
+                        c.send(&password_message(&body)).await;
+                    }
+                    11 => {
+                        let text = String::from_utf8_lossy(data).into_owned();
+                        let field = |name: &str| {
+                            text.split(',')
+                                .find_map(|f| f.strip_prefix(name))
+                                .unwrap_or_default()
+                                .to_owned()
+                        };
+                        let nonce = field("r=");
+                        assert!(nonce.starts_with(CLIENT_NONCE), "{text}");
+                        let salt = field("s=");
+                        seen.push(format!("R11 salt={} i={}", salt.len(), field("i=")));
+                        let last = format!("c=biws,r={nonce},p={WRONG_PROOF}");
+                        c.send(&password_message(last.as_bytes())).await;
+                    }
+                    5 => {
+                        seen.push(format!("R5 salt={}", data.len()));
+                        let answer = format!("md5{}\0", "0".repeat(32));
+                        c.send(&password_message(answer.as_bytes())).await;
+                    }
+                    3 => {
+                        seen.push("R3".to_owned());
+                        c.send(&password_message(b"wrong-password\0")).await;
+                    }
+                    other => seen.push(format!("R{other}")),
+                }
+            }
+            b'E' => {
+                for field in [b'S', b'V', b'C', b'M', b'D', b'H'] {
+                    if let Some(value) = m.field(field) {
+                        let value = value.replace(&format!("\"{user}\""), "\"<user>\"");
+                        seen.push(format!("E{} {value}", field as char));
+                    }
+                }
+            }
+            other => seen.push(format!("{}", other as char)),
+        }
+    }
+}
+
+#[tokio::test]
+async fn known_and_unknown_users_see_the_same_exchange_in_every_auth_method() {
+    let dir = tempfile::tempdir().unwrap();
+    for method in ["scram-sha-256", "md5", "password"] {
+        let p = proxy_side_auth(dir.path(), method).await;
+        let unknown = failed_login(p.port(), UNKNOWN).await;
+        assert!(
+            unknown.contains(&"EC 28P01".to_owned()),
+            "{method}: {unknown:?}"
+        );
+        assert_eq!(unknown.last().map(String::as_str), Some("closed"));
+        for known in [users::SCRAM, users::MD5] {
+            assert_eq!(
+                failed_login(p.port(), known).await,
+                unknown,
+                "auth_method = {method}: {known} (known) and {UNKNOWN} (unknown) are told apart"
+            );
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! Proxy-side authentication of a client (`auth_mode = "proxy"`): pgshroud plays PostgreSQL's
 //! part of SCRAM-SHA-256 (and -PLUS over its own TLS) against the user's stored verifier, or
-//! of md5 / cleartext password as `auth_method` says. A right proof yields what `pass_through`
+//! of md5 / cleartext password as `auth_method` says: the method alone picks the exchange, so a
+//! known and an unknown user see the same messages. A right proof yields what `pass_through`
 //! logs in upstream with (the ClientKey, or the md5 secret); the client's final
 //! `AuthenticationSASLFinal` + `AuthenticationOk` are held back until the server agreed.
 
@@ -62,15 +63,24 @@ pub async fn authenticate(
             return refuse(client, error).await;
         }
     };
-    // As pg_hba: `password` asks for the password whatever the secret; `md5` uses SCRAM for
-    // SCRAM secrets; `scram-sha-256` accepts SCRAM secrets only.
+    // Which exchange a client gets depends on `auth_method` alone, never on what is stored for
+    // the user, so a known and an unknown user see the same messages: `password` asks for the
+    // password and checks it against either kind of secret; `md5` asks everyone for md5 (a
+    // SCRAM verifier cannot check an md5 answer, so such users fail as with a wrong password,
+    // where PostgreSQL would switch to SCRAM and so tell them apart from unknown users);
+    // `scram-sha-256` checks SCRAM verifiers only.
     let proven = match (proxy_auth.method, secret) {
         (ClientAuthMethod::Password, secret) => cleartext(client, client_buf, user, secret).await?,
         (ClientAuthMethod::Md5, Secret::Md5(md5)) => {
             md5_exchange(client, client_buf, Some(md5)).await?
         }
-        (ClientAuthMethod::Md5, Secret::Unusable) => md5_exchange(client, client_buf, None).await?,
-        (_, Secret::Scram(verifier)) => {
+        (ClientAuthMethod::Md5, secret) => {
+            if matches!(secret, Secret::Scram(_)) {
+                warn!("the user's secret is a SCRAM verifier, which cannot check an md5 answer: auth_method = \"scram-sha-256\" (or \"password\" over TLS) serves it");
+            }
+            md5_exchange(client, client_buf, None).await?
+        }
+        (ClientAuthMethod::ScramSha256, Secret::Scram(verifier)) => {
             scram_exchange(client, client_buf, proxy_auth, Some(verifier), user).await?
         }
         (ClientAuthMethod::ScramSha256, _) => {
