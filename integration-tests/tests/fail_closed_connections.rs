@@ -1,10 +1,14 @@
 //! Fail closed on the connection side, against the real cluster and as non-superuser roles:
 //! replication connections are refused unless the user is listed in `replication_users`; a
-//! known and an unknown user see the same authentication exchange in every `auth_method`.
+//! known and an unknown user see the same authentication exchange in every `auth_method`; a
+//! client without TLS is refused once pgshroud has a certificate, so a user PostgreSQL admits
+//! only over TLS (`hostssl`) never logs in through pgshroud over plain TCP.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use pgshroud::config::ConfigLayer;
+use pgshroud_integration_tests::certs::TestCa;
 use pgshroud_integration_tests::proxy::TestProxy;
 use pgshroud_integration_tests::raw::{build, startup_packet, Msg, RawClient};
 use pgshroud_integration_tests::{cluster, protected, proxy_with, users};
@@ -246,4 +250,122 @@ async fn known_and_unknown_users_see_the_same_exchange_in_every_auth_method() {
             );
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plaintext clients when pgshroud has a certificate
+
+static NEXT_ROLE: AtomicU32 = AtomicU32::new(1);
+
+/// A role pg_hba admits over TLS only (`hostnossl ... reject` for `tls_only`'s members).
+async fn tls_only_role(password: &str) -> String {
+    let name = format!("hostssl_role_{}", NEXT_ROLE.fetch_add(1, Ordering::Relaxed));
+    cluster()
+        .admin_client()
+        .await
+        .batch_execute(&format!(
+            "CREATE ROLE {name} LOGIN PASSWORD '{password}' IN ROLE {}",
+            users::TLS_ONLY
+        ))
+        .await
+        .expect("create role");
+    name
+}
+
+/// A relaying proxy with a certificate, verify-full towards the cluster.
+async fn proxy_with_certificate(dir: &Path, sslmode: Option<&str>) -> (TestProxy, TestCa) {
+    let ca = TestCa::new();
+    let (cert, key) = ca
+        .issue(&["localhost", "127.0.0.1"])
+        .write_to(dir, &format!("proxy-{}", sslmode.unwrap_or("default")));
+    let layer = ConfigLayer {
+        tls_cert: Some(cert),
+        tls_key: Some(key),
+        tls_client_sslmode: sslmode.map(String::from),
+        ..ConfigLayer::default()
+    };
+    (
+        TestProxy::start(cluster().tls_url("verify-full"), layer).await,
+        ca,
+    )
+}
+
+async fn connect_tls(
+    p: &TestProxy,
+    ca: &TestCa,
+    user: &str,
+    password: &str,
+    db: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let conn = format!(
+        "host=localhost port={} user={user} password='{password}' dbname={db} sslmode=require",
+        p.port()
+    );
+    let tls = tokio_postgres_rustls::MakeRustlsConnect::new(ca.client_config());
+    let (client, connection) = tokio_postgres::connect(&conn, tls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+#[tokio::test]
+async fn a_hostssl_user_without_tls_is_refused_by_a_proxy_with_a_certificate() {
+    let db = cluster().fresh_database().await;
+    let role = tls_only_role("hostssl-secret").await;
+    // PostgreSQL admits the role over TLS only.
+    assert!(cluster()
+        .connect(&role, "hostssl-secret", &db)
+        .await
+        .is_err());
+    cluster()
+        .connect_tls(&role, "hostssl-secret", &db)
+        .await
+        .expect("the role logs in to PostgreSQL over TLS");
+
+    let dir = tempfile::tempdir().unwrap();
+    let (p, ca) = proxy_with_certificate(dir.path(), None).await;
+    let e = p.connect(&role, "hostssl-secret", &db).await.unwrap_err();
+    let db_error = e.as_db_error().expect("refused by pgshroud");
+    assert_eq!(db_error.code().code(), "28000");
+    assert!(
+        db_error
+            .message()
+            .starts_with("pgshroud accepts only TLS connections"),
+        "{}",
+        db_error.message()
+    );
+    // Plain TCP is refused for every user, not only for hostssl ones.
+    let e = p
+        .connect(users::TRUST, "", &db)
+        .await
+        .expect_err("trust_user without TLS");
+    assert_eq!(e.as_db_error().map(|d| d.code().code()), Some("28000"));
+    // Over TLS the role logs in, and the upstream session is TLS.
+    let c = connect_tls(&p, &ca, &role, "hostssl-secret", &db)
+        .await
+        .expect("the role logs in through pgshroud over TLS");
+    let ssl: bool = c
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ssl);
+}
+
+#[tokio::test]
+async fn tls_client_sslmode_prefer_accepts_plaintext_clients_as_the_operator_chose() {
+    let db = cluster().fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (p, ca) = proxy_with_certificate(dir.path(), Some("prefer")).await;
+    let c = p
+        .connect(users::SCRAM, users::SCRAM_PASSWORD, &db)
+        .await
+        .expect("plain TCP accepted with tls_client_sslmode = prefer");
+    let one: i32 = c.query_one("SELECT 1", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+    connect_tls(&p, &ca, users::SCRAM, users::SCRAM_PASSWORD, &db)
+        .await
+        .expect("and TLS clients too");
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use crate::config::TlsFiles;
 use crate::net::stream::Stream;
 use crate::protocol::error::{sqlstate, PgError};
 use crate::protocol::startup::{
@@ -105,6 +106,30 @@ pub async fn negotiate(
                 });
             }
         }
+    }
+}
+
+/// `tls_client_sslmode = "require"` (the default with a certificate): a client without TLS
+/// is refused before anything else, never turned into a TLS session upstream (PostgreSQL's
+/// `hostssl` lines would otherwise admit a client that sent its password in the clear).
+pub fn require_tls(
+    client: &Stream,
+    startup: &StartupMessage,
+    tls: Option<&TlsFiles>,
+) -> Result<(), PgError> {
+    match tls {
+        Some(files) if !client.is_tls() && !files.sslmode.accepts_plaintext() => {
+            Err(PgError::fatal(
+                sqlstate::INVALID_AUTHORIZATION,
+                format!(
+                    "pgshroud accepts only TLS connections: user \"{}\", database \"{}\", no encryption",
+                    startup.user().unwrap_or_default(),
+                    startup.database().unwrap_or_default()
+                ),
+            )
+            .with_hint("Connect with sslmode=require (or verify-full)."))
+        }
+        _ => Ok(()),
     }
 }
 

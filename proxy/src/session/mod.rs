@@ -177,10 +177,16 @@ async fn run_session(
     let mut client_buf = FrameBuffer::new(limits.max_message_size);
     let mut server_buf = FrameBuffer::new(MAX_SERVER_MESSAGE);
     let user = startup.user().unwrap_or_default();
-    if let Err(error) = handshake::check_replication(&startup, &ctx.settings.replication_users) {
+    let refused = handshake::require_tls(&client, &startup, ctx.settings.client_tls.as_ref())
+        .map_err(|e| (e, Why::Tls))
+        .and_then(|()| {
+            handshake::check_replication(&startup, &ctx.settings.replication_users)
+                .map_err(|e| (e, Why::AuthFailed))
+        });
+    if let Err((error, why)) = refused {
         info!("refused: {error}");
         audit.with(|a| a.auth_failed(Some(error.code)));
-        ctx.metrics.connection_error(Why::AuthFailed);
+        ctx.metrics.connection_error(why);
         send_and_close(&mut client, &error).await;
         return;
     }
