@@ -444,6 +444,8 @@ async fn a_client_certificate_subject_selects_its_role() {
         tls_cert: Some(cert),
         tls_key: Some(key),
         tls_client_ca_file: Some(ca.write_ca(certs.path())),
+        // The fixture's own connections come without TLS.
+        tls_client_sslmode: Some("prefer".into()),
         ..Default::default()
     })
     .await;

@@ -1,7 +1,9 @@
 //! The command line: the arguments (`args`), and the commands that are not the proxy itself:
-//! operator commands (`operator`: encrypt, decrypt, check), `setup` (the guard) and `demo`.
+//! operator commands (`operator`: encrypt, decrypt, check), `setup` (the guard) and `demo`,
+//! and `throwaway_pg`, the scratch PostgreSQL the demo and the integration tests start.
 
 pub mod args;
 pub mod demo;
 pub mod operator;
 pub mod setup;
+pub mod throwaway_pg;

@@ -23,7 +23,7 @@ pub enum AuthMode {
 pub enum ClientAuthMethod {
     /// `scram-sha-256`: SCRAM (PLUS over TLS); users with md5 secrets cannot log in.
     ScramSha256,
-    /// `md5`: the md5 challenge for users with md5 secrets, SCRAM for the others.
+    /// `md5`: the md5 challenge for everyone; only users with md5 secrets can pass it.
     Md5,
     /// `password`: the cleartext password (only over TLS is that sensible), checked against
     /// either kind of secret.

@@ -115,6 +115,9 @@ settings! {
     /// Whether clients must present a certificate: optional, or verify-full (one chaining to
     /// --tls-client-ca-file whose common name is the user name).
     tls_client_cert: String = "optional";
+    /// Whether clients must come over TLS once --tls-cert is set: allow, prefer or require
+    /// (clients without TLS get 28000); disable only without a certificate.
+    tls_client_sslmode: String, default "`require` with `tls_cert`, else `disable`";
     /// Who checks passwords: relay (PostgreSQL) or proxy (pgshroud, against SCRAM verifiers).
     auth_mode: String, default "`proxy` when `auth_user` or `auth_file` is set, else `relay`";
     /// Role the proxy looks verifiers up as (with --auth-query), over its own connection.
@@ -129,6 +132,9 @@ settings! {
     auth_file: PathBuf;
     /// What proxy-side authentication asks clients for: scram-sha-256, md5 or password.
     auth_method: String = "scram-sha-256";
+    /// Users whose replication connections (`replication` in the startup packet) are relayed;
+    /// everyone else's are refused.
+    replication_users: Vec<String>, default "`[]`";
     /// Admin HTTP address for /metrics, /healthz, /readyz, or `off`.
     admin_listen: String = "127.0.0.1:9930";
     /// Rules file: protected columns and roles.
@@ -263,6 +269,8 @@ mod tests {
         );
         if numeric {
             value.to_owned()
+        } else if key == "replication_users" {
+            format!("[\"{value}\"]")
         } else {
             format!("\"{value}\"")
         }

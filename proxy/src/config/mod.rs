@@ -28,7 +28,7 @@ pub use self::error::ConfigError;
 pub use self::layer::{ConfigLayer, Setting, SettingDefault, SETTINGS};
 pub use self::limits::Limits;
 pub use self::syslog::{MessageFormat, SyslogSettings, Transport};
-pub use self::tls::{ClientCertMode, TlsFiles};
+pub use self::tls::{ClientCertMode, ClientSslMode, TlsFiles};
 
 use self::error::{invalid, readable_file, socket_addr};
 
@@ -58,6 +58,9 @@ pub struct Settings {
     pub auth_mode: AuthMode,
     /// What proxy-side authentication asks clients for.
     pub auth_method: ClientAuthMethod,
+    /// Users whose replication connections (`replication` in the startup packet) are relayed;
+    /// everyone else's are refused: a base backup or logical slot streams every envelope.
+    pub replication_users: Vec<String>,
 }
 
 impl Settings {
@@ -115,6 +118,7 @@ impl Settings {
             master_key_command: layer.master_key_command,
             auth_mode,
             auth_method,
+            replication_users: layer.replication_users.unwrap_or_default(),
         })
     }
 }

@@ -295,3 +295,46 @@ fn admin_listener_can_be_turned_off() {
     .unwrap();
     assert_eq!(s.admin_listen, None);
 }
+
+#[test]
+fn clients_need_tls_by_default_once_a_certificate_is_set() {
+    let readable = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
+    let with_cert = |mode: Option<&str>| ConfigLayer {
+        tls_cert: Some(readable.clone()),
+        tls_key: Some(readable.clone()),
+        tls_client_sslmode: mode.map(String::from),
+        ..layer("postgres://127.0.0.1:5432")
+    };
+    let sslmode = |l| Settings::resolve(l).map(|s| s.client_tls.map(|t| t.sslmode));
+    assert_eq!(sslmode(with_cert(None)), Ok(Some(ClientSslMode::Require)));
+    assert_eq!(
+        sslmode(with_cert(Some("prefer"))),
+        Ok(Some(ClientSslMode::Prefer))
+    );
+    for refused in [Some("disable"), Some("verify-full")] {
+        let e = Settings::resolve(with_cert(refused)).unwrap_err();
+        assert_eq!(e.setting, "tls_client_sslmode");
+    }
+    let without_cert = ConfigLayer {
+        tls_client_sslmode: Some("require".into()),
+        ..layer("postgres://127.0.0.1:5432")
+    };
+    let e = Settings::resolve(without_cert).unwrap_err();
+    assert_eq!(e.setting, "tls_client_sslmode");
+    let disabled = ConfigLayer {
+        tls_client_sslmode: Some("disable".into()),
+        ..layer("postgres://127.0.0.1:5432")
+    };
+    assert_eq!(Settings::resolve(disabled).unwrap().client_tls, None);
+}
+
+#[test]
+fn replication_users_are_a_list_defaulting_to_nobody() {
+    let file: ConfigLayer =
+        toml::from_str("upstream = \"postgres://db:5432\"\nreplication_users = [\"replicator\"]\n")
+            .unwrap();
+    let s = Settings::resolve(file).unwrap();
+    assert_eq!(s.replication_users, ["replicator"]);
+    let s = Settings::resolve(layer("postgres://db:5432")).unwrap();
+    assert!(s.replication_users.is_empty());
+}

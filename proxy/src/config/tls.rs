@@ -16,6 +16,28 @@ pub struct TlsFiles {
     /// unless `client_cert` is `VerifyFull`.
     pub client_ca: Option<PathBuf>,
     pub client_cert: ClientCertMode,
+    /// Whether clients must come over TLS (`tls_client_sslmode`).
+    pub sslmode: ClientSslMode,
+}
+
+/// `tls_client_sslmode`, as PgBouncer's `client_tls_sslmode`. `disable` is accepted only without
+/// a certificate (no TLS towards clients), so it never reaches [`TlsFiles`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientSslMode {
+    /// TLS for clients that ask for it, plain TCP for the others.
+    Allow,
+    /// The same as `Allow` on the server side (the client decides).
+    Prefer,
+    /// Clients without TLS are refused with `28000` (the default with a certificate): a
+    /// PostgreSQL that admits a user only over TLS (`hostssl`) must not see that user arrive
+    /// over TLS from pgshroud when the client sent its password in the clear.
+    Require,
+}
+
+impl ClientSslMode {
+    pub fn accepts_plaintext(self) -> bool {
+        self != ClientSslMode::Require
+    }
 }
 
 /// Whether clients must present a certificate (`tls_client_cert`).
@@ -30,7 +52,25 @@ pub enum ClientCertMode {
 
 /// `tls_cert`, `tls_key` and the client certificate settings; `None`: no TLS towards clients.
 pub(super) fn resolve(layer: &ConfigLayer) -> Result<Option<TlsFiles>, ConfigError> {
+    let sslmode = match layer.tls_client_sslmode.as_deref() {
+        None | Some("require") => Some(ClientSslMode::Require),
+        Some("prefer") => Some(ClientSslMode::Prefer),
+        Some("allow") => Some(ClientSslMode::Allow),
+        Some("disable") => None,
+        Some(other) => {
+            return Err(invalid(
+                "tls_client_sslmode",
+                format!("`{other}` is not disable, allow, prefer or require"),
+            ))
+        }
+    };
     let (cert, key) = match (&layer.tls_cert, &layer.tls_key) {
+        (None, None) if sslmode.is_some() && layer.tls_client_sslmode.is_some() => {
+            return Err(invalid(
+                "tls_client_sslmode",
+                "needs tls_cert and tls_key to offer TLS to clients",
+            ))
+        }
         (None, None) if layer.tls_client_cert.is_some() => {
             return Err(invalid(
                 "tls_client_cert",
@@ -69,10 +109,17 @@ pub(super) fn resolve(layer: &ConfigLayer) -> Result<Option<TlsFiles>, ConfigErr
             ))
         }
     };
+    let Some(sslmode) = sslmode else {
+        return Err(invalid(
+            "tls_client_sslmode",
+            "disable turns TLS towards clients off: leave tls_cert and tls_key unset instead",
+        ));
+    };
     Ok(Some(TlsFiles {
         cert,
         key,
         client_ca: layer.tls_client_ca_file.clone(),
         client_cert,
+        sslmode,
     }))
 }

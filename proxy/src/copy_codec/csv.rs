@@ -3,8 +3,8 @@
 
 use std::ops::Range;
 
-use super::rewriter::RowEnd;
-use super::CopyFormat;
+use super::format::CopyFormat;
+use super::row_end::RowEnd;
 
 /// Finds newlines outside quotes. Mirrors PostgreSQL's line reader: a quote toggles the quoted
 /// state anywhere in a field, and inside quotes an escape (when it differs from the quote)

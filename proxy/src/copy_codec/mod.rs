@@ -10,6 +10,7 @@ mod csv;
 mod error;
 mod format;
 mod rewriter;
+mod row_end;
 mod text;
 
 #[cfg(test)]

@@ -5,20 +5,12 @@
 use std::fmt;
 use std::ops::Range;
 
+use super::row_end::RowEnd;
 use super::{csv, text, CopyCodecError, CopyFormat, FieldTransform};
 
 /// Largest row the rewriter buffers: PostgreSQL itself refuses rows over 1 GiB, and without a
 /// bound a client could make the proxy hold an endless "row" in memory.
 pub const DEFAULT_MAX_ROW_LEN: usize = 1 << 30;
-
-/// The newline that ends a row, found by a format's line scanner.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct RowEnd {
-    /// Index of the `\n` in the scanned bytes.
-    pub(crate) newline_at: usize,
-    /// The `\n` is preceded by an unescaped, unquoted `\r` belonging to the line ending.
-    pub(crate) crlf: bool,
-}
 
 #[derive(Debug)]
 enum Scanner {

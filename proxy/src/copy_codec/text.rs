@@ -3,7 +3,7 @@
 
 use std::ops::Range;
 
-use super::rewriter::RowEnd;
+use super::row_end::RowEnd;
 
 /// Finds unescaped newlines; a backslash escapes the next byte even if it is a newline, so the
 /// state must survive a chunk boundary falling between the two.

@@ -58,6 +58,19 @@ impl StartupMessage {
             .map(String::as_str)
     }
 
+    /// What the `replication` parameter asks for, read as PostgreSQL reads it.
+    pub fn replication(&self) -> Replication {
+        match self.params.get("replication").map(String::as_str) {
+            None => Replication::No,
+            Some("database") => Replication::Logical,
+            Some(value) => match parse_bool(value) {
+                Some(false) => Replication::No,
+                Some(true) => Replication::Physical,
+                None => Replication::Invalid,
+            },
+        }
+    }
+
     /// `_pq_.*` protocol extension options the client asked for; pgshroud supports none.
     pub fn protocol_options(&self) -> Vec<String> {
         self.params
@@ -83,6 +96,34 @@ impl StartupMessage {
         out.put_u32(body.len() as u32 + 4);
         out.put_slice(&body);
         out
+    }
+}
+
+/// The startup packet's `replication` parameter: a walsender instead of a normal backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replication {
+    /// No parameter, or a boolean PostgreSQL reads as false: a normal session.
+    No,
+    /// `database`: a walsender connected to a database (logical replication).
+    Logical,
+    /// A boolean PostgreSQL reads as true: a physical walsender (base backups, WAL streaming).
+    Physical,
+    /// A value PostgreSQL refuses; counted as a replication request so that a reading of ours
+    /// that differs from the server's can only refuse more.
+    Invalid,
+}
+
+/// PostgreSQL's `parse_bool`: any case, any prefix of `true`/`false`/`yes`/`no` (at least one
+/// letter), of `on`/`off` (at least two), and `1`/`0`; no surrounding spaces.
+fn parse_bool(value: &str) -> Option<bool> {
+    let lower = value.to_ascii_lowercase();
+    let prefix_of = |word: &str, min: usize| lower.len() >= min && word.starts_with(&lower);
+    if prefix_of("true", 1) || prefix_of("yes", 1) || prefix_of("on", 2) || lower == "1" {
+        Some(true)
+    } else if prefix_of("false", 1) || prefix_of("no", 1) || prefix_of("off", 2) || lower == "0" {
+        Some(false)
+    } else {
+        None
     }
 }
 
@@ -240,6 +281,30 @@ mod tests {
         assert_eq!(again.version, ProtocolVersion { major: 3, minor: 0 });
         assert!(again.protocol_options().is_empty());
         assert_eq!(again.user(), Some("app"));
+    }
+
+    #[test]
+    fn replication_is_read_as_postgresql_reads_it() {
+        let read = |value: Option<&str>| {
+            let mut params = vec![("user", "app")];
+            params.extend(value.map(|v| ("replication", v)));
+            let StartupPacket::Startup(m) = parse_packet(&startup(3 << 16, &params)).unwrap()
+            else {
+                panic!("not a startup message")
+            };
+            m.replication()
+        };
+        assert_eq!(read(None), Replication::No);
+        assert_eq!(read(Some("database")), Replication::Logical);
+        for yes in ["true", "TRUE", "t", "Tr", "on", "ON", "yes", "y", "YE", "1"] {
+            assert_eq!(read(Some(yes)), Replication::Physical, "{yes}");
+        }
+        for no in ["false", "F", "off", "OFF", "no", "n", "0"] {
+            assert_eq!(read(Some(no)), Replication::No, "{no}");
+        }
+        for odd in ["", "o", "Database", " true", "true ", "truex", "2", "10"] {
+            assert_eq!(read(Some(odd)), Replication::Invalid, "{odd:?}");
+        }
     }
 
     #[test]

@@ -13,11 +13,12 @@ use pgwire::messages::{DecodeContext, Message, ProtocolVersion};
 use tokio::io::AsyncWriteExt;
 use tracing::warn;
 
+use super::auth_error::AuthError;
 use super::pass_through::PassThrough;
 use crate::net::stream::Stream;
 use crate::protocol::error::{sqlstate, PgError};
 use crate::protocol::fields;
-use crate::protocol::frame::{FrameBuffer, FrameError};
+use crate::protocol::frame::FrameBuffer;
 use crate::protocol::types::{auth, backend, frontend};
 use crate::session::cancel::{BackendKey, CancelGuard, CancelRegistry};
 
@@ -31,36 +32,6 @@ pub struct Authenticated {
     /// The server's first `ReadyForQuery`, held back so the session can finish its own
     /// set-up (catalog look-up) before the client may send statements.
     pub ready: BytesMut,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum AuthError {
-    /// The server refused the login; its own error was passed to the client.
-    #[error("login refused by the server: {sqlstate} {message}")]
-    Refused { sqlstate: String, message: String },
-    /// The proxy refused; the client was told.
-    #[error("{0}")]
-    Unsupported(PgError),
-    /// Proxy-side authentication refused the login (wrong password, unknown user, no
-    /// verifier to check with); the client was told.
-    #[error("login refused by pgshroud: {} {}", .0.code, .0.message)]
-    Denied(PgError),
-    #[error("{0}")]
-    Connect(#[from] crate::net::upstream::UpstreamError),
-    #[error("client: {0}")]
-    Client(FrameError),
-    #[error("client closed the connection during authentication")]
-    ClientGone,
-    #[error("client sent message type {0:?} during authentication")]
-    ClientProtocol(char),
-    #[error("upstream: {0}")]
-    Upstream(FrameError),
-    #[error("upstream closed the connection during authentication")]
-    UpstreamGone,
-    #[error("upstream sent an invalid authentication message")]
-    UpstreamProtocol,
-    #[error("i/o: {0}")]
-    Io(#[from] std::io::Error),
 }
 
 /// Both ends of a session during authentication, with their read buffers (which carry any

@@ -1,14 +1,18 @@
 //! The pre-session exchange with a client: SSL/GSS negotiation (TLS when configured, also
-//! PostgreSQL 17's direct TLS), then the startup or cancel packet.
+//! PostgreSQL 17's direct TLS), then the startup or cancel packet, and the refusals that
+//! follow from how the client came and what its startup packet asks for.
 
 use std::sync::Arc;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use crate::config::TlsFiles;
 use crate::net::stream::Stream;
 use crate::protocol::error::{sqlstate, PgError};
-use crate::protocol::startup::{read_packet, StartupError, StartupMessage, StartupPacket};
+use crate::protocol::startup::{
+    read_packet, Replication, StartupError, StartupMessage, StartupPacket,
+};
 
 /// How a client's connection continues.
 #[derive(Debug)]
@@ -102,6 +106,48 @@ pub async fn negotiate(
                 });
             }
         }
+    }
+}
+
+/// `tls_client_sslmode = "require"` (the default with a certificate): a client without TLS
+/// is refused before anything else, never turned into a TLS session upstream (PostgreSQL's
+/// `hostssl` lines would otherwise admit a client that sent its password in the clear).
+pub fn require_tls(
+    client: &Stream,
+    startup: &StartupMessage,
+    tls: Option<&TlsFiles>,
+) -> Result<(), PgError> {
+    match tls {
+        Some(files) if !client.is_tls() && !files.sslmode.accepts_plaintext() => {
+            Err(PgError::fatal(
+                sqlstate::INVALID_AUTHORIZATION,
+                format!(
+                    "pgshroud accepts only TLS connections: user \"{}\", database \"{}\", no encryption",
+                    startup.user().unwrap_or_default(),
+                    startup.database().unwrap_or_default()
+                ),
+            )
+            .with_hint("Connect with sslmode=require (or verify-full)."))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Replication connections (`replication` in the startup packet, any spelling PostgreSQL
+/// accepts, and any it refuses) only for the users in `replication_users`: a base backup or a
+/// logical slot streams every stored envelope past the statement analysis.
+pub fn check_replication(startup: &StartupMessage, allowed: &[String]) -> Result<(), PgError> {
+    let user = startup.user().unwrap_or_default();
+    match startup.replication() {
+        Replication::No => Ok(()),
+        _ if allowed.iter().any(|u| u == user) => Ok(()),
+        _ => Err(PgError::fatal(
+            sqlstate::INVALID_AUTHORIZATION,
+            format!("pgshroud does not relay replication connections for user \"{user}\""),
+        )
+        .with_hint(
+            "Replication streams every stored value past pgshroud's analysis; list the user in replication_users to allow it.",
+        )),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Proxy-side authentication of a client (`auth_mode = "proxy"`): pgshroud plays PostgreSQL's
 //! part of SCRAM-SHA-256 (and -PLUS over its own TLS) against the user's stored verifier, or
-//! of md5 / cleartext password as `auth_method` says. A right proof yields what `pass_through`
+//! of md5 / cleartext password as `auth_method` says: the method alone picks the exchange, so a
+//! known and an unknown user see the same messages. A right proof yields what `pass_through`
 //! logs in upstream with (the ClientKey, or the md5 secret); the client's final
 //! `AuthenticationSASLFinal` + `AuthenticationOk` are held back until the server agreed.
 
@@ -8,9 +9,9 @@ use bytes::{BufMut, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tracing::{info, warn};
 
-use super::auth::AuthError;
 use zeroize::{Zeroize as _, Zeroizing};
 
+use super::auth_error::{refuse, wrong_password, AuthError};
 use crate::auth::md5::Md5Secret;
 use crate::auth::scram::{self, ClientKey, ScramError, ServerExchange, Verifier};
 use crate::auth::secrets::Secret;
@@ -62,15 +63,24 @@ pub async fn authenticate(
             return refuse(client, error).await;
         }
     };
-    // As pg_hba: `password` asks for the password whatever the secret; `md5` uses SCRAM for
-    // SCRAM secrets; `scram-sha-256` accepts SCRAM secrets only.
+    // Which exchange a client gets depends on `auth_method` alone, never on what is stored for
+    // the user, so a known and an unknown user see the same messages: `password` asks for the
+    // password and checks it against either kind of secret; `md5` asks everyone for md5 (a
+    // SCRAM verifier cannot check an md5 answer, so such users fail as with a wrong password,
+    // where PostgreSQL would switch to SCRAM and so tell them apart from unknown users);
+    // `scram-sha-256` checks SCRAM verifiers only.
     let proven = match (proxy_auth.method, secret) {
         (ClientAuthMethod::Password, secret) => cleartext(client, client_buf, user, secret).await?,
         (ClientAuthMethod::Md5, Secret::Md5(md5)) => {
             md5_exchange(client, client_buf, Some(md5)).await?
         }
-        (ClientAuthMethod::Md5, Secret::Unusable) => md5_exchange(client, client_buf, None).await?,
-        (_, Secret::Scram(verifier)) => {
+        (ClientAuthMethod::Md5, secret) => {
+            if matches!(secret, Secret::Scram(_)) {
+                warn!("the user's secret is a SCRAM verifier, which cannot check an md5 answer: auth_method = \"scram-sha-256\" (or \"password\" over TLS) serves it");
+            }
+            md5_exchange(client, client_buf, None).await?
+        }
+        (ClientAuthMethod::ScramSha256, Secret::Scram(verifier)) => {
             scram_exchange(client, client_buf, proxy_auth, Some(verifier), user).await?
         }
         (ClientAuthMethod::ScramSha256, _) => {
@@ -222,14 +232,6 @@ pub async fn check_client_cert(client: &mut Stream, user: &str) -> Result<(), Au
     }
 }
 
-/// PostgreSQL's own error for a wrong password.
-pub fn wrong_password(user: &str) -> PgError {
-    PgError::fatal(
-        sqlstate::INVALID_PASSWORD,
-        format!("password authentication failed for user \"{user}\""),
-    )
-}
-
 fn scram_error(e: ScramError) -> PgError {
     let error = PgError::fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string());
     match e {
@@ -239,13 +241,6 @@ fn scram_error(e: ScramError) -> PgError {
         ),
         _ => error,
     }
-}
-
-/// Sends `error` to the client and returns it as the login's failure.
-pub(super) async fn refuse<T>(client: &mut Stream, error: PgError) -> Result<T, AuthError> {
-    client.write_all(&error.to_bytes()).await?;
-    client.flush().await?;
-    Err(AuthError::Denied(error))
 }
 
 async fn read_password_message(

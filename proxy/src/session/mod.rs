@@ -3,6 +3,7 @@
 //! until either side ends it.
 
 pub mod auth;
+pub mod auth_error;
 pub mod cancel;
 pub mod handshake;
 pub mod login;
@@ -20,7 +21,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::{debug, info, warn, Instrument};
 
-use self::auth::{AuthError, AuthExchange};
+use self::auth::AuthExchange;
+use self::auth_error::AuthError;
 use self::handshake::{send_and_close, Handshake, HandshakeError};
 use self::pass_through::PassThrough;
 use self::relay::{Inbound, RelayEnd, ServerPath, SessionState, MAX_SERVER_MESSAGE};
@@ -35,7 +37,7 @@ use crate::protect::policy::{Caller, Policy};
 use crate::protect::session::ProtectedSession;
 use crate::protocol::error::{sqlstate, PgError};
 use crate::protocol::frame::FrameBuffer;
-use crate::protocol::startup::StartupMessage;
+use crate::protocol::startup::{Replication, StartupMessage};
 use crate::protocol::text_settings::TextSettings;
 use crate::session::cancel::{forward_cancel, CANCEL_WAIT};
 use crate::session::statement_path::StatementPath;
@@ -175,6 +177,19 @@ async fn run_session(
     let mut client_buf = FrameBuffer::new(limits.max_message_size);
     let mut server_buf = FrameBuffer::new(MAX_SERVER_MESSAGE);
     let user = startup.user().unwrap_or_default();
+    let refused = handshake::require_tls(&client, &startup, ctx.settings.client_tls.as_ref())
+        .map_err(|e| (e, Why::Tls))
+        .and_then(|()| {
+            handshake::check_replication(&startup, &ctx.settings.replication_users)
+                .map_err(|e| (e, Why::AuthFailed))
+        });
+    if let Err((error, why)) = refused {
+        info!("refused: {error}");
+        audit.with(|a| a.auth_failed(Some(error.code)));
+        ctx.metrics.connection_error(why);
+        send_and_close(&mut client, &error).await;
+        return;
+    }
 
     let login = async {
         negotiate_version(&mut client, &startup).await?;
@@ -259,7 +274,15 @@ async fn run_session(
         cert_subject: client.peer_cert_subject(),
         addr: peer.ip(),
     };
-    let statements = match statement_path(ctx, caller, audit, &mut server, &mut server_buf).await {
+    // A replication connection (of a user in `replication_users`) is relayed as is: a physical
+    // walsender runs no SQL, so there is no catalog to look up, and its stream is raw anyway.
+    let path = if startup.replication() == Replication::No {
+        statement_path(ctx, caller, audit, &mut server, &mut server_buf).await
+    } else {
+        info!("replication connection relayed (replication_users)");
+        Ok(StatementPath::passthrough())
+    };
+    let statements = match path {
         Ok(path) => path
             .with_audit(audit.0.clone())
             .with_metrics(ctx.metrics.clone())

@@ -9,10 +9,10 @@ use bytes::{BufMut, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tracing::warn;
 
-use super::auth::AuthError;
 use zeroize::{Zeroize as _, Zeroizing};
 
-use super::login::{refuse, wrong_password, Credential, Proven};
+use super::auth_error::{refuse, wrong_password, AuthError};
+use super::login::{Credential, Proven};
 use crate::auth::md5::Md5Secret;
 use crate::auth::scram::{self, ClientExchange, UpstreamBinding};
 use crate::net::stream::Stream;
