@@ -23,7 +23,7 @@ use tracing::{debug, info, warn, Instrument};
 use self::auth::{AuthError, AuthExchange};
 use self::handshake::{send_and_close, Handshake, HandshakeError};
 use self::pass_through::PassThrough;
-use self::relay::{Inbound, RelayEnd, ServerPath, SessionState, MAX_SERVER_MESSAGE};
+use self::relay::{Inbound, RelayEnd, ServerPath, MAX_SERVER_MESSAGE};
 use crate::audit::{ConnectionAudit, ConnectionInfo};
 use crate::config::ClientCertMode;
 use crate::context::shutdown::{reached, Stage};
@@ -371,7 +371,6 @@ async fn relay(
 ) -> RelayEnd {
     let (client_rd, mut client_wr) = client.split();
     let (server_rd, mut server_wr) = server.split();
-    let state = SessionState::default();
     let mut server_statements = statements.clone();
     let mut server_path = ServerPath::default();
     let mut forced = ctx.shutdown.clone();
@@ -380,7 +379,6 @@ async fn relay(
             Inbound { rd: client_rd, buf: client_buf },
             &mut server_wr,
             &mut statements,
-            &state,
             ctx.settings.limits.idle_timeout,
             ctx.shutdown.clone(),
             &ctx.metrics,
@@ -390,7 +388,6 @@ async fn relay(
             &mut client_wr,
             &mut server_path,
             &mut server_statements,
-            &state,
             ctx.shutdown.clone(),
             &ctx.metrics,
         ) => end,
