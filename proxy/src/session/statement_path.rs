@@ -55,8 +55,11 @@ impl StatementPath {
         self
     }
 
-    /// Audits this session's statements.
+    /// Audits this session's statements; the audit reads this path's record of owed replies.
     pub fn with_audit(mut self, audit: Option<Arc<Mutex<ConnectionAudit>>>) -> Self {
+        if let Some(Ok(mut a)) = audit.as_ref().map(|a| a.lock()) {
+            a.share_replies(self.replies.clone());
+        }
         self.audit = audit;
         self
     }
