@@ -2,7 +2,7 @@
 //! each statement to its outcome, row counts, alerts and the totals reported on disconnect.
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::alert::{self, Alerts, Raised};
@@ -13,6 +13,7 @@ use crate::analyze::Usage;
 use crate::protect::codec::Spec;
 use crate::protect::session::AuditView;
 use crate::protocol::exchange::{self, Exchange, Finished, Protocol};
+use crate::protocol::replies::Replies;
 use crate::protocol::text_settings::{TextMode, TextSettings};
 use crate::protocol::types::{backend, frontend};
 use pgshroud_rules::Action;
@@ -119,6 +120,12 @@ impl ConnectionAudit {
         e.duration_us = Some(totals.duration_us);
         e.totals = Some(totals);
         self.audit.emit(e);
+    }
+
+    /// Reads the session's one record of owed replies (kept by the statement path, which
+    /// updates it with each message before passing it here) instead of keeping its own.
+    pub fn share_replies(&mut self, replies: Arc<Mutex<Replies>>) {
+        self.exchange.share(replies);
     }
 
     /// The session's text settings as the server reported them at startup.

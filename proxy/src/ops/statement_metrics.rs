@@ -1,13 +1,16 @@
 //! `statements_total{kind,role,outcome}` and `statement_duration_seconds` for one session,
 //! read off the server's answers: a `CommandComplete` tag names the kind, an `ErrorResponse`
 //! is an error (or a refusal, when the protected path says it placed it). Durations run from
-//! the first request after `ReadyForQuery` to each statement's completion. No SQL is parsed.
+//! the moment the server has a request to work on (the first one sent while it owed nothing,
+//! or the ReadyForQuery ending the batch before) to each statement's completion, as the
+//! session's one record of owed replies (`protocol::replies`) tells. No SQL is parsed.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::ops::metrics::{Metrics, RoleStatements, StatementKind, StatementOutcome};
-use crate::protocol::types::{backend, frontend};
+use crate::protocol::replies::{Answer, Reply};
+use crate::protocol::types::backend;
 
 /// The `role` label of sessions without a rules file.
 pub const NO_ROLE: &str = "none";
@@ -36,21 +39,14 @@ impl StatementMeter {
         }
     }
 
-    /// A client message: a request starts the clock if none is running.
-    pub fn client_message(&mut self, kind: u8) {
-        if self.started.is_none()
-            && matches!(
-                kind,
-                frontend::QUERY | frontend::PARSE | frontend::BIND | frontend::EXECUTE
-            )
-        {
-            self.started = Some(Instant::now());
-        }
+    /// The client sent a request while the server owed nothing: the clock starts.
+    pub fn busy(&mut self) {
+        self.started = Some(Instant::now());
     }
 
-    /// A server message as the client receives it; `refused` when an error is the proxy's
-    /// refusal.
-    pub fn server_message(&mut self, frame: &[u8], refused: bool) {
+    /// A server message as the client receives it, read against the owed replies (`answer`,
+    /// and `idle` once it is read); `refused` when an error is the proxy's refusal.
+    pub fn server_message(&mut self, frame: &[u8], answer: &Answer, refused: bool, idle: bool) {
         let Some(&kind) = frame.first() else {
             return;
         };
@@ -67,8 +63,13 @@ impl StatementMeter {
                 };
                 self.count(StatementKind::Other, outcome);
             }
-            backend::READY_FOR_QUERY => self.started = None,
             _ => {}
+        }
+        if idle {
+            self.started = None;
+        } else if kind == backend::READY_FOR_QUERY && answer.reply == Reply::Complete {
+            // The next batch, already sent, starts now.
+            self.started = Some(Instant::now());
         }
     }
 
@@ -106,6 +107,7 @@ fn kind_of_tag(tag: &[u8]) -> StatementKind {
 mod tests {
     use super::*;
     use crate::protocol::frame::message;
+    use crate::protocol::replies::Replies;
 
     #[test]
     fn tags_name_kinds() {
@@ -121,10 +123,18 @@ mod tests {
     fn completions_and_errors_are_counted_with_the_role() {
         let metrics = Arc::new(Metrics::new());
         let mut meter = StatementMeter::new(metrics.clone(), "support");
-        meter.client_message(frontend::QUERY);
-        meter.server_message(&message(b'C', b"SELECT 1\0"), false);
-        meter.server_message(&message(b'E', b"SERROR\0\0"), true);
-        meter.server_message(&message(b'Z', b"I"), false);
+        let mut replies = Replies::default();
+        replies.client_sent(b'Q');
+        meter.busy();
+        for (m, refused) in [
+            (message(b'C', b"SELECT 1\0"), false),
+            (message(b'E', b"SERROR\0\0"), true),
+            (message(b'Z', b"I"), false),
+        ] {
+            let answer = replies.server_sent(&m);
+            meter.server_message(&m, &answer, refused, replies.idle());
+        }
+        assert!(meter.started.is_none());
         let text = metrics.encode();
         let has = |series: &str| {
             text.lines()

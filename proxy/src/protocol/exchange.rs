@@ -1,14 +1,15 @@
-//! Which client request each server response answers. The client direction records, in wire
-//! order, every message that will be answered; the server direction pops them as responses
-//! arrive. That is how a `DataRow` of an extended-protocol `Execute` (which carries no
-//! `RowDescription` of its own) is tied to its statement, and how a statement's outcome and
-//! row count are known for audit. Which text a statement or portal name stands for follows
-//! the server (`tracker`): a Parse the server refused or skipped does not rename anything.
+//! What audit needs to know about each request the server still owes: the statement a Parse,
+//! Execute or Query carries, so a server response can be tied to its statement and its outcome
+//! and row count known. Which request a response answers, and which ones the server skipped,
+//! is read off the session's one record of owed replies (`replies`), never worked out here.
+//! Which text a statement or portal name stands for follows the server (`tracker`): a Parse
+//! the server refused or skipped does not rename anything.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::protocol::replies::{Answer, Replies, Reply, RequestId};
 use crate::protocol::text_settings::TextMode;
 use crate::protocol::tracker::{Effect, Held, Ticket, Tracker};
 use crate::protocol::types::{backend, frontend};
@@ -104,32 +105,78 @@ pub struct Finished {
     pub index: usize,
 }
 
+/// Where the owed replies are read.
+#[derive(Debug)]
+enum Owed {
+    /// The session's one record, which the statement path updates before audit sees a message.
+    Shared(Arc<Mutex<Replies>>),
+    /// A record of its own, updated here: for an audit fed messages without a session.
+    Own(Replies),
+}
+
 /// Per-session bookkeeping shared by both relay directions.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Exchange {
-    pending: VecDeque<Pending>,
+    owed: Owed,
+    /// What each owed request carries, by request number, in wire order.
+    pending: VecDeque<(RequestId, Pending)>,
     /// Statement and portal names, each standing for the statement text it runs.
     names: Tracker<Statement, Statement>,
 }
 
+impl Default for Exchange {
+    fn default() -> Self {
+        Exchange {
+            owed: Owed::Own(Replies::default()),
+            pending: VecDeque::new(),
+            names: Tracker::default(),
+        }
+    }
+}
+
 impl Exchange {
+    /// Reads the session's one record of owed replies from now on, instead of keeping one.
+    /// The record's owner updates it with each message before this exchange sees it.
+    pub fn share(&mut self, replies: Arc<Mutex<Replies>>) {
+        self.owed = Owed::Shared(replies);
+    }
+
+    /// The request `kind` made, as the record of owed replies numbered it.
+    fn request(&mut self, kind: u8) -> Option<RequestId> {
+        match &mut self.owed {
+            Owed::Own(replies) => replies.client_sent(kind),
+            Owed::Shared(replies) => replies.lock().ok()?.last_request(),
+        }
+    }
+
+    fn answer(&mut self, frame: &[u8]) -> Option<Answer> {
+        match &mut self.owed {
+            Owed::Own(replies) => Some(replies.server_sent(frame)),
+            Owed::Shared(replies) => Some(replies.lock().ok()?.last_answer()),
+        }
+    }
+
     /// Records a client message that the server will answer. `frame` is a whole message;
     /// `mode` is how the server reads statement text now.
     pub fn client_sent(&mut self, frame: &[u8], mode: TextMode) {
         let Some((&kind, rest)) = frame.split_first() else {
             return;
         };
+        // Owed nothing (or discarded by the server after an error): it changes nothing.
+        let Some(id) = self.request(kind) else {
+            return;
+        };
         let body = rest.get(4..).unwrap_or_default();
         let now = Instant::now;
-        match kind {
+        let pending = match kind {
             frontend::QUERY => {
                 let ticket = self.names.sent(Effect::SimpleQuery);
-                self.pending.push_back(Pending::Query {
+                Pending::Query {
                     statement: Statement::new(cbytes(body), mode),
                     started: now(),
                     index: 0,
                     ticket,
-                });
+                }
             }
             frontend::PARSE => {
                 let mut parts = body.split(|&b| b == 0);
@@ -140,7 +187,7 @@ impl Exchange {
                 let ticket = self
                     .names
                     .sent(Effect::Prepare(name, Held::Known(statement.clone())));
-                self.pending.push_back(Pending::Parse(statement, ticket));
+                Pending::Parse(statement, ticket)
             }
             frontend::BIND => {
                 let mut parts = cstrs(body);
@@ -150,50 +197,46 @@ impl Exchange {
                 let ticket = self
                     .names
                     .sent(Effect::Bind(portal.clone(), statement.clone()));
-                self.pending.push_back(Pending::Bind {
+                Pending::Bind {
                     statement,
                     portal,
                     from,
                     ticket,
-                });
+                }
             }
-            frontend::DESCRIBE => {
-                let target = self.target(body);
-                self.pending.push_back(Pending::Describe(target));
-            }
+            frontend::DESCRIBE => Pending::Describe(self.target(body)),
             frontend::EXECUTE => {
                 let portal = cstr(body).unwrap_or_default();
                 let statement = self.names.portal(portal).cloned().unwrap_or_else(unknown);
-                self.pending.push_back(Pending::Execute {
+                Pending::Execute {
                     statement,
                     portal: portal.to_owned(),
                     started: now(),
-                });
+                }
             }
             frontend::CLOSE => {
                 let name = body.get(1..).and_then(cstr).unwrap_or_default().to_owned();
-                let ticket = self.names.sent(match body.first() {
+                Pending::Close(self.names.sent(match body.first() {
                     Some(b'S') => Effect::CloseStatement(name),
                     _ => Effect::ClosePortal(name),
-                });
-                self.pending.push_back(Pending::Close(ticket));
+                }))
             }
             frontend::FUNCTION_CALL => {
                 let oid = body
                     .get(..4)
                     .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
                     .unwrap_or(0);
-                self.pending.push_back(Pending::FunctionCall {
+                Pending::FunctionCall {
                     statement: Arc::new(Statement {
                         sql: format!("function {oid}").into(),
                         mode: TextMode::Standard,
                     }),
                     started: now(),
-                });
+                }
             }
-            frontend::SYNC => self.pending.push_back(Pending::Sync),
-            _ => {}
-        }
+            _ => Pending::Sync,
+        };
+        self.pending.push_back((id, pending));
     }
 
     fn target(&self, body: &[u8]) -> Arc<Statement> {
@@ -214,192 +257,138 @@ impl Exchange {
 
     /// The request the server is answering now.
     pub fn current(&self) -> Option<&Pending> {
-        self.pending.front()
+        self.pending.front().map(|(_, p)| p)
     }
 
     /// Accounts for one server message; returns what finished with it, if anything.
     pub fn server_sent(&mut self, frame: &[u8]) -> Option<Finished> {
-        match *frame.first()? {
-            backend::PARSE_COMPLETE | backend::BIND_COMPLETE | backend::CLOSE_COMPLETE => {
-                match self.pending.pop_front() {
-                    Some(Pending::Parse(_, ticket) | Pending::Close(ticket)) => {
-                        self.names.confirm(ticket)
-                    }
-                    Some(Pending::Bind {
-                        portal,
-                        from,
-                        ticket,
-                        ..
-                    }) => {
-                        // The statement as the server holds it now, which may differ from
-                        // the one expected when the Bind was sent.
-                        self.names.skipped(ticket);
-                        let statement = match self.names.confirmed_statement(&from) {
-                            Some(Held::Known(statement)) => statement.clone(),
-                            _ => unknown(),
-                        };
-                        self.names.apply(Effect::Bind(portal, statement));
-                    }
-                    _ => {}
-                }
-                None
-            }
-            backend::NO_DATA => {
-                self.pending.pop_front();
-                None
-            }
-            backend::ROW_DESCRIPTION => {
-                if matches!(self.pending.front(), Some(Pending::Describe(_))) {
-                    self.pending.pop_front();
-                }
-                None
-            }
-            backend::COMMAND_COMPLETE => {
-                let tag = cstr(frame.get(5..).unwrap_or_default())
+        let &kind = frame.first()?;
+        let answer = self.answer(frame)?;
+        let finished = match answer.request {
+            Some((id, _)) => self.answered(id, answer, kind, frame),
+            None => None,
+        };
+        // Requests settled without an answer of their own were skipped by the server.
+        while let Some((_, p)) = self.pending.pop_front_if_below(answer.settled_below) {
+            self.skipped(p);
+        }
+        if kind == backend::READY_FOR_QUERY && frame.get(5) == Some(&b'I') {
+            self.names.transaction_ended();
+        }
+        finished
+    }
+
+    /// `frame` answers request `id` (`answer.reply` says how).
+    fn answered(
+        &mut self,
+        id: RequestId,
+        answer: Answer,
+        kind: u8,
+        frame: &[u8],
+    ) -> Option<Finished> {
+        // Requests before it were skipped.
+        while let Some((_, p)) = self.pending.pop_front_if_below(id) {
+            self.skipped(p);
+        }
+        if self.pending.front().map(|(i, _)| *i) != Some(id) {
+            return None;
+        }
+        let settled = id < answer.settled_below;
+        let outcome = match answer.reply {
+            Reply::Finished => outcome(kind, frame)?,
+            Reply::Failed => Outcome::Error {
+                sqlstate: crate::protocol::fields::field(frame, b'C')
                     .unwrap_or_default()
-                    .to_owned();
-                self.finish(Outcome::Complete(tag))
+                    .to_owned(),
+            },
+            Reply::Complete if settled => {
+                let (_, request) = self.pending.pop_front()?;
+                self.completed(request);
+                return None;
             }
-            backend::FUNCTION_CALL_RESPONSE => {
-                self.finish(Outcome::Complete("FUNCTION CALL".into()))
-            }
-            backend::EMPTY_QUERY => self.finish(Outcome::Complete(String::new())),
-            backend::PORTAL_SUSPENDED => self.finish(Outcome::Suspended),
-            backend::ERROR_RESPONSE => {
-                let sqlstate = crate::protocol::fields::field(frame, b'C')
-                    .unwrap_or_default()
-                    .to_owned();
-                self.error(sqlstate)
-            }
-            backend::READY_FOR_QUERY => {
-                // Everything up to the sync point is answered (or was skipped after an error).
-                while let Some(p) = self.pending.pop_front() {
-                    match p {
-                        Pending::Query { ticket, .. } => {
-                            self.names.confirm(ticket);
-                            break;
-                        }
-                        Pending::Sync | Pending::FunctionCall { .. } => break,
-                        skipped => self.skipped(skipped),
-                    }
+            _ => return None,
+        };
+        let finished = self.finish(outcome);
+        if settled {
+            if let Some((_, request)) = self.pending.pop_front() {
+                match answer.reply {
+                    Reply::Failed => self.skipped(request),
+                    _ => self.completed(request),
                 }
-                if frame.get(5) == Some(&b'I') {
-                    self.names.transaction_ended();
-                }
-                None
             }
-            _ => None,
+        }
+        finished
+    }
+
+    /// The server answered `request` in full.
+    fn completed(&mut self, request: Pending) {
+        match request {
+            Pending::Parse(_, ticket) | Pending::Close(ticket) | Pending::Query { ticket, .. } => {
+                self.names.confirm(ticket)
+            }
+            Pending::Bind {
+                portal,
+                from,
+                ticket,
+                ..
+            } => {
+                // The statement as the server holds it now, which may differ from the one
+                // expected when the Bind was sent.
+                self.names.skipped(ticket);
+                let statement = match self.names.confirmed_statement(&from) {
+                    Some(Held::Known(statement)) => statement.clone(),
+                    _ => unknown(),
+                };
+                self.names.apply(Effect::Bind(portal, statement));
+            }
+            _ => {}
         }
     }
 
+    /// What finished with `outcome`: the statement of the request answered now.
     fn finish(&mut self, outcome: Outcome) -> Option<Finished> {
-        match self.pending.front_mut()? {
-            // Stays queued to its ReadyForQuery; finished once.
-            Pending::FunctionCall { statement, started } => Some(Finished {
-                statement: statement.clone(),
-                started: *started,
-                outcome,
-                protocol: Protocol::FunctionCall,
-                index: 0,
-            }),
+        let (_, front) = self.pending.front_mut()?;
+        let (statement, started, protocol, index) = match front {
+            Pending::FunctionCall { statement, started } => {
+                (statement.clone(), *started, Protocol::FunctionCall, 0)
+            }
             Pending::Execute {
                 statement,
                 portal,
                 started,
             } => {
-                let statement = self
-                    .names
-                    .confirmed_portal(portal)
-                    .unwrap_or(statement)
-                    .clone();
-                let done = Finished {
-                    statement: statement.clone(),
-                    started: *started,
-                    outcome,
-                    protocol: Protocol::Extended,
-                    index: 0,
-                };
-                self.pending.pop_front();
-                Some(done)
+                let statement = self.names.confirmed_portal(portal).unwrap_or(statement);
+                (statement.clone(), *started, Protocol::Extended, 0)
             }
-            // A simple query runs on to ReadyForQuery; each statement in it completes here.
+            // A simple query runs on to ReadyForQuery; each statement in it finishes here.
             Pending::Query {
                 statement,
                 started,
                 index,
                 ..
             } => {
-                let done = Finished {
-                    statement: statement.clone(),
-                    started: *started,
-                    outcome,
-                    protocol: Protocol::Simple,
-                    index: *index,
-                };
-                *started = Instant::now();
-                *index += 1;
-                Some(done)
+                let done = (statement.clone(), *started, Protocol::Simple, *index);
+                if !matches!(outcome, Outcome::Error { .. }) {
+                    *started = Instant::now();
+                    *index += 1;
+                }
+                done
             }
-            _ => None,
-        }
-    }
-
-    fn error(&mut self, sqlstate: String) -> Option<Finished> {
-        let outcome = Outcome::Error { sqlstate };
-        let front = self.pending.front()?.clone();
-        let done = match &front {
-            Pending::FunctionCall { statement, started } => Some(Finished {
-                statement: statement.clone(),
-                started: *started,
-                outcome,
-                protocol: Protocol::FunctionCall,
-                index: 0,
-            }),
-            Pending::Execute {
-                statement, started, ..
-            } => Some(Finished {
-                statement: statement.clone(),
-                started: *started,
-                outcome,
-                protocol: Protocol::Extended,
-                index: 0,
-            }),
-            Pending::Query {
-                statement,
-                started,
-                index,
-                ..
-            } => Some(Finished {
-                statement: statement.clone(),
-                started: *started,
-                outcome,
-                protocol: Protocol::Simple,
-                index: *index,
-            }),
             // The statement failed (or was refused) before it could run.
             Pending::Parse(statement, _)
             | Pending::Bind { statement, .. }
-            | Pending::Describe(statement) => Some(Finished {
-                statement: statement.clone(),
-                started: Instant::now(),
-                outcome,
-                protocol: Protocol::Extended,
-                index: 0,
-            }),
-            _ => None,
-        };
-        if !matches!(front, Pending::Query { .. } | Pending::FunctionCall { .. }) {
-            // Extended protocol: the server skips everything up to Sync.
-            while let Some(p) = self.pending.front() {
-                if matches!(p, Pending::Sync) {
-                    break;
-                }
-                if let Some(skipped) = self.pending.pop_front() {
-                    self.skipped(skipped);
-                }
+            | Pending::Describe(statement) => {
+                (statement.clone(), Instant::now(), Protocol::Extended, 0)
             }
-        }
-        done
+            Pending::Close(_) | Pending::Sync => return None,
+        };
+        Some(Finished {
+            statement,
+            started,
+            outcome,
+            protocol,
+            index,
+        })
     }
 
     /// A request the server skipped (after an error) or answered with an error: its effect
@@ -417,6 +406,35 @@ impl Exchange {
     /// Requests still unanswered.
     pub fn in_flight(&self) -> usize {
         self.pending.len()
+    }
+}
+
+/// How a statement ended, from the message that ended it.
+fn outcome(kind: u8, frame: &[u8]) -> Option<Outcome> {
+    Some(match kind {
+        backend::COMMAND_COMPLETE => {
+            let tag = cstr(frame.get(5..).unwrap_or_default()).unwrap_or_default();
+            Outcome::Complete(tag.to_owned())
+        }
+        backend::FUNCTION_CALL_RESPONSE => Outcome::Complete("FUNCTION CALL".into()),
+        backend::EMPTY_QUERY => Outcome::Complete(String::new()),
+        backend::PORTAL_SUSPENDED => Outcome::Suspended,
+        _ => return None,
+    })
+}
+
+/// Pops the front while its request number is below a bound.
+trait PopBelow<T> {
+    fn pop_front_if_below(&mut self, bound: RequestId) -> Option<(RequestId, T)>;
+}
+
+impl<T> PopBelow<T> for VecDeque<(RequestId, T)> {
+    fn pop_front_if_below(&mut self, bound: RequestId) -> Option<(RequestId, T)> {
+        if self.front()?.0 < bound {
+            self.pop_front()
+        } else {
+            None
+        }
     }
 }
 
@@ -566,6 +584,51 @@ mod tests {
         let done = x.server_sent(&message(b'C', b"INSERT 0 1\0")).unwrap();
         // The Bind was sent before the error came back; what ran is what the server held.
         assert_eq!(&*done.statement.sql, "INSERT INTO t VALUES ($1)");
+    }
+
+    #[test]
+    fn a_shared_record_of_owed_replies_is_read_and_survives_copy_in() {
+        let replies = Arc::new(Mutex::new(Replies::default()));
+        let mut x = Exchange::default();
+        x.share(replies.clone());
+        // The record's owner (the statement path) updates it before the exchange reads it.
+        let client = |x: &mut Exchange, m: &[u8]| {
+            replies.lock().unwrap().client_sent(m[0]);
+            x.client_sent(m, TextMode::Standard);
+        };
+        let server = |x: &mut Exchange, m: &[u8]| {
+            replies.lock().unwrap().server_sent(m);
+            x.server_sent(m)
+        };
+        // tokio-postgres copy_in: two Syncs, one ReadyForQuery.
+        for m in [
+            parse("", "COPY t FROM STDIN"),
+            bind("", ""),
+            execute(""),
+            message(b'S', b""),
+        ] {
+            client(&mut x, &m);
+        }
+        server(&mut x, &message(b'1', b""));
+        server(&mut x, &message(b'2', b""));
+        server(&mut x, &message(b'G', b"\0\0\0"));
+        for m in [
+            message(b'd', b"1\n"),
+            message(b'c', b""),
+            message(b'S', b""),
+        ] {
+            client(&mut x, &m);
+        }
+        let copy = server(&mut x, &message(b'C', b"COPY 1\0")).unwrap();
+        assert_eq!(&*copy.statement.sql, "COPY t FROM STDIN");
+        server(&mut x, &message(b'Z', b"I"));
+        assert_eq!(x.in_flight(), 0);
+        // The next statement is tied to its own answer, not to a Sync left over.
+        client(&mut x, &message(b'Q', b"SELECT 2\0"));
+        let done = server(&mut x, &message(b'C', b"SELECT 1\0")).unwrap();
+        assert_eq!(&*done.statement.sql, "SELECT 2");
+        server(&mut x, &message(b'Z', b"I"));
+        assert_eq!(x.in_flight(), 0);
     }
 
     #[test]

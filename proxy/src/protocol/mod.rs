@@ -7,6 +7,7 @@ pub mod error;
 pub mod exchange;
 pub mod fields;
 pub mod frame;
+pub mod replies;
 pub mod startup;
 pub mod text_settings;
 pub mod tracker;

@@ -25,7 +25,7 @@ use self::auth::AuthExchange;
 use self::auth_error::AuthError;
 use self::handshake::{send_and_close, Handshake, HandshakeError};
 use self::pass_through::PassThrough;
-use self::relay::{Inbound, RelayEnd, ServerPath, SessionState, MAX_SERVER_MESSAGE};
+use self::relay::{Inbound, RelayEnd, ServerPath, MAX_SERVER_MESSAGE};
 use crate::audit::{ConnectionAudit, ConnectionInfo};
 use crate::config::ClientCertMode;
 use crate::context::shutdown::{reached, Stage};
@@ -394,7 +394,6 @@ async fn relay(
 ) -> RelayEnd {
     let (client_rd, mut client_wr) = client.split();
     let (server_rd, mut server_wr) = server.split();
-    let state = SessionState::default();
     let mut server_statements = statements.clone();
     let mut server_path = ServerPath::default();
     let mut forced = ctx.shutdown.clone();
@@ -403,7 +402,6 @@ async fn relay(
             Inbound { rd: client_rd, buf: client_buf },
             &mut server_wr,
             &mut statements,
-            &state,
             ctx.settings.limits.idle_timeout,
             ctx.shutdown.clone(),
             &ctx.metrics,
@@ -413,7 +411,6 @@ async fn relay(
             &mut client_wr,
             &mut server_path,
             &mut server_statements,
-            &state,
             ctx.shutdown.clone(),
             &ctx.metrics,
         ) => end,

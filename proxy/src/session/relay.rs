@@ -1,8 +1,9 @@
 //! The relay: two independent pumps, client -> server and server -> client, each forwarding
 //! every whole buffered message in one write. Running them side by side (not one loop) means
 //! a server blocked on a full socket can never deadlock a client that is still sending.
+//! Whether the session is idle is the statement path's to say: it holds the one record of the
+//! replies the server still owes.
 
-use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -19,47 +20,6 @@ use crate::session::statement_path::{StatementPath, Verdict};
 
 /// PostgreSQL never sends a message over 1 GiB.
 pub const MAX_SERVER_MESSAGE: usize = 1 << 30;
-
-/// What both pumps know about the session, to tell when it is idle.
-#[derive(Debug)]
-pub struct SessionState {
-    /// Sync points (Query, Sync, FunctionCall) sent and not yet answered by ReadyForQuery.
-    pending: AtomicU32,
-    /// Transaction status of the last ReadyForQuery: b'I', b'T' or b'E'.
-    tx_status: AtomicU8,
-}
-
-impl Default for SessionState {
-    fn default() -> Self {
-        SessionState {
-            pending: AtomicU32::new(0),
-            tx_status: AtomicU8::new(b'I'),
-        }
-    }
-}
-
-impl SessionState {
-    fn sent_sync_point(&self) {
-        self.pending.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn ready_for_query(&self, status: u8) {
-        self.tx_status.store(status, Ordering::Relaxed);
-        let _ = self
-            .pending
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| p.checked_sub(1));
-    }
-
-    /// No statement is running.
-    pub fn idle(&self) -> bool {
-        self.pending.load(Ordering::Relaxed) == 0
-    }
-
-    /// No statement is running and no transaction is open: a safe point to close.
-    pub fn idle_outside_transaction(&self) -> bool {
-        self.idle() && self.tx_status.load(Ordering::Relaxed) == b'I'
-    }
-}
 
 /// Why a relay ended.
 #[derive(Debug)]
@@ -94,14 +54,13 @@ pub async fn client_to_server(
     mut client: Inbound,
     server: &mut WriteHalf,
     path: &mut StatementPath,
-    state: &SessionState,
     idle_timeout: Option<Duration>,
     mut shutdown: ShutdownWatch,
     metrics: &Metrics,
 ) -> RelayEnd {
     let mut watching_shutdown = true;
     loop {
-        let (out, stop) = take_client_messages(&mut client.buf, path, state);
+        let (out, stop) = take_client_messages(&mut client.buf, path);
         if !out.is_empty() {
             if let Err(e) = write_out(server, &out).await {
                 return RelayEnd::UpstreamClosed {
@@ -130,11 +89,11 @@ pub async fn client_to_server(
             changed = shutdown.changed(), if watching_shutdown => {
                 watching_shutdown = changed.is_ok();
                 let draining = *shutdown.borrow_and_update() >= Stage::Draining;
-                if draining && state.idle_outside_transaction() {
+                if draining && path.idle_outside_transaction() {
                     return RelayEnd::Shutdown;
                 }
             }
-            _ = idle => if state.idle() {
+            _ = idle => if path.idle() {
                 return RelayEnd::IdleTimeout;
             },
         }
@@ -146,7 +105,6 @@ pub async fn client_to_server(
 fn take_client_messages(
     buf: &mut FrameBuffer,
     path: &mut StatementPath,
-    state: &SessionState,
 ) -> (BytesMut, Option<RelayEnd>) {
     let mut out = BytesMut::new();
     loop {
@@ -158,12 +116,6 @@ fn take_client_messages(
                         "invalid frontend message type {kind}"
                     ));
                     return (out, Some(RelayEnd::ClientProtocol(error)));
-                }
-                if matches!(
-                    kind,
-                    frontend::QUERY | frontend::SYNC | frontend::FUNCTION_CALL
-                ) {
-                    state.sent_sync_point();
                 }
                 let frame = buf.buf.split_to(n);
                 match path.client_message(&frame) {
@@ -204,12 +156,11 @@ pub async fn server_to_client(
     client: &mut WriteHalf,
     path: &mut ServerPath,
     statements: &mut StatementPath,
-    state: &SessionState,
     shutdown: ShutdownWatch,
     metrics: &Metrics,
 ) -> RelayEnd {
     loop {
-        let (out, stop) = take_server_messages(&mut server.buf, path, statements, state);
+        let (out, stop) = take_server_messages(&mut server.buf, path, statements);
         if !out.is_empty() {
             if let Err(e) = write_out(client, &out).await {
                 return RelayEnd::ClientIo(e);
@@ -220,7 +171,7 @@ pub async fn server_to_client(
             return stop;
         }
         drop(out);
-        if *shutdown.borrow() >= Stage::Draining && state.idle_outside_transaction() {
+        if *shutdown.borrow() >= Stage::Draining && statements.idle_outside_transaction() {
             return RelayEnd::Shutdown;
         }
         match server.buf.fill(&mut server.rd).await {
@@ -252,22 +203,14 @@ fn take_server_messages(
     buf: &mut FrameBuffer,
     path: &mut ServerPath,
     statements: &mut StatementPath,
-    state: &SessionState,
 ) -> (BytesMut, Option<RelayEnd>) {
     let mut out = BytesMut::new();
     loop {
         match check_frame(&buf.buf, buf.max_len) {
             FrameCheck::Complete(n) => {
                 let frame = buf.buf.split_to(n);
-                match frame[0] {
-                    backend::READY_FOR_QUERY => {
-                        // A status-less one ends the session in the statement path.
-                        state.ready_for_query(frame.get(5).copied().unwrap_or(b'E'))
-                    }
-                    backend::ERROR_RESPONSE if fields::is_fatal(&frame) => {
-                        path.told_client_fatal = true
-                    }
-                    _ => {}
+                if frame[0] == backend::ERROR_RESPONSE && fields::is_fatal(&frame) {
+                    path.told_client_fatal = true
                 }
                 match statements.server_message(&frame) {
                     Verdict::Forward => append(&mut out, frame),

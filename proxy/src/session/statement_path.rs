@@ -1,6 +1,8 @@
 //! The one place every client message and every statement passes on its way upstream, and
 //! every server message on its way back. Without protected columns every message is
-//! forwarded as raw bytes; with them, `protect::session` decides.
+//! forwarded as raw bytes; with them, `protect::session` decides. It keeps the session's one
+//! record of the replies the server still owes (`protocol::replies`), which the relay's idle
+//! timeout, the statement meter and the audit read.
 
 use std::sync::{Arc, Mutex};
 
@@ -10,6 +12,7 @@ use crate::protect::session::ProtectedSession;
 use crate::ops::metrics::Metrics;
 use crate::ops::statement_metrics::{StatementMeter, NO_ROLE};
 use crate::protocol::error::PgError;
+use crate::protocol::replies::Replies;
 use crate::protocol::text_settings::TextSettings;
 use crate::protocol::types::{backend, frontend};
 pub use crate::protocol::verdict::Verdict;
@@ -24,6 +27,8 @@ pub struct StatementPath {
     audit: Option<Arc<Mutex<ConnectionAudit>>>,
     /// Counts statements by kind, role and outcome.
     meter: Option<Arc<Mutex<StatementMeter>>>,
+    /// What the server still owes the client: updated here once per message each way.
+    replies: Arc<Mutex<Replies>>,
 }
 
 impl StatementPath {
@@ -35,8 +40,7 @@ impl StatementPath {
     pub fn protected(session: ProtectedSession) -> Self {
         StatementPath {
             protected: Some(Arc::new(Mutex::new(session))),
-            audit: None,
-            meter: None,
+            ..StatementPath::default()
         }
     }
 
@@ -51,8 +55,11 @@ impl StatementPath {
         self
     }
 
-    /// Audits this session's statements.
+    /// Audits this session's statements; the audit reads this path's record of owed replies.
     pub fn with_audit(mut self, audit: Option<Arc<Mutex<ConnectionAudit>>>) -> Self {
+        if let Some(Ok(mut a)) = audit.as_ref().map(|a| a.lock()) {
+            a.share_replies(self.replies.clone());
+        }
         self.audit = audit;
         self
     }
@@ -74,8 +81,16 @@ impl StatementPath {
         let Some(&kind) = frame.first() else {
             return Verdict::End(PgError::protocol_violation("empty message"));
         };
+        let Ok(mut replies) = self.replies.lock() else {
+            return Verdict::End(poisoned());
+        };
+        let was_idle = replies.idle();
+        let request = replies.client_sent(kind);
+        drop(replies);
         if let Some(Ok(mut meter)) = self.meter.as_ref().map(|m| m.lock()) {
-            meter.client_message(kind);
+            if was_idle && request.is_some() {
+                meter.busy();
+            }
         }
         if let Some(audit) = &self.audit {
             if let Ok(mut a) = audit.lock() {
@@ -110,16 +125,66 @@ impl StatementPath {
                 Err(_) => Verdict::End(poisoned()),
             },
         };
-        if let Some(Ok(mut meter)) = self.meter.as_ref().map(|m| m.lock()) {
-            // The proxy's own answers (catalog look-ups) are dropped, never counted.
-            if verdict != Verdict::Drop {
-                meter.server_message(frame, refused);
+        // The proxy's own answers (catalog look-ups) are dropped: the client never sees them.
+        let (reached_client, ended) = match &verdict {
+            Verdict::Forward => (frame, false),
+            Verdict::Replace(bytes) => (&bytes[..], false),
+            Verdict::Drop => (&[][..], false),
+            Verdict::End(_) => (frame, true),
+        };
+        for message in messages(reached_client) {
+            if let Err(error) = self.reached_client(message, refused, ended) {
+                return Verdict::End(error);
             }
         }
-        if let Some(audit) = &self.audit {
-            self.audit_server_message(audit, frame, &verdict);
+        if ended {
+            self.audit_ended_by_limit();
         }
         verdict
+    }
+
+    /// One server message the client receives (or the one that ended the session): the
+    /// owed replies are updated, then the meter and the audit read them.
+    fn reached_client(&self, message: &[u8], refused: bool, ended: bool) -> Result<(), PgError> {
+        let (answer, idle) = {
+            let mut replies = self.replies.lock().map_err(|_| poisoned())?;
+            (replies.server_sent(message), replies.idle())
+        };
+        if let Some(Ok(mut meter)) = self.meter.as_ref().map(|m| m.lock()) {
+            meter.server_message(message, &answer, refused, idle);
+        }
+        if let (Some(audit), false) = (&self.audit, ended) {
+            if let Ok(mut audit) = audit.lock() {
+                let plan_of =
+                    |sql: &str| Some(self.protected.as_ref()?.lock().ok()?.audit_view(sql));
+                audit.server_sent(message, plan_of);
+            }
+        }
+        Ok(())
+    }
+
+    /// The statement path ended the session (a role's enforced limit, most often).
+    fn audit_ended_by_limit(&self) {
+        if let Some(Ok(mut audit)) = self.audit.as_ref().map(|a| a.lock()) {
+            let limit = self
+                .protected
+                .as_ref()
+                .and_then(|s| s.lock().ok()?.role().max_rows);
+            audit.session_ended_by_limit(limit);
+        }
+    }
+
+    /// The server owes the client nothing: no statement is running.
+    pub fn idle(&self) -> bool {
+        self.replies.lock().map(|r| r.idle()).unwrap_or(false)
+    }
+
+    /// Nothing is owed and no transaction is open: a safe point to close.
+    pub fn idle_outside_transaction(&self) -> bool {
+        self.replies
+            .lock()
+            .map(|r| r.idle_outside_transaction())
+            .unwrap_or(false)
     }
 
     /// Keeps the metrics' role label in step with a reload.
@@ -128,39 +193,21 @@ impl StatementPath {
             meter.set_role(&session.role().name);
         }
     }
+}
 
-    /// Feeds audit what the client receives in answer to `frame`.
-    fn audit_server_message(
-        &self,
-        audit: &Mutex<ConnectionAudit>,
-        frame: &[u8],
-        verdict: &Verdict,
-    ) {
-        let Ok(mut audit) = audit.lock() else {
-            return;
-        };
-        let plan_of = |sql: &str| Some(self.protected.as_ref()?.lock().ok()?.audit_view(sql));
-        match verdict {
-            Verdict::Forward => audit.server_sent(frame, plan_of),
-            Verdict::Replace(bytes) => {
-                let mut rest = &bytes[..];
-                while rest.len() >= 5 {
-                    let len = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
-                    let end = (1 + len).min(rest.len());
-                    audit.server_sent(&rest[..end], plan_of);
-                    rest = &rest[end..];
-                }
-            }
-            Verdict::Drop => {}
-            Verdict::End(_) => {
-                let limit = self
-                    .protected
-                    .as_ref()
-                    .and_then(|s| s.lock().ok()?.role().max_rows);
-                audit.session_ended_by_limit(limit);
-            }
+/// The whole messages of `bytes` (a message cut short ends it).
+fn messages(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = bytes;
+    std::iter::from_fn(move || {
+        if rest.len() < 5 {
+            return None;
         }
-    }
+        let len = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+        let end = (1 + len).min(rest.len());
+        let (message, tail) = rest.split_at(end);
+        rest = tail;
+        Some(message)
+    })
 }
 
 /// A panic once held the session's state lock: what it holds may be half-changed, so the
