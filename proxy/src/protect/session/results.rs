@@ -282,6 +282,7 @@ impl ProtectedSession {
     /// the server ran it, and the rest of its pipeline, to the end.
     pub(super) fn fail_results(&mut self, error: PgError) -> Verdict {
         self.copy = None;
+        self.copy_out = None;
         Verdict::End(PgError {
             severity: Severity::Fatal,
             ..error
