@@ -46,8 +46,11 @@ pub struct ConnectionAudit {
     audit: Arc<Audit>,
     info: ConnectionInfo,
     exchange: Exchange,
-    /// DataRows of the statement running now.
+    /// Rows the statement running now sent the client: DataRows, or a COPY TO's CopyData.
     rows: u64,
+    /// The statement running now is a COPY TO: its tag (`COPY n`) counts its rows exactly
+    /// (a header line or the binary trailer is a CopyData too).
+    copy_out: bool,
     totals: Totals,
     opened: Instant,
     alerts: Alerts,
@@ -64,6 +67,7 @@ impl ConnectionAudit {
             info,
             exchange: Exchange::default(),
             rows: 0,
+            copy_out: false,
             totals: Totals::default(),
             opened: Instant::now(),
             alerts: Alerts::default(),
@@ -157,15 +161,21 @@ impl ConnectionAudit {
     /// under the session's rules and role (`None` without rules).
     pub fn server_sent(&mut self, frame: &[u8], view_of: impl Fn(&str) -> Option<AuditView>) {
         match frame.first() {
-            Some(&backend::DATA_ROW) => {
+            Some(&backend::DATA_ROW | &backend::COPY_DATA) => {
                 self.rows += 1;
                 return;
             }
+            Some(&backend::COPY_OUT_RESPONSE) => self.copy_out = true,
             Some(&backend::PARAMETER_STATUS) => self.settings.observe_message(frame),
             _ => {}
         }
         if let Some(done) = self.exchange.server_sent(frame) {
-            let rows = std::mem::take(&mut self.rows);
+            let mut rows = std::mem::take(&mut self.rows);
+            if std::mem::take(&mut self.copy_out) {
+                if let exchange::Outcome::Complete(tag) = &done.outcome {
+                    rows = tag_rows(tag).unwrap_or(rows);
+                }
+            }
             self.statement(done, rows, view_of);
         }
     }

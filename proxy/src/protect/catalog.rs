@@ -1,7 +1,8 @@
 //! What the server's catalog says about the protected tables: their OIDs (to recognise
 //! protected result columns in `RowDescription` by table OID and attribute number), their
 //! columns in order, each column's storage type (protected ones must be `bytea`) and its
-//! guard constraints (`protect::guard`).
+//! guard constraints (`protect::guard`). Partitions and inheritance children of a protected
+//! table, at any depth, are read too: their columns are the protected table's (by name).
 //!
 //! The look-up runs on the session's own upstream connection, right after login, so pgshroud
 //! needs no credentials of its own.
@@ -27,13 +28,18 @@ pub struct CatalogColumn {
     pub guards: Vec<FoundGuard>,
 }
 
-/// One protected table as it exists in the database.
+/// One protected table as it exists in the database, or a partition or inheritance child of
+/// one (`parent`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CatalogTable {
     pub oid: u32,
     pub schema: String,
     pub name: String,
     pub columns: Vec<CatalogColumn>,
+    /// For a partition or child (at any depth) of a protected table: that table's OID. Its
+    /// columns hold the protected table's values under the same names (attribute numbers may
+    /// differ), so they are protected the same way.
+    pub parent: Option<u32>,
 }
 
 impl CatalogTable {
@@ -78,6 +84,15 @@ impl Catalog {
         self.by_oid.values()
     }
 
+    /// The protected table whose values this table holds: itself, or for a partition or
+    /// child, the protected table it descends from.
+    pub fn protected_owner<'a>(&'a self, table: &'a CatalogTable) -> Option<&'a CatalogTable> {
+        match table.parent {
+            None => Some(table),
+            Some(parent) => self.table_by_oid(parent),
+        }
+    }
+
     /// Equal for equal catalogs: plans built for one database's layout are reused only for
     /// the same layout.
     pub fn fingerprint(&self) -> u64 {
@@ -86,7 +101,7 @@ impl Catalog {
         tables.sort_by_key(|t| t.oid);
         let mut h = std::collections::hash_map::DefaultHasher::new();
         for t in tables {
-            (t.oid, &t.schema, &t.name).hash(&mut h);
+            (t.oid, &t.schema, &t.name, t.parent).hash(&mut h);
             for c in &t.columns {
                 (c.attnum, &c.name, &c.type_name, &c.guards).hash(&mut h);
             }
@@ -117,11 +132,13 @@ impl Catalog {
                 }
                 continue;
             }
+            let parent = get(7).parse::<u32>().ok().filter(|&p| p != 0);
             let table = by_oid.entry(oid).or_insert_with(|| CatalogTable {
                 oid,
                 schema: get(1),
                 name: get(2),
                 columns: Vec::new(),
+                parent,
             });
             table.columns.push(CatalogColumn {
                 attnum,
@@ -180,26 +197,43 @@ pub fn lookup_query(tables: &[(String, String)]) -> String {
     } else {
         wanted.join(" OR ")
     };
-    // Types are the same in every branch of the UNION: oid, name x2, int2, name x2, text.
+    // The protected tables (root 0) and their partitions and inheritance children at any
+    // depth, each with the protected table it descends from; one row per relation (a table
+    // both protected and a child is read as protected).
+    let family = format!(
+        "WITH RECURSIVE family(oid, root) AS ( \
+           SELECT c.oid, 0::pg_catalog.oid FROM pg_catalog.pg_class c \
+           JOIN pg_catalog.pg_namespace n ON n.oid {eq} c.relnamespace WHERE {wanted} \
+           UNION \
+           SELECT i.inhrelid, CASE WHEN f.root {eq} 0::pg_catalog.oid THEN f.oid ELSE f.root END \
+           FROM pg_catalog.pg_inherits i JOIN family f ON i.inhparent {eq} f.oid), \
+         relations AS (SELECT DISTINCT ON (f.oid) f.oid, f.root FROM family f ORDER BY f.oid, f.root)"
+    );
+    // Types are the same in every branch of the UNION: oid, name x2, int2, name x2, text, oid.
     format!(
-        "SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, t.typname, {guards} \
-         FROM pg_catalog.pg_class c \
+        "{family} \
+         SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, t.typname, {guards}, r.root \
+         FROM relations r \
+         JOIN pg_catalog.pg_class c ON c.oid {eq} r.oid \
          JOIN pg_catalog.pg_namespace n ON n.oid {eq} c.relnamespace \
          JOIN pg_catalog.pg_attribute a ON a.attrelid {eq} c.oid \
            AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped \
          JOIN pg_catalog.pg_type t ON t.oid {eq} a.atttypid \
-         WHERE {wanted} \
          UNION ALL \
          SELECT 0::pg_catalog.oid, p.schema, NULL::pg_catalog.name, p.n::pg_catalog.int2, \
-           NULL::pg_catalog.name, NULL::pg_catalog.name, '{PATH_ROW}'::pg_catalog.text \
+           NULL::pg_catalog.name, NULL::pg_catalog.name, '{PATH_ROW}'::pg_catalog.text, \
+           NULL::pg_catalog.oid \
          FROM pg_catalog.unnest(pg_catalog.current_schemas(true)) WITH ORDINALITY AS p(schema, n) \
          UNION ALL \
          SELECT 0::pg_catalog.oid, n.nspname, c.relname, 0::pg_catalog.int2, \
-           NULL::pg_catalog.name, NULL::pg_catalog.name, '{RELATION_ROW}'::pg_catalog.text \
+           NULL::pg_catalog.name, NULL::pg_catalog.name, '{RELATION_ROW}'::pg_catalog.text, \
+           NULL::pg_catalog.oid \
          FROM pg_catalog.pg_class c \
          JOIN pg_catalog.pg_namespace n ON n.oid {eq} c.relnamespace \
          WHERE n.nspname {eq} ANY (pg_catalog.current_schemas(true)) \
-           AND c.relname::pg_catalog.text {eq} ANY (ARRAY[{names}]::pg_catalog.text[]) \
+           AND (c.relname::pg_catalog.text {eq} ANY (ARRAY[{names}]::pg_catalog.text[]) \
+             OR c.relname {eq} ANY (ARRAY(SELECT k.relname FROM relations r \
+               JOIN pg_catalog.pg_class k ON k.oid {eq} r.oid))) \
          ORDER BY 1, 4"
     )
 }
@@ -402,6 +436,30 @@ mod tests {
             .contains(&("pg_temp_3".to_owned(), "customers".to_owned())));
         assert_eq!(c.tables().count(), 0);
         assert_ne!(c.fingerprint(), Catalog::default().fingerprint());
+    }
+
+    #[test]
+    fn partitions_and_children_name_the_protected_table_they_descend_from() {
+        let row = |oid: &str, table: &str, attnum: &str, name: &str, root: Option<&str>| {
+            let mut r: Vec<Option<String>> = [oid, "public", table, attnum, name, "bytea"]
+                .map(|v| Some(v.to_owned()))
+                .into();
+            r.extend([None, root.map(str::to_owned)]);
+            r
+        };
+        let c = Catalog::from_rows(vec![
+            row("42", "customers", "2", "email", Some("0")),
+            // A partition's attribute numbers may differ: columns map by name.
+            row("43", "customers_p1", "5", "email", Some("42")),
+        ]);
+        let part = c.table_by_oid(43).unwrap();
+        assert_eq!(part.parent, Some(42));
+        assert_eq!(c.protected_owner(part).unwrap().name, "customers");
+        let root = c.table_by_oid(42).unwrap();
+        assert_eq!(root.parent, None);
+        assert_eq!(c.protected_owner(root).unwrap().oid, 42);
+        let q = lookup_query(&[("public".into(), "customers".into())]);
+        assert!(q.contains("pg_catalog.pg_inherits"), "{q}");
     }
 
     #[test]

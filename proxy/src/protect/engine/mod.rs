@@ -25,10 +25,40 @@ pub use storage::UNGUARDED;
 pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
 
 /// The analyser's view of one database: protected columns plus the catalog's column lists.
+///
+/// Partitions and inheritance children of a protected table are protected tables of the
+/// analyser's schema too (their columns named like the protected table's protected columns,
+/// with the same key context and type), under ids of their own past the rules' ids: each maps
+/// to its protected column in `children`, and plans carry only the rules' ids.
 #[derive(Debug, Clone)]
 pub struct Layout {
     pub schema: ProtectedSchema,
     pub fingerprint: u64,
+    /// A child's column id -> the protected column it holds values of.
+    children: HashMap<ColumnId, ColumnId>,
+    /// A child table (schema, table) -> the protected table it descends from.
+    child_tables: HashMap<(String, String), (String, String)>,
+}
+
+impl Layout {
+    /// The pre-filter: `false` means the statement cannot touch a protected table (nor a
+    /// partition or child of one that the catalog knows).
+    pub fn mentions_protected(&self, sql: &str) -> bool {
+        self.schema.mentions_protected_table(sql)
+    }
+
+    /// The protected column behind an analyser id: a child's column is its parent's.
+    pub fn protected_id(&self, id: ColumnId) -> ColumnId {
+        self.children.get(&id).copied().unwrap_or(id)
+    }
+
+    /// The protected table behind a (schema, table): a child's is the table it descends from.
+    pub fn protected_table(&self, table: &(String, String)) -> (String, String) {
+        self.child_tables
+            .get(table)
+            .cloned()
+            .unwrap_or_else(|| table.clone())
+    }
 }
 
 pub struct Protection {
@@ -115,9 +145,41 @@ impl Protection {
     /// The analyser's schema for a database with this catalog.
     pub fn layout(&self, catalog: &Catalog) -> Layout {
         let mut schema = self.base.clone();
+        let mut children = HashMap::new();
+        let mut child_tables = HashMap::new();
         for table in catalog.tables() {
             let columns = table.columns.iter().map(|c| c.name.clone()).collect();
             schema.set_table_columns(&table.schema, &table.name, columns);
+        }
+        // Sorted so that equal catalogs give equal ids.
+        let mut descendants: Vec<_> = catalog.tables().filter(|t| t.parent.is_some()).collect();
+        descendants.sort_by_key(|t| t.oid);
+        for child in descendants {
+            let Some(owner) = catalog.protected_owner(child) else {
+                continue;
+            };
+            child_tables.insert(
+                (child.schema.clone(), child.name.clone()),
+                (owner.schema.clone(), owner.name.clone()),
+            );
+            for column in &child.columns {
+                let key = (
+                    owner.schema.clone(),
+                    owner.name.clone(),
+                    column.name.clone(),
+                );
+                let Some(&id) = self.by_name.get(&key) else {
+                    continue;
+                };
+                let context = schema.context(id).to_owned();
+                let child_id = schema.protect(&child.schema, &child.name, &column.name, &context);
+                if let Some(logical) = schema.logical_type(id) {
+                    schema.set_logical_type(child_id, logical);
+                }
+                if child_id != id {
+                    children.insert(child_id, id);
+                }
+            }
         }
         // Unqualified names resolve through the session's path as the look-up found it; a
         // catalog without one (no look-up yet) keeps the `public` default.
@@ -130,12 +192,9 @@ impl Protection {
         Layout {
             schema,
             fingerprint: catalog.fingerprint(),
+            children,
+            child_tables,
         }
-    }
-
-    /// The pre-filter: `false` means the statement cannot touch a protected table.
-    pub fn mentions_protected(&self, sql: &str) -> bool {
-        self.base.mentions_protected_table(sql)
     }
 
     pub fn spec_by_id(&self, id: ColumnId) -> Option<&Spec> {
@@ -150,16 +209,18 @@ impl Protection {
         self.specs.get(*id)
     }
 
-    /// The protected column behind a result column, by table OID and attribute number.
+    /// The protected column behind a result column, by table OID and attribute number (a
+    /// partition's or child's column is its protected table's column of the same name).
     pub fn spec_for(&self, catalog: &Catalog, table_oid: u32, attnum: i16) -> Option<Spec> {
         if table_oid == 0 {
             return None;
         }
         let table = catalog.table_by_oid(table_oid)?;
         let column = table.column(attnum)?;
+        let owner = catalog.protected_owner(table)?;
         let id = self.by_name.get(&(
-            table.schema.clone(),
-            table.name.clone(),
+            owner.schema.clone(),
+            owner.name.clone(),
             column.name.clone(),
         ))?;
         self.specs.get(*id).cloned()

@@ -90,7 +90,10 @@ impl Protection {
     fn build(&self, sql: &str, layout: &Layout, catalog: &Catalog) -> Plan {
         let statements = match analyze::analyze(sql, &layout.schema) {
             Analysis::Refused(r) => return Plan::refused(PgError::error(r.sqlstate, r.message)),
-            Analysis::Untouched { statements } => {
+            Analysis::Untouched { mut statements } => {
+                for statement in &mut statements {
+                    to_protected_tables(layout, statement);
+                }
                 return Plan {
                     action: PlanAction::Forward,
                     params: Vec::new(),
@@ -99,9 +102,18 @@ impl Protection {
                     links: Vec::new(),
                     statements,
                     columns: Vec::new(),
-                }
+                };
             }
-            Analysis::Protected { statements } => statements,
+            Analysis::Protected { mut statements } => {
+                for statement in &mut statements {
+                    if let Err(error) = self.check_child_writes(layout, catalog, statement) {
+                        return Plan::refused(error);
+                    }
+                    to_protected_columns(layout, statement);
+                    to_protected_tables(layout, statement);
+                }
+                statements
+            }
         };
         match self.rewrite(sql, statements, catalog) {
             Ok(plan) => plan,
@@ -191,6 +203,30 @@ impl Protection {
         })
     }
 
+    /// A write into a partition's or child's protected column goes ahead only into that
+    /// table's own `bytea` storage under its guard, as a write to the protected table does.
+    fn check_child_writes(
+        &self,
+        layout: &Layout,
+        catalog: &Catalog,
+        statement: &StatementInfo,
+    ) -> Result<(), PgError> {
+        for used in &statement.columns {
+            let protected = layout.protected_id(used.column);
+            if used.usage != Usage::Write || protected == used.column {
+                continue;
+            }
+            let (schema, table, column, _) = layout.schema.column(used.column);
+            let found = catalog
+                .table(schema, table)
+                .and_then(|t| t.columns.iter().find(|c| c.name == column));
+            let spec = self.spec(protected)?;
+            let child = format!("{schema}.{table}.{column}");
+            self.check_column_writable(found, &spec, &child)?;
+        }
+        Ok(())
+    }
+
     /// The protected columns of every protected table the statements change as a whole.
     fn table_writes(&self, statements: &[StatementInfo]) -> Vec<Spec> {
         let mut specs: Vec<Spec> = Vec::new();
@@ -221,6 +257,41 @@ impl Protection {
         } else {
             codec::sealed_literal(spec, cipher, value)
         }
+    }
+}
+
+/// A partition's or child's columns are read as the protected table's: the plan (its
+/// parameters, literals, outputs, COPY columns, links) carries only protected column ids.
+fn to_protected_columns(layout: &Layout, statement: &mut StatementInfo) {
+    let id = |id: &mut ColumnId| *id = layout.protected_id(*id);
+    statement.columns.iter_mut().for_each(|c| id(&mut c.column));
+    let mut seen = Vec::new();
+    statement.columns.retain(|c| {
+        let new = !seen.contains(c);
+        seen.push(*c);
+        new
+    });
+    statement
+        .literals
+        .iter_mut()
+        .for_each(|l| id(&mut l.column));
+    statement.params.iter_mut().for_each(|p| id(&mut p.column));
+    statement.outputs.iter_mut().flatten().for_each(id);
+    if let Some(copy) = &mut statement.copy {
+        copy.columns.iter_mut().flatten().for_each(id);
+    }
+    for link in &mut statement.links {
+        id(&mut link.a);
+        id(&mut link.b);
+    }
+    statement.links.retain(|l| l.a != l.b);
+}
+
+/// Rows removed from a partition or child (`DELETE`, `TRUNCATE`) are the protected table's:
+/// they need the same write right.
+fn to_protected_tables(layout: &Layout, statement: &mut StatementInfo) {
+    for table in &mut statement.changed_tables {
+        *table = layout.protected_table(table);
     }
 }
 

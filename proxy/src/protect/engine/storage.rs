@@ -16,13 +16,23 @@ impl Protection {
         catalog: &Catalog,
         spec: &ColumnSpec,
     ) -> Result<(), PgError> {
-        let column = catalog_column(catalog, spec);
+        self.check_column_writable(catalog_column(catalog, spec), spec, &spec.qualified)
+    }
+
+    /// [`Protection::check_writable`] for the column `qualified` of the database (the
+    /// protected column `spec`, or a partition's or child's column holding its values).
+    pub(super) fn check_column_writable(
+        &self,
+        column: Option<&CatalogColumn>,
+        spec: &ColumnSpec,
+        qualified: &str,
+    ) -> Result<(), PgError> {
         if let Some(c) = column.filter(|c| c.type_name != "bytea") {
             return Err(PgError::error(
                 FEATURE_NOT_SUPPORTED,
                 format!(
                     "column {} is protected but is {} in the database, not bytea: pgshroud refuses to write plaintext into it",
-                    spec.qualified, c.type_name
+                    qualified, c.type_name
                 ),
             )
             .with_hint("Change the column's type to bytea (pgshroud stores ciphertext there), or remove it from the rules file."));
@@ -41,8 +51,7 @@ impl Protection {
         Err(PgError::error(
             UNGUARDED,
             format!(
-                "protected column {} {why}: pgshroud writes to no protected column without its guard",
-                spec.qualified
+                "protected column {qualified} {why}: pgshroud writes to no protected column without its guard"
             ),
         )
         .with_hint("Run `pgshroud setup --upstream-url <owner connection> --rules <rules file>`, then reconnect."))

@@ -28,7 +28,7 @@ impl ProtectedSession {
         let new_plan = match &info.query {
             Some(query) => {
                 let plan = self
-                    .shared
+                    .layout
                     .mentions_protected(query)
                     .then(|| self.plan(query));
                 match &plan {

@@ -80,7 +80,7 @@ impl ProtectedSession {
     /// a protected table (a cache hit: it was planned on its way in), the rules it ran under
     /// and the caller's role.
     pub fn audit_view(&self, sql: &str) -> AuditView {
-        let plan = self.shared.mentions_protected(sql).then(|| self.plan(sql));
+        let plan = self.layout.mentions_protected(sql).then(|| self.plan(sql));
         let refused = match &plan {
             Some(p) => {
                 matches!(p.action, PlanAction::Refused(_))
@@ -111,7 +111,7 @@ impl ProtectedSession {
     /// Whether the proxy must read this text: it mentions a protected table, or the role
     /// checks statement kinds.
     fn must_read(&self, sql: &str) -> bool {
-        self.shared.mentions_protected(sql)
+        self.layout.mentions_protected(sql)
             || self.policy.restricts_statements()
             || self.policy.reads_sql_text(sql)
     }

@@ -79,13 +79,20 @@ impl ProtectedSession {
         }
     }
 
-    /// The server starts a COPY: if it is a protected table's, rewrite its data.
-    pub(super) fn copy_starts(&mut self, kind: u8) {
+    /// The server starts a COPY: its rows out count against `max_rows`; if it is a protected
+    /// table's, rewrite its data.
+    pub(super) fn copy_starts(&mut self, frame: &[u8]) {
+        let kind = frame[0];
         self.copy = None;
-        let Some((plan, index)) = self.current_plan() else {
-            return;
-        };
-        let Some(info) = plan.statements.get(index).and_then(|s| s.copy.clone()) else {
+        let info = self
+            .current_plan()
+            .and_then(|(plan, index)| plan.statements.get(index)?.copy.clone());
+        self.copy_out = (kind == backend::COPY_OUT_RESPONSE).then(|| CopyOut {
+            // CopyOutResponse: the overall format (1: binary) follows the length.
+            binary: frame.get(5) == Some(&1),
+            header: info.as_ref().is_some_and(|i| i.options.header),
+        });
+        let Some(info) = info else {
             return;
         };
         let direction = if kind == backend::COPY_IN_RESPONSE {
@@ -111,6 +118,22 @@ impl ProtectedSession {
         Some(CopyStream::new(direction, &info.options, outputs))
     }
 
+    /// A CopyData of a COPY TO STDOUT counts as one result row (PostgreSQL sends one message
+    /// per row), except a header line the analysis knows of and the binary format's
+    /// trailer; the row past an enforced `max_rows` ends the session, as a DataRow's does.
+    /// A header line of a COPY the proxy did not analyse (no protected table) counts too:
+    /// the count errs on the strict side.
+    pub(super) fn copy_out_row(&mut self, frame: &[u8]) -> Option<Verdict> {
+        let out = self.copy_out.as_mut()?;
+        if std::mem::take(&mut out.header) {
+            return None;
+        }
+        if out.binary && frame.get(5..) == Some(&BINARY_TRAILER[..]) {
+            return None;
+        }
+        self.enforce_row_limit()
+    }
+
     /// Server COPY data of a protected table: protected fields are decrypted.
     pub(super) fn copy_to_client(&mut self, frame: &[u8]) -> Verdict {
         let Some(copy) = self
@@ -127,6 +150,17 @@ impl ProtectedSession {
         }
     }
 }
+
+/// A COPY TO STDOUT under way, for counting its rows.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CopyOut {
+    binary: bool,
+    /// The next CopyData is the header line (`HEADER`), not a row.
+    header: bool,
+}
+
+/// The binary COPY format's end: a field count of -1, alone in its message.
+const BINARY_TRAILER: [u8; 2] = [0xff, 0xff];
 
 /// Whether messages going upstream end a COPY (CopyDone or CopyFail).
 pub(super) fn ends_copy(mut out: &[u8]) -> bool {
@@ -192,10 +226,76 @@ mod tests {
         let done = messages(&replaced(s.client_message(&message(b'c', b""))));
         assert_eq!(done, [(b'c', Vec::new())]);
         answer(&mut s, &["CCOPY 1\0", "ZI"]);
-        // The COPY's end marker goes with the next answer; nothing else is owed.
-        s.client_message(&query("select 1"));
-        answer(&mut s, &["CSELECT 1\0", "ZI"]);
         assert!(s.pending.is_empty(), "{:?}", s.pending);
+    }
+
+    #[test]
+    fn a_refusal_right_after_copy_from_stdin_is_known_as_pgshroud_s() {
+        let mut s = catalog_session("app");
+        s.client_message(&query("COPY customers (email, name) FROM STDIN"));
+        s.server_message(&message(b'G', b"\0\0\x02\0\0\0\0"));
+        s.client_message(&message(b'd', b"alice@example.com\tAlice\n"));
+        s.client_message(&message(b'c', b""));
+        answer(&mut s, &["CCOPY 1\0", "ZI"]);
+        // The next statement is refused: its error is the proxy's, not the server's.
+        s.client_message(&query("select id from customers where email like 'a%'"));
+        assert!(s.error_is_refusal(), "{:?}", s.pending);
+    }
+
+    /// `user` runs `sql`, a COPY TO STDOUT (in binary or text) whose server sends `messages`
+    /// as CopyData: the verdict on each.
+    fn copy_out(user: &str, sql: &str, binary: bool, messages: &[&[u8]]) -> Vec<Verdict> {
+        let mut s = catalog_session(user);
+        s.client_message(&query(sql));
+        let format = if binary { b"\x01\0\0" } else { b"\0\0\0" };
+        s.server_message(&message(b'H', format));
+        messages
+            .iter()
+            .map(|m| s.server_message(&message(b'd', m)))
+            .collect()
+    }
+
+    #[test]
+    fn the_copy_row_past_an_enforced_max_rows_ends_the_session_with_54000() {
+        // support may read 2 rows per statement; an unprotected table's COPY counts too.
+        let mut verdicts = copy_out("support", "COPY notes TO STDOUT", false, &[&b"1\n"[..]; 3]);
+        let third = verdicts.pop().expect("three verdicts");
+        assert_eq!(verdicts, [Verdict::Forward, Verdict::Forward]);
+        assert_eq!(end_code(third), "54000");
+        let three = copy_out("app", "COPY notes TO STDOUT", false, &[&b"1\n"[..]; 3]);
+        assert!(three.iter().all(|v| *v == Verdict::Forward), "{three:?}");
+    }
+
+    #[test]
+    fn a_copy_header_line_and_binary_trailer_are_not_rows() {
+        let header = copy_out(
+            "support",
+            "COPY customers (name) TO STDOUT WITH (FORMAT csv, HEADER)",
+            false,
+            &[b"name\n", b"Alice\n", b"Bob\n"],
+        );
+        assert!(header.iter().all(|v| *v == Verdict::Forward), "{header:?}");
+        let binary = copy_out(
+            "support",
+            "COPY notes TO STDOUT WITH (FORMAT binary)",
+            true,
+            &[b"PGCOPY\n\xff\r\n\0rest", b"row", b"\xff\xff"],
+        );
+        assert!(binary.iter().all(|v| *v == Verdict::Forward), "{binary:?}");
+    }
+
+    #[test]
+    fn a_new_statement_counts_its_copy_rows_from_zero() {
+        let mut s = catalog_session("support");
+        for _ in 0..2 {
+            s.client_message(&query("COPY notes TO STDOUT"));
+            s.server_message(&message(b'H', b"\0\0\0"));
+            for _ in 0..2 {
+                assert_eq!(s.server_message(&message(b'd', b"1\n")), Verdict::Forward);
+            }
+            s.server_message(&message(b'c', b""));
+            answer(&mut s, &["CCOPY 2\0", "ZI"]);
+        }
     }
 
     #[test]

@@ -28,6 +28,7 @@ impl ProtectedSession {
         self.statement_rows = 0;
         self.shape = None;
         self.copy = None;
+        self.copy_out = None;
         let verdict = if self.error_is_refusal() {
             Verdict::Replace(refusal::without_server_context(frame))
         } else {

@@ -139,7 +139,7 @@ impl ProtectedSession {
         }
         let (plan, query) = match self.statement_text(&parse.query) {
             Ok(Text::Opaque) => (None, None),
-            Ok(Text::Readable(sql)) if !self.shared.mentions_protected(sql) => {
+            Ok(Text::Readable(sql)) if !self.layout.mentions_protected(sql) => {
                 if let Err(error) = self.check_kinds(sql) {
                     return self.refuse_extended(&error);
                 }

@@ -210,6 +210,9 @@ pub struct ProtectedSession {
     lookups: u64,
     /// COPY of a protected table in progress.
     copy: Option<CopyStream>,
+    /// A COPY TO STDOUT in progress (any table): its rows count against `max_rows` as
+    /// DataRows do.
+    copy_out: Option<copy::CopyOut>,
     /// How the server reads statement text now (from its ParameterStatus reports).
     settings: TextSettings,
     /// Sync points in flight whose statements may change `settings`, and whether the
@@ -255,6 +258,7 @@ impl ProtectedSession {
             lookup_failed: false,
             lookups: 0,
             copy: None,
+            copy_out: None,
             settings: TextSettings::default(),
             unsettled: 0,
             pipeline_unsettled: false,
@@ -365,10 +369,13 @@ impl ProtectedSession {
                 if kind == backend::COPY_IN_RESPONSE {
                     self.syncs_ignored_during_copy();
                 }
-                self.copy_starts(kind);
+                self.copy_starts(frame);
                 Verdict::Forward
             }
-            backend::COPY_DATA => self.copy_to_client(frame),
+            backend::COPY_DATA => match self.copy_out_row(frame) {
+                Some(end) => end,
+                None => self.copy_to_client(frame),
+            },
             backend::COMMAND_COMPLETE | backend::EMPTY_QUERY | backend::PORTAL_SUSPENDED => {
                 self.statement_done(frame);
                 Verdict::Forward

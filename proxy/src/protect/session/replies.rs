@@ -31,6 +31,7 @@ impl ProtectedSession {
         }
         self.shape = None;
         self.copy = None;
+        self.copy_out = None;
         if kind == backend::COMMAND_COMPLETE {
             let tag = frame.get(5..).unwrap_or_default();
             let tag = tag.split(|&b| b == 0).next().unwrap_or_default();
@@ -116,6 +117,7 @@ impl ProtectedSession {
         self.statement_rows = 0;
         self.shape = None;
         self.copy = None;
+        self.copy_out = None;
         while let Some(e) = self.pending.pop_front() {
             match e {
                 Expect::Query {
@@ -139,6 +141,11 @@ impl ProtectedSession {
                 }
                 other => self.forget(other),
             }
+        }
+        // Ends of COPYs this ReadyForQuery closed: nothing more answers them, and left in
+        // front they would make the next statement's first answer look like another's.
+        while matches!(self.pending.front(), Some(Expect::CopyEnd)) {
+            self.pending.pop_front();
         }
         if status == b'I' {
             // Portals live only as long as their transaction.

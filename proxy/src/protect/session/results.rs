@@ -282,6 +282,7 @@ impl ProtectedSession {
     /// the server ran it, and the rest of its pipeline, to the end.
     pub(super) fn fail_results(&mut self, error: PgError) -> Verdict {
         self.copy = None;
+        self.copy_out = None;
         Verdict::End(PgError {
             severity: Severity::Fatal,
             ..error
@@ -320,6 +321,43 @@ mod tests {
             s.server_message(&row_description(b"\xa4", 42, 1)),
             Verdict::Forward
         );
+    }
+
+    #[test]
+    fn a_partition_s_column_is_read_as_the_protected_table_s() {
+        let mut s = catalog_session("support");
+        let stored = stored_email(&mut s, "alice@example.com");
+        let row = |oid: &str, table: &str, attnum: &str, name: &str, root: &str| {
+            let mut r: Vec<Option<String>> = [oid, "public", table, attnum, name, "bytea"]
+                .map(|v| Some(v.to_owned()))
+                .into();
+            r.extend([None, Some(root.to_owned())]);
+            r
+        };
+        s.catalog = Catalog::from_rows(vec![
+            row(&CUSTOMERS_OID.to_string(), "customers", "2", "email", "0"),
+            row(
+                "50000",
+                "customers_p1",
+                "7",
+                "email",
+                &CUSTOMERS_OID.to_string(),
+            ),
+        ]);
+        s.layout = s.shared.layout(&s.catalog);
+        // The partition's name is protected too: the pre-filter and analysis see it.
+        assert!(s
+            .layout
+            .mentions_protected("select email from customers_p1"));
+        s.client_message(&query("select email from customers_p1"));
+        let described = s.server_message(&row_description(b"email", 50000, 7));
+        assert!(matches!(described, Verdict::Replace(_)), "{described:?}");
+        let shown = replaced(s.server_message(&data_row(&[Some(&stored)])));
+        let values = wire::read_data_row(&shown).unwrap();
+        assert_eq!(values[0].as_deref(), Some(&b"a****@example.com"[..]));
+        // support has no write right: not through the partition either.
+        let refused = replaced(s.client_message(&query("delete from customers_p1")));
+        assert!(refused.windows(7).any(|w| w == b"'42501'"), "{refused:?}");
     }
 
     #[test]

@@ -116,7 +116,7 @@ impl ProtectedSession {
                 return self.refuse_query(&error);
             }
         };
-        if !self.shared.mentions_protected(sql) {
+        if !self.layout.mentions_protected(sql) {
             self.push_query(None, unsettling);
             if let Err(error) = self.check_kinds(sql) {
                 return self.refuse_query(&error);
