@@ -21,13 +21,25 @@ use pgshroud_bench::fixture::{
     data_row, prepared_select_answer, prepared_select_pipeline, protection, LOOKUP_SQL,
 };
 
-/// The relay's per-read loop (`session::relay::take_client_messages`) over public pieces:
-/// check each frame, split it off without copying, ask the statement path, rejoin.
-fn forward_all(buf: &mut BytesMut, path: &mut StatementPath) -> BytesMut {
+/// Which way a read goes through the statement path.
+#[derive(Clone, Copy)]
+enum Direction {
+    ClientToServer,
+    ServerToClient,
+}
+
+/// The relay's per-read loop (`session::relay::take_client_messages` and its server twin)
+/// over public pieces: check each frame, split it off without copying, ask the statement path,
+/// rejoin.
+fn forward_all(buf: &mut BytesMut, path: &mut StatementPath, direction: Direction) -> BytesMut {
     let mut out = BytesMut::new();
     while let FrameCheck::Complete(n) = check_frame(buf, 1 << 30) {
         let frame = buf.split_to(n);
-        match path.client_message(&frame) {
+        let verdict = match direction {
+            Direction::ClientToServer => path.client_message(&frame),
+            Direction::ServerToClient => path.server_message(&frame),
+        };
+        match verdict {
             Verdict::Forward => {
                 if out.is_empty() {
                     out = frame;
@@ -47,19 +59,22 @@ fn framing(c: &mut Criterion) {
     let pipeline = prepared_select_pipeline(4242);
     let answer = prepared_select_answer();
     let mut path = StatementPath::passthrough();
-    group.throughput(Throughput::Elements(3));
-    group.bench_function("passthrough/client_bind_execute_sync", |b| {
+    // One transaction both ways (3 client messages, 4 server messages), so the session's
+    // record of owed replies is balanced after every iteration, as in a real session.
+    group.throughput(Throughput::Elements(7));
+    group.bench_function("passthrough/bind_execute_sync_and_answer", |b| {
         b.iter_batched(
-            || pipeline.clone(),
-            |mut buf| forward_all(black_box(&mut buf), &mut path),
-            criterion::BatchSize::SmallInput,
-        )
-    });
-    group.throughput(Throughput::Elements(4));
-    group.bench_function("passthrough/server_answer", |b| {
-        b.iter_batched(
-            || answer.clone(),
-            |mut buf| forward_all(black_box(&mut buf), &mut path),
+            || (pipeline.clone(), answer.clone()),
+            |(mut request, mut reply)| {
+                let sent = forward_all(
+                    black_box(&mut request),
+                    &mut path,
+                    Direction::ClientToServer,
+                );
+                let received =
+                    forward_all(black_box(&mut reply), &mut path, Direction::ServerToClient);
+                (sent, received)
+            },
             criterion::BatchSize::SmallInput,
         )
     });
