@@ -26,9 +26,9 @@ pub struct ColumnSpec {
 pub type Spec = Arc<ColumnSpec>;
 
 /// SQLSTATE for a stored value that does not decrypt (wrong key, corruption, moved value).
-pub const DATA_CORRUPTED: &str = "XX001";
+pub use crate::protocol::error::sqlstate::DATA_CORRUPTED;
 /// SQLSTATE for a client value that is not valid for the logical type.
-pub const INVALID_TEXT_REPRESENTATION: &str = "22P02";
+pub use crate::protocol::error::sqlstate::INVALID_TEXT_REPRESENTATION;
 
 /// Client value -> stored envelope.
 pub fn seal(
@@ -53,10 +53,10 @@ pub fn seal(
     Ok(cipher.seal(&canonical))
 }
 
-/// SQLSTATE `string_data_right_truncation`.
-pub const STRING_DATA_RIGHT_TRUNCATION: &str = "22001";
 /// SQLSTATE `numeric_value_out_of_range`.
-pub const NUMERIC_VALUE_OUT_OF_RANGE: &str = "22003";
+pub use crate::protocol::error::sqlstate::NUMERIC_VALUE_OUT_OF_RANGE;
+/// SQLSTATE `string_data_right_truncation`.
+pub use crate::protocol::error::sqlstate::STRING_DATA_RIGHT_TRUNCATION;
 
 /// A value the column's type modifier refuses, in PostgreSQL's own words.
 fn modifier_refusal(spec: &ColumnSpec, error: values::ValueError) -> PgError {

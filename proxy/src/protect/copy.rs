@@ -10,8 +10,7 @@ use crate::copy_codec::{CopyCodecError, CopyFormat, CopyRewriter};
 use crate::protocol::error::PgError;
 
 /// SQLSTATE for malformed COPY data.
-const BAD_COPY_FILE_FORMAT: &str = "22P04";
-const FEATURE_NOT_SUPPORTED: &str = "0A000";
+use crate::protocol::error::sqlstate::{BAD_COPY_FILE_FORMAT, FEATURE_NOT_SUPPORTED};
 
 pub struct CopyStream {
     pub direction: CopyDirection,

@@ -171,7 +171,10 @@ mod tests {
         }
         fn reveal(&mut self, _: &(), stored: &str) -> Result<Option<String>, PgError> {
             if stored == "\\xbad" {
-                return Err(PgError::error("XX001", "does not decrypt"));
+                return Err(PgError::error(
+                    crate::protocol::error::sqlstate::DATA_CORRUPTED,
+                    "does not decrypt",
+                ));
             }
             Ok(self.0.map(str::to_owned))
         }

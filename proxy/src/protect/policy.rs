@@ -15,7 +15,7 @@ use crate::crypto::KeyRing;
 use crate::protocol::error::PgError;
 
 /// SQLSTATE of refusals by role: insufficient_privilege.
-pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
+pub use crate::protocol::error::sqlstate::INSUFFICIENT_PRIVILEGE;
 
 /// Why a role refused a statement (metrics and audit label it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,7 +163,7 @@ impl Policy {
             return Ok(());
         }
         Err(PgError::fatal(
-            "28000",
+            crate::protocol::error::sqlstate::INVALID_AUTHORIZATION,
             format!(
                 "role {} may not connect from {addr}: the address is outside the role's networks",
                 self.role.name

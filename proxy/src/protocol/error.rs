@@ -27,6 +27,40 @@ pub mod sqlstate {
     pub const CONNECTION_EXCEPTION: &str = "08000";
     /// Wrong password (or unknown user) under proxy-side authentication, as PostgreSQL says.
     pub const INVALID_PASSWORD: &str = "28P01";
+    /// A role without the right it needs for a protected column or statement kind.
+    pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
+    /// A statement pgshroud cannot read exactly as the server will.
+    pub const SYNTAX_ERROR: &str = "42601";
+    /// A statement nested too deeply to analyse safely.
+    pub const STATEMENT_TOO_COMPLEX: &str = "54001";
+    /// Not enough resources to analyse a statement safely.
+    pub const INSUFFICIENT_RESOURCES: &str = "53000";
+    /// A value that is not of its protected column's logical type.
+    pub const INVALID_TEXT_REPRESENTATION: &str = "22P02";
+    /// A value longer than its protected column's type modifier allows.
+    pub const STRING_DATA_RIGHT_TRUNCATION: &str = "22001";
+    /// A number outside its protected column's type modifier.
+    pub const NUMERIC_VALUE_OUT_OF_RANGE: &str = "22003";
+    /// A protected value that cannot be sent in the client's encoding.
+    pub const UNTRANSLATABLE_CHARACTER: &str = "22P05";
+    /// A character the client encoding cannot hold, or text pgshroud cannot read.
+    pub const CHARACTER_NOT_IN_REPERTOIRE: &str = "22021";
+    /// A COPY row pgshroud cannot read.
+    pub const BAD_COPY_FILE_FORMAT: &str = "22P04";
+    /// A stored value that does not decrypt (forged, or another key).
+    pub const DATA_CORRUPTED: &str = "XX001";
+    /// A protected column without its guard in the database.
+    pub const OBJECT_NOT_IN_PREREQUISITE_STATE: &str = "55000";
+    /// pgshroud's own state is inconsistent: the session ends rather than guess.
+    pub const INTERNAL_ERROR: &str = "XX000";
+    /// A prepared statement name already in use.
+    pub const DUPLICATE_PREPARED_STATEMENT: &str = "42P05";
+    /// A portal name already in use.
+    pub const DUPLICATE_CURSOR: &str = "42P03";
+    /// A prepared statement that does not exist.
+    pub const INVALID_SQL_STATEMENT_NAME: &str = "26000";
+    /// A portal that does not exist.
+    pub const INVALID_CURSOR_NAME: &str = "34000";
 }
 
 /// How bad an error is: `Fatal` closes the connection after it is sent.

@@ -6,7 +6,7 @@
 use crate::protocol::error::PgError;
 
 /// SQLSTATE of text pgshroud cannot read in the session's encoding: character_not_in_repertoire.
-pub const CHARACTER_NOT_IN_REPERTOIRE: &str = "22021";
+pub use crate::protocol::error::sqlstate::CHARACTER_NOT_IN_REPERTOIRE;
 
 /// How the session's statement text is to be read.
 #[derive(Debug, Clone, PartialEq, Eq)]

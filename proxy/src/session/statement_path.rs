@@ -11,7 +11,7 @@ use crate::protect::session::ProtectedSession;
 
 use crate::ops::metrics::Metrics;
 use crate::ops::statement_metrics::{StatementMeter, NO_ROLE};
-use crate::protocol::error::PgError;
+use crate::protocol::error::{sqlstate, PgError};
 use crate::protocol::replies::Replies;
 use crate::protocol::text_settings::TextSettings;
 use crate::protocol::types::{backend, frontend};
@@ -214,7 +214,7 @@ fn messages(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// session ends rather than forward anything on the strength of it.
 fn poisoned() -> PgError {
     PgError::fatal(
-        "XX000",
+        sqlstate::INTERNAL_ERROR,
         "pgshroud hit an internal error in this session and closed the connection",
     )
 }

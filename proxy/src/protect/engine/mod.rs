@@ -22,7 +22,7 @@ pub use plan::{ParamSpec, Plan, PlanAction};
 pub use storage::UNGUARDED;
 
 /// SQLSTATE of refusals for operations encryption cannot support.
-pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+pub use crate::protocol::error::sqlstate::FEATURE_NOT_SUPPORTED;
 
 /// The analyser's view of one database: protected columns plus the catalog's column lists.
 ///
@@ -235,10 +235,12 @@ impl Protection {
     }
 
     fn spec(&self, id: ColumnId) -> Result<Spec, PgError> {
-        self.specs
-            .get(id)
-            .cloned()
-            .ok_or_else(|| PgError::error("XX000", "internal error: unknown protected column"))
+        self.specs.get(id).cloned().ok_or_else(|| {
+            PgError::error(
+                crate::protocol::error::sqlstate::INTERNAL_ERROR,
+                "internal error: unknown protected column",
+            )
+        })
     }
 }
 

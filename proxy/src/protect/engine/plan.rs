@@ -247,10 +247,12 @@ impl Protection {
         value: Option<&str>,
         array: bool,
     ) -> Result<String, PgError> {
-        let mut ciphers = self
-            .planning
-            .lock()
-            .map_err(|_| PgError::error("XX000", "internal error: planning lock poisoned"))?;
+        let mut ciphers = self.planning.lock().map_err(|_| {
+            PgError::error(
+                crate::protocol::error::sqlstate::INTERNAL_ERROR,
+                "internal error: planning lock poisoned",
+            )
+        })?;
         let cipher = ciphers.get(&spec.context);
         if array {
             codec::sealed_array_literal(spec, cipher, value)

@@ -126,7 +126,7 @@ impl Protection {
 
 /// SQLSTATE of a write refused because the column's guard is missing
 /// (object_not_in_prerequisite_state).
-pub const UNGUARDED: &str = "55000";
+pub const UNGUARDED: &str = crate::protocol::error::sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE;
 
 /// The catalog's entry for a protected column, if the table and column exist.
 fn catalog_column<'a>(catalog: &'a Catalog, spec: &ColumnSpec) -> Option<&'a CatalogColumn> {

@@ -41,7 +41,7 @@ impl ProtectedSession {
         };
         if !same_server_statement(info.plan.as_deref(), new_plan.as_deref()) {
             return Err(PgError::error(
-                "0A000",
+                sqlstate::FEATURE_NOT_SUPPORTED,
                 format!(
                     "prepared statement \"{name}\" was prepared before pgshroud's rules changed what it touches: prepare it again"
                 ),
@@ -84,20 +84,20 @@ impl ProtectedSession {
             }
             None if bind.statement.is_empty() => {
                 return Err(PgError::error(
-                    "26000",
+                    sqlstate::INVALID_SQL_STATEMENT_NAME,
                     "unnamed prepared statement does not exist",
                 ))
             }
             None => {
                 return Err(PgError::error(
-                    "26000",
+                    sqlstate::INVALID_SQL_STATEMENT_NAME,
                     format!("prepared statement \"{}\" does not exist", bind.statement),
                 ))
             }
         };
         if !bind.portal.is_empty() && self.names.portal(&bind.portal).is_some() {
             return Err(PgError::error(
-                "42P03",
+                sqlstate::DUPLICATE_CURSOR,
                 format!("cursor \"{}\" already exists", bind.portal),
             ));
         }

@@ -9,7 +9,7 @@ use super::{Expect, PreparedInfo, ProtectedSession, SqlTickets, Text};
 use crate::protect::engine::PlanAction;
 use crate::protect::refusal;
 use crate::protect::wire::{self, Parse, Target, Unreadable};
-use crate::protocol::error::PgError;
+use crate::protocol::error::{sqlstate, PgError};
 use crate::protocol::frame::message;
 use crate::protocol::text_settings::{self as settings};
 use crate::protocol::tracker::{self, Effect, Held};
@@ -128,7 +128,7 @@ impl ProtectedSession {
         // still unanswered messages succeed.
         if !parse.name.is_empty() && self.names.statement(&parse.name).is_some() {
             return self.refuse_extended(&PgError::error(
-                "42P05",
+                sqlstate::DUPLICATE_PREPARED_STATEMENT,
                 format!("prepared statement \"{}\" already exists", parse.name),
             ));
         }
@@ -250,7 +250,7 @@ impl ProtectedSession {
 /// Execute of a portal it did not bind.
 fn unknown_portal(name: &str) -> PgError {
     PgError::error(
-        "34000",
+        sqlstate::INVALID_CURSOR_NAME,
         format!("portal \"{name}\" does not exist, or was not bound through pgshroud: pgshroud executes only portals it bound, and describes those and cursors it saw declared in SQL; use FETCH for SQL cursors"),
     )
 }

@@ -2,7 +2,7 @@
 //! request, confirming or dropping that request's effects on statement and portal names.
 
 use super::{server_broke_protocol, Expect, ProtectedSession};
-use crate::protocol::error::PgError;
+use crate::protocol::error::{sqlstate, PgError};
 use crate::protocol::tracker;
 use crate::protocol::types::backend;
 use crate::protocol::verdict::Verdict;
@@ -16,7 +16,7 @@ impl ProtectedSession {
             "server sent {got} out of step with pgshroud's requests"
         );
         Verdict::End(PgError::fatal(
-            "XX000",
+            sqlstate::INTERNAL_ERROR,
             format!("pgshroud lost track of the session (the server sent {got} where it expected something else): the connection is closed"),
         ))
     }

@@ -14,7 +14,7 @@ use crate::ops::metrics::RefusalReason;
 use crate::protect::engine::Plan;
 use crate::protect::reveal::Output;
 use crate::protect::wire::{self, Format};
-use crate::protocol::error::{PgError, Severity};
+use crate::protocol::error::{sqlstate, PgError, Severity};
 use crate::protocol::tracker::Held;
 use crate::protocol::verdict::Verdict;
 
@@ -248,7 +248,7 @@ impl ProtectedSession {
             || matches!(output.action, Action::Mask(_));
         textual.then(|| {
             PgError::error(
-                "22P05",
+                sqlstate::UNTRANSLATABLE_CHARACTER,
                 format!(
                     "pgshroud cannot send a value of protected column {} in client_encoding {encoding}: it holds characters outside ASCII and pgshroud sends protected values in UTF8; set client_encoding to UTF8",
                     output.spec.qualified
@@ -269,7 +269,7 @@ impl ProtectedSession {
         }
         self.metrics.refusal(RefusalReason::RowLimit);
         Some(Verdict::End(PgError::fatal(
-            "54000",
+            sqlstate::PROGRAM_LIMIT_EXCEEDED,
             format!(
                 "role {} may read at most {max} rows in one statement: pgshroud stopped the statement and closed the connection (max_rows with enforce = true)",
                 role.name
