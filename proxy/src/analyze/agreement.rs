@@ -82,6 +82,17 @@ fn statement(
         }
         info.kind = pgs.kind;
     }
+    if info.kind == StatementKind::Ddl {
+        // DDL changes every protected table it names anywhere, as PostgreSQL decodes the
+        // names and bodies (a created function's body included).
+        for text in &pgs.strings {
+            for pair in schema.tables_named_in(text) {
+                if !info.changed_tables.contains(&pair) {
+                    info.changed_tables.push(pair);
+                }
+            }
+        }
+    }
     relations(n, info, pgs, schema)?;
     literals(n, info, pgs, pg)?;
     params(n, info, pgs)
@@ -178,6 +189,14 @@ fn literals(
         ))
     };
     for site in &info.literals {
+        if site.span.is_empty() {
+            // A value the rewrite inserts (`WHERE flag` becomes `(flag = <true>)`): after a
+            // token PostgreSQL reads.
+            pg.token_ends_at(site.span.start)
+                .then_some(())
+                .ok_or_else(differ)?;
+            continue;
+        }
         on_boundaries(&site.span, pg).ok_or_else(differ)?;
         // The first constant of the value expression is the value; later ones are type
         // modifiers (`CAST('x' AS varchar(10))`).
@@ -197,8 +216,15 @@ fn literals(
     Ok(())
 }
 
+/// A replaced range starts and ends where PostgreSQL's tokens do; an insertion (empty range)
+/// sits between two of them.
 fn on_boundaries(span: &Range<usize>, pg: &PgReading) -> Option<()> {
-    (pg.token_starts_at(span.start) && pg.token_ends_at(span.end)).then_some(())
+    let fits = if span.is_empty() {
+        pg.token_ends_at(span.start) || pg.token_starts_at(span.start)
+    } else {
+        pg.token_starts_at(span.start) && pg.token_ends_at(span.end)
+    };
+    fits.then_some(())
 }
 
 /// Every `$n` the analysis encrypts is PostgreSQL's `$n` at that place.

@@ -1164,5 +1164,6 @@ fn statement_kinds_classify_parsed_and_unparseable_texts() {
 
 mod bulk;
 mod fail_closed;
+mod grammar;
 mod lookups;
 mod role_facts;
