@@ -29,6 +29,12 @@ pub fn check(
     infos: &mut [StatementInfo],
     schema: &ProtectedSchema,
 ) -> Result<(), Refusal> {
+    if let Some(at) = pg.new_number_form {
+        return Err(analysed_differently(&format!(
+            "the number at byte {at} is written in a form (0x.., 0o.., 0b.., digits with _) \
+             that PostgreSQL servers before 16 read differently; write it in decimal"
+        )));
+    }
     if tokens.semicolons != pg.semicolons {
         return Err(read_differently(
             "where one statement ends and the next begins",

@@ -1,5 +1,28 @@
 //! Statement analysis: parses SQL that mentions protected tables, resolves every reference to a
 //! protected column, and either refuses the statement or lists the places the proxy must rewrite.
+//!
+//! # Whose grammar
+//! PostgreSQL's. Every analysed text is read by libpg_query (`pg_query`: the server's own
+//! scanner and grammar, see [`pg_reading`]) and by sqlparser, whose tree the analysis walks;
+//! the analysis stands only where the two readings agree (`agreement.rs`), and is refused
+//! otherwise. Texts sqlparser cannot parse are judged by PostgreSQL's decoded reading.
+//!
+//! # Grammar version against server version
+//! `pg_query` 6.x carries PostgreSQL 17's grammar ([`pg_reading::GRAMMAR_VERSION`]).
+//! Supported servers: PostgreSQL 13 to 18 (the tests run 15). Where the server's grammar
+//! differs, pgshroud refuses rather than guesses:
+//! - syntax newer than 17 (a PostgreSQL 18 server), or a word reserved since the server's
+//!   version, does not parse with PostgreSQL 17's grammar: refused (42601) when the text may
+//!   name a protected table, passed to the server untouched when it cannot;
+//! - syntax older servers lack (MERGE before 15, SQL/JSON before 16/17) parses here and is
+//!   rejected by the server itself, so nothing of it runs;
+//! - the one known change of *reading* in the supported range, numeric constants written
+//!   `0x1F`, `0o17`, `0b101` or `1_000` (PostgreSQL 16+; `0 AS x1F` before), is refused on
+//!   every analysed text whatever the server (0A000); before 15, `123abc` read as `123 AS abc`
+//!   does not parse here and is refused too.
+//!
+//! A second server version is tested by pointing the integration tests at its programs
+//! (`PGSHROUD_PG_BIN_DIR=/usr/lib/postgresql/<v>/bin scripts/test.sh`).
 
 mod agreement;
 mod bulk;
@@ -18,6 +41,7 @@ mod refusal;
 mod schema;
 mod scope;
 mod search_path;
+mod settings;
 mod source;
 mod spelling;
 pub mod sql_text;
@@ -40,6 +64,7 @@ pub use refusal::{
 };
 pub use schema::{ColumnId, ProtectedSchema};
 pub use search_path::SearchPath;
+pub use settings::{settings_changed, SettingsChanged};
 
 /// Outcome of analysing one SQL text (possibly several statements).
 #[derive(Debug, Clone, PartialEq)]

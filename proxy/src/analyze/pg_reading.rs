@@ -12,6 +12,7 @@
 
 use std::ops::Range;
 
+use pg_query::protobuf::Token;
 use serde_json::{Map, Value};
 
 use super::pg_kind::kind_of;
@@ -30,10 +31,15 @@ pub struct PgReading {
     pub semicolons: Vec<usize>,
     /// Byte ranges of every token (comments included), in order.
     pub tokens: Vec<Range<usize>>,
+    /// Byte offset of the first numeric constant in a form PostgreSQL reads only since
+    /// version 16 (`0x1F`, `0o17`, `0b101`, `1_000`): an older server reads `0x1F` as `0 AS x1F`.
+    pub new_number_form: Option<usize>,
 }
 
 /// How PostgreSQL reads one statement of a text.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Debug is written by hand: `strings` and `bodies` hold values from the text (plaintext).
+#[derive(Clone, PartialEq)]
 pub struct PgStatement {
     /// Byte range in the text (PostgreSQL's `stmt_location`/`stmt_len`).
     pub span: Range<usize>,
@@ -53,6 +59,22 @@ pub struct PgStatement {
     /// Every decoded string in the tree: names of relations, columns, functions, aliases,
     /// constants' values, code bodies. What the statement can name, as the server reads it.
     pub strings: Vec<String>,
+}
+
+impl std::fmt::Debug for PgStatement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStatement")
+            .field("span", &self.span)
+            .field("kind", &self.kind)
+            .field("relations", &self.relations)
+            .field("cte_names", &self.cte_names)
+            .field("constants", &self.constants)
+            .field("params", &self.params)
+            .field("settings", &self.settings)
+            .field("bodies", &self.bodies.len())
+            .field("strings", &self.strings.len())
+            .finish()
+    }
 }
 
 /// A relation reference, names as PostgreSQL decoded them (quoted case kept, escapes resolved,
@@ -115,10 +137,15 @@ pub fn read(sql: &str) -> Result<PgReading, String> {
     let tree = serde_json::to_value(&parsed.protobuf).map_err(|e| e.to_string())?;
     let mut semicolons = Vec::new();
     let mut tokens = Vec::with_capacity(scanned.tokens.len());
+    let mut new_number_form = None;
     for t in &scanned.tokens {
         let range = offset(t.start)..offset(t.end);
-        if t.token == pg_query::protobuf::Token::Ascii59 as i32 {
+        if t.token == Token::Ascii59 as i32 {
             semicolons.push(range.start);
+        }
+        let number = t.token == Token::Iconst as i32 || t.token == Token::Fconst as i32;
+        if number && new_number_form.is_none() && is_new_number_form(sql.get(range.clone())) {
+            new_number_form = Some(range.start);
         }
         tokens.push(range);
     }
@@ -131,7 +158,17 @@ pub fn read(sql: &str) -> Result<PgReading, String> {
         statements,
         semicolons,
         tokens,
+        new_number_form,
     })
+}
+
+/// Non-decimal integers and digit separators, new in PostgreSQL 16.
+fn is_new_number_form(text: Option<&str>) -> bool {
+    let Some(text) = text else {
+        return true;
+    };
+    let lower = text.to_ascii_lowercase();
+    lower.contains('_') || ["0x", "0o", "0b"].iter().any(|p| lower.starts_with(p))
 }
 
 fn offset(v: i32) -> usize {
@@ -391,9 +428,10 @@ impl PgReading {
         self.tokens.binary_search_by(|t| t.start.cmp(&at)).is_ok()
     }
 
-    /// Is a PostgreSQL token ending exactly at byte `at`?
+    /// Is a PostgreSQL token ending exactly at byte `at`? (Tokens do not overlap, so their
+    /// ends are in order too.)
     pub fn token_ends_at(&self, at: usize) -> bool {
-        self.tokens.iter().any(|t| t.end == at)
+        self.tokens.binary_search_by(|t| t.end.cmp(&at)).is_ok()
     }
 }
 

@@ -105,13 +105,15 @@ impl ProtectedSchema {
     pub fn mentions_protected_table(&self, sql: &str) -> bool {
         // One pass: a needle, `pgshroud` or a decoded form can start only at a few bytes.
         let hay = sql.as_bytes();
+        // Whether a backslash may escape (an `E'` somewhere): looked up at the first one only.
+        let mut escapes: Option<bool> = None;
         for (i, &byte) in hay.iter().enumerate() {
             let b = byte.to_ascii_lowercase();
             let at = &hay[i..];
             let found = match b {
                 b'p' if starts_with_ignore_ascii_case(at, PGSHROUD_NAMES.as_bytes()) => true,
                 b'&' if spelling::is_unicode_escape_at(hay, i) => true,
-                b'\\' if spelling::is_string_escape_at(hay, i) => true,
+                b'\\' => *escapes.get_or_insert_with(|| spelling::has_escape_string(hay)),
                 b'\'' if spelling::is_continued_string_at(hay, i) => true,
                 _ if self.first_bytes[usize::from(b / 64)] & (1 << (b % 64)) != 0 => self
                     .needles

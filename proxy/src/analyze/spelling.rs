@@ -15,14 +15,12 @@ pub fn is_unicode_escape_at(sql: &[u8], at: usize) -> bool {
         && matches!(sql.get(at + 1), Some(b'"' | b'\''))
 }
 
-/// Whether the backslash at byte `at` may be an escape in an `E'...'` string: the text has an
-/// `E'` (any case) somewhere. With standard_conforming_strings on (which pgshroud requires),
-/// a backslash elsewhere is an ordinary character.
-pub fn is_string_escape_at(sql: &[u8], at: usize) -> bool {
-    sql.get(at) == Some(&b'\\')
-        && sql
-            .windows(2)
-            .any(|w| w[0].eq_ignore_ascii_case(&b'e') && w[1] == b'\'')
+/// Whether a backslash may be an escape in an `E'...'` string: the text has an `E'` (any
+/// case) somewhere. With standard_conforming_strings on (which pgshroud requires), a
+/// backslash elsewhere is an ordinary character. Callers ask once per text, not per backslash.
+pub fn has_escape_string(sql: &[u8]) -> bool {
+    sql.windows(2)
+        .any(|w| w[0].eq_ignore_ascii_case(&b'e') && w[1] == b'\'')
 }
 
 /// Whether the quote at byte `at` may end a string constant that continues after a newline:
@@ -55,12 +53,12 @@ pub fn is_continued_string_at(sql: &[u8], at: usize) -> bool {
 /// Whether anything in `sql` may decode to text its bytes do not show.
 pub fn may_hide_text(sql: &str) -> bool {
     let bytes = sql.as_bytes();
-    bytes.iter().enumerate().any(|(i, &b)| match b {
-        b'&' => is_unicode_escape_at(bytes, i),
-        b'\\' => is_string_escape_at(bytes, i),
-        b'\'' => is_continued_string_at(bytes, i),
-        _ => false,
-    })
+    (bytes.contains(&b'\\') && has_escape_string(bytes))
+        || bytes.iter().enumerate().any(|(i, &b)| match b {
+            b'&' => is_unicode_escape_at(bytes, i),
+            b'\'' => is_continued_string_at(bytes, i),
+            _ => false,
+        })
 }
 
 #[cfg(test)]

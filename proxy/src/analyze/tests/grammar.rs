@@ -273,3 +273,15 @@ fn prefilter_sees_every_form_postgresql_decodes() {
     }
     assert!(!s.mentions_protected_table("SELECT bbalance FROM pgbench_branches WHERE bid = 1"));
 }
+
+#[test]
+fn numbers_older_servers_read_differently_are_refused() {
+    for sql in [
+        "SELECT id FROM customers WHERE id = 0x1F",
+        "SELECT 0o17 AS n, email FROM customers",
+        "SELECT id FROM customers WHERE id = 1_000",
+    ] {
+        must_refuse(sql);
+    }
+    one("SELECT email FROM customers WHERE id = 10 AND email = 'a'");
+}
