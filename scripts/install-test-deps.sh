@@ -83,6 +83,9 @@ if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
 fi
 
 # 3. python3, and pip plus PIP_PACKAGES when any are listed.
+# libclang and protoc: pg_query (PostgreSQL's own grammar) needs them to build.
+"$(dirname "$0")/install-build-deps.sh"
+
 have_program python3 || apt_install python3
 if [ "${#PIP_PACKAGES[@]}" -gt 0 ]; then
     python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip

@@ -1,11 +1,12 @@
 //! Statement path: the pre-filter (substring scan for protected table names), the full
-//! analysis of a typical statement (parse + resolve, uncached), and the plan cache hit a
-//! repeated statement takes.
+//! analysis of a typical statement (parse + resolve + agreement with PostgreSQL's reading,
+//! uncached), its parts (sqlparser's analysis alone is what `analyze` cost before pg_query;
+//! pg_query's parse, scan and fingerprint), and the plan cache hit a repeated statement takes.
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use pgshroud::analyze::{analyze, ProtectedSchema};
+use pgshroud::analyze::{analyze, pg_reading, ProtectedSchema};
 use pgshroud::protect::catalog::Catalog;
 use pgshroud_bench::fixture::{protection, INSERT_SQL, LOOKUP_SQL, PGBENCH_SELECT};
 
@@ -36,6 +37,23 @@ fn analysis(c: &mut Criterion) {
     });
     group.bench_function("uncached/insert", |b| {
         b.iter(|| analyze(black_box(INSERT_SQL), &schema))
+    });
+    group.bench_function("pg_reading/lookup", |b| {
+        b.iter(|| pg_reading::read(black_box(LOOKUP_SQL)))
+    });
+    group.finish();
+    let mut group = c.benchmark_group("pg_query");
+    group.bench_function("parse/lookup", |b| {
+        b.iter(|| pg_query::parse(black_box(LOOKUP_SQL)))
+    });
+    group.bench_function("scan/lookup", |b| {
+        b.iter(|| pg_query::scan(black_box(LOOKUP_SQL)))
+    });
+    group.bench_function("fingerprint/lookup", |b| {
+        b.iter(|| pg_query::fingerprint(black_box(LOOKUP_SQL)))
+    });
+    group.bench_function("split_with_scanner/lookup", |b| {
+        b.iter(|| pg_query::split_with_scanner(black_box(LOOKUP_SQL)))
     });
     group.finish();
 }

@@ -383,9 +383,29 @@ def write(target, seeds):
             f.write(data)
 
 
+def grammar_agreement():
+    """The lexical corners of PostgreSQL's scanner where another reading could differ."""
+    texts = [
+        "SELECT $\u00e9$; DELETE FROM customers; $\u00e9$",
+        "SELECT 1 /* /* */ ; DELETE FROM customers; */ FROM customers",
+        "SELECT id FROM customers WHERE email = E'a\\'; DELETE FROM customers; --'",
+        "SELECT * FROM U&\"!0063ustomers\" UESCAPE '!'",
+        "SELECT email FROM ONLY public.customers",
+        "SELECT email FROM customers AS only",
+        "WITH customers AS (SELECT 1) SELECT * FROM customers, orders",
+        "DO E'BEGIN DELETE FROM \\x63ustomers; END'",
+        "SELECT 'cust'\n'omers'::regclass",
+        "UPDATE customers SET email = X'41' WHERE id = 1",
+        "SELECT 2 */ 1 FROM \"public\".\"orders\"",
+        "INSERT INTO customers (id, email) VALUES (1, 'a'), (2, $1)",
+    ]
+    return {"sql_%02d" % i: t.encode() for i, t in enumerate(texts)}
+
+
 if __name__ == "__main__":
     for target, make in [("client_messages", client_messages), ("server_messages", server_messages),
                          ("startup_packet", startup_packet), ("sql_analyzer", sql_analyzer),
                          ("copy_codec", copy_codec), ("rules", rules), ("values", values),
-                         ("protected_session", protected_session)]:
+                         ("protected_session", protected_session),
+                         ("grammar_agreement", grammar_agreement)]:
         write(target, make())

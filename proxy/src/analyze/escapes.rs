@@ -8,15 +8,6 @@ use sqlparser::tokenizer::{Span, Token, TokenWithSpan, Word};
 use super::refusal;
 use super::Refusal;
 
-/// Is the `&` at byte `at` that of a Unicode-escaped identifier `U&"` (ASCII case-insensitive
-/// `u`)? Inside a string or comment it is a harmless false alarm for the pre-filter.
-pub fn is_escaped_identifier_start(sql: &[u8], at: usize) -> bool {
-    at > 0
-        && sql[at - 1].eq_ignore_ascii_case(&b'u')
-        && sql.get(at) == Some(&b'&')
-        && sql.get(at + 1) == Some(&b'"')
-}
-
 /// Replaces every `U&"..." [UESCAPE 'c']` token sequence by one quoted word holding the
 /// decoded name; refuses one PostgreSQL would reject (or that this decoder cannot read).
 pub fn decode_escaped_identifiers(

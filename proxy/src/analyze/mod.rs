@@ -1,6 +1,30 @@
 //! Statement analysis: parses SQL that mentions protected tables, resolves every reference to a
 //! protected column, and either refuses the statement or lists the places the proxy must rewrite.
+//!
+//! # Whose grammar
+//! PostgreSQL's. Every analysed text is read by libpg_query (`pg_query`: the server's own
+//! scanner and grammar, see [`pg_reading`]) and by sqlparser, whose tree the analysis walks;
+//! the analysis stands only where the two readings agree (`agreement.rs`), and is refused
+//! otherwise. Texts sqlparser cannot parse are judged by PostgreSQL's decoded reading.
+//!
+//! # Grammar version against server version
+//! `pg_query` 6.x carries PostgreSQL 17's grammar ([`pg_reading::GRAMMAR_VERSION`]).
+//! Supported servers: PostgreSQL 13 to 18 (the tests run 15). Where the server's grammar
+//! differs, pgshroud refuses rather than guesses:
+//! - syntax newer than 17 (a PostgreSQL 18 server), or a word reserved since the server's
+//!   version, does not parse with PostgreSQL 17's grammar: refused (42601) when the text may
+//!   name a protected table, passed to the server untouched when it cannot;
+//! - syntax older servers lack (MERGE before 15, SQL/JSON before 16/17) parses here and is
+//!   rejected by the server itself, so nothing of it runs;
+//! - the one known change of *reading* in the supported range, numeric constants written
+//!   `0x1F`, `0o17`, `0b101` or `1_000` (PostgreSQL 16+; `0 AS x1F` before), is refused on
+//!   every analysed text whatever the server (0A000); before 15, `123abc` read as `123 AS abc`
+//!   does not parse here and is refused too.
+//!
+//! A second server version is tested by pointing the integration tests at its programs
+//! (`PGSHROUD_PG_BIN_DIR=/usr/lib/postgresql/<v>/bin scripts/test.sh`).
 
+mod agreement;
 mod bulk;
 mod copy;
 mod dml;
@@ -10,12 +34,16 @@ mod guard;
 mod limits;
 mod links;
 mod lookups;
+mod pg_kind;
+pub mod pg_reading;
 mod query;
 mod refusal;
 mod schema;
 mod scope;
 mod search_path;
+mod settings;
 mod source;
+mod spelling;
 pub mod sql_text;
 mod statement;
 mod walk;
@@ -27,7 +55,7 @@ use std::ops::Range;
 
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::{Parser, ParserError};
-use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
+use sqlparser::tokenizer::{TokenWithSpan, Tokenizer};
 
 pub use limits::{MAX_NESTING, PARSER_RECURSION_LIMIT};
 pub use links::{merged_with, ColumnLink, LinkKind};
@@ -36,6 +64,7 @@ pub use refusal::{
 };
 pub use schema::{ColumnId, ProtectedSchema};
 pub use search_path::SearchPath;
+pub use settings::{settings_changed, SettingsChanged};
 
 /// Outcome of analysing one SQL text (possibly several statements).
 #[derive(Debug, Clone, PartialEq)]
@@ -216,39 +245,39 @@ pub struct CopyOptions {
 }
 
 /// The kinds of the statements of a text that touches no protected table (for roles with a
-/// `statements` list). A text that does not parse (or nests too deeply to parse safely) is
-/// split at its `;` tokens and each part classified by its first keyword.
+/// `statements` list), as PostgreSQL's grammar reads them. A text PostgreSQL's grammar does
+/// not read (a newer server's syntax) is split at the `;` tokens of PostgreSQL's scanner and
+/// each part classified by its first keyword.
 pub fn statement_kinds(sql: &str) -> Vec<StatementKind> {
-    let dialect = PostgreSqlDialect {};
-    let Ok(tokens) = Tokenizer::new(&dialect, sql).tokenize_with_location() else {
-        return vec![StatementKind::Other];
+    // The nesting bound sizes the stack PostgreSQL's reading recurses on (see `analyze`).
+    let bound = Tokenizer::new(&PostgreSqlDialect {}, sql)
+        .tokenize_with_location()
+        .map(|tokens| limits::nesting_bound(&tokens));
+    let read = match bound {
+        Ok(bound) if bound <= limits::MAX_NESTING => {
+            limits::with_stack_for(bound, || pg_reading::read(sql).ok()).flatten()
+        }
+        _ => None,
     };
-    let bound = limits::nesting_bound(&tokens);
-    let parsed = (bound <= limits::MAX_NESTING)
-        .then(|| {
-            limits::with_stack_for(bound, || {
-                parser(&dialect, tokens.clone())
-                    .parse_statements()
-                    .ok()
-                    .map(|s| s.iter().map(statement::statement_kind).collect())
-            })
-            .flatten()
-        })
-        .flatten();
-    parsed.unwrap_or_else(|| kinds_by_first_keyword(&tokens))
+    match read {
+        Some(reading) => reading.statements.iter().map(|s| s.kind).collect(),
+        None => kinds_by_first_keyword(sql),
+    }
 }
 
-fn kinds_by_first_keyword(tokens: &[TokenWithSpan]) -> Vec<StatementKind> {
-    let kinds: Vec<StatementKind> = tokens
-        .split(|t| t.token == Token::SemiColon)
+fn kinds_by_first_keyword(sql: &str) -> Vec<StatementKind> {
+    use pg_query::protobuf::Token;
+    let Ok(scanned) = pg_query::scan(sql) else {
+        return vec![StatementKind::Other];
+    };
+    let skipped = [Token::Ascii40, Token::SqlComment, Token::CComment].map(|t| t as i32);
+    let kinds: Vec<StatementKind> = scanned
+        .tokens
+        .split(|t| t.token == Token::Ascii59 as i32)
         .filter_map(|part| {
-            let first = part
-                .iter()
-                .find(|t| !matches!(t.token, Token::Whitespace(_) | Token::LParen))?;
-            Some(match &first.token {
-                Token::Word(w) if w.quote_style.is_none() => kind_of_keyword(&w.value),
-                _ => StatementKind::Other,
-            })
+            let first = part.iter().find(|t| !skipped.contains(&t.token))?;
+            let word = sql.get(first.start as usize..first.end as usize)?;
+            Some(kind_of_keyword(word))
         })
         .collect();
     if kinds.is_empty() {
@@ -284,8 +313,12 @@ fn parser<'d>(dialect: &'d PostgreSqlDialect, tokens: Vec<TokenWithSpan>) -> Par
 
 /// Analyses `sql` (one or more statements) against the protected schema.
 ///
-/// Text that does not parse is refused with 42601 when it mentions a protected table; when it
-/// does not, it cannot touch protected data and is reported as `Untouched` with no statements
+/// The text is read twice: by sqlparser, whose tree the analysis walks, and by PostgreSQL's
+/// own scanner and grammar ([`pg_reading`]); the result stands only where both readings agree
+/// (same tokens, statements, kinds, protected tables and rewritten values), and is refused
+/// otherwise. Text that does not parse is refused with 42601 when PostgreSQL's reading of it
+/// (or, where PostgreSQL's grammar does not read it either, its raw bytes) names a protected
+/// table; when it does not, it cannot touch protected data and is reported as `Untouched`
 /// (the proxy normally never calls this for such text: see
 /// [`ProtectedSchema::mentions_protected_table`]). Text that nests too deeply to analyse safely
 /// is refused with 54001 before it is parsed.
@@ -293,7 +326,7 @@ pub fn analyze(sql: &str, schema: &ProtectedSchema) -> Analysis {
     let dialect = PostgreSqlDialect {};
     let tokens = match Tokenizer::new(&dialect, sql).tokenize_with_location() {
         Ok(tokens) => tokens,
-        Err(e) => return not_parsed(sql, schema, refusal::unparseable(&e.to_string())),
+        Err(e) => return not_parsed(sql, schema, None, refusal::unparseable(&e.to_string())),
     };
     let tokens = match escapes::decode_escaped_identifiers(tokens) {
         Ok(tokens) => tokens,
@@ -301,24 +334,75 @@ pub fn analyze(sql: &str, schema: &ProtectedSchema) -> Analysis {
     };
     let bound = limits::nesting_bound(&tokens);
     if bound > limits::MAX_NESTING {
-        return not_parsed(sql, schema, refusal::too_complex(limits::MAX_NESTING));
+        return not_parsed(sql, schema, None, refusal::too_complex(limits::MAX_NESTING));
     }
-    limits::with_stack_for(bound, || analyze_tokens(sql, schema, tokens))
-        .unwrap_or_else(|| Analysis::Refused(refusal::no_resources()))
+    // PostgreSQL's reading recurses over the tree as deep as the statement nests (in C, then
+    // decoding, whose recursion limit refuses deeper trees): on the stack sized for it too.
+    limits::with_stack_for(bound, || {
+        let pg = pg_reading::read(sql);
+        analyze_tokens(sql, schema, tokens, &pg)
+    })
+    .unwrap_or_else(|| Analysis::Refused(refusal::no_resources()))
 }
 
-/// Text that was not parsed: refused when it may touch protected data, else PostgreSQL's.
-fn not_parsed(sql: &str, schema: &ProtectedSchema, refusal: Refusal) -> Analysis {
-    if schema.mentions_protected_table(sql) {
-        Analysis::Refused(refusal)
-    } else {
-        Analysis::Untouched {
-            statements: Vec::new(),
-        }
-    }
+/// Text sqlparser did not parse: refused when it may touch protected data, else PostgreSQL's
+/// (with the statements as PostgreSQL's reading classifies them, when it has one; `pg` is
+/// `None` where the text was not given to PostgreSQL's reading, too deep to read safely).
+fn not_parsed(
+    sql: &str,
+    schema: &ProtectedSchema,
+    pg: Option<&Result<pg_reading::PgReading, String>>,
+    refusal: Refusal,
+) -> Analysis {
+    let statements = match pg {
+        Some(Ok(reading)) if !schema.named_in_reading(reading) => reading_infos(reading),
+        Some(Ok(_)) => return Analysis::Refused(refusal),
+        _ if !schema.mentions_protected_table(sql) => Vec::new(),
+        _ => return Analysis::Refused(refusal),
+    };
+    Analysis::Untouched { statements }
 }
 
-fn analyze_tokens(sql: &str, schema: &ProtectedSchema, tokens: Vec<TokenWithSpan>) -> Analysis {
+/// What PostgreSQL's reading says of statements that touch no protected table.
+fn reading_infos(reading: &pg_reading::PgReading) -> Vec<StatementInfo> {
+    reading
+        .statements
+        .iter()
+        .map(|s| {
+            let mut tables: Vec<(String, String)> = Vec::new();
+            for r in &s.relations {
+                let schema = r.schema.as_deref().unwrap_or(scope::DEFAULT_SCHEMA);
+                let pair = (scope::fold_name(schema), scope::fold_name(&r.name));
+                if !tables.contains(&pair) {
+                    tables.push(pair);
+                }
+            }
+            let changed_tables = match s.kind {
+                StatementKind::Ddl | StatementKind::Delete => tables.clone(),
+                _ => Vec::new(),
+            };
+            StatementInfo {
+                kind: s.kind,
+                tables,
+                columns: Vec::new(),
+                literals: Vec::new(),
+                params: Vec::new(),
+                edits: Vec::new(),
+                outputs: Vec::new(),
+                copy: None,
+                links: Vec::new(),
+                changed_tables,
+            }
+        })
+        .collect()
+}
+
+fn analyze_tokens(
+    sql: &str,
+    schema: &ProtectedSchema,
+    tokens: Vec<TokenWithSpan>,
+    pg: &Result<pg_reading::PgReading, String>,
+) -> Analysis {
     let dialect = PostgreSqlDialect {};
     let statements = match parser(&dialect, tokens.clone()).parse_statements() {
         Ok(statements) => statements,
@@ -326,13 +410,30 @@ fn analyze_tokens(sql: &str, schema: &ProtectedSchema, tokens: Vec<TokenWithSpan
             return not_parsed(
                 sql,
                 schema,
+                Some(pg),
                 refusal::too_complex(limits::PARSER_RECURSION_LIMIT),
             )
         }
-        Err(e) => return not_parsed(sql, schema, refusal::unparseable(&e.to_string())),
+        Err(e) => return not_parsed(sql, schema, Some(pg), refusal::unparseable(&e.to_string())),
     };
-    let guard_mentioned = guard::mentions_guard(sql, &tokens);
+    let reading = match pg {
+        Ok(reading) => reading,
+        Err(_) if schema.mentions_protected_table(sql) => {
+            return Analysis::Refused(refusal::not_postgresql_grammar())
+        }
+        // Neither PostgreSQL's grammar nor anything in the text names a protected table.
+        Err(_) => {
+            return Analysis::Untouched {
+                statements: Vec::new(),
+            }
+        }
+    };
+    let guard_mentioned =
+        guard::mentions_guard(sql, &tokens) || reading.mentions(guard::GUARD_PREFIX);
     let source = source::SourceMap::new(sql, tokens);
+    let Some(seen) = source.token_offsets() else {
+        return Analysis::Refused(refusal::read_differently("where a token begins"));
+    };
     let mut infos = Vec::with_capacity(statements.len());
     for stmt in &statements {
         let mut walker = walk::Walker::new(schema, &source);
@@ -341,6 +442,9 @@ fn analyze_tokens(sql: &str, schema: &ProtectedSchema, tokens: Vec<TokenWithSpan
             Ok(info) => infos.push(info),
             Err(refusal) => return Analysis::Refused(refusal),
         }
+    }
+    if let Err(refusal) = agreement::check(reading, &seen, &mut infos, schema) {
+        return Analysis::Refused(refusal);
     }
     let protected = infos
         .iter()

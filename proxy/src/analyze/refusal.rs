@@ -170,6 +170,49 @@ pub fn unsure_table(schema: &str, table: &str, why: &str) -> Refusal {
     }
 }
 
+/// PostgreSQL's scanner and pgshroud's analysis read the text's tokens or statements
+/// differently (where a string, comment or statement ends): the analysis cannot be trusted.
+pub fn read_differently(what: &str) -> Refusal {
+    Refusal {
+        sqlstate: SYNTAX_ERROR,
+        message: format!(
+            "pgshroud refuses a statement on tables with encrypted columns that its analysis \
+             reads differently from PostgreSQL ({what}); write it in plainer SQL (no \
+             continued strings, unusual operators or quoting)"
+        ),
+        column: None,
+    }
+}
+
+/// PostgreSQL's grammar and pgshroud's analysis disagree on what a statement does (its kind,
+/// or which tables it reads or writes): forwarding it would rest on a reading the server
+/// does not make.
+pub fn analysed_differently(what: &str) -> Refusal {
+    Refusal {
+        sqlstate: FEATURE_NOT_SUPPORTED,
+        message: format!(
+            "pgshroud refuses a statement on tables with encrypted columns: {what}, so its \
+             analysis cannot be trusted"
+        ),
+        column: None,
+    }
+}
+
+/// PostgreSQL's grammar (the one pgshroud reads with) does not read a text that mentions a
+/// protected table. PostgreSQL's own message is not quoted: it may quote a token.
+pub fn not_postgresql_grammar() -> Refusal {
+    Refusal {
+        sqlstate: SYNTAX_ERROR,
+        message: format!(
+            "pgshroud could not read a statement that mentions protected table(s) with \
+             PostgreSQL's grammar (PostgreSQL {}); statements on tables with encrypted columns \
+             must be understood before they are forwarded",
+            super::pg_reading::GRAMMAR_VERSION
+        ),
+        column: None,
+    }
+}
+
 /// Extracts `Line: L, Column: C` from a sqlparser error message.
 fn error_position(message: &str) -> Option<(u64, u64)> {
     let at = message.rfind("Line: ")?;

@@ -5,10 +5,11 @@ use std::collections::HashMap;
 
 use pgshroud_rules::LogicalType;
 
-use super::escapes::is_escaped_identifier_start;
 use super::guard::PGSHROUD_NAMES;
+use super::pg_reading::PgReading;
 use super::scope::fold_name;
 use super::search_path::{Resolution, SearchPath};
+use super::spelling;
 
 /// Index of a protected column inside a [`ProtectedSchema`].
 pub type ColumnId = usize;
@@ -97,17 +98,23 @@ impl ProtectedSchema {
 
     /// Cheap pre-filter: may the text touch protected data or a guard? `false` means it cannot.
     /// True when it mentions a protected table name (case-insensitive substring), any
-    /// `pgshroud` name (guards), or holds a Unicode-escaped identifier (`U&"..."`), which may
-    /// spell any name; such texts go to analysis, which decodes them.
+    /// `pgshroud` name (guards), or holds a form PostgreSQL decodes before reading it
+    /// (`U&"..."`, `U&'...'`, backslash escapes in `E'...'`, strings continued across a newline;
+    /// see `spelling.rs`), which may spell any name; such texts go to analysis, which reads
+    /// them with PostgreSQL's scanner and grammar. No parsing happens here.
     pub fn mentions_protected_table(&self, sql: &str) -> bool {
-        // One pass: a needle, `pgshroud` or the `&"` of `U&"` can start only at a few bytes.
+        // One pass: a needle, `pgshroud` or a decoded form can start only at a few bytes.
         let hay = sql.as_bytes();
+        // Whether a backslash may escape (an `E'` somewhere): looked up at the first one only.
+        let mut escapes: Option<bool> = None;
         for (i, &byte) in hay.iter().enumerate() {
             let b = byte.to_ascii_lowercase();
             let at = &hay[i..];
             let found = match b {
                 b'p' if starts_with_ignore_ascii_case(at, PGSHROUD_NAMES.as_bytes()) => true,
-                b'&' if is_escaped_identifier_start(hay, i) => true,
+                b'&' if spelling::is_unicode_escape_at(hay, i) => true,
+                b'\\' => *escapes.get_or_insert_with(|| spelling::has_escape_string(hay)),
+                b'\'' if spelling::is_continued_string_at(hay, i) => true,
                 _ if self.first_bytes[usize::from(b / 64)] & (1 << (b % 64)) != 0 => self
                     .needles
                     .iter()
@@ -125,6 +132,16 @@ impl ProtectedSchema {
         self.needles
             .iter()
             .any(|needle| lowered.contains(needle.as_str()))
+    }
+
+    /// Does PostgreSQL's reading of a text name a protected table or a `pgshroud` object in any
+    /// decoded string (relation, column, function, constant, code body)? The precise form of
+    /// [`Self::mentions_protected_table`], for texts sqlparser cannot parse.
+    pub fn named_in_reading(&self, reading: &PgReading) -> bool {
+        let needles: Vec<&str> = std::iter::once(PGSHROUD_NAMES)
+            .chain(self.needles.iter().map(String::as_str))
+            .collect();
+        reading.mentions_any(&needles)
     }
 
     /// The relation a table name means: qualified names as written; an unqualified name of a

@@ -72,6 +72,32 @@ impl<'a> SourceMap<'a> {
         Some(byte)
     }
 
+    /// Where sqlparser's tokens start (comments included, white space not) and where its `;`
+    /// tokens are, in bytes, for the comparison with PostgreSQL's scanner; `None` when a
+    /// location cannot be mapped.
+    pub fn token_offsets(&self) -> Option<super::agreement::SqlparserTokens> {
+        use sqlparser::tokenizer::Whitespace;
+        let mut seen = super::agreement::SqlparserTokens {
+            starts: Vec::with_capacity(self.tokens.len()),
+            semicolons: Vec::new(),
+        };
+        for t in &self.tokens {
+            match &t.token {
+                Token::EOF
+                | Token::Whitespace(Whitespace::Space | Whitespace::Newline | Whitespace::Tab) => {
+                    continue
+                }
+                _ => {}
+            }
+            let at = self.byte_of(t.span.start)?;
+            if t.token == Token::SemiColon {
+                seen.semicolons.push(at);
+            }
+            seen.starts.push(at);
+        }
+        Some(seen)
+    }
+
     /// Byte range of a span (end exclusive), `None` when the span is empty or unmappable.
     pub fn byte_range(&self, span: Span) -> Option<Range<usize>> {
         let start = self.byte_of(span.start)?;

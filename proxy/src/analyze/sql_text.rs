@@ -13,7 +13,7 @@ use sqlparser::ast::{
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::tokenizer::Tokenizer;
 
-use super::{escapes, limits, parser};
+use super::{escapes, limits, parser, spelling};
 
 /// Lower-case words that must be present for a text to reach any of these paths. `u&` is
 /// there because a Unicode-escaped identifier can spell any function name.
@@ -28,10 +28,11 @@ const TRIGGERS: [&str; 8] = [
     "u&",
 ];
 
-/// Whether `sql` may call a function that runs SQL text (a cheap scan; `false` is certain).
+/// Whether `sql` may call a function that runs SQL text (a cheap scan; `false` is certain):
+/// one of the trigger words, or a form PostgreSQL decodes into words its bytes do not show.
 pub fn may_run_sql_text(sql: &str) -> bool {
     let lower = sql.to_ascii_lowercase();
-    TRIGGERS.iter().any(|t| lower.contains(t))
+    TRIGGERS.iter().any(|t| lower.contains(t)) || spelling::may_hide_text(sql)
 }
 
 /// What a text hands to functions that run SQL or dump tables.

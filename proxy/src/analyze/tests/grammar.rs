@@ -1,0 +1,287 @@
+//! PostgreSQL's grammar is the authority: every lexical corner of its scanner, read by both
+//! readings, is either refused or analysed exactly as PostgreSQL reads it — never forwarded
+//! on sqlparser's word alone.
+
+use super::*;
+use crate::analyze::pg_reading::{self, Setting};
+
+/// Refused, or analysed with every protected table PostgreSQL reads among the analysis's.
+fn refused_or_agrees(sql: &str) -> Analysis {
+    let s = schema();
+    assert!(s.mentions_protected_table(sql), "pre-filter missed {sql:?}");
+    let analysis = analyze(sql, &s);
+    if let Analysis::Protected { statements } | Analysis::Untouched { statements } = &analysis {
+        let pg = pg_reading::read(sql).expect("PostgreSQL reads what pgshroud forwards");
+        assert_eq!(pg.statements.len(), statements.len(), "{sql}");
+        for (p, ours) in pg.statements.iter().zip(statements) {
+            for rel in p.relations.iter().filter(|r| !r.cte) {
+                let t = scope::fold_name(&rel.name);
+                if s.has_protected_table("public", &t) {
+                    assert!(
+                        ours.tables
+                            .iter()
+                            .chain(&ours.changed_tables)
+                            .any(|(_, n)| *n == t),
+                        "{sql}: PostgreSQL reads {t}, the analysis does not"
+                    );
+                }
+            }
+        }
+    }
+    analysis
+}
+
+fn must_refuse(sql: &str) -> Refusal {
+    match refused_or_agrees(sql) {
+        Analysis::Refused(r) => {
+            assert!(["0A000", "42601"].contains(&r.sqlstate), "{sql}: {r:?}");
+            assert!(!r.message.contains("secret"), "{}", r.message);
+            r
+        }
+        other => panic!("expected a refusal for {sql:?}, got {other:?}"),
+    }
+}
+
+#[test]
+fn dollar_quote_tags_with_odd_bytes_hide_nothing() {
+    for sql in [
+        "SELECT $é$; DELETE FROM customers; $é$",
+        "SELECT $_$'$_$ FROM customers; DELETE FROM customers WHERE email = 'secret' --'",
+        "SELECT $a$ $b$; DELETE FROM customers; $b$ $a$",
+        "SELECT $a1$;$a1$, email FROM customers WHERE email = 'secret'",
+    ] {
+        refused_or_agrees(sql);
+    }
+}
+
+#[test]
+fn nested_comments_are_read_as_postgresql_nests_them() {
+    // sqlparser nests comments as PostgreSQL does: one statement for both.
+    let one_statement = "SELECT 1 /* /* */ ; DELETE FROM customers; */ FROM customers";
+    match refused_or_agrees(one_statement) {
+        Analysis::Untouched { statements } => assert_eq!(statements.len(), 1),
+        other => panic!("{other:?}"),
+    }
+    if let Analysis::Protected { statements } =
+        refused_or_agrees("SELECT email FROM customers /* /* */ WHERE email = 'secret' */")
+    {
+        assert!(
+            statements[0].literals.is_empty(),
+            "the WHERE is a comment for both"
+        );
+    }
+    refused_or_agrees("SELECT email FROM customers /* a /* b */ c */ WHERE email = 'secret'");
+}
+
+#[test]
+fn escape_strings_carry_the_value_postgresql_decodes() {
+    let sql = r"SELECT id FROM customers WHERE email = E'a\'; DELETE FROM customers; --'";
+    if let Analysis::Protected { statements } = refused_or_agrees(sql) {
+        assert_eq!(statements.len(), 1);
+        assert_eq!(
+            statements[0].literals[0].value.as_deref(),
+            Some("a'; DELETE FROM customers; --")
+        );
+    }
+    refused_or_agrees(r"SELECT id FROM customers WHERE email = E'\x41\101\u0041'");
+}
+
+#[test]
+fn unicode_escapes_with_uescape_are_decoded_or_refused() {
+    let info = one(r#"SELECT U&"\0065mail" FROM U&"!0063ustomers" UESCAPE '!' WHERE id = 1"#);
+    assert_eq!(info.tables, vec![("public".into(), "customers".into())]);
+    refused_or_agrees(r"SELECT id FROM customers WHERE email = U&'!0061' UESCAPE '!'");
+    refused_or_agrees(r"INSERT INTO customers (id, email) VALUES (1, U&'\0061')");
+}
+
+#[test]
+fn bit_strings_are_not_encrypted_as_text() {
+    for sql in [
+        "INSERT INTO customers (id, email) VALUES (1, X'41')",
+        "INSERT INTO customers (id, email) VALUES (1, B'0101')",
+        "SELECT id FROM customers WHERE email = x'41'",
+    ] {
+        if let Analysis::Protected { statements } = refused_or_agrees(sql) {
+            assert!(statements[0].literals.is_empty(), "{sql}");
+        }
+    }
+}
+
+#[test]
+fn operators_made_of_comment_characters() {
+    refused_or_agrees("SELECT 2 */ 1 FROM customers");
+    refused_or_agrees("SELECT id FROM customers WHERE id @-- c\n= 1");
+    refused_or_agrees("SELECT id FROM customers WHERE id </**/= 1");
+    refused_or_agrees(
+        "SELECT email FROM customers WHERE email = 'secret' *--\n; DELETE FROM customers",
+    );
+}
+
+#[test]
+fn strings_continued_across_a_newline_are_one_value() {
+    must_refuse("SELECT id FROM customers WHERE email = 'secret'\n'more'");
+    must_refuse("INSERT INTO customers (id, email) VALUES (1, 'secret'\n-- c\n'more')");
+    assert!(schema().mentions_protected_table("SELECT 'cust'\n'omers'::regclass"));
+}
+
+#[test]
+fn keywords_used_as_names() {
+    for sql in [
+        "SELECT over.email FROM customers over WHERE over.email = 'secret'",
+        "SELECT \"window\".email FROM customers AS \"window\"",
+        "SELECT email FROM customers AS only",
+        "SELECT email FROM customers value WHERE value.email = 'secret'",
+        "SELECT email FROM public.customers AS of WHERE of.id = 1",
+    ] {
+        refused_or_agrees(sql);
+    }
+}
+
+#[test]
+fn only_on_a_protected_table_is_refused_in_reads_and_writes() {
+    for sql in [
+        "SELECT email FROM ONLY customers WHERE email = 'secret'",
+        "SELECT email FROM ONLY (customers)",
+        "DELETE FROM ONLY customers WHERE email = 'secret'",
+        "UPDATE ONLY customers SET email = 'secret'",
+        "SELECT email FROM ONLY public.customers",
+    ] {
+        must_refuse(sql);
+    }
+    // DDL keeps ONLY (pg_dump writes `ALTER TABLE ONLY`): no column values move.
+    refused_or_agrees("ALTER TABLE ONLY customers ADD COLUMN x int");
+}
+
+#[test]
+fn schema_qualified_quoted_names_are_the_table() {
+    let sql = r#"SELECT "email" FROM "public"."customers" WHERE "email" = 'secret'"#;
+    assert_eq!(one(sql).literals.len(), 1);
+    let sql = r#"SELECT c."email" FROM "public" . "customers" c WHERE c.email = 'secret'"#;
+    refused_or_agrees(sql);
+}
+
+#[test]
+fn a_second_statement_hidden_from_one_reading_is_refused() {
+    for sql in [
+        "SELECT 'a' FROM customers WHERE email = $x$ ; DELETE FROM customers; $x$",
+        "SELECT 1 FROM customers -- \r; DELETE FROM customers",
+        "SELECT 1 FROM customers /* */; DELETE FROM customers WHERE email = 'secret'",
+        "SELECT E'\\\\'; DELETE FROM customers; SELECT '\\'",
+    ] {
+        refused_or_agrees(sql);
+    }
+}
+
+#[test]
+fn do_blocks_touching_a_protected_table_once_decoded_are_refused() {
+    for sql in [
+        "DO $$ BEGIN DELETE FROM customers; END $$",
+        "DO E'BEGIN DELETE FROM \\x63ustomers; END'",
+        "DO U&'BEGIN DELETE FROM \\0063ustomers; END'",
+        "DO 'BEGIN DELETE FROM cust'\n'omers; END'",
+        "DO LANGUAGE plpgsql $f$ BEGIN UPDATE customers SET email = 'secret'; END $f$",
+    ] {
+        must_refuse(sql);
+    }
+    // Creating code runs nothing: it is DDL changing every protected table its decoded body
+    // names (the role needs the write right on them).
+    let sql = "CREATE FUNCTION f() RETURNS void LANGUAGE sql AS E'DELETE FROM \\x63ustomers'";
+    match refused_or_agrees(sql) {
+        Analysis::Untouched { statements } => assert_eq!(
+            statements[0].changed_tables,
+            vec![("public".to_string(), "customers".to_string())]
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn postgresql_reads_settings_bodies_and_kinds() {
+    let r = pg_reading::read(
+        "SET search_path = a; RESET ALL; SELECT set_config('Search_Path', 'b', false); \
+         SET NAMES 'LATIN1'; SET U&\"search\\005fpath\" TO c; DISCARD ALL; SELECT set_config($1, 'x', true)",
+    )
+    .unwrap();
+    let settings: Vec<Setting> = r
+        .statements
+        .iter()
+        .flat_map(|s| s.settings.clone())
+        .collect();
+    assert_eq!(
+        settings,
+        vec![
+            Setting::Named("search_path".into()),
+            Setting::All,
+            Setting::Named("search_path".into()),
+            Setting::Named("client_encoding".into()),
+            Setting::Named("search_path".into()),
+            Setting::All,
+            Setting::Unknown,
+        ]
+    );
+    let r = pg_reading::read("DO E'BEGIN \\x45XECUTE 1; END'").unwrap();
+    assert_eq!(
+        r.statements[0].bodies,
+        vec!["BEGIN EXECUTE 1; END".to_string()]
+    );
+    assert_eq!(
+        statement_kinds("WITH d AS (DELETE FROM t RETURNING 1) SELECT 1; EXPLAIN ANALYZE UPDATE t SET a = 1; SELECT 1 INTO x; TABLE t"),
+        vec![StatementKind::Delete, StatementKind::Update, StatementKind::Ddl, StatementKind::Select]
+    );
+}
+
+#[test]
+fn relations_carry_schema_inheritance_and_cte_scope() {
+    let r = pg_reading::read(
+        "WITH a AS (SELECT * FROM customers), customers AS (SELECT 1) \
+         SELECT * FROM ONLY crm.leads, a, customers, (WITH x AS (SELECT 1) SELECT * FROM x, customers) s",
+    )
+    .unwrap();
+    let rels: Vec<(Option<&str>, &str, bool, bool)> = r.statements[0]
+        .relations
+        .iter()
+        .map(|r| (r.schema.as_deref(), r.name.as_str(), r.inh, r.cte))
+        .collect();
+    assert!(rels.contains(&(None, "customers", true, false)), "{rels:?}");
+    assert!(
+        rels.contains(&(Some("crm"), "leads", false, false)),
+        "{rels:?}"
+    );
+    assert!(rels.contains(&(None, "a", true, true)), "{rels:?}");
+    assert_eq!(
+        rels.iter().filter(|r| r.1 == "customers" && r.3).count(),
+        2,
+        "{rels:?}"
+    );
+    let r = pg_reading::read("WITH customers AS (SELECT 1) DELETE FROM customers").unwrap();
+    assert!(
+        !r.statements[0].relations.iter().any(|r| r.cte),
+        "the target is the table"
+    );
+}
+
+#[test]
+fn prefilter_sees_every_form_postgresql_decodes() {
+    let s = schema();
+    for sql in [
+        r"SELECT E'\x63ustomers'::regclass",
+        r"SELECT U&'\0063ustomers'::regclass",
+        "SELECT 'cust'\n'omers'::regclass",
+        "DO E'BEGIN DELETE FROM \\x63ustomers; END'",
+    ] {
+        assert!(s.mentions_protected_table(sql), "{sql}");
+    }
+    assert!(!s.mentions_protected_table("SELECT bbalance FROM pgbench_branches WHERE bid = 1"));
+}
+
+#[test]
+fn numbers_older_servers_read_differently_are_refused() {
+    for sql in [
+        "SELECT id FROM customers WHERE id = 0x1F",
+        "SELECT 0o17 AS n, email FROM customers",
+        "SELECT id FROM customers WHERE id = 1_000",
+    ] {
+        must_refuse(sql);
+    }
+    one("SELECT email FROM customers WHERE id = 10 AND email = 'a'");
+}
