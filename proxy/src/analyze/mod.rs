@@ -64,7 +64,7 @@ pub use refusal::{
 };
 pub use schema::{ColumnId, ProtectedSchema};
 pub use search_path::SearchPath;
-pub use settings::{settings_changed, SettingsChanged};
+pub use settings::{settings_changed, settings_changed_in, SettingsChanged};
 
 /// Outcome of analysing one SQL text (possibly several statements).
 #[derive(Debug, Clone, PartialEq)]

@@ -123,29 +123,6 @@ pub fn utf8_text(bytes: &[u8]) -> Result<&str, PgError> {
     })
 }
 
-/// Whether a statement text may change how later text is read: the proxy cannot analyse
-/// text sent behind it until the server has answered (and reported the change). Whole words
-/// only, so `pg_namespace` or `pg_stat_reset` do not count.
-pub fn may_change_text_settings(sql: &[u8]) -> bool {
-    has_word(
-        sql,
-        &[
-            b"client_encoding",
-            b"standard_conforming_strings",
-            b"set_config",
-            b"reset",
-            b"discard",
-            b"names",
-        ],
-    )
-}
-
-/// Whether a statement text may change the session's search_path (which the server does not
-/// report): the proxy looks the path up again after it.
-pub fn may_change_search_path(sql: &[u8]) -> bool {
-    has_word(sql, &[b"search_path", b"set_config", b"reset", b"discard"])
-}
-
 /// Whether a statement text may roll a transaction back (undoing a `SET` made in it).
 pub fn may_roll_back(sql: &[u8]) -> bool {
     has_word(sql, &[b"rollback", b"abort"])
@@ -166,14 +143,7 @@ mod tests {
     use crate::protocol::frame::message;
 
     #[test]
-    fn search_path_changes_and_rollbacks_are_recognised_by_whole_words() {
-        assert!(may_change_search_path(b"SET search_path = crm"));
-        assert!(may_change_search_path(
-            b"select set_config('search_path','x',false)"
-        ));
-        assert!(may_change_search_path(b"RESET ALL"));
-        assert!(may_change_search_path(b"DISCARD ALL"));
-        assert!(!may_change_search_path(b"SELECT my_search_path_col FROM t"));
+    fn rollbacks_are_recognised_by_whole_words() {
         assert!(may_roll_back(b"ROLLBACK"));
         assert!(may_roll_back(b"rollback to savepoint a"));
         assert!(!may_roll_back(b"SELECT rollbacks FROM stats"));
@@ -208,18 +178,5 @@ mod tests {
         assert_eq!(utf8_text(b"select 1").unwrap(), "select 1");
         let e = utf8_text(b"insert into t values ('\xe9')").unwrap_err();
         assert_eq!(e.code, CHARACTER_NOT_IN_REPERTOIRE);
-    }
-
-    #[test]
-    fn texts_that_may_change_the_settings_are_recognised() {
-        assert!(may_change_text_settings(b"SET client_encoding = 'LATIN1'"));
-        assert!(may_change_text_settings(
-            b"select SET_CONFIG('x', 'y', false)"
-        ));
-        assert!(may_change_text_settings(b"RESET ALL"));
-        assert!(may_change_text_settings(b"SET NAMES 'LATIN1'"));
-        assert!(!may_change_text_settings(
-            b"insert into customers values ($1)"
-        ));
     }
 }

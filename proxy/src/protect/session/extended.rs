@@ -132,8 +132,7 @@ impl ProtectedSession {
                 format!("prepared statement \"{}\" already exists", parse.name),
             ));
         }
-        let unsettling = self.follow_search_path(&parse.query)
-            || settings::may_change_text_settings(&parse.query);
+        let unsettling = self.follow_settings(&parse.query);
         if std::mem::take(&mut self.catalog_stale) {
             self.refresh_at_sync = true;
         }

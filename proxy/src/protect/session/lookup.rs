@@ -6,6 +6,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 
 use super::{Expect, ProtectedSession};
+use crate::analyze;
 use crate::protect::catalog::{self, Catalog};
 use crate::protect::policy::Policy;
 use crate::protocol::frame::message;
@@ -66,9 +67,16 @@ impl ProtectedSession {
 
     /// The server does not report search_path changes: after a text that may change it (or
     /// roll such a change back) the catalog, which holds the path, is looked up again. Returns
-    /// whether the text may change the path (text behind it waits for its answer).
-    pub(super) fn follow_search_path(&mut self, sql: &[u8]) -> bool {
-        if settings::may_change_search_path(sql) {
+    /// whether the text may change the path or how later text is read (text behind it waits
+    /// for the server's answer). Both are read with PostgreSQL's grammar
+    /// ([`analyze::settings_changed`]), so `SET U&"search\005fpath"` counts too.
+    pub(super) fn follow_settings(&mut self, sql: &[u8]) -> bool {
+        let changed = analyze::settings_changed_in(sql);
+        self.follow_search_path(sql, changed.search_path) || changed.text_reading
+    }
+
+    fn follow_search_path(&mut self, sql: &[u8], changes_path: bool) -> bool {
+        if changes_path {
             self.catalog_stale = true;
             self.path_changed_in_txn = true;
             return true;
@@ -173,5 +181,26 @@ mod tests {
         let kinds: Vec<u8> = messages(&sent).iter().map(|m| m.0).collect();
         assert_eq!(kinds, b"QPBECCS");
         assert_eq!(s.client_message(&query("select 1")), Verdict::Forward);
+    }
+
+    #[test]
+    fn every_spelling_postgresql_reads_as_a_search_path_change_is_followed() {
+        for sql in [
+            r#"SET U&"search\005fpath" = crm"#,
+            r#"/* c */ set "search_path" to crm"#,
+            r#"select U&"set\005fconfig"('search_path', 'crm', false)"#,
+            "SET ROLE other",
+        ] {
+            let mut s = test_session("app");
+            let sent = replaced(s.client_message(&query(sql)));
+            let kinds: Vec<u8> = messages(&sent).iter().map(|m| m.0).collect();
+            assert_eq!(kinds, b"QPBECCS", "{sql}");
+        }
+        // An UPDATE's SET changes no setting: no look-up.
+        let mut s = test_session("app");
+        assert_eq!(
+            s.client_message(&query("update other set a = 1")),
+            Verdict::Forward
+        );
     }
 }

@@ -12,7 +12,6 @@ use crate::protect::policy::RoleRefusal;
 use crate::protect::refusal;
 use crate::protocol::error::PgError;
 use crate::protocol::frame::message;
-use crate::protocol::text_settings::{self as settings};
 use crate::protocol::tracker::{self, Effect};
 use crate::protocol::verdict::Verdict;
 
@@ -103,8 +102,7 @@ impl ProtectedSession {
                 "malformed Query message: pgshroud does not pass on messages it cannot read",
             ));
         };
-        let unsettling =
-            self.follow_search_path(bytes) || settings::may_change_text_settings(bytes);
+        let unsettling = self.follow_settings(bytes);
         let sql = match self.statement_text(bytes) {
             Ok(Text::Readable(sql)) => sql,
             Ok(Text::Opaque) => {
