@@ -3,18 +3,10 @@
 
 use std::path::PathBuf;
 
-use super::error::{invalid, positive, readable_file, ConfigError};
+use super::error::{positive, readable_file, ConfigError};
 use super::layer::ConfigLayer;
+use super::on_full::{on_full, OnFull};
 use super::syslog::{self, SyslogSettings};
-
-/// What to do when the queue is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnFull {
-    /// Wait for room: no statement goes unaudited.
-    Block,
-    /// Drop the event; counted in `pgshroud_audit_dropped_total` and in the next event.
-    Drop,
-}
 
 /// Where audit events go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,14 +58,4 @@ pub(super) fn resolve(layer: &ConfigLayer) -> Result<AuditSettings, ConfigError>
         queue_size,
         rotate_bytes,
     })
-}
-
-/// `block` or `drop`; `None` when unset.
-pub(super) fn on_full(setting: &str, value: Option<&str>) -> Result<Option<OnFull>, ConfigError> {
-    match value {
-        None => Ok(None),
-        Some("block") => Ok(Some(OnFull::Block)),
-        Some("drop") => Ok(Some(OnFull::Drop)),
-        Some(other) => Err(invalid(setting, format!("`{other}` is not block or drop"))),
-    }
 }

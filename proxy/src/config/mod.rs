@@ -9,6 +9,7 @@ pub mod auth;
 mod error;
 pub mod layer;
 pub mod limits;
+pub mod on_full;
 pub mod syslog;
 pub mod tls;
 
@@ -22,11 +23,12 @@ use std::path::PathBuf;
 
 use crate::net::upstream_url::UpstreamUrl;
 
-pub use self::audit::{AuditSettings, AuditTarget, OnFull};
+pub use self::audit::{AuditSettings, AuditTarget};
 pub use self::auth::{AuthMode, ClientAuthMethod, SecretSettings};
 pub use self::error::ConfigError;
 pub use self::layer::{ConfigLayer, Setting, SettingDefault, SETTINGS};
 pub use self::limits::Limits;
+pub use self::on_full::OnFull;
 pub use self::syslog::{MessageFormat, SyslogSettings, Transport};
 pub use self::tls::{ClientCertMode, ClientSslMode, TlsFiles};
 

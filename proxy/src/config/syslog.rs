@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use super::audit::OnFull;
 use super::error::{invalid, readable_file, ConfigError};
 use super::layer::ConfigLayer;
+use super::on_full::{self, OnFull};
 
 /// How events travel to the collector.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,7 +164,7 @@ pub(super) fn resolve(
             ))
         }
     };
-    let on_full = super::audit::on_full(
+    let on_full = on_full::on_full(
         "audit_syslog_on_full",
         layer.audit_syslog_on_full.as_deref(),
     )?
