@@ -32,6 +32,7 @@ mod escapes;
 mod expr;
 mod from;
 mod guard;
+mod kind;
 mod limits;
 mod links;
 mod lookups;
@@ -59,6 +60,7 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::{TokenWithSpan, Tokenizer};
 
+pub use kind::StatementKind;
 pub use limits::{MAX_NESTING, PARSER_RECURSION_LIMIT};
 pub use links::{merged_with, ColumnLink, LinkKind};
 pub use refusal::{
@@ -113,37 +115,6 @@ pub struct StatementInfo {
     /// changes as a whole (`TRUNCATE`, DDL): on a protected table that needs the role's write
     /// right, as writing its protected columns does.
     pub changed_tables: Vec<(String, String)>,
-}
-
-/// Statement kind, as reported to audit and role allow lists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StatementKind {
-    Select,
-    Insert,
-    Update,
-    Delete,
-    Merge,
-    Copy,
-    Ddl,
-    /// Transaction control and session settings (`BEGIN`, `COMMIT`, `SET`, `SHOW`, ...).
-    Session,
-    Other,
-}
-
-impl StatementKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StatementKind::Select => "select",
-            StatementKind::Insert => "insert",
-            StatementKind::Update => "update",
-            StatementKind::Delete => "delete",
-            StatementKind::Merge => "merge",
-            StatementKind::Copy => "copy",
-            StatementKind::Ddl => "ddl",
-            StatementKind::Session => "session",
-            StatementKind::Other => "other",
-        }
-    }
 }
 
 /// One protected column and how the statement uses it.
@@ -279,30 +250,13 @@ fn kinds_by_first_keyword(sql: &str) -> Vec<StatementKind> {
         .filter_map(|part| {
             let first = part.iter().find(|t| !skipped.contains(&t.token))?;
             let word = sql.get(first.start as usize..first.end as usize)?;
-            Some(kind_of_keyword(word))
+            Some(StatementKind::of_keyword(word))
         })
         .collect();
     if kinds.is_empty() {
         vec![StatementKind::Other]
     } else {
         kinds
-    }
-}
-
-fn kind_of_keyword(word: &str) -> StatementKind {
-    match word.to_ascii_lowercase().as_str() {
-        "select" | "values" | "table" => StatementKind::Select,
-        "insert" => StatementKind::Insert,
-        "update" => StatementKind::Update,
-        "delete" => StatementKind::Delete,
-        "merge" => StatementKind::Merge,
-        "copy" => StatementKind::Copy,
-        "create" | "alter" | "drop" | "truncate" | "comment" | "grant" | "revoke" => {
-            StatementKind::Ddl
-        }
-        "begin" | "start" | "commit" | "end" | "rollback" | "abort" | "savepoint" | "release"
-        | "set" | "reset" | "show" | "discard" | "deallocate" => StatementKind::Session,
-        _ => StatementKind::Other,
     }
 }
 

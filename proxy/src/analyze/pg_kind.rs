@@ -21,8 +21,10 @@ pub fn kind_of(node: &Value) -> StatementKind {
         "ExplainStmt" if explain_analyze(body) => inner_kind(body),
         "PrepareStmt" => inner_kind(body),
         "CreateTableAsStmt" => StatementKind::Ddl,
-        "VariableSetStmt" | "VariableShowStmt" | "TransactionStmt" | "DiscardStmt"
-        | "DeallocateStmt" => StatementKind::Session,
+        "TransactionStmt" => StatementKind::Transaction,
+        "VariableSetStmt" | "VariableShowStmt" | "DiscardStmt" | "DeallocateStmt" => {
+            StatementKind::Utility
+        }
         n if is_ddl(n) => StatementKind::Ddl,
         _ => StatementKind::Other,
     }

@@ -195,7 +195,8 @@ impl<'a> Walker<'a> {
 
 /// Statements that name tables without reading or writing column values.
 fn is_harmless(stmt: &Statement) -> bool {
-    is_session(stmt)
+    is_transaction(stmt)
+        || is_utility(stmt)
         || matches!(
             stmt,
             Statement::Lock(_)
@@ -229,7 +230,8 @@ pub fn statement_kind(stmt: &Statement) -> StatementKind {
         Statement::Merge(_) => StatementKind::Merge,
         Statement::Copy { .. } => StatementKind::Copy,
         s if is_ddl(s) => StatementKind::Ddl,
-        s if is_session(s) => StatementKind::Session,
+        s if is_transaction(s) => StatementKind::Transaction,
+        s if is_utility(s) => StatementKind::Utility,
         _ => StatementKind::Other,
     }
 }
@@ -253,17 +255,24 @@ fn query_kind(q: &Query) -> StatementKind {
     }
 }
 
-/// Transaction control and session settings: drivers send these on their own.
-fn is_session(stmt: &Statement) -> bool {
+/// Transaction control: drivers send these on their own.
+fn is_transaction(stmt: &Statement) -> bool {
     matches!(
         stmt,
-        Statement::Set(_)
-            | Statement::ShowVariable { .. }
-            | Statement::StartTransaction { .. }
+        Statement::StartTransaction { .. }
             | Statement::Commit { .. }
             | Statement::Rollback { .. }
             | Statement::Savepoint { .. }
             | Statement::ReleaseSavepoint { .. }
+    )
+}
+
+/// Session commands: drivers send these on their own.
+fn is_utility(stmt: &Statement) -> bool {
+    matches!(
+        stmt,
+        Statement::Set(_)
+            | Statement::ShowVariable { .. }
             | Statement::Discard { .. }
             | Statement::Deallocate { .. }
             | Statement::Reset(_)

@@ -178,10 +178,11 @@ fn unparseable_text_mentioning_a_protected_table_is_refused_with_42601_without_t
 }
 
 #[test]
-fn transaction_control_is_session() {
+fn transaction_control_is_a_session_kind() {
     let v = statements("BEGIN; INSERT INTO customers (email) VALUES ('a@b.c'); COMMIT");
     let kinds: Vec<_> = v.iter().map(|s| s.kind.as_str()).collect();
-    assert_eq!(kinds, ["session", "insert", "session"]);
+    assert_eq!(kinds, ["transaction", "insert", "transaction"]);
+    assert!(v[0].kind.is_session() && !v[1].kind.is_session());
 }
 
 // ---- writes -------------------------------------------------------------------------------
@@ -1137,15 +1138,15 @@ fn statement_kinds_classify_parsed_and_unparseable_texts() {
     assert_eq!(
         statement_kinds("BEGIN; SELECT 1; UPDATE t SET a = 1; COMMIT"),
         vec![
-            StatementKind::Session,
+            StatementKind::Transaction,
             StatementKind::Select,
             StatementKind::Update,
-            StatementKind::Session
+            StatementKind::Transaction
         ]
     );
     assert_eq!(
         statement_kinds("SET search_path = public"),
-        vec![StatementKind::Session]
+        vec![StatementKind::Utility]
     );
     assert_eq!(
         statement_kinds("CREATE TABLE t (a int)"),

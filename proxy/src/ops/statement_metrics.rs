@@ -53,7 +53,7 @@ impl StatementMeter {
         match kind {
             backend::COMMAND_COMPLETE => {
                 let tag = frame.get(5..).unwrap_or_default();
-                self.count(kind_of_tag(tag), StatementOutcome::Ok)
+                self.count(StatementKind::of_command_tag(tag), StatementOutcome::Ok)
             }
             backend::ERROR_RESPONSE => {
                 let outcome = if refused {
@@ -79,45 +79,11 @@ impl StatementMeter {
     }
 }
 
-/// The kind a `CommandComplete` tag (`INSERT 0 1`, `SELECT 5`, `CREATE TABLE`) stands for.
-fn kind_of_tag(tag: &[u8]) -> StatementKind {
-    let word_end = tag
-        .iter()
-        .position(|b| !b.is_ascii_alphabetic())
-        .unwrap_or(tag.len());
-    match &tag[..word_end] {
-        b"SELECT" => StatementKind::Select,
-        b"INSERT" => StatementKind::Insert,
-        b"UPDATE" => StatementKind::Update,
-        b"DELETE" => StatementKind::Delete,
-        b"COPY" => StatementKind::Copy,
-        b"CREATE" | b"ALTER" | b"DROP" | b"TRUNCATE" | b"GRANT" | b"REVOKE" | b"COMMENT" => {
-            StatementKind::Ddl
-        }
-        b"BEGIN" | b"START" | b"COMMIT" | b"ROLLBACK" | b"SAVEPOINT" | b"RELEASE" | b"PREPARE" => {
-            StatementKind::Transaction
-        }
-        b"SET" | b"RESET" | b"SHOW" | b"DISCARD" | b"DEALLOCATE" | b"LISTEN" | b"UNLISTEN"
-        | b"NOTIFY" => StatementKind::Utility,
-        _ => StatementKind::Other,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::protocol::frame::message;
     use crate::protocol::replies::Replies;
-
-    #[test]
-    fn tags_name_kinds() {
-        assert_eq!(kind_of_tag(b"INSERT 0 3\0"), StatementKind::Insert);
-        assert_eq!(kind_of_tag(b"SELECT 5\0"), StatementKind::Select);
-        assert_eq!(kind_of_tag(b"CREATE TABLE\0"), StatementKind::Ddl);
-        assert_eq!(kind_of_tag(b"COMMIT\0"), StatementKind::Transaction);
-        assert_eq!(kind_of_tag(b"SET\0"), StatementKind::Utility);
-        assert_eq!(kind_of_tag(b"MERGE 1\0"), StatementKind::Other);
-    }
 
     #[test]
     fn completions_and_errors_are_counted_with_the_role() {

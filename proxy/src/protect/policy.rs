@@ -339,7 +339,7 @@ impl Policy {
     /// control and session settings (`BEGIN`, `SET`, ...) are always allowed: drivers send
     /// them on their own.
     pub fn check_kind(&self, kind: StatementKind) -> Result<(), Refused> {
-        if kind == StatementKind::Session || self.role.allows_statement(kind.as_str()) {
+        if kind.is_session() || self.role.allows_statement(kind.as_str()) {
             return Ok(());
         }
         Err((

@@ -2,63 +2,38 @@
 //! tables it names.
 
 use sqlparser::keywords::Keyword;
+
+use crate::analyze::StatementKind;
 use sqlparser::tokenizer::Token;
 
-/// The statement kind (as in the metrics and role allow lists) and pgAudit class, from the
-/// statement's leading words.
+/// The statement kind (the one classification, [`StatementKind::of_leading_words`]) and the
+/// pgAudit class, from the statement's leading words.
 pub(super) fn classify_words(words: &[&str]) -> (&'static str, &'static str) {
+    let kind = StatementKind::of_leading_words(words);
     let first = words.first().copied().unwrap_or("");
     let second = words.get(1).copied().unwrap_or("");
-    match first {
-        "SELECT" | "VALUES" | "TABLE" => ("select", "READ"),
-        "WITH" => with_body(words),
-        "INSERT" => ("insert", "WRITE"),
-        "UPDATE" => ("update", "WRITE"),
-        "DELETE" => ("delete", "WRITE"),
-        "MERGE" => ("merge", "WRITE"),
-        "TRUNCATE" => ("other", "WRITE"),
-        "COPY" => {
-            if words.contains(&"FROM") {
-                ("copy", "WRITE")
-            } else {
-                ("copy", "READ")
-            }
-        }
-        "GRANT" | "REVOKE" => ("ddl", "ROLE"),
-        "CREATE" | "ALTER" | "DROP"
-            if matches!(second, "ROLE" | "USER" | "GROUP")
-                || (second == "DEFAULT" && words.contains(&"PRIVILEGES")) =>
+    let class = match kind {
+        StatementKind::Select => "READ",
+        StatementKind::Insert
+        | StatementKind::Update
+        | StatementKind::Delete
+        | StatementKind::Merge => "WRITE",
+        StatementKind::Copy if words.contains(&"FROM") => "WRITE",
+        StatementKind::Copy => "READ",
+        StatementKind::Ddl if first == "TRUNCATE" => "WRITE",
+        StatementKind::Ddl
+            if matches!(first, "GRANT" | "REVOKE")
+                || (matches!(first, "CREATE" | "ALTER" | "DROP")
+                    && (matches!(second, "ROLE" | "USER" | "GROUP")
+                        || (second == "DEFAULT" && words.contains(&"PRIVILEGES")))) =>
         {
-            ("ddl", "ROLE")
+            "ROLE"
         }
-        "CREATE" | "ALTER" | "DROP" | "COMMENT" | "SECURITY" | "REINDEX" | "CLUSTER"
-        | "REFRESH" | "IMPORT" => ("ddl", "DDL"),
-        "DO" | "CALL" => ("other", "FUNCTION"),
-        "BEGIN" | "START" | "COMMIT" | "END" | "ROLLBACK" | "ABORT" | "SAVEPOINT" | "RELEASE" => {
-            ("transaction", "MISC")
-        }
-        "PREPARE" if second == "TRANSACTION" => ("transaction", "MISC"),
-        "SET" | "SHOW" | "RESET" | "DISCARD" | "LISTEN" | "UNLISTEN" | "NOTIFY" | "VACUUM"
-        | "ANALYZE" | "ANALYSE" | "CHECKPOINT" | "EXPLAIN" | "DEALLOCATE" | "PREPARE"
-        | "EXECUTE" | "DECLARE" | "FETCH" | "MOVE" | "CLOSE" | "LOCK" | "LOAD" => {
-            ("utility", "MISC")
-        }
-        _ => ("other", "MISC"),
-    }
-}
-
-/// `WITH ... <body>`: the first data-changing word decides; otherwise it reads.
-pub(super) fn with_body(words: &[&str]) -> (&'static str, &'static str) {
-    for w in words {
-        match *w {
-            "INSERT" => return ("insert", "WRITE"),
-            "UPDATE" => return ("update", "WRITE"),
-            "DELETE" => return ("delete", "WRITE"),
-            "MERGE" => return ("merge", "WRITE"),
-            _ => {}
-        }
-    }
-    ("select", "READ")
+        StatementKind::Ddl => "DDL",
+        StatementKind::Other if matches!(first, "DO" | "CALL") => "FUNCTION",
+        StatementKind::Transaction | StatementKind::Utility | StatementKind::Other => "MISC",
+    };
+    (kind.as_str(), class)
 }
 
 /// Names following FROM, JOIN, INTO, UPDATE, TABLE or COPY (and comma-separated FROM lists),

@@ -425,7 +425,7 @@ mod tests {
             ("INSERT INTO t VALUES (1)", "insert", "WRITE"),
             ("UPDATE t SET a = 1", "update", "WRITE"),
             ("DELETE FROM t", "delete", "WRITE"),
-            ("TRUNCATE t", "other", "WRITE"),
+            ("TRUNCATE t", "ddl", "WRITE"),
             ("COPY t FROM STDIN", "copy", "WRITE"),
             ("COPY t TO STDOUT", "copy", "READ"),
             ("CREATE TABLE t (a int)", "ddl", "DDL"),

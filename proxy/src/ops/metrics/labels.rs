@@ -73,22 +73,17 @@ label_enum! {
     }
 }
 
-label_enum! {
-    /// What a statement does (`statements_total{kind}`).
-    StatementKind {
-        Select => "select",
-        Insert => "insert",
-        Update => "update",
-        Delete => "delete",
-        Copy => "copy",
-        /// CREATE, ALTER, DROP, ...
-        Ddl => "ddl",
-        /// BEGIN, COMMIT, ROLLBACK, SAVEPOINT, ...
-        Transaction => "transaction",
-        /// SET, SHOW, and other session commands.
-        Utility => "utility",
-        /// Anything not classified, e.g. statements that passed the pre-filter unparsed.
-        Other => "other",
+/// What a statement does (`statements_total{kind}`): the one classification of
+/// [`crate::analyze::StatementKind`], from the server's CommandComplete tag.
+pub use crate::analyze::StatementKind;
+
+impl LabelEnum for StatementKind {
+    const ALL: &'static [Self] = StatementKind::ALL;
+    fn label(self) -> &'static str {
+        self.as_str()
+    }
+    fn index(self) -> usize {
+        self as usize
     }
 }
 
