@@ -62,7 +62,17 @@ impl StatementKind {
     /// The kind of a statement from its first keyword (any case), for texts the proxy does not
     /// parse.
     pub fn of_keyword(word: &str) -> StatementKind {
-        match word.to_ascii_uppercase().as_str() {
+        if word.bytes().any(|b| b.is_ascii_lowercase()) {
+            Self::of_upper_keyword(&word.to_ascii_uppercase())
+        } else {
+            Self::of_upper_keyword(word)
+        }
+    }
+
+    /// [`Self::of_keyword`] of a word already in upper case (command tags, the normaliser's
+    /// words): no allocation, as the statement meter runs it for every CommandComplete.
+    fn of_upper_keyword(word: &str) -> StatementKind {
+        match word {
             "SELECT" | "VALUES" | "TABLE" => StatementKind::Select,
             "INSERT" => StatementKind::Insert,
             "UPDATE" => StatementKind::Update,
@@ -87,12 +97,12 @@ impl StatementKind {
             "WITH" => words
                 .iter()
                 .find_map(|w| match *w {
-                    "INSERT" | "UPDATE" | "DELETE" | "MERGE" => Some(Self::of_keyword(w)),
+                    "INSERT" | "UPDATE" | "DELETE" | "MERGE" => Some(Self::of_upper_keyword(w)),
                     _ => None,
                 })
                 .unwrap_or(StatementKind::Select),
             "PREPARE" if words.get(1) == Some(&"TRANSACTION") => StatementKind::Transaction,
-            word => Self::of_keyword(word),
+            word => Self::of_upper_keyword(word),
         }
     }
 
@@ -106,7 +116,7 @@ impl StatementKind {
             // `PREPARE TRANSACTION` and `PREPARE name AS ...` (which runs nothing yet) both
             // count as transaction control, as the metrics always counted them.
             Ok("PREPARE") => StatementKind::Transaction,
-            Ok(word) => Self::of_keyword(word),
+            Ok(word) => Self::of_upper_keyword(word),
             Err(_) => StatementKind::Other,
         }
     }
