@@ -5,7 +5,6 @@
 //! only over TLS (`hostssl`) never logs in through pgshroud over plain TCP.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use pgshroud::config::ConfigLayer;
 use pgshroud_integration_tests::certs::TestCa;
@@ -255,21 +254,9 @@ async fn known_and_unknown_users_see_the_same_exchange_in_every_auth_method() {
 // ---------------------------------------------------------------------------------------------
 // Plaintext clients when pgshroud has a certificate
 
-static NEXT_ROLE: AtomicU32 = AtomicU32::new(1);
-
-/// A role pg_hba admits over TLS only (`hostnossl ... reject` for `tls_only`'s members).
+/// A fresh role pg_hba admits over TLS only.
 async fn tls_only_role(password: &str) -> String {
-    let name = format!("hostssl_role_{}", NEXT_ROLE.fetch_add(1, Ordering::Relaxed));
-    cluster()
-        .admin_client()
-        .await
-        .batch_execute(&format!(
-            "CREATE ROLE {name} LOGIN PASSWORD '{password}' IN ROLE {}",
-            users::TLS_ONLY
-        ))
-        .await
-        .expect("create role");
-    name
+    cluster().tls_only_role("hostssl_role", password).await
 }
 
 /// A relaying proxy with a certificate, verify-full towards the cluster.

@@ -6,15 +6,12 @@
 //! auth_query connection down) give PostgreSQL's own answers or a clear error.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use pgshroud::config::ConfigLayer;
 use pgshroud_integration_tests::certs::TestCa;
 use pgshroud_integration_tests::proxy::TestProxy;
 use pgshroud_integration_tests::{cluster, users};
 use tokio::sync::OnceCell;
-
-static NEXT_ROLE: AtomicU32 = AtomicU32::new(1);
 
 /// The least-privileged look-up role and its SECURITY DEFINER function, as the README shows.
 const AUTH_USER: &str = "pgshroud_auth";
@@ -53,19 +50,9 @@ async fn install_auth_function() {
         .await;
 }
 
-/// A fresh login role that may connect only over TLS, with a SCRAM verifier.
+/// A fresh role pg_hba admits over TLS only.
 async fn tls_only_role(password: &str) -> String {
-    let name = format!("tls_role_{}", NEXT_ROLE.fetch_add(1, Ordering::Relaxed));
-    cluster()
-        .admin_client()
-        .await
-        .batch_execute(&format!(
-            "CREATE ROLE {name} LOGIN PASSWORD '{password}' IN ROLE {}",
-            users::TLS_ONLY
-        ))
-        .await
-        .expect("create role");
-    name
+    cluster().tls_only_role("tls_role", password).await
 }
 
 async fn verifier_of(role: &str) -> String {

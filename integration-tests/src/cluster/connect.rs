@@ -1,5 +1,7 @@
 //! Connection strings and clients straight to the test cluster, over TCP with or without TLS.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use tokio_postgres::{Client, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -86,6 +88,25 @@ impl PgCluster {
 
 /// A connection-string value in single quotes, with `\` and `'` escaped (libpq rules), so
 /// empty values and spaces stay intact.
+impl PgCluster {
+    /// A fresh login role (`<prefix>_<n>`, unique in this process) with a SCRAM verifier for
+    /// `password`, member of [`users::TLS_ONLY`](super::users::TLS_ONLY): pg_hba admits it over
+    /// TCP only with TLS.
+    pub async fn tls_only_role(&self, prefix: &str, password: &str) -> String {
+        static NEXT: AtomicU32 = AtomicU32::new(1);
+        let name = format!("{prefix}_{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        self.admin_client()
+            .await
+            .batch_execute(&format!(
+                "CREATE ROLE {name} LOGIN PASSWORD '{password}' IN ROLE {}",
+                super::users::TLS_ONLY
+            ))
+            .await
+            .expect("create role");
+        name
+    }
+}
+
 pub fn quote(value: &str) -> String {
     format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
 }
