@@ -307,13 +307,17 @@ async fn duplicate_detail(client: &tokio_postgres::Client, email: &str) -> Optio
 #[tokio::test]
 async fn a_unique_violation_detail_shows_the_key_as_the_role_reads_it() {
     let f = RolesFixture::new().await;
-    // The fixture's roles, with support (mask:email) and dba (ciphertext) allowed to write.
+    // The fixture's roles, with support (mask:email) and dba (ciphertext) allowed to write
+    // (and so to compare: a write is a comparison of its own).
     let rules = roles::RULES
         .replace(
             "template = \"support\"\n",
             "template = \"support\"\nwrite = true\n",
         )
-        .replace("template = \"dba\"\n", "template = \"dba\"\nwrite = true\n");
+        .replace(
+            "template = \"dba\"\n",
+            "template = \"dba\"\nwrite = true\ncompare = { \"*\" = true }\n",
+        );
     let (_dir, p) = proxy_with_rules(&rules, MASTER_KEY).await;
     let connect = |suffix: &str| {
         let user = f.user(suffix);

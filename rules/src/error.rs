@@ -154,6 +154,13 @@ pub enum Problem {
          write \"*\" or schema.table.column of a column listed under [[tables]]"
     )]
     UnknownCompareColumn { role: String, column: String },
+    #[error(
+        "role \"{role}\" may write protected column {column} but not compare it; a write is a \
+         comparison of its own (an INSERT into a unique column fails exactly when the value is \
+         stored already, and a row written with a guess can be joined with the others), so \
+         give the role the compare right on it ([roles.compare]) or write = false"
+    )]
+    WriteWithoutCompare { role: String, column: String },
     #[error("role \"{role}\" sets {column} twice; keep one entry")]
     DuplicateOverride { role: String, column: String },
     #[error("role \"{role}\", column {column}: action \"{found}\" {why}")]

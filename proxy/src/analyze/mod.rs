@@ -29,6 +29,7 @@ mod bulk;
 mod copy;
 mod dml;
 mod escapes;
+pub mod exposing;
 mod expr;
 mod from;
 mod guard;

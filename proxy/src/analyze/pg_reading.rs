@@ -52,6 +52,11 @@ pub struct PgStatement {
     pub constants: Vec<PgConstant>,
     /// Every `$n`.
     pub params: Vec<PgParam>,
+    /// The name of every function called (the last part of its name, as decoded).
+    pub functions: Vec<String>,
+    /// The options of a `COPY` statement: each option's name (lower case, as PostgreSQL's
+    /// grammar names it: `format`, `encoding`, `force_not_null`, ...) and its string value.
+    pub copy_options: Vec<(String, Option<String>)>,
     /// Session settings the statement changes (`SET`, `RESET`, `DISCARD`, `set_config`).
     pub settings: Vec<Setting>,
     /// Bodies of `DO` blocks and created functions or procedures, decoded.
@@ -70,6 +75,8 @@ impl std::fmt::Debug for PgStatement {
             .field("cte_names", &self.cte_names)
             .field("constants", &self.constants)
             .field("params", &self.params)
+            .field("functions", &self.functions)
+            .field("copy_options", &self.copy_options.len())
             .field("settings", &self.settings)
             .field("bodies", &self.bodies.len())
             .field("strings", &self.strings.len())
@@ -194,6 +201,8 @@ fn statement(sql: &str, raw: &Value) -> PgStatement {
         cte_names: Vec::new(),
         constants: Vec::new(),
         params: Vec::new(),
+        functions: Vec::new(),
+        copy_options: Vec::new(),
         settings: Vec::new(),
         bodies: Vec::new(),
         strings: Vec::new(),
@@ -222,12 +231,30 @@ fn top_level(node: &Value, out: &mut PgStatement) {
             }
         }
         "DiscardStmt" => out.settings.push(Setting::All),
+        "CopyStmt" => out.copy_options = def_elems(body.get("options")),
         "DoStmt" => out.bodies.extend(def_elem_strings(body.get("args"), "as")),
         "CreateFunctionStmt" => out
             .bodies
             .extend(def_elem_strings(body.get("options"), "as")),
         _ => {}
     }
+}
+
+/// Each `DefElem` of a list: its name and its value when that is one string (`encoding
+/// 'latin1'`, `format csv`); lists and numbers give `None`.
+fn def_elems(list: Option<&Value>) -> Vec<(String, Option<String>)> {
+    let mut found = Vec::new();
+    for item in list.and_then(Value::as_array).into_iter().flatten() {
+        let Some(def) = item.get("node").and_then(|n| n.get("DefElem")) else {
+            continue;
+        };
+        let arg = def.get("arg").and_then(|a| a.get("String")).and_then(|s| s.get("sval"));
+        found.push((
+            str_field(def, "defname").to_ascii_lowercase(),
+            arg.and_then(Value::as_str).map(str::to_owned),
+        ));
+    }
+    found
 }
 
 /// The string values of the `DefElem`s named `name` in a list (`AS 'body'`, `AS 'obj', 'sym'`).
@@ -356,10 +383,24 @@ fn object(map: &Map<String, Value>, ctes: &[String], out: &mut PgStatement) {
         });
     }
     if let Some(call) = map.get("FuncCall") {
+        if let Some(name) = function_name(call) {
+            out.functions.push(name.to_owned());
+        }
         if let Some(setting) = set_config_target(call) {
             out.settings.push(setting);
         }
     }
+}
+
+/// The last part of a `FuncCall`'s name, as PostgreSQL decoded it.
+fn function_name(call: &Value) -> Option<&str> {
+    call.get("funcname")?
+        .as_array()?
+        .last()?
+        .get("node")?
+        .get("String")?
+        .get("sval")?
+        .as_str()
 }
 
 /// `None` for NULL; integers, floats, booleans and bit strings as PostgreSQL prints them
@@ -383,15 +424,7 @@ fn constant_value(c: &Value) -> Option<String> {
 /// named `set_config` earlier on the search_path is not the built-in, but counting it costs
 /// only a look-up).
 fn set_config_target(call: &Value) -> Option<Setting> {
-    let name = call
-        .get("funcname")?
-        .as_array()?
-        .last()?
-        .get("node")?
-        .get("String")?
-        .get("sval")?
-        .as_str()?;
-    if name != "set_config" {
+    if function_name(call)? != "set_config" {
         return None;
     }
     let first = call

@@ -9,6 +9,7 @@ pub mod detail;
 pub mod engine;
 pub mod guard;
 pub mod live;
+mod opaque;
 pub mod policy;
 pub mod refusal;
 pub mod reveal;

@@ -9,8 +9,7 @@ use pgshroud_rules::{Action, Identity, Role, Rules};
 use super::codec::Spec;
 use super::engine::Plan;
 use super::reveal::Output;
-use crate::analyze::sql_text::{self, SqlText};
-use crate::analyze::{LinkKind, ProtectedSchema, StatementKind, Usage};
+use crate::analyze::{LinkKind, StatementKind, Usage};
 use crate::crypto::KeyRing;
 use crate::protocol::error::PgError;
 
@@ -59,10 +58,22 @@ pub struct Policy {
     /// (schema, table, `schema.table.column`) of every protected column whose stored
     /// ciphertext the role may not receive (its action is a mask, null or deny).
     withheld: Vec<(String, String, String)>,
+    /// (schema, table, `schema.table.column`) of every protected column the role may not
+    /// write (no write right, or the column is denied to it).
+    unwritable: Vec<(String, String, String)>,
 }
 
 impl Policy {
     pub fn new(role: Role, rules: &Rules) -> Policy {
+        let place = |(table, column): (&pgshroud_rules::Table, &pgshroud_rules::Column)| {
+            let qualified = table.qualified_column(column);
+            (table.schema.clone(), table.name.clone(), qualified)
+        };
+        let unwritable = rules
+            .columns()
+            .filter(|(table, column)| !role.may_write(&table.qualified_column(column)))
+            .map(place)
+            .collect();
         let withheld = rules
             .columns()
             .filter(|(table, column)| {
@@ -72,89 +83,28 @@ impl Policy {
                     Action::Decrypt | Action::Ciphertext
                 )
             })
-            .map(|(table, column)| {
-                let qualified = table.qualified_column(column);
-                (table.schema.clone(), table.name.clone(), qualified)
-            })
+            .map(place)
             .collect();
-        Policy { role, withheld }
+        Policy {
+            role,
+            withheld,
+            unwritable,
+        }
+    }
+
+    /// Protected columns whose stored values the role may not receive.
+    pub(super) fn withheld(&self) -> &[(String, String, String)] {
+        &self.withheld
+    }
+
+    /// Protected columns the role may not write.
+    pub(super) fn unwritable(&self) -> &[(String, String, String)] {
+        &self.unwritable
     }
 
     /// The policy of the first role matching the caller (else the default role).
     pub fn for_caller(rules: &Rules, caller: &Caller) -> Policy {
         Policy::new(rules.role_for(&caller.identity()).clone(), rules)
-    }
-
-    /// Whether some protected column's stored ciphertext must not reach this role: then
-    /// paths that hand the client stored bytes the proxy cannot transform are closed to it
-    /// (server functions running SQL text, FunctionCall messages).
-    pub fn withholds_stored_values(&self) -> bool {
-        !self.withheld.is_empty()
-    }
-
-    /// Whether the proxy must read `sql` for [`Policy::check_sql_text`].
-    pub fn reads_sql_text(&self, sql: &str) -> bool {
-        self.withholds_stored_values() && sql_text::may_run_sql_text(sql)
-    }
-
-    /// Refuses a text that hands SQL or a table name to a server function that runs it
-    /// (`query_to_xml`, `table_to_xml`, `dblink`, `EXECUTE` in plpgsql, ...) when what it can
-    /// read includes a column this role may not receive as stored: such results are raw
-    /// stored bytes, whatever the role's action. A text the proxy cannot read is refused.
-    pub fn check_sql_text(&self, sql: &str, schema: &ProtectedSchema) -> Result<(), Refused> {
-        let Some((_, _, first)) = self.withheld.first() else {
-            return Ok(());
-        };
-        if !sql_text::may_run_sql_text(sql) {
-            return Ok(());
-        }
-        let (column, what) = match sql_text::sql_text_calls(sql) {
-            SqlText::None => return Ok(()),
-            SqlText::Unreadable(what) => (first, what),
-            SqlText::Literals(texts) => {
-                let hit = texts.iter().find_map(|text| {
-                    if !schema.mentions_protected_table(text) {
-                        return None;
-                    }
-                    // A view or another spelling of a protected table: any of them.
-                    let named = schema.tables_named_in(text);
-                    self.withheld
-                        .iter()
-                        .find(|(s, t, _)| {
-                            named.is_empty() || named.iter().any(|(ns, nt)| ns == s && nt == t)
-                        })
-                        .map(|(_, _, q)| q)
-                });
-                match hit {
-                    Some(column) => (
-                        column,
-                        "a server function given SQL text or a table name that reads it".to_owned(),
-                    ),
-                    None => return Ok(()),
-                }
-            }
-        };
-        Err((
-            RoleRefusal::ColumnDenied,
-            PgError::error(
-                INSUFFICIENT_PRIVILEGE,
-                format!(
-                    "permission denied for protected column {column}: role {} may not receive its stored values, and {what} could return them unchanged",
-                    self.role.name
-                ),
-            )
-            .with_hint("Query the table directly, so pgshroud can apply the role's action to each column."),
-        ))
-    }
-
-    /// Whether the role may send FunctionCall messages (a function run by OID, outside any
-    /// text the proxy could read): as its `statements` list says, and for a role that must
-    /// not receive some column's stored values only when the list names `function_call`.
-    pub fn allows_function_call(&self) -> bool {
-        match &self.role.statements {
-            Some(_) => self.role.allows_statement("function_call"),
-            None => !self.withholds_stored_values(),
-        }
     }
 
     /// Refuses a connection from outside the role's `networks` (SQLSTATE 28000).
@@ -507,19 +457,5 @@ statements = ["select", "function_call"]
             vec![(spec("customers"), spec("leads"), LinkKind::Copied)],
         );
         assert_eq!(refusal(&policy("sales"), &stricter), None);
-    }
-
-    #[test]
-    fn function_calls_need_a_listing_when_stored_values_are_withheld() {
-        assert!(policy("app").allows_function_call());
-        assert!(
-            policy("dba").allows_function_call(),
-            "ciphertext is what it reads"
-        );
-        assert!(
-            !policy("sales").allows_function_call(),
-            "withholds customers.email"
-        );
-        assert!(policy("caller").allows_function_call(), "listed explicitly");
     }
 }

@@ -37,6 +37,32 @@ pub(super) fn build(
 }
 
 fn build_role(raw: RawRole, tables: &[Table], file: &File) -> Result<Role, RulesError> {
+    let span = raw.name.span();
+    let role = build_role_fields(raw, tables, file)?;
+    writes_need_compare(&role, tables).map_err(|problem| file.error(span, problem))?;
+    Ok(role)
+}
+
+/// A role that may write a protected column must also be allowed to compare it: a write is an
+/// equality test of its own (an INSERT into a unique column fails with 23505 exactly when the
+/// value is stored already; a row written with a guess can be joined with the others, which
+/// needs no compare right), so write without compare would promise what it cannot keep.
+fn writes_need_compare(role: &Role, tables: &[Table]) -> Result<(), Problem> {
+    let columns = tables
+        .iter()
+        .flat_map(|t| t.columns.iter().map(move |c| t.qualified_column(c)));
+    for column in columns {
+        if role.may_write(&column) && !role.may_compare(&column) {
+            return Err(Problem::WriteWithoutCompare {
+                role: role.name.clone(),
+                column,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn build_role_fields(raw: RawRole, tables: &[Table], file: &File) -> Result<Role, RulesError> {
     let name = check_name(&raw.name, file)?;
     let template = template(&name, raw.template, raw.name.span(), file)?;
     let mut role = Role::from_template(&name, template);

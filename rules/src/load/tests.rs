@@ -690,3 +690,46 @@ fn unreadable_file_names_the_path() {
     );
     assert_eq!(err.line(), None);
 }
+
+#[test]
+fn a_role_that_may_write_a_column_must_be_allowed_to_compare_it() {
+    let text = with_roles(
+        r#"
+[[roles]]
+name = "app"
+template = "dba"
+write = true
+"#,
+    );
+    let (line, problem, shown) = fails(&text);
+    assert_eq!(line, Some(line_of(&text, "name = \"app\"")));
+    assert!(
+        matches!(&problem, Problem::WriteWithoutCompare { role, .. } if role == "app"),
+        "{problem:?}"
+    );
+    assert!(shown.contains("compare right"), "{shown}");
+    let allowed = with_roles(
+        r#"
+[[roles]]
+name = "app"
+template = "dba"
+write = true
+compare = { "*" = true }
+"#,
+    );
+    assert!(rules(&allowed).role("app").expect("app").write);
+    // A column the role may not compare is fine when it may not write it either.
+    let denied = with_roles(
+        r#"
+[[roles]]
+name = "app"
+template = "app"
+  [roles.compare]
+  "public.customers.email" = false
+"#,
+    );
+    assert!(matches!(
+        fails(&denied).1,
+        Problem::WriteWithoutCompare { .. }
+    ));
+}
