@@ -11,7 +11,7 @@ use super::pg_reading::{PgReading, PgStatement};
 use super::refusal::{analysed_differently, read_differently};
 use super::scope::fold_name;
 use super::search_path::Resolution;
-use super::{ProtectedSchema, Refusal, StatementInfo, StatementKind};
+use super::{ProtectedSchema, Refusal, StatementInfo, StatementKind, FEATURE_NOT_SUPPORTED};
 
 /// What sqlparser's tokenizer saw, in byte offsets.
 pub struct SqlparserTokens {
@@ -100,8 +100,51 @@ fn statement(
         }
     }
     relations(n, info, pgs, schema)?;
+    if info.copy.is_some() {
+        copy_options(pgs)?;
+    }
     literals(n, info, pgs, pg)?;
     params(n, info, pgs)
+}
+
+/// COPY options that change how the row bytes are read or written, as PostgreSQL's grammar
+/// names them (the pre-9.0 forms included): the proxy frames and rewrites rows with
+/// `format`, `delimiter`, `null`, `header`, `quote` and `escape`; `freeze` changes nothing it
+/// reads; `encoding` is followed when it is UTF8 (the only encoding the proxy analyses in).
+/// Every other option (`force_null`, `force_not_null`, `force_quote`, `default`, `on_error`,
+/// ...) changes what a field means or how it is quoted, so it is refused, never ignored.
+fn copy_options(pgs: &PgStatement) -> Result<(), Refusal> {
+    for (name, value) in &pgs.copy_options {
+        let followed = match name.as_str() {
+            "format" | "delimiter" | "null" | "header" | "quote" | "escape" | "freeze" => true,
+            "encoding" => value.as_deref().is_some_and(is_utf8_name),
+            _ => false,
+        };
+        if !followed {
+            return Err(Refusal {
+                sqlstate: FEATURE_NOT_SUPPORTED,
+                message: format!(
+                    "pgshroud does not follow the COPY option {} on a table with encrypted \
+                     columns: it changes how the rows' fields are read or written; use only \
+                     FORMAT, DELIMITER, NULL, HEADER, QUOTE, ESCAPE, FREEZE and ENCODING 'UTF8'",
+                    name.to_ascii_uppercase()
+                ),
+                column: None,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Whether PostgreSQL reads `name` as the UTF8 encoding (it ignores case and every character
+/// but letters and digits: `utf-8`, `UTF_8`, `unicode`).
+fn is_utf8_name(name: &str) -> bool {
+    let plain: String = name
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    plain == "utf8" || plain == "unicode"
 }
 
 /// The protected tables of both readings must be the same (a name PostgreSQL reads as a WITH

@@ -3,7 +3,9 @@
 //! histograms are stored values), other sessions' statement texts (`pg_stat_activity.query`,
 //! `pg_stat_statements`, which show the ciphertext pgshroud wrote into them). What they return
 //! reaches the client as raw stored bytes, so a role that may not receive some protected
-//! column's stored values must not read them: the caller refuses what is found here.
+//! column's stored values must not read them: the caller refuses what is found here. So is
+//! `CREATE TABLE ... AS EXECUTE name`, which stores a prepared statement's rows (the name says
+//! nothing of which tables they came from) in a table whose reads the proxy does not map.
 
 use super::pg_reading;
 use super::spelling;
@@ -29,11 +31,14 @@ const FUNCTIONS: [&str; 4] = [
 ];
 
 /// Whether `sql` may name one of them (a cheap scan; `false` is certain): every name starts
-/// with `pg_stat` or `pg_mcv`, or the text uses a form PostgreSQL decodes into words its bytes
-/// do not show.
+/// with `pg_stat` or `pg_mcv` (or it is `EXECUTE`), or the text uses a form PostgreSQL decodes
+/// into words its bytes do not show.
 pub fn may_name_exposing_objects(sql: &str) -> bool {
     let lower = sql.to_ascii_lowercase();
-    lower.contains("pg_stat") || lower.contains("pg_mcv") || spelling::may_hide_text(sql)
+    ["pg_stat", "pg_mcv", "execute"]
+        .iter()
+        .any(|w| lower.contains(w))
+        || spelling::may_hide_text(sql)
 }
 
 /// The first such view or function `sql` names, as PostgreSQL reads it (any schema: a table
@@ -45,6 +50,9 @@ pub fn exposing_object(sql: &str) -> Result<Option<String>, String> {
     }
     let reading = pg_reading::read(sql)?;
     for statement in &reading.statements {
+        if statement.stores_executed_rows {
+            return Ok(Some("CREATE TABLE AS EXECUTE".to_owned()));
+        }
         let relation = statement
             .relations
             .iter()
@@ -88,6 +96,8 @@ mod tests {
             "SELECT pg_stat_get_backend_activity(1)",
             "SELECT * FROM pg_catalog.pg_stat_get_activity(NULL)",
             "SELECT 1; SELECT * FROM pg_stats",
+            "CREATE TABLE copied AS EXECUTE p",
+            "create temp table copied as execute p(1)",
         ] {
             assert!(found(sql).is_some(), "{sql}");
         }
@@ -101,6 +111,8 @@ mod tests {
             "SELECT * FROM pg_stat_user_tables",
             "SELECT * FROM pg_stat_database",
             "WITH pg_stats AS (SELECT 1) SELECT * FROM pg_stats",
+            "EXECUTE p",
+            "CREATE TABLE copied AS SELECT 1",
         ] {
             assert_eq!(found(sql), None, "{sql}");
         }

@@ -57,6 +57,9 @@ pub struct PgStatement {
     /// The options of a `COPY` statement: each option's name (lower case, as PostgreSQL's
     /// grammar names it: `format`, `encoding`, `force_not_null`, ...) and its string value.
     pub copy_options: Vec<(String, Option<String>)>,
+    /// `CREATE TABLE ... AS EXECUTE name`: a prepared statement's rows stored in a new table,
+    /// out of the sight of whoever reads that table next.
+    pub stores_executed_rows: bool,
     /// Session settings the statement changes (`SET`, `RESET`, `DISCARD`, `set_config`).
     pub settings: Vec<Setting>,
     /// Bodies of `DO` blocks and created functions or procedures, decoded.
@@ -77,6 +80,7 @@ impl std::fmt::Debug for PgStatement {
             .field("params", &self.params)
             .field("functions", &self.functions)
             .field("copy_options", &self.copy_options.len())
+            .field("stores_executed_rows", &self.stores_executed_rows)
             .field("settings", &self.settings)
             .field("bodies", &self.bodies.len())
             .field("strings", &self.strings.len())
@@ -203,6 +207,7 @@ fn statement(sql: &str, raw: &Value) -> PgStatement {
         params: Vec::new(),
         functions: Vec::new(),
         copy_options: Vec::new(),
+        stores_executed_rows: false,
         settings: Vec::new(),
         bodies: Vec::new(),
         strings: Vec::new(),
@@ -232,6 +237,13 @@ fn top_level(node: &Value, out: &mut PgStatement) {
         }
         "DiscardStmt" => out.settings.push(Setting::All),
         "CopyStmt" => out.copy_options = def_elems(body.get("options")),
+        "CreateTableAsStmt" => {
+            out.stores_executed_rows = body
+                .get("query")
+                .and_then(|q| q.get("node"))
+                .and_then(|n| n.get("ExecuteStmt"))
+                .is_some();
+        }
         "DoStmt" => out.bodies.extend(def_elem_strings(body.get("args"), "as")),
         "CreateFunctionStmt" => out
             .bodies
@@ -248,7 +260,11 @@ fn def_elems(list: Option<&Value>) -> Vec<(String, Option<String>)> {
         let Some(def) = item.get("node").and_then(|n| n.get("DefElem")) else {
             continue;
         };
-        let arg = def.get("arg").and_then(|a| a.get("String")).and_then(|s| s.get("sval"));
+        let arg = def
+            .get("arg")
+            .and_then(|a| a.get("node"))
+            .and_then(|n| n.get("String"))
+            .and_then(|s| s.get("sval"));
         found.push((
             str_field(def, "defname").to_ascii_lowercase(),
             arg.and_then(Value::as_str).map(str::to_owned),

@@ -90,8 +90,15 @@ impl<'a> Walker<'a> {
                 return Ok((vec![None], None));
             }
             Statement::Prepare { statement, .. } => {
-                let inner = statement_kind(statement);
-                self.walk_statement(statement, inner)?;
+                // EXECUTE's rows carry only the origins PostgreSQL reports, as a cursor's
+                // FETCH does: the same refusals apply (set operations).
+                if let Statement::Query(q) = statement.as_ref() {
+                    let out = self.query(q, None, Outputs::Needed)?;
+                    self.cursor_outputs(q, &out)?;
+                } else {
+                    let inner = statement_kind(statement);
+                    self.walk_statement(statement, inner)?;
+                }
                 if let Some(p) = self.params.first() {
                     return Err(self.refuse(
                         p.column,
@@ -122,15 +129,17 @@ impl<'a> Walker<'a> {
         Ok((outputs.cols.iter().map(|c| c.column).collect(), None))
     }
 
-    /// FETCH results of a cursor carry no analysis, only the origins PostgreSQL reports, and
-    /// a set operation's outputs have none: such a cursor would hand out stored bytes
-    /// untransformed (raw ciphertext, whatever the role's action). Refused.
+    /// FETCH results of a cursor (and EXECUTE results of an SQL-level prepared statement)
+    /// carry no analysis, only the origins PostgreSQL reports, and a set operation's outputs
+    /// have none: such a cursor would hand out stored bytes untransformed (raw ciphertext,
+    /// whatever the role's action). Refused.
     fn cursor_outputs(&self, q: &Query, out: &super::query::QueryOut) -> Res<()> {
         match out.cols.iter().find_map(|c| c.column) {
             Some(id) if has_set_operation(q) => Err(self.refuse(
                 id,
-                "a cursor over UNION, INTERSECT or EXCEPT (its FETCH results carry no column \
-                 origin, so pgshroud could not apply the role's action)",
+                "a cursor or SQL-level prepared statement over UNION, INTERSECT or EXCEPT (its \
+                 FETCH or EXECUTE results carry no column origin, so pgshroud could not apply \
+                 the role's action)",
             )),
             _ => Ok(()),
         }

@@ -136,7 +136,7 @@ fn deletes_truncates_and_ddl_change_their_tables_as_a_whole() {
 }
 
 #[test]
-fn cursors_over_set_operations_of_protected_columns_are_refused() {
+fn cursors_and_sql_prepared_statements_over_set_operations_of_protected_columns_are_refused() {
     for sql in [
         "DECLARE c CURSOR FOR SELECT email FROM customers UNION SELECT customer_email FROM orders",
         "DECLARE c CURSOR FOR SELECT e FROM (SELECT email AS e FROM customers \
@@ -144,9 +144,13 @@ fn cursors_over_set_operations_of_protected_columns_are_refused() {
         "DECLARE c CURSOR FOR WITH x AS (SELECT email FROM customers EXCEPT \
          SELECT customer_email FROM orders) SELECT email FROM x",
     ] {
-        refused_on(sql, "public.customers.email", "a cursor over UNION");
+        refused_on(sql, "public.customers.email", "a cursor or SQL-level prepared");
+        let prepared = sql.replace("DECLARE c CURSOR FOR", "PREPARE p AS");
+        refused_on(&prepared, "public.customers.email", "SQL-level prepared");
     }
     one("DECLARE c CURSOR FOR SELECT email FROM customers");
+    one("PREPARE p AS SELECT email FROM customers");
+    untouched("PREPARE p AS SELECT id FROM customers UNION SELECT id FROM orders");
     untouched("DECLARE c CURSOR FOR SELECT id FROM customers UNION SELECT id FROM orders");
 }
 
