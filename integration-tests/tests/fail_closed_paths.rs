@@ -1,7 +1,9 @@
 //! Paths around the analysis, seen through the proxy by non-superuser application roles:
 //! partitions and inheritance children of a protected table are protected as the table is
 //! (reads by origin, writes sealed, the write right), also when created or attached while the
-//! session is open; and the rows of `COPY ... TO STDOUT` count against `max_rows`.
+//! session is open; the rows of `COPY ... TO STDOUT` count against `max_rows`; statistics and
+//! activity views, server code running built strings and SQL-level PREPARE/EXECUTE give no
+//! role more than its rights; COPY options are followed or refused.
 
 use pgshroud::config::ConfigLayer;
 use pgshroud_integration_tests::protected::{code, rows};
@@ -322,6 +324,132 @@ async fn copy_to_stdout_rows_count_against_an_enforced_max_rows() {
         Err(e) => e,
     };
     assert_eq!(code(&e), "54000", "{e}");
+}
+
+/// The SQLSTATE a simple query fails with (panics when it succeeds).
+async fn refused(c: &tokio_postgres::Client, sql: &str) -> String {
+    code(&c.simple_query(sql).await.expect_err(sql))
+}
+
+#[tokio::test]
+async fn statistics_and_activity_views_are_closed_to_roles_that_may_not_read_stored_values() {
+    let f = with_customer(SCHEMA).await;
+    f.direct().await.batch_execute("ANALYZE customers").await.expect("analyze");
+    let stats = "SELECT most_common_vals::text, histogram_bounds::text FROM pg_stats \
+                 WHERE tablename = 'customers' AND attname = 'email'";
+    let support = f.connect("support").await;
+    for sql in [
+        stats,
+        "SELECT query FROM pg_stat_activity",
+        "SELECT * FROM pg_catalog.pg_stats_ext",
+        "SELECT * FROM U&\"pg\\005fstats\"",
+    ] {
+        assert_eq!(refused(&support, sql).await, "42501", "{sql}");
+    }
+    let auditor = f.connect("auditor").await;
+    assert_eq!(refused(&auditor, stats).await, "42501");
+    // The session goes on; roles that may read stored values (as ciphertext) may look.
+    assert_eq!(first(&support, "SELECT 'ok'").await.as_deref(), Some("ok"));
+    let dba = f.connect("dba").await;
+    dba.simple_query(stats).await.expect("dba reads statistics");
+    dba.simple_query("SELECT query FROM pg_stat_activity")
+        .await
+        .expect("dba reads activity");
+}
+
+#[tokio::test]
+async fn server_code_running_built_strings_needs_the_write_right() {
+    let f = with_customer(SCHEMA).await;
+    let delete = "DO $$ BEGIN EXECUTE 'DELETE FROM cust' || 'omers'; END $$";
+    let dba = f.connect("dba").await;
+    assert_eq!(refused(&dba, delete).await, "42501");
+    let dump = "SELECT query_to_xml('WITH d AS (DELETE FROM customers RETURNING 1) \
+                SELECT count(*) FROM d', true, false, '')";
+    assert_eq!(refused(&dba, dump).await, "42501");
+    let left: i64 = f
+        .direct()
+        .await
+        .query_one("SELECT count(*) FROM customers", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(left, 1, "nothing was deleted");
+    // The app role may write, so it may run such code.
+    let app = f.connect("app").await;
+    app.simple_query("DO $$ BEGIN EXECUTE 'SELECT 1'; END $$")
+        .await
+        .expect("app runs plpgsql");
+}
+
+#[tokio::test]
+async fn sql_prepared_statements_get_the_refusals_of_the_extended_protocol() {
+    let f = with_customer(SCHEMA).await;
+    let support = f.connect("support").await;
+    support
+        .simple_query("PREPARE p AS SELECT email FROM customers WHERE id = 1")
+        .await
+        .expect("prepare");
+    assert_eq!(
+        first(&support, "EXECUTE p").await.as_deref(),
+        Some("a****@example.com"),
+        "EXECUTE's rows carry the role's action"
+    );
+    let union = "PREPARE q AS SELECT email FROM customers UNION SELECT email FROM customers";
+    assert_eq!(refused(&support, union).await, "0A000");
+    assert_eq!(
+        refused(&support, "CREATE TEMP TABLE copied AS EXECUTE p").await,
+        "42501"
+    );
+    let auditor = f.connect("auditor").await;
+    assert_eq!(
+        refused(&auditor, "PREPARE r AS SELECT email FROM customers").await,
+        "42501"
+    );
+    let app = f.connect("app").await;
+    assert_eq!(refused(&app, union).await, "0A000");
+    app.simple_query("PREPARE w AS INSERT INTO customers (id, email) VALUES (2, 'bob@example.com')")
+        .await
+        .expect("prepare a write");
+    app.simple_query("EXECUTE w").await.expect("execute a write");
+    assert_ne!(stored_email(&f, 2).await, b"bob@example.com".to_vec());
+    assert_eq!(
+        first(&app, "SELECT email FROM customers WHERE id = 2").await.as_deref(),
+        Some("bob@example.com")
+    );
+}
+
+#[tokio::test]
+async fn copy_options_that_change_how_fields_read_are_refused() {
+    use futures_util::SinkExt;
+    let f = with_customer(SCHEMA).await;
+    let app = f.connect("app").await;
+    for sql in [
+        "COPY customers (id, email) FROM STDIN WITH (ENCODING 'LATIN1')",
+        "COPY customers (id, email) FROM STDIN WITH (FORMAT csv, FORCE_NULL (email))",
+    ] {
+        let e = match app.copy_in::<_, bytes::Bytes>(sql).await {
+            Err(e) => e,
+            Ok(sink) => {
+                let mut sink = std::pin::pin!(sink);
+                sink.as_mut().finish().await.expect_err(sql)
+            }
+        };
+        assert_eq!(code(&e), "0A000", "{sql}: {e}");
+    }
+    let sink = app
+        .copy_in("COPY customers (id, email) FROM STDIN WITH (ENCODING 'UTF8')")
+        .await
+        .expect("UTF8 is followed");
+    let mut sink = std::pin::pin!(sink);
+    sink.send(bytes::Bytes::from_static(b"3\tcarol@example.com\n"))
+        .await
+        .expect("row");
+    sink.finish().await.expect("copied");
+    assert_ne!(stored_email(&f, 3).await, b"carol@example.com".to_vec());
+    assert_eq!(
+        first(&app, "SELECT email FROM customers WHERE id = 3").await.as_deref(),
+        Some("carol@example.com")
+    );
 }
 
 async fn collect(stream: tokio_postgres::CopyOutStream) -> Result<Vec<u8>, tokio_postgres::Error> {
