@@ -334,7 +334,11 @@ async fn refused(c: &tokio_postgres::Client, sql: &str) -> String {
 #[tokio::test]
 async fn statistics_and_activity_views_are_closed_to_roles_that_may_not_read_stored_values() {
     let f = with_customer(SCHEMA).await;
-    f.direct().await.batch_execute("ANALYZE customers").await.expect("analyze");
+    f.direct()
+        .await
+        .batch_execute("ANALYZE customers")
+        .await
+        .expect("analyze");
     let stats = "SELECT most_common_vals::text, histogram_bounds::text FROM pg_stats \
                  WHERE tablename = 'customers' AND attname = 'email'";
     let support = f.connect("support").await;
@@ -407,13 +411,19 @@ async fn sql_prepared_statements_get_the_refusals_of_the_extended_protocol() {
     );
     let app = f.connect("app").await;
     assert_eq!(refused(&app, union).await, "0A000");
-    app.simple_query("PREPARE w AS INSERT INTO customers (id, email) VALUES (2, 'bob@example.com')")
+    app.simple_query(
+        "PREPARE w AS INSERT INTO customers (id, email) VALUES (2, 'bob@example.com')",
+    )
+    .await
+    .expect("prepare a write");
+    app.simple_query("EXECUTE w")
         .await
-        .expect("prepare a write");
-    app.simple_query("EXECUTE w").await.expect("execute a write");
+        .expect("execute a write");
     assert_ne!(stored_email(&f, 2).await, b"bob@example.com".to_vec());
     assert_eq!(
-        first(&app, "SELECT email FROM customers WHERE id = 2").await.as_deref(),
+        first(&app, "SELECT email FROM customers WHERE id = 2")
+            .await
+            .as_deref(),
         Some("bob@example.com")
     );
 }
@@ -447,7 +457,9 @@ async fn copy_options_that_change_how_fields_read_are_refused() {
     sink.finish().await.expect("copied");
     assert_ne!(stored_email(&f, 3).await, b"carol@example.com".to_vec());
     assert_eq!(
-        first(&app, "SELECT email FROM customers WHERE id = 3").await.as_deref(),
+        first(&app, "SELECT email FROM customers WHERE id = 3")
+            .await
+            .as_deref(),
         Some("carol@example.com")
     );
 }

@@ -208,8 +208,14 @@ statements = ["select", "function_call"]
             assert!(policy("sales").reads_sql_text(sql), "{sql}");
             let (_, e) = policy("sales").check_sql_text(sql, &schema()).unwrap_err();
             assert!(e.message.contains("pg_stat"), "{}", e.message);
-            assert!(policy("dba").check_sql_text(sql, &schema()).is_ok(), "{sql}");
-            assert!(policy("app").check_sql_text(sql, &schema()).is_ok(), "{sql}");
+            assert!(
+                policy("dba").check_sql_text(sql, &schema()).is_ok(),
+                "{sql}"
+            );
+            assert!(
+                policy("app").check_sql_text(sql, &schema()).is_ok(),
+                "{sql}"
+            );
         }
         assert!(!policy("sales").reads_sql_text("SELECT 1"));
     }

@@ -144,7 +144,11 @@ fn cursors_and_sql_prepared_statements_over_set_operations_of_protected_columns_
         "DECLARE c CURSOR FOR WITH x AS (SELECT email FROM customers EXCEPT \
          SELECT customer_email FROM orders) SELECT email FROM x",
     ] {
-        refused_on(sql, "public.customers.email", "a cursor or SQL-level prepared");
+        refused_on(
+            sql,
+            "public.customers.email",
+            "a cursor or SQL-level prepared",
+        );
         let prepared = sql.replace("DECLARE c CURSOR FOR", "PREPARE p AS");
         refused_on(&prepared, "public.customers.email", "SQL-level prepared");
     }
