@@ -1,8 +1,9 @@
-//! COPY: which positions of the row stream hold protected columns, and the framing options
+//! COPY: which positions of the row stream hold protected columns (of a table, or of the
+//! query of `COPY (query) TO STDOUT`), and the framing options
 //! the proxy needs to rewrite rows (text or CSV only; binary COPY is refused).
 
 use sqlparser::ast::{
-    CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget, Ident,
+    CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget, Ident, Query,
 };
 
 use super::expr::Outputs;
@@ -24,14 +25,7 @@ impl<'a> Walker<'a> {
     /// Returns copy information when the COPY moves a protected table's rows.
     pub fn copy(&mut self, c: CopyStatement<'_>) -> Res<Option<CopyInfo>> {
         let (table, columns) = match c.source {
-            CopySource::Query(q) => {
-                let before = self.uses.len();
-                self.query(q, None, Outputs::Needed)?;
-                if let Some(u) = self.uses.get(before) {
-                    return Err(self.refuse(u.column, "COPY (query) TO"));
-                }
-                return Ok(None);
-            }
+            CopySource::Query(q) => return self.copy_query(q, c),
             CopySource::Table {
                 table_name: name,
                 columns,
@@ -69,6 +63,35 @@ impl<'a> Walker<'a> {
         Ok(Some(CopyInfo {
             direction,
             columns,
+            options,
+        }))
+    }
+
+    /// `COPY (query) TO STDOUT`: analysed as the SELECT it runs; each field of the copied
+    /// rows is the query's output column at its position, shown as the role sees it (the
+    /// strictest action where a set operation merges columns, as for a result row).
+    fn copy_query(&mut self, q: &Query, c: CopyStatement<'_>) -> Res<Option<CopyInfo>> {
+        let before = self.uses.len();
+        let out = self.query(q, None, Outputs::Needed)?;
+        let Some(first) = self.uses.get(before).map(|u| u.column) else {
+            return Ok(None);
+        };
+        if !matches!(c.target, CopyTarget::Stdout) {
+            return Err(self.refuse(first, "COPY (query) to a server file or program"));
+        }
+        if !out.complete {
+            return Err(self.refuse(
+                first,
+                "COPY (query) TO with * over a relation whose columns pgshroud does not know",
+            ));
+        }
+        let options = copy_options(c.options, c.legacy_options);
+        if options.format == CopyFormat::Binary {
+            return Err(self.refuse(first, "binary COPY"));
+        }
+        Ok(Some(CopyInfo {
+            direction: CopyDirection::To,
+            columns: out.cols.iter().map(|col| col.column).collect(),
             options,
         }))
     }

@@ -1008,16 +1008,21 @@ fn copy_of_unprotected_table_is_untouched() {
 }
 
 #[test]
-fn binary_copy_query_copy_and_file_copy_are_refused() {
+fn binary_copy_and_file_copy_are_refused() {
     refused_on(
         "COPY customers FROM STDIN WITH (FORMAT binary)",
         "public.customers.email",
         "binary COPY",
     );
     refused_on(
-        "COPY (SELECT email FROM customers) TO STDOUT",
+        "COPY (SELECT email FROM customers) TO '/tmp/x'",
         "public.customers.email",
-        "COPY (query) TO",
+        "COPY (query) to a server file",
+    );
+    refused_on(
+        "COPY (SELECT email FROM customers) TO STDOUT (FORMAT binary)",
+        "public.customers.email",
+        "binary COPY",
     );
     refused_on(
         "COPY customers TO '/tmp/x'",
@@ -1168,3 +1173,19 @@ mod fail_closed;
 mod grammar;
 mod lookups;
 mod role_facts;
+
+#[test]
+fn copy_query_to_stdout_maps_each_field_to_the_query_output() {
+    let v = one("COPY (SELECT id, email, lower(name) FROM customers WHERE id > 1) TO STDOUT WITH (FORMAT csv, HEADER)");
+    let copy = v.copy.as_ref().expect("copy info");
+    assert_eq!(copy.direction, CopyDirection::To);
+    assert_eq!(copy.columns.len(), 3);
+    assert!(copy.columns[0].is_none() && copy.columns[1].is_some() && copy.columns[2].is_none());
+    assert!(copy.options.header);
+    let v =
+        one("COPY (SELECT email FROM customers UNION SELECT customer_email FROM orders) TO STDOUT");
+    assert!(v.copy.as_ref().expect("copy").columns[0].is_some());
+    assert!(!v.links.is_empty(), "the merged columns are linked");
+    let v = untouched("COPY (SELECT name FROM customers) TO STDOUT");
+    assert!(v[0].copy.is_none());
+}

@@ -4,7 +4,7 @@
 use bytes::BytesMut;
 
 use super::{Expect, ProtectedSession};
-use crate::analyze::{CopyDirection, CopyInfo};
+use crate::analyze::{self, ColumnLink, CopyDirection, CopyInfo};
 use crate::protect::copy::CopyStream;
 use crate::protect::reveal::Output;
 use crate::protocol::frame::message;
@@ -84,9 +84,11 @@ impl ProtectedSession {
     pub(super) fn copy_starts(&mut self, frame: &[u8]) {
         let kind = frame[0];
         self.copy = None;
-        let info = self
+        let statement = self
             .current_plan()
-            .and_then(|(plan, index)| plan.statements.get(index)?.copy.clone());
+            .and_then(|(plan, index)| plan.statements.get(index).cloned());
+        let info = statement.as_ref().and_then(|s| s.copy.clone());
+        let links = statement.map(|s| s.links.clone()).unwrap_or_default();
         self.copy_out = (kind == backend::COPY_OUT_RESPONSE).then(|| CopyOut {
             // CopyOutResponse: the overall format (1: binary) follows the length.
             binary: frame.get(5) == Some(&1),
@@ -100,16 +102,28 @@ impl ProtectedSession {
         } else {
             CopyDirection::To
         };
-        self.copy = self.copy_stream(&info, direction);
+        self.copy = self.copy_stream(&info, &links, direction);
     }
 
-    fn copy_stream(&self, info: &CopyInfo, direction: CopyDirection) -> Option<CopyStream> {
+    /// Each field as the role sees it; where a set operation merges protected columns into
+    /// one (`COPY (query) TO`), the strictest of their actions, as for a result row.
+    fn copy_stream(
+        &self,
+        info: &CopyInfo,
+        links: &[ColumnLink],
+        direction: CopyDirection,
+    ) -> Option<CopyStream> {
         let outputs: Vec<Option<Output>> = info
             .columns
             .iter()
             .map(|c| {
-                let spec = c.and_then(|id| self.shared.spec_by_id(id).cloned())?;
-                Some(self.policy.output(spec, &self.shared.keys))
+                let id = (*c)?;
+                let spec = self.shared.spec_by_id(id).cloned()?;
+                let sources: Vec<_> = analyze::merged_with(id, links)
+                    .into_iter()
+                    .filter_map(|m| self.shared.spec_by_id(m).cloned())
+                    .collect();
+                Some(self.policy.merged_output(spec, &sources, &self.shared.keys))
             })
             .collect();
         if outputs.iter().all(Option::is_none) {

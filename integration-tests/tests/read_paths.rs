@@ -1,0 +1,97 @@
+//! Read paths other than a plain SELECT, through the proxy as non-owner roles: each gives a
+//! role what it may see of a protected column, never more (`COPY (query) TO STDOUT`).
+
+use futures_util::StreamExt;
+use pgshroud::config::ConfigLayer;
+use pgshroud_integration_tests::protected::code;
+use pgshroud_integration_tests::roles::{RolesFixture, RULES, SCHEMA};
+
+/// A fixture with two customers written by `app`.
+async fn with_customers() -> RolesFixture {
+    let f = RolesFixture::with_rules(RULES, SCHEMA, ConfigLayer::default()).await;
+    let app = f.connect("app").await;
+    app.simple_query(
+        "INSERT INTO customers (id, email, age, name) VALUES \
+         (1, 'alice@example.com', '42', 'Alice'), (2, 'bob@example.com', NULL, 'Bob, Jr.')",
+    )
+    .await
+    .expect("app writes");
+    f
+}
+
+/// The whole output of a `COPY ... TO STDOUT`, as text.
+async fn copy_out(c: &tokio_postgres::Client, sql: &str) -> Result<String, tokio_postgres::Error> {
+    let stream = c.copy_out(sql).await?;
+    let mut stream = std::pin::pin!(stream);
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk?);
+    }
+    Ok(String::from_utf8(out).expect("utf8"))
+}
+
+#[tokio::test]
+async fn copy_query_to_stdout_gives_each_role_what_it_may_see() {
+    let f = with_customers().await;
+    let text = "COPY (SELECT id, email, age, name FROM customers ORDER BY id) TO STDOUT";
+    let csv = "COPY (SELECT c.email, c.name FROM customers c WHERE c.id = 2) TO STDOUT \
+               WITH (FORMAT csv, HEADER)";
+    let app = f.connect("app").await;
+    assert_eq!(
+        copy_out(&app, text).await.expect("app"),
+        "1\talice@example.com\t42\tAlice\n2\tbob@example.com\t\\N\tBob, Jr.\n"
+    );
+    assert_eq!(
+        copy_out(&app, csv).await.expect("app csv"),
+        "email,name\nbob@example.com,\"Bob, Jr.\"\n"
+    );
+    let support = f.connect("support").await;
+    assert_eq!(
+        copy_out(&support, text).await.expect("support"),
+        "1\ta****@example.com\t\\N\tAlice\n2\tb****@example.com\t\\N\tBob, Jr.\n"
+    );
+    // The dba reads what is stored: envelopes, never plaintext.
+    let dba = f.connect("dba").await;
+    let stored = copy_out(&dba, text).await.expect("dba");
+    assert!(stored.starts_with("1\t\\\\x02"), "{stored}");
+    assert!(!stored.contains("alice@"), "{stored}");
+    // A role denied the column gets nothing of it, and its session goes on.
+    let auditor = f.connect("auditor").await;
+    let e = copy_out(&auditor, text).await.expect_err("auditor");
+    assert_eq!(code(&e), "42501", "{e}");
+    assert_eq!(
+        copy_out(&auditor, "COPY (SELECT id, name FROM customers ORDER BY id) TO STDOUT")
+            .await
+            .expect("unprotected columns"),
+        "1\tAlice\n2\tBob, Jr.\n"
+    );
+}
+
+#[tokio::test]
+async fn copy_query_to_stdout_refuses_what_a_select_refuses_and_binary() {
+    let f = with_customers().await;
+    let app = f.connect("app").await;
+    for (sql, sqlstate) in [
+        (
+            "COPY (SELECT id FROM customers WHERE email LIKE 'a%') TO STDOUT",
+            "0A000",
+        ),
+        (
+            "COPY (SELECT email FROM customers) TO STDOUT (FORMAT binary)",
+            "0A000",
+        ),
+    ] {
+        let e = copy_out(&app, sql).await.expect_err(sql);
+        assert_eq!(code(&e), sqlstate, "{sql}: {e}");
+    }
+    // Where a set operation merges the column with itself, the role's action still applies.
+    let support = f.connect("support").await;
+    let merged = copy_out(
+        &support,
+        "COPY (SELECT email FROM customers WHERE id = 1 UNION ALL \
+         SELECT email FROM customers WHERE id = 2) TO STDOUT",
+    )
+    .await
+    .expect("union");
+    assert_eq!(merged, "a****@example.com\nb****@example.com\n");
+}
