@@ -60,9 +60,12 @@ async fn copy_query_to_stdout_gives_each_role_what_it_may_see() {
     let e = copy_out(&auditor, text).await.expect_err("auditor");
     assert_eq!(code(&e), "42501", "{e}");
     assert_eq!(
-        copy_out(&auditor, "COPY (SELECT id, name FROM customers ORDER BY id) TO STDOUT")
-            .await
-            .expect("unprotected columns"),
+        copy_out(
+            &auditor,
+            "COPY (SELECT id, name FROM customers ORDER BY id) TO STDOUT"
+        )
+        .await
+        .expect("unprotected columns"),
         "1\tAlice\n2\tBob, Jr.\n"
     );
 }
@@ -94,4 +97,56 @@ async fn copy_query_to_stdout_refuses_what_a_select_refuses_and_binary() {
     .await
     .expect("union");
     assert_eq!(merged, "a****@example.com\nb****@example.com\n");
+}
+
+/// Runs a PostgreSQL client program (pg_dump, psql) through the proxy as the fixture user
+/// with `suffix`; its standard output, or its standard error on failure.
+async fn client_program(
+    f: &RolesFixture,
+    program: &str,
+    suffix: &str,
+    args: &[&str],
+) -> Result<String, String> {
+    let url = f.proxy.conn_string(
+        &f.user(suffix),
+        pgshroud_integration_tests::roles::PASSWORD,
+        &f.db,
+    );
+    let out = tokio::process::Command::new(pgshroud_integration_tests::cluster().program(program))
+        .arg("--dbname")
+        .arg(url)
+        .args(args)
+        .output()
+        .await
+        .expect("program runs");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[tokio::test]
+async fn pg_dump_with_a_table_filter_and_psql_describe_work_per_role() {
+    let f = with_customers().await;
+    let dump = ["-t", "customers", "--data-only"];
+    let app = client_program(&f, "pg_dump", "app", &dump)
+        .await
+        .expect("app dumps the table");
+    assert!(app.contains("alice@example.com"), "{app}");
+    let support = client_program(&f, "pg_dump", "support", &dump)
+        .await
+        .expect("support dumps the table");
+    assert!(support.contains("a****@example.com"), "{support}");
+    assert!(!support.contains("alice@"), "{support}");
+    let dba = client_program(&f, "pg_dump", "dba", &dump)
+        .await
+        .expect("dba dumps the table");
+    assert!(!dba.contains("alice@"), "{dba}");
+    for suffix in ["app", "support", "dba", "auditor"] {
+        let described = client_program(&f, "psql", suffix, &["-X", "-c", "\\d customers"])
+            .await
+            .unwrap_or_else(|e| panic!("{suffix}: {e}"));
+        assert!(described.contains("email"), "{suffix}: {described}");
+    }
 }

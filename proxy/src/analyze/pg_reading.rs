@@ -472,6 +472,36 @@ impl PgReading {
         })
     }
 
+    /// Does any statement name one of `needles` (lower case) in a decoded string other than a
+    /// constant's value: a relation, a column, a function, an alias, an object of DDL, a code
+    /// body? A protected table's name inside a string constant (`relname ~ '^(customers)$'`,
+    /// as pg_dump and psql's `\d` send) touches no data by itself; functions that run a
+    /// constant as SQL are checked on their own (`sql_text.rs`).
+    pub fn names_any_outside_constants(&self, needles: &[&str]) -> bool {
+        let hit = |text: &str| {
+            let lower = text.to_lowercase();
+            needles.iter().any(|n| lower.contains(n))
+        };
+        self.statements.iter().any(|s| {
+            // Each constant's value appears once among the strings; skip that many.
+            let mut constants: Vec<&str> = s
+                .constants
+                .iter()
+                .filter_map(|c| c.value.as_deref())
+                .filter(|v| hit(v))
+                .collect();
+            s.strings.iter().filter(|t| hit(t)).any(|t| {
+                match constants.iter().position(|c| *c == t.as_str()) {
+                    Some(i) => {
+                        constants.swap_remove(i);
+                        false
+                    }
+                    None => true,
+                }
+            })
+        })
+    }
+
     /// Is a PostgreSQL token starting exactly at byte `at`?
     pub fn token_starts_at(&self, at: usize) -> bool {
         self.tokens.binary_search_by(|t| t.start.cmp(&at)).is_ok()

@@ -134,14 +134,15 @@ impl ProtectedSchema {
             .any(|needle| lowered.contains(needle.as_str()))
     }
 
-    /// Does PostgreSQL's reading of a text name a protected table or a `pgshroud` object in any
-    /// decoded string (relation, column, function, constant, code body)? The precise form of
-    /// [`Self::mentions_protected_table`], for texts sqlparser cannot parse.
+    /// Does PostgreSQL's reading of a text name a protected table or a `pgshroud` object in a
+    /// decoded string other than a constant's value (relation, column, function, DDL object,
+    /// code body)? The precise form of [`Self::mentions_protected_table`], for texts sqlparser
+    /// cannot parse (catalog queries with `OPERATOR(pg_catalog.~) '^(customers)$'`).
     pub fn named_in_reading(&self, reading: &PgReading) -> bool {
         let needles: Vec<&str> = std::iter::once(PGSHROUD_NAMES)
             .chain(self.needles.iter().map(String::as_str))
             .collect();
-        reading.mentions_any(&needles)
+        reading.names_any_outside_constants(&needles)
     }
 
     /// The relation a table name means: qualified names as written; an unqualified name of a

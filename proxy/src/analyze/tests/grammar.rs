@@ -320,3 +320,36 @@ fn copy_options_are_followed_or_refused() {
         assert!(matches!(a, Analysis::Protected { .. }), "{sql}: {a:?}");
     }
 }
+
+/// Catalog queries sqlparser does not parse (pg_dump -t, psql's `\d`) name a protected table
+/// only inside a string constant: they touch no data and are not refused. A protected table
+/// PostgreSQL reads as a relation, a DDL object or in a code body still refuses the text.
+#[test]
+fn a_protected_name_only_in_a_constant_of_an_unparsed_text_touches_nothing() {
+    let s = schema();
+    for sql in [
+        "SELECT c.oid FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_namespace n \
+         ON n.oid = c.relnamespace WHERE c.relname OPERATOR(pg_catalog.~) '^(customers)$' \
+         COLLATE pg_catalog.default AND pg_catalog.pg_table_is_visible(c.oid)",
+        "SELECT n.nspname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n \
+         ON n.oid = c.relnamespace WHERE c.relname OPERATOR(pg_catalog.~) '^(customers)$' \
+         COLLATE pg_catalog.default",
+    ] {
+        assert!(s.mentions_protected_table(sql));
+        assert!(
+            matches!(analyze(sql, &s), Analysis::Untouched { .. }),
+            "{sql}"
+        );
+    }
+    for sql in [
+        "SELECT email FROM customers WHERE id OPERATOR(pg_catalog.=) 1",
+        "SELECT email FROM customers WHERE name OPERATOR(pg_catalog.~) '^a' \
+         COLLATE pg_catalog.default",
+        "SELECT 1 FROM pg_class WHERE relname OPERATOR(pg_catalog.~) 'x' \
+         COLLATE pg_catalog.default AND EXISTS (SELECT email FROM public.customers)",
+        "DO $$ BEGIN DELETE FROM customers; END $$ ",
+    ] {
+        let a = analyze(sql, &s);
+        assert!(!matches!(a, Analysis::Untouched { .. }), "{sql}: {a:?}");
+    }
+}
