@@ -150,3 +150,68 @@ async fn pg_dump_with_a_table_filter_and_psql_describe_work_per_role() {
         assert!(described.contains("email"), "{suffix}: {described}");
     }
 }
+
+/// The first column of every row of a simple query.
+async fn column(c: &tokio_postgres::Client, sql: &str) -> Vec<Option<String>> {
+    let r = c
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    pgshroud_integration_tests::protected::rows(&r)
+        .into_iter()
+        .map(|mut row| row.remove(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn envelopes_in_results_of_no_known_origin_are_withheld_from_roles_that_may_not_read_them() {
+    let f = with_customers().await;
+    // Sessions open before the objects exist: a child table made by another connection is
+    // unknown to their catalog until its next look-up.
+    let mut sessions = Vec::new();
+    for suffix in ["support", "analyst", "dba", "app"] {
+        sessions.push((suffix, f.connect(suffix).await));
+    }
+    f.direct()
+        .await
+        .batch_execute(
+            "CREATE VIEW customer_emails AS SELECT id, email FROM customers; \
+             CREATE FUNCTION all_emails() RETURNS SETOF bytea LANGUAGE sql \
+               AS 'SELECT email FROM customers ORDER BY id'; \
+             CREATE TABLE customers_late () INHERITS (customers); \
+             INSERT INTO customers_late (id, email) SELECT 3, email FROM customers WHERE id = 1; \
+             GRANT SELECT ON customer_emails, customers_late TO PUBLIC;",
+        )
+        .await
+        .expect("objects made outside the proxy");
+    let reads = [
+        "SELECT email FROM customer_emails ORDER BY id",
+        "SELECT * FROM all_emails()",
+        "SELECT email FROM customers_late",
+    ];
+    for (suffix, c) in &sessions[..2] {
+        for sql in reads {
+            let values = column(c, sql).await;
+            assert!(!values.is_empty(), "{suffix}: {sql}");
+            assert!(
+                values.iter().all(Option::is_none),
+                "{suffix}: {sql}: {values:?}"
+            );
+        }
+        // Extended protocol, binary results: the same.
+        let rows = c.query(reads[0], &[]).await.expect("extended");
+        assert!(rows
+            .iter()
+            .all(|r| r.get::<_, Option<Vec<u8>>>(0).is_none()));
+    }
+    // Roles that may read stored values get them as they are: envelopes, never plaintext.
+    for (suffix, c) in &sessions[2..] {
+        for sql in reads {
+            let values = column(c, sql).await;
+            assert!(
+                values.iter().flatten().all(|v| v.starts_with("\\x02")),
+                "{suffix}: {sql}: {values:?}"
+            );
+        }
+    }
+}

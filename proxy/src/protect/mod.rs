@@ -2,6 +2,7 @@
 //! plans (analysis plus literal encryption), parameter and result rewriting, and refusals
 //! that keep the session in step.
 
+pub mod backstop;
 pub mod catalog;
 pub mod codec;
 pub mod copy;

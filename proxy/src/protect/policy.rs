@@ -3,13 +3,16 @@
 //! what each result column becomes (the strictest action of every column that can reach it).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use pgshroud_rules::{Action, Identity, Role, Rules};
 
+use super::backstop::Backstop;
 use super::codec::Spec;
 use super::engine::Plan;
 use super::reveal::Output;
 use crate::analyze::{LinkKind, StatementKind, Usage};
+use crate::crypto::envelope::context_tag;
 use crate::crypto::KeyRing;
 use crate::protocol::error::PgError;
 
@@ -61,6 +64,8 @@ pub struct Policy {
     /// (schema, table, `schema.table.column`) of every protected column the role may not
     /// write (no write right, or the column is denied to it).
     unwritable: Vec<(String, String, String)>,
+    /// The key contexts of the withheld columns, for results of no known origin.
+    backstop: Arc<Backstop>,
 }
 
 impl Policy {
@@ -74,7 +79,7 @@ impl Policy {
             .filter(|(table, column)| !role.may_write(&table.qualified_column(column)))
             .map(place)
             .collect();
-        let withheld = rules
+        let withheld: Vec<(String, String, String)> = rules
             .columns()
             .filter(|(table, column)| {
                 let qualified = table.qualified_column(column);
@@ -85,16 +90,33 @@ impl Policy {
             })
             .map(place)
             .collect();
+        let mut tags: Vec<_> = rules
+            .columns()
+            .filter(|(table, column)| {
+                withheld
+                    .iter()
+                    .any(|(_, _, q)| *q == table.qualified_column(column))
+            })
+            .map(|(table, column)| context_tag(&table.context_of(column)))
+            .collect();
+        tags.sort_unstable();
+        tags.dedup();
         Policy {
             role,
             withheld,
             unwritable,
+            backstop: Arc::new(Backstop::new(tags)),
         }
     }
 
     /// Protected columns whose stored values the role may not receive.
     pub(super) fn withheld(&self) -> &[(String, String, String)] {
         &self.withheld
+    }
+
+    /// What a result column of no known origin holds back for this role.
+    pub fn backstop(&self) -> &Arc<Backstop> {
+        &self.backstop
     }
 
     /// Protected columns the role may not write.

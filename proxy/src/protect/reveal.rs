@@ -6,6 +6,7 @@ use std::sync::Arc;
 use pgshroud_rules::{Action, BYTEA_OID, TEXT_OID};
 use zeroize::Zeroizing;
 
+use super::backstop::Backstop;
 use super::codec::{self, Spec};
 use super::wire::Format;
 use crate::crypto::{ColumnCipher, KeyRing};
@@ -19,6 +20,9 @@ pub struct Output {
     pub action: Action,
     /// Key of the `hash` mask for the column's context (only for `mask:hash`).
     hash_key: Option<Arc<Zeroizing<[u8; 32]>>>,
+    /// Set for a `bytea` result column of no known origin: only the envelopes of key
+    /// contexts the role may not receive are touched (sent as NULL); `spec` is a stand-in.
+    pub backstop: Option<Arc<Backstop>>,
 }
 
 impl Output {
@@ -33,11 +37,37 @@ impl Output {
             spec,
             action,
             hash_key,
+            backstop: None,
         }
+    }
+
+    /// A `bytea` result column of no known origin, for a role that may not receive the
+    /// stored values of the key contexts `backstop` holds (see `backstop.rs`).
+    pub fn unmapped(backstop: Arc<Backstop>) -> Output {
+        let spec = Arc::new(codec::ColumnSpec {
+            qualified: "a result column of no known origin".to_owned(),
+            logical: pgshroud_rules::LogicalType::Bytea,
+            modifier: None,
+            context: crate::crypto::KeyContext::new(""),
+        });
+        Output {
+            spec,
+            action: Action::Null,
+            hash_key: None,
+            backstop: Some(backstop),
+        }
+    }
+
+    /// Whether `RowDescription` tells the client another type than the server's.
+    pub fn changes_type(&self) -> bool {
+        self.backstop.is_none() && !self.passes_stored()
     }
 
     /// The type the client is told in `RowDescription`.
     pub fn type_oid(&self) -> u32 {
+        if self.backstop.is_some() {
+            return BYTEA_OID;
+        }
         match self.action {
             Action::Mask(_) => TEXT_OID,
             Action::Ciphertext => BYTEA_OID,
@@ -47,6 +77,9 @@ impl Output {
 
     /// `typlen` for `RowDescription`.
     pub fn type_len(&self) -> i16 {
+        if self.backstop.is_some() {
+            return -1;
+        }
         match self.action {
             Action::Mask(_) | Action::Ciphertext => -1,
             _ => self.spec.logical.type_len(),
@@ -55,6 +88,9 @@ impl Output {
 
     /// The type modifier for `RowDescription` (`numeric(12,2)`), -1 when there is none.
     pub fn type_mod(&self) -> i32 {
+        if self.backstop.is_some() {
+            return -1;
+        }
         match (self.action, self.spec.modifier) {
             (Action::Decrypt | Action::Null | Action::Deny, Some(m)) => m.typmod(),
             _ => -1,

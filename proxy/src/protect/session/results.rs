@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use pgshroud_rules::{Action, LogicalType};
+use pgshroud_rules::{Action, LogicalType, BYTEA_OID};
 
 use super::{
     server_broke_protocol, Described, Expect, PreparedInfo, ProtectedSession, RowPlan, Shape,
@@ -82,11 +82,16 @@ impl ProtectedSession {
             .iter()
             .enumerate()
             .map(|(i, f)| {
-                let spec = if f.table_oid != 0 {
-                    self.shared.spec_for(&self.catalog, f.table_oid, f.attnum)?
+                let known = if f.table_oid != 0 {
+                    self.shared.spec_for(&self.catalog, f.table_oid, f.attnum)
                 } else {
-                    let id = outputs?.get(i).copied().flatten()?;
-                    self.shared.spec_by_id(id).cloned()?
+                    outputs
+                        .and_then(|o| o.get(i).copied().flatten())
+                        .and_then(|id| self.shared.spec_by_id(id).cloned())
+                };
+                let Some(spec) = known else {
+                    return (f.type_oid == BYTEA_OID && self.policy.backstop().is_active())
+                        .then(|| Output::unmapped(self.policy.backstop().clone()));
                 };
                 // Columns merged with this one by a set operation can reach it too.
                 let sources: Vec<_> = self
@@ -131,7 +136,7 @@ impl ProtectedSession {
         let rows = self.row_plan(&fields, plan.as_ref().map(|(p, i)| (&**p, *i)));
         let mut changed = false;
         for (field, output) in fields.iter_mut().zip(rows.iter()) {
-            if let Some(output) = output.as_ref().filter(|o| !o.passes_stored()) {
+            if let Some(output) = output.as_ref().filter(|o| o.changes_type()) {
                 field.type_oid = output.type_oid();
                 field.type_len = output.type_len();
                 field.type_mod = output.type_mod();
@@ -209,6 +214,13 @@ impl ProtectedSession {
                 continue;
             };
             let format = wire::format_of(&shape.formats, i);
+            if let Some(backstop) = &output.backstop {
+                if backstop.withholds(stored, format) {
+                    *value = None;
+                    self.revealed.count(Action::Null);
+                }
+                continue;
+            }
             let cipher = self.ciphers.get(&output.spec.context);
             match output.reveal(cipher, stored, format) {
                 Ok(shown) => {
