@@ -7,6 +7,7 @@
 
 mod plan;
 mod storage;
+mod versions;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -3,10 +3,12 @@
 
 use std::sync::Arc;
 
+use super::versions::{self, SiteRole};
 use super::{Layout, Protection, FEATURE_NOT_SUPPORTED};
 use crate::analyze::{self, Analysis, ColumnId, LinkKind, StatementInfo, Usage};
 use crate::protect::catalog::Catalog;
 use crate::protect::codec::{self, ColumnSpec, Spec};
+use crate::protect::every_version::{self, Splice};
 use crate::protocol::error::PgError;
 
 /// A protected `$n` parameter.
@@ -15,6 +17,9 @@ pub struct ParamSpec {
     pub spec: Spec,
     /// `c = ANY($n)`: the value is an array of the column's values.
     pub array: bool,
+    /// Compared while several key versions are live: bound as a `bytea[]` of the value's
+    /// envelopes under every live version (of every element's, for an array).
+    pub every_version: bool,
 }
 
 /// What to do with a statement that mentions a protected table.
@@ -65,6 +70,12 @@ impl Plan {
     pub fn outputs(&self, index: usize) -> Option<&[Option<ColumnId>]> {
         self.statements.get(index).map(|s| s.outputs.as_slice())
     }
+}
+
+/// The roles of one statement's literal and parameter sites, in their order.
+struct SiteRoles {
+    literals: Vec<SiteRole>,
+    params: Vec<SiteRole>,
 }
 
 /// Bound on cached plans; a full cache is simply cleared (plans are cheap to rebuild).
@@ -146,19 +157,34 @@ impl Protection {
         // Splice replacements in source order; the rest of the text stays byte for byte.
         let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::new();
         let mut params: Vec<Option<ParamSpec>> = Vec::new();
-        for statement in &statements {
-            for literal in &statement.literals {
+        let roles = self.site_roles(sql, &statements)?;
+        for (statement, roles) in statements.iter().zip(&roles) {
+            for (literal, role) in statement.literals.iter().zip(&roles.literals) {
                 let spec = self.spec(literal.column)?;
-                let sealed = self.seal_literal(&spec, literal.value.as_deref(), literal.array)?;
+                let sealed = match role {
+                    SiteRole::Written => {
+                        self.seal_literal(&spec, literal.value.as_deref(), literal.array)?
+                    }
+                    SiteRole::Compared(how) => self.seal_literal_every_version(
+                        &spec,
+                        literal.value.as_deref(),
+                        literal.array,
+                        *how,
+                    )?,
+                };
                 edits.push((literal.span.clone(), sealed));
             }
-            for param in &statement.params {
+            for (param, role) in statement.params.iter().zip(&roles.params) {
                 let spec = self.spec(param.column)?;
                 if params.len() <= param.index {
                     params.resize(param.index + 1, None);
                 }
+                let every_version = *role != SiteRole::Written;
                 if let Some(existing) = &params[param.index] {
-                    if !Arc::ptr_eq(&existing.spec, &spec) || existing.array != param.array {
+                    if !Arc::ptr_eq(&existing.spec, &spec)
+                        || existing.array != param.array
+                        || existing.every_version != every_version
+                    {
                         return Err(PgError::error(
                             FEATURE_NOT_SUPPORTED,
                             format!(
@@ -169,14 +195,22 @@ impl Protection {
                         ));
                     }
                 }
+                let n = param.index + 1;
+                let replacement = match role {
+                    // Typed, so the server infers bytea where nothing else would (a VALUES
+                    // list, UNNEST's argument).
+                    SiteRole::Written if param.array => format!("${n}::bytea[]"),
+                    SiteRole::Written => format!("${n}::bytea"),
+                    SiteRole::Compared(how) => {
+                        self.param_every_version(&spec, n, param.array, *how)?
+                    }
+                };
                 params[param.index] = Some(ParamSpec {
                     spec,
                     array: param.array,
+                    every_version,
                 });
-                // Typed, so the server infers bytea where nothing else would (a VALUES list,
-                // UNNEST's argument).
-                let typed = if param.array { "bytea[]" } else { "bytea" };
-                edits.push((param.span.clone(), format!("${}::{typed}", param.index + 1)));
+                edits.push((param.span.clone(), replacement));
             }
             for edit in &statement.edits {
                 edits.push((edit.span.clone(), edit.replacement.clone()));
@@ -239,6 +273,100 @@ impl Protection {
             }
         }
         specs
+    }
+
+    /// Per statement, the role of each literal and parameter site: all written while one key
+    /// version is live (nothing changes then); else read from the text where the statement
+    /// compares the site's column with supplied values.
+    fn site_roles(
+        &self,
+        sql: &str,
+        statements: &[StatementInfo],
+    ) -> Result<Vec<SiteRoles>, PgError> {
+        let mut roles: Vec<SiteRoles> = statements
+            .iter()
+            .map(|s| SiteRoles {
+                literals: vec![SiteRole::Written; s.literals.len()],
+                params: vec![SiteRole::Written; s.params.len()],
+            })
+            .collect();
+        if self.keys.versions().len() < 2 {
+            return Ok(roles);
+        }
+        let compared = |s: &StatementInfo, column: ColumnId| {
+            s.columns
+                .iter()
+                .any(|u| u.column == column && u.usage == Usage::CompareValue)
+        };
+        let mut ranges = Vec::new();
+        for s in statements {
+            let literals = s.literals.iter().filter(|l| compared(s, l.column));
+            ranges.extend(literals.map(|l| l.span.clone()));
+            let params = s.params.iter().filter(|p| compared(s, p.column));
+            ranges.extend(params.map(|p| p.span.clone()));
+        }
+        if ranges.is_empty() {
+            return Ok(roles);
+        }
+        let mut found = versions::roles(sql, &ranges)?.into_iter();
+        for (s, r) in statements.iter().zip(&mut roles) {
+            for (l, role) in s.literals.iter().zip(&mut r.literals) {
+                if compared(s, l.column) {
+                    *role = found.next().unwrap_or(SiteRole::Written);
+                }
+            }
+            for (p, role) in s.params.iter().zip(&mut r.params) {
+                if compared(s, p.column) {
+                    *role = found.next().unwrap_or(SiteRole::Written);
+                }
+            }
+        }
+        Ok(roles)
+    }
+
+    /// The text of a compared `$n` while several key versions are live: its Bind value is
+    /// then a `bytea[]` of one envelope per version (per element, for an array).
+    fn param_every_version(
+        &self,
+        spec: &ColumnSpec,
+        n: usize,
+        array: bool,
+        how: Splice,
+    ) -> Result<String, PgError> {
+        Ok(match (how, array) {
+            (Splice::AnyOf, false) => format!("ANY(${n}::bytea[])"),
+            (Splice::AllOf, false) => format!("ALL(${n}::bytea[])"),
+            (Splice::Items, false) => (1..=self.keys.versions().len())
+                .map(|i| format!("(${n}::bytea[])[{i}]"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            (Splice::Array, true) => format!("${n}::bytea[]"),
+            _ => {
+                return Err(PgError::error(
+                    FEATURE_NOT_SUPPORTED,
+                    format!(
+                        "while several key versions are live (a key rotation), pgshroud cannot match parameter ${n} with protected column {} under every version",
+                        spec.qualified
+                    ),
+                ))
+            }
+        })
+    }
+
+    fn seal_literal_every_version(
+        &self,
+        spec: &ColumnSpec,
+        value: Option<&str>,
+        array: bool,
+        how: Splice,
+    ) -> Result<String, PgError> {
+        let mut ciphers = self.planning.lock().map_err(|_| {
+            PgError::error(
+                crate::protocol::error::sqlstate::INTERNAL_ERROR,
+                "internal error: planning lock poisoned",
+            )
+        })?;
+        every_version::literal(spec, ciphers.get(&spec.context), value, array, how)
     }
 
     fn seal_literal(
