@@ -5,6 +5,7 @@
 //! cached per text and database layout); `storage` checks what the database holds for each
 //! protected column (bytea, its guard) before anything is written there.
 
+mod compared_sites;
 mod plan;
 mod storage;
 mod versions;

@@ -3,12 +3,11 @@
 
 use std::sync::Arc;
 
-use super::versions::{self, SiteRole};
+use super::compared_sites::SiteRole;
 use super::{Layout, Protection, FEATURE_NOT_SUPPORTED};
 use crate::analyze::{self, Analysis, ColumnId, LinkKind, StatementInfo, Usage};
 use crate::protect::catalog::Catalog;
 use crate::protect::codec::{self, ColumnSpec, Spec};
-use crate::protect::every_version::{self, Splice};
 use crate::protocol::error::PgError;
 
 /// A protected `$n` parameter.
@@ -70,12 +69,6 @@ impl Plan {
     pub fn outputs(&self, index: usize) -> Option<&[Option<ColumnId>]> {
         self.statements.get(index).map(|s| s.outputs.as_slice())
     }
-}
-
-/// The roles of one statement's literal and parameter sites, in their order.
-struct SiteRoles {
-    literals: Vec<SiteRole>,
-    params: Vec<SiteRole>,
 }
 
 /// Bound on cached plans; a full cache is simply cleared (plans are cheap to rebuild).
@@ -273,100 +266,6 @@ impl Protection {
             }
         }
         specs
-    }
-
-    /// Per statement, the role of each literal and parameter site: all written while one key
-    /// version is live (nothing changes then); else read from the text where the statement
-    /// compares the site's column with supplied values.
-    fn site_roles(
-        &self,
-        sql: &str,
-        statements: &[StatementInfo],
-    ) -> Result<Vec<SiteRoles>, PgError> {
-        let mut roles: Vec<SiteRoles> = statements
-            .iter()
-            .map(|s| SiteRoles {
-                literals: vec![SiteRole::Written; s.literals.len()],
-                params: vec![SiteRole::Written; s.params.len()],
-            })
-            .collect();
-        if self.keys.versions().len() < 2 {
-            return Ok(roles);
-        }
-        let compared = |s: &StatementInfo, column: ColumnId| {
-            s.columns
-                .iter()
-                .any(|u| u.column == column && u.usage == Usage::CompareValue)
-        };
-        let mut ranges = Vec::new();
-        for s in statements {
-            let literals = s.literals.iter().filter(|l| compared(s, l.column));
-            ranges.extend(literals.map(|l| l.span.clone()));
-            let params = s.params.iter().filter(|p| compared(s, p.column));
-            ranges.extend(params.map(|p| p.span.clone()));
-        }
-        if ranges.is_empty() {
-            return Ok(roles);
-        }
-        let mut found = versions::roles(sql, &ranges)?.into_iter();
-        for (s, r) in statements.iter().zip(&mut roles) {
-            for (l, role) in s.literals.iter().zip(&mut r.literals) {
-                if compared(s, l.column) {
-                    *role = found.next().unwrap_or(SiteRole::Written);
-                }
-            }
-            for (p, role) in s.params.iter().zip(&mut r.params) {
-                if compared(s, p.column) {
-                    *role = found.next().unwrap_or(SiteRole::Written);
-                }
-            }
-        }
-        Ok(roles)
-    }
-
-    /// The text of a compared `$n` while several key versions are live: its Bind value is
-    /// then a `bytea[]` of one envelope per version (per element, for an array).
-    fn param_every_version(
-        &self,
-        spec: &ColumnSpec,
-        n: usize,
-        array: bool,
-        how: Splice,
-    ) -> Result<String, PgError> {
-        Ok(match (how, array) {
-            (Splice::AnyOf, false) => format!("ANY(${n}::bytea[])"),
-            (Splice::AllOf, false) => format!("ALL(${n}::bytea[])"),
-            (Splice::Items, false) => (1..=self.keys.versions().len())
-                .map(|i| format!("(${n}::bytea[])[{i}]"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            (Splice::Array, true) => format!("${n}::bytea[]"),
-            _ => {
-                return Err(PgError::error(
-                    FEATURE_NOT_SUPPORTED,
-                    format!(
-                        "while several key versions are live (a key rotation), pgshroud cannot match parameter ${n} with protected column {} under every version",
-                        spec.qualified
-                    ),
-                ))
-            }
-        })
-    }
-
-    fn seal_literal_every_version(
-        &self,
-        spec: &ColumnSpec,
-        value: Option<&str>,
-        array: bool,
-        how: Splice,
-    ) -> Result<String, PgError> {
-        let mut ciphers = self.planning.lock().map_err(|_| {
-            PgError::error(
-                crate::protocol::error::sqlstate::INTERNAL_ERROR,
-                "internal error: planning lock poisoned",
-            )
-        })?;
-        every_version::literal(spec, ciphers.get(&spec.context), value, array, how)
     }
 
     fn seal_literal(
