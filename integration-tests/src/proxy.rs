@@ -84,6 +84,16 @@ impl TestProxy {
         }
     }
 
+    /// Reloads the rules and keys now, as SIGHUP does (without waiting for the file watcher).
+    pub fn reload(&self) -> Result<(), String> {
+        let live = self
+            .running
+            .as_ref()
+            .and_then(|r| r.context.protection.clone())
+            .ok_or("the proxy has no rules")?;
+        live.reload()
+    }
+
     /// Starts draining without waiting (to test graceful shutdown).
     pub fn begin_shutdown(&self) {
         if let Some(running) = &self.running {
