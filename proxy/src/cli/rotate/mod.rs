@@ -180,9 +180,12 @@ async fn rotate_table(
         .collect::<Vec<_>>()
         .join(", ");
     let select = format!(
-        "SELECT ctid::text, {columns} FROM {} WHERE ctid > $2::text::tid AND ({}) ORDER BY ctid LIMIT $3 FOR UPDATE",
+        // Ordered by the tid itself (an output column named ctid would sort as text), so the
+        // last row of a batch is where the next one starts; `ctid >` is a TID range scan.
+        "SELECT ctid::text AS row_ctid, {columns} FROM {} WHERE ctid > $2::text::tid AND ({}) ORDER BY {}.ctid LIMIT $3 FOR UPDATE",
         t.table_sql,
-        needs_work(t)
+        needs_work(t),
+        t.table_sql
     );
     let mut after = "(0,0)".to_owned();
     loop {
@@ -276,7 +279,8 @@ async fn update_batch(
         names.push(format!("new_{i}"));
     }
     let sql = format!(
-        "UPDATE {} AS t SET {} FROM unnest({}) AS v({}) WHERE t.ctid = v.row_ctid::tid",
+        // The ANY lets PostgreSQL fetch the rows by TID instead of scanning the table.
+        "UPDATE {} AS t SET {} FROM unnest({}) AS v({}) WHERE t.ctid = v.row_ctid::tid AND t.ctid = ANY($1::text[]::tid[])",
         t.table_sql,
         sets.join(", "),
         args.join(", "),
