@@ -86,12 +86,13 @@ impl TestProxy {
 
     /// Reloads the rules and keys now, as SIGHUP does (without waiting for the file watcher).
     pub fn reload(&self) -> Result<(), String> {
-        let live = self
-            .running
-            .as_ref()
-            .and_then(|r| r.context.protection.clone())
+        let running = self.running.as_ref().ok_or("the proxy has stopped")?;
+        let live = running
+            .context
+            .protection
+            .clone()
             .ok_or("the proxy has no rules")?;
-        live.reload()
+        live.reload_and_report(&running.context.metrics, "test")
     }
 
     /// Starts draining without waiting (to test graceful shutdown).

@@ -212,3 +212,31 @@ async fn a_value_on_the_left_of_a_comparison_is_refused_while_two_versions_are_l
     // The session goes on.
     c.simple_query("SELECT 1").await.unwrap();
 }
+
+/// The value of an unlabelled metric in the proxy's metrics text.
+fn metric(text: &str, name: &str) -> Option<i64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn the_active_key_version_its_age_and_the_policy_are_metrics() {
+    let k = Keys::new().await;
+    let text = k.proxy.metrics_text();
+    assert_eq!(metric(&text, "pgshroud_key_active_version"), Some(1));
+    assert_eq!(metric(&text, "pgshroud_key_rotate_after_seconds"), Some(90 * 86_400));
+    // Version 1 became active on 2026-12-01 (see write_keys).
+    let activated = 1_796_083_200;
+    let age = metric(&text, "pgshroud_key_active_age_seconds").unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(age >= now - activated - 5 && age <= now - activated, "{age}");
+    write_keys(k.dir.path(), &[(1, MASTER_KEY), (2, OTHER_KEY)], 2);
+    k.proxy.reload().unwrap();
+    let text = k.proxy.metrics_text();
+    assert_eq!(metric(&text, "pgshroud_key_active_version"), Some(2));
+    let age = metric(&text, "pgshroud_key_active_age_seconds").unwrap();
+    assert!(age <= now - (activated + 86_400) + 5, "version 2's age: {age}");
+}

@@ -26,6 +26,8 @@ pub struct LiveProtection {
     active_since: Mutex<Option<OffsetDateTime>>,
     current: RwLock<Arc<Protection>>,
     generation: AtomicU64,
+    /// The key age policy, kept for the metrics after a reload.
+    rotate_after_days: AtomicU64,
 }
 
 impl std::fmt::Debug for LiveProtection {
@@ -48,6 +50,7 @@ impl LiveProtection {
             active_since: Mutex::new(None),
             current: RwLock::new(first),
             generation: AtomicU64::new(0),
+            rotate_after_days: AtomicU64::new(90),
         }
     }
 
@@ -114,9 +117,21 @@ impl LiveProtection {
         Ok(())
     }
 
-    /// Reloads and reports the outcome in the log and the metrics.
-    pub fn reload_and_report(&self, metrics: &Metrics, why: &str) {
-        match self.reload() {
+    /// The active key version and its age policy, in the metrics.
+    pub fn report_keys(&self, metrics: &Metrics, rotate_after_days: u64) {
+        self.rotate_after_days
+            .store(rotate_after_days, Ordering::Relaxed);
+        metrics.active_key(
+            self.current().keys.active_version().get(),
+            self.active_key_since().map(|t| t.unix_timestamp()),
+            rotate_after_days.saturating_mul(86_400),
+        );
+    }
+
+    /// Reloads and reports the outcome in the log and the metrics (and to the caller).
+    pub fn reload_and_report(&self, metrics: &Metrics, why: &str) -> Result<(), String> {
+        let result = self.reload();
+        match &result {
             Ok(()) => {
                 let keys = &self.current().keys;
                 info!(
@@ -126,12 +141,14 @@ impl LiveProtection {
                     "rules and keys reloaded ({why})"
                 );
                 metrics.rules_reload(ReloadResult::Ok);
+                self.report_keys(metrics, self.rotate_after_days.load(Ordering::Relaxed));
             }
             Err(e) => {
                 warn!("rules and keys not reloaded ({why}), the previous ones stay in force: {e}");
                 metrics.rules_reload(ReloadResult::Rejected);
             }
         }
+        result
     }
 
     /// Runs until the process ends: reloads on SIGHUP and when the rules file's or the keys
@@ -176,7 +193,8 @@ impl LiveProtection {
     /// A reload away from the runtime's workers: a key command may take its time.
     async fn reload_off_thread(self: Arc<Self>, metrics: &Arc<Metrics>, why: &'static str) {
         let metrics = metrics.clone();
-        let done = tokio::task::spawn_blocking(move || self.reload_and_report(&metrics, why));
+        let done =
+            tokio::task::spawn_blocking(move || drop(self.reload_and_report(&metrics, why)));
         if let Err(e) = done.await {
             warn!("reload did not finish ({why}): {e}");
         }
