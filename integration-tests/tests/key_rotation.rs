@@ -53,22 +53,40 @@ async fn rotation_under_load_survives_a_kill_and_leaves_nothing_under_the_old_ke
     k.proxy.reload().unwrap();
 
     // Before: everything is under version 1, and it cannot be retired.
-    let status = pgshroud::cli::keys::status(&url, &k.rules_path()).await.unwrap();
+    let status = pgshroud::cli::keys::status(&url, &k.rules_path())
+        .await
+        .unwrap();
     assert!(
-        status.text.contains(&format!("public.customers.email  2       1            {ROWS}")),
+        status.text.contains(&format!(
+            "public.customers.email  2       1            {ROWS}"
+        )),
         "{}",
         status.text
     );
-    let refused = pgshroud::cli::keys::retire(&url, &k.rules_path(), 1).await.unwrap();
+    let refused = pgshroud::cli::keys::retire(&url, &k.rules_path(), 1)
+        .await
+        .unwrap();
     assert!(!refused.ok);
     assert!(
-        refused.text.contains(&format!("public.customers.email ({ROWS} values")),
+        refused
+            .text
+            .contains(&format!("public.customers.email ({ROWS} values")),
         "{}",
         refused.text
     );
-    let dry = pgshroud::cli::rotate::run(&rotate_args(&k, true)).await.unwrap();
-    assert!(dry.text.contains(&format!("Dry run: {ROWS} rows")), "{}", dry.text);
-    assert_eq!(k.stored_versions().await[0].1, 1, "a dry run changes nothing");
+    let dry = pgshroud::cli::rotate::run(&rotate_args(&k, true))
+        .await
+        .unwrap();
+    assert!(
+        dry.text.contains(&format!("Dry run: {ROWS} rows")),
+        "{}",
+        dry.text
+    );
+    assert_eq!(
+        k.stored_versions().await[0].1,
+        1,
+        "a dry run changes nothing"
+    );
 
     // Clients read and write through the proxy the whole time.
     let stop = Arc::new(AtomicBool::new(false));
@@ -81,7 +99,10 @@ async fn rotation_under_load_survives_a_kill_and_leaves_nothing_under_the_old_ke
             let mut written = 0;
             while !stop.load(Ordering::Relaxed) {
                 let row = c
-                    .query("SELECT age FROM customers WHERE email = $1", &[&email(i % ROWS)])
+                    .query(
+                        "SELECT age FROM customers WHERE email = $1",
+                        &[&email(i % ROWS)],
+                    )
                     .await
                     .unwrap();
                 assert_eq!(row.len(), 1, "{} is found exactly once", email(i % ROWS));
@@ -102,7 +123,14 @@ async fn rotation_under_load_survives_a_kill_and_leaves_nothing_under_the_old_ke
 
     // A first run, killed (SIGKILL) once it has reported some progress.
     let mut child = Command::new(pgshroud_bin())
-        .args(["rotate", "--upstream-url", &url, "--batch-size", "500", "--rules"])
+        .args([
+            "rotate",
+            "--upstream-url",
+            &url,
+            "--batch-size",
+            "500",
+            "--rules",
+        ])
         .arg(k.rules_path())
         .arg("--keys-file")
         .arg(k.keys_path())
@@ -133,9 +161,13 @@ async fn rotation_under_load_survives_a_kill_and_leaves_nothing_under_the_old_ke
     assert!(moved > 0, "the killed run committed some batches");
 
     // Run again: it continues and ends with a clean final check.
-    let done = pgshroud::cli::rotate::run(&rotate_args(&k, false)).await.unwrap();
+    let done = pgshroud::cli::rotate::run(&rotate_args(&k, false))
+        .await
+        .unwrap();
     assert!(done.ok, "{}", done.text);
-    assert!(done.text.contains("Final check: every stored value is under key version 2"));
+    assert!(done
+        .text
+        .contains("Final check: every stored value is under key version 2"));
 
     stop.store(true, Ordering::Relaxed);
     let mut written = 0;
@@ -150,11 +182,16 @@ async fn rotation_under_load_survives_a_kill_and_leaves_nothing_under_the_old_ke
     let c = k.app().await;
     let sample: Vec<String> = (0..ROWS).step_by(7919).map(email).collect();
     let found = c
-        .query("SELECT email, age FROM customers WHERE email = ANY($1)", &[&sample])
+        .query(
+            "SELECT email, age FROM customers WHERE email = ANY($1)",
+            &[&sample],
+        )
         .await
         .unwrap();
     assert_eq!(found.len(), sample.len());
-    let retire = pgshroud::cli::keys::retire(&url, &k.rules_path(), 1).await.unwrap();
+    let retire = pgshroud::cli::keys::retire(&url, &k.rules_path(), 1)
+        .await
+        .unwrap();
     assert!(retire.ok, "{}", retire.text);
     write_keys(k.dir.path(), &[(2, OTHER_KEY)], 2);
     k.proxy.reload().unwrap();
@@ -174,10 +211,14 @@ async fn a_duplicate_the_unique_index_could_not_see_is_left_and_reported() {
         .unwrap();
     write_keys(k.dir.path(), &[(1, MASTER_KEY), (2, OTHER_KEY)], 2);
     k.proxy.reload().unwrap();
-    c.simple_query("INSERT INTO customers (email, name) VALUES ('alice@example.com', 'Alice again')")
+    c.simple_query(
+        "INSERT INTO customers (email, name) VALUES ('alice@example.com', 'Alice again')",
+    )
+    .await
+    .unwrap();
+    let report = pgshroud::cli::rotate::run(&rotate_args(&k, false))
         .await
         .unwrap();
-    let report = pgshroud::cli::rotate::run(&rotate_args(&k, false)).await.unwrap();
     assert!(!report.ok, "{}", report.text);
     assert!(
         report.text.contains("public.customers.email: a value is left under its old key version because another row holds the same value under version 2 (unique constraint customers_email_key)"),
@@ -185,18 +226,26 @@ async fn a_duplicate_the_unique_index_could_not_see_is_left_and_reported() {
         report.text
     );
     assert!(
-        report.text.contains("Final check failed: public.customers.email (1 values under key version 1"),
+        report
+            .text
+            .contains("Final check failed: public.customers.email (1 values under key version 1"),
         "{}",
         report.text
     );
     // Bob moved; the pair is the operator's to resolve. After that, a second run is clean.
     assert_eq!(
-        k.stored_versions().await.iter().map(|v| v.1).collect::<Vec<_>>(),
+        k.stored_versions()
+            .await
+            .iter()
+            .map(|v| v.1)
+            .collect::<Vec<_>>(),
         [1, 2, 2]
     );
     c.simple_query("DELETE FROM customers WHERE name = 'Alice again'")
         .await
         .unwrap();
-    let again = pgshroud::cli::rotate::run(&rotate_args(&k, false)).await.unwrap();
+    let again = pgshroud::cli::rotate::run(&rotate_args(&k, false))
+        .await
+        .unwrap();
     assert!(again.ok, "{}", again.text);
 }

@@ -86,12 +86,18 @@ async fn a_reload_adds_a_version_and_equality_finds_rows_under_both() {
     assert_eq!(names(&r), ["Bob", "Dan"]);
     let wanted = vec!["alice@example.com", "eve@example.com"];
     let r = c
-        .query("SELECT name FROM customers WHERE email = ANY($1)", &[&wanted])
+        .query(
+            "SELECT name FROM customers WHERE email = ANY($1)",
+            &[&wanted],
+        )
         .await
         .unwrap();
     assert_eq!(names(&r), ["Alice", "Eve"]);
     let r = c
-        .query("SELECT name FROM customers WHERE email <> $1", &[&"bob@example.com"])
+        .query(
+            "SELECT name FROM customers WHERE email <> $1",
+            &[&"bob@example.com"],
+        )
         .await
         .unwrap();
     assert_eq!(names(&r), ["Alice", "Carol", "Dan", "Eve"]);
@@ -114,7 +120,10 @@ async fn a_reload_adds_a_version_and_equality_finds_rows_under_both() {
         .unwrap();
     assert_eq!(updated, 1);
     let deleted = c
-        .execute("DELETE FROM customers WHERE email = $1", &[&"bob@example.com"])
+        .execute(
+            "DELETE FROM customers WHERE email = $1",
+            &[&"bob@example.com"],
+        )
         .await
         .unwrap();
     assert_eq!(deleted, 1);
@@ -150,7 +159,10 @@ async fn uniqueness_holds_per_version_while_two_are_live() {
     .await
     .unwrap();
     let r = c
-        .query("SELECT name FROM customers WHERE email = $1", &[&"alice@example.com"])
+        .query(
+            "SELECT name FROM customers WHERE email = $1",
+            &[&"alice@example.com"],
+        )
         .await
         .unwrap();
     assert_eq!(names(&r), ["Alice", "Alice 2"]);
@@ -178,7 +190,10 @@ async fn a_keys_file_that_does_not_load_keeps_the_old_keys() {
     let err = k.proxy.reload().unwrap_err();
     assert!(err.contains("key version 2"), "{err}");
     let r = c
-        .query("SELECT name FROM customers WHERE email = $1", &[&"alice@example.com"])
+        .query(
+            "SELECT name FROM customers WHERE email = $1",
+            &[&"alice@example.com"],
+        )
         .await
         .unwrap();
     assert_eq!(names(&r), ["Alice"]);
@@ -186,7 +201,11 @@ async fn a_keys_file_that_does_not_load_keeps_the_old_keys() {
         .await
         .unwrap();
     assert_eq!(
-        k.stored_versions().await.iter().map(|v| v.1).collect::<Vec<_>>(),
+        k.stored_versions()
+            .await
+            .iter()
+            .map(|v| v.1)
+            .collect::<Vec<_>>(),
         [1, 1]
     );
 }
@@ -206,7 +225,10 @@ async fn a_value_on_the_left_of_a_comparison_is_refused_while_two_versions_are_l
         .unwrap_err();
     assert_eq!(code(&err), "0A000");
     assert!(
-        err.as_db_error().unwrap().message().contains("several key versions"),
+        err.as_db_error()
+            .unwrap()
+            .message()
+            .contains("several key versions"),
         "{err}"
     );
     // The session goes on.
@@ -224,7 +246,10 @@ async fn the_active_key_version_its_age_and_the_policy_are_metrics() {
     let k = Keys::new().await;
     let text = k.proxy.metrics_text();
     assert_eq!(metric(&text, "pgshroud_key_active_version"), Some(1));
-    assert_eq!(metric(&text, "pgshroud_key_rotate_after_seconds"), Some(90 * 86_400));
+    assert_eq!(
+        metric(&text, "pgshroud_key_rotate_after_seconds"),
+        Some(90 * 86_400)
+    );
     // Version 1 became active on 2026-12-01 (see write_keys).
     let activated = 1_796_083_200;
     let age = metric(&text, "pgshroud_key_active_age_seconds").unwrap();
@@ -232,11 +257,17 @@ async fn the_active_key_version_its_age_and_the_policy_are_metrics() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    assert!(age >= now - activated - 5 && age <= now - activated, "{age}");
+    assert!(
+        age >= now - activated - 5 && age <= now - activated,
+        "{age}"
+    );
     write_keys(k.dir.path(), &[(1, MASTER_KEY), (2, OTHER_KEY)], 2);
     k.proxy.reload().unwrap();
     let text = k.proxy.metrics_text();
     assert_eq!(metric(&text, "pgshroud_key_active_version"), Some(2));
     let age = metric(&text, "pgshroud_key_active_age_seconds").unwrap();
-    assert!(age <= now - (activated + 86_400) + 5, "version 2's age: {age}");
+    assert!(
+        age <= now - (activated + 86_400) + 5,
+        "version 2's age: {age}"
+    );
 }

@@ -120,7 +120,9 @@ fn table(counts: &[VersionCount], skipped: &[String]) -> String {
         out.push_str("(no stored values)\n");
     }
     for s in skipped {
-        out.push_str(&format!("{s}: not a column of a table in this database, skipped\n"));
+        out.push_str(&format!(
+            "{s}: not a column of a table in this database, skipped\n"
+        ));
     }
     out
 }
@@ -156,7 +158,12 @@ fn retire_report(counts: &[VersionCount], version: u32) -> Report {
     }
     let list = in_use
         .iter()
-        .map(|c| format!("{} ({} values, envelope format {})", c.column, c.values, c.format))
+        .map(|c| {
+            format!(
+                "{} ({} values, envelope format {})",
+                c.column, c.values, c.format
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ");
     Report {
@@ -189,8 +196,12 @@ mod tests {
         ];
         let refused = retire_report(&counts, 1);
         assert!(!refused.ok);
-        assert!(refused.text.contains("public.customers.email (40 values, envelope format 2)"));
-        assert!(refused.text.contains("public.customers.age (3 values, envelope format 1)"));
+        assert!(refused
+            .text
+            .contains("public.customers.email (40 values, envelope format 2)"));
+        assert!(refused
+            .text
+            .contains("public.customers.age (3 values, envelope format 1)"));
         let allowed = retire_report(&counts, 3);
         assert!(allowed.ok, "{}", allowed.text);
     }

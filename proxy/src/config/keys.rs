@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::crypto::{
-    KeyLoadWarning, KeyRing, KeyVersion, MasterKey, MasterKeySource,
-};
+use crate::crypto::{KeyLoadWarning, KeyRing, KeyVersion, MasterKey, MasterKeySource};
 
 /// One `[[keys]]` entry as written.
 #[derive(Debug, serde::Deserialize)]
@@ -128,12 +126,10 @@ impl KeysFile {
         let mut masters: Vec<(KeyVersion, MasterKey)> = Vec::new();
         let mut warnings = Vec::new();
         for entry in &self.entries {
-            let loaded = entry.source.load().map_err(|e| {
-                format!(
-                    "key version {} ({}): {e}",
-                    entry.version, entry.source
-                )
-            })?;
+            let loaded = entry
+                .source
+                .load()
+                .map_err(|e| format!("key version {} ({}): {e}", entry.version, entry.source))?;
             warnings.extend(loaded.warning);
             masters.push((entry.version, loaded.key));
         }
@@ -241,12 +237,18 @@ activated_at = 2026-12-06T19:00:00Z
     #[test]
     fn mistakes_are_named_with_the_fix() {
         let no_active = parse("active = 3\n[[keys]]\nversion = 1\nenv = \"K\"\n").unwrap_err();
-        assert!(no_active.contains("no [[keys]] entry has version 3"), "{no_active}");
+        assert!(
+            no_active.contains("no [[keys]] entry has version 3"),
+            "{no_active}"
+        );
         let two_sources = parse(
             "active = 1\n[[keys]]\nversion = 1\nenv = \"K\"\nfile = \"/k\"\nactivated_at = 2026-01-01T00:00:00Z\n",
         )
         .unwrap_err();
-        assert!(two_sources.contains("exactly one of file, command or env"), "{two_sources}");
+        assert!(
+            two_sources.contains("exactly one of file, command or env"),
+            "{two_sources}"
+        );
         let twice = parse(
             "active = 1\n[[keys]]\nversion = 1\nenv = \"K\"\n[[keys]]\nversion = 1\nenv = \"L\"\n",
         )
@@ -294,7 +296,10 @@ activated_at = 2026-12-06T19:00:00Z
         )
         .unwrap();
         let err = file.load().unwrap_err();
-        assert!(err.starts_with("key version 1 (master_key_command)"), "{err}");
+        assert!(
+            err.starts_with("key version 1 (master_key_command)"),
+            "{err}"
+        );
         assert!(!err.contains("c2VjcmV0"));
     }
 }

@@ -51,9 +51,8 @@ pub fn canonical(spec: &ColumnSpec, format: Format, value: &[u8]) -> Result<Vec<
     }
     .map_err(|_| invalid_input(spec))?;
     match spec.modifier {
-        Some(m) => {
-            values::apply_modifier(spec.logical, m, canonical).map_err(|e| modifier_refusal(spec, e))
-        }
+        Some(m) => values::apply_modifier(spec.logical, m, canonical)
+            .map_err(|e| modifier_refusal(spec, e)),
         None => Ok(canonical),
     }
 }

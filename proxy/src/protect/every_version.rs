@@ -34,7 +34,12 @@ pub fn literal(
 ) -> Result<String, PgError> {
     let Some(text) = value else {
         // NULL compares as NULL whatever the key: nothing to multiply.
-        return Ok(if array { "NULL::bytea[]" } else { "NULL::bytea" }.to_owned());
+        return Ok(if array {
+            "NULL::bytea[]"
+        } else {
+            "NULL::bytea"
+        }
+        .to_owned());
     };
     let elements = if array {
         values::array::parse_text(text).map_err(|_| codec::invalid_input(spec))?
@@ -100,8 +105,8 @@ pub fn bind_value(
                 }
             }
             Format::Binary => {
-                let (element_oid, elements) = values::array::parse_binary(value)
-                    .map_err(|_| codec::invalid_input(spec))?;
+                let (element_oid, elements) =
+                    values::array::parse_binary(value).map_err(|_| codec::invalid_input(spec))?;
                 for e in elements {
                     canonicals.push(match e {
                         None => None,
@@ -166,7 +171,10 @@ mod tests {
         let all = literal(&spec, &mut cipher, Some("a"), false, Splice::AllOf).unwrap();
         assert!(all.starts_with("ALL(ARRAY["));
         let items = literal(&spec, &mut cipher, Some("a"), false, Splice::Items).unwrap();
-        assert_eq!(items, any["ANY(ARRAY[".len()..any.len() - "]::bytea[])".len()]);
+        assert_eq!(
+            items,
+            any["ANY(ARRAY[".len()..any.len() - "]::bytea[])".len()]
+        );
         let array = literal(&spec, &mut cipher, Some("{a,b,NULL}"), true, Splice::Array).unwrap();
         assert_eq!(envelopes(&array), 4);
         assert!(array.contains("NULL::bytea"));

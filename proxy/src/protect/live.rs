@@ -162,7 +162,12 @@ impl LiveProtection {
                 None
             }
         };
-        let stamps = |me: &Self| (stamp(&me.path), me.keys_config.watched_file().and_then(stamp));
+        let stamps = |me: &Self| {
+            (
+                stamp(&me.path),
+                me.keys_config.watched_file().and_then(stamp),
+            )
+        };
         let mut seen = stamps(&self);
         let mut tick = tokio::time::interval(WATCH_INTERVAL);
         loop {
@@ -193,8 +198,7 @@ impl LiveProtection {
     /// A reload away from the runtime's workers: a key command may take its time.
     async fn reload_off_thread(self: Arc<Self>, metrics: &Arc<Metrics>, why: &'static str) {
         let metrics = metrics.clone();
-        let done =
-            tokio::task::spawn_blocking(move || drop(self.reload_and_report(&metrics, why)));
+        let done = tokio::task::spawn_blocking(move || drop(self.reload_and_report(&metrics, why)));
         if let Err(e) = done.await {
             warn!("reload did not finish ({why}): {e}");
         }

@@ -79,7 +79,16 @@ pub async fn run(args: &RotateArgs) -> Result<Report, String> {
     let mut outcome = Outcome::default();
     let batch = i64::from(args.batch_size.max(1));
     for t in &work {
-        rotate_table(&mut client, &ring, t, &prefix, batch, &mut progress, &mut outcome).await?;
+        rotate_table(
+            &mut client,
+            &ring,
+            t,
+            &prefix,
+            batch,
+            &mut progress,
+            &mut outcome,
+        )
+        .await?;
     }
     progress.finish();
 
@@ -189,7 +198,10 @@ async fn rotate_table(
     );
     let mut after = "(0,0)".to_owned();
     loop {
-        let tx = client.transaction().await.map_err(|e| connect::reason(&e))?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| connect::reason(&e))?;
         let rows = tx
             .query(&select, &[&prefix, &after, &batch])
             .await
@@ -228,7 +240,10 @@ async fn rotate_table(
                 // Some value of the batch has a twin under the active version: redo the batch
                 // row by row in a fresh transaction, leaving just those rows.
                 tx.rollback().await.map_err(|e| connect::reason(&e))?;
-                let tx = client.transaction().await.map_err(|e| connect::reason(&e))?;
+                let tx = client
+                    .transaction()
+                    .await
+                    .map_err(|e| connect::reason(&e))?;
                 relock(&tx, t, &changes).await?;
                 for change in &changes {
                     one_row(&tx, t, change, outcome).await?;

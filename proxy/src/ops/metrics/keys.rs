@@ -20,7 +20,8 @@ impl Metrics {
     pub(super) fn refresh_key_age(&self, now_unix: i64) {
         let since = self.key_active_since.load(Ordering::Relaxed);
         if since > 0 {
-            self.key_active_age.set(now_unix.saturating_sub(since).max(0));
+            self.key_active_age
+                .set(now_unix.saturating_sub(since).max(0));
         }
     }
 }

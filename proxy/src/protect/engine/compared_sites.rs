@@ -136,8 +136,12 @@ name = "public.t"
             "rules.toml",
         )
         .expect("rules");
-        let masters = (1..=versions)
-            .map(|v| (KeyVersion::new(v), MasterKey::from_bytes(&[v as u8; 32]).unwrap()));
+        let masters = (1..=versions).map(|v| {
+            (
+                KeyVersion::new(v),
+                MasterKey::from_bytes(&[v as u8; 32]).unwrap(),
+            )
+        });
         let ring = KeyRing::new(KeyVersion::new(versions), masters).unwrap();
         Protection::new(rules, Arc::new(ring), GuardPolicy::NotRequired)
     }
@@ -176,7 +180,10 @@ name = "public.t"
         );
         assert_eq!(
             sent(&p, "SELECT id FROM t WHERE email <> $1"),
-            ("SELECT id FROM t WHERE email <> ALL($1::bytea[])".into(), vec![true])
+            (
+                "SELECT id FROM t WHERE email <> ALL($1::bytea[])".into(),
+                vec![true]
+            )
         );
         assert_eq!(
             sent(&p, "SELECT id FROM t WHERE email IN ('a', $1)").0,
@@ -184,7 +191,10 @@ name = "public.t"
         );
         assert_eq!(
             sent(&p, "SELECT id FROM t WHERE email = ANY($1)"),
-            ("SELECT id FROM t WHERE email = ANY($1::bytea[])".into(), vec![true])
+            (
+                "SELECT id FROM t WHERE email = ANY($1::bytea[])".into(),
+                vec![true]
+            )
         );
         assert_eq!(
             sent(&p, "UPDATE t SET email = $1 WHERE email = $2"),
@@ -194,7 +204,11 @@ name = "public.t"
             )
         );
         assert_eq!(
-            sent(&p, "INSERT INTO t (email) VALUES ('a') ON CONFLICT (email) DO NOTHING").0,
+            sent(
+                &p,
+                "INSERT INTO t (email) VALUES ('a') ON CONFLICT (email) DO NOTHING"
+            )
+            .0,
             "INSERT INTO t (email) VALUES (<v2>::bytea) ON CONFLICT (email) DO NOTHING"
         );
         assert_eq!(

@@ -5,9 +5,9 @@ use std::sync::{Arc, OnceLock};
 
 use super::{Described, Expect, PortalInfo, PreparedInfo, ProtectedSession};
 use crate::ops::metrics::{CryptoOp, ProtectedValueAction};
-use crate::protect::{codec, every_version};
 use crate::protect::engine::{ParamSpec, Plan, PlanAction};
 use crate::protect::wire::{Bind, Format};
+use crate::protect::{codec, every_version};
 use crate::protocol::error::{sqlstate, PgError};
 use crate::protocol::text_settings::TextMode;
 use crate::protocol::tracker::{Effect, Held};
