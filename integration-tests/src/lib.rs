@@ -5,6 +5,7 @@ pub mod certs;
 pub mod cluster;
 pub mod drivers;
 pub mod faults;
+pub mod keys;
 pub mod protected;
 pub mod proxy;
 pub mod raw;

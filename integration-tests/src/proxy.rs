@@ -84,6 +84,17 @@ impl TestProxy {
         }
     }
 
+    /// Reloads the rules and keys now, as SIGHUP does (without waiting for the file watcher).
+    pub fn reload(&self) -> Result<(), String> {
+        let running = self.running.as_ref().ok_or("the proxy has stopped")?;
+        let live = running
+            .context
+            .protection
+            .clone()
+            .ok_or("the proxy has no rules")?;
+        live.reload_and_report(&running.context.metrics, "test")
+    }
+
     /// Starts draining without waiting (to test graceful shutdown).
     pub fn begin_shutdown(&self) {
         if let Some(running) = &self.running {

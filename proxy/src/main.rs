@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use pgshroud::cli::args::{AuditCommand, CheckArgs, Cli, Command, ServeArgs};
+use pgshroud::cli::args::{AuditCommand, CheckArgs, Cli, Command, KeysCommand, ServeArgs};
 use pgshroud::config::{ConfigLayer, Settings};
 use pgshroud::context::shutdown::Stage;
 use pgshroud::server::RunningProxy;
@@ -21,6 +21,13 @@ fn main() -> ExitCode {
             database_command(|| pgshroud::cli::setup::setup(&args.upstream_url, &args.rules))
         }
         Command::Demo(args) => demo(&args.listen),
+        Command::Keys(KeysCommand::Status(args)) => {
+            database_command(|| pgshroud::cli::keys::status(&args.upstream_url, &args.rules))
+        }
+        Command::Keys(KeysCommand::Retire(args)) => database_command(|| {
+            pgshroud::cli::keys::retire(&args.status.upstream_url, &args.status.rules, args.version)
+        }),
+        Command::Rotate(args) => database_command(|| pgshroud::cli::rotate::run(&args)),
         Command::Audit(AuditCommand::Verify(args)) => {
             let (out, code) = pgshroud::audit::verify::run(&args.files, args.key_file.as_deref());
             if code == 0 {

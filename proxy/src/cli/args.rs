@@ -38,6 +38,62 @@ pub enum Command {
     /// Audit log tools.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Key versions: what the database holds under each, and retiring one.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Re-encrypt, online and in short batches, every stored value that is not under the active
+    /// key version (resumable: run it again after an interruption); ends with a check.
+    Rotate(RotateArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Per protected column, how many stored values are under each key version and envelope
+    /// format (read from the envelopes' headers: no key needed).
+    Status(KeysStatusArgs),
+    /// Check that no stored value is under key version N any more; exits 1 naming the columns
+    /// and counts when some are.
+    Retire(KeysRetireArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeysStatusArgs {
+    /// A connection that may read the protected tables (the owner's):
+    /// postgres://user[:password]@host:port/db?sslmode=... (password also from $PGPASSWORD).
+    #[arg(long)]
+    pub upstream_url: String,
+    /// Rules file naming the protected columns.
+    #[arg(long)]
+    pub rules: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysRetireArgs {
+    #[command(flatten)]
+    pub status: KeysStatusArgs,
+    /// The key version to retire.
+    #[arg(long)]
+    pub version: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// The tables' owner's connection:
+    /// postgres://owner[:password]@host:port/db?sslmode=... (password also from $PGPASSWORD).
+    #[arg(long)]
+    pub upstream_url: String,
+    /// Rules file naming the protected columns.
+    #[arg(long)]
+    pub rules: PathBuf,
+    /// Keys file (every live version; values are re-encrypted under its active one).
+    #[arg(long)]
+    pub keys_file: PathBuf,
+    /// Rows per transaction.
+    #[arg(long, default_value_t = 1000)]
+    pub batch_size: u32,
+    /// Only count what would be re-encrypted.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

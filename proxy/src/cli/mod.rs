@@ -1,9 +1,12 @@
 //! The command line: the arguments (`args`), and the commands that are not the proxy itself:
-//! operator commands (`operator`: encrypt, decrypt, check), `setup` (the guard) and `demo`,
+//! operator commands (`operator`: encrypt, decrypt, check), `setup` (the guard), `keys`
+//! (values per key version), `rotate` (re-encryption under the active key) and `demo`,
 //! and `throwaway_pg`, the scratch PostgreSQL the demo and the integration tests start.
 
 pub mod args;
 pub mod demo;
+pub mod keys;
 pub mod operator;
+pub mod rotate;
 pub mod setup;
 pub mod throwaway_pg;

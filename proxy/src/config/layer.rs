@@ -185,6 +185,12 @@ settings! {
     master_key_file: PathBuf;
     /// Command whose stdout is the base64 master key (KMS and vault CLIs).
     master_key_command: String;
+    /// Key versions file (TOML): every live master key with its version, source and
+    /// activated_at, and the active one; re-read on reload. Instead of master_key_file/command.
+    keys_file: PathBuf;
+    /// Days the active key may stay active before pgshroud_key_active_age_seconds passes
+    /// pgshroud_key_rotate_after_seconds (the alert rule in docker/ fires then).
+    rotate_after_days: u64 = "90";
     /// Write to no protected column without its guard in the database; `false` only for a
     /// migration window: plaintext written around pgshroud would then be stored.
     require_guard: bool = "true";
@@ -265,6 +271,7 @@ mod tests {
                 | "startup_timeout_secs"
                 | "idle_timeout_secs"
                 | "shutdown_timeout_secs"
+                | "rotate_after_days"
                 | "require_guard"
         );
         if numeric {

@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod auth;
 mod error;
+pub mod keys;
 pub mod layer;
 pub mod limits;
 pub mod on_full;
@@ -55,6 +56,10 @@ pub struct Settings {
     pub limits: Limits,
     pub master_key_file: Option<PathBuf>,
     pub master_key_command: Option<String>,
+    /// The key versions file, instead of one master key.
+    pub keys_file: Option<PathBuf>,
+    /// Policy: the active key is rotated within this many days.
+    pub rotate_after_days: u64,
     /// Write to no protected column that lacks its guard in the database (default true).
     pub require_guard: bool,
     pub auth_mode: AuthMode,
@@ -105,6 +110,21 @@ impl Settings {
                 "give either master_key_file or master_key_command, not both",
             ));
         }
+        if layer.keys_file.is_some()
+            && (layer.master_key_file.is_some() || layer.master_key_command.is_some())
+        {
+            return Err(invalid(
+                "keys_file",
+                "give either keys_file (every key version) or master_key_file/master_key_command (one key), not both",
+            ));
+        }
+        if let Some(keys) = &layer.keys_file {
+            readable_file("keys_file", keys)?;
+        }
+        let rotate_after_days = layer.rotate_after_days();
+        if rotate_after_days == 0 {
+            return Err(invalid("rotate_after_days", "must be greater than 0"));
+        }
         Ok(Settings {
             listen,
             upstream,
@@ -118,6 +138,8 @@ impl Settings {
             require_guard: layer.require_guard(),
             master_key_file: layer.master_key_file,
             master_key_command: layer.master_key_command,
+            keys_file: layer.keys_file,
+            rotate_after_days,
             auth_mode,
             auth_method,
             replication_users: layer.replication_users.unwrap_or_default(),

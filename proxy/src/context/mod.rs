@@ -48,6 +48,9 @@ impl ProxyContext {
         let auth = ProxyAuth::new(&settings, upstream.tls_config())?;
         let protection = crate::protect::load(&settings)?;
         let metrics = Arc::new(Metrics::new());
+        if let Some(live) = &protection {
+            live.report_keys(&metrics, settings.rotate_after_days);
+        }
         let audit = Audit::start(&settings.audit, metrics.clone()).map_err(|e| e.to_string())?;
         Ok(ProxyContext {
             settings,

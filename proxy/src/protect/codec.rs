@@ -37,6 +37,11 @@ pub fn seal(
     format: Format,
     value: &[u8],
 ) -> Result<Vec<u8>, PgError> {
+    Ok(cipher.seal(&canonical(spec, format, value)?))
+}
+
+/// Client value -> the canonical plaintext bytes that are sealed (modifier applied).
+pub fn canonical(spec: &ColumnSpec, format: Format, value: &[u8]) -> Result<Vec<u8>, PgError> {
     let canonical = match format {
         Format::Text => {
             let text = std::str::from_utf8(value).map_err(|_| invalid_input(spec))?;
@@ -45,12 +50,11 @@ pub fn seal(
         Format::Binary => values::canonical_from_binary(spec.logical, value),
     }
     .map_err(|_| invalid_input(spec))?;
-    let canonical = match spec.modifier {
+    match spec.modifier {
         Some(m) => values::apply_modifier(spec.logical, m, canonical)
-            .map_err(|e| modifier_refusal(spec, e))?,
-        None => canonical,
-    };
-    Ok(cipher.seal(&canonical))
+            .map_err(|e| modifier_refusal(spec, e)),
+        None => Ok(canonical),
+    }
 }
 
 /// SQLSTATE `numeric_value_out_of_range`.
@@ -93,11 +97,21 @@ pub fn seal_declared(
     declared: u32,
     value: &[u8],
 ) -> Result<Vec<u8>, PgError> {
+    Ok(cipher.seal(&canonical_declared(spec, format, declared, value)?))
+}
+
+/// [`canonical`] of a value whose `Parse` declared the type `declared` (see [`seal_declared`]).
+pub fn canonical_declared(
+    spec: &ColumnSpec,
+    format: Format,
+    declared: u32,
+    value: &[u8],
+) -> Result<Vec<u8>, PgError> {
     if format == Format::Text || declared == 0 || declared == spec.logical.oid() {
-        return seal(spec, cipher, format, value);
+        return canonical(spec, format, value);
     }
     let text = declared_binary_as_text(declared, value).ok_or_else(|| invalid_input(spec))?;
-    seal(spec, cipher, Format::Text, text.as_bytes())
+    canonical(spec, Format::Text, text.as_bytes())
 }
 
 /// The text form of a binary value of a declared type, or `None` when it is not one we read.
@@ -223,7 +237,7 @@ fn bytea_from_text(text: &[u8]) -> Option<Vec<u8>> {
     hex::decode(hex_digits).ok()
 }
 
-fn invalid_input(spec: &ColumnSpec) -> PgError {
+pub(crate) fn invalid_input(spec: &ColumnSpec) -> PgError {
     PgError::error(
         INVALID_TEXT_REPRESENTATION,
         format!(

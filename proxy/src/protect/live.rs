@@ -1,16 +1,19 @@
-//! The rules in force, swapped whole on reload (SIGHUP or a change of the rules file). A bad
-//! new file keeps the old rules and says why in the log. Sessions pick up a new generation at
+//! The rules and key ring in force, swapped whole on reload (SIGHUP or a change of the rules
+//! file or the keys file). A bad new file, or a key that does not load, keeps the old rules
+//! and keys and says why in the log. Sessions pick up a new generation at
 //! their next statement; statements already running finish under the rules they started with.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
+
+use time::OffsetDateTime;
 
 use tracing::{info, warn};
 
 use super::engine::Protection;
-use crate::crypto::KeyRing;
+use crate::config::keys::KeysConfig;
 use crate::ops::metrics::{Metrics, ReloadResult};
 
 /// How often the rules file's modification time is looked at.
@@ -18,9 +21,13 @@ const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
 pub struct LiveProtection {
     path: PathBuf,
-    keys: Arc<KeyRing>,
+    keys_config: KeysConfig,
+    /// When the active key version became active (from the keys file), for the key age gauge.
+    active_since: Mutex<Option<OffsetDateTime>>,
     current: RwLock<Arc<Protection>>,
     generation: AtomicU64,
+    /// The key age policy, kept for the metrics after a reload.
+    rotate_after_days: AtomicU64,
 }
 
 impl std::fmt::Debug for LiveProtection {
@@ -33,12 +40,17 @@ impl std::fmt::Debug for LiveProtection {
 }
 
 impl LiveProtection {
+    /// Rules from `path` over `first`'s key ring, which reloads keep (one key, read once).
     pub fn new(path: &Path, first: Arc<Protection>) -> LiveProtection {
         LiveProtection {
             path: path.to_owned(),
-            keys: first.keys.clone(),
+            keys_config: KeysConfig::Single(crate::crypto::MasterKeySource::Env {
+                var: crate::crypto::MASTER_KEY_ENV.to_owned(),
+            }),
+            active_since: Mutex::new(None),
             current: RwLock::new(first),
             generation: AtomicU64::new(0),
+            rotate_after_days: AtomicU64::new(90),
         }
     }
 
@@ -55,11 +67,48 @@ impl LiveProtection {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// Loads the rules file again; on success the new rules replace the old at once.
+    /// Keys from `keys_config`: a keys file is read again on every reload.
+    pub fn with_keys(
+        mut self,
+        keys_config: KeysConfig,
+        active_since: Option<OffsetDateTime>,
+    ) -> LiveProtection {
+        self.keys_config = keys_config;
+        self.active_since = Mutex::new(active_since);
+        self
+    }
+
+    /// When the active key version became active, if the keys file says.
+    pub fn active_key_since(&self) -> Option<OffsetDateTime> {
+        match self.active_since.lock() {
+            Ok(guard) => *guard,
+            Err(poisoned) => *poisoned.into_inner(),
+        }
+    }
+
+    /// Loads the rules file (and the keys file, when keys come from one) again; on success
+    /// the new rules and key ring replace the old at once. Blocking: a key's source may be
+    /// a command.
     pub fn reload(&self) -> Result<(), String> {
         let rules = pgshroud_rules::load(&self.path).map_err(|e| e.to_string())?;
-        let guards = self.current().guard_policy();
-        let next = Arc::new(Protection::new(rules, self.keys.clone(), guards));
+        let current = self.current();
+        let guards = current.guard_policy();
+        let keys = match &self.keys_config {
+            KeysConfig::File(_) => {
+                let loaded = self.keys_config.load()?;
+                for warning in &loaded.warnings {
+                    warn!("{warning}");
+                }
+                match self.active_since.lock() {
+                    Ok(mut guard) => *guard = loaded.active_since,
+                    Err(poisoned) => *poisoned.into_inner() = loaded.active_since,
+                }
+                Arc::new(loaded.ring)
+            }
+            // One key from the environment, a file or a command: read once at start-up.
+            KeysConfig::Single(_) => current.keys.clone(),
+        };
+        let next = Arc::new(Protection::new(rules, keys, guards));
         match self.current.write() {
             Ok(mut guard) => *guard = next,
             Err(poisoned) => *poisoned.into_inner() = next,
@@ -68,22 +117,42 @@ impl LiveProtection {
         Ok(())
     }
 
-    /// Reloads and reports the outcome in the log and the metrics.
-    pub fn reload_and_report(&self, metrics: &Metrics, why: &str) {
-        match self.reload() {
+    /// The active key version and its age policy, in the metrics.
+    pub fn report_keys(&self, metrics: &Metrics, rotate_after_days: u64) {
+        self.rotate_after_days
+            .store(rotate_after_days, Ordering::Relaxed);
+        metrics.active_key(
+            self.current().keys.active_version().get(),
+            self.active_key_since().map(|t| t.unix_timestamp()),
+            rotate_after_days.saturating_mul(86_400),
+        );
+    }
+
+    /// Reloads and reports the outcome in the log and the metrics (and to the caller).
+    pub fn reload_and_report(&self, metrics: &Metrics, why: &str) -> Result<(), String> {
+        let result = self.reload();
+        match &result {
             Ok(()) => {
-                info!(file = %self.path.display(), "rules reloaded ({why})");
+                let keys = &self.current().keys;
+                info!(
+                    file = %self.path.display(),
+                    active_key_version = %keys.active_version(),
+                    live_key_versions = keys.versions().len(),
+                    "rules and keys reloaded ({why})"
+                );
                 metrics.rules_reload(ReloadResult::Ok);
+                self.report_keys(metrics, self.rotate_after_days.load(Ordering::Relaxed));
             }
             Err(e) => {
-                warn!("rules not reloaded ({why}), the previous rules stay in force: {e}");
+                warn!("rules and keys not reloaded ({why}), the previous ones stay in force: {e}");
                 metrics.rules_reload(ReloadResult::Rejected);
             }
         }
+        result
     }
 
-    /// Runs until the process ends: reloads on SIGHUP and when the file's modification time
-    /// or size changes.
+    /// Runs until the process ends: reloads on SIGHUP and when the rules file's or the keys
+    /// file's modification time or size changes.
     pub async fn watch(self: Arc<Self>, metrics: Arc<Metrics>) {
         let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         {
@@ -93,7 +162,13 @@ impl LiveProtection {
                 None
             }
         };
-        let mut seen = stamp(&self.path);
+        let stamps = |me: &Self| {
+            (
+                stamp(&me.path),
+                me.keys_config.watched_file().and_then(stamp),
+            )
+        };
+        let mut seen = stamps(&self);
         let mut tick = tokio::time::interval(WATCH_INTERVAL);
         loop {
             let signalled = async {
@@ -104,17 +179,28 @@ impl LiveProtection {
             };
             tokio::select! {
                 _ = signalled => {
-                    seen = stamp(&self.path);
-                    self.reload_and_report(&metrics, "SIGHUP");
+                    seen = stamps(&self);
+                    self.clone().reload_off_thread(&metrics, "SIGHUP").await;
                 }
                 _ = tick.tick() => {
-                    let now = stamp(&self.path);
+                    let now = stamps(&self);
                     if now != seen {
                         seen = now;
-                        self.reload_and_report(&metrics, "file changed");
+                        self.clone().reload_off_thread(&metrics, "file changed").await;
                     }
                 }
             }
+        }
+    }
+}
+
+impl LiveProtection {
+    /// A reload away from the runtime's workers: a key command may take its time.
+    async fn reload_off_thread(self: Arc<Self>, metrics: &Arc<Metrics>, why: &'static str) {
+        let metrics = metrics.clone();
+        let done = tokio::task::spawn_blocking(move || drop(self.reload_and_report(&metrics, why)));
+        if let Err(e) = done.await {
+            warn!("reload did not finish ({why}): {e}");
         }
     }
 }

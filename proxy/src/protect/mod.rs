@@ -8,6 +8,7 @@ pub mod codec;
 pub mod copy;
 pub mod detail;
 pub mod engine;
+pub mod every_version;
 pub mod guard;
 pub mod live;
 mod opaque;
@@ -21,8 +22,8 @@ use std::sync::Arc;
 
 use tracing::warn;
 
+use crate::config::keys::KeysConfig;
 use crate::config::Settings;
-use crate::crypto::{KeyRing, MasterKeySource};
 use engine::{GuardPolicy, Protection};
 use live::LiveProtection;
 
@@ -32,17 +33,16 @@ pub fn load(settings: &Settings) -> Result<Option<Arc<LiveProtection>>, String> 
         return Ok(None);
     };
     let rules = pgshroud_rules::load(path).map_err(|e| format!("invalid rules file: {e}"))?;
-    let source = MasterKeySource::from_settings(
+    let keys_config = KeysConfig::from_settings(
+        settings.keys_file.as_deref(),
         settings.master_key_file.as_deref(),
         settings.master_key_command.as_deref(),
     );
-    let loaded = source
-        .load()
-        .map_err(|e| format!("master key ({source}): {e}"))?;
-    if let Some(warning) = &loaded.warning {
+    let loaded = keys_config.load()?;
+    for warning in &loaded.warnings {
         warn!("{warning}");
     }
-    let keys = Arc::new(KeyRing::single(loaded.key));
+    let keys = Arc::new(loaded.ring);
     let guards = if settings.require_guard {
         GuardPolicy::Required
     } else {
@@ -50,5 +50,6 @@ pub fn load(settings: &Settings) -> Result<Option<Arc<LiveProtection>>, String> 
         GuardPolicy::NotRequired
     };
     let first = Arc::new(Protection::new(rules, keys, guards));
-    Ok(Some(Arc::new(LiveProtection::new(path, first))))
+    let live = LiveProtection::new(path, first).with_keys(keys_config, loaded.active_since);
+    Ok(Some(Arc::new(live)))
 }

@@ -8,6 +8,7 @@
 
 mod audit;
 mod connections;
+mod keys;
 mod labels;
 mod protection;
 mod statements;
@@ -17,6 +18,7 @@ mod text;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::metrics::counter::Counter;
@@ -58,6 +60,11 @@ pub struct Metrics {
     rules_reloads: CountersBy<ReloadResult>,
     bytes: CountersBy<Direction>,
     unguarded_columns: Gauge,
+    key_active_version: Gauge,
+    key_active_age: Gauge,
+    key_rotate_after: Gauge,
+    /// Unix seconds when the active key version became active; 0 when unknown.
+    key_active_since: AtomicI64,
 }
 
 impl Metrics {
@@ -163,6 +170,25 @@ impl Metrics {
                 "Protected columns without a pgshroud guard in the database, as the latest catalog look-up found them",
                 Gauge::default(),
             ),
+            key_active_version: register(
+                reg,
+                "key_active_version",
+                "The key version new values are sealed with",
+                Gauge::default(),
+            ),
+            key_active_age: register(
+                reg,
+                "key_active_age_seconds",
+                "Seconds since the active key version became active (its activated_at in the keys file); absent without a keys file",
+                Gauge::default(),
+            ),
+            key_rotate_after: register(
+                reg,
+                "key_rotate_after_seconds",
+                "The policy: seconds the active key may stay active (rotate_after_days)",
+                Gauge::default(),
+            ),
+            key_active_since: AtomicI64::new(0),
             // The literal borrows `registry` to register into it; it moves in once that is done.
             registry: Registry::default(),
         };

@@ -12,6 +12,7 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 impl Metrics {
     /// The metrics in the Prometheus text format (serve with [`CONTENT_TYPE`]).
     pub fn encode(&self) -> String {
+        self.refresh_key_age(time::OffsetDateTime::now_utc().unix_timestamp());
         let mut open_metrics = String::with_capacity(16 * 1024);
         if encode_registry(&mut open_metrics, &self.registry).is_err() {
             // Writing to a String cannot fail; an error here would be a bug in the encoder.

@@ -5,8 +5,10 @@
 //! cached per text and database layout); `storage` checks what the database holds for each
 //! protected column (bytea, its guard) before anything is written there.
 
+mod compared_sites;
 mod plan;
 mod storage;
+mod versions;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::compared_sites::SiteRole;
 use super::{Layout, Protection, FEATURE_NOT_SUPPORTED};
 use crate::analyze::{self, Analysis, ColumnId, LinkKind, StatementInfo, Usage};
 use crate::protect::catalog::Catalog;
@@ -15,6 +16,9 @@ pub struct ParamSpec {
     pub spec: Spec,
     /// `c = ANY($n)`: the value is an array of the column's values.
     pub array: bool,
+    /// Compared while several key versions are live: bound as a `bytea[]` of the value's
+    /// envelopes under every live version (of every element's, for an array).
+    pub every_version: bool,
 }
 
 /// What to do with a statement that mentions a protected table.
@@ -146,19 +150,34 @@ impl Protection {
         // Splice replacements in source order; the rest of the text stays byte for byte.
         let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::new();
         let mut params: Vec<Option<ParamSpec>> = Vec::new();
-        for statement in &statements {
-            for literal in &statement.literals {
+        let roles = self.site_roles(sql, &statements)?;
+        for (statement, roles) in statements.iter().zip(&roles) {
+            for (literal, role) in statement.literals.iter().zip(&roles.literals) {
                 let spec = self.spec(literal.column)?;
-                let sealed = self.seal_literal(&spec, literal.value.as_deref(), literal.array)?;
+                let sealed = match role {
+                    SiteRole::Written => {
+                        self.seal_literal(&spec, literal.value.as_deref(), literal.array)?
+                    }
+                    SiteRole::Compared(how) => self.seal_literal_every_version(
+                        &spec,
+                        literal.value.as_deref(),
+                        literal.array,
+                        *how,
+                    )?,
+                };
                 edits.push((literal.span.clone(), sealed));
             }
-            for param in &statement.params {
+            for (param, role) in statement.params.iter().zip(&roles.params) {
                 let spec = self.spec(param.column)?;
                 if params.len() <= param.index {
                     params.resize(param.index + 1, None);
                 }
+                let every_version = *role != SiteRole::Written;
                 if let Some(existing) = &params[param.index] {
-                    if !Arc::ptr_eq(&existing.spec, &spec) || existing.array != param.array {
+                    if !Arc::ptr_eq(&existing.spec, &spec)
+                        || existing.array != param.array
+                        || existing.every_version != every_version
+                    {
                         return Err(PgError::error(
                             FEATURE_NOT_SUPPORTED,
                             format!(
@@ -169,14 +188,22 @@ impl Protection {
                         ));
                     }
                 }
+                let n = param.index + 1;
+                let replacement = match role {
+                    // Typed, so the server infers bytea where nothing else would (a VALUES
+                    // list, UNNEST's argument).
+                    SiteRole::Written if param.array => format!("${n}::bytea[]"),
+                    SiteRole::Written => format!("${n}::bytea"),
+                    SiteRole::Compared(how) => {
+                        self.param_every_version(&spec, n, param.array, *how)?
+                    }
+                };
                 params[param.index] = Some(ParamSpec {
                     spec,
                     array: param.array,
+                    every_version,
                 });
-                // Typed, so the server infers bytea where nothing else would (a VALUES list,
-                // UNNEST's argument).
-                let typed = if param.array { "bytea[]" } else { "bytea" };
-                edits.push((param.span.clone(), format!("${}::{typed}", param.index + 1)));
+                edits.push((param.span.clone(), replacement));
             }
             for edit in &statement.edits {
                 edits.push((edit.span.clone(), edit.replacement.clone()));

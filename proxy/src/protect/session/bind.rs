@@ -5,9 +5,9 @@ use std::sync::{Arc, OnceLock};
 
 use super::{Described, Expect, PortalInfo, PreparedInfo, ProtectedSession};
 use crate::ops::metrics::{CryptoOp, ProtectedValueAction};
-use crate::protect::codec;
 use crate::protect::engine::{ParamSpec, Plan, PlanAction};
 use crate::protect::wire::{Bind, Format};
+use crate::protect::{codec, every_version};
 use crate::protocol::error::{sqlstate, PgError};
 use crate::protocol::text_settings::TextMode;
 use crate::protocol::tracker::{Effect, Held};
@@ -155,7 +155,16 @@ impl ProtectedSession {
             };
             if let Some(value) = slot.as_ref() {
                 let cipher = self.ciphers.get(&param.spec.context);
-                let sealed = if param.array {
+                let sealed = if param.every_version {
+                    every_version::bind_value(
+                        &param.spec,
+                        cipher,
+                        format,
+                        declared,
+                        value,
+                        param.array,
+                    )
+                } else if param.array {
                     codec::seal_array(&param.spec, cipher, format, value)
                 } else {
                     codec::seal_declared(&param.spec, cipher, format, declared, value)
@@ -196,7 +205,10 @@ fn same_server_statement(old: Option<&Plan>, new: Option<&Plan>) -> bool {
     let params = |p: &Plan| {
         p.params
             .iter()
-            .map(|s| s.as_ref().map(|s| (s.spec.qualified.clone(), s.array)))
+            .map(|s| {
+                s.as_ref()
+                    .map(|s| (s.spec.qualified.clone(), s.array, s.every_version))
+            })
             .collect::<Vec<_>>()
     };
     match (old, new) {

@@ -1,0 +1,217 @@
+//! `pgshroud keys status` and `pgshroud keys retire`: how many stored values of each protected
+//! column sit under each key version and envelope format (read from the envelope headers, no
+//! key needed), and the refusal to retire a version that still holds values.
+
+use std::path::Path;
+
+use tokio_postgres::Client;
+
+use super::setup::{connect, Report};
+use crate::protect::guard::quote_ident;
+
+/// One protected column of the rules, as the database names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredColumn {
+    pub schema: String,
+    pub table: String,
+    pub column: String,
+    /// Its key context (the column's own name unless the rules share one).
+    pub context: String,
+}
+
+impl StoredColumn {
+    pub fn qualified(&self) -> String {
+        format!("{}.{}.{}", self.schema, self.table, self.column)
+    }
+
+    pub fn table_sql(&self) -> String {
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.table))
+    }
+}
+
+/// Every protected column the rules name, in file order.
+pub fn stored_columns(rules: &pgshroud_rules::Rules) -> Vec<StoredColumn> {
+    rules
+        .tables
+        .iter()
+        .flat_map(|t| {
+            t.columns.iter().map(|c| StoredColumn {
+                schema: t.schema.to_lowercase(),
+                table: t.name.to_lowercase(),
+                column: c.name.to_lowercase(),
+                context: t.context_of(c),
+            })
+        })
+        .collect()
+}
+
+/// Values of one column under one (envelope format, key version).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionCount {
+    pub column: String,
+    pub format: u8,
+    pub version: u32,
+    pub values: i64,
+}
+
+/// The counts of every protected column that exists (views and missing tables are skipped,
+/// and named in the second list).
+pub async fn counts(
+    client: &Client,
+    columns: &[StoredColumn],
+) -> Result<(Vec<VersionCount>, Vec<String>), String> {
+    let mut counts = Vec::new();
+    let mut skipped = Vec::new();
+    for c in columns {
+        let is_table = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class r ON r.oid = a.attrelid \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace \
+                 WHERE n.nspname = $1 AND r.relname = $2 AND a.attname = $3 AND r.relkind IN ('r', 'p') AND NOT a.attisdropped)",
+                &[&c.schema, &c.table, &c.column],
+            )
+            .await
+            .map_err(|e| connect::reason(&e))?
+            .get::<_, bool>(0);
+        if !is_table {
+            skipped.push(c.qualified());
+            continue;
+        }
+        let col = quote_ident(&c.column);
+        // Bytes 2-5 of both envelope formats are the key version (big-endian).
+        let sql = format!(
+            "SELECT pg_catalog.get_byte({col}, 0), \
+             (pg_catalog.get_byte({col}, 1)::int8 << 24) | (pg_catalog.get_byte({col}, 2) << 16) \
+             | (pg_catalog.get_byte({col}, 3) << 8) | pg_catalog.get_byte({col}, 4), pg_catalog.count(*) \
+             FROM {} WHERE {col} IS NOT NULL AND pg_catalog.length({col}) >= 5 GROUP BY 1, 2 ORDER BY 1, 2",
+            c.table_sql()
+        );
+        for row in client
+            .query(&sql, &[])
+            .await
+            .map_err(|e| format!("{}: {}", c.qualified(), connect::reason(&e)))?
+        {
+            counts.push(VersionCount {
+                column: c.qualified(),
+                format: u8::try_from(row.get::<_, i32>(0)).unwrap_or(0),
+                version: u32::try_from(row.get::<_, i64>(1)).unwrap_or(0),
+                values: row.get(2),
+            });
+        }
+    }
+    Ok((counts, skipped))
+}
+
+fn table(counts: &[VersionCount], skipped: &[String]) -> String {
+    let width = counts
+        .iter()
+        .map(|c| c.column.len())
+        .chain(std::iter::once("COLUMN".len()))
+        .max()
+        .unwrap_or(6);
+    let mut out = format!("{:width$}  FORMAT  KEY VERSION  VALUES\n", "COLUMN");
+    for c in counts {
+        out.push_str(&format!(
+            "{:width$}  {:<6}  {:<11}  {}\n",
+            c.column, c.format, c.version, c.values
+        ));
+    }
+    if counts.is_empty() {
+        out.push_str("(no stored values)\n");
+    }
+    for s in skipped {
+        out.push_str(&format!(
+            "{s}: not a column of a table in this database, skipped\n"
+        ));
+    }
+    out
+}
+
+/// `pgshroud keys status`.
+pub async fn status(url: &str, rules_path: &Path) -> Result<Report, String> {
+    let rules = pgshroud_rules::load(rules_path).map_err(|e| e.to_string())?;
+    let client = connect::connect(url).await?;
+    let (counts, skipped) = counts(&client, &stored_columns(&rules)).await?;
+    Ok(Report {
+        text: table(&counts, &skipped).trim_end().to_owned(),
+        ok: true,
+    })
+}
+
+/// `pgshroud keys retire --version N`: refused (not ok) while any value is under `version`.
+pub async fn retire(url: &str, rules_path: &Path, version: u32) -> Result<Report, String> {
+    let rules = pgshroud_rules::load(rules_path).map_err(|e| e.to_string())?;
+    let client = connect::connect(url).await?;
+    let (counts, _) = counts(&client, &stored_columns(&rules)).await?;
+    Ok(retire_report(&counts, version))
+}
+
+fn retire_report(counts: &[VersionCount], version: u32) -> Report {
+    let in_use: Vec<&VersionCount> = counts.iter().filter(|c| c.version == version).collect();
+    if in_use.is_empty() {
+        return Report {
+            text: format!(
+                "No stored value is under key version {version}: it can go. Remove its [[keys]] entry from the keys file and reload pgshroud (SIGHUP) everywhere; keep a backup of the key for as long as backups of the database may hold values under it."
+            ),
+            ok: true,
+        };
+    }
+    let list = in_use
+        .iter()
+        .map(|c| {
+            format!(
+                "{} ({} values, envelope format {})",
+                c.column, c.values, c.format
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    Report {
+        text: format!(
+            "Key version {version} cannot be retired: values are still under it in {list}. Run `pgshroud rotate` until it reports nothing left, then retire it."
+        ),
+        ok: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(column: &str, format: u8, version: u32, values: i64) -> VersionCount {
+        VersionCount {
+            column: column.into(),
+            format,
+            version,
+            values,
+        }
+    }
+
+    #[test]
+    fn retiring_a_version_in_use_names_the_columns_and_counts() {
+        let counts = [
+            count("public.customers.email", 2, 1, 40),
+            count("public.customers.email", 2, 2, 60),
+            count("public.customers.age", 1, 1, 3),
+        ];
+        let refused = retire_report(&counts, 1);
+        assert!(!refused.ok);
+        assert!(refused
+            .text
+            .contains("public.customers.email (40 values, envelope format 2)"));
+        assert!(refused
+            .text
+            .contains("public.customers.age (3 values, envelope format 1)"));
+        let allowed = retire_report(&counts, 3);
+        assert!(allowed.ok, "{}", allowed.text);
+    }
+
+    #[test]
+    fn status_lines_up_columns_versions_and_counts() {
+        let text = table(&[count("public.t.e", 2, 1, 5)], &["public.v.e".into()]);
+        assert_eq!(
+            text,
+            "COLUMN      FORMAT  KEY VERSION  VALUES\npublic.t.e  2       1            5\npublic.v.e: not a column of a table in this database, skipped\n"
+        );
+    }
+}
