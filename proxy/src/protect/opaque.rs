@@ -136,34 +136,7 @@ impl Policy {
 mod tests {
     use super::*;
 
-    const RULES: &str = r#"
-default_role = "app"
-[[tables]]
-name = "customers"
-  [[tables.columns]]
-  name = "email"
-  type = "text"
-[[roles]]
-name = "app"
-template = "app"
-[[roles]]
-name = "sales"
-template = "app"
-  [roles.columns]
-  "customers.email" = "mask:redact"
-[[roles]]
-name = "dba"
-template = "dba"
-[[roles]]
-name = "caller"
-template = "support"
-statements = ["select", "function_call"]
-"#;
-
-    fn policy(role: &str) -> Policy {
-        let rules = pgshroud_rules::parse(RULES, "rules.toml").expect("rules");
-        Policy::new(rules.role(role).expect("role").clone(), &rules)
-    }
+    use crate::protect::policy::tests::policy;
 
     fn schema() -> ProtectedSchema {
         let mut schema = ProtectedSchema::new();

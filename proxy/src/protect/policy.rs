@@ -349,7 +349,7 @@ impl Policy {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::Arc;
 
     use pgshroud_rules::{LogicalType, Mask};
@@ -390,7 +390,9 @@ template = "support"
 statements = ["select", "function_call"]
 "#;
 
-    fn policy(role: &str) -> Policy {
+    /// The policy of `role` in this module's rules (customers and leads, app, sales, dba,
+    /// caller): shared with the other policy tests.
+    pub(in crate::protect) fn policy(role: &str) -> Policy {
         let rules = pgshroud_rules::parse(RULES, "rules.toml").expect("rules");
         Policy::new(rules.role(role).expect("role").clone(), &rules)
     }
