@@ -249,7 +249,7 @@ fn func_call(call: &Value, found: &mut Found) -> Result<(), String> {
             Some(None) => {}
             None => {
                 return Err(format!(
-                    "{name}() with an argument that is not a string constant"
+                    "{name}() with an argument that is not a string literal"
                 ))
             }
         }
