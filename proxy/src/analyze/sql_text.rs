@@ -1,23 +1,24 @@
 //! Server functions that run SQL, or dump tables, named in a text argument (`query_to_xml`,
-//! `table_to_xml`, `dblink`, `ts_stat`, `crosstab`, ...), and plpgsql that runs SQL built from
+//! `table_to_xml`, `dblink`, `ts_stat`, `crosstab`, ...), and code that runs SQL built from
 //! strings (`EXECUTE` in `DO` and function bodies). What they read reaches the client as raw
 //! stored bytes the proxy cannot transform, so roles that may not see a column's ciphertext
 //! must not reach it this way: the caller checks the texts found here.
+//!
+//! The calls and their arguments are read from PostgreSQL's own parse tree (libpg_query):
+//! function names and string constants arrive decoded exactly as the server decodes them
+//! (`U&""` names, `E''` escapes, strings continued across lines, dollar quotes), so no escape
+//! is decoded here. The tree is walked through its serde form, as in `pg_reading.rs`, so no
+//! node kind is skipped.
 
-use std::ops::ControlFlow;
+use serde_json::{Map, Value};
 
-use sqlparser::ast::{
-    visit_expressions, visit_relations, Expr, FunctionArg, FunctionArgExpr, FunctionArguments,
-    ObjectName, Statement, Value,
-};
-use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::tokenizer::Tokenizer;
-
-use super::{escapes, limits, parser, spelling};
+use super::spelling;
 
 /// Lower-case words that must be present for a text to reach any of these paths. `u&` is
-/// there because a Unicode-escaped identifier can spell any function name.
-const TRIGGERS: [&str; 8] = [
+/// there because a Unicode-escaped identifier can spell any function name; `language`
+/// because code in a language other than plpgsql or SQL runs SQL through functions of its
+/// own (`spi_exec_query`, `plpy.cursor`), and naming one takes a `LANGUAGE` clause.
+const TRIGGERS: [&str; 9] = [
     "_to_xml",
     "dblink",
     "ts_stat",
@@ -26,10 +27,13 @@ const TRIGGERS: [&str; 8] = [
     "connectby",
     "execute",
     "u&",
+    "language",
 ];
 
 /// Whether `sql` may call a function that runs SQL text (a cheap scan; `false` is certain):
 /// one of the trigger words, or a form PostgreSQL decodes into words its bytes do not show.
+/// Certain because PostgreSQL folds unquoted names with ASCII rules only, keeps quoted ones
+/// byte for byte, and every decoding form is flagged by [`spelling::may_hide_text`].
 pub fn may_run_sql_text(sql: &str) -> bool {
     let lower = sql.to_ascii_lowercase();
     TRIGGERS.iter().any(|t| lower.contains(t)) || spelling::may_hide_text(sql)
@@ -43,52 +47,42 @@ pub enum SqlText {
     /// The string-literal arguments of every such call (SQL texts, table names).
     Literals(Vec<String>),
     /// A call whose effect cannot be read from the text (the argument is computed, names a
-    /// schema, database or cursor, or the code is plpgsql); the string says what it is.
+    /// schema, database or cursor, or the code runs SQL it builds); the string says what it is.
     Unreadable(String),
 }
 
-/// Finds calls of functions that run SQL text in `sql`. Text that does not parse, or nests
-/// too deeply to parse safely, is `Unreadable`.
+/// Finds calls of functions that run SQL text in `sql`, as PostgreSQL parses it. Text
+/// PostgreSQL's grammar does not accept (or that nests too deeply for it) is `Unreadable`.
 pub fn sql_text_calls(sql: &str) -> SqlText {
     let unparsed = || SqlText::Unreadable("a statement pgshroud cannot parse".to_owned());
-    let dialect = PostgreSqlDialect {};
-    let Ok(tokens) = Tokenizer::new(&dialect, sql).tokenize_with_location() else {
+    let Ok(parsed) = pg_query::parse(sql) else {
         return unparsed();
     };
-    let Ok(tokens) = escapes::decode_escaped_identifiers(tokens) else {
+    let Ok(tree) = serde_json::to_value(&parsed.protobuf) else {
         return unparsed();
     };
-    let bound = limits::nesting_bound(&tokens);
-    if bound > limits::MAX_NESTING {
-        return unparsed();
-    }
-    let statements =
-        limits::with_stack_for(bound, || parser(&dialect, tokens).parse_statements().ok())
-            .flatten();
-    let Some(statements) = statements else {
-        return unparsed();
-    };
-    let mut literals = Vec::new();
-    for statement in &statements {
-        if let Err(what) = statement_calls(statement, &mut literals) {
+    let mut found = Found::default();
+    let statements = tree.get("stmts").and_then(Value::as_array);
+    for raw in statements.into_iter().flatten() {
+        let Some(node) = raw.get("stmt").and_then(|s| s.get("node")) else {
+            continue;
+        };
+        if let Err(what) = statement(node, &mut found) {
             return SqlText::Unreadable(what);
         }
     }
-    if literals.is_empty() && !any_call(&statements) {
+    if found.calls == 0 {
         SqlText::None
     } else {
-        SqlText::Literals(literals)
+        SqlText::Literals(found.literals)
     }
 }
 
-fn any_call(statements: &[Statement]) -> bool {
-    statements.iter().any(|s| {
-        visit_expressions(s, |e| match e {
-            Expr::Function(f) if runs_sql_text(&f.name).is_some() => ControlFlow::Break(()),
-            _ => ControlFlow::Continue(()),
-        })
-        .is_break()
-    })
+#[derive(Default)]
+struct Found {
+    /// Calls of functions that run SQL text.
+    calls: usize,
+    literals: Vec<String>,
 }
 
 /// How a function named `name` takes what it reads.
@@ -100,8 +94,10 @@ enum Runner {
     Opaque,
 }
 
-fn runs_sql_text(name: &ObjectName) -> Option<Runner> {
-    let last = name.0.last()?.as_ident()?.value.to_ascii_lowercase();
+/// Matched without regard to case: a quoted `"QUERY_TO_XML"` is another function to the
+/// server, but treating it as the built-in only costs a look at its arguments.
+fn runs_sql_text(name: &str) -> Option<Runner> {
+    let last = name.to_lowercase();
     let opaque = ["schema_to_xml", "database_to_xml", "cursor_to_xml"];
     if opaque.iter().any(|p| last.starts_with(p)) {
         return Some(Runner::Opaque);
@@ -114,161 +110,179 @@ fn runs_sql_text(name: &ObjectName) -> Option<Runner> {
     text.then_some(Runner::Text)
 }
 
-/// Collects the literal arguments of one statement's calls; `Err` says what cannot be read.
-fn statement_calls(statement: &Statement, literals: &mut Vec<String>) -> Result<(), String> {
-    if let Statement::CreateFunction(_)
-    | Statement::CreateProcedure { .. }
-    | Statement::CreateTrigger(_) = statement
+/// One top-level statement: code it creates or runs is judged by its language and body,
+/// everything else is walked for calls.
+fn statement(node: &Value, found: &mut Found) -> Result<(), String> {
+    let Some((name, body)) = node.as_object().and_then(|o| o.iter().next()) else {
+        return Ok(());
+    };
+    match name.as_str() {
+        "DoStmt" => code(body.get("args"), Some("plpgsql"), "a DO block"),
+        "CreateFunctionStmt" => {
+            // A SQL-standard body (`BEGIN ATOMIC ... END`, `RETURN expr`) is parsed already:
+            // walk it like any statement. A string body is code pgshroud reads only as text.
+            let options = body.get("options");
+            if body.get("sql_body").is_some_and(|b| !b.is_null()) {
+                walk(body, found)
+            } else {
+                code(options, None, "a created function or procedure")
+            }
+        }
+        "CreateTrigStmt" | "CreateEventTrigStmt" => Err(
+            "creating a trigger, which runs a function on other sessions' statements".to_owned(),
+        ),
+        _ => walk(body, found),
+    }
+}
+
+/// Checks server-side code given as a string (a `DO` block, a function's `AS` body): plpgsql
+/// and SQL bodies are refused when they may run SQL text (the same scan as for a whole text,
+/// over the body PostgreSQL decoded); code in any other language is refused outright, since
+/// it runs SQL through that language's own functions.
+fn code(options: Option<&Value>, default_language: Option<&str>, what: &str) -> Result<(), String> {
+    let mut language = default_language.map(str::to_owned);
+    let mut bodies = Vec::new();
+    for item in options.and_then(Value::as_array).into_iter().flatten() {
+        let Some(def) = item.get("node").and_then(|n| n.get("DefElem")) else {
+            continue;
+        };
+        let arg = def.get("arg").unwrap_or(&Value::Null);
+        match def.get("defname").and_then(Value::as_str) {
+            Some("language") => language = string_node(arg).map(str::to_owned),
+            Some("as") => collect_strings(arg, &mut bodies),
+            _ => {}
+        }
+    }
+    match language.as_deref() {
+        Some("plpgsql" | "sql") => {}
+        Some(other) => {
+            return Err(format!(
+                "{what} in language {other}, whose code pgshroud cannot analyse"
+            ))
+        }
+        None => return Err(format!("{what} in a language pgshroud cannot tell")),
+    }
+    if bodies.iter().any(|b| may_run_sql_text(b)) {
+        return Err(format!(
+            "{what} whose code may run SQL text it builds, which pgshroud cannot analyse"
+        ));
+    }
+    Ok(())
+}
+
+/// The decoded value of a `String` node (`{"node": {"String": {"sval": ...}}}`).
+fn string_node(v: &Value) -> Option<&str> {
+    v.get("node")?.get("String")?.get("sval")?.as_str()
+}
+
+fn collect_strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|i| collect_strings(i, out)),
+        Value::Object(map) => map.values().for_each(|i| collect_strings(i, out)),
+        _ => {}
+    }
+}
+
+/// Visits every node: calls are checked; a function that runs SQL text named anywhere but in
+/// a call (`CREATE OPERATOR ... FUNCTION = query_to_xml`, `CREATE CAST ... WITH FUNCTION`,
+/// an aggregate's state function) is a use pgshroud cannot follow. Column references and
+/// constants are names and values, not functions, and are passed over.
+fn walk(v: &Value, found: &mut Found) -> Result<(), String> {
+    match v {
+        Value::Array(items) => items.iter().try_for_each(|i| walk(i, found)),
+        Value::Object(map) => object(map, found),
+        _ => Ok(()),
+    }
+}
+
+fn object(map: &Map<String, Value>, found: &mut Found) -> Result<(), String> {
+    if let Some(call) = map.get("FuncCall") {
+        return func_call(call, found);
+    }
+    if map.contains_key("ColumnRef") || map.contains_key("AConst") {
+        return Ok(());
+    }
+    if let Some(name) = map
+        .get("String")
+        .and_then(|s| s.get("sval"))
+        .and_then(Value::as_str)
     {
-        return Err(
-            "creating a function, procedure or trigger whose body pgshroud cannot analyse"
-                .to_owned(),
-        );
-    }
-    // `FROM dblink(...)`: a function in FROM shows as a relation name; its arguments are not
-    // walked here, so it cannot be read.
-    let in_from = visit_relations(statement, |name| match runs_sql_text(name) {
-        Some(_) => ControlFlow::Break(()),
-        None => ControlFlow::Continue(()),
-    });
-    if in_from.is_break() {
-        return Err("a function that runs SQL text, called in FROM".to_owned());
-    }
-    let found = visit_expressions(statement, |e| {
-        let Expr::Function(f) = e else {
-            return ControlFlow::Continue(());
-        };
-        let Some(runner) = runs_sql_text(&f.name) else {
-            return ControlFlow::Continue(());
-        };
-        let name = f.name.to_string();
-        if runner == Runner::Opaque {
-            return ControlFlow::Break(format!(
-                "{name}(), which reads tables not named in its arguments"
+        if runs_sql_text(name).is_some() {
+            return Err(format!(
+                "{name}(), named where pgshroud cannot follow what it is given"
             ));
         }
-        match string_arguments(&f.args) {
-            Some(mut texts) => {
-                literals.append(&mut texts);
-                ControlFlow::Continue(())
-            }
-            None => ControlFlow::Break(format!(
-                "{name}() with an argument that is not a string literal"
-            )),
-        }
-    });
-    match found {
-        ControlFlow::Break(what) => Err(what),
-        ControlFlow::Continue(()) => Ok(()),
+        return Ok(());
     }
+    map.values().try_for_each(|v| walk(v, found))
 }
 
-/// The string values of a call's arguments, or `None` when one is anything but a string
-/// (or boolean) literal, possibly cast (`'customers'::regclass`).
-fn string_arguments(args: &FunctionArguments) -> Option<Vec<String>> {
-    let FunctionArguments::List(list) = args else {
-        return None;
+fn func_call(call: &Value, found: &mut Found) -> Result<(), String> {
+    let name = call
+        .get("funcname")
+        .and_then(Value::as_array)
+        .and_then(|parts| parts.last())
+        .and_then(string_node)
+        .unwrap_or("");
+    // Arguments, ORDER BY, FILTER and OVER may hold calls of their own.
+    let rest = call
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(key, _)| key.as_str() != "funcname");
+    for (_, v) in rest {
+        walk(v, found)?;
+    }
+    let Some(runner) = runs_sql_text(name) else {
+        return Ok(());
     };
-    let mut texts = Vec::new();
-    for arg in &list.args {
-        let (FunctionArg::Unnamed(FunctionArgExpr::Expr(e))
-        | FunctionArg::Named {
-            arg: FunctionArgExpr::Expr(e),
-            ..
-        }
-        | FunctionArg::ExprNamed {
-            arg: FunctionArgExpr::Expr(e),
-            ..
-        }) = arg
-        else {
-            return None;
-        };
-        if let Some(text) = literal(e)? {
-            texts.push(text);
+    if runner == Runner::Opaque {
+        return Err(format!(
+            "{name}(), which reads tables not named in its arguments"
+        ));
+    }
+    let args = call.get("args").and_then(Value::as_array);
+    for arg in args.into_iter().flatten() {
+        match literal(arg) {
+            Some(Some(text)) => found.literals.push(text),
+            Some(None) => {}
+            None => {
+                return Err(format!(
+                    "{name}() with an argument that is not a string literal"
+                ))
+            }
         }
     }
-    Some(texts)
+    if call.get("agg_star").and_then(Value::as_bool) == Some(true) {
+        return Err(format!("{name}(*)"));
+    }
+    found.calls += 1;
+    Ok(())
 }
 
-/// `Some(Some(text))` for a string literal, `Some(None)` for a boolean, `None` otherwise.
-fn literal(e: &Expr) -> Option<Option<String>> {
-    match e {
-        Expr::Nested(inner) => literal(inner),
-        Expr::Cast { expr, .. } => literal(expr),
-        Expr::Value(v) => match &v.value {
-            Value::Boolean(_) => Some(None),
-            other => other.clone().into_string().map(Some),
-        },
-        _ => None,
+/// `Some(Some(text))` for a string constant, `Some(None)` for a boolean or NULL, `None` for
+/// anything else (a number names a table by OID; an expression is computed). Casts
+/// (`'customers'::regclass`) and named arguments (`query => '...'`) are looked through.
+fn literal(node: &Value) -> Option<Option<String>> {
+    let inner = node.get("node")?;
+    if let Some(cast) = inner.get("TypeCast") {
+        return literal(cast.get("arg")?);
     }
+    if let Some(named) = inner.get("NamedArgExpr") {
+        return literal(named.get("arg")?);
+    }
+    let constant = inner.get("AConst")?;
+    if constant.get("isnull").and_then(Value::as_bool) == Some(true) {
+        return Some(None);
+    }
+    let val = constant.get("val")?;
+    if let Some(s) = val.get("Sval") {
+        return Some(Some(s.get("sval")?.as_str()?.to_owned()));
+    }
+    val.get("Boolval").map(|_| None)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn literals(sql: &str) -> Vec<String> {
-        match sql_text_calls(sql) {
-            SqlText::Literals(texts) => texts,
-            other => panic!("{sql}: {other:?}"),
-        }
-    }
-
-    fn unreadable(sql: &str) -> String {
-        match sql_text_calls(sql) {
-            SqlText::Unreadable(what) => what,
-            other => panic!("{sql}: expected unreadable, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn the_scan_misses_no_spelling_the_parser_would_read() {
-        for sql in [
-            "SELECT query_to_xml('x', true, false, '')",
-            "select QUERY_TO_XML('x', true, false, '')",
-            "SELECT \"query_to_xml\"('x', true, false, '')",
-            "SELECT U&\"query\\005fto\\005fxml\"('x', true, false, '')",
-            "DO $$ BEGIN EXECUTE 'select 1'; END $$",
-        ] {
-            assert!(may_run_sql_text(sql), "{sql}");
-        }
-        assert!(!may_run_sql_text(
-            "SELECT email FROM customers WHERE id = 1"
-        ));
-    }
-
-    #[test]
-    fn literal_arguments_are_collected() {
-        assert_eq!(
-            literals("SELECT query_to_xml('select email from customers', true, false, '')"),
-            ["select email from customers", ""]
-        );
-        assert_eq!(
-            literals("SELECT pg_catalog.table_to_xml('customers'::regclass, true, false, '')"),
-            ["customers", ""]
-        );
-        assert_eq!(
-            literals("SELECT U&\"query\\005fto\\005fxml\"('select 1', true, false, '')"),
-            ["select 1", ""]
-        );
-        assert_eq!(sql_text_calls("EXECUTE my_statement(1)"), SqlText::None);
-        assert_eq!(sql_text_calls("SELECT 'query_to_xml'"), SqlText::None);
-    }
-
-    #[test]
-    fn computed_arguments_schemas_cursors_and_plpgsql_are_unreadable() {
-        for sql in [
-            "SELECT query_to_xml('select email from cust' || 'omers', true, false, '')",
-            "SELECT query_to_xml($1, true, false, '')",
-            "SELECT table_to_xml(16384, true, false, '')",
-            "SELECT schema_to_xml('public', true, false, '')",
-            "SELECT database_to_xml(true, false, '')",
-            "SELECT cursor_to_xml('c', 10, true, false, '')",
-            "SELECT * FROM dblink('dbname=x', 'select 1') AS t(x int)",
-            "DO $$ BEGIN EXECUTE 'select 1'; END $$",
-            "CREATE FUNCTION f() RETURNS text LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'select 1'; RETURN ''; END $$",
-        ] {
-            assert!(!unreadable(sql).is_empty(), "{sql}");
-        }
-    }
-}
+#[path = "tests/sql_text.rs"]
+mod tests;

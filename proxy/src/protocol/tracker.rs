@@ -9,6 +9,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use super::text_settings::TextMode;
+
 /// A prepared statement the server holds.
 #[derive(Debug)]
 pub enum Held<S> {
@@ -325,11 +327,38 @@ impl SqlEffect {
     }
 }
 
+/// [`sql_effects`] for a text sent under `mode`. libpg_query reads as the server does only
+/// with standard_conforming_strings on and in UTF8: with backslash escapes, a text holding a
+/// backslash may split differently (`'a\'; DEALLOCATE x; --'` is one string there), and in
+/// another client_encoding a name with non-ASCII bytes is converted before the server reads
+/// it. Such texts get no effects: the server's command tags then make the tracker forget
+/// every name the statement may have touched, which is safe.
+pub fn sql_effects_in(sql: &str, mode: TextMode) -> Vec<SqlEffect> {
+    let trusted = match mode {
+        TextMode::Standard => true,
+        TextMode::BackslashEscapes => !sql.contains('\\'),
+        TextMode::OtherEncoding => sql.is_ascii(),
+    };
+    if trusted {
+        sql_effects(sql)
+    } else {
+        Vec::new()
+    }
+}
+
 /// The `PREPARE`, `DEALLOCATE`, `DISCARD ALL`, `DECLARE` and `CLOSE` statements of a text, in
-/// order. Cheap for every other text: the tokenizer runs only when one of the words occurs.
+/// order, as PostgreSQL's grammar reads them (libpg_query): names arrive decoded and
+/// truncated as the server stores them (`U&"..."` escapes, `""` in quoted names, unquoted
+/// names folded, 63 bytes at most), and only top-level statements count, never words in
+/// strings, comments or dollar quotes. Cheap for every other text: the parser runs only when
+/// one of the words occurs. A text the grammar rejects runs nothing on the server, so it has
+/// no effects.
 pub fn sql_effects(sql: &str) -> Vec<SqlEffect> {
-    use sqlparser::dialect::PostgreSqlDialect;
-    use sqlparser::tokenizer::{Token, Tokenizer};
+    use pg_query::protobuf::DiscardMode;
+    use pg_query::NodeEnum;
+
+    /// `CURSOR_OPT_HOLD` in PostgreSQL's parsenodes.h.
+    const CURSOR_OPT_HOLD: i32 = 0x0020;
 
     let lower = sql.to_ascii_lowercase();
     if !["prepare", "deallocate", "discard", "declare", "close"]
@@ -338,248 +367,32 @@ pub fn sql_effects(sql: &str) -> Vec<SqlEffect> {
     {
         return Vec::new();
     }
-    let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize() else {
+    let Ok(parsed) = pg_query::parse(sql) else {
         return Vec::new();
     };
-    let name = |t: &Token| match t {
-        Token::Word(w) if w.quote_style == Some('"') => Some(w.value.clone()),
-        Token::Word(w) if w.quote_style.is_none() => Some(w.value.to_lowercase()),
-        _ => None,
-    };
-    let mut effects = Vec::new();
-    for statement in tokens.split(|t| matches!(t, Token::SemiColon)) {
-        let words: Vec<&Token> = statement
-            .iter()
-            .filter(|t| !matches!(t, Token::Whitespace(_)))
-            .collect();
-        let upper: Vec<String> = words
-            .iter()
-            .map(|t| match t {
-                Token::Word(w) if w.quote_style.is_none() => w.value.to_ascii_uppercase(),
-                _ => String::new(),
-            })
-            .collect();
-        let word = |i: usize| upper.get(i).map(String::as_str).unwrap_or("");
-        let effect = match word(0) {
-            "PREPARE" if word(1) != "TRANSACTION" => {
-                words.get(1).and_then(|t| name(t)).map(SqlEffect::Prepare)
+    let nodes = parsed.protobuf.stmts.iter();
+    nodes
+        .filter_map(|raw| match raw.stmt.as_ref()?.node.as_ref()? {
+            NodeEnum::PrepareStmt(s) => Some(SqlEffect::Prepare(s.name.clone())),
+            NodeEnum::DeallocateStmt(s) if s.isall || s.name.is_empty() => {
+                Some(SqlEffect::DeallocateAll)
             }
-            "DEALLOCATE" => {
-                let at = if word(1) == "PREPARE" { 2 } else { 1 };
-                match word(at) {
-                    "ALL" => Some(SqlEffect::DeallocateAll),
-                    _ => words
-                        .get(at)
-                        .and_then(|t| name(t))
-                        .map(SqlEffect::Deallocate),
-                }
+            NodeEnum::DeallocateStmt(s) => Some(SqlEffect::Deallocate(s.name.clone())),
+            NodeEnum::DiscardStmt(s) if s.target == DiscardMode::DiscardAll as i32 => {
+                Some(SqlEffect::DiscardAll)
             }
-            "DISCARD" if word(1) == "ALL" => Some(SqlEffect::DiscardAll),
-            "DECLARE" => words.get(1).and_then(|t| name(t)).map(|name| {
-                // Options come before FOR, the query after it.
-                let options = upper.iter().take_while(|w| *w != "FOR");
-                let hold = options
-                    .collect::<Vec<_>>()
-                    .windows(2)
-                    .any(|w| w[0] == "WITH" && w[1] == "HOLD");
-                SqlEffect::Declare { name, hold }
+            NodeEnum::DeclareCursorStmt(s) => Some(SqlEffect::Declare {
+                name: s.portalname.clone(),
+                hold: s.options & CURSOR_OPT_HOLD != 0,
             }),
-            "CLOSE" if word(1) == "ALL" => Some(SqlEffect::CloseAll),
-            "CLOSE" => words.get(1).and_then(|t| name(t)).map(SqlEffect::Close),
+            // PostgreSQL's grammar leaves the name NULL for `CLOSE ALL`.
+            NodeEnum::ClosePortalStmt(s) if s.portalname.is_empty() => Some(SqlEffect::CloseAll),
+            NodeEnum::ClosePortalStmt(s) => Some(SqlEffect::Close(s.portalname.clone())),
             _ => None,
-        };
-        effects.extend(effect);
-    }
-    effects
+        })
+        .collect()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sql_that_names_statements_is_recognised() {
-        assert!(sql_effects("select 1; insert into t values (2)").is_empty());
-        assert_eq!(
-            sql_effects("DEALLOCATE s1; deallocate prepare \"S2\"; DEALLOCATE ALL"),
-            vec![
-                SqlEffect::Deallocate("s1".into()),
-                SqlEffect::Deallocate("S2".into()),
-                SqlEffect::DeallocateAll
-            ]
-        );
-        assert_eq!(
-            sql_effects("PREPARE Ins (text) AS INSERT INTO t VALUES ($1); discard all"),
-            vec![SqlEffect::Prepare("ins".into()), SqlEffect::DiscardAll]
-        );
-        assert!(sql_effects("PREPARE TRANSACTION 'x'; DISCARD PLANS").is_empty());
-        assert!(sql_effects("select 'deallocate s1'").is_empty());
-    }
-
-    #[test]
-    fn sql_that_declares_and_closes_cursors_is_recognised() {
-        assert_eq!(
-            sql_effects(
-                "DECLARE \"Big\" BINARY NO SCROLL CURSOR WITH HOLD FOR SELECT 1; \
-                 declare c cursor without hold for select 'with hold'; CLOSE \"Big\"; close all"
-            ),
-            vec![
-                SqlEffect::Declare {
-                    name: "Big".into(),
-                    hold: true
-                },
-                SqlEffect::Declare {
-                    name: "c".into(),
-                    hold: false
-                },
-                SqlEffect::Close("Big".into()),
-                SqlEffect::CloseAll,
-            ]
-        );
-        assert!(sql_effects("select 'declare c cursor for select 1', closed FROM t").is_empty());
-    }
-
-    #[test]
-    fn cursors_end_with_their_transaction_unless_held_or_closed() {
-        let mut t = T::default();
-        for (name, hold) in [("c", false), ("h", true), ("gone", true)] {
-            let d = t.sent(Effect::DeclareCursor {
-                name: name.into(),
-                hold,
-            });
-            assert!(t.cursor(name));
-            t.confirm(d);
-        }
-        let close = t.sent(Effect::ClosePortal("gone".into()));
-        assert!(!t.cursor("gone"));
-        t.confirm(close);
-        t.transaction_ended();
-        assert!(!t.cursor("c"));
-        assert!(t.cursor("h"));
-        let all = t.sent(Effect::CloseAllPortals);
-        assert!(!t.cursor("h"));
-        t.skipped(all);
-        assert!(t.cursor("h"));
-        t.apply(Effect::DiscardAll);
-        assert!(!t.cursor("h"));
-    }
-
-    type T = Tracker<&'static str, &'static str>;
-
-    fn known(t: &T, name: &str) -> Option<&'static str> {
-        match t.statement(name)? {
-            Held::Known(s) => Some(**s),
-            Held::Foreign => Some("foreign"),
-        }
-    }
-
-    fn prepare(name: &str, what: &'static str) -> Effect<&'static str, &'static str> {
-        Effect::Prepare(name.into(), Held::Known(Arc::new(what)))
-    }
-
-    #[test]
-    fn a_parse_counts_for_later_messages_and_holds_once_confirmed() {
-        let mut t = T::default();
-        let parse = t.sent(prepare("s1", "insert"));
-        assert_eq!(known(&t, "s1"), Some("insert"));
-        assert!(t.confirmed_statement("s1").is_none());
-        t.confirm(parse);
-        assert!(t.confirmed_statement("s1").is_some());
-        assert_eq!(known(&t, "s1"), Some("insert"));
-    }
-
-    #[test]
-    fn a_skipped_close_leaves_the_statement() {
-        let mut t = T::default();
-        let parse = t.sent(prepare("s1", "insert"));
-        t.confirm(parse);
-        let close = t.sent(Effect::CloseStatement("s1".into()));
-        assert_eq!(known(&t, "s1"), None);
-        assert!(t.statement_in_doubt("s1"));
-        // An earlier error made the server skip the Close.
-        t.skipped(close);
-        assert_eq!(known(&t, "s1"), Some("insert"));
-        assert!(!t.statement_in_doubt("s1"));
-    }
-
-    #[test]
-    fn a_skipped_parse_changes_nothing() {
-        let mut t = T::default();
-        let first = t.sent(prepare("s1", "select"));
-        t.confirm(first);
-        let second = t.sent(prepare("s1", "insert"));
-        assert_eq!(known(&t, "s1"), Some("insert"));
-        t.skipped(second);
-        assert_eq!(known(&t, "s1"), Some("select"));
-    }
-
-    #[test]
-    fn a_simple_query_ends_the_unnamed_statement_and_portal() {
-        let mut t = T::default();
-        let p = t.sent(prepare("", "select"));
-        let b = t.sent(Effect::Bind("".into(), Arc::new("portal")));
-        let named = t.sent(prepare("keep", "select"));
-        t.confirm(p);
-        t.confirm(b);
-        t.confirm(named);
-        let q = t.sent(Effect::SimpleQuery);
-        assert_eq!(known(&t, ""), None);
-        assert!(t.portal("").is_none());
-        t.confirm(q);
-        assert_eq!(known(&t, ""), None);
-        assert!(t.confirmed_portal("").is_none());
-        assert_eq!(known(&t, "keep"), Some("select"));
-    }
-
-    #[test]
-    fn portals_end_with_the_transaction() {
-        let mut t = T::default();
-        let b = t.sent(Effect::Bind("p".into(), Arc::new("portal")));
-        t.confirm(b);
-        let later = t.sent(Effect::Bind("q".into(), Arc::new("later")));
-        t.transaction_ended();
-        assert!(t.portal("p").is_none());
-        // A Bind sent after the transaction's end is not affected.
-        assert!(t.portal("q").is_some());
-        t.confirm(later);
-        assert!(t.confirmed_portal("q").is_some());
-    }
-
-    #[test]
-    fn deallocate_and_discard_drop_statements() {
-        let mut t = T::default();
-        for name in ["a", "b"] {
-            let p = t.sent(prepare(name, "select"));
-            t.confirm(p);
-        }
-        t.apply(Effect::CloseStatement("a".into()));
-        assert_eq!(known(&t, "a"), None);
-        assert_eq!(known(&t, "b"), Some("select"));
-        let all = t.sent(Effect::DeallocateAll);
-        assert_eq!(known(&t, "b"), None);
-        assert!(t.statement_in_doubt("b"));
-        t.confirm(all);
-        assert!(!t.statement_in_doubt("b"));
-        let b = t.sent(Effect::Bind("p".into(), Arc::new("portal")));
-        t.confirm(b);
-        t.apply(Effect::DiscardAll);
-        assert!(t.portal("p").is_none());
-    }
-
-    #[test]
-    fn sql_prepare_is_foreign() {
-        let mut t = T::default();
-        t.apply(Effect::Prepare("x".into(), Held::Foreign));
-        assert_eq!(known(&t, "x"), Some("foreign"));
-    }
-
-    #[test]
-    fn refresh_replaces_the_record_everywhere() {
-        let mut t = T::default();
-        let old = Arc::new("old");
-        let p = t.sent(Effect::Prepare("s".into(), Held::Known(old.clone())));
-        t.confirm(p);
-        t.refresh(&old, Arc::new("new"));
-        assert_eq!(known(&t, "s"), Some("new"));
-    }
-}
+#[path = "tests/tracker.rs"]
+mod tests;

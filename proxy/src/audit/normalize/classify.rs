@@ -1,10 +1,11 @@
 //! What a normalised statement is: its kind and pgAudit class from the leading words, and the
-//! tables it names.
+//! tables it names (PostgreSQL's tokens, read for a guess: the analysis names the tables of
+//! statements on protected ones).
 
-use sqlparser::keywords::Keyword;
+use pg_query::protobuf::Token;
 
+use super::tokens::{name, Kind, Tok};
 use crate::analyze::StatementKind;
-use sqlparser::tokenizer::Token;
 
 /// The statement kind (the one classification, [`StatementKind::of_leading_words`]) and the
 /// pgAudit class, from the statement's leading words.
@@ -36,33 +37,34 @@ pub(super) fn classify_words(words: &[&str]) -> (&'static str, &'static str) {
     (kind.as_str(), class)
 }
 
-/// Names following FROM, JOIN, INTO, UPDATE, TABLE or COPY (and comma-separated FROM lists),
-/// not followed by `(` (that would be a function).
-pub(super) fn tables(tokens: &[&Token]) -> Vec<String> {
+/// Names following FROM, JOIN, INTO, UPDATE, TABLE or COPY (past `ONLY`, and comma-separated
+/// FROM lists), not followed by `(` (that would be a function).
+pub(super) fn tables(tokens: &[Tok<'_>]) -> Vec<String> {
     let mut found: Vec<String> = Vec::new();
     let mut i = 0;
     while i < tokens.len() {
         let after_keyword = matches!(
-            tokens[i],
-            Token::Word(w) if w.quote_style.is_none() && matches!(
-                w.keyword,
-                Keyword::FROM | Keyword::JOIN | Keyword::INTO | Keyword::UPDATE
-                    | Keyword::TABLE | Keyword::COPY
-            )
+            tokens[i].token,
+            Token::From | Token::Join | Token::Into | Token::Update | Token::Table | Token::Copy
         );
         i += 1;
         if !after_keyword {
             continue;
         }
+        if tokens.get(i).is_some_and(|t| t.token == Token::Only) {
+            i += 1;
+        }
         while let Some((name, next)) = qualified_name(tokens, i) {
-            if matches!(tokens.get(next), Some(Token::LParen)) && !is_copy_target(tokens, i) {
+            if tokens.get(next).is_some_and(|t| t.token == Token::Ascii40)
+                && !is_copy_target(tokens, i)
+            {
                 break;
             }
             if !found.contains(&name) {
                 found.push(name);
             }
             i = skip_alias(tokens, next);
-            if matches!(tokens.get(i), Some(Token::Comma)) {
+            if tokens.get(i).is_some_and(|t| t.token == Token::Ascii44) {
                 i += 1;
                 continue;
             }
@@ -73,31 +75,23 @@ pub(super) fn tables(tokens: &[&Token]) -> Vec<String> {
 }
 
 /// `COPY t (a, b)` and `INSERT INTO t (a, b)` name a table before their `(`.
-pub(super) fn is_copy_target(tokens: &[&Token], at: usize) -> bool {
-    at > 0
-        && matches!(tokens[at - 1], Token::Word(w) if matches!(w.keyword, Keyword::COPY | Keyword::INTO))
+fn is_copy_target(tokens: &[Tok<'_>], at: usize) -> bool {
+    at > 0 && matches!(tokens[at - 1].token, Token::Copy | Token::Into)
 }
 
-/// `name` or `schema.name` (quoted parts keep their case) starting at `at`; and the index
-/// after it. Keywords that cannot be names (`SELECT`, `LATERAL`, ...) are not names.
-pub(super) fn qualified_name(tokens: &[&Token], at: usize) -> Option<(String, usize)> {
+/// `name` or `schema.name` starting at `at`, and the index after it. Reserved keywords (and
+/// `STDIN`, `STDOUT`, `VALUES`, `SET`, which end a table list) are not names.
+fn qualified_name(tokens: &[Tok<'_>], at: usize) -> Option<(String, usize)> {
     let mut parts = Vec::new();
     let mut i = at;
     loop {
-        match tokens.get(i) {
-            Some(Token::Word(w)) => {
-                if w.quote_style.is_none() && not_a_name(w.keyword) {
-                    return None;
-                }
-                parts.push(match w.quote_style {
-                    Some(_) => w.value.clone(),
-                    None => w.value.to_lowercase(),
-                });
-            }
-            _ => return None,
+        let t = tokens.get(i)?;
+        if t.kind == Kind::Word && not_a_name(t) {
+            return None;
         }
+        parts.push(name(t)?);
         i += 1;
-        if matches!(tokens.get(i), Some(Token::Period)) {
+        if tokens.get(i).is_some_and(|t| t.token == Token::Ascii46) {
             i += 1;
             continue;
         }
@@ -105,29 +99,24 @@ pub(super) fn qualified_name(tokens: &[&Token], at: usize) -> Option<(String, us
     }
 }
 
-pub(super) fn not_a_name(keyword: Keyword) -> bool {
-    matches!(
-        keyword,
-        Keyword::SELECT
-            | Keyword::LATERAL
-            | Keyword::ONLY
-            | Keyword::STDIN
-            | Keyword::STDOUT
-            | Keyword::WHERE
-            | Keyword::VALUES
-            | Keyword::DEFAULT
-            | Keyword::SET
-    )
+fn not_a_name(t: &Tok<'_>) -> bool {
+    t.reserved
+        || matches!(
+            t.token,
+            Token::Stdin | Token::Stdout | Token::Values | Token::Set
+        )
 }
 
-/// Skips `[AS] alias` after a table name.
-pub(super) fn skip_alias(tokens: &[&Token], at: usize) -> usize {
+/// Skips `[AS] alias` after a table name (without AS, only a plain or quoted name is one).
+fn skip_alias(tokens: &[Tok<'_>], at: usize) -> usize {
     let mut i = at;
-    if matches!(tokens.get(i), Some(Token::Word(w)) if w.keyword == Keyword::AS) {
+    let with_as = tokens.get(i).is_some_and(|t| t.token == Token::As);
+    if with_as {
         i += 1;
     }
     match tokens.get(i) {
-        Some(Token::Word(w)) if w.quote_style.is_some() || w.keyword == Keyword::NoKeyword => i + 1,
+        Some(t) if t.token == Token::Ident || t.token == Token::Uident => i + 1,
+        Some(t) if with_as && t.kind == Kind::Word => i + 1,
         _ => i,
     }
 }

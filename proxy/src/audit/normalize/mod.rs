@@ -1,29 +1,42 @@
 //! Statement text as audit may show it: every literal replaced by `?`, comments dropped,
 //! whitespace collapsed, plus a fingerprint of the statement's shape, its kind and its
-//! pgAudit class. Only the tokenizer runs (no parse): it is what tells a literal from a name.
+//! pgAudit class. PostgreSQL's own scanner tells a literal from a name (`tokens.rs`); the
+//! grammar runs only for `BEGIN ATOMIC` bodies, whose `;` do not end the statement.
+//!
+//! `pg_query::normalize` is not used: it needs a parse (several times the scanner's cost, and
+//! nothing for a text that does not parse), keeps comments, which may hold anything, and
+//! numbers `$n` placeholders like the client's own parameters.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use dashmap::DashMap;
+use pg_query::protobuf::Token;
 use sha2::{Digest, Sha256};
-use sqlparser::dialect::{Dialect, PostgreSqlDialect};
-use sqlparser::tokenizer::{Token, Tokenizer};
 
 use crate::protocol::text_settings::TextMode;
 
 mod classify;
+mod tokens;
 
 use self::classify::{classify_words, tables};
+use self::tokens::{Kind, Tok};
 
 /// What stands in for a literal.
 pub const PLACEHOLDER: &str = "?";
 
-/// What stands in for a whole text the tokenizer could not read: nothing of it is shown.
+/// What stands in for a whole text PostgreSQL's scanner rejects: nothing of it is shown.
 pub const UNREADABLE: &str = "<statement not shown: it could not be tokenised>";
 
 /// What stands in for a text sent while client_encoding was not UTF8: its bytes may read
 /// differently here than in the server, so nothing of it is shown.
 pub const OTHER_ENCODING: &str = "<statement not shown: client_encoding is not UTF8>";
+
+/// What stands in for a text whose strings read differently with standard_conforming_strings
+/// off (a backslash in a plain `'...'` string): the scanner pgshroud reads with knows only
+/// the standard reading, so nothing of it is shown.
+pub const BACKSLASH_STRINGS: &str =
+    "<statement not shown: standard_conforming_strings is off and a string holds a backslash>";
 
 /// The normalised statement field is cut here (after normalising, so only `?`s are cut).
 const MAX_STATEMENT_CHARS: usize = 16 * 1024;
@@ -50,7 +63,7 @@ pub struct Normalized {
 
 impl Normalized {
     /// Statement `index` of the text; the last one when the index runs past the end (the
-    /// server and this tokenizer may split a text differently), or an empty statement.
+    /// server and this reading may split a text differently), or an empty statement.
     pub fn statement(&self, index: usize) -> NormalStatement {
         self.statements
             .get(index)
@@ -90,100 +103,91 @@ impl Normalized {
 }
 
 /// Normalises a SQL text as the server read it under `mode`: with standard_conforming_strings
-/// off a backslash escapes inside '...' (so `'it\'s secret'` is one literal); in another
-/// client_encoding the text is not shown at all.
+/// off a text whose reading that changes is not shown; in another client_encoding no text is.
 pub fn normalize_in(sql: &str, mode: TextMode) -> Normalized {
     match mode {
         TextMode::Standard => normalize(sql),
-        TextMode::BackslashEscapes => normalize_with(sql, &BackslashStrings),
+        TextMode::BackslashEscapes => normalize_with(sql, true),
         TextMode::OtherEncoding => Normalized {
             statements: vec![withheld(sql, OTHER_ENCODING)],
         },
     }
 }
 
-/// Normalises a SQL text. Never fails: a text that does not tokenise is not shown at all.
+/// Normalises a SQL text. Never fails: a text the scanner rejects is not shown at all.
 pub fn normalize(sql: &str) -> Normalized {
-    normalize_with(sql, &PostgreSqlDialect {})
+    normalize_with(sql, false)
 }
 
-/// PostgreSQL's lexing with standard_conforming_strings off: the PostgreSQL dialect in all
-/// but backslashes in '...' (it claims to be that dialect, so the tokenizer's PostgreSQL
-/// special cases still apply).
-#[derive(Debug)]
-struct BackslashStrings;
-
-impl Dialect for BackslashStrings {
-    fn dialect(&self) -> std::any::TypeId {
-        std::any::TypeId::of::<PostgreSqlDialect>()
-    }
-    fn supports_string_literal_backslash_escape(&self) -> bool {
-        true
-    }
-    fn is_identifier_start(&self, ch: char) -> bool {
-        PostgreSqlDialect {}.is_identifier_start(ch)
-    }
-    fn is_identifier_part(&self, ch: char) -> bool {
-        PostgreSqlDialect {}.is_identifier_part(ch)
-    }
-    fn is_delimited_identifier_start(&self, ch: char) -> bool {
-        PostgreSqlDialect {}.is_delimited_identifier_start(ch)
-    }
-    fn is_custom_operator_part(&self, ch: char) -> bool {
-        PostgreSqlDialect {}.is_custom_operator_part(ch)
-    }
-    fn supports_unicode_string_literal(&self) -> bool {
-        PostgreSqlDialect {}.supports_unicode_string_literal()
-    }
-    fn supports_nested_comments(&self) -> bool {
-        PostgreSqlDialect {}.supports_nested_comments()
-    }
-    fn supports_string_escape_constant(&self) -> bool {
-        PostgreSqlDialect {}.supports_string_escape_constant()
-    }
-    fn supports_numeric_literal_underscores(&self) -> bool {
-        PostgreSqlDialect {}.supports_numeric_literal_underscores()
-    }
-    fn supports_geometric_types(&self) -> bool {
-        PostgreSqlDialect {}.supports_geometric_types()
-    }
-}
-
-fn normalize_with(sql: &str, dialect: &dyn Dialect) -> Normalized {
-    let Ok(tokens) = Tokenizer::new(dialect, sql).tokenize() else {
+fn normalize_with(sql: &str, backslash_strings: bool) -> Normalized {
+    let Ok(tokens) = tokens::scan(sql) else {
+        // With backslash escapes the standard reading may fail where the server's does not
+        // (`'it\'s'`): say which reading was missing.
+        let shown = if backslash_strings && sql.contains('\\') {
+            BACKSLASH_STRINGS
+        } else {
+            UNREADABLE
+        };
         return Normalized {
-            statements: vec![unreadable(sql)],
+            statements: vec![withheld(sql, shown)],
         };
     };
-    let statements = tokens
-        .split(|t| matches!(t, Token::SemiColon))
-        .map(significant)
-        .filter(|s| !s.is_empty())
-        .map(|s| statement_of(&s))
+    if backslash_strings && tokens::reads_otherwise_without_standard_strings(&tokens) {
+        return Normalized {
+            statements: vec![withheld(sql, BACKSLASH_STRINGS)],
+        };
+    }
+    let statements = split(sql, &tokens)
+        .into_iter()
+        .map(|range| statement_of(&tokens[range]))
         .collect();
     Normalized { statements }
 }
 
-/// The tokens that matter, each with whether whitespace or a comment came before it (comments
-/// are dropped; any run of them and whitespace becomes one space).
-fn significant(tokens: &[Token]) -> Vec<(&Token, bool)> {
-    let mut out = Vec::new();
-    let mut space = false;
-    for t in tokens {
-        match t {
-            Token::Whitespace(_) => space = true,
-            Token::EOF => {}
-            t => {
-                out.push((t, space && !out.is_empty()));
-                space = false;
+/// The token ranges of the text's statements, empty ones left out (the server skips them).
+/// Statements end at `;`, except inside a `BEGIN ATOMIC ... END` body: there the grammar's
+/// statement boundaries are used (a text it rejects runs nothing, and is split at `;`).
+fn split(sql: &str, tokens: &[Tok<'_>]) -> Vec<Range<usize>> {
+    let significant = |r: &Range<usize>| {
+        tokens[r.clone()]
+            .iter()
+            .any(|t| !matches!(t.kind, Kind::Comment | Kind::Semicolon))
+    };
+    let mut ranges = Vec::new();
+    let by_grammar =
+        tokens.iter().any(|t| t.token == Token::Atomic) && grammar_split(sql, tokens, &mut ranges);
+    if !by_grammar {
+        ranges.clear();
+        let mut start = 0;
+        for (i, t) in tokens.iter().enumerate() {
+            if t.kind == Kind::Semicolon {
+                ranges.push(start..i);
+                start = i + 1;
             }
         }
+        ranges.push(start..tokens.len());
     }
-    out
+    ranges.retain(significant);
+    ranges
 }
 
-fn unreadable(sql: &str) -> NormalStatement {
-    withheld(sql, UNREADABLE)
+/// Statement boundaries from PostgreSQL's grammar (`stmt_location`, `stmt_len`), as token
+/// ranges; `false` when the text does not parse.
+fn grammar_split(sql: &str, tokens: &[Tok<'_>], ranges: &mut Vec<Range<usize>>) -> bool {
+    let Ok(parsed) = pg_query::parse(sql) else {
+        return false;
+    };
+    for raw in &parsed.protobuf.stmts {
+        let start = usize::try_from(raw.stmt_location).unwrap_or(0);
+        let end = match usize::try_from(raw.stmt_len) {
+            Ok(0) | Err(_) => sql.len(),
+            Ok(len) => start + len,
+        };
+        let first = tokens.partition_point(|t| t.start < start);
+        let last = tokens.partition_point(|t| t.start < end);
+        ranges.push(first..last);
+    }
+    true
 }
 
 /// A statement shown only as `text`, with its kind when its leading word says it.
@@ -205,31 +209,50 @@ fn withheld(sql: &str, text: &str) -> NormalStatement {
     }
 }
 
-fn statement_of(spaced: &[(&Token, bool)]) -> NormalStatement {
-    let tokens: Vec<&Token> = spaced.iter().map(|(t, _)| *t).collect();
-    let tokens = tokens.as_slice();
+/// One statement's tokens, comments included: the text shows every token but literals (as
+/// `?`) and comments, one space wherever white space or a comment was.
+fn statement_of(all: &[Tok<'_>]) -> NormalStatement {
+    let tokens: Vec<Tok<'_>> = all
+        .iter()
+        .filter(|t| !matches!(t.kind, Kind::Comment | Kind::Semicolon))
+        .copied()
+        .collect();
     let mut text = String::new();
     let mut shape = String::new();
-    for (i, (token, space)) in spaced.iter().enumerate() {
-        if *space {
+    let mut end = None;
+    for t in &tokens {
+        if end.is_some_and(|e| e < t.start) {
             text.push(' ');
         }
-        if i > 0 {
+        if end.is_some() {
             shape.push(' ');
         }
-        if is_literal(token) {
-            text.push_str(PLACEHOLDER);
-            shape.push_str(PLACEHOLDER);
-        } else {
-            let shown = token.to_string();
-            match token {
-                Token::Word(w) if w.quote_style.is_none() => shape.push_str(&shown.to_lowercase()),
-                _ => shape.push_str(&shown),
+        end = Some(t.start + t.text.len());
+        match t.kind {
+            Kind::Literal => {
+                text.push_str(PLACEHOLDER);
+                shape.push_str(PLACEHOLDER);
             }
-            text.push_str(&shown);
+            Kind::Word => {
+                text.push_str(t.text);
+                shape.push_str(&t.text.to_lowercase());
+            }
+            // `!=` is `<>` to the server: one shape.
+            Kind::Other if t.token == Token::NotEquals => {
+                text.push_str(t.text);
+                shape.push_str("<>");
+            }
+            _ => {
+                text.push_str(t.text);
+                shape.push_str(t.text);
+            }
         }
     }
-    let words: Vec<String> = tokens.iter().take(64).filter_map(|t| keyword(t)).collect();
+    let words: Vec<String> = tokens
+        .iter()
+        .take(64)
+        .filter_map(tokens::upper_word)
+        .collect();
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
     let (kind, class) = classify_words(&words);
     if text.len() > MAX_STATEMENT_CHARS {
@@ -245,45 +268,7 @@ fn statement_of(spaced: &[(&Token, bool)]) -> NormalStatement {
         text,
         kind,
         class,
-        tables: tables(tokens),
-    }
-}
-
-/// Every token that carries a value rather than a name, keyword or operator. Unknown
-/// characters count as values too: what the tokenizer cannot name is not shown.
-fn is_literal(token: &Token) -> bool {
-    match token {
-        Token::Word(_) | Token::Placeholder(_) | Token::Whitespace(_) | Token::EOF => false,
-        Token::Number(..)
-        | Token::Char(_)
-        | Token::SingleQuotedString(_)
-        | Token::DoubleQuotedString(_)
-        | Token::TripleSingleQuotedString(_)
-        | Token::TripleDoubleQuotedString(_)
-        | Token::DollarQuotedString(_)
-        | Token::SingleQuotedByteStringLiteral(_)
-        | Token::DoubleQuotedByteStringLiteral(_)
-        | Token::TripleSingleQuotedByteStringLiteral(_)
-        | Token::TripleDoubleQuotedByteStringLiteral(_)
-        | Token::SingleQuotedRawStringLiteral(_)
-        | Token::DoubleQuotedRawStringLiteral(_)
-        | Token::TripleSingleQuotedRawStringLiteral(_)
-        | Token::TripleDoubleQuotedRawStringLiteral(_)
-        | Token::NationalStringLiteral(_)
-        | Token::QuoteDelimitedStringLiteral(_)
-        | Token::NationalQuoteDelimitedStringLiteral(_)
-        | Token::EscapedStringLiteral(_)
-        | Token::UnicodeStringLiteral(_)
-        | Token::HexStringLiteral(_) => true,
-        _ => false,
-    }
-}
-
-/// An unquoted word, upper-cased (keywords and plain names).
-fn keyword(token: &Token) -> Option<String> {
-    match token {
-        Token::Word(w) if w.quote_style.is_none() => Some(w.value.to_ascii_uppercase()),
-        _ => None,
+        tables: tables(&tokens),
     }
 }
 
@@ -321,161 +306,4 @@ impl NormalizeCache {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn one(sql: &str) -> NormalStatement {
-        let n = normalize(sql);
-        assert_eq!(n.statements.len(), 1, "{sql}: {n:?}");
-        n.statements[0].clone()
-    }
-
-    #[test]
-    fn literals_of_every_kind_become_placeholders() {
-        let cases = [
-            (
-                "SELECT * FROM t WHERE a = 'secret'",
-                "SELECT * FROM t WHERE a = ?",
-            ),
-            ("SELECT 42, -3.5e10, .5", "SELECT ?, -?, ?"),
-            ("SELECT E'it\\'s secret\\n'", "SELECT ?"),
-            ("SELECT $$secret$$, $tag$secret$tag$", "SELECT ?, ?"),
-            (
-                "SELECT ARRAY['secret1', 'secret2'], '{1,2}'::int[]",
-                "SELECT ARRAY[?, ?], ?::int[]",
-            ),
-            (
-                "SELECT B'1010', X'ff', U&'secr\\0065t', N'secret'",
-                "SELECT ?, ?, ?, ?",
-            ),
-            ("SELECT 'it''s secret'", "SELECT ?"),
-            ("SELECT date '2020-01-01'", "SELECT date ?"),
-            (
-                "INSERT INTO t (a, b) VALUES ('x', 1), ('y', 2)",
-                "INSERT INTO t (a, b) VALUES (?, ?), (?, ?)",
-            ),
-            (
-                "ALTER ROLE bob PASSWORD 'hunter2'",
-                "ALTER ROLE bob PASSWORD ?",
-            ),
-        ];
-        for (sql, want) in cases {
-            let got = one(sql);
-            assert_eq!(got.text, want, "{sql}");
-            for secret in ["secret", "hunter2", "42", "2020", "1010", "ff"] {
-                assert!(!got.text.contains(secret), "{sql} leaked {secret}");
-            }
-        }
-    }
-
-    #[test]
-    fn parameters_names_and_casts_are_kept() {
-        let got = one("select u.email from public.users u where u.id = $1::int8");
-        assert_eq!(
-            got.text,
-            "select u.email from public.users u where u.id = $1::int8"
-        );
-        assert_eq!(got.tables, vec!["public.users"]);
-    }
-
-    #[test]
-    fn comments_are_dropped_and_whitespace_collapsed() {
-        let got = one("SELECT /* token=abc */ a\n\t FROM t -- password=x\n");
-        assert_eq!(got.text, "SELECT a FROM t");
-    }
-
-    #[test]
-    fn untokenisable_text_is_not_shown_at_all() {
-        let got = one("SELECT 'unterminated secret");
-        assert_eq!(got.text, UNREADABLE);
-        assert_eq!(got.kind, "select");
-        assert!(!got.text.contains("secret"));
-    }
-
-    #[test]
-    fn fingerprint_is_equal_for_the_same_shape_and_different_otherwise() {
-        let a = one("SELECT * FROM t WHERE id = 1");
-        let b = one("select *   from T where ID = 99 /* x */");
-        let c = one("SELECT * FROM t WHERE id = 'x'");
-        let d = one("SELECT * FROM t WHERE name = 1");
-        let e = one("SELECT * FROM \"T\" WHERE id = 1");
-        assert_eq!(a.fingerprint, b.fingerprint);
-        assert_eq!(a.fingerprint, c.fingerprint);
-        assert_ne!(a.fingerprint, d.fingerprint);
-        assert_ne!(a.fingerprint, e.fingerprint);
-        assert_eq!(a.fingerprint.len(), 16);
-    }
-
-    #[test]
-    fn a_simple_query_splits_into_statements() {
-        let n = normalize("BEGIN; INSERT INTO t VALUES ('a;b'); COMMIT;");
-        let texts: Vec<_> = n.statements.iter().map(|s| s.text.as_str()).collect();
-        assert_eq!(texts, ["BEGIN", "INSERT INTO t VALUES (?)", "COMMIT"]);
-        assert_eq!(n.statement(1).kind, "insert");
-        assert_eq!(n.statement(7).text, "COMMIT");
-        assert_eq!(n.whole().text, "BEGIN; INSERT INTO t VALUES (?); COMMIT");
-    }
-
-    #[test]
-    fn kinds_and_classes() {
-        let cases = [
-            ("SELECT 1", "select", "READ"),
-            ("WITH x AS (SELECT 1) SELECT * FROM x", "select", "READ"),
-            ("WITH x AS (SELECT 1) DELETE FROM t", "delete", "WRITE"),
-            ("INSERT INTO t VALUES (1)", "insert", "WRITE"),
-            ("UPDATE t SET a = 1", "update", "WRITE"),
-            ("DELETE FROM t", "delete", "WRITE"),
-            ("TRUNCATE t", "ddl", "WRITE"),
-            ("COPY t FROM STDIN", "copy", "WRITE"),
-            ("COPY t TO STDOUT", "copy", "READ"),
-            ("CREATE TABLE t (a int)", "ddl", "DDL"),
-            ("CREATE ROLE r", "ddl", "ROLE"),
-            ("GRANT SELECT ON t TO r", "ddl", "ROLE"),
-            ("DO $$ BEGIN END $$", "other", "FUNCTION"),
-            ("BEGIN", "transaction", "MISC"),
-            ("SET search_path = public", "utility", "MISC"),
-            ("frobnicate", "other", "MISC"),
-        ];
-        for (sql, kind, class) in cases {
-            let s = one(sql);
-            assert_eq!((s.kind, s.class), (kind, class), "{sql}");
-        }
-    }
-
-    #[test]
-    fn tables_are_guessed_from_tokens() {
-        let s = one("SELECT * FROM a, s.b AS x JOIN \"C\" ON true WHERE id IN (SELECT id FROM d)");
-        assert_eq!(s.tables, vec!["a", "s.b", "C", "d"]);
-        let s = one("SELECT * FROM generate_series(1, 3)");
-        assert!(s.tables.is_empty());
-        assert_eq!(one("INSERT INTO t (a) VALUES (1)").tables, vec!["t"]);
-        assert_eq!(one("COPY t (a) FROM STDIN").tables, vec!["t"]);
-        assert_eq!(one("UPDATE t SET a = 1").tables, vec!["t"]);
-    }
-
-    #[test]
-    fn backslash_escapes_are_read_when_standard_strings_are_off() {
-        let sql = r"SELECT 'it\'s secret', 'x' FROM t WHERE a = E'\'also secret'";
-        let got = normalize_in(sql, TextMode::BackslashEscapes);
-        assert_eq!(got.statements.len(), 1);
-        assert_eq!(got.statements[0].text, "SELECT ?, ? FROM t WHERE a = ?");
-        // Read the standard way, the same text would show `secret` as a word.
-        let standard = normalize_in(sql, TextMode::Standard);
-        assert!(standard.statements[0].text.contains("secret"));
-    }
-
-    #[test]
-    fn text_in_another_encoding_is_not_shown() {
-        let got = normalize_in("INSERT INTO t VALUES ('secret')", TextMode::OtherEncoding);
-        assert_eq!(got.statements[0].text, OTHER_ENCODING);
-        assert_eq!(got.statements[0].kind, "insert");
-    }
-
-    #[test]
-    fn cache_returns_the_same_normalisation() {
-        let cache = NormalizeCache::default();
-        let a = cache.get("SELECT 1");
-        let b = cache.get("SELECT 1");
-        assert!(Arc::ptr_eq(&a, &b));
-    }
-}
+mod tests;
