@@ -180,9 +180,10 @@ impl ProtectedSession {
                 parse.query = sql.clone().into_bytes();
             }
         }
+        let mode = self.settings.mode();
         let effects = query
             .as_deref()
-            .map(tracker::sql_effects)
+            .map(|sql| tracker::sql_effects_in(sql, mode))
             .unwrap_or_default();
         let info = Arc::new(PreparedInfo {
             plan: plan.clone(),

@@ -78,7 +78,7 @@ impl ProtectedSession {
 
     /// Records the names the forwarded simple query just queued will create or drop.
     fn query_effects(&mut self, sql: &str) {
-        let effects = tracker::sql_effects(sql);
+        let effects = tracker::sql_effects_in(sql, self.settings.mode());
         if effects.is_empty() {
             return;
         }
