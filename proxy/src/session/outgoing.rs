@@ -82,7 +82,10 @@ mod tests {
 
     #[test]
     fn forwarded_messages_are_sent_from_the_read_buffer_without_copying() {
-        let (b, e) = (message(b'B', b"\0\0\0\0\0\0\0"), message(b'E', b"\0\0\0\0\0"));
+        let (b, e) = (
+            message(b'B', b"\0\0\0\0\0\0\0"),
+            message(b'E', b"\0\0\0\0\0"),
+        );
         let mut read = wire(&[b.clone(), e.clone()]);
         read.extend_from_slice(&message(b'S', b"")[..3]);
         let mut out = Outgoing::default();
@@ -90,7 +93,11 @@ mod tests {
         out.forward(&read, b.len(), b.len() + e.len());
         let sent = out.bytes(&read);
         assert_eq!(sent, &read[..b.len() + e.len()]);
-        assert_eq!(sent.as_ptr(), read.as_ptr(), "sent from the read buffer itself");
+        assert_eq!(
+            sent.as_ptr(),
+            read.as_ptr(),
+            "sent from the read buffer itself"
+        );
         assert_eq!(out.copied.capacity(), 0, "nothing allocated");
         out.sent(&mut read);
         // The partial message read after them stays for the next read.

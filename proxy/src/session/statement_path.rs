@@ -292,7 +292,10 @@ mod tests {
             }
         }
         assert!(path.lock().is_err());
-        assert!(!path.idle(), "a poisoned session is never idle enough to close quietly");
+        assert!(
+            !path.idle(),
+            "a poisoned session is never idle enough to close quietly"
+        );
     }
 
     #[test]
