@@ -306,6 +306,35 @@ mod tests {
     }
 
     #[test]
+    fn one_guard_per_read_keeps_the_record_of_owed_replies() {
+        // As the relay does it: one lock for every message of a read, each direction.
+        let path = StatementPath::passthrough();
+        {
+            let mut client = path.lock().unwrap();
+            for m in [
+                message(b'P', b"\0select 1\0\0\0"),
+                message(b'B', b"\0\0\0\0\0\0\0\0"),
+                message(b'E', b"\0\0\0\0\0"),
+                message(b'S', b""),
+            ] {
+                assert_eq!(client.client_message(&m), Verdict::Forward);
+            }
+        }
+        assert!(!path.idle(), "four requests are owed");
+        let mut server = path.lock().unwrap();
+        for m in [message(b'1', b""), message(b'2', b""), message(b'C', b"BEGIN\0")] {
+            assert_eq!(server.server_message(&m), Verdict::Forward);
+        }
+        assert_eq!(server.server_message(&message(b'Z', b"T")), Verdict::Forward);
+        drop(server);
+        assert!(path.idle());
+        assert!(
+            !path.idle_outside_transaction(),
+            "a transaction is open: not a safe point to close"
+        );
+    }
+
+    #[test]
     fn messages_pass_unchanged_without_rules() {
         let mut path = StatementPath::passthrough();
         assert_eq!(
