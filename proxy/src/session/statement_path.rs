@@ -322,10 +322,17 @@ mod tests {
         }
         assert!(!path.idle(), "four requests are owed");
         let mut server = path.lock().unwrap();
-        for m in [message(b'1', b""), message(b'2', b""), message(b'C', b"BEGIN\0")] {
+        for m in [
+            message(b'1', b""),
+            message(b'2', b""),
+            message(b'C', b"BEGIN\0"),
+        ] {
             assert_eq!(server.server_message(&m), Verdict::Forward);
         }
-        assert_eq!(server.server_message(&message(b'Z', b"T")), Verdict::Forward);
+        assert_eq!(
+            server.server_message(&message(b'Z', b"T")),
+            Verdict::Forward
+        );
         drop(server);
         assert!(path.idle());
         assert!(
