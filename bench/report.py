@@ -153,6 +153,11 @@ def main():
             row += (f" {fmt_ratio(ratio(runs, (scenario, 'pgshroud-variant'), (scenario, 'pgshroud')))}"
                     f" (CPU/tx {cpu_ratio(runs, scenario, 'pgshroud-variant', 'pgshroud')}) |")
         w(row)
+    for scenario in order:
+        if (scenario, "pgshroud-enc") in runs and (scenario, "pgshroud") in runs:
+            w(f"| {scenario}: rules loaded, no protected table / pass-through | "
+              f"{fmt_ratio(ratio(runs, (scenario, 'pgshroud-enc'), (scenario, 'pgshroud')))} | | "
+              f"CPU/tx {cpu_ratio(runs, scenario, 'pgshroud-enc', 'pgshroud')} |" + (" |" if variant else ""))
     enc = ("customers-encrypted-prepared-c16", "pgshroud-enc")
     plain = "customers-plain-prepared-c16"
     if enc in runs:

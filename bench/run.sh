@@ -12,7 +12,7 @@
 # Knobs (environment): BENCH_DURATION (seconds per pgbench run, 10), BENCH_ROUNDS (2),
 # BENCH_SCALE (pgbench scale, 10), BENCH_CUSTOMERS (rows of the encrypted table, 10000),
 # BENCH_IDLE_COUNTS (1000,10000; capped by `ulimit -n`), BENCH_RESULTS (output file),
-# BENCH_SKIP_INSTALL=1, BENCH_SKIP_IDLE=1, BENCH_ONLY (regex of scenario names to run),
+# BENCH_SKIP_INSTALL=1, BENCH_SKIP_BUILD=1, BENCH_SKIP_IDLE=1, BENCH_ONLY (regex of scenario names to run),
 # BENCH_VARIANT_BIN / BENCH_VARIANT_ENV (a second pass-through pgshroud, for A/B runs).
 # Run as root (PostgreSQL and PgBouncer then run as the `postgres` system user) or as a user
 # that can run them directly.
@@ -84,8 +84,14 @@ as_pg() {
 
 # ---------------------------------------------------------------------------------------------
 # 2. Release build of pgshroud and the idle-connection tool.
-log "cargo build --release (pgshroud, idle-conns)"
-(cd "$ROOT" && cargo build --release --quiet -p pgshroud --bin pgshroud -p pgshroud-bench --bin idle-conns)
+# BENCH_SKIP_BUILD=1 uses the binaries already in the target directory (the machine is shared:
+# a build just before a run would disturb the run others are making).
+if [ "${BENCH_SKIP_BUILD:-0}" = 1 ]; then
+    log "using the binaries already built (BENCH_SKIP_BUILD=1)"
+else
+    log "cargo build --release (pgshroud, idle-conns)"
+    (cd "$ROOT" && cargo build --release --quiet -p pgshroud --bin pgshroud -p pgshroud-bench --bin idle-conns)
+fi
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 PGSHROUD=$TARGET_DIR/release/pgshroud
 IDLE_CONNS=$TARGET_DIR/release/idle-conns
@@ -246,13 +252,15 @@ stored=$(psql -p "$PG_PORT" -qAtX -c "SELECT substr(encode(email, 'hex'), 1, 2) 
 # 7. The runs. Scenario: name|pgbench arguments|targets. Targets: direct, pgbouncer, pgshroud
 # (pass-through), pgshroud-enc (rules). Every round runs every scenario on every target, the
 # target order rotating per round, so slow drifts in machine load hit all of them alike.
+# pgshroud-enc on the pgbench tables measures what a rules file costs statements that name
+# no protected table (the pre-filter and the protected session's tracking).
 SCENARIOS=(
     "select-simple-c1|-S -M simple -c 1 -j 1|direct pgbouncer pgshroud"
     "select-extended-c1|-S -M extended -c 1 -j 1|direct pgbouncer pgshroud"
     "select-prepared-c1|-S -M prepared -c 1 -j 1|direct pgbouncer pgshroud"
-    "select-simple-c16|-S -M simple -c 16 -j 2|direct pgbouncer pgshroud"
-    "select-extended-c16|-S -M extended -c 16 -j 2|direct pgbouncer pgshroud"
-    "select-prepared-c16|-S -M prepared -c 16 -j 2|direct pgbouncer pgshroud"
+    "select-simple-c16|-S -M simple -c 16 -j 2|direct pgbouncer pgshroud pgshroud-enc"
+    "select-extended-c16|-S -M extended -c 16 -j 2|direct pgbouncer pgshroud pgshroud-enc"
+    "select-prepared-c16|-S -M prepared -c 16 -j 2|direct pgbouncer pgshroud pgshroud-enc"
     "tpcb-c16|-M simple -c 16 -j 2|direct pgbouncer pgshroud"
     "customers-plain-prepared-c16|-M prepared -c 16 -j 2 -f WORK/plain_customers.sql|direct pgbouncer pgshroud"
     "customers-encrypted-prepared-c16|-M prepared -c 16 -j 2 -f WORK/customers.sql|pgshroud-enc"

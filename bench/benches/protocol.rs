@@ -1,6 +1,7 @@
-//! Message path: framing and forwarding of a pipelined pgbench transaction (check, split,
-//! statement path, rejoin: what the relay does per read), and the DataRow rewrite of a
-//! protected result (decrypt two columns, re-encode the row).
+//! Message path: framing and forwarding of a pipelined pgbench transaction (check, statement
+//! path, what goes on: what the relay does per read), the same with a rules file loaded and a
+//! statement on a table that is not protected, and the DataRow rewrite of a protected result
+//! (decrypt two columns, re-encode the row).
 
 use std::hint::black_box;
 use std::net::IpAddr;
@@ -16,9 +17,11 @@ use pgshroud::protect::policy::Caller;
 use pgshroud::protect::session::ProtectedSession;
 use pgshroud::protect::wire::{write_row_description, Field};
 use pgshroud::protocol::frame::{check_frame, message, FrameCheck};
+use pgshroud::session::outgoing::Outgoing;
 use pgshroud::session::statement_path::{StatementPath, Verdict};
 use pgshroud_bench::fixture::{
-    data_row, prepared_select_answer, prepared_select_pipeline, protection, LOOKUP_SQL,
+    data_row, extended_select_answer, extended_select_pipeline, prepared_select_answer,
+    prepared_select_pipeline, protection, LOOKUP_SQL,
 };
 
 /// Which way a read goes through the statement path.
@@ -29,54 +32,103 @@ enum Direction {
 }
 
 /// The relay's per-read loop (`session::relay::take_client_messages` and its server twin)
-/// over public pieces: check each frame, split it off without copying, ask the statement path,
-/// rejoin.
-fn forward_all(buf: &mut BytesMut, path: &mut StatementPath, direction: Direction) -> BytesMut {
-    let mut out = BytesMut::new();
-    while let FrameCheck::Complete(n) = check_frame(buf, 1 << 30) {
-        let frame = buf.split_to(n);
-        let verdict = match direction {
-            Direction::ClientToServer => path.client_message(&frame),
-            Direction::ServerToClient => path.server_message(&frame),
-        };
-        match verdict {
-            Verdict::Forward => {
-                if out.is_empty() {
-                    out = frame;
-                } else {
-                    out.unsplit(frame);
-                }
+/// over public pieces: check each frame, ask the statement path (locked once per read), and
+/// collect what goes on (`session::outgoing`: the read buffer itself while all is forwarded).
+/// Returns the number of bytes sent.
+fn forward_all(buf: &mut BytesMut, path: &StatementPath, direction: Direction) -> usize {
+    let mut out = Outgoing::default();
+    {
+        let mut guard = path.lock().expect("an unpoisoned path");
+        let read = &buf[..];
+        loop {
+            let at = out.taken();
+            let FrameCheck::Complete(n) = check_frame(&read[at..], 1 << 30) else {
+                break;
+            };
+            let frame = &read[at..at + n];
+            let verdict = match direction {
+                Direction::ClientToServer => guard.client_message(frame),
+                Direction::ServerToClient => guard.server_message(frame),
+            };
+            match verdict {
+                Verdict::Forward => out.forward(read, at, at + n),
+                Verdict::Replace(bytes) => out.replace(read, at, at + n, &bytes),
+                Verdict::Drop | Verdict::End(_) => out.replace(read, at, at + n, &[]),
             }
-            Verdict::Replace(bytes) => out.extend_from_slice(&bytes),
-            Verdict::Drop | Verdict::End(_) => {}
         }
     }
-    out
+    let sent = black_box(out.bytes(buf)).len();
+    out.sent(buf);
+    sent
+}
+
+/// A protected session of the bench's rules (`customers`), before any statement.
+fn protected_path() -> StatementPath {
+    let live = LiveProtection::new(Path::new("bench-rules.toml"), protection());
+    let metrics = Arc::new(Metrics::new());
+    let session = ProtectedSession::new(Arc::new(live), caller(), Catalog::default(), metrics);
+    StatementPath::protected(session)
+}
+
+fn caller() -> Caller {
+    Caller {
+        user: "bench".into(),
+        pg_roles: Vec::new(),
+        cert_subject: None,
+        addr: IpAddr::from([127, 0, 0, 1]),
+    }
+}
+
+/// One transaction both ways through `path`, asserting that it passed unchanged.
+fn round_trip(path: &StatementPath, request: &BytesMut, answer: &BytesMut) {
+    let (mut sent, mut received) = (request.clone(), answer.clone());
+    let n = forward_all(black_box(&mut sent), path, Direction::ClientToServer);
+    let m = forward_all(black_box(&mut received), path, Direction::ServerToClient);
+    assert_eq!((n, m), (request.len(), answer.len()), "changed on the way");
 }
 
 fn framing(c: &mut Criterion) {
     let mut group = c.benchmark_group("framing");
     let pipeline = prepared_select_pipeline(4242);
     let answer = prepared_select_answer();
-    let mut path = StatementPath::passthrough();
+    let path = StatementPath::passthrough();
     // One transaction both ways (3 client messages, 4 server messages), so the session's
     // record of owed replies is balanced after every iteration, as in a real session.
     group.throughput(Throughput::Elements(7));
     group.bench_function("passthrough/bind_execute_sync_and_answer", |b| {
-        b.iter_batched(
-            || (pipeline.clone(), answer.clone()),
-            |(mut request, mut reply)| {
-                let sent = forward_all(
-                    black_box(&mut request),
-                    &mut path,
-                    Direction::ClientToServer,
-                );
-                let received =
-                    forward_all(black_box(&mut reply), &mut path, Direction::ServerToClient);
-                (sent, received)
-            },
-            criterion::BatchSize::SmallInput,
-        )
+        b.iter(|| round_trip(&path, &pipeline, &answer))
+    });
+    group.finish();
+
+    // Rules loaded, the statement on a table that is not protected (pgbench -S in extended
+    // mode: Parse, Bind, Describe, Execute, Sync and six answers): the pre-filter on the
+    // Parse, the protected session's tracking of every message, against pass-through.
+    let mut group = c.benchmark_group("rules_loaded_unprotected_table");
+    let (request, answer) = (extended_select_pipeline(4242), extended_select_answer());
+    group.throughput(Throughput::Elements(11));
+    let path = StatementPath::passthrough();
+    group.bench_function("passthrough/extended_select", |b| {
+        b.iter(|| round_trip(&path, &request, &answer))
+    });
+    let path = protected_path();
+    group.bench_function("rules/extended_select", |b| {
+        b.iter(|| round_trip(&path, &request, &answer))
+    });
+    // Simple protocol: the same select with its literal in a Query; the same answer
+    // without ParseComplete and BindComplete.
+    let request = message(
+        b'Q',
+        b"SELECT abalance FROM pgbench_accounts WHERE aid = 4242;\0",
+    );
+    let answer = BytesMut::from(&answer[10..]);
+    group.throughput(Throughput::Elements(5));
+    let path = StatementPath::passthrough();
+    group.bench_function("passthrough/simple_select", |b| {
+        b.iter(|| round_trip(&path, &request, &answer))
+    });
+    let path = protected_path();
+    group.bench_function("rules/simple_select", |b| {
+        b.iter(|| round_trip(&path, &request, &answer))
     });
     group.finish();
 }
@@ -85,12 +137,7 @@ fn framing(c: &mut Criterion) {
 /// RowDescription (fields without table OID, so the plan's outputs say which are protected).
 fn session_in_results() -> (ProtectedSession, BytesMut) {
     let live = LiveProtection::new(Path::new("bench-rules.toml"), protection());
-    let caller = Caller {
-        user: "bench".into(),
-        pg_roles: Vec::new(),
-        cert_subject: None,
-        addr: IpAddr::from([127, 0, 0, 1]),
-    };
+    let caller = caller();
     // No roles in the rules file: every caller gets the `app` template (decrypt).
     let metrics = Arc::new(Metrics::new());
     let mut session = ProtectedSession::new(Arc::new(live), caller, Catalog::default(), metrics);
@@ -145,9 +192,9 @@ fn data_row_rewrite(c: &mut Criterion) {
     group.bench_function("rewrite/two_protected_of_four", |b| {
         b.iter(|| session.server_message(black_box(&row)))
     });
-    let mut path = StatementPath::passthrough();
+    let path = StatementPath::passthrough();
     group.bench_function("passthrough/four_columns", |b| {
-        b.iter(|| path.server_message(black_box(&row)))
+        b.iter(|| path.lock().map(|mut p| p.server_message(black_box(&row))))
     });
     group.finish();
 }

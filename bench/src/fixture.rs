@@ -72,6 +72,50 @@ pub fn prepared_select_answer() -> BytesMut {
     out
 }
 
+/// The pipeline `pgbench -M extended -S` sends per transaction: Parse (unnamed), Bind,
+/// Describe (portal), Execute, Sync. Its text mentions no protected table.
+pub fn extended_select_pipeline(aid: i32) -> BytesMut {
+    let mut out = BytesMut::new();
+    let mut parse = b"\0".to_vec();
+    parse.extend_from_slice(PGBENCH_SELECT.as_bytes());
+    parse.extend_from_slice(b"\0\0\0");
+    out.extend_from_slice(&message(b'P', &parse));
+    let value = aid.to_string();
+    let mut bind = b"\0\0".to_vec();
+    bind.extend_from_slice(&0i16.to_be_bytes());
+    bind.extend_from_slice(&1i16.to_be_bytes());
+    bind.extend_from_slice(&(value.len() as i32).to_be_bytes());
+    bind.extend_from_slice(value.as_bytes());
+    bind.extend_from_slice(&0i16.to_be_bytes());
+    out.extend_from_slice(&message(b'B', &bind));
+    out.extend_from_slice(&message(b'D', b"P\0"));
+    out.extend_from_slice(&message(b'E', b"\0\0\0\0\0"));
+    out.extend_from_slice(&message(b'S', b""));
+    out
+}
+
+/// The server's answer to one extended select: ParseComplete, BindComplete, RowDescription
+/// (`abalance`, int4, of a table that is not protected), DataRow, CommandComplete,
+/// ReadyForQuery.
+pub fn extended_select_answer() -> BytesMut {
+    let mut out = BytesMut::new();
+    out.extend_from_slice(&message(b'1', b""));
+    out.extend_from_slice(&message(b'2', b""));
+    let mut fields = 1i16.to_be_bytes().to_vec();
+    fields.extend_from_slice(b"abalance\0");
+    fields.extend_from_slice(&16_400u32.to_be_bytes()); // table OID
+    fields.extend_from_slice(&3i16.to_be_bytes()); // attribute number
+    fields.extend_from_slice(&23u32.to_be_bytes()); // int4
+    fields.extend_from_slice(&4i16.to_be_bytes());
+    fields.extend_from_slice(&(-1i32).to_be_bytes());
+    fields.extend_from_slice(&0i16.to_be_bytes());
+    out.extend_from_slice(&message(b'T', &fields));
+    out.extend_from_slice(&data_row(&[Some(b"-2417")]));
+    out.extend_from_slice(&message(b'C', b"SELECT 1\0"));
+    out.extend_from_slice(&message(b'Z', b"I"));
+    out
+}
+
 /// A DataRow of the given text values.
 pub fn data_row(values: &[Option<&[u8]>]) -> BytesMut {
     let mut body = Vec::new();

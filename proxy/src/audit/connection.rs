@@ -2,7 +2,7 @@
 //! each statement to its outcome, row counts, alerts and the totals reported on disconnect.
 
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::alert::{self, Alerts, Raised};
@@ -127,9 +127,14 @@ impl ConnectionAudit {
     }
 
     /// Reads the session's one record of owed replies (kept by the statement path, which
-    /// updates it with each message before passing it here) instead of keeping its own.
-    pub fn share_replies(&mut self, replies: Arc<Mutex<Replies>>) {
-        self.exchange.share(replies);
+    /// updates it with each message and tells its reading here) instead of keeping its own.
+    pub fn follow_replies(&mut self) {
+        self.exchange.follow();
+    }
+
+    /// How the session's record of owed replies read the message passed next.
+    pub fn told(&mut self, replies: &Replies) {
+        self.exchange.told(replies);
     }
 
     /// The session's text settings as the server reported them at startup.

@@ -7,6 +7,7 @@ pub mod auth_error;
 pub mod cancel;
 pub mod handshake;
 pub mod login;
+pub mod outgoing;
 pub mod pass_through;
 pub mod relay;
 pub mod statement_path;
@@ -389,19 +390,18 @@ async fn relay(
     client_buf: FrameBuffer,
     server: Stream,
     server_buf: FrameBuffer,
-    mut statements: StatementPath,
+    statements: StatementPath,
     ctx: &Arc<ProxyContext>,
 ) -> RelayEnd {
     let (client_rd, mut client_wr) = client.split();
     let (server_rd, mut server_wr) = server.split();
-    let mut server_statements = statements.clone();
     let mut server_path = ServerPath::default();
     let mut forced = ctx.shutdown.clone();
     let end = tokio::select! {
         end = relay::client_to_server(
             Inbound { rd: client_rd, buf: client_buf },
             &mut server_wr,
-            &mut statements,
+            &statements,
             ctx.settings.limits.idle_timeout,
             ctx.shutdown.clone(),
             &ctx.metrics,
@@ -410,7 +410,7 @@ async fn relay(
             Inbound { rd: server_rd, buf: server_buf },
             &mut client_wr,
             &mut server_path,
-            &mut server_statements,
+            &statements,
             ctx.shutdown.clone(),
             &ctx.metrics,
         ) => end,

@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
 use crate::context::shutdown::{ShutdownWatch, Stage};
@@ -14,8 +13,9 @@ use crate::net::stream::{ReadHalf, WriteHalf};
 use crate::ops::metrics::{Direction, Metrics};
 use crate::protocol::error::{sqlstate, PgError};
 use crate::protocol::fields;
-use crate::protocol::frame::{check_frame, FrameBuffer, FrameCheck};
+use crate::protocol::frame::{check_frame, FrameBuffer, FrameCheck, HEADER_LEN};
 use crate::protocol::types::{backend, frontend};
+use crate::session::outgoing::Outgoing;
 use crate::session::statement_path::{StatementPath, Verdict};
 
 /// PostgreSQL never sends a message over 1 GiB.
@@ -53,27 +53,32 @@ pub struct Inbound {
 pub async fn client_to_server(
     mut client: Inbound,
     server: &mut WriteHalf,
-    path: &mut StatementPath,
+    path: &StatementPath,
     idle_timeout: Option<Duration>,
     mut shutdown: ShutdownWatch,
     metrics: &Metrics,
 ) -> RelayEnd {
     let mut watching_shutdown = true;
+    let mut out = Outgoing::default();
     loop {
-        let (out, stop) = take_client_messages(&mut client.buf, path);
-        if !out.is_empty() {
-            if let Err(e) = write_out(server, &out).await {
+        let (want, stop) = take_client_messages(&client.buf, path, &mut out);
+        let bytes = out.bytes(&client.buf.buf);
+        if !bytes.is_empty() {
+            if let Err(e) = write_out(server, bytes).await {
                 return RelayEnd::UpstreamClosed {
                     reason: e.to_string(),
                     told_client: false,
                 };
             }
-            metrics.bytes(Direction::ClientToServer, out.len());
+            metrics.bytes(Direction::ClientToServer, bytes.len());
         }
         if let Some(stop) = stop {
             return stop;
         }
-        drop(out);
+        out.sent(&mut client.buf.buf);
+        if let Some(more) = want {
+            client.buf.buf.reserve(more);
+        }
         let idle = async {
             match idle_timeout {
                 Some(d) => tokio::time::sleep(d).await,
@@ -100,51 +105,57 @@ pub async fn client_to_server(
     }
 }
 
-/// Splits off every whole buffered client message, passing each through the statement path.
-/// Returns the bytes to send upstream and, when the relay must stop, why.
+/// Takes every whole buffered client message into `out`, passing each through the statement
+/// path (locked once for them all). Returns the room still wanted for a message read in part
+/// and, when the relay must stop, why.
 fn take_client_messages(
-    buf: &mut FrameBuffer,
-    path: &mut StatementPath,
-) -> (BytesMut, Option<RelayEnd>) {
-    let mut out = BytesMut::new();
+    buf: &FrameBuffer,
+    path: &StatementPath,
+    out: &mut Outgoing,
+) -> (Option<usize>, Option<RelayEnd>) {
+    let read = &buf.buf[..];
+    if read.len() < HEADER_LEN {
+        return (None, None);
+    }
+    let mut statements = match path.lock() {
+        Ok(guard) => guard,
+        Err(error) => return (None, Some(RelayEnd::Enforced(error))),
+    };
     loop {
-        match check_frame(&buf.buf, buf.max_len) {
+        let at = out.taken();
+        match check_frame(&read[at..], buf.max_len) {
             FrameCheck::Complete(n) => {
-                let kind = buf.buf[0];
+                let kind = read[at];
                 if !frontend::is_known(kind) {
                     let error = PgError::protocol_violation(format!(
                         "invalid frontend message type {kind}"
                     ));
-                    return (out, Some(RelayEnd::ClientProtocol(error)));
+                    return (None, Some(RelayEnd::ClientProtocol(error)));
                 }
-                let frame = buf.buf.split_to(n);
-                match path.client_message(&frame) {
-                    Verdict::Forward => append(&mut out, frame),
-                    Verdict::Replace(bytes) => append(&mut out, bytes),
-                    Verdict::Drop => {}
+                match statements.client_message(&read[at..at + n]) {
+                    Verdict::Forward => out.forward(read, at, at + n),
+                    Verdict::Replace(bytes) => out.replace(read, at, at + n, &bytes),
+                    Verdict::Drop => out.replace(read, at, at + n, &[]),
                     // A message the statement path could not read.
                     Verdict::End(error) if error.code == sqlstate::PROTOCOL_VIOLATION => {
-                        return (out, Some(RelayEnd::ClientProtocol(error)))
+                        return (None, Some(RelayEnd::ClientProtocol(error)))
                     }
-                    Verdict::End(error) => return (out, Some(RelayEnd::Enforced(error))),
+                    Verdict::End(error) => return (None, Some(RelayEnd::Enforced(error))),
                 }
                 if kind == frontend::TERMINATE {
-                    return (out, Some(RelayEnd::ClientClosed { terminated: true }));
+                    return (None, Some(RelayEnd::ClientClosed { terminated: true }));
                 }
             }
             FrameCheck::Incomplete(total) => {
-                if let Some(total) = total {
-                    buf.buf.reserve(total - buf.buf.len());
-                }
-                return (out, None);
+                return (total.map(|t| t - (read.len() - at)), None);
             }
             FrameCheck::TooLarge(size) => {
                 let error = PgError::message_too_large(size, buf.max_len);
-                return (out, Some(RelayEnd::ClientProtocol(error)));
+                return (None, Some(RelayEnd::ClientProtocol(error)));
             }
             FrameCheck::BadLength(len) => {
                 let error = PgError::protocol_violation(format!("invalid message length {len}"));
-                return (out, Some(RelayEnd::ClientProtocol(error)));
+                return (None, Some(RelayEnd::ClientProtocol(error)));
             }
         }
     }
@@ -155,22 +166,27 @@ pub async fn server_to_client(
     mut server: Inbound,
     client: &mut WriteHalf,
     path: &mut ServerPath,
-    statements: &mut StatementPath,
+    statements: &StatementPath,
     shutdown: ShutdownWatch,
     metrics: &Metrics,
 ) -> RelayEnd {
+    let mut out = Outgoing::default();
     loop {
-        let (out, stop) = take_server_messages(&mut server.buf, path, statements);
-        if !out.is_empty() {
-            if let Err(e) = write_out(client, &out).await {
+        let (want, stop) = take_server_messages(&server.buf, path, statements, &mut out);
+        let bytes = out.bytes(&server.buf.buf);
+        if !bytes.is_empty() {
+            if let Err(e) = write_out(client, bytes).await {
                 return RelayEnd::ClientIo(e);
             }
-            metrics.bytes(Direction::ServerToClient, out.len());
+            metrics.bytes(Direction::ServerToClient, bytes.len());
         }
         if let Some(stop) = stop {
             return stop;
         }
-        drop(out);
+        out.sent(&mut server.buf.buf);
+        if let Some(more) = want {
+            server.buf.buf.reserve(more);
+        }
         if *shutdown.borrow() >= Stage::Draining && statements.idle_outside_transaction() {
             return RelayEnd::Shutdown;
         }
@@ -199,49 +215,47 @@ pub struct ServerPath {
     pub told_client_fatal: bool,
 }
 
+/// The server's twin of [`take_client_messages`].
 fn take_server_messages(
-    buf: &mut FrameBuffer,
+    buf: &FrameBuffer,
     path: &mut ServerPath,
-    statements: &mut StatementPath,
-) -> (BytesMut, Option<RelayEnd>) {
-    let mut out = BytesMut::new();
+    statements: &StatementPath,
+    out: &mut Outgoing,
+) -> (Option<usize>, Option<RelayEnd>) {
+    let read = &buf.buf[..];
+    if read.len() < HEADER_LEN {
+        return (None, None);
+    }
+    let mut statements = match statements.lock() {
+        Ok(guard) => guard,
+        Err(error) => return (None, Some(RelayEnd::Enforced(error))),
+    };
     loop {
-        match check_frame(&buf.buf, buf.max_len) {
+        let at = out.taken();
+        match check_frame(&read[at..], buf.max_len) {
             FrameCheck::Complete(n) => {
-                let frame = buf.buf.split_to(n);
-                if frame[0] == backend::ERROR_RESPONSE && fields::is_fatal(&frame) {
+                let frame = &read[at..at + n];
+                if frame[0] == backend::ERROR_RESPONSE && fields::is_fatal(frame) {
                     path.told_client_fatal = true
                 }
-                match statements.server_message(&frame) {
-                    Verdict::Forward => append(&mut out, frame),
-                    Verdict::Replace(bytes) => append(&mut out, bytes),
-                    Verdict::Drop => {}
-                    Verdict::End(error) => return (out, Some(RelayEnd::Enforced(error))),
+                match statements.server_message(frame) {
+                    Verdict::Forward => out.forward(read, at, at + n),
+                    Verdict::Replace(bytes) => out.replace(read, at, at + n, &bytes),
+                    Verdict::Drop => out.replace(read, at, at + n, &[]),
+                    Verdict::End(error) => return (None, Some(RelayEnd::Enforced(error))),
                 }
             }
             FrameCheck::Incomplete(total) => {
-                if let Some(total) = total {
-                    buf.buf.reserve(total - buf.buf.len());
-                }
-                return (out, None);
+                return (total.map(|t| t - (read.len() - at)), None);
             }
             FrameCheck::TooLarge(_) | FrameCheck::BadLength(_) => {
                 let stop = RelayEnd::UpstreamClosed {
                     reason: "server sent a malformed message".into(),
                     told_client: false,
                 };
-                return (out, Some(stop));
+                return (None, Some(stop));
             }
         }
-    }
-}
-
-/// Appends `frame`; consecutive frames split from one buffer rejoin without copying.
-fn append(out: &mut BytesMut, frame: BytesMut) {
-    if out.is_empty() {
-        *out = frame;
-    } else {
-        out.unsplit(frame);
     }
 }
 

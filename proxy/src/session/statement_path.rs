@@ -3,8 +3,13 @@
 //! forwarded as raw bytes; with them, `protect::session` decides. It keeps the session's one
 //! record of the replies the server still owes (`protocol::replies`), which the relay's idle
 //! timeout, the statement meter and the audit read.
+//!
+//! All of a session's state here sits behind one lock that the relay takes once per read, for
+//! every message the read brought ([`StatementPath::lock`]), not once per message and part:
+//! the lock is never contended (both relay directions run in the session's one task), but
+//! each acquisition is an atomic read-modify-write pair on the pass-through path.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::audit::ConnectionAudit;
 use crate::protect::session::ProtectedSession;
@@ -17,18 +22,24 @@ use crate::protocol::text_settings::TextSettings;
 use crate::protocol::types::{backend, frontend};
 pub use crate::protocol::verdict::Verdict;
 
-/// The per-session statement path, shared by both relay directions (both run in the
-/// session's one task, so the lock is never contended).
+/// The per-session statement path, shared by both relay directions.
 #[derive(Debug, Clone, Default)]
 pub struct StatementPath {
-    protected: Option<Arc<Mutex<ProtectedSession>>>,
+    state: Arc<Mutex<PathState>>,
+}
+
+/// What the statement path keeps for one session.
+#[derive(Debug, Default)]
+struct PathState {
+    protected: Option<ProtectedSession>,
     /// Sees each client message as the client sent it and each server message as the client
-    /// receives it, so its statements and outcomes are the client's.
+    /// receives it, so its statements and outcomes are the client's. Shared with the
+    /// session's end (its disconnect event), hence a lock of its own.
     audit: Option<Arc<Mutex<ConnectionAudit>>>,
     /// Counts statements by kind, role and outcome.
-    meter: Option<Arc<Mutex<StatementMeter>>>,
+    meter: Option<StatementMeter>,
     /// What the server still owes the client: updated here once per message each way.
-    replies: Arc<Mutex<Replies>>,
+    replies: Replies,
 }
 
 impl StatementPath {
@@ -38,71 +49,111 @@ impl StatementPath {
     }
 
     pub fn protected(session: ProtectedSession) -> Self {
+        let state = PathState {
+            protected: Some(session),
+            ..PathState::default()
+        };
         StatementPath {
-            protected: Some(Arc::new(Mutex::new(session))),
-            ..StatementPath::default()
+            state: Arc::new(Mutex::new(state)),
         }
     }
 
     /// Counts this session's statements in the metrics, labelled with the caller's role (or
     /// `none` without rules).
-    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
-        let role = match &self.protected {
-            Some(s) => s.lock().map(|s| s.role().name.clone()).unwrap_or_default(),
-            None => NO_ROLE.to_owned(),
-        };
-        self.meter = Some(Arc::new(Mutex::new(StatementMeter::new(metrics, &role))));
+    pub fn with_metrics(self, metrics: Arc<Metrics>) -> Self {
+        if let Ok(mut state) = self.state.lock() {
+            let role = match &state.protected {
+                Some(s) => s.role().name.clone(),
+                None => NO_ROLE.to_owned(),
+            };
+            state.meter = Some(StatementMeter::new(metrics, &role));
+        }
         self
     }
 
     /// Audits this session's statements; the audit reads this path's record of owed replies.
-    pub fn with_audit(mut self, audit: Option<Arc<Mutex<ConnectionAudit>>>) -> Self {
+    pub fn with_audit(self, audit: Option<Arc<Mutex<ConnectionAudit>>>) -> Self {
         if let Some(Ok(mut a)) = audit.as_ref().map(|a| a.lock()) {
-            a.share_replies(self.replies.clone());
+            a.follow_replies();
         }
-        self.audit = audit;
+        if let Ok(mut state) = self.state.lock() {
+            state.audit = audit;
+        }
         self
     }
 
     /// How the server reads statement text, as it reported at startup; from then on the
     /// statement path follows its ParameterStatus messages.
     pub fn with_text_settings(self, settings: TextSettings) -> Self {
-        if let Some(Ok(mut s)) = self.protected.as_ref().map(|s| s.lock()) {
-            s.set_text_settings(settings.clone());
-        }
-        if let Some(Ok(mut a)) = self.audit.as_ref().map(|a| a.lock()) {
-            a.set_text_settings(settings);
+        if let Ok(mut state) = self.state.lock() {
+            if let Some(s) = &mut state.protected {
+                s.set_text_settings(settings.clone());
+            }
+            if let Some(Ok(mut a)) = state.audit.as_ref().map(|a| a.lock()) {
+                a.set_text_settings(settings);
+            }
         }
         self
     }
 
+    /// The path for the messages of one read. A panic once held the lock: the session ends.
+    pub fn lock(&self) -> Result<PathGuard<'_>, PgError> {
+        self.state.lock().map(PathGuard).map_err(|_| poisoned())
+    }
+
+    /// One client message on its own (the relay takes a [`PathGuard`] per read instead).
+    pub fn client_message(&mut self, frame: &[u8]) -> Verdict {
+        match self.lock() {
+            Ok(mut path) => path.client_message(frame),
+            Err(error) => Verdict::End(error),
+        }
+    }
+
+    /// One server message on its own (the relay takes a [`PathGuard`] per read instead).
+    pub fn server_message(&mut self, frame: &[u8]) -> Verdict {
+        match self.lock() {
+            Ok(mut path) => path.server_message(frame),
+            Err(error) => Verdict::End(error),
+        }
+    }
+
+    /// The server owes the client nothing: no statement is running.
+    pub fn idle(&self) -> bool {
+        self.state.lock().map(|s| s.replies.idle()).unwrap_or(false)
+    }
+
+    /// Nothing is owed and no transaction is open: a safe point to close.
+    pub fn idle_outside_transaction(&self) -> bool {
+        self.state
+            .lock()
+            .map(|s| s.replies.idle_outside_transaction())
+            .unwrap_or(false)
+    }
+}
+
+/// The statement path, held for the messages of one read.
+#[derive(Debug)]
+pub struct PathGuard<'a>(MutexGuard<'a, PathState>);
+
+impl PathGuard<'_> {
     /// Called for every whole client message (type byte, length, body).
     pub fn client_message(&mut self, frame: &[u8]) -> Verdict {
         let Some(&kind) = frame.first() else {
             return Verdict::End(PgError::protocol_violation("empty message"));
         };
-        let Ok(mut replies) = self.replies.lock() else {
-            return Verdict::End(poisoned());
-        };
-        let was_idle = replies.idle();
-        let request = replies.client_sent(kind);
-        drop(replies);
-        if let Some(Ok(mut meter)) = self.meter.as_ref().map(|m| m.lock()) {
-            if was_idle && request.is_some() {
-                meter.busy();
-            }
+        let state = &mut *self.0;
+        let was_idle = state.replies.idle();
+        let request = state.replies.client_sent(kind);
+        if let (Some(meter), true, Some(_)) = (&mut state.meter, was_idle, request) {
+            meter.busy();
         }
-        if let Some(audit) = &self.audit {
-            if let Ok(mut a) = audit.lock() {
-                a.client_sent(frame);
-            }
+        if let Some(Ok(mut audit)) = state.audit.as_ref().map(|a| a.lock()) {
+            audit.told(&state.replies);
+            audit.client_sent(frame);
         }
-        match &self.protected {
+        match &mut state.protected {
             None => Verdict::Forward,
-            Some(session) => match session.lock() {
-                Ok(mut s) => s.client_message(frame),
-                Err(_) => Verdict::End(poisoned()),
-            },
+            Some(session) => session.client_message(frame),
         }
     }
 
@@ -111,19 +162,20 @@ impl StatementPath {
         let Some(&kind) = frame.first() else {
             return Verdict::End(PgError::protocol_violation("empty server message"));
         };
+        let state = &mut *self.0;
         let mut refused = false;
-        let verdict = match &self.protected {
+        let verdict = match &mut state.protected {
             None => Verdict::Forward,
-            Some(session) => match session.lock() {
-                Ok(mut s) => {
-                    refused = kind == backend::ERROR_RESPONSE && s.error_is_refusal();
-                    if kind == backend::READY_FOR_QUERY {
-                        self.follow_role(&s);
+            Some(session) => {
+                refused = kind == backend::ERROR_RESPONSE && session.error_is_refusal();
+                if kind == backend::READY_FOR_QUERY {
+                    // Keeps the metrics' role label in step with a reload.
+                    if let Some(meter) = &mut state.meter {
+                        meter.set_role(&session.role().name);
                     }
-                    s.server_message(frame)
                 }
-                Err(_) => Verdict::End(poisoned()),
-            },
+                session.server_message(frame)
+            }
         };
         // The proxy's own answers (catalog look-ups) are dropped: the client never sees them.
         let (reached_client, ended) = match &verdict {
@@ -133,64 +185,38 @@ impl StatementPath {
             Verdict::End(_) => (frame, true),
         };
         for message in messages(reached_client) {
-            if let Err(error) = self.reached_client(message, refused, ended) {
-                return Verdict::End(error);
-            }
+            state.reached_client(message, refused, ended);
         }
         if ended {
-            self.audit_ended_by_limit();
+            state.audit_ended_by_limit();
         }
         verdict
     }
+}
 
+impl PathState {
     /// One server message the client receives (or the one that ended the session): the
     /// owed replies are updated, then the meter and the audit read them.
-    fn reached_client(&self, message: &[u8], refused: bool, ended: bool) -> Result<(), PgError> {
-        let (answer, idle) = {
-            let mut replies = self.replies.lock().map_err(|_| poisoned())?;
-            (replies.server_sent(message), replies.idle())
-        };
-        if let Some(Ok(mut meter)) = self.meter.as_ref().map(|m| m.lock()) {
-            meter.server_message(message, &answer, refused, idle);
+    fn reached_client(&mut self, message: &[u8], refused: bool, ended: bool) {
+        let answer = self.replies.server_sent(message);
+        if let Some(meter) = &mut self.meter {
+            meter.server_message(message, &answer, refused, self.replies.idle());
         }
         if let (Some(audit), false) = (&self.audit, ended) {
             if let Ok(mut audit) = audit.lock() {
-                let plan_of =
-                    |sql: &str| Some(self.protected.as_ref()?.lock().ok()?.audit_view(sql));
+                let protected = self.protected.as_ref();
+                let plan_of = |sql: &str| Some(protected?.audit_view(sql));
+                audit.told(&self.replies);
                 audit.server_sent(message, plan_of);
             }
         }
-        Ok(())
     }
 
     /// The statement path ended the session (a role's enforced limit, most often).
     fn audit_ended_by_limit(&self) {
         if let Some(Ok(mut audit)) = self.audit.as_ref().map(|a| a.lock()) {
-            let limit = self
-                .protected
-                .as_ref()
-                .and_then(|s| s.lock().ok()?.role().max_rows);
+            let limit = self.protected.as_ref().and_then(|s| s.role().max_rows);
             audit.session_ended_by_limit(limit);
-        }
-    }
-
-    /// The server owes the client nothing: no statement is running.
-    pub fn idle(&self) -> bool {
-        self.replies.lock().map(|r| r.idle()).unwrap_or(false)
-    }
-
-    /// Nothing is owed and no transaction is open: a safe point to close.
-    pub fn idle_outside_transaction(&self) -> bool {
-        self.replies
-            .lock()
-            .map(|r| r.idle_outside_transaction())
-            .unwrap_or(false)
-    }
-
-    /// Keeps the metrics' role label in step with a reload.
-    fn follow_role(&self, session: &ProtectedSession) {
-        if let Some(Ok(mut meter)) = self.meter.as_ref().map(|m| m.lock()) {
-            meter.set_role(&session.role().name);
         }
     }
 }
@@ -250,9 +276,9 @@ mod tests {
     #[test]
     fn a_poisoned_session_lock_ends_the_session() {
         let mut path = StatementPath::protected(crate::protect::session::test_session("app"));
-        let session = path.protected.clone().unwrap();
+        let state = path.state.clone();
         let _ = std::thread::spawn(move || {
-            let _held = session.lock().unwrap();
+            let _held = state.lock().unwrap();
             panic!("poison the lock");
         })
         .join();
@@ -265,6 +291,11 @@ mod tests {
                 other => panic!("forwarded with a poisoned lock: {other:?}"),
             }
         }
+        assert!(path.lock().is_err());
+        assert!(
+            !path.idle(),
+            "a poisoned session is never idle enough to close quietly"
+        );
     }
 
     #[test]
@@ -272,6 +303,42 @@ mod tests {
         let mut path = StatementPath::passthrough();
         assert!(matches!(path.client_message(b""), Verdict::End(_)));
         assert!(matches!(path.server_message(b""), Verdict::End(_)));
+    }
+
+    #[test]
+    fn one_guard_per_read_keeps_the_record_of_owed_replies() {
+        // As the relay does it: one lock for every message of a read, each direction.
+        let path = StatementPath::passthrough();
+        {
+            let mut client = path.lock().unwrap();
+            for m in [
+                message(b'P', b"\0select 1\0\0\0"),
+                message(b'B', b"\0\0\0\0\0\0\0\0"),
+                message(b'E', b"\0\0\0\0\0"),
+                message(b'S', b""),
+            ] {
+                assert_eq!(client.client_message(&m), Verdict::Forward);
+            }
+        }
+        assert!(!path.idle(), "four requests are owed");
+        let mut server = path.lock().unwrap();
+        for m in [
+            message(b'1', b""),
+            message(b'2', b""),
+            message(b'C', b"BEGIN\0"),
+        ] {
+            assert_eq!(server.server_message(&m), Verdict::Forward);
+        }
+        assert_eq!(
+            server.server_message(&message(b'Z', b"T")),
+            Verdict::Forward
+        );
+        drop(server);
+        assert!(path.idle());
+        assert!(
+            !path.idle_outside_transaction(),
+            "a transaction is open: not a safe point to close"
+        );
     }
 
     #[test]

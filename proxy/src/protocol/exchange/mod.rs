@@ -6,7 +6,7 @@
 //! the server refused or skipped does not rename anything.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::protocol::replies::{Answer, Replies, Reply, RequestId};
@@ -108,8 +108,14 @@ pub struct Finished {
 /// Where the owed replies are read.
 #[derive(Debug)]
 enum Owed {
-    /// The session's one record, which the statement path updates before audit sees a message.
-    Shared(Arc<Mutex<Replies>>),
+    /// The session's one record, kept by the statement path, which tells this exchange how it
+    /// read each message (`Exchange::told`) before passing the message on. Told, not shared:
+    /// the statement path reads every message under one lock per batch, and a lock of its
+    /// own here would cost each message of every audited session another one.
+    Told {
+        request: Option<RequestId>,
+        answer: Answer,
+    },
     /// A record of its own, updated here: for an audit fed messages without a session.
     Own(Replies),
 }
@@ -136,23 +142,37 @@ impl Default for Exchange {
 
 impl Exchange {
     /// Reads the session's one record of owed replies from now on, instead of keeping one.
-    /// The record's owner updates it with each message before this exchange sees it.
-    pub fn share(&mut self, replies: Arc<Mutex<Replies>>) {
-        self.owed = Owed::Shared(replies);
+    /// The record's owner tells this exchange its reading of each message (`told`) before
+    /// the exchange sees the message.
+    pub fn follow(&mut self) {
+        let replies = Replies::default();
+        self.owed = Owed::Told {
+            request: replies.last_request(),
+            answer: replies.last_answer(),
+        };
+    }
+
+    /// How the session's record read the message about to be passed here (a no-op for an
+    /// exchange keeping its own record).
+    pub fn told(&mut self, replies: &Replies) {
+        if let Owed::Told { request, answer } = &mut self.owed {
+            *request = replies.last_request();
+            *answer = replies.last_answer();
+        }
     }
 
     /// The request `kind` made, as the record of owed replies numbered it.
     fn request(&mut self, kind: u8) -> Option<RequestId> {
         match &mut self.owed {
             Owed::Own(replies) => replies.client_sent(kind),
-            Owed::Shared(replies) => replies.lock().ok()?.last_request(),
+            Owed::Told { request, .. } => *request,
         }
     }
 
     fn answer(&mut self, frame: &[u8]) -> Option<Answer> {
         match &mut self.owed {
             Owed::Own(replies) => Some(replies.server_sent(frame)),
-            Owed::Shared(replies) => Some(replies.lock().ok()?.last_answer()),
+            Owed::Told { answer, .. } => Some(*answer),
         }
     }
 

@@ -124,17 +124,20 @@ fn a_refused_second_parse_of_a_name_leaves_its_text() {
 }
 
 #[test]
-fn a_shared_record_of_owed_replies_is_read_and_survives_copy_in() {
-    let replies = Arc::new(Mutex::new(Replies::default()));
+fn a_told_record_of_owed_replies_is_read_and_survives_copy_in() {
+    let replies = std::cell::RefCell::new(Replies::default());
     let mut x = Exchange::default();
-    x.share(replies.clone());
-    // The record's owner (the statement path) updates it before the exchange reads it.
+    x.follow();
+    // The record's owner (the statement path) updates it and tells the exchange its reading
+    // before the exchange sees the message.
     let client = |x: &mut Exchange, m: &[u8]| {
-        replies.lock().unwrap().client_sent(m[0]);
+        replies.borrow_mut().client_sent(m[0]);
+        x.told(&replies.borrow());
         x.client_sent(m, TextMode::Standard);
     };
     let server = |x: &mut Exchange, m: &[u8]| {
-        replies.lock().unwrap().server_sent(m);
+        replies.borrow_mut().server_sent(m);
+        x.told(&replies.borrow());
         x.server_sent(m)
     };
     // tokio-postgres copy_in: two Syncs, one ReadyForQuery.
