@@ -34,10 +34,7 @@ const FUNCTIONS: [&str; 4] = [
 /// with `pg_stat` or `pg_mcv` (or it is `EXECUTE`), or the text uses a form PostgreSQL decodes
 /// into words its bytes do not show.
 pub fn may_name_exposing_objects(sql: &str) -> bool {
-    let lower = sql.to_ascii_lowercase();
-    ["pg_stat", "pg_mcv", "execute"]
-        .iter()
-        .any(|w| lower.contains(w))
+    spelling::contains_any_ignore_ascii_case(sql, &["pg_stat", "pg_mcv", "execute"])
         || spelling::may_hide_text(sql)
 }
 

@@ -61,9 +61,35 @@ pub fn may_hide_text(sql: &str) -> bool {
         })
 }
 
+/// Whether `text` contains one of `needles` (lower-case ASCII), ignoring ASCII case: the
+/// pre-checks' word search, without the lower-cased copy of every statement it would take.
+pub fn contains_any_ignore_ascii_case(text: &str, needles: &[&str]) -> bool {
+    let hay = text.as_bytes();
+    (0..hay.len()).any(|i| {
+        let first = hay[i].to_ascii_lowercase();
+        needles.iter().any(|n| {
+            let n = n.as_bytes();
+            n.first() == Some(&first)
+                && hay.len() - i >= n.len()
+                && hay[i..i + n.len()].eq_ignore_ascii_case(n)
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn words_are_found_in_any_ascii_case_without_a_copy() {
+        let words = ["execute", "pg_stat"];
+        assert!(contains_any_ignore_ascii_case("DO $$ BEGIN EXECUTE x; END $$", &words));
+        assert!(contains_any_ignore_ascii_case("select * from PG_Stats", &words));
+        assert!(contains_any_ignore_ascii_case("é pg_stat", &words));
+        assert!(!contains_any_ignore_ascii_case("select 1 -- execut", &words));
+        assert!(!contains_any_ignore_ascii_case("", &words));
+        assert!(!contains_any_ignore_ascii_case("ÉXECUTE", &["xecutex"]));
+    }
 
     #[test]
     fn every_decoding_form_is_flagged() {

@@ -35,8 +35,7 @@ const TRIGGERS: [&str; 9] = [
 /// Certain because PostgreSQL folds unquoted names with ASCII rules only, keeps quoted ones
 /// byte for byte, and every decoding form is flagged by [`spelling::may_hide_text`].
 pub fn may_run_sql_text(sql: &str) -> bool {
-    let lower = sql.to_ascii_lowercase();
-    TRIGGERS.iter().any(|t| lower.contains(t)) || spelling::may_hide_text(sql)
+    spelling::contains_any_ignore_ascii_case(sql, &TRIGGERS) || spelling::may_hide_text(sql)
 }
 
 /// What a text hands to functions that run SQL or dump tables.
