@@ -1,13 +1,15 @@
 //! Arbitrary text as a statement: the pre-filter, the analyser and the planner (which splices
 //! ciphertext into the text at source spans) over a schema with protected columns of every
-//! type, and the audit normaliser. The pre-filter may only say "no" for text the analyser
-//! finds touches no protected column.
+//! type, the audit normaliser, and the other readers that ask PostgreSQL's grammar (server
+//! code given SQL text, catalog views that show stored values, the tracker's statements).
+//! The pre-filters may only say "no" for text their reader finds nothing in.
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use pgshroud::analyze::{analyze, statement_kinds, Analysis};
+use pgshroud::analyze::{analyze, exposing, sql_text, statement_kinds, Analysis};
+use pgshroud::protocol::tracker::sql_effects;
 use pgshroud::audit::normalize::normalize;
 use pgshroud::protect::catalog::Catalog;
 use pgshroud::protect::engine::{Layout, Protection};
@@ -53,6 +55,13 @@ fuzz_target!(|data: &[u8]| {
     }
     s.protection.plan(sql, &s.layout, &s.catalog);
     statement_kinds(sql);
+    if !sql_text::may_run_sql_text(sql) {
+        assert_eq!(sql_text::sql_text_calls(sql), sql_text::SqlText::None);
+    } else {
+        sql_text::sql_text_calls(sql);
+    }
+    exposing::exposing_object(sql).ok();
+    sql_effects(sql);
     let normalized = normalize(sql);
     normalized.whole();
     for i in 0..=normalized.statements.len() {

@@ -83,10 +83,19 @@ mod tests {
     #[test]
     fn words_are_found_in_any_ascii_case_without_a_copy() {
         let words = ["execute", "pg_stat"];
-        assert!(contains_any_ignore_ascii_case("DO $$ BEGIN EXECUTE x; END $$", &words));
-        assert!(contains_any_ignore_ascii_case("select * from PG_Stats", &words));
+        assert!(contains_any_ignore_ascii_case(
+            "DO $$ BEGIN EXECUTE x; END $$",
+            &words
+        ));
+        assert!(contains_any_ignore_ascii_case(
+            "select * from PG_Stats",
+            &words
+        ));
         assert!(contains_any_ignore_ascii_case("é pg_stat", &words));
-        assert!(!contains_any_ignore_ascii_case("select 1 -- execut", &words));
+        assert!(!contains_any_ignore_ascii_case(
+            "select 1 -- execut",
+            &words
+        ));
         assert!(!contains_any_ignore_ascii_case("", &words));
         assert!(!contains_any_ignore_ascii_case("ÉXECUTE", &["xecutex"]));
     }

@@ -353,3 +353,23 @@ fn a_protected_name_only_in_a_constant_of_an_unparsed_text_touches_nothing() {
         assert!(!matches!(a, Analysis::Untouched { .. }), "{sql}: {a:?}");
     }
 }
+
+/// Every reader that asks PostgreSQL's grammar (server-code calls, catalog views, settings,
+/// the tracker's statements, the audit normaliser) reads or refuses deeply nested text on an
+/// ordinary thread's stack: libpg_query bounds its own recursion.
+#[test]
+fn deep_nesting_is_read_or_refused_by_every_reader_without_exhausting_the_stack() {
+    for depth in [100usize, 1000, 20000] {
+        let open = "(".repeat(depth);
+        let close = ")".repeat(depth);
+        let sql = format!(
+            "SELECT query_to_xml('x', true, false, '') FROM pg_stats WHERE {open}1{close} = 1; \
+             DO $$ BEGIN EXECUTE 'x'; END $$; PREPARE p AS SELECT {open}1{close}"
+        );
+        let _ = crate::analyze::exposing::exposing_object(&sql);
+        let _ = crate::analyze::sql_text::sql_text_calls(&sql);
+        let _ = crate::analyze::settings_changed(&sql);
+        let _ = crate::protocol::tracker::sql_effects(&sql);
+        let _ = crate::audit::normalize::normalize(&sql);
+    }
+}
