@@ -55,10 +55,15 @@ fuzz_target!(|data: &[u8]| {
     }
     s.protection.plan(sql, &s.layout, &s.catalog);
     statement_kinds(sql);
+    // The pre-check's "no" must be certain: such a text holds no call of a function that
+    // runs SQL text (a text PostgreSQL's grammar does not read runs nothing either).
+    let calls = sql_text::sql_text_calls(sql);
     if !sql_text::may_run_sql_text(sql) {
-        assert_eq!(sql_text::sql_text_calls(sql), sql_text::SqlText::None);
-    } else {
-        sql_text::sql_text_calls(sql);
+        match &calls {
+            sql_text::SqlText::None => {}
+            sql_text::SqlText::Unreadable(what) if what.contains("cannot parse") => {}
+            other => panic!("the pre-check missed {other:?}"),
+        }
     }
     exposing::exposing_object(sql).ok();
     sql_effects(sql);
