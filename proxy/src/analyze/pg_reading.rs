@@ -287,7 +287,8 @@ fn def_elem_strings(list: Option<&Value>, name: &str) -> Vec<String> {
     found
 }
 
-fn collect_strings(v: &Value, out: &mut Vec<String>) {
+/// Every string under `v`, in tree order (shared with `sql_text.rs`).
+pub(super) fn collect_strings(v: &Value, out: &mut Vec<String>) {
     match v {
         Value::String(s) => out.push(s.clone()),
         Value::Array(items) => items.iter().for_each(|i| collect_strings(i, out)),

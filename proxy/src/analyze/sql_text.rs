@@ -12,6 +12,7 @@
 
 use serde_json::{Map, Value};
 
+use super::pg_reading::collect_strings;
 use super::spelling;
 
 /// Lower-case words that must be present for a text to reach any of these paths. `u&` is
@@ -172,15 +173,6 @@ fn code(options: Option<&Value>, default_language: Option<&str>, what: &str) -> 
 /// The decoded value of a `String` node (`{"node": {"String": {"sval": ...}}}`).
 fn string_node(v: &Value) -> Option<&str> {
     v.get("node")?.get("String")?.get("sval")?.as_str()
-}
-
-fn collect_strings(v: &Value, out: &mut Vec<String>) {
-    match v {
-        Value::String(s) => out.push(s.clone()),
-        Value::Array(items) => items.iter().for_each(|i| collect_strings(i, out)),
-        Value::Object(map) => map.values().for_each(|i| collect_strings(i, out)),
-        _ => {}
-    }
 }
 
 /// Visits every node: calls are checked; a function that runs SQL text named anywhere but in
