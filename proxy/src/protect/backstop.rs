@@ -11,7 +11,13 @@
 //! refuses whole-row and JSON conversions of protected tables to these roles) and format-1
 //! envelopes (no context tag; `pgshroud setup` rewrites them to format 2).
 
+use std::sync::Arc;
+
+use pgshroud_rules::LogicalType;
+
 use crate::crypto::envelope::{CONTEXT_TAG_LEN, CONTEXT_TAG_OFFSET, FORMAT_V2};
+use crate::crypto::KeyContext;
+use crate::protect::codec::{ColumnSpec, Spec};
 use crate::protect::wire::Format;
 
 /// Bytes of an envelope the backstop reads: version, key version, context tag.
@@ -21,14 +27,35 @@ const HEAD: usize = CONTEXT_TAG_OFFSET + CONTEXT_TAG_LEN;
 const SHORTEST: usize = HEAD + 16;
 
 /// The context tags of the key contexts whose stored values a role may not receive.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Backstop {
     tags: Vec<[u8; CONTEXT_TAG_LEN]>,
+    /// The column spec an unmapped result column's `Output` carries (made once, not per
+    /// RowDescription).
+    stand_in: Spec,
 }
 
 impl Backstop {
     pub fn new(tags: Vec<[u8; CONTEXT_TAG_LEN]>) -> Backstop {
-        Backstop { tags }
+        Backstop {
+            tags,
+            stand_in: Arc::new(ColumnSpec {
+                qualified: "a result column of no known origin".to_owned(),
+                logical: LogicalType::Bytea,
+                modifier: None,
+                context: KeyContext::new(""),
+            }),
+        }
+    }
+
+    /// Nothing withheld: unmapped columns pass untouched.
+    pub fn none() -> Backstop {
+        Backstop::new(Vec::new())
+    }
+
+    /// The stand-in spec of an unmapped result column.
+    pub fn stand_in(&self) -> &Spec {
+        &self.stand_in
     }
 
     /// Whether there is anything to hold back (else unmapped columns pass untouched).
@@ -148,6 +175,6 @@ mod tests {
         let mut v1 = envelope("public.customers.email", 4);
         v1[0] = 0x01;
         assert!(!b.withholds(&v1, Format::Binary));
-        assert!(!Backstop::default().is_active());
+        assert!(!Backstop::none().is_active());
     }
 }

@@ -44,14 +44,8 @@ impl Output {
     /// A `bytea` result column of no known origin, for a role that may not receive the
     /// stored values of the key contexts `backstop` holds (see `backstop.rs`).
     pub fn unmapped(backstop: Arc<Backstop>) -> Output {
-        let spec = Arc::new(codec::ColumnSpec {
-            qualified: "a result column of no known origin".to_owned(),
-            logical: pgshroud_rules::LogicalType::Bytea,
-            modifier: None,
-            context: crate::crypto::KeyContext::new(""),
-        });
         Output {
-            spec,
+            spec: backstop.stand_in().clone(),
             action: Action::Null,
             hash_key: None,
             backstop: Some(backstop),

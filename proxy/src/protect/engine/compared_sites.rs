@@ -102,12 +102,7 @@ impl Protection {
         array: bool,
         how: Splice,
     ) -> Result<String, PgError> {
-        let mut ciphers = self.planning.lock().map_err(|_| {
-            PgError::error(
-                crate::protocol::error::sqlstate::INTERNAL_ERROR,
-                "internal error: planning lock poisoned",
-            )
-        })?;
+        let mut ciphers = self.planning_ciphers()?;
         every_version::literal(spec, ciphers.get(&spec.context), value, array, how)
     }
 }

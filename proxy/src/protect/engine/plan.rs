@@ -268,18 +268,25 @@ impl Protection {
         specs
     }
 
+    /// The ciphers planning seals literals with (one lock shared by all sessions).
+    pub(super) fn planning_ciphers(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, codec::Ciphers>, PgError> {
+        self.planning.lock().map_err(|_| {
+            PgError::error(
+                crate::protocol::error::sqlstate::INTERNAL_ERROR,
+                "internal error: planning lock poisoned",
+            )
+        })
+    }
+
     fn seal_literal(
         &self,
         spec: &ColumnSpec,
         value: Option<&str>,
         array: bool,
     ) -> Result<String, PgError> {
-        let mut ciphers = self.planning.lock().map_err(|_| {
-            PgError::error(
-                crate::protocol::error::sqlstate::INTERNAL_ERROR,
-                "internal error: planning lock poisoned",
-            )
-        })?;
+        let mut ciphers = self.planning_ciphers()?;
         let cipher = ciphers.get(&spec.context);
         if array {
             codec::sealed_array_literal(spec, cipher, value)
