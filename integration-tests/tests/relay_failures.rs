@@ -363,3 +363,63 @@ async fn shutdown_waits_for_an_open_transaction_to_end() {
         .get(0);
     assert_eq!(n, 2);
 }
+
+/// Sessions handed to different session threads each keep their own transaction, and the
+/// drain waits for every thread's sessions before the proxy stops.
+#[tokio::test]
+async fn sessions_on_several_session_threads_drain_before_the_proxy_stops() {
+    let db = cluster().fresh_database().await;
+    let p = proxy_with(ConfigLayer {
+        session_threads: Some(2),
+        shutdown_timeout_secs: Some(20),
+        ..ConfigLayer::default()
+    })
+    .await;
+    let setup = p
+        .connect(users::SCRAM, users::SCRAM_PASSWORD, &db)
+        .await
+        .unwrap();
+    setup.batch_execute("CREATE TABLE t (a int)").await.unwrap();
+    let mut clients = Vec::new();
+    for i in 0..5 {
+        let c = p
+            .connect(users::SCRAM, users::SCRAM_PASSWORD, &db)
+            .await
+            .unwrap();
+        c.batch_execute(&format!("BEGIN; INSERT INTO t VALUES ({i})"))
+            .await
+            .unwrap();
+        clients.push(c);
+    }
+    drop(setup);
+    let stopping = tokio::spawn(p.shutdown());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!stopping.is_finished(), "stopped with transactions open");
+    for (i, c) in clients.iter().enumerate() {
+        c.batch_execute(&format!("INSERT INTO t VALUES ({}); COMMIT", i + 10))
+            .await
+            .expect("each session keeps its transaction through the drain");
+    }
+    tokio::time::timeout(Duration::from_secs(15), stopping)
+        .await
+        .expect("the proxy stops once every session has ended")
+        .unwrap();
+    let admin = cluster().admin_client_for(&db).await;
+    let n: i64 = admin
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 10);
+}
+
+#[tokio::test]
+async fn zero_session_threads_is_refused_at_start() {
+    let settings = pgshroud::config::Settings::resolve(ConfigLayer {
+        upstream: Some("postgres://127.0.0.1:5432".into()),
+        session_threads: Some(0),
+        ..ConfigLayer::default()
+    });
+    let err = settings.unwrap_err().to_string();
+    assert!(err.contains("session_threads"), "{err}");
+}

@@ -181,6 +181,8 @@ settings! {
     idle_timeout_secs: u64 = "0";
     /// Seconds to let sessions finish on SIGTERM before closing them.
     shutdown_timeout_secs: u64 = "30";
+    /// Threads serving sessions; a session stays on one thread from start to end.
+    session_threads: usize, default "one per CPU core";
     /// File holding the base64 master key (else $PGSHROUD_MASTER_KEY).
     master_key_file: PathBuf;
     /// Command whose stdout is the base64 master key (KMS and vault CLIs).
@@ -271,6 +273,7 @@ mod tests {
                 | "startup_timeout_secs"
                 | "idle_timeout_secs"
                 | "shutdown_timeout_secs"
+                | "session_threads"
                 | "rotate_after_days"
                 | "require_guard"
         );

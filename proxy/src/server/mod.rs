@@ -4,6 +4,7 @@
 
 pub mod logging;
 pub mod readiness;
+pub mod workers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,14 +12,14 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
 use crate::config::Settings;
 use crate::context::shutdown::{reached, ShutdownTrigger, Stage};
 use crate::context::ProxyContext;
 use crate::server::readiness::ProxyReadiness;
-use crate::session::{self, Admission};
+use crate::server::workers::SessionThreads;
+use crate::session::Admission;
 
 /// A proxy listening in this process (used by `serve` and by tests).
 pub struct RunningProxy {
@@ -51,7 +52,8 @@ impl RunningProxy {
             .protection
             .clone()
             .map(|live| tokio::spawn(live.watch(ctx.metrics.clone())));
-        let accepting = accept_loop(listener, ctx.clone(), trigger.clone());
+        let threads = SessionThreads::start(ctx.settings.limits.session_threads, &ctx)?;
+        let accepting = accept_loop(listener, ctx.clone(), trigger.clone(), threads);
         let task = tokio::spawn(async move {
             accepting.await;
             if let Some(watcher) = watcher {
@@ -104,10 +106,14 @@ async fn start_admin(addr: SocketAddr, ctx: &Arc<ProxyContext>) -> Result<Socket
 /// in flight, further connections are closed without a word.
 const MAX_PENDING_REFUSALS: usize = 64;
 
-async fn accept_loop(listener: TcpListener, ctx: Arc<ProxyContext>, trigger: ShutdownTrigger) {
+async fn accept_loop(
+    listener: TcpListener,
+    ctx: Arc<ProxyContext>,
+    trigger: ShutdownTrigger,
+    threads: SessionThreads,
+) {
     let limit = Arc::new(Semaphore::new(ctx.settings.limits.max_client_connections));
     let refusals = Arc::new(Semaphore::new(MAX_PENDING_REFUSALS));
-    let mut sessions = JoinSet::new();
     let mut shutdown = ctx.shutdown.clone();
     let mut backoff = Duration::from_millis(10);
     info!(listen = %ctx.settings.listen, upstream = %ctx.settings.upstream.address(), "pgshroud accepting connections");
@@ -115,7 +121,6 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<ProxyContext>, trigger: Shu
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = reached(&mut shutdown, Stage::Draining) => break,
-            Some(_) = sessions.join_next(), if !sessions.is_empty() => continue,
         };
         let (tcp, peer) = match accepted {
             Ok(a) => {
@@ -130,39 +135,26 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<ProxyContext>, trigger: Shu
                 continue;
             }
         };
-        let ctx = ctx.clone();
         match limit.clone().try_acquire_owned() {
-            Ok(permit) => {
-                sessions.spawn(async move {
-                    session::serve(tcp, peer, ctx, Admission::Admitted).await;
-                    drop(permit);
-                });
-            }
+            Ok(permit) => threads.hand_over(tcp, peer, Admission::Admitted, permit),
             Err(_) => match refusals.clone().try_acquire_owned() {
-                Ok(permit) => {
-                    sessions.spawn(async move {
-                        session::serve(tcp, peer, ctx, Admission::OverLimit).await;
-                        drop(permit);
-                    });
-                }
+                Ok(permit) => threads.hand_over(tcp, peer, Admission::OverLimit, permit),
                 Err(_) => warn!(%peer, "connection dropped: too many clients waiting for refusal"),
             },
         }
     }
     drop(listener);
-    info!(sessions = sessions.len(), "draining sessions");
+    let mut draining = threads.close();
+    info!(sessions = draining.live(), "draining sessions");
     let grace = ctx.settings.limits.shutdown_timeout;
-    let drained = tokio::time::timeout(grace, async {
-        while sessions.join_next().await.is_some() {}
-    })
-    .await;
+    let drained = tokio::time::timeout(grace, draining.wait()).await;
     if drained.is_err() {
         warn!(
-            sessions = sessions.len(),
+            sessions = draining.live(),
             "shutdown timeout reached; closing remaining sessions"
         );
         trigger.set(Stage::Forced);
-        while sessions.join_next().await.is_some() {}
+        draining.wait().await;
     }
     info!("all sessions closed");
 }

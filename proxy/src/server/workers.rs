@@ -1,0 +1,198 @@
+//! Session threads: each runs its own single-threaded tokio runtime, and a session lives on
+//! one of them from its first byte to its last.
+//!
+//! Why: a session's two directions (client to server, server to client) and its timers then
+//! wake each other on the same thread. On the work-stealing runtime they often woke another
+//! worker instead (a futex and an eventfd write per transaction), and on a small machine that
+//! wake-up cost more than everything pgshroud does to a message (bench/RESULTS.md, issue 25).
+//! PgBouncer is one thread for the same reason; we keep one per core so the proxy still
+//! scales across cores.
+//!
+//! The acceptor (on the main runtime) hands each accepted socket to the thread serving the
+//! fewest sessions. A thread blocked by one session (a CPU-heavy statement analysis, a full
+//! audit queue with `audit_on_full = block`) stalls only the sessions on that thread.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tokio::task::JoinSet;
+use tracing::{error, warn};
+
+use crate::context::ProxyContext;
+use crate::session::{self, Admission};
+
+/// One accepted connection on its way to a session thread.
+struct Handover {
+    tcp: std::net::TcpStream,
+    peer: SocketAddr,
+    admission: Admission,
+    /// Held for as long as the session runs (the connection limit, or the refusal budget).
+    permit: OwnedSemaphorePermit,
+}
+
+struct Worker {
+    sender: mpsc::UnboundedSender<Handover>,
+    /// Sessions handed to this thread and not yet ended.
+    live: Arc<AtomicUsize>,
+    /// Fires when the thread has ended every session after the senders closed.
+    done: oneshot::Receiver<()>,
+}
+
+/// The session threads of one listener.
+pub struct SessionThreads {
+    workers: Vec<Worker>,
+}
+
+impl SessionThreads {
+    /// Starts `count` threads (at least one).
+    pub fn start(count: usize, ctx: &Arc<ProxyContext>) -> Result<SessionThreads, String> {
+        let mut workers = Vec::with_capacity(count.max(1));
+        for index in 0..count.max(1) {
+            let (sender, receiver) = mpsc::unbounded_channel();
+            let (done_tx, done) = oneshot::channel();
+            let live = Arc::new(AtomicUsize::new(0));
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start session thread {index}: {e}"))?;
+            let ctx = ctx.clone();
+            let thread_live = live.clone();
+            std::thread::Builder::new()
+                .name(format!("pgshroud-session-{index}"))
+                .spawn(move || {
+                    runtime.block_on(serve_handovers(receiver, ctx, thread_live));
+                    // Sessions' leftover tasks (none expected) end with the runtime.
+                    drop(runtime);
+                    let _ = done_tx.send(());
+                })
+                .map_err(|e| format!("cannot start session thread {index}: {e}"))?;
+            workers.push(Worker { sender, live, done });
+        }
+        Ok(SessionThreads { workers })
+    }
+
+    /// Sessions running now, across threads.
+    pub fn live(&self) -> usize {
+        self.workers
+            .iter()
+            .map(|w| w.live.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Hands a connection to the thread serving the fewest sessions.
+    pub fn hand_over(
+        &self,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        admission: Admission,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let tcp = match tcp.into_std() {
+            Ok(tcp) => tcp,
+            Err(e) => {
+                warn!(%peer, "connection dropped: cannot hand it to a session thread: {e}");
+                return;
+            }
+        };
+        let Some(worker) = self
+            .workers
+            .iter()
+            .min_by_key(|w| w.live.load(Ordering::Relaxed))
+        else {
+            return;
+        };
+        // Counted here, not on arrival, so a burst of connects spreads over the threads.
+        worker.live.fetch_add(1, Ordering::Relaxed);
+        let handover = Handover {
+            tcp,
+            peer,
+            admission,
+            permit,
+        };
+        if worker.sender.send(handover).is_err() {
+            worker.live.fetch_sub(1, Ordering::Relaxed);
+            error!(%peer, "connection dropped: its session thread has stopped");
+        }
+    }
+
+    /// Stops handing over; the threads end once their sessions have. The caller waits with a
+    /// timeout, forces, and waits again.
+    pub fn close(self) -> Draining {
+        let live: Vec<Arc<AtomicUsize>> = self.workers.iter().map(|w| w.live.clone()).collect();
+        let mut done = Vec::with_capacity(self.workers.len());
+        for worker in self.workers {
+            drop(worker.sender);
+            done.push(worker.done);
+        }
+        Draining { done, live }
+    }
+}
+
+/// Session threads that take no new connections and are ending their sessions.
+pub struct Draining {
+    done: Vec<oneshot::Receiver<()>>,
+    live: Vec<Arc<AtomicUsize>>,
+}
+
+impl Draining {
+    /// Sessions still running.
+    pub fn live(&self) -> usize {
+        self.live.iter().map(|l| l.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Waits until every thread has ended; safe to call again after a timeout cut it short.
+    pub async fn wait(&mut self) {
+        for d in &mut self.done {
+            let _ = d.await;
+        }
+    }
+}
+
+/// A session thread's loop: serves every connection handed over until the channel closes,
+/// then waits for its sessions to end.
+async fn serve_handovers(
+    mut receiver: mpsc::UnboundedReceiver<Handover>,
+    ctx: Arc<ProxyContext>,
+    live: Arc<AtomicUsize>,
+) {
+    let mut sessions = JoinSet::new();
+    loop {
+        let handover = tokio::select! {
+            handover = receiver.recv() => handover,
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => continue,
+        };
+        let Some(Handover {
+            tcp,
+            peer,
+            admission,
+            permit,
+        }) = handover
+        else {
+            break;
+        };
+        let ctx = ctx.clone();
+        let live = live.clone();
+        sessions.spawn(async move {
+            // Decremented however the session ends (a panic unwinds through the guard).
+            let _counted = Counted(live);
+            match TcpStream::from_std(tcp) {
+                Ok(tcp) => session::serve(tcp, peer, ctx, admission).await,
+                Err(e) => warn!(%peer, "connection dropped: cannot register it: {e}"),
+            }
+            drop(permit);
+        });
+    }
+    while sessions.join_next().await.is_some() {}
+}
+
+/// Counts a session out when dropped.
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
