@@ -182,6 +182,15 @@ for table in customers plain_customers; do
 SELECT id, email, age, name FROM $table WHERE email = :id;
 INSERT INTO $table (email, age, name) VALUES (:nid, :age, 'bench');
 EOF
+    # Simple protocol: pgbench pastes the value into the text, so the email is quoted (a
+    # string literal, as applications write it).
+    cat > "$WORK/${table}_simple.sql" <<EOF
+\\set id $EMAIL_BASE + random(1, $CUSTOMERS)
+\\set nid 2000000000000000000 + random(1, 1000000000000)
+\\set age random(18, 90)
+SELECT id, email, age, name FROM $table WHERE email = ':id';
+INSERT INTO $table (email, age, name) VALUES (':nid', :age, 'bench');
+EOF
 done
 
 # ---------------------------------------------------------------------------------------------
@@ -264,6 +273,8 @@ SCENARIOS=(
     "tpcb-c16|-M simple -c 16 -j 2|direct pgbouncer pgshroud"
     "customers-plain-prepared-c16|-M prepared -c 16 -j 2 -f WORK/plain_customers.sql|direct pgbouncer pgshroud"
     "customers-encrypted-prepared-c16|-M prepared -c 16 -j 2 -f WORK/customers.sql|pgshroud-enc"
+    "customers-plain-simple-c16|-M simple -c 16 -j 2 -f WORK/plain_customers_simple.sql|direct pgbouncer pgshroud"
+    "customers-encrypted-simple-c16|-M simple -c 16 -j 2 -f WORK/customers_simple.sql|pgshroud-enc"
 )
 # CPU time (user + system, clock ticks) a proxy has used so far; empty for direct runs.
 pid_of() {

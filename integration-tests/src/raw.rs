@@ -109,6 +109,28 @@ impl RawClient {
         c
     }
 
+    /// Logs in as a trust user and returns the connection with its BackendKeyData (pid,
+    /// secret).
+    pub async fn login_trust_with_key(
+        port: u16,
+        user: &str,
+        db: &str,
+    ) -> (RawClient, i32, Vec<u8>) {
+        let mut c = RawClient::connect(port).await;
+        c.send(&startup_packet(
+            3 << 16,
+            &[("user", user), ("database", db)],
+        ))
+        .await;
+        let msgs = c.recv_until_ready().await;
+        let key = msgs
+            .iter()
+            .find(|m| m.kind == b'K')
+            .unwrap_or_else(|| panic!("no BackendKeyData: {msgs:?}"));
+        let pid = i32::from_be_bytes([key.body[0], key.body[1], key.body[2], key.body[3]]);
+        (c, pid, key.body[4..].to_vec())
+    }
+
     /// Whether the server closed the connection (reads hit end of stream).
     pub async fn is_closed(&mut self) -> bool {
         let mut byte = [0u8; 1];

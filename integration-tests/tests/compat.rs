@@ -12,9 +12,7 @@ use pgshroud_integration_tests::proxy::TestProxy;
 use pgshroud_integration_tests::raw::build::{
     bind, close_statement, execute, parse, pipeline, query, sync,
 };
-use pgshroud_integration_tests::raw::{
-    build, error_codes, message, startup_packet, Msg, RawClient,
-};
+use pgshroud_integration_tests::raw::{build, error_codes, message, Msg, RawClient};
 use pgshroud_integration_tests::roles::{self, RolesFixture};
 use pgshroud_integration_tests::{cluster, users};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -171,19 +169,7 @@ async fn sqlx_reads_protected_columns() {
 
 /// Logs in as the trust user and returns the connection with its BackendKeyData (pid, secret).
 async fn login_with_key(port: u16, db: &str) -> (RawClient, i32, Vec<u8>) {
-    let mut c = RawClient::connect(port).await;
-    c.send(&startup_packet(
-        3 << 16,
-        &[("user", users::TRUST), ("database", db)],
-    ))
-    .await;
-    let msgs = c.recv_until_ready().await;
-    let key = msgs
-        .iter()
-        .find(|m| m.kind == b'K')
-        .unwrap_or_else(|| panic!("no BackendKeyData: {msgs:?}"));
-    let pid = i32::from_be_bytes([key.body[0], key.body[1], key.body[2], key.body[3]]);
-    (c, pid, key.body[4..].to_vec())
+    RawClient::login_trust_with_key(port, users::TRUST, db).await
 }
 
 /// The first column of the first row of a simple query, as text.

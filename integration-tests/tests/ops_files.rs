@@ -723,3 +723,92 @@ async fn prometheus_scrapes_the_admin_endpoint_and_loads_the_alerts() {
         "pgshroud_bytes_total not typed as a counter: {metadata}"
     );
 }
+
+/// Writes the replicas ConfigMap's files to argv[2] and checks the references between the
+/// replicas manifests that no schema checks.
+const REPLICAS_CHECK: &str = r##"
+import os, sys, yaml
+kdir, out = sys.argv[1], sys.argv[2]
+docs = {}
+for name in sorted(os.listdir(kdir)):
+    if name.endswith(".yaml"):
+        for doc in yaml.safe_load_all(open(os.path.join(kdir, name))):
+            docs[doc["kind"]] = doc
+problems = []
+listed = set(docs["Kustomization"]["resources"])
+files = {n for n in os.listdir(kdir) if n.endswith(".yaml") and n != "kustomization.yaml"}
+if listed != files:
+    problems.append("kustomization resources %s != files %s" % (sorted(listed), sorted(files)))
+deployment, service, secret, configmap = docs["Deployment"], docs["Service"], docs["Secret"], docs["ConfigMap"]
+pod = deployment["spec"]["template"]
+if not all(pod["metadata"]["labels"].get(k) == v for k, v in service["spec"]["selector"].items()):
+    problems.append("Service selector does not match the pods")
+if deployment["spec"]["replicas"] < 2:
+    problems.append("a shared tier runs more than one replica")
+container = pod["spec"]["containers"][0]
+mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+cancel = volumes["cancel-key"]["secret"]
+if cancel["secretName"] != secret["metadata"]["name"] or cancel["items"][0]["key"] not in secret["stringData"]:
+    problems.append("the cancel key must come from the Secret")
+config = configmap["data"]["pgshroud.toml"]
+path = os.path.join(mounts["cancel-key"], cancel["items"][0]["path"])
+if 'cancel_key_file = "%s"' % path not in config:
+    problems.append("cancel_key_file must name the mounted key %s" % path)
+for name, text in configmap["data"].items():
+    open(os.path.join(out, name), "w").write(text)
+if problems:
+    print("\n".join(problems))
+    sys.exit(1)
+"##;
+
+#[test]
+fn replicas_manifests_validate_agree_and_configure_a_shared_cancel_key() {
+    let dir = docker("kubernetes/replicas");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .expect("docker/kubernetes/replicas")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .filter(|p| p.file_name().is_some_and(|n| n != "kustomization.yaml"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 4, "{files:?}");
+    if let Some(validate) = tool("kubernetes-validate", KUBERNETES_VALIDATE_INSTALL) {
+        let mut args = vec!["--strict", "--quiet"];
+        args.extend(files.iter().map(String::as_str));
+        assert_success(
+            "kubernetes-validate --strict (replicas)",
+            &run(&validate, &args, None),
+        );
+    }
+    let Some(python) = python_with_yaml() else {
+        return;
+    };
+    let out = tempfile::tempdir().expect("temp dir");
+    let output = run(
+        &python,
+        &[
+            "-c",
+            REPLICAS_CHECK,
+            dir.to_str().expect("utf-8 path"),
+            out.path().to_str().expect("utf-8 path"),
+        ],
+        None,
+    );
+    assert_success("replicas cross-reference check", &output);
+    let mut layer =
+        ConfigLayer::from_file(&out.path().join("pgshroud.toml")).expect("config parses");
+    assert_eq!(
+        layer.cancel_key_file.as_deref(),
+        Some(Path::new("/run/pgshroud/cancel-key"))
+    );
+    layer.rules = Some(out.path().join("rules.toml"));
+    let settings = Settings::resolve(layer).unwrap_or_else(|e| panic!("replicas config: {e}"));
+    // The rules file loads as pgshroud reads it (with a key standing in for the Secret's).
+    let key = out.path().join("master.key");
+    std::fs::write(&key, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap();
+    let mut settings = settings;
+    settings.master_key_file = Some(key);
+    pgshroud::protect::load(&settings).expect("the replicas' rules load");
+}

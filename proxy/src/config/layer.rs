@@ -181,6 +181,9 @@ settings! {
     idle_timeout_secs: u64 = "0";
     /// Seconds to let sessions finish on SIGTERM before closing them.
     shutdown_timeout_secs: u64 = "30";
+    /// File with a base64 32-byte key (`pgshroud keygen`) shared by every pgshroud in front
+    /// of one server: a CancelRequest reaching another instance is still routed.
+    cancel_key_file: PathBuf;
     /// Threads serving sessions; a session stays on one thread from start to end.
     session_threads: usize, default "one per CPU core";
     /// File holding the base64 master key (else $PGSHROUD_MASTER_KEY).

@@ -68,6 +68,8 @@ pub struct Settings {
     /// Users whose replication connections (`replication` in the startup packet) are relayed;
     /// everyone else's are refused: a base backup or logical slot streams every envelope.
     pub replication_users: Vec<String>,
+    /// The cancel key shared with other instances (else one of this process only).
+    pub cancel_key_file: Option<PathBuf>,
 }
 
 impl Settings {
@@ -143,6 +145,7 @@ impl Settings {
             auth_mode,
             auth_method,
             replication_users: layer.replication_users.unwrap_or_default(),
+            cancel_key_file: layer.cancel_key_file.clone(),
         })
     }
 }

@@ -14,6 +14,7 @@ use crate::net::upstream::Upstream;
 use crate::ops::metrics::Metrics;
 use crate::protect::live::LiveProtection;
 use crate::session::cancel::CancelRegistry;
+use crate::session::cancel_key::CancelCipher;
 
 use self::shutdown::ShutdownWatch;
 
@@ -52,11 +53,15 @@ impl ProxyContext {
             live.report_keys(&metrics, settings.rotate_after_days);
         }
         let audit = Audit::start(&settings.audit, metrics.clone()).map_err(|e| e.to_string())?;
+        let cancel_cipher = match &settings.cancel_key_file {
+            Some(path) => CancelCipher::from_file(path)?,
+            None => CancelCipher::random(),
+        };
         Ok(ProxyContext {
             settings,
             tls,
             upstream,
-            cancels: Arc::new(CancelRegistry::new()),
+            cancels: Arc::new(CancelRegistry::with_cipher(cancel_cipher)),
             protection,
             shutdown,
             metrics,

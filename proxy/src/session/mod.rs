@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod auth_error;
 pub mod cancel;
+pub mod cancel_key;
 pub mod handshake;
 pub mod login;
 pub mod outgoing;
@@ -40,7 +41,7 @@ use crate::protocol::error::{sqlstate, PgError};
 use crate::protocol::frame::FrameBuffer;
 use crate::protocol::startup::{Replication, StartupMessage};
 use crate::protocol::text_settings::TextSettings;
-use crate::session::cancel::{forward_cancel, CANCEL_WAIT};
+use crate::session::cancel::{forward_cancel, CancelRoute, CANCEL_WAIT};
 use crate::session::statement_path::StatementPath;
 
 /// Whether the connection limit let this client in.
@@ -116,15 +117,18 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ProxyContext>, adm
 
 /// Forwards a CancelRequest; returns once the server has taken it (or would not).
 async fn cancel(ctx: &ProxyContext, pid: i32, secret: &[u8]) {
-    match ctx.cancels.lookup(pid, secret) {
-        Some(key) => {
-            if let Err(e) = forward_cancel(&ctx.upstream, &key, CANCEL_WAIT).await {
-                warn!("could not forward cancel request upstream: {e}");
-            } else {
-                debug!(pid, "cancel request forwarded");
-            }
+    let (key, whose) = match ctx.cancels.route(pid, secret) {
+        CancelRoute::Local(key) => (key, "this instance's"),
+        CancelRoute::Foreign(key) => (key, "another instance's"),
+        CancelRoute::Ignored => {
+            debug!(pid, "cancel request for an unknown key ignored");
+            return;
         }
-        None => debug!(pid, "cancel request for an unknown key ignored"),
+    };
+    if let Err(e) = forward_cancel(&ctx.upstream, &key, CANCEL_WAIT).await {
+        warn!("could not forward cancel request upstream: {e}");
+    } else {
+        debug!(pid, "cancel request for {whose} session forwarded");
     }
 }
 
