@@ -334,15 +334,20 @@ impl SqlEffect {
 /// it. Such texts get no effects: the server's command tags then make the tracker forget
 /// every name the statement may have touched, which is safe.
 pub fn sql_effects_in(sql: &str, mode: TextMode) -> Vec<SqlEffect> {
-    let trusted = match mode {
-        TextMode::Standard => true,
-        TextMode::BackslashEscapes => !sql.contains('\\'),
-        TextMode::OtherEncoding => sql.is_ascii(),
-    };
-    if trusted {
+    if reads_as_server(sql, mode) {
         sql_effects(sql)
     } else {
         Vec::new()
+    }
+}
+
+/// Whether libpg_query reads `sql`, sent under `mode`, as the server does (see
+/// [`sql_effects_in`]).
+pub fn reads_as_server(sql: &str, mode: TextMode) -> bool {
+    match mode {
+        TextMode::Standard => true,
+        TextMode::BackslashEscapes => !sql.contains('\\'),
+        TextMode::OtherEncoding => sql.is_ascii(),
     }
 }
 
@@ -360,10 +365,15 @@ pub fn sql_effects(sql: &str) -> Vec<SqlEffect> {
     /// `CURSOR_OPT_HOLD` in PostgreSQL's parsenodes.h.
     const CURSOR_OPT_HOLD: i32 = 0x0020;
 
-    let lower = sql.to_ascii_lowercase();
+    // Checked without allocating: this runs for every statement text.
+    let bytes = sql.as_bytes();
     if !["prepare", "deallocate", "discard", "declare", "close"]
         .iter()
-        .any(|w| lower.contains(w))
+        .any(|w| {
+            bytes
+                .windows(w.len())
+                .any(|x| x.eq_ignore_ascii_case(w.as_bytes()))
+        })
     {
         return Vec::new();
     }

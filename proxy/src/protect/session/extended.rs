@@ -11,7 +11,7 @@ use crate::protect::refusal;
 use crate::protect::wire::{self, Parse, Target, Unreadable};
 use crate::protocol::error::{sqlstate, PgError};
 use crate::protocol::frame::message;
-use crate::protocol::text_settings::{self as settings};
+use crate::protocol::text_settings::{self as settings, TextMode};
 use crate::protocol::tracker::{self, Effect, Held};
 use crate::protocol::types::frontend;
 use crate::protocol::verdict::Verdict;
@@ -185,6 +185,7 @@ impl ProtectedSession {
             .as_deref()
             .map(|sql| tracker::sql_effects_in(sql, mode))
             .unwrap_or_default();
+        let fetches = may_fetch(&parse.query, query.as_deref(), mode);
         let info = Arc::new(PreparedInfo {
             plan: plan.clone(),
             declared,
@@ -193,7 +194,7 @@ impl ProtectedSession {
             described: OnceLock::new(),
             effects,
             unsettling,
-            fetches: may_fetch(&parse.query),
+            fetches,
         });
         let ticket = self
             .names
@@ -255,10 +256,28 @@ fn unknown_portal(name: &str) -> PgError {
     )
 }
 
-/// Whether a statement text may be a FETCH (any spelling of the word: a false positive costs
-/// only a Describe).
-fn may_fetch(query: &[u8]) -> bool {
-    query.windows(5).any(|w| w.eq_ignore_ascii_case(b"fetch"))
+/// Whether a statement text may be a FETCH, whose rows take the cursor's shape when it runs
+/// (so each Execute is described first). Only texts holding the word are read, once per Parse,
+/// with PostgreSQL's grammar, so a column named `fetched_at` costs no Describe per Execute. A
+/// text it cannot read as the server does (`raw` not UTF-8, backslash escapes, another
+/// client_encoding) or does not parse counts as a FETCH: a false positive costs only a
+/// Describe.
+fn may_fetch(raw: &[u8], readable: Option<&str>, mode: TextMode) -> bool {
+    if !raw.windows(5).any(|w| w.eq_ignore_ascii_case(b"fetch")) {
+        return false;
+    }
+    let Some(sql) = readable.filter(|sql| tracker::reads_as_server(sql, mode)) else {
+        return true;
+    };
+    match pg_query::parse(sql) {
+        Ok(parsed) => parsed.protobuf.stmts.iter().any(|raw| {
+            matches!(
+                raw.stmt.as_ref().and_then(|s| s.node.as_ref()),
+                Some(pg_query::NodeEnum::FetchStmt(_))
+            )
+        }),
+        Err(_) => true,
+    }
 }
 
 /// A Describe of a portal.
@@ -408,6 +427,33 @@ mod tests {
         s.client_message(&sync());
         answer(&mut s, &["1", "2"]);
         assert_eq!(s.server_message(&message(b'n', b"")), Verdict::Drop);
+    }
+
+    #[test]
+    fn a_column_named_like_fetch_costs_no_describe_per_execute() {
+        let mut s = test_session("app");
+        s.client_message(&parse("", "SELECT fetched_at FROM jobs -- fetch"));
+        s.client_message(&bind("", ""));
+        let v = s.client_message(&message(b'E', b"\0\0\0\0\0"));
+        assert_eq!(v, Verdict::Forward);
+    }
+
+    #[test]
+    fn the_word_is_read_by_postgresql_s_grammar_only_where_it_reads_as_the_server() {
+        let fetch = |sql: &str, mode| may_fetch(sql.as_bytes(), Some(sql), mode);
+        assert!(fetch("fetch 1 from c", TextMode::Standard));
+        assert!(fetch(
+            "SELECT 1; MOVE 1 IN c; FETCH ALL c",
+            TextMode::Standard
+        ));
+        assert!(!fetch("select 'fetch 1 from c'", TextMode::Standard));
+        assert!(!fetch("select 1 as fetched", TextMode::Standard));
+        // Not read as the server would: assumed a FETCH.
+        assert!(fetch("select 'a\\' as fetched", TextMode::BackslashEscapes));
+        assert!(may_fetch(b"fetch \xff", None, TextMode::Standard));
+        // Not PostgreSQL's grammar: assumed a FETCH (the server may read it otherwise).
+        assert!(fetch("fetch fetch fetch", TextMode::Standard));
+        assert!(!may_fetch(b"select 1", None, TextMode::Standard));
     }
 
     #[test]
