@@ -60,7 +60,10 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ProxyContext>, adm
     let limits = &ctx.settings.limits;
     let handshake = match tokio::time::timeout(
         limits.startup_timeout,
-        handshake::negotiate(tcp, ctx.tls.as_ref()),
+        // Boxed (here and for login and the catalog look-up): a future is as large as its
+        // largest state, and these states are over once the relay runs; inline, they would
+        // size every idle session's task.
+        Box::pin(handshake::negotiate(tcp, ctx.tls.as_ref())),
     )
     .await
     {
@@ -91,7 +94,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ProxyContext>, adm
             pid,
             secret,
         } => {
-            cancel(&ctx, pid, &secret).await;
+            Box::pin(cancel(&ctx, pid, &secret)).await;
             let _ = client.shutdown().await;
         }
         Handshake::Session {
@@ -230,7 +233,7 @@ async fn run_session(
         Ok::<_, AuthError>((authenticated, server))
     };
     let (authenticated, mut server) =
-        match tokio::time::timeout(limits.startup_timeout, login).await {
+        match tokio::time::timeout(limits.startup_timeout, Box::pin(login)).await {
             Ok(Ok(a)) => a,
             Ok(Err(AuthError::Connect(e))) => {
                 warn!("upstream connection failed: {e}");
@@ -282,7 +285,14 @@ async fn run_session(
     // A replication connection (of a user in `replication_users`) is relayed as is: a physical
     // walsender runs no SQL, so there is no catalog to look up, and its stream is raw anyway.
     let path = if startup.replication() == Replication::No {
-        statement_path(ctx, caller, audit, &mut server, &mut server_buf).await
+        Box::pin(statement_path(
+            ctx,
+            caller,
+            audit,
+            &mut server,
+            &mut server_buf,
+        ))
+        .await
     } else {
         info!("replication connection relayed (replication_users)");
         Ok(StatementPath::passthrough())
