@@ -13,7 +13,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(*args),
-        Command::Keygen => keygen(),
+        Command::Keygen(args) => match &args.kms_key_id {
+            None => keygen(),
+            Some(_) => report(pgshroud::cli::keygen::kms_entry(&args)),
+        },
         Command::Encrypt(args) => report(pgshroud::cli::operator::encrypt(&args)),
         Command::Decrypt(args) => report(pgshroud::cli::operator::decrypt(&args)),
         Command::Check(args) => check(&args),

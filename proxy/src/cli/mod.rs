@@ -5,6 +5,7 @@
 
 pub mod args;
 pub mod demo;
+pub mod keygen;
 pub mod keys;
 pub mod operator;
 pub mod rotate;
