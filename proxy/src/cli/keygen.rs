@@ -19,7 +19,7 @@ pub fn kms_entry(args: &KeygenArgs) -> Result<String, String> {
     }
     let wrapped =
         generate_wrapped_key(key_id, args.kms_endpoint.as_deref(), args.region.as_deref())
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| format!("KMS key {key_id}: {e}"))?;
     let now = OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .unwrap_or_else(|_| OffsetDateTime::now_utc());

@@ -199,7 +199,7 @@ where
     R: std::fmt::Debug + 'static,
 {
     if let Some(credentials) = find_source::<CredentialsError>(&error) {
-        return KmsFailure::CredentialsMissing(DisplayErrorContext(credentials).to_string());
+        return KmsFailure::CredentialsMissing(credentials.to_string());
     }
     let text = || DisplayErrorContext(&error).to_string();
     match &error {
@@ -209,7 +209,7 @@ where
         }
         SdkError::ServiceError(service) => {
             let err = service.err();
-            let message = err.message().unwrap_or("").to_owned();
+            let message = err.message().unwrap_or("no detail").to_owned();
             match err.code().unwrap_or("") {
                 "NotFoundException" => KmsFailure::KeyNotFound(message),
                 "DisabledException" => KmsFailure::KeyNotEnabled("Disabled".into()),

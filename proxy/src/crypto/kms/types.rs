@@ -92,13 +92,14 @@ pub enum KmsError {
     },
     #[error("the wrapped key of KMS key {key_id} is not base64 (write what `pgshroud keygen --kms-key-id` printed)")]
     WrappedFormat { key_id: String },
-    #[error("KMS key {key_id}: {failure}")]
+    /// Shown after the key's name ("key version 2 (KMS key ARN): ..."), so it does not repeat it.
+    #[error("{failure}")]
     Call {
         key_id: String,
         operation: KmsOperation,
         failure: KmsFailure,
     },
-    #[error("KMS key {key_id}: cannot start the KMS client: {reason}")]
+    #[error("cannot start the KMS client: {reason}")]
     Runtime { key_id: String, reason: String },
 }
 
