@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use pgshroud_integration_tests::kms::{
     admin_get, free_port, keygen, metric, serve, with_credentials, without_aws, Moto, ServeProcess,
 };
-use pgshroud_integration_tests::protected::{install_guards, RULES, SCHEMA};
+use pgshroud_integration_tests::protected::{hex, install_guards, RULES, SCHEMA};
 use pgshroud_integration_tests::proxy::pgshroud_bin;
 use pgshroud_integration_tests::{cluster, users};
 use tokio_postgres::NoTls;
@@ -90,16 +90,24 @@ impl Setup {
         client
     }
 
-    /// The stored email envelopes' key versions, read without the proxy.
-    async fn stored_versions(&self) -> Vec<u32> {
+    /// The stored email envelopes, read without the proxy.
+    async fn stored_emails(&self) -> Vec<Vec<u8>> {
         let admin = cluster().admin_client_for(&self.db).await;
         admin
             .query("SELECT email FROM customers ORDER BY id", &[])
             .await
             .unwrap()
             .iter()
-            .map(|r| {
-                let email: Vec<u8> = r.get(0);
+            .map(|r| r.get(0))
+            .collect()
+    }
+
+    /// The stored email envelopes' key versions.
+    async fn stored_versions(&self) -> Vec<u32> {
+        self.stored_emails()
+            .await
+            .iter()
+            .map(|email| {
                 assert_eq!(email[0], 2, "format 2 envelope");
                 u32::from_be_bytes(email[1..5].try_into().unwrap())
             })
@@ -176,6 +184,24 @@ async fn a_kms_wrapped_key_serves_and_kms_down_at_reload_keeps_the_old_keys() {
     assert_eq!(row.get::<_, String>(0), "alice@example.com");
     assert_eq!(row.get::<_, i32>(1), 42);
     assert_eq!(setup.stored_versions().await, [1]);
+    // The independent decryptor unwraps the same key through KMS (boto3) and reads the value.
+    let stored = setup.stored_emails().await.remove(0);
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/pgshroud_decrypt.py");
+    let out = with_credentials(std::process::Command::new("python3").arg(script))
+        .arg("--keys-file")
+        .arg(&keys)
+        .args(["public.customers.email", &hex(&stored)])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "alice@example.com"
+    );
     let metrics = admin_get(proxy.admin, "/metrics").1;
     assert_eq!(
         metric(&metrics, "pgshroud_kms_calls_total{operation=\"decrypt\"}"),
