@@ -378,3 +378,162 @@ async fn missing_credentials_stop_the_start_with_a_clear_error() {
     );
     assert!(!log.contains("testing"), "{log}");
 }
+
+/// The README's procedure, end to end: a live database under a key in a file moves to a new
+/// key wrapped by KMS (keygen, a [[keys]] entry, SIGHUP), `pgshroud rotate` re-encrypts with
+/// its progress in a metrics textfile, `keys status` proves nothing is left under version 1
+/// (also as metrics), `keys retire` agrees, and the old entry goes.
+#[tokio::test]
+async fn a_live_database_moves_to_a_kms_key_and_the_old_key_is_retired() {
+    use pgshroud_integration_tests::protected::{owner_url, MASTER_KEY};
+    let moto = Moto::start();
+    let key_id = moto.create_key();
+    let setup = Setup::new().await;
+    let old_key = setup.dir.path().join("v1.key");
+    std::fs::write(&old_key, MASTER_KEY).unwrap();
+    let v1 = format!(
+        "[[keys]]\nversion = 1\nfile = \"{}\"\nactivated_at = 2026-01-01T00:00:00Z\n",
+        old_key.display()
+    );
+    let keys = setup.keys_file(1, &[&v1]);
+    let mut proxy = setup.serve(&keys, with_credentials);
+    proxy
+        .wait_listening()
+        .unwrap_or_else(|(status, log)| panic!("pgshroud did not start ({status}): {log}"));
+    let app = setup.app(&proxy).await;
+    for (email, age) in [("a@x.org", 1i32), ("b@x.org", 2), ("c@x.org", 3)] {
+        app.execute(
+            "INSERT INTO customers (email, age) VALUES ($1, $2)",
+            &[&email, &age],
+        )
+        .await
+        .unwrap();
+    }
+
+    let v2 = wrapped_entry(&moto, &key_id, 2);
+    eprintln!("keygen printed:\n{v2}");
+    setup.keys_file(2, &[&v1, &v2]);
+    proxy.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric(
+        &admin_get(proxy.admin, "/metrics").1,
+        "pgshroud_key_active_version",
+    ) != 2.0
+    {
+        assert!(Instant::now() < deadline, "no reload: {}", proxy.log_text());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    app.execute(
+        "INSERT INTO customers (email, age) VALUES ($1, $2)",
+        &[&"d@x.org", &4i32],
+    )
+    .await
+    .unwrap();
+    assert_eq!(setup.stored_versions().await, [1, 1, 1, 2]);
+
+    let run = |args: &[&str]| {
+        let out = with_credentials(std::process::Command::new(bin()).args(args))
+            .output()
+            .expect("pgshroud runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("$ pgshroud {}\n{text}", args.join(" "));
+        (out.status.success(), text)
+    };
+    let url = owner_url(&setup.db);
+    let rules = setup.rules().display().to_string();
+    let keys_text = keys.display().to_string();
+    let rotate_prom = setup.dir.path().join("rotate.prom");
+    let status_prom = setup.dir.path().join("keys.prom");
+    let (ok, text) = run(&[
+        "rotate",
+        "--upstream-url",
+        &url,
+        "--rules",
+        &rules,
+        "--keys-file",
+        &keys_text,
+        "--metrics-textfile",
+        &rotate_prom.display().to_string(),
+    ]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("Final check: every stored value is under key version 2"),
+        "{text}"
+    );
+    let prom = std::fs::read_to_string(&rotate_prom).unwrap();
+    assert_eq!(metric(&prom, "pgshroud_rotate_rows"), 3.0, "{prom}");
+    assert_eq!(metric(&prom, "pgshroud_rotate_rows_done"), 3.0, "{prom}");
+    assert_eq!(
+        metric(&prom, "pgshroud_rotate_values_reencrypted"),
+        6.0,
+        "{prom}"
+    );
+    assert_eq!(
+        metric(&prom, "pgshroud_rotate_final_check_passed"),
+        1.0,
+        "{prom}"
+    );
+    assert_eq!(setup.stored_versions().await, [2, 2, 2, 2]);
+
+    let (ok, text) = run(&[
+        "keys",
+        "status",
+        "--upstream-url",
+        &url,
+        "--rules",
+        &rules,
+        "--metrics-textfile",
+        &status_prom.display().to_string(),
+    ]);
+    assert!(ok, "{text}");
+    let prom = std::fs::read_to_string(&status_prom).unwrap();
+    let series =
+        "pgshroud_stored_values{column=\"public.customers.email\",format=\"2\",key_version=\"2\"}";
+    assert_eq!(metric(&prom, series), 4.0, "{prom}");
+    assert!(!prom.contains("key_version=\"1\""), "{prom}");
+    let (ok, text) = run(&[
+        "keys",
+        "retire",
+        "--upstream-url",
+        &url,
+        "--rules",
+        &rules,
+        "--version",
+        "1",
+    ]);
+    assert!(ok, "{text}");
+
+    // The old key leaves the keys file; everything still reads, through KMS's key alone.
+    setup.keys_file(2, &[&v2]);
+    proxy.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric(
+        &admin_get(proxy.admin, "/metrics").1,
+        "pgshroud_rules_reloads_total{result=\"ok\"}",
+    ) < 2.0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no second reload: {}",
+            proxy.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let fresh = setup.app(&proxy).await;
+    let ages: Vec<i32> = fresh
+        .query(
+            "SELECT age FROM customers WHERE email = ANY($1) ORDER BY id",
+            &[&vec!["a@x.org", "d@x.org"]],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ages, [1, 4]);
+    assert_eq!(admin_get(proxy.admin, "/readyz"), (200, "ready".to_owned()));
+}

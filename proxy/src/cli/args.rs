@@ -83,6 +83,10 @@ pub struct KeysStatusArgs {
     /// Rules file naming the protected columns.
     #[arg(long)]
     pub rules: PathBuf,
+    /// Also write the counts as Prometheus text (`pgshroud_stored_values`) to this file, for
+    /// node_exporter's textfile collector.
+    #[arg(long)]
+    pub metrics_textfile: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -112,6 +116,10 @@ pub struct RotateArgs {
     /// Only count what would be re-encrypted.
     #[arg(long)]
     pub dry_run: bool,
+    /// Also write progress as Prometheus text (`pgshroud_rotate_*`) to this file while the run
+    /// goes on, for node_exporter's textfile collector.
+    #[arg(long)]
+    pub metrics_textfile: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -10,4 +10,5 @@ pub mod keys;
 pub mod operator;
 pub mod rotate;
 pub mod setup;
+pub mod textfile;
 pub mod throwaway_pg;
