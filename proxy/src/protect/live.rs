@@ -141,7 +141,10 @@ impl LiveProtection {
     pub fn reload_and_report(&self, metrics: &Metrics, why: &str) -> Result<(), String> {
         let result = self.reload_observed(metrics);
         let failure = result.as_ref().err().map(|e| {
-            let at = OffsetDateTime::now_utc()
+            let now = OffsetDateTime::now_utc();
+            let at = now
+                .replace_nanosecond(0)
+                .unwrap_or(now)
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default();
             format!("the last reload ({why}, {at}) failed; the previous rules and keys stay in force: {e}")

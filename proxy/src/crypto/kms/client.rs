@@ -205,7 +205,7 @@ where
     match &error {
         SdkError::TimeoutError(_) => KmsFailure::Unreachable("no answer in time".into()),
         SdkError::DispatchFailure(failure) if failure.is_io() || failure.is_timeout() => {
-            KmsFailure::Unreachable(text())
+            KmsFailure::Unreachable(deepest(&error))
         }
         SdkError::ServiceError(service) => {
             let err = service.err();
@@ -229,6 +229,15 @@ where
         }
         _ => KmsFailure::Other(text()),
     }
+}
+
+/// The innermost cause ("Connection refused (os error 111)"), without the SDK's wrappers.
+fn deepest(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
 }
 
 fn find_source<'a, T: std::error::Error + 'static>(
