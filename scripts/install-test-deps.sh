@@ -8,9 +8,10 @@ set -euo pipefail
 # ---------------------------------------------------------------------------------------------
 # Python packages for driver tests (pip names). ADD NEW ONES HERE, e.g. PIP_PACKAGES=(psycopg).
 # The ORM matrix (integration-tests/orm/) pins its ORMs: SQLAlchemy 2 (with greenlet for its
-# asyncio extension) and Django 5.2. The drivers' own suites (scripts/driver-suites.sh) install
+# asyncio extension) and Django 5.2. moto's server (moto_server) is the local AWS KMS the KMS
+# tests (integration-tests/tests/kms.rs) talk to. The drivers' own suites (scripts/driver-suites.sh) install
 # theirs into a venv of their own, from integration-tests/suites/requirements.txt.
-PIP_PACKAGES=(pyyaml kubernetes-validate==1.37.0 'psycopg[binary]' cryptography asyncpg
+PIP_PACKAGES=(pyyaml kubernetes-validate==1.37.0 'psycopg[binary]' cryptography asyncpg 'moto[server]'
     sqlalchemy==2.0.58 greenlet==3.5.6 django==5.2.19)
 # ---------------------------------------------------------------------------------------------
 

@@ -14,9 +14,14 @@ described in README.md, "Storage format and decrypting without pgshroud":
 Usage:
     PGSHROUD_MASTER_KEY=<base64> pgshroud_decrypt.py <context> <hex envelope>
     pgshroud_decrypt.py --master-key-file key.b64 public.customers.email 0200000001...
+    pgshroud_decrypt.py --keys-file keys.toml public.customers.email 0200000002...
 
-The hex envelope may start with `\\x`, as psql prints bytea. The key of the envelope's key
-version must be given (after a rotation, the old master key for old rows). The plaintext is the
+The hex envelope may start with `\\x`, as psql prints bytea. With --master-key-file or
+PGSHROUD_MASTER_KEY, that key must be the one of the envelope's key version (after a rotation,
+the old master key for old rows). With --keys-file (pgshroud's keys file), the key of the
+version the envelope names is loaded from its [[keys]] entry: file, env, command (sh -c), or
+kms_key_id with wrapped/wrapped_file (KMS Decrypt through boto3, which must then be installed,
+with the standard AWS credentials; kms_endpoint and kms_region are honoured). The plaintext is the
 canonical form (e.g. an int8 is 8 big-endian bytes): it is printed as UTF-8 text, which suits
 text columns; use --hex for other types.
 """
@@ -25,6 +30,7 @@ import argparse
 import base64
 import binascii
 import os
+import subprocess
 import sys
 
 from cryptography.exceptions import InvalidTag
@@ -120,16 +126,82 @@ def read_master_key(args):
     return parse_master_key(text)
 
 
+def read_keys_file_key(path, version):
+    """The master key of `version` from a pgshroud keys file."""
+    import tomllib  # Python 3.11+
+
+    with open(path, "rb") as f:
+        try:
+            keys = tomllib.load(f)
+        except tomllib.TOMLDecodeError as err:
+            raise DecryptError(f"keys file {path}: {err}") from None
+    entries = [e for e in keys.get("keys", []) if e.get("version") == version]
+    if not entries:
+        raise DecryptError(f"keys file {path} has no [[keys]] entry for key version {version}, "
+                           "the version this envelope was sealed with")
+    entry = entries[0]
+    where = f"key version {version}"
+    if "file" in entry:
+        with open(entry["file"], "rb") as f:
+            return parse_master_key(f.read())
+    if "env" in entry:
+        text = os.environ.get(entry["env"])
+        if text is None:
+            raise DecryptError(f"{where}: environment variable {entry['env']} is not set")
+        return parse_master_key(text)
+    if "command" in entry:
+        out = subprocess.run(["sh", "-c", entry["command"]], stdout=subprocess.PIPE,
+                             stdin=subprocess.DEVNULL, check=False)
+        if out.returncode != 0:
+            raise DecryptError(f"{where}: its command failed (exit {out.returncode})")
+        return parse_master_key(out.stdout)
+    if "kms_key_id" in entry:
+        return unwrap_with_kms(entry, where)
+    raise DecryptError(f"{where}: no file, env, command or kms_key_id")
+
+
+def unwrap_with_kms(entry, where):
+    try:
+        import boto3
+    except ImportError:
+        raise DecryptError(f"{where} is wrapped by AWS KMS: install boto3 (pip install boto3)"
+                           ) from None
+    if "wrapped_file" in entry:
+        with open(entry["wrapped_file"], "rb") as f:
+            raw = f.read()
+        try:
+            blob = base64.b64decode(raw.strip(), validate=True)
+        except binascii.Error:
+            blob = raw
+    else:
+        blob = base64.b64decode(entry["wrapped"].strip())
+    client = boto3.client("kms", endpoint_url=entry.get("kms_endpoint"),
+                          region_name=entry.get("kms_region"))
+    try:
+        answer = client.decrypt(KeyId=entry["kms_key_id"], CiphertextBlob=blob)
+    except Exception as err:  # botocore's errors name the KMS failure, never the key
+        raise DecryptError(f"{where} (KMS key {entry['kms_key_id']}): {err}") from None
+    return parse_master_key(base64.b64encode(answer["Plaintext"]))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("context", help="key context, e.g. public.customers.email")
     parser.add_argument("envelope", help="stored bytea value in hex (psql's \\x... form is fine)")
     parser.add_argument("--master-key-file", help="file holding the base64 master key "
                         "(default: $PGSHROUD_MASTER_KEY)")
+    parser.add_argument("--keys-file", help="pgshroud's keys file: the key of the envelope's "
+                        "key version is taken from it")
     parser.add_argument("--hex", action="store_true", help="print the plaintext as hex")
     args = parser.parse_args(argv)
     try:
-        plaintext = decrypt(read_master_key(args), args.context, parse_hex(args.envelope))
+        stored = parse_hex(args.envelope)
+        if args.keys_file:
+            version, _tag, _rest = parse_envelope(stored)
+            master_key = read_keys_file_key(args.keys_file, version)
+        else:
+            master_key = read_master_key(args)
+        plaintext = decrypt(master_key, args.context, stored)
     except (DecryptError, OSError) as err:
         print(f"pgshroud_decrypt: {err}", file=sys.stderr)
         return 1

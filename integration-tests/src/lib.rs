@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod drivers;
 pub mod faults;
 pub mod keys;
+pub mod kms;
 pub mod protected;
 pub mod proxy;
 pub mod raw;

@@ -350,6 +350,69 @@ async fn python_reference_decryptor_reads_what_the_proxy_stored() {
     );
 }
 
+/// The reference decryptor takes pgshroud's keys file and reads values of every key version,
+/// each with the key its envelope names.
+#[tokio::test]
+async fn python_reference_decryptor_reads_every_key_version_from_a_keys_file() {
+    use pgshroud_integration_tests::keys::{write_keys, Keys};
+    let k = Keys::new().await;
+    let c = k.app().await;
+    c.execute(
+        "INSERT INTO customers (email) VALUES ($1)",
+        &[&"old@v1.org"],
+    )
+    .await
+    .unwrap();
+    write_keys(k.dir.path(), &[(1, MASTER_KEY), (2, OTHER_KEY)], 2);
+    k.proxy.reload().unwrap();
+    c.execute(
+        "INSERT INTO customers (email) VALUES ($1)",
+        &[&"new@v2.org"],
+    )
+    .await
+    .unwrap();
+    assert_eq!(k.stored_versions().await, [(1, 1), (2, 2)]);
+    let admin = pgshroud_integration_tests::cluster()
+        .admin_client_for(&k.db)
+        .await;
+    let stored: Vec<Vec<u8>> = admin
+        .query("SELECT email FROM customers ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/pgshroud_decrypt.py");
+    let run = |envelope: &[u8], keys: &std::path::Path| {
+        std::process::Command::new("python3")
+            .arg(&script)
+            .arg("--keys-file")
+            .arg(keys)
+            .args(["public.customers.email", &hex(envelope)])
+            .env_remove("PGSHROUD_MASTER_KEY")
+            .output()
+            .expect("python3 runs")
+    };
+    for (envelope, expected) in stored.iter().zip(["old@v1.org", "new@v2.org"]) {
+        let out = run(envelope, &k.keys_path());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), expected);
+    }
+    // Once version 1 is gone from the keys file, its values are named as such, not garbled.
+    write_keys(k.dir.path(), &[(2, OTHER_KEY)], 2);
+    let out = run(&stored[0], &k.keys_path());
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no [[keys]] entry for key version 1"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The value that does not decrypt ends the session (FATAL): stopping only the result would
 /// leave client and server disagreeing about what ran.
 #[tokio::test]

@@ -21,6 +21,7 @@ fn rotate_args(k: &Keys, dry_run: bool) -> RotateArgs {
         keys_file: k.keys_path(),
         batch_size: 1000,
         dry_run,
+        metrics_textfile: None,
     }
 }
 

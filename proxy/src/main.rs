@@ -13,7 +13,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(*args),
-        Command::Keygen => keygen(),
+        Command::Keygen(args) => match &args.kms_key_id {
+            None => keygen(),
+            Some(_) => report(pgshroud::cli::keygen::kms_entry(&args)),
+        },
         Command::Encrypt(args) => report(pgshroud::cli::operator::encrypt(&args)),
         Command::Decrypt(args) => report(pgshroud::cli::operator::decrypt(&args)),
         Command::Check(args) => check(&args),
@@ -21,9 +24,13 @@ fn main() -> ExitCode {
             database_command(|| pgshroud::cli::setup::setup(&args.upstream_url, &args.rules))
         }
         Command::Demo(args) => demo(&args.listen),
-        Command::Keys(KeysCommand::Status(args)) => {
-            database_command(|| pgshroud::cli::keys::status(&args.upstream_url, &args.rules))
-        }
+        Command::Keys(KeysCommand::Status(args)) => database_command(|| {
+            pgshroud::cli::keys::status_with_textfile(
+                &args.upstream_url,
+                &args.rules,
+                args.metrics_textfile.as_deref(),
+            )
+        }),
         Command::Keys(KeysCommand::Retire(args)) => database_command(|| {
             pgshroud::cli::keys::retire(&args.status.upstream_url, &args.status.rules, args.version)
         }),

@@ -21,8 +21,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the proxy.
     Serve(Box<ServeArgs>),
-    /// Print a new random master key (base64, on the last line of stdout).
-    Keygen,
+    /// Print a new random master key (base64, on the last line of stdout); with --kms-key-id,
+    /// a new key wrapped by that AWS KMS key, as a [[keys]] entry for the keys file.
+    Keygen(KeygenArgs),
     /// Encrypt one value for a protected column; prints the stored bytes as hex.
     Encrypt(ColumnValueArgs),
     /// Decrypt stored bytes (hex, with or without a leading \x) of a protected column.
@@ -46,6 +47,23 @@ pub enum Command {
     Rotate(RotateArgs),
 }
 
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// AWS KMS key (ARN, key id or alias/NAME) to wrap the new key with (GenerateDataKey,
+    /// AES_256). Credentials and region come from the standard AWS chain.
+    #[arg(long)]
+    pub kms_key_id: Option<String>,
+    /// Another KMS endpoint (also written into the printed entry).
+    #[arg(long, requires = "kms_key_id")]
+    pub kms_endpoint: Option<String>,
+    /// AWS region of the KMS key (also written into the printed entry).
+    #[arg(long, requires = "kms_key_id")]
+    pub region: Option<String>,
+    /// The version the printed [[keys]] entry gets (the next free one in your keys file).
+    #[arg(long, requires = "kms_key_id", default_value_t = 1)]
+    pub key_version: u32,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Per protected column, how many stored values are under each key version and envelope
@@ -65,6 +83,10 @@ pub struct KeysStatusArgs {
     /// Rules file naming the protected columns.
     #[arg(long)]
     pub rules: PathBuf,
+    /// Also write the counts as Prometheus text (`pgshroud_stored_values`) to this file, for
+    /// node_exporter's textfile collector.
+    #[arg(long)]
+    pub metrics_textfile: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -94,6 +116,10 @@ pub struct RotateArgs {
     /// Only count what would be re-encrypted.
     #[arg(long)]
     pub dry_run: bool,
+    /// Also write progress as Prometheus text (`pgshroud_rotate_*`) to this file while the run
+    /// goes on, for node_exporter's textfile collector.
+    #[arg(long)]
+    pub metrics_textfile: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -129,9 +129,22 @@ fn table(counts: &[VersionCount], skipped: &[String]) -> String {
 
 /// `pgshroud keys status`.
 pub async fn status(url: &str, rules_path: &Path) -> Result<Report, String> {
+    status_with_textfile(url, rules_path, None).await
+}
+
+/// `pgshroud keys status`, also writing the counts to a metrics textfile when given.
+pub async fn status_with_textfile(
+    url: &str,
+    rules_path: &Path,
+    textfile: Option<&Path>,
+) -> Result<Report, String> {
     let rules = pgshroud_rules::load(rules_path).map_err(|e| e.to_string())?;
     let client = connect::connect(url).await?;
     let (counts, skipped) = counts(&client, &stored_columns(&rules)).await?;
+    if let Some(path) = textfile {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        super::textfile::write(path, &super::textfile::key_versions(&counts, now))?;
+    }
     Ok(Report {
         text: table(&counts, &skipped).trim_end().to_owned(),
         ok: true,

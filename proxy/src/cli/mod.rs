@@ -5,8 +5,10 @@
 
 pub mod args;
 pub mod demo;
+pub mod keygen;
 pub mod keys;
 pub mod operator;
 pub mod rotate;
 pub mod setup;
+pub mod textfile;
 pub mod throwaway_pg;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use crate::crypto::kms::{KmsKey, KmsObserver, NoKmsObserver, WrappedKey};
 use crate::crypto::{KeyLoadWarning, KeyRing, KeyVersion, MasterKey, MasterKeySource};
 
 /// One `[[keys]]` entry as written.
@@ -17,6 +18,13 @@ struct EntryText {
     file: Option<PathBuf>,
     command: Option<String>,
     env: Option<String>,
+    /// A master key wrapped by this AWS KMS key (ARN, key id or alias), with `wrapped` (base64)
+    /// or `wrapped_file`, and optionally `kms_endpoint` / `kms_region`.
+    kms_key_id: Option<String>,
+    wrapped: Option<String>,
+    wrapped_file: Option<PathBuf>,
+    kms_endpoint: Option<String>,
+    kms_region: Option<String>,
     activated_at: Option<toml::value::Datetime>,
 }
 
@@ -66,20 +74,22 @@ impl KeysFile {
         let file: FileText =
             toml::from_str(text).map_err(|e| format!("keys file {shown}: {}", e.message()))?;
         let mut entries: Vec<KeyEntry> = Vec::new();
-        for entry in file.keys {
+        for mut entry in file.keys {
             let version = entry.version;
             if version == 0 {
                 return Err(format!(
                     "keys file {shown}: key version 0 is not allowed; versions start at 1"
                 ));
             }
-            let source = match (entry.file, entry.command, entry.env) {
-                (Some(path), None, None) => MasterKeySource::File { path },
-                (None, Some(command), None) => MasterKeySource::Command { command },
-                (None, None, Some(var)) => MasterKeySource::Env { var },
+            let kms = kms_source(&shown, version, &mut entry)?;
+            let source = match (entry.file, entry.command, entry.env, kms) {
+                (Some(path), None, None, None) => MasterKeySource::File { path },
+                (None, Some(command), None, None) => MasterKeySource::Command { command },
+                (None, None, Some(var), None) => MasterKeySource::Env { var },
+                (None, None, None, Some(kms)) => MasterKeySource::Kms(kms),
                 _ => {
                     return Err(format!(
-                        "keys file {shown}: key version {version} needs exactly one of file, command or env"
+                        "keys file {shown}: key version {version} needs exactly one of file, command, env or kms_key_id"
                     ))
                 }
             };
@@ -121,14 +131,19 @@ impl KeysFile {
         })
     }
 
-    /// Loads every version's master key. Blocking (files, commands).
+    /// Loads every version's master key. Blocking (files, commands, KMS).
     pub fn load(&self) -> Result<LoadedKeys, String> {
+        self.load_observed(&NoKmsObserver)
+    }
+
+    /// Loads every version's master key, telling `kms` of each KMS call. Blocking.
+    pub fn load_observed(&self, kms: &dyn KmsObserver) -> Result<LoadedKeys, String> {
         let mut masters: Vec<(KeyVersion, MasterKey)> = Vec::new();
         let mut warnings = Vec::new();
         for entry in &self.entries {
             let loaded = entry
                 .source
-                .load()
+                .load_observed(kms)
                 .map_err(|e| format!("key version {} ({}): {e}", entry.version, entry.source))?;
             warnings.extend(loaded.warning);
             masters.push((entry.version, loaded.key));
@@ -145,6 +160,41 @@ impl KeysFile {
             warnings,
         })
     }
+}
+
+/// The entry's KMS source, when it names `kms_key_id`; the KMS-only fields need it.
+fn kms_source(
+    shown: &std::path::Display<'_>,
+    version: u32,
+    entry: &mut EntryText,
+) -> Result<Option<KmsKey>, String> {
+    let Some(key_id) = entry.kms_key_id.take() else {
+        if entry.wrapped.is_some()
+            || entry.wrapped_file.is_some()
+            || entry.kms_endpoint.is_some()
+            || entry.kms_region.is_some()
+        {
+            return Err(format!(
+                "keys file {shown}: key version {version} has wrapped, wrapped_file, kms_endpoint or kms_region but no kms_key_id"
+            ));
+        }
+        return Ok(None);
+    };
+    let wrapped = match (entry.wrapped.take(), entry.wrapped_file.take()) {
+        (Some(text), None) => WrappedKey::Inline(text),
+        (None, Some(path)) => WrappedKey::File(path),
+        _ => {
+            return Err(format!(
+                "keys file {shown}: key version {version} (kms_key_id) needs exactly one of wrapped (base64) or wrapped_file"
+            ))
+        }
+    };
+    Ok(Some(KmsKey {
+        key_id,
+        wrapped,
+        endpoint: entry.kms_endpoint.take(),
+        region: entry.kms_region.take(),
+    }))
 }
 
 /// Where the master keys come from: a keys file, else one key from `master_key_file`,
@@ -172,11 +222,16 @@ impl KeysConfig {
 
     /// Loads the key ring (blocking).
     pub fn load(&self) -> Result<LoadedKeys, String> {
+        self.load_observed(&NoKmsObserver)
+    }
+
+    /// Loads the key ring, telling `kms` of each KMS call (blocking).
+    pub fn load_observed(&self, kms: &dyn KmsObserver) -> Result<LoadedKeys, String> {
         match self {
-            KeysConfig::File(path) => KeysFile::read(path)?.load(),
+            KeysConfig::File(path) => KeysFile::read(path)?.load_observed(kms),
             KeysConfig::Single(source) => {
                 let loaded = source
-                    .load()
+                    .load_observed(kms)
                     .map_err(|e| format!("master key ({source}): {e}"))?;
                 Ok(LoadedKeys {
                     ring: KeyRing::single(loaded.key),
@@ -246,7 +301,7 @@ activated_at = 2026-12-06T19:00:00Z
         )
         .unwrap_err();
         assert!(
-            two_sources.contains("exactly one of file, command or env"),
+            two_sources.contains("exactly one of file, command, env or kms_key_id"),
             "{two_sources}"
         );
         let twice = parse(
@@ -263,6 +318,71 @@ activated_at = 2026-12-06T19:00:00Z
         assert!(local_time.contains("with its offset"), "{local_time}");
         let zero = parse("active = 0\n[[keys]]\nversion = 0\nenv = \"K\"\n").unwrap_err();
         assert!(zero.contains("versions start at 1"), "{zero}");
+    }
+
+    #[test]
+    fn a_kms_entry_names_the_kms_key_its_wrapped_blob_and_overrides() {
+        let file = parse(
+            r#"
+active = 1
+[[keys]]
+version = 1
+kms_key_id = "arn:aws:kms:eu-west-1:111122223333:key/k1"
+wrapped_file = "/etc/pgshroud/v1.wrapped"
+kms_endpoint = "https://vpce.example"
+kms_region = "eu-west-1"
+activated_at = 2026-12-06T19:00:00Z
+"#,
+        )
+        .unwrap();
+        assert_eq!(
+            file.entries[0].source,
+            MasterKeySource::Kms(KmsKey {
+                key_id: "arn:aws:kms:eu-west-1:111122223333:key/k1".into(),
+                wrapped: WrappedKey::File("/etc/pgshroud/v1.wrapped".into()),
+                endpoint: Some("https://vpce.example".into()),
+                region: Some("eu-west-1".into()),
+            })
+        );
+        assert_eq!(
+            file.entries[0].source.to_string(),
+            "KMS key arn:aws:kms:eu-west-1:111122223333:key/k1"
+        );
+        let both = parse(
+            "active = 1\n[[keys]]\nversion = 1\nkms_key_id = \"k\"\nwrapped = \"AA==\"\nwrapped_file = \"/w\"\nactivated_at = 2026-01-01T00:00:00Z\n",
+        )
+        .unwrap_err();
+        assert!(
+            both.contains("exactly one of wrapped (base64) or wrapped_file"),
+            "{both}"
+        );
+        let orphan = parse(
+            "active = 1\n[[keys]]\nversion = 1\nenv = \"K\"\nwrapped = \"AA==\"\nactivated_at = 2026-01-01T00:00:00Z\n",
+        )
+        .unwrap_err();
+        assert!(orphan.contains("but no kms_key_id"), "{orphan}");
+        let kms_and_env = parse(
+            "active = 1\n[[keys]]\nversion = 1\nenv = \"K\"\nkms_key_id = \"k\"\nwrapped = \"AA==\"\nactivated_at = 2026-01-01T00:00:00Z\n",
+        )
+        .unwrap_err();
+        assert!(
+            kms_and_env.contains("exactly one of file, command, env or kms_key_id"),
+            "{kms_and_env}"
+        );
+    }
+
+    #[test]
+    fn a_kms_blob_that_is_not_base64_is_refused_before_any_call() {
+        let file = parse(
+            "active = 1\n[[keys]]\nversion = 1\nkms_key_id = \"alias/pgshroud\"\nwrapped = \"not*base64\"\nkms_region = \"us-east-1\"\nactivated_at = 2026-01-01T00:00:00Z\n",
+        )
+        .unwrap();
+        let err = file.load().unwrap_err();
+        assert!(
+            err.starts_with("key version 1 (KMS key alias/pgshroud)"),
+            "{err}"
+        );
+        assert!(err.contains("not base64"), "{err}");
     }
 
     #[test]

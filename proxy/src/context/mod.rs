@@ -47,8 +47,8 @@ impl ProxyContext {
         let upstream = Upstream::new(settings.upstream.clone())
             .map_err(|e| format!("invalid setting `upstream`: {e}"))?;
         let auth = ProxyAuth::new(&settings, upstream.tls_config())?;
-        let protection = crate::protect::load(&settings)?;
         let metrics = Arc::new(Metrics::new());
+        let protection = crate::protect::load(&settings, metrics.as_ref())?;
         if let Some(live) = &protection {
             live.report_keys(&metrics, settings.rotate_after_days);
         }

@@ -1,5 +1,6 @@
-//! Where the master key comes from: an environment variable, a key file, or a command's stdout
-//! (KMS and vault CLIs). Errors say what is wrong but never show key text or command output.
+//! Where the master key comes from: an environment variable, a key file, a command's stdout
+//! (vault CLIs), or a blob wrapped by an AWS KMS key (`kms`). Errors say what is wrong but
+//! never show key text or command output.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -10,6 +11,7 @@ use std::process::{Command, ExitStatus, Stdio};
 
 use zeroize::Zeroizing;
 
+use super::kms::{KmsError, KmsKey, KmsObserver, NoKmsObserver};
 use super::master_key::{KeyFormatError, MasterKey, MASTER_KEY_ENV};
 
 /// One configured origin of the master key.
@@ -21,6 +23,8 @@ pub enum MasterKeySource {
     File { path: PathBuf },
     /// A shell command (`sh -c`) printing the base64 key on stdout (`master_key_command`).
     Command { command: String },
+    /// A blob wrapped by an AWS KMS key, unwrapped with KMS `Decrypt` (`kms_key_id`).
+    Kms(KmsKey),
 }
 
 /// A master key with anything about its loading the operator should be warned about.
@@ -61,6 +65,8 @@ pub enum KeyLoadError {
     CommandFailed { status: ExitStatus },
     #[error("output of master_key_command: {source} (the output is not shown)")]
     CommandFormat { source: KeyFormatError },
+    #[error(transparent)]
+    Kms(#[from] KmsError),
 }
 
 impl MasterKeySource {
@@ -83,12 +89,18 @@ impl MasterKeySource {
     /// Loads the key. Blocking (reads a file or waits for a command): call it at startup,
     /// or from `spawn_blocking`.
     pub fn load(&self) -> Result<LoadedMasterKey, KeyLoadError> {
+        self.load_observed(&NoKmsObserver)
+    }
+
+    /// Loads the key, telling `kms` of every KMS call (the proxy's metrics). Blocking.
+    pub fn load_observed(&self, kms: &dyn KmsObserver) -> Result<LoadedMasterKey, KeyLoadError> {
         match self {
             MasterKeySource::Env { var } => {
                 key_from_env_value(var, std::env::var_os(var)).map(without_warning)
             }
             MasterKeySource::File { path } => load_file(path),
             MasterKeySource::Command { command } => load_command(command).map(without_warning),
+            MasterKeySource::Kms(key) => Ok(without_warning(super::kms::unwrap(key, kms)?)),
         }
     }
 }
@@ -100,6 +112,7 @@ impl fmt::Display for MasterKeySource {
             MasterKeySource::Env { var } => write!(f, "environment variable {var}"),
             MasterKeySource::File { path } => write!(f, "file {}", path.display()),
             MasterKeySource::Command { .. } => f.write_str("master_key_command"),
+            MasterKeySource::Kms(key) => write!(f, "{key}"),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod column_key;
 pub mod envelope;
 pub mod key_ring;
 pub mod key_source;
+pub mod kms;
 pub mod master_key;
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use tracing::{info, warn};
 
 use super::engine::Protection;
 use crate::config::keys::KeysConfig;
+use crate::crypto::kms::{KmsObserver, NoKmsObserver};
 use crate::ops::metrics::{Metrics, ReloadResult};
 
 /// How often the rules file's modification time is looked at.
@@ -28,6 +29,8 @@ pub struct LiveProtection {
     generation: AtomicU64,
     /// The key age policy, kept for the metrics after a reload.
     rotate_after_days: AtomicU64,
+    /// Why the latest reload failed, until one succeeds (for `/readyz`'s detail).
+    last_reload_failure: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for LiveProtection {
@@ -51,6 +54,7 @@ impl LiveProtection {
             current: RwLock::new(first),
             generation: AtomicU64::new(0),
             rotate_after_days: AtomicU64::new(90),
+            last_reload_failure: Mutex::new(None),
         }
     }
 
@@ -90,12 +94,17 @@ impl LiveProtection {
     /// the new rules and key ring replace the old at once. Blocking: a key's source may be
     /// a command.
     pub fn reload(&self) -> Result<(), String> {
+        self.reload_observed(&NoKmsObserver)
+    }
+
+    /// [`Self::reload`], telling `kms` of every KMS call (the metrics).
+    pub fn reload_observed(&self, kms: &dyn KmsObserver) -> Result<(), String> {
         let rules = pgshroud_rules::load(&self.path).map_err(|e| e.to_string())?;
         let current = self.current();
         let guards = current.guard_policy();
         let keys = match &self.keys_config {
             KeysConfig::File(_) => {
-                let loaded = self.keys_config.load()?;
+                let loaded = self.keys_config.load_observed(kms)?;
                 for warning in &loaded.warnings {
                     warn!("{warning}");
                 }
@@ -130,7 +139,20 @@ impl LiveProtection {
 
     /// Reloads and reports the outcome in the log and the metrics (and to the caller).
     pub fn reload_and_report(&self, metrics: &Metrics, why: &str) -> Result<(), String> {
-        let result = self.reload();
+        let result = self.reload_observed(metrics);
+        let failure = result.as_ref().err().map(|e| {
+            let now = OffsetDateTime::now_utc();
+            let at = now
+                .replace_nanosecond(0)
+                .unwrap_or(now)
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+            format!("the last reload ({why}, {at}) failed; the previous rules and keys stay in force: {e}")
+        });
+        match self.last_reload_failure.lock() {
+            Ok(mut guard) => *guard = failure,
+            Err(poisoned) => *poisoned.into_inner() = failure,
+        }
         match &result {
             Ok(()) => {
                 let keys = &self.current().keys;
@@ -149,6 +171,15 @@ impl LiveProtection {
             }
         }
         result
+    }
+
+    /// Why the latest reload failed, while no later one has succeeded. Names files, key
+    /// versions and KMS keys, never key material.
+    pub fn last_reload_failure(&self) -> Option<String> {
+        match self.last_reload_failure.lock() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
     /// Runs until the process ends: reloads on SIGHUP and when the rules file's or the keys

@@ -27,8 +27,12 @@ use crate::config::Settings;
 use engine::{GuardPolicy, Protection};
 use live::LiveProtection;
 
-/// Loads the rules file and the master key, when a rules file is configured.
-pub fn load(settings: &Settings) -> Result<Option<Arc<LiveProtection>>, String> {
+/// Loads the rules file and the master key, when a rules file is configured; `kms` hears of
+/// every KMS call (the metrics).
+pub fn load(
+    settings: &Settings,
+    kms: &dyn crate::crypto::kms::KmsObserver,
+) -> Result<Option<Arc<LiveProtection>>, String> {
     let Some(path) = &settings.rules else {
         return Ok(None);
     };
@@ -38,7 +42,7 @@ pub fn load(settings: &Settings) -> Result<Option<Arc<LiveProtection>>, String> 
         settings.master_key_file.as_deref(),
         settings.master_key_command.as_deref(),
     );
-    let loaded = keys_config.load()?;
+    let loaded = keys_config.load_observed(kms)?;
     for warning in &loaded.warnings {
         warn!("{warning}");
     }

@@ -1,5 +1,11 @@
 //! `/readyz`: the proxy is ready when it is not shutting down and the upstream server accepts
 //! TCP connections. The reason given on failure names no secrets.
+//!
+//! A failed reload (a rules file that does not parse, a key or KMS that does not answer) does
+//! not make the proxy unready: the previous rules and keys keep serving correctly, and taking
+//! every replica out of a load balancer because KMS blinked would turn a KMS outage into an
+//! application outage. `/readyz` stays 200 and says below "ready" that the last reload failed
+//! and why, until a reload succeeds.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -41,5 +47,13 @@ impl Readiness for ProxyReadiness {
                 Err(_) => Err(format!("upstream {addr} did not answer within 1 s")),
             }
         })
+    }
+
+    fn detail(&self) -> Option<String> {
+        self.ctx
+            .upgrade()?
+            .protection
+            .as_ref()?
+            .last_reload_failure()
     }
 }

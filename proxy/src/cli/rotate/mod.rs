@@ -75,7 +75,8 @@ pub async fn run(args: &RotateArgs) -> Result<Report, String> {
         });
     }
 
-    let mut progress = Progress::new(total);
+    let mut progress =
+        Progress::new(total).with_textfile(args.metrics_textfile.clone(), active.get())?;
     let mut outcome = Outcome::default();
     let batch = i64::from(args.batch_size.max(1));
     for t in &work {
@@ -108,6 +109,7 @@ pub async fn run(args: &RotateArgs) -> Result<Report, String> {
             "\n{column}: some values open under no live key version (a retired or wrong key, or damage); they are left as they are."
         ));
     }
+    progress.finish_textfile(outcome.values, left.is_empty())?;
     if left.is_empty() {
         text.push_str(&format!(
             "\nFinal check: every stored value is under key version {active} in envelope format 2; other versions can be retired (pgshroud keys retire --version N)."

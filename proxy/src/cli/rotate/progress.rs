@@ -1,8 +1,12 @@
 //! Progress of a rotation on stderr: a bar redrawn in place on a terminal (rows done, rate,
-//! time left), plain lines otherwise (logs, CI), at most one per percent or ten seconds.
+//! time left), plain lines otherwise (logs, CI), at most one per percent or ten seconds; and,
+//! with `--metrics-textfile`, the same progress as Prometheus text at most once a second.
 
 use std::io::{IsTerminal as _, Write as _};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+use crate::cli::textfile::{self, Rotation};
 
 pub struct Progress {
     total: u64,
@@ -10,6 +14,9 @@ pub struct Progress {
     started: Instant,
     terminal: bool,
     shown: Option<(Instant, u64)>,
+    /// The metrics textfile and the active version; when it was last written.
+    textfile: Option<(PathBuf, u32)>,
+    written: Option<Instant>,
 }
 
 impl Progress {
@@ -20,7 +27,42 @@ impl Progress {
             started: Instant::now(),
             terminal: std::io::stderr().is_terminal(),
             shown: None,
+            textfile: None,
+            written: None,
         }
+    }
+
+    /// Also keeps `path` (a metrics textfile) up to date; a path that cannot be written is
+    /// an error now, before any work.
+    pub fn with_textfile(
+        mut self,
+        path: Option<PathBuf>,
+        active_version: u32,
+    ) -> Result<Progress, String> {
+        self.textfile = path.map(|p| (p, active_version));
+        self.write_textfile(0, None)?;
+        Ok(self)
+    }
+
+    /// The run's end in the textfile: values re-encrypted and whether the final check passed.
+    pub fn finish_textfile(&mut self, values: u64, passed: bool) -> Result<(), String> {
+        self.write_textfile(values, Some(passed))
+    }
+
+    fn write_textfile(&mut self, values: u64, finished: Option<bool>) -> Result<(), String> {
+        let Some((path, active_version)) = &self.textfile else {
+            return Ok(());
+        };
+        self.written = Some(Instant::now());
+        let state = Rotation {
+            active_version: *active_version,
+            rows_total: self.total,
+            rows_done: self.done,
+            values_reencrypted: values,
+            finished,
+        };
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        textfile::write(path, &textfile::rotation(&state, now))
     }
 
     pub fn advance(&mut self, rows: u64) {
@@ -36,6 +78,16 @@ impl Progress {
         };
         if due {
             self.show(now);
+        }
+        if self
+            .written
+            .is_some_and(|at| now.duration_since(at) >= Duration::from_secs(1))
+        {
+            // A textfile that cannot be written must not stop the re-encryption: say it once
+            // a second on stderr instead.
+            if let Err(e) = self.write_textfile(0, None) {
+                eprintln!("rotate: {e}");
+            }
         }
     }
 

@@ -14,6 +14,12 @@ use crate::ops::metrics::{self, Metrics};
 pub trait Readiness: Send + Sync {
     /// Checks readiness now; should finish well within [`Limits::readiness_timeout`].
     fn check(&self) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>>;
+
+    /// Something an operator should know while the proxy stays ready (a failed reload whose
+    /// previous rules and keys still serve); `/readyz` adds it below "ready".
+    fn detail(&self) -> Option<String> {
+        None
+    }
 }
 
 pub(super) async fn route(
@@ -34,7 +40,10 @@ pub(super) async fn route(
         "/healthz" => Response::text(Status::Ok, "ok"),
         "/readyz" => {
             match tokio::time::timeout(limits.readiness_timeout, readiness.check()).await {
-                Ok(Ok(())) => Response::text(Status::Ok, "ready"),
+                Ok(Ok(())) => match readiness.detail() {
+                    None => Response::text(Status::Ok, "ready"),
+                    Some(detail) => Response::text(Status::Ok, format!("ready\n{detail}")),
+                },
                 Ok(Err(reason)) => Response::text(Status::Unavailable, reason),
                 Err(_elapsed) => Response::text(Status::Unavailable, "readiness check timed out"),
             }

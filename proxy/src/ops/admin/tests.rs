@@ -144,6 +144,28 @@ async fn readyz_answers_503_with_the_reason_when_the_check_fails() {
     server.stop().await;
 }
 
+/// Ready, with something to say (a failed reload whose previous keys still serve).
+struct ReadyWithDetail;
+
+impl Readiness for ReadyWithDetail {
+    fn check(&self) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn detail(&self) -> Option<String> {
+        Some("the last reload failed".into())
+    }
+}
+
+#[tokio::test]
+async fn readyz_stays_200_and_adds_the_detail_below_ready() {
+    let server = Server::start(Arc::new(ReadyWithDetail), Limits::default()).await;
+    let response = server.get("/readyz").await;
+    assert_eq!(status(&response), "HTTP/1.1 200 OK");
+    assert_eq!(body(&response), "ready\nthe last reload failed");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn readyz_answers_503_when_the_check_hangs() {
     let limits = Limits {

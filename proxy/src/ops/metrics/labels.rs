@@ -172,6 +172,31 @@ label_enum! {
 }
 
 label_enum! {
+    /// The KMS API operation the proxy called (`kms_calls_total{operation}`).
+    KmsCall {
+        /// Before each Decrypt: names a disabled or deleted key as such.
+        DescribeKey => "describe_key",
+        /// Unwraps a master key (start-up and reload only).
+        Decrypt => "decrypt",
+    }
+}
+
+label_enum! {
+    /// Why a KMS call failed (`kms_failures_total{reason}`).
+    KmsFailureReason {
+        Unreachable => "unreachable",
+        CredentialsMissing => "credentials_missing",
+        CredentialsRejected => "credentials_rejected",
+        NoRegion => "no_region",
+        KeyNotFound => "key_not_found",
+        KeyNotEnabled => "key_not_enabled",
+        AccessDenied => "access_denied",
+        WrongKey => "wrong_key",
+        Other => "other",
+    }
+}
+
+label_enum! {
     /// Which way bytes flowed through the proxy (`bytes_total{direction}`).
     Direction {
         ClientToServer => "client_to_server",

@@ -9,6 +9,7 @@
 mod audit;
 mod connections;
 mod keys;
+mod kms;
 mod labels;
 mod protection;
 mod statements;
@@ -29,8 +30,8 @@ use prometheus_client::registry::Registry;
 pub use self::connections::ConnectionGuard;
 use self::labels::CountersBy;
 pub use self::labels::{
-    AlertKind, ConnectionErrorReason, CryptoOp, Direction, ProtectedValueAction, RefusalReason,
-    ReloadResult, StatementKind, StatementOutcome,
+    AlertKind, ConnectionErrorReason, CryptoOp, Direction, KmsCall, KmsFailureReason,
+    ProtectedValueAction, RefusalReason, ReloadResult, StatementKind, StatementOutcome,
 };
 use self::statements::{DurationHistogram, StatementLabels, DURATION_BUCKETS};
 pub use self::statements::{RoleStatements, OVERFLOW_ROLE};
@@ -65,6 +66,8 @@ pub struct Metrics {
     key_rotate_after: Gauge,
     /// Unix seconds when the active key version became active; 0 when unknown.
     key_active_since: AtomicI64,
+    kms_calls: CountersBy<KmsCall>,
+    kms_failures: CountersBy<KmsFailureReason>,
 }
 
 impl Metrics {
@@ -189,6 +192,18 @@ impl Metrics {
                 Gauge::default(),
             ),
             key_active_since: AtomicI64::new(0),
+            kms_calls: CountersBy::register(
+                reg,
+                "kms_calls",
+                "AWS KMS calls made to unwrap master keys (start-up and reload only), by operation",
+                "operation",
+            ),
+            kms_failures: CountersBy::register(
+                reg,
+                "kms_failures",
+                "AWS KMS calls that failed, by reason",
+                "reason",
+            ),
             // The literal borrows `registry` to register into it; it moves in once that is done.
             registry: Registry::default(),
         };
