@@ -109,9 +109,9 @@ pub fn create_index(plan: &Plan, r: &Rebuild) -> String {
     let keys: Vec<String> = r.old.keys.iter().map(shadowed).collect();
     let include: Vec<String> = r.old.include.iter().map(shadowed).collect();
     format!(
-        "CREATE {}INDEX CONCURRENTLY {}.{} ON {} USING {} ({}){}",
+        // The index goes into the table's schema (CREATE INDEX takes no schema name).
+        "CREATE {}INDEX CONCURRENTLY {} ON {} USING {} ({}){}",
         if r.old.unique { "UNIQUE " } else { "" },
-        quote_ident(&r.schema),
         quote_ident(&r.new_name),
         r.table_sql,
         r.old.method,
