@@ -193,11 +193,7 @@ pub async fn views(client: &Client, table: u32, attnum: i16) -> Result<Vec<Strin
 }
 
 /// Rows of the table that match `filter`.
-pub async fn rows_to_fill(
-    client: &Client,
-    table_sql: &str,
-    filter: &str,
-) -> Result<u64, String> {
+pub async fn rows_to_fill(client: &Client, table_sql: &str, filter: &str) -> Result<u64, String> {
     let row = client
         .query_one(
             &format!("SELECT count(*) FROM {table_sql} WHERE {filter}"),

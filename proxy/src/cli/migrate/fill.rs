@@ -49,7 +49,8 @@ pub async fn one_batch<C: GenericClient>(
     size: i64,
     lock: bool,
 ) -> Result<u64, String> {
-    let reason = |e: tokio_postgres::Error| format!("{}: {}", c.spec.qualified, connect::reason(&e));
+    let reason =
+        |e: tokio_postgres::Error| format!("{}: {}", c.spec.qualified, connect::reason(&e));
     let select = batch::select_sql(
         &c.table_sql(),
         &quote_ident(&c.column),
@@ -104,7 +105,8 @@ pub async fn verify(
     cipher: &mut ColumnCipher,
     size: i64,
 ) -> Result<Verified, String> {
-    let reason = |e: tokio_postgres::Error| format!("{}: {}", c.spec.qualified, connect::reason(&e));
+    let reason =
+        |e: tokio_postgres::Error| format!("{}: {}", c.spec.qualified, connect::reason(&e));
     let select = batch::select_sql(
         &c.table_sql(),
         &format!("{}, {}", quote_ident(&c.column), quote_ident(&c.shadow)),

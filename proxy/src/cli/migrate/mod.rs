@@ -29,6 +29,8 @@ use crate::protect::codec::ColumnSpec;
 use convert::Direction;
 use plan::{ColumnPlan, Plan};
 
+pub use plan::shadow_name;
+
 pub async fn run(args: &MigrateArgs) -> Result<Report, String> {
     let rules = pgshroud_rules::load(&args.rules).map_err(|e| e.to_string())?;
     let ring = KeysFile::read(&args.keys_file)?.load()?.ring;
@@ -58,7 +60,10 @@ pub async fn run(args: &MigrateArgs) -> Result<Report, String> {
     }
     if !plan.problems.is_empty() {
         return Ok(Report {
-            text: format!("{}Nothing was changed: resolve the problems above, then run again.", plan.render(batch)),
+            text: format!(
+                "{}Nothing was changed: resolve the problems above, then run again.",
+                plan.render(batch)
+            ),
             ok: false,
         });
     }
@@ -92,7 +97,9 @@ fn column_spec(
     let mut parts = name.splitn(3, '.');
     let (Some(schema), Some(table), Some(column)) = (parts.next(), parts.next(), parts.next())
     else {
-        return Err(format!("--column {name}: write the column as schema.table.column"));
+        return Err(format!(
+            "--column {name}: write the column as schema.table.column"
+        ));
     };
     let (t, c) = rules
         .column(schema, table, column)
@@ -119,7 +126,10 @@ async fn migrate(
 ) -> Result<Report, String> {
     let mut text = String::new();
     for c in plan.columns.iter().filter(|c| !c.resumed) {
-        let tx = client.transaction().await.map_err(|e| connect::reason(&e))?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| connect::reason(&e))?;
         for s in sql::prepare_column(c, direction) {
             tx.batch_execute(&s)
                 .await
@@ -181,9 +191,20 @@ async fn migrate(
             },
             match v.pending {
                 0 => String::new(),
-                n => format!(" ({n} rows written meanwhile are filled in the swap)"),
+                n => format!(" ({n} rows written meanwhile are filled before the swap)"),
             }
         );
+    }
+
+    // Rows written during the index builds and the verification are filled now, outside the
+    // lock, so the swap has only the last moments' rows to do while it holds it.
+    let mut left = 0;
+    for c in &plan.columns {
+        left += sql::left_to_fill(client, c).await?;
+    }
+    let mut catch_up = Progress::new("migrate", left);
+    for (c, cipher) in plan.columns.iter().zip(&mut ciphers) {
+        fill::walk(client, c, direction, cipher, batch, &mut catch_up).await?;
     }
 
     let started = Instant::now();
@@ -212,7 +233,13 @@ fn kept(plan: &Plan) -> String {
     let mut kept: Vec<String> = plan
         .rebuilds
         .iter()
-        .map(|r| r.old.constraint.as_ref().map_or(&r.old.name, |(_, n)| n).clone())
+        .map(|r| {
+            r.old
+                .constraint
+                .as_ref()
+                .map_or(&r.old.name, |(_, n)| n)
+                .clone()
+        })
         .collect();
     kept.extend(plan.foreign_keys.iter().map(|f| f.name.clone()));
     kept.extend(
@@ -235,7 +262,10 @@ async fn swap(
     ciphers: &mut [ColumnCipher],
     batch: i64,
 ) -> Result<(), String> {
-    let tx = client.transaction().await.map_err(|e| connect::reason(&e))?;
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| connect::reason(&e))?;
     for s in sql::swap_statements(plan, direction, true) {
         if s.starts_with("--") {
             for (c, cipher) in plan.columns.iter().zip(ciphers.iter_mut()) {

@@ -211,6 +211,11 @@ impl Plan {
                 "{q}: numeric without a scale: equal values are stored alike, so the display scale (1.50 as against 1.5) is not kept"
             ));
         }
+        if spec.logical == LogicalType::Jsonb {
+            self.notes.push(format!(
+                "{q}: jsonb numbers are kept by value, not as written: 1.50 inside a document reads back as 1.5 (pgshroud encrypts equal documents alike)"
+            ));
+        }
         let plan = ColumnPlan {
             resumed: shadow_attr.is_some(),
             to_fill: 0,
@@ -223,7 +228,14 @@ impl Plan {
         };
         let to_fill = match plan.resumed {
             true => sql::left_to_fill(client, &plan).await?,
-            false => catalog::rows_to_fill(client, &plan.table_sql(), &format!("{} IS NOT NULL", quote_ident(&plan.column))).await?,
+            false => {
+                catalog::rows_to_fill(
+                    client,
+                    &plan.table_sql(),
+                    &format!("{} IS NOT NULL", quote_ident(&plan.column)),
+                )
+                .await?
+            }
         };
         self.columns.push(ColumnPlan { to_fill, ..plan });
         Ok(())
@@ -366,8 +378,16 @@ impl Plan {
                 },
                 c.spec.context.as_str(),
                 c.to_fill,
-                if c.attr.not_null { ", NOT NULL kept" } else { "" },
-                if c.resumed { " (resuming an interrupted run)" } else { "" }
+                if c.attr.not_null {
+                    ", NOT NULL kept"
+                } else {
+                    ""
+                },
+                if c.resumed {
+                    " (resuming an interrupted run)"
+                } else {
+                    ""
+                }
             );
         }
         for r in &self.rebuilds {
@@ -409,7 +429,10 @@ impl Plan {
             for s in sql::index_statements(self) {
                 let _ = writeln!(out, "  {s};");
             }
-            let _ = writeln!(out, "  -- verify: every shadow value holds what the column holds");
+            let _ = writeln!(
+                out,
+                "  -- verify: every shadow value holds what the column holds"
+            );
             let _ = writeln!(out, "  -- the swap, one short transaction:");
             for s in sql::swap_statements(self, direction, true) {
                 let _ = writeln!(out, "  {s};");
@@ -468,11 +491,21 @@ mod tests {
             Some("numeric(12,2)")
         );
         assert_eq!(
-            rules_type(LogicalType::Varchar.oid(), TypeModifier::Length(40).typmod()).as_deref(),
+            rules_type(
+                LogicalType::Varchar.oid(),
+                TypeModifier::Length(40).typmod()
+            )
+            .as_deref(),
             Some("varchar(40)")
         );
-        assert_eq!(rules_type(LogicalType::Text.oid(), -1).as_deref(), Some("text"));
+        assert_eq!(
+            rules_type(LogicalType::Text.oid(), -1).as_deref(),
+            Some("text")
+        );
         assert_eq!(rules_type(600, -1), None);
-        assert_eq!(type_sql(LogicalType::Numeric, Some(numeric)), "numeric(12,2)");
+        assert_eq!(
+            type_sql(LogicalType::Numeric, Some(numeric)),
+            "numeric(12,2)"
+        );
     }
 }

@@ -80,7 +80,10 @@ pub async fn left_to_fill(client: &Client, c: &ColumnPlan) -> Result<u64, String
 pub fn fill_update(c: &ColumnPlan, direction: Direction) -> String {
     let (array, value) = match direction {
         Direction::Encrypt => ("bytea[]".to_owned(), "v.val".to_owned()),
-        Direction::Decrypt => ("text[]".to_owned(), format!("v.val::{}", c.shadow_type(direction))),
+        Direction::Decrypt => (
+            "text[]".to_owned(),
+            format!("v.val::{}", c.shadow_type(direction)),
+        ),
     };
     format!(
         // The ANY lets PostgreSQL fetch the rows by TID instead of scanning the table.
@@ -141,9 +144,16 @@ pub fn swap_statements(plan: &Plan, direction: Direction, with_dropped: bool) ->
             tables.push(fk.table_sql.clone());
         }
     }
-    out.push(format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", tables.join(", ")));
+    out.push(format!(
+        "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
+        tables.join(", ")
+    ));
     out.push("-- fill the rows written since the last batch, under the lock".to_owned());
-    let dropped: &[_] = if with_dropped { &plan.dropped_foreign_keys } else { &[] };
+    let dropped: &[_] = if with_dropped {
+        &plan.dropped_foreign_keys
+    } else {
+        &[]
+    };
     for fk in plan.foreign_keys.iter().chain(dropped) {
         out.push(format!(
             "ALTER TABLE {} DROP CONSTRAINT {}",
@@ -164,7 +174,9 @@ pub fn swap_statements(plan: &Plan, direction: Direction, with_dropped: bool) ->
             quote_ident(&c.shadow)
         ));
         if c.attr.not_null {
-            out.push(format!("ALTER TABLE {table} ALTER COLUMN {col} SET NOT NULL"));
+            out.push(format!(
+                "ALTER TABLE {table} ALTER COLUMN {col} SET NOT NULL"
+            ));
         }
         if direction == Direction::Encrypt {
             // NOT VALID: the swap does not scan the table for it (every value was just

@@ -16,12 +16,12 @@ use tokio_postgres::{Client, Transaction};
 
 use super::args::RotateArgs;
 use super::keys::{self, StoredColumn};
+use super::rewrite::batch;
+use super::rewrite::progress::Progress;
 use super::setup::{connect, Report};
 use crate::config::keys::KeysFile;
 use crate::crypto::{ColumnCipher, KeyContext, KeyRing};
 use crate::protect::guard::quote_ident;
-use super::rewrite::batch;
-use super::rewrite::progress::Progress;
 
 /// The protected columns of one table.
 struct TableWork {
