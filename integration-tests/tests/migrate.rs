@@ -55,6 +55,15 @@ name = "public.orders"
   type = "int8"
 "#;
 
+/// The rules the proxy serves before the swap: none of the migrating columns.
+const NOT_YET: &str = r#"
+[[tables]]
+name = "public.unrelated"
+  [[tables.columns]]
+  name = "x"
+  type = "text"
+"#;
+
 const COLUMNS: [&str; 9] = [
     "public.people.email",
     "public.people.born",
@@ -207,6 +216,7 @@ async fn columns_of_every_type_are_encrypted_online_resumably_and_decrypted_back
     let dry = pgshroud::cli::migrate::run(&s.args(false, true, false))
         .await
         .unwrap();
+    eprintln!("{}", dry.text);
     for expected in [
         "Plan (encrypt): 9 column(s) to migrate, 0 already done.",
         "public.people.email: text -> bytea envelopes under the guard, key context \"person-email\", 100000 rows to fill, NOT NULL kept",
@@ -267,12 +277,45 @@ async fn columns_of_every_type_are_encrypted_online_resumably_and_decrypted_back
     );
     s.run_and_kill(usize::MAX, random_delay(3000)).await;
 
-    // Writers keep inserting and updating the columns while the last run goes on; they stop
-    // at the swap (their plaintext statements then meet bytea).
+    // The application goes through pgshroud, whose rules do not list the columns until the
+    // swap. Writers keep inserting and updating the columns while the last run goes on; they
+    // stop at the swap (their plaintext statements then meet bytea under the guard).
+    let served = s.dir.path().join("served.toml");
+    std::fs::write(&served, NOT_YET).unwrap();
+    let proxy = proxy_with(ConfigLayer {
+        rules: Some(served.clone()),
+        keys_file: Some(s.dir.path().join("keys.toml")),
+        ..Default::default()
+    })
+    .await;
+    let text = |m: Vec<tokio_postgres::SimpleQueryMessage>| -> Vec<Option<String>> {
+        m.iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).map(str::to_owned)),
+                _ => None,
+            })
+            .collect()
+    };
+    let app = proxy
+        .connect(users::SCRAM, users::SCRAM_PASSWORD, &s.db)
+        .await
+        .unwrap();
+    let born = app
+        .simple_query("SELECT born FROM people WHERE email = 'user41@example.com'")
+        .await
+        .unwrap();
+    assert_eq!(
+        text(born),
+        [Some("1950-02-11".to_owned())],
+        "plaintext, before"
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let mut writers = Vec::new();
     for w in 0..2 {
-        let c = cluster().admin_client_for(&s.db).await;
+        let c = proxy
+            .connect(users::SCRAM, users::SCRAM_PASSWORD, &s.db)
+            .await
+            .unwrap();
         let stop = stop.clone();
         writers.push(tokio::spawn(async move {
             let (mut inserted, mut updated) = (Vec::new(), Vec::new());
@@ -383,28 +426,21 @@ async fn columns_of_every_type_are_encrypted_online_resumably_and_decrypted_back
 
     // The proxy reads what migrate wrote (the same envelopes it writes itself): equality
     // look-ups find the rows, a join over the shared key context works.
-    let proxy = proxy_with(ConfigLayer {
-        rules: Some(s.dir.path().join("rules.toml")),
-        keys_file: Some(s.dir.path().join("keys.toml")),
-        ..Default::default()
-    })
-    .await;
-    let app = proxy
-        .connect(users::SCRAM, users::SCRAM_PASSWORD, &s.db)
-        .await
-        .unwrap();
-    let text = |m: Vec<tokio_postgres::SimpleQueryMessage>| -> Vec<Option<String>> {
-        m.iter()
-            .filter_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).map(str::to_owned)),
-                _ => None,
-            })
-            .collect()
+    // The operator puts the columns into the served rules; the session opened before the
+    // migration reads plaintext at its next statement.
+    std::fs::write(&served, RULES).unwrap();
+    proxy.reload().unwrap();
+    // The session's first statement after a reload that adds tables is still planned on the
+    // catalog it looked up before (pgshroud looks it up again after that statement): if it
+    // is refused, it is refused (0A000), never answered wrongly; the next one is served.
+    let lookup = "SELECT born FROM people WHERE email = 'user41@example.com'";
+    let born = match app.simple_query(lookup).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            assert_eq!(e.code().map(|c| c.code()), Some("0A000"), "{e:?}");
+            app.simple_query(lookup).await.unwrap()
+        }
     };
-    let born = app
-        .simple_query("SELECT born FROM people WHERE email = 'user41@example.com'")
-        .await
-        .unwrap();
     assert_eq!(text(born), [Some("1950-02-11".to_owned())]);
     let joined = app
         .simple_query(
@@ -413,6 +449,11 @@ async fn columns_of_every_type_are_encrypted_online_resumably_and_decrypted_back
         .await
         .unwrap();
     assert_eq!(text(joined), [Some("1.37".to_owned())]);
+    app.simple_query(
+        "INSERT INTO people (email, age, born) VALUES ('after@example.com', 2, '2020-01-01')",
+    )
+    .await
+    .unwrap();
     drop(app);
     proxy.shutdown().await;
 
@@ -443,6 +484,14 @@ async fn columns_of_every_type_are_encrypted_online_resumably_and_decrypted_back
             expected.insert(format!("p{moved}"), row);
         }
     }
+    expected.insert(
+        "pafter@example.com".into(),
+        vec![
+            Some("after@example.com".into()),
+            Some("2".into()),
+            Some("2020-01-01".into()),
+        ],
+    );
     for email in &inserted {
         expected.insert(
             format!("p{email}"),
