@@ -143,7 +143,7 @@ pub async fn constraints(
     let rows = client
         .query(
             "SELECT con.conname::text, con.contype::text, \
-                    quote_ident(cn.nspname) || '.' || quote_ident(cc.relname), \
+                    '\"' || replace(cn.nspname, '\"', '\"\"') || '\".\"' || replace(cc.relname, '\"', '\"\"') || '\"', \
                     pg_get_constraintdef(con.oid), \
                     CASE WHEN con.contype = 'f' AND cardinality(con.conkey) = 1 THEN \
                       ARRAY[cn.nspname || '.' || cc.relname || '.' || ca.attname, \

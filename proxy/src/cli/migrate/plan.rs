@@ -435,7 +435,8 @@ impl Plan {
             );
             let _ = writeln!(out, "  -- the swap, one short transaction:");
             for s in sql::swap_statements(self, direction, true) {
-                let _ = writeln!(out, "  {s};");
+                let end = if s.starts_with("--") { "" } else { ";" };
+                let _ = writeln!(out, "  {s}{end}");
             }
             for s in sql::after_swap_statements(self, direction) {
                 let _ = writeln!(out, "  {s};");
