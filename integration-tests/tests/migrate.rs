@@ -125,7 +125,7 @@ impl Setup {
             decrypt,
             dry_run,
             drop_incompatible,
-            batch_size: 1000,
+            batch_size: 2000,
         }
     }
 
@@ -171,7 +171,7 @@ impl Setup {
     async fn run_and_kill(&self, lines: usize, delay: Duration) {
         let args = self.args(false, false, true);
         let mut child = Command::new(pgshroud_bin())
-            .args(["migrate", "--drop-incompatible", "--batch-size", "500"])
+            .args(["migrate", "--drop-incompatible", "--batch-size", "1000"])
             .args(["--upstream-url", &args.upstream_url])
             .arg("--rules")
             .arg(&args.rules)
@@ -514,4 +514,71 @@ async fn columns_of_every_type_are_encrypted_online_resumably_and_decrypted_back
             "{name} {ty} back: {restored:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_type_the_rules_do_not_match_or_a_view_on_the_column_stops_the_migration_before_any_change(
+) {
+    let db = cluster().fresh_database().await;
+    let admin = cluster().admin_client_for(&db).await;
+    admin
+        .batch_execute(
+            "CREATE TABLE cards (id serial PRIMARY KEY, pan varchar(19), holder text);
+             INSERT INTO cards (pan, holder) VALUES ('4111111111111111', 'A'), (NULL, 'B');
+             CREATE VIEW holders AS SELECT id, holder FROM cards;",
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[tables]]\nname = \"public.cards\"\n  [[tables.columns]]\n  name = \"pan\"\n  type = \"text\"\n  [[tables.columns]]\n  name = \"holder\"\n  type = \"text\"\n",
+    )
+    .unwrap();
+    write_keys(dir.path(), &[(1, MASTER_KEY)], 1);
+    let args = |column: &str| MigrateArgs {
+        upstream_url: owner_url(&db),
+        rules: rules.clone(),
+        keys_file: dir.path().join("keys.toml"),
+        columns: vec![column.to_owned()],
+        decrypt: false,
+        dry_run: false,
+        drop_incompatible: true,
+        batch_size: 100,
+    };
+    let pan = pgshroud::cli::migrate::run(&args("public.cards.pan"))
+        .await
+        .unwrap();
+    assert!(!pan.ok);
+    assert!(
+        pan.text.contains(
+            "public.cards.pan: the column is character varying(19), the rules say text: write type = \"varchar(19)\" for it in the rules file"
+        ),
+        "{}",
+        pan.text
+    );
+    let holder = pgshroud::cli::migrate::run(&args("public.cards.holder"))
+        .await
+        .unwrap();
+    assert!(!holder.ok);
+    assert!(
+        holder.text.contains("view public.holders reads the column"),
+        "{}",
+        holder.text
+    );
+    assert!(holder.text.contains("Nothing was changed"));
+    let shadows: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = 'cards'::regclass AND attname LIKE '%pgshroud%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(shadows, 0, "nothing was changed");
+    let unknown = pgshroud::cli::migrate::run(&args("public.cards.id")).await;
+    assert!(unknown
+        .unwrap_err()
+        .contains("not a protected column in the rules file"));
 }
