@@ -131,6 +131,7 @@ pub struct Constraint {
     /// `schema.table` the constraint is on (quoted for SQL).
     pub table_sql: String,
     pub definition: String,
+    pub validated: bool,
     /// For a one-column foreign key: (referencing, referenced) as `schema.table.column`.
     pub link: Option<(String, String)>,
 }
@@ -147,7 +148,8 @@ pub async fn constraints(
                     pg_get_constraintdef(con.oid), \
                     CASE WHEN con.contype = 'f' AND cardinality(con.conkey) = 1 THEN \
                       ARRAY[cn.nspname || '.' || cc.relname || '.' || ca.attname, \
-                            fn.nspname || '.' || fc.relname || '.' || fa.attname] END \
+                            fn.nspname || '.' || fc.relname || '.' || fa.attname] END, \
+                    con.convalidated \
              FROM pg_constraint con \
              JOIN pg_class cc ON cc.oid = con.conrelid JOIN pg_namespace cn ON cn.oid = cc.relnamespace \
              LEFT JOIN pg_attribute ca ON ca.attrelid = con.conrelid AND ca.attnum = con.conkey[1] \
@@ -171,6 +173,7 @@ pub async fn constraints(
                 kind: r.get(1),
                 table_sql: r.get(2),
                 definition: r.get(3),
+                validated: r.get(5),
                 link: link.map(|l| (l[0].clone(), l[1].clone())),
             }
         })

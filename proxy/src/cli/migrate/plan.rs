@@ -67,6 +67,9 @@ pub struct Plan {
     pub problems: Vec<String>,
     /// Columns already in the target form.
     pub done: Vec<String>,
+    /// Guards of done columns left `NOT VALID` by a run killed between the swap and the
+    /// validation: (table, constraint), both quoted.
+    pub unvalidated: Vec<(String, String)>,
     /// What the plan keeps or loses that is worth saying.
     pub notes: Vec<String>,
 }
@@ -151,6 +154,17 @@ impl Plan {
             Direction::Decrypt => matches_rules && !guarded && shadow_attr.is_none(),
         };
         if done {
+            let name = guard::constraint_name(&column);
+            let validated = catalog::constraints(client, attr.table_oid, attr.attnum)
+                .await?
+                .iter()
+                .any(|c| c.name == name && c.validated);
+            if direction == Direction::Encrypt && !validated {
+                self.unvalidated.push((
+                    format!("{}.{}", quote_ident(&schema), quote_ident(&table)),
+                    quote_ident(&name),
+                ));
+            }
             self.done.push(q);
             return Ok(());
         }
