@@ -35,6 +35,7 @@ fn main() -> ExitCode {
             pgshroud::cli::keys::retire(&args.status.upstream_url, &args.status.rules, args.version)
         }),
         Command::Rotate(args) => database_command(|| pgshroud::cli::rotate::run(&args)),
+        Command::Migrate(args) => database_command(|| pgshroud::cli::migrate::run(&args)),
         Command::Audit(AuditCommand::Verify(args)) => {
             let (out, code) = pgshroud::audit::verify::run(&args.files, args.key_file.as_deref());
             if code == 0 {

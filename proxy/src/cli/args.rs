@@ -45,6 +45,10 @@ pub enum Command {
     /// Re-encrypt, online and in short batches, every stored value that is not under the active
     /// key version (resumable: run it again after an interruption); ends with a check.
     Rotate(RotateArgs),
+    /// Turn populated plaintext columns into guarded protected columns holding envelopes, or
+    /// back with --decrypt: online (a shadow column filled in short batches, then a short
+    /// swap), resumable (run it again after an interruption), verified value by value.
+    Migrate(MigrateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -120,6 +124,37 @@ pub struct RotateArgs {
     /// goes on, for node_exporter's textfile collector.
     #[arg(long)]
     pub metrics_textfile: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The tables' owner's connection:
+    /// postgres://owner[:password]@host:port/db?sslmode=... (password also from $PGPASSWORD).
+    #[arg(long)]
+    pub upstream_url: String,
+    /// Rules file naming the columns (logical type, type modifier, key context).
+    #[arg(long)]
+    pub rules: PathBuf,
+    /// Keys file (values are sealed under its active version).
+    #[arg(long)]
+    pub keys_file: PathBuf,
+    /// A column to migrate, as schema.table.column (repeat for several; columns linked by a
+    /// foreign key must be migrated in the same run).
+    #[arg(long = "column", required = true)]
+    pub columns: Vec<String>,
+    /// The way back: protected columns returned to their plaintext type.
+    #[arg(long)]
+    pub decrypt: bool,
+    /// Print the plan (DDL, row counts, what cannot be kept) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Drop the indexes, constraints and defaults that cannot exist on the new form (named in
+    /// the plan); without it, the migration stops before changing anything when there are any.
+    #[arg(long)]
+    pub drop_incompatible: bool,
+    /// Rows per transaction.
+    #[arg(long, default_value_t = 1000)]
+    pub batch_size: u32,
 }
 
 #[derive(Debug, Args)]

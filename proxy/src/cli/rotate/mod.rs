@@ -11,18 +11,17 @@
 //! were live: a unique index cannot see it) cannot be moved; it is left, named in the report,
 //! and the final check fails until an operator resolves it.
 
-mod progress;
-
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Transaction};
 
 use super::args::RotateArgs;
 use super::keys::{self, StoredColumn};
+use super::rewrite::batch;
+use super::rewrite::progress::Progress;
 use super::setup::{connect, Report};
 use crate::config::keys::KeysFile;
 use crate::crypto::{ColumnCipher, KeyContext, KeyRing};
 use crate::protect::guard::quote_ident;
-use progress::Progress;
 
 /// The protected columns of one table.
 struct TableWork {
@@ -75,8 +74,8 @@ pub async fn run(args: &RotateArgs) -> Result<Report, String> {
         });
     }
 
-    let mut progress =
-        Progress::new(total).with_textfile(args.metrics_textfile.clone(), active.get())?;
+    let mut progress = Progress::new("rotate", total)
+        .with_textfile(args.metrics_textfile.clone(), active.get())?;
     let mut outcome = Outcome::default();
     let batch = i64::from(args.batch_size.max(1));
     for t in &work {
@@ -190,29 +189,22 @@ async fn rotate_table(
         .map(|c| quote_ident(&c.column))
         .collect::<Vec<_>>()
         .join(", ");
-    let select = format!(
-        // Ordered by the tid itself (an output column named ctid would sort as text), so the
-        // last row of a batch is where the next one starts; `ctid >` is a TID range scan.
-        "SELECT ctid::text AS row_ctid, {columns} FROM {} WHERE ctid > $2::text::tid AND ({}) ORDER BY {}.ctid LIMIT $3 FOR UPDATE",
-        t.table_sql,
-        needs_work(t),
-        t.table_sql
-    );
-    let mut after = "(0,0)".to_owned();
+    let select = batch::select_sql(&t.table_sql, &columns, &needs_work(t), 2, 3, true);
+    let mut cursor = batch::Cursor::default();
     loop {
         let tx = client
             .transaction()
             .await
             .map_err(|e| connect::reason(&e))?;
         let rows = tx
-            .query(&select, &[&prefix, &after, &batch])
+            .query(&select, &[&prefix, &cursor.after(), &batch])
             .await
             .map_err(|e| format!("{}: {}", t.name, connect::reason(&e)))?;
         let Some(last) = rows.last() else {
             tx.rollback().await.map_err(|e| connect::reason(&e))?;
             return Ok(());
         };
-        after = last.get(0);
+        cursor.advance(last.get(0));
         let mut changes: Vec<RowChange> = Vec::new();
         for row in &rows {
             let mut values = Vec::new();

@@ -57,6 +57,9 @@ enum Found<'a> {
     View,
     NoColumn,
     NotBytea(&'a str),
+    /// A `pgshroud migrate` shadow column exists beside it: a migration is running or was
+    /// interrupted (column's type, shadow's name and type).
+    Migrating(&'a str, String, &'a str),
     Column(&'a CatalogColumn),
 }
 
@@ -114,7 +117,13 @@ impl Database {
         let Some(table) = self.catalog.table(&c.schema, &c.table) else {
             return Found::NoTable;
         };
-        match table.columns.iter().find(|col| col.name == c.column) {
+        let shadow = crate::cli::migrate::shadow_name(&c.column);
+        let column = table.columns.iter().find(|col| col.name == c.column);
+        if let (Some(col), Some(s)) = (column, table.columns.iter().find(|col| col.name == shadow))
+        {
+            return Found::Migrating(&col.type_name, shadow, &s.type_name);
+        }
+        match column {
             None => Found::NoColumn,
             Some(col) if col.type_name != "bytea" => Found::NotBytea(&col.type_name),
             Some(col) => Found::Column(col),
@@ -188,7 +197,14 @@ async fn guard_column(client: &Client, db: &Database, c: &RuleColumn) -> Result<
         Found::NoColumn => return Err("the column does not exist in the table".into()),
         Found::NotBytea(t) => {
             return Err(format!(
-                "the column is {t}, not bytea: change its type to bytea first (pgshroud stores envelopes there)"
+                "the column is {t}, not bytea: protect its values with `pgshroud migrate --column {}` (pgshroud stores envelopes in bytea)",
+                c.qualified()
+            ))
+        }
+        Found::Migrating(..) => {
+            return Err(format!(
+                "a migration of the column is under way or was interrupted: finish it with `pgshroud migrate --column {}` (with --decrypt if it was going back)",
+                c.qualified()
             ))
         }
         Found::Column(col) => col,
@@ -303,7 +319,11 @@ pub async fn database_report(url: &str, rules_path: &Path) -> Result<Report, Str
             }
             Found::NotBytea(t) => {
                 ok = false;
-                format!("{t}, not bytea: writes refused")
+                format!("STILL PLAINTEXT ({t}): protect it with pgshroud migrate; until then pgshroud refuses writes to it")
+            }
+            Found::Migrating(t, shadow, shadow_type) => {
+                ok = false;
+                format!("MID-MIGRATION: {t}, with shadow column {shadow} ({shadow_type}); run pgshroud migrate again to finish")
             }
             Found::Column(col) => {
                 let state = GuardState::of(&col.guards, &col.name, &c.context);

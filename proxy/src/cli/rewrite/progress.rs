@@ -1,6 +1,7 @@
-//! Progress of a rotation on stderr: a bar redrawn in place on a terminal (rows done, rate,
-//! time left), plain lines otherwise (logs, CI), at most one per percent or ten seconds; and,
-//! with `--metrics-textfile`, the same progress as Prometheus text at most once a second.
+//! Progress of a column rewrite (rotate, migrate) on stderr: a bar redrawn in place on a
+//! terminal (rows done, rate, time left), plain lines otherwise (logs, CI), at most one per
+//! percent or ten seconds; and, for rotate's `--metrics-textfile`, the same progress as
+//! Prometheus text at most once a second.
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
@@ -9,6 +10,8 @@ use std::time::{Duration, Instant};
 use crate::cli::textfile::{self, Rotation};
 
 pub struct Progress {
+    /// The command's name, starting each plain line (`rotate: 4000/100000 rows ...`).
+    label: &'static str,
     total: u64,
     done: u64,
     started: Instant,
@@ -20,8 +23,9 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn new(total: u64) -> Progress {
+    pub fn new(label: &'static str, total: u64) -> Progress {
         Progress {
+            label,
             total,
             done: 0,
             started: Instant::now(),
@@ -107,7 +111,7 @@ impl Progress {
         let _ = if self.terminal {
             write!(err, "\r{} {text}\x1b[K", bar(self.done, self.total, 30))
         } else {
-            writeln!(err, "rotate: {text}")
+            writeln!(err, "{}: {text}", self.label)
         };
         let _ = err.flush();
         self.shown = Some((now, self.done));
