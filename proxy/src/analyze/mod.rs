@@ -51,6 +51,7 @@ mod spelling;
 pub mod sql_text;
 mod statement;
 mod walk;
+pub mod view_targets;
 
 #[cfg(test)]
 mod tests;
