@@ -80,10 +80,16 @@ async fn plain_view_columns_give_each_role_what_the_table_gives() {
         );
         let stored = read(&dba, sql).await.expect(sql);
         assert!(
-            stored[0][1].as_deref().is_some_and(|v| v.starts_with("\\x02")),
+            stored[0][1]
+                .as_deref()
+                .is_some_and(|v| v.starts_with("\\x02")),
             "dba: {sql}: {stored:?}"
         );
-        assert_eq!(read(&auditor, sql).await, Err("42501".into()), "auditor: {sql}");
+        assert_eq!(
+            read(&auditor, sql).await,
+            Err("42501".into()),
+            "auditor: {sql}"
+        );
     }
     for sql in [
         "SELECT email FROM v_joined WHERE total = 99",
@@ -100,14 +106,21 @@ async fn plain_view_columns_give_each_role_what_the_table_gives() {
             [row(&[Some("a****@example.com")])],
             "support: {sql}"
         );
-        assert_eq!(read(&auditor, sql).await, Err("42501".into()), "auditor: {sql}");
+        assert_eq!(
+            read(&auditor, sql).await,
+            Err("42501".into()),
+            "auditor: {sql}"
+        );
     }
     // What the table gives the auditor too: unprotected columns.
     assert_eq!(
         read(&auditor, "SELECT id, name FROM v_customers ORDER BY id")
             .await
             .expect("unprotected columns"),
-        [row(&[Some("1"), Some("Alice")]), row(&[Some("2"), Some("Bob")])]
+        [
+            row(&[Some("1"), Some("Alice")]),
+            row(&[Some("2"), Some("Bob")])
+        ]
     );
     // Extended protocol, binary results: the logical type, decrypted.
     let r = app
@@ -127,7 +140,11 @@ async fn values_compared_with_view_columns_are_encrypted_like_the_table_s() {
         "SELECT id FROM v_nested WHERE mail = 'bob@example.com'",
         "SELECT id FROM mv_customers WHERE email IN ('bob@example.com')",
     ] {
-        assert_eq!(read(&app, sql).await.expect(sql), [row(&[Some("2")])], "{sql}");
+        assert_eq!(
+            read(&app, sql).await.expect(sql),
+            [row(&[Some("2")])],
+            "{sql}"
+        );
     }
     let r = app
         .query(
@@ -160,9 +177,12 @@ async fn writes_through_an_updatable_view_are_encrypted_like_the_table_s() {
     .await
     .expect("update through a nested view");
     assert_eq!(
-        read(&app, "SELECT email, age FROM customers WHERE id IN (2, 3) ORDER BY id")
-            .await
-            .expect("read back"),
+        read(
+            &app,
+            "SELECT email, age FROM customers WHERE id IN (2, 3) ORDER BY id"
+        )
+        .await
+        .expect("read back"),
         [
             row(&[Some("robert@example.com"), None]),
             row(&[Some("carol@example.com"), Some("7")]),
@@ -218,4 +238,75 @@ async fn computed_view_outputs_go_only_to_roles_that_may_read_their_columns() {
             [row(&[Some("2")])]
         );
     }
+}
+
+#[tokio::test]
+async fn a_view_made_or_replaced_in_one_session_is_mapped_in_the_others() {
+    let f = fixture().await;
+    f.direct()
+        .await
+        .batch_execute(&format!(
+            "GRANT CREATE ON SCHEMA public TO {}",
+            f.user("app")
+        ))
+        .await
+        .expect("grant");
+    // Open before the view exists.
+    let support = f.connect("support").await;
+    let app = f.connect("app").await;
+    app.batch_execute(
+        "CREATE VIEW v_late AS SELECT id, email FROM customers; \
+         CREATE VIEW v_late_named AS SELECT id, email, name FROM customers; \
+         GRANT SELECT ON v_late, v_late_named TO PUBLIC",
+    )
+    .await
+    .expect("create view through the proxy");
+    // The first statement after another session's change runs before this session's
+    // look-up answers: columns of relations its catalog does not know are withheld.
+    assert_eq!(
+        read(&support, "SELECT email, name FROM v_late_named ORDER BY id")
+            .await
+            .expect("support"),
+        [row(&[None, None]), row(&[None, None])]
+    );
+    assert_eq!(
+        read(&support, "SELECT email FROM v_late ORDER BY id")
+            .await
+            .expect("support"),
+        [
+            row(&[Some("a****@example.com")]),
+            row(&[Some("b****@example.com")])
+        ]
+    );
+    // Replaced inside a transaction: the others follow once it commits.
+    let app2 = f.connect("app").await;
+    app.batch_execute(
+        "BEGIN; CREATE OR REPLACE VIEW v_late AS SELECT id, email, age FROM customers; COMMIT",
+    )
+    .await
+    .expect("replace view");
+    read(&app2, "SELECT 1")
+        .await
+        .expect("the look-up runs after this");
+    read(&support, "SELECT 1")
+        .await
+        .expect("the look-up runs after this");
+    assert_eq!(
+        read(&app2, "SELECT email, age FROM v_late WHERE id = 1")
+            .await
+            .expect("app"),
+        [row(&[Some("alice@example.com"), Some("42")])]
+    );
+    assert_eq!(
+        read(&support, "SELECT email, age FROM v_late WHERE id = 1")
+            .await
+            .expect("support"),
+        [row(&[Some("a****@example.com"), None])]
+    );
+    // A view computing from a protected column is refused when made through pgshroud.
+    let e = app
+        .simple_query("CREATE VIEW v_hex AS SELECT encode(email, 'hex') AS h FROM customers")
+        .await
+        .expect_err("computed view");
+    assert_eq!(code(&e), "0A000", "{e}");
 }

@@ -50,8 +50,8 @@ mod source;
 mod spelling;
 pub mod sql_text;
 mod statement;
-mod walk;
 pub mod view_targets;
+mod walk;
 
 #[cfg(test)]
 mod tests;

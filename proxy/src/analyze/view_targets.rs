@@ -169,8 +169,9 @@ mod tests {
 
     #[test]
     fn whole_rows_and_stars_are_marked() {
-        let t = view_targets("SELECT row_to_json(c.*) AS j, to_jsonb(c) AS k, c.id FROM customers c")
-            .unwrap();
+        let t =
+            view_targets("SELECT row_to_json(c.*) AS j, to_jsonb(c) AS k, c.id FROM customers c")
+                .unwrap();
         assert!(t[0].whole_row);
         assert!(t[1].whole_row);
         assert!(!t[2].whole_row);

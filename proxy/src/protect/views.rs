@@ -93,7 +93,11 @@ mod tests {
             r
         };
         let c = Catalog::from_rows(vec![
-            row("1", "id", Some(" SELECT customers.id, customers.email FROM customers;")),
+            row(
+                "1",
+                "id",
+                Some(" SELECT customers.id, customers.email FROM customers;"),
+            ),
             row("2", "email", None),
         ]);
         assert_eq!(c.tables().count(), 0);

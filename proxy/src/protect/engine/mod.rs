@@ -216,7 +216,12 @@ impl Protection {
             });
         }
         // Views last: their definitions name the tables, children and other views above.
-        let views = views::map_views(&catalog.views(), &mut schema, &mut children, self.specs.len());
+        let views = views::map_views(
+            &catalog.views(),
+            &mut schema,
+            &mut children,
+            self.specs.len(),
+        );
         for (view, table) in &views.tables {
             child_tables.insert(view.clone(), table.clone());
         }

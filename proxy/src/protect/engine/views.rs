@@ -169,7 +169,13 @@ fn map_view(
                 .collect();
             merged.sort_unstable();
             merged.dedup();
-            found.push((*attnum, ViewColumn::Plain { id: protected(id), merged }));
+            found.push((
+                *attnum,
+                ViewColumn::Plain {
+                    id: protected(id),
+                    merged,
+                },
+            ));
             continue;
         }
         let Some(target) = targets.and_then(|t| t.get(i)) else {
@@ -206,4 +212,134 @@ fn sources_named(
     sources.sort_unstable();
     sources.dedup();
     sources
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::ViewColumn;
+    use crate::protect::catalog::Catalog;
+    use crate::protect::engine::{GuardPolicy, Protection};
+
+    const RULES: &str = r#"
+default_role = "app"
+[[tables]]
+name = "public.customers"
+  [[tables.columns]]
+  name = "email"
+  type = "text"
+  [[tables.columns]]
+  name = "phone"
+  type = "text"
+[[roles]]
+name = "app"
+template = "app"
+"#;
+
+    fn protection() -> Protection {
+        let rules = pgshroud_rules::parse(RULES, "rules.toml").expect("rules");
+        let key = crate::crypto::MasterKey::from_bytes(&[7; 32]).expect("key");
+        let keys = Arc::new(crate::crypto::KeyRing::single(key));
+        Protection::new(rules, keys, GuardPolicy::NotRequired)
+    }
+
+    fn cell(v: &str) -> Option<String> {
+        Some(v.to_owned())
+    }
+
+    /// The look-up's rows for `customers` (OID 42) and views (OID, name, columns, definition).
+    fn catalog(views: &[(u32, &str, &[&str], &str)]) -> Catalog {
+        let mut rows = Vec::new();
+        for (n, col) in ["id", "email", "phone", "name"].iter().enumerate() {
+            let attnum = (n + 1).to_string();
+            rows.push(vec![
+                cell("42"),
+                cell("public"),
+                cell("customers"),
+                cell(&attnum),
+                cell(col),
+                cell("bytea"),
+                None,
+                cell("0"),
+                cell("r"),
+                None,
+            ]);
+        }
+        for (oid, name, columns, definition) in views {
+            for (n, col) in columns.iter().enumerate() {
+                rows.push(vec![
+                    cell(&oid.to_string()),
+                    cell("public"),
+                    cell(name),
+                    cell(&(n + 1).to_string()),
+                    cell(col),
+                    cell("bytea"),
+                    None,
+                    None,
+                    cell("v"),
+                    (n == 0).then(|| definition.to_string()),
+                ]);
+            }
+        }
+        for (n, schema) in ["pg_catalog", "public"].iter().enumerate() {
+            let mut marker = vec![cell("0"), cell(schema), None, cell(&(n + 1).to_string())];
+            marker.extend([None, None, cell("path"), None, None, None]);
+            rows.push(marker);
+        }
+        let names = views.iter().map(|v| v.1);
+        for name in std::iter::once("customers").chain(names) {
+            let mut relation = vec![cell("0"), cell("public"), cell(name), cell("0")];
+            relation.extend([None, None, cell("relation"), None, None, None]);
+            rows.push(relation);
+        }
+        Catalog::from_rows(rows)
+    }
+
+    #[test]
+    fn plain_nested_and_computed_view_columns_are_told_apart() {
+        let c = catalog(&[
+            (
+                100,
+                "v_plain",
+                &["id", "email"],
+                " SELECT id,\n    email\n   FROM customers;",
+            ),
+            (
+                101,
+                "v_nested",
+                &["mail", "n"],
+                " SELECT v_plain.email AS mail, length(v_plain.id::text) AS n FROM v_plain;",
+            ),
+            (
+                102,
+                "v_expr",
+                &["id", "any"],
+                " SELECT customers.id, COALESCE(customers.email, customers.phone) AS any FROM customers;",
+            ),
+        ]);
+        let p = protection();
+        let layout = p.layout(&c);
+        let email = p.spec_by_name("public", "customers", "email").unwrap();
+        let email = p.id_of(email).unwrap();
+        let phone = p
+            .id_of(p.spec_by_name("public", "customers", "phone").unwrap())
+            .unwrap();
+        let plain = ViewColumn::Plain {
+            id: email,
+            merged: vec![email],
+        };
+        assert_eq!(layout.view_column(100, 2), Some(&plain));
+        assert_eq!(layout.view_column(100, 1), None);
+        assert_eq!(layout.view_column(101, 1), Some(&plain));
+        assert_eq!(layout.view_column(101, 2), None);
+        assert_eq!(layout.view_column(102, 1), None);
+        assert_eq!(
+            layout.view_column(102, 2),
+            Some(&ViewColumn::Computed(vec![email, phone]))
+        );
+        assert_eq!(layout.computed_sources("v_expr"), [email, phone]);
+        assert!(layout.computed_sources("v_plain").is_empty());
+        assert!(layout.mentions_protected("select * from v_nested"));
+    }
 }
