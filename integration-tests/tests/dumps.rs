@@ -172,3 +172,34 @@ async fn custom_format_dumps_restore_in_both_directions() {
         .expect("read back");
     assert_eq!(rows(&r), [vec![Some("bob@example.com".to_owned())]]);
 }
+
+#[tokio::test]
+async fn psql_describe_commands_work_for_every_role() {
+    let f = with_customers().await;
+    cluster()
+        .admin_client_for(&f.db)
+        .await
+        .batch_execute(
+            "CREATE VIEW customer_view AS SELECT id, email FROM customers; \
+             GRANT SELECT ON customer_view TO PUBLIC",
+        )
+        .await
+        .expect("view");
+    let commands = [
+        ("\\d customers", "email"),
+        ("\\d+ customers", "email"),
+        ("\\dt", "customers"),
+        ("\\dv", "customer_view"),
+        ("\\d customer_view", "email"),
+        ("\\d+ customer_view", "email"),
+    ];
+    for suffix in ["app", "support", "dba", "auditor", "analyst"] {
+        for (command, expected) in commands {
+            let out = run("psql", &proxied(&f, suffix, &f.db), &["-X", "-c", command])
+                .await
+                .unwrap_or_else(|e| panic!("{suffix} {command}: {e}"));
+            assert!(out.contains(expected), "{suffix} {command}: {out}");
+            assert!(!out.contains("alice"), "{suffix} {command}: {out}");
+        }
+    }
+}
