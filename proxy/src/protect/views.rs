@@ -80,7 +80,6 @@ pub fn add_row(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::protect::catalog::{lookup_query, Catalog};
 
     #[test]
