@@ -310,3 +310,41 @@ async fn a_view_made_or_replaced_in_one_session_is_mapped_in_the_others() {
         .expect_err("computed view");
     assert_eq!(code(&e), "0A000", "{e}");
 }
+
+/// The whole output of a `COPY ... TO STDOUT`, as text.
+async fn copy_out(c: &tokio_postgres::Client, sql: &str) -> Result<String, String> {
+    use futures_util::StreamExt;
+    let stream = c.copy_out(sql).await.map_err(|e| code(&e))?;
+    let mut stream = std::pin::pin!(stream);
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk.map_err(|e| code(&e))?);
+    }
+    Ok(String::from_utf8(out).expect("utf8"))
+}
+
+#[tokio::test]
+async fn copy_of_a_view_or_materialized_view_gives_each_role_what_the_table_gives() {
+    let f = fixture().await;
+    let copies = [
+        "COPY (SELECT id, email, age FROM v_customers ORDER BY id) TO STDOUT",
+        // PostgreSQL copies a materialized view only through a query.
+        "COPY (SELECT * FROM mv_customers ORDER BY id) TO STDOUT",
+    ];
+    let app = f.connect("app").await;
+    let support = f.connect("support").await;
+    let auditor = f.connect("auditor").await;
+    for sql in copies {
+        let plain = copy_out(&app, sql).await.expect(sql);
+        assert!(
+            plain.starts_with("1\talice@example.com\t42\n"),
+            "{sql}: {plain}"
+        );
+        let masked = copy_out(&support, sql).await.expect(sql);
+        assert!(
+            masked.starts_with("1\ta****@example.com\t\\N\n"),
+            "{sql}: {masked}"
+        );
+        assert_eq!(copy_out(&auditor, sql).await, Err("42501".into()), "{sql}");
+    }
+}
