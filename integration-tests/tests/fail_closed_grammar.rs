@@ -89,10 +89,10 @@ async fn scanner_corners_hide_no_statement_from_the_analysis() {
 }
 
 #[tokio::test]
-async fn only_on_a_protected_table_is_refused_with_0a000() {
+async fn only_on_a_protected_table_is_refused_with_0a000_in_writes() {
     let (f, c) = seeded().await;
     for sql in [
-        "SELECT email FROM ONLY customers",
+        "SELECT email FROM ONLY /* c */ customers",
         "DELETE FROM ONLY customers WHERE email = 'a@x.org'",
         "UPDATE ONLY customers SET email = 'plain'",
     ] {
@@ -100,6 +100,15 @@ async fn only_on_a_protected_table_is_refused_with_0a000() {
         assert_eq!(code(&e), "0A000", "{sql}: {e}");
     }
     assert_eq!(table_state(&f).await, (2, 0));
+    // A read of the table's own rows is read as a read of the table (pg_dump --inserts).
+    let read = c
+        .query("SELECT email FROM ONLY customers", &[])
+        .await
+        .expect("read with ONLY");
+    assert_eq!(read.len(), 2);
+    assert!(read
+        .iter()
+        .all(|r| !r.get::<_, String>(0).starts_with("\\x")));
 }
 
 #[tokio::test]

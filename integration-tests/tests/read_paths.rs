@@ -190,7 +190,9 @@ async fn envelopes_in_results_of_no_known_origin_are_withheld_from_roles_that_ma
         "SELECT email FROM customers_late",
     ];
     for (suffix, c) in &sessions[..2] {
-        for sql in reads {
+        // The first read of a relation the session's catalog does not know is shaped by the
+        // backstop alone; a set-returning function's results always are.
+        for sql in &reads[..2] {
             let values = column(c, sql).await;
             assert!(!values.is_empty(), "{suffix}: {sql}");
             assert!(
@@ -199,19 +201,41 @@ async fn envelopes_in_results_of_no_known_origin_are_withheld_from_roles_that_ma
             );
         }
         // Extended protocol, binary results: the same.
-        let rows = c.query(reads[0], &[]).await.expect("extended");
+        let rows = c.query(reads[1], &[]).await.expect("extended");
         assert!(rows
             .iter()
             .all(|r| r.get::<_, Option<Vec<u8>>>(0).is_none()));
+        // The unknown origin made the session look its catalog up again: the view and the
+        // child are now mapped like the table (masks or NULL, never an envelope).
+        for sql in [reads[0], reads[2]] {
+            let values = column(c, sql).await;
+            assert!(!values.is_empty(), "{suffix}: {sql}");
+            assert!(
+                values
+                    .iter()
+                    .flatten()
+                    .all(|v| !v.starts_with("\\x") && !v.contains("alice")),
+                "{suffix}: {sql}: {values:?}"
+            );
+        }
     }
-    // Roles that may read stored values get them as they are: envelopes, never plaintext.
+    // Roles that may read stored values get them as they are at first (envelopes, never
+    // plaintext), then as the table gives them once the catalog knows the relations.
     for (suffix, c) in &sessions[2..] {
-        for sql in reads {
+        for sql in &reads[..2] {
             let values = column(c, sql).await;
             assert!(
                 values.iter().flatten().all(|v| v.starts_with("\\x02")),
                 "{suffix}: {sql}: {values:?}"
             );
         }
+        let late = column(c, reads[2]).await;
+        let expected = if *suffix == "app" {
+            Some("alice@example.com".to_owned())
+        } else {
+            late[0].clone().filter(|v| v.starts_with("\\x02"))
+        };
+        assert_eq!(late[0], expected, "{suffix}");
+        assert!(late[0].is_some(), "{suffix}");
     }
 }

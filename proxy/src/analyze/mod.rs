@@ -37,6 +37,7 @@ mod kind;
 mod limits;
 mod links;
 mod lookups;
+mod only;
 mod pg_kind;
 pub mod pg_reading;
 mod predicate;
@@ -50,6 +51,7 @@ mod source;
 mod spelling;
 pub mod sql_text;
 mod statement;
+pub mod view_targets;
 mod walk;
 
 #[cfg(test)]
@@ -297,6 +299,10 @@ pub fn analyze(sql: &str, schema: &ProtectedSchema) -> Analysis {
     // decoding, whose recursion limit refuses deeper trees): on the stack sized for it too.
     limits::with_stack_for(bound, || {
         let pg = pg_reading::read(sql);
+        // `FROM ONLY t` in a read: analysed as `FROM t` (byte offsets kept); see only.rs.
+        if let Some(blanked) = pg.as_ref().ok().and_then(|r| only::blanked(sql, r)) {
+            return analyze(&blanked, schema);
+        }
         analyze_tokens(sql, schema, tokens, &pg)
     })
     .unwrap_or_else(|| Analysis::Refused(refusal::no_resources()))

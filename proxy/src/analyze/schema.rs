@@ -62,16 +62,7 @@ impl ProtectedSchema {
             return id;
         }
         let id = self.columns.len();
-        for needle in [key.1.clone(), key.1.replace('"', "\"\"")] {
-            if !self.needles.contains(&needle) {
-                self.unicode_needles |= !needle.is_ascii();
-                if let Some(&b) = needle.as_bytes().first() {
-                    let b = b.to_ascii_lowercase();
-                    self.first_bytes[usize::from(b / 64)] |= 1 << (b % 64);
-                }
-                self.needles.push(needle);
-            }
-        }
+        self.add_needle(&key.1);
         self.columns.push(ProtectedColumn {
             schema: key.0.clone(),
             table: key.1.clone(),
@@ -81,6 +72,23 @@ impl ProtectedSchema {
         });
         self.by_name.insert(key, id);
         id
+    }
+
+    /// Makes the pre-filter send every text mentioning this relation name (folded) to
+    /// analysis: protected tables, and views over them (whose computed outputs are checked
+    /// per role).
+    pub fn add_needle(&mut self, name: &str) {
+        let name = lower(name);
+        for needle in [name.clone(), name.replace('"', "\"\"")] {
+            if !self.needles.contains(&needle) {
+                self.unicode_needles |= !needle.is_ascii();
+                if let Some(&b) = needle.as_bytes().first() {
+                    let b = b.to_ascii_lowercase();
+                    self.first_bytes[usize::from(b / 64)] |= 1 << (b % 64);
+                }
+                self.needles.push(needle);
+            }
+        }
     }
 
     /// Records the ordered column names of a table (from the catalog), used for

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use tokio::io::AsyncWriteExt;
 
 use super::guard::FoundGuard;
+use super::views::{self, CatalogView};
 use crate::net::stream::Stream;
 use crate::protocol::fields;
 use crate::protocol::frame::{message, FrameBuffer, FrameError};
@@ -52,6 +53,9 @@ impl CatalogTable {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Catalog {
     by_oid: HashMap<u32, CatalogTable>,
+    /// Views and materialized views that read a protected table (or a partition or child of
+    /// one, or another such view), by OID.
+    views: HashMap<u32, CatalogView>,
     /// The session's effective search path when looked up, if the look-up read it.
     pub search_path: Option<SessionPath>,
 }
@@ -84,6 +88,14 @@ impl Catalog {
         self.by_oid.values()
     }
 
+    /// The views over protected tables, in OID order (a view is usually made after those it
+    /// reads).
+    pub fn views(&self) -> Vec<&CatalogView> {
+        let mut views: Vec<&CatalogView> = self.views.values().collect();
+        views.sort_by_key(|v| v.oid);
+        views
+    }
+
     /// The protected table whose values this table holds: itself, or for a partition or
     /// child, the protected table it descends from.
     pub fn protected_owner<'a>(&'a self, table: &'a CatalogTable) -> Option<&'a CatalogTable> {
@@ -106,6 +118,9 @@ impl Catalog {
                 (c.attnum, &c.name, &c.type_name, &c.guards).hash(&mut h);
             }
         }
+        for view in self.views() {
+            view.hash(&mut h);
+        }
         self.search_path.hash(&mut h);
         h.finish()
     }
@@ -114,6 +129,7 @@ impl Catalog {
     /// targets, which build a session's catalog without a database).
     pub fn from_rows(rows: Vec<Vec<Option<String>>>) -> Catalog {
         let mut by_oid: HashMap<u32, CatalogTable> = HashMap::new();
+        let mut views: HashMap<u32, CatalogView> = HashMap::new();
         let mut path: Option<SessionPath> = None;
         for row in rows {
             let get = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
@@ -130,6 +146,10 @@ impl Catalog {
                     }
                     _ => {}
                 }
+                continue;
+            }
+            if views::is_view_kind(&get(8)) {
+                views::add_row(&mut views, oid, attnum, &row);
                 continue;
             }
             let parent = get(7).parse::<u32>().ok().filter(|&p| p != 0);
@@ -149,6 +169,7 @@ impl Catalog {
         }
         Catalog {
             by_oid,
+            views,
             search_path: path,
         }
     }
@@ -200,6 +221,7 @@ pub fn lookup_query(tables: &[(String, String)]) -> String {
     // The protected tables (root 0) and their partitions and inheritance children at any
     // depth, each with the protected table it descends from; one row per relation (a table
     // both protected and a child is read as protected).
+    let views_cte = views::VIEWS_CTE;
     let family = format!(
         "WITH RECURSIVE family(oid, root) AS ( \
            SELECT c.oid, 0::pg_catalog.oid FROM pg_catalog.pg_class c \
@@ -207,34 +229,41 @@ pub fn lookup_query(tables: &[(String, String)]) -> String {
            UNION \
            SELECT i.inhrelid, CASE WHEN f.root {eq} 0::pg_catalog.oid THEN f.oid ELSE f.root END \
            FROM pg_catalog.pg_inherits i JOIN family f ON i.inhparent {eq} f.oid), \
-         relations AS (SELECT DISTINCT ON (f.oid) f.oid, f.root FROM family f ORDER BY f.oid, f.root)"
+         relations AS (SELECT DISTINCT ON (f.oid) f.oid, f.root FROM family f ORDER BY f.oid, f.root), \
+         {views_cte}"
     );
-    // Types are the same in every branch of the UNION: oid, name x2, int2, name x2, text, oid.
+    // Types are the same in every branch of the UNION: oid, name x2, int2, name x2, text, oid,
+    // text x2 (relkind, a view's definition).
     format!(
         "{family} \
-         SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, t.typname, {guards}, r.root \
+         SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, t.typname, {guards}, r.root, \
+           c.relkind::pg_catalog.text, NULL::pg_catalog.text \
          FROM relations r \
          JOIN pg_catalog.pg_class c ON c.oid {eq} r.oid \
          JOIN pg_catalog.pg_namespace n ON n.oid {eq} c.relnamespace \
          JOIN pg_catalog.pg_attribute a ON a.attrelid {eq} c.oid \
            AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped \
          JOIN pg_catalog.pg_type t ON t.oid {eq} a.atttypid \
+         UNION ALL {view_rows} \
          UNION ALL \
          SELECT 0::pg_catalog.oid, p.schema, NULL::pg_catalog.name, p.n::pg_catalog.int2, \
            NULL::pg_catalog.name, NULL::pg_catalog.name, '{PATH_ROW}'::pg_catalog.text, \
-           NULL::pg_catalog.oid \
+           NULL::pg_catalog.oid, NULL::pg_catalog.text, NULL::pg_catalog.text \
          FROM pg_catalog.unnest(pg_catalog.current_schemas(true)) WITH ORDINALITY AS p(schema, n) \
          UNION ALL \
          SELECT 0::pg_catalog.oid, n.nspname, c.relname, 0::pg_catalog.int2, \
            NULL::pg_catalog.name, NULL::pg_catalog.name, '{RELATION_ROW}'::pg_catalog.text, \
-           NULL::pg_catalog.oid \
+           NULL::pg_catalog.oid, NULL::pg_catalog.text, NULL::pg_catalog.text \
          FROM pg_catalog.pg_class c \
          JOIN pg_catalog.pg_namespace n ON n.oid {eq} c.relnamespace \
          WHERE n.nspname {eq} ANY (pg_catalog.current_schemas(true)) \
            AND (c.relname::pg_catalog.text {eq} ANY (ARRAY[{names}]::pg_catalog.text[]) \
              OR c.relname {eq} ANY (ARRAY(SELECT k.relname FROM relations r \
-               JOIN pg_catalog.pg_class k ON k.oid {eq} r.oid))) \
-         ORDER BY 1, 4"
+               JOIN pg_catalog.pg_class k ON k.oid {eq} r.oid)) \
+             OR c.relname {eq} ANY (ARRAY(SELECT k.relname FROM views v \
+               JOIN pg_catalog.pg_class k ON k.oid {eq} v.oid))) \
+         ORDER BY 1, 4",
+        view_rows = views::VIEW_ROWS,
     )
 }
 

@@ -27,6 +27,10 @@ pub struct LiveProtection {
     active_since: Mutex<Option<OffsetDateTime>>,
     current: RwLock<Arc<Protection>>,
     generation: AtomicU64,
+    /// Bumped when a session's transaction that ran DDL through pgshroud ends: every session
+    /// looks its catalog up again before its next statement (a view made or replaced in one
+    /// session is mapped in all).
+    catalog_changes: AtomicU64,
     /// The key age policy, kept for the metrics after a reload.
     rotate_after_days: AtomicU64,
     /// Why the latest reload failed, until one succeeds (for `/readyz`'s detail).
@@ -53,6 +57,7 @@ impl LiveProtection {
             active_since: Mutex::new(None),
             current: RwLock::new(first),
             generation: AtomicU64::new(0),
+            catalog_changes: AtomicU64::new(0),
             rotate_after_days: AtomicU64::new(90),
             last_reload_failure: Mutex::new(None),
         }
@@ -69,6 +74,16 @@ impl LiveProtection {
     /// Bumped by every successful reload.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
+    }
+
+    /// Counts committed (or ended) transactions that ran DDL through any session.
+    pub fn catalog_changes(&self) -> u64 {
+        self.catalog_changes.load(Ordering::Acquire)
+    }
+
+    /// A session's transaction that ran DDL ended: the others look up again.
+    pub fn catalog_changed(&self) -> u64 {
+        self.catalog_changes.fetch_add(1, Ordering::AcqRel) + 1
     }
 
     /// Keys from `keys_config`: a keys file is read again on every reload.

@@ -172,6 +172,11 @@ impl Policy {
                 _ => {}
             }
         }
+        for spec in &plan.computed {
+            if !matches!(self.action(spec), Action::Decrypt | Action::Ciphertext) {
+                return Err(self.computed_denied(spec));
+            }
+        }
         for spec in &plan.table_writes {
             if !self.role.may_write(&spec.qualified) {
                 let what = "delete rows of, truncate or change the definition of a table with protected columns";
@@ -260,6 +265,22 @@ impl Policy {
                 ),
             )
             .with_hint("Leave the column out of the statement (also out of * and RETURNING *), or ask for a role that may see it."),
+        )
+    }
+
+    /// A view's output computed from a protected column is no envelope of one column: a
+    /// role that may see less than its stored value or plaintext gets nothing of the view.
+    fn computed_denied(&self, spec: &Spec) -> Refused {
+        (
+            RoleRefusal::ColumnDenied,
+            PgError::error(
+                INSUFFICIENT_PRIVILEGE,
+                format!(
+                    "permission denied: the statement reads a view with an output computed from protected column {} (not a plain reference to it), and role {} may not read that column",
+                    spec.qualified, self.role.name
+                ),
+            )
+            .with_hint("Read the view's plain columns through a view without computed outputs, or ask for a role that may read the column."),
         )
     }
 
@@ -415,6 +436,7 @@ statements = ["select", "function_call"]
             refreshes_catalog: false,
             table_writes: Vec::new(),
             links,
+            computed: Vec::new(),
         }
     }
 

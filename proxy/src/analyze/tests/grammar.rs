@@ -138,16 +138,30 @@ fn keywords_used_as_names() {
 }
 
 #[test]
-fn only_on_a_protected_table_is_refused_in_reads_and_writes() {
+fn only_on_a_protected_table_is_refused_in_writes_and_read_as_the_table_in_reads() {
     for sql in [
-        "SELECT email FROM ONLY customers WHERE email = 'secret'",
         "SELECT email FROM ONLY (customers)",
+        "SELECT email FROM ONLY /* c */ customers",
         "DELETE FROM ONLY customers WHERE email = 'secret'",
         "UPDATE ONLY customers SET email = 'secret'",
-        "SELECT email FROM ONLY public.customers",
     ] {
         must_refuse(sql);
     }
+    // A read of the table's own rows is a read of the table (pg_dump --inserts).
+    for sql in [
+        "SELECT email FROM ONLY customers WHERE email = 'secret'",
+        "SELECT email FROM ONLY public.customers",
+        "DECLARE _pg_dump_cursor CURSOR FOR SELECT id, email FROM ONLY public.customers",
+    ] {
+        assert!(
+            matches!(refused_or_agrees(sql), Analysis::Protected { .. }),
+            "{sql}"
+        );
+    }
+    assert_eq!(
+        one("SELECT email FROM ONLY customers WHERE email = 'secret'").literals[0].span,
+        47..55
+    );
     // DDL keeps ONLY (pg_dump writes `ALTER TABLE ONLY`): no column values move.
     refused_or_agrees("ALTER TABLE ONLY customers ADD COLUMN x int");
 }

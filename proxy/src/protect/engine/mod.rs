@@ -9,6 +9,7 @@ mod compared_sites;
 mod plan;
 mod storage;
 mod versions;
+mod views;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,6 +23,7 @@ use crate::crypto::{KeyContext, KeyRing};
 use crate::protocol::error::PgError;
 pub use plan::{ParamSpec, Plan, PlanAction};
 pub use storage::UNGUARDED;
+pub use views::ViewColumn;
 
 /// SQLSTATE of refusals for operations encryption cannot support.
 pub use crate::protocol::error::sqlstate::FEATURE_NOT_SUPPORTED;
@@ -40,6 +42,8 @@ pub struct Layout {
     children: HashMap<ColumnId, ColumnId>,
     /// A child table (schema, table) -> the protected table it descends from.
     child_tables: HashMap<(String, String), (String, String)>,
+    /// Views over protected tables: their columns by (OID, attnum), their analyser ids.
+    views: views::ViewMap,
 }
 
 impl Layout {
@@ -52,6 +56,26 @@ impl Layout {
     /// The protected column behind an analyser id: a child's column is its parent's.
     pub fn protected_id(&self, id: ColumnId) -> ColumnId {
         self.children.get(&id).copied().unwrap_or(id)
+    }
+
+    /// What a view's (or materialized view's) result column carries, if anything protected.
+    pub fn view_column(&self, oid: u32, attnum: i16) -> Option<&ViewColumn> {
+        self.views.columns.get(&(oid, attnum))
+    }
+
+    /// The protected columns a view of this name (folded, any schema) computes outputs from.
+    pub fn computed_sources(&self, view: &str) -> &[ColumnId] {
+        self.views
+            .computed
+            .get(view)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    /// Whether an analyser id is a view's column (its writes land in the protected table,
+    /// under that table's guard).
+    pub fn is_view_column(&self, id: ColumnId) -> bool {
+        self.views.ids.contains(&id)
     }
 
     /// The protected table behind a (schema, table): a child's is the table it descends from.
@@ -191,11 +215,22 @@ impl Protection {
                 relations: path.relations.clone(),
             });
         }
+        // Views last: their definitions name the tables, children and other views above.
+        let views = views::map_views(
+            &catalog.views(),
+            &mut schema,
+            &mut children,
+            self.specs.len(),
+        );
+        for (view, table) in &views.tables {
+            child_tables.insert(view.clone(), table.clone());
+        }
         Layout {
             schema,
             fingerprint: catalog.fingerprint(),
             children,
             child_tables,
+            views,
         }
     }
 

@@ -39,6 +39,9 @@ pub struct Plan {
     /// Protected columns the text compares with each other, merges into one result column
     /// or copies into each other (`Copied`: the first is the target).
     pub links: Vec<(Spec, Spec, LinkKind)>,
+    /// Protected columns that views the text names compute outputs from (not plain
+    /// references): a role must be able to read each of them as stored or in plaintext.
+    pub computed: Vec<Spec>,
 }
 
 #[derive(Debug)]
@@ -62,6 +65,7 @@ impl Plan {
             refreshes_catalog: false,
             table_writes: Vec::new(),
             links: Vec::new(),
+            computed: Vec::new(),
         }
     }
 
@@ -104,6 +108,7 @@ impl Protection {
                     refreshes_catalog: refreshes_catalog(&statements),
                     table_writes: self.table_writes(&statements),
                     links: Vec::new(),
+                    computed: self.computed(layout, &statements),
                     statements,
                     columns: Vec::new(),
                 };
@@ -119,8 +124,9 @@ impl Protection {
                 statements
             }
         };
+        let computed = self.computed(layout, &statements);
         match self.rewrite(sql, statements, catalog) {
-            Ok(plan) => plan,
+            Ok(plan) => Plan { computed, ..plan },
             Err(error) => Plan::refused(error),
         }
     }
@@ -227,6 +233,7 @@ impl Protection {
             links,
             statements,
             columns,
+            computed: Vec::new(),
         })
     }
 
@@ -240,7 +247,12 @@ impl Protection {
     ) -> Result<(), PgError> {
         for used in &statement.columns {
             let protected = layout.protected_id(used.column);
-            if used.usage != Usage::Write || protected == used.column {
+            // A write through a view lands in the protected table, whose column `rewrite`
+            // checks (the view itself has no storage).
+            if used.usage != Usage::Write
+                || protected == used.column
+                || layout.is_view_column(used.column)
+            {
                 continue;
             }
             let (schema, table, column, _) = layout.schema.column(used.column);
@@ -252,6 +264,20 @@ impl Protection {
             self.check_column_writable(found, &spec, &child)?;
         }
         Ok(())
+    }
+
+    /// The protected columns that views named by the statements compute outputs from.
+    fn computed(&self, layout: &Layout, statements: &[StatementInfo]) -> Vec<Spec> {
+        let mut specs: Vec<Spec> = Vec::new();
+        for (_, table) in statements.iter().flat_map(|s| &s.tables) {
+            for id in layout.computed_sources(table) {
+                let spec = self.specs.get(*id);
+                if let Some(spec) = spec.filter(|s| !specs.iter().any(|x| Arc::ptr_eq(x, s))) {
+                    specs.push(spec.clone());
+                }
+            }
+        }
+        specs
     }
 
     /// The protected columns of every protected table the statements change as a whole.

@@ -166,6 +166,7 @@ impl ProtectedSession {
         if let Some(plan) = &plan {
             if plan.refreshes_catalog {
                 self.refresh_at_sync = true;
+                self.ddl_in_txn = true;
             }
             // Protected parameters take the server's own type (bytea); the client is told
             // the logical type in ParameterDescription.

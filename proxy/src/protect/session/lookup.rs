@@ -51,6 +51,12 @@ impl ProtectedSession {
     /// Picks up reloaded rules before a new statement: the role is matched again and, when
     /// the protected tables changed, the catalog is looked up again after this statement.
     pub(super) fn follow_rules(&mut self) {
+        let changes = self.live.catalog_changes();
+        if changes != self.seen_catalog_changes {
+            self.seen_catalog_changes = changes;
+            self.catalog_stale = true;
+            self.catalog_behind = true;
+        }
         let generation = self.live.generation();
         if generation == self.generation {
             return;
@@ -110,6 +116,9 @@ impl ProtectedSession {
                     self.catalog_stale = true;
                 } else {
                     self.catalog = Catalog::from_rows(rows);
+                    self.catalog_behind = false;
+                    // Still unknown after a fresh look-up: not a view over a protected table.
+                    self.plain_origins.extend(self.unknown_origins.drain());
                     self.layout = self.shared.layout(&self.catalog);
                     self.shared.report_problems(&self.catalog, &self.metrics);
                 }

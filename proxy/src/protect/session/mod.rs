@@ -222,6 +222,20 @@ pub struct ProtectedSession {
     /// A statement of the open transaction may have changed the search_path (which the
     /// server does not report): a rollback must be followed by another look-up.
     path_changed_in_txn: bool,
+    /// `live.catalog_changes()` as this session last followed it.
+    seen_catalog_changes: u64,
+    /// The open transaction ran DDL: its end is announced to the other sessions.
+    ddl_in_txn: bool,
+    /// Another session changed the schema and this one's look-up has not answered yet: a
+    /// result column of a relation the catalog does not know may be a new view's computed
+    /// output, so it is withheld from roles that may not receive some protected column.
+    catalog_behind: bool,
+    /// Origins (table OIDs) of bytea result columns the catalog does not know: a relation
+    /// made around pgshroud since the last look-up may be a view over a protected table, so
+    /// the next statement looks up again; `plain_origins` were not one then, and are not
+    /// asked about again.
+    unknown_origins: std::collections::HashSet<u32>,
+    plain_origins: std::collections::HashSet<u32>,
 }
 
 impl ProtectedSession {
@@ -233,6 +247,7 @@ impl ProtectedSession {
         metrics: Arc<Metrics>,
     ) -> Self {
         let generation = live.generation();
+        let live_changes = live.catalog_changes();
         let shared = live.current();
         let ciphers = Ciphers::new(shared.keys.clone());
         let layout = shared.layout(&catalog);
@@ -263,6 +278,11 @@ impl ProtectedSession {
             unsettled: 0,
             pipeline_unsettled: false,
             path_changed_in_txn: false,
+            seen_catalog_changes: live_changes,
+            ddl_in_txn: false,
+            catalog_behind: false,
+            unknown_origins: Default::default(),
+            plain_origins: Default::default(),
         }
     }
 

@@ -147,6 +147,10 @@ impl ProtectedSession {
         while matches!(self.pending.front(), Some(Expect::CopyEnd)) {
             self.pending.pop_front();
         }
+        if status == b'I' && std::mem::take(&mut self.ddl_in_txn) {
+            // Its own look-up is already queued; the other sessions follow.
+            self.seen_catalog_changes = self.live.catalog_changed();
+        }
         if status == b'I' {
             // Portals live only as long as their transaction.
             self.names.transaction_ended();

@@ -11,7 +11,8 @@ use super::{
 
 use crate::analyze;
 use crate::ops::metrics::RefusalReason;
-use crate::protect::engine::Plan;
+use crate::protect::backstop::Backstop;
+use crate::protect::engine::{Plan, ViewColumn};
 use crate::protect::reveal::Output;
 use crate::protect::wire::{self, Format};
 use crate::protocol::error::{sqlstate, PgError, Severity};
@@ -83,6 +84,9 @@ impl ProtectedSession {
             .enumerate()
             .map(|(i, f)| {
                 let known = if f.table_oid != 0 {
+                    if let Some(view) = self.layout.view_column(f.table_oid, f.attnum) {
+                        return self.view_output(view, f.type_oid);
+                    }
                     self.shared.spec_for(&self.catalog, f.table_oid, f.attnum)
                 } else {
                     outputs
@@ -90,6 +94,11 @@ impl ProtectedSession {
                         .and_then(|id| self.shared.spec_by_id(id).cloned())
                 };
                 let Some(spec) = known else {
+                    let unknown =
+                        f.table_oid != 0 && self.catalog.table_by_oid(f.table_oid).is_none();
+                    if unknown && self.catalog_behind && self.policy.backstop().is_active() {
+                        return Some(Output::unmapped(Arc::new(Backstop::everything())));
+                    }
                     return (f.type_oid == BYTEA_OID && self.policy.backstop().is_active())
                         .then(|| Output::unmapped(self.policy.backstop().clone()));
                 };
@@ -106,6 +115,46 @@ impl ProtectedSession {
             })
             .collect();
         Arc::new(specs)
+    }
+
+    /// A bytea result column of a relation the catalog does not know (made around pgshroud
+    /// since the last look-up: a view, a child) was shaped by the backstop; the next
+    /// statement looks the catalog up again, once per such relation.
+    fn note_unknown_origins(&mut self, fields: &[wire::Field]) {
+        for f in fields {
+            let unknown = f.table_oid != 0
+                && f.type_oid == BYTEA_OID
+                && self.catalog.table_by_oid(f.table_oid).is_none()
+                && self.layout.view_column(f.table_oid, f.attnum).is_none()
+                && !self.plain_origins.contains(&f.table_oid);
+            if unknown && self.unknown_origins.insert(f.table_oid) {
+                self.catalog_stale = true;
+            }
+        }
+    }
+
+    /// A view's column: a plain one as its protected column (with those merged into it); a
+    /// computed one passes (under the backstop) to a role that may receive every protected
+    /// column it may come from as stored or in plaintext, and is NULL for any other role.
+    fn view_output(&self, view: &ViewColumn, type_oid: u32) -> Option<Output> {
+        let spec_of = |id: &usize| self.shared.spec_by_id(*id).cloned();
+        match view {
+            ViewColumn::Plain { id, merged } => {
+                let spec = spec_of(id)?;
+                let sources: Vec<_> = merged.iter().filter_map(spec_of).collect();
+                Some(self.policy.merged_output(spec, &sources, &self.shared.keys))
+            }
+            ViewColumn::Computed(sources) => {
+                let readable = sources.iter().filter_map(spec_of).all(|s| {
+                    matches!(self.policy.action(&s), Action::Decrypt | Action::Ciphertext)
+                });
+                if !readable {
+                    return Some(Output::unmapped(Arc::new(Backstop::everything())));
+                }
+                (type_oid == BYTEA_OID && self.policy.backstop().is_active())
+                    .then(|| Output::unmapped(self.policy.backstop().clone()))
+            }
+        }
     }
 
     pub(super) fn row_description(&mut self, frame: &[u8]) -> Verdict {
@@ -134,6 +183,7 @@ impl ProtectedSession {
             _ => self.current_plan(),
         };
         let rows = self.row_plan(&fields, plan.as_ref().map(|(p, i)| (&**p, *i)));
+        self.note_unknown_origins(&fields);
         let mut changed = false;
         for (field, output) in fields.iter_mut().zip(rows.iter()) {
             if let Some(output) = output.as_ref().filter(|o| o.changes_type()) {

@@ -130,6 +130,7 @@ impl ProtectedSession {
         self.query_effects(sql);
         if plan.refreshes_catalog {
             self.catalog_stale = true;
+            self.ddl_in_txn = true;
         }
         let sealed = plan
             .statements
