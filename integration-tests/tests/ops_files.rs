@@ -810,5 +810,6 @@ fn replicas_manifests_validate_agree_and_configure_a_shared_cancel_key() {
     std::fs::write(&key, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap();
     let mut settings = settings;
     settings.master_key_file = Some(key);
-    pgshroud::protect::load(&settings).expect("the replicas' rules load");
+    pgshroud::protect::load(&settings, &pgshroud::crypto::kms::NoKmsObserver)
+        .expect("the replicas' rules load");
 }
