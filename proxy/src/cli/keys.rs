@@ -45,14 +45,7 @@ pub fn stored_columns(rules: &pgshroud_rules::Rules) -> Vec<StoredColumn> {
         .collect()
 }
 
-/// Values of one column under one (envelope format, key version).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VersionCount {
-    pub column: String,
-    pub format: u8,
-    pub version: u32,
-    pub values: i64,
-}
+pub use super::stored::VersionCount;
 
 /// The counts of every protected column that exists (views and missing tables are skipped,
 /// and named in the second list).

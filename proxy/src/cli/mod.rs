@@ -13,5 +13,6 @@ pub mod operator;
 pub mod rewrite;
 pub mod rotate;
 pub mod setup;
+pub mod stored;
 pub mod textfile;
 pub mod throwaway_pg;

@@ -7,7 +7,7 @@
 use std::io::Write as _;
 use std::path::Path;
 
-use super::keys::VersionCount;
+use super::stored::VersionCount;
 
 /// Writes `text` to `path` through a temporary file beside it and a rename.
 pub fn write(path: &Path, text: &str) -> Result<(), String> {

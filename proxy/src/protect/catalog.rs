@@ -148,7 +148,10 @@ impl Catalog {
                 }
                 continue;
             }
-            if views::is_view_kind(&get(8)) {
+            // View rows carry no root; a view the rules list by name comes (also) through
+            // the relations branch, with root 0, and is read as the table the rules name.
+            let view_row = row.get(7).is_none_or(|root| root.is_none());
+            if views::is_view_kind(&get(8)) && view_row {
                 views::add_row(&mut views, oid, attnum, &row);
                 continue;
             }
@@ -512,5 +515,42 @@ mod tests {
         assert_eq!(t.columns.len(), 2);
         assert_eq!(t.column(2).unwrap().name, "email");
         assert_eq!(c.table("public", "customers").unwrap().oid, 42);
+    }
+
+    #[test]
+    fn a_view_the_rules_list_is_a_table_and_views_found_by_dependency_are_views() {
+        let row = |oid: &str, name: &str, root: Option<&str>, definition: Option<&str>| {
+            let mut r: Vec<Option<String>> = [oid, "public", name, "1", "email", "bytea"]
+                .map(|v| Some(v.to_owned()))
+                .into();
+            r.extend([
+                None,
+                root.map(str::to_owned),
+                Some("v".to_owned()),
+                definition.map(str::to_owned),
+            ]);
+            r
+        };
+        let c = Catalog::from_rows(vec![
+            // Listed in the rules (relations branch, root 0) and depending on customers.
+            row("50", "customer_emails", Some("0"), None),
+            row(
+                "50",
+                "customer_emails",
+                None,
+                Some(" SELECT email FROM customers;"),
+            ),
+            // Found only by its dependency.
+            row(
+                "51",
+                "raw_emails",
+                None,
+                Some(" SELECT email FROM customers;"),
+            ),
+        ]);
+        assert_eq!(c.table("public", "customer_emails").unwrap().oid, 50);
+        assert!(c.table("public", "raw_emails").is_none());
+        let views: Vec<u32> = c.views().iter().map(|v| v.oid).collect();
+        assert_eq!(views, [50, 51]);
     }
 }

@@ -312,7 +312,6 @@ async fn run_session(
         return;
     }
     let end = relay(client, client_buf, server, server_buf, statements, ctx).await;
-    count_end(&ctx.metrics, &end);
     info!(reason = ?end, "session ended");
 }
 
@@ -430,6 +429,9 @@ async fn relay(
         ) => end,
         _ = reached(&mut forced, Stage::Forced) => RelayEnd::Shutdown,
     };
+    // Counted before the client hears of it: a client that reads the metrics once its
+    // connection closes must find its own ending there.
+    count_end(&ctx.metrics, &end);
     finish(&end, &mut client_wr, &mut server_wr).await;
     end
 }

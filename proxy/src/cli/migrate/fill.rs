@@ -54,7 +54,7 @@ pub async fn one_batch<C: GenericClient>(
     let select = batch::select_sql(
         &c.table_sql(),
         &quote_ident(&c.column),
-        &sql::to_fill(c),
+        &c.to_fill(),
         1,
         2,
         lock,

@@ -12,6 +12,7 @@ mod catalog;
 pub mod convert;
 mod fill;
 mod plan;
+mod render;
 mod sql;
 
 use std::fmt::Write as _;
@@ -28,8 +29,6 @@ use crate::crypto::{ColumnCipher, KeyContext, KeyRing};
 use crate::protect::codec::ColumnSpec;
 use convert::Direction;
 use plan::{ColumnPlan, Plan};
-
-pub use plan::shadow_name;
 
 pub async fn run(args: &MigrateArgs) -> Result<Report, String> {
     let rules = pgshroud_rules::load(&args.rules).map_err(|e| e.to_string())?;
@@ -155,7 +154,7 @@ async fn migrate(
         fill::walk(client, c, direction, cipher, batch, &mut progress).await?;
         // Rows written behind the walk: once more while they are many; the rest are filled
         // under the swap's lock.
-        if sql::left_to_fill(client, c).await? > u64::try_from(batch).unwrap_or(0) {
+        if c.left_to_fill(client).await? > u64::try_from(batch).unwrap_or(0) {
             fill::walk(client, c, direction, cipher, batch, &mut progress).await?;
         }
     }
@@ -207,7 +206,7 @@ async fn migrate(
     // lock, so the swap has only the last moments' rows to do while it holds it.
     let mut left = 0;
     for c in &plan.columns {
-        left += sql::left_to_fill(client, c).await?;
+        left += c.left_to_fill(client).await?;
     }
     let mut catch_up = Progress::new("migrate", left);
     for (c, cipher) in plan.columns.iter().zip(&mut ciphers) {

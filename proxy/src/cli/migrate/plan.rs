@@ -3,14 +3,11 @@
 //! context) and what cannot be (with its definition), and every statement the run will send.
 //! `--dry-run` prints it; the run executes the statements this module writes.
 
-use std::fmt::Write as _;
-
 use pgshroud_rules::{LogicalType, TypeModifier};
 use tokio_postgres::Client;
 
 use super::catalog::{self, Attribute, Constraint, Index};
 use super::convert::Direction;
-use super::sql;
 use crate::protect::codec::ColumnSpec;
 use crate::protect::guard::{self, quote_ident};
 
@@ -31,6 +28,20 @@ pub struct ColumnPlan {
 impl ColumnPlan {
     pub fn table_sql(&self) -> String {
         format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.table))
+    }
+
+    /// Rows whose shadow is still to fill.
+    pub fn to_fill(&self) -> String {
+        format!(
+            "{} IS NULL AND {} IS NOT NULL",
+            quote_ident(&self.shadow),
+            quote_ident(&self.column)
+        )
+    }
+
+    /// How many rows are still to fill.
+    pub async fn left_to_fill(&self, client: &Client) -> Result<u64, String> {
+        catalog::rows_to_fill(client, &self.table_sql(), &self.to_fill()).await
     }
 
     /// The shadow's type: `bytea` for envelopes, else the logical type with its modifier.
@@ -72,11 +83,6 @@ pub struct Plan {
     pub unvalidated: Vec<(String, String)>,
     /// What the plan keeps or loses that is worth saying.
     pub notes: Vec<String>,
-}
-
-/// The shadow column of `column`.
-pub fn shadow_name(column: &str) -> String {
-    format!("{column}__pgshroud")
 }
 
 /// `numeric(12,2)`, `character varying(100)`, `int8`: the SQL type of a logical type.
@@ -134,7 +140,7 @@ impl Plan {
                 .push(format!("{q}: the table or column does not exist"));
             return Ok(());
         };
-        let shadow = shadow_name(&column);
+        let shadow = crate::cli::rewrite::shadow_name(&column);
         if shadow.len() > 63 {
             self.problems.push(format!(
                 "{q}: the column name is too long for a shadow column ({shadow})"
@@ -241,7 +247,7 @@ impl Plan {
             attr,
         };
         let to_fill = match plan.resumed {
-            true => sql::left_to_fill(client, &plan).await?,
+            true => plan.left_to_fill(client).await?,
             false => {
                 catalog::rows_to_fill(
                     client,
@@ -362,106 +368,10 @@ impl Plan {
             }
         }
     }
-
-    /// The plan as `--dry-run` prints it.
-    pub fn render(&self, batch: u32) -> String {
-        let direction = self.direction.unwrap_or(Direction::Encrypt);
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "Plan ({}): {} column(s) to migrate, {} already done.",
-            match direction {
-                Direction::Encrypt => "encrypt",
-                Direction::Decrypt => "decrypt",
-            },
-            self.columns.len(),
-            self.done.len()
-        );
-        for d in &self.done {
-            let _ = writeln!(out, "  {d}: already done");
-        }
-        for c in &self.columns {
-            let _ = writeln!(
-                out,
-                "  {}: {} -> {}, key context {:?}, {} rows to fill{}{}",
-                c.spec.qualified,
-                c.attr.type_name,
-                match direction {
-                    Direction::Encrypt => "bytea envelopes under the guard".to_owned(),
-                    Direction::Decrypt => c.shadow_type(direction),
-                },
-                c.spec.context.as_str(),
-                c.to_fill,
-                if c.attr.not_null {
-                    ", NOT NULL kept"
-                } else {
-                    ""
-                },
-                if c.resumed {
-                    " (resuming an interrupted run)"
-                } else {
-                    ""
-                }
-            );
-        }
-        for r in &self.rebuilds {
-            let _ = writeln!(
-                out,
-                "  kept: {} {} (rebuilt on the {}{})",
-                match r.old.constraint.as_ref().map(|(k, _)| k.as_str()) {
-                    Some("p") => "primary key",
-                    Some(_) => "unique constraint",
-                    None if r.old.unique => "unique index",
-                    None => "index",
-                },
-                r.old.constraint.as_ref().map_or(&r.old.name, |(_, n)| n),
-                form(direction),
-                match (direction, r.old.unique) {
-                    (Direction::Encrypt, false) => ": it serves equality; range scans and ORDER BY on the column are not possible on ciphertext",
-                    _ => "",
-                }
-            );
-        }
-        for n in &self.notes {
-            let _ = writeln!(out, "  note: {n}");
-        }
-        for i in &self.incompatible {
-            let _ = writeln!(out, "  cannot be kept: {i}");
-        }
-        for p in &self.problems {
-            let _ = writeln!(out, "  PROBLEM: {p}");
-        }
-        if !self.columns.is_empty() {
-            let _ = writeln!(out, "Statements:");
-            for s in sql::prepare_statements(self, direction) {
-                let _ = writeln!(out, "  {s};");
-            }
-            let _ = writeln!(
-                out,
-                "  -- fill the shadow columns in batches of {batch} rows, one short transaction each, in ctid order"
-            );
-            for s in sql::index_statements(self) {
-                let _ = writeln!(out, "  {s};");
-            }
-            let _ = writeln!(
-                out,
-                "  -- verify: every shadow value holds what the column holds"
-            );
-            let _ = writeln!(out, "  -- the swap, one short transaction:");
-            for s in sql::swap_statements(self, direction, true) {
-                let end = if s.starts_with("--") { "" } else { ";" };
-                let _ = writeln!(out, "  {s}{end}");
-            }
-            for s in sql::after_swap_statements(self, direction) {
-                let _ = writeln!(out, "  {s};");
-            }
-        }
-        out
-    }
 }
 
 /// What the column holds after the migration, for messages.
-fn form(direction: Direction) -> &'static str {
+pub(super) fn form(direction: Direction) -> &'static str {
     match direction {
         Direction::Encrypt => "ciphertext",
         Direction::Decrypt => "plaintext",

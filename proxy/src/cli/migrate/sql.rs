@@ -63,19 +63,6 @@ pub fn prepare_column(c: &ColumnPlan, direction: Direction) -> Vec<String> {
     ]
 }
 
-/// Rows whose shadow is still to fill.
-pub fn to_fill(c: &ColumnPlan) -> String {
-    format!(
-        "{} IS NULL AND {} IS NOT NULL",
-        quote_ident(&c.shadow),
-        quote_ident(&c.column)
-    )
-}
-
-pub async fn left_to_fill(client: &Client, c: &ColumnPlan) -> Result<u64, String> {
-    super::catalog::rows_to_fill(client, &c.table_sql(), &to_fill(c)).await
-}
-
 /// `UPDATE ... FROM unnest($1::text[] (ctids), $2 (values))`: one statement per batch.
 pub fn fill_update(c: &ColumnPlan, direction: Direction) -> String {
     let (array, value) = match direction {

@@ -8,3 +8,9 @@
 
 pub mod batch;
 pub mod progress;
+
+/// The shadow column `pgshroud migrate` fills beside `column` (named here, below both
+/// `migrate` and `check`, which reports columns mid-migration).
+pub fn shadow_name(column: &str) -> String {
+    format!("{column}__pgshroud")
+}

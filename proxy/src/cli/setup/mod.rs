@@ -117,7 +117,7 @@ impl Database {
         let Some(table) = self.catalog.table(&c.schema, &c.table) else {
             return Found::NoTable;
         };
-        let shadow = crate::cli::migrate::shadow_name(&c.column);
+        let shadow = crate::cli::rewrite::shadow_name(&c.column);
         let column = table.columns.iter().find(|col| col.name == c.column);
         if let (Some(col), Some(s)) = (column, table.columns.iter().find(|col| col.name == shadow))
         {

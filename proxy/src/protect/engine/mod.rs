@@ -216,12 +216,18 @@ impl Protection {
             });
         }
         // Views last: their definitions name the tables, children and other views above.
-        let views = views::map_views(
-            &catalog.views(),
-            &mut schema,
-            &mut children,
-            self.specs.len(),
-        );
+        // A view the rules list as a table of its own (with its key contexts) is mapped by
+        // the rules, as before views were mapped from their definitions.
+        let unlisted: Vec<_> = catalog
+            .views()
+            .into_iter()
+            .filter(|v| {
+                self.base
+                    .protected_columns_of(&v.schema, &v.name)
+                    .is_empty()
+            })
+            .collect();
+        let views = views::map_views(&unlisted, &mut schema, &mut children, self.specs.len());
         for (view, table) in &views.tables {
             child_tables.insert(view.clone(), table.clone());
         }
