@@ -412,14 +412,3 @@ async fn sessions_on_several_session_threads_drain_before_the_proxy_stops() {
         .get(0);
     assert_eq!(n, 10);
 }
-
-#[tokio::test]
-async fn zero_session_threads_is_refused_at_start() {
-    let settings = pgshroud::config::Settings::resolve(ConfigLayer {
-        upstream: Some("postgres://127.0.0.1:5432".into()),
-        session_threads: Some(0),
-        ..ConfigLayer::default()
-    });
-    let err = settings.unwrap_err().to_string();
-    assert!(err.contains("session_threads"), "{err}");
-}

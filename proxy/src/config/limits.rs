@@ -15,7 +15,8 @@ pub struct Limits {
     /// `None`: clients may stay idle forever.
     pub idle_timeout: Option<Duration>,
     pub shutdown_timeout: Duration,
-    /// Threads serving sessions, each with its own single-threaded runtime.
+    /// Threads serving sessions, each with its own single-threaded runtime; 0: sessions run on
+    /// the shared work-stealing runtime.
     pub session_threads: usize,
 }
 
@@ -31,9 +32,6 @@ pub(super) fn resolve(layer: &ConfigLayer) -> Result<Limits, ConfigError> {
             .filter(|s| *s > 0)
             .map(Duration::from_secs),
         shutdown_timeout: Duration::from_secs(layer.shutdown_timeout_secs()),
-        session_threads: match layer.session_threads {
-            Some(threads) => positive("session_threads", threads)?,
-            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        },
+        session_threads: layer.session_threads(),
     })
 }

@@ -8,6 +8,11 @@
 //! PgBouncer is one thread for the same reason; we keep one per core so the proxy still
 //! scales across cores.
 //!
+//! Measured on 2 cores (bench/RESULTS.md, third session) it did not pay there: CPU per
+//! transaction within noise of the work-stealing runtime and a worse p99 at 16 clients (a
+//! session waits for its busy thread where a work-stealing worker would have taken it). So
+//! `session_threads` defaults to 0, the shared work-stealing runtime; set it to try pinning.
+//!
 //! The acceptor (on the main runtime) hands each accepted socket to the thread serving the
 //! fewest sessions. A thread blocked by one session (a CPU-heavy statement analysis, a full
 //! audit queue with `audit_on_full = block`) stalls only the sessions on that thread.
@@ -47,10 +52,25 @@ pub struct SessionThreads {
 }
 
 impl SessionThreads {
-    /// Starts `count` threads (at least one).
+    /// Starts `count` threads; with 0, sessions run on the calling (work-stealing) runtime,
+    /// handed over by one task instead of a thread. Must be called within a runtime.
     pub fn start(count: usize, ctx: &Arc<ProxyContext>) -> Result<SessionThreads, String> {
-        let mut workers = Vec::with_capacity(count.max(1));
-        for index in 0..count.max(1) {
+        if count == 0 {
+            let (sender, receiver) = mpsc::unbounded_channel();
+            let (done_tx, done) = oneshot::channel();
+            let live = Arc::new(AtomicUsize::new(0));
+            let task_live = live.clone();
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                serve_handovers(receiver, ctx, task_live).await;
+                let _ = done_tx.send(());
+            });
+            return Ok(SessionThreads {
+                workers: vec![Worker { sender, live, done }],
+            });
+        }
+        let mut workers = Vec::with_capacity(count);
+        for index in 0..count {
             let (sender, receiver) = mpsc::unbounded_channel();
             let (done_tx, done) = oneshot::channel();
             let live = Arc::new(AtomicUsize::new(0));
