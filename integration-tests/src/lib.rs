@@ -24,3 +24,20 @@ pub async fn proxy() -> proxy::TestProxy {
 pub async fn proxy_with(layer: pgshroud::config::ConfigLayer) -> proxy::TestProxy {
     proxy::TestProxy::start(cluster().url(), layer).await
 }
+
+/// Runs a PostgreSQL client program of the test cluster's installation (psql, pg_dump,
+/// pg_restore) against `url`; its standard output, or its standard error on failure.
+pub async fn client_program(program: &str, url: &str, args: &[&str]) -> Result<String, String> {
+    let out = tokio::process::Command::new(cluster().program(program))
+        .arg("--dbname")
+        .arg(url)
+        .args(args)
+        .output()
+        .await
+        .expect("program runs");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}

@@ -131,6 +131,23 @@ impl RawClient {
         (c, pid, key.body[4..].to_vec())
     }
 
+    /// Opens a connection to `port` and sends a CancelRequest for `(pid, secret)` on it; the
+    /// connection is returned open (the proxy closes it once the server took the request).
+    pub async fn send_cancel(port: u16, pid: i32, secret: &[u8]) -> tokio::net::TcpStream {
+        let mut cancel = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("cancel connection");
+        let mut packet = ((12 + secret.len()) as u32).to_be_bytes().to_vec();
+        packet.extend_from_slice(&80_877_102u32.to_be_bytes());
+        packet.extend_from_slice(&pid.to_be_bytes());
+        packet.extend_from_slice(secret);
+        cancel
+            .write_all(&packet)
+            .await
+            .expect("cancel request sent");
+        cancel
+    }
+
     /// Whether the server closed the connection (reads hit end of stream).
     pub async fn is_closed(&mut self) -> bool {
         let mut byte = [0u8; 1];

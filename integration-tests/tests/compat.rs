@@ -15,7 +15,7 @@ use pgshroud_integration_tests::raw::build::{
 use pgshroud_integration_tests::raw::{build, error_codes, message, Msg, RawClient};
 use pgshroud_integration_tests::roles::{self, RolesFixture};
 use pgshroud_integration_tests::{cluster, users};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 const EMAIL: &str = "close@secret.example";
 
@@ -252,14 +252,7 @@ async fn a_cancel_connection_closes_only_after_the_server_took_the_request() {
         .get::<_, i64>(0)
         == 0
     {}
-    let mut cancel = tokio::net::TcpStream::connect(("127.0.0.1", p.port()))
-        .await
-        .unwrap();
-    let mut packet = 16u32.to_be_bytes().to_vec();
-    packet.extend_from_slice(&80_877_102u32.to_be_bytes());
-    packet.extend_from_slice(&pid.to_be_bytes());
-    packet.extend_from_slice(&secret);
-    cancel.write_all(&packet).await.unwrap();
+    let mut cancel = RawClient::send_cancel(p.port(), pid, &secret).await;
     // The server took the request and closed its connection; the relay holds the proxy's
     // side open, so the proxy must still hold the client's.
     relay.server_closed().await;

@@ -22,18 +22,7 @@ async fn with_customers() -> RolesFixture {
 
 /// Runs `program` with `args`, connected to `url`; standard output, or standard error.
 async fn run(program: &str, url: &str, args: &[&str]) -> Result<String, String> {
-    let out = tokio::process::Command::new(cluster().program(program))
-        .arg("--dbname")
-        .arg(url)
-        .args(args)
-        .output()
-        .await
-        .expect("program runs");
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
+    pgshroud_integration_tests::client_program(program, url, args).await
 }
 
 fn proxied(f: &RolesFixture, suffix: &str, db: &str) -> String {

@@ -112,18 +112,7 @@ async fn client_program(
         pgshroud_integration_tests::roles::PASSWORD,
         &f.db,
     );
-    let out = tokio::process::Command::new(pgshroud_integration_tests::cluster().program(program))
-        .arg("--dbname")
-        .arg(url)
-        .args(args)
-        .output()
-        .await
-        .expect("program runs");
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
+    pgshroud_integration_tests::client_program(program, &url, args).await
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use pgshroud_integration_tests::proxy::TestProxy;
 use pgshroud_integration_tests::raw::build::query;
 use pgshroud_integration_tests::raw::{error_codes, RawClient};
 use pgshroud_integration_tests::{cluster, proxy_with, users};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 /// `n` proxies with the same rules, master key and (when `shared`) cancel key.
 async fn instances(dir: &tempfile::TempDir, n: usize, shared: bool) -> Vec<TestProxy> {
@@ -47,14 +47,7 @@ async fn database() -> String {
 
 /// Sends a CancelRequest for `(pid, secret)` to `port` and waits until the proxy closes it.
 async fn send_cancel(port: u16, pid: i32, secret: &[u8]) {
-    let mut cancel = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let mut packet = ((12 + secret.len()) as u32).to_be_bytes().to_vec();
-    packet.extend_from_slice(&80_877_102u32.to_be_bytes());
-    packet.extend_from_slice(&pid.to_be_bytes());
-    packet.extend_from_slice(secret);
-    cancel.write_all(&packet).await.unwrap();
+    let mut cancel = RawClient::send_cancel(port, pid, secret).await;
     let mut rest = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(15), cancel.read_to_end(&mut rest)).await;
 }

@@ -46,6 +46,22 @@ struct Worker {
     done: oneshot::Receiver<()>,
 }
 
+impl Worker {
+    /// A worker's hand-over channel and the future that serves it (on a thread's runtime, or
+    /// as a task of the shared one); the future signals `done` once its sessions have ended.
+    fn new(ctx: &Arc<ProxyContext>) -> (Worker, impl std::future::Future<Output = ()> + Send) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let (done_tx, done) = oneshot::channel();
+        let live = Arc::new(AtomicUsize::new(0));
+        let serving = serve_handovers(receiver, ctx.clone(), live.clone());
+        let serving = async move {
+            serving.await;
+            let _ = done_tx.send(());
+        };
+        (Worker { sender, live, done }, serving)
+    }
+}
+
 /// The session threads of one listener.
 pub struct SessionThreads {
     workers: Vec<Worker>,
@@ -56,40 +72,24 @@ impl SessionThreads {
     /// handed over by one task instead of a thread. Must be called within a runtime.
     pub fn start(count: usize, ctx: &Arc<ProxyContext>) -> Result<SessionThreads, String> {
         if count == 0 {
-            let (sender, receiver) = mpsc::unbounded_channel();
-            let (done_tx, done) = oneshot::channel();
-            let live = Arc::new(AtomicUsize::new(0));
-            let task_live = live.clone();
-            let ctx = ctx.clone();
-            tokio::spawn(async move {
-                serve_handovers(receiver, ctx, task_live).await;
-                let _ = done_tx.send(());
-            });
+            let (worker, serving) = Worker::new(ctx);
+            tokio::spawn(serving);
             return Ok(SessionThreads {
-                workers: vec![Worker { sender, live, done }],
+                workers: vec![worker],
             });
         }
         let mut workers = Vec::with_capacity(count);
         for index in 0..count {
-            let (sender, receiver) = mpsc::unbounded_channel();
-            let (done_tx, done) = oneshot::channel();
-            let live = Arc::new(AtomicUsize::new(0));
+            let (worker, serving) = Worker::new(ctx);
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .map_err(|e| format!("cannot start session thread {index}: {e}"))?;
-            let ctx = ctx.clone();
-            let thread_live = live.clone();
             std::thread::Builder::new()
                 .name(format!("pgshroud-session-{index}"))
-                .spawn(move || {
-                    runtime.block_on(serve_handovers(receiver, ctx, thread_live));
-                    // Sessions' leftover tasks (none expected) end with the runtime.
-                    drop(runtime);
-                    let _ = done_tx.send(());
-                })
+                .spawn(move || runtime.block_on(serving))
                 .map_err(|e| format!("cannot start session thread {index}: {e}"))?;
-            workers.push(Worker { sender, live, done });
+            workers.push(worker);
         }
         Ok(SessionThreads { workers })
     }
