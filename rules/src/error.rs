@@ -111,6 +111,40 @@ pub enum Problem {
         other_logical: LogicalType,
     },
     #[error(
+        "column {tenant_column} is per_tenant but shares key_context \"{context}\" with \
+         {shared_column}, which is not; values sealed with a tenant key never equal values sealed \
+         with the shared column key, so mark both per_tenant or give them separate contexts"
+    )]
+    ContextTenancyMismatch {
+        context: String,
+        tenant_column: String,
+        shared_column: String,
+    },
+    #[error(
+        "tenant id \"{found}\" is not valid; write 1 to 63 letters, digits, `_`, `-` or `.`, \
+         starting with a letter or digit"
+    )]
+    BadTenantId { found: String },
+    #[error(
+        "tenant \"{tenant}\": {field} entry \"{found}\" is not a valid pattern; write a non-empty \
+         name without control characters, `*` matching any run of characters"
+    )]
+    BadTenantPattern {
+        tenant: String,
+        field: &'static str,
+        found: String,
+    },
+    #[error(
+        "tenant \"{tenant}\" has no users or cert_subjects, so no session can belong to it; add \
+         a matcher, or let the application name tenants (choose_tenant = true on its role)"
+    )]
+    TenantWithoutMatcher { tenant: String },
+    #[error(
+        "column {column} is per_tenant, but nothing gives a session a tenant; add [[tenants]] \
+         entries (id, users or cert_subjects) or set choose_tenant = true on the role that writes it"
+    )]
+    NoTenantSource { column: String },
+    #[error(
         "role \"{role}\" has no template; add template = one of {}",
         crate::template::Template::names()
     )]

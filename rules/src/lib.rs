@@ -11,6 +11,9 @@
 //!   `[roles.columns]` `"schema.table.column" = "<action>"` ([`Action`]), and
 //!   `[roles.compare]` `"*"` or `"schema.table.column"` `= true|false` (may the role compare
 //!   the column with values it supplies).
+//! - `[[tenants]]` `id` with matchers `users` / `cert_subjects`: the tenant of matching
+//!   sessions; a role with `choose_tenant = true` may name one per request instead. A column
+//!   with `per_tenant = true` is sealed with the session's tenant key.
 //! - `default_role`: the role for callers no role matches; required once roles exist. With
 //!   no roles it may name a template and defaults to `app`.
 
@@ -27,6 +30,7 @@ pub mod role;
 mod rules;
 pub mod table;
 pub mod template;
+pub mod tenant;
 
 pub use action::Action;
 pub use error::{Location, Problem, RulesError};
@@ -42,3 +46,4 @@ pub use role::{Identity, Role, STATEMENT_KINDS};
 pub use rules::Rules;
 pub use table::{Column, Table};
 pub use template::Template;
+pub use tenant::{is_valid_tenant_id, TenantRule};

@@ -55,6 +55,9 @@ pub struct Role {
     pub enforce: bool,
     /// Audit alert when the role reads more protected values than this in a minute.
     pub max_protected_values_per_minute: Option<u64>,
+    /// Whether sessions of this role may name their tenant per request
+    /// (`SET pgshroud.tenant`), overriding any `[[tenants]]` match.
+    pub choose_tenant: bool,
 }
 
 /// Who is calling, as the proxy knows once authentication succeeded.
@@ -87,6 +90,7 @@ impl Role {
             max_rows: None,
             enforce: false,
             max_protected_values_per_minute: None,
+            choose_tenant: false,
         }
     }
 

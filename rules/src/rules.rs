@@ -3,6 +3,7 @@
 use crate::role::{Identity, Role};
 use crate::table::{Column, Table};
 use crate::template::Template;
+use crate::tenant::TenantRule;
 
 /// A validated rules file. Built only by [`crate::parse`] / [`crate::load`], so every
 /// cross-reference (overrides, `default_role`, key contexts) is known to hold.
@@ -16,6 +17,8 @@ pub struct Rules {
     /// The role used when the file defines no roles: built from the template named by
     /// `default_role`.
     pub(crate) builtin: Role,
+    /// `[[tenants]]` in file order: the first whose matchers match a session gives its tenant.
+    pub tenants: Vec<TenantRule>,
 }
 
 impl Rules {
@@ -28,7 +31,29 @@ impl Rules {
             roles,
             default_role,
             builtin,
+            tenants: Vec::new(),
         }
+    }
+
+    pub(crate) fn with_tenants(mut self, tenants: Vec<TenantRule>) -> Rules {
+        self.tenants = tenants;
+        self
+    }
+
+    /// The tenant `[[tenants]]` gives the caller (first match in file order), if any. A role
+    /// with `choose_tenant` may replace it per request; that choice is the proxy's to track.
+    pub fn tenant_for(&self, who: &Identity) -> Option<&str> {
+        self.tenants
+            .iter()
+            .find(|t| t.matches(who))
+            .map(|t| t.id.as_str())
+    }
+
+    /// Whether any protected column is sealed per tenant.
+    pub fn has_per_tenant_columns(&self) -> bool {
+        self.tables
+            .iter()
+            .any(|t| t.columns.iter().any(|c| c.per_tenant))
     }
 
     /// The caller's role: the first role in file order with a matching matcher, else the

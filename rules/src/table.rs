@@ -20,6 +20,8 @@ pub struct Column {
     /// A shared key context, for columns whose values must compare equal across columns
     /// (join keys); `None` means the column's own `schema.table.column`.
     pub key_context: Option<String>,
+    /// Sealed with the session's tenant key instead of the master key's column key.
+    pub per_tenant: bool,
 }
 
 impl Table {
@@ -70,12 +72,14 @@ mod tests {
                     logical: LogicalType::Text,
                     modifier: None,
                     key_context: None,
+                    per_tenant: false,
                 },
                 Column {
                     name: "id".into(),
                     logical: LogicalType::Int8,
                     modifier: None,
                     key_context: Some("customer-id".into()),
+                    per_tenant: false,
                 },
             ],
         }

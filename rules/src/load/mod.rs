@@ -4,6 +4,7 @@
 mod raw;
 mod roles;
 mod tables;
+mod tenants;
 
 use std::ops::Range;
 use std::path::Path;
@@ -30,7 +31,9 @@ pub fn parse(text: &str, source: &str) -> Result<Rules, RulesError> {
     let tables = tables::build(raw.tables, &file)?;
     let roles = roles::build(raw.roles, &tables, &file)?;
     let default_role = default_role(raw.default_role, &roles, &file)?;
-    Ok(Rules::new(tables, roles, default_role))
+    let tenants = tenants::build(raw.tenants, &file)?;
+    tenants::check_sources(&tables, &roles, &tenants, &file)?;
+    Ok(Rules::new(tables, roles, default_role).with_tenants(tenants))
 }
 
 /// The file being validated: turns spans into `FILE:LINE` errors.
@@ -56,7 +59,7 @@ impl File<'_> {
             + 1
     }
 
-    fn at(&self, span: Option<Range<usize>>) -> Location {
+    pub(crate) fn at(&self, span: Option<Range<usize>>) -> Location {
         Location {
             source: self.source.to_owned(),
             line: span.map(|s| self.line(s)),

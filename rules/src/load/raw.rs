@@ -14,6 +14,18 @@ pub struct RawFile {
     pub tables: Vec<RawTable>,
     #[serde(default)]
     pub roles: Vec<RawRole>,
+    #[serde(default)]
+    pub tenants: Vec<RawTenant>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTenant {
+    pub id: Spanned<String>,
+    #[serde(default)]
+    pub users: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub cert_subjects: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -31,6 +43,7 @@ pub struct RawColumn {
     #[serde(rename = "type")]
     pub logical: Spanned<String>,
     pub key_context: Option<Spanned<String>>,
+    pub per_tenant: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -56,4 +69,5 @@ pub struct RawRole {
     pub max_rows: Option<Spanned<u64>>,
     pub enforce: Option<bool>,
     pub max_protected_values_per_minute: Option<Spanned<u64>>,
+    pub choose_tenant: Option<bool>,
 }

@@ -85,6 +85,7 @@ fn build_role_fields(raw: RawRole, tables: &[Table], file: &File) -> Result<Role
         raw.max_protected_values_per_minute,
         file,
     )?;
+    role.choose_tenant = raw.choose_tenant.unwrap_or(false);
     Ok(role)
 }
 

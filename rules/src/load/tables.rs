@@ -17,7 +17,7 @@ const MAX_CONTEXT_LEN: usize = 200;
 struct Seen {
     tables: HashMap<(String, String), usize>,
     /// context -> (qualified column, type)
-    contexts: HashMap<String, (String, LogicalType)>,
+    contexts: HashMap<String, (String, LogicalType, bool)>,
 }
 
 pub(super) fn build(raw: Vec<RawTable>, file: &File) -> Result<Vec<Table>, RulesError> {
@@ -110,6 +110,7 @@ fn build_column(
         logical,
         modifier,
         key_context,
+        per_tenant: raw.per_tenant.map(|p| p.into_inner()).unwrap_or(false),
     };
     check_shared_context(table, &column, span, file, seen)?;
     Ok(column)
@@ -139,7 +140,8 @@ fn check_context(
 
 /// Columns sharing a context compare ciphertexts, and values are canonicalised per type
 /// before encryption: an `int4` 7 and an `int8` 7 encrypt differently, so a join between
-/// them would silently find nothing. Refuse the mix.
+/// them would silently find nothing. Refuse the mix; likewise a per-tenant column and one
+/// sealed with the master key's column key (their ciphertexts never match either).
 fn check_shared_context(
     table: &Table,
     column: &Column,
@@ -150,7 +152,20 @@ fn check_shared_context(
     let context = table.context_of(column);
     let qualified = table.qualified_column(column);
     match seen.contexts.get(&context) {
-        Some((other_column, other_logical)) if *other_logical != column.logical => {
+        Some((other_column, _, other_per_tenant)) if *other_per_tenant != column.per_tenant => {
+            let (tenant_column, shared_column) = if column.per_tenant {
+                (qualified, other_column.clone())
+            } else {
+                (other_column.clone(), qualified)
+            };
+            let problem = Problem::ContextTenancyMismatch {
+                context,
+                tenant_column,
+                shared_column,
+            };
+            Err(file.error(span, problem))
+        }
+        Some((other_column, other_logical, _)) if *other_logical != column.logical => {
             let problem = Problem::ContextTypeMismatch {
                 context,
                 column: qualified,
@@ -162,7 +177,8 @@ fn check_shared_context(
         }
         Some(_) => Ok(()),
         None => {
-            seen.contexts.insert(context, (qualified, column.logical));
+            seen.contexts
+                .insert(context, (qualified, column.logical, column.per_tenant));
             Ok(())
         }
     }

@@ -733,3 +733,84 @@ template = "app"
         Problem::WriteWithoutCompare { .. }
     ));
 }
+
+const TENANT_TABLE: &str = r#"
+[[tables]]
+name = "public.notes"
+  [[tables.columns]]
+  name = "body"
+  type = "text"
+  per_tenant = true
+"#;
+
+#[test]
+fn tenants_map_sessions_and_columns_say_per_tenant() {
+    let text = format!(
+        "{TENANT_TABLE}\n[[tenants]]\nid = \"acme\"\nusers = [\"acme_*\"]\n\
+         [[tenants]]\nid = \"globex\"\nusers = [\"globex_app\", \"acme_globex\"]\n"
+    );
+    let rules = rules(&text);
+    assert!(rules.has_per_tenant_columns());
+    assert!(
+        rules
+            .column("public", "notes", "body")
+            .unwrap()
+            .1
+            .per_tenant
+    );
+    assert_eq!(rules.tenant_for(&who("acme_app")), Some("acme"));
+    // First entry in file order wins.
+    assert_eq!(rules.tenant_for(&who("acme_globex")), Some("acme"));
+    assert_eq!(rules.tenant_for(&who("globex_app")), Some("globex"));
+    assert_eq!(rules.tenant_for(&who("someone")), None);
+    assert!(!rules.role("app").unwrap().choose_tenant);
+}
+
+#[test]
+fn a_role_may_choose_its_tenant_instead() {
+    let text = format!(
+        "default_role = \"app\"\n{TENANT_TABLE}\n[[roles]]\nname = \"app\"\ntemplate = \"app\"\n\
+         users = [\"app\"]\nchoose_tenant = true\n"
+    );
+    let rules = rules(&text);
+    assert!(rules.role("app").unwrap().choose_tenant);
+    assert!(rules.tenants.is_empty());
+}
+
+#[test]
+fn per_tenant_columns_need_a_tenant_source() {
+    let (_, problem, shown) = fails(TENANT_TABLE);
+    assert!(matches!(problem, Problem::NoTenantSource { .. }), "{shown}");
+    assert!(shown.contains("public.notes.body"), "{shown}");
+}
+
+#[test]
+fn bad_tenant_entries_name_their_line() {
+    let text = format!("{TENANT_TABLE}\n[[tenants]]\nid = \"../etc\"\nusers = [\"x\"]\n");
+    let (line, problem, _) = fails(&text);
+    assert!(matches!(problem, Problem::BadTenantId { .. }));
+    assert_eq!(line, Some(line_of(&text, "../etc")));
+
+    let text = format!("{TENANT_TABLE}\n[[tenants]]\nid = \"acme\"\n");
+    let (_, problem, _) = fails(&text);
+    assert!(matches!(problem, Problem::TenantWithoutMatcher { .. }));
+
+    let text = format!("{TENANT_TABLE}\n[[tenants]]\nid = \"acme\"\nusers = [\"\"]\n");
+    let (_, problem, _) = fails(&text);
+    assert!(matches!(problem, Problem::BadTenantPattern { .. }));
+}
+
+#[test]
+fn a_context_is_either_per_tenant_or_shared() {
+    let text = format!(
+        "{TENANT_TABLE}  key_context = \"note\"\n[[tables]]\nname = \"public.drafts\"\n\
+         [[tables.columns]]\nname = \"body\"\ntype = \"text\"\nkey_context = \"note\"\n\
+         [[tenants]]\nid = \"acme\"\nusers = [\"acme_*\"]\n"
+    );
+    let (_, problem, shown) = fails(&text);
+    assert!(
+        matches!(problem, Problem::ContextTenancyMismatch { .. }),
+        "{shown}"
+    );
+    assert!(shown.contains("public.notes.body") && shown.contains("public.drafts.body"));
+}
