@@ -164,3 +164,152 @@ async fn timestamps_are_rounded_to_their_precision() {
     );
     assert_eq!(got, vec![vec![Some("2024-01-02 03:04:05.123".to_owned())]]);
 }
+
+/// Inputs whose display scale PostgreSQL keeps (or computes: `1.50e1` is `15.0`).
+const SCALED: [&str; 9] = [
+    "85000.50",
+    "85000.5",
+    "1.50e1",
+    "0.000",
+    "-0.00",
+    "NaN",
+    "15e-3",
+    "-123456789.000000001",
+    "7",
+];
+
+/// Every DataRow's first value, as sent (text or binary), for `sql` with results in `format`.
+async fn first_values(port: u16, db: &str, sql: &str, format: u16) -> Vec<Vec<u8>> {
+    let mut raw = RawClient::login_trust(port, users::TRUST, db).await;
+    let mut bind = b"\0\0".to_vec();
+    bind.extend_from_slice(&0u16.to_be_bytes());
+    bind.extend_from_slice(&0u16.to_be_bytes());
+    bind.extend_from_slice(&1u16.to_be_bytes());
+    bind.extend_from_slice(&format.to_be_bytes());
+    raw.send(&build::pipeline(&[
+        build::parse("", sql),
+        pgshroud_integration_tests::raw::message(b'B', &bind),
+        build::execute(""),
+        build::sync(),
+    ]))
+    .await;
+    let msgs = raw.recv_until_ready().await;
+    assert!(error_codes(&msgs).is_empty(), "{sql}");
+    msgs.iter()
+        .filter(|m| m.kind == b'D')
+        .map(|m| {
+            let len = i32::from_be_bytes(m.body[2..6].try_into().unwrap());
+            m.body[6..6 + len as usize].to_vec()
+        })
+        .collect()
+}
+
+async fn copied_out(c: &tokio_postgres::Client, sql: &str) -> Vec<u8> {
+    use futures_util::StreamExt;
+    let stream = c.copy_out(sql).await.expect("copy out");
+    let mut stream = std::pin::pin!(stream);
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk.expect("copy data"));
+    }
+    out
+}
+
+#[tokio::test]
+async fn keep_scale_numeric_reads_back_exactly_as_postgres_would() {
+    let f = Fixture::new().await;
+    let keep = RULES.replace(
+        "name = \"v_numeric\"\n  type = \"numeric\"",
+        "name = \"v_numeric\"\n  type = \"numeric\"\n  keep_scale = true",
+    );
+    assert_ne!(keep, RULES);
+    let (_dir, proxy) = proxy_with_rules(&keep, MASTER_KEY).await;
+    // The oracle: PostgreSQL's own numeric column, given the same inputs.
+    let admin = pgshroud_integration_tests::cluster::cluster()
+        .admin_client_for(&f.db)
+        .await;
+    admin
+        .batch_execute(
+            "CREATE TABLE oracle (id serial PRIMARY KEY, v numeric); GRANT ALL ON oracle TO PUBLIC",
+        )
+        .await
+        .unwrap();
+    let c = app(&proxy, &f).await;
+    for (i, input) in SCALED.iter().enumerate() {
+        admin
+            .execute(
+                "INSERT INTO oracle (v) VALUES ($1::text::numeric)",
+                &[input],
+            )
+            .await
+            .unwrap();
+        // Alternate: a literal in simple mode, a text parameter in extended mode.
+        if i % 2 == 0 {
+            c.simple_query(&format!("INSERT INTO typed (v_numeric) VALUES ('{input}')"))
+                .await
+                .unwrap();
+        } else {
+            let mut raw = RawClient::login_trust(proxy.port(), users::TRUST, &f.db).await;
+            raw.send(&build::pipeline(&[
+                build::parse("", "INSERT INTO typed (v_numeric) VALUES ($1)"),
+                build::bind("", "", &[input]),
+                build::execute(""),
+                build::sync(),
+            ]))
+            .await;
+            assert!(error_codes(&raw.recv_until_ready().await).is_empty());
+        }
+    }
+    // COPY FROM keeps the scale too.
+    let sink = c
+        .copy_in::<_, bytes::Bytes>("COPY typed (v_numeric) FROM STDIN")
+        .await
+        .unwrap();
+    {
+        use futures_util::SinkExt;
+        let mut sink = std::pin::pin!(sink);
+        sink.send(bytes::Bytes::from_static(b"1.500\n"))
+            .await
+            .unwrap();
+        sink.finish().await.unwrap();
+    }
+    admin
+        .execute("INSERT INTO oracle (v) VALUES ('1.500')", &[])
+        .await
+        .unwrap();
+    for format in [0u16, 1] {
+        let want = first_values(
+            pgshroud_integration_tests::cluster::cluster().port(),
+            &f.db,
+            "SELECT v FROM oracle ORDER BY id",
+            format,
+        )
+        .await;
+        let got = first_values(
+            proxy.port(),
+            &f.db,
+            "SELECT v_numeric FROM typed ORDER BY id",
+            format,
+        )
+        .await;
+        assert_eq!(got, want, "result format {format}");
+    }
+    let want = copied_out(&admin, "COPY (SELECT v FROM oracle ORDER BY id) TO STDOUT").await;
+    let got = copied_out(
+        &c,
+        "COPY (SELECT v_numeric FROM typed ORDER BY id) TO STDOUT",
+    )
+    .await;
+    assert_eq!(String::from_utf8(got), String::from_utf8(want));
+    // The price, as documented: equality tells the scales apart.
+    let found = c
+        .simple_query("SELECT id FROM typed WHERE v_numeric = 85000.50")
+        .await
+        .unwrap();
+    assert_eq!(rows(&found).len(), 1);
+    // Reported as unconstrained numeric.
+    assert_eq!(
+        described(&proxy, &f, "SELECT v_numeric FROM typed").await,
+        vec![(1700, -1)]
+    );
+}

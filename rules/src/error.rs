@@ -121,6 +121,21 @@ pub enum Problem {
         shared_column: String,
     },
     #[error(
+        "column {column}: keep_scale applies only to a numeric column without a modifier \
+         (numeric(p, s) prints its fixed scale already); remove it"
+    )]
+    KeepScaleNotApplicable { column: String },
+    #[error(
+        "columns {column} and {other_column} share key_context \"{context}\" but only one keeps \
+         the numeric scale (keep_scale); 1.50 would then match in one and not the other, so set \
+         it on both or neither"
+    )]
+    ContextScaleMismatch {
+        context: String,
+        column: String,
+        other_column: String,
+    },
+    #[error(
         "tenant id \"{found}\" is not valid; write 1 to 63 letters, digits, `_`, `-` or `.`, \
          starting with a letter or digit"
     )]

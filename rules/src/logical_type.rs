@@ -160,6 +160,12 @@ pub enum TypeModifier {
     Length(u32),
     /// `timestamp(p)`, `timestamptz(p)`: `p` fractional digits of seconds.
     Precision(u8),
+    /// Unconstrained `numeric` whose rules say `keep_scale = true`: not a PostgreSQL typmod
+    /// (the column reports -1), but the display scale each value was written with is kept in
+    /// the canonical form, so `85000.50` reads back as `85000.50`. The price: values equal
+    /// to PostgreSQL but written with different scales (`1.5`, `1.50`) encrypt differently,
+    /// so equality, unique indexes, joins and GROUP BY treat them as different.
+    KeepScale,
 }
 
 /// Largest `numeric` precision PostgreSQL accepts in a type modifier.
@@ -180,6 +186,7 @@ impl TypeModifier {
             // Bounded by VARCHAR_MAX_LENGTH, far below i32::MAX.
             TypeModifier::Length(n) => n as i32 + VARHDRSZ,
             TypeModifier::Precision(p) => i32::from(p),
+            TypeModifier::KeepScale => -1,
         }
     }
 
@@ -194,6 +201,7 @@ impl TypeModifier {
                 format!("timestamp({p}) with time zone")
             }
             (TypeModifier::Precision(p), _) => format!("timestamp({p}) without time zone"),
+            (TypeModifier::KeepScale, _) => "numeric".to_owned(),
         }
     }
 }

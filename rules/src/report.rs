@@ -32,6 +32,9 @@ fn columns_section(rules: &Rules, out: &mut String) {
         rows.push(vec![
             table.qualified_column(column),
             match column.modifier {
+                Some(keep @ crate::TypeModifier::KeepScale) => {
+                    format!("{} (keep_scale)", keep.type_name(column.logical))
+                }
                 Some(m) => m.type_name(column.logical),
                 None => column.logical.name().to_owned(),
             },

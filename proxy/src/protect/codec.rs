@@ -45,9 +45,9 @@ pub fn canonical(spec: &ColumnSpec, format: Format, value: &[u8]) -> Result<Vec<
     let canonical = match format {
         Format::Text => {
             let text = std::str::from_utf8(value).map_err(|_| invalid_input(spec))?;
-            values::canonical_from_text(spec.logical, text)
+            values::canonical_from_text_under(spec.logical, spec.modifier, text)
         }
-        Format::Binary => values::canonical_from_binary(spec.logical, value),
+        Format::Binary => values::canonical_from_binary_under(spec.logical, spec.modifier, value),
     }
     .map_err(|_| invalid_input(spec))?;
     match spec.modifier {

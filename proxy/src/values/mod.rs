@@ -29,7 +29,10 @@ mod uuid;
 use pgshroud_rules::LogicalType;
 
 pub use error::ValueError;
-pub use modifier::{apply_modifier, binary_with_modifier, text_with_modifier};
+pub use modifier::{
+    apply_modifier, binary_with_modifier, canonical_from_binary_under, canonical_from_text_under,
+    text_with_modifier,
+};
 
 /// Canonical bytes of a value the client sent in text format.
 pub fn canonical_from_text(t: LogicalType, text: &str) -> Result<Vec<u8>, ValueError> {

@@ -1,7 +1,8 @@
 //! Type modifiers of protected columns (`numeric(12, 2)`, `varchar(100)`, `timestamp(3)`):
 //! applied to a canonical value before encryption the way the typed column's input would
 //! (round, or refuse with PostgreSQL's error), and to output where they change it (numeric's
-//! display scale, so `85000.50` reads back as `85000.50`).
+//! display scale, so `85000.50` reads back as `85000.50`), and the `keep_scale` numeric,
+//! whose canonical form keeps the scale each value was written with.
 //!
 //! Rounding keeps the canonical form normalised: a value the modifier does not change encrypts
 //! exactly as it would without one, and equal values still encrypt alike.
@@ -9,6 +10,35 @@
 use pgshroud_rules::{LogicalType, TypeModifier};
 
 use super::{binary_from_canonical, numeric, text_from_canonical, ValueError};
+
+/// Canonical bytes of a text-format client value under the column's modifier: what
+/// [`super::canonical_from_text`] gives, except that `keep_scale` numerics keep their scale.
+pub fn canonical_from_text_under(
+    t: LogicalType,
+    modifier: Option<TypeModifier>,
+    text: &str,
+) -> Result<Vec<u8>, ValueError> {
+    match (t, modifier) {
+        (LogicalType::Numeric, Some(TypeModifier::KeepScale)) => {
+            numeric::from_text_keeping_scale(text)
+        }
+        _ => super::canonical_from_text(t, text),
+    }
+}
+
+/// [`canonical_from_text_under`] for a binary-format client value.
+pub fn canonical_from_binary_under(
+    t: LogicalType,
+    modifier: Option<TypeModifier>,
+    bytes: &[u8],
+) -> Result<Vec<u8>, ValueError> {
+    match (t, modifier) {
+        (LogicalType::Numeric, Some(TypeModifier::KeepScale)) => {
+            numeric::from_binary_keeping_scale(bytes)
+        }
+        _ => super::canonical_from_binary(t, bytes),
+    }
+}
 
 /// The canonical value as the typed column would store it.
 pub fn apply_modifier(
@@ -40,6 +70,9 @@ pub fn text_with_modifier(
         (LogicalType::Numeric, Some(TypeModifier::Numeric { scale, .. })) => {
             numeric::to_text_scaled(canonical, scale)
         }
+        (LogicalType::Numeric, Some(TypeModifier::KeepScale)) => {
+            numeric::to_text_keeping_scale(canonical)
+        }
         _ => text_from_canonical(t, canonical),
     }
 }
@@ -53,6 +86,9 @@ pub fn binary_with_modifier(
     match (t, modifier) {
         (LogicalType::Numeric, Some(TypeModifier::Numeric { scale, .. })) => {
             numeric::to_binary_scaled(canonical, scale)
+        }
+        (LogicalType::Numeric, Some(TypeModifier::KeepScale)) => {
+            numeric::to_binary_keeping_scale(canonical)
         }
         _ => binary_from_canonical(t, canonical),
     }

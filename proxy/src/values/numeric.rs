@@ -6,6 +6,8 @@
 //! cannot restore the scale the client wrote (PostgreSQL prints `1.50` back, pgshroud `1.5`),
 //! unless the rules file declares `numeric(p, s)`: then values are rounded to `s` and printed
 //! with `s` digits, as the typed column would (`modifier.rs`).
+//! A column with `keep_scale = true` keeps the written scale instead (`numeric/scale.rs`),
+//! at the price of equality between scales.
 
 use pgshroud_rules::LogicalType;
 
@@ -132,11 +134,17 @@ fn increment(digits: &mut Vec<u8>) {
 /// (any case), or `[+-]digits[.digits][e[+-]digits]` with at least one digit.
 /// `ty` names the type in errors (jsonb reuses this for its numbers).
 pub(super) fn parse(ty: LogicalType, text: &str) -> Result<Numeric, ValueError> {
+    parse_with_scale(ty, text).map(|(value, _)| value)
+}
+
+/// [`parse`], with the display scale `numeric_in` gives the value: the digits written after
+/// the point less the exponent, at least 0 (`1.50` has 2, `1.5e1` 0, `NaN` 0).
+fn parse_with_scale(ty: LogicalType, text: &str) -> Result<(Numeric, i64), ValueError> {
     let trimmed = trim_pg_space(text);
     match trimmed.to_ascii_lowercase().as_str() {
-        "nan" => return Ok(Numeric::NaN),
-        "infinity" | "+infinity" | "inf" | "+inf" => return Ok(Numeric::Infinity),
-        "-infinity" | "-inf" => return Ok(Numeric::NegInfinity),
+        "nan" => return Ok((Numeric::NaN, 0)),
+        "infinity" | "+infinity" | "inf" | "+inf" => return Ok((Numeric::Infinity, 0)),
+        "-infinity" | "-inf" => return Ok((Numeric::NegInfinity, 0)),
         _ => {}
     }
     let bad = || ValueError::syntax(ty, "expected a decimal number");
@@ -164,7 +172,8 @@ pub(super) fn parse(ty: LogicalType, text: &str) -> Result<Numeric, ValueError> 
     };
     let digits = [whole, fraction].concat();
     let fraction_len = i64::try_from(fraction.len()).map_err(|_| ValueError::OutOfRange { ty })?;
-    Decimal::new(ty, negative, digits, exponent - fraction_len).map(Numeric::Finite)
+    let scale = (fraction_len - exponent).max(0);
+    Decimal::new(ty, negative, digits, exponent - fraction_len).map(|d| (Numeric::Finite(d), scale))
 }
 
 fn parse_exponent(ty: LogicalType, text: &[u8]) -> Result<i64, ValueError> {
@@ -186,6 +195,11 @@ fn parse_exponent(ty: LogicalType, text: &[u8]) -> Result<i64, ValueError> {
     Ok(if negative { -value } else { value })
 }
 
+/// Any decimal text with its display scale, or `None`.
+fn from_canonical_any(text: &str) -> Option<(Numeric, i64)> {
+    parse_with_scale(TY, text).ok()
+}
+
 /// Reads canonical bytes back, refusing anything that is not exactly canonical.
 fn from_canonical(canonical: &[u8]) -> Result<Numeric, ValueError> {
     let not_canonical = || ValueError::canonical(TY, "not a normalised decimal");
@@ -200,6 +214,11 @@ fn from_canonical(canonical: &[u8]) -> Result<Numeric, ValueError> {
 /// Reads `numeric_send`'s format: ndigits, weight, sign, dscale (16 bits each), then
 /// ndigits base-10000 digits. Digits hidden by dscale are truncated, as `numeric_recv` does.
 fn decode_binary(bytes: &[u8]) -> Result<Numeric, ValueError> {
+    decode_binary_with_scale(bytes).map(|(value, _)| value)
+}
+
+/// [`decode_binary`], with the display scale the value carries.
+fn decode_binary_with_scale(bytes: &[u8]) -> Result<(Numeric, u16), ValueError> {
     let word = |i: usize| {
         bytes
             .get(2 * i..2 * i + 2)
@@ -219,9 +238,9 @@ fn decode_binary(bytes: &[u8]) -> Result<Numeric, ValueError> {
     let negative = match sign {
         SIGN_POSITIVE => false,
         SIGN_NEGATIVE => true,
-        SIGN_NAN => return Ok(Numeric::NaN),
-        SIGN_INFINITY => return Ok(Numeric::Infinity),
-        SIGN_NEG_INFINITY => return Ok(Numeric::NegInfinity),
+        SIGN_NAN => return Ok((Numeric::NaN, 0)),
+        SIGN_INFINITY => return Ok((Numeric::Infinity, 0)),
+        SIGN_NEG_INFINITY => return Ok((Numeric::NegInfinity, 0)),
         _ => return Err(ValueError::binary(TY, "invalid sign")),
     };
     if dscale > 0x3FFF {
@@ -246,7 +265,7 @@ fn decode_binary(bytes: &[u8]) -> Result<Numeric, ValueError> {
         digits.truncate(keep);
         exponent = -i64::from(dscale);
     }
-    Decimal::new(TY, negative, digits, exponent).map(Numeric::Finite)
+    Decimal::new(TY, negative, digits, exponent).map(|d| (Numeric::Finite(d), dscale))
 }
 
 impl Numeric {
@@ -404,6 +423,12 @@ impl Decimal {
         out
     }
 }
+
+mod scale;
+pub(super) use scale::{
+    from_binary_keeping_scale, from_text_keeping_scale, to_binary_keeping_scale,
+    to_text_keeping_scale,
+};
 
 #[cfg(test)]
 mod tests;

@@ -44,6 +44,7 @@ pub struct RawColumn {
     pub logical: Spanned<String>,
     pub key_context: Option<Spanned<String>>,
     pub per_tenant: Option<Spanned<bool>>,
+    pub keep_scale: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use super::raw::{RawColumn, RawTable};
 use super::File;
 use crate::error::{Problem, RulesError};
-use crate::logical_type::{parse_column_type, LogicalType};
+use crate::logical_type::{parse_column_type, LogicalType, TypeModifier};
 use crate::names::{is_identifier, split_table};
 use crate::table::{Column, Table};
 
@@ -16,8 +16,8 @@ const MAX_CONTEXT_LEN: usize = 200;
 #[derive(Default)]
 struct Seen {
     tables: HashMap<(String, String), usize>,
-    /// context -> (qualified column, type)
-    contexts: HashMap<String, (String, LogicalType, bool)>,
+    /// context -> (qualified column, type, per tenant, keeps numeric scale)
+    contexts: HashMap<String, (String, LogicalType, bool, bool)>,
 }
 
 pub(super) fn build(raw: Vec<RawTable>, file: &File) -> Result<Vec<Table>, RulesError> {
@@ -101,6 +101,7 @@ fn build_column(
             return Err(file.error(raw.logical.span(), problem));
         }
     };
+    let modifier = keep_scale(raw.keep_scale, logical, modifier, &qualified, file)?;
     let key_context = match raw.key_context {
         None => None,
         Some(context) => Some(check_context(context, &qualified, file)?),
@@ -114,6 +115,30 @@ fn build_column(
     };
     check_shared_context(table, &column, span, file, seen)?;
     Ok(column)
+}
+
+/// `keep_scale = true` turns an unconstrained `numeric` into one that keeps each value's display
+/// scale; on anything else it would mean nothing, so it is refused rather than ignored.
+fn keep_scale(
+    raw: Option<toml::Spanned<bool>>,
+    logical: LogicalType,
+    modifier: Option<TypeModifier>,
+    qualified: &str,
+    file: &File,
+) -> Result<Option<TypeModifier>, RulesError> {
+    match raw {
+        Some(flag) if *flag.get_ref() => {
+            if logical == LogicalType::Numeric && modifier.is_none() {
+                Ok(Some(TypeModifier::KeepScale))
+            } else {
+                let problem = Problem::KeepScaleNotApplicable {
+                    column: qualified.to_owned(),
+                };
+                Err(file.error(flag.span(), problem))
+            }
+        }
+        _ => Ok(modifier),
+    }
 }
 
 /// The type name before a modifier's parenthesis.
@@ -152,7 +177,7 @@ fn check_shared_context(
     let context = table.context_of(column);
     let qualified = table.qualified_column(column);
     match seen.contexts.get(&context) {
-        Some((other_column, _, other_per_tenant)) if *other_per_tenant != column.per_tenant => {
+        Some((other_column, _, other_per_tenant, _)) if *other_per_tenant != column.per_tenant => {
             let (tenant_column, shared_column) = if column.per_tenant {
                 (qualified, other_column.clone())
             } else {
@@ -165,7 +190,17 @@ fn check_shared_context(
             };
             Err(file.error(span, problem))
         }
-        Some((other_column, other_logical, _)) if *other_logical != column.logical => {
+        Some((other_column, other_logical, _, other_keeps))
+            if *other_logical == column.logical && *other_keeps != keeps_scale(column) =>
+        {
+            let problem = Problem::ContextScaleMismatch {
+                context,
+                column: qualified,
+                other_column: other_column.clone(),
+            };
+            Err(file.error(span, problem))
+        }
+        Some((other_column, other_logical, _, _)) if *other_logical != column.logical => {
             let problem = Problem::ContextTypeMismatch {
                 context,
                 column: qualified,
@@ -177,9 +212,18 @@ fn check_shared_context(
         }
         Some(_) => Ok(()),
         None => {
-            seen.contexts
-                .insert(context, (qualified, column.logical, column.per_tenant));
+            let entry = (
+                qualified,
+                column.logical,
+                column.per_tenant,
+                keeps_scale(column),
+            );
+            seen.contexts.insert(context, entry);
             Ok(())
         }
     }
+}
+
+fn keeps_scale(column: &Column) -> bool {
+    column.modifier == Some(TypeModifier::KeepScale)
 }

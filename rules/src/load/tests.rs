@@ -814,3 +814,45 @@ fn a_context_is_either_per_tenant_or_shared() {
     );
     assert!(shown.contains("public.notes.body") && shown.contains("public.drafts.body"));
 }
+
+#[test]
+fn keep_scale_is_for_unconstrained_numeric_only() {
+    let column = |ty: &str, extra: &str| {
+        format!(
+            "[[tables]]\nname = \"public.pay\"\n[[tables.columns]]\nname = \"amount\"\n\
+             type = \"{ty}\"\n{extra}"
+        )
+    };
+    let rules = rules(&column("numeric", "keep_scale = true\n"));
+    let (_, amount) = rules.column("public", "pay", "amount").unwrap();
+    assert_eq!(amount.modifier, Some(crate::TypeModifier::KeepScale));
+    assert_eq!(crate::TypeModifier::KeepScale.typmod(), -1);
+    assert!(crate::check_report(&rules).contains("numeric (keep_scale)"));
+    let plain = rules_plain(&column("numeric", "keep_scale = false\n"));
+    assert_eq!(plain, None);
+    for ty in ["numeric(12, 2)", "text", "int4"] {
+        let text = column(ty, "keep_scale = true\n");
+        let (line, problem, _) = fails(&text);
+        assert!(
+            matches!(problem, Problem::KeepScaleNotApplicable { .. }),
+            "{ty}"
+        );
+        assert_eq!(line, Some(line_of(&text, "keep_scale")));
+    }
+    // A shared context must agree: 1.50 would match in one column and not the other.
+    let text = format!(
+        "{}key_context = \"amt\"\n[[tables]]\nname = \"public.refunds\"\n[[tables.columns]]\n\
+         name = \"amount\"\ntype = \"numeric\"\nkey_context = \"amt\"\n",
+        column("numeric", "keep_scale = true\n")
+    );
+    let (_, problem, _) = fails(&text);
+    assert!(matches!(problem, Problem::ContextScaleMismatch { .. }));
+}
+
+fn rules_plain(text: &str) -> Option<crate::TypeModifier> {
+    rules(text)
+        .column("public", "pay", "amount")
+        .unwrap()
+        .1
+        .modifier
+}

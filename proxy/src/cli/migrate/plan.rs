@@ -228,7 +228,7 @@ impl Plan {
             .await?;
         if spec.logical == LogicalType::Numeric && spec.modifier.is_none() {
             self.notes.push(format!(
-                "{q}: numeric without a scale: equal values are stored alike, so the display scale (1.50 as against 1.5) is not kept"
+                "{q}: numeric without a scale: equal values are stored alike, so the display scale (1.50 as against 1.5) is not kept; set keep_scale = true on the column to keep it (equality then tells 1.5 from 1.50)"
             ));
         }
         if spec.logical == LogicalType::Jsonb {
