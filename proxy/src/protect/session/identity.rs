@@ -113,8 +113,12 @@ impl ProtectedSession {
         }
     }
 
-    /// Sends a tenant switch on its way: only where nothing else is outstanding, outside a
-    /// transaction block (so it commits, or fails, on its own).
+    /// Sends a tenant switch on its way: only where no statement is outstanding, outside a
+    /// transaction block (so it commits, or fails, on its own). Parses, Describes and Closes
+    /// run nothing, and a Sync after them leaves the session as it was (drivers close
+    /// statements they dropped that way, unanswered, before the next request); a Sync after
+    /// a `BEGIN` already answered would leave a block open, and the switch's ReadyForQuery
+    /// then ends the session (see `identity_ready`).
     pub(super) fn start_switch(&mut self, to: Option<String>) -> Result<(), PgError> {
         let busy = self.pending.iter().any(|e| {
             !matches!(
@@ -122,6 +126,7 @@ impl ProtectedSession {
                 Expect::ParseComplete { .. }
                     | Expect::DescribeStatement { .. }
                     | Expect::CloseComplete { .. }
+                    | Expect::Sync { .. }
             )
         });
         if !self.tenant.idle || busy {
