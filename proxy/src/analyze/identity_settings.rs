@@ -7,7 +7,7 @@
 
 use super::pg_reading::{self, PgStatement, SetForm, Setting};
 use super::settings::may_change_settings;
-use super::spelling;
+use super::{spelling, sql_text};
 
 /// The prefix of every identity setting (PostgreSQL folds setting names to lower case).
 pub const PREFIX: &str = "pgshroud.";
@@ -42,6 +42,9 @@ pub fn identity_touch(sql: &str) -> IdentityTouch {
             "a text PostgreSQL's grammar (as pgshroud reads it) does not parse".into(),
         );
     };
+    if let Some(refused) = run_text_refusal(sql) {
+        return IdentityTouch::Refused(refused);
+    }
     let mut reset_all = false;
     for statement in &reading.statements {
         if let Some(refused) = refusal(statement) {
@@ -68,28 +71,62 @@ pub fn identity_touch(sql: &str) -> IdentityTouch {
     }
 }
 
-/// [`identity_touch`] of a text in the client's encoding: text that is not UTF-8 is not parsed
-/// (PostgreSQL would read it in another encoding), so one the cheap gate flags is refused.
+/// [`identity_touch`] of a text in the client's encoding. Text that is not UTF-8 is not
+/// parsed (PostgreSQL reads it in another encoding); the names that matter are ASCII, which
+/// every client encoding PostgreSQL accepts keeps as single bytes, so such a text is refused
+/// only when its bytes show one of them (or a form that decodes into one).
 pub fn identity_touch_in(sql: &[u8]) -> IdentityTouch {
     match std::str::from_utf8(sql) {
         Ok(text) => identity_touch(text),
-        Err(_) if may_touch(&String::from_utf8_lossy(sql)) => IdentityTouch::Refused(
+        Err(_) if names_or_hides(&String::from_utf8_lossy(sql)) => IdentityTouch::Refused(
             "a text in a client encoding pgshroud does not read that may name them".into(),
         ),
         Err(_) => IdentityTouch::None,
     }
 }
 
-/// The cheap gate: the prefix anywhere (case-insensitively), the words that start setting
-/// changes (see [`may_change_settings`]), `pg_settings`, dynamic SQL (`EXECUTE`) and forms
-/// PostgreSQL decodes.
+/// The cheap gate: what [`names_or_hides`] flags, the words that start setting changes (see
+/// [`may_change_settings`]: `RESET ALL`, `DISCARD ALL`), and calls of server functions that
+/// run SQL text (`query_to_xml`, `dblink`, ...).
 fn may_touch(sql: &str) -> bool {
+    names_or_hides(sql) || may_change_settings(sql) || sql_text::may_run_sql_text(sql)
+}
+
+/// The words without which no text, however run, can change an identity setting: the prefix,
+/// `set_config`, `pg_settings`, dynamic SQL (`EXECUTE`, which can build any of them),
+/// `reset` (`RESET ALL` in a body), and forms PostgreSQL decodes into words the bytes do not
+/// show.
+fn names_or_hides(sql: &str) -> bool {
     let lower = sql.to_ascii_lowercase();
-    lower.contains("pgshroud")
-        || lower.contains("pg_settings")
-        || lower.contains("execute")
+    ["pgshroud", "set_config", "pg_settings", "execute", "reset"]
+        .iter()
+        .any(|w| lower.contains(w))
         || spelling::may_hide_text(sql)
-        || may_change_settings(sql)
+}
+
+/// SQL texts a statement hands to server functions that run them (`query_to_xml('SELECT
+/// set_config(...)')`): each is read like a statement of its own. A call whose text is
+/// computed is refused; calls that only read tables (`schema_to_xml`) and trigger creation
+/// (its function's body was checked when it was created through pgshroud) are not settings
+/// changes.
+fn run_text_refusal(sql: &str) -> Option<String> {
+    if !sql_text::may_run_sql_text(sql) {
+        return None;
+    }
+    match sql_text::sql_text_calls(sql) {
+        sql_text::SqlText::None => None,
+        sql_text::SqlText::Literals(texts) => texts
+            .iter()
+            .any(|t| identity_touch(t) != IdentityTouch::None)
+            .then(|| "SQL text run by a server function that changes them".to_owned()),
+        sql_text::SqlText::Unreadable(what)
+            if what.starts_with("creating a trigger")
+                || what.contains("which reads tables not named") =>
+        {
+            None
+        }
+        sql_text::SqlText::Unreadable(what) => Some(what),
+    }
 }
 
 /// The tenant a statement chooses: a top-level, session-level `SET pgshroud.tenant` with one
@@ -145,10 +182,10 @@ fn refusal(statement: &PgStatement) -> Option<String> {
     None
 }
 
-/// A code body is not read as the server will run it (PL/pgSQL, dynamic SQL): one that could
-/// set any setting, or names the prefix, is refused.
+/// A code body is not read as the server will run it (PL/pgSQL, dynamic SQL): one whose text
+/// shows a word that could change an identity setting is refused.
 fn body_may_touch(body: &str) -> bool {
-    may_touch(body)
+    names_or_hides(body)
 }
 
 #[cfg(test)]
@@ -197,6 +234,9 @@ mod tests {
             "DO $$ BEGIN EXECUTE 'SE' || 'T pgs' || 'hroud.tenant = 1'; END $$",
             "CREATE FUNCTION g() RETURNS void LANGUAGE plpgsql AS $$ BEGIN SET pgshroud.tenant = 'a'; END $$",
             "SET pgshroud.tenant = 'acme'; SELECT 1",
+            "SELECT query_to_xml('SELECT pg_catalog.set_config(''pgshroud.tenant'', ''x'', false)', true, false, '')",
+            "SELECT query_to_xml('SELECT set_' || 'config(1)', true, false, '')",
+            "DO $$ BEGIN RESET ALL; END $$",
             "SELECT set_config('pgshroud.tenant', 'acme', false",
         ] {
             assert!(refused(sql), "{sql}");
@@ -243,6 +283,8 @@ mod tests {
             "UPDATE t SET a = 1",
             "ALTER ROLE app SET search_path = app",
             "SHOW pgshroud.tenant",
+            "DO $$ BEGIN RAISE NOTICE 'what to do'; END $$",
+            "SELECT query_to_xml('SELECT 1', true, false, '')",
         ] {
             assert_eq!(identity_touch(sql), IdentityTouch::None, "{sql}");
         }

@@ -204,3 +204,109 @@ fn refused(what: &str) -> PgError {
     )
     .with_hint("pgshroud sets pgshroud.user, pgshroud.role and pgshroud.tenant from the identity it verified; row-level security policies rely on them. Only a role with choose_tenant may run SET pgshroud.tenant = 'id' (or RESET pgshroud.tenant), as a statement of its own.")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+
+    const RULES: &str = r#"
+default_role = "app"
+
+[[roles]]
+name = "app"
+template = "app"
+users = ["acme_app"]
+
+[[roles]]
+name = "pooled"
+template = "app"
+users = ["web"]
+choose_tenant = true
+
+[[tenants]]
+id = "acme"
+users = ["acme_app", "web"]
+"#;
+
+    fn ready(status: u8) -> BytesMut {
+        message(b'Z', &[status])
+    }
+
+    use bytes::BytesMut;
+
+    #[test]
+    fn the_rules_tenant_is_the_sessions_until_a_switch_is_answered() {
+        let mut s = session_under(RULES, "web");
+        assert_eq!(s.tenant(), Some("acme"));
+        let verdict = s.client_message(&query("SET pgshroud.tenant = 'globex'"));
+        assert!(matches!(verdict, Verdict::Forward), "{verdict:?}");
+        assert_eq!(s.tenant(), Some("acme"), "not before the server answered");
+        // Nothing else may be sent while the switch is unanswered.
+        let verdict = s.client_message(&query("SELECT 1"));
+        assert_eq!(refusal_code(&verdict).as_deref(), Some("25001"));
+        answer(&mut s, &["CSET\0"]);
+        assert!(matches!(s.server_message(&ready(b'I')), Verdict::Forward));
+        // The refused SELECT's answer.
+        s.server_message(&error("25001"));
+        s.server_message(&ready(b'I'));
+        assert_eq!(s.tenant(), Some("globex"));
+        // RESET puts back the rules' tenant.
+        s.client_message(&query("RESET pgshroud.tenant"));
+        answer(&mut s, &["CRESET\0"]);
+        s.server_message(&ready(b'I'));
+        assert_eq!(s.tenant(), Some("acme"));
+    }
+
+    #[test]
+    fn a_switch_that_fails_changes_nothing_and_one_in_a_block_ends_the_session() {
+        let mut s = session_under(RULES, "web");
+        for m in [
+            parse("", "SET pgshroud.tenant = 'globex'"),
+            bind("", ""),
+            execute(""),
+            sync(),
+        ] {
+            let verdict = s.client_message(&m);
+            assert!(refusal_code(&verdict).is_none(), "{verdict:?}");
+        }
+        // The proxy's own Describe follows the Parse (ParameterDescription, NoData).
+        answer(&mut s, &["1", "t\0\0", "n", "2", "CSET\0"]);
+        s.server_message(&error("40001"));
+        s.server_message(&ready(b'I'));
+        assert_eq!(s.tenant(), Some("acme"));
+        // Inside a transaction block: refused before it is sent.
+        s.client_message(&query("BEGIN"));
+        answer(&mut s, &["CBEGIN\0"]);
+        s.server_message(&ready(b'T'));
+        let verdict = s.client_message(&query("SET pgshroud.tenant = 'globex'"));
+        assert_eq!(refusal_code(&verdict).as_deref(), Some("25001"));
+        s.server_message(&error("25001"));
+        s.server_message(&ready(b'E'));
+        s.client_message(&query("ROLLBACK"));
+        answer(&mut s, &["CROLLBACK\0"]);
+        s.server_message(&ready(b'I'));
+        // A switch the server answers inside a block (a BEGIN answered but its ReadyForQuery
+        // not yet in): pgshroud cannot tell, so the session ends.
+        s.client_message(&query("SET pgshroud.tenant = 'globex'"));
+        answer(&mut s, &["CSET\0"]);
+        assert_eq!(end_code(s.server_message(&ready(b'T'))), "08P01");
+    }
+
+    #[test]
+    fn roles_that_may_not_choose_and_bad_ids_are_refused() {
+        let mut app = session_under(RULES, "acme_app");
+        let verdict = app.client_message(&query("SET pgshroud.tenant = 'globex'"));
+        assert_eq!(refusal_code(&verdict).as_deref(), Some("42501"));
+        let mut web = session_under(RULES, "web");
+        let verdict = web.client_message(&query("SET pgshroud.tenant = '../x'"));
+        assert_eq!(refusal_code(&verdict).as_deref(), Some("22023"));
+        let verdict = web.client_message(&parse("", "SELECT set_config($1, 'x', false)"));
+        assert_eq!(refusal_code(&verdict).as_deref(), Some("42501"));
+        // A FunctionCall of set_config by OID.
+        let mut call = 2078u32.to_be_bytes().to_vec();
+        call.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        let verdict = web.client_message(&message(b'F', &call));
+        assert_eq!(refusal_code(&verdict).as_deref(), Some("42501"));
+        assert_eq!(web.tenant(), Some("acme"));
+    }
+}
