@@ -33,6 +33,7 @@ pub mod exposing;
 mod expr;
 mod from;
 mod guard;
+pub mod identity_settings;
 mod kind;
 mod limits;
 mod links;

@@ -64,6 +64,15 @@ pub struct PgStatement {
     pub settings: Vec<Setting>,
     /// Bodies of `DO` blocks and created functions or procedures, decoded.
     pub bodies: Vec<String>,
+    /// Every `SET`/`RESET` node anywhere in the statement: the statement itself, and the
+    /// `SET` clauses of functions, procedures, roles, databases and `ALTER SYSTEM`.
+    pub variable_sets: Vec<VariableSet>,
+    /// The settings `set_config` calls name (also in `settings`).
+    pub set_config_names: Vec<Setting>,
+    /// `DISCARD ALL` (not `DISCARD PLANS`/`SEQUENCES`/`TEMP`, which leave settings alone).
+    pub discards_all: bool,
+    /// An `UPDATE` anywhere in the statement (a data-modifying WITH query included).
+    pub updates: bool,
     /// Every decoded string in the tree: names of relations, columns, functions, aliases,
     /// constants' values, code bodies. What the statement can name, as the server reads it.
     pub strings: Vec<String>,
@@ -126,6 +135,32 @@ impl std::fmt::Debug for PgConstant {
 pub struct PgParam {
     pub number: usize,
     pub location: usize,
+}
+
+/// A `SET`/`RESET` node (`VariableSetStmt`) as PostgreSQL's grammar reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VariableSet {
+    /// The setting's name, lower case (empty for `RESET ALL`).
+    pub name: String,
+    pub form: SetForm,
+    /// `SET LOCAL`.
+    pub local: bool,
+    /// The node is the statement itself, not a clause of another (`ALTER ROLE ... SET`).
+    pub top: bool,
+}
+
+/// Which kind of `SET`/`RESET` a node is (PostgreSQL's `VariableSetKind`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetForm {
+    /// `SET name = value`: the value when it is one constant (`None`: a list, or not a
+    /// constant).
+    Value(Option<String>),
+    /// `SET name TO DEFAULT`, `RESET name`.
+    Default,
+    /// `RESET ALL`.
+    ResetAll,
+    /// `SET name FROM CURRENT` and multi-setting forms (`SET TRANSACTION ...`).
+    Other,
 }
 
 /// A session setting a statement changes.
@@ -210,13 +245,53 @@ fn statement(sql: &str, raw: &Value) -> PgStatement {
         stores_executed_rows: false,
         settings: Vec::new(),
         bodies: Vec::new(),
+        variable_sets: Vec::new(),
+        set_config_names: Vec::new(),
+        discards_all: false,
+        updates: false,
         strings: Vec::new(),
     };
     if let Some(node) = node {
         top_level(node, &mut out);
         walk(node, &mut Vec::new(), &mut out);
+        // The walk visits the statement's own node first.
+        if let (Some(first), true) = (out.variable_sets.first_mut(), is_set_statement(node)) {
+            first.top = true;
+        }
     }
     out
+}
+
+fn is_set_statement(node: &Value) -> bool {
+    node.get("VariableSetStmt").is_some()
+}
+
+/// A `VariableSetStmt` node's name, form and scope (`top` is decided by the caller).
+fn variable_set(body: &Value) -> VariableSet {
+    let args: Vec<&Value> = body
+        .get("args")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    // PostgreSQL's VariableSetKind, as pg_query numbers it (0 is "undefined").
+    let form = match body.get("kind").and_then(Value::as_i64) {
+        Some(1) => SetForm::Value(match args.as_slice() {
+            [one] => one
+                .get("node")
+                .and_then(|n| n.get("AConst"))
+                .and_then(constant_value),
+            _ => None,
+        }),
+        Some(2) | Some(5) => SetForm::Default,
+        Some(6) => SetForm::ResetAll,
+        _ => SetForm::Other,
+    };
+    VariableSet {
+        name: str_field(body, "name").to_ascii_lowercase(),
+        form,
+        local: body.get("is_local").and_then(Value::as_bool) == Some(true),
+        top: false,
+    }
 }
 
 /// What only the statement's own top node says: settings it changes, code it creates or runs.
@@ -235,7 +310,11 @@ fn top_level(node: &Value, out: &mut PgStatement) {
                     .push(Setting::Named(setting.to_ascii_lowercase()));
             }
         }
-        "DiscardStmt" => out.settings.push(Setting::All),
+        "DiscardStmt" => {
+            out.settings.push(Setting::All);
+            // pg_query numbers DiscardMode from 1: DISCARD_ALL.
+            out.discards_all = body.get("target").and_then(Value::as_i64) == Some(1);
+        }
         "CopyStmt" => out.copy_options = def_elems(body.get("options")),
         "CreateTableAsStmt" => {
             out.stores_executed_rows = body
@@ -404,9 +483,18 @@ fn object(map: &Map<String, Value>, ctes: &[String], out: &mut PgStatement) {
             out.functions.push(name.to_owned());
         }
         if let Some(setting) = set_config_target(call) {
+            out.set_config_names.push(setting.clone());
             out.settings.push(setting);
         }
     }
+    // A node where any node may stand, and the typed `setstmt` field of `ALTER ROLE`,
+    // `ALTER DATABASE` and `ALTER SYSTEM`.
+    for key in ["VariableSetStmt", "setstmt"] {
+        if let Some(set) = map.get(key).filter(|s| s.is_object()) {
+            out.variable_sets.push(variable_set(set));
+        }
+    }
+    out.updates |= map.contains_key("UpdateStmt");
 }
 
 /// The last part of a `FuncCall`'s name, as PostgreSQL decoded it.

@@ -335,7 +335,7 @@ const PG_ROLES_QUERY: &str = "SELECT r.rolname FROM pg_catalog.pg_roles r \
 
 /// Runs one simple query of the proxy's own on the session's connection, before the client
 /// may send anything, and returns its rows in text format.
-async fn query_rows(
+pub(crate) async fn query_rows(
     server: &mut Stream,
     buf: &mut FrameBuffer,
     sql: &str,

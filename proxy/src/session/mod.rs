@@ -7,6 +7,7 @@ pub mod auth_error;
 pub mod cancel;
 pub mod cancel_key;
 pub mod handshake;
+pub mod identity;
 pub mod login;
 pub mod outgoing;
 pub mod pass_through;
@@ -26,6 +27,7 @@ use tracing::{debug, info, warn, Instrument};
 use self::auth::AuthExchange;
 use self::auth_error::AuthError;
 use self::handshake::{send_and_close, Handshake, HandshakeError};
+use self::identity::IdentitySettings;
 use self::pass_through::PassThrough;
 use self::relay::{Inbound, RelayEnd, ServerPath, MAX_SERVER_MESSAGE};
 use crate::audit::{ConnectionAudit, ConnectionInfo};
@@ -190,7 +192,8 @@ async fn run_session(
         .and_then(|()| {
             handshake::check_replication(&startup, &ctx.settings.replication_users)
                 .map_err(|e| (e, Why::AuthFailed))
-        });
+        })
+        .and_then(|()| identity::check_client_startup(&startup).map_err(|e| (e, Why::AuthFailed)));
     if let Err((error, why)) = refused {
         info!("refused: {error}");
         audit.with(|a| a.auth_failed(Some(error.code)));
@@ -199,6 +202,24 @@ async fn run_session(
         return;
     }
 
+    // The identity settings travel as startup parameters of the upstream connection (see
+    // `identity`); a replication connection runs no policies and gets none.
+    let cert_subject = client.peer_cert_subject();
+    let identity = match (&ctx.protection, startup.replication()) {
+        (Some(live), Replication::No) => Some(IdentitySettings::for_caller(
+            &live.current().rules,
+            &pgshroud_rules::Identity {
+                user,
+                pg_roles: &[],
+                cert_subject: cert_subject.as_deref(),
+            },
+        )),
+        _ => None,
+    };
+    let upstream_startup = match &identity {
+        Some(identity) => identity.upstream_startup(&startup),
+        None => startup.clone(),
+    };
     let login = async {
         negotiate_version(&mut client, &startup).await?;
         let cert_required = ctx
@@ -219,7 +240,7 @@ async fn run_session(
             None => None,
         };
         let mut server = ctx.upstream.connect().await?;
-        server.write_all(&startup.encode_v3()).await?;
+        server.write_all(&upstream_startup.encode_v3()).await?;
         server.flush().await?;
         let authenticated = AuthExchange {
             client: &mut client,
@@ -279,7 +300,7 @@ async fn run_session(
     let caller = Caller {
         user: startup.user().unwrap_or_default().to_owned(),
         pg_roles: Vec::new(),
-        cert_subject: client.peer_cert_subject(),
+        cert_subject,
         addr: peer.ip(),
     };
     // A replication connection (of a user in `replication_users`) is relayed as is: a physical
@@ -288,6 +309,7 @@ async fn run_session(
         Box::pin(statement_path(
             ctx,
             caller,
+            identity.as_ref(),
             audit,
             &mut server,
             &mut server_buf,
@@ -337,6 +359,7 @@ fn count_end(metrics: &crate::ops::metrics::Metrics, end: &RelayEnd) {
 async fn statement_path(
     ctx: &ProxyContext,
     mut caller: Caller,
+    identity: Option<&IdentitySettings>,
     audit: &AuditGuard,
     server: &mut Stream,
     server_buf: &mut FrameBuffer,
@@ -366,12 +389,23 @@ async fn statement_path(
         .await
         .map_err(lost)?;
     protection.report_problems(&catalog, &ctx.metrics);
-    Ok(StatementPath::protected(ProtectedSession::new(
-        live.clone(),
-        caller,
-        catalog,
-        ctx.metrics.clone(),
-    )))
+    let mut session = ProtectedSession::new(live.clone(), caller, catalog, ctx.metrics.clone());
+    // The role depends on PostgreSQL role memberships, looked up only now: set it for the
+    // session (RESET ALL and DISCARD ALL would then put back the startup guess: refused).
+    let role = &policy.role().name;
+    if identity.is_some_and(|i| i.role != *role) {
+        let sql = identity::set_role_statement(role).ok_or_else(|| {
+            PgError::fatal(
+                sqlstate::CONNECTION_EXCEPTION,
+                "the role's name cannot be a setting value",
+            )
+        })?;
+        catalog::query_rows(server, server_buf, &sql)
+            .await
+            .map_err(lost)?;
+        session.refuse_identity_resets();
+    }
+    Ok(StatementPath::protected(session))
 }
 
 /// Answers a client that asked for a newer minor version or `_pq_` options the way

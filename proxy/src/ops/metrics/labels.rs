@@ -146,6 +146,9 @@ label_enum! {
         RowLimit => "row_limit",
         /// A write to a protected column that has no guard in the database: 55000.
         Unguarded => "unguarded_column",
+        /// A change of pgshroud's identity settings (`pgshroud.*`) the client may not make:
+        /// 42501 (or a tenant switch where its outcome would be uncertain: 25001).
+        IdentitySetting => "identity_setting",
     }
 }
 

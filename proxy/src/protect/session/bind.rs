@@ -117,6 +117,9 @@ impl ProtectedSession {
             Ok(info) => info,
             Err(error) => return self.refuse_extended(&error),
         };
+        if let Err(error) = self.check_identity_bind(info.query.as_deref()) {
+            return self.refuse_extended(&error);
+        }
         let params: Vec<(usize, ParamSpec, u32)> = info
             .params()
             .iter()

@@ -81,25 +81,26 @@ impl ProtectedSession {
     /// and the caller's role.
     pub fn audit_view(&self, sql: &str) -> AuditView {
         let plan = self.layout.mentions_protected(sql).then(|| self.plan(sql));
-        let refused = match &plan {
-            Some(p) => {
-                matches!(p.action, PlanAction::Refused(_))
-                    || self.policy.check(p).is_err()
-                    || self
-                        .policy
+        let refused = self.identity_refuses(sql)
+            || match &plan {
+                Some(p) => {
+                    matches!(p.action, PlanAction::Refused(_))
+                        || self.policy.check(p).is_err()
+                        || self
+                            .policy
+                            .check_sql_text(sql, &self.layout.schema)
+                            .is_err()
+                }
+                None => {
+                    self.policy
                         .check_sql_text(sql, &self.layout.schema)
                         .is_err()
-            }
-            None => {
-                self.policy
-                    .check_sql_text(sql, &self.layout.schema)
-                    .is_err()
-                    || self.policy.restricts_statements()
-                        && analyze::statement_kinds(sql)
-                            .into_iter()
-                            .any(|k| self.policy.check_kind(k).is_err())
-            }
-        };
+                        || self.policy.restricts_statements()
+                            && analyze::statement_kinds(sql)
+                                .into_iter()
+                                .any(|k| self.policy.check_kind(k).is_err())
+                }
+            };
         AuditView {
             plan,
             refused,

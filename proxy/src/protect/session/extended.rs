@@ -132,6 +132,10 @@ impl ProtectedSession {
                 format!("prepared statement \"{}\" already exists", parse.name),
             ));
         }
+        // A tenant switch starts at its Bind; everything else touching pgshroud.* is refused.
+        if let Err(error) = self.check_identity(&parse.query) {
+            return self.refuse_extended(&error);
+        }
         let unsettling = self.follow_settings(&parse.query);
         if std::mem::take(&mut self.catalog_stale) {
             self.refresh_at_sync = true;

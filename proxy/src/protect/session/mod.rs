@@ -15,6 +15,7 @@ mod checks;
 mod copy;
 mod errors;
 mod extended;
+mod identity;
 mod lookup;
 mod replies;
 mod results;
@@ -236,6 +237,8 @@ pub struct ProtectedSession {
     /// asked about again.
     unknown_origins: std::collections::HashSet<u32>,
     plain_origins: std::collections::HashSet<u32>,
+    /// `pgshroud.tenant` as the server holds it (see `identity`).
+    tenant: identity::TenantState,
 }
 
 impl ProtectedSession {
@@ -252,6 +255,10 @@ impl ProtectedSession {
         let ciphers = Ciphers::new(shared.keys.clone());
         let layout = shared.layout(&catalog);
         let policy = Arc::new(Policy::for_caller(&shared.rules, &caller));
+        let tenant = shared
+            .rules
+            .tenant_for(&caller.identity())
+            .map(str::to_owned);
         ProtectedSession {
             metrics,
             revealed: RevealCounts::default(),
@@ -283,6 +290,7 @@ impl ProtectedSession {
             catalog_behind: false,
             unknown_origins: Default::default(),
             plain_origins: Default::default(),
+            tenant: identity::TenantState::new(tenant),
         }
     }
 
@@ -313,7 +321,7 @@ impl ProtectedSession {
             frontend::EXECUTE => self.execute(frame),
             frontend::CLOSE => self.close(frame),
             frontend::SYNC => self.sync(frame),
-            frontend::FUNCTION_CALL => self.function_call(),
+            frontend::FUNCTION_CALL => self.function_call(frame),
             frontend::COPY_DATA | frontend::COPY_DONE | frontend::COPY_FAIL => {
                 let verdict = self.copy_from_client(frame);
                 let ends_copy = match &verdict {
@@ -400,12 +408,18 @@ impl ProtectedSession {
                 self.statement_done(frame);
                 Verdict::Forward
             }
-            backend::ERROR_RESPONSE => self.error_response(frame),
+            backend::ERROR_RESPONSE => {
+                self.identity_error();
+                self.error_response(frame)
+            }
             // A notice has no key DETAIL to place: its DETAIL is free text too.
             backend::NOTICE_RESPONSE => {
                 scrub_fields(frame, &NOTICE_FIELDS).map_or(Verdict::Forward, Verdict::Replace)
             }
-            backend::READY_FOR_QUERY => self.ready_for_query(frame),
+            backend::READY_FOR_QUERY => match frame.get(5).and_then(|&s| self.identity_ready(s)) {
+                Some(end) => end,
+                None => self.ready_for_query(frame),
+            },
             _ => Verdict::Forward,
         }
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 
-use super::{Expect, ProtectedSession, SqlTickets, Text};
+use super::{identity, Expect, ProtectedSession, SqlTickets, Text};
 use crate::ops::metrics::{CryptoOp, ProtectedValueAction};
 use crate::protect::engine::{Plan, PlanAction};
 use crate::protect::policy::RoleRefusal;
@@ -18,7 +18,19 @@ use crate::protocol::verdict::Verdict;
 impl ProtectedSession {
     /// A FunctionCall runs a function by OID, outside any text the proxy could read: a role
     /// with a `statements` list must list `function_call` for it.
-    pub(super) fn function_call(&mut self) -> Verdict {
+    pub(super) fn function_call(&mut self, frame: &[u8]) -> Verdict {
+        // set_config by OID would change an identity setting past every text check.
+        let oid = frame
+            .get(5..9)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        let identity = match oid {
+            Some(identity::SET_CONFIG_OID) => Err(self.set_config_call_refused()),
+            _ => self.check_identity(b"").map(|_| ()),
+        };
+        if let Err(error) = identity {
+            self.push_query(None, false);
+            return self.refuse_query(&error);
+        }
         let role = self.policy.role();
         if !self.policy.allows_function_call() {
             let error = PgError::error(
@@ -102,6 +114,13 @@ impl ProtectedSession {
                 "malformed Query message: pgshroud does not pass on messages it cannot read",
             ));
         };
+        let switch = self
+            .check_identity(bytes)
+            .and_then(|to| to.map_or(Ok(()), |to| self.start_switch(to)));
+        if let Err(error) = switch {
+            self.push_query(None, false);
+            return self.refuse_query(&error);
+        }
         let unsettling = self.follow_settings(bytes);
         let sql = match self.statement_text(bytes) {
             Ok(Text::Readable(sql)) => sql,

@@ -266,3 +266,9 @@ pub(super) fn end_code(verdict: Verdict) -> String {
         other => panic!("expected the session to end, got {other:?}"),
     }
 }
+
+/// A session of `user` under `rules` (a rules file's text), with no catalog.
+pub(super) fn session_under(rules: &str, user: &str) -> ProtectedSession {
+    let rules = pgshroud_rules::parse(rules, "rules.toml").expect("rules");
+    session(rules, user, Catalog::default())
+}

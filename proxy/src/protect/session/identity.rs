@@ -1,0 +1,312 @@
+//! The session's identity settings as the server holds them (`pgshroud.user`, `.role`,
+//! `.tenant`, given as startup parameters, so `RESET ALL` and `DISCARD ALL` put them back):
+//! refusing every client change but a role's own choice of tenant, and tracking that choice
+//! exactly. A tenant switch is accepted only where its outcome is certain: a session-level
+//! `SET`/`RESET pgshroud.tenant` sent alone, outside a transaction block, with nothing else
+//! outstanding; it takes effect at the ReadyForQuery that ends it without an error, and
+//! nothing else may be sent until then. [`ProtectedSession::tenant`] is the one accessor.
+
+use super::{Expect, ProtectedSession};
+use crate::analyze::identity_settings::{identity_touch_in, IdentityTouch, TENANT};
+use crate::ops::metrics::RefusalReason;
+use crate::protocol::error::{sqlstate, PgError};
+use crate::protocol::verdict::Verdict;
+
+/// `invalid_parameter_value`: a tenant id that is not a plain name.
+const INVALID_PARAMETER_VALUE: &str = "22023";
+/// `active_sql_transaction`: a tenant switch where its outcome would be uncertain.
+const ACTIVE_SQL_TRANSACTION: &str = "25001";
+/// `set_config(text, text, boolean)` in every PostgreSQL (pg_proc.dat), which a FunctionCall
+/// message could run by OID.
+pub(super) const SET_CONFIG_OID: u32 = 2078;
+
+/// What the server holds for the session's tenant.
+#[derive(Debug, Default)]
+pub(super) struct TenantState {
+    /// The startup parameter: what `RESET` puts back (the rules' tenant for the caller).
+    startup: Option<String>,
+    /// What the server holds now.
+    current: Option<String>,
+    /// A switch sent and not yet settled by its ReadyForQuery.
+    in_flight: Option<Switch>,
+    /// The last ReadyForQuery said "idle" (no transaction block).
+    idle: bool,
+    /// `pgshroud.role` was set after login (the rules match on PostgreSQL roles, known only
+    /// then): `RESET ALL`/`DISCARD ALL` would put back the role guessed before it, so they
+    /// are refused.
+    resets_refused: bool,
+}
+
+#[derive(Debug)]
+struct Switch {
+    to: Option<String>,
+    failed: bool,
+}
+
+impl TenantState {
+    pub(super) fn new(startup: Option<String>) -> TenantState {
+        TenantState {
+            current: startup.clone(),
+            startup,
+            in_flight: None,
+            idle: true,
+            resets_refused: false,
+        }
+    }
+}
+
+impl ProtectedSession {
+    /// The tenant the server holds for this session now (`pgshroud.tenant`): the rules'
+    /// tenant for the caller, or the one a `choose_tenant` role switched to, once the server
+    /// confirmed the switch. `None`: no tenant.
+    pub fn tenant(&self) -> Option<&str> {
+        self.tenant.current.as_deref()
+    }
+
+    /// `pgshroud.role` was set after login: refuse what would put the startup value back.
+    pub fn refuse_identity_resets(&mut self) {
+        self.tenant.resets_refused = true;
+    }
+
+    /// The identity-setting check of a statement text (a Query's or a Parse's): refused, or
+    /// the tenant it would switch to (`Some(tenant)`), or nothing to do (`None`).
+    pub(super) fn check_identity(&self, text: &[u8]) -> Result<Option<Option<String>>, PgError> {
+        if self.tenant.in_flight.is_some() {
+            return Err(self.identity_refused(PgError::error(
+                ACTIVE_SQL_TRANSACTION,
+                format!("pgshroud is waiting for the answer to a switch of {TENANT}: wait for it before sending another statement"),
+            )));
+        }
+        match identity_touch_in(text) {
+            IdentityTouch::None => Ok(None),
+            IdentityTouch::Refused(what) => Err(self.identity_refused(refused(&what))),
+            IdentityTouch::ResetAll if self.tenant.resets_refused => {
+                Err(self.identity_refused(refused("RESET ALL / DISCARD ALL, which would put pgshroud.role back to the value of another role, in a session whose role depends on PostgreSQL role membership")))
+            }
+            IdentityTouch::ResetAll if self.tenant.current == self.tenant.startup => Ok(None),
+            IdentityTouch::ResetAll => Ok(Some(self.tenant.startup.clone())),
+            IdentityTouch::ChooseTenant(_) if !self.role().choose_tenant => {
+                Err(self.identity_refused(refused(&format!(
+                    "SET {TENANT} by role {}, which may not choose its tenant (choose_tenant)",
+                    self.role().name
+                ))))
+            }
+            IdentityTouch::ChooseTenant(Some(id)) if !pgshroud_rules::is_valid_tenant_id(&id) => {
+                Err(self.identity_refused(PgError::error(
+                    INVALID_PARAMETER_VALUE,
+                    format!("invalid value for parameter \"{TENANT}\": a tenant id is 1 to 63 letters, digits, '_', '-' or '.', starting with a letter or digit"),
+                )))
+            }
+            IdentityTouch::ChooseTenant(id) => {
+                Ok(Some(id.or_else(|| self.tenant.startup.clone())))
+            }
+        }
+    }
+
+    /// Whether a text is refused whatever the session's state (for audit).
+    pub(super) fn identity_refuses(&self, sql: &str) -> bool {
+        match identity_touch_in(sql.as_bytes()) {
+            IdentityTouch::Refused(_) => true,
+            IdentityTouch::ChooseTenant(_) => !self.role().choose_tenant,
+            IdentityTouch::ResetAll => self.tenant.resets_refused,
+            IdentityTouch::None => false,
+        }
+    }
+
+    /// Sends a tenant switch on its way: only where no statement is outstanding, outside a
+    /// transaction block (so it commits, or fails, on its own). Parses, Describes and Closes
+    /// run nothing, and a Sync after them leaves the session as it was (drivers close
+    /// statements they dropped that way, unanswered, before the next request); a Sync after
+    /// a `BEGIN` already answered would leave a block open, and the switch's ReadyForQuery
+    /// then ends the session (see `identity_ready`).
+    pub(super) fn start_switch(&mut self, to: Option<String>) -> Result<(), PgError> {
+        let busy = self.pending.iter().any(|e| {
+            !matches!(
+                e,
+                Expect::ParseComplete { .. }
+                    | Expect::DescribeStatement { .. }
+                    | Expect::CloseComplete { .. }
+                    | Expect::Sync { .. }
+            )
+        });
+        if !self.tenant.idle || busy {
+            return Err(self.identity_refused(PgError::error(
+                ACTIVE_SQL_TRANSACTION,
+                format!("pgshroud switches {TENANT} only outside a transaction block, with no other statement outstanding: send it on its own after COMMIT or ROLLBACK"),
+            )));
+        }
+        self.tenant.in_flight = Some(Switch { to, failed: false });
+        Ok(())
+    }
+
+    /// The check of a Bind: nothing may be bound while a switch is outstanding, and a bound
+    /// switch starts one.
+    pub(super) fn check_identity_bind(&mut self, query: Option<&str>) -> Result<(), PgError> {
+        let to = match query {
+            Some(sql) => self.check_identity(sql.as_bytes())?,
+            None => self.check_identity(b"")?,
+        };
+        match to {
+            Some(to) => self.start_switch(to),
+            None => Ok(()),
+        }
+    }
+
+    /// An ErrorResponse: a switch outstanding did not happen (the server rolled it back with
+    /// the rest of its transaction, or never ran it).
+    pub(super) fn identity_error(&mut self) {
+        if let Some(switch) = &mut self.tenant.in_flight {
+            switch.failed = true;
+        }
+    }
+
+    /// A ReadyForQuery with `status`: an outstanding switch without an error took effect. A
+    /// switch that ended inside a transaction block is not certain: the session ends.
+    pub(super) fn identity_ready(&mut self, status: u8) -> Option<Verdict> {
+        self.tenant.idle = status == b'I';
+        let switch = self.tenant.in_flight.take()?;
+        if switch.failed {
+            return None;
+        }
+        if status != b'I' {
+            return Some(Verdict::End(PgError::fatal(
+                sqlstate::PROTOCOL_VIOLATION,
+                format!("a switch of {TENANT} ended inside a transaction block: pgshroud cannot tell which tenant the server holds, and closed the connection"),
+            )));
+        }
+        tracing::info!(
+            tenant = switch.to.as_deref().unwrap_or(""),
+            "session switched tenant"
+        );
+        self.tenant.current = switch.to;
+        None
+    }
+
+    /// A FunctionCall of `set_config` by OID, refused whatever it names.
+    pub(super) fn set_config_call_refused(&self) -> PgError {
+        self.identity_refused(refused(
+            "a FunctionCall (protocol message) of set_config, which pgshroud does not run for clients",
+        ))
+    }
+
+    fn identity_refused(&self, error: PgError) -> PgError {
+        tracing::info!(role = %self.role().name, "identity setting change refused: {}", error.message);
+        self.metrics.refusal(RefusalReason::IdentitySetting);
+        error
+    }
+}
+
+/// The refusal of a change to an identity setting, naming what was asked (never a value).
+fn refused(what: &str) -> PgError {
+    PgError::error(
+        sqlstate::INSUFFICIENT_PRIVILEGE,
+        format!("permission denied to change pgshroud's identity settings: {what}"),
+    )
+    .with_hint("pgshroud sets pgshroud.user, pgshroud.role and pgshroud.tenant from the identity it verified; row-level security policies rely on them. Only a role with choose_tenant may run SET pgshroud.tenant = 'id' (or RESET pgshroud.tenant), as a statement of its own.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+
+    const RULES: &str = r#"
+default_role = "app"
+
+[[roles]]
+name = "app"
+template = "app"
+users = ["acme_app"]
+
+[[roles]]
+name = "pooled"
+template = "app"
+users = ["web"]
+choose_tenant = true
+
+[[tenants]]
+id = "acme"
+users = ["acme_app", "web"]
+"#;
+
+    fn ready(status: u8) -> BytesMut {
+        message(b'Z', &[status])
+    }
+
+    use bytes::BytesMut;
+
+    #[test]
+    fn the_rules_tenant_is_the_sessions_until_a_switch_is_answered() {
+        let mut s = session_under(RULES, "web");
+        assert_eq!(s.tenant(), Some("acme"));
+        let verdict = s.client_message(&query("SET pgshroud.tenant = 'globex'"));
+        assert!(matches!(verdict, Verdict::Forward), "{verdict:?}");
+        assert_eq!(s.tenant(), Some("acme"), "not before the server answered");
+        // Nothing else may be sent while the switch is unanswered.
+        let verdict = s.client_message(&query("SELECT 1"));
+        assert_eq!(refusal_code(&verdict).as_deref(), Some("25001"));
+        answer(&mut s, &["CSET\0"]);
+        assert!(matches!(s.server_message(&ready(b'I')), Verdict::Forward));
+        // The refused SELECT's answer.
+        s.server_message(&error("25001"));
+        s.server_message(&ready(b'I'));
+        assert_eq!(s.tenant(), Some("globex"));
+        // RESET puts back the rules' tenant.
+        s.client_message(&query("RESET pgshroud.tenant"));
+        answer(&mut s, &["CRESET\0"]);
+        s.server_message(&ready(b'I'));
+        assert_eq!(s.tenant(), Some("acme"));
+    }
+
+    #[test]
+    fn a_switch_that_fails_changes_nothing_and_one_in_a_block_ends_the_session() {
+        let mut s = session_under(RULES, "web");
+        for m in [
+            parse("", "SET pgshroud.tenant = 'globex'"),
+            bind("", ""),
+            execute(""),
+            sync(),
+        ] {
+            let verdict = s.client_message(&m);
+            assert!(refusal_code(&verdict).is_none(), "{verdict:?}");
+        }
+        // The proxy's own Describe follows the Parse (ParameterDescription, NoData).
+        answer(&mut s, &["1", "t\0\0", "n", "2", "CSET\0"]);
+        s.server_message(&error("40001"));
+        s.server_message(&ready(b'I'));
+        assert_eq!(s.tenant(), Some("acme"));
+        // Inside a transaction block: refused before it is sent.
+        s.client_message(&query("BEGIN"));
+        answer(&mut s, &["CBEGIN\0"]);
+        s.server_message(&ready(b'T'));
+        let verdict = s.client_message(&query("SET pgshroud.tenant = 'globex'"));
+        assert_eq!(refusal_code(&verdict).as_deref(), Some("25001"));
+        s.server_message(&error("25001"));
+        s.server_message(&ready(b'E'));
+        s.client_message(&query("ROLLBACK"));
+        answer(&mut s, &["CROLLBACK\0"]);
+        s.server_message(&ready(b'I'));
+        // A switch the server answers inside a block (a BEGIN answered but its ReadyForQuery
+        // not yet in): pgshroud cannot tell, so the session ends.
+        s.client_message(&query("SET pgshroud.tenant = 'globex'"));
+        answer(&mut s, &["CSET\0"]);
+        assert_eq!(end_code(s.server_message(&ready(b'T'))), "08P01");
+    }
+
+    #[test]
+    fn roles_that_may_not_choose_and_bad_ids_are_refused() {
+        let mut app = session_under(RULES, "acme_app");
+        let verdict = app.client_message(&query("SET pgshroud.tenant = 'globex'"));
+        assert_eq!(refusal_code(&verdict).as_deref(), Some("42501"));
+        let mut web = session_under(RULES, "web");
+        let verdict = web.client_message(&query("SET pgshroud.tenant = '../x'"));
+        assert_eq!(refusal_code(&verdict).as_deref(), Some("22023"));
+        let verdict = web.client_message(&parse("", "SELECT set_config($1, 'x', false)"));
+        assert_eq!(refusal_code(&verdict).as_deref(), Some("42501"));
+        // A FunctionCall of set_config by OID.
+        let mut call = 2078u32.to_be_bytes().to_vec();
+        call.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        let verdict = web.client_message(&message(b'F', &call));
+        assert_eq!(refusal_code(&verdict).as_deref(), Some("42501"));
+        assert_eq!(web.tenant(), Some("acme"));
+    }
+}
