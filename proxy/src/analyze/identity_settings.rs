@@ -96,12 +96,10 @@ fn may_touch(sql: &str) -> bool {
 /// `set_config`, `pg_settings`, dynamic SQL (`EXECUTE`, which can build any of them),
 /// `reset` (`RESET ALL` in a body), and forms PostgreSQL decodes into words the bytes do not
 /// show.
+/// Runs on every statement of a session with rules: no lower-cased copy of the text.
 fn names_or_hides(sql: &str) -> bool {
-    let lower = sql.to_ascii_lowercase();
-    ["pgshroud", "set_config", "pg_settings", "execute", "reset"]
-        .iter()
-        .any(|w| lower.contains(w))
-        || spelling::may_hide_text(sql)
+    const WORDS: [&str; 5] = ["pgshroud", "set_config", "pg_settings", "execute", "reset"];
+    spelling::contains_any_ignore_ascii_case(sql, &WORDS) || spelling::may_hide_text(sql)
 }
 
 /// SQL texts a statement hands to server functions that run them (`query_to_xml('SELECT

@@ -49,9 +49,15 @@ impl IdentitySettings {
 /// A client's startup packet may not set an identity setting: not as a parameter (PostgreSQL
 /// folds names to lower case), and not in `options` (`-c pgshroud.tenant=x`,
 /// `--pgshroud.tenant=x`, as `PGOPTIONS` sends it). Any mention of the prefix counts: the
-/// options string is not parsed, so nothing it could spell slips through.
+/// options string is not parsed, so nothing it could spell slips through. PostgreSQL's
+/// `pg_split_opts` reads a backslash as escaping the next character (`pgs\hroud.tenant` is
+/// `pgshroud.tenant`), so backslashes are removed before looking.
 pub fn check_client_startup(startup: &StartupMessage) -> Result<(), PgError> {
-    let mentions = |text: &str| text.to_ascii_lowercase().contains("pgshroud");
+    let mentions = |text: &str| {
+        text.replace('\\', "")
+            .to_ascii_lowercase()
+            .contains("pgshroud")
+    };
     let named = startup
         .params
         .iter()
@@ -108,6 +114,8 @@ mod tests {
                 ("user", "app"),
                 ("options", "-c\\ x=1 -cpgshroud.user=root"),
             ],
+            &[("user", "app"), ("options", r"-c pgs\hroud.tenant=acme")],
+            &[("user", "app"), ("options", r"--PG\Shr\oud.role=admin")],
         ] {
             let error = check_client_startup(&startup(params)).unwrap_err();
             assert_eq!(error.code, sqlstate::INSUFFICIENT_PRIVILEGE, "{params:?}");
