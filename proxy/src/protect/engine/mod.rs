@@ -9,6 +9,7 @@ mod compared_sites;
 mod plan;
 mod shape;
 mod shape_cache;
+mod shape_check;
 mod storage;
 mod template;
 #[cfg(test)]
