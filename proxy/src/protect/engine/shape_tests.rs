@@ -6,10 +6,16 @@ use std::sync::Arc;
 
 use super::plan::PlanSource;
 use super::{GuardPolicy, Layout, Protection};
-use crate::crypto::{KeyRing, MasterKey};
+use crate::crypto::{KeyRing, KeyVersion, MasterKey};
 use crate::protect::catalog::Catalog;
 
 fn protection() -> (Protection, Layout, Catalog) {
+    protection_with(1)
+}
+
+/// The fixture with `versions` live key versions (two or more: compared values are spliced
+/// under every version).
+fn protection_with(versions: u32) -> (Protection, Layout, Catalog) {
     let rules = pgshroud_rules::parse(
         r#"
 [[tables]]
@@ -30,8 +36,12 @@ name = "public.t"
         "rules.toml",
     )
     .expect("rules");
-    let key = MasterKey::from_bytes(&[7; 32]).expect("key");
-    let p = Protection::new(rules, Arc::new(KeyRing::single(key)), GuardPolicy::NotRequired);
+    let masters = (1..=versions).map(|v| {
+        let key = MasterKey::from_bytes(&[v as u8; 32]).expect("key");
+        (KeyVersion::new(v), key)
+    });
+    let ring = KeyRing::new(KeyVersion::new(versions), masters).expect("ring");
+    let p = Protection::new(rules, Arc::new(ring), GuardPolicy::NotRequired);
     let catalog = Catalog::default();
     let layout = p.layout(&catalog);
     (p, layout, catalog)
@@ -222,6 +232,15 @@ fn parameters_and_bulk_casts_are_fixed_edits_of_the_template() {
 
 #[test]
 fn many_statements_with_random_literals_agree_with_the_full_path() {
+    random_statements_agree(1);
+}
+
+#[test]
+fn with_two_live_key_versions_compared_literals_agree_too() {
+    random_statements_agree(2);
+}
+
+fn random_statements_agree(versions: u32) {
     let shapes = [
         "SELECT id, email, age FROM t WHERE email = {s} AND id > {i}",
         "SELECT id FROM t WHERE email IN ({s}, {s}, {s}) LIMIT {i}",
@@ -240,7 +259,7 @@ fn many_statements_with_random_literals_agree_with_the_full_path() {
     ];
     let ints = ["0", "1", "42", "2147483647", "100"];
     let floats = ["0.0", "1.5", "12.345", "9999999999.99", "10000000000.5"];
-    let (p, layout, catalog) = protection();
+    let (p, layout, catalog) = protection_with(versions);
     let mut seed: u64 = 0x5eed;
     let mut next = |n: usize| {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
