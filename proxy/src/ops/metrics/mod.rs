@@ -31,7 +31,8 @@ pub use self::connections::ConnectionGuard;
 use self::labels::CountersBy;
 pub use self::labels::{
     AlertKind, ConnectionErrorReason, CryptoOp, Direction, KmsCall, KmsFailureReason,
-    PlanCacheResult, ProtectedValueAction, RefusalReason, ReloadResult, StatementKind, StatementOutcome,
+    PlanCacheResult, ProtectedValueAction, RefusalReason, ReloadResult, StatementKind,
+    StatementOutcome,
 };
 use self::statements::{DurationHistogram, StatementLabels, DURATION_BUCKETS};
 pub use self::statements::{RoleStatements, OVERFLOW_ROLE};

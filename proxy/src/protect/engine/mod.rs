@@ -10,10 +10,10 @@ mod plan;
 mod shape;
 mod shape_cache;
 mod shape_check;
-mod storage;
-mod template;
 #[cfg(test)]
 mod shape_tests;
+mod storage;
+mod template;
 mod versions;
 mod views;
 

@@ -449,7 +449,10 @@ fn refreshes_catalog(statements: &[StatementInfo]) -> bool {
 }
 
 /// Applies sorted, non-overlapping byte-range replacements.
-pub(super) fn splice(sql: &str, edits: &[(std::ops::Range<usize>, String)]) -> Result<String, PgError> {
+pub(super) fn splice(
+    sql: &str,
+    edits: &[(std::ops::Range<usize>, String)],
+) -> Result<String, PgError> {
     let mut out = String::with_capacity(sql.len() + edits.len() * 64);
     let mut at = 0;
     for (span, replacement) in edits {

@@ -209,7 +209,10 @@ fn visit(kind: &str, body: &Value, place: Place, found: &mut HashSet<usize>) {
 fn is_comparison(body: &Value) -> bool {
     const AEXPR_OP: i64 = 1;
     body.get("kind").and_then(Value::as_i64) == Some(AEXPR_OP)
-        && matches!(operator(body), Some("=" | "<>" | "!=" | "<" | ">" | "<=" | ">="))
+        && matches!(
+            operator(body),
+            Some("=" | "<>" | "!=" | "<" | ">" | "<=" | ">=")
+        )
 }
 
 /// `x IN (...)` / `x NOT IN (...)` (`AEXPR_IN`).

@@ -126,10 +126,7 @@ fn order_by_positions_stay_on_the_full_path() {
     // ORDER BY 1 sorts by id, ORDER BY 2 by a protected column (refused).
     let (p, layout, catalog) = protection();
     let first = "SELECT id, email FROM t ORDER BY 1";
-    assert_eq!(
-        p.check_shape_agreement(first, &layout, &catalog),
-        Ok(Built)
-    );
+    assert_eq!(p.check_shape_agreement(first, &layout, &catalog), Ok(Built));
     let second = "SELECT id, email FROM t ORDER BY 2";
     assert_eq!(
         p.check_shape_agreement(second, &layout, &catalog),
@@ -254,15 +251,29 @@ fn random_statements_agree(versions: u32) {
         "INSERT INTO t (email, amount) SELECT p0, p1 FROM (VALUES ({s}, {f})) AS v(p0, p1)",
     ];
     let strings = [
-        "''", "'a'", "'u17@x'", "'it''s'", "'1.5'", "'true'", "'abc'", "'12'", "'-4'", "'t'",
-        "'ü'", "'2147483648'", "'  '", "'NaN'",
+        "''",
+        "'a'",
+        "'u17@x'",
+        "'it''s'",
+        "'1.5'",
+        "'true'",
+        "'abc'",
+        "'12'",
+        "'-4'",
+        "'t'",
+        "'ü'",
+        "'2147483648'",
+        "'  '",
+        "'NaN'",
     ];
     let ints = ["0", "1", "42", "2147483647", "100"];
     let floats = ["0.0", "1.5", "12.345", "9999999999.99", "10000000000.5"];
     let (p, layout, catalog) = protection_with(versions);
     let mut seed: u64 = 0x5eed;
     let mut next = |n: usize| {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (seed >> 33) as usize % n
     };
     let mut from_shape = 0;

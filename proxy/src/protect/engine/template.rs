@@ -109,7 +109,9 @@ impl Template {
                     // Exactly one literal token, whose value is the one the analysis read.
                     let literal = scanned.literals.iter().find(|l| l.token == tokens.start)?;
                     let analysed = plan.statements.get(site.0)?.literals.get(site.1)?;
-                    if *array || tokens.len() != 1 || analysed.value.as_ref() != Some(&literal.value)
+                    if *array
+                        || tokens.len() != 1
+                        || analysed.value.as_ref() != Some(&literal.value)
                     {
                         return None;
                     }
