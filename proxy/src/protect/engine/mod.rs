@@ -6,6 +6,7 @@
 //! protected column (bytea, its guard) before anything is written there.
 
 mod compared_sites;
+mod lookup;
 mod plan;
 mod shape;
 mod shape_cache;
@@ -27,7 +28,8 @@ use super::codec::{Ciphers, ColumnSpec, Spec};
 use crate::analyze::{ColumnId, ProtectedSchema, SearchPath};
 use crate::crypto::{KeyContext, KeyRing};
 use crate::protocol::error::PgError;
-pub use plan::{ParamSpec, Plan, PlanAction, PlanSource};
+pub use lookup::PlanSource;
+pub use plan::{ParamSpec, Plan, PlanAction};
 pub use storage::UNGUARDED;
 pub use views::ViewColumn;
 

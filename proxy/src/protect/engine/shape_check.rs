@@ -2,7 +2,8 @@
 //! gets through the caches (a template of its shape, when one is held) must be the plan a
 //! full analysis gives it, byte for byte, or a refusal in both.
 
-use super::plan::{Plan, PlanAction, PlanSource};
+use super::lookup::PlanSource;
+use super::plan::{Plan, PlanAction};
 use super::{Layout, Protection};
 use crate::protect::catalog::Catalog;
 

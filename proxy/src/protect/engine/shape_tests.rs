@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::plan::PlanSource;
+use super::lookup::PlanSource;
 use super::{GuardPolicy, Layout, Protection};
 use crate::crypto::{KeyRing, KeyVersion, MasterKey};
 use crate::protect::catalog::Catalog;
