@@ -1,7 +1,9 @@
 //! Statement path: the pre-filter (substring scan for protected table names), the full
 //! analysis of a typical statement (parse + resolve + agreement with PostgreSQL's reading,
 //! uncached), its parts (sqlparser's analysis alone is what `analyze` cost before pg_query;
-//! pg_query's parse, scan and fingerprint), and the plan cache hit a repeated statement takes.
+//! pg_query's parse, scan and fingerprint), and the plan a statement gets: an exact-text cache
+//! hit (the same text again), a shape hit (the same statement with a new literal: scan, then
+//! the template's literals sealed) and a miss (a new shape: full analysis, then the template).
 
 use std::hint::black_box;
 
@@ -68,6 +70,28 @@ fn plan_cache(c: &mut Criterion) {
     group.bench_function("cached/lookup", |b| {
         b.iter(|| protection.plan(black_box(LOOKUP_SQL), &layout, &catalog))
     });
+    // A new literal each time: the simple protocol's point lookup and insert.
+    let mut n = 0u64;
+    for (name, sql) in [("lookup", LOOKUP_SQL), ("insert", INSERT_SQL)] {
+        group.bench_function(format!("shape_hit/{name}"), |b| {
+            b.iter(|| {
+                n += 1;
+                let text = sql.replace("@example.com'", &format!("{n}@example.com'"));
+                protection.plan(black_box(&text), &layout, &catalog)
+            })
+        });
+    }
+    // A new shape each time (a distinct column alias): full analysis plus deriving the
+    // template, which is what a miss costs now.
+    for (name, sql) in [("lookup", LOOKUP_SQL), ("insert", INSERT_SQL)] {
+        group.bench_function(format!("miss/{name}"), |b| {
+            b.iter(|| {
+                n += 1;
+                let text = format!("{sql} /* {n} */");
+                protection.plan(black_box(&text), &layout, &catalog)
+            })
+        });
+    }
     group.finish();
 }
 

@@ -402,10 +402,29 @@ def grammar_agreement():
     return {"sql_%02d" % i: t.encode() for i, t in enumerate(texts)}
 
 
+def shape_cache():
+    """Statements with literals (the analyser's seeds and the integration tests' statements
+    against the fixture's tables), each followed by a NUL and bytes choosing literal variants."""
+    texts = [t.decode() for t in sql_analyzer().values()]
+    pattern = re.compile(r'"((?:SELECT|INSERT|UPDATE|DELETE|select|insert|update|delete)\b'
+                         r'(?:[^"\\]|\\.)*)"')
+    tests = os.path.join(REPO, "integration-tests/tests")
+    for name in sorted(os.listdir(tests)):
+        if not name.endswith(".rs"):
+            continue
+        for m in pattern.finditer(open(os.path.join(tests, name)).read()):
+            sql = m.group(1).replace('\\"', '"').replace("\\\\", "\\")
+            if ("'" in sql or re.search(r"[=(,] *[0-9]", sql)) and sql not in texts \
+                    and "{" not in sql:
+                texts.append(sql)
+    entropy = bytes([1, 2, 5, 9, 6, 13, 0, 4, 17, 21, 8, 3, 2, 1, 30, 7, 7, 7])
+    return {"sql_%03d" % i: t.encode() + b"\0" + entropy[i % 7:] for i, t in enumerate(texts[:200])}
+
+
 if __name__ == "__main__":
     for target, make in [("client_messages", client_messages), ("server_messages", server_messages),
                          ("startup_packet", startup_packet), ("sql_analyzer", sql_analyzer),
                          ("copy_codec", copy_codec), ("rules", rules), ("values", values),
                          ("protected_session", protected_session),
-                         ("grammar_agreement", grammar_agreement)]:
+                         ("grammar_agreement", grammar_agreement), ("shape_cache", shape_cache)]:
         write(target, make())

@@ -153,6 +153,18 @@ label_enum! {
 }
 
 label_enum! {
+    /// Where a statement's plan came from (`plan_cache_lookups_total{result}`).
+    PlanCacheResult {
+        /// The exact text was planned before.
+        ExactHit => "exact_hit",
+        /// A text of the same shape was: its template was filled with this text's literals.
+        ShapeHit => "shape_hit",
+        /// Analysed in full.
+        Miss => "miss",
+    }
+}
+
+label_enum! {
     /// Which per-role limit raised an alert (`alerts_total{kind}`); named after the rules keys.
     AlertKind {
         /// One statement returned more rows than the role's `max_rows` (a bulk read).

@@ -31,7 +31,8 @@ pub use self::connections::ConnectionGuard;
 use self::labels::CountersBy;
 pub use self::labels::{
     AlertKind, ConnectionErrorReason, CryptoOp, Direction, KmsCall, KmsFailureReason,
-    ProtectedValueAction, RefusalReason, ReloadResult, StatementKind, StatementOutcome,
+    PlanCacheResult, ProtectedValueAction, RefusalReason, ReloadResult, StatementKind,
+    StatementOutcome,
 };
 use self::statements::{DurationHistogram, StatementLabels, DURATION_BUCKETS};
 pub use self::statements::{RoleStatements, OVERFLOW_ROLE};
@@ -49,6 +50,7 @@ pub struct Metrics {
     crypto_operations: CountersBy<CryptoOp>,
     protected_values: CountersBy<ProtectedValueAction>,
     refusals: CountersBy<RefusalReason>,
+    plan_cache: CountersBy<PlanCacheResult>,
     upstream_errors: Counter,
     audit_events: Counter,
     audit_dropped: Counter,
@@ -121,6 +123,12 @@ impl Metrics {
                 "refusals",
                 "Statements refused by pgshroud, by reason",
                 "reason",
+            ),
+            plan_cache: CountersBy::register(
+                reg,
+                "plan_cache_lookups",
+                "Plans of statements that mention a protected table, by where they came from",
+                "result",
             ),
             upstream_errors: counter(
                 reg,

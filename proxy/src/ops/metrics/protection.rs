@@ -1,7 +1,10 @@
 //! Protected columns: crypto operations, values handled by action, refusals, per-role
 //! alerts, unguarded columns and rules reloads.
 
-use super::{AlertKind, CryptoOp, Metrics, ProtectedValueAction, RefusalReason, ReloadResult};
+use super::{
+    AlertKind, CryptoOp, Metrics, PlanCacheResult, ProtectedValueAction, RefusalReason,
+    ReloadResult,
+};
 
 impl Metrics {
     /// `n` values were encrypted or decrypted.
@@ -17,6 +20,11 @@ impl Metrics {
     /// pgshroud refused a statement.
     pub fn refusal(&self, reason: RefusalReason) {
         self.refusals.add(reason, 1);
+    }
+
+    /// A statement was planned (from the exact-text cache, a shape's template, or in full).
+    pub fn plan_lookup(&self, result: PlanCacheResult) {
+        self.plan_cache.add(result, 1);
     }
 
     /// A per-role limit raised an alert.

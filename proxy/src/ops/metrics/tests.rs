@@ -25,6 +25,7 @@ fn every_metric_is_exported_once_a_role_is_known() {
         "pgshroud_crypto_operations_total",
         "pgshroud_protected_values_total",
         "pgshroud_refusals_total",
+        "pgshroud_plan_cache_lookups_total",
         "pgshroud_upstream_errors_total",
         "pgshroud_audit_events_total",
         "pgshroud_audit_dropped_total",

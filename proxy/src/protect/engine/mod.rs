@@ -6,8 +6,15 @@
 //! protected column (bytea, its guard) before anything is written there.
 
 mod compared_sites;
+mod lookup;
 mod plan;
+mod shape;
+mod shape_cache;
+mod shape_check;
+#[cfg(test)]
+mod shape_tests;
 mod storage;
+mod template;
 mod versions;
 mod views;
 
@@ -21,6 +28,7 @@ use super::codec::{Ciphers, ColumnSpec, Spec};
 use crate::analyze::{ColumnId, ProtectedSchema, SearchPath};
 use crate::crypto::{KeyContext, KeyRing};
 use crate::protocol::error::PgError;
+pub use lookup::PlanSource;
 pub use plan::{ParamSpec, Plan, PlanAction};
 pub use storage::UNGUARDED;
 pub use views::ViewColumn;
@@ -96,6 +104,8 @@ pub struct Protection {
     tables: Vec<(String, String)>,
     base: ProtectedSchema,
     cache: Mutex<HashMap<(u64, String), Arc<Plan>>>,
+    /// Templates by statement shape (see `template.rs`).
+    shapes: shape_cache::ShapeCache,
     /// Ciphers used while planning (literal encryption), shared by all sessions.
     planning: Mutex<Ciphers>,
     /// Writes only to columns whose guard is in place (`require_guard`).
@@ -155,6 +165,7 @@ impl Protection {
             tables,
             base,
             cache: Mutex::new(HashMap::new()),
+            shapes: Default::default(),
             guards,
         }
     }

@@ -56,7 +56,7 @@ pub enum PlanAction {
 }
 
 impl Plan {
-    fn refused(error: PgError) -> Plan {
+    pub(super) fn refused(error: PgError) -> Plan {
         Plan {
             action: PlanAction::Refused(error),
             params: Vec::new(),
@@ -75,34 +75,40 @@ impl Plan {
     }
 }
 
-/// Bound on cached plans; a full cache is simply cleared (plans are cheap to rebuild).
-const PLAN_CACHE_LIMIT: usize = 10_000;
+/// Where each edit of a rewritten text comes from: a literal sealed (its column, role and
+/// (statement, literal) in the plan), or fixed text.
+#[derive(Debug)]
+pub(super) enum Origin {
+    Sealed {
+        spec: Spec,
+        role: SiteRole,
+        site: (usize, usize),
+        array: bool,
+    },
+    Fixed(String),
+}
+
+/// The edits of a plan's text by origin, in the order the full path made them.
+pub(super) type Recipe = Vec<(std::ops::Range<usize>, Origin)>;
 
 impl Protection {
-    /// The plan for a statement, from the cache or built now.
-    pub fn plan(&self, sql: &str, layout: &Layout, catalog: &Catalog) -> Arc<Plan> {
-        let key = (layout.fingerprint, sql.to_owned());
-        if let Some(plan) = self.cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
-            return plan;
-        }
-        let plan = Arc::new(self.build(sql, layout, catalog));
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= PLAN_CACHE_LIMIT {
-                cache.clear();
-            }
-            cache.insert(key, plan.clone());
-        }
-        plan
-    }
-
-    fn build(&self, sql: &str, layout: &Layout, catalog: &Catalog) -> Plan {
+    /// A full analysis and plan of `sql`, with the origins of its edits (`None` when the plan
+    /// is a refusal: a refusal is never made a template).
+    pub(super) fn build(
+        &self,
+        sql: &str,
+        layout: &Layout,
+        catalog: &Catalog,
+    ) -> (Plan, Option<Recipe>) {
         let statements = match analyze::analyze(sql, &layout.schema) {
-            Analysis::Refused(r) => return Plan::refused(PgError::error(r.sqlstate, r.message)),
+            Analysis::Refused(r) => {
+                return (Plan::refused(PgError::error(r.sqlstate, r.message)), None)
+            }
             Analysis::Untouched { mut statements } => {
                 for statement in &mut statements {
                     to_protected_tables(layout, statement);
                 }
-                return Plan {
+                let plan = Plan {
                     action: PlanAction::Forward,
                     params: Vec::new(),
                     refreshes_catalog: refreshes_catalog(&statements),
@@ -112,11 +118,12 @@ impl Protection {
                     statements,
                     columns: Vec::new(),
                 };
+                return (plan, Some(Recipe::new()));
             }
             Analysis::Protected { mut statements } => {
                 for statement in &mut statements {
                     if let Err(error) = self.check_child_writes(layout, catalog, statement) {
-                        return Plan::refused(error);
+                        return (Plan::refused(error), None);
                     }
                     to_protected_columns(layout, statement);
                     to_protected_tables(layout, statement);
@@ -126,8 +133,8 @@ impl Protection {
         };
         let computed = self.computed(layout, &statements);
         match self.rewrite(sql, statements, catalog) {
-            Ok(plan) => Plan { computed, ..plan },
-            Err(error) => Plan::refused(error),
+            Ok((plan, recipe)) => (Plan { computed, ..plan }, Some(recipe)),
+            Err(error) => (Plan::refused(error), None),
         }
     }
 
@@ -136,7 +143,7 @@ impl Protection {
         sql: &str,
         statements: Vec<StatementInfo>,
         catalog: &Catalog,
-    ) -> Result<Plan, PgError> {
+    ) -> Result<(Plan, Recipe), PgError> {
         let mut columns: Vec<(Spec, Usage)> = Vec::new();
         for statement in &statements {
             for used in &statement.columns {
@@ -154,11 +161,11 @@ impl Protection {
         }
 
         // Splice replacements in source order; the rest of the text stays byte for byte.
-        let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::new();
+        let mut edits: Vec<(std::ops::Range<usize>, String, Origin)> = Vec::new();
         let mut params: Vec<Option<ParamSpec>> = Vec::new();
         let roles = self.site_roles(sql, &statements)?;
-        for (statement, roles) in statements.iter().zip(&roles) {
-            for (literal, role) in statement.literals.iter().zip(&roles.literals) {
+        for (n, (statement, roles)) in statements.iter().zip(&roles).enumerate() {
+            for (l, (literal, role)) in statement.literals.iter().zip(&roles.literals).enumerate() {
                 let spec = self.spec(literal.column)?;
                 let sealed = match role {
                     SiteRole::Written => {
@@ -171,7 +178,13 @@ impl Protection {
                         *how,
                     )?,
                 };
-                edits.push((literal.span.clone(), sealed));
+                let origin = Origin::Sealed {
+                    spec: spec.clone(),
+                    role: *role,
+                    site: (n, l),
+                    array: literal.array,
+                };
+                edits.push((literal.span.clone(), sealed, origin));
             }
             for (param, role) in statement.params.iter().zip(&roles.params) {
                 let spec = self.spec(param.column)?;
@@ -209,13 +222,19 @@ impl Protection {
                     array: param.array,
                     every_version,
                 });
-                edits.push((param.span.clone(), replacement));
+                let origin = Origin::Fixed(replacement.clone());
+                edits.push((param.span.clone(), replacement, origin));
             }
             for edit in &statement.edits {
-                edits.push((edit.span.clone(), edit.replacement.clone()));
+                let origin = Origin::Fixed(edit.replacement.clone());
+                edits.push((edit.span.clone(), edit.replacement.clone(), origin));
             }
         }
-        edits.sort_by_key(|(span, _)| span.start);
+        edits.sort_by_key(|(span, _, _)| span.start);
+        let (edits, recipe): (Vec<_>, Recipe) = edits
+            .into_iter()
+            .map(|(span, text, origin)| ((span.clone(), text), (span, origin)))
+            .unzip();
         let action = if edits.is_empty() {
             PlanAction::Forward
         } else {
@@ -225,7 +244,7 @@ impl Protection {
         for link in statements.iter().flat_map(|s| &s.links) {
             links.push((self.spec(link.a)?, self.spec(link.b)?, link.kind));
         }
-        Ok(Plan {
+        let plan = Plan {
             action,
             params,
             refreshes_catalog: refreshes_catalog(&statements),
@@ -234,7 +253,8 @@ impl Protection {
             statements,
             columns,
             computed: Vec::new(),
-        })
+        };
+        Ok((plan, recipe))
     }
 
     /// A write into a partition's or child's protected column goes ahead only into that
@@ -306,7 +326,7 @@ impl Protection {
         })
     }
 
-    fn seal_literal(
+    pub(super) fn seal_literal(
         &self,
         spec: &ColumnSpec,
         value: Option<&str>,
@@ -364,7 +384,10 @@ fn refreshes_catalog(statements: &[StatementInfo]) -> bool {
 }
 
 /// Applies sorted, non-overlapping byte-range replacements.
-fn splice(sql: &str, edits: &[(std::ops::Range<usize>, String)]) -> Result<String, PgError> {
+pub(super) fn splice(
+    sql: &str,
+    edits: &[(std::ops::Range<usize>, String)],
+) -> Result<String, PgError> {
     let mut out = String::with_capacity(sql.len() + edits.len() * 64);
     let mut at = 0;
     for (span, replacement) in edits {

@@ -5,15 +5,22 @@ use std::sync::Arc;
 
 use super::{AuditView, ProtectedSession, Text};
 use crate::analyze;
-use crate::ops::metrics::{CryptoOp, ProtectedValueAction, RefusalReason};
-use crate::protect::engine::{Plan, PlanAction};
+use crate::ops::metrics::{CryptoOp, PlanCacheResult, ProtectedValueAction, RefusalReason};
+use crate::protect::engine::{Plan, PlanAction, PlanSource};
 use crate::protect::policy::RoleRefusal;
 use crate::protocol::error::{sqlstate, PgError};
 use crate::protocol::text_settings::{self as settings, TextMode};
 
 impl ProtectedSession {
+    /// The plan of a statement on its way in (counted by where it came from).
     pub(super) fn plan(&self, sql: &str) -> Arc<Plan> {
-        self.shared.plan(sql, &self.layout, &self.catalog)
+        let (plan, source) = self.shared.plan_from(sql, &self.layout, &self.catalog);
+        self.metrics.plan_lookup(match source {
+            PlanSource::Exact => PlanCacheResult::ExactHit,
+            PlanSource::Shape => PlanCacheResult::ShapeHit,
+            PlanSource::Built => PlanCacheResult::Miss,
+        });
+        plan
     }
 
     /// The role's verdict on a statement that touches no protected table: its kind (for roles
@@ -80,7 +87,10 @@ impl ProtectedSession {
     /// a protected table (a cache hit: it was planned on its way in), the rules it ran under
     /// and the caller's role.
     pub fn audit_view(&self, sql: &str) -> AuditView {
-        let plan = self.layout.mentions_protected(sql).then(|| self.plan(sql));
+        let plan = self
+            .layout
+            .mentions_protected(sql)
+            .then(|| self.shared.plan(sql, &self.layout, &self.catalog));
         let refused = self.identity_refuses(sql)
             || match &plan {
                 Some(p) => {

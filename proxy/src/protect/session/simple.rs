@@ -201,6 +201,30 @@ mod tests {
     }
 
     #[test]
+    fn a_new_literal_of_a_known_statement_is_sealed_from_its_shape() {
+        let mut s = catalog_session("app");
+        let sent = |s: &mut ProtectedSession, email: &str| {
+            let sql = format!("insert into customers (email, name) values ('{email}', 'A')");
+            let sent = replaced(s.client_message(&query(&sql)));
+            String::from_utf8_lossy(&sent[5..]).into_owned()
+        };
+        let first = sent(&mut s, "alice@example.com");
+        let second = sent(&mut s, "bob.builder@example.org");
+        let bob = stored_email(&mut s, "bob.builder@example.org");
+        assert!(first.contains(&stored_email(&mut s, "alice@example.com")[2..]));
+        assert!(second.contains(&bob[2..]), "{second}");
+        assert!(!second.contains("bob.builder"), "{second}");
+        // A session that never saw the first text sends the same bytes for the second.
+        let mut fresh = catalog_session("app");
+        assert_eq!(sent(&mut fresh, "bob.builder@example.org"), second);
+        let metrics = s.metrics.encode();
+        for result in ["miss", "shape_hit"] {
+            let series = format!("pgshroud_plan_cache_lookups_total{{result=\"{result}\"}} 1");
+            assert!(metrics.contains(&series), "{series} in {metrics}");
+        }
+    }
+
+    #[test]
     fn a_refused_query_is_answered_in_its_place_as_pgshroud_s_own() {
         let mut s = test_session("app");
         s.client_message(&query("select id from customers where email like 'a%'"));

@@ -1,0 +1,75 @@
+//! A statement's plan: from the exact-text cache, else a template of its shape (see
+//! `template.rs`), else a full analysis (which may leave a template for its shape).
+
+use std::sync::Arc;
+
+use super::plan::Plan;
+use super::shape;
+use super::template::Template;
+use super::{Layout, Protection};
+use crate::protect::catalog::Catalog;
+
+/// Bound on cached plans; a full cache is simply cleared (plans are cheap to rebuild).
+const PLAN_CACHE_LIMIT: usize = 10_000;
+
+/// Where a plan came from (counted in `pgshroud_plan_cache_lookups_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanSource {
+    /// The exact text was planned before.
+    Exact,
+    /// A text of the same shape was: its template was filled with this text's literals.
+    Shape,
+    /// Analysed in full now.
+    Built,
+}
+
+impl Protection {
+    /// The plan for a statement, from the cache or built now.
+    pub fn plan(&self, sql: &str, layout: &Layout, catalog: &Catalog) -> Arc<Plan> {
+        self.plan_from(sql, layout, catalog).0
+    }
+
+    /// The plan for a statement and where it came from: the exact-text cache, a template of
+    /// its shape (see `template.rs`), or a full analysis (which may leave a template).
+    ///
+    /// Called only for text in the Standard text mode (UTF-8, standard_conforming_strings
+    /// on): the session refuses to analyse any other before it gets here.
+    pub fn plan_from(
+        &self,
+        sql: &str,
+        layout: &Layout,
+        catalog: &Catalog,
+    ) -> (Arc<Plan>, PlanSource) {
+        let key = (layout.fingerprint, sql.to_owned());
+        if let Some(plan) = self.cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            return (plan, PlanSource::Exact);
+        }
+        let scanned = shape::scan(sql);
+        let entry = scanned
+            .as_ref()
+            .and_then(|s| self.shapes.get(layout.fingerprint, &s.key));
+        let (plan, source) = match (&entry, &scanned) {
+            (Some(Some(template)), Some(scanned)) => (
+                Arc::new(template.instantiate(self, sql, scanned)),
+                PlanSource::Shape,
+            ),
+            _ => {
+                let (plan, recipe) = self.build(sql, layout, catalog);
+                // A shape seen before and found unusable is not derived again.
+                if let (None, Some(scanned), Some(recipe)) = (&entry, &scanned, &recipe) {
+                    let template = Template::derive(sql, scanned, &plan, recipe).map(Arc::new);
+                    self.shapes
+                        .insert(layout.fingerprint, scanned.key.clone(), template);
+                }
+                (Arc::new(plan), PlanSource::Built)
+            }
+        };
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= PLAN_CACHE_LIMIT {
+                cache.clear();
+            }
+            cache.insert(key, plan.clone());
+        }
+        (plan, source)
+    }
+}

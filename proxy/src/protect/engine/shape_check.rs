@@ -1,0 +1,68 @@
+//! The shape path's own check, for tests and the `shape_cache` fuzz target: the plan a text
+//! gets through the caches (a template of its shape, when one is held) must be the plan a
+//! full analysis gives it, byte for byte, or a refusal in both.
+
+use super::lookup::PlanSource;
+use super::plan::{Plan, PlanAction};
+use super::{Layout, Protection};
+use crate::protect::catalog::Catalog;
+
+impl Protection {
+    /// Plans `sql` through the caches (leaving a template of its shape when it has none) and
+    /// in full, and says where the cached plan came from, or which part differs (no value
+    /// of the text is quoted).
+    pub fn check_shape_agreement(
+        &self,
+        sql: &str,
+        layout: &Layout,
+        catalog: &Catalog,
+    ) -> Result<PlanSource, String> {
+        let (cached, source) = self.plan_from(sql, layout, catalog);
+        let (full, _) = self.build(sql, layout, catalog);
+        same_plan(&cached, &full).map(|()| source)
+    }
+
+    /// Shapes held (tests and benches).
+    pub fn shapes_held(&self) -> usize {
+        self.shapes.len()
+    }
+}
+
+fn same_plan(a: &Plan, b: &Plan) -> Result<(), String> {
+    match (&a.action, &b.action) {
+        (PlanAction::Forward, PlanAction::Forward) => {}
+        (PlanAction::Rewrite(x), PlanAction::Rewrite(y)) if x == y => {}
+        (PlanAction::Refused(x), PlanAction::Refused(y)) => {
+            return if x.code == y.code && x.message == y.message {
+                Ok(())
+            } else {
+                Err(format!("refused differently: {} / {}", x.code, y.code))
+            };
+        }
+        (x, y) => {
+            let name = |p: &PlanAction| match p {
+                PlanAction::Forward => "forward",
+                PlanAction::Rewrite(_) => "rewrite",
+                PlanAction::Refused(_) => "refused",
+            };
+            return Err(format!(
+                "actions differ: {} / {} (or the rewritten texts)",
+                name(x),
+                name(y)
+            ));
+        }
+    }
+    let debug = |p: &Plan| {
+        format!(
+            "{:?}|{:?}|{:?}|{:?}|{:?}|{}",
+            p.params, p.columns, p.table_writes, p.links, p.computed, p.refreshes_catalog
+        )
+    };
+    if debug(a) != debug(b) {
+        return Err("parameters, columns, links or writes differ".into());
+    }
+    if a.statements != b.statements {
+        return Err("statement analyses differ (kinds, sites, spans or outputs)".into());
+    }
+    Ok(())
+}
