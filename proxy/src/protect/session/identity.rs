@@ -86,7 +86,7 @@ impl ProtectedSession {
                 format!("pgshroud is waiting for the answer to a switch of {TENANT}: wait for it before sending another statement"),
             )));
         }
-        match identity_touch_in(text, self.identity_reading()) {
+        match identity_touch_in(text, self.identity_reading(text)) {
             IdentityTouch::None => Ok(None),
             IdentityTouch::Refused(what) => {
                 // Where the role refuses the text too (server functions running SQL text),
@@ -123,8 +123,12 @@ impl ProtectedSession {
         }
     }
 
-    /// Whether the session's text reads exactly as the server reads it.
-    fn identity_reading(&self) -> Reading {
+    /// Whether `text` reads exactly as the server reads it. ASCII without a backslash reads
+    /// the same in every client encoding and whatever standard_conforming_strings says.
+    fn identity_reading(&self, text: &[u8]) -> Reading {
+        if text.is_ascii() && !text.contains(&b'\\') {
+            return Reading::Exact;
+        }
         let settled = self.unsettled == 0 && !self.pipeline_unsettled;
         let exact = match self.settings.mode() {
             TextMode::Standard => true,
@@ -143,7 +147,7 @@ impl ProtectedSession {
 
     /// Whether a text is refused whatever the session's state (for audit).
     pub(super) fn identity_refuses(&self, sql: &str) -> bool {
-        match identity_touch_in(sql.as_bytes(), self.identity_reading()) {
+        match identity_touch_in(sql.as_bytes(), self.identity_reading(sql.as_bytes())) {
             IdentityTouch::Refused(_) => true,
             IdentityTouch::ChooseTenant(_) => !self.role().choose_tenant,
             IdentityTouch::ResetAll => self.tenant.resets_refused,
