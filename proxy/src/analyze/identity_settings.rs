@@ -71,17 +71,44 @@ pub fn identity_touch(sql: &str) -> IdentityTouch {
     }
 }
 
-/// [`identity_touch`] of a text in the client's encoding. Text that is not UTF-8 is not
-/// parsed (PostgreSQL reads it in another encoding); the names that matter are ASCII, which
-/// every client encoding PostgreSQL accepts keeps as single bytes, so such a text is refused
-/// only when its bytes show one of them (or a form that decodes into one).
-pub fn identity_touch_in(sql: &[u8]) -> IdentityTouch {
-    match std::str::from_utf8(sql) {
-        Ok(text) => identity_touch(text),
-        Err(_) if names_or_hides(&String::from_utf8_lossy(sql)) => IdentityTouch::Refused(
-            "a text in a client encoding pgshroud does not read that may name them".into(),
+/// How the session's text reads, as far as the identity check needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// UTF-8, or an encoding in which every byte below 0x80 is that ASCII character and no
+    /// other byte is (LATIN1, WIN1252, EUC_JP, ...): the text's tokens, all ASCII where they
+    /// matter, are those PostgreSQL reads (other characters become U+FFFD, which PostgreSQL's
+    /// scanner also takes as part of a name or string), with standard_conforming_strings on.
+    Exact,
+    /// An encoding that hides ASCII bytes inside characters (SJIS, BIG5, GBK, UHC, JOHAB,
+    /// GB18030), standard_conforming_strings off (backslashes end strings elsewhere), or a
+    /// change of either still unanswered: a text showing a word that could change an
+    /// identity setting is refused unread.
+    Unsure,
+}
+
+/// Whether PostgreSQL's client encoding `name` keeps every ASCII byte a character of its own.
+pub fn ascii_safe_encoding(name: &str) -> bool {
+    let unsafe_ones = [
+        "SJIS",
+        "SHIFT_JIS_2004",
+        "BIG5",
+        "GBK",
+        "UHC",
+        "JOHAB",
+        "GB18030",
+    ];
+    !unsafe_ones.iter().any(|e| name.eq_ignore_ascii_case(e))
+}
+
+/// [`identity_touch`] of a text as the session sends it.
+pub fn identity_touch_in(sql: &[u8], reading: Reading) -> IdentityTouch {
+    let text = String::from_utf8_lossy(sql);
+    match reading {
+        Reading::Exact => identity_touch(&text),
+        Reading::Unsure if names_or_hides(&text) => IdentityTouch::Refused(
+            "a text pgshroud cannot read as the server will (client_encoding or standard_conforming_strings) that may name them".into(),
         ),
-        Err(_) => IdentityTouch::None,
+        Reading::Unsure => IdentityTouch::None,
     }
 }
 

@@ -390,6 +390,10 @@ async fn statement_path(
         .map_err(lost)?;
     protection.report_problems(&catalog, &ctx.metrics);
     let mut session = ProtectedSession::new(live.clone(), caller, catalog, ctx.metrics.clone());
+    if let Some(identity) = identity {
+        let tenant = Some(identity.tenant.clone()).filter(|t| !t.is_empty());
+        session.set_startup_tenant(tenant);
+    }
     // The role depends on PostgreSQL role memberships, looked up only now: set it for the
     // session (RESET ALL and DISCARD ALL would then put back the startup guess: refused).
     let role = &policy.role().name;

@@ -7,9 +7,12 @@
 //! nothing else may be sent until then. [`ProtectedSession::tenant`] is the one accessor.
 
 use super::{Expect, ProtectedSession};
-use crate::analyze::identity_settings::{identity_touch_in, IdentityTouch, TENANT};
+use crate::analyze::identity_settings::{
+    ascii_safe_encoding, identity_touch_in, IdentityTouch, Reading, TENANT,
+};
 use crate::ops::metrics::RefusalReason;
 use crate::protocol::error::{sqlstate, PgError};
+use crate::protocol::text_settings::TextMode;
 use crate::protocol::verdict::Verdict;
 
 /// `invalid_parameter_value`: a tenant id that is not a plain name.
@@ -63,6 +66,12 @@ impl ProtectedSession {
         self.tenant.current.as_deref()
     }
 
+    /// The tenant the upstream connection was opened with (its startup parameter), which a
+    /// rules reload since the session was made may no longer give.
+    pub fn set_startup_tenant(&mut self, tenant: Option<String>) {
+        self.tenant = TenantState::new(tenant);
+    }
+
     /// `pgshroud.role` was set after login: refuse what would put the startup value back.
     pub fn refuse_identity_resets(&mut self) {
         self.tenant.resets_refused = true;
@@ -77,9 +86,20 @@ impl ProtectedSession {
                 format!("pgshroud is waiting for the answer to a switch of {TENANT}: wait for it before sending another statement"),
             )));
         }
-        match identity_touch_in(text) {
+        match identity_touch_in(text, self.identity_reading(text)) {
             IdentityTouch::None => Ok(None),
-            IdentityTouch::Refused(what) => Err(self.identity_refused(refused(&what))),
+            IdentityTouch::Refused(what) => {
+                // Where the role refuses the text too (server functions running SQL text),
+                // its refusal, which names the column, is the one the client gets.
+                if let Ok(sql) = std::str::from_utf8(text) {
+                    if let Err((why, error)) =
+                        self.policy.check_sql_text(sql, &self.layout.schema)
+                    {
+                        return Err(self.refused_by_role(why, error));
+                    }
+                }
+                Err(self.identity_refused(refused(&what)))
+            }
             IdentityTouch::ResetAll if self.tenant.resets_refused => {
                 Err(self.identity_refused(refused("RESET ALL / DISCARD ALL, which would put pgshroud.role back to the value of another role, in a session whose role depends on PostgreSQL role membership")))
             }
@@ -103,9 +123,31 @@ impl ProtectedSession {
         }
     }
 
+    /// Whether `text` reads exactly as the server reads it. ASCII without a backslash reads
+    /// the same in every client encoding and whatever standard_conforming_strings says.
+    fn identity_reading(&self, text: &[u8]) -> Reading {
+        if text.is_ascii() && !text.contains(&b'\\') {
+            return Reading::Exact;
+        }
+        let settled = self.unsettled == 0 && !self.pipeline_unsettled;
+        let exact = match self.settings.mode() {
+            TextMode::Standard => true,
+            TextMode::BackslashEscapes => false,
+            TextMode::OtherEncoding => {
+                self.settings.standard_conforming_strings
+                    && ascii_safe_encoding(&self.settings.client_encoding)
+            }
+        };
+        if settled && exact {
+            Reading::Exact
+        } else {
+            Reading::Unsure
+        }
+    }
+
     /// Whether a text is refused whatever the session's state (for audit).
     pub(super) fn identity_refuses(&self, sql: &str) -> bool {
-        match identity_touch_in(sql.as_bytes()) {
+        match identity_touch_in(sql.as_bytes(), self.identity_reading(sql.as_bytes())) {
             IdentityTouch::Refused(_) => true,
             IdentityTouch::ChooseTenant(_) => !self.role().choose_tenant,
             IdentityTouch::ResetAll => self.tenant.resets_refused,
