@@ -57,6 +57,9 @@ pub trait TenantKeyLookup: Send + Sync {
         version: KeyVersion,
         context: &KeyContext,
     ) -> Result<(Arc<str>, Arc<ColumnKey>), TenantOpenError>;
+
+    /// Whether a forgotten tenant's value reads as NULL (else the read is refused).
+    fn forgotten_as_null(&self) -> bool;
 }
 
 /// The ciphers of one key context: the active key version (used to seal) and every other
@@ -144,6 +147,14 @@ impl ColumnCipher {
     /// with a tenant.
     pub fn seals(&self) -> bool {
         self.tenancy.as_ref().is_none_or(|t| t.sealing.is_some())
+    }
+
+    /// Whether a forgotten tenant's value reads as NULL (the store's setting); shared
+    /// contexts have no tenants, so the question does not arise (`false`).
+    pub fn forgotten_as_null(&self) -> bool {
+        self.tenancy
+            .as_ref()
+            .is_some_and(|t| t.lookup.forgotten_as_null())
     }
 
     /// The tenant this cipher seals for (per-tenant contexts only).

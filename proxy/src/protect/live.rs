@@ -132,7 +132,12 @@ impl LiveProtection {
             // One key from the environment, a file or a command: read once at start-up.
             KeysConfig::Single(_) => current.keys.clone(),
         };
-        let next = Arc::new(Protection::new(rules, keys, guards));
+        // Tenant keys are read again too: a forgotten tenant's key leaves memory here.
+        let tenants = current
+            .tenant_store()
+            .reloaded(keys.clone())
+            .map_err(|e| format!("tenant keys: {e}"))?;
+        let next = Arc::new(Protection::new(rules, keys, guards).with_tenant_store(tenants));
         match self.current.write() {
             Ok(mut guard) => *guard = next,
             Err(poisoned) => *poisoned.into_inner() = next,

@@ -34,7 +34,7 @@ pub enum ForgottenValues {
     /// SQL NULL (the default): the value is gone.
     #[default]
     Null,
-    /// The statement fails (SQLSTATE 22023... see codec), for applications that must know.
+    /// The statement fails (SQLSTATE 55000), for applications that must know.
     Refuse,
 }
 
@@ -351,6 +351,10 @@ impl TenantKeyLookup for TenantStore {
                 Ok((id.clone(), self.derive(&id, version, key, context)))
             }
         }
+    }
+
+    fn forgotten_as_null(&self) -> bool {
+        self.config.forgotten_values == ForgottenValues::Null
     }
 }
 

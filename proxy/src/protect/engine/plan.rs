@@ -79,13 +79,26 @@ impl Plan {
 const PLAN_CACHE_LIMIT: usize = 10_000;
 
 impl Protection {
-    /// The plan for a statement, from the cache or built now.
+    /// The plan for a statement of a session without a tenant, from the cache or built now.
     pub fn plan(&self, sql: &str, layout: &Layout, catalog: &Catalog) -> Arc<Plan> {
-        let key = (layout.fingerprint, sql.to_owned());
+        self.plan_for(sql, layout, catalog, None)
+    }
+
+    /// The plan for a statement of a session of `tenant` (literals of per-tenant columns are
+    /// sealed with its key), from the cache or built now.
+    pub fn plan_for(
+        &self,
+        sql: &str,
+        layout: &Layout,
+        catalog: &Catalog,
+        tenant: Option<&str>,
+    ) -> Arc<Plan> {
+        let tenant = tenant.filter(|_| self.has_per_tenant());
+        let key = (layout.fingerprint, tenant.map(Arc::from), sql.to_owned());
         if let Some(plan) = self.cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
             return plan;
         }
-        let plan = Arc::new(self.build(sql, layout, catalog));
+        let plan = Arc::new(self.build(sql, layout, catalog, tenant));
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() >= PLAN_CACHE_LIMIT {
                 cache.clear();
@@ -95,7 +108,7 @@ impl Protection {
         plan
     }
 
-    fn build(&self, sql: &str, layout: &Layout, catalog: &Catalog) -> Plan {
+    fn build(&self, sql: &str, layout: &Layout, catalog: &Catalog, tenant: Option<&str>) -> Plan {
         let statements = match analyze::analyze(sql, &layout.schema) {
             Analysis::Refused(r) => return Plan::refused(PgError::error(r.sqlstate, r.message)),
             Analysis::Untouched { mut statements } => {
@@ -125,7 +138,7 @@ impl Protection {
             }
         };
         let computed = self.computed(layout, &statements);
-        match self.rewrite(sql, statements, catalog) {
+        match self.rewrite(sql, statements, catalog, tenant) {
             Ok(plan) => Plan { computed, ..plan },
             Err(error) => Plan::refused(error),
         }
@@ -136,6 +149,7 @@ impl Protection {
         sql: &str,
         statements: Vec<StatementInfo>,
         catalog: &Catalog,
+        tenant: Option<&str>,
     ) -> Result<Plan, PgError> {
         let mut columns: Vec<(Spec, Usage)> = Vec::new();
         for statement in &statements {
@@ -156,19 +170,20 @@ impl Protection {
         // Splice replacements in source order; the rest of the text stays byte for byte.
         let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::new();
         let mut params: Vec<Option<ParamSpec>> = Vec::new();
-        let roles = self.site_roles(sql, &statements)?;
+        let roles = self.site_roles(sql, &statements, tenant)?;
         for (statement, roles) in statements.iter().zip(&roles) {
             for (literal, role) in statement.literals.iter().zip(&roles.literals) {
                 let spec = self.spec(literal.column)?;
                 let sealed = match role {
                     SiteRole::Written => {
-                        self.seal_literal(&spec, literal.value.as_deref(), literal.array)?
+                        self.seal_literal(&spec, literal.value.as_deref(), literal.array, tenant)?
                     }
                     SiteRole::Compared(how) => self.seal_literal_every_version(
                         &spec,
                         literal.value.as_deref(),
                         literal.array,
                         *how,
+                        tenant,
                     )?,
                 };
                 edits.push((literal.span.clone(), sealed));
@@ -201,7 +216,7 @@ impl Protection {
                     SiteRole::Written if param.array => format!("${n}::bytea[]"),
                     SiteRole::Written => format!("${n}::bytea"),
                     SiteRole::Compared(how) => {
-                        self.param_every_version(&spec, n, param.array, *how)?
+                        self.param_every_version(&spec, n, param.array, *how, tenant)?
                     }
                 };
                 params[param.index] = Some(ParamSpec {
@@ -311,9 +326,14 @@ impl Protection {
         spec: &ColumnSpec,
         value: Option<&str>,
         array: bool,
+        tenant: Option<&str>,
     ) -> Result<String, PgError> {
+        let mut tenant_cipher = self.tenant_cipher(spec, tenant)?;
         let mut ciphers = self.planning_ciphers()?;
-        let cipher = ciphers.get(&spec.context);
+        let cipher = match &mut tenant_cipher {
+            Some(cipher) => cipher,
+            None => ciphers.get(&spec.context),
+        };
         if array {
             codec::sealed_array_literal(spec, cipher, value)
         } else {

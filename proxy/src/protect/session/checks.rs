@@ -13,7 +13,8 @@ use crate::protocol::text_settings::{self as settings, TextMode};
 
 impl ProtectedSession {
     pub(super) fn plan(&self, sql: &str) -> Arc<Plan> {
-        self.shared.plan(sql, &self.layout, &self.catalog)
+        self.shared
+            .plan_for(sql, &self.layout, &self.catalog, self.tenant())
     }
 
     /// The role's verdict on a statement that touches no protected table: its kind (for roles

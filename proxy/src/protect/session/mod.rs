@@ -19,6 +19,7 @@ mod lookup;
 mod replies;
 mod results;
 mod simple;
+mod tenant;
 #[cfg(test)]
 pub(crate) mod testing;
 
@@ -190,6 +191,8 @@ pub struct ProtectedSession {
     /// The protected tables changed (reload): look the catalog up again.
     catalog_stale: bool,
     shared: Arc<Protection>,
+    /// The session's tenant, read through [`ProtectedSession::tenant`] only.
+    tenant: Option<Arc<str>>,
     /// The caller's role.
     policy: Arc<Policy>,
     pub catalog: Catalog,
@@ -249,7 +252,8 @@ impl ProtectedSession {
         let generation = live.generation();
         let live_changes = live.catalog_changes();
         let shared = live.current();
-        let ciphers = Ciphers::new(shared.keys.clone());
+        let tenant = tenant::at_start(&shared.rules, &caller);
+        let ciphers = shared.session_ciphers(tenant.as_deref());
         let layout = shared.layout(&catalog);
         let policy = Arc::new(Policy::for_caller(&shared.rules, &caller));
         ProtectedSession {
@@ -260,6 +264,7 @@ impl ProtectedSession {
             caller,
             catalog_stale: false,
             shared,
+            tenant,
             policy,
             catalog,
             layout,
