@@ -88,6 +88,14 @@ struct Tenancy {
     opened: Vec<([u8; TENANT_TAG_LEN], Arc<str>, VersionedCipher)>,
 }
 
+/// A tenant, its active column key and its other live versions' (the sealing side of a
+/// per-tenant cipher).
+pub type TenantSealing = (
+    Arc<str>,
+    (KeyVersion, Arc<ColumnKey>),
+    Vec<(KeyVersion, Arc<ColumnKey>)>,
+);
+
 /// Other tenants' ciphers a cipher keeps; beyond this they are dropped and rebuilt.
 const OPENED_LIMIT: usize = 64;
 
@@ -112,11 +120,7 @@ impl ColumnCipher {
     /// (its active key is a random one nothing was sealed with).
     pub(super) fn per_tenant(
         context: KeyContext,
-        sealing: Option<(
-            Arc<str>,
-            (KeyVersion, Arc<ColumnKey>),
-            Vec<(KeyVersion, Arc<ColumnKey>)>,
-        )>,
+        sealing: Option<TenantSealing>,
         lookup: Arc<dyn TenantKeyLookup>,
     ) -> ColumnCipher {
         let (sealing, active, others) = match sealing {

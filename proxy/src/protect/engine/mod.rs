@@ -88,6 +88,9 @@ impl Layout {
     }
 }
 
+/// A cached plan's key: layout fingerprint, tenant (see `cache`), statement text.
+type PlanKey = (u64, Option<Arc<str>>, String);
+
 pub struct Protection {
     pub keys: Arc<KeyRing>,
     pub rules: Arc<Rules>,
@@ -98,7 +101,7 @@ pub struct Protection {
     base: ProtectedSchema,
     /// Keyed by layout, tenant (when per-tenant columns exist: their literals are sealed
     /// with the tenant's key, so a plan built for one tenant never serves another) and text.
-    cache: Mutex<HashMap<(u64, Option<Arc<str>>, String), Arc<Plan>>>,
+    cache: Mutex<HashMap<PlanKey, Arc<Plan>>>,
     /// Ciphers used while planning (literal encryption), shared by all sessions.
     planning: Mutex<Ciphers>,
     /// Writes only to columns whose guard is in place (`require_guard`).
