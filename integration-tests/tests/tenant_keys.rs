@@ -338,6 +338,12 @@ async fn forgetting_a_tenant_makes_its_values_unreadable_everywhere() {
     let said = pgshroud::cli::tenants::forget(&args, &mut "".as_bytes()).unwrap();
     assert!(said.contains("forgotten"), "{said}");
     f.proxy.reload().expect("reload with the tombstone");
+    let metrics = f.proxy.metrics_text();
+    assert!(
+        metrics.contains("pgshroud_tenants_forgotten 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("pgshroud_tenant_keys_live 1"), "{metrics}");
 
     // Through the proxy: acme's values are NULL, globex's exactly as before, in the open
     // session and a new one.

@@ -150,6 +150,8 @@ impl LiveProtection {
     pub fn report_keys(&self, metrics: &Metrics, rotate_after_days: u64) {
         self.rotate_after_days
             .store(rotate_after_days, Ordering::Relaxed);
+        let (live, forgotten) = self.current().tenant_store().counts();
+        metrics.tenant_keys(live, forgotten);
         metrics.active_key(
             self.current().keys.active_version().get(),
             self.active_key_since().map(|t| t.unix_timestamp()),
