@@ -11,6 +11,16 @@ described in README.md, "Storage format and decrypting without pgshroud":
                                 info="pgshroud/v1/column-key/" + context, length=64)
     value        = AES-256-SIV (RFC 5297), one associated-data element: the context (UTF-8)
 
+  Per-tenant columns (format 3, needs --tenant-keys-dir):
+    envelope     = 0x03 | tenant-key version (u32) | context tag | 8-byte tenant tag | SIV | ct
+    tenant tag   = first 8 bytes of SHA-256("pgshroud/v3/tenant-tag/" + tenant id)
+    tenant key   = AES-SIV-unwrap(KEK, <tenant-keys-dir>/<id>.toml [[versions]] wrapped,
+                   AD = [tenant id, tenant-key version u32, master key version u32]),
+                   KEK = HKDF-SHA-256(ikm=master key, info="pgshroud/v3/tenant-kek", length=64)
+    column key   = HKDF-SHA-256(ikm=tenant key, info="pgshroud/v3/column-key/" + context, 64)
+    value        = AES-256-SIV, associated data [context, tenant id]
+  A forgotten tenant's file is a tombstone: its values cannot be decrypted (exit 1).
+
 Usage:
     PGSHROUD_MASTER_KEY=<base64> pgshroud_decrypt.py <context> <hex envelope>
     pgshroud_decrypt.py --master-key-file key.b64 public.customers.email 0200000001...
@@ -42,6 +52,11 @@ import hashlib
 
 FORMAT_V1 = 0x01
 FORMAT_V2 = 0x02
+FORMAT_V3 = 0x03
+TENANT_TAG_LEN = 8
+TENANT_TAG_PREFIX = b"pgshroud/v3/tenant-tag/"
+TENANT_INFO_PREFIX = b"pgshroud/v3/column-key/"
+TENANT_KEK_INFO = b"pgshroud/v3/tenant-kek"
 VERSION_END = 1 + 4
 CONTEXT_TAG_LEN = 4
 SIV_LEN = 16
@@ -74,10 +89,16 @@ def context_tag(context):
     return hashlib.sha256(CONTEXT_TAG_PREFIX + context.encode("utf-8")).digest()[:CONTEXT_TAG_LEN]
 
 
+def tenant_tag(tenant):
+    return hashlib.sha256(TENANT_TAG_PREFIX + tenant.encode("utf-8")).digest()[:TENANT_TAG_LEN]
+
+
 def parse_envelope(stored):
-    """Returns (key_version, context_tag or None, siv_and_ciphertext)."""
+    """Returns (key_version, context_tag or None, siv_and_ciphertext); format 1 and 2 only."""
     if not stored:
         raise DecryptError("stored value is empty, not a pgshroud envelope")
+    if stored[0] == FORMAT_V3:
+        raise DecryptError("a per-tenant (format 3) value: pass --tenant-keys-dir")
     if stored[0] == FORMAT_V2:
         header_len = VERSION_END + CONTEXT_TAG_LEN
         tag = stored[VERSION_END:header_len]
@@ -104,6 +125,64 @@ def decrypt(master_key, context, stored):
         raise DecryptError(f"value does not decrypt under key context {context!r}: wrong "
                            "master key or key version, a value from another column, or tampered"
                            ) from None
+
+
+def find_tenant(tenant_keys_dir, tag):
+    """(tenant id, parsed file) of the tenant file in `tenant_keys_dir` whose id has `tag`."""
+    import tomllib  # Python 3.11+
+
+    for name in sorted(os.listdir(tenant_keys_dir)):
+        if not name.endswith(".toml") or name.startswith("."):
+            continue
+        tenant = name[:-len(".toml")]
+        if tenant_tag(tenant) != tag:
+            continue
+        with open(os.path.join(tenant_keys_dir, name), "rb") as f:
+            try:
+                return tenant, tomllib.load(f)
+            except tomllib.TOMLDecodeError as err:
+                raise DecryptError(f"tenant key file {name}: {err}") from None
+    raise DecryptError(f"no tenant in {tenant_keys_dir} has tenant tag {tag.hex()}")
+
+
+def unwrap_tenant_key(master_key, tenant, version, entry):
+    kek = HKDF(algorithm=hashes.SHA256(), length=64, salt=None,
+               info=TENANT_KEK_INFO).derive(master_key)
+    ad = [tenant.encode("utf-8"), version.to_bytes(4, "big"),
+          entry["master_key_version"].to_bytes(4, "big")]
+    try:
+        return AESSIV(kek).decrypt(base64.b64decode(entry["wrapped"]), ad)
+    except (InvalidTag, ValueError, binascii.Error):
+        raise DecryptError(f"tenant {tenant} key version {version} does not unwrap: wrong "
+                           "master key (version), or the file was altered") from None
+
+
+def decrypt_v3(context, stored, tenant_keys_dir, master_key_of):
+    """Plaintext of a format-3 envelope; `master_key_of(version)` gives a master key."""
+    head = 1 + 4 + CONTEXT_TAG_LEN
+    if len(stored) < head + TENANT_TAG_LEN + SIV_LEN:
+        raise DecryptError(f"stored value is {len(stored)} bytes, shorter than the format-3 minimum")
+    version = int.from_bytes(stored[1:VERSION_END], "big")
+    if stored[VERSION_END:head] != context_tag(context):
+        raise DecryptError(f"value was sealed for another key context than {context!r}")
+    tenant, data = find_tenant(tenant_keys_dir, stored[head:head + TENANT_TAG_LEN])
+    if "forgotten_at" in data:
+        raise DecryptError(f"tenant {tenant} was forgotten on {data['forgotten_at']}: its key "
+                           "was destroyed, so its values cannot be decrypted")
+    entries = [v for v in data.get("versions", []) if v.get("version") == version]
+    if not entries:
+        raise DecryptError(f"tenant {tenant} has no key version {version}")
+    entry = entries[0]
+    tenant_key = unwrap_tenant_key(master_key_of(entry["master_key_version"]), tenant,
+                                   version, entry)
+    column_key = HKDF(algorithm=hashes.SHA256(), length=64, salt=None,
+                      info=TENANT_INFO_PREFIX + context.encode("utf-8")).derive(tenant_key)
+    try:
+        return AESSIV(column_key).decrypt(stored[head + TENANT_TAG_LEN:],
+                                          [context.encode("utf-8"), tenant.encode("utf-8")])
+    except InvalidTag:
+        raise DecryptError(f"value does not decrypt under key context {context!r} for tenant "
+                           f"{tenant}: a value from another column or tenant, or tampered") from None
 
 
 def parse_hex(text):
@@ -192,16 +271,24 @@ def main(argv=None):
                         "(default: $PGSHROUD_MASTER_KEY)")
     parser.add_argument("--keys-file", help="pgshroud's keys file: the key of the envelope's "
                         "key version is taken from it")
+    parser.add_argument("--tenant-keys-dir", help="pgshroud's tenant_keys_dir, for values of "
+                        "per-tenant columns (format 3)")
     parser.add_argument("--hex", action="store_true", help="print the plaintext as hex")
     args = parser.parse_args(argv)
     try:
         stored = parse_hex(args.envelope)
-        if args.keys_file:
+        if stored[:1] == bytes([FORMAT_V3]) and args.tenant_keys_dir:
+            def master_key_of(version):
+                if args.keys_file:
+                    return read_keys_file_key(args.keys_file, version)
+                return read_master_key(args)
+            plaintext = decrypt_v3(args.context, stored, args.tenant_keys_dir, master_key_of)
+        elif args.keys_file:
             version, _tag, _rest = parse_envelope(stored)
             master_key = read_keys_file_key(args.keys_file, version)
+            plaintext = decrypt(master_key, args.context, stored)
         else:
-            master_key = read_master_key(args)
-        plaintext = decrypt(master_key, args.context, stored)
+            plaintext = decrypt(read_master_key(args), args.context, stored)
     except (DecryptError, OSError) as err:
         print(f"pgshroud_decrypt: {err}", file=sys.stderr)
         return 1

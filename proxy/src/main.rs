@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use pgshroud::cli::args::{AuditCommand, CheckArgs, Cli, Command, KeysCommand, ServeArgs};
+use pgshroud::cli::args::{
+    AuditCommand, CheckArgs, Cli, Command, KeysCommand, ServeArgs, TenantsCommand,
+};
 use pgshroud::config::{ConfigLayer, Settings};
 use pgshroud::context::shutdown::Stage;
 use pgshroud::server::RunningProxy;
@@ -25,10 +27,11 @@ fn main() -> ExitCode {
         }
         Command::Demo(args) => demo(&args.listen),
         Command::Keys(KeysCommand::Status(args)) => database_command(|| {
-            pgshroud::cli::keys::status_with_textfile(
+            pgshroud::cli::keys::status_with_tenants(
                 &args.upstream_url,
                 &args.rules,
                 args.metrics_textfile.as_deref(),
+                args.tenant_keys_dir.as_deref(),
             )
         }),
         Command::Keys(KeysCommand::Retire(args)) => database_command(|| {
@@ -36,6 +39,13 @@ fn main() -> ExitCode {
         }),
         Command::Rotate(args) => database_command(|| pgshroud::cli::rotate::run(&args)),
         Command::Migrate(args) => database_command(|| pgshroud::cli::migrate::run(&args)),
+        Command::Tenants(TenantsCommand::Add { keys, id }) => {
+            report(pgshroud::cli::tenants::add(&keys, &id))
+        }
+        Command::Tenants(TenantsCommand::Rotate { keys, id }) => {
+            report(pgshroud::cli::tenants::rotate(&keys, &id))
+        }
+        Command::Forget(args) => report(pgshroud::cli::tenants::forget_interactive(&args)),
         Command::Audit(AuditCommand::Verify(args)) => {
             let (out, code) = pgshroud::audit::verify::run(&args.files, args.key_file.as_deref());
             if code == 0 {

@@ -49,6 +49,62 @@ pub enum Command {
     /// back with --decrypt: online (a shadow column filled in short batches, then a short
     /// swap), resumable (run it again after an interruption), verified value by value.
     Migrate(MigrateArgs),
+    /// Per-tenant keys in the tenant key store: add a tenant, rotate its key.
+    #[command(subcommand)]
+    Tenants(TenantsCommand),
+    /// Destroy a tenant's key (crypto-shredding): its values become unreadable everywhere,
+    /// backups included. Asks for the tenant id again unless --yes.
+    Forget(ForgetArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantsCommand {
+    /// Give a tenant its first key (32 random bytes wrapped by the active master key).
+    Add {
+        #[command(flatten)]
+        keys: TenantKeysArgs,
+        /// The tenant id (as in the rules' [[tenants]]).
+        id: String,
+    },
+    /// A new key version for a tenant, active from the next reload.
+    Rotate {
+        #[command(flatten)]
+        keys: TenantKeysArgs,
+        id: String,
+    },
+}
+
+/// The tenant key store and the master key that wraps its keys.
+#[derive(Debug, Args)]
+pub struct TenantKeysArgs {
+    /// The directory of tenant key files (the proxy's tenant_keys_dir).
+    #[arg(long)]
+    pub tenant_keys_dir: PathBuf,
+    /// Keys file (the active master key version wraps new tenant keys).
+    #[arg(long)]
+    pub keys_file: Option<PathBuf>,
+    /// File holding the base64 master key (else $PGSHROUD_MASTER_KEY).
+    #[arg(long)]
+    pub master_key_file: Option<PathBuf>,
+    /// Command whose stdout is the base64 master key.
+    #[arg(long)]
+    pub master_key_command: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// The tenant whose key is destroyed.
+    #[arg(long)]
+    pub tenant: String,
+    /// The directory of tenant key files (the proxy's tenant_keys_dir).
+    #[arg(long)]
+    pub tenant_keys_dir: PathBuf,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// Also write `pgshroud_tenants_forgotten_total` as Prometheus text to this file.
+    #[arg(long)]
+    pub metrics_textfile: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -91,6 +147,10 @@ pub struct KeysStatusArgs {
     /// node_exporter's textfile collector.
     #[arg(long)]
     pub metrics_textfile: Option<PathBuf>,
+    /// The tenant key store: names per-tenant values' tenants and their key state (else
+    /// tenants are named from the rules' [[tenants]]).
+    #[arg(long)]
+    pub tenant_keys_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

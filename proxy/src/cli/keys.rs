@@ -125,6 +125,25 @@ pub async fn status(url: &str, rules_path: &Path) -> Result<Report, String> {
     status_with_textfile(url, rules_path, None).await
 }
 
+/// `pgshroud keys status` with the per-tenant counts (tenants named from `tenant_keys_dir`).
+pub async fn status_with_tenants(
+    url: &str,
+    rules_path: &Path,
+    textfile: Option<&Path>,
+    tenant_keys_dir: Option<&Path>,
+) -> Result<Report, String> {
+    let mut report = status_with_textfile(url, rules_path, textfile).await?;
+    if let Some(section) = super::tenants::status_section(url, rules_path, tenant_keys_dir).await? {
+        report.text = format!(
+            "{}
+
+{section}",
+            report.text
+        );
+    }
+    Ok(report)
+}
+
 /// `pgshroud keys status`, also writing the counts to a metrics textfile when given.
 pub async fn status_with_textfile(
     url: &str,

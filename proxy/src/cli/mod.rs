@@ -14,5 +14,6 @@ pub mod rewrite;
 pub mod rotate;
 pub mod setup;
 pub mod stored;
+pub mod tenants;
 pub mod textfile;
 pub mod throwaway_pg;

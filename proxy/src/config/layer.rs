@@ -200,6 +200,14 @@ settings! {
     /// Write to no protected column without its guard in the database; `false` only for a
     /// migration window: plaintext written around pgshroud would then be stored.
     require_guard: bool = "true";
+    /// Directory of per-tenant key files (`<tenant>.toml`, wrapped by the master key), kept
+    /// apart from the database's backups so that destroying a key destroys it everywhere.
+    tenant_keys_dir: PathBuf;
+    /// Create a tenant's key on its first write (else such a write is refused until
+    /// `pgshroud tenants add ID`).
+    tenant_keys_create: bool = "false";
+    /// What a read of a forgotten tenant's value gives: null or refuse.
+    forgotten_tenant_values: String = "null";
 }
 
 impl ConfigLayer {
@@ -261,7 +269,11 @@ mod tests {
         let keys: Vec<&str> = SETTINGS.iter().map(|s| s.key).collect();
         assert_eq!(flags, keys);
         for key in keys {
-            let value = if key == "require_guard" { "true" } else { "1" };
+            let value = if matches!(key, "require_guard" | "tenant_keys_create") {
+                "true"
+            } else {
+                "1"
+            };
             let text = format!("{key} = {}", toml_value(key, value));
             toml::from_str::<ConfigLayer>(&text).unwrap_or_else(|e| panic!("{key}: {e}"));
         }
@@ -280,6 +292,7 @@ mod tests {
                 | "session_threads"
                 | "rotate_after_days"
                 | "require_guard"
+                | "tenant_keys_create"
         );
         if numeric {
             value.to_owned()

@@ -12,6 +12,7 @@ pub mod layer;
 pub mod limits;
 pub mod on_full;
 pub mod syslog;
+mod tenants;
 pub mod tls;
 
 #[cfg(test)]
@@ -70,6 +71,8 @@ pub struct Settings {
     pub replication_users: Vec<String>,
     /// The cancel key shared with other instances (else one of this process only).
     pub cancel_key_file: Option<PathBuf>,
+    /// Per-tenant keys: their directory and policies.
+    pub tenant_keys: crate::crypto::tenant_keys::TenantKeysConfig,
 }
 
 impl Settings {
@@ -123,6 +126,7 @@ impl Settings {
         if let Some(keys) = &layer.keys_file {
             readable_file("keys_file", keys)?;
         }
+        let tenant_keys = tenants::resolve(&layer)?;
         let rotate_after_days = layer.rotate_after_days();
         if rotate_after_days == 0 {
             return Err(invalid("rotate_after_days", "must be greater than 0"));
@@ -146,6 +150,7 @@ impl Settings {
             auth_method,
             replication_users: layer.replication_users.unwrap_or_default(),
             cancel_key_file: layer.cancel_key_file.clone(),
+            tenant_keys,
         })
     }
 }

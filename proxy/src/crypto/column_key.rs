@@ -13,6 +13,9 @@ use super::master_key::MasterKey;
 /// HKDF `info` prefix; the key context follows it.
 pub const COLUMN_KEY_INFO_PREFIX: &str = "pgshroud/v1/column-key/";
 
+/// HKDF `info` prefix of a per-tenant column key (the tenant key is the `ikm`).
+pub const TENANT_COLUMN_KEY_INFO_PREFIX: &str = "pgshroud/v3/column-key/";
+
 /// Length of a column key: AES-256-SIV takes two 256-bit keys (CMAC and CTR).
 pub const COLUMN_KEY_LEN: usize = 64;
 
@@ -75,6 +78,30 @@ impl ColumnKey {
             okm.as_mut_slice(),
         )
         .expect("64 bytes is far below HKDF-SHA-256's 8160-byte output limit");
+        ColumnKey(okm)
+    }
+
+    /// HKDF-SHA-256 with ikm = a tenant's 32-byte key, no salt, info =
+    /// `pgshroud/v3/column-key/<context>`: the column key of a per-tenant context.
+    pub fn derive_for_tenant(tenant_key: &[u8; 32], context: &KeyContext) -> ColumnKey {
+        let hkdf = Hkdf::<Sha256>::new(None, tenant_key);
+        let mut okm = Zeroizing::new([0u8; COLUMN_KEY_LEN]);
+        hkdf.expand_multi_info(
+            &[
+                TENANT_COLUMN_KEY_INFO_PREFIX.as_bytes(),
+                context.as_str().as_bytes(),
+            ],
+            okm.as_mut_slice(),
+        )
+        .expect("64 bytes is far below HKDF-SHA-256's 8160-byte output limit");
+        ColumnKey(okm)
+    }
+
+    /// A random key nothing was sealed with (an open-only cipher's placeholder).
+    pub(super) fn random() -> ColumnKey {
+        use rand::RngCore as _;
+        let mut okm = Zeroizing::new([0u8; COLUMN_KEY_LEN]);
+        rand::rng().fill_bytes(okm.as_mut_slice());
         ColumnKey(okm)
     }
 

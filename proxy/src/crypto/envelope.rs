@@ -1,6 +1,8 @@
 //! The stored bytes of a protected value. Format 2 (written today):
 //! `0x02` | key version (u32 BE) | 4-byte key-context tag | 16-byte SIV | ciphertext.
 //! Format 1 (read only): `0x01` | key version | 16-byte SIV | ciphertext.
+//! Format 3 (per-tenant columns): `0x03` | tenant-key version | context tag | 8-byte tenant
+//! tag | 16-byte SIV | ciphertext; the version is the tenant key's, not the master key's.
 //! The context tag lets PostgreSQL itself (the column's guard, `protect::guard`) check that a
 //! value is an envelope of that column's context without holding a key. Parsing checks the
 //! shape only; which key versions exist is the key ring's business.
@@ -13,6 +15,17 @@ use sha2::{Digest, Sha256};
 pub const FORMAT_V1: u8 = 0x01;
 /// First byte of every envelope written now.
 pub const FORMAT_V2: u8 = 0x02;
+/// First byte of envelopes sealed with a tenant key (per-tenant columns).
+pub const FORMAT_V3: u8 = 0x03;
+/// Length of the tenant tag of format 3.
+pub const TENANT_TAG_LEN: usize = 8;
+/// Offset of the tenant tag in a format-3 envelope (after the context tag).
+pub const TENANT_TAG_OFFSET: usize = CONTEXT_TAG_OFFSET + CONTEXT_TAG_LEN;
+/// Offset of the ciphertext in a format-3 envelope; the length of an envelope of an empty
+/// plaintext (the per-tenant guard's minimum length).
+pub const V3_CIPHERTEXT_OFFSET: usize = TENANT_TAG_OFFSET + TENANT_TAG_LEN + TAG_LEN;
+/// Domain separation of the tenant tag's hash.
+const TENANT_TAG_PREFIX: &str = "pgshroud/v3/tenant-tag/";
 /// Length of the key-context tag of format 2.
 pub const CONTEXT_TAG_LEN: usize = 4;
 /// Offset of the context tag in a format-2 envelope (after format byte and key version).
@@ -65,13 +78,26 @@ pub fn context_tag(context: &str) -> [u8; CONTEXT_TAG_LEN] {
     tag
 }
 
+/// The first 8 bytes of SHA-256(`pgshroud/v3/tenant-tag/` || tenant id): public, keyless. It
+/// tells pgshroud which tenant's key opens a value, and lets SQL find a tenant's values
+/// (`substr(col, 10, 8)`) without a key; like the context tag it proves nothing.
+pub fn tenant_tag(tenant: &str) -> [u8; TENANT_TAG_LEN] {
+    let digest = Sha256::new()
+        .chain_update(TENANT_TAG_PREFIX.as_bytes())
+        .chain_update(tenant.as_bytes())
+        .finalize();
+    let mut tag = [0u8; TENANT_TAG_LEN];
+    tag.copy_from_slice(&digest[..TENANT_TAG_LEN]);
+    tag
+}
+
 /// Why some stored bytes are not an envelope. Carries no content bytes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EnvelopeError {
     #[error("stored value is empty, not a pgshroud envelope")]
     Empty,
     #[error(
-        "stored value starts with format byte 0x{format:02x}, not 0x01 or 0x02: not a pgshroud envelope"
+        "stored value starts with format byte 0x{format:02x}, not 0x01, 0x02 or 0x03: not a pgshroud envelope"
     )]
     UnknownFormat { format: u8 },
     #[error("stored value is {len} bytes, shorter than the envelope minimum")]
@@ -84,6 +110,8 @@ pub struct Envelope<'a> {
     pub key_version: KeyVersion,
     /// The key-context tag (format 2); `None` for format 1, which has none.
     pub context_tag: Option<&'a [u8; CONTEXT_TAG_LEN]>,
+    /// The tenant tag (format 3 only): the value was sealed with that tenant's key.
+    pub tenant_tag: Option<&'a [u8; TENANT_TAG_LEN]>,
     pub tag: &'a [u8; TAG_LEN],
     pub ciphertext: &'a [u8],
 }
@@ -93,12 +121,22 @@ impl<'a> Envelope<'a> {
         let (&format, rest) = stored.split_first().ok_or(EnvelopeError::Empty)?;
         let too_short = || EnvelopeError::TooShort { len: stored.len() };
         let (version, rest) = match format {
-            FORMAT_V1 | FORMAT_V2 => rest.split_first_chunk::<4>().ok_or_else(too_short)?,
+            FORMAT_V1 | FORMAT_V2 | FORMAT_V3 => {
+                rest.split_first_chunk::<4>().ok_or_else(too_short)?
+            }
             format => return Err(EnvelopeError::UnknownFormat { format }),
         };
-        let (context_tag, rest) = if format == FORMAT_V2 {
+        let (context_tag, rest) = if format != FORMAT_V1 {
             let (tag, rest) = rest
                 .split_first_chunk::<CONTEXT_TAG_LEN>()
+                .ok_or_else(too_short)?;
+            (Some(tag), rest)
+        } else {
+            (None, rest)
+        };
+        let (tenant_tag, rest) = if format == FORMAT_V3 {
+            let (tag, rest) = rest
+                .split_first_chunk::<TENANT_TAG_LEN>()
                 .ok_or_else(too_short)?;
             (Some(tag), rest)
         } else {
@@ -108,9 +146,21 @@ impl<'a> Envelope<'a> {
         Ok(Envelope {
             key_version: KeyVersion(u32::from_be_bytes(*version)),
             context_tag,
+            tenant_tag,
             tag,
             ciphertext,
         })
+    }
+}
+
+impl Envelope<'_> {
+    /// The format number (1, 2 or 3).
+    pub fn format(&self) -> u8 {
+        match (self.context_tag, self.tenant_tag) {
+            (None, _) => FORMAT_V1,
+            (Some(_), None) => FORMAT_V2,
+            (Some(_), Some(_)) => FORMAT_V3,
+        }
     }
 }
 
@@ -119,7 +169,7 @@ impl fmt::Debug for Envelope<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Envelope")
             .field("key_version", &self.key_version)
-            .field("format", &if self.context_tag.is_some() { 2 } else { 1 })
+            .field("format", &self.format())
             .field("ciphertext_len", &self.ciphertext.len())
             .finish_non_exhaustive()
     }
@@ -130,6 +180,21 @@ pub(super) fn push_header(out: &mut Vec<u8>, version: KeyVersion, tag: &[u8; CON
     out.push(FORMAT_V2);
     out.extend_from_slice(&version.0.to_be_bytes());
     out.extend_from_slice(tag);
+    out.extend_from_slice(&[0u8; TAG_LEN]);
+}
+
+/// Appends the format-3 header: format byte, tenant-key version, context tag, tenant tag and
+/// a zeroed SIV (filled in once computed).
+pub(super) fn push_header_v3(
+    out: &mut Vec<u8>,
+    version: KeyVersion,
+    tag: &[u8; CONTEXT_TAG_LEN],
+    tenant: &[u8; TENANT_TAG_LEN],
+) {
+    out.push(FORMAT_V3);
+    out.extend_from_slice(&version.0.to_be_bytes());
+    out.extend_from_slice(tag);
+    out.extend_from_slice(tenant);
     out.extend_from_slice(&[0u8; TAG_LEN]);
 }
 
@@ -167,7 +232,7 @@ mod tests {
 
     #[test]
     fn unknown_format_byte_is_refused() {
-        for format in [0x00, 0x03, 0x61, 0xff] {
+        for format in [0x00, 0x04, 0x61, 0xff] {
             let mut stored = vec![format];
             stored.extend_from_slice(&[0u8; 30]);
             assert_eq!(
@@ -201,6 +266,40 @@ mod tests {
         assert_eq!(envelope.context_tag, Some(&[9, 8, 7, 6]));
         assert_eq!(envelope.tag, &[0xaa; TAG_LEN]);
         assert_eq!(envelope.ciphertext, b"ct");
+    }
+
+    #[test]
+    fn format_3_fields_are_read_from_their_offsets() {
+        let mut stored = Vec::new();
+        push_header_v3(&mut stored, KeyVersion::new(2), &[9, 8, 7, 6], &[1; 8]);
+        assert_eq!(stored.len(), V3_CIPHERTEXT_OFFSET);
+        assert_eq!(V3_CIPHERTEXT_OFFSET, 33);
+        stored[TENANT_TAG_OFFSET + TENANT_TAG_LEN..].copy_from_slice(&[0xaa; TAG_LEN]);
+        stored.extend_from_slice(b"ct");
+        let envelope = Envelope::parse(&stored).unwrap();
+        assert_eq!(envelope.format(), FORMAT_V3);
+        assert_eq!(envelope.key_version, KeyVersion::new(2));
+        assert_eq!(envelope.context_tag, Some(&[9, 8, 7, 6]));
+        assert_eq!(envelope.tenant_tag, Some(&[1; 8]));
+        assert_eq!(envelope.tag, &[0xaa; TAG_LEN]);
+        assert_eq!(envelope.ciphertext, b"ct");
+        // SQL finds a tenant's values at substr(col, 10, 8): offset 9, 1-based 10.
+        assert_eq!(TENANT_TAG_OFFSET, 9);
+        for len in [1, 9, 17, 32] {
+            let mut short = vec![0u8; len];
+            short[0] = FORMAT_V3;
+            assert_eq!(
+                Envelope::parse(&short),
+                Err(EnvelopeError::TooShort { len })
+            );
+        }
+    }
+
+    #[test]
+    fn tenant_tag_is_fixed_per_tenant() {
+        // Also in FORMAT.md and scripts/pgshroud_decrypt.py.
+        assert_eq!(hex::encode(tenant_tag("acme")), "8388c9b136fe103f");
+        assert_ne!(tenant_tag("acme"), tenant_tag("globex"));
     }
 
     #[test]

@@ -82,6 +82,14 @@ impl KeyRing {
         versions
     }
 
+    /// The master key of a live version (wrapping tenant keys).
+    pub(super) fn master(&self, version: KeyVersion) -> Option<&MasterKey> {
+        if version == self.active {
+            return Some(&self.active_master);
+        }
+        self.others.get(&version)
+    }
+
     /// The cipher of a context. Derives its column keys on first request only; afterwards a
     /// clone of the cached cipher (shared keys, no derivation). Keep the clone for as long as
     /// convenient (a statement, a session): it builds its AES-SIV state once, on first use.

@@ -12,11 +12,12 @@ pub mod key_ring;
 pub mod key_source;
 pub mod kms;
 pub mod master_key;
+pub mod tenant_keys;
 
 #[cfg(test)]
 mod wycheproof_tests;
 
-pub use cipher::{ColumnCipher, OpenError};
+pub use cipher::{ColumnCipher, OpenError, TenantKeyLookup, TenantOpenError};
 pub use column_key::{ColumnKey, KeyContext};
 pub use envelope::{Envelope, EnvelopeError, KeyVersion};
 pub use key_ring::{KeyRing, KeyRingError};

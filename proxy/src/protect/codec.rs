@@ -208,7 +208,7 @@ pub fn sealed_array_literal(
 }
 
 /// Stored value as the server sent it (bytea in `server_format`) -> the client's value in
-/// `client_format`.
+/// `client_format`. A forgotten tenant's value is an error here; [`open_opt`] gives NULL.
 pub fn open(
     spec: &ColumnSpec,
     cipher: &mut ColumnCipher,
@@ -216,18 +216,41 @@ pub fn open(
     stored: &[u8],
     client_format: Format,
 ) -> Result<Vec<u8>, PgError> {
+    open_opt(spec, cipher, server_format, stored, client_format)?
+        .ok_or_else(|| super::tenancy::forgotten(spec))
+}
+
+/// [`open`], but a value of a forgotten tenant is `None` (SQL NULL) when the store's
+/// `forgotten_tenant_values` is `null`, and refused when it is `refuse`.
+pub fn open_opt(
+    spec: &ColumnSpec,
+    cipher: &mut ColumnCipher,
+    server_format: Format,
+    stored: &[u8],
+    client_format: Format,
+) -> Result<Option<Vec<u8>>, PgError> {
     let envelope = match server_format {
         Format::Binary => std::borrow::Cow::Borrowed(stored),
         Format::Text => {
             std::borrow::Cow::Owned(bytea_from_text(stored).ok_or_else(|| corrupted(spec))?)
         }
     };
-    let canonical = cipher.open(&envelope).map_err(|_| corrupted(spec))?;
+    let canonical = match cipher.open(&envelope) {
+        Ok(canonical) => canonical,
+        Err(crate::crypto::OpenError::ForgottenTenant { .. }) if cipher.forgotten_as_null() => {
+            return Ok(None)
+        }
+        Err(crate::crypto::OpenError::ForgottenTenant { .. }) => {
+            return Err(super::tenancy::forgotten(spec))
+        }
+        Err(_) => return Err(corrupted(spec)),
+    };
     match client_format {
         Format::Text => values::text_with_modifier(spec.logical, spec.modifier, &canonical)
             .map(String::into_bytes),
         Format::Binary => values::binary_with_modifier(spec.logical, spec.modifier, &canonical),
     }
+    .map(Some)
     .map_err(|_| corrupted(spec))
 }
 
@@ -257,9 +280,12 @@ fn corrupted(spec: &ColumnSpec) -> PgError {
 }
 
 /// Per-session cipher instances, one per key context (derived keys are cached in the ring).
+/// A per-tenant context's cipher seals for the session's tenant ([`Ciphers::sealing`]) and
+/// opens any tenant's values.
 #[derive(Debug)]
 pub struct Ciphers {
     ring: Arc<crate::crypto::KeyRing>,
+    tenancy: Option<super::tenancy::SessionTenancy>,
     by_context: std::collections::HashMap<KeyContext, ColumnCipher>,
 }
 
@@ -267,14 +293,51 @@ impl Ciphers {
     pub fn new(ring: Arc<crate::crypto::KeyRing>) -> Self {
         Ciphers {
             ring,
+            tenancy: None,
             by_context: Default::default(),
         }
     }
 
+    /// Per-tenant contexts are sealed for the session's tenant (none: they are only read).
+    pub fn with_tenancy(mut self, tenancy: super::tenancy::SessionTenancy) -> Self {
+        self.tenancy = Some(tenancy);
+        self
+    }
+
+    /// The session's tenant changed: per-tenant contexts seal for `tenant` from now on.
+    pub fn set_tenant(&mut self, tenant: Option<&str>) {
+        if let Some(tenancy) = &mut self.tenancy {
+            if tenancy.tenant.as_deref() != tenant {
+                tenancy.tenant = tenant.map(Arc::from);
+            }
+        }
+    }
+
+    /// The cipher of a context, to open values (and to seal values of shared contexts).
     pub fn get(&mut self, context: &KeyContext) -> &mut ColumnCipher {
+        let (ring, tenancy) = (&self.ring, &self.tenancy);
         self.by_context
             .entry(context.clone())
-            .or_insert_with(|| self.ring.cipher_for(context))
+            .or_insert_with(|| match tenancy {
+                Some(t) if t.is_per_tenant(context) => t.open_cipher(context),
+                _ => ring.cipher_for(context),
+            })
+    }
+
+    /// The cipher that seals a value of `spec`'s column: for a per-tenant column, the
+    /// session's tenant's; refused when the session has no tenant or the tenant no key.
+    pub fn sealing(&mut self, spec: &ColumnSpec) -> Result<&mut ColumnCipher, PgError> {
+        if let Some(tenancy) = &self.tenancy {
+            let ready = self
+                .by_context
+                .get(&spec.context)
+                .is_some_and(|c| c.seals() && c.sealing_tenant() == tenancy.tenant.as_deref());
+            if tenancy.is_per_tenant(&spec.context) && !ready {
+                let cipher = tenancy.sealing_cipher(spec)?;
+                self.by_context.insert(spec.context.clone(), cipher);
+            }
+        }
+        Ok(self.get(&spec.context))
     }
 }
 

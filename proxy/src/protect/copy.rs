@@ -128,11 +128,15 @@ impl crate::copy_codec::FieldTransform for FieldCipher<'_> {
             return Ok(value.map(str::to_owned));
         };
         let spec = &output.spec;
-        let cipher = self.ciphers.get(&spec.context);
         let result = match self.direction {
-            CopyDirection::From => codec::seal(spec, cipher, Format::Text, value.as_bytes())
-                .map(|sealed| Some(format!("\\x{}", hex::encode(sealed)))),
-            CopyDirection::To => reveal::reveal_text(output, cipher, value),
+            // A per-tenant column's values are sealed for the session's tenant (or refused).
+            CopyDirection::From => self.ciphers.sealing(spec).and_then(|cipher| {
+                codec::seal(spec, cipher, Format::Text, value.as_bytes())
+                    .map(|sealed| Some(format!("\\x{}", hex::encode(sealed))))
+            }),
+            CopyDirection::To => {
+                reveal::reveal_text(output, self.ciphers.get(&spec.context), value)
+            }
         };
         result.map_err(|error| {
             let message = error.message.clone();

@@ -1,5 +1,7 @@
 //! The guard: a named CHECK constraint on every protected column that makes PostgreSQL itself
-//! reject any value that is not a format-2 envelope of that column's key context. It is the
+//! reject any value that is not a format-2 envelope of that column's key context (format 3,
+//! sealed with a tenant key, for a per-tenant column: it never holds a shared-key value,
+//! which forgetting a tenant could not erase). It is the
 //! ground truth for writes: whatever path a write takes inside the server (views, rules,
 //! triggers, functions, `DO`, defaults, COPY, child tables), plaintext never lands.
 //!
@@ -9,8 +11,18 @@
 use std::fmt;
 
 use crate::crypto::envelope::{
-    context_tag, CIPHERTEXT_OFFSET, CONTEXT_TAG_LEN, CONTEXT_TAG_OFFSET, FORMAT_V2,
+    context_tag, CIPHERTEXT_OFFSET, CONTEXT_TAG_LEN, CONTEXT_TAG_OFFSET, FORMAT_V2, FORMAT_V3,
+    V3_CIPHERTEXT_OFFSET,
 };
+
+/// The envelope format a column's guard accepts, and its minimum length.
+fn shape(per_tenant: bool) -> (u8, usize) {
+    if per_tenant {
+        (FORMAT_V3, V3_CIPHERTEXT_OFFSET)
+    } else {
+        (FORMAT_V2, CIPHERTEXT_OFFSET)
+    }
+}
 
 /// Every guard's name starts with this; DDL naming it is refused through the proxy.
 pub const NAME_PREFIX: &str = "pgshroud_guard_";
@@ -46,13 +58,17 @@ pub fn tag_hex(context: &str) -> String {
 /// `search_path = pg_catalog`, so they bind to the built-in ones (a constraint stores what was
 /// resolved at creation, never looked up again).
 pub fn check_expression(column: &str, context: &str) -> String {
+    check_expression_of(column, context, false)
+}
+
+/// [`check_expression`] of a column that is `per_tenant` (format 3) or not (format 2).
+pub fn check_expression_of(column: &str, context: &str, per_tenant: bool) -> String {
     let c = quote_ident(column);
+    let (format, min) = shape(per_tenant);
     format!(
         "{c} IS NULL OR (pg_catalog.length({c}) >= {min} \
          AND pg_catalog.\"substr\"({c}, 1, 1) = '\\x{format:02x}'::pg_catalog.bytea \
          AND pg_catalog.\"substr\"({c}, {tag_at}, {tag_len}) = '\\x{tag}'::pg_catalog.bytea)",
-        min = CIPHERTEXT_OFFSET,
-        format = FORMAT_V2,
         tag_at = CONTEXT_TAG_OFFSET + 1,
         tag_len = CONTEXT_TAG_LEN,
         tag = tag_hex(context),
@@ -86,7 +102,17 @@ impl GuardState {
     /// A guard counts only if its definition is exactly the one `pgshroud setup` installs, as
     /// PostgreSQL prints it back: a constraint that merely mentions the tag is not a guard.
     pub fn of(found: &[FoundGuard], column: &str, context: &str) -> GuardState {
-        let expected = normalize(&printed_definition(column, context));
+        GuardState::of_column(found, column, context, false)
+    }
+
+    /// [`GuardState::of`] for a column that is `per_tenant` (its guard accepts format 3).
+    pub fn of_column(
+        found: &[FoundGuard],
+        column: &str,
+        context: &str,
+        per_tenant: bool,
+    ) -> GuardState {
+        let expected = normalize(&printed_definition(column, context, per_tenant));
         let right = found.iter().find(|g| normalize(&g.definition) == expected);
         match (right, found.first()) {
             (Some(g), _) => GuardState::Guarded {
@@ -129,13 +155,12 @@ impl fmt::Display for GuardState {
 }
 
 /// `pg_get_constraintdef` of the guard as PostgreSQL prints it (before [`normalize`]).
-fn printed_definition(column: &str, context: &str) -> String {
+fn printed_definition(column: &str, context: &str, per_tenant: bool) -> String {
+    let (format, min) = shape(per_tenant);
     format!(
         "CHECK ((({column} IS NULL) OR ((length({column}) >= {min}) \
          AND (substr({column}, 1, 1) = '\\x{format:02x}'::bytea) \
          AND (substr({column}, {tag_at}, {tag_len}) = '\\x{tag}'::bytea))))",
-        min = CIPHERTEXT_OFFSET,
-        format = FORMAT_V2,
         tag_at = CONTEXT_TAG_OFFSET + 1,
         tag_len = CONTEXT_TAG_LEN,
         tag = tag_hex(context),
@@ -238,6 +263,21 @@ mod tests {
             }
         );
         assert_eq!(GuardState::of(&[], "email", ctx), GuardState::Missing);
+    }
+
+    #[test]
+    fn a_per_tenant_column_is_guarded_for_format_3_only() {
+        let ctx = "public.customers.email";
+        let e = check_expression_of("email", ctx, true);
+        assert!(e.contains("pg_catalog.length(\"email\") >= 33"), "{e}");
+        assert!(e.contains("'\\x03'::pg_catalog.bytea"), "{e}");
+        assert!(e.contains("'\\x17ab4a2f'::pg_catalog.bytea"), "{e}");
+        let v3 = r"CHECK (((email IS NULL) OR ((length(email) >= 33) AND (substr(email, 1, 1) = '\x03'::bytea) AND (substr(email, 6, 4) = '\x17ab4a2f'::bytea))))";
+        assert!(GuardState::of_column(&[found(v3)], "email", ctx, true).is_guarded());
+        // A shared column's guard is not a per-tenant column's, nor the other way round.
+        assert!(!GuardState::of_column(&[found(v3)], "email", ctx, false).is_guarded());
+        let v2 = r"CHECK (((email IS NULL) OR ((length(email) >= 25) AND (substr(email, 1, 1) = '\x02'::bytea) AND (substr(email, 6, 4) = '\x17ab4a2f'::bytea))))";
+        assert!(!GuardState::of_column(&[found(v2)], "email", ctx, true).is_guarded());
     }
 
     #[test]

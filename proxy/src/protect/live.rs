@@ -132,7 +132,12 @@ impl LiveProtection {
             // One key from the environment, a file or a command: read once at start-up.
             KeysConfig::Single(_) => current.keys.clone(),
         };
-        let next = Arc::new(Protection::new(rules, keys, guards));
+        // Tenant keys are read again too: a forgotten tenant's key leaves memory here.
+        let tenants = current
+            .tenant_store()
+            .reloaded(keys.clone())
+            .map_err(|e| format!("tenant keys: {e}"))?;
+        let next = Arc::new(Protection::new(rules, keys, guards).with_tenant_store(tenants));
         match self.current.write() {
             Ok(mut guard) => *guard = next,
             Err(poisoned) => *poisoned.into_inner() = next,
@@ -145,6 +150,8 @@ impl LiveProtection {
     pub fn report_keys(&self, metrics: &Metrics, rotate_after_days: u64) {
         self.rotate_after_days
             .store(rotate_after_days, Ordering::Relaxed);
+        let (live, forgotten) = self.current().tenant_store().counts();
+        metrics.tenant_keys(live, forgotten);
         metrics.active_key(
             self.current().keys.active_version().get(),
             self.active_key_since().map(|t| t.unix_timestamp()),

@@ -16,6 +16,7 @@ pub mod policy;
 pub mod refusal;
 pub mod reveal;
 pub mod session;
+pub mod tenancy;
 pub mod views;
 pub mod wire;
 
@@ -54,7 +55,10 @@ pub fn load(
         warn!("require_guard is off: pgshroud writes to protected columns that have no guard in the database, so plaintext written around pgshroud (views, functions, triggers, other clients) would be stored there. Use this only for a migration window, then run `pgshroud setup`.");
         GuardPolicy::NotRequired
     };
-    let first = Arc::new(Protection::new(rules, keys, guards));
+    let tenants =
+        crate::crypto::tenant_keys::TenantStore::open(settings.tenant_keys.clone(), keys.clone())
+            .map_err(|e| format!("tenant keys: {e}"))?;
+    let first = Arc::new(Protection::new(rules, keys, guards).with_tenant_store(tenants));
     let live = LiveProtection::new(path, first).with_keys(keys_config, loaded.active_since);
     Ok(Some(Arc::new(live)))
 }

@@ -105,12 +105,15 @@ impl Output {
         format: Format,
     ) -> Result<Option<Vec<u8>>, PgError> {
         match self.action {
-            Action::Decrypt => codec::open(&self.spec, cipher, format, stored, format).map(Some),
+            Action::Decrypt => codec::open_opt(&self.spec, cipher, format, stored, format),
             Action::Ciphertext => Ok(Some(stored.to_vec())),
             // Deny never reaches results (the statement is refused); NULL is the safe answer.
             Action::Null | Action::Deny => Ok(None),
             Action::Mask(mask) => {
-                let text = codec::open(&self.spec, cipher, format, stored, Format::Text)?;
+                let Some(text) = codec::open_opt(&self.spec, cipher, format, stored, Format::Text)?
+                else {
+                    return Ok(None);
+                };
                 let text = String::from_utf8(text).unwrap_or_default();
                 let key = self
                     .hash_key

@@ -20,6 +20,8 @@ struct RuleColumn {
     table: String,
     column: String,
     context: String,
+    /// Sealed with tenant keys: its guard accepts format 3 only.
+    per_tenant: bool,
 }
 
 impl RuleColumn {
@@ -46,6 +48,7 @@ fn rule_columns(rules: &Rules) -> Vec<RuleColumn> {
                 table: t.name.to_lowercase(),
                 column: c.name.to_lowercase(),
                 context: t.context_of(c),
+                per_tenant: c.per_tenant,
             })
         })
         .collect()
@@ -209,7 +212,7 @@ async fn guard_column(client: &Client, db: &Database, c: &RuleColumn) -> Result<
         }
         Found::Column(col) => col,
     };
-    match GuardState::of(&col.guards, &col.name, &c.context) {
+    match GuardState::of_column(&col.guards, &col.name, &c.context, c.per_tenant) {
         GuardState::Guarded { name, validated: true } => return Ok(format!("already guarded ({name})")),
         GuardState::Guarded { name, validated: false } => {
             let upgraded = upgrade_format_1(client, c).await?;
@@ -234,7 +237,7 @@ async fn guard_column(client: &Client, db: &Database, c: &RuleColumn) -> Result<
         "ALTER TABLE {} ADD CONSTRAINT {} CHECK ({})",
         c.table_sql(),
         guard::quote_ident(&name),
-        guard::check_expression(&c.column, &c.context)
+        guard::check_expression_of(&c.column, &c.context, c.per_tenant)
     );
     client
         .batch_execute("BEGIN")
@@ -267,6 +270,10 @@ async fn guard_column(client: &Client, db: &Database, c: &RuleColumn) -> Result<
 /// Rewrites format-1 envelopes of the column as format 2: the same SIV and ciphertext with the
 /// context tag inserted, so no key is needed and no plaintext is ever seen.
 async fn upgrade_format_1(client: &Client, c: &RuleColumn) -> Result<String, String> {
+    if c.per_tenant {
+        // Format 1 predates tenant keys: a per-tenant column never held any.
+        return Ok(String::new());
+    }
     let col = guard::quote_ident(&c.column);
     let sql = format!(
         "UPDATE {table} SET {col} = '\\x{v2:02x}'::pg_catalog.bytea \
@@ -326,7 +333,7 @@ pub async fn database_report(url: &str, rules_path: &Path) -> Result<Report, Str
                 format!("MID-MIGRATION: {t}, with shadow column {shadow} ({shadow_type}); run pgshroud migrate again to finish")
             }
             Found::Column(col) => {
-                let state = GuardState::of(&col.guards, &col.name, &c.context);
+                let state = GuardState::of_column(&col.guards, &col.name, &c.context, c.per_tenant);
                 ok &= state.is_guarded();
                 state.to_string()
             }

@@ -16,6 +16,14 @@ impl Metrics {
             .set(i64::try_from(rotate_after_secs).unwrap_or(i64::MAX));
     }
 
+    /// Tenants of the tenant key store by state: with keys, forgotten.
+    pub fn tenant_keys(&self, live: usize, forgotten: usize) {
+        self.tenant_keys_live
+            .set(i64::try_from(live).unwrap_or(i64::MAX));
+        self.tenants_forgotten
+            .set(i64::try_from(forgotten).unwrap_or(i64::MAX));
+    }
+
     /// Sets the age gauge from the activation time, just before the metrics are encoded.
     pub(super) fn refresh_key_age(&self, now_unix: i64) {
         let since = self.key_active_since.load(Ordering::Relaxed);

@@ -66,6 +66,8 @@ pub struct Metrics {
     key_active_version: Gauge,
     key_active_age: Gauge,
     key_rotate_after: Gauge,
+    tenant_keys_live: Gauge,
+    tenants_forgotten: Gauge,
     /// Unix seconds when the active key version became active; 0 when unknown.
     key_active_since: AtomicI64,
     kms_calls: CountersBy<KmsCall>,
@@ -197,6 +199,18 @@ impl Metrics {
                 reg,
                 "key_rotate_after_seconds",
                 "The policy: seconds the active key may stay active (rotate_after_days)",
+                Gauge::default(),
+            ),
+            tenant_keys_live: register(
+                reg,
+                "tenant_keys_live",
+                "Tenants with a key in the tenant key store, as the latest start-up or reload read it",
+                Gauge::default(),
+            ),
+            tenants_forgotten: register(
+                reg,
+                "tenants_forgotten",
+                "Tenants whose key file is a tombstone (pgshroud forget), as the latest start-up or reload read it",
                 Gauge::default(),
             ),
             key_active_since: AtomicI64::new(0),

@@ -24,6 +24,7 @@ impl Protection {
         &self,
         sql: &str,
         statements: &[StatementInfo],
+        tenant: Option<&str>,
     ) -> Result<Vec<SiteRoles>, PgError> {
         let mut roles: Vec<SiteRoles> = statements
             .iter()
@@ -32,7 +33,7 @@ impl Protection {
                 params: vec![SiteRole::Written; s.params.len()],
             })
             .collect();
-        if self.keys.versions().len() < 2 {
+        if self.keys.versions().len() < 2 && self.tenant_versions(tenant) < 2 {
             return Ok(roles);
         }
         let compared = |s: &StatementInfo, column: ColumnId| {
@@ -74,11 +75,13 @@ impl Protection {
         n: usize,
         array: bool,
         how: Splice,
+        tenant: Option<&str>,
     ) -> Result<String, PgError> {
+        let versions = self.live_versions_of(spec, tenant);
         Ok(match (how, array) {
             (Splice::AnyOf, false) => format!("ANY(${n}::bytea[])"),
             (Splice::AllOf, false) => format!("ALL(${n}::bytea[])"),
-            (Splice::Items, false) => (1..=self.keys.versions().len())
+            (Splice::Items, false) => (1..=versions)
                 .map(|i| format!("(${n}::bytea[])[{i}]"))
                 .collect::<Vec<_>>()
                 .join(", "),
@@ -101,9 +104,15 @@ impl Protection {
         value: Option<&str>,
         array: bool,
         how: Splice,
+        tenant: Option<&str>,
     ) -> Result<String, PgError> {
+        let mut tenant_cipher = self.tenant_cipher(spec, tenant)?;
         let mut ciphers = self.planning_ciphers()?;
-        every_version::literal(spec, ciphers.get(&spec.context), value, array, how)
+        let cipher = match &mut tenant_cipher {
+            Some(cipher) => cipher,
+            None => ciphers.get(&spec.context),
+        };
+        every_version::literal(spec, cipher, value, array, how)
     }
 }
 

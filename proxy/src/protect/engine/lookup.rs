@@ -24,13 +24,30 @@ pub enum PlanSource {
 }
 
 impl Protection {
-    /// The plan for a statement, from the cache or built now.
+    /// The plan for a statement of a session without a tenant, from the cache or built now.
     pub fn plan(&self, sql: &str, layout: &Layout, catalog: &Catalog) -> Arc<Plan> {
-        self.plan_from(sql, layout, catalog).0
+        self.plan_from(sql, layout, catalog, None).0
     }
 
-    /// The plan for a statement and where it came from: the exact-text cache, a template of
-    /// its shape (see `template.rs`), or a full analysis (which may leave a template).
+    /// The plan for a statement of a session of `tenant` (literals of per-tenant columns are
+    /// sealed with its key), from the cache or built now.
+    pub fn plan_for(
+        &self,
+        sql: &str,
+        layout: &Layout,
+        catalog: &Catalog,
+        tenant: Option<&str>,
+    ) -> Arc<Plan> {
+        self.plan_from(sql, layout, catalog, tenant).0
+    }
+
+    /// The plan for a statement of a session of `tenant` and where it came from: the
+    /// exact-text cache, a template of its shape (see `template.rs`), or a full analysis
+    /// (which may leave a template).
+    ///
+    /// Both caches are scoped by tenant when per-tenant columns exist: an exact plan holds
+    /// literals sealed with the tenant's key, and a template's compared sites and parameter
+    /// texts follow how many versions the tenant's key has.
     ///
     /// Called only for text in the Standard text mode (UTF-8, standard_conforming_strings
     /// on): the session refuses to analyse any other before it gets here.
@@ -39,27 +56,29 @@ impl Protection {
         sql: &str,
         layout: &Layout,
         catalog: &Catalog,
+        tenant: Option<&str>,
     ) -> (Arc<Plan>, PlanSource) {
-        let key = (layout.fingerprint, sql.to_owned());
+        let tenant = tenant.filter(|_| self.has_per_tenant());
+        let key = (layout.fingerprint, tenant.map(Arc::from), sql.to_owned());
         if let Some(plan) = self.cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
             return (plan, PlanSource::Exact);
         }
+        let scope = shape_scope(layout.fingerprint, tenant);
         let scanned = shape::scan(sql);
         let entry = scanned
             .as_ref()
-            .and_then(|s| self.shapes.get(layout.fingerprint, &s.key));
+            .and_then(|s| self.shapes.get(scope, &s.key));
         let (plan, source) = match (&entry, &scanned) {
             (Some(Some(template)), Some(scanned)) => (
-                Arc::new(template.instantiate(self, sql, scanned)),
+                Arc::new(template.instantiate(self, sql, scanned, tenant)),
                 PlanSource::Shape,
             ),
             _ => {
-                let (plan, recipe) = self.build(sql, layout, catalog);
+                let (plan, recipe) = self.build(sql, layout, catalog, tenant);
                 // A shape seen before and found unusable is not derived again.
                 if let (None, Some(scanned), Some(recipe)) = (&entry, &scanned, &recipe) {
                     let template = Template::derive(sql, scanned, &plan, recipe).map(Arc::new);
-                    self.shapes
-                        .insert(layout.fingerprint, scanned.key.clone(), template);
+                    self.shapes.insert(scope, scanned.key.clone(), template);
                 }
                 (Arc::new(plan), PlanSource::Built)
             }
@@ -71,5 +90,18 @@ impl Protection {
             cache.insert(key, plan.clone());
         }
         (plan, source)
+    }
+}
+
+/// The shape cache's scope: the layout, and the tenant when per-tenant columns exist.
+fn shape_scope(fingerprint: u64, tenant: Option<&str>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    match tenant {
+        None => fingerprint,
+        Some(tenant) => {
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            (fingerprint, tenant).hash(&mut hasher);
+            hasher.finish()
+        }
     }
 }

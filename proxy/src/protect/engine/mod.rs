@@ -15,6 +15,7 @@ mod shape_check;
 mod shape_tests;
 mod storage;
 mod template;
+mod tenants;
 mod versions;
 mod views;
 
@@ -95,6 +96,9 @@ impl Layout {
     }
 }
 
+/// A cached plan's key: layout fingerprint, tenant (see `cache`), statement text.
+type PlanKey = (u64, Option<Arc<str>>, String);
+
 pub struct Protection {
     pub keys: Arc<KeyRing>,
     pub rules: Arc<Rules>,
@@ -103,13 +107,19 @@ pub struct Protection {
     by_name: HashMap<(String, String, String), ColumnId>,
     tables: Vec<(String, String)>,
     base: ProtectedSchema,
-    cache: Mutex<HashMap<(u64, String), Arc<Plan>>>,
-    /// Templates by statement shape (see `template.rs`).
+    /// Keyed by layout, tenant (when per-tenant columns exist: their literals are sealed
+    /// with the tenant's key, so a plan built for one tenant never serves another) and text.
+    cache: Mutex<HashMap<PlanKey, Arc<Plan>>>,
+    /// Templates by statement shape (see `template.rs`): no values, no ciphertext, so one
+    /// serves every tenant; each filling seals with the session's tenant.
     shapes: shape_cache::ShapeCache,
     /// Ciphers used while planning (literal encryption), shared by all sessions.
     planning: Mutex<Ciphers>,
     /// Writes only to columns whose guard is in place (`require_guard`).
     guards: GuardPolicy,
+    /// The tenant keys (per-tenant columns), and those columns' key contexts.
+    tenants: Arc<crate::crypto::tenant_keys::TenantStore>,
+    per_tenant: Arc<std::collections::HashSet<KeyContext>>,
 }
 
 /// Whether writes need the column's guard in the database.
@@ -136,6 +146,7 @@ impl Protection {
         let mut specs = Vec::new();
         let mut by_name = HashMap::new();
         let mut tables = Vec::new();
+        let mut per_tenant = std::collections::HashSet::new();
         for table in &rules.tables {
             let (schema, name) = (table.schema.to_lowercase(), table.name.to_lowercase());
             if !tables.contains(&(schema.clone(), name.clone())) {
@@ -144,6 +155,9 @@ impl Protection {
             for column in &table.columns {
                 let column_name = column.name.to_lowercase();
                 let context = table.context_of(column);
+                if column.per_tenant {
+                    per_tenant.insert(KeyContext::new(context.clone()));
+                }
                 let id = base.protect(&schema, &name, &column_name, &context);
                 base.set_logical_type(id, column.logical);
                 debug_assert_eq!(id, specs.len());
@@ -158,6 +172,8 @@ impl Protection {
         }
         Protection {
             planning: Mutex::new(Ciphers::new(keys.clone())),
+            tenants: crate::crypto::tenant_keys::TenantStore::empty(keys.clone()),
+            per_tenant: Arc::new(per_tenant),
             keys,
             rules: Arc::new(rules),
             specs,

@@ -92,13 +92,14 @@ pub(super) enum Origin {
 pub(super) type Recipe = Vec<(std::ops::Range<usize>, Origin)>;
 
 impl Protection {
-    /// A full analysis and plan of `sql`, with the origins of its edits (`None` when the plan
-    /// is a refusal: a refusal is never made a template).
+    /// A full analysis and plan of `sql` for a session of `tenant`, with the origins of its
+    /// edits (`None` when the plan is a refusal: a refusal is never made a template).
     pub(super) fn build(
         &self,
         sql: &str,
         layout: &Layout,
         catalog: &Catalog,
+        tenant: Option<&str>,
     ) -> (Plan, Option<Recipe>) {
         let statements = match analyze::analyze(sql, &layout.schema) {
             Analysis::Refused(r) => {
@@ -132,7 +133,7 @@ impl Protection {
             }
         };
         let computed = self.computed(layout, &statements);
-        match self.rewrite(sql, statements, catalog) {
+        match self.rewrite(sql, statements, catalog, tenant) {
             Ok((plan, recipe)) => (Plan { computed, ..plan }, Some(recipe)),
             Err(error) => (Plan::refused(error), None),
         }
@@ -143,6 +144,7 @@ impl Protection {
         sql: &str,
         statements: Vec<StatementInfo>,
         catalog: &Catalog,
+        tenant: Option<&str>,
     ) -> Result<(Plan, Recipe), PgError> {
         let mut columns: Vec<(Spec, Usage)> = Vec::new();
         for statement in &statements {
@@ -163,19 +165,20 @@ impl Protection {
         // Splice replacements in source order; the rest of the text stays byte for byte.
         let mut edits: Vec<(std::ops::Range<usize>, String, Origin)> = Vec::new();
         let mut params: Vec<Option<ParamSpec>> = Vec::new();
-        let roles = self.site_roles(sql, &statements)?;
+        let roles = self.site_roles(sql, &statements, tenant)?;
         for (n, (statement, roles)) in statements.iter().zip(&roles).enumerate() {
             for (l, (literal, role)) in statement.literals.iter().zip(&roles.literals).enumerate() {
                 let spec = self.spec(literal.column)?;
                 let sealed = match role {
                     SiteRole::Written => {
-                        self.seal_literal(&spec, literal.value.as_deref(), literal.array)?
+                        self.seal_literal(&spec, literal.value.as_deref(), literal.array, tenant)?
                     }
                     SiteRole::Compared(how) => self.seal_literal_every_version(
                         &spec,
                         literal.value.as_deref(),
                         literal.array,
                         *how,
+                        tenant,
                     )?,
                 };
                 let origin = Origin::Sealed {
@@ -214,7 +217,7 @@ impl Protection {
                     SiteRole::Written if param.array => format!("${n}::bytea[]"),
                     SiteRole::Written => format!("${n}::bytea"),
                     SiteRole::Compared(how) => {
-                        self.param_every_version(&spec, n, param.array, *how)?
+                        self.param_every_version(&spec, n, param.array, *how, tenant)?
                     }
                 };
                 params[param.index] = Some(ParamSpec {
@@ -331,9 +334,14 @@ impl Protection {
         spec: &ColumnSpec,
         value: Option<&str>,
         array: bool,
+        tenant: Option<&str>,
     ) -> Result<String, PgError> {
+        let mut tenant_cipher = self.tenant_cipher(spec, tenant)?;
         let mut ciphers = self.planning_ciphers()?;
-        let cipher = ciphers.get(&spec.context);
+        let cipher = match &mut tenant_cipher {
+            Some(cipher) => cipher,
+            None => ciphers.get(&spec.context),
+        };
         if array {
             codec::sealed_array_literal(spec, cipher, value)
         } else {

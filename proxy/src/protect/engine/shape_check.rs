@@ -17,8 +17,19 @@ impl Protection {
         layout: &Layout,
         catalog: &Catalog,
     ) -> Result<PlanSource, String> {
-        let (cached, source) = self.plan_from(sql, layout, catalog);
-        let (full, _) = self.build(sql, layout, catalog);
+        self.check_shape_agreement_for(sql, layout, catalog, None)
+    }
+
+    /// [`Self::check_shape_agreement`] for a session of `tenant`.
+    pub fn check_shape_agreement_for(
+        &self,
+        sql: &str,
+        layout: &Layout,
+        catalog: &Catalog,
+        tenant: Option<&str>,
+    ) -> Result<PlanSource, String> {
+        let (cached, source) = self.plan_from(sql, layout, catalog, tenant);
+        let (full, _) = self.build(sql, layout, catalog, tenant);
         same_plan(&cached, &full).map(|()| source)
     }
 

@@ -295,3 +295,76 @@ fn random_statements_agree(versions: u32) {
     }
     assert!(from_shape > 200, "only {from_shape} from templates");
 }
+
+/// Per-tenant columns: a template derived in one tenant's session serves another's with that
+/// tenant's ciphertext (equal to its full build), and never the first tenant's.
+#[test]
+fn templates_seal_with_the_session_tenants_key() {
+    use crate::crypto::tenant_keys::{
+        add_tenant, rotate_tenant, ForgottenValues, TenantKeysConfig, TenantStore,
+    };
+    let rules = pgshroud_rules::parse(
+        r#"
+[[tables]]
+name = "public.notes"
+  [[tables.columns]]
+  name = "body"
+  type = "text"
+  per_tenant = true
+[[tenants]]
+id = "acme"
+users = ["acme_*"]
+"#,
+        "rules.toml",
+    )
+    .expect("rules");
+    let ring = Arc::new(KeyRing::single(
+        MasterKey::from_bytes(&[7u8; 32]).expect("key"),
+    ));
+    let dir = std::env::temp_dir().join(format!("pgshroud-shape-{:x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    add_tenant(&dir, "acme", &ring).expect("acme");
+    add_tenant(&dir, "globex", &ring).expect("globex");
+    // globex has two live versions: its compared values are spliced under both.
+    rotate_tenant(&dir, "globex", &ring).expect("rotate");
+    let config = TenantKeysConfig {
+        dir: Some(dir.clone()),
+        create_missing: false,
+        forgotten_values: ForgottenValues::Null,
+    };
+    let store = TenantStore::open(config, ring.clone()).expect("store");
+    let p = Protection::new(rules, ring, GuardPolicy::NotRequired).with_tenant_store(store);
+    let catalog = Catalog::default();
+    let layout = p.layout(&catalog);
+    let texts = [
+        "SELECT id FROM notes WHERE body = 'first'",
+        "SELECT id FROM notes WHERE body = 'second'",
+        "INSERT INTO notes (body) VALUES ('third')",
+        "INSERT INTO notes (body) VALUES ('fourth')",
+    ];
+    let mut rewritten = Vec::new();
+    for tenant in ["acme", "globex", "acme"] {
+        for sql in texts {
+            let source = p
+                .check_shape_agreement_for(sql, &layout, &catalog, Some(tenant))
+                .unwrap_or_else(|e| panic!("{tenant}: {sql}: {e}"));
+            let plan = p.plan_for(sql, &layout, &catalog, Some(tenant));
+            rewritten.push((tenant, sql, source, format!("{:?}", plan.action)));
+        }
+    }
+    // Each tenant's second text of a shape came from its own template.
+    let sources: Vec<_> = rewritten.iter().map(|(_, _, s, _)| *s).collect();
+    assert_eq!(
+        sources,
+        [Built, Shape, Built, Shape, Built, Shape, Built, Shape, Exact, Exact, Exact, Exact]
+    );
+    // The same text gets different ciphertext under each tenant.
+    for i in 0..texts.len() {
+        assert_ne!(rewritten[i].3, rewritten[i + texts.len()].3, "{}", texts[i]);
+        assert_eq!(rewritten[i].3, rewritten[i + 2 * texts.len()].3);
+    }
+    // A session with no tenant is refused, on the shape path as on the full one.
+    let refused = p.plan_for(texts[1], &layout, &catalog, None);
+    assert!(matches!(refused.action, super::PlanAction::Refused(_)));
+    let _ = std::fs::remove_dir_all(dir);
+}

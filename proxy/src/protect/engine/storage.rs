@@ -40,7 +40,9 @@ impl Protection {
         if self.guards == GuardPolicy::NotRequired {
             return Ok(());
         }
-        let state = column.map(|c| GuardState::of(&c.guards, &c.name, spec.context.as_str()));
+        let per_tenant = self.per_tenant.contains(&spec.context);
+        let state = column
+            .map(|c| GuardState::of_column(&c.guards, &c.name, spec.context.as_str(), per_tenant));
         if state.as_ref().is_some_and(GuardState::is_guarded) {
             return Ok(());
         }
@@ -66,7 +68,12 @@ impl Protection {
             let column = catalog_column(catalog, spec)?;
             Some((
                 &**spec,
-                GuardState::of(&column.guards, &column.name, spec.context.as_str()),
+                GuardState::of_column(
+                    &column.guards,
+                    &column.name,
+                    spec.context.as_str(),
+                    self.per_tenant.contains(&spec.context),
+                ),
             ))
         })
     }

@@ -186,15 +186,29 @@ impl Template {
         })
     }
 
-    /// The plan of `sql`, a text of this template's shape.
-    pub fn instantiate(&self, protection: &Protection, sql: &str, scanned: &Scanned) -> Plan {
-        match self.fill(protection, sql, scanned) {
+    /// The plan of `sql`, a text of this template's shape, for a session of `tenant` (its
+    /// literals of per-tenant columns are sealed with that tenant's key now: the template
+    /// holds no ciphertext).
+    pub fn instantiate(
+        &self,
+        protection: &Protection,
+        sql: &str,
+        scanned: &Scanned,
+        tenant: Option<&str>,
+    ) -> Plan {
+        match self.fill(protection, sql, scanned, tenant) {
             Ok(plan) => plan,
             Err(error) => Plan::refused(error),
         }
     }
 
-    fn fill(&self, protection: &Protection, sql: &str, scanned: &Scanned) -> Result<Plan, PgError> {
+    fn fill(
+        &self,
+        protection: &Protection,
+        sql: &str,
+        scanned: &Scanned,
+        tenant: Option<&str>,
+    ) -> Result<Plan, PgError> {
         let value = |token: usize| {
             scanned
                 .literals
@@ -208,10 +222,11 @@ impl Template {
                 Edit::Seal(site) => {
                     let value = value(site.token);
                     let sealed = match site.role {
-                        SiteRole::Written => protection.seal_literal(&site.spec, value, false)?,
-                        SiteRole::Compared(how) => {
-                            protection.seal_literal_every_version(&site.spec, value, false, how)?
+                        SiteRole::Written => {
+                            protection.seal_literal(&site.spec, value, false, tenant)?
                         }
+                        SiteRole::Compared(how) => protection
+                            .seal_literal_every_version(&site.spec, value, false, how, tenant)?,
                     };
                     edits.push((scanned.tokens[site.token].clone(), sealed));
                 }

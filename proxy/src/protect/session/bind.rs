@@ -157,7 +157,10 @@ impl ProtectedSession {
                 continue;
             };
             if let Some(value) = slot.as_ref() {
-                let cipher = self.ciphers.get(&param.spec.context);
+                let cipher = match self.ciphers.sealing(&param.spec) {
+                    Ok(cipher) => cipher,
+                    Err(error) => return self.refuse_extended(&error),
+                };
                 let sealed = if param.every_version {
                     every_version::bind_value(
                         &param.spec,

@@ -14,7 +14,9 @@ use crate::protocol::text_settings::{self as settings, TextMode};
 impl ProtectedSession {
     /// The plan of a statement on its way in (counted by where it came from).
     pub(super) fn plan(&self, sql: &str) -> Arc<Plan> {
-        let (plan, source) = self.shared.plan_from(sql, &self.layout, &self.catalog);
+        let (plan, source) = self
+            .shared
+            .plan_from(sql, &self.layout, &self.catalog, self.tenant());
         self.metrics.plan_lookup(match source {
             PlanSource::Exact => PlanCacheResult::ExactHit,
             PlanSource::Shape => PlanCacheResult::ShapeHit,
@@ -87,10 +89,10 @@ impl ProtectedSession {
     /// a protected table (a cache hit: it was planned on its way in), the rules it ran under
     /// and the caller's role.
     pub fn audit_view(&self, sql: &str) -> AuditView {
-        let plan = self
-            .layout
-            .mentions_protected(sql)
-            .then(|| self.shared.plan(sql, &self.layout, &self.catalog));
+        let plan = self.layout.mentions_protected(sql).then(|| {
+            self.shared
+                .plan_for(sql, &self.layout, &self.catalog, self.tenant())
+        });
         let refused = self.identity_refuses(sql)
             || match &plan {
                 Some(p) => {

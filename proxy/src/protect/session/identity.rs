@@ -69,6 +69,7 @@ impl ProtectedSession {
     /// The tenant the upstream connection was opened with (its startup parameter), which a
     /// rules reload since the session was made may no longer give.
     pub fn set_startup_tenant(&mut self, tenant: Option<String>) {
+        self.ciphers.set_tenant(tenant.as_deref());
         self.tenant = TenantState::new(tenant);
     }
 
@@ -220,6 +221,9 @@ impl ProtectedSession {
             tenant = switch.to.as_deref().unwrap_or(""),
             "session switched tenant"
         );
+        // Per-tenant columns are sealed with the new tenant's key from the next statement on
+        // (plans follow `tenant()` through their cache key).
+        self.ciphers.set_tenant(switch.to.as_deref());
         self.tenant.current = switch.to;
         None
     }

@@ -66,11 +66,10 @@ impl ProtectedSession {
         if next.tables() != self.shared.tables() {
             self.catalog_stale = true;
         }
-        if !Arc::ptr_eq(&next.keys, &self.shared.keys) {
-            // A reload brought other key versions: seal, open and match with them from now on
-            // (plans come from the new rules generation, which knows the same versions).
-            self.ciphers = crate::protect::codec::Ciphers::new(next.keys.clone());
-        }
+        // A reload may bring other key versions or tenant keys (a forgotten tenant): seal,
+        // open and match with them from now on (plans come from the new rules generation,
+        // which knows the same versions).
+        self.ciphers = next.session_ciphers(self.tenant());
         self.shared = next;
         self.layout = self.shared.layout(&self.catalog);
         self.policy = Arc::new(Policy::for_caller(&self.shared.rules, &self.caller));

@@ -252,13 +252,13 @@ impl ProtectedSession {
         let generation = live.generation();
         let live_changes = live.catalog_changes();
         let shared = live.current();
-        let ciphers = Ciphers::new(shared.keys.clone());
         let layout = shared.layout(&catalog);
         let policy = Arc::new(Policy::for_caller(&shared.rules, &caller));
         let tenant = shared
             .rules
             .tenant_for(&caller.identity())
             .map(str::to_owned);
+        let ciphers = shared.session_ciphers(tenant.as_deref());
         ProtectedSession {
             metrics,
             revealed: RevealCounts::default(),
