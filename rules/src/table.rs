@@ -20,6 +20,9 @@ pub struct Column {
     /// A shared key context, for columns whose values must compare equal across columns
     /// (join keys); `None` means the column's own `schema.table.column`.
     pub key_context: Option<String>,
+    /// `pgshroud migrate` is turning this column into a protected one (or back): the proxy
+    /// serves it in whichever form the database holds it, plaintext or guarded envelopes.
+    pub migrating: bool,
 }
 
 impl Table {
@@ -70,12 +73,14 @@ mod tests {
                     logical: LogicalType::Text,
                     modifier: None,
                     key_context: None,
+                    migrating: false,
                 },
                 Column {
                     name: "id".into(),
                     logical: LogicalType::Int8,
                     modifier: None,
                     key_context: Some("customer-id".into()),
+                    migrating: false,
                 },
             ],
         }

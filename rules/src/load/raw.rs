@@ -31,6 +31,9 @@ pub struct RawColumn {
     #[serde(rename = "type")]
     pub logical: Spanned<String>,
     pub key_context: Option<Spanned<String>>,
+    /// Mid-migration (`pgshroud migrate`): served in whichever form the database holds.
+    #[serde(default)]
+    pub migrating: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -105,11 +105,18 @@ fn build_column(
         None => None,
         Some(context) => Some(check_context(context, &qualified, file)?),
     };
+    if raw.migrating && logical == LogicalType::Bytea {
+        // A plaintext bytea column and an unguarded protected one look alike in the
+        // catalog: the proxy could not tell which form it serves.
+        let problem = Problem::MigratingBytea { column: qualified };
+        return Err(file.error(raw.logical.span(), problem));
+    }
     let column = Column {
         name,
         logical,
         modifier,
         key_context,
+        migrating: raw.migrating,
     };
     check_shared_context(table, &column, span, file, seen)?;
     Ok(column)
@@ -165,5 +172,42 @@ fn check_shared_context(
             seen.contexts.insert(context, (qualified, column.logical));
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::error::Problem;
+    use crate::load::parse;
+
+    const MIGRATING: &str = r#"
+[[tables]]
+name = "public.people"
+  [[tables.columns]]
+  name = "email"
+  type = "text"
+  migrating = true
+  [[tables.columns]]
+  name = "born"
+  type = "date"
+"#;
+
+    #[test]
+    fn a_column_may_be_marked_migrating() {
+        let rules = parse(MIGRATING, "rules.toml").expect("valid rules");
+        let table = &rules.tables[0];
+        assert!(table.column("email").unwrap().migrating);
+        assert!(!table.column("born").unwrap().migrating);
+    }
+
+    #[test]
+    fn a_migrating_bytea_column_is_refused() {
+        let text = MIGRATING.replace("\"text\"", "\"bytea\"");
+        let error = parse(&text, "rules.toml").expect_err("bytea cannot be migrating");
+        assert!(matches!(
+            error.problem(),
+            Some(Problem::MigratingBytea { column }) if column == "public.people.email"
+        ));
+        assert!(error.to_string().contains("look alike"), "{error}");
     }
 }
