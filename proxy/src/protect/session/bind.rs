@@ -22,7 +22,7 @@ impl ProtectedSession {
         name: &str,
         info: Arc<PreparedInfo>,
     ) -> Result<Arc<PreparedInfo>, PgError> {
-        if info.generation == self.generation {
+        if info.generation == self.plans_epoch {
             return Ok(info);
         }
         let new_plan = match &info.query {
@@ -59,7 +59,7 @@ impl ProtectedSession {
             plan: new_plan,
             declared: info.declared.clone(),
             query: info.query.clone(),
-            generation: self.generation,
+            generation: self.plans_epoch,
             described,
             effects: info.effects.clone(),
             unsettling: info.unsettling,

@@ -5,10 +5,9 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 
-use super::{Expect, ProtectedSession};
+use super::{migrating, Expect, ProtectedSession};
 use crate::analyze;
 use crate::protect::catalog::{self, Catalog};
-use crate::protect::policy::Policy;
 use crate::protocol::frame::message;
 use crate::protocol::text_settings::{self as settings};
 use crate::protocol::types::{backend, frontend};
@@ -21,10 +20,17 @@ impl ProtectedSession {
     /// a Sync), and the unnamed portal is the client's too. A look-up that fails part-way may
     /// leave its statement behind; the next one uses the next number.
     pub(super) fn lookup_message(&mut self) -> BytesMut {
-        self.pending.push_back(Expect::CatalogLookup);
+        self.lookup_message_placed(false)
+    }
+
+    /// [`Self::lookup_message`], `ahead` of a client's statement that waits for its answer.
+    fn lookup_message_placed(&mut self, ahead: bool) -> BytesMut {
+        self.pending.push_back(Expect::CatalogLookup { ahead });
         self.lookups += 1;
         let name = format!("pgshroud.catalog.{}\0", self.lookups);
-        let sql = catalog::lookup_query(self.shared.tables());
+        // Every table of the rules in force, served plain or not: a migrating column's
+        // change of form is seen only here.
+        let sql = catalog::lookup_query(self.rules_in_force.tables());
         let mut parse = Vec::with_capacity(name.len() + sql.len() + 3);
         parse.extend_from_slice(name.as_bytes());
         parse.extend_from_slice(sql.as_bytes());
@@ -63,17 +69,63 @@ impl ProtectedSession {
         }
         self.generation = generation;
         let next = self.live.current();
-        if next.tables() != self.shared.tables() {
+        if next.tables() != self.rules_in_force.tables() {
             self.catalog_stale = true;
         }
-        if !Arc::ptr_eq(&next.keys, &self.shared.keys) {
+        if !Arc::ptr_eq(&next.keys, &self.rules_in_force.keys) {
             // A reload brought other key versions: seal, open and match with them from now on
             // (plans come from the new rules generation, which knows the same versions).
             self.ciphers = crate::protect::codec::Ciphers::new(next.keys.clone());
         }
-        self.shared = next;
-        self.layout = self.shared.layout(&self.catalog);
-        self.policy = Arc::new(Policy::for_caller(&self.shared.rules, &self.caller));
+        self.migrating_tables = super::migrating::migrating_tables(&next.rules);
+        self.rules_in_force = next;
+        self.plans_epoch += 1;
+        self.serve_migrating(true);
+    }
+
+    /// Before a client message, in the relay: `None`, it goes on now; `Some(bytes)`, it waits
+    /// (after `bytes`, a catalog look-up sent ahead of it, go upstream) until a look-up
+    /// answers. A statement (Query, or a Parse that starts a pipeline) waits for any look-up
+    /// in flight, and one is sent ahead when the catalog is stale (a reload, DDL here or in
+    /// another session) or the text may name a table with a migrating column: so it is
+    /// planned against the catalog as it is, not found stale after it ran.
+    pub fn hold_before(&mut self, frame: &[u8]) -> Option<BytesMut> {
+        let kind = *frame.first()?;
+        let starts_statement = match kind {
+            frontend::QUERY => true,
+            frontend::PARSE => !self.in_pipeline,
+            _ => false,
+        };
+        if !starts_statement {
+            return None;
+        }
+        if std::mem::take(&mut self.looked_up_ahead) {
+            return None;
+        }
+        if self.ahead_in_flight
+            || self
+                .pending
+                .iter()
+                .any(|e| matches!(e, Expect::CatalogLookup { .. }))
+        {
+            return Some(BytesMut::new());
+        }
+        self.follow_rules();
+        let text = frame.get(5..).unwrap_or_default();
+        let migrating =
+            !self.migrating_tables.is_empty() && migrating::may_touch(text, &self.migrating_tables);
+        if !self.catalog_stale && !migrating {
+            return None;
+        }
+        self.catalog_stale = false;
+        self.ahead_in_flight = true;
+        Some(self.lookup_message_placed(true))
+    }
+
+    /// A look-up answered since the last call: a message held by [`Self::hold_before`] may
+    /// go on.
+    pub fn take_lookup_answered(&mut self) -> bool {
+        std::mem::take(&mut self.lookup_answered)
     }
 
     /// The server does not report search_path changes: after a text that may change it (or
@@ -100,7 +152,7 @@ impl ProtectedSession {
     }
 
     /// Answers to our own catalog look-up; asynchronous messages still reach the client.
-    pub(super) fn lookup_answer(&mut self, frame: &[u8]) -> Verdict {
+    pub(super) fn lookup_answer(&mut self, frame: &[u8], ahead: bool) -> Verdict {
         match frame[0] {
             // catalog::data_row_text expects at least a field count.
             backend::DATA_ROW if frame.len() >= 7 => {
@@ -120,10 +172,18 @@ impl ProtectedSession {
                     // Still unknown after a fresh look-up: not a view over a protected table.
                     self.plain_origins.extend(self.unknown_origins.drain());
                     self.layout = self.shared.layout(&self.catalog);
+                    self.serve_migrating(false);
                     self.shared.report_problems(&self.catalog, &self.metrics);
                 }
                 if frame.get(5) == Some(&b'I') {
                     self.names.transaction_ended();
+                }
+                self.lookup_answered = true;
+                if ahead {
+                    // The statement it was sent for goes on now, without another.
+                    self.ahead_in_flight = false;
+                    self.looked_up_ahead = true;
+                    return Verdict::Drop;
                 }
                 // Stands in for the ReadyForQuery held back from the statement before.
                 return Verdict::Forward;
@@ -216,5 +276,38 @@ mod tests {
             s.client_message(&query("update other set a = 1")),
             Verdict::Forward
         );
+    }
+
+    #[test]
+    fn a_statement_after_another_sessions_ddl_waits_for_a_lookup_sent_ahead_of_it() {
+        let mut s = test_session("app");
+        let select = query("select email from customers");
+        assert_eq!(s.hold_before(&select), None, "nothing stale: no wait");
+        s.live.catalog_changed();
+        let ahead = s.hold_before(&select).expect("held");
+        let kinds: Vec<u8> = messages(&ahead).iter().map(|m| m.0).collect();
+        assert_eq!(kinds, b"PBECCS");
+        // Still held while the look-up is in flight.
+        assert_eq!(s.hold_before(&select), Some(BytesMut::new()));
+        lookup_answers(&mut s, &lookup_rows());
+        // Its ReadyForQuery is the proxy's own: the client sent nothing yet.
+        assert_eq!(s.server_message(&message(b'Z', b"I")), Verdict::Drop);
+        assert!(s.take_lookup_answered());
+        assert!(s.catalog.table_by_oid(CUSTOMERS_OID).is_some());
+        // Released: planned against the new catalog, with no look-up behind it.
+        assert_eq!(s.hold_before(&select), None);
+        let verdict = s.client_message(&select);
+        assert!(!matches!(&verdict, Verdict::Replace(b) if b.windows(16).any(|w| w == b"pgshroud.catalog")));
+        assert!(matches!(s.pending.front(), Some(Expect::Query { .. })));
+    }
+
+    #[test]
+    fn a_parse_inside_a_pipeline_is_not_held() {
+        let mut s = test_session("app");
+        assert_eq!(s.client_message(&parse("", "select 1")), Verdict::Forward);
+        s.live.catalog_changed();
+        assert_eq!(s.hold_before(&parse("a", "select 2")), None);
+        s.client_message(&sync());
+        assert!(s.hold_before(&parse("b", "select 3")).is_some());
     }
 }

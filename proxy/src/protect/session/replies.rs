@@ -156,7 +156,10 @@ impl ProtectedSession {
             self.names.transaction_ended();
             self.path_changed_in_txn = false;
         }
-        if matches!(self.pending.front(), Some(Expect::CatalogLookup)) {
+        if matches!(
+            self.pending.front(),
+            Some(Expect::CatalogLookup { ahead: false })
+        ) {
             // Our catalog look-up follows: the client may send its next statement
             // only once the new catalog is in place, so it gets the look-up's
             // ReadyForQuery (same transaction status) instead of this one.
