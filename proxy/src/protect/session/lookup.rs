@@ -30,7 +30,23 @@ impl ProtectedSession {
         let name = format!("pgshroud.catalog.{}\0", self.lookups);
         // Every table of the rules in force, served plain or not: a migrating column's
         // change of form is seen only here.
-        let sql = catalog::lookup_query(self.rules_in_force.tables());
+        // Ahead of a statement and outside a transaction block, it waits out a swap of a table
+        // with a migrating column (one the catalog knows: a missing one would fail it). Not
+        // inside a block: a failed look-up there would abort the client's transaction.
+        let locking: Vec<(String, String)> = match ahead && !self.in_transaction {
+            true => self
+                .rules_in_force
+                .tables()
+                .iter()
+                .filter(|(schema, table)| {
+                    self.migrating_tables.contains(table)
+                        && self.catalog.table(schema, table).is_some()
+                })
+                .cloned()
+                .collect(),
+            false => Vec::new(),
+        };
+        let sql = catalog::lookup_query_locking(self.rules_in_force.tables(), &locking);
         let mut parse = Vec::with_capacity(name.len() + sql.len() + 3);
         parse.extend_from_slice(name.as_bytes());
         parse.extend_from_slice(sql.as_bytes());
@@ -178,6 +194,7 @@ impl ProtectedSession {
                 if frame.get(5) == Some(&b'I') {
                     self.names.transaction_ended();
                 }
+                self.in_transaction = frame.get(5) != Some(&b'I');
                 self.lookup_answered = true;
                 if ahead {
                     // The statement it was sent for goes on now, without another.

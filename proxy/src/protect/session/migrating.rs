@@ -101,7 +101,10 @@ impl ProtectedSession {
         self.plain_migrating = plain;
         self.shared = served;
         self.layout = self.shared.layout(&self.catalog);
-        self.policy = Arc::new(Policy::for_caller(&self.shared.rules, &self.caller));
+        // The role's policy follows the whole rules: the read backstop still withholds the
+        // envelopes of a column served plain from roles that may not receive them (a session
+        // that has not seen the swap yet).
+        self.policy = Arc::new(Policy::for_caller(&self.rules_in_force.rules, &self.caller));
     }
 }
 

@@ -214,6 +214,8 @@ pub struct ProtectedSession {
     /// The client sent extended-protocol messages since its last Sync: a look-up of ours
     /// (with its own Sync) would end the client's implicit transaction, so it waits for Sync.
     in_pipeline: bool,
+    /// The last ReadyForQuery said a transaction block is open (or failed).
+    in_transaction: bool,
     /// The caller's role.
     policy: Arc<Policy>,
     pub catalog: Catalog,
@@ -293,6 +295,7 @@ impl ProtectedSession {
             looked_up_ahead: false,
             lookup_answered: false,
             in_pipeline: false,
+            in_transaction: false,
             policy,
             catalog,
             layout,

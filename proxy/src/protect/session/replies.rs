@@ -151,6 +151,7 @@ impl ProtectedSession {
             // Its own look-up is already queued; the other sessions follow.
             self.seen_catalog_changes = self.live.catalog_changed();
         }
+        self.in_transaction = status != b'I';
         if status == b'I' {
             // Portals live only as long as their transaction.
             self.names.transaction_ended();
