@@ -185,7 +185,10 @@ fn take_client_messages_until_held(
                     Verdict::End(error) => return (None, Some(RelayEnd::Enforced(error).into())),
                 }
                 if kind == frontend::TERMINATE {
-                    return (None, Some(RelayEnd::ClientClosed { terminated: true }.into()));
+                    return (
+                        None,
+                        Some(RelayEnd::ClientClosed { terminated: true }.into()),
+                    );
                 }
             }
             FrameCheck::Incomplete(total) => {

@@ -3,6 +3,8 @@
 
 use std::sync::{Arc, OnceLock};
 
+use bytes::BytesMut;
+
 use super::{Described, Expect, PortalInfo, PreparedInfo, ProtectedSession};
 use crate::ops::metrics::{CryptoOp, ProtectedValueAction};
 use crate::protect::engine::{ParamSpec, Plan, PlanAction};
@@ -113,6 +115,13 @@ impl ProtectedSession {
         if std::mem::take(&mut self.catalog_stale) {
             self.refresh_at_sync = true;
         }
+        // A statement planned before what the session serves changed: parsed again from its
+        // text right before this Bind, rather than refused.
+        let prepared_again = match self.reparse(&bind.statement) {
+            Some(Verdict::Replace(bytes)) => Some(bytes),
+            Some(other) => return other,
+            None => None,
+        };
         let info = match self.bound_statement(&bind) {
             Ok(info) => info,
             Err(error) => return self.refuse_extended(&error),
@@ -132,12 +141,18 @@ impl ProtectedSession {
             described: OnceLock::new(),
         });
         if params.is_empty() {
-            let ticket = self.names.sent(Effect::Bind(bind.portal, portal));
+            let ticket = self.names.sent(Effect::Bind(bind.portal.clone(), portal));
             self.pending.push_back(Expect::BindComplete {
                 ours: false,
                 ticket,
             });
-            return Verdict::Forward;
+            return match prepared_again {
+                Some(mut out) => {
+                    out.extend_from_slice(frame);
+                    Verdict::Replace(out)
+                }
+                None => Verdict::Forward,
+            };
         }
         if self.settings.mode() == TextMode::OtherEncoding {
             // Text values in another encoding would be encrypted as bytes the analyser's
@@ -191,7 +206,61 @@ impl ProtectedSession {
             ours: false,
             ticket,
         });
-        Verdict::Replace(bind.write())
+        let mut out = prepared_again.unwrap_or_default();
+        out.extend_from_slice(&bind.write());
+        Verdict::Replace(out)
+    }
+
+    /// The prepared statement `statement` parsed again from the text the client prepared,
+    /// when it was planned under what the session no longer serves (a reload, a migrating
+    /// column's swap between a driver's prepare and its bind): its messages (`Replace`, a
+    /// named one closed first), or the verdict that ends or refuses it. `None`: nothing to do.
+    fn reparse(&mut self, statement: &str) -> Option<Verdict> {
+        let Some(Held::Known(info)) = self.names.statement(statement) else {
+            return None;
+        };
+        if info.generation == self.plans_epoch {
+            return None;
+        }
+        let query = info.query.clone()?;
+        let parse = crate::protect::wire::Parse {
+            name: statement.to_owned(),
+            query: query.into_bytes(),
+            param_types: info.declared.clone(),
+        };
+        let frame = parse.write();
+        let mut out = BytesMut::new();
+        if !statement.is_empty() {
+            // PostgreSQL refuses a Parse of a name in use: ours closes it first.
+            let mut body = vec![b'S'];
+            body.extend_from_slice(statement.as_bytes());
+            body.push(0);
+            out.extend_from_slice(&crate::protocol::frame::message(b'C', &body));
+            let ticket = self
+                .names
+                .sent(Effect::CloseStatement(statement.to_owned()));
+            self.pending
+                .push_back(Expect::CloseComplete { ours: true, ticket });
+        }
+        let verdict = self.parse(&frame);
+        // The client did not send this Parse: its ParseComplete is ours to drop.
+        for expect in self.pending.iter_mut().rev() {
+            if let Expect::ParseComplete { ours, .. } = expect {
+                *ours = true;
+                break;
+            }
+        }
+        Some(match verdict {
+            Verdict::Forward => {
+                out.extend_from_slice(&frame);
+                Verdict::Replace(out)
+            }
+            Verdict::Replace(bytes) => {
+                out.extend_from_slice(&bytes);
+                Verdict::Replace(out)
+            }
+            other => other,
+        })
     }
 }
 

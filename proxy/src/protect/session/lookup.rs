@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 
-use super::{migrating, Expect, ProtectedSession};
+use super::{Expect, ProtectedSession};
 use crate::analyze;
 use crate::protect::catalog::{self, Catalog};
 use crate::protocol::frame::message;
@@ -20,33 +20,27 @@ impl ProtectedSession {
     /// a Sync), and the unnamed portal is the client's too. A look-up that fails part-way may
     /// leave its statement behind; the next one uses the next number.
     pub(super) fn lookup_message(&mut self) -> BytesMut {
-        self.lookup_message_placed(false)
+        self.lookup_message_placed(false, &[])
     }
 
     /// [`Self::lookup_message`], `ahead` of a client's statement that waits for its answer.
-    fn lookup_message_placed(&mut self, ahead: bool) -> BytesMut {
-        self.pending.push_back(Expect::CatalogLookup { ahead });
+    /// With `locking` tables it ends in Flush, not Sync: its implicit transaction, holding
+    /// `ACCESS SHARE` on them, goes on into the client's statement (see `ahead`).
+    pub(super) fn lookup_message_placed(
+        &mut self,
+        ahead: bool,
+        locking: &[(String, String)],
+    ) -> BytesMut {
+        let synced = locking.is_empty();
+        self.pending.push_back(match synced {
+            true => Expect::CatalogLookup { ahead },
+            false => Expect::LockedLookup { closes: 0 },
+        });
         self.lookups += 1;
         let name = format!("pgshroud.catalog.{}\0", self.lookups);
         // Every table of the rules in force, served plain or not: a migrating column's
         // change of form is seen only here.
-        // Ahead of a statement and outside a transaction block, it waits out a swap of a table
-        // with a migrating column (one the catalog knows: a missing one would fail it). Not
-        // inside a block: a failed look-up there would abort the client's transaction.
-        let locking: Vec<(String, String)> = match ahead && !self.in_transaction {
-            true => self
-                .rules_in_force
-                .tables()
-                .iter()
-                .filter(|(schema, table)| {
-                    self.migrating_tables.contains(table)
-                        && self.catalog.table(schema, table).is_some()
-                })
-                .cloned()
-                .collect(),
-            false => Vec::new(),
-        };
-        let sql = catalog::lookup_query_locking(self.rules_in_force.tables(), &locking);
+        let sql = catalog::lookup_query_locking(self.rules_in_force.tables(), locking);
         let mut parse = Vec::with_capacity(name.len() + sql.len() + 3);
         parse.extend_from_slice(name.as_bytes());
         parse.extend_from_slice(sql.as_bytes());
@@ -66,7 +60,11 @@ impl ProtectedSession {
             close.extend_from_slice(name.as_bytes());
             out.extend_from_slice(&message(frontend::CLOSE, &close));
         }
-        out.extend_from_slice(&message(frontend::SYNC, &[]));
+        let end = match synced {
+            true => frontend::SYNC,
+            false => frontend::FLUSH,
+        };
+        out.extend_from_slice(&message(end, &[]));
         out
     }
 
@@ -99,51 +97,6 @@ impl ProtectedSession {
         self.serve_migrating(true);
     }
 
-    /// Before a client message, in the relay: `None`, it goes on now; `Some(bytes)`, it waits
-    /// (after `bytes`, a catalog look-up sent ahead of it, go upstream) until a look-up
-    /// answers. A statement (Query, or a Parse that starts a pipeline) waits for any look-up
-    /// in flight, and one is sent ahead when the catalog is stale (a reload, DDL here or in
-    /// another session) or the text may name a table with a migrating column: so it is
-    /// planned against the catalog as it is, not found stale after it ran.
-    pub fn hold_before(&mut self, frame: &[u8]) -> Option<BytesMut> {
-        let kind = *frame.first()?;
-        let starts_statement = match kind {
-            frontend::QUERY => true,
-            frontend::PARSE => !self.in_pipeline,
-            _ => false,
-        };
-        if !starts_statement {
-            return None;
-        }
-        if std::mem::take(&mut self.looked_up_ahead) {
-            return None;
-        }
-        if self.ahead_in_flight
-            || self
-                .pending
-                .iter()
-                .any(|e| matches!(e, Expect::CatalogLookup { .. }))
-        {
-            return Some(BytesMut::new());
-        }
-        self.follow_rules();
-        let text = frame.get(5..).unwrap_or_default();
-        let migrating =
-            !self.migrating_tables.is_empty() && migrating::may_touch(text, &self.migrating_tables);
-        if !self.catalog_stale && !migrating {
-            return None;
-        }
-        self.catalog_stale = false;
-        self.ahead_in_flight = true;
-        Some(self.lookup_message_placed(true))
-    }
-
-    /// A look-up answered since the last call: a message held by [`Self::hold_before`] may
-    /// go on.
-    pub fn take_lookup_answered(&mut self) -> bool {
-        std::mem::take(&mut self.lookup_answered)
-    }
-
     /// The server does not report search_path changes: after a text that may change it (or
     /// roll such a change back) the catalog, which holds the path, is looked up again. Returns
     /// whether the text may change the path or how later text is read (text behind it waits
@@ -167,6 +120,24 @@ impl ProtectedSession {
         false
     }
 
+    /// The look-up's rows, once all have come: the catalog as the server has it now.
+    pub(super) fn apply_lookup(&mut self) {
+        let rows = std::mem::take(&mut self.lookup_rows);
+        if std::mem::take(&mut self.lookup_failed) {
+            // Not read (e.g. inside a failed transaction): read again before the
+            // next statement rather than trust the old catalog.
+            self.catalog_stale = true;
+            return;
+        }
+        self.catalog = Catalog::from_rows(rows);
+        self.catalog_behind = false;
+        // Still unknown after a fresh look-up: not a view over a protected table.
+        self.plain_origins.extend(self.unknown_origins.drain());
+        self.layout = self.shared.layout(&self.catalog);
+        self.serve_migrating(false);
+        self.shared.report_problems(&self.catalog, &self.metrics);
+    }
+
     /// Answers to our own catalog look-up; asynchronous messages still reach the client.
     pub(super) fn lookup_answer(&mut self, frame: &[u8], ahead: bool) -> Verdict {
         match frame[0] {
@@ -177,20 +148,7 @@ impl ProtectedSession {
             backend::DATA_ROW | backend::ERROR_RESPONSE => self.lookup_failed = true,
             backend::READY_FOR_QUERY => {
                 self.pending.pop_front();
-                let rows = std::mem::take(&mut self.lookup_rows);
-                if std::mem::take(&mut self.lookup_failed) {
-                    // Not read (e.g. inside a failed transaction): read again before the
-                    // next statement rather than trust the old catalog.
-                    self.catalog_stale = true;
-                } else {
-                    self.catalog = Catalog::from_rows(rows);
-                    self.catalog_behind = false;
-                    // Still unknown after a fresh look-up: not a view over a protected table.
-                    self.plain_origins.extend(self.unknown_origins.drain());
-                    self.layout = self.shared.layout(&self.catalog);
-                    self.serve_migrating(false);
-                    self.shared.report_problems(&self.catalog, &self.metrics);
-                }
+                self.apply_lookup();
                 if frame.get(5) == Some(&b'I') {
                     self.names.transaction_ended();
                 }
@@ -314,7 +272,9 @@ mod tests {
         // Released: planned against the new catalog, with no look-up behind it.
         assert_eq!(s.hold_before(&select), None);
         let verdict = s.client_message(&select);
-        assert!(!matches!(&verdict, Verdict::Replace(b) if b.windows(16).any(|w| w == b"pgshroud.catalog")));
+        assert!(
+            !matches!(&verdict, Verdict::Replace(b) if b.windows(16).any(|w| w == b"pgshroud.catalog"))
+        );
         assert!(matches!(s.pending.front(), Some(Expect::Query { .. })));
     }
 

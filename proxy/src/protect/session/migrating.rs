@@ -136,26 +136,34 @@ name = "public.people"
 
     fn catalog(email_type: &str) -> Catalog {
         let row = |attnum: &str, name: &str, ty: &str| {
-            [
-                "42", "public", "people", attnum, name, ty,
-            ]
-            .map(|v| Some(v.to_owned()))
-            .to_vec()
+            ["42", "public", "people", attnum, name, ty]
+                .map(|v| Some(v.to_owned()))
+                .to_vec()
         };
-        Catalog::from_rows(vec![row("1", "email", email_type), row("2", "born", "bytea")])
+        Catalog::from_rows(vec![
+            row("1", "email", email_type),
+            row("2", "born", "bytea"),
+        ])
     }
 
     #[test]
     fn a_migrating_column_is_plain_only_while_it_has_its_plaintext_type() {
         let rules = pgshroud_rules::parse(RULES, "rules.toml").unwrap();
-        assert_eq!(plain_columns(&rules, &catalog("text")), ["public.people.email"]);
+        assert_eq!(
+            plain_columns(&rules, &catalog("text")),
+            ["public.people.email"]
+        );
         // Swapped (bytea), or a type that is neither: protected, so writes are refused
         // unless it is bytea under its guard.
         assert!(plain_columns(&rules, &catalog("bytea")).is_empty());
         assert!(plain_columns(&rules, &catalog("varchar")).is_empty());
         assert!(plain_columns(&rules, &Catalog::default()).is_empty());
         let served = rules_without(&rules, &["public.people.email".to_owned()]);
-        let names: Vec<&str> = served.tables[0].columns.iter().map(|c| c.name.as_str()).collect();
+        let names: Vec<&str> = served.tables[0]
+            .columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
         assert_eq!(names, ["born"]);
     }
 

@@ -10,6 +10,7 @@
 //! (the queue of answers owed), `results` (descriptions, rows) and `errors`; COPY both ways in
 //! `copy`; the catalog look-up in `lookup`.
 
+mod ahead;
 mod bind;
 mod checks;
 mod copy;
@@ -158,7 +159,16 @@ enum Expect {
     /// Our own catalog look-up: every answer is ours up to its ReadyForQuery. After a
     /// statement (`ahead: false`) its ReadyForQuery stands in for the statement's, held back;
     /// before a statement (`ahead: true`, the client's message waits for it) it is dropped.
-    CatalogLookup { ahead: bool },
+    CatalogLookup {
+        ahead: bool,
+    },
+    /// Our look-up ahead of a statement on a table with a migrating column, holding a lock on
+    /// it and ended by Flush (see `ahead`): its answers end at its second CloseComplete.
+    LockedLookup {
+        closes: u8,
+    },
+    /// Our Sync after such a look-up failed: answered by a ReadyForQuery of ours.
+    AheadSync,
     /// A CopyDone or CopyFail went upstream. No answer of its own: it marks where a COPY
     /// FROM STDIN ends, since the server ignores every Sync sent before it during the copy
     /// (drivers send Sync right after the Execute, before they know it starts a COPY).
@@ -216,6 +226,8 @@ pub struct ProtectedSession {
     in_pipeline: bool,
     /// The last ReadyForQuery said a transaction block is open (or failed).
     in_transaction: bool,
+    /// A locked look-up failed: the server skips everything up to the Sync we owe it.
+    ahead_needs_sync: bool,
     /// The caller's role.
     policy: Arc<Policy>,
     pub catalog: Catalog,
@@ -296,6 +308,7 @@ impl ProtectedSession {
             lookup_answered: false,
             in_pipeline: false,
             in_transaction: false,
+            ahead_needs_sync: false,
             policy,
             catalog,
             layout,
@@ -384,8 +397,11 @@ impl ProtectedSession {
         let Some(&kind) = frame.first() else {
             return server_broke_protocol("empty message");
         };
-        if let Some(&Expect::CatalogLookup { ahead }) = self.pending.front() {
-            return self.lookup_answer(frame, ahead);
+        match self.pending.front() {
+            Some(&Expect::CatalogLookup { ahead }) => return self.lookup_answer(frame, ahead),
+            Some(Expect::LockedLookup { .. }) => return self.locked_lookup_answer(frame),
+            Some(Expect::AheadSync) => return self.ahead_sync_answer(frame),
+            _ => {}
         }
         // Ends of COPYs already answered.
         while matches!(self.pending.front(), Some(Expect::CopyEnd)) {
