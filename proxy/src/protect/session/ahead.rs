@@ -190,3 +190,94 @@ fn pipeline_allowed(text: &[u8]) -> bool {
         .iter()
         .any(|word| lower.windows(word.len()).any(|w| w == word.as_bytes()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+
+    const RULES: &str = r#"
+[[tables]]
+name = "public.people"
+  [[tables.columns]]
+  name = "email"
+  type = "text"
+  migrating = true
+"#;
+
+    fn migrating_session(email_type: &str) -> ProtectedSession {
+        let rules = pgshroud_rules::parse(RULES, "rules.toml").expect("rules");
+        let row = |attnum: &str, name: &str, ty: &str| {
+            ["42", "public", "people", attnum, name, ty]
+                .map(|v| Some(v.to_owned()))
+                .to_vec()
+        };
+        let catalog =
+            Catalog::from_rows(vec![row("1", "id", "int4"), row("2", "email", email_type)]);
+        session(rules, "app", catalog)
+    }
+
+    fn reply(s: &mut ProtectedSession, kind: u8, body: &[u8]) -> Verdict {
+        s.server_message(&message(kind, body))
+    }
+
+    #[test]
+    fn a_statement_on_a_migrating_table_runs_under_the_lock_of_its_look_up() {
+        let mut s = migrating_session("text");
+        assert!(s.plain_migrating == ["public.people.email"]);
+        let select = query("select id from people where email = 'a@b'");
+        let ahead = s.hold_before(&select).expect("a look-up goes first");
+        let kinds: Vec<u8> = messages(&ahead).iter().map(|m| m.0).collect();
+        assert_eq!(
+            kinds, b"PBECCH",
+            "ended by Flush: the transaction stays open"
+        );
+        assert!(String::from_utf8_lossy(&ahead).contains(r#"FROM ONLY "public"."people""#));
+        // The look-up's answers are the proxy's; none is a ReadyForQuery.
+        assert_eq!(reply(&mut s, b'1', b""), Verdict::Drop);
+        assert_eq!(reply(&mut s, b'2', b""), Verdict::Drop);
+        for (attnum, name, ty) in [("1", "id", "int4"), ("2", "email", "text")] {
+            let row = [
+                Some("42"),
+                Some("public"),
+                Some("people"),
+                Some(attnum),
+                Some(name),
+            ]
+            .into_iter()
+            .chain([Some(ty), None, Some("0"), Some("r"), None])
+            .collect::<Vec<_>>();
+            assert_eq!(s.server_message(&data_row(&row)), Verdict::Drop);
+        }
+        assert_eq!(reply(&mut s, b'C', b"SELECT 2\0"), Verdict::Drop);
+        assert_eq!(reply(&mut s, b'3', b""), Verdict::Drop);
+        assert_eq!(
+            s.hold_before(&select),
+            Some(BytesMut::new()),
+            "one CloseComplete to go"
+        );
+        assert_eq!(reply(&mut s, b'3', b""), Verdict::Drop);
+        assert!(s.take_lookup_answered());
+        assert_eq!(s.hold_before(&select), None);
+        // Still plaintext in the database (the rows said so): forwarded as written.
+        assert_eq!(s.client_message(&select), Verdict::Forward);
+        // Other tables pay nothing.
+        assert_eq!(s.hold_before(&query("select 1")), None);
+    }
+
+    #[test]
+    fn a_failed_locked_look_up_is_followed_by_a_sync_of_ours() {
+        let mut s = migrating_session("bytea");
+        assert!(s.plain_migrating.is_empty(), "bytea: protected");
+        let select = query("select id from people where email = 'a@b'");
+        assert!(s.hold_before(&select).is_some());
+        let error = message(b'E', b"SERROR\0C55P03\0Mlock timeout\0\0");
+        assert_eq!(s.server_message(&error), Verdict::Drop);
+        let sync = s.hold_before(&select).expect("a Sync first");
+        assert_eq!(sync, message(b'S', b""));
+        assert_eq!(s.hold_before(&select), Some(BytesMut::new()));
+        assert_eq!(reply(&mut s, b'Z', b"I"), Verdict::Drop);
+        assert_eq!(s.hold_before(&select), None);
+        assert!(s.pending.is_empty(), "{:?}", s.pending);
+    }
+}
