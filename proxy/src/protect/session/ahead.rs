@@ -36,13 +36,18 @@ impl ProtectedSession {
         let text = match kind {
             frontend::QUERY => frame.get(5..).unwrap_or_default(),
             frontend::PARSE if !self.in_pipeline => frame.get(5..).unwrap_or_default(),
-            frontend::BIND if !self.in_pipeline && !self.migrating_tables.is_empty() => {
-                // A statement prepared earlier: its text, if it may touch a migrating table.
-                let query = self.bound_query(frame)?;
-                if !migrating::may_touch(query.as_bytes(), &self.migrating_tables) {
+            frontend::BIND if !self.in_pipeline => {
+                // A statement prepared earlier, bound when the catalog may have changed: a
+                // reload, or it may touch a migrating table (it may be parsed again).
+                if self.migrating_tables.is_empty() && !self.stale_after_following() {
                     return None;
                 }
-                return self.send_ahead(query.as_bytes(), true);
+                let query = self.bound_query(frame)?;
+                let migrating = migrating::may_touch(query.as_bytes(), &self.migrating_tables);
+                if !migrating && !self.catalog_stale {
+                    return None;
+                }
+                return self.send_ahead(query.as_bytes(), migrating);
             }
             _ => return None,
         };
@@ -83,6 +88,12 @@ impl ProtectedSession {
             false => Vec::new(),
         };
         Some(self.lookup_message_placed(true, &locking))
+    }
+
+    /// Whether the catalog is stale once reloaded rules and other sessions' DDL are followed.
+    fn stale_after_following(&mut self) -> bool {
+        self.follow_rules();
+        self.catalog_stale
     }
 
     /// The tables with a migrating column the catalog knows (a missing one would fail the

@@ -107,7 +107,7 @@ impl ProtectedSession {
     }
 
     pub(super) fn bind(&mut self, frame: &[u8]) -> Verdict {
-        let mut bind = match Bind::read(frame) {
+        let bind = match Bind::read(frame) {
             Ok(b) => b,
             Err(e) => return self.unreadable(e),
         };
@@ -118,10 +118,28 @@ impl ProtectedSession {
         // A statement planned before what the session serves changed: parsed again from its
         // text right before this Bind, rather than refused.
         let prepared_again = match self.reparse(&bind.statement) {
-            Some(Verdict::Replace(bytes)) => Some(bytes),
+            Some(Verdict::Replace(bytes)) => bytes,
             Some(other) => return other,
-            None => None,
+            None => return self.bind_statement(bind),
         };
+        // Whatever the Bind becomes, the Parse sent again goes first (its answers are owed).
+        match self.bind_statement(bind) {
+            Verdict::Forward => {
+                let mut out = prepared_again;
+                out.extend_from_slice(frame);
+                Verdict::Replace(out)
+            }
+            Verdict::Replace(bytes) => {
+                let mut out = prepared_again;
+                out.extend_from_slice(&bytes);
+                Verdict::Replace(out)
+            }
+            other => other,
+        }
+    }
+
+    /// The Bind, once the statement it names is the one the session serves.
+    fn bind_statement(&mut self, mut bind: Bind) -> Verdict {
         let info = match self.bound_statement(&bind) {
             Ok(info) => info,
             Err(error) => return self.refuse_extended(&error),
@@ -146,13 +164,7 @@ impl ProtectedSession {
                 ours: false,
                 ticket,
             });
-            return match prepared_again {
-                Some(mut out) => {
-                    out.extend_from_slice(frame);
-                    Verdict::Replace(out)
-                }
-                None => Verdict::Forward,
-            };
+            return Verdict::Forward;
         }
         if self.settings.mode() == TextMode::OtherEncoding {
             // Text values in another encoding would be encrypted as bytes the analyser's
@@ -206,9 +218,7 @@ impl ProtectedSession {
             ours: false,
             ticket,
         });
-        let mut out = prepared_again.unwrap_or_default();
-        out.extend_from_slice(&bind.write());
-        Verdict::Replace(out)
+        Verdict::Replace(bind.write())
     }
 
     /// The prepared statement `statement` parsed again from the text the client prepared,
