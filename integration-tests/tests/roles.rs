@@ -887,7 +887,7 @@ async fn prepared_statements_follow_a_reload_or_must_be_prepared_again() {
         .unwrap_err();
     // 0A000 ("prepare it again", or not stored as bytea) or, while this session has not looked
     // the new table up yet, 55000 (its guard cannot be seen): refused either way.
-    assert!(["0A000", "55000"].contains(&code(&err).as_str()), "{err}");
+    assert!(["0A000", "55000"].contains(&code(&err).as_str()), "{err:?}");
     let direct = f.direct().await;
     let n: i64 = direct
         .query_one("SELECT count(*) FROM notes", &[])

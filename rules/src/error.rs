@@ -68,6 +68,18 @@ pub enum Problem {
     )]
     UnknownType { column: String, found: String },
     #[error(
+        "column {column} is marked migrating but its type is bytea: a plaintext bytea column and \
+         an unguarded protected one look alike in the database, so pgshroud could not tell which \
+         form it serves; remove `migrating` and list the column once its migration is done"
+    )]
+    MigratingBytea { column: String },
+    #[error(
+        "column {column} is marked both migrating and per_tenant: pgshroud migrate seals with the \
+         shared column key, which a per-tenant column's guard refuses; migrate it without \
+         per_tenant"
+    )]
+    MigratingPerTenant { column: String },
+    #[error(
         "type \"{found}\" of column {column}: {why}; modifiers are written as in PostgreSQL: \
          numeric(12, 2), varchar(100), timestamp(3), timestamptz(3)"
     )]

@@ -22,6 +22,9 @@ pub struct Column {
     pub key_context: Option<String>,
     /// Sealed with the session's tenant key instead of the master key's column key.
     pub per_tenant: bool,
+    /// `pgshroud migrate` is turning this column into a protected one (or back): the proxy
+    /// serves it in whichever form the database holds it, plaintext or guarded envelopes.
+    pub migrating: bool,
 }
 
 impl Table {
@@ -73,6 +76,7 @@ mod tests {
                     modifier: None,
                     key_context: None,
                     per_tenant: false,
+                    migrating: false,
                 },
                 Column {
                     name: "id".into(),
@@ -80,6 +84,7 @@ mod tests {
                     modifier: None,
                     key_context: Some("customer-id".into()),
                     per_tenant: false,
+                    migrating: false,
                 },
             ],
         }

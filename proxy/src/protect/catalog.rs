@@ -186,6 +186,24 @@ const GUARD_SEPARATOR: char = '\n';
 /// is `pg_catalog`-qualified (a user-defined `=` or `length` earlier in the search_path cannot
 /// change the answer).
 pub fn lookup_query(tables: &[(String, String)]) -> String {
+    lookup_query_locking(tables, &[])
+}
+
+/// [`lookup_query`] that first takes `ACCESS SHARE` on each of `locking` (tables with a
+/// migrating column): a look-up sent while `pgshroud migrate` swaps such a table (under
+/// `ACCESS EXCLUSIVE`) waits for the swap to commit, then reads the new form, instead of
+/// reading the old one and letting the statement behind it meet the new.
+pub fn lookup_query_locking(tables: &[(String, String)], locking: &[(String, String)]) -> String {
+    let locks: String = locking
+        .iter()
+        .map(|(schema, table)| {
+            format!(
+                " AND NOT EXISTS (SELECT FROM ONLY {}.{} WHERE false)",
+                super::guard::quote_ident(schema),
+                super::guard::quote_ident(table)
+            )
+        })
+        .collect();
     let eq = "OPERATOR(pg_catalog.=)";
     let wanted: Vec<String> = tables
         .iter()
@@ -253,6 +271,7 @@ pub fn lookup_query(tables: &[(String, String)]) -> String {
            NULL::pg_catalog.name, NULL::pg_catalog.name, '{PATH_ROW}'::pg_catalog.text, \
            NULL::pg_catalog.oid, NULL::pg_catalog.text, NULL::pg_catalog.text \
          FROM pg_catalog.unnest(pg_catalog.current_schemas(true)) WITH ORDINALITY AS p(schema, n) \
+         WHERE true{locks} \
          UNION ALL \
          SELECT 0::pg_catalog.oid, n.nspname, c.relname, 0::pg_catalog.int2, \
            NULL::pg_catalog.name, NULL::pg_catalog.name, '{RELATION_ROW}'::pg_catalog.text, \
@@ -403,6 +422,17 @@ mod tests {
         let q = lookup_query(&[("public".into(), "o'brien".into())]);
         assert!(q.contains("OPERATOR(pg_catalog.=) 'public'"), "{q}");
         assert!(q.contains("OPERATOR(pg_catalog.=) 'o''brien'"), "{q}");
+    }
+
+    #[test]
+    fn a_locking_lookup_names_the_tables_it_waits_for() {
+        let tables = [("public".to_owned(), "people".to_owned())];
+        assert!(!lookup_query(&tables).contains("FROM ONLY"));
+        let q = lookup_query_locking(&tables, &tables);
+        assert!(
+            q.contains(r#"NOT EXISTS (SELECT FROM ONLY "public"."people" WHERE false)"#),
+            "{q}"
+        );
     }
 
     #[test]

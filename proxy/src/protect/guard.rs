@@ -113,7 +113,18 @@ impl GuardState {
         per_tenant: bool,
     ) -> GuardState {
         let expected = normalize(&printed_definition(column, context, per_tenant));
-        let right = found.iter().find(|g| normalize(&g.definition) == expected);
+        // PostgreSQL prints a constraint added NOT VALID (as migrate's swap adds the guard,
+        // validated just after) with that suffix; it checks new writes all the same.
+        let right = found.iter().find(|g| {
+            let definition = match g.validated {
+                true => g.definition.as_str(),
+                false => g
+                    .definition
+                    .strip_suffix(" NOT VALID")
+                    .unwrap_or(&g.definition),
+            };
+            normalize(definition) == expected
+        });
         match (right, found.first()) {
             (Some(g), _) => GuardState::Guarded {
                 name: g.name.clone(),
@@ -192,6 +203,24 @@ pub fn quote_literal(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_guard_added_not_valid_is_the_guard_until_and_after_it_is_validated() {
+        let printed = printed_definition("email", "person-email", false);
+        let found = |definition: String, validated: bool| FoundGuard {
+            name: constraint_name("email"),
+            definition,
+            validated,
+        };
+        let unvalidated = found(format!("{printed} NOT VALID"), false);
+        assert!(GuardState::of(&[unvalidated], "email", "person-email").is_guarded());
+        assert!(
+            GuardState::of(&[found(printed.clone(), true)], "email", "person-email").is_guarded()
+        );
+        // Only PostgreSQL's own suffix of a NOT VALID constraint is read past.
+        let claimed = found(format!("{printed} NOT VALID"), true);
+        assert!(!GuardState::of(&[claimed], "email", "person-email").is_guarded());
+    }
 
     #[test]
     fn name_is_prefix_and_column() {

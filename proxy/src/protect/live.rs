@@ -35,7 +35,21 @@ pub struct LiveProtection {
     rotate_after_days: AtomicU64,
     /// Why the latest reload failed, until one succeeds (for `/readyz`'s detail).
     last_reload_failure: Mutex<Option<String>>,
+    /// The rules in force less the migrating columns held in plaintext (see
+    /// `protect::session::migrating`), built once per generation and set of such columns, so
+    /// the sessions serving them share one plan cache.
+    served: Mutex<Vec<Served>>,
 }
+
+/// One served variant of a rules generation.
+struct Served {
+    full: Arc<Protection>,
+    plain: Vec<String>,
+    served: Arc<Protection>,
+}
+
+/// Variants kept: a migration moves each column from one form to the other once.
+const SERVED_KEPT: usize = 8;
 
 impl std::fmt::Debug for LiveProtection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -60,6 +74,7 @@ impl LiveProtection {
             catalog_changes: AtomicU64::new(0),
             rotate_after_days: AtomicU64::new(90),
             last_reload_failure: Mutex::new(None),
+            served: Mutex::new(Vec::new()),
         }
     }
 
@@ -74,6 +89,31 @@ impl LiveProtection {
     /// Bumped by every successful reload.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
+    }
+
+    /// `full` (a rules generation) without the migrating columns in `plain`, which the
+    /// database holds in plaintext: the same `Arc` for every session asking the same.
+    pub fn served(&self, full: &Arc<Protection>, plain: &[String]) -> Arc<Protection> {
+        let mut kept = match self.served.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(found) = kept
+            .iter()
+            .find(|s| Arc::ptr_eq(&s.full, full) && s.plain == plain)
+        {
+            return found.served.clone();
+        }
+        let served = Arc::new(crate::protect::session::build_served(full, plain));
+        if kept.len() >= SERVED_KEPT {
+            kept.remove(0);
+        }
+        kept.push(Served {
+            full: full.clone(),
+            plain: plain.to_vec(),
+            served: served.clone(),
+        });
+        served
     }
 
     /// Counts committed (or ended) transactions that ran DDL through any session.

@@ -61,7 +61,7 @@ pub async fn client_to_server(
     let mut watching_shutdown = true;
     let mut out = Outgoing::default();
     loop {
-        let (want, stop) = take_client_messages(&client.buf, path, &mut out);
+        let (want, stop, held) = take_client_messages(&client.buf, path, &mut out);
         let bytes = out.bytes(&client.buf.buf);
         if !bytes.is_empty() {
             if let Err(e) = write_out(server, bytes).await {
@@ -78,6 +78,17 @@ pub async fn client_to_server(
         out.sent(&mut client.buf.buf);
         if let Some(more) = want {
             client.buf.buf.reserve(more);
+        }
+        if held {
+            // A statement waits for the catalog look-up sent ahead of it (or one in flight):
+            // its answer, read by the other pump, releases it.
+            tokio::select! {
+                _ = path.released() => {}
+                changed = shutdown.changed(), if watching_shutdown => {
+                    watching_shutdown = changed.is_ok();
+                }
+            }
+            continue;
         }
         let idle = async {
             match idle_timeout {
@@ -106,20 +117,45 @@ pub async fn client_to_server(
 }
 
 /// Takes every whole buffered client message into `out`, passing each through the statement
-/// path (locked once for them all). Returns the room still wanted for a message read in part
-/// and, when the relay must stop, why.
+/// path (locked once for them all). Returns the room still wanted for a message read in part,
+/// when the relay must stop, why, and whether a message waits for a catalog look-up.
 fn take_client_messages(
     buf: &FrameBuffer,
     path: &StatementPath,
     out: &mut Outgoing,
-) -> (Option<usize>, Option<RelayEnd>) {
+) -> (Option<usize>, Option<RelayEnd>, bool) {
+    let (want, stop) = take_client_messages_until_held(buf, path, out);
+    match stop {
+        Some(Stop::Held) => (want, None, true),
+        Some(Stop::End(end)) => (want, Some(end), false),
+        None => (want, None, false),
+    }
+}
+
+/// Why taking client messages stopped before the buffer's end.
+enum Stop {
+    End(RelayEnd),
+    Held,
+}
+
+impl From<RelayEnd> for Stop {
+    fn from(end: RelayEnd) -> Stop {
+        Stop::End(end)
+    }
+}
+
+fn take_client_messages_until_held(
+    buf: &FrameBuffer,
+    path: &StatementPath,
+    out: &mut Outgoing,
+) -> (Option<usize>, Option<Stop>) {
     let read = &buf.buf[..];
     if read.len() < HEADER_LEN {
         return (None, None);
     }
     let mut statements = match path.lock() {
         Ok(guard) => guard,
-        Err(error) => return (None, Some(RelayEnd::Enforced(error))),
+        Err(error) => return (None, Some(RelayEnd::Enforced(error).into())),
     };
     loop {
         let at = out.taken();
@@ -130,7 +166,13 @@ fn take_client_messages(
                     let error = PgError::protocol_violation(format!(
                         "invalid frontend message type {kind}"
                     ));
-                    return (None, Some(RelayEnd::ClientProtocol(error)));
+                    return (None, Some(RelayEnd::ClientProtocol(error).into()));
+                }
+                if let Some(ahead) = statements.hold_before(&read[at..at + n]) {
+                    if !ahead.is_empty() {
+                        out.replace(read, at, at, &ahead);
+                    }
+                    return (None, Some(Stop::Held));
                 }
                 match statements.client_message(&read[at..at + n]) {
                     Verdict::Forward => out.forward(read, at, at + n),
@@ -138,12 +180,15 @@ fn take_client_messages(
                     Verdict::Drop => out.replace(read, at, at + n, &[]),
                     // A message the statement path could not read.
                     Verdict::End(error) if error.code == sqlstate::PROTOCOL_VIOLATION => {
-                        return (None, Some(RelayEnd::ClientProtocol(error)))
+                        return (None, Some(RelayEnd::ClientProtocol(error).into()))
                     }
-                    Verdict::End(error) => return (None, Some(RelayEnd::Enforced(error))),
+                    Verdict::End(error) => return (None, Some(RelayEnd::Enforced(error).into())),
                 }
                 if kind == frontend::TERMINATE {
-                    return (None, Some(RelayEnd::ClientClosed { terminated: true }));
+                    return (
+                        None,
+                        Some(RelayEnd::ClientClosed { terminated: true }.into()),
+                    );
                 }
             }
             FrameCheck::Incomplete(total) => {
@@ -151,11 +196,11 @@ fn take_client_messages(
             }
             FrameCheck::TooLarge(size) => {
                 let error = PgError::message_too_large(size, buf.max_len);
-                return (None, Some(RelayEnd::ClientProtocol(error)));
+                return (None, Some(RelayEnd::ClientProtocol(error).into()));
             }
             FrameCheck::BadLength(len) => {
                 let error = PgError::protocol_violation(format!("invalid message length {len}"));
-                return (None, Some(RelayEnd::ClientProtocol(error)));
+                return (None, Some(RelayEnd::ClientProtocol(error).into()));
             }
         }
     }

@@ -26,6 +26,8 @@ pub use crate::protocol::verdict::Verdict;
 #[derive(Debug, Clone, Default)]
 pub struct StatementPath {
     state: Arc<Mutex<PathState>>,
+    /// Wakes the client pump when a catalog look-up a client message waits for answers.
+    released: Arc<tokio::sync::Notify>,
 }
 
 /// What the statement path keeps for one session.
@@ -55,6 +57,7 @@ impl StatementPath {
         };
         StatementPath {
             state: Arc::new(Mutex::new(state)),
+            released: Arc::default(),
         }
     }
 
@@ -98,7 +101,16 @@ impl StatementPath {
 
     /// The path for the messages of one read. A panic once held the lock: the session ends.
     pub fn lock(&self) -> Result<PathGuard<'_>, PgError> {
-        self.state.lock().map(PathGuard).map_err(|_| poisoned())
+        self.state
+            .lock()
+            .map(|guard| PathGuard(guard, &self.released))
+            .map_err(|_| poisoned())
+    }
+
+    /// Resolves once a catalog look-up has answered since a client message was held
+    /// ([`PathGuard::hold_before`]).
+    pub async fn released(&self) {
+        self.released.notified().await
     }
 
     /// One client message on its own (the relay takes a [`PathGuard`] per read instead).
@@ -133,9 +145,16 @@ impl StatementPath {
 
 /// The statement path, held for the messages of one read.
 #[derive(Debug)]
-pub struct PathGuard<'a>(MutexGuard<'a, PathState>);
+pub struct PathGuard<'a>(MutexGuard<'a, PathState>, &'a tokio::sync::Notify);
 
 impl PathGuard<'_> {
+    /// Before a client message: `None`, it is handed to [`Self::client_message`] now;
+    /// `Some(bytes)`, it stays in the client's buffer while `bytes` (a catalog look-up, maybe
+    /// none) go upstream, until [`StatementPath::released`].
+    pub fn hold_before(&mut self, frame: &[u8]) -> Option<bytes::BytesMut> {
+        self.0.protected.as_mut()?.hold_before(frame)
+    }
+
     /// Called for every whole client message (type byte, length, body).
     pub fn client_message(&mut self, frame: &[u8]) -> Verdict {
         let Some(&kind) = frame.first() else {
@@ -174,7 +193,11 @@ impl PathGuard<'_> {
                         meter.set_role(&session.role().name);
                     }
                 }
-                session.server_message(frame)
+                let verdict = session.server_message(frame);
+                if session.take_lookup_answered() {
+                    self.1.notify_one();
+                }
+                verdict
             }
         };
         // The proxy's own answers (catalog look-ups) are dropped: the client never sees them.

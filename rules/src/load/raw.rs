@@ -45,6 +45,9 @@ pub struct RawColumn {
     pub key_context: Option<Spanned<String>>,
     pub per_tenant: Option<Spanned<bool>>,
     pub keep_scale: Option<Spanned<bool>>,
+    /// Mid-migration (`pgshroud migrate`): served in whichever form the database holds.
+    #[serde(default)]
+    pub migrating: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -106,12 +106,26 @@ fn build_column(
         None => None,
         Some(context) => Some(check_context(context, &qualified, file)?),
     };
+    if raw.migrating && logical == LogicalType::Bytea {
+        // A plaintext bytea column and an unguarded protected one look alike in the
+        // catalog: the proxy could not tell which form it serves.
+        let problem = Problem::MigratingBytea { column: qualified };
+        return Err(file.error(raw.logical.span(), problem));
+    }
+    let per_tenant = raw.per_tenant.map(|p| p.into_inner()).unwrap_or(false);
+    if raw.migrating && per_tenant {
+        // migrate seals with the master key's column keys (format 2), which a per-tenant
+        // column's guard refuses: the run could never finish.
+        let problem = Problem::MigratingPerTenant { column: qualified };
+        return Err(file.error(span, problem));
+    }
     let column = Column {
         name,
         logical,
         modifier,
         key_context,
-        per_tenant: raw.per_tenant.map(|p| p.into_inner()).unwrap_or(false),
+        per_tenant,
+        migrating: raw.migrating,
     };
     check_shared_context(table, &column, span, file, seen)?;
     Ok(column)
@@ -226,4 +240,54 @@ fn check_shared_context(
 
 fn keeps_scale(column: &Column) -> bool {
     column.modifier == Some(TypeModifier::KeepScale)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::error::Problem;
+    use crate::load::parse;
+
+    const MIGRATING: &str = r#"
+[[tables]]
+name = "public.people"
+  [[tables.columns]]
+  name = "email"
+  type = "text"
+  migrating = true
+  [[tables.columns]]
+  name = "born"
+  type = "date"
+"#;
+
+    #[test]
+    fn a_column_may_be_marked_migrating() {
+        let rules = parse(MIGRATING, "rules.toml").expect("valid rules");
+        let table = &rules.tables[0];
+        assert!(table.column("email").unwrap().migrating);
+        assert!(!table.column("born").unwrap().migrating);
+    }
+
+    #[test]
+    fn a_migrating_bytea_column_is_refused() {
+        let text = MIGRATING.replace("\"text\"", "\"bytea\"");
+        let error = parse(&text, "rules.toml").expect_err("bytea cannot be migrating");
+        assert!(matches!(
+            error.problem(),
+            Some(Problem::MigratingBytea { column }) if column == "public.people.email"
+        ));
+        assert!(error.to_string().contains("look alike"), "{error}");
+    }
+
+    #[test]
+    fn a_migrating_per_tenant_column_is_refused() {
+        let text = MIGRATING.replace(
+            "  migrating = true",
+            "  migrating = true\n  per_tenant = true",
+        ) + "[[tenants]]\nid = \"acme\"\nusers = [\"acme_*\"]\n";
+        let error = parse(&text, "rules.toml").expect_err("not both");
+        assert!(matches!(
+            error.problem(),
+            Some(Problem::MigratingPerTenant { column }) if column == "public.people.email"
+        ));
+    }
 }

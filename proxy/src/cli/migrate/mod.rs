@@ -53,7 +53,11 @@ pub async fn run(args: &MigrateArgs) -> Result<Report, String> {
     let batch = args.batch_size.max(1);
     if args.dry_run {
         return Ok(Report {
-            text: format!("{}Dry run: nothing was changed.", plan.render(batch)),
+            text: format!(
+                "{}{}Dry run: nothing was changed.",
+                plan.render(batch),
+                marker_notes(&rules, &args.columns)
+            ),
             ok: plan.problems.is_empty(),
         });
     }
@@ -93,6 +97,34 @@ pub async fn run(args: &MigrateArgs) -> Result<Report, String> {
         });
     }
     migrate(&mut client, &plan, direction, &ring, i64::from(batch)).await
+}
+
+/// What the proxy does with each column during the run: served in whichever form the
+/// database holds when the rules it serves mark it `migrating = true`, else refused until
+/// the rules follow the swap.
+fn marker_notes(rules: &pgshroud_rules::Rules, columns: &[String]) -> String {
+    let mut text = String::new();
+    for name in columns {
+        let mut parts = name.splitn(3, '.');
+        let (Some(schema), Some(table), Some(column)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let Some((_, c)) = rules.column(schema, table, column) else {
+            continue;
+        };
+        let _ = match c.migrating {
+            true => writeln!(
+                text,
+                "  marker: {name} is marked migrating = true: pgshroud, serving these rules, serves it in whichever form the database holds, before and after the swap (no reload); remove the marker once the run is done"
+            ),
+            false => writeln!(
+                text,
+                "  marker: {name} is not marked migrating = true: pgshroud serving these rules refuses writes to it until the swap (add `migrating = true` to serve it throughout)"
+            ),
+        };
+    }
+    text
 }
 
 /// The protected column `schema.table.column` as the rules describe it.
@@ -228,8 +260,8 @@ async fn migrate(
         kept(plan)
     );
     text.push_str(match direction {
-        Direction::Encrypt => "Done: the columns hold envelopes under their guards. Reload pgshroud's rules (SIGHUP) if it does not list them yet; sessions that prepared statements on the old column type must prepare them again.",
-        Direction::Decrypt => "Done: the columns hold plaintext again. Remove them from pgshroud's rules and reload it.",
+        Direction::Encrypt => "Done: the columns hold envelopes under their guards. Columns marked migrating = true are served protected already: remove the marker at leisure. Otherwise reload pgshroud's rules (SIGHUP) if it does not list them yet; sessions that prepared statements on the old column type must prepare them again.",
+        Direction::Decrypt => "Done: the columns hold plaintext again. Columns marked migrating = true are served as plain columns already; remove them from pgshroud's rules (and reload) at leisure.",
     });
     Ok(Report { text, ok: true })
 }

@@ -22,6 +22,8 @@ struct RuleColumn {
     context: String,
     /// Sealed with tenant keys: its guard accepts format 3 only.
     per_tenant: bool,
+    /// Marked `migrating = true`: served in whichever form the database holds.
+    migrating: bool,
 }
 
 impl RuleColumn {
@@ -49,6 +51,7 @@ fn rule_columns(rules: &Rules) -> Vec<RuleColumn> {
                 column: c.name.to_lowercase(),
                 context: t.context_of(c),
                 per_tenant: c.per_tenant,
+                migrating: c.migrating,
             })
         })
         .collect()
@@ -324,18 +327,31 @@ pub async fn database_report(url: &str, rules_path: &Path) -> Result<Report, Str
                 ok = false;
                 "column does not exist".to_owned()
             }
+            Found::NotBytea(t) if c.migrating => {
+                ok = false;
+                format!("PLAINTEXT ({t}), marked migrating: pgshroud serves it as a plain column; protect it with pgshroud migrate, or (after migrate --decrypt) remove it from the rules")
+            }
             Found::NotBytea(t) => {
                 ok = false;
                 format!("STILL PLAINTEXT ({t}): protect it with pgshroud migrate; until then pgshroud refuses writes to it")
             }
             Found::Migrating(t, shadow, shadow_type) => {
                 ok = false;
-                format!("MID-MIGRATION: {t}, with shadow column {shadow} ({shadow_type}); run pgshroud migrate again to finish")
+                let served = match c.migrating {
+                    true => " (marked migrating: pgshroud serves it in whichever form it holds)",
+                    false => "",
+                };
+                format!("MID-MIGRATION: {t}, with shadow column {shadow} ({shadow_type}); run pgshroud migrate again to finish{served}")
             }
             Found::Column(col) => {
                 let state = GuardState::of_column(&col.guards, &col.name, &c.context, c.per_tenant);
                 ok &= state.is_guarded();
-                state.to_string()
+                match c.migrating && state.is_guarded() {
+                    true => {
+                        format!("{state}; migration done: remove migrating = true from the rules")
+                    }
+                    false => state.to_string(),
+                }
             }
         };
         let _ = writeln!(text, "  {:<40} owner {owner:<16} {state}", c.qualified());

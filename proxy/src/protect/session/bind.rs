@@ -3,6 +3,8 @@
 
 use std::sync::{Arc, OnceLock};
 
+use bytes::BytesMut;
+
 use super::{Described, Expect, PortalInfo, PreparedInfo, ProtectedSession};
 use crate::ops::metrics::{CryptoOp, ProtectedValueAction};
 use crate::protect::engine::{ParamSpec, Plan, PlanAction};
@@ -22,7 +24,7 @@ impl ProtectedSession {
         name: &str,
         info: Arc<PreparedInfo>,
     ) -> Result<Arc<PreparedInfo>, PgError> {
-        if info.generation == self.generation {
+        if info.generation == self.plans_epoch {
             return Ok(info);
         }
         let new_plan = match &info.query {
@@ -59,7 +61,7 @@ impl ProtectedSession {
             plan: new_plan,
             declared: info.declared.clone(),
             query: info.query.clone(),
-            generation: self.generation,
+            generation: self.plans_epoch,
             described,
             effects: info.effects.clone(),
             unsettling: info.unsettling,
@@ -105,7 +107,7 @@ impl ProtectedSession {
     }
 
     pub(super) fn bind(&mut self, frame: &[u8]) -> Verdict {
-        let mut bind = match Bind::read(frame) {
+        let bind = match Bind::read(frame) {
             Ok(b) => b,
             Err(e) => return self.unreadable(e),
         };
@@ -113,6 +115,31 @@ impl ProtectedSession {
         if std::mem::take(&mut self.catalog_stale) {
             self.refresh_at_sync = true;
         }
+        // A statement planned before what the session serves changed: parsed again from its
+        // text right before this Bind, rather than refused.
+        let prepared_again = match self.reparse(&bind.statement) {
+            Some(Verdict::Replace(bytes)) => bytes,
+            Some(other) => return other,
+            None => return self.bind_statement(bind),
+        };
+        // Whatever the Bind becomes, the Parse sent again goes first (its answers are owed).
+        match self.bind_statement(bind) {
+            Verdict::Forward => {
+                let mut out = prepared_again;
+                out.extend_from_slice(frame);
+                Verdict::Replace(out)
+            }
+            Verdict::Replace(bytes) => {
+                let mut out = prepared_again;
+                out.extend_from_slice(&bytes);
+                Verdict::Replace(out)
+            }
+            other => other,
+        }
+    }
+
+    /// The Bind, once the statement it names is the one the session serves.
+    fn bind_statement(&mut self, mut bind: Bind) -> Verdict {
         let info = match self.bound_statement(&bind) {
             Ok(info) => info,
             Err(error) => return self.refuse_extended(&error),
@@ -135,7 +162,7 @@ impl ProtectedSession {
             described: OnceLock::new(),
         });
         if params.is_empty() {
-            let ticket = self.names.sent(Effect::Bind(bind.portal, portal));
+            let ticket = self.names.sent(Effect::Bind(bind.portal.clone(), portal));
             self.pending.push_back(Expect::BindComplete {
                 ours: false,
                 ticket,
@@ -198,6 +225,58 @@ impl ProtectedSession {
             ticket,
         });
         Verdict::Replace(bind.write())
+    }
+
+    /// The prepared statement `statement` parsed again from the text the client prepared,
+    /// when it was planned under what the session no longer serves (a reload, a migrating
+    /// column's swap between a driver's prepare and its bind): its messages (`Replace`, a
+    /// named one closed first), or the verdict that ends or refuses it. `None`: nothing to do.
+    fn reparse(&mut self, statement: &str) -> Option<Verdict> {
+        let Some(Held::Known(info)) = self.names.statement(statement) else {
+            return None;
+        };
+        if info.generation == self.plans_epoch {
+            return None;
+        }
+        let query = info.query.clone()?;
+        let parse = crate::protect::wire::Parse {
+            name: statement.to_owned(),
+            query: query.into_bytes(),
+            param_types: info.declared.clone(),
+        };
+        let frame = parse.write();
+        let mut out = BytesMut::new();
+        if !statement.is_empty() {
+            // PostgreSQL refuses a Parse of a name in use: ours closes it first.
+            let mut body = vec![b'S'];
+            body.extend_from_slice(statement.as_bytes());
+            body.push(0);
+            out.extend_from_slice(&crate::protocol::frame::message(b'C', &body));
+            let ticket = self
+                .names
+                .sent(Effect::CloseStatement(statement.to_owned()));
+            self.pending
+                .push_back(Expect::CloseComplete { ours: true, ticket });
+        }
+        let verdict = self.parse(&frame);
+        // The client did not send this Parse: its ParseComplete is ours to drop.
+        for expect in self.pending.iter_mut().rev() {
+            if let Expect::ParseComplete { ours, .. } = expect {
+                *ours = true;
+                break;
+            }
+        }
+        Some(match verdict {
+            Verdict::Forward => {
+                out.extend_from_slice(&frame);
+                Verdict::Replace(out)
+            }
+            Verdict::Replace(bytes) => {
+                out.extend_from_slice(&bytes);
+                Verdict::Replace(out)
+            }
+            other => other,
+        })
     }
 }
 

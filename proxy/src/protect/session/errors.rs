@@ -49,7 +49,7 @@ impl ProtectedSession {
             // their effects.
             Some(_) => {
                 while let Some(e) = self.pending.front() {
-                    if matches!(e, Expect::Sync { .. } | Expect::CatalogLookup) {
+                    if matches!(e, Expect::Sync { .. } | Expect::CatalogLookup { .. }) {
                         break;
                     }
                     if let Some(skipped) = self.pending.pop_front() {

@@ -195,7 +195,7 @@ impl ProtectedSession {
             plan: plan.clone(),
             declared,
             query,
-            generation: self.generation,
+            generation: self.plans_epoch,
             described: OnceLock::new(),
             effects,
             unsettling,

@@ -1,14 +1,11 @@
 //! Keeping the catalog true: our own catalog look-up and its answers, a retry after a failed one,
 //! and the reasons to look again (rules reloaded, search_path possibly changed, DDL).
 
-use std::sync::Arc;
-
 use bytes::BytesMut;
 
 use super::{Expect, ProtectedSession};
 use crate::analyze;
 use crate::protect::catalog::{self, Catalog};
-use crate::protect::policy::Policy;
 use crate::protocol::frame::message;
 use crate::protocol::text_settings::{self as settings};
 use crate::protocol::types::{backend, frontend};
@@ -21,10 +18,27 @@ impl ProtectedSession {
     /// a Sync), and the unnamed portal is the client's too. A look-up that fails part-way may
     /// leave its statement behind; the next one uses the next number.
     pub(super) fn lookup_message(&mut self) -> BytesMut {
-        self.pending.push_back(Expect::CatalogLookup);
+        self.lookup_message_placed(false, &[])
+    }
+
+    /// [`Self::lookup_message`], `ahead` of a client's statement that waits for its answer.
+    /// With `locking` tables it ends in Flush, not Sync: its implicit transaction, holding
+    /// `ACCESS SHARE` on them, goes on into the client's statement (see `ahead`).
+    pub(super) fn lookup_message_placed(
+        &mut self,
+        ahead: bool,
+        locking: &[(String, String)],
+    ) -> BytesMut {
+        let synced = locking.is_empty();
+        self.pending.push_back(match synced {
+            true => Expect::CatalogLookup { ahead },
+            false => Expect::LockedLookup { closes: 0 },
+        });
         self.lookups += 1;
         let name = format!("pgshroud.catalog.{}\0", self.lookups);
-        let sql = catalog::lookup_query(self.shared.tables());
+        // Every table of the rules in force, served plain or not: a migrating column's
+        // change of form is seen only here.
+        let sql = catalog::lookup_query_locking(self.rules_in_force.tables(), locking);
         let mut parse = Vec::with_capacity(name.len() + sql.len() + 3);
         parse.extend_from_slice(name.as_bytes());
         parse.extend_from_slice(sql.as_bytes());
@@ -44,7 +58,11 @@ impl ProtectedSession {
             close.extend_from_slice(name.as_bytes());
             out.extend_from_slice(&message(frontend::CLOSE, &close));
         }
-        out.extend_from_slice(&message(frontend::SYNC, &[]));
+        let end = match synced {
+            true => frontend::SYNC,
+            false => frontend::FLUSH,
+        };
+        out.extend_from_slice(&message(end, &[]));
         out
     }
 
@@ -63,16 +81,17 @@ impl ProtectedSession {
         }
         self.generation = generation;
         let next = self.live.current();
-        if next.tables() != self.shared.tables() {
+        if next.tables() != self.rules_in_force.tables() {
             self.catalog_stale = true;
         }
         // A reload may bring other key versions or tenant keys (a forgotten tenant): seal,
         // open and match with them from now on (plans come from the new rules generation,
         // which knows the same versions).
         self.ciphers = next.session_ciphers(self.tenant());
-        self.shared = next;
-        self.layout = self.shared.layout(&self.catalog);
-        self.policy = Arc::new(Policy::for_caller(&self.shared.rules, &self.caller));
+        self.migrating_tables = super::migrating::migrating_tables(&next.rules);
+        self.rules_in_force = next;
+        self.plans_epoch += 1;
+        self.serve_migrating(true);
     }
 
     /// The server does not report search_path changes: after a text that may change it (or
@@ -98,8 +117,26 @@ impl ProtectedSession {
         false
     }
 
+    /// The look-up's rows, once all have come: the catalog as the server has it now.
+    pub(super) fn apply_lookup(&mut self) {
+        let rows = std::mem::take(&mut self.lookup_rows);
+        if std::mem::take(&mut self.lookup_failed) {
+            // Not read (e.g. inside a failed transaction): read again before the
+            // next statement rather than trust the old catalog.
+            self.catalog_stale = true;
+            return;
+        }
+        self.catalog = Catalog::from_rows(rows);
+        self.catalog_behind = false;
+        // Still unknown after a fresh look-up: not a view over a protected table.
+        self.plain_origins.extend(self.unknown_origins.drain());
+        self.layout = self.shared.layout(&self.catalog);
+        self.serve_migrating(false);
+        self.shared.report_problems(&self.catalog, &self.metrics);
+    }
+
     /// Answers to our own catalog look-up; asynchronous messages still reach the client.
-    pub(super) fn lookup_answer(&mut self, frame: &[u8]) -> Verdict {
+    pub(super) fn lookup_answer(&mut self, frame: &[u8], ahead: bool) -> Verdict {
         match frame[0] {
             // catalog::data_row_text expects at least a field count.
             backend::DATA_ROW if frame.len() >= 7 => {
@@ -108,21 +145,17 @@ impl ProtectedSession {
             backend::DATA_ROW | backend::ERROR_RESPONSE => self.lookup_failed = true,
             backend::READY_FOR_QUERY => {
                 self.pending.pop_front();
-                let rows = std::mem::take(&mut self.lookup_rows);
-                if std::mem::take(&mut self.lookup_failed) {
-                    // Not read (e.g. inside a failed transaction): read again before the
-                    // next statement rather than trust the old catalog.
-                    self.catalog_stale = true;
-                } else {
-                    self.catalog = Catalog::from_rows(rows);
-                    self.catalog_behind = false;
-                    // Still unknown after a fresh look-up: not a view over a protected table.
-                    self.plain_origins.extend(self.unknown_origins.drain());
-                    self.layout = self.shared.layout(&self.catalog);
-                    self.shared.report_problems(&self.catalog, &self.metrics);
-                }
+                self.apply_lookup();
                 if frame.get(5) == Some(&b'I') {
                     self.names.transaction_ended();
+                }
+                self.in_transaction = frame.get(5) != Some(&b'I');
+                self.lookup_answered = true;
+                if ahead {
+                    // The statement it was sent for goes on now, without another.
+                    self.ahead_in_flight = false;
+                    self.looked_up_ahead = true;
+                    return Verdict::Drop;
                 }
                 // Stands in for the ReadyForQuery held back from the statement before.
                 return Verdict::Forward;
@@ -215,5 +248,40 @@ mod tests {
             s.client_message(&query("update other set a = 1")),
             Verdict::Forward
         );
+    }
+
+    #[test]
+    fn a_statement_after_another_sessions_ddl_waits_for_a_lookup_sent_ahead_of_it() {
+        let mut s = test_session("app");
+        let select = query("select email from customers");
+        assert_eq!(s.hold_before(&select), None, "nothing stale: no wait");
+        s.live.catalog_changed();
+        let ahead = s.hold_before(&select).expect("held");
+        let kinds: Vec<u8> = messages(&ahead).iter().map(|m| m.0).collect();
+        assert_eq!(kinds, b"PBECCS");
+        // Still held while the look-up is in flight.
+        assert_eq!(s.hold_before(&select), Some(BytesMut::new()));
+        lookup_answers(&mut s, &lookup_rows());
+        // Its ReadyForQuery is the proxy's own: the client sent nothing yet.
+        assert_eq!(s.server_message(&message(b'Z', b"I")), Verdict::Drop);
+        assert!(s.take_lookup_answered());
+        assert!(s.catalog.table_by_oid(CUSTOMERS_OID).is_some());
+        // Released: planned against the new catalog, with no look-up behind it.
+        assert_eq!(s.hold_before(&select), None);
+        let verdict = s.client_message(&select);
+        assert!(
+            !matches!(&verdict, Verdict::Replace(b) if b.windows(16).any(|w| w == b"pgshroud.catalog"))
+        );
+        assert!(matches!(s.pending.front(), Some(Expect::Query { .. })));
+    }
+
+    #[test]
+    fn a_parse_inside_a_pipeline_is_not_held() {
+        let mut s = test_session("app");
+        assert_eq!(s.client_message(&parse("", "select 1")), Verdict::Forward);
+        s.live.catalog_changed();
+        assert_eq!(s.hold_before(&parse("a", "select 2")), None);
+        s.client_message(&sync());
+        assert!(s.hold_before(&parse("b", "select 3")).is_some());
     }
 }

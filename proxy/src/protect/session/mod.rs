@@ -10,6 +10,7 @@
 //! (the queue of answers owed), `results` (descriptions, rows) and `errors`; COPY both ways in
 //! `copy`; the catalog look-up in `lookup`.
 
+mod ahead;
 mod bind;
 mod checks;
 mod copy;
@@ -17,6 +18,7 @@ mod errors;
 mod extended;
 mod identity;
 mod lookup;
+mod migrating;
 mod replies;
 mod results;
 mod simple;
@@ -64,8 +66,8 @@ struct PreparedInfo {
     /// Parameter type OIDs as the client declared them in `Parse` (0: unspecified).
     declared: Vec<u32>,
     /// The text the client prepared (`None` when it is not UTF-8: a session in another
-    /// client_encoding), and the rules generation it was planned under: a reload re-checks the
-    /// statement at its next Bind.
+    /// client_encoding), and the session's `plans_epoch` it was planned under: a reload (or a
+    /// migrating column's new form) re-checks the statement at its next Bind.
     query: Option<String>,
     generation: u64,
     /// The result columns as the server described them, and what the role sees of them.
@@ -155,8 +157,19 @@ enum Expect {
     Sync {
         unsettling: bool,
     },
-    /// Our own catalog look-up (after DDL): every answer is ours up to its ReadyForQuery.
-    CatalogLookup,
+    /// Our own catalog look-up: every answer is ours up to its ReadyForQuery. After a
+    /// statement (`ahead: false`) its ReadyForQuery stands in for the statement's, held back;
+    /// before a statement (`ahead: true`, the client's message waits for it) it is dropped.
+    CatalogLookup {
+        ahead: bool,
+    },
+    /// Our look-up ahead of a statement on a table with a migrating column, holding a lock on
+    /// it and ended by Flush (see `ahead`): its answers end at its second CloseComplete.
+    LockedLookup {
+        closes: u8,
+    },
+    /// Our Sync after such a look-up failed: answered by a ReadyForQuery of ours.
+    AheadSync,
     /// A CopyDone or CopyFail went upstream. No answer of its own: it marks where a COPY
     /// FROM STDIN ends, since the server ignores every Sync sent before it during the copy
     /// (drivers send Sync right after the Execute, before they know it starts a COPY).
@@ -190,7 +203,32 @@ pub struct ProtectedSession {
     caller: Caller,
     /// The protected tables changed (reload): look the catalog up again.
     catalog_stale: bool,
+    /// The rules generation this session follows, whole.
+    rules_in_force: Arc<Protection>,
+    /// What the session serves: `rules_in_force`, less the migrating columns the database
+    /// holds in plaintext now (`migrating`).
     shared: Arc<Protection>,
+    /// Those columns, `schema.table.column`, sorted.
+    plain_migrating: Vec<String>,
+    /// Lower-case names of the tables with a migrating column: a statement that may name one
+    /// is preceded by a catalog look-up (another connection may have swapped the column).
+    migrating_tables: Vec<String>,
+    /// Bumped when what the session serves changes (a reload, a migrating column's new
+    /// form): prepared statements planned before are checked again at their next Bind.
+    plans_epoch: u64,
+    /// A look-up sent ahead of a client's statement, not answered yet: the statement waits.
+    ahead_in_flight: bool,
+    /// That look-up has answered: the waiting statement goes on, without another.
+    looked_up_ahead: bool,
+    /// A look-up has answered since the relay last asked (it may release a waiting message).
+    lookup_answered: bool,
+    /// The client sent extended-protocol messages since its last Sync: a look-up of ours
+    /// (with its own Sync) would end the client's implicit transaction, so it waits for Sync.
+    in_pipeline: bool,
+    /// The last ReadyForQuery said a transaction block is open (or failed).
+    in_transaction: bool,
+    /// A locked look-up failed: the server skips everything up to the Sync we owe it.
+    ahead_needs_sync: bool,
     /// The caller's role.
     policy: Arc<Policy>,
     pub catalog: Catalog,
@@ -259,14 +297,25 @@ impl ProtectedSession {
             .tenant_for(&caller.identity())
             .map(str::to_owned);
         let ciphers = shared.session_ciphers(tenant.as_deref());
-        ProtectedSession {
+        let migrating_tables = migrating::migrating_tables(&shared.rules);
+        let mut session = ProtectedSession {
             metrics,
             revealed: RevealCounts::default(),
             live,
             generation,
             caller,
             catalog_stale: false,
+            rules_in_force: shared.clone(),
             shared,
+            plain_migrating: Vec::new(),
+            migrating_tables,
+            plans_epoch: 0,
+            ahead_in_flight: false,
+            looked_up_ahead: false,
+            lookup_answered: false,
+            in_pipeline: false,
+            in_transaction: false,
+            ahead_needs_sync: false,
             policy,
             catalog,
             layout,
@@ -291,7 +340,9 @@ impl ProtectedSession {
             unknown_origins: Default::default(),
             plain_origins: Default::default(),
             tenant: identity::TenantState::new(tenant),
-        }
+        };
+        session.serve_migrating(true);
+        session
     }
 
     /// The session's text settings as the server reported them at startup.
@@ -313,6 +364,15 @@ impl ProtectedSession {
         let Some(&kind) = frame.first() else {
             return Verdict::End(PgError::protocol_violation("empty message"));
         };
+        match kind {
+            frontend::PARSE
+            | frontend::BIND
+            | frontend::DESCRIBE
+            | frontend::EXECUTE
+            | frontend::CLOSE => self.in_pipeline = true,
+            frontend::SYNC => self.in_pipeline = false,
+            _ => {}
+        }
         match kind {
             frontend::QUERY => self.query(frame),
             frontend::PARSE => self.parse(frame),
@@ -345,8 +405,11 @@ impl ProtectedSession {
         let Some(&kind) = frame.first() else {
             return server_broke_protocol("empty message");
         };
-        if matches!(self.pending.front(), Some(Expect::CatalogLookup)) {
-            return self.lookup_answer(frame);
+        match self.pending.front() {
+            Some(&Expect::CatalogLookup { ahead }) => return self.lookup_answer(frame, ahead),
+            Some(Expect::LockedLookup { .. }) => return self.locked_lookup_answer(frame),
+            Some(Expect::AheadSync) => return self.ahead_sync_answer(frame),
+            _ => {}
         }
         // Ends of COPYs already answered.
         while matches!(self.pending.front(), Some(Expect::CopyEnd)) {
@@ -451,5 +514,6 @@ fn server_broke_protocol(what: &str) -> Verdict {
     ))
 }
 
+pub(crate) use migrating::build_served;
 #[cfg(test)]
 pub(crate) use testing::test_session;

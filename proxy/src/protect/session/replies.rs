@@ -151,12 +151,16 @@ impl ProtectedSession {
             // Its own look-up is already queued; the other sessions follow.
             self.seen_catalog_changes = self.live.catalog_changed();
         }
+        self.in_transaction = status != b'I';
         if status == b'I' {
             // Portals live only as long as their transaction.
             self.names.transaction_ended();
             self.path_changed_in_txn = false;
         }
-        if matches!(self.pending.front(), Some(Expect::CatalogLookup)) {
+        if matches!(
+            self.pending.front(),
+            Some(Expect::CatalogLookup { ahead: false })
+        ) {
             // Our catalog look-up follows: the client may send its next statement
             // only once the new catalog is in place, so it gets the look-up's
             // ReadyForQuery (same transaction status) instead of this one.

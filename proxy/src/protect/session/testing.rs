@@ -45,7 +45,11 @@ statements = ["select"]
 }
 
 /// A session of `user` under `rules` and a fixed key, guards not required.
-fn session(rules: pgshroud_rules::Rules, user: &str, catalog: Catalog) -> ProtectedSession {
+pub(super) fn session(
+    rules: pgshroud_rules::Rules,
+    user: &str,
+    catalog: Catalog,
+) -> ProtectedSession {
     let key = crate::crypto::MasterKey::from_bytes(&[7; 32]).expect("key");
     let keys = Arc::new(crate::crypto::KeyRing::single(key));
     let protection = Arc::new(Protection::new(
