@@ -14,6 +14,13 @@ pub const PREFIX: &str = "pgshroud.";
 /// The setting a role with `choose_tenant` may change.
 pub const TENANT: &str = "pgshroud.tenant";
 
+/// Statements PostgreSQL's own tools send that call `set_config` with a name read from
+/// `pg_settings` rather than a constant, known by their exact bytes: each sets only the
+/// setting its WHERE names. (pg_dump since 2024's minor releases, before dumping.)
+const TOOL_STATEMENTS: [&str; 1] = [
+    "SELECT set_config(name, 'view, foreign-table', false) FROM pg_settings WHERE name = 'restrict_nonsystem_relation_kind'",
+];
+
 /// What a text does to the identity settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdentityTouch {
@@ -25,6 +32,10 @@ pub enum IdentityTouch {
     /// The text is one session-level `SET pgshroud.tenant = 'id'` (`Some(id)`, not yet
     /// validated) or `RESET pgshroud.tenant` / `SET pgshroud.tenant TO DEFAULT` (`None`).
     ChooseTenant(Option<String>),
+    /// A text with such a word (but not the prefix itself) that PostgreSQL's grammar (as
+    /// pgshroud reads it) does not parse: refused as the syntax error the server would most
+    /// likely report.
+    Unreadable,
     /// Anything else that changes, or may change, an identity setting: what it is, for the
     /// client's error message (a setting name or a description, never a value).
     Refused(String),
@@ -34,13 +45,18 @@ pub enum IdentityTouch {
 /// change are not parsed; a text PostgreSQL's grammar cannot read counts as a refusal when it
 /// has one.
 pub fn identity_touch(sql: &str) -> IdentityTouch {
-    if !may_touch(sql) {
+    if !may_touch(sql) || TOOL_STATEMENTS.contains(&sql) {
         return IdentityTouch::None;
     }
     let Ok(reading) = pg_reading::read(sql) else {
-        return IdentityTouch::Refused(
-            "a text PostgreSQL's grammar (as pgshroud reads it) does not parse".into(),
-        );
+        // A text naming the prefix is refused as an attempt on the settings (its author
+        // learns why); any other is most likely the syntax error the server would report.
+        if spelling::contains_any_ignore_ascii_case(sql, &["pgshroud"]) {
+            return IdentityTouch::Refused(
+                "a text PostgreSQL's grammar (as pgshroud reads it) does not parse".into(),
+            );
+        }
+        return IdentityTouch::Unreadable;
     };
     if let Some(refused) = run_text_refusal(sql) {
         return IdentityTouch::Refused(refused);
@@ -214,11 +230,34 @@ fn body_may_touch(body: &str) -> bool {
 }
 
 #[cfg(test)]
+mod tool_statement_tests {
+    use super::*;
+
+    #[test]
+    fn pg_dumps_own_set_config_passes_and_nothing_like_it() {
+        assert_eq!(identity_touch(TOOL_STATEMENTS[0]), IdentityTouch::None);
+        for near in [
+            "SELECT set_config(name, 'acme', false) FROM pg_settings WHERE name = 'pgshroud.tenant'",
+            "SELECT set_config(name, 'view, foreign-table', false) FROM pg_settings WHERE name = 'restrict_nonsystem_relation_kind' OR true",
+            "SELECT set_config(name, 'view, foreign-table', false) FROM pg_settings WHERE name = 'restrict_nonsystem_relation_kind';SELECT 1",
+        ] {
+            assert!(
+                matches!(identity_touch(near), IdentityTouch::Refused(_)),
+                "{near}"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
     fn refused(sql: &str) -> bool {
-        matches!(identity_touch(sql), IdentityTouch::Refused(_))
+        matches!(
+            identity_touch(sql),
+            IdentityTouch::Refused(_) | IdentityTouch::Unreadable
+        )
     }
 
     #[test]

@@ -89,6 +89,10 @@ impl ProtectedSession {
         }
         match identity_touch_in(text, self.identity_reading(text)) {
             IdentityTouch::None => Ok(None),
+            IdentityTouch::Unreadable => Err(self.identity_refused(PgError::error(
+                sqlstate::SYNTAX_ERROR,
+                "pgshroud could not read this statement with PostgreSQL's grammar; it was not sent",
+            ))),
             IdentityTouch::Refused(what) => {
                 // Where the role refuses the text too (server functions running SQL text),
                 // its refusal, which names the column, is the one the client gets.
@@ -149,7 +153,7 @@ impl ProtectedSession {
     /// Whether a text is refused whatever the session's state (for audit).
     pub(super) fn identity_refuses(&self, sql: &str) -> bool {
         match identity_touch_in(sql.as_bytes(), self.identity_reading(sql.as_bytes())) {
-            IdentityTouch::Refused(_) => true,
+            IdentityTouch::Refused(_) | IdentityTouch::Unreadable => true,
             IdentityTouch::ChooseTenant(_) => !self.role().choose_tenant,
             IdentityTouch::ResetAll => self.tenant.resets_refused,
             IdentityTouch::None => false,
