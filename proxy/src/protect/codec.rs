@@ -5,25 +5,14 @@
 
 use std::sync::Arc;
 
-use pgshroud_rules::{LogicalType, TypeModifier};
+use pgshroud_rules::LogicalType;
 
 use crate::crypto::{ColumnCipher, KeyContext};
 use crate::protect::wire::Format;
 use crate::protocol::error::PgError;
 use crate::values;
 
-/// A protected column: where it is, what the application sees, and its key context.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ColumnSpec {
-    /// `schema.table.column`, for messages and audit.
-    pub qualified: String,
-    pub logical: LogicalType,
-    /// `numeric(12, 2)`, `varchar(100)`, `timestamp(3)` from the rules file.
-    pub modifier: Option<TypeModifier>,
-    pub context: KeyContext,
-}
-
-pub type Spec = Arc<ColumnSpec>;
+pub use super::spec::{ColumnSpec, Spec};
 
 /// SQLSTATE for a stored value that does not decrypt (wrong key, corruption, moved value).
 pub use crate::protocol::error::sqlstate::DATA_CORRUPTED;

@@ -104,7 +104,7 @@ impl LiveProtection {
         {
             return found.served.clone();
         }
-        let served = Arc::new(crate::protect::session::build_served(full, plain));
+        let served = Arc::new(build_served(full, plain));
         if kept.len() >= SERVED_KEPT {
             kept.remove(0);
         }
@@ -302,4 +302,31 @@ impl LiveProtection {
 fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
     let meta = std::fs::metadata(path).ok()?;
     Some((meta.modified().ok()?, meta.len()))
+}
+
+/// A served protection for `plain` columns of `full`'s rules (shared across sessions through
+/// [`LiveProtection::served`], so they share its plan cache).
+pub(crate) fn build_served(full: &Protection, plain: &[String]) -> Protection {
+    Protection::new(
+        rules_without(&full.rules, plain),
+        full.keys.clone(),
+        full.guard_policy(),
+    )
+    .with_tenant_store(full.tenant_store().clone())
+}
+
+/// The rules without the columns in `plain` (a table left without columns stays listed, so
+/// its catalog is still looked up).
+pub(crate) fn rules_without(
+    rules: &pgshroud_rules::Rules,
+    plain: &[String],
+) -> pgshroud_rules::Rules {
+    let mut served = rules.clone();
+    for table in &mut served.tables {
+        let qualified = table.qualified();
+        table
+            .columns
+            .retain(|c| !plain.contains(&format!("{qualified}.{}", c.name)));
+    }
+    served
 }

@@ -16,6 +16,7 @@ pub mod policy;
 pub mod refusal;
 pub mod reveal;
 pub mod session;
+pub mod spec;
 pub mod tenancy;
 pub mod views;
 pub mod wire;

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::codec::ColumnSpec;
+use super::spec::ColumnSpec;
 use crate::crypto::tenant_keys::{TenantKeyError, TenantStore};
 use crate::crypto::{ColumnCipher, KeyContext};
 use crate::protocol::error::{sqlstate, PgError};

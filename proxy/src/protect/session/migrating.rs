@@ -12,7 +12,6 @@ use pgshroud_rules::Rules;
 
 use super::ProtectedSession;
 use crate::protect::catalog::Catalog;
-use crate::protect::engine::Protection;
 use crate::protect::policy::Policy;
 
 /// `schema.table.column` of the migrating columns the database holds in plaintext now, sorted.
@@ -35,19 +34,6 @@ pub(crate) fn plain_columns(rules: &Rules, catalog: &Catalog) -> Vec<String> {
     }
     plain.sort();
     plain
-}
-
-/// The rules without the columns in `plain` (a table left without columns stays listed, so
-/// its catalog is still looked up).
-pub(crate) fn rules_without(rules: &Rules, plain: &[String]) -> Rules {
-    let mut served = rules.clone();
-    for table in &mut served.tables {
-        let qualified = table.qualified();
-        table
-            .columns
-            .retain(|c| !plain.contains(&format!("{qualified}.{}", c.name)));
-    }
-    served
 }
 
 /// Lower-case names of the tables that have a migrating column (the cheap pre-filter that
@@ -108,17 +94,6 @@ impl ProtectedSession {
     }
 }
 
-/// A served protection for `plain` columns of `full`'s rules (shared across sessions through
-/// [`crate::protect::live::LiveProtection::served`], so they share its plan cache).
-pub(crate) fn build_served(full: &Protection, plain: &[String]) -> Protection {
-    Protection::new(
-        rules_without(&full.rules, plain),
-        full.keys.clone(),
-        full.guard_policy(),
-    )
-    .with_tenant_store(full.tenant_store().clone())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,7 +134,8 @@ name = "public.people"
         assert!(plain_columns(&rules, &catalog("bytea")).is_empty());
         assert!(plain_columns(&rules, &catalog("varchar")).is_empty());
         assert!(plain_columns(&rules, &Catalog::default()).is_empty());
-        let served = rules_without(&rules, &["public.people.email".to_owned()]);
+        let served =
+            crate::protect::live::rules_without(&rules, &["public.people.email".to_owned()]);
         let names: Vec<&str> = served.tables[0]
             .columns
             .iter()

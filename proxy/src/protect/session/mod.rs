@@ -514,6 +514,5 @@ fn server_broke_protocol(what: &str) -> Verdict {
     ))
 }
 
-pub(crate) use migrating::build_served;
 #[cfg(test)]
 pub(crate) use testing::test_session;
