@@ -79,6 +79,20 @@ impl File<'_> {
     }
 }
 
+/// `*` patterns of a matcher list; `problem` names what an invalid one is (from its text).
+pub(crate) fn globs(
+    raw: Vec<toml::Spanned<String>>,
+    file: &File,
+    problem: impl Fn(String) -> Problem,
+) -> Result<Vec<crate::glob::Glob>, RulesError> {
+    raw.into_iter()
+        .map(|pattern| {
+            crate::glob::Glob::new(pattern.get_ref())
+                .ok_or_else(|| file.error(pattern.span(), problem(pattern.get_ref().clone())))
+        })
+        .collect()
+}
+
 /// `default_role` must name a defined role; with no roles it may name a template and
 /// defaults to `app`, so a file with only tables keeps today's plaintext behaviour.
 fn default_role(

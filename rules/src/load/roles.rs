@@ -121,18 +121,11 @@ fn globs(
     raw: Vec<Spanned<String>>,
     file: &File,
 ) -> Result<Vec<Glob>, RulesError> {
-    raw.into_iter()
-        .map(|pattern| {
-            Glob::new(pattern.get_ref()).ok_or_else(|| {
-                let problem = Problem::BadPattern {
-                    role: role.to_owned(),
-                    field,
-                    found: pattern.get_ref().clone(),
-                };
-                file.error(pattern.span(), problem)
-            })
-        })
-        .collect()
+    super::globs(raw, file, |found| Problem::BadPattern {
+        role: role.to_owned(),
+        field,
+        found,
+    })
 }
 
 fn networks(

@@ -40,18 +40,11 @@ fn globs(
     raw: Vec<Spanned<String>>,
     file: &File,
 ) -> Result<Vec<Glob>, RulesError> {
-    raw.into_iter()
-        .map(|pattern| {
-            Glob::new(pattern.get_ref()).ok_or_else(|| {
-                let problem = Problem::BadTenantPattern {
-                    tenant: tenant.to_owned(),
-                    field,
-                    found: pattern.get_ref().clone(),
-                };
-                file.error(pattern.span(), problem)
-            })
-        })
-        .collect()
+    super::globs(raw, file, |found| Problem::BadTenantPattern {
+        tenant: tenant.to_owned(),
+        field,
+        found,
+    })
 }
 
 /// A per-tenant column nobody can get a tenant for could never be written: say so at load.
