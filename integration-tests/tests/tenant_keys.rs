@@ -334,6 +334,7 @@ async fn forgetting_a_tenant_makes_its_values_unreadable_everywhere() {
         tenant_keys_dir: store.path().to_owned(),
         yes: true,
         metrics_textfile: None,
+        ..ForgetArgs::default()
     };
     let said = pgshroud::cli::tenants::forget(&args, &mut "".as_bytes()).unwrap();
     assert!(said.contains("forgotten"), "{said}");

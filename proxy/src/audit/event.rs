@@ -17,6 +17,15 @@ pub fn now() -> String {
         .unwrap_or_default()
 }
 
+/// This process, as `tenant_forgotten` names it: the host name and the process id.
+pub fn instance() -> String {
+    format!(
+        "{}:{}",
+        super::syslog::message::hostname(),
+        std::process::id()
+    )
+}
+
 /// What an event records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -31,6 +40,12 @@ pub enum EventType {
     Statement,
     Alert,
     Disconnect,
+    /// A tenant's key was destroyed (`pgshroud forget`), or left this proxy instance's memory
+    /// at the first reload that found its tombstone. Carries the tenant id (not a protected
+    /// value), never key material.
+    TenantForgotten,
+    /// `pgshroud forget --delete-rows` deleted the rows holding a forgotten tenant's values.
+    TenantRowsDeleted,
 }
 
 /// How a statement ended.
@@ -117,6 +132,18 @@ pub struct Event {
     pub enforced: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub totals: Option<Totals>,
+    /// `tenant_forgotten`, `tenant_rows_deleted`: the tenant id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// `tenant_forgotten`: when the tombstone was written (as its file records it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forgotten_at: Option<String>,
+    /// `tenant_forgotten`: which process saw it (`host:pid`), and how (`reload`: the proxy
+    /// dropped the key at a reload; `forget`: the command destroyed it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<&'static str>,
     /// `chain_start`/`file_start`: the last chain value of the file this one follows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prev_chain: Option<String>,
@@ -160,11 +187,29 @@ impl Event {
             observed: None,
             enforced: None,
             totals: None,
+            tenant: None,
+            forgotten_at: None,
+            instance: None,
+            source: None,
             prev_chain: None,
             version: None,
             events: None,
             dropped: None,
         }
+    }
+
+    /// `tenant_forgotten` for `tenant`, seen by this process through `source`.
+    pub fn tenant_forgotten(
+        tenant: &str,
+        forgotten_at: Option<String>,
+        source: &'static str,
+    ) -> Event {
+        let mut e = Event::new(EventType::TenantForgotten);
+        e.tenant = Some(tenant.to_owned());
+        e.forgotten_at = forgotten_at;
+        e.instance = Some(instance());
+        e.source = Some(source);
+        e
     }
 
     /// The compact JSON the chain covers (no `chain` member, no newline).

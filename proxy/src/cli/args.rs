@@ -91,7 +91,7 @@ pub struct TenantKeysArgs {
     pub master_key_command: Option<String>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct ForgetArgs {
     /// The tenant whose key is destroyed.
     #[arg(long)]
@@ -105,6 +105,29 @@ pub struct ForgetArgs {
     /// Also write `pgshroud_tenants_forgotten_total` as Prometheus text to this file.
     #[arg(long)]
     pub metrics_textfile: Option<PathBuf>,
+    /// Append the forget (and the rows deleted) as a chained audit segment to this file: the
+    /// proxy's event format, verified by `pgshroud audit verify`. Not a file a running proxy
+    /// writes to.
+    #[arg(long)]
+    pub audit_file: Option<PathBuf>,
+    /// The audit key (base64 of 32 bytes) for --audit-file (else $PGSHROUD_AUDIT_KEY).
+    #[arg(long, requires = "audit_file")]
+    pub audit_key_file: Option<PathBuf>,
+    /// After destroying the key, delete the rows holding the tenant's values, in short
+    /// batches (run it again to continue after an interruption). Needs --upstream-url and
+    /// --rules.
+    #[arg(long, requires_all = ["upstream_url", "rules"])]
+    pub delete_rows: bool,
+    /// A connection whose role may SELECT and DELETE the tables with per-tenant columns:
+    /// postgres://user[:password]@host:port/db?sslmode=... (password also from $PGPASSWORD).
+    #[arg(long, requires = "delete_rows")]
+    pub upstream_url: Option<String>,
+    /// Rules file naming the per-tenant columns.
+    #[arg(long, requires = "delete_rows")]
+    pub rules: Option<PathBuf>,
+    /// Rows per transaction with --delete-rows.
+    #[arg(long, default_value_t = 1000)]
+    pub batch_size: u32,
 }
 
 #[derive(Debug, Args)]

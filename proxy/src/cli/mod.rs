@@ -6,6 +6,7 @@
 
 pub mod args;
 pub mod demo;
+pub mod forget;
 pub mod keygen;
 pub mod keys;
 pub mod migrate;

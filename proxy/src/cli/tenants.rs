@@ -6,7 +6,9 @@ use std::path::Path;
 
 use tokio_postgres::Client;
 
-use super::args::{ForgetArgs, TenantKeysArgs};
+pub use super::forget::{forget, forget_interactive};
+
+use super::args::TenantKeysArgs;
 use super::setup::connect;
 use crate::config::keys::KeysConfig;
 use crate::crypto::envelope::{tenant_tag, FORMAT_V3, TENANT_TAG_LEN, TENANT_TAG_OFFSET};
@@ -49,70 +51,6 @@ pub fn rotate(args: &TenantKeysArgs, tenant: &str) -> Result<String, String> {
     Ok(format!(
         "tenant {tenant}: key version {version} is active from the next reload (SIGHUP); earlier versions stay readable"
     ))
-}
-
-/// `pgshroud forget --tenant ID`: asks for the id again (unless `--yes`), then replaces the
-/// tenant's key file with a tombstone. The proxy meets the tombstone at its next reload.
-pub fn forget(args: &ForgetArgs, confirm: &mut dyn std::io::BufRead) -> Result<String, String> {
-    let tenant = &args.tenant;
-    let dir = &args.tenant_keys_dir;
-    if file::read(dir, tenant)?.is_none() {
-        return Err(format!(
-            "tenant \"{tenant}\" has no key file in {}",
-            dir.display()
-        ));
-    }
-    if !args.yes {
-        eprintln!(
-            "This destroys the key of tenant {tenant}: every value sealed for it, in this database, its replicas and every backup, becomes unreadable for good. Type the tenant id to go on:"
-        );
-        let mut line = String::new();
-        confirm
-            .read_line(&mut line)
-            .map_err(|e| format!("cannot read the confirmation: {e}"))?;
-        if line.trim() != tenant.as_str() {
-            return Err(format!(
-                "not confirmed (expected \"{tenant}\"): nothing was changed"
-            ));
-        }
-    }
-    let destroyed = tenant_keys::forget_tenant(dir, tenant)?;
-    if let Some(path) = &args.metrics_textfile {
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let text = format!(
-            "# HELP pgshroud_tenants_forgotten_total Tenants whose key file is a tombstone\n\
-             # TYPE pgshroud_tenants_forgotten_total gauge\n\
-             pgshroud_tenants_forgotten_total {}\n\
-             # HELP pgshroud_forget_last_run_timestamp_seconds When pgshroud forget last ran\n\
-             # TYPE pgshroud_forget_last_run_timestamp_seconds gauge\n\
-             pgshroud_forget_last_run_timestamp_seconds {now}\n",
-            forgotten_in(dir)?
-        );
-        super::textfile::write(path, &text)?;
-    }
-    Ok(if destroyed {
-        format!(
-            "tenant {tenant} forgotten: its key file is now a tombstone. Reload every pgshroud instance (SIGHUP) so none keeps the key in memory, and destroy backups of {} taken before now.",
-            dir.display()
-        )
-    } else {
-        format!("tenant {tenant} was already forgotten")
-    })
-}
-
-/// `forget` reading the confirmation from standard input.
-pub fn forget_interactive(args: &ForgetArgs) -> Result<String, String> {
-    forget(args, &mut std::io::stdin().lock())
-}
-
-fn forgotten_in(dir: &Path) -> Result<usize, String> {
-    let mut n = 0;
-    for id in file::list(dir)? {
-        if file::read(dir, &id)?.is_some_and(|f| f.is_tombstone()) {
-            n += 1;
-        }
-    }
-    Ok(n)
 }
 
 /// A tenant's stored values in one column.
@@ -230,6 +168,7 @@ pub async fn status_section(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::args::ForgetArgs;
 
     #[test]
     fn a_forget_must_be_confirmed_with_the_tenant_id() {
@@ -244,6 +183,7 @@ mod tests {
             tenant_keys_dir: dir.clone(),
             yes: false,
             metrics_textfile: Some(textfile.clone()),
+            ..ForgetArgs::default()
         };
         let err = forget(&args, &mut "globex\n".as_bytes()).unwrap_err();
         assert!(err.contains("not confirmed"), "{err}");

@@ -53,6 +53,9 @@ impl ProxyContext {
             live.report_keys(&metrics, settings.rotate_after_days);
         }
         let audit = Audit::start(&settings.audit, metrics.clone()).map_err(|e| e.to_string())?;
+        if let (Some(live), Some(audit)) = (&protection, &audit) {
+            live.set_audit(audit.clone());
+        }
         let cancel_cipher = match &settings.cancel_key_file {
             Some(path) => CancelCipher::from_file(path)?,
             None => CancelCipher::random(),

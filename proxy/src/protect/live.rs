@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime};
 
 use time::OffsetDateTime;
@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 use tracing::{info, warn};
 
 use super::engine::Protection;
+use crate::audit::{Audit, Event};
 use crate::config::keys::KeysConfig;
 use crate::crypto::kms::{KmsObserver, NoKmsObserver};
 use crate::ops::metrics::{Metrics, ReloadResult};
@@ -39,6 +40,9 @@ pub struct LiveProtection {
     /// `protect::session::migrating`), built once per generation and set of such columns, so
     /// the sessions serving them share one plan cache.
     served: Mutex<Vec<Served>>,
+    /// Where a reload reports tenants whose keys it dropped (`tenant_forgotten`), when the
+    /// proxy audits.
+    audit: OnceLock<Arc<Audit>>,
 }
 
 /// One served variant of a rules generation.
@@ -75,7 +79,13 @@ impl LiveProtection {
             rotate_after_days: AtomicU64::new(90),
             last_reload_failure: Mutex::new(None),
             served: Mutex::new(Vec::new()),
+            audit: OnceLock::new(),
         }
+    }
+
+    /// Reloads report forgotten tenants to `audit` from now on.
+    pub fn set_audit(&self, audit: Arc<Audit>) {
+        let _ = self.audit.set(audit);
     }
 
     /// The rules in force now.
@@ -177,12 +187,21 @@ impl LiveProtection {
             .tenant_store()
             .reloaded(keys.clone())
             .map_err(|e| format!("tenant keys: {e}"))?;
+        let forgotten = tenants.forgotten_since(current.tenant_store());
         let next = Arc::new(Protection::new(rules, keys, guards).with_tenant_store(tenants));
         match self.current.write() {
             Ok(mut guard) => *guard = next,
             Err(poisoned) => *poisoned.into_inner() = next,
         }
         self.generation.fetch_add(1, Ordering::AcqRel);
+        // Once per instance: the swap above happens once, and the next reload compares with
+        // a store that already holds the tenant as forgotten.
+        for (tenant, at) in forgotten {
+            info!(%tenant, "tenant forgotten: its key left this instance's memory");
+            if let Some(audit) = self.audit.get() {
+                audit.emit(Event::tenant_forgotten(&tenant, at, "reload"));
+            }
+        }
         Ok(())
     }
 

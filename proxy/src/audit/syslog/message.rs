@@ -17,7 +17,9 @@ pub(super) fn severity(event: &Event) -> u8 {
     const INFO: u8 = 6;
     match event.event {
         EventType::Alert => WARNING,
-        EventType::AuthFailed => NOTICE,
+        EventType::AuthFailed | EventType::TenantForgotten | EventType::TenantRowsDeleted => {
+            NOTICE
+        }
         EventType::Statement if event.outcome == Some(Outcome::Refused) => NOTICE,
         _ => INFO,
     }
@@ -35,6 +37,8 @@ pub(super) fn msgid(kind: EventType) -> &'static str {
         EventType::Statement => "statement",
         EventType::Alert => "alert",
         EventType::Disconnect => "disconnect",
+        EventType::TenantForgotten => "tenant_forgotten",
+        EventType::TenantRowsDeleted => "tenant_rows_deleted",
     }
 }
 
@@ -87,6 +91,8 @@ pub fn cef(event: &Event, chain: &str) -> String {
                 .join(",")
         }),
     );
+    put("cs5Label", event.tenant.as_ref().map(|_| "tenant".into()));
+    put("cs5", event.tenant.clone());
     put("cn1Label", Some("seq".into()));
     put("cn1", Some(event.seq.to_string()));
     put("cs6Label", Some("chain".into()));
@@ -125,7 +131,7 @@ pub(super) fn cef_ext_escape(s: &str) -> String {
 }
 
 /// HOSTNAME of our messages: the kernel's host name when it is printable ASCII, else `-`.
-pub(super) fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())

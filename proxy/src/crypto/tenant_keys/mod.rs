@@ -136,6 +136,32 @@ impl TenantStore {
         TenantStore::open(self.config.clone(), ring)
     }
 
+    /// Tenants forgotten here that `before` held keys for: their keys leave memory when this
+    /// store replaces `before` (the audit's `tenant_forgotten`), with the time their tombstone
+    /// records. A tenant whose key was never loaded is not listed: nothing left memory.
+    pub fn forgotten_since(&self, before: &TenantStore) -> Vec<(String, Option<String>)> {
+        let (now, then) = (self.read_state(), before.read_state());
+        let mut out: Vec<(String, Option<String>)> = now
+            .tenants
+            .iter()
+            .filter(|(id, e)| {
+                matches!(***e, Entry::Forgotten)
+                    && then
+                        .tenants
+                        .get(*id)
+                        .is_some_and(|was| matches!(**was, Entry::Live { .. }))
+            })
+            .map(|(id, _)| {
+                let at = self.config.dir.as_ref().and_then(|dir| {
+                    file::read(dir, id).ok().flatten().and_then(|f| f.forgotten_at)
+                });
+                (id.to_string(), at)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     pub fn forgotten_values(&self) -> ForgottenValues {
         self.config.forgotten_values
     }
