@@ -58,7 +58,7 @@ pub fn tables(rules: &pgshroud_rules::Rules, tenant: &str) -> Vec<Table> {
                 .map(|c| format!("({c} IS NOT NULL AND NOT {})", has_tag(c)))
                 .collect::<Vec<_>>()
                 .join(" OR ");
-            let holds = format!("pg_catalog.coalesce({}, false)", holds.join(" OR "));
+            let holds = format!("COALESCE({}, false)", holds.join(" OR "));
             Some(Table {
                 name: table.qualified().to_lowercase(),
                 sql: format!(
@@ -280,7 +280,7 @@ users = ["*_app"]
         assert!(t[0].only_tenant.contains(&tag));
         assert!(t[0].only_tenant.contains("\"body\" IS NOT NULL AND NOT"));
         assert!(!t[0].only_tenant.contains("shared"));
-        assert!(t[0].mixed.starts_with("pg_catalog.coalesce("));
+        assert!(t[0].mixed.starts_with("COALESCE("));
     }
 
     #[test]
