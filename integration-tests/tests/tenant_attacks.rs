@@ -195,7 +195,10 @@ async fn bound_names_values_and_copied_envelopes_do_not_move_a_session_to_anothe
             "SELECT set_config($1, 'globex', false)",
             vec!["pgshroud.tenant"],
         ),
-        ("SELECT set_config($1, $2, false)", vec!["pgshroud.tenant", "globex"]),
+        (
+            "SELECT set_config($1, $2, false)",
+            vec!["pgshroud.tenant", "globex"],
+        ),
     ] {
         let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
             .iter()
@@ -328,7 +331,10 @@ async fn cross_tenant_copies_keep_their_tenant_and_a_forgotten_tenant_cannot_be_
     let c = f.connect("app").await;
     switch(&c, "acme").await;
     let e = c
-        .query("SELECT tenant_id FROM shared WHERE email = $1", &[&"same@x"])
+        .query(
+            "SELECT tenant_id FROM shared WHERE email = $1",
+            &[&"same@x"],
+        )
         .await
         .unwrap_err();
     assert_eq!(code(&e), "42501", "{e}");
@@ -369,7 +375,11 @@ async fn cross_tenant_copies_keep_their_tenant_and_a_forgotten_tenant_cannot_be_
             a != "globex" && b != "globex",
             "globex's value pairs with nothing of another tenant: {a} {b}"
         );
-        assert_eq!(p.get::<_, Option<String>>(2), None, "acme's values are NULL");
+        assert_eq!(
+            p.get::<_, Option<String>>(2),
+            None,
+            "acme's values are NULL"
+        );
     }
     let read: Vec<(String, Option<String>)> = c
         .query(
@@ -382,7 +392,8 @@ async fn cross_tenant_copies_keep_their_tenant_and_a_forgotten_tenant_cannot_be_
         .map(|r| (r.get(0), r.get(1)))
         .collect();
     assert!(read.contains(&("globex".to_owned(), Some("same@x".to_owned()))));
-    assert!(read
-        .iter()
-        .all(|(t, v)| t == "globex" || v.is_none()), "{read:?}");
+    assert!(
+        read.iter().all(|(t, v)| t == "globex" || v.is_none()),
+        "{read:?}"
+    );
 }

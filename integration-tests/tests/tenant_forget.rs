@@ -102,7 +102,13 @@ async fn fixture() -> Fixture {
     std::fs::write(audit_dir.path().join("audit.key"), AUDIT_KEY).unwrap();
     let layer = ConfigLayer {
         tenant_keys_dir: Some(store.path().to_owned()),
-        audit_file: Some(audit_dir.path().join("proxy-audit.log").display().to_string()),
+        audit_file: Some(
+            audit_dir
+                .path()
+                .join("proxy-audit.log")
+                .display()
+                .to_string(),
+        ),
         audit_key_file: Some(audit_dir.path().join("audit.key")),
         ..Default::default()
     };
@@ -211,7 +217,11 @@ async fn the_proxy_audits_a_forget_once_per_instance_and_the_command_keeps_its_o
         instance.ends_with(&format!(":{}", std::process::id())),
         "{instance}"
     );
-    for secret in wrapped.iter().map(String::as_str).chain([MASTER_KEY, AUDIT_KEY]) {
+    for secret in wrapped
+        .iter()
+        .map(String::as_str)
+        .chain([MASTER_KEY, AUDIT_KEY])
+    {
         assert!(!text.contains(secret), "key material in the audit log");
     }
     // The proxy's log verifies with the new event in it (still open: unterminated).
@@ -223,7 +233,10 @@ async fn the_proxy_audits_a_forget_once_per_instance_and_the_command_keeps_its_o
     pgshroud::cli::forget::forget(&fx.forget_args("globex"), &mut "".as_bytes()).unwrap();
     let record = fx.audit_dir.path().join("forget-audit.log");
     let (text, events) = read_events(&record);
-    let kinds: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
     assert_eq!(
         kinds,
         [
@@ -244,7 +257,11 @@ async fn the_proxy_audits_a_forget_once_per_instance_and_the_command_keeps_its_o
     let checked = verify::verify(&[record.clone()], &k0).expect("the record verifies");
     assert_eq!(checked.events, 6);
     assert!(checked.unterminated.is_empty());
-    for secret in wrapped.iter().map(String::as_str).chain([MASTER_KEY, AUDIT_KEY]) {
+    for secret in wrapped
+        .iter()
+        .map(String::as_str)
+        .chain([MASTER_KEY, AUDIT_KEY])
+    {
         assert!(!text.contains(secret), "key material in the record");
     }
 
@@ -306,10 +323,7 @@ async fn delete_rows_removes_rows_holding_only_the_tenants_values_resumably() {
         .is_tombstone());
 
     direct
-        .batch_execute(&format!(
-            "GRANT DELETE ON orders TO {}",
-            fx.f.user("dba")
-        ))
+        .batch_execute(&format!("GRANT DELETE ON orders TO {}", fx.f.user("dba")))
         .await
         .unwrap();
     let report = pgshroud::cli::forget::forget_and_delete(&args, &mut "".as_bytes())
@@ -317,7 +331,11 @@ async fn delete_rows_removes_rows_holding_only_the_tenants_values_resumably() {
         .unwrap();
     assert!(report.ok, "{}", report.text);
     let lines: Vec<&str> = report.text.lines().collect();
-    assert!(lines[0].starts_with("tenant acme forgotten"), "{}", report.text);
+    assert!(
+        lines[0].starts_with("tenant acme forgotten"),
+        "{}",
+        report.text
+    );
     assert_eq!(
         lines[1],
         "public.notes: 1 row deleted; 1 row left: it holds values of other tenants too (tenant acme's values in it read as NULL)"
@@ -377,9 +395,14 @@ async fn delete_rows_removes_rows_holding_only_the_tenants_values_resumably() {
     let again = pgshroud::cli::forget::forget_and_delete(&args, &mut "".as_bytes())
         .await
         .unwrap();
-    assert!(again.text.starts_with("tenant acme was already forgotten"), "{}", again.text);
     assert!(
-        again.text.contains("public.orders: 1 row deleted") && again.text.contains("public.notes: 0 rows deleted"),
+        again.text.starts_with("tenant acme was already forgotten"),
+        "{}",
+        again.text
+    );
+    assert!(
+        again.text.contains("public.orders: 1 row deleted")
+            && again.text.contains("public.notes: 0 rows deleted"),
         "{}",
         again.text
     );

@@ -45,9 +45,9 @@ fn main() -> ExitCode {
         Command::Tenants(TenantsCommand::Rotate { keys, id }) => {
             report(pgshroud::cli::tenants::rotate(&keys, &id))
         }
-        Command::Forget(args) if args.delete_rows => database_command(|| {
-            pgshroud::cli::forget::forget_and_delete_interactive(&args)
-        }),
+        Command::Forget(args) if args.delete_rows => {
+            database_command(|| pgshroud::cli::forget::forget_and_delete_interactive(&args))
+        }
         Command::Forget(args) => report(pgshroud::cli::forget::forget_interactive(&args)),
         Command::Audit(AuditCommand::Verify(args)) => {
             let (out, code) = pgshroud::audit::verify::run(&args.files, args.key_file.as_deref());

@@ -17,9 +17,7 @@ pub(super) fn severity(event: &Event) -> u8 {
     const INFO: u8 = 6;
     match event.event {
         EventType::Alert => WARNING,
-        EventType::AuthFailed | EventType::TenantForgotten | EventType::TenantRowsDeleted => {
-            NOTICE
-        }
+        EventType::AuthFailed | EventType::TenantForgotten | EventType::TenantRowsDeleted => NOTICE,
         EventType::Statement if event.outcome == Some(Outcome::Refused) => NOTICE,
         _ => INFO,
     }

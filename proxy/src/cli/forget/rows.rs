@@ -220,7 +220,9 @@ pub fn summary(tenant: &str, outcomes: &[Outcome]) -> (String, bool) {
             ));
         }
         if o.rls {
-            text.push_str("; row-level security applies to this role: rows its policies hide were not seen");
+            text.push_str(
+                "; row-level security applies to this role: rows its policies hide were not seen",
+            );
         }
         text.push('\n');
     }
@@ -297,7 +299,9 @@ users = ["*_app"]
         );
         assert!(ok);
         assert!(
-            text.starts_with("public.notes: 2 rows deleted; 1 row left: it holds values of other tenants too"),
+            text.starts_with(
+                "public.notes: 2 rows deleted; 1 row left: it holds values of other tenants too"
+            ),
             "{text}"
         );
         let (_, ok) = summary(

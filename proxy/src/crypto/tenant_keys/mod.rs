@@ -153,7 +153,10 @@ impl TenantStore {
             })
             .map(|(id, _)| {
                 let at = self.config.dir.as_ref().and_then(|dir| {
-                    file::read(dir, id).ok().flatten().and_then(|f| f.forgotten_at)
+                    file::read(dir, id)
+                        .ok()
+                        .flatten()
+                        .and_then(|f| f.forgotten_at)
                 });
                 (id.to_string(), at)
             })

@@ -231,3 +231,26 @@ fn a_key_wrapped_by_another_master_fails_the_load() {
     assert!(err.contains("does not unwrap"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn a_reload_lists_only_tenants_whose_key_it_drops() {
+    let dir = dir();
+    add_tenant(&dir, "acme", &ring()).unwrap();
+    add_tenant(&dir, "globex", &ring()).unwrap();
+    let before = store(&dir, false);
+    forget_tenant(&dir, "acme").unwrap();
+    // Forgotten while this instance was not running: no key of it was ever in memory.
+    add_tenant(&dir, "initech", &ring()).unwrap();
+    forget_tenant(&dir, "initech").unwrap();
+    let after = before.reloaded(ring()).unwrap();
+    let dropped = after.forgotten_since(&before);
+    assert_eq!(dropped.len(), 1, "{dropped:?}");
+    assert_eq!(dropped[0].0, "acme");
+    let at = file::read(&dir, "acme").unwrap().unwrap().forgotten_at;
+    assert_eq!(dropped[0].1, at);
+    assert!(at.is_some());
+    // The next reload compares with a store that already holds acme as forgotten.
+    let again = after.reloaded(ring()).unwrap();
+    assert!(again.forgotten_since(&after).is_empty());
+    std::fs::remove_dir_all(dir).unwrap();
+}
