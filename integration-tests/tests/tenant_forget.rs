@@ -254,7 +254,7 @@ async fn the_proxy_audits_a_forget_once_per_instance_and_the_command_keeps_its_o
     assert_eq!(events[1]["forgotten_at"], forgotten_at.as_str());
     assert_eq!(events[4]["tenant"], "globex");
     assert!(events[3]["prev_chain"].is_string(), "{text}");
-    let checked = verify::verify(&[record.clone()], &k0).expect("the record verifies");
+    let checked = verify::verify(std::slice::from_ref(&record), &k0).expect("the record verifies");
     assert_eq!(checked.events, 6);
     assert!(checked.unterminated.is_empty());
     for secret in wrapped
