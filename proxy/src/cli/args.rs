@@ -200,7 +200,11 @@ pub struct RotateArgs {
     /// Re-encrypt this tenant's values in the per-tenant columns under its active key version
     /// (add the version with `pgshroud tenants rotate ID` and reload every pgshroud first)
     /// instead of the master key's values.
-    #[arg(long, requires = "tenant_keys_dir", conflicts_with = "metrics_textfile")]
+    #[arg(
+        long,
+        requires = "tenant_keys_dir",
+        conflicts_with = "metrics_textfile"
+    )]
     pub tenant: Option<String>,
 }
 

@@ -264,7 +264,10 @@ pub async fn tenant_version_counts(
             c.table_sql(),
             at = TENANT_TAG_OFFSET + 1,
         );
-        let rows = match client.query(&sql, &[&[FORMAT_V3].as_slice(), &tag.as_slice()]).await {
+        let rows = match client
+            .query(&sql, &[&[FORMAT_V3].as_slice(), &tag.as_slice()])
+            .await
+        {
             Ok(rows) => rows,
             // A view or a table not created yet holds nothing.
             Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => continue,

@@ -201,7 +201,14 @@ pub async fn reseal_table(
         .join(", ");
     let filter_params = sel.params();
     let n = filter_params.len();
-    let select = batch::select_sql(&t.table_sql, &columns, &sel.rows_filter(t), n + 1, n + 2, true);
+    let select = batch::select_sql(
+        &t.table_sql,
+        &columns,
+        &sel.rows_filter(t),
+        n + 1,
+        n + 2,
+        true,
+    );
     let mut cursor = batch::Cursor::default();
     loop {
         let tx = client
@@ -390,7 +397,10 @@ mod tests {
             version: 2,
         };
         assert!(sel.needs(&envelope(3, 1, [7; 8])));
-        assert!(!sel.needs(&envelope(3, 2, [7; 8])), "already under the active version");
+        assert!(
+            !sel.needs(&envelope(3, 2, [7; 8])),
+            "already under the active version"
+        );
         assert!(!sel.needs(&envelope(3, 1, [8; 8])), "another tenant");
         assert!(!sel.needs(&envelope(2, 1, [7; 8])), "a shared-key value");
         assert!(!sel.needs(&[3, 0]), "too short to hold a tag");

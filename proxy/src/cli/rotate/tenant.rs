@@ -29,7 +29,9 @@ pub async fn run(args: &RotateArgs, tenant: &str) -> Result<Report, String> {
     let rules = pgshroud_rules::load(&args.rules).map_err(|e| e.to_string())?;
     let columns = tenant_columns(&rules);
     if columns.is_empty() {
-        return Err("the rules have no per-tenant column: nothing is sealed with tenant keys".into());
+        return Err(
+            "the rules have no per-tenant column: nothing is sealed with tenant keys".into(),
+        );
     }
     let active = active_version(dir, tenant)?;
     let ring = Arc::new(KeysFile::read(&args.keys_file)?.load()?.ring);
@@ -95,7 +97,10 @@ pub async fn run(args: &RotateArgs, tenant: &str) -> Result<Report, String> {
         "Re-encrypted {} values of tenant {tenant} in {} rows ({} batches) under its key version {active}.",
         outcome.values, outcome.rows, outcome.batches
     );
-    for line in outcome.left_lines(&active.to_string(), &format!("pgshroud rotate --tenant {tenant}")) {
+    for line in outcome.left_lines(
+        &active.to_string(),
+        &format!("pgshroud rotate --tenant {tenant}"),
+    ) {
         text.push_str(&format!("\n{line}"));
     }
     if left.is_empty() {

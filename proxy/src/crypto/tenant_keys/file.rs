@@ -183,7 +183,10 @@ pub fn replace(dir: &Path, file: &TenantFile) -> Result<(), String> {
 pub fn replace_destroying_old(dir: &Path, file: &TenantFile) -> Result<(), String> {
     let target = path_of(dir, &file.tenant);
     let failed = |e: io::Error| format!("cannot overwrite {}: {e}", target.display());
-    let mut old = OpenOptions::new().write(true).open(&target).map_err(failed)?;
+    let mut old = OpenOptions::new()
+        .write(true)
+        .open(&target)
+        .map_err(failed)?;
     let len = old.metadata().map_err(failed)?.len();
     replace(dir, file)?;
     old.write_all(&vec![0u8; len as usize]).map_err(failed)?;

@@ -157,7 +157,9 @@ pub fn retire_tenant_version(dir: &Path, tenant: &str, version: KeyVersion) -> R
         .versions
         .iter()
         .position(|v| v.version == version.get())
-        .ok_or_else(|| format!("tenant \"{tenant}\" has no key version {version} (already retired?)"))?;
+        .ok_or_else(|| {
+            format!("tenant \"{tenant}\" has no key version {version} (already retired?)")
+        })?;
     if stored.versions[at].active {
         return Err(format!(
             "tenant \"{tenant}\" key version {version} is the active one; rotate first (pgshroud tenants rotate {tenant}, then pgshroud rotate --tenant {tenant})"

@@ -1,0 +1,623 @@
+//! Rotating a tenant's key and the master key's care of tenant keys, against a real
+//! PostgreSQL, as non-owner roles through pgshroud (`*_app` users are tenant acme, `*_support`
+//! users tenant globex): `pgshroud rotate --tenant acme` moves every acme value to its new key
+//! version while clients keep writing and reading, survives a SIGKILL without sealing anything
+//! twice, and never touches globex's bytes; `keys retire --tenant` refuses before and destroys
+//! the old version after; `pgshroud rotate` rewraps the tenant key files under the active
+//! master version, and `keys retire` refuses a master version that still wraps one.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use pgshroud::cli::args::{RotateArgs, TenantKeysArgs};
+use pgshroud::config::ConfigLayer;
+use pgshroud::crypto::tenant_keys::{self, file, TenantKeysConfig, TenantStore};
+use pgshroud::crypto::{KeyRing, KeyVersion, MasterKey};
+use pgshroud_integration_tests::keys::write_keys;
+use pgshroud_integration_tests::protected::{
+    code, install_guards, owner_url, MASTER_KEY, OTHER_KEY,
+};
+use pgshroud_integration_tests::proxy::{pgshroud_bin, TestProxy};
+use pgshroud_integration_tests::{cluster, proxy_with};
+
+const RULES: &str = r#"
+[[tables]]
+name = "public.notes"
+  [[tables.columns]]
+  name = "email"
+  type = "text"
+  per_tenant = true
+  key_context = "tenant-email"
+  [[tables.columns]]
+  name = "body"
+  type = "text"
+  per_tenant = true
+  [[tables.columns]]
+  name = "code"
+  type = "text"
+
+[[tables]]
+name = "public.orders"
+  [[tables.columns]]
+  name = "email"
+  type = "text"
+  per_tenant = true
+  key_context = "tenant-email"
+
+[[tenants]]
+id = "acme"
+users = ["*_app"]
+
+[[tenants]]
+id = "globex"
+users = ["*_support"]
+"#;
+
+const SCHEMA: &str = "
+CREATE TABLE notes (id serial PRIMARY KEY, tenant text NOT NULL, email bytea UNIQUE, body bytea, code bytea);
+CREATE TABLE orders (id serial PRIMARY KEY, email bytea, total int);
+GRANT ALL ON ALL TABLES IN SCHEMA public TO PUBLIC;
+GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO PUBLIC;
+";
+
+const PASSWORD: &str = "tenant-secret";
+/// acme's notes (globex gets a quarter as many).
+const ROWS: usize = 4000;
+
+struct Fixture {
+    db: String,
+    proxy: TestProxy,
+    /// rules.toml, keys.toml and the master key files.
+    dir: tempfile::TempDir,
+    store: tempfile::TempDir,
+}
+
+impl Fixture {
+    /// Master key version 1 only; acme and globex have keys wrapped by it.
+    async fn new() -> Fixture {
+        let db = cluster().fresh_database().await;
+        let admin = cluster().admin_client_for(&db).await;
+        admin.batch_execute(SCHEMA).await.unwrap();
+        install_guards(&db, RULES).await;
+        for suffix in ["app", "support"] {
+            admin
+                .batch_execute(&format!(
+                    "CREATE ROLE {db}_{suffix} LOGIN PASSWORD '{PASSWORD}'; GRANT CONNECT ON DATABASE {db} TO {db}_{suffix}"
+                ))
+                .await
+                .unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("rules.toml"), RULES).unwrap();
+        write_keys(dir.path(), &[(1, MASTER_KEY)], 1);
+        let store = tempfile::tempdir().unwrap();
+        let v1 = KeyRing::single(MasterKey::from_base64(MASTER_KEY).unwrap());
+        for tenant in ["acme", "globex"] {
+            tenant_keys::add_tenant(store.path(), tenant, &v1).unwrap();
+        }
+        let proxy = Fixture::start_proxy(dir.path(), store.path()).await;
+        Fixture {
+            db,
+            proxy,
+            dir,
+            store,
+        }
+    }
+
+    async fn start_proxy(dir: &Path, store: &Path) -> TestProxy {
+        proxy_with(ConfigLayer {
+            rules: Some(dir.join("rules.toml")),
+            keys_file: Some(dir.join("keys.toml")),
+            tenant_keys_dir: Some(store.to_owned()),
+            ..Default::default()
+        })
+        .await
+    }
+
+    async fn connect(&self, suffix: &str) -> tokio_postgres::Client {
+        self.proxy
+            .connect(&format!("{}_{suffix}", self.db), PASSWORD, &self.db)
+            .await
+            .unwrap()
+    }
+
+    async fn direct(&self) -> tokio_postgres::Client {
+        cluster().admin_client_for(&self.db).await
+    }
+
+    fn rules(&self) -> PathBuf {
+        self.dir.path().join("rules.toml")
+    }
+
+    fn url(&self) -> String {
+        owner_url(&self.db)
+    }
+
+    fn rotate_args(&self, tenant: Option<&str>, dry_run: bool) -> RotateArgs {
+        RotateArgs {
+            upstream_url: self.url(),
+            rules: self.rules(),
+            keys_file: self.dir.path().join("keys.toml"),
+            batch_size: 100,
+            dry_run,
+            metrics_textfile: None,
+            tenant_keys_dir: Some(self.store.path().to_owned()),
+            tenant: tenant.map(str::to_owned),
+        }
+    }
+
+    /// Every stored notes/orders value, raw, for a tenant: (table, id, column, bytes).
+    async fn stored_of(&self, tenant: &str) -> Vec<(String, i32, String, Vec<u8>)> {
+        let tag = pgshroud::crypto::envelope::tenant_tag(tenant).to_vec();
+        let direct = self.direct().await;
+        let mut out = Vec::new();
+        for (table, column) in [("notes", "email"), ("notes", "body"), ("orders", "email")] {
+            let sql = format!(
+                "SELECT id, {column} FROM {table} WHERE substr({column}, 10, 8) = $1 ORDER BY id"
+            );
+            for row in direct.query(&sql, &[&tag]).await.unwrap() {
+                out.push((table.into(), row.get(0), column.into(), row.get(1)));
+            }
+        }
+        out
+    }
+}
+
+fn email(i: usize) -> String {
+    format!("user{i}@example.com")
+}
+
+/// acme: `ROWS` notes and an order per tenth; globex: `ROWS / 4` notes (same emails) and its
+/// own orders. Written through pgshroud by each tenant's user.
+async fn fill(f: &Fixture) {
+    for (suffix, tenant, n) in [("app", "acme", ROWS), ("support", "globex", ROWS / 4)] {
+        let c = f.connect(suffix).await;
+        for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+            let emails: Vec<String> = chunk.iter().map(|&i| email(i)).collect();
+            let bodies: Vec<String> = chunk
+                .iter()
+                .map(|&i| format!("{tenant} note {i}"))
+                .collect();
+            c.execute(
+                "INSERT INTO notes (tenant, email, body) SELECT $1, * FROM UNNEST($2::text[], $3::text[])",
+                &[&tenant, &emails, &bodies],
+            )
+            .await
+            .unwrap();
+        }
+        for i in (0..n).step_by(10) {
+            let total = i as i32 + if tenant == "acme" { 0 } else { 100_000 };
+            c.execute(
+                "INSERT INTO orders (email, total) VALUES ($1, $2)",
+                &[&email(i), &total],
+            )
+            .await
+            .unwrap();
+        }
+    }
+}
+
+fn versions_of(stored: &[(String, i32, String, Vec<u8>)]) -> Vec<u32> {
+    let mut v: Vec<u32> = stored
+        .iter()
+        .map(|s| u32::from_be_bytes(s.3[1..5].try_into().unwrap()))
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rotating_a_tenant_key_moves_its_values_under_load_and_leaves_the_other_tenant_alone() {
+    let f = Fixture::new().await;
+    fill(&f).await;
+    let globex_before = f.stored_of("globex").await;
+    assert_eq!(globex_before.len(), ROWS / 4 * 2 + ROWS / 40);
+    // A value of acme under version 1, as a backup taken now holds it.
+    let backup: (Vec<u8>, Vec<u8>) = {
+        let row = f
+            .direct()
+            .await
+            .query_one(
+                "SELECT email, body FROM notes WHERE tenant = 'acme' ORDER BY id LIMIT 1",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+
+    // Version 1 cannot be retired while acme's values are under it.
+    let refused =
+        pgshroud::cli::keys::retire_tenant(&f.url(), &f.rules(), f.store.path(), "acme", 1)
+            .await
+            .unwrap();
+    assert!(!refused.ok);
+    assert!(
+        refused
+            .text
+            .contains(&format!("public.notes.email ({ROWS} values)")),
+        "{}",
+        refused.text
+    );
+
+    // A new version (the existing CLI), active after the reload.
+    let added = pgshroud::cli::tenants::rotate(
+        &TenantKeysArgs {
+            tenant_keys_dir: f.store.path().to_owned(),
+            keys_file: Some(f.dir.path().join("keys.toml")),
+            master_key_file: None,
+            master_key_command: None,
+        },
+        "acme",
+    )
+    .unwrap();
+    assert!(added.contains("key version 2"), "{added}");
+    f.proxy.reload().unwrap();
+
+    let dry = pgshroud::cli::rotate::run(&f.rotate_args(Some("acme"), true))
+        .await
+        .unwrap();
+    let acme_rows = ROWS + ROWS / 10;
+    assert!(
+        dry.text.contains(&format!(
+            "Dry run: {acme_rows} rows hold values of tenant acme"
+        )),
+        "{}",
+        dry.text
+    );
+    assert_eq!(
+        versions_of(&f.stored_of("acme").await),
+        [1],
+        "a dry run changes nothing"
+    );
+
+    // acme's clients read and write the whole time; globex's read.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for worker in 0..2 {
+        let c = f.connect("app").await;
+        let stop = stop.clone();
+        clients.push(tokio::spawn(async move {
+            let (mut i, mut written) = (worker, 0);
+            while !stop.load(Ordering::Relaxed) {
+                let r = c
+                    .query(
+                        "SELECT body FROM notes WHERE email = $1",
+                        &[&email(i % ROWS)],
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(r.len(), 1, "{} is found exactly once", email(i % ROWS));
+                assert_eq!(r[0].get::<_, String>(0), format!("acme note {}", i % ROWS));
+                c.execute(
+                    "INSERT INTO notes (tenant, email, body) VALUES ('acme', $1, 'during')",
+                    &[&format!("new{worker}-{written}@example.com")],
+                )
+                .await
+                .unwrap();
+                written += 1;
+                i += 997;
+            }
+            written
+        }));
+    }
+    let globex = f.connect("support").await;
+    let reader_stop = stop.clone();
+    let reader = tokio::spawn(async move {
+        let mut i = 0;
+        while !reader_stop.load(Ordering::Relaxed) {
+            let r = globex
+                .query(
+                    "SELECT body FROM notes WHERE email = $1",
+                    &[&email(i % (ROWS / 4))],
+                )
+                .await
+                .unwrap();
+            assert_eq!(r.len(), 1);
+            assert_eq!(
+                r[0].get::<_, String>(0),
+                format!("globex note {}", i % (ROWS / 4))
+            );
+            i += 31;
+        }
+    });
+
+    // A first run, killed (SIGKILL) once it has reported some progress.
+    let mut child = Command::new(pgshroud_bin())
+        .args([
+            "rotate",
+            "--tenant",
+            "acme",
+            "--batch-size",
+            "50",
+            "--upstream-url",
+            &f.url(),
+        ])
+        .arg("--rules")
+        .arg(f.rules())
+        .arg("--keys-file")
+        .arg(f.dir.path().join("keys.toml"))
+        .arg("--tenant-keys-dir")
+        .arg(f.store.path())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .filter(|l| l.starts_with("rotate: "))
+            .take(3)
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        lines[0].contains(&format!("/{acme_rows} rows")),
+        "{lines:?}"
+    );
+    let mid = f.stored_of("acme").await;
+    assert_eq!(
+        versions_of(&mid),
+        [1, 2],
+        "the killed run committed some batches, not all"
+    );
+
+    // Run again: it continues and ends with a clean final check.
+    let done = pgshroud::cli::rotate::run(&f.rotate_args(Some("acme"), false))
+        .await
+        .unwrap();
+    assert!(done.ok, "{}", done.text);
+    assert!(
+        done.text
+            .contains("Final check: every value of tenant acme is under its key version 2"),
+        "{}",
+        done.text
+    );
+    stop.store(true, Ordering::Relaxed);
+    let mut written = 0;
+    for c in clients {
+        written += c.await.unwrap();
+    }
+    reader.await.unwrap();
+    assert!(written > 0);
+
+    // Every acme value is under version 2; globex's bytes are exactly as they were.
+    let after = f.stored_of("acme").await;
+    assert_eq!(versions_of(&after), [2]);
+    assert_eq!(after.len(), (ROWS + written) * 2 + ROWS / 10);
+    assert_eq!(f.stored_of("globex").await, globex_before);
+
+    // Nothing was sealed twice: every acme value reads back as written (a value sealed twice
+    // would read as an envelope, or not at all), and equality, unique and joins hold.
+    let acme = f.connect("app").await;
+    let all = acme
+        .query(
+            "SELECT email, body FROM notes WHERE tenant = 'acme' ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(all.len(), ROWS + written);
+    let first: Vec<_> = all
+        .iter()
+        .filter(|r| r.get::<_, String>(1) != "during")
+        .collect();
+    assert_eq!(first.len(), ROWS);
+    for (i, row) in first.iter().enumerate() {
+        assert_eq!(row.get::<_, String>(0), email(i));
+        assert_eq!(row.get::<_, String>(1), format!("acme note {i}"));
+    }
+    let err = acme
+        .execute(
+            "INSERT INTO notes (tenant, email) VALUES ('acme', $1)",
+            &[&email(7)],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "23505", "{err}");
+    let joined = acme
+        .query(
+            "SELECT o.total FROM notes n JOIN orders o ON o.email = n.email WHERE n.tenant = 'acme' ORDER BY o.total",
+            &[],
+        )
+        .await
+        .unwrap();
+    let totals: Vec<i32> = joined.iter().map(|r| r.get(0)).collect();
+    assert_eq!(totals, (0..ROWS as i32).step_by(10).collect::<Vec<_>>());
+
+    // Now version 1 can go: its wrapped key leaves the file.
+    let retired =
+        pgshroud::cli::keys::retire_tenant(&f.url(), &f.rules(), f.store.path(), "acme", 1)
+            .await
+            .unwrap();
+    assert!(retired.ok, "{}", retired.text);
+    let stored = file::read(f.store.path(), "acme").unwrap().unwrap();
+    assert_eq!(
+        stored
+            .versions
+            .iter()
+            .map(|v| v.version)
+            .collect::<Vec<_>>(),
+        [2]
+    );
+    f.proxy.reload().unwrap();
+
+    // A value under the retired version, restored from the backup, is undecryptable (XX001),
+    // as the README says; the live values read on.
+    f.direct()
+        .await
+        .execute(
+            "INSERT INTO notes (tenant, email, body) VALUES ('acme', $1, $2)",
+            &[&backup.0, &backup.1],
+        )
+        .await
+        .unwrap();
+    let acme = f.connect("app").await;
+    let err = acme
+        .query(
+            "SELECT body FROM notes WHERE tenant = 'acme' ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "XX001", "{err}");
+    let acme = f.connect("app").await;
+    let r = acme
+        .query("SELECT body FROM notes WHERE email = $1", &[&email(1)])
+        .await
+        .unwrap();
+    assert_eq!(r[0].get::<_, String>(0), "acme note 1");
+}
+
+#[tokio::test]
+async fn a_master_rotation_rewraps_tenant_keys_and_retire_refuses_while_one_is_wrapped() {
+    let f = Fixture::new().await;
+    let acme = f.connect("app").await;
+    acme.execute(
+        "INSERT INTO notes (tenant, email, body, code) VALUES ('acme', $1, 'a', 'c1')",
+        &[&"alice@example.com"],
+    )
+    .await
+    .unwrap();
+    let globex = f.connect("support").await;
+    globex
+        .execute(
+            "INSERT INTO notes (tenant, email, body) VALUES ('globex', $1, 'g')",
+            &[&"alice@example.com"],
+        )
+        .await
+        .unwrap();
+    let acme_before = f.stored_of("acme").await;
+    let globex_before = f.stored_of("globex").await;
+
+    write_keys(f.dir.path(), &[(1, MASTER_KEY), (2, OTHER_KEY)], 2);
+    f.proxy.reload().unwrap();
+
+    // Master version 2 alone cannot open the store yet: the tenant keys are under 1.
+    let only_v2 = || {
+        KeyRing::new(
+            KeyVersion::new(2),
+            [(
+                KeyVersion::new(2),
+                MasterKey::from_base64(OTHER_KEY).unwrap(),
+            )],
+        )
+        .unwrap()
+    };
+    let config = TenantKeysConfig {
+        dir: Some(f.store.path().to_owned()),
+        ..Default::default()
+    };
+    let err = TenantStore::open(config.clone(), Arc::new(only_v2())).unwrap_err();
+    assert!(
+        err.contains("master key version 1, which is not live"),
+        "{err}"
+    );
+
+    // A rotation without the store moves the shared column but says the files were not rewrapped.
+    let mut without_store = f.rotate_args(None, false);
+    without_store.tenant_keys_dir = None;
+    let partial = pgshroud::cli::rotate::run(&without_store).await.unwrap();
+    assert!(!partial.ok, "{}", partial.text);
+    assert!(
+        partial.text.contains("Re-encrypted 1 values in 1 rows"),
+        "{}",
+        partial.text
+    );
+    assert!(
+        partial.text.contains("no --tenant-keys-dir was given"),
+        "{}",
+        partial.text
+    );
+
+    // Retire refuses: without the store (it cannot check), and with it (keys are under 1).
+    let url = f.url();
+    let blind = pgshroud::cli::keys::retire_with_tenants(&url, &f.rules(), 1, None)
+        .await
+        .unwrap();
+    assert!(!blind.ok);
+    assert!(
+        blind.text.contains("Give --tenant-keys-dir"),
+        "{}",
+        blind.text
+    );
+    let refused =
+        pgshroud::cli::keys::retire_with_tenants(&url, &f.rules(), 1, Some(f.store.path()))
+            .await
+            .unwrap();
+    assert!(!refused.ok);
+    assert!(
+        refused
+            .text
+            .contains("tenant acme key version 1, tenant globex key version 1"),
+        "{}",
+        refused.text
+    );
+
+    // The rotation with the store rewraps both files; the tenants' values are not touched.
+    let done = pgshroud::cli::rotate::run(&f.rotate_args(None, false))
+        .await
+        .unwrap();
+    assert!(done.ok, "{}", done.text);
+    assert!(
+        done.text.contains(
+            "Tenant key files: rewrapped 2 key versions of 2 tenants under master key version 2"
+        ),
+        "{}",
+        done.text
+    );
+    for tenant in ["acme", "globex"] {
+        let stored = file::read(f.store.path(), tenant).unwrap().unwrap();
+        assert!(
+            stored.versions.iter().all(|v| v.master_key_version == 2),
+            "{tenant}"
+        );
+    }
+    assert_eq!(f.stored_of("acme").await, acme_before);
+    assert_eq!(f.stored_of("globex").await, globex_before);
+    let retired =
+        pgshroud::cli::keys::retire_with_tenants(&url, &f.rules(), 1, Some(f.store.path()))
+            .await
+            .unwrap();
+    assert!(retired.ok, "{}", retired.text);
+
+    // Master version 1 gone: a pgshroud holding version 2 only starts and reads both tenants.
+    write_keys(f.dir.path(), &[(2, OTHER_KEY)], 2);
+    TenantStore::open(config, Arc::new(only_v2())).unwrap();
+    let proxy = Fixture::start_proxy(f.dir.path(), f.store.path()).await;
+    let c = proxy
+        .connect(&format!("{}_app", f.db), PASSWORD, &f.db)
+        .await
+        .unwrap();
+    let r = c
+        .query(
+            "SELECT body, code FROM notes WHERE email = $1",
+            &[&"alice@example.com"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].get::<_, String>(0), "a");
+    assert_eq!(r[0].get::<_, String>(1), "c1");
+    let c = proxy
+        .connect(&format!("{}_support", f.db), PASSWORD, &f.db)
+        .await
+        .unwrap();
+    let r = c
+        .query(
+            "SELECT body FROM notes WHERE email = $1",
+            &[&"alice@example.com"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r[0].get::<_, String>(0), "g");
+}
