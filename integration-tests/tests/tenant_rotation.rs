@@ -235,6 +235,7 @@ async fn rotating_a_tenant_key_moves_its_values_under_load_and_leaves_the_other_
         pgshroud::cli::keys::retire_tenant(&f.url(), &f.rules(), f.store.path(), "acme", 1)
             .await
             .unwrap();
+    println!("{}", refused.text);
     assert!(!refused.ok);
     assert!(
         refused
@@ -375,6 +376,7 @@ async fn rotating_a_tenant_key_moves_its_values_under_load_and_leaves_the_other_
     let done = pgshroud::cli::rotate::run(&f.rotate_args(Some("acme"), false))
         .await
         .unwrap();
+    println!("{}\n", done.text);
     assert!(done.ok, "{}", done.text);
     assert!(
         done.text
@@ -439,6 +441,7 @@ async fn rotating_a_tenant_key_moves_its_values_under_load_and_leaves_the_other_
         pgshroud::cli::keys::retire_tenant(&f.url(), &f.rules(), f.store.path(), "acme", 1)
             .await
             .unwrap();
+    println!("{}\n", retired.text);
     assert!(retired.ok, "{}", retired.text);
     let stored = file::read(f.store.path(), "acme").unwrap().unwrap();
     assert_eq!(
@@ -527,6 +530,7 @@ async fn a_master_rotation_rewraps_tenant_keys_and_retire_refuses_while_one_is_w
     let mut without_store = f.rotate_args(None, false);
     without_store.tenant_keys_dir = None;
     let partial = pgshroud::cli::rotate::run(&without_store).await.unwrap();
+    println!("{}\n", partial.text);
     assert!(!partial.ok, "{}", partial.text);
     assert!(
         partial.text.contains("Re-encrypted 1 values in 1 rows"),
@@ -544,6 +548,7 @@ async fn a_master_rotation_rewraps_tenant_keys_and_retire_refuses_while_one_is_w
     let blind = pgshroud::cli::keys::retire_with_tenants(&url, &f.rules(), 1, None)
         .await
         .unwrap();
+    println!("{}\n", blind.text);
     assert!(!blind.ok);
     assert!(
         blind.text.contains("Give --tenant-keys-dir"),
@@ -554,6 +559,7 @@ async fn a_master_rotation_rewraps_tenant_keys_and_retire_refuses_while_one_is_w
         pgshroud::cli::keys::retire_with_tenants(&url, &f.rules(), 1, Some(f.store.path()))
             .await
             .unwrap();
+    println!("{}\n", refused.text);
     assert!(!refused.ok);
     assert!(
         refused
@@ -567,6 +573,7 @@ async fn a_master_rotation_rewraps_tenant_keys_and_retire_refuses_while_one_is_w
     let done = pgshroud::cli::rotate::run(&f.rotate_args(None, false))
         .await
         .unwrap();
+    println!("{}\n", done.text);
     assert!(done.ok, "{}", done.text);
     assert!(
         done.text.contains(
@@ -588,6 +595,7 @@ async fn a_master_rotation_rewraps_tenant_keys_and_retire_refuses_while_one_is_w
         pgshroud::cli::keys::retire_with_tenants(&url, &f.rules(), 1, Some(f.store.path()))
             .await
             .unwrap();
+    println!("{}\n", retired.text);
     assert!(retired.ok, "{}", retired.text);
 
     // Master version 1 gone: a pgshroud holding version 2 only starts and reads both tenants.
@@ -620,4 +628,71 @@ async fn a_master_rotation_rewraps_tenant_keys_and_retire_refuses_while_one_is_w
         .await
         .unwrap();
     assert_eq!(r[0].get::<_, String>(0), "g");
+}
+
+#[tokio::test]
+async fn a_tenant_duplicate_the_unique_index_could_not_see_is_left_and_reported() {
+    let f = Fixture::new().await;
+    let acme = f.connect("app").await;
+    for (email, body) in [("alice@example.com", "first"), ("bob@example.com", "bob")] {
+        acme.execute(
+            "INSERT INTO notes (tenant, email, body) VALUES ('acme', $1, $2)",
+            &[&email, &body],
+        )
+        .await
+        .unwrap();
+    }
+    let args = TenantKeysArgs {
+        tenant_keys_dir: f.store.path().to_owned(),
+        keys_file: Some(f.dir.path().join("keys.toml")),
+        master_key_file: None,
+        master_key_command: None,
+    };
+    pgshroud::cli::tenants::rotate(&args, "acme").unwrap();
+    f.proxy.reload().unwrap();
+    // Under version 2 the same email is another ciphertext: the unique index lets it in.
+    let acme = f.connect("app").await;
+    acme.execute(
+        "INSERT INTO notes (tenant, email, body) VALUES ('acme', $1, 'again')",
+        &[&"alice@example.com"],
+    )
+    .await
+    .unwrap();
+    let report = pgshroud::cli::rotate::run(&f.rotate_args(Some("acme"), false))
+        .await
+        .unwrap();
+    println!("{}", report.text);
+    assert!(!report.ok, "{}", report.text);
+    assert!(
+        report.text.contains("public.notes.email, public.notes.body: a value is left under its old key version because another row holds the same value under version 2 (unique constraint notes_email_key)"),
+        "{}",
+        report.text
+    );
+    assert!(
+        report
+            .text
+            .contains("Re-encrypted 2 values of tenant acme in 1 rows"),
+        "only bob's row is counted: {}",
+        report.text
+    );
+    assert!(
+        report.text.contains("Final check failed: public.notes.email (1 values under tenant key version 1), public.notes.body (1 values under tenant key version 1)"),
+        "{}",
+        report.text
+    );
+    // bob moved; the pair is the operator's. Once resolved, a second run is clean.
+    acme.execute("DELETE FROM notes WHERE body = $1", &[&"again"])
+        .await
+        .unwrap();
+    let again = pgshroud::cli::rotate::run(&f.rotate_args(Some("acme"), false))
+        .await
+        .unwrap();
+    assert!(again.ok, "{}", again.text);
+    assert!(
+        again
+            .text
+            .contains("Re-encrypted 2 values of tenant acme in 1 rows"),
+        "{}",
+        again.text
+    );
 }

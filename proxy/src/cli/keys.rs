@@ -214,7 +214,7 @@ pub async fn retire_with_tenants(
     }
     Ok(Report {
         text: format!(
-            "Key version {version} cannot be retired: it still wraps tenant keys ({}). Run `pgshroud rotate --tenant-keys-dir DIR` with {version} no longer active (it wraps them under the active version), then retire it.",
+            "Key version {version} cannot be retired: it still wraps tenant keys ({}). Run `pgshroud rotate --tenant-keys-dir DIR` with another active master key version (it wraps them under that one), then retire it.",
             wrapped.join(", ")
         ),
         ok: false,

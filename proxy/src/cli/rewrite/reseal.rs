@@ -252,7 +252,10 @@ pub async fn reseal_table(
         }
         let rows_done = changes.len() as u64;
         match update_batch(&tx, t, &changes).await {
-            Ok(()) => tx.commit().await.map_err(|e| connect::reason(&e))?,
+            Ok(()) => {
+                tx.commit().await.map_err(|e| connect::reason(&e))?;
+                count(outcome, &changes);
+            }
             Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                 // Some value of the batch has a twin under the active version: redo the batch
                 // row by row in a fresh transaction, leaving just those rows.
@@ -262,14 +265,18 @@ pub async fn reseal_table(
                     .await
                     .map_err(|e| connect::reason(&e))?;
                 relock(&tx, t, &changes).await?;
-                for change in &changes {
-                    one_row(&tx, t, change, outcome).await?;
+                let mut applied = Vec::new();
+                for change in changes {
+                    if one_row(&tx, t, &change, outcome).await? {
+                        applied.push(change);
+                    }
                 }
                 tx.commit().await.map_err(|e| connect::reason(&e))?;
+                // Rows left for their duplicates are not counted as re-encrypted.
+                count(outcome, &applied);
             }
             Err(e) => return Err(format!("{}: {}", t.name, connect::reason(&e))),
         }
-        count(outcome, &changes);
         outcome.batches += 1;
         progress.advance(rows_done);
     }
@@ -338,19 +345,19 @@ async fn relock(tx: &Transaction<'_>, t: &TableWork, changes: &[RowChange]) -> R
         .map_err(|e| format!("{}: {}", t.name, connect::reason(&e)))
 }
 
-/// One row in a savepoint: a unique violation leaves it as it was and is reported.
+/// One row in a savepoint: a unique violation leaves it as it was and is reported (`false`).
 async fn one_row(
     tx: &Transaction<'_>,
     t: &TableWork,
     change: &RowChange,
     outcome: &mut Outcome,
-) -> Result<(), String> {
+) -> Result<bool, String> {
     let reason = |e: tokio_postgres::Error| format!("{}: {}", t.name, connect::reason(&e));
     tx.batch_execute("SAVEPOINT pgshroud_rotate_row")
         .await
         .map_err(reason)?;
-    match update_batch(tx, t, std::slice::from_ref(change)).await {
-        Ok(()) => {}
+    let applied = match update_batch(tx, t, std::slice::from_ref(change)).await {
+        Ok(()) => true,
         Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
             let constraint = e
                 .as_db_error()
@@ -369,12 +376,14 @@ async fn one_row(
             tx.batch_execute("ROLLBACK TO SAVEPOINT pgshroud_rotate_row")
                 .await
                 .map_err(reason)?;
+            false
         }
         Err(e) => return Err(reason(e)),
-    }
+    };
     tx.batch_execute("RELEASE SAVEPOINT pgshroud_rotate_row")
         .await
-        .map_err(reason)
+        .map_err(reason)?;
+    Ok(applied)
 }
 
 #[cfg(test)]

@@ -109,7 +109,7 @@ pub async fn run(args: &RotateArgs, tenant: &str) -> Result<Report, String> {
         ));
     } else {
         text.push_str(&format!(
-            "\nFinal check failed{} (a pgshroud not reloaded since the version was added still writes under the old one: reload every instance, then run again)",
+            "\nFinal check failed{} A pgshroud not reloaded since `pgshroud tenants rotate {tenant}` still writes under the old version: reload every instance, then run again.",
             describe_left(&left)
         ));
     }
