@@ -153,7 +153,8 @@ pub struct KeysStatusArgs {
     #[arg(long)]
     pub metrics_textfile: Option<PathBuf>,
     /// The tenant key store: names per-tenant values' tenants and their key state (else
-    /// tenants are named from the rules' [[tenants]]).
+    /// tenants are named from the rules' [[tenants]]); for `keys retire`, the tenant key
+    /// files checked for keys the master version still wraps.
     #[arg(long)]
     pub tenant_keys_dir: Option<PathBuf>,
 }
