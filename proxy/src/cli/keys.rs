@@ -299,6 +299,9 @@ pub async fn retire_tenant(
     tenant: &str,
     version: u32,
 ) -> Result<Report, String> {
+    if !pgshroud_rules::is_valid_tenant_id(tenant) {
+        return Err(format!("\"{tenant}\" is not a valid tenant id"));
+    }
     let rules = pgshroud_rules::load(rules_path).map_err(|e| e.to_string())?;
     let client = connect::connect(url).await?;
     let columns: Vec<StoredColumn> = stored_columns(&rules)

@@ -26,6 +26,9 @@ pub async fn run(args: &RotateArgs, tenant: &str) -> Result<Report, String> {
         .tenant_keys_dir
         .as_deref()
         .ok_or("--tenant needs --tenant-keys-dir (the proxy's tenant_keys_dir)")?;
+    if !pgshroud_rules::is_valid_tenant_id(tenant) {
+        return Err(format!("\"{tenant}\" is not a valid tenant id"));
+    }
     let rules = pgshroud_rules::load(&args.rules).map_err(|e| e.to_string())?;
     let columns = tenant_columns(&rules);
     if columns.is_empty() {
