@@ -22,6 +22,8 @@ fn rotate_args(k: &Keys, dry_run: bool) -> RotateArgs {
         batch_size: 1000,
         dry_run,
         metrics_textfile: None,
+        tenant_keys_dir: None,
+        tenant: None,
     }
 }
 

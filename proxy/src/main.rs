@@ -34,8 +34,15 @@ fn main() -> ExitCode {
                 args.tenant_keys_dir.as_deref(),
             )
         }),
-        Command::Keys(KeysCommand::Retire(args)) => database_command(|| {
-            pgshroud::cli::keys::retire(&args.status.upstream_url, &args.status.rules, args.version)
+        Command::Keys(KeysCommand::Retire(args)) => database_command(|| async {
+            let (url, rules) = (&args.status.upstream_url, &args.status.rules);
+            let dir = args.status.tenant_keys_dir.as_deref();
+            match (&args.tenant, dir) {
+                (Some(tenant), Some(dir)) => {
+                    pgshroud::cli::keys::retire_tenant(url, rules, dir, tenant, args.version).await
+                }
+                _ => pgshroud::cli::keys::retire_with_tenants(url, rules, args.version, dir).await,
+            }
         }),
         Command::Rotate(args) => database_command(|| pgshroud::cli::rotate::run(&args)),
         Command::Migrate(args) => database_command(|| pgshroud::cli::migrate::run(&args)),

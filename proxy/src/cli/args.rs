@@ -43,7 +43,9 @@ pub enum Command {
     #[command(subcommand)]
     Keys(KeysCommand),
     /// Re-encrypt, online and in short batches, every stored value that is not under the active
-    /// key version (resumable: run it again after an interruption); ends with a check.
+    /// key version (resumable: run it again after an interruption); ends with a check. With
+    /// --tenant-keys-dir also rewraps every tenant key under the active master key version;
+    /// with --tenant ID re-encrypts that tenant's values under its active key version instead.
     Rotate(RotateArgs),
     /// Turn populated plaintext columns into guarded protected columns holding envelopes, or
     /// back with --decrypt: online (a shadow column filled in short batches, then a short
@@ -66,7 +68,8 @@ pub enum TenantsCommand {
         /// The tenant id (as in the rules' [[tenants]]).
         id: String,
     },
-    /// A new key version for a tenant, active from the next reload.
+    /// A new key version for a tenant, active from the next reload; then re-encrypt its
+    /// values with `pgshroud rotate --tenant ID`.
     Rotate {
         #[command(flatten)]
         keys: TenantKeysArgs,
@@ -152,8 +155,10 @@ pub enum KeysCommand {
     /// Per protected column, how many stored values are under each key version and envelope
     /// format (read from the envelopes' headers: no key needed).
     Status(KeysStatusArgs),
-    /// Check that no stored value is under key version N any more; exits 1 naming the columns
-    /// and counts when some are.
+    /// Check that no stored value (nor, with --tenant-keys-dir, tenant key file) is under
+    /// master key version N any more; exits 1 naming the columns and counts when some are.
+    /// With --tenant ID: that no value of the tenant is under its key version N, then destroy
+    /// that version's wrapped key in the tenant's file.
     Retire(KeysRetireArgs),
 }
 
@@ -171,7 +176,8 @@ pub struct KeysStatusArgs {
     #[arg(long)]
     pub metrics_textfile: Option<PathBuf>,
     /// The tenant key store: names per-tenant values' tenants and their key state (else
-    /// tenants are named from the rules' [[tenants]]).
+    /// tenants are named from the rules' [[tenants]]); for `keys retire`, the tenant key
+    /// files checked for keys the master version still wraps.
     #[arg(long)]
     pub tenant_keys_dir: Option<PathBuf>,
 }
@@ -183,6 +189,10 @@ pub struct KeysRetireArgs {
     /// The key version to retire.
     #[arg(long)]
     pub version: u32,
+    /// Retire a key version of this tenant's key (needs --tenant-keys-dir) instead of a
+    /// master key version.
+    #[arg(long, requires = "tenant_keys_dir")]
+    pub tenant: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -207,6 +217,19 @@ pub struct RotateArgs {
     /// goes on, for node_exporter's textfile collector.
     #[arg(long)]
     pub metrics_textfile: Option<PathBuf>,
+    /// The tenant key store (the proxy's tenant_keys_dir). A master key rotation wraps every
+    /// tenant key in it again under the active master key version.
+    #[arg(long)]
+    pub tenant_keys_dir: Option<PathBuf>,
+    /// Re-encrypt this tenant's values in the per-tenant columns under its active key version
+    /// (add the version with `pgshroud tenants rotate ID` and reload every pgshroud first)
+    /// instead of the master key's values.
+    #[arg(
+        long,
+        requires = "tenant_keys_dir",
+        conflicts_with = "metrics_textfile"
+    )]
+    pub tenant: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -1,12 +1,20 @@
 //! `pgshroud keys status` and `pgshroud keys retire`: how many stored values of each protected
 //! column sit under each key version and envelope format (read from the envelope headers, no
-//! key needed), and the refusal to retire a version that still holds values.
+//! key needed), and the refusal to retire a version that still holds values: a master key
+//! version while values or tenant key files are under it, a tenant key version
+//! (`--tenant ID`) while values of that tenant are under it. Retiring a tenant key version
+//! destroys its wrapped key in the tenant's file.
 
 use std::path::Path;
 
+use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
 use super::setup::{connect, Report};
+use crate::crypto::envelope::{
+    tenant_tag, KeyVersion, FORMAT_V3, TENANT_TAG_LEN, TENANT_TAG_OFFSET,
+};
+use crate::crypto::tenant_keys::{self, file};
 use crate::protect::guard::quote_ident;
 
 /// One protected column of the rules, as the database names it.
@@ -17,6 +25,8 @@ pub struct StoredColumn {
     pub column: String,
     /// Its key context (the column's own name unless the rules share one).
     pub context: String,
+    /// Sealed with tenant keys (format 3), not with the master key's column keys.
+    pub per_tenant: bool,
 }
 
 impl StoredColumn {
@@ -40,6 +50,7 @@ pub fn stored_columns(rules: &pgshroud_rules::Rules) -> Vec<StoredColumn> {
                 table: t.name.to_lowercase(),
                 column: c.name.to_lowercase(),
                 context: t.context_of(c),
+                per_tenant: c.per_tenant,
             })
         })
         .collect()
@@ -165,14 +176,169 @@ pub async fn status_with_textfile(
 
 /// `pgshroud keys retire --version N`: refused (not ok) while any value is under `version`.
 pub async fn retire(url: &str, rules_path: &Path, version: u32) -> Result<Report, String> {
+    retire_with_tenants(url, rules_path, version, None).await
+}
+
+/// `pgshroud keys retire --version N [--tenant-keys-dir DIR]`: refused (not ok) while any
+/// shared-key value is under master version `version`, or any tenant key file is wrapped by
+/// it. Without a store and with per-tenant columns in the rules, refused too: the files it
+/// cannot see may be wrapped by that version, and retiring it would leave those tenants
+/// unreadable (pgshroud would not start).
+pub async fn retire_with_tenants(
+    url: &str,
+    rules_path: &Path,
+    version: u32,
+    tenant_keys_dir: Option<&Path>,
+) -> Result<Report, String> {
     let rules = pgshroud_rules::load(rules_path).map_err(|e| e.to_string())?;
     let client = connect::connect(url).await?;
     let (counts, _) = counts(&client, &stored_columns(&rules)).await?;
-    Ok(retire_report(&counts, version))
+    let report = retire_report(&counts, version);
+    if !report.ok {
+        return Ok(report);
+    }
+    let wrapped = match tenant_keys_dir {
+        Some(dir) => wrapped_by(dir, version)?,
+        None if rules.has_per_tenant_columns() => {
+            return Ok(Report {
+                text: format!(
+                    "Key version {version} cannot be retired yet: the rules have per-tenant columns, whose tenant keys are wrapped by a master key version. Give --tenant-keys-dir so the tenant key files wrapped by version {version} are checked."
+                ),
+                ok: false,
+            });
+        }
+        None => Vec::new(),
+    };
+    if wrapped.is_empty() {
+        return Ok(report);
+    }
+    Ok(Report {
+        text: format!(
+            "Key version {version} cannot be retired: it still wraps tenant keys ({}). Run `pgshroud rotate --tenant-keys-dir DIR` with another active master key version (it wraps them under that one), then retire it.",
+            wrapped.join(", ")
+        ),
+        ok: false,
+    })
+}
+
+/// `tenant key version N` of each tenant file in `dir` wrapped by master version `version`.
+fn wrapped_by(dir: &Path, version: u32) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for id in file::list(dir)? {
+        let Some(stored) = file::read(dir, &id)? else {
+            continue;
+        };
+        for v in stored
+            .versions
+            .iter()
+            .filter(|v| v.master_key_version == version)
+        {
+            out.push(format!("tenant {id} key version {}", v.version));
+        }
+    }
+    Ok(out)
+}
+
+/// Values of one tenant in one per-tenant column under one of its key versions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantVersionCount {
+    pub column: String,
+    pub version: u32,
+    pub values: i64,
+}
+
+/// Per column of `columns`, the values of the tenant whose tag is `tag`, by tenant-key
+/// version (format 3: the version is bytes 2-5, the tag bytes 10-17; no key needed).
+pub async fn tenant_version_counts(
+    client: &Client,
+    columns: &[StoredColumn],
+    tag: &[u8; TENANT_TAG_LEN],
+) -> Result<Vec<TenantVersionCount>, String> {
+    let mut out = Vec::new();
+    for c in columns {
+        let col = quote_ident(&c.column);
+        let sql = format!(
+            "SELECT pg_catalog.substr({col}, 2, 4), pg_catalog.count(*) FROM {} \
+             WHERE pg_catalog.substr({col}, 1, 1) = $1::bytea AND pg_catalog.substr({col}, {at}, {TENANT_TAG_LEN}) = $2::bytea \
+             GROUP BY 1 ORDER BY 1",
+            c.table_sql(),
+            at = TENANT_TAG_OFFSET + 1,
+        );
+        let rows = match client
+            .query(&sql, &[&[FORMAT_V3].as_slice(), &tag.as_slice()])
+            .await
+        {
+            Ok(rows) => rows,
+            // A view or a table not created yet holds nothing.
+            Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => continue,
+            Err(e) if e.code() == Some(&SqlState::WRONG_OBJECT_TYPE) => continue,
+            Err(e) => return Err(format!("{}: {}", c.qualified(), connect::reason(&e))),
+        };
+        for row in rows {
+            let version: Vec<u8> = row.get(0);
+            out.push(TenantVersionCount {
+                column: c.qualified(),
+                version: <[u8; 4]>::try_from(version.as_slice())
+                    .map(u32::from_be_bytes)
+                    .unwrap_or(0),
+                values: row.get(1),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// `pgshroud keys retire --tenant ID --version N`: refused (not ok) while any value of the
+/// tenant in a per-tenant column is under its key version N, or while N is its active
+/// version; otherwise the version's wrapped key is removed from the tenant's file (replaced
+/// atomically, the old file's bytes overwritten).
+pub async fn retire_tenant(
+    url: &str,
+    rules_path: &Path,
+    dir: &Path,
+    tenant: &str,
+    version: u32,
+) -> Result<Report, String> {
+    if !pgshroud_rules::is_valid_tenant_id(tenant) {
+        return Err(format!("\"{tenant}\" is not a valid tenant id"));
+    }
+    let rules = pgshroud_rules::load(rules_path).map_err(|e| e.to_string())?;
+    let client = connect::connect(url).await?;
+    let columns: Vec<StoredColumn> = stored_columns(&rules)
+        .into_iter()
+        .filter(|c| c.per_tenant)
+        .collect();
+    let counts = tenant_version_counts(&client, &columns, &tenant_tag(tenant)).await?;
+    let in_use: Vec<String> = counts
+        .iter()
+        .filter(|c| c.version == version)
+        .map(|c| format!("{} ({} values)", c.column, c.values))
+        .collect();
+    if !in_use.is_empty() {
+        return Ok(Report {
+            text: format!(
+                "Tenant {tenant} key version {version} cannot be retired: values of the tenant are still under it in {}. Run `pgshroud rotate --tenant {tenant}` until it reports nothing left, then retire it.",
+                in_use.join(", ")
+            ),
+            ok: false,
+        });
+    }
+    tenant_keys::retire_tenant_version(dir, tenant, KeyVersion::new(version))?;
+    Ok(Report {
+        text: format!(
+            "Tenant {tenant} key version {version} retired: no value is under it, and its wrapped key is gone from {}. Reload every pgshroud (SIGHUP); a value still under it (in a backup taken before) can no longer be decrypted by anyone.",
+            file::path_of(dir, tenant).display()
+        ),
+        ok: true,
+    })
 }
 
 fn retire_report(counts: &[VersionCount], version: u32) -> Report {
-    let in_use: Vec<&VersionCount> = counts.iter().filter(|c| c.version == version).collect();
+    // A format-3 envelope's version is its tenant key's, not a master key's.
+    let in_use: Vec<&VersionCount> = counts
+        .iter()
+        .filter(|c| c.version == version && c.format != FORMAT_V3)
+        .collect();
     if in_use.is_empty() {
         return Report {
             text: format!(
@@ -229,6 +395,11 @@ mod tests {
             .contains("public.customers.age (3 values, envelope format 1)"));
         let allowed = retire_report(&counts, 3);
         assert!(allowed.ok, "{}", allowed.text);
+        let tenant_values = [count("public.notes.body", 3, 1, 9)];
+        assert!(
+            retire_report(&tenant_values, 1).ok,
+            "a tenant key's version 1 is not the master key's"
+        );
     }
 
     #[test]

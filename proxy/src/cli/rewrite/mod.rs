@@ -1,4 +1,4 @@
-//! The engine both `pgshroud rotate` and `pgshroud migrate` rewrite columns with: a walk over
+//! The engine `pgshroud rotate` (master and tenant keys) and `pgshroud migrate` rewrite columns with: a walk over
 //! a table in `ctid` order, one short transaction per batch that locks only its own rows
 //! (`FOR UPDATE`), a progress bar, and raw access to values in their binary form.
 //!
@@ -8,6 +8,7 @@
 
 pub mod batch;
 pub mod progress;
+pub mod reseal;
 
 /// The shadow column `pgshroud migrate` fills beside `column` (named here, below both
 /// `migrate` and `check`, which reports columns mid-migration).

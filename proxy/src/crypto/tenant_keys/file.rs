@@ -176,6 +176,23 @@ pub fn replace(dir: &Path, file: &TenantFile) -> Result<(), String> {
     sync_dir(dir).map_err(failed)
 }
 
+/// Replaces a tenant's file like [`replace`], then overwrites the replaced file's bytes with
+/// zeros through a handle opened before the rename (readers opening the path already get the
+/// new file): a retired key version's wrapped key does not stay in the old blocks on file
+/// systems that write in place (the limits of [`overwrite_in_place`] apply).
+pub fn replace_destroying_old(dir: &Path, file: &TenantFile) -> Result<(), String> {
+    let target = path_of(dir, &file.tenant);
+    let failed = |e: io::Error| format!("cannot overwrite {}: {e}", target.display());
+    let mut old = OpenOptions::new()
+        .write(true)
+        .open(&target)
+        .map_err(failed)?;
+    let len = old.metadata().map_err(failed)?.len();
+    replace(dir, file)?;
+    old.write_all(&vec![0u8; len as usize]).map_err(failed)?;
+    old.sync_all().map_err(failed)
+}
+
 /// Overwrites the bytes of a tenant's current file with zeros in place (and fsyncs), before
 /// the tombstone replaces it: on file systems that write in place the old blocks then no
 /// longer hold the wrapped keys. Copy-on-write file systems, SSD wear levelling and backups
@@ -250,6 +267,23 @@ mod tests {
         );
         assert!(read(&dir, "acme").unwrap().unwrap().is_tombstone());
         assert_eq!(read(&dir, "globex").unwrap(), None);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_replace_destroying_the_old_file_zeroes_its_bytes() {
+        let dir = dir();
+        create(&dir, &file("acme", "AAAA")).unwrap();
+        let path = path_of(&dir, "acme");
+        // A second name for the old inode shows what became of its bytes.
+        let witness = dir.join("witness");
+        fs::hard_link(&path, &witness).unwrap();
+        replace_destroying_old(&dir, &file("acme", "BBBB")).unwrap();
+        assert_eq!(read(&dir, "acme").unwrap().unwrap(), file("acme", "BBBB"));
+        let old = fs::read(&witness).unwrap();
+        assert!(!old.is_empty() && old.iter().all(|b| *b == 0), "{old:?}");
+        let mode = fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -103,6 +103,72 @@ pub fn rotate_tenant(dir: &Path, tenant: &str, ring: &KeyRing) -> Result<KeyVers
     Ok(version)
 }
 
+/// Wraps every key version of a tenant that another master key version wraps again under
+/// the ring's active version (the tenant keys themselves do not change, so no stored value
+/// does). Returns how many versions were rewrapped (0 for a tombstone, or when all are
+/// already under the active master version).
+pub fn rewrap_tenant(dir: &Path, tenant: &str, ring: &KeyRing) -> Result<usize, String> {
+    check_id(tenant)?;
+    let Some(mut stored) = file::read(dir, tenant)? else {
+        return Ok(0);
+    };
+    let active = ring.active_version();
+    let master = ring
+        .master(active)
+        .expect("the active version is always in the ring");
+    let mut rewrapped = 0;
+    for version in &mut stored.versions {
+        if version.master_key_version == active.get() {
+            continue;
+        }
+        let v = KeyVersion::new(version.version);
+        let mv = KeyVersion::new(version.master_key_version);
+        let old = ring.master(mv).ok_or_else(|| {
+            format!("tenant \"{tenant}\" key version {v} is wrapped by master key version {mv}, which is not in the keys file; put it back to rewrap the tenant key")
+        })?;
+        let key = version
+            .wrapped_bytes()
+            .and_then(|w| wrap::unwrap(&w, tenant, v, old, mv))
+            .ok_or_else(|| {
+                format!("tenant \"{tenant}\" key version {v} does not unwrap with master key version {mv}: another master key, or the file was altered")
+            })?;
+        version.wrapped = StoredVersion::encode(&wrap::wrap(&key, tenant, v, master, active));
+        version.master_key_version = active.get();
+        rewrapped += 1;
+    }
+    if rewrapped > 0 {
+        file::replace(dir, &stored)?;
+    }
+    Ok(rewrapped)
+}
+
+/// Why a tenant key version cannot be retired (the store's side; values still under it are
+/// the CLI's check, in the database).
+pub fn retire_tenant_version(dir: &Path, tenant: &str, version: KeyVersion) -> Result<(), String> {
+    check_id(tenant)?;
+    let mut stored = file::read(dir, tenant)?
+        .ok_or_else(|| format!("tenant \"{tenant}\" has no key file in {}", dir.display()))?;
+    if stored.is_tombstone() {
+        return Err(format!(
+            "tenant \"{tenant}\" was forgotten; it has no key version to retire"
+        ));
+    }
+    let at = stored
+        .versions
+        .iter()
+        .position(|v| v.version == version.get())
+        .ok_or_else(|| {
+            format!("tenant \"{tenant}\" has no key version {version} (already retired?)")
+        })?;
+    if stored.versions[at].active {
+        return Err(format!(
+            "tenant \"{tenant}\" key version {version} is the active one; rotate first (pgshroud tenants rotate {tenant}, then pgshroud rotate --tenant {tenant})"
+        ));
+    }
+    stored.versions.remove(at);
+    file::replace_destroying_old(dir, &stored)
+}
+
 /// Destroys a tenant's key: the file's bytes are overwritten, then it is replaced by a
 /// tombstone. Returns whether it held keys (false: already forgotten).
 pub fn forget_tenant(dir: &Path, tenant: &str) -> Result<bool, String> {

@@ -18,7 +18,9 @@ use super::cipher::{ColumnCipher, TenantKeyLookup, TenantOpenError};
 use super::column_key::{ColumnKey, KeyContext};
 use super::envelope::{tenant_tag, KeyVersion, TENANT_TAG_LEN};
 use super::key_ring::KeyRing;
-pub use lifecycle::{add_tenant, forget_tenant, rotate_tenant, Added};
+pub use lifecycle::{
+    add_tenant, forget_tenant, retire_tenant_version, rewrap_tenant, rotate_tenant, Added,
+};
 use wrap::TenantKey;
 
 /// How long a tenant (or tag) not found in the store is not looked for again: a write for an

@@ -254,3 +254,90 @@ fn a_reload_lists_only_tenants_whose_key_it_drops() {
     assert!(again.forgotten_since(&after).is_empty());
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+fn two_versions(active: u32) -> Arc<KeyRing> {
+    let v1 = MasterKey::from_bytes(&core_key()).unwrap();
+    let v2 = MasterKey::from_bytes(&[9; 32]).unwrap();
+    Arc::new(
+        KeyRing::new(
+            KeyVersion::new(active),
+            [(KeyVersion::new(1), v1), (KeyVersion::new(2), v2)],
+        )
+        .unwrap(),
+    )
+}
+
+#[test]
+fn a_rewrap_moves_tenant_keys_to_the_active_master_version_and_keeps_them() {
+    let dir = dir();
+    add_tenant(&dir, "acme", &ring()).unwrap();
+    rotate_tenant(&dir, "acme", &ring()).unwrap();
+    add_tenant(&dir, "globex", &ring()).unwrap();
+    forget_tenant(&dir, "globex").unwrap();
+    let sealed = store(&dir, false)
+        .sealing_cipher(&email(), "acme")
+        .unwrap()
+        .seal(b"v");
+    let new_ring = two_versions(2);
+    assert_eq!(rewrap_tenant(&dir, "acme", &new_ring).unwrap(), 2);
+    assert_eq!(rewrap_tenant(&dir, "acme", &new_ring).unwrap(), 0, "done");
+    assert_eq!(rewrap_tenant(&dir, "globex", &new_ring).unwrap(), 0);
+    let stored = file::read(&dir, "acme").unwrap().unwrap();
+    assert!(stored.versions.iter().all(|v| v.master_key_version == 2));
+    // Master version 1 can go: a ring of version 2 alone opens the tenant's values.
+    let only_v2 = Arc::new(
+        KeyRing::new(
+            KeyVersion::new(2),
+            [(KeyVersion::new(2), MasterKey::from_bytes(&[9; 32]).unwrap())],
+        )
+        .unwrap(),
+    );
+    let config = TenantKeysConfig {
+        dir: Some(dir.clone()),
+        ..Default::default()
+    };
+    let reopened = TenantStore::open(config, only_v2).unwrap();
+    assert_eq!(reopened.open_cipher(&email()).open(&sealed).unwrap(), b"v");
+    // Without the old master version the rewrap says which one it needs.
+    add_tenant(&dir, "initech", &ring()).unwrap();
+    let err = rewrap_tenant(
+        &dir,
+        "initech",
+        &KeyRing::new(
+            KeyVersion::new(2),
+            [(KeyVersion::new(2), MasterKey::from_bytes(&[9; 32]).unwrap())],
+        )
+        .unwrap(),
+    )
+    .unwrap_err();
+    assert!(err.contains("master key version 1"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn retiring_a_tenant_key_version_destroys_it_and_its_values_no_longer_open() {
+    let dir = dir();
+    add_tenant(&dir, "acme", &ring()).unwrap();
+    let old = store(&dir, false)
+        .sealing_cipher(&email(), "acme")
+        .unwrap()
+        .seal(b"v");
+    let active = retire_tenant_version(&dir, "acme", KeyVersion::new(1)).unwrap_err();
+    assert!(active.contains("is the active one"), "{active}");
+    rotate_tenant(&dir, "acme", &ring()).unwrap();
+    let wrapped_v1 = file::read(&dir, "acme").unwrap().unwrap().versions[0]
+        .wrapped
+        .clone();
+    retire_tenant_version(&dir, "acme", KeyVersion::new(1)).unwrap();
+    let text = std::fs::read_to_string(file::path_of(&dir, "acme")).unwrap();
+    assert!(!text.contains(&wrapped_v1), "{text}");
+    let again = retire_tenant_version(&dir, "acme", KeyVersion::new(1)).unwrap_err();
+    assert!(again.contains("no key version 1"), "{again}");
+    let after = store(&dir, false);
+    assert_eq!(after.versions("acme"), [KeyVersion::new(2)]);
+    assert!(matches!(
+        after.open_cipher(&email()).open(&old),
+        Err(OpenError::UnknownKeyVersion { .. })
+    ));
+    std::fs::remove_dir_all(dir).unwrap();
+}
