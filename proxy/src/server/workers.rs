@@ -5,13 +5,14 @@
 //! wake each other on the same thread. On the work-stealing runtime they often woke another
 //! worker instead (a futex and an eventfd write per transaction), and on a small machine that
 //! wake-up cost more than everything pgshroud does to a message (bench/RESULTS.md, issue 25).
-//! PgBouncer is one thread for the same reason; we keep one per core so the proxy still
-//! scales across cores.
+//! PgBouncer is one thread for the same reason; several threads let the proxy still use
+//! more than one core.
 //!
-//! Measured on 2 cores (bench/RESULTS.md, third session) it did not pay there: CPU per
-//! transaction within noise of the work-stealing runtime and a worse p99 at 16 clients (a
-//! session waits for its busy thread where a work-stealing worker would have taken it). So
-//! `session_threads` defaults to 0, the shared work-stealing runtime; set it to try pinning.
+//! Measured on 2 cores: one session thread (the default there: half the CPUs) spends less
+//! CPU per transaction than the work-stealing runtime, whose two workers wake each other (a
+//! futex and an epoll_wait more per transaction); two session threads on 2 cores gave a worse
+//! p99 at 16 clients (a session waits for its busy thread). `session_threads = 0` keeps the
+//! shared work-stealing runtime. See bench/RESULTS.md (the relay notes).
 //!
 //! The acceptor (on the main runtime) hands each accepted socket to the thread serving the
 //! fewest sessions. A thread blocked by one session (a CPU-heavy statement analysis, a full
@@ -81,8 +82,10 @@ impl SessionThreads {
         let mut workers = Vec::with_capacity(count);
         for index in 0..count {
             let (worker, serving) = Worker::new(ctx);
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
+            let mut builder = tokio::runtime::Builder::new_current_thread();
+            builder.enable_all();
+            park_policy(&mut builder);
+            let runtime = builder
                 .build()
                 .map_err(|e| format!("cannot start session thread {index}: {e}"))?;
             std::thread::Builder::new()
@@ -206,6 +209,16 @@ async fn serve_handovers(
         });
     }
     while sessions.join_next().await.is_some() {}
+}
+
+/// Experiment (issue 25): with `PGSHROUD_YIELD_BEFORE_PARK` set, a runtime thread that ran out
+/// of tasks yields its CPU once before it sleeps in epoll_wait, so that the processes it
+/// relays for (pgbench, PostgreSQL) can run and the next epoll_wait finds several sessions'
+/// data at once instead of one wake-up each.
+pub fn park_policy(builder: &mut tokio::runtime::Builder) {
+    if std::env::var_os("PGSHROUD_YIELD_BEFORE_PARK").is_some() {
+        builder.on_thread_park(std::thread::yield_now);
+    }
 }
 
 /// Counts a session out when dropped.
