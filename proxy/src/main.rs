@@ -122,10 +122,10 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     pgshroud::server::logging::init(&settings.log_level, settings.log_format);
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder.enable_all();
-    pgshroud::server::workers::park_policy(&mut builder);
-    let runtime = match builder.build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("pgshroud: cannot start the runtime: {e}");

@@ -40,6 +40,8 @@ pub(super) fn resolve(layer: &ConfigLayer) -> Result<Limits, ConfigError> {
             .filter(|s| *s > 0)
             .map(Duration::from_secs),
         shutdown_timeout: Duration::from_secs(layer.shutdown_timeout_secs()),
-        session_threads: layer.session_threads.unwrap_or_else(default_session_threads),
+        session_threads: layer
+            .session_threads
+            .unwrap_or_else(default_session_threads),
     })
 }

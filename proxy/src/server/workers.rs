@@ -82,10 +82,8 @@ impl SessionThreads {
         let mut workers = Vec::with_capacity(count);
         for index in 0..count {
             let (worker, serving) = Worker::new(ctx);
-            let mut builder = tokio::runtime::Builder::new_current_thread();
-            builder.enable_all();
-            park_policy(&mut builder);
-            let runtime = builder
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
                 .build()
                 .map_err(|e| format!("cannot start session thread {index}: {e}"))?;
             std::thread::Builder::new()
@@ -209,16 +207,6 @@ async fn serve_handovers(
         });
     }
     while sessions.join_next().await.is_some() {}
-}
-
-/// Experiment (issue 25): with `PGSHROUD_YIELD_BEFORE_PARK` set, a runtime thread that ran out
-/// of tasks yields its CPU once before it sleeps in epoll_wait, so that the processes it
-/// relays for (pgbench, PostgreSQL) can run and the next epoll_wait finds several sessions'
-/// data at once instead of one wake-up each.
-pub fn park_policy(builder: &mut tokio::runtime::Builder) {
-    if std::env::var_os("PGSHROUD_YIELD_BEFORE_PARK").is_some() {
-        builder.on_thread_park(std::thread::yield_now);
-    }
 }
 
 /// Counts a session out when dropped.

@@ -105,9 +105,11 @@ pub async fn client_to_server(
             }
             continue;
         }
+        // Boxed, and only with a timeout set: a timer held inline would size every idle
+        // session's task whether or not `idle_timeout_secs` is on.
         let idle = async {
             match idle_timeout {
-                Some(d) => tokio::time::sleep(d).await,
+                Some(d) => Box::pin(tokio::time::sleep(d)).await,
                 None => std::future::pending().await,
             }
         };
@@ -361,8 +363,15 @@ mod tests {
         // Forwarded: the buffer is empty, and the next read has nothing to find yet.
         inbound.buf.buf.clear();
         let waited = tokio::time::timeout(Duration::from_millis(50), inbound.fill()).await;
-        assert!(waited.is_err(), "nothing was sent, so the read must still wait");
-        assert_eq!(inbound.buf.buf.capacity(), 0, "an idle reader keeps no buffer");
+        assert!(
+            waited.is_err(),
+            "nothing was sent, so the read must still wait"
+        );
+        assert_eq!(
+            inbound.buf.buf.capacity(),
+            0,
+            "an idle reader keeps no buffer"
+        );
         // Data arrives: the reader takes memory again and reads it whole.
         peer.write_all(QUERY).await.unwrap();
         assert!(inbound.fill().await.unwrap());
