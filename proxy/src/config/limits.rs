@@ -21,7 +21,7 @@ pub struct Limits {
 }
 
 /// Half the CPUs, at least one: pgshroud shares its machine with its clients or with
-/// PostgreSQL, and on 2 CPUs one session thread (PgBouncer's shape) spent 15-25 % less CPU per
+/// PostgreSQL, and on 2 CPUs one session thread (PgBouncer's shape) spent 7-23 % less CPU per
 /// transaction than the work-stealing runtime, whose workers wake each other
 /// (bench/RESULTS.md, the relay notes). Not measured on larger machines.
 fn default_session_threads() -> usize {
