@@ -184,9 +184,9 @@ settings! {
     /// File with a base64 32-byte key (`pgshroud keygen`) shared by every pgshroud in front
     /// of one server: a CancelRequest reaching another instance is still routed.
     cancel_key_file: PathBuf;
-    /// Threads serving sessions, a session staying on one from start to end; 0 = the shared
-    /// work-stealing runtime (measured better on small machines).
-    session_threads: usize = "0";
+    /// Threads serving sessions, each a single-threaded runtime that a session stays on from
+    /// start to end (no cross-thread wake-ups); 0 = the shared work-stealing runtime.
+    session_threads: usize, default "half the CPUs, at least 1";
     /// File holding the base64 master key (else $PGSHROUD_MASTER_KEY).
     master_key_file: PathBuf;
     /// Command whose stdout is the base64 master key (KMS and vault CLIs).

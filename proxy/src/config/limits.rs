@@ -20,6 +20,14 @@ pub struct Limits {
     pub session_threads: usize,
 }
 
+/// Half the CPUs, at least one: pgshroud shares its machine with its clients or with
+/// PostgreSQL, and on 2 CPUs one session thread (PgBouncer's shape) spent 7-23 % less CPU per
+/// transaction than the work-stealing runtime, whose workers wake each other
+/// (bench/RESULTS.md, the relay notes). Not measured on larger machines.
+fn default_session_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+}
+
 pub(super) fn resolve(layer: &ConfigLayer) -> Result<Limits, ConfigError> {
     Ok(Limits {
         max_client_connections: positive("max_client_connections", layer.max_client_connections())?,
@@ -32,6 +40,8 @@ pub(super) fn resolve(layer: &ConfigLayer) -> Result<Limits, ConfigError> {
             .filter(|s| *s > 0)
             .map(Duration::from_secs),
         shutdown_timeout: Duration::from_secs(layer.shutdown_timeout_secs()),
-        session_threads: layer.session_threads(),
+        session_threads: layer
+            .session_threads
+            .unwrap_or_else(default_session_threads),
     })
 }

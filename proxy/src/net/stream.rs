@@ -5,12 +5,79 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
-/// The read half of a connection.
-pub type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+/// The read half of a connection. Plain TCP is its own variant (no box, no dynamic call) so
+/// the relay can wait for data before it holds a buffer (see [`ReadHalf::readable`]).
+pub enum ReadHalf {
+    Plain(OwnedReadHalf),
+    Tls(Box<dyn AsyncRead + Send + Unpin>),
+}
+
 /// The write half of a connection.
-pub type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
+pub enum WriteHalf {
+    Plain(OwnedWriteHalf),
+    Tls(Box<dyn AsyncWrite + Send + Unpin>),
+}
+
+impl ReadHalf {
+    /// Waits until a read would find data (or the end of the stream), without reading and
+    /// without a buffer: an idle session then holds no read memory. A TLS stream may hold
+    /// decrypted bytes the socket no longer shows, so it is always "ready": its reader waits
+    /// in the read itself.
+    pub async fn readable(&mut self) -> std::io::Result<()> {
+        match self {
+            ReadHalf::Plain(tcp) => tcp.readable().await,
+            ReadHalf::Tls(_) => Ok(()),
+        }
+    }
+
+    /// Whether [`ReadHalf::readable`] really waits (plain TCP).
+    pub fn waits_without_buffer(&self) -> bool {
+        matches!(self, ReadHalf::Plain(_))
+    }
+}
+
+impl AsyncRead for ReadHalf {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ReadHalf::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ReadHalf::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for WriteHalf {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            WriteHalf::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            WriteHalf::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            WriteHalf::Plain(s) => Pin::new(s).poll_flush(cx),
+            WriteHalf::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            WriteHalf::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            WriteHalf::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
 
 /// A connection to a client or to the upstream server.
 pub enum Stream {
@@ -72,15 +139,15 @@ impl Stream {
         match self {
             Stream::Plain(tcp) => {
                 let (r, w) = tcp.into_split();
-                (Box::new(r), Box::new(w))
+                (ReadHalf::Plain(r), WriteHalf::Plain(w))
             }
             Stream::ClientTls(tls) => {
                 let (r, w) = tokio::io::split(*tls);
-                (Box::new(r), Box::new(w))
+                (ReadHalf::Tls(Box::new(r)), WriteHalf::Tls(Box::new(w)))
             }
             Stream::ServerTls(tls) => {
                 let (r, w) = tokio::io::split(*tls);
-                (Box::new(r), Box::new(w))
+                (ReadHalf::Tls(Box::new(r)), WriteHalf::Tls(Box::new(w)))
             }
         }
     }

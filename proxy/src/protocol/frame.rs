@@ -98,6 +98,14 @@ impl FrameBuffer {
         }
     }
 
+    /// Gives the memory back when nothing is buffered (an idle session waiting for data);
+    /// the next `fill` allocates again at the current read size.
+    pub fn release(&mut self) {
+        if self.buf.is_empty() && self.buf.capacity() > 0 {
+            self.buf = BytesMut::new();
+        }
+    }
+
     /// Reads more bytes; `Ok(false)` on end of stream.
     pub async fn fill<R: AsyncRead + Unpin + ?Sized>(
         &mut self,

@@ -5,13 +5,14 @@
 //! wake each other on the same thread. On the work-stealing runtime they often woke another
 //! worker instead (a futex and an eventfd write per transaction), and on a small machine that
 //! wake-up cost more than everything pgshroud does to a message (bench/RESULTS.md, issue 25).
-//! PgBouncer is one thread for the same reason; we keep one per core so the proxy still
-//! scales across cores.
+//! PgBouncer is one thread for the same reason; several threads let the proxy still use
+//! more than one core.
 //!
-//! Measured on 2 cores (bench/RESULTS.md, third session) it did not pay there: CPU per
-//! transaction within noise of the work-stealing runtime and a worse p99 at 16 clients (a
-//! session waits for its busy thread where a work-stealing worker would have taken it). So
-//! `session_threads` defaults to 0, the shared work-stealing runtime; set it to try pinning.
+//! Measured on 2 cores: one session thread (the default there: half the CPUs) spends less
+//! CPU per transaction than the work-stealing runtime, whose two workers wake each other (a
+//! futex and an epoll_wait more per transaction); two session threads on 2 cores gave a worse
+//! p99 at 16 clients (a session waits for its busy thread). `session_threads = 0` keeps the
+//! shared work-stealing runtime. See bench/RESULTS.md (the relay notes).
 //!
 //! The acceptor (on the main runtime) hands each accepted socket to the thread serving the
 //! fewest sessions. A thread blocked by one session (a CPU-heavy statement analysis, a full

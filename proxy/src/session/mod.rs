@@ -109,9 +109,12 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ProxyContext>, adm
                 send_and_close(&mut client, &PgError::too_many_clients()).await;
                 return;
             }
-            let user = startup.user().unwrap_or_default().to_owned();
-            let database = startup.database().unwrap_or_default().to_owned();
-            let span = tracing::info_span!("session", %peer, %user, %database);
+            // Borrowed for the span only: copies would be held by every idle session.
+            let span = {
+                let user = startup.user().unwrap_or_default();
+                let database = startup.database().unwrap_or_default();
+                tracing::info_span!("session", %peer, %user, %database)
+            };
             let audit = AuditGuard::connect(&ctx, peer, &client, &startup);
             run_session(client, startup, peer, &ctx, &audit)
                 .instrument(span)
@@ -333,6 +336,15 @@ async fn run_session(
     if client.write_all(&authenticated.ready).await.is_err() || client.flush().await.is_err() {
         return;
     }
+    // What the login left is not the relay's: freed now rather than held by every idle
+    // session for its whole life (`ready` also shares the login's read buffer).
+    drop((
+        authenticated.parameters,
+        authenticated.ready,
+        startup,
+        upstream_startup,
+        identity,
+    ));
     let end = relay(client, client_buf, server, server_buf, statements, ctx).await;
     info!(reason = ?end, "session ended");
 }

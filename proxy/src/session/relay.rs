@@ -49,6 +49,21 @@ pub struct Inbound {
     pub buf: FrameBuffer,
 }
 
+impl Inbound {
+    /// Reads more bytes; `Ok(false)` on end of stream. When everything read so far has been
+    /// sent on, the buffer's memory goes back to the allocator while the read waits for data
+    /// (plain TCP), and is taken again once data is there: thousands of idle sessions then
+    /// hold no read buffers (issue 25's idle-memory target). A busy session pays one small
+    /// allocation per read, which the allocator's thread cache serves.
+    async fn fill(&mut self) -> Result<bool, crate::protocol::frame::FrameError> {
+        if self.buf.buf.is_empty() && self.rd.waits_without_buffer() {
+            self.buf.release();
+            self.rd.readable().await?;
+        }
+        self.buf.fill(&mut self.rd).await
+    }
+}
+
 /// Client -> server.
 pub async fn client_to_server(
     mut client: Inbound,
@@ -90,14 +105,16 @@ pub async fn client_to_server(
             }
             continue;
         }
+        // Boxed, and only with a timeout set: a timer held inline would size every idle
+        // session's task whether or not `idle_timeout_secs` is on.
         let idle = async {
             match idle_timeout {
-                Some(d) => tokio::time::sleep(d).await,
+                Some(d) => Box::pin(tokio::time::sleep(d)).await,
                 None => std::future::pending().await,
             }
         };
         tokio::select! {
-            read = client.buf.fill(&mut client.rd) => match read {
+            read = client.fill() => match read {
                 Ok(true) => {}
                 Ok(false) => return RelayEnd::ClientClosed { terminated: false },
                 Err(e) => return RelayEnd::ClientIo(std::io::Error::other(e.to_string())),
@@ -235,7 +252,7 @@ pub async fn server_to_client(
         if *shutdown.borrow() >= Stage::Draining && statements.idle_outside_transaction() {
             return RelayEnd::Shutdown;
         }
-        match server.buf.fill(&mut server.rd).await {
+        match server.fill().await {
             Ok(true) => {}
             Ok(false) => {
                 return RelayEnd::UpstreamClosed {
@@ -307,4 +324,75 @@ fn take_server_messages(
 async fn write_out(w: &mut WriteHalf, bytes: &[u8]) -> std::io::Result<()> {
     w.write_all(bytes).await?;
     w.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+    use crate::net::stream::Stream;
+
+    const QUERY: &[u8] = b"Q\0\0\0\x0dselect 1\0";
+
+    /// A relay reader over a real loopback socket, and the peer that writes into it.
+    async fn reader() -> (Inbound, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (tcp, _) = listener.accept().await.unwrap();
+        let (rd, _wr) = Stream::Plain(tcp).split();
+        let inbound = Inbound {
+            rd,
+            buf: FrameBuffer::new(1 << 20),
+        };
+        (inbound, peer)
+    }
+
+    #[tokio::test]
+    async fn a_reader_waiting_with_nothing_buffered_holds_no_memory() {
+        let (mut inbound, mut peer) = reader().await;
+        peer.write_all(QUERY).await.unwrap();
+        assert!(inbound.fill().await.unwrap());
+        assert_eq!(&inbound.buf.buf[..], QUERY);
+        assert!(inbound.buf.buf.capacity() > 0);
+        // Forwarded: the buffer is empty, and the next read has nothing to find yet.
+        inbound.buf.buf.clear();
+        let waited = tokio::time::timeout(Duration::from_millis(50), inbound.fill()).await;
+        assert!(
+            waited.is_err(),
+            "nothing was sent, so the read must still wait"
+        );
+        assert_eq!(
+            inbound.buf.buf.capacity(),
+            0,
+            "an idle reader keeps no buffer"
+        );
+        // Data arrives: the reader takes memory again and reads it whole.
+        peer.write_all(QUERY).await.unwrap();
+        assert!(inbound.fill().await.unwrap());
+        assert_eq!(&inbound.buf.buf[..], QUERY);
+    }
+
+    #[tokio::test]
+    async fn a_message_read_in_part_is_kept_while_the_rest_is_awaited() {
+        let (mut inbound, mut peer) = reader().await;
+        peer.write_all(&QUERY[..7]).await.unwrap();
+        assert!(inbound.fill().await.unwrap());
+        assert_eq!(&inbound.buf.buf[..], &QUERY[..7]);
+        let waited = tokio::time::timeout(Duration::from_millis(50), inbound.fill()).await;
+        assert!(waited.is_err());
+        assert_eq!(&inbound.buf.buf[..], &QUERY[..7], "the first part is kept");
+        peer.write_all(&QUERY[7..]).await.unwrap();
+        assert!(inbound.fill().await.unwrap());
+        assert_eq!(&inbound.buf.buf[..], QUERY);
+        // End of stream with nothing buffered is reported as such.
+        inbound.buf.buf.clear();
+        drop(peer);
+        assert!(!inbound.fill().await.unwrap());
+    }
 }

@@ -1,0 +1,70 @@
+#!/bin/bash
+# Profiling harness (issue 25, the relay notes in bench/RESULTS.md): a throwaway PostgreSQL
+# (pgbench scale 10), PgBouncer (session mode) and three pass-through pgshrouds that stay up
+# while you measure them with bench/probe/stat.sh, perf record or strace:
+#   A = $BIN_A, V = $BIN_B (with $ENV_B / $ARGS_B), C = $BIN_C (default $BIN_A, $ENV_C / $ARGS_C).
+# Ports and pids go to $PROBE_STATE/env; it stops (and cleans up) once $PROBE_STATE/stop exists.
+# Run as root on a Debian-like machine (PostgreSQL 15 server programs, pgbouncer).
+set -euo pipefail
+STATE=${PROBE_STATE:-/tmp/pgshroud-probe}; rm -rf $STATE; mkdir -p $STATE
+PASSWORD=bench-secret
+PG_BIN=/usr/lib/postgresql/15/bin
+as_pg() { runuser -u postgres -- "$@"; }
+WORK=$(mktemp -d /tmp/relay-bench.XXXXXX); chmod 755 $WORK; chown postgres: $WORK
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  [ -f "$WORK/pgbouncer.pid" ] && kill "$(cat "$WORK/pgbouncer.pid")" 2>/dev/null || true
+  as_pg $PG_BIN/pg_ctl -D $WORK/data -m immediate stop >/dev/null 2>&1 || true
+  rm -rf $WORK
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PG_PORT=$(free_port); B_PORT=$(free_port); A_PORT=$(free_port); V_PORT=$(free_port)
+echo "$PASSWORD" > $WORK/pwfile; chown postgres: $WORK/pwfile
+as_pg $PG_BIN/initdb -D $WORK/data -U postgres --pwfile=$WORK/pwfile --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C >/dev/null
+cat >> $WORK/data/postgresql.conf <<EOC
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$WORK'
+max_connections = 200
+shared_buffers = 256MB
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+password_encryption = 'scram-sha-256'
+EOC
+as_pg $PG_BIN/pg_ctl -D $WORK/data -l $WORK/postgres.log -w start >/dev/null
+as_pg psql -h $WORK -p $PG_PORT -U postgres -qAtX -c "CREATE ROLE bench LOGIN PASSWORD '$PASSWORD'" -c "CREATE DATABASE bench OWNER bench"
+export PGHOST=127.0.0.1 PGUSER=bench PGPASSWORD=$PASSWORD PGDATABASE=bench
+pgbench -i -q -s 10 -p $PG_PORT >/dev/null 2>&1
+SECRET=$(as_pg psql -h $WORK -p $PG_PORT -U postgres -qAtX -c "SELECT rolpassword FROM pg_authid WHERE rolname = 'bench'")
+printf '"bench" "%s"\n' "$SECRET" > $WORK/userlist.txt
+cat > $WORK/pgbouncer.ini <<EOC
+[databases]
+bench = host=127.0.0.1 port=$PG_PORT dbname=bench
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $B_PORT
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $WORK/userlist.txt
+pool_mode = session
+max_client_conn = 1000
+default_pool_size = 64
+logfile = $WORK/pgbouncer.log
+pidfile = $WORK/pgbouncer.pid
+EOC
+chown postgres: $WORK/userlist.txt $WORK/pgbouncer.ini
+as_pg /usr/sbin/pgbouncer -d -q $WORK/pgbouncer.ini
+UP="postgres://127.0.0.1:$PG_PORT?sslmode=disable"
+$BIN_A serve --upstream "$UP" --listen 127.0.0.1:$A_PORT --admin-listen off --log-level warn > $WORK/a.log 2>&1 &
+PIDS+=($!); A_PID=$!
+env ${ENV_B:-} $BIN_B serve --upstream "$UP" --listen 127.0.0.1:$V_PORT --admin-listen off --log-level warn ${ARGS_B:-} > $WORK/b.log 2>&1 &
+PIDS+=($!); V_PID=$!
+C_PORT=$(free_port)
+env ${ENV_C:-} ${BIN_C:-$BIN_A} serve --upstream "$UP" --listen 127.0.0.1:$C_PORT --admin-listen off --log-level warn ${ARGS_C:-} > $WORK/c.log 2>&1 &
+PIDS+=($!); C_PID=$!
+sleep 2
+echo "PG_PORT=$PG_PORT B_PORT=$B_PORT A_PORT=$A_PORT V_PORT=$V_PORT A_PID=$A_PID V_PID=$V_PID C_PORT=$C_PORT C_PID=$C_PID BOUNCER_PID=$(cat $WORK/pgbouncer.pid)" > $STATE/env
+while [ ! -f $STATE/stop ]; do sleep 1; done
