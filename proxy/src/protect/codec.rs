@@ -218,13 +218,21 @@ pub fn open_opt(
     stored: &[u8],
     client_format: Format,
 ) -> Result<Option<Vec<u8>>, PgError> {
-    let envelope = match server_format {
-        Format::Binary => std::borrow::Cow::Borrowed(stored),
-        Format::Text => {
-            std::borrow::Cow::Owned(bytea_from_text(stored).ok_or_else(|| corrupted(spec))?)
-        }
+    // A typical envelope (a short value's) is decoded on the stack, a long one on the heap.
+    let mut scratch = [0u8; SCRATCH];
+    let heap: Vec<u8>;
+    let envelope: &[u8] = match server_format {
+        Format::Binary => stored,
+        Format::Text => match bytea_from_text(stored, &mut scratch) {
+            Some(Decoded::Scratch(n)) => &scratch[..n],
+            Some(Decoded::Heap(bytes)) => {
+                heap = bytes;
+                &heap
+            }
+            None => return Err(corrupted(spec)),
+        },
     };
-    let canonical = match cipher.open(&envelope) {
+    let canonical = match cipher.open(envelope) {
         Ok(canonical) => canonical,
         Err(crate::crypto::OpenError::ForgottenTenant { .. }) if cipher.forgotten_as_null() => {
             return Ok(None)
@@ -243,10 +251,26 @@ pub fn open_opt(
     .map_err(|_| corrupted(spec))
 }
 
-/// Decodes bytea's hex text output (`\x0102...`).
-fn bytea_from_text(text: &[u8]) -> Option<Vec<u8>> {
+/// Envelopes up to this many bytes are decoded from bytea's text form without an allocation.
+const SCRATCH: usize = 256;
+
+/// Where [`bytea_from_text`] put the bytes.
+enum Decoded {
+    /// The first `n` bytes of the scratch buffer.
+    Scratch(usize),
+    Heap(Vec<u8>),
+}
+
+/// Decodes bytea's hex text output (`\x0102...`), into `scratch` when it fits.
+fn bytea_from_text(text: &[u8], scratch: &mut [u8; SCRATCH]) -> Option<Decoded> {
     let hex_digits = text.strip_prefix(b"\\x")?;
-    hex::decode(hex_digits).ok()
+    let n = hex_digits.len() / 2;
+    if n > SCRATCH {
+        return hex::decode(hex_digits).ok().map(Decoded::Heap);
+    }
+    // Refuses an odd number of digits and non-digits, as `hex::decode` does.
+    hex::decode_to_slice(hex_digits, &mut scratch[..n]).ok()?;
+    Some(Decoded::Scratch(n))
 }
 
 pub(crate) fn invalid_input(spec: &ColumnSpec) -> PgError {
@@ -358,6 +382,31 @@ mod tests {
             seal_declared(&spec, &mut cipher, Format::Binary, 20, &44i64.to_be_bytes()).unwrap();
         assert_eq!(from_int2, from_text);
         assert_eq!(from_int8, from_text);
+    }
+
+    #[test]
+    fn bytea_text_decodes_like_hex_decode_on_the_stack_or_the_heap() {
+        let decode = |text: &[u8]| {
+            let mut scratch = [0u8; SCRATCH];
+            bytea_from_text(text, &mut scratch).map(|d| match d {
+                Decoded::Scratch(n) => (true, scratch[..n].to_vec()),
+                Decoded::Heap(bytes) => (false, bytes),
+            })
+        };
+        let short: Vec<u8> = (0..=255).collect();
+        let long: Vec<u8> = (0..300).map(|i| i as u8).collect();
+        for (bytes, on_stack) in [(&short, true), (&long, false), (&Vec::new(), true)] {
+            let text = format!("\\x{}", hex::encode(bytes));
+            assert_eq!(decode(text.as_bytes()), Some((on_stack, bytes.clone())));
+        }
+        // Odd digit counts, non-digits and the escape form are not envelopes.
+        assert_eq!(decode(b"\\x012"), None);
+        assert_eq!(decode(b"\\x0g"), None);
+        assert_eq!(decode(b"\\001"), None);
+        assert_eq!(
+            decode(format!("\\x{}0", hex::encode(&long)).as_bytes()),
+            None
+        );
     }
 
     #[test]

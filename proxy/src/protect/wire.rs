@@ -72,11 +72,14 @@ impl<'a> Reader<'a> {
         String::from_utf8(bytes.to_vec()).map_err(|_| Unreadable::NotUtf8(self.what))
     }
     fn value(&mut self) -> Result<Option<Vec<u8>>, Unreadable> {
+        Ok(self.value_slice()?.map(<[u8]>::to_vec))
+    }
+    fn value_slice(&mut self) -> Result<Option<&'a [u8]>, Unreadable> {
         let len = self.i32()?;
         if len < 0 {
             return Ok(None);
         }
-        Ok(Some(self.take(len as usize)?.to_vec()))
+        Ok(Some(self.take(len as usize)?))
     }
     /// The whole body was read: trailing bytes are as malformed as missing ones.
     fn end(&self) -> Result<(), Unreadable> {
@@ -221,7 +224,19 @@ impl Bind {
     }
 
     pub fn write(&self) -> BytesMut {
-        let mut body = BytesMut::new();
+        // Written in place (the length filled in last): one buffer, sized up front.
+        let capacity = 13
+            + self.portal.len()
+            + self.statement.len()
+            + 2 * (self.param_formats.len() + self.result_formats.len())
+            + self
+                .params
+                .iter()
+                .map(|p| 4 + p.as_ref().map_or(0, Vec::len))
+                .sum::<usize>();
+        let mut body = BytesMut::with_capacity(capacity);
+        body.put_u8(b'B');
+        body.put_i32(0);
         put_cstr(&mut body, &self.portal);
         put_cstr(&mut body, &self.statement);
         body.put_i16(self.param_formats.len() as i16);
@@ -236,7 +251,9 @@ impl Bind {
         for f in &self.result_formats {
             body.put_i16(*f);
         }
-        message(b'B', &body)
+        let len = (body.len() - 1) as i32;
+        body[1..5].copy_from_slice(&len.to_be_bytes());
+        body
     }
 }
 
@@ -345,6 +362,50 @@ pub fn read_data_row(frame: &[u8]) -> Result<Vec<Option<Vec<u8>>>, Unreadable> {
     Ok(values)
 }
 
+/// A DataRow's values as slices of the frame, without copying them (`None`: SQL NULL).
+pub fn data_row_values(frame: &[u8]) -> Result<Vec<Option<&[u8]>>, Unreadable> {
+    let mut r = Reader::new(frame, "DataRow");
+    let n = r.count()?;
+    let values = (0..n).map(|_| r.value_slice()).collect::<Result<_, _>>()?;
+    r.end()?;
+    Ok(values)
+}
+
+/// A DataRow written value by value into one buffer (the same bytes [`write_data_row`]
+/// writes): the rows of a protected result are rebuilt without a copy of each value.
+pub struct DataRowWriter {
+    out: BytesMut,
+}
+
+impl DataRowWriter {
+    /// A row of `count` values; `capacity` is a guess of its length in bytes.
+    pub fn new(count: usize, capacity: usize) -> DataRowWriter {
+        let mut out = BytesMut::with_capacity(capacity.max(7));
+        out.put_u8(b'D');
+        // The length, written by `finish`.
+        out.put_i32(0);
+        out.put_i16(count as i16);
+        DataRowWriter { out }
+    }
+
+    pub fn value(&mut self, value: Option<&[u8]>) {
+        match value {
+            None => self.out.put_i32(-1),
+            Some(bytes) => {
+                self.out.put_i32(bytes.len() as i32);
+                self.out.put_slice(bytes);
+            }
+        }
+    }
+
+    /// The message, its length (all but the type byte) filled in.
+    pub fn finish(mut self) -> BytesMut {
+        let len = (self.out.len() - 1) as i32;
+        self.out[1..5].copy_from_slice(&len.to_be_bytes());
+        self.out
+    }
+}
+
 pub fn write_data_row(values: &[Option<Vec<u8>>]) -> BytesMut {
     let mut body = BytesMut::with_capacity(
         2 + values
@@ -364,6 +425,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_data_row_written_value_by_value_is_the_one_written_whole() {
+        let values = [
+            Some(b"42".to_vec()),
+            None,
+            Some(Vec::new()),
+            Some(vec![0; 300]),
+        ];
+        let whole = write_data_row(&values);
+        let read = data_row_values(&whole).unwrap();
+        assert_eq!(read.len(), 4);
+        let mut row = DataRowWriter::new(read.len(), 0);
+        for v in &read {
+            row.value(*v);
+        }
+        assert_eq!(row.finish(), whole);
+        // Truncated or padded rows are malformed, as before.
+        assert!(data_row_values(&whole[..whole.len() - 1]).is_err());
+        let mut padded = whole.to_vec();
+        padded.push(0);
+        assert!(data_row_values(&padded).is_err());
+    }
+
+    #[test]
     fn bind_round_trips_and_expands_formats() {
         let bind = Bind {
             portal: "p".into(),
@@ -372,7 +456,12 @@ mod tests {
             params: vec![Some(b"\x00\x00\x00\x07".to_vec()), None],
             result_formats: vec![1],
         };
-        let mut again = Bind::read(&bind.write()).unwrap();
+        let written = bind.write();
+        // Byte for byte what PostgreSQL reads, length included.
+        let expected: &[u8] =
+            b"B\0\0\0\x1ep\0s\0\0\x01\0\x01\0\x02\0\0\0\x04\0\0\0\x07\xff\xff\xff\xff\0\x01\0\x01";
+        assert_eq!(&written[..], expected);
+        let mut again = Bind::read(&written).unwrap();
         assert_eq!(again, bind);
         again.expand_param_formats();
         assert_eq!(again.param_formats, vec![1, 1]);

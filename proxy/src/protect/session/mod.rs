@@ -14,6 +14,7 @@ mod ahead;
 mod bind;
 mod checks;
 mod copy;
+mod described;
 mod errors;
 mod extended;
 mod identity;
@@ -277,6 +278,8 @@ pub struct ProtectedSession {
     plain_origins: std::collections::HashSet<u32>,
     /// `pgshroud.tenant` as the server holds it (see `identity`).
     tenant: identity::TenantState,
+    /// Portal descriptions answered before, answered again (see `described`).
+    described: described::DescribedPortals,
 }
 
 impl ProtectedSession {
@@ -340,6 +343,7 @@ impl ProtectedSession {
             unknown_origins: Default::default(),
             plain_origins: Default::default(),
             tenant: identity::TenantState::new(tenant),
+            described: Default::default(),
         };
         session.serve_migrating(true);
         session

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use pgshroud_rules::{Action, LogicalType, BYTEA_OID};
 
 use super::{
-    server_broke_protocol, Described, Expect, PreparedInfo, ProtectedSession, RowPlan, Shape,
+    described, server_broke_protocol, Described, Expect, PreparedInfo, ProtectedSession, RowPlan,
+    Shape,
 };
 
 use crate::analyze;
@@ -157,7 +158,31 @@ impl ProtectedSession {
         }
     }
 
+    /// A portal's description the session answered before under what it serves now (see
+    /// `described`): the same row plan and message again, without working them out.
+    fn described_again(&mut self, frame: &[u8]) -> Option<Verdict> {
+        let Some(Expect::DescribePortal { name, ours }) = self.pending.front() else {
+            return None;
+        };
+        let portal = self.names.confirmed_portal(name)?;
+        if portal.statement.fetches {
+            return None;
+        }
+        let hit = self.described.get(self, &portal.statement, frame)?;
+        let _ = portal.described.set(hit.rows);
+        let ours = *ours;
+        self.pending.pop_front();
+        Some(match (ours, hit.reply) {
+            (true, _) => Verdict::Drop,
+            (false, Some(reply)) => Verdict::Replace(reply),
+            (false, None) => Verdict::Forward,
+        })
+    }
+
     pub(super) fn row_description(&mut self, frame: &[u8]) -> Verdict {
+        if let Some(verdict) = self.described_again(frame) {
+            return verdict;
+        }
         let Ok(mut fields) = wire::read_row_description(frame) else {
             return server_broke_protocol("malformed RowDescription");
         };
@@ -193,6 +218,7 @@ impl ProtectedSession {
                 changed = true;
             }
         }
+        let reply = changed.then(|| wire::write_row_description(&fields));
         match self.pending.front() {
             Some(Expect::DescribeStatement { .. }) => {
                 if let Some(info) = &statement {
@@ -205,9 +231,16 @@ impl ProtectedSession {
             }
             Some(Expect::DescribePortal { name, .. }) => {
                 if let Some(portal) = self.names.confirmed_portal(name) {
-                    let _ = portal.described.set(rows);
+                    let _ = portal.described.set(rows.clone());
                 }
                 self.pending.pop_front();
+                if let Some(statement) = statement.filter(|s| !s.fetches) {
+                    if described::reusable(self, &fields) {
+                        let mut cache = std::mem::take(&mut self.described);
+                        cache.insert(self, statement, frame, rows, reply.clone());
+                        self.described = cache;
+                    }
+                }
             }
             _ => {
                 // A simple query's result (always text format) follows right away.
@@ -217,57 +250,77 @@ impl ProtectedSession {
                 });
             }
         }
-        if ours {
-            Verdict::Drop
-        } else if changed {
-            Verdict::Replace(wire::write_row_description(&fields))
-        } else {
-            Verdict::Forward
+        match (ours, reply) {
+            (true, _) => Verdict::Drop,
+            (false, Some(reply)) => Verdict::Replace(reply),
+            (false, None) => Verdict::Forward,
         }
     }
 
-    fn current_shape(&mut self) -> Option<Shape> {
-        if let Some(shape) = &self.shape {
-            return Some(shape.clone());
+    /// Sets `self.shape` for the rows arriving now, when they have one: the simple query's
+    /// RowDescription set it, or the portal's description (once per Execute, not per row).
+    fn ensure_shape(&mut self) -> bool {
+        if self.shape.is_some() {
+            return true;
         }
         let Some(Expect::Execute { portal, .. }) = self.pending.front() else {
-            return None;
+            return false;
         };
-        let portal = self.names.confirmed_portal(portal)?;
+        let Some(portal) = self.names.confirmed_portal(portal) else {
+            return false;
+        };
         // A FETCH's columns are the cursor's at the time it runs, which its portal's
         // description (asked for right before the Execute) tells.
         let plan = if portal.statement.fetches {
-            portal.described.get()?.clone()
+            portal.described.get().cloned()
         } else {
-            portal.statement.described.get()?.rows.clone()
+            portal.statement.described.get().map(|d| d.rows.clone())
         };
-        let shape = Shape {
+        let Some(plan) = plan else {
+            return false;
+        };
+        self.shape = Some(Shape {
             plan,
             formats: portal.result_formats.clone(),
-        };
-        self.shape = Some(shape.clone());
-        Some(shape)
+        });
+        true
     }
 
     pub(super) fn data_row(&mut self, frame: &[u8]) -> Verdict {
-        let Some(shape) = self.current_shape() else {
+        if !self.ensure_shape() {
+            return Verdict::Forward;
+        }
+        // Taken out for the row (no clone per row) and put back for the next one.
+        let Some(shape) = self.shape.take() else {
             return Verdict::Forward;
         };
+        let verdict = self.reveal_row(&shape, frame);
+        self.shape = Some(shape);
+        verdict
+    }
+
+    /// One DataRow of `shape`: protected values revealed, the rest copied as they came.
+    fn reveal_row(&mut self, shape: &Shape, frame: &[u8]) -> Verdict {
         if shape.plan.iter().flatten().all(Output::passes_stored) {
             return Verdict::Forward;
         }
-        let Ok(mut values) = wire::read_data_row(frame) else {
+        let Ok(values) = wire::data_row_values(frame) else {
             return server_broke_protocol("malformed DataRow");
         };
-        for (i, (value, output)) in values.iter_mut().zip(shape.plan.iter()).enumerate() {
-            let (Some(output), Some(stored)) = (output, value.as_ref()) else {
+        // Plaintext is shorter than its envelope's hex: the frame's length is room enough.
+        let mut row = wire::DataRowWriter::new(values.len(), frame.len());
+        for (i, value) in values.into_iter().enumerate() {
+            let (Some(Some(output)), Some(stored)) = (shape.plan.get(i), value) else {
+                row.value(value);
                 continue;
             };
             let format = wire::format_of(&shape.formats, i);
             if let Some(backstop) = &output.backstop {
                 if backstop.withholds(stored, format) {
-                    *value = None;
+                    row.value(None);
                     self.revealed.count(Action::Null);
+                } else {
+                    row.value(Some(stored));
                 }
                 continue;
             }
@@ -277,13 +330,13 @@ impl ProtectedSession {
                     if let Some(error) = self.untranslatable(shown.as_deref(), format, output) {
                         return self.fail_results(error);
                     }
-                    *value = shown
+                    row.value(shown.as_deref());
                 }
                 Err(error) => return self.fail_results(error),
             }
             self.revealed.count(output.action);
         }
-        Verdict::Replace(wire::write_data_row(&values))
+        Verdict::Replace(row.finish())
     }
 
     /// Revealed values are UTF-8 (plaintext as it was written, masks); a client that reads
