@@ -13,7 +13,8 @@
 # BENCH_SCALE (pgbench scale, 10), BENCH_CUSTOMERS (rows of the encrypted table, 10000),
 # BENCH_IDLE_COUNTS (1000,10000; capped by `ulimit -n`), BENCH_RESULTS (output file),
 # BENCH_SKIP_INSTALL=1, BENCH_SKIP_BUILD=1, BENCH_SKIP_IDLE=1, BENCH_ONLY (regex of scenario names to run),
-# BENCH_VARIANT_BIN / BENCH_VARIANT_ENV (a second pass-through pgshroud, for A/B runs).
+# BENCH_VARIANT_BIN / BENCH_VARIANT_ENV (a second pass-through pgshroud, for A/B runs),
+# BENCH_VARIANT_RULES=1 (that variant runs with the rules file and joins the rules scenarios).
 # Run as root (PostgreSQL and PgBouncer then run as the `postgres` system user) or as a user
 # that can run them directly.
 set -euo pipefail
@@ -239,10 +240,12 @@ VARIANT_PORT=""; VARIANT_PID=""
 if [ -n "${BENCH_VARIANT_BIN:-}${BENCH_VARIANT_ENV:-}" ]; then
     VARIANT_PORT=$(free_port)
     log "start pgshroud variant (${BENCH_VARIANT_BIN:-same binary} ${BENCH_VARIANT_ENV:-}) on :$VARIANT_PORT"
+    VARIANT_RULES=()
+    [ "${BENCH_VARIANT_RULES:-0}" = 1 ] && VARIANT_RULES=(--rules "$WORK/rules.toml")
     # shellcheck disable=SC2086
-    env ${BENCH_VARIANT_ENV:-} "${BENCH_VARIANT_BIN:-$PGSHROUD}" serve --upstream "$UPSTREAM" \
-        --listen "127.0.0.1:$VARIANT_PORT" --admin-listen off --log-level warn \
-        >"$WORK/pgshroud-variant.log" 2>&1 &
+    env ${BENCH_VARIANT_ENV:-} PGSHROUD_MASTER_KEY=$MASTER_KEY "${BENCH_VARIANT_BIN:-$PGSHROUD}" serve \
+        --upstream "$UPSTREAM" --listen "127.0.0.1:$VARIANT_PORT" --admin-listen off --log-level warn \
+        "${VARIANT_RULES[@]}" >"$WORK/pgshroud-variant.log" 2>&1 &
     PIDS+=($!); VARIANT_PID=$!
     wait_port "$VARIANT_PORT"
 fi
@@ -337,7 +340,10 @@ for round in $(seq 1 "$ROUNDS"); do
     for entry in "${SCENARIOS[@]}"; do
         IFS='|' read -r scenario args targets <<<"$entry"
         [[ $scenario =~ $ONLY ]] || continue
-        [ -n "$VARIANT_PORT" ] && [[ " $targets " == *" pgshroud "* ]] && targets="$targets pgshroud-variant"
+        # The variant joins the targets it stands in for: pass-through, or (BENCH_VARIANT_RULES=1)
+        # the rules instance.
+        joins=" pgshroud "; [ "${BENCH_VARIANT_RULES:-0}" = 1 ] && joins=" pgshroud-enc "
+        [ -n "$VARIANT_PORT" ] && [[ " $targets " == *"$joins"* ]] && targets="$targets pgshroud-variant"
         read -r -a list <<<"$targets"
         n=${#list[@]}
         for i in $(seq 0 $((n - 1))); do

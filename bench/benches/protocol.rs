@@ -21,7 +21,7 @@ use pgshroud::session::outgoing::Outgoing;
 use pgshroud::session::statement_path::{StatementPath, Verdict};
 use pgshroud_bench::fixture::{
     data_row, extended_select_answer, extended_select_pipeline, prepared_select_answer,
-    prepared_select_pipeline, protection, LOOKUP_SQL,
+    prepared_select_pipeline, protection, LOOKUP_SQL, PGBENCH_SELECT,
 };
 
 /// Which way a read goes through the statement path.
@@ -46,6 +46,10 @@ fn forward_all(buf: &mut BytesMut, path: &StatementPath, direction: Direction) -
                 break;
             };
             let frame = &read[at..at + n];
+            if let Direction::ClientToServer = direction {
+                // The relay asks first whether a catalog look-up must go ahead of the message.
+                assert!(guard.hold_before(frame).is_none(), "held");
+            }
             let verdict = match direction {
                 Direction::ClientToServer => guard.client_message(frame),
                 Direction::ServerToClient => guard.server_message(frame),
@@ -77,6 +81,21 @@ fn caller() -> Caller {
         cert_subject: None,
         addr: IpAddr::from([127, 0, 0, 1]),
     }
+}
+
+/// Parses pgbench's select as the statement `P0_1` (what `-M prepared` does once per
+/// connection), answered.
+fn prepare_pgbench_select(path: &StatementPath) {
+    let mut parse = b"P0_1\0".to_vec();
+    parse.extend_from_slice(PGBENCH_SELECT.as_bytes());
+    parse.extend_from_slice(b"\0\0\0");
+    let request = [message(b'P', &parse), message(b'S', b"")].concat();
+    let answer = [message(b'1', b""), message(b'Z', b"I")].concat();
+    round_trip(
+        path,
+        &BytesMut::from(&request[..]),
+        &BytesMut::from(&answer[..]),
+    );
 }
 
 /// One transaction both ways through `path`, asserting that it passed unchanged.
@@ -130,6 +149,16 @@ fn framing(c: &mut Criterion) {
     group.bench_function("rules/simple_select", |b| {
         b.iter(|| round_trip(&path, &request, &answer))
     });
+    // Prepared (`-M prepared`): Bind, Execute, Sync of a statement parsed once.
+    let (request, answer) = (prepared_select_pipeline(4242), prepared_select_answer());
+    group.throughput(Throughput::Elements(7));
+    for (name, path) in [
+        ("passthrough/prepared_select", StatementPath::passthrough()),
+        ("rules/prepared_select", protected_path()),
+    ] {
+        prepare_pgbench_select(&path);
+        group.bench_function(name, |b| b.iter(|| round_trip(&path, &request, &answer)));
+    }
     group.finish();
 }
 

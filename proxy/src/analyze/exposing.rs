@@ -7,6 +7,8 @@
 //! `CREATE TABLE ... AS EXECUTE name`, which stores a prepared statement's rows (the name says
 //! nothing of which tables they came from) in a table whose reads the proxy does not map.
 
+use std::sync::LazyLock;
+
 use super::pg_reading;
 use super::spelling;
 
@@ -34,8 +36,9 @@ const FUNCTIONS: [&str; 4] = [
 /// with `pg_stat` or `pg_mcv` (or it is `EXECUTE`), or the text uses a form PostgreSQL decodes
 /// into words its bytes do not show.
 pub fn may_name_exposing_objects(sql: &str) -> bool {
-    spelling::contains_any_ignore_ascii_case(sql, &["pg_stat", "pg_mcv", "execute"])
-        || spelling::may_hide_text(sql)
+    static WORDS: LazyLock<spelling::Words> =
+        LazyLock::new(|| spelling::Words::new(&["pg_stat", "pg_mcv", "execute"]));
+    WORDS.in_text(sql) || spelling::may_hide_text(sql)
 }
 
 /// The first such view or function `sql` names, as PostgreSQL reads it (any schema: a table

@@ -6,7 +6,10 @@
 //! to choose); everything else naming the prefix is refused by the session.
 
 use super::pg_reading::{self, PgStatement, SetForm, Setting};
-use super::settings::may_change_settings;
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
+use super::settings::changes_by_word;
 use super::{spelling, sql_text};
 
 /// The prefix of every identity setting (PostgreSQL folds setting names to lower case).
@@ -22,9 +25,10 @@ const TOOL_STATEMENTS: [&str; 1] = [
 ];
 
 /// What a text does to the identity settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum IdentityTouch {
     /// Nothing.
+    #[default]
     None,
     /// `RESET ALL` or `DISCARD ALL`: the server puts every setting back to the value pgshroud
     /// gave it at connection start (the identity settings are startup parameters).
@@ -39,6 +43,10 @@ pub enum IdentityTouch {
     /// Anything else that changes, or may change, an identity setting: what it is, for the
     /// client's error message (a setting name or a description, never a value).
     Refused(String),
+    /// One SELECT, INSERT, UPDATE, DELETE or MERGE whose `set_config` calls name their
+    /// setting by parameters (`set_config($1, $2, false)`, each `$n` used once): the values
+    /// the Bind supplies decide (an extended-protocol statement; a simple query has none).
+    BoundNames(Vec<usize>),
 }
 
 /// How `sql` touches the identity settings. Texts without a word that could start such a
@@ -62,6 +70,7 @@ pub fn identity_touch(sql: &str) -> IdentityTouch {
         return IdentityTouch::Refused(refused);
     }
     let mut reset_all = false;
+    let mut bound = Vec::new();
     for statement in &reading.statements {
         if let Some(refused) = refusal(statement) {
             return IdentityTouch::Refused(refused);
@@ -79,12 +88,39 @@ pub fn identity_touch(sql: &str) -> IdentityTouch {
                 .variable_sets
                 .iter()
                 .any(|s| s.top && s.form == SetForm::ResetAll);
+        bound.extend(statement.set_config_names.iter().filter_map(|s| match s {
+            Setting::Bound(n) => Some(*n),
+            _ => None,
+        }));
+    }
+    if !bound.is_empty() {
+        return match &reading.statements[..] {
+            [statement] if !reset_all && bound_once(statement, &bound) => {
+                IdentityTouch::BoundNames(bound)
+            }
+            _ => IdentityTouch::Refused(NOT_A_CONSTANT.into()),
+        };
     }
     if reset_all {
         IdentityTouch::ResetAll
     } else {
         IdentityTouch::None
     }
+}
+
+/// The refusal of a `set_config` whose setting name the proxy cannot know.
+const NOT_A_CONSTANT: &str = "set_config with a setting name that is not a constant";
+
+/// Whether every parameter in `bound` is the Bind's value (see `PgStatement::binds_params`)
+/// and appears once in `statement`, as set_config's first argument: its type is then
+/// resolved from set_config's signature (text) alone.
+fn bound_once(statement: &PgStatement, bound: &[usize]) -> bool {
+    statement.binds_params
+        && bound.iter().all(|&n| {
+            n > 0
+                && bound.iter().filter(|&&m| m == n).count() == 1
+                && statement.params.iter().filter(|p| p.number == n).count() == 1
+        })
 }
 
 /// How the session's text reads, as far as the identity check needs to know.
@@ -118,7 +154,12 @@ pub fn ascii_safe_encoding(name: &str) -> bool {
 
 /// [`identity_touch`] of a text as the session sends it.
 pub fn identity_touch_in(sql: &[u8], reading: Reading) -> IdentityTouch {
-    let text = String::from_utf8_lossy(sql);
+    // UTF-8 (nearly every text) is checked by the fast validator; only other bytes are
+    // replaced, as `from_utf8_lossy` does.
+    let text = match std::str::from_utf8(sql) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(sql),
+    };
     match reading {
         Reading::Exact => identity_touch(&text),
         Reading::Unsure if names_or_hides(&text) => IdentityTouch::Refused(
@@ -129,11 +170,19 @@ pub fn identity_touch_in(sql: &[u8], reading: Reading) -> IdentityTouch {
 }
 
 /// The cheap gate: what [`names_or_hides`] flags, the words that start setting changes (see
-/// [`may_change_settings`]: `RESET ALL`, `DISCARD ALL`), and calls of server functions that
-/// run SQL text (`query_to_xml`, `dblink`, ...).
+/// `settings::may_change_settings`: `RESET ALL`, `DISCARD ALL`), and calls of server
+/// functions that run SQL text (`query_to_xml`, `dblink`, ...). The three gates' union, read
+/// in one pass for their words (one automaton), one for the decoding forms each of them
+/// also flags, and one for the settings keywords.
 fn may_touch(sql: &str) -> bool {
-    names_or_hides(sql) || may_change_settings(sql) || sql_text::may_run_sql_text(sql)
+    static WORDS_AND_TRIGGERS: LazyLock<spelling::Words> = LazyLock::new(|| {
+        spelling::Words::new(&[&NAME_WORDS[..], &sql_text::TRIGGERS[..]].concat())
+    });
+    WORDS_AND_TRIGGERS.in_text(sql) || spelling::may_hide_text(sql) || changes_by_word(sql)
 }
+
+/// What [`names_or_hides`] looks for.
+const NAME_WORDS: [&str; 5] = ["pgshroud", "set_config", "pg_settings", "execute", "reset"];
 
 /// The words without which no text, however run, can change an identity setting: the prefix,
 /// `set_config`, `pg_settings`, dynamic SQL (`EXECUTE`, which can build any of them),
@@ -141,8 +190,8 @@ fn may_touch(sql: &str) -> bool {
 /// show.
 /// Runs on every statement of a session with rules: no lower-cased copy of the text.
 fn names_or_hides(sql: &str) -> bool {
-    const WORDS: [&str; 5] = ["pgshroud", "set_config", "pg_settings", "execute", "reset"];
-    spelling::contains_any_ignore_ascii_case(sql, &WORDS) || spelling::may_hide_text(sql)
+    static WORDS: LazyLock<spelling::Words> = LazyLock::new(|| spelling::Words::new(&NAME_WORDS));
+    WORDS.in_text(sql) || spelling::may_hide_text(sql)
 }
 
 /// SQL texts a statement hands to server functions that run them (`query_to_xml('SELECT
@@ -206,8 +255,8 @@ fn refusal(statement: &PgStatement) -> Option<String> {
             Setting::Named(name) if name.starts_with(PREFIX) => {
                 return Some(format!("set_config of {name}"))
             }
-            Setting::Named(_) => {}
-            _ => return Some("set_config with a setting name that is not a constant".into()),
+            Setting::Named(_) | Setting::Bound(_) => {}
+            _ => return Some(NOT_A_CONSTANT.into()),
         }
     }
     let pg_settings = statement
@@ -280,7 +329,14 @@ mod tests {
             r#"SELECT set_config(U&'pgshroud\002etenant', 'acme', false)"#,
             "SELECT set_config(E'pgshroud\\x2etenant', 'acme', false)",
             "SELECT set_config('pgs' || 'hroud.tenant', 'acme', false)",
-            "SELECT set_config($1, $2, false)",
+            "SELECT set_config($1::text, $2, false)",
+            "SELECT set_config($1, $2, false), $1",
+            "SELECT set_config($1, 'a', false), set_config($1, 'b', false)",
+            "PREPARE p AS SELECT set_config($1, 'a', false)",
+            "EXPLAIN SELECT set_config($1, 'a', false)",
+            "CREATE FUNCTION f(text) RETURNS text BEGIN ATOMIC SELECT set_config($1, 'a', false); END",
+            "SELECT set_config($1, 'a', false); SELECT 1",
+            "DISCARD ALL; SELECT set_config($1, 'a', false)",
             "SELECT set_config('pgshroud.tenant'::text, 'acme', false)",
             "SELECT * FROM t WHERE id = (SELECT 1 FROM set_config('pgshroud.tenant', 'a', false))",
             "SELECT 1; SELECT set_config('pgshroud.role', 'x', false)",
@@ -330,6 +386,28 @@ mod tests {
             choose("SET pgshroud.tenant TO DEFAULT"),
             IdentityTouch::ChooseTenant(None)
         );
+    }
+
+    #[test]
+    fn set_config_names_bound_once_in_a_plain_statement_are_left_to_the_bind() {
+        for (sql, params) in [
+            ("SELECT set_config($1, $2, false)", vec![1]),
+            (
+                "select SET_CONFIG($2, $1, true), set_config($3, 'x', false)",
+                vec![2, 3],
+            ),
+            ("UPDATE t SET a = set_config($1, 'x', false)", vec![1]),
+            (
+                "WITH c AS (SELECT set_config($1, 'x', false)) SELECT * FROM c",
+                vec![1],
+            ),
+        ] {
+            assert_eq!(
+                identity_touch(sql),
+                IdentityTouch::BoundNames(params),
+                "{sql}"
+            );
+        }
     }
 
     #[test]

@@ -71,6 +71,10 @@ pub struct PgStatement {
     pub set_config_names: Vec<Setting>,
     /// `DISCARD ALL` (not `DISCARD PLANS`/`SEQUENCES`/`TEMP`, which leave settings alone).
     pub discards_all: bool,
+    /// Its `$n` are the values of the protocol's Bind: the statement is a SELECT, INSERT,
+    /// UPDATE, DELETE or MERGE (in `PREPARE` they are the EXECUTE's arguments, in a function
+    /// body the function's).
+    pub binds_params: bool,
     /// An `UPDATE` anywhere in the statement (a data-modifying WITH query included).
     pub updates: bool,
     /// Every decoded string in the tree: names of relations, columns, functions, aliases,
@@ -173,6 +177,8 @@ pub enum Setting {
     All,
     /// A setting whose name is computed (`set_config(x, ...)` with `x` not a constant).
     Unknown,
+    /// A setting named by the value of parameter `$n` (`set_config($n, ...)`).
+    Bound(usize),
 }
 
 /// Reads `sql` with PostgreSQL's scanner and grammar. `Err` carries PostgreSQL's message
@@ -248,6 +254,19 @@ fn statement(sql: &str, raw: &Value) -> PgStatement {
         variable_sets: Vec::new(),
         set_config_names: Vec::new(),
         discards_all: false,
+        binds_params: node
+            .and_then(Value::as_object)
+            .and_then(|o| o.keys().next())
+            .is_some_and(|k| {
+                [
+                    "SelectStmt",
+                    "InsertStmt",
+                    "UpdateStmt",
+                    "DeleteStmt",
+                    "MergeStmt",
+                ]
+                .contains(&k.as_str())
+            }),
         updates: false,
         strings: Vec::new(),
     };
@@ -536,10 +555,11 @@ fn set_config_target(call: &Value) -> Option<Setting> {
         .get("args")
         .and_then(Value::as_array)
         .and_then(|a| a.first());
-    let value = first
-        .and_then(|a| a.get("node"))
-        .and_then(|n| n.get("AConst"))
-        .and_then(constant_value);
+    let node = first.and_then(|a| a.get("node"));
+    if let Some(param) = node.and_then(|n| n.get("ParamRef")) {
+        return Some(Setting::Bound(int_field(param, "number")));
+    }
+    let value = node.and_then(|n| n.get("AConst")).and_then(constant_value);
     Some(match value {
         Some(v) => Setting::Named(v.to_ascii_lowercase()),
         None => Setting::Unknown,

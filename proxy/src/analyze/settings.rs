@@ -62,7 +62,7 @@ pub fn settings_changed_in(sql: &[u8]) -> SettingsChanged {
 impl SettingsChanged {
     fn with(self, setting: &Setting) -> SettingsChanged {
         let name = match setting {
-            Setting::All | Setting::Unknown => return SettingsChanged::ALL,
+            Setting::All | Setting::Unknown | Setting::Bound(_) => return SettingsChanged::ALL,
             Setting::Named(name) => name.as_str(),
         };
         SettingsChanged {
@@ -80,18 +80,30 @@ impl SettingsChanged {
 /// starting a statement: `UPDATE t SET ...` (every UPDATE) then costs a scan (about 3 µs), not
 /// a parse (about 26 µs and more).
 pub(super) fn may_change_settings(sql: &str) -> bool {
-    let part_of_word = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '$' || !c.is_ascii();
+    spelling::may_hide_text(sql) || changes_by_word(sql)
+}
+
+/// [`may_change_settings`] without the decoding forms (the identity gate asks for those
+/// once for all its words): a keyword that starts a change, `set_config` or `DO` as a whole
+/// word, or `SET` starting a statement. Words are split on bytes: every byte of a non-ASCII
+/// character is part of a word, as the character is for PostgreSQL's scanner.
+pub(super) fn changes_by_word(sql: &str) -> bool {
+    let part_of_word =
+        |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'$') || !b.is_ascii();
     let mut set_word = false;
-    for word in sql.split(|c: char| !part_of_word(c)) {
-        if ["reset", "discard", "set_config", "do"]
+    for word in sql.as_bytes().split(|b| !part_of_word(b)) {
+        if word.len() < 2 || word.len() > 10 {
+            continue;
+        }
+        if [&b"reset"[..], b"discard", b"set_config", b"do"]
             .iter()
             .any(|w| word.eq_ignore_ascii_case(w))
         {
             return true;
         }
-        set_word |= word.eq_ignore_ascii_case("set");
+        set_word |= word.eq_ignore_ascii_case(b"set");
     }
-    spelling::may_hide_text(sql) || (set_word && starts_a_statement_with_set(sql))
+    set_word && starts_a_statement_with_set(sql)
 }
 
 /// Whether PostgreSQL's scanner finds a `SET` keyword as the first token of a statement

@@ -10,6 +10,8 @@
 //! is decoded here. The tree is walked through its serde form, as in `pg_reading.rs`, so no
 //! node kind is skipped.
 
+use std::sync::LazyLock;
+
 use serde_json::{Map, Value};
 
 use super::pg_reading::collect_strings;
@@ -19,7 +21,7 @@ use super::spelling;
 /// there because a Unicode-escaped identifier can spell any function name; `language`
 /// because code in a language other than plpgsql or SQL runs SQL through functions of its
 /// own (`spi_exec_query`, `plpy.cursor`), and naming one takes a `LANGUAGE` clause.
-const TRIGGERS: [&str; 9] = [
+pub(super) const TRIGGERS: [&str; 9] = [
     "_to_xml",
     "dblink",
     "ts_stat",
@@ -36,7 +38,8 @@ const TRIGGERS: [&str; 9] = [
 /// Certain because PostgreSQL folds unquoted names with ASCII rules only, keeps quoted ones
 /// byte for byte, and every decoding form is flagged by [`spelling::may_hide_text`].
 pub fn may_run_sql_text(sql: &str) -> bool {
-    spelling::contains_any_ignore_ascii_case(sql, &TRIGGERS) || spelling::may_hide_text(sql)
+    static WORDS: LazyLock<spelling::Words> = LazyLock::new(|| spelling::Words::new(&TRIGGERS));
+    WORDS.in_text(sql) || spelling::may_hide_text(sql)
 }
 
 /// What a text hands to functions that run SQL or dump tables.

@@ -230,7 +230,7 @@ fn postgresql_reads_settings_bodies_and_kinds() {
             Setting::Named("client_encoding".into()),
             Setting::Named("search_path".into()),
             Setting::All,
-            Setting::Unknown,
+            Setting::Bound(1),
         ]
     );
     let r = pg_reading::read("DO E'BEGIN \\x45XECUTE 1; END'").unwrap();

@@ -66,6 +66,7 @@ impl ProtectedSession {
             effects: info.effects.clone(),
             unsettling: info.unsettling,
             fetches: info.fetches,
+            identity: info.identity.clone(),
         });
         self.names.refresh(&info, fresh.clone());
         Ok(fresh)
@@ -144,7 +145,7 @@ impl ProtectedSession {
             Ok(info) => info,
             Err(error) => return self.refuse_extended(&error),
         };
-        if let Err(error) = self.check_identity_bind(info.query.as_deref()) {
+        if let Err(error) = self.check_identity_bind(&info, &bind) {
             return self.refuse_extended(&error);
         }
         let params: Vec<(usize, ParamSpec, u32)> = info

@@ -133,9 +133,10 @@ impl ProtectedSession {
             ));
         }
         // A tenant switch starts at its Bind; everything else touching pgshroud.* is refused.
-        if let Err(error) = self.check_identity(&parse.query) {
-            return self.refuse_extended(&error);
-        }
+        let identity = match self.identity_at_parse(&parse.query) {
+            Ok(touch) => touch,
+            Err(error) => return self.refuse_extended(&error),
+        };
         let unsettling = self.follow_settings(&parse.query);
         if std::mem::take(&mut self.catalog_stale) {
             self.refresh_at_sync = true;
@@ -200,6 +201,7 @@ impl ProtectedSession {
             effects,
             unsettling,
             fetches,
+            identity,
         });
         let ticket = self
             .names

@@ -37,6 +37,7 @@ use super::live::LiveProtection;
 use super::policy::{Caller, Policy};
 use super::reveal::{Output, RevealCounts};
 use super::wire;
+use crate::analyze::identity_settings::IdentityTouch;
 use crate::ops::metrics::Metrics;
 use crate::protocol::error::{sqlstate, PgError};
 use crate::protocol::text_settings::TextSettings;
@@ -81,6 +82,8 @@ struct PreparedInfo {
     /// Its text may be a FETCH: its rows carry protected values the proxy learns of only
     /// from the portal's description (the cursor's column origins), not from the text.
     fetches: bool,
+    /// What its text does to the identity settings, as read at Parse (judged at each Bind).
+    identity: IdentityTouch,
 }
 
 #[derive(Debug)]
