@@ -149,14 +149,11 @@ async fn a_plan_or_shape_cached_under_one_tenant_never_answers_for_another() {
     assert_eq!(ids(&other.simple_query(text).await.unwrap()), ["acme"]);
 }
 
-/// FOUND, not fixed here (the fix belongs in `protect/session/`, the hot path other helpers
-/// edit): a named statement prepared under acme with a compared per-tenant literal keeps
-/// acme's ciphertext in the server's copy of the statement; bound after a switch to globex,
-/// it answers with acme's rows. The fix: remember the tenant a statement was planned under
-/// (`PreparedInfo`) and, at Bind, parse it again (as after a reload, `bind.rs` `reparse`)
-/// when the session's tenant differs and the statement has per-tenant sealed literals.
+/// Found by the attacker's pass: a named statement prepared under acme with a compared
+/// per-tenant literal kept acme's ciphertext in the server's copy of the statement; bound
+/// after a switch to globex, it answered with acme's rows. A statement remembers the tenant
+/// it was planned under and is parsed again before a Bind under another (`bind.rs` `reparse`).
 #[tokio::test]
-#[ignore = "found: a statement prepared under one tenant with a per-tenant literal answers for another after a switch; the fix belongs in protect/session (bind.rs reparse), see the comment"]
 async fn a_statement_prepared_under_one_tenant_with_a_literal_answers_for_the_tenant_bound() {
     let (f, _store) = fixture().await;
     let c = f.connect("app").await;

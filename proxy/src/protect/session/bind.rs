@@ -24,7 +24,7 @@ impl ProtectedSession {
         name: &str,
         info: Arc<PreparedInfo>,
     ) -> Result<Arc<PreparedInfo>, PgError> {
-        if info.generation == self.plans_epoch {
+        if self.planned_now(&info) {
             return Ok(info);
         }
         let new_plan = match &info.query {
@@ -57,8 +57,12 @@ impl ProtectedSession {
                 rows,
             });
         }
+        let tenant = new_plan
+            .as_ref()
+            .and_then(|_| self.plans_tenant().map(Arc::from));
         let fresh = Arc::new(PreparedInfo {
             plan: new_plan,
+            tenant,
             declared: info.declared.clone(),
             query: info.query.clone(),
             generation: self.plans_epoch,
@@ -236,7 +240,7 @@ impl ProtectedSession {
         let Some(Held::Known(info)) = self.names.statement(statement) else {
             return None;
         };
-        if info.generation == self.plans_epoch {
+        if self.planned_now(info) {
             return None;
         }
         let query = info.query.clone()?;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{AuditView, ProtectedSession, Text};
+use super::{AuditView, PreparedInfo, ProtectedSession, Text};
 use crate::analyze;
 use crate::ops::metrics::{CryptoOp, PlanCacheResult, ProtectedValueAction, RefusalReason};
 use crate::protect::engine::{Plan, PlanAction, PlanSource};
@@ -12,6 +12,19 @@ use crate::protocol::error::{sqlstate, PgError};
 use crate::protocol::text_settings::{self as settings, TextMode};
 
 impl ProtectedSession {
+    /// The tenant a plan made now is made for: the session's, when any column is per-tenant
+    /// (a plan of other rules holds nothing of a tenant's).
+    pub(super) fn plans_tenant(&self) -> Option<&str> {
+        self.tenant().filter(|_| self.shared.has_per_tenant())
+    }
+
+    /// Whether a prepared statement's plan is the one the session would make now: the same
+    /// rules, served form and catalog epoch, and the same tenant's keys.
+    pub(super) fn planned_now(&self, info: &PreparedInfo) -> bool {
+        info.generation == self.plans_epoch
+            && (info.plan.is_none() || info.tenant.as_deref() == self.plans_tenant())
+    }
+
     /// The plan of a statement on its way in (counted by where it came from).
     pub(super) fn plan(&self, sql: &str) -> Arc<Plan> {
         let (plan, source) = self

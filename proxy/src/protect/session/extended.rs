@@ -197,6 +197,9 @@ impl ProtectedSession {
             declared,
             query,
             generation: self.plans_epoch,
+            tenant: plan
+                .as_ref()
+                .and_then(|_| self.plans_tenant().map(Arc::from)),
             described: OnceLock::new(),
             effects,
             unsettling,

@@ -72,6 +72,10 @@ struct PreparedInfo {
     /// migrating column's new form) re-checks the statement at its next Bind.
     query: Option<String>,
     generation: u64,
+    /// The tenant whose key sealed the plan's literals and chose its compared sites (`None`
+    /// when no column is per-tenant, or the session had no tenant): a statement planned under
+    /// another tenant than the session's is parsed again before its Bind, like a reload.
+    tenant: Option<Arc<str>>,
     /// The result columns as the server described them, and what the role sees of them.
     described: OnceLock<Described>,
     /// `PREPARE`/`DEALLOCATE`/`DISCARD ALL` in the text: applied when an Execute of it
