@@ -19,11 +19,7 @@ pub fn now() -> String {
 
 /// This process, as `tenant_forgotten` names it: the host name and the process id.
 pub fn instance() -> String {
-    format!(
-        "{}:{}",
-        super::syslog::message::hostname(),
-        std::process::id()
-    )
+    format!("{}:{}", super::host::hostname(), std::process::id())
 }
 
 /// What an event records.

@@ -9,6 +9,7 @@ pub mod chain;
 pub mod connection;
 mod error;
 pub mod event;
+pub mod host;
 pub mod normalize;
 pub mod sink;
 pub mod syslog;

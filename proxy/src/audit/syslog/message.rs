@@ -128,20 +128,6 @@ pub(super) fn cef_ext_escape(s: &str) -> String {
         .replace('\r', "\\r")
 }
 
-/// HOSTNAME of our messages: the kernel's host name when it is printable ASCII, else `-`.
-pub(crate) fn hostname() -> String {
-    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_default();
-    let name = name.trim();
-    if (1..=255).contains(&name.len()) && name.bytes().all(|b| (33..=126).contains(&b)) {
-        name.to_owned()
-    } else {
-        "-".to_owned()
-    }
-}
-
 /// An RFC 5424 message with RFC 6587 octet counting: `LEN SP <PRI>1 TS HOST APP PROCID MSGID
 /// [SD] MSG`.
 pub(super) fn frame(

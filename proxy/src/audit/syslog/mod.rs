@@ -14,7 +14,7 @@
 //! blocks the audit writer (`block`: nothing is lost, statements wait for the collector) or
 //! drops the event (`drop`: counted, and reported in the next message's `dropped` parameter).
 
-pub(crate) mod message;
+mod message;
 mod sender;
 mod transport;
 

@@ -7,9 +7,10 @@ use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::message::{frame, hostname};
+use super::message::frame;
 use super::transport::{Connection, Connector};
 use super::{Message, FIRST_BACKOFF, MAX_BACKOFF, RESEND_BYTES, RESEND_FRAMES};
+use crate::audit::host::hostname;
 use crate::ops::metrics::Metrics;
 
 /// The syslog thread: takes events from the queue and delivers them one by one.
