@@ -43,6 +43,31 @@ pub enum RelayEnd {
     },
 }
 
+/// Bytes one direction forwards between turns it gives the other sessions of its thread.
+const TURN_BYTES: usize = 64 * 1024;
+
+/// Fairness on a session thread (a single-threaded runtime): a direction that always has
+/// data (a large COPY or result) would otherwise keep the thread, because tokio polls the
+/// I/O driver only every `event_interval` task polls while a task stays ready: another
+/// session's login or `SELECT 1` waited seconds behind one `COPY ... TO STDOUT`, and a
+/// CancelRequest arrived after the COPY it was meant to stop (psycopg's
+/// test_copy_out_error_with_copy_not_finished). `yield_now` defers the task until the driver
+/// has been polled. Small transactions reach the threshold once per thousands of them.
+#[derive(Default)]
+struct Turns {
+    since_yield: usize,
+}
+
+impl Turns {
+    async fn forwarded(&mut self, n: usize) {
+        self.since_yield += n;
+        if self.since_yield >= TURN_BYTES {
+            self.since_yield = 0;
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
 /// One direction's reader and buffer.
 pub struct Inbound {
     pub rd: ReadHalf,
@@ -75,6 +100,7 @@ pub async fn client_to_server(
 ) -> RelayEnd {
     let mut watching_shutdown = true;
     let mut out = Outgoing::default();
+    let mut turns = Turns::default();
     loop {
         let (want, stop, held) = take_client_messages(&client.buf, path, &mut out);
         let bytes = out.bytes(&client.buf.buf);
@@ -86,6 +112,7 @@ pub async fn client_to_server(
                 };
             }
             metrics.bytes(Direction::ClientToServer, bytes.len());
+            turns.forwarded(bytes.len()).await;
         }
         if let Some(stop) = stop {
             return stop;
@@ -233,6 +260,7 @@ pub async fn server_to_client(
     metrics: &Metrics,
 ) -> RelayEnd {
     let mut out = Outgoing::default();
+    let mut turns = Turns::default();
     loop {
         let (want, stop) = take_server_messages(&server.buf, path, statements, &mut out);
         let bytes = out.bytes(&server.buf.buf);
@@ -241,6 +269,7 @@ pub async fn server_to_client(
                 return RelayEnd::ClientIo(e);
             }
             metrics.bytes(Direction::ServerToClient, bytes.len());
+            turns.forwarded(bytes.len()).await;
         }
         if let Some(stop) = stop {
             return stop;
