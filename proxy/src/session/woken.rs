@@ -24,14 +24,6 @@ pub struct WhenWoken<F> {
     /// The task's waker as last stored in `woken` (tokio's stays the same for a task's life,
     /// so it is stored once).
     task: Option<Waker>,
-    /// EXPERIMENT (removed before merge): `PGSHROUD_NO_GATE=1` polls `inner` on every poll,
-    /// for an A/B of the gate with one binary.
-    bypass: bool,
-}
-
-fn bypass() -> bool {
-    static BYPASS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *BYPASS.get_or_init(|| std::env::var_os("PGSHROUD_NO_GATE").is_some())
 }
 
 impl<F> WhenWoken<F> {
@@ -46,7 +38,6 @@ impl<F> WhenWoken<F> {
             own: Waker::from(woken.clone()),
             woken,
             task: None,
-            bypass: bypass(),
         }
     }
 }
@@ -56,9 +47,6 @@ impl<F: Future + Unpin> Future for WhenWoken<F> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = &mut *self;
-        if this.bypass {
-            return Pin::new(&mut this.inner).poll(cx);
-        }
         // The task's waker is stored before the flag is read: a wake in between finds it.
         if !this.task.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
             let waker = cx.waker().clone();
