@@ -2,7 +2,8 @@
 //! every whole buffered message in one write. Running them side by side (not one loop) means
 //! a server blocked on a full socket can never deadlock a client that is still sending.
 //! Whether the session is idle is the statement path's to say: it holds the one record of the
-//! replies the server still owes.
+//! replies the server still owes. Shutdown is the session's to watch (`session::relay`, one
+//! wait per stage); the server pump reads only the `draining` flag it sets.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
