@@ -13,8 +13,10 @@ pub mod outgoing;
 pub mod pass_through;
 pub mod relay;
 pub mod statement_path;
+pub mod woken;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -32,7 +34,7 @@ use self::pass_through::PassThrough;
 use self::relay::{Inbound, RelayEnd, ServerPath, MAX_SERVER_MESSAGE};
 use crate::audit::{ConnectionAudit, ConnectionInfo};
 use crate::config::ClientCertMode;
-use crate::context::shutdown::{reached, Stage};
+use crate::context::shutdown::{stage_reached, Stage};
 use crate::context::ProxyContext;
 use crate::net::stream::Stream;
 use crate::ops::metrics::{AlertKind, ConnectionErrorReason as Why};
@@ -45,6 +47,7 @@ use crate::protocol::startup::{Replication, StartupMessage};
 use crate::protocol::text_settings::TextSettings;
 use crate::session::cancel::{forward_cancel, CancelRoute, CANCEL_WAIT};
 use crate::session::statement_path::StatementPath;
+use crate::session::woken::WhenWoken;
 
 /// Whether the connection limit let this client in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,13 +182,51 @@ impl Drop for AuditGuard {
     }
 }
 
+/// A session logged in and set up, ready to relay.
+struct Opened {
+    client: Stream,
+    client_buf: FrameBuffer,
+    server: Stream,
+    server_buf: FrameBuffer,
+    statements: StatementPath,
+    /// This session's entry in the cancel registry, removed when the session ends.
+    _cancel_key: Option<crate::session::cancel::CancelGuard>,
+}
+
 async fn run_session(
-    mut client: Stream,
+    client: Stream,
     startup: StartupMessage,
     peer: SocketAddr,
     ctx: &Arc<ProxyContext>,
     audit: &AuditGuard,
 ) {
+    // Boxed, and over before the relay starts: a future keeps every local that lives across
+    // more than one of its awaits in a slot of its own for its whole life, so the login's
+    // locals (startup parameters, both streams and buffers before they move, the identity
+    // settings) held inline here sized every idle session's task (~2 KiB; issue 25).
+    let Some(opened) = Box::pin(open_session(client, startup, peer, ctx, audit)).await else {
+        return;
+    };
+    let Opened {
+        client,
+        client_buf,
+        server,
+        server_buf,
+        statements,
+        _cancel_key,
+    } = opened;
+    let end = relay(client, client_buf, server, server_buf, statements, ctx).await;
+    info!(reason = ?end, "session ended");
+}
+
+/// Login and set-up: `None` when the session ended there (the client was told why).
+async fn open_session(
+    mut client: Stream,
+    startup: StartupMessage,
+    peer: SocketAddr,
+    ctx: &Arc<ProxyContext>,
+    audit: &AuditGuard,
+) -> Option<Opened> {
     let limits = &ctx.settings.limits;
     let mut client_buf = FrameBuffer::new(limits.max_message_size);
     let mut server_buf = FrameBuffer::new(MAX_SERVER_MESSAGE);
@@ -202,7 +243,7 @@ async fn run_session(
         audit.with(|a| a.auth_failed(Some(error.code)));
         ctx.metrics.connection_error(why);
         send_and_close(&mut client, &error).await;
-        return;
+        return None;
     }
 
     // The identity settings travel as startup parameters of the upstream connection (see
@@ -264,7 +305,7 @@ async fn run_session(
                 ctx.metrics.upstream_error();
                 ctx.metrics.connection_error(Why::UpstreamConnect);
                 send_and_close(&mut client, &PgError::upstream_unreachable(&e.to_string())).await;
-                return;
+                return None;
             }
             Ok(Err(e)) => {
                 log_auth_failure(&e);
@@ -283,7 +324,7 @@ async fn run_session(
                     send_and_close(&mut client, &PgError::upstream_lost(&e.to_string())).await;
                 }
                 let _ = client.shutdown().await;
-                return;
+                return None;
             }
             Err(_) => {
                 audit.with(|a| a.auth_failed(Some(sqlstate::CONNECTION_EXCEPTION)));
@@ -294,7 +335,7 @@ async fn run_session(
                 );
                 info!("{error}");
                 send_and_close(&mut client, &error).await;
-                return;
+                return None;
             }
         };
     info!("session started");
@@ -330,23 +371,22 @@ async fn run_session(
         Err(error) => {
             warn!("{error}");
             send_and_close(&mut client, &error).await;
-            return;
+            return None;
         }
     };
     if client.write_all(&authenticated.ready).await.is_err() || client.flush().await.is_err() {
-        return;
+        return None;
     }
-    // What the login left is not the relay's: freed now rather than held by every idle
-    // session for its whole life (`ready` also shares the login's read buffer).
-    drop((
-        authenticated.parameters,
-        authenticated.ready,
-        startup,
-        upstream_startup,
-        identity,
-    ));
-    let end = relay(client, client_buf, server, server_buf, statements, ctx).await;
-    info!(reason = ?end, "session ended");
+    // What the login left (startup parameters, the ParameterStatus list, the held
+    // ReadyForQuery sharing the login's read buffer) is dropped with this future.
+    Some(Opened {
+        client,
+        client_buf,
+        server,
+        server_buf,
+        statements,
+        _cancel_key,
+    })
 }
 
 fn count_end(metrics: &crate::ops::metrics::Metrics, end: &RelayEnd) {
@@ -459,25 +499,53 @@ async fn relay(
     let (client_rd, mut client_wr) = client.split();
     let (server_rd, mut server_wr) = server.split();
     let mut server_path = ServerPath::default();
-    let mut forced = ctx.shutdown.clone();
-    let end = tokio::select! {
-        end = relay::client_to_server(
-            Inbound { rd: client_rd, buf: client_buf },
+    // Set once shutdown drains: the server pump then ends the session at its next idle point
+    // outside a transaction (here if it is at one already).
+    let draining = AtomicBool::new(false);
+    let end = {
+        let to_server = relay::client_to_server(
+            Inbound {
+                rd: client_rd,
+                buf: client_buf,
+            },
             &mut server_wr,
             &statements,
             ctx.settings.limits.idle_timeout,
-            ctx.shutdown.clone(),
             &ctx.metrics,
-        ) => end,
-        end = relay::server_to_client(
-            Inbound { rd: server_rd, buf: server_buf },
+        );
+        let to_client = relay::server_to_client(
+            Inbound {
+                rd: server_rd,
+                buf: server_buf,
+            },
             &mut client_wr,
             &mut server_path,
             &statements,
-            ctx.shutdown.clone(),
+            &draining,
             &ctx.metrics,
-        ) => end,
-        _ = reached(&mut forced, Stage::Forced) => RelayEnd::Shutdown,
+        );
+        tokio::pin!(to_server, to_client);
+        // Each branch is polled only when its own waker fired, not on every wake of this
+        // task (see `woken`): a read of one socket leaves the other direction alone.
+        let mut to_server = WhenWoken::new(to_server);
+        let mut to_client = WhenWoken::new(to_client);
+        let mut shutdown = WhenWoken::new(stage_reached(ctx.shutdown.clone(), Stage::Draining));
+        loop {
+            tokio::select! {
+                end = &mut to_server => break end,
+                end = &mut to_client => break end,
+                stage = &mut shutdown => {
+                    if stage >= Stage::Forced {
+                        break RelayEnd::Shutdown;
+                    }
+                    draining.store(true, Ordering::Relaxed);
+                    if statements.idle_outside_transaction() {
+                        break RelayEnd::Shutdown;
+                    }
+                    shutdown = WhenWoken::new(stage_reached(ctx.shutdown.clone(), Stage::Forced));
+                }
+            }
+        }
     };
     // Counted before the client hears of it: a client that reads the metrics once its
     // connection closes must find its own ending there.

@@ -2,13 +2,14 @@
 //! every whole buffered message in one write. Running them side by side (not one loop) means
 //! a server blocked on a full socket can never deadlock a client that is still sending.
 //! Whether the session is idle is the statement path's to say: it holds the one record of the
-//! replies the server still owes.
+//! replies the server still owes. Shutdown is the session's to watch (`session::relay`, one
+//! wait per stage); the server pump reads only the `draining` flag it sets.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
-use crate::context::shutdown::{ShutdownWatch, Stage};
 use crate::net::stream::{ReadHalf, WriteHalf};
 use crate::ops::metrics::{Direction, Metrics};
 use crate::protocol::error::{sqlstate, PgError};
@@ -95,10 +96,8 @@ pub async fn client_to_server(
     server: &mut WriteHalf,
     path: &StatementPath,
     idle_timeout: Option<Duration>,
-    mut shutdown: ShutdownWatch,
     metrics: &Metrics,
 ) -> RelayEnd {
-    let mut watching_shutdown = true;
     let mut out = Outgoing::default();
     let mut turns = Turns::default();
     loop {
@@ -124,12 +123,8 @@ pub async fn client_to_server(
         if held {
             // A statement waits for the catalog look-up sent ahead of it (or one in flight):
             // its answer, read by the other pump, releases it.
-            tokio::select! {
-                _ = path.released() => {}
-                changed = shutdown.changed(), if watching_shutdown => {
-                    watching_shutdown = changed.is_ok();
-                }
-            }
+            // (Shutdown is the session's to watch: see `session::relay`.)
+            path.released().await;
             continue;
         }
         // Boxed, and only with a timeout set: a timer held inline would size every idle
@@ -146,13 +141,6 @@ pub async fn client_to_server(
                 Ok(false) => return RelayEnd::ClientClosed { terminated: false },
                 Err(e) => return RelayEnd::ClientIo(std::io::Error::other(e.to_string())),
             },
-            changed = shutdown.changed(), if watching_shutdown => {
-                watching_shutdown = changed.is_ok();
-                let draining = *shutdown.borrow_and_update() >= Stage::Draining;
-                if draining && path.idle_outside_transaction() {
-                    return RelayEnd::Shutdown;
-                }
-            }
             _ = idle => if path.idle() {
                 return RelayEnd::IdleTimeout;
             },
@@ -256,7 +244,7 @@ pub async fn server_to_client(
     client: &mut WriteHalf,
     path: &mut ServerPath,
     statements: &StatementPath,
-    shutdown: ShutdownWatch,
+    draining: &AtomicBool,
     metrics: &Metrics,
 ) -> RelayEnd {
     let mut out = Outgoing::default();
@@ -278,7 +266,8 @@ pub async fn server_to_client(
         if let Some(more) = want {
             server.buf.buf.reserve(more);
         }
-        if *shutdown.borrow() >= Stage::Draining && statements.idle_outside_transaction() {
+        // Set by the session once shutdown drains: a plain load, not the watch's lock.
+        if draining.load(Ordering::Relaxed) && statements.idle_outside_transaction() {
             return RelayEnd::Shutdown;
         }
         match server.fill().await {

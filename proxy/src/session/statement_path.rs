@@ -22,18 +22,22 @@ use crate::protocol::text_settings::TextSettings;
 use crate::protocol::types::{backend, frontend};
 pub use crate::protocol::verdict::Verdict;
 
-/// The per-session statement path, shared by both relay directions.
-#[derive(Debug, Clone, Default)]
+/// The per-session statement path, shared (borrowed) by both relay directions. Held inline
+/// by the session's task, not behind an `Arc`: both directions run in that one task, and
+/// every idle session would otherwise hold one more allocation.
+#[derive(Debug, Default)]
 pub struct StatementPath {
-    state: Arc<Mutex<PathState>>,
+    state: Mutex<PathState>,
     /// Wakes the client pump when a catalog look-up a client message waits for answers.
-    released: Arc<tokio::sync::Notify>,
+    released: tokio::sync::Notify,
 }
 
 /// What the statement path keeps for one session.
 #[derive(Debug, Default)]
 struct PathState {
-    protected: Option<ProtectedSession>,
+    /// Boxed: a protected session's state is ~1.9 KiB, which every pass-through session
+    /// held (as `None`) for its whole life; issue 25's idle-memory target.
+    protected: Option<Box<ProtectedSession>>,
     /// Sees each client message as the client sent it and each server message as the client
     /// receives it, so its statements and outcomes are the client's. Shared with the
     /// session's end (its disconnect event), hence a lock of its own.
@@ -52,12 +56,12 @@ impl StatementPath {
 
     pub fn protected(session: ProtectedSession) -> Self {
         let state = PathState {
-            protected: Some(session),
+            protected: Some(Box::new(session)),
             ..PathState::default()
         };
         StatementPath {
-            state: Arc::new(Mutex::new(state)),
-            released: Arc::default(),
+            state: Mutex::new(state),
+            released: tokio::sync::Notify::new(),
         }
     }
 
@@ -182,24 +186,22 @@ impl PathGuard<'_> {
             return Verdict::End(PgError::protocol_violation("empty server message"));
         };
         let state = &mut *self.0;
-        let mut refused = false;
-        let verdict = match &mut state.protected {
-            None => Verdict::Forward,
-            Some(session) => {
-                refused = kind == backend::ERROR_RESPONSE && session.error_is_refusal();
-                if kind == backend::READY_FOR_QUERY {
-                    // Keeps the metrics' role label in step with a reload.
-                    if let Some(meter) = &mut state.meter {
-                        meter.set_role(&session.role().name);
-                    }
-                }
-                let verdict = session.server_message(frame);
-                if session.take_lookup_answered() {
-                    self.1.notify_one();
-                }
-                verdict
-            }
+        let Some(session) = &mut state.protected else {
+            // Pass-through: the message reaches the client as it came, alone.
+            state.reached_client(frame, false, false);
+            return Verdict::Forward;
         };
+        let refused = kind == backend::ERROR_RESPONSE && session.error_is_refusal();
+        if kind == backend::READY_FOR_QUERY {
+            // Keeps the metrics' role label in step with a reload.
+            if let Some(meter) = &mut state.meter {
+                meter.set_role(&session.role().name);
+            }
+        }
+        let verdict = session.server_message(frame);
+        if session.take_lookup_answered() {
+            self.1.notify_one();
+        }
         // The proxy's own answers (catalog look-ups) are dropped: the client never sees them.
         let (reached_client, ended) = match &verdict {
             Verdict::Forward => (frame, false),
@@ -299,12 +301,14 @@ mod tests {
     #[test]
     fn a_poisoned_session_lock_ends_the_session() {
         let mut path = StatementPath::protected(crate::protect::session::test_session("app"));
-        let state = path.state.clone();
-        let _ = std::thread::spawn(move || {
-            let _held = state.lock().unwrap();
-            panic!("poison the lock");
-        })
-        .join();
+        std::thread::scope(|scope| {
+            let _ = scope
+                .spawn(|| {
+                    let _held = path.state.lock().unwrap();
+                    panic!("poison the lock");
+                })
+                .join();
+        });
         for verdict in [
             path.client_message(&message(b'Q', b"select 1\0")),
             path.server_message(&message(b'Z', b"I")),
@@ -362,6 +366,14 @@ mod tests {
             !path.idle_outside_transaction(),
             "a transaction is open: not a safe point to close"
         );
+    }
+
+    #[test]
+    fn a_pass_through_session_s_state_stays_small() {
+        // Held by every session for its life (inline in its task): a protected session's
+        // state (~1.9 KiB) is boxed, so pass-through sessions do not pay for it.
+        let size = std::mem::size_of::<StatementPath>();
+        assert!(size <= 256, "StatementPath is {size} bytes");
     }
 
     #[test]
