@@ -17,6 +17,7 @@ mod copy;
 mod described;
 mod errors;
 mod extended;
+mod harmless;
 mod identity;
 mod lookup;
 mod migrating;
@@ -287,6 +288,8 @@ pub struct ProtectedSession {
     tenant: identity::TenantState,
     /// Portal descriptions answered before, answered again (see `described`).
     described: described::DescribedPortals,
+    /// Texts the pre-filter found harmless, whose next Parse skips its readings.
+    harmless: harmless::HarmlessTexts,
 }
 
 impl ProtectedSession {
@@ -351,6 +354,7 @@ impl ProtectedSession {
             plain_origins: Default::default(),
             tenant: identity::TenantState::new(tenant),
             described: Default::default(),
+            harmless: Default::default(),
         };
         session.serve_migrating(true);
         session
@@ -365,8 +369,6 @@ impl ProtectedSession {
     pub fn role(&self) -> &pgshroud_rules::Role {
         self.policy.role()
     }
-
-    // ---- client -> server ----
 
     // ---- client -> server ----
 
