@@ -5,9 +5,9 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::BytesMut;
 
-use super::{harmless, Expect, PreparedInfo, ProtectedSession, SqlTickets, Text};
+use super::reading::Reading;
+use super::{Expect, PreparedInfo, ProtectedSession, SqlTickets};
 use crate::analyze::identity_settings::IdentityTouch;
-use crate::protect::engine::{Plan, PlanAction};
 use crate::protect::refusal;
 use crate::protect::wire::{self, Parse, Target, Unreadable};
 use crate::protocol::error::{sqlstate, PgError};
@@ -209,90 +209,6 @@ impl ProtectedSession {
         self.describe_ours(parse.name.clone(), out)
     }
 
-    /// What the pre-filter's memory of harmless texts is valid under now.
-    fn harmless_under(&self) -> harmless::Under {
-        harmless::Under {
-            generation: self.generation,
-            plans_epoch: self.plans_epoch,
-            mode: self.settings.mode(),
-        }
-    }
-
-    /// Every reading of a Parse's text: its identity settings, the settings pgshroud follows,
-    /// the pre-filter and (for a text naming a protected table) the plan, whose rewrite
-    /// replaces `parse`'s text and types; its effects on names; whether it may FETCH. A text
-    /// found harmless on all counts is remembered. `Err`: the verdict that refuses it.
-    fn read_parse(&mut self, parse: &mut Parse) -> Result<Reading, Verdict> {
-        // A tenant switch starts at its Bind; everything else touching pgshroud.* is refused.
-        let identity = self
-            .identity_at_parse(&parse.query)
-            .map_err(|error| self.refuse_extended(&error))?;
-        let unsettling = self.follow_settings(&parse.query);
-        if std::mem::take(&mut self.catalog_stale) {
-            self.refresh_at_sync = true;
-        }
-        let (plan, query) = match self.read_statement_text(&parse.query) {
-            Ok((Text::Opaque, _)) => (None, None),
-            Ok((Text::Readable(sql), false)) => {
-                if let Err(error) = self.check_kinds(sql) {
-                    return Err(self.refuse_extended(&error));
-                }
-                (None, Some(sql.to_owned()))
-            }
-            Ok((Text::Readable(sql), true)) => {
-                let plan = self.plan(sql);
-                if let Err(error) = self.check_plan(sql, &plan) {
-                    return Err(self.refuse_extended(&error));
-                }
-                (Some(plan), Some(sql.to_owned()))
-            }
-            Err(error) => return Err(self.refuse_extended(&error)),
-        };
-        if let Some(plan) = &plan {
-            if plan.refreshes_catalog {
-                self.refresh_at_sync = true;
-                self.ddl_in_txn = true;
-            }
-            // Protected parameters take the server's own type (bytea); the client is told
-            // the logical type in ParameterDescription.
-            for (i, param) in plan.params.iter().enumerate() {
-                if param.is_some() {
-                    if let Some(t) = parse.param_types.get_mut(i) {
-                        *t = 0;
-                    }
-                }
-            }
-            if let PlanAction::Rewrite(sql) = &plan.action {
-                parse.query = sql.clone().into_bytes();
-            }
-        }
-        let mode = self.settings.mode();
-        let effects = query
-            .as_deref()
-            .map(|sql| tracker::sql_effects_in(sql, mode))
-            .unwrap_or_default();
-        let fetches = may_fetch(&parse.query, query.as_deref(), mode);
-        if let Some(sql) = query.as_deref() {
-            let harmless = plan.is_none()
-                && identity == IdentityTouch::None
-                && !unsettling
-                && effects.is_empty()
-                && !fetches;
-            if harmless {
-                let under = self.harmless_under();
-                self.harmless.remember(under, sql);
-            }
-        }
-        Ok(Reading {
-            identity,
-            unsettling,
-            plan,
-            query,
-            effects,
-            fetches,
-        })
-    }
-
     /// Follows a Parse with our own Describe, so the result shape is known even for clients
     /// that never describe (their Execute's rows must still be decrypted).
     fn describe_ours(&mut self, name: String, parse: BytesMut) -> Verdict {
@@ -326,16 +242,6 @@ impl ProtectedSession {
     }
 }
 
-/// What a Parse's text was read to be (see `ProtectedSession::read_parse`).
-struct Reading {
-    identity: IdentityTouch,
-    unsettling: bool,
-    plan: Option<Arc<Plan>>,
-    query: Option<String>,
-    effects: Vec<tracker::SqlEffect>,
-    fetches: bool,
-}
-
 /// The refusal of a Describe of a portal the proxy neither bound nor saw declared, or an
 /// Execute of a portal it did not bind.
 fn unknown_portal(name: &str) -> PgError {
@@ -351,7 +257,7 @@ fn unknown_portal(name: &str) -> PgError {
 /// text it cannot read as the server does (`raw` not UTF-8, backslash escapes, another
 /// client_encoding) or does not parse counts as a FETCH: a false positive costs only a
 /// Describe.
-fn may_fetch(raw: &[u8], readable: Option<&str>, mode: TextMode) -> bool {
+pub(super) fn may_fetch(raw: &[u8], readable: Option<&str>, mode: TextMode) -> bool {
     if !raw.windows(5).any(|w| w.eq_ignore_ascii_case(b"fetch")) {
         return false;
     }

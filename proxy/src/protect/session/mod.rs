@@ -18,9 +18,13 @@ mod described;
 mod errors;
 mod extended;
 mod harmless;
+#[cfg(test)]
+mod harmless_tests;
 mod identity;
 mod lookup;
 mod migrating;
+mod plain_bind;
+mod reading;
 mod replies;
 mod results;
 mod simple;
