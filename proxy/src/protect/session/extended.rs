@@ -133,6 +133,8 @@ impl ProtectedSession {
                 format!("prepared statement \"{}\" already exists", parse.name),
             ));
         }
+        // The client's own types (a protected parameter's becomes bytea on the way up).
+        let declared = parse.param_types.clone();
         let known = if self.path_changed_in_txn {
             // A rollback in this text would need a look-up: read it whole.
             None
@@ -167,7 +169,6 @@ impl ProtectedSession {
             effects,
             fetches,
         } = reading;
-        let declared = parse.param_types.clone();
         let mut out = BytesMut::new();
         if self.names.statement_in_doubt(&parse.name) {
             // A Close of this name is unanswered and may yet be skipped: close it again right

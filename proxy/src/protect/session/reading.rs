@@ -107,3 +107,23 @@ impl ProtectedSession {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use crate::protocol::tracker::Held;
+
+    #[test]
+    fn the_client_s_declared_types_are_kept_though_the_server_gets_bytea() {
+        let mut s = catalog_session("app");
+        let mut body = b"ins\0insert into customers (email) values ($1)\0".to_vec();
+        body.extend_from_slice(&[0, 1, 0, 0, 0, 25]);
+        let sent = messages(&replaced(s.client_message(&message(b'P', &body))));
+        // Upstream: the type left to the server (bytea), as `0`.
+        assert!(sent[0].1.ends_with(&[0, 1, 0, 0, 0, 0]), "{:?}", sent[0]);
+        match s.names.statement("ins") {
+            Some(Held::Known(info)) => assert_eq!(info.declared, vec![25]),
+            other => panic!("{other:?}"),
+        }
+    }
+}
