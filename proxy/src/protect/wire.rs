@@ -187,6 +187,48 @@ pub struct Bind {
     pub result_formats: Vec<i16>,
 }
 
+/// A Bind read in place: its names and result formats borrowed from the frame, its
+/// parameters only checked to be well formed. For a statement with no protected
+/// parameter nothing is copied (see `ProtectedSession::bind_plain`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BindView<'a> {
+    pub portal: &'a str,
+    pub statement: &'a str,
+    /// The result format codes, two bytes each, as sent.
+    result_formats: &'a [u8],
+}
+
+impl<'a> BindView<'a> {
+    /// Reads a Bind as [`Bind::read`] does, refusing the same messages.
+    pub fn read(frame: &'a [u8]) -> Result<BindView<'a>, Unreadable> {
+        let mut r = Reader::new(frame, "Bind");
+        let portal = r.bytes_cstr()?;
+        let statement = r.bytes_cstr()?;
+        let nf = r.count()?;
+        r.take(2 * nf)?;
+        for _ in 0..r.count()? {
+            r.value_slice()?;
+        }
+        let nr = r.count()?;
+        let result_formats = r.take(2 * nr)?;
+        r.end()?;
+        let utf8 = |b: &'a [u8]| std::str::from_utf8(b).map_err(|_| Unreadable::NotUtf8("Bind"));
+        Ok(BindView {
+            portal: utf8(portal)?,
+            statement: utf8(statement)?,
+            result_formats,
+        })
+    }
+
+    /// The result format codes.
+    pub fn result_formats(&self) -> Vec<i16> {
+        self.result_formats
+            .chunks_exact(2)
+            .map(|b| i16::from_be_bytes([b[0], b[1]]))
+            .collect()
+    }
+}
+
 impl Bind {
     pub fn read(frame: &[u8]) -> Result<Bind, Unreadable> {
         let mut r = Reader::new(frame, "Bind");
@@ -421,163 +463,5 @@ pub fn write_data_row(values: &[Option<Vec<u8>>]) -> BytesMut {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_data_row_written_value_by_value_is_the_one_written_whole() {
-        let values = [
-            Some(b"42".to_vec()),
-            None,
-            Some(Vec::new()),
-            Some(vec![0; 300]),
-        ];
-        let whole = write_data_row(&values);
-        let read = data_row_values(&whole).unwrap();
-        assert_eq!(read.len(), 4);
-        let mut row = DataRowWriter::new(read.len(), 0);
-        for v in &read {
-            row.value(*v);
-        }
-        assert_eq!(row.finish(), whole);
-        // Truncated or padded rows are malformed, as before.
-        assert!(data_row_values(&whole[..whole.len() - 1]).is_err());
-        let mut padded = whole.to_vec();
-        padded.push(0);
-        assert!(data_row_values(&padded).is_err());
-    }
-
-    #[test]
-    fn bind_round_trips_and_expands_formats() {
-        let bind = Bind {
-            portal: "p".into(),
-            statement: "s".into(),
-            param_formats: vec![1],
-            params: vec![Some(b"\x00\x00\x00\x07".to_vec()), None],
-            result_formats: vec![1],
-        };
-        let written = bind.write();
-        // Byte for byte what PostgreSQL reads, length included.
-        let expected: &[u8] =
-            b"B\0\0\0\x1ep\0s\0\0\x01\0\x01\0\x02\0\0\0\x04\0\0\0\x07\xff\xff\xff\xff\0\x01\0\x01";
-        assert_eq!(&written[..], expected);
-        let mut again = Bind::read(&written).unwrap();
-        assert_eq!(again, bind);
-        again.expand_param_formats();
-        assert_eq!(again.param_formats, vec![1, 1]);
-        assert_eq!(again.param_format(1), Format::Binary);
-    }
-
-    #[test]
-    fn parse_row_description_and_data_row_round_trip() {
-        let p = Parse {
-            name: "".into(),
-            query: b"SELECT $1".to_vec(),
-            param_types: vec![25],
-        };
-        assert_eq!(Parse::read(&p.write()).unwrap(), p);
-        let fields = vec![Field {
-            name: b"email".to_vec(),
-            table_oid: 16384,
-            attnum: 2,
-            type_oid: 17,
-            type_len: -1,
-            type_mod: -1,
-            format: 0,
-        }];
-        assert_eq!(
-            read_row_description(&write_row_description(&fields)).unwrap(),
-            fields
-        );
-        let row = vec![Some(b"abc".to_vec()), None, Some(vec![])];
-        assert_eq!(read_data_row(&write_data_row(&row)).unwrap(), row);
-        assert_eq!(
-            read_parameter_description(&write_parameter_description(&[25, 17])).unwrap(),
-            vec![25, 17]
-        );
-    }
-
-    #[test]
-    fn counts_are_unsigned_and_must_match_the_body() {
-        // 32768 declared parameter types: a valid count (PostgreSQL reads it unsigned), but
-        // the types are missing here.
-        let mut body = b"s\0select 1\0".to_vec();
-        body.extend_from_slice(&0x8000u16.to_be_bytes());
-        let short = message(b'P', &body);
-        assert_eq!(Parse::read(&short), Err(Unreadable::Malformed("Parse")));
-        body.extend(std::iter::repeat_n(0u8, 4 * 0x8000));
-        assert_eq!(
-            Parse::read(&message(b'P', &body))
-                .unwrap()
-                .param_types
-                .len(),
-            0x8000
-        );
-        // Trailing bytes after the last field.
-        let mut extra = Parse {
-            name: "".into(),
-            query: b"select 1".to_vec(),
-            param_types: vec![],
-        }
-        .write()
-        .to_vec();
-        extra.push(7);
-        let len = (extra.len() - 1) as u32;
-        extra[1..5].copy_from_slice(&len.to_be_bytes());
-        assert!(Parse::read(&extra).is_err());
-    }
-
-    #[test]
-    fn names_must_be_utf8_and_targets_known() {
-        assert_eq!(
-            Parse::read(&message(b'P', b"\xff\0select 1\0\0\0")),
-            Err(Unreadable::NotUtf8("Parse"))
-        );
-        // The query itself may be in another encoding: it stays bytes.
-        assert!(Parse::read(&message(b'P', b"\0select '\xe9'\0\0\0")).is_ok());
-        assert_eq!(
-            read_target(&message(b'C', b"Ss1\0"), "Close"),
-            Ok((Target::Statement, "s1".into()))
-        );
-        for short in [&b""[..], b"S", b"X\0", b"Ps1"] {
-            assert!(read_target(&message(b'C', short), "Close").is_err());
-        }
-        assert_eq!(read_execute(&message(b'E', b"p\0\0\0\0\0")), Ok("p".into()));
-        assert!(read_execute(&message(b'E', b"p\0")).is_err());
-        assert!(read_target(b"C", "Close").is_err());
-    }
-
-    #[test]
-    fn column_names_in_another_client_encoding_are_kept_as_bytes() {
-        // `select 'x' as "€", 1 as "é"` under client_encoding LATIN9: 0xA4 and 0xE9.
-        let mut body = 2u16.to_be_bytes().to_vec();
-        for name in [&b"\xa4"[..], b"\xe9"] {
-            body.extend_from_slice(name);
-            body.push(0);
-            body.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 25, 0xff, 0xff]);
-            body.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0, 0]);
-        }
-        let frame = message(b'T', &body);
-        let fields = read_row_description(&frame).unwrap();
-        assert_eq!(fields[0].name, b"\xa4");
-        assert_eq!(fields[1].name, b"\xe9");
-        assert_eq!(write_row_description(&fields), frame);
-        // A name still needs its terminator.
-        let cut = message(b'T', &body[..3]);
-        assert_eq!(
-            read_row_description(&cut),
-            Err(Unreadable::Malformed("RowDescription"))
-        );
-    }
-
-    #[test]
-    fn truncated_messages_are_malformed_not_panics() {
-        let full = write_data_row(&[Some(b"abcdef".to_vec())]);
-        for cut in 5..full.len() {
-            let mut truncated = full[..cut].to_vec();
-            let len = (truncated.len() - 1) as u32;
-            truncated[1..5].copy_from_slice(&len.to_be_bytes());
-            assert!(read_data_row(&truncated).is_err(), "cut at {cut}");
-        }
-    }
-}
+#[path = "wire_tests.rs"]
+mod tests;

@@ -57,10 +57,73 @@ pub enum Effect<S, P> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ticket(u64);
 
+/// A map by statement or portal name whose unnamed entry (`""`, what most drivers use for
+/// every statement, and every portal) sits in its own slot: the commonest look-up costs no
+/// hashing of the name.
+#[derive(Debug)]
+struct ByName<V> {
+    unnamed: Option<V>,
+    named: HashMap<String, V>,
+}
+
+impl<V> Default for ByName<V> {
+    fn default() -> Self {
+        ByName {
+            unnamed: None,
+            named: HashMap::new(),
+        }
+    }
+}
+
+impl<V> ByName<V> {
+    fn get(&self, name: &str) -> Option<&V> {
+        if name.is_empty() {
+            self.unnamed.as_ref()
+        } else {
+            self.named.get(name)
+        }
+    }
+
+    fn contains_key(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    fn insert(&mut self, name: String, value: V) {
+        if name.is_empty() {
+            self.unnamed = Some(value);
+        } else {
+            self.named.insert(name, value);
+        }
+    }
+
+    fn remove(&mut self, name: &str) {
+        if name.is_empty() {
+            self.unnamed = None;
+        } else {
+            self.named.remove(name);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.unnamed = None;
+        if !self.named.is_empty() {
+            self.named.clear();
+        }
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
+        self.unnamed.iter_mut().chain(self.named.values_mut())
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.unnamed.is_some()) + self.named.len()
+    }
+}
+
 #[derive(Debug)]
 pub struct Tracker<S, P> {
-    statements: HashMap<String, Held<S>>,
-    portals: HashMap<String, Arc<P>>,
+    statements: ByName<Held<S>>,
+    portals: ByName<Arc<P>>,
     /// Cursors declared in SQL, by name, and whether each is `WITH HOLD`.
     cursors: HashMap<String, bool>,
     /// Effects of messages sent and not yet confirmed or skipped, in wire order.
@@ -71,8 +134,8 @@ pub struct Tracker<S, P> {
 impl<S, P> Default for Tracker<S, P> {
     fn default() -> Self {
         Tracker {
-            statements: HashMap::new(),
-            portals: HashMap::new(),
+            statements: ByName::default(),
+            portals: ByName::default(),
             cursors: HashMap::new(),
             pending: VecDeque::new(),
             next: 0,
@@ -154,7 +217,9 @@ impl<S, P> Tracker<S, P> {
     /// believing one still there only lets the server answer that it does not exist.)
     pub fn transaction_ended(&mut self) {
         self.portals.clear();
-        self.cursors.retain(|_, hold| *hold);
+        if !self.cursors.is_empty() {
+            self.cursors.retain(|_, hold| *hold);
+        }
     }
 
     /// The statement a message sent now would find under `name`.
@@ -203,7 +268,7 @@ impl<S, P> Tracker<S, P> {
                 _ => {}
             }
         }
-        self.cursors.contains_key(name)
+        !self.cursors.is_empty() && self.cursors.contains_key(name)
     }
 
     /// Whether the server may hold a statement under `name` although a message sent now
@@ -365,16 +430,8 @@ pub fn sql_effects(sql: &str) -> Vec<SqlEffect> {
     /// `CURSOR_OPT_HOLD` in PostgreSQL's parsenodes.h.
     const CURSOR_OPT_HOLD: i32 = 0x0020;
 
-    // Checked without allocating: this runs for every statement text.
-    let bytes = sql.as_bytes();
-    if !["prepare", "deallocate", "discard", "declare", "close"]
-        .iter()
-        .any(|w| {
-            bytes
-                .windows(w.len())
-                .any(|x| x.eq_ignore_ascii_case(w.as_bytes()))
-        })
-    {
+    // Checked in one pass without allocating: this runs for every statement text.
+    if !has_effect_word(sql.as_bytes()) {
         return Vec::new();
     }
     let Ok(parsed) = pg_query::parse(sql) else {
@@ -401,6 +458,21 @@ pub fn sql_effects(sql: &str) -> Vec<SqlEffect> {
             _ => None,
         })
         .collect()
+}
+
+/// Whether `prepare`, `deallocate`, `discard`, `declare` or `close` occurs anywhere in the
+/// text, in any case (a substring test: words in strings and comments count too, and only
+/// send the text to the parser). One pass: each word can start only at `p`, `d` or `c`.
+pub fn has_effect_word(bytes: &[u8]) -> bool {
+    const WORDS: [&[u8]; 5] = [b"prepare", b"deallocate", b"discard", b"declare", b"close"];
+    bytes.iter().enumerate().any(|(i, &b)| {
+        matches!(b | 0x20, b'p' | b'd' | b'c')
+            && WORDS.iter().any(|w| {
+                bytes
+                    .get(i..i + w.len())
+                    .is_some_and(|at| at.eq_ignore_ascii_case(w))
+            })
+    })
 }
 
 #[cfg(test)]

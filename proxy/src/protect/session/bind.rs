@@ -112,6 +112,10 @@ impl ProtectedSession {
     }
 
     pub(super) fn bind(&mut self, frame: &[u8]) -> Verdict {
+        // Nothing to seal: recorded and forwarded without a copy (see `plain_bind`).
+        if let Some(verdict) = self.bind_plain(frame) {
+            return verdict;
+        }
         let bind = match Bind::read(frame) {
             Ok(b) => b,
             Err(e) => return self.unreadable(e),

@@ -134,30 +134,40 @@ impl ProtectedSession {
         }
     }
 
-    /// Whether the proxy must read this text: it mentions a protected table, or the role
-    /// checks statement kinds.
-    fn must_read(&self, sql: &str) -> bool {
-        self.layout.mentions_protected(sql)
-            || self.policy.restricts_statements()
-            || self.policy.reads_sql_text(sql)
+    /// Whether the proxy must read this text: it mentions a protected table (`mentions`, the
+    /// pre-filter's answer), or the role checks statement kinds.
+    fn must_read(&self, sql: &str, mentions: bool) -> bool {
+        mentions || self.policy.restricts_statements() || self.policy.reads_sql_text(sql)
     }
 
     /// Reads a statement text, refusing what cannot be read exactly as the server reads it:
     /// invalid UTF-8 in a UTF8 session (PostgreSQL refuses it too), text the proxy must
     /// analyse under other settings, or while settings may be changing.
     pub(super) fn statement_text<'a>(&self, bytes: &'a [u8]) -> Result<Text<'a>, PgError> {
+        self.read_statement_text(bytes).map(|(text, _)| text)
+    }
+
+    /// [`Self::statement_text`], with the pre-filter's answer for a readable text (whether it
+    /// mentions a protected table), so the caller does not scan it again.
+    pub(super) fn read_statement_text<'a>(
+        &self,
+        bytes: &'a [u8],
+    ) -> Result<(Text<'a>, bool), PgError> {
         let text = match std::str::from_utf8(bytes) {
             Ok(text) => text,
             Err(_) if self.settings.mode() == TextMode::OtherEncoding => {
                 // The pre-filter's names are ASCII, which every client encoding keeps.
-                if self.must_read(&String::from_utf8_lossy(bytes)) {
+                let lossy = String::from_utf8_lossy(bytes);
+                let mentions = self.layout.mentions_protected(&lossy);
+                if self.must_read(&lossy, mentions) {
                     self.settings.check_analysable()?;
                 }
-                return Ok(Text::Opaque);
+                return Ok((Text::Opaque, mentions));
             }
-            Err(_) => return settings::utf8_text(bytes).map(|_| Text::Opaque),
+            Err(_) => return settings::utf8_text(bytes).map(|_| (Text::Opaque, true)),
         };
-        if self.must_read(text) {
+        let mentions = self.layout.mentions_protected(text);
+        if self.must_read(text, mentions) {
             self.settings.check_analysable()?;
             if self.unsettled > 0 || self.pipeline_unsettled {
                 return Err(PgError::error(
@@ -166,7 +176,7 @@ impl ProtectedSession {
                 ));
             }
         }
-        Ok(Text::Readable(text))
+        Ok((Text::Readable(text), mentions))
     }
 }
 

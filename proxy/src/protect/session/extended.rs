@@ -5,8 +5,9 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::BytesMut;
 
-use super::{Expect, PreparedInfo, ProtectedSession, SqlTickets, Text};
-use crate::protect::engine::PlanAction;
+use super::reading::Reading;
+use super::{Expect, PreparedInfo, ProtectedSession, SqlTickets};
+use crate::analyze::identity_settings::IdentityTouch;
 use crate::protect::refusal;
 use crate::protect::wire::{self, Parse, Target, Unreadable};
 use crate::protocol::error::{sqlstate, PgError};
@@ -132,33 +133,42 @@ impl ProtectedSession {
                 format!("prepared statement \"{}\" already exists", parse.name),
             ));
         }
-        // A tenant switch starts at its Bind; everything else touching pgshroud.* is refused.
-        let identity = match self.identity_at_parse(&parse.query) {
-            Ok(touch) => touch,
-            Err(error) => return self.refuse_extended(&error),
-        };
-        let unsettling = self.follow_settings(&parse.query);
-        if std::mem::take(&mut self.catalog_stale) {
-            self.refresh_at_sync = true;
-        }
-        let (plan, query) = match self.statement_text(&parse.query) {
-            Ok(Text::Opaque) => (None, None),
-            Ok(Text::Readable(sql)) if !self.layout.mentions_protected(sql) => {
-                if let Err(error) = self.check_kinds(sql) {
-                    return self.refuse_extended(&error);
-                }
-                (None, Some(sql.to_owned()))
-            }
-            Ok(Text::Readable(sql)) => {
-                let plan = self.plan(sql);
-                if let Err(error) = self.check_plan(sql, &plan) {
-                    return self.refuse_extended(&error);
-                }
-                (Some(plan), Some(sql.to_owned()))
-            }
-            Err(error) => return self.refuse_extended(&error),
-        };
+        // The client's own types (a protected parameter's becomes bytea on the way up).
         let declared = parse.param_types.clone();
+        let known = if self.path_changed_in_txn {
+            // A rollback in this text would need a look-up: read it whole.
+            None
+        } else {
+            let under = self.harmless_under();
+            self.harmless.known(under, &parse.query)
+        };
+        let reading = match known {
+            // These very bytes were found harmless under what the session serves now: of
+            // what the readings depend on, only the session's state is checked again.
+            Some(sql) => match self.no_switch_in_flight() {
+                Ok(()) => Reading {
+                    identity: IdentityTouch::None,
+                    unsettling: false,
+                    plan: None,
+                    query: Some(sql),
+                    effects: Vec::new(),
+                    fetches: false,
+                },
+                Err(error) => return self.refuse_extended(&error),
+            },
+            None => match self.read_parse(&mut parse) {
+                Ok(reading) => reading,
+                Err(verdict) => return verdict,
+            },
+        };
+        let Reading {
+            identity,
+            unsettling,
+            plan,
+            query,
+            effects,
+            fetches,
+        } = reading;
         let mut out = BytesMut::new();
         if self.names.statement_in_doubt(&parse.name) {
             // A Close of this name is unanswered and may yet be skipped: close it again right
@@ -168,30 +178,6 @@ impl ProtectedSession {
             self.pending
                 .push_back(Expect::CloseComplete { ours: true, ticket });
         }
-        if let Some(plan) = &plan {
-            if plan.refreshes_catalog {
-                self.refresh_at_sync = true;
-                self.ddl_in_txn = true;
-            }
-            // Protected parameters take the server's own type (bytea); the client is told
-            // the logical type in ParameterDescription.
-            for (i, param) in plan.params.iter().enumerate() {
-                if param.is_some() {
-                    if let Some(t) = parse.param_types.get_mut(i) {
-                        *t = 0;
-                    }
-                }
-            }
-            if let PlanAction::Rewrite(sql) = &plan.action {
-                parse.query = sql.clone().into_bytes();
-            }
-        }
-        let mode = self.settings.mode();
-        let effects = query
-            .as_deref()
-            .map(|sql| tracker::sql_effects_in(sql, mode))
-            .unwrap_or_default();
-        let fetches = may_fetch(&parse.query, query.as_deref(), mode);
         let info = Arc::new(PreparedInfo {
             plan: plan.clone(),
             declared,
@@ -272,7 +258,7 @@ fn unknown_portal(name: &str) -> PgError {
 /// text it cannot read as the server does (`raw` not UTF-8, backslash escapes, another
 /// client_encoding) or does not parse counts as a FETCH: a false positive costs only a
 /// Describe.
-fn may_fetch(raw: &[u8], readable: Option<&str>, mode: TextMode) -> bool {
+pub(super) fn may_fetch(raw: &[u8], readable: Option<&str>, mode: TextMode) -> bool {
     if !raw.windows(5).any(|w| w.eq_ignore_ascii_case(b"fetch")) {
         return false;
     }

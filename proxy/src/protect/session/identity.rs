@@ -109,7 +109,7 @@ impl ProtectedSession {
     }
 
     /// Nothing may be sent while a tenant switch is unanswered.
-    fn no_switch_in_flight(&self) -> Result<(), PgError> {
+    pub(super) fn no_switch_in_flight(&self) -> Result<(), PgError> {
         if self.tenant.in_flight.is_some() {
             return Err(self.identity_refused(PgError::error(
                 ACTIVE_SQL_TRANSACTION,

@@ -131,6 +131,7 @@ impl ProtectedSession {
         // Still unknown after a fresh look-up: not a view over a protected table.
         self.plain_origins.extend(self.unknown_origins.drain());
         self.layout = self.shared.layout(&self.catalog);
+        self.harmless.forget();
         self.serve_migrating(false);
         self.shared.report_problems(&self.catalog, &self.metrics);
     }

@@ -87,6 +87,7 @@ impl ProtectedSession {
         self.plain_migrating = plain;
         self.shared = served;
         self.layout = self.shared.layout(&self.catalog);
+        self.harmless.forget();
         // The role's policy follows the whole rules: the read backstop still withholds the
         // envelopes of a column served plain from roles that may not receive them (a session
         // that has not seen the swap yet).

@@ -17,9 +17,14 @@ mod copy;
 mod described;
 mod errors;
 mod extended;
+mod harmless;
+#[cfg(test)]
+mod harmless_tests;
 mod identity;
 mod lookup;
 mod migrating;
+mod plain_bind;
+mod reading;
 mod replies;
 mod results;
 mod simple;
@@ -287,6 +292,8 @@ pub struct ProtectedSession {
     tenant: identity::TenantState,
     /// Portal descriptions answered before, answered again (see `described`).
     described: described::DescribedPortals,
+    /// Texts the pre-filter found harmless, whose next Parse skips its readings.
+    harmless: harmless::HarmlessTexts,
 }
 
 impl ProtectedSession {
@@ -351,6 +358,7 @@ impl ProtectedSession {
             plain_origins: Default::default(),
             tenant: identity::TenantState::new(tenant),
             described: Default::default(),
+            harmless: Default::default(),
         };
         session.serve_migrating(true);
         session
@@ -365,8 +373,6 @@ impl ProtectedSession {
     pub fn role(&self) -> &pgshroud_rules::Role {
         self.policy.role()
     }
-
-    // ---- client -> server ----
 
     // ---- client -> server ----
 

@@ -276,3 +276,24 @@ pub(super) fn session_under(rules: &str, user: &str) -> ProtectedSession {
     let rules = pgshroud_rules::parse(rules, "rules.toml").expect("rules");
     session(rules, user, Catalog::default())
 }
+
+/// A session of `user` under the rules file at `path` (reloadable), with no catalog.
+pub(super) fn session_from_file(path: &std::path::Path, user: &str) -> ProtectedSession {
+    let text = std::fs::read_to_string(path).expect("rules file");
+    let rules = pgshroud_rules::parse(&text, "rules.toml").expect("rules");
+    let key = crate::crypto::MasterKey::from_bytes(&[7; 32]).expect("key");
+    let keys = Arc::new(crate::crypto::KeyRing::single(key));
+    let protection = Arc::new(Protection::new(
+        rules,
+        keys,
+        crate::protect::engine::GuardPolicy::NotRequired,
+    ));
+    let live = Arc::new(LiveProtection::new(path, protection));
+    let caller = Caller {
+        user: user.into(),
+        pg_roles: Vec::new(),
+        cert_subject: None,
+        addr: "127.0.0.1".parse().expect("address"),
+    };
+    ProtectedSession::new(live, caller, Catalog::default(), Arc::new(Metrics::new()))
+}

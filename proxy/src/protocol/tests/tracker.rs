@@ -279,3 +279,26 @@ fn refresh_replaces_the_record_everywhere() {
     t.refresh(&old, Arc::new("new"));
     assert_eq!(known(&t, "s"), Some("new"));
 }
+
+#[test]
+fn the_effect_words_are_found_in_one_pass_in_any_case_anywhere() {
+    for sql in [
+        "PREPARE p AS SELECT 1",
+        "deallocate p",
+        "select 1; DiScArD ALL",
+        "DECLARE c CURSOR FOR SELECT 1",
+        "close c",
+        "select 1 as xclose",
+        "prepar close",
+    ] {
+        assert!(has_effect_word(sql.as_bytes()), "{sql}");
+    }
+    for sql in [
+        "select 1", "prepar", "dealloc", "disc", "clos", "", "p", "DECLAR",
+    ] {
+        assert!(!has_effect_word(sql.as_bytes()), "{sql}");
+    }
+    // A word at the very end, or split by case, still counts.
+    assert!(has_effect_word(b"select 1 -- ClOsE"));
+    assert!(sql_effects("select 1 -- close").is_empty());
+}

@@ -1,0 +1,139 @@
+//! The pre-filter's memory of statement texts it found harmless: texts a Parse brought that
+//! name no protected table (nor anything `pgshroud`), touch no identity setting, change no
+//! setting pgshroud follows (search_path, client_encoding, standard_conforming_strings),
+//! have no effect on prepared-statement or portal names (PREPARE, DEALLOCATE, DISCARD,
+//! DECLARE, CLOSE), are no FETCH, and pass the role's checks. A driver sends the same few
+//! texts again and again (pgbench -M extended: one per transaction): the next Parse of the
+//! very same bytes skips those readings, which cost more than the rest of the message.
+//!
+//! What keeps it exact (fail closed): only ASCII texts without a backslash are kept, whose
+//! reading no client_encoding, standard_conforming_strings or pending settings change can
+//! alter; the memory is keyed by the rules generation, the session's plans epoch and its text
+//! mode, and forgotten whenever the layout or the role's policy is rebuilt (a catalog look-up,
+//! a reload, a migrating column's swap), which are the only other inputs of those verdicts.
+//! State the verdicts also read (a tenant switch in flight, a search_path change in the open
+//! transaction, a name in use) is checked on every Parse, memory or not.
+
+use crate::protocol::text_settings::TextMode;
+
+/// How many texts a session remembers (a ring: the oldest goes first).
+const SLOTS: usize = 8;
+
+/// What the verdicts were made under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Under {
+    pub generation: u64,
+    pub plans_epoch: u64,
+    pub mode: TextMode,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct HarmlessTexts {
+    under: Option<Under>,
+    texts: Vec<String>,
+    /// The slot the next text replaces once all are taken.
+    next: usize,
+}
+
+impl HarmlessTexts {
+    /// The text, owned, if these very bytes were found harmless under `under`.
+    pub fn known(&mut self, under: Under, text: &[u8]) -> Option<String> {
+        if self.under != Some(under) {
+            self.forget();
+            return None;
+        }
+        self.texts
+            .iter()
+            .find(|known| known.as_bytes() == text)
+            .cloned()
+    }
+
+    /// Remembers a text found harmless under `under`, if it is one whose reading nothing but
+    /// its bytes decides (see the module's notes).
+    pub fn remember(&mut self, under: Under, text: &str) {
+        if !keepable(text.as_bytes()) {
+            return;
+        }
+        if self.under != Some(under) {
+            self.forget();
+            self.under = Some(under);
+        }
+        if self.texts.iter().any(|known| known == text) {
+            return;
+        }
+        if self.texts.len() < SLOTS {
+            self.texts.push(text.to_owned());
+        } else {
+            self.texts[self.next] = text.to_owned();
+            self.next = (self.next + 1) % SLOTS;
+        }
+    }
+
+    /// What the verdicts rest on changed: nothing is known any more.
+    pub fn forget(&mut self) {
+        self.under = None;
+        self.texts.clear();
+        self.next = 0;
+    }
+}
+
+/// ASCII without a backslash reads the same under every client_encoding pgshroud allows and
+/// either standard_conforming_strings.
+pub(super) fn keepable(text: &[u8]) -> bool {
+    text.is_ascii() && !text.contains(&b'\\')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: Under = Under {
+        generation: 1,
+        plans_epoch: 0,
+        mode: TextMode::Standard,
+    };
+
+    #[test]
+    fn only_the_same_bytes_under_the_same_rules_are_known() {
+        let mut h = HarmlessTexts::default();
+        h.remember(NOW, "select 1");
+        assert_eq!(h.known(NOW, b"select 1").as_deref(), Some("select 1"));
+        assert_eq!(h.known(NOW, b"SELECT 1"), None);
+        assert_eq!(h.known(NOW, b"select 1 "), None);
+        let reloaded = Under {
+            generation: 2,
+            ..NOW
+        };
+        assert_eq!(h.known(reloaded, b"select 1"), None);
+        // Forgotten for good, not only under the new key.
+        assert_eq!(h.known(NOW, b"select 1"), None);
+        h.remember(NOW, "select 1");
+        let other_mode = Under {
+            mode: TextMode::BackslashEscapes,
+            ..NOW
+        };
+        assert_eq!(h.known(other_mode, b"select 1"), None);
+    }
+
+    #[test]
+    fn texts_whose_reading_depends_on_settings_are_not_kept() {
+        let mut h = HarmlessTexts::default();
+        h.remember(NOW, "select 'a\\' as x");
+        h.remember(NOW, "select '\u{e9}'");
+        assert_eq!(h.known(NOW, b"select 'a\\' as x"), None);
+        assert_eq!(h.known(NOW, "select '\u{e9}'".as_bytes()), None);
+    }
+
+    #[test]
+    fn the_oldest_text_makes_room() {
+        let mut h = HarmlessTexts::default();
+        for i in 0..=SLOTS {
+            h.remember(NOW, &format!("select {i}"));
+        }
+        assert_eq!(h.known(NOW, b"select 0"), None);
+        assert!(h.known(NOW, b"select 1").is_some());
+        assert!(h.known(NOW, format!("select {SLOTS}").as_bytes()).is_some());
+        h.forget();
+        assert_eq!(h.known(NOW, b"select 1"), None);
+    }
+}
