@@ -11,6 +11,9 @@ mod plan;
 mod shape;
 mod shape_cache;
 mod shape_check;
+mod shape_match;
+#[cfg(test)]
+mod shape_match_tests;
 #[cfg(test)]
 mod shape_tests;
 mod storage;

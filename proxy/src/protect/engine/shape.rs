@@ -95,7 +95,7 @@ fn is_pg_space(b: u8) -> bool {
 
 /// `'...'` with `''` for a quote and nothing that reads differently under another setting or
 /// reader: its value, or `None`.
-fn plain_string(text: &str) -> Option<String> {
+pub(super) fn plain_string(text: &str) -> Option<String> {
     let inner = text.strip_prefix('\'')?.strip_suffix('\'')?;
     if inner.contains(['\\', '\n', '\r']) || mentions_pgshroud(inner) {
         return None;
@@ -112,13 +112,13 @@ fn mentions_pgshroud(value: &str) -> bool {
 
 /// Decimal digits without a leading zero (PostgreSQL decodes `007` to 7, which the analysis
 /// compares with the text as written).
-fn plain_integer(text: &str) -> Option<String> {
+pub(super) fn plain_integer(text: &str) -> Option<String> {
     let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
     (digits && (text == "0" || !text.starts_with('0'))).then(|| text.to_owned())
 }
 
 /// `digits.digits`: PostgreSQL keeps a float constant's text as written.
-fn plain_decimal(text: &str) -> Option<String> {
+pub(super) fn plain_decimal(text: &str) -> Option<String> {
     let (whole, fraction) = text.split_once('.')?;
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     (digits(whole) && digits(fraction)).then(|| text.to_owned())
