@@ -107,7 +107,11 @@ pub(super) fn plain_string(text: &str) -> Option<String> {
 /// A value naming a guard or pgshroud object changes the analysis (see `analyze::guard`):
 /// such texts take the full path.
 fn mentions_pgshroud(value: &str) -> bool {
-    value.to_ascii_lowercase().contains("pgshroud")
+    // ASCII case-insensitive, without a lowercase copy (it runs for every string literal).
+    value
+        .as_bytes()
+        .windows(b"pgshroud".len())
+        .any(|w| w.eq_ignore_ascii_case(b"pgshroud"))
 }
 
 /// Decimal digits without a leading zero (PostgreSQL decodes `007` to 7, which the analysis

@@ -61,6 +61,7 @@ fn texts_the_scanner_reads_otherwise_do_not_match() {
         "SELECT id FROM t WHERE email = 'a\nb' AND age = 5 AND amount < 1.5",
         "SELECT id FROM t WHERE email = 'pgshroud_guard_x' AND age = 5 AND amount < 1.5",
         "SELECT id FROM t WHERE email = 'PgShroud' AND age = 5 AND amount < 1.5",
+        "SELECT id FROM t WHERE email = 'ü xPGSHROUDy' AND age = 5 AND amount < 1.5",
         "SELECT id FROM t WHERE email = E'a' AND age = 5 AND amount < 1.5",
         "SELECT id FROM t WHERE email = $$a$$ AND age = 5 AND amount < 1.5",
         "SELECT id FROM t WHERE email = 'a' 'b' AND age = 5 AND amount < 1.5",
