@@ -2,8 +2,9 @@
 //! analysis of a typical statement (parse + resolve + agreement with PostgreSQL's reading,
 //! uncached), its parts (sqlparser's analysis alone is what `analyze` cost before pg_query;
 //! pg_query's parse, scan and fingerprint), and the plan a statement gets: an exact-text cache
-//! hit (the same text again), a shape hit (the same statement with a new literal: scan, then
-//! the template's literals sealed) and a miss (a new shape: full analysis, then the template).
+//! hit (the same text again), a shape hit (the same statement with a new literal: matched
+//! against the pattern of the text the scanner read first, then the template's literals
+//! sealed) and a miss (a new shape: scan, full analysis, then the template).
 
 use std::hint::black_box;
 

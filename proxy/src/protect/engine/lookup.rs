@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::plan::Plan;
 use super::shape;
 use super::template::Template;
-use super::{Layout, Protection};
+use super::{Layout, PlanKey, Protection};
 use crate::protect::catalog::Catalog;
 
 /// Bound on cached plans; a full cache is simply cleared (plans are cheap to rebuild).
@@ -64,32 +64,52 @@ impl Protection {
             return (plan, PlanSource::Exact);
         }
         let scope = shape_scope(layout.fingerprint, tenant);
+        // A text that differs from one the scanner read only in its plain literals needs no
+        // scan (`shape_match.rs`); any other goes through `shape::scan`.
+        if let Some((template, scanned)) = self.shapes.matched(scope, sql) {
+            let plan = Arc::new(template.instantiate(self, sql, &scanned, tenant));
+            return (plan, PlanSource::Shape);
+        }
         let scanned = shape::scan(sql);
         let entry = scanned
             .as_ref()
             .and_then(|s| self.shapes.get(scope, &s.key));
-        let (plan, source) = match (&entry, &scanned) {
-            (Some(Some(template)), Some(scanned)) => (
-                Arc::new(template.instantiate(self, sql, scanned, tenant)),
-                PlanSource::Shape,
-            ),
+        match (&entry, &scanned) {
+            (Some(Some(template)), Some(scanned)) => {
+                self.shapes
+                    .remember(scope, sql, scanned, Arc::clone(template));
+                let plan = Arc::new(template.instantiate(self, sql, scanned, tenant));
+                (plan, PlanSource::Shape)
+            }
             _ => {
                 let (plan, recipe) = self.build(sql, layout, catalog, tenant);
                 // A shape seen before and found unusable is not derived again.
                 if let (None, Some(scanned), Some(recipe)) = (&entry, &scanned, &recipe) {
                     let template = Template::derive(sql, scanned, &plan, recipe).map(Arc::new);
-                    self.shapes.insert(scope, scanned.key.clone(), template);
+                    self.shapes
+                        .insert(scope, scanned.key.clone(), template.clone());
+                    if let Some(template) = template {
+                        self.shapes.remember(scope, sql, scanned, template);
+                    }
                 }
-                (Arc::new(plan), PlanSource::Built)
+                let plan = Arc::new(plan);
+                self.keep_exact(key, plan.clone());
+                (plan, PlanSource::Built)
             }
-        };
+        }
+    }
+
+    /// Keeps a fully built plan in the exact-text cache. Plans filled from a template are not
+    /// kept: filling one again costs little more than the look-up, and a stream of new
+    /// literals (each text seen once) would fill the cache and clear it every
+    /// `PLAN_CACHE_LIMIT` statements, dropping the plans the full path built with it.
+    fn keep_exact(&self, key: PlanKey, plan: Arc<Plan>) {
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() >= PLAN_CACHE_LIMIT {
                 cache.clear();
             }
-            cache.insert(key, plan.clone());
+            cache.insert(key, plan);
         }
-        (plan, source)
     }
 }
 

@@ -11,6 +11,9 @@ mod plan;
 mod shape;
 mod shape_cache;
 mod shape_check;
+mod shape_match;
+#[cfg(test)]
+mod shape_match_tests;
 #[cfg(test)]
 mod shape_tests;
 mod storage;
@@ -104,7 +107,9 @@ pub struct Protection {
     pub rules: Arc<Rules>,
     /// Indexed by the analyser's `ColumnId`.
     specs: Vec<Spec>,
-    by_name: HashMap<(String, String, String), ColumnId>,
+    /// By schema, table and column name, nested so a look-up by borrowed names allocates
+    /// nothing (it runs for every field of every result's RowDescription).
+    by_name: HashMap<String, HashMap<String, HashMap<String, ColumnId>>>,
     tables: Vec<(String, String)>,
     base: ProtectedSchema,
     /// Keyed by layout, tenant (when per-tenant columns exist: their literals are sealed
@@ -144,7 +149,8 @@ impl Protection {
     pub fn new(rules: Rules, keys: Arc<KeyRing>, guards: GuardPolicy) -> Protection {
         let mut base = ProtectedSchema::new();
         let mut specs = Vec::new();
-        let mut by_name = HashMap::new();
+        let mut by_name: HashMap<String, HashMap<String, HashMap<String, ColumnId>>> =
+            HashMap::new();
         let mut tables = Vec::new();
         let mut per_tenant = std::collections::HashSet::new();
         for table in &rules.tables {
@@ -167,7 +173,12 @@ impl Protection {
                     modifier: column.modifier,
                     context: KeyContext::new(context),
                 }));
-                by_name.insert((schema.clone(), name.clone(), column_name), id);
+                by_name
+                    .entry(schema.clone())
+                    .or_default()
+                    .entry(name.clone())
+                    .or_default()
+                    .insert(column_name, id);
             }
         }
         Protection {
@@ -216,12 +227,7 @@ impl Protection {
                 (owner.schema.clone(), owner.name.clone()),
             );
             for column in &child.columns {
-                let key = (
-                    owner.schema.clone(),
-                    owner.name.clone(),
-                    column.name.clone(),
-                );
-                let Some(&id) = self.by_name.get(&key) else {
+                let Some(id) = self.column_id(&owner.schema, &owner.name, &column.name) else {
                     continue;
                 };
                 let context = schema.context(id).to_owned();
@@ -273,10 +279,8 @@ impl Protection {
 
     /// The protected column `schema.table.column` (names as PostgreSQL reports them).
     pub fn spec_by_name(&self, schema: &str, table: &str, column: &str) -> Option<&Spec> {
-        let id = self
-            .by_name
-            .get(&(schema.to_owned(), table.to_owned(), column.to_owned()))?;
-        self.specs.get(*id)
+        let id = self.column_id(schema, table, column)?;
+        self.specs.get(id)
     }
 
     /// The protected column behind a result column, by table OID and attribute number (a
@@ -288,20 +292,22 @@ impl Protection {
         let table = catalog.table_by_oid(table_oid)?;
         let column = table.column(attnum)?;
         let owner = catalog.protected_owner(table)?;
-        let id = self.by_name.get(&(
-            owner.schema.clone(),
-            owner.name.clone(),
-            column.name.clone(),
-        ))?;
-        self.specs.get(*id).cloned()
+        let id = self.column_id(&owner.schema, &owner.name, &column.name)?;
+        self.specs.get(id).cloned()
+    }
+
+    fn column_id(&self, schema: &str, table: &str, column: &str) -> Option<ColumnId> {
+        self.by_name.get(schema)?.get(table)?.get(column).copied()
     }
 
     /// The analyser's id of a protected column.
     pub fn id_of(&self, spec: &ColumnSpec) -> Option<ColumnId> {
+        // The specs handed out are this table's own: found by address without a look-up.
+        if let Some(id) = self.specs.iter().position(|s| std::ptr::eq(&**s, spec)) {
+            return Some(id);
+        }
         let (schema, table, column) = split_qualified(&spec.qualified)?;
-        self.by_name
-            .get(&(schema.to_owned(), table.to_owned(), column.to_owned()))
-            .copied()
+        self.column_id(schema, table, column)
     }
 
     fn spec(&self, id: ColumnId) -> Result<Spec, PgError> {

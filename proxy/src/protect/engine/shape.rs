@@ -95,7 +95,7 @@ fn is_pg_space(b: u8) -> bool {
 
 /// `'...'` with `''` for a quote and nothing that reads differently under another setting or
 /// reader: its value, or `None`.
-fn plain_string(text: &str) -> Option<String> {
+pub(super) fn plain_string(text: &str) -> Option<String> {
     let inner = text.strip_prefix('\'')?.strip_suffix('\'')?;
     if inner.contains(['\\', '\n', '\r']) || mentions_pgshroud(inner) {
         return None;
@@ -107,18 +107,22 @@ fn plain_string(text: &str) -> Option<String> {
 /// A value naming a guard or pgshroud object changes the analysis (see `analyze::guard`):
 /// such texts take the full path.
 fn mentions_pgshroud(value: &str) -> bool {
-    value.to_ascii_lowercase().contains("pgshroud")
+    // ASCII case-insensitive, without a lowercase copy (it runs for every string literal).
+    value
+        .as_bytes()
+        .windows(b"pgshroud".len())
+        .any(|w| w.eq_ignore_ascii_case(b"pgshroud"))
 }
 
 /// Decimal digits without a leading zero (PostgreSQL decodes `007` to 7, which the analysis
 /// compares with the text as written).
-fn plain_integer(text: &str) -> Option<String> {
+pub(super) fn plain_integer(text: &str) -> Option<String> {
     let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
     (digits && (text == "0" || !text.starts_with('0'))).then(|| text.to_owned())
 }
 
 /// `digits.digits`: PostgreSQL keeps a float constant's text as written.
-fn plain_decimal(text: &str) -> Option<String> {
+pub(super) fn plain_decimal(text: &str) -> Option<String> {
     let (whole, fraction) = text.split_once('.')?;
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     (digits(whole) && digits(fraction)).then(|| text.to_owned())
