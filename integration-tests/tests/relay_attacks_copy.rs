@@ -11,6 +11,7 @@ use futures_util::{SinkExt, StreamExt};
 use pgshroud::config::ConfigLayer;
 use pgshroud_integration_tests::protected::Fixture;
 use pgshroud_integration_tests::proxy::TestProxy;
+use pgshroud_integration_tests::raw::{build, RawClient};
 use pgshroud_integration_tests::{cluster, proxy_with, users};
 
 const HANG: Duration = Duration::from_secs(120);
@@ -301,4 +302,26 @@ async fn a_drain_during_a_copy_inside_a_transaction_waits_for_the_commit() {
         .await
         .expect("the session hangs after its COMMIT");
     assert!(after.is_err(), "the session is closed after the transaction");
+}
+
+/// A client that starts a large COPY TO STDOUT and then stops reading: the drain cannot end
+/// it (the COPY never finishes), so the stop is forced once `shutdown_timeout_secs` is up.
+/// The forced end must not wait on that client: telling it "shutting down" cannot be
+/// written into a socket it does not read, and the proxy must stop anyway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_shutdown_stops_even_when_the_client_stopped_reading_a_copy_out() {
+    let db = cluster().fresh_database().await;
+    let p = proxy_with(ConfigLayer {
+        shutdown_timeout_secs: Some(1),
+        ..ConfigLayer::default()
+    })
+    .await;
+    let mut raw = RawClient::login_trust(p.port(), users::TRUST, &db).await;
+    raw.send(&build::query(BIG_OUT)).await;
+    // Let the proxy fill the socket the client does not read.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tokio::time::timeout(Duration::from_secs(60), p.shutdown())
+        .await
+        .expect("the proxy never stopped: a forced session waits on a client that does not read");
+    drop(raw);
 }
