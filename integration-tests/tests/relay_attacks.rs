@@ -344,3 +344,97 @@ async fn a_long_pipeline_with_look_ups_ahead_is_answered_whole_and_sealed() {
         );
     }
 }
+
+/// The real binary and a real SIGTERM, with one session's statement held behind its look-up
+/// and another session in the middle of a COPY FROM STDIN: the COPY runs to its end and its
+/// rows are kept, the held session is told 57P01 without its statement running, and the
+/// process exits once both sessions are over (no forced stop needed: the timeout is long).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_a_held_statement_and_a_running_copy_exits_cleanly() {
+    use futures_util::SinkExt;
+    let db = cluster().fresh_database().await;
+    let admin = cluster().admin_client_for(&db).await;
+    admin
+        .batch_execute(
+            "CREATE TABLE people (id serial PRIMARY KEY, email text NOT NULL);
+             CREATE TABLE bulk (id int, payload text);
+             GRANT ALL ON ALL TABLES IN SCHEMA public TO PUBLIC;
+             GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO PUBLIC;",
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rules.toml"), MIGRATING).unwrap();
+    let keys = write_keys(dir.path(), &[(1, MASTER_KEY)], 1);
+    let mut serve = pgshroud_integration_tests::kms::serve(
+        &pgshroud_integration_tests::proxy::pgshroud_bin(),
+        dir.path(),
+        &cluster().url(),
+        &dir.path().join("rules.toml"),
+        &keys,
+        |c| c,
+    );
+    serve.wait_listening().expect("pgshroud serves");
+    let port = serve.listen.port();
+    let copier = {
+        let url = format!(
+            "host=127.0.0.1 port={port} user={} password={} dbname={db} sslmode=disable",
+            users::SCRAM,
+            users::SCRAM_PASSWORD
+        );
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+    };
+    let mut held = RawClient::login_trust(port, users::TRUST, &db).await;
+    let locker = lock_people(&db).await;
+    held.send(&build::query(
+        "INSERT INTO people (email) VALUES ('sigterm@example.com')",
+    ))
+    .await;
+    until_waiting_for_a_lock(&db, users::TRUST).await;
+    let sink = copier.copy_in("COPY bulk FROM STDIN").await.unwrap();
+    let mut sink = Box::pin(sink);
+    let line = |i: usize| bytes::Bytes::from(format!("{i}\tpayload {i}\n"));
+    for i in 0..1000 {
+        sink.send(line(i)).await.unwrap();
+    }
+    serve.signal("TERM");
+    let told = tokio::time::timeout(HANG, held.recv())
+        .await
+        .expect("the held session hangs through SIGTERM")
+        .expect("an error before the close");
+    assert_eq!(told.field(b'C').as_deref(), Some("57P01"), "{told:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 1000..2000 {
+        sink.send(line(i)).await.unwrap();
+    }
+    let copied = tokio::time::timeout(HANG, sink.as_mut().finish())
+        .await
+        .expect("the COPY hangs through SIGTERM");
+    assert_eq!(copied.expect("the running COPY ends normally"), 2000);
+    locker.batch_execute("ROLLBACK").await.unwrap();
+    let status = tokio::time::timeout(HANG, async {
+        loop {
+            if let Some(status) = serve.child.try_wait().unwrap() {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("pgshroud did not exit: {}", serve.log_text()));
+    assert!(status.success(), "{status}: {}", serve.log_text());
+    let count = |sql: &'static str| {
+        let admin = &admin;
+        async move { admin.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
+    };
+    assert_eq!(count("SELECT count(*) FROM bulk").await, 2000);
+    assert_eq!(
+        count("SELECT count(*) FROM people WHERE email = 'sigterm@example.com'").await,
+        0,
+        "the held statement ran after its client was told 57P01"
+    );
+}
