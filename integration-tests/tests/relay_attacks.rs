@@ -486,3 +486,96 @@ async fn sigterm_with_a_held_statement_and_a_running_copy_exits_cleanly() {
         "the held statement ran after its client was told 57P01"
     );
 }
+
+/// The swap `pgshroud migrate` commits, raced by a cancel: the look-up ahead of a statement
+/// on a migrating table runs under the table's lock precisely so that the swap commits
+/// before the look-up or after the statement, never between them. A CancelRequest that lands
+/// while the look-up waits for the swap's lock fails the look-up; the held statement then
+/// goes on planned against the catalog from before the swap (`email` still plaintext), waits
+/// for the lock itself, and runs once the swap has committed: its literal reaches a column
+/// whose values are now sealed, in plaintext. Here the swap is simulated by the owner
+/// turning the column into bytea under ACCESS EXCLUSIVE (no guard, so the bytes can be read
+/// back); a real swap's guard would refuse the row, but the plaintext has still been sent to
+/// the server (and its log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "hole: after a failed look-up ahead (shown with a CancelRequest; a lock_timeout or \
+            statement_timeout that ends the look-up takes the same path, untested) \
+            protect::session::ahead sends its Sync and then forwards \
+            the held statement without a fresh look-up (looked_up_ahead), planned against the \
+            catalog from before a swap that commits between the failed look-up and the \
+            statement: a migrating column's literal is forwarded in plaintext into a column \
+            that is now sealed. The held statement should be refused (or looked up again) \
+            when its look-up failed, not sent on"]
+async fn a_cancel_that_fails_the_locked_look_up_does_not_let_plaintext_past_a_swap() {
+    let (leaked, msgs) = insert_across_a_swap(true).await;
+    assert_eq!(
+        leaked, 0,
+        "plaintext stored in the swapped column; the client was answered {msgs:?}"
+    );
+}
+
+/// The same race without the cancel: the look-up waits for the swap and reads the new form,
+/// so the statement is planned for a sealed column: refused here (55000, the simulated swap
+/// installs no guard), never sent with its plaintext (proof the hole's check can pass).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_held_across_a_swap_is_sealed_by_its_look_up() {
+    let (leaked, msgs) = insert_across_a_swap(false).await;
+    assert_eq!(error_codes(&msgs), ["55000"], "{msgs:?}");
+    assert_eq!(leaked, 0, "plaintext stored in the swapped column");
+}
+
+/// An INSERT on the migrating column held behind its look-up while the owner's transaction
+/// turns the column into bytea; the look-up is cancelled first when `cancel`. Returns how
+/// many rows hold the literal in plaintext, and the client's answer.
+async fn insert_across_a_swap(cancel: bool) -> (i64, Vec<Msg>) {
+    let (db, _dir, p) = migrating_proxy(ConfigLayer::default()).await;
+    let (mut raw, pid, secret) =
+        RawClient::login_trust_with_key(p.port(), users::TRUST, &db).await;
+    let swapper = lock_people(&db).await;
+    swapper
+        .batch_execute(
+            "ALTER TABLE people ALTER COLUMN email TYPE bytea USING convert_to(email, 'UTF8')",
+        )
+        .await
+        .unwrap();
+    raw.send(&build::query(
+        "INSERT INTO people (email) VALUES ('leak@example.com')",
+    ))
+    .await;
+    until_waiting_for_a_lock(&db, users::TRUST).await;
+    let admin = cluster().admin_client_for(&db).await;
+    if cancel {
+        let _cancel = RawClient::send_cancel(p.port(), pid, &secret).await;
+        // The look-up fails; wait until what the proxy sends next waits for the lock too
+        // (the statement itself, if it was sent on), or a while if nothing does.
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                let n: i64 = admin
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity WHERE usename = $1
+                          AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO people%'",
+                        &[&users::TRUST],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                if n > 0 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+    }
+    swapper.batch_execute("COMMIT").await.unwrap();
+    let msgs = answers(&mut raw, "the INSERT").await;
+    let leaked: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM people WHERE position('leak@'::bytea IN email) > 0",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    (leaked, msgs)
+}
