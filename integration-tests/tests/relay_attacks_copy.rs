@@ -325,3 +325,50 @@ async fn a_forced_shutdown_stops_even_when_the_client_stopped_reading_a_copy_out
         .expect("the proxy never stopped: a forced session waits on a client that does not read");
     drop(raw);
 }
+
+/// A drain between an Execute answered after a Flush and the Sync that would commit it: the
+/// server holds an implicit transaction the proxy's record reads as idle (everything asked
+/// was answered, the last ReadyForQuery said `I`). Whatever the proxy does then, it must be
+/// all or nothing: either the session lives to the Sync and the row is committed, or the
+/// client is told 57P01 and the row is not there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_inside_an_unsynced_pipeline_commits_all_or_nothing() {
+    let db = cluster().fresh_database().await;
+    bulk_table(&db).await;
+    let p = draining_proxy().await;
+    let mut raw = RawClient::login_trust(p.port(), users::TRUST, &db).await;
+    raw.send(&build::pipeline(&[
+        build::parse("", "INSERT INTO bulk VALUES (1, 'pipelined')"),
+        build::bind("", "", &[]),
+        build::execute(""),
+        pgshroud_integration_tests::raw::message(b'H', b""),
+    ]))
+    .await;
+    let mut kinds = Vec::new();
+    while kinds.len() < 3 {
+        let m = tokio::time::timeout(HANG, raw.recv())
+            .await
+            .expect("the flushed Execute is answered")
+            .expect("connection open");
+        kinds.push(m.kind);
+    }
+    assert_eq!(kinds, b"12C");
+    p.begin_shutdown();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    raw.send(&build::sync()).await;
+    let rest = tokio::time::timeout(HANG, raw.recv_until_ready())
+        .await
+        .expect("the session hangs");
+    let told_57p01 = rest
+        .iter()
+        .any(|m| m.kind == b'E' && m.field(b'C').as_deref() == Some("57P01"));
+    let committed = rest.last().map(|m| m.kind) == Some(b'Z');
+    assert!(told_57p01 != committed, "{rest:?}");
+    // The backend ends once the proxy has closed its connection.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        rows_in_bulk(&db).await,
+        i64::from(committed),
+        "committed: {committed}, answered {rest:?}"
+    );
+}
