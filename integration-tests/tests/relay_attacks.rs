@@ -140,7 +140,12 @@ async fn statements_sent_behind_a_held_one_are_answered_in_order_once_it_goes_on
     );
     locker.batch_execute("ROLLBACK").await.unwrap();
     let mut got = Vec::new();
-    for what in ["the held SELECT", "SELECT 'second'", "the pipeline", "'fourth'"] {
+    for what in [
+        "the held SELECT",
+        "SELECT 'second'",
+        "the pipeline",
+        "'fourth'",
+    ] {
         let msgs = answers(&mut raw, what).await;
         assert!(error_codes(&msgs).is_empty(), "{what}: {msgs:?}");
         got.extend(first_fields(&msgs));
@@ -169,8 +174,7 @@ async fn statements_sent_behind_a_held_one_are_answered_in_order_once_it_goes_on
             with the look-up's 57014 instead of forwarding it"]
 async fn a_cancel_during_a_held_statement_ends_that_statement() {
     let (db, _dir, p) = migrating_proxy(ConfigLayer::default()).await;
-    let (mut raw, pid, secret) =
-        RawClient::login_trust_with_key(p.port(), users::TRUST, &db).await;
+    let (mut raw, pid, secret) = RawClient::login_trust_with_key(p.port(), users::TRUST, &db).await;
     let locker = lock_people(&db).await;
     raw.send(&build::query("SELECT email FROM people WHERE id = 1"))
         .await;
@@ -194,11 +198,12 @@ async fn a_cancel_during_a_held_statement_ends_that_statement() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_during_a_held_statement_leaves_the_session_usable() {
     let (db, _dir, p) = migrating_proxy(ConfigLayer::default()).await;
-    let (mut raw, pid, secret) =
-        RawClient::login_trust_with_key(p.port(), users::TRUST, &db).await;
+    let (mut raw, pid, secret) = RawClient::login_trust_with_key(p.port(), users::TRUST, &db).await;
     let locker = lock_people(&db).await;
-    raw.send(&build::query("INSERT INTO people (email) VALUES ('c@example.com')"))
-        .await;
+    raw.send(&build::query(
+        "INSERT INTO people (email) VALUES ('c@example.com')",
+    ))
+    .await;
     until_waiting_for_a_lock(&db, users::TRUST).await;
     let _cancel = RawClient::send_cancel(p.port(), pid, &secret).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -271,7 +276,10 @@ async fn draining_while_a_statement_is_held_closes_the_session_without_running_i
         .await
         .unwrap()
         .get(0);
-    assert_eq!(n, 0, "the held statement ran after the client was told 57P01");
+    assert_eq!(
+        n, 0,
+        "the held statement ran after the client was told 57P01"
+    );
 }
 
 /// Writes `messages` one per write on a trust user's connection while reading at the same
@@ -346,7 +354,10 @@ async fn a_long_mixed_pipeline_is_answered_whole_on_either_runtime() {
         let (errors, values) = pipelined(p.port(), &db, messages, N).await;
         assert!(errors.is_empty(), "session_threads = {threads}: {errors:?}");
         let expected: Vec<String> = (0..N).map(|i| i.to_string()).collect();
-        assert!(values == expected, "session_threads = {threads}: rows out of order or lost");
+        assert!(
+            values == expected,
+            "session_threads = {threads}: rows out of order or lost"
+        );
     }
 }
 
@@ -529,8 +540,7 @@ async fn a_statement_held_across_a_swap_is_sealed_by_its_look_up() {
 /// many rows hold the literal in plaintext, and the client's answer.
 async fn insert_across_a_swap(cancel: bool) -> (i64, Vec<Msg>) {
     let (db, _dir, p) = migrating_proxy(ConfigLayer::default()).await;
-    let (mut raw, pid, secret) =
-        RawClient::login_trust_with_key(p.port(), users::TRUST, &db).await;
+    let (mut raw, pid, secret) = RawClient::login_trust_with_key(p.port(), users::TRUST, &db).await;
     let swapper = lock_people(&db).await;
     swapper
         .batch_execute(

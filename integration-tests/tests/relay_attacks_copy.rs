@@ -265,7 +265,11 @@ async fn the_idle_timeout_in_an_open_transaction_closes_it_and_rolls_back() {
     .await
     .expect("an idle transaction's session stayed open");
     assert!(c.batch_execute("COMMIT").await.is_err());
-    assert_eq!(rows_in_bulk(&db).await, 0, "the open transaction was committed");
+    assert_eq!(
+        rows_in_bulk(&db).await,
+        0,
+        "the open transaction was committed"
+    );
 }
 
 /// A drain while a transaction is open and a COPY runs inside it: the COPY ends, the
@@ -301,7 +305,10 @@ async fn a_drain_during_a_copy_inside_a_transaction_waits_for_the_commit() {
     let after = tokio::time::timeout(HANG, c.query_one("SELECT 1", &[]))
         .await
         .expect("the session hangs after its COMMIT");
-    assert!(after.is_err(), "the session is closed after the transaction");
+    assert!(
+        after.is_err(),
+        "the session is closed after the transaction"
+    );
 }
 
 /// A client that starts a large COPY TO STDOUT and then stops reading: the drain cannot end

@@ -581,7 +581,10 @@ async fn finish(
     };
     if let Some(error) = to_client {
         let bytes = error.to_bytes();
-        if tokio::time::timeout(FINISH_WAIT, client.write_all(&bytes)).await.is_err() {
+        if tokio::time::timeout(FINISH_WAIT, client.write_all(&bytes))
+            .await
+            .is_err()
+        {
             debug!("the client did not take its last message in time; closed without it");
         }
     }
