@@ -223,7 +223,7 @@ async fn a_forced_shutdown_during_an_unfinished_copy_in_ends_it_without_a_hang()
     tokio::time::timeout(HANG, async {
         while admin
             .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE usename = $1",
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND usename = $1",
                 &[&users::SCRAM],
             )
             .await
