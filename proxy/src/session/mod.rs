@@ -18,6 +18,7 @@ pub mod woken;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use pgwire::messages::startup::NegotiateProtocolVersion;
@@ -550,11 +551,19 @@ async fn relay(
     // Counted before the client hears of it: a client that reads the metrics once its
     // connection closes must find its own ending there.
     count_end(&ctx.metrics, &end);
-    finish(&end, &mut client_wr, &mut server_wr).await;
+    // Boxed: its timers would otherwise size every idle session's task.
+    Box::pin(finish(&end, &mut client_wr, &mut server_wr)).await;
     end
 }
 
-/// Tells each side what it needs to hear, then closes both.
+/// How long each of a session's last writes may wait for its peer to take it. A client that
+/// stopped reading (a large result or COPY TO STDOUT it never drains) left a forced session
+/// writing its "shutting down" error into a full socket forever, and the proxy's shutdown
+/// waiting for that session with it.
+const FINISH_WAIT: Duration = Duration::from_secs(5);
+
+/// Tells each side what it needs to hear, then closes both; a side that does not take its
+/// last words within [`FINISH_WAIT`] is closed without them.
 async fn finish(
     end: &RelayEnd,
     client: &mut crate::net::stream::WriteHalf,
@@ -571,17 +580,22 @@ async fn finish(
         _ => None,
     };
     if let Some(error) = to_client {
-        let _ = client.write_all(&error.to_bytes()).await;
+        let bytes = error.to_bytes();
+        if tokio::time::timeout(FINISH_WAIT, client.write_all(&bytes))
+            .await
+            .is_err()
+        {
+            debug!("the client did not take its last message in time; closed without it");
+        }
     }
-    let _ = client.shutdown().await;
+    let _ = tokio::time::timeout(FINISH_WAIT, client.shutdown()).await;
     let upstream_alive = !matches!(
         end,
         RelayEnd::UpstreamClosed { .. } | RelayEnd::ClientClosed { terminated: true }
     );
     if upstream_alive {
-        let _ = server
-            .write_all(&crate::protocol::frame::message(b'X', b""))
-            .await;
+        let terminate = crate::protocol::frame::message(b'X', b"");
+        let _ = tokio::time::timeout(FINISH_WAIT, server.write_all(&terminate)).await;
     }
-    let _ = server.shutdown().await;
+    let _ = tokio::time::timeout(FINISH_WAIT, server.shutdown()).await;
 }
