@@ -166,12 +166,6 @@ async fn statements_sent_behind_a_held_one_are_answered_in_order_once_it_goes_on
 /// A CancelRequest sent while the client's statement is held behind the look-up: the client
 /// meant its statement, and with PostgreSQL alone that statement would end now with 57014.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "hole: a CancelRequest sent while a statement is held behind its locked look-up \
-            cancels the proxy's look-up, not the statement: the look-up fails (57014), the \
-            proxy sends its Sync, then forwards the held statement, which waits for the same \
-            lock until it is released (the client's cancel is swallowed; it hangs as long as \
-            the lock is held). protect::session::ahead would have to answer the held statement \
-            with the look-up's 57014 instead of forwarding it"]
 async fn a_cancel_during_a_held_statement_ends_that_statement() {
     let (db, _dir, p) = migrating_proxy(ConfigLayer::default()).await;
     let (mut raw, pid, secret) = RawClient::login_trust_with_key(p.port(), users::TRUST, &db).await;
@@ -379,22 +373,15 @@ async fn sigterm_with_a_held_statement_and_a_running_copy_exits_cleanly() {
 /// The swap `pgshroud migrate` commits, raced by a cancel: the look-up ahead of a statement
 /// on a migrating table runs under the table's lock precisely so that the swap commits
 /// before the look-up or after the statement, never between them. A CancelRequest that lands
-/// while the look-up waits for the swap's lock fails the look-up; the held statement then
-/// goes on planned against the catalog from before the swap (`email` still plaintext), waits
-/// for the lock itself, and runs once the swap has committed: its literal reaches a column
-/// whose values are now sealed, in plaintext. Here the swap is simulated by the owner
+/// while the look-up waits for the swap's lock fails the look-up. The held statement used to
+/// go on planned against the catalog from before the swap (`email` still plaintext), wait
+/// for the lock itself and run once the swap had committed: its literal reached a column
+/// whose values are now sealed, in plaintext (found by this round's attack pass). It is now
+/// answered with the look-up's error and never sent. Here the swap is simulated by the owner
 /// turning the column into bytea under ACCESS EXCLUSIVE (no guard, so the bytes can be read
-/// back); a real swap's guard would refuse the row, but the plaintext has still been sent to
-/// the server (and its log).
+/// back); a real swap's guard would refuse the row, but the plaintext would still have been
+/// sent to the server (and its log).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "hole: after a failed look-up ahead (shown with a CancelRequest; a lock_timeout or \
-            statement_timeout that ends the look-up takes the same path, untested) \
-            protect::session::ahead sends its Sync and then forwards \
-            the held statement without a fresh look-up (looked_up_ahead), planned against the \
-            catalog from before a swap that commits between the failed look-up and the \
-            statement: a migrating column's literal is forwarded in plaintext into a column \
-            that is now sealed. The held statement should be refused (or looked up again) \
-            when its look-up failed, not sent on"]
 async fn a_cancel_that_fails_the_locked_look_up_does_not_let_plaintext_past_a_swap() {
     let (leaked, msgs) = insert_across_a_swap(Fails::ByCancel).await;
     assert_eq!(
@@ -406,8 +393,6 @@ async fn a_cancel_that_fails_the_locked_look_up_does_not_let_plaintext_past_a_sw
 /// The same hole without a hostile client: an application's own `lock_timeout` ends the
 /// look-up waiting for the swap's lock, and the statement goes on as above.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "hole: as a_cancel_that_fails_the_locked_look_up_does_not_let_plaintext_past_a_swap, \
-            with the look-up ended by the session's lock_timeout (55P03) instead of a cancel"]
 async fn a_lock_timeout_that_fails_the_locked_look_up_does_not_let_plaintext_past_a_swap() {
     let (leaked, msgs) = insert_across_a_swap(Fails::ByLockTimeout).await;
     assert_eq!(

@@ -61,6 +61,12 @@ pub mod sqlstate {
     pub const INVALID_SQL_STATEMENT_NAME: &str = "26000";
     /// A portal that does not exist.
     pub const INVALID_CURSOR_NAME: &str = "34000";
+    /// A statement cancelled (CancelRequest, statement_timeout).
+    pub const QUERY_CANCELED: &str = "57014";
+    /// A lock not obtained within lock_timeout (or NOWAIT).
+    pub const LOCK_NOT_AVAILABLE: &str = "55P03";
+    /// A statement sent inside a transaction block that already failed.
+    pub const IN_FAILED_SQL_TRANSACTION: &str = "25P02";
 }
 
 /// How bad an error is: `Fatal` closes the connection after it is sent.

@@ -13,6 +13,8 @@ use bytes::BytesMut;
 
 use super::{migrating, Expect, ProtectedSession};
 use crate::protect::catalog;
+use crate::protocol::error::{sqlstate, PgError};
+use crate::protocol::fields;
 use crate::protocol::frame::message;
 use crate::protocol::types::{backend, frontend};
 use crate::protocol::verdict::Verdict;
@@ -143,6 +145,7 @@ impl ProtectedSession {
             backend::ERROR_RESPONSE => {
                 self.lookup_failed = true;
                 self.ahead_needs_sync = true;
+                self.ahead_failure = Some(look_up_failed(Some(frame)));
                 true
             }
             backend::CLOSE_COMPLETE => match self.pending.front_mut() {
@@ -161,6 +164,9 @@ impl ProtectedSession {
         };
         if done {
             self.pending.pop_front();
+            if self.lookup_failed && self.ahead_failure.is_none() {
+                self.ahead_failure = Some(look_up_failed(None));
+            }
             self.apply_lookup();
             self.lookup_answered = true;
             self.ahead_in_flight = false;
@@ -192,6 +198,32 @@ impl ProtectedSession {
             _ => Verdict::Drop,
         }
     }
+}
+
+/// The refusal of a statement whose look-up ahead failed: the server's error (`frame`), when
+/// it is one of those that end a waiting statement, else a failure of pgshroud's own. The
+/// look-up holds no value, so its error text holds none either.
+pub(super) fn look_up_failed(frame: Option<&[u8]>) -> PgError {
+    let server = |code: &str| {
+        let frame = frame?;
+        (fields::field(frame, b'C')? == code).then(|| fields::field(frame, b'M'))?
+    };
+    let known = [
+        sqlstate::QUERY_CANCELED,
+        sqlstate::LOCK_NOT_AVAILABLE,
+        sqlstate::IN_FAILED_SQL_TRANSACTION,
+        sqlstate::ADMIN_SHUTDOWN,
+    ]
+    .into_iter()
+    .find_map(|code| Some((code, server(code)?.to_owned())));
+    let (code, message) = known.unwrap_or((
+        sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
+        "pgshroud could not read the catalog before this statement".to_owned(),
+    ));
+    PgError::error(code, message).with_detail(
+        "pgshroud's catalog look-up ahead of this statement failed, so the statement was not \
+         sent: it would have been planned against a catalog the server may no longer have.",
+    )
 }
 
 /// Whether the text may run in an implicit transaction left open by our Flush.
@@ -290,5 +322,41 @@ name = "public.people"
         assert_eq!(reply(&mut s, b'Z', b"I"), Verdict::Drop);
         assert_eq!(s.hold_before(&select), None);
         assert!(s.pending.is_empty(), "{:?}", s.pending);
+        // The statement is answered with the look-up's error, not sent on against a
+        // catalog the server may no longer have (a swap may have committed meanwhile).
+        let refused = replaced(s.client_message(&select));
+        assert!(
+            !String::from_utf8_lossy(&refused).contains("a@b"),
+            "the statement's text went upstream"
+        );
+        assert!(String::from_utf8_lossy(&refused).contains("55P03"));
+        // The next statement takes a fresh look-up.
+        assert!(s.hold_before(&select).is_some());
+    }
+
+    #[test]
+    fn a_failed_look_up_ahead_in_a_failed_transaction_lets_the_statement_go_to_the_server() {
+        let mut s = migrating_session("bytea");
+        s.in_transaction = true;
+        let rollback = query("rollback");
+        // Stale: every statement is looked up first; inside a block the look-up is unlocked.
+        s.catalog_stale = true;
+        let ahead = s.hold_before(&rollback).expect("a look-up goes first");
+        assert!(!ahead.is_empty());
+        for m in [
+            message(b'E', b"SERROR\0C25P02\0Mcurrent transaction is aborted\0\0"),
+            message(b'Z', b"E"),
+        ] {
+            assert_eq!(s.server_message(&m), Verdict::Drop);
+        }
+        assert_eq!(s.hold_before(&rollback), None);
+        let sent = match s.client_message(&rollback) {
+            Verdict::Forward => rollback.clone(),
+            Verdict::Replace(bytes) => bytes,
+            other => panic!("{other:?}"),
+        };
+        let sent = String::from_utf8_lossy(&sent);
+        assert!(sent.contains("rollback"), "{sent}");
+        assert!(!sent.contains("25P02"), "refused by pgshroud: {sent}");
     }
 }

@@ -6,6 +6,7 @@ use bytes::BytesMut;
 use super::{Expect, ProtectedSession};
 use crate::analyze;
 use crate::protect::catalog::{self, Catalog};
+use crate::protocol::error::sqlstate;
 use crate::protocol::frame::message;
 use crate::protocol::text_settings::{self as settings};
 use crate::protocol::types::{backend, frontend};
@@ -143,9 +144,28 @@ impl ProtectedSession {
             backend::DATA_ROW if frame.len() >= 7 => {
                 self.lookup_rows.push(catalog::data_row_text(frame))
             }
-            backend::DATA_ROW | backend::ERROR_RESPONSE => self.lookup_failed = true,
+            backend::DATA_ROW => self.lookup_failed = true,
+            backend::ERROR_RESPONSE => {
+                self.lookup_failed = true;
+                if ahead {
+                    self.ahead_failure = Some(super::ahead::look_up_failed(Some(frame)));
+                }
+            }
             backend::READY_FOR_QUERY => {
                 self.pending.pop_front();
+                if ahead && self.lookup_failed && self.ahead_failure.is_none() {
+                    self.ahead_failure = Some(super::ahead::look_up_failed(None));
+                }
+                // In a transaction block that had already failed, the server refuses the
+                // statement itself (and lets ROLLBACK end the block): refusing it here too
+                // would keep the client from ever leaving the block.
+                if self
+                    .ahead_failure
+                    .as_ref()
+                    .is_some_and(|e| e.code == sqlstate::IN_FAILED_SQL_TRANSACTION)
+                {
+                    self.ahead_failure = None;
+                }
                 self.apply_lookup();
                 if frame.get(5) == Some(&b'I') {
                     self.names.transaction_ended();

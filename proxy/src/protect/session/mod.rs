@@ -242,6 +242,11 @@ pub struct ProtectedSession {
     in_transaction: bool,
     /// A locked look-up failed: the server skips everything up to the Sync we owe it.
     ahead_needs_sync: bool,
+    /// The look-up ahead of the waiting statement failed (a CancelRequest, lock_timeout,
+    /// statement_timeout): the statement is answered with this error instead of being sent
+    /// on, planned against a catalog the server may no longer have (a migrating column
+    /// swapped meanwhile would take its literal in plaintext).
+    ahead_failure: Option<PgError>,
     /// The caller's role.
     policy: Arc<Policy>,
     pub catalog: Catalog,
@@ -333,6 +338,7 @@ impl ProtectedSession {
             in_pipeline: false,
             in_transaction: false,
             ahead_needs_sync: false,
+            ahead_failure: None,
             policy,
             catalog,
             layout,
@@ -389,6 +395,17 @@ impl ProtectedSession {
             | frontend::CLOSE => self.in_pipeline = true,
             frontend::SYNC => self.in_pipeline = false,
             _ => {}
+        }
+        // The message held for a look-up that failed (see `ahead.rs`): refused, not sent.
+        if let Some(error) = self.ahead_failure.take() {
+            match kind {
+                frontend::QUERY => {
+                    self.push_query(None, false);
+                    return self.refuse_query(&error);
+                }
+                frontend::PARSE | frontend::BIND => return self.refuse_extended(&error),
+                _ => self.ahead_failure = Some(error),
+            }
         }
         match kind {
             frontend::QUERY => self.query(frame),

@@ -67,7 +67,7 @@ impl ProtectedSession {
     }
 
     /// Sends the refusal in place of the simple query just queued.
-    fn refuse_query(&mut self, error: &PgError) -> Verdict {
+    pub(super) fn refuse_query(&mut self, error: &PgError) -> Verdict {
         if let Some(Expect::Query { refused, .. }) = self.pending.back_mut() {
             *refused = true;
         }
@@ -75,7 +75,7 @@ impl ProtectedSession {
     }
 
     /// Queues a simple query's answers.
-    fn push_query(&mut self, plan: Option<Arc<Plan>>, unsettling: bool) {
+    pub(super) fn push_query(&mut self, plan: Option<Arc<Plan>>, unsettling: bool) {
         let ticket = self.names.sent(Effect::SimpleQuery);
         self.unsettled += u32::from(unsettling);
         self.pending.push_back(Expect::Query {
