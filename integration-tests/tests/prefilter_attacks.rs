@@ -570,3 +570,46 @@ async fn settings_changed_behind_a_remembered_text() {
         assert_eq!(data_rows(&msgs), vec![vec![Some("1".to_owned())]]);
     }
 }
+
+/// A rule on a temporary table named like the remembered one would redirect its inserts into
+/// the protected column: the proxy refuses the rule, so the remembered insert lands in the
+/// temporary table; no plaintext is carried into customers or echoed in an error.
+#[tokio::test]
+async fn a_rule_redirecting_a_remembered_insert_into_a_protected_column() {
+    let (db, _dir, proxy) = setup().await;
+    let mut c = session(&proxy, &db).await;
+    let insert = "insert into notes (id, body) values ($1, $2)";
+    for id in ["1", "2"] {
+        let msgs = exchange(&mut c, &run(insert, &[id, "plain"])).await;
+        assert!(error_codes(&msgs).is_empty(), "{msgs:?}");
+    }
+    let msgs = exchange(
+        &mut c,
+        &[
+            build::query("CREATE TEMP TABLE notes (id int, body bytea)"),
+            build::query(
+                "CREATE RULE redirect AS ON INSERT TO notes DO INSTEAD \
+                 INSERT INTO customers (id, email) VALUES (NEW.id, NEW.body)",
+            ),
+        ],
+    )
+    .await;
+    // The rule names the protected table in a statement the analysis cannot read: refused.
+    assert_eq!(error_codes(&msgs), vec!["42601".to_owned()], "{msgs:?}");
+    let rules = cluster()
+        .admin_client_for(&db)
+        .await
+        .query("SELECT 1 FROM pg_rules WHERE rulename = 'redirect'", &[])
+        .await
+        .unwrap();
+    assert!(rules.is_empty(), "the rule was made");
+    let msgs = exchange(&mut c, &run(insert, &["9", SECRET])).await;
+    assert!(error_codes(&msgs).is_empty(), "{msgs:?}");
+    for m in msgs.iter().filter(|m| m.kind == b'E') {
+        let text = String::from_utf8_lossy(&m.body).into_owned();
+        assert!(!text.contains("secret"), "plaintext echoed: {text}");
+        let hex: String = SECRET.bytes().map(|b| format!("{b:02x}")).collect();
+        assert!(!text.contains(&hex), "plaintext echoed as bytea: {text}");
+    }
+    all_sealed(&db, "SELECT email FROM customers").await;
+}
