@@ -387,7 +387,7 @@ async fn names_reused_after_deallocate_discard_and_close_stay_in_step() {
         build::query("DISCARD ALL"),
         build::close_statement("s1"),
     ] {
-        let msgs = exchange(&mut c, &prepared(&[drop.clone()])).await;
+        let msgs = exchange(&mut c, &prepared(std::slice::from_ref(&drop))).await;
         assert!(error_codes(&msgs).is_empty(), "{drop:?}: {msgs:?}");
         // The name is in use again: a second Parse is refused, the first still binds.
         let msgs = exchange(&mut c, &prepared(&[])).await;
