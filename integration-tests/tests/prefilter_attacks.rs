@@ -312,3 +312,52 @@ async fn a_rule_redirecting_a_remembered_insert_into_a_protected_column() {
     }
     all_sealed(&db, "SELECT email FROM customers").await;
 }
+
+/// A reload that limits the caller's role to SELECT: a text remembered as harmless under the
+/// old policy (an insert), and a statement prepared from it, are refused from then on (42501):
+/// the role's verdict is never taken from the memory of another policy.
+#[tokio::test]
+async fn a_reload_that_limits_the_role_forgets_what_the_old_policy_allowed() {
+    let role = |statements: &str| {
+        format!(
+            "default_role = \"app\"\n{RULES}\n[[roles]]\nname = \"app\"\ntemplate = \"app\"\nusers = [\"{}\"]\n{statements}\n",
+            users::TRUST
+        )
+    };
+    let db = cluster().fresh_database().await;
+    cluster()
+        .admin_client_for(&db)
+        .await
+        .batch_execute(SCHEMA)
+        .await
+        .expect("schema");
+    install_guards(&db, RULES).await;
+    let (dir, proxy) = proxy_with(&role("")).await;
+    let mut c = login(&proxy, &db).await;
+    let insert = "insert into notes (id, body) values ($1, $2)";
+    for id in ["1", "2"] {
+        let msgs = exchange(&mut c, &run(insert, &[id, "plain"])).await;
+        assert!(error_codes(&msgs).is_empty(), "{msgs:?}");
+    }
+    let msgs = exchange(&mut c, &[build::parse("ins", insert), build::sync()]).await;
+    assert!(error_codes(&msgs).is_empty(), "{msgs:?}");
+    std::fs::write(
+        dir.path().join("rules.toml"),
+        role("statements = [\"select\"]"),
+    )
+    .unwrap();
+    proxy.reload().unwrap();
+    let msgs = exchange(&mut c, &run(insert, &["3", "plain"])).await;
+    assert_eq!(error_codes(&msgs), vec!["42501".to_owned()], "{msgs:?}");
+    let msgs = exchange(
+        &mut c,
+        &[
+            build::bind("", "ins", &["4", "plain"]),
+            build::execute(""),
+            build::sync(),
+        ],
+    )
+    .await;
+    assert_eq!(error_codes(&msgs), vec!["42501".to_owned()], "{msgs:?}");
+    assert_eq!(stored(&db, "SELECT body FROM notes").await.len(), 2);
+}

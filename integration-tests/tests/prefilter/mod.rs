@@ -52,6 +52,11 @@ pub async fn setup() -> (String, tempfile::TempDir, TestProxy) {
     (db, dir, proxy)
 }
 
+/// A proxy serving `rules` (with the master key), and the directory holding its files.
+pub async fn proxy_with(rules: &str) -> (tempfile::TempDir, TestProxy) {
+    proxy_with_rules(rules, MASTER_KEY).await
+}
+
 /// A non-superuser session through the proxy.
 pub async fn login(proxy: &TestProxy, db: &str) -> RawClient {
     RawClient::login_trust(proxy.port(), users::TRUST, db).await
