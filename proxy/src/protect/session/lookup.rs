@@ -131,7 +131,13 @@ impl ProtectedSession {
         self.catalog_behind = false;
         // Still unknown after a fresh look-up: not a view over a protected table.
         self.plain_origins.extend(self.unknown_origins.drain());
+        let before = self.layout.fingerprint;
         self.layout = self.shared.layout(&self.catalog);
+        if self.layout.fingerprint != before {
+            // A statement prepared before (a temporary view over a protected table may now
+            // shadow the table it names) is parsed again at its next Bind.
+            self.plans_epoch += 1;
+        }
         self.harmless.forget();
         self.serve_migrating(false);
         self.shared.report_problems(&self.catalog, &self.metrics);
