@@ -2,7 +2,9 @@
 //! byte), then variants of it whose literals are replaced by values drawn from the rest of the
 //! input. Each text is planned through the caches, where the earlier texts of its shape left a
 //! template, and in full: the two plans must agree byte for byte (rewritten text, parameters,
-//! result columns, sites), or both refuse with the same error.
+//! result columns, sites), or both refuse with the same error; and where a held pattern
+//! matched the text without the scanner, its reading is the scanner's
+//! (`check_shape_agreement`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -28,9 +30,20 @@ const STRINGS: &[&str] = &[
     "NULL",
     "'abc'",
     "'2147483648'",
+    // Forms that match a pattern's fixed text but are no plain literal (shape_match.rs).
+    "N'a  '",
+    "U&'\\0061'",
+    "B'101'",
+    "X'1F'",
+    "'a'\n'b'",
+    "'a' -- c\n'b'",
+    "'a\nb'",
+    "'*/ -- $$'",
+    "'PgShRoUd'",
 ];
 const NUMBERS: &[&str] = &[
     "0", "1", "42", "2147483647", "2147483648", "1.5", "12.50", "0.001", "-3", "1e5", "007",
+    "00", "1.", ".5", "1_000", "0x1F", "0o17", "0b1", "9999999999", "1.5e3", "5abc", "1..2",
 ];
 
 fuzz_target!(|data: &[u8]| {

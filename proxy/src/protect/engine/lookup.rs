@@ -114,7 +114,7 @@ impl Protection {
 }
 
 /// The shape cache's scope: the layout, and the tenant when per-tenant columns exist.
-fn shape_scope(fingerprint: u64, tenant: Option<&str>) -> u64 {
+pub(super) fn shape_scope(fingerprint: u64, tenant: Option<&str>) -> u64 {
     use std::hash::{Hash, Hasher};
     match tenant {
         None => fingerprint,

@@ -1,9 +1,14 @@
 //! The shape path's own check, for tests and the `shape_cache` fuzz target: the plan a text
 //! gets through the caches (a template of its shape, when one is held) must be the plan a
-//! full analysis gives it, byte for byte, or a refusal in both.
+//! full analysis gives it, byte for byte, or a refusal in both. And a text a held pattern
+//! matches (`shape_match.rs`) must be read by the pattern exactly as `shape::scan` reads it,
+//! into the template held for the scanner's shape.
 
-use super::lookup::PlanSource;
+use std::sync::Arc;
+
+use super::lookup::{shape_scope, PlanSource};
 use super::plan::{Plan, PlanAction};
+use super::shape::{self, Scanned};
 use super::{Layout, Protection};
 use crate::protect::catalog::Catalog;
 
@@ -28,9 +33,41 @@ impl Protection {
         catalog: &Catalog,
         tenant: Option<&str>,
     ) -> Result<PlanSource, String> {
+        let tenant_scope = tenant.filter(|_| self.has_per_tenant());
+        self.check_pattern_reading(sql, shape_scope(layout.fingerprint, tenant_scope))?;
         let (cached, source) = self.plan_from(sql, layout, catalog, tenant);
         let (full, _) = self.build(sql, layout, catalog, tenant);
         same_plan(&cached, &full).map(|()| source)
+    }
+
+    /// When a held pattern matches `sql`, its reading must be the scanner's (tokens, literal
+    /// places and values) and its template the one held for the scanner's shape key.
+    fn check_pattern_reading(&self, sql: &str, scope: u64) -> Result<(), String> {
+        let Some((template, read)) = self.shapes.matched(scope, sql) else {
+            return Ok(());
+        };
+        let scanned =
+            shape::scan(sql).ok_or("a pattern matched a text the scanner gives no shape")?;
+        let literals = |s: &Scanned| {
+            s.literals
+                .iter()
+                .map(|l| (l.token, l.value.clone()))
+                .collect::<Vec<_>>()
+        };
+        if read.tokens != scanned.tokens {
+            return Err("a pattern read other tokens than the scanner".into());
+        }
+        if literals(&read) != literals(&scanned) {
+            return Err("a pattern read other literals than the scanner".into());
+        }
+        match self.shapes.get(scope, &scanned.key) {
+            Some(Some(held)) if !Arc::ptr_eq(&held, &template) => {
+                Err("a pattern gave another template than the scanner's shape".into())
+            }
+            Some(None) => Err("a pattern matched a shape known to need the full path".into()),
+            // Held, or the cache was cleared since (patterns and shapes go together).
+            _ => Ok(()),
+        }
     }
 
     /// Shapes held (tests and benches).
