@@ -208,7 +208,7 @@ const EMAIL_LITERALS: &[(&str, bool)] = &[
     ("'a' || 'b'", false),
     ("'a'::text", false),
     // Typed literals whose type changes the value PostgreSQL stores (bpchar drops trailing
-    // blanks on the way to text, varchar(n) truncates). `N'...'`: see the ignored test below.
+    // blanks on the way to text, varchar(n) truncates). `N'...'`: see national_strings_are_sealed_as_postgresql_reads_them below.
     ("N'nat'", false),
     ("NATIONAL CHARACTER 'x  '", false),
     ("bpchar 'ab  '", false),
@@ -235,11 +235,11 @@ async fn string_literals_of_a_primed_insert_are_sealed_as_a_fresh_proxy_seals_th
 /// `N'...'` is `'...'::bpchar` to PostgreSQL (the scanner returns a NATIONAL keyword and a
 /// plain string): stored into a text column it loses its trailing blanks, and compared with
 /// one it is compared without them. pgshroud's analysis takes it as the plain string
-/// (`analyze::walk::literal_text` reads `Value::NationalStringLiteral` as its text), so both
-/// the full path and the shortcut seal `'nat  '` where PostgreSQL would store `'nat'`, and a
-/// look-up by `N'a  '` misses the row `'a'`. Not a plaintext leak: a wrong value, sealed.
+/// (`analyze::walk::literal_text` read `Value::NationalStringLiteral` as its text), so both
+/// the full path and the shortcut sealed `'nat  '` where PostgreSQL would store `'nat'`, and a
+/// look-up by `N'a  '` missed the row `'a'` (found by this round's attack pass). `N'...'` is
+/// no longer read as a plain literal: at a protected column it is refused.
 #[tokio::test]
-#[ignore = "hole: N'..' (bpchar) is sealed with its trailing blanks (analyze::walk::literal_text takes NationalStringLiteral as a plain string); PostgreSQL stores and compares it without them"]
 async fn national_strings_are_sealed_as_postgresql_reads_them() {
     let f = Fixture::new().await;
     let proxy = fresh_proxy().await;

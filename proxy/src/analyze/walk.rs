@@ -279,14 +279,15 @@ pub fn placeholder_index(p: &str) -> Option<usize> {
     p.strip_prefix('$')?.parse::<usize>().ok()?.checked_sub(1)
 }
 
-/// The value of a literal as text, already unescaped by the tokenizer.
+/// The value of a literal as text, already unescaped by the tokenizer. `N'...'` is not one:
+/// PostgreSQL reads it as `'...'::bpchar`, which drops trailing blanks when it meets a text
+/// column, so its value is not its text (it is an operand the analysis does not seal).
 pub fn literal_text(value: &Value) -> Option<String> {
     match value {
         Value::Number(n, _) => Some(n.clone()),
         Value::SingleQuotedString(s)
         | Value::EscapedStringLiteral(s)
-        | Value::UnicodeStringLiteral(s)
-        | Value::NationalStringLiteral(s) => Some(s.clone()),
+        | Value::UnicodeStringLiteral(s) => Some(s.clone()),
         Value::DollarQuotedString(d) => Some(d.value.clone()),
         Value::Boolean(b) => Some(b.to_string()),
         _ => None,

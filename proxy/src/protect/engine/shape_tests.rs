@@ -369,3 +369,21 @@ users = ["acme_*"]
     assert!(matches!(refused.action, super::PlanAction::Refused(_)));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn national_strings_at_a_protected_column_are_refused_not_sealed_as_written() {
+    // `N'a  '` is `'a  '::bpchar` to PostgreSQL: its value is not its text (trailing blanks
+    // go on the way to a text column). Found sealed with the blanks by the attack pass.
+    let (p, layout, catalog) = protection();
+    for sql in [
+        "INSERT INTO t (id, email) VALUES (1, N'a  ')",
+        "SELECT id FROM t WHERE email = N'a  '",
+    ] {
+        let plan = p.plan(sql, &layout, &catalog);
+        assert!(
+            matches!(plan.action, super::PlanAction::Refused(_)),
+            "{sql}: {:?}",
+            plan.action
+        );
+    }
+}
