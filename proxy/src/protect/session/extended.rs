@@ -12,8 +12,8 @@ use crate::protect::refusal;
 use crate::protect::wire::{self, Parse, Target, Unreadable};
 use crate::protocol::error::{sqlstate, PgError};
 use crate::protocol::frame::message;
-use crate::protocol::text_settings::{self as settings, TextMode};
-use crate::protocol::tracker::{self, Effect, Held};
+use crate::protocol::text_settings::{self as settings};
+use crate::protocol::tracker::{Effect, Held};
 use crate::protocol::types::frontend;
 use crate::protocol::verdict::Verdict;
 
@@ -252,30 +252,6 @@ fn unknown_portal(name: &str) -> PgError {
     )
 }
 
-/// Whether a statement text may be a FETCH, whose rows take the cursor's shape when it runs
-/// (so each Execute is described first). Only texts holding the word are read, once per Parse,
-/// with PostgreSQL's grammar, so a column named `fetched_at` costs no Describe per Execute. A
-/// text it cannot read as the server does (`raw` not UTF-8, backslash escapes, another
-/// client_encoding) or does not parse counts as a FETCH: a false positive costs only a
-/// Describe.
-pub(super) fn may_fetch(raw: &[u8], readable: Option<&str>, mode: TextMode) -> bool {
-    if !raw.windows(5).any(|w| w.eq_ignore_ascii_case(b"fetch")) {
-        return false;
-    }
-    let Some(sql) = readable.filter(|sql| tracker::reads_as_server(sql, mode)) else {
-        return true;
-    };
-    match pg_query::parse(sql) {
-        Ok(parsed) => parsed.protobuf.stmts.iter().any(|raw| {
-            matches!(
-                raw.stmt.as_ref().and_then(|s| s.node.as_ref()),
-                Some(pg_query::NodeEnum::FetchStmt(_))
-            )
-        }),
-        Err(_) => true,
-    }
-}
-
 /// A Describe of a portal.
 fn describe_portal(name: &str) -> BytesMut {
     let mut body = vec![b'P'];
@@ -296,6 +272,8 @@ fn close_statement(name: &str) -> BytesMut {
 mod tests {
     use super::super::testing::*;
     use super::*;
+    use crate::protect::session::reading::may_fetch;
+    use crate::protocol::text_settings::TextMode;
 
     #[test]
     fn a_second_parse_of_a_name_is_refused_and_the_old_statement_kept() {

@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
-use super::extended::may_fetch;
 use super::{harmless, ProtectedSession, Text};
 use crate::analyze::identity_settings::IdentityTouch;
 use crate::protect::engine::{Plan, PlanAction};
 use crate::protect::wire::Parse;
+use crate::protocol::text_settings::TextMode;
 use crate::protocol::tracker;
 use crate::protocol::verdict::Verdict;
 
@@ -105,6 +105,30 @@ impl ProtectedSession {
             effects,
             fetches,
         })
+    }
+}
+
+/// Whether a statement text may be a FETCH, whose rows take the cursor's shape when it runs
+/// (so each Execute is described first). Only texts holding the word are read, once per Parse,
+/// with PostgreSQL's grammar, so a column named `fetched_at` costs no Describe per Execute. A
+/// text it cannot read as the server does (`raw` not UTF-8, backslash escapes, another
+/// client_encoding) or does not parse counts as a FETCH: a false positive costs only a
+/// Describe.
+pub(super) fn may_fetch(raw: &[u8], readable: Option<&str>, mode: TextMode) -> bool {
+    if !raw.windows(5).any(|w| w.eq_ignore_ascii_case(b"fetch")) {
+        return false;
+    }
+    let Some(sql) = readable.filter(|sql| tracker::reads_as_server(sql, mode)) else {
+        return true;
+    };
+    match pg_query::parse(sql) {
+        Ok(parsed) => parsed.protobuf.stmts.iter().any(|raw| {
+            matches!(
+                raw.stmt.as_ref().and_then(|s| s.node.as_ref()),
+                Some(pg_query::NodeEnum::FetchStmt(_))
+            )
+        }),
+        Err(_) => true,
     }
 }
 
