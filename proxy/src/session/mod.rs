@@ -6,6 +6,7 @@ pub mod auth;
 pub mod auth_error;
 pub mod cancel;
 pub mod cancel_key;
+mod ending;
 pub mod handshake;
 pub mod identity;
 pub mod login;
@@ -18,7 +19,6 @@ pub mod woken;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::BytesMut;
 use pgwire::messages::startup::NegotiateProtocolVersion;
@@ -29,6 +29,7 @@ use tracing::{debug, info, warn, Instrument};
 
 use self::auth::AuthExchange;
 use self::auth_error::AuthError;
+use self::ending::{count_end, finish};
 use self::handshake::{send_and_close, Handshake, HandshakeError};
 use self::identity::IdentitySettings;
 use self::pass_through::PassThrough;
@@ -390,23 +391,6 @@ async fn open_session(
     })
 }
 
-fn count_end(metrics: &crate::ops::metrics::Metrics, end: &RelayEnd) {
-    let why = match end {
-        RelayEnd::ClientClosed { .. } | RelayEnd::Shutdown | RelayEnd::Enforced(_) => return,
-        RelayEnd::ClientProtocol(e) if e.code == sqlstate::PROGRAM_LIMIT_EXCEEDED => {
-            Why::MessageTooLarge
-        }
-        RelayEnd::ClientProtocol(_) => Why::Protocol,
-        RelayEnd::ClientIo(_) => Why::Io,
-        RelayEnd::IdleTimeout => Why::IdleTimeout,
-        RelayEnd::UpstreamClosed { .. } => {
-            metrics.upstream_error();
-            return;
-        }
-    };
-    metrics.connection_error(why);
-}
-
 /// The session's statement path: pass-through, or protected with this database's catalog
 /// of the protected tables (looked up on the session's own connection).
 async fn statement_path(
@@ -554,48 +538,4 @@ async fn relay(
     // Boxed: its timers would otherwise size every idle session's task.
     Box::pin(finish(&end, &mut client_wr, &mut server_wr)).await;
     end
-}
-
-/// How long each of a session's last writes may wait for its peer to take it. A client that
-/// stopped reading (a large result or COPY TO STDOUT it never drains) left a forced session
-/// writing its "shutting down" error into a full socket forever, and the proxy's shutdown
-/// waiting for that session with it.
-const FINISH_WAIT: Duration = Duration::from_secs(5);
-
-/// Tells each side what it needs to hear, then closes both; a side that does not take its
-/// last words within [`FINISH_WAIT`] is closed without them.
-async fn finish(
-    end: &RelayEnd,
-    client: &mut crate::net::stream::WriteHalf,
-    server: &mut crate::net::stream::WriteHalf,
-) {
-    let to_client = match end {
-        RelayEnd::ClientProtocol(e) | RelayEnd::Enforced(e) => Some(e.clone()),
-        RelayEnd::IdleTimeout => Some(PgError::idle_timeout()),
-        RelayEnd::Shutdown => Some(PgError::shutting_down()),
-        RelayEnd::UpstreamClosed {
-            reason,
-            told_client: false,
-        } => Some(PgError::upstream_lost(reason)),
-        _ => None,
-    };
-    if let Some(error) = to_client {
-        let bytes = error.to_bytes();
-        if tokio::time::timeout(FINISH_WAIT, client.write_all(&bytes))
-            .await
-            .is_err()
-        {
-            debug!("the client did not take its last message in time; closed without it");
-        }
-    }
-    let _ = tokio::time::timeout(FINISH_WAIT, client.shutdown()).await;
-    let upstream_alive = !matches!(
-        end,
-        RelayEnd::UpstreamClosed { .. } | RelayEnd::ClientClosed { terminated: true }
-    );
-    if upstream_alive {
-        let terminate = crate::protocol::frame::message(b'X', b"");
-        let _ = tokio::time::timeout(FINISH_WAIT, server.write_all(&terminate)).await;
-    }
-    let _ = tokio::time::timeout(FINISH_WAIT, server.shutdown()).await;
 }
