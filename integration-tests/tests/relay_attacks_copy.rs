@@ -109,6 +109,23 @@ async fn large_copies_in_and_out_side_by_side_on_one_session_thread_complete_who
     assert_eq!(rows_in_bulk(&f.db).await, 150_000);
 }
 
+/// A proxy whose drain is forced after one second.
+async fn forcing_proxy() -> TestProxy {
+    proxy_with(ConfigLayer {
+        shutdown_timeout_secs: Some(1),
+        ..ConfigLayer::default()
+    })
+    .await
+}
+
+/// The application role's (SCRAM, non-superuser) session through `p`.
+async fn app_client(p: &TestProxy, db: &str) -> tokio_postgres::Client {
+    p.connect(users::SCRAM, users::SCRAM_PASSWORD, db)
+        .await
+        .unwrap()
+}
+
+/// A proxy on one session thread whose drain waits up to a minute.
 async fn draining_proxy() -> TestProxy {
     proxy_with(ConfigLayer {
         session_threads: Some(1),
@@ -125,10 +142,7 @@ async fn a_drain_during_a_copy_in_lets_it_finish_then_closes() {
     let db = cluster().fresh_database().await;
     bulk_table(&db).await;
     let p = draining_proxy().await;
-    let c = p
-        .connect(users::SCRAM, users::SCRAM_PASSWORD, &db)
-        .await
-        .unwrap();
+    let c = app_client(&p, &db).await;
     let work = async {
         let sink = c.copy_in("COPY bulk FROM STDIN").await.unwrap();
         let mut sink = Box::pin(sink);
@@ -165,10 +179,7 @@ async fn a_drain_during_a_copy_in_lets_it_finish_then_closes() {
 async fn a_drain_during_a_copy_out_delivers_every_line() {
     let db = cluster().fresh_database().await;
     let p = draining_proxy().await;
-    let c = p
-        .connect(users::SCRAM, users::SCRAM_PASSWORD, &db)
-        .await
-        .unwrap();
+    let c = app_client(&p, &db).await;
     let work = async {
         let stream = c.copy_out(BIG_OUT).await.unwrap();
         let mut stream = Box::pin(stream);
@@ -193,15 +204,8 @@ async fn a_drain_during_a_copy_out_delivers_every_line() {
 async fn a_forced_shutdown_during_an_unfinished_copy_in_ends_it_without_a_hang() {
     let db = cluster().fresh_database().await;
     bulk_table(&db).await;
-    let p = proxy_with(ConfigLayer {
-        shutdown_timeout_secs: Some(1),
-        ..ConfigLayer::default()
-    })
-    .await;
-    let c = p
-        .connect(users::SCRAM, users::SCRAM_PASSWORD, &db)
-        .await
-        .unwrap();
+    let p = forcing_proxy().await;
+    let c = app_client(&p, &db).await;
     let sink = c.copy_in("COPY bulk FROM STDIN").await.unwrap();
     let mut sink = Box::pin(sink);
     for chunk in copy_chunks(0, 5_000) {
@@ -250,10 +254,7 @@ async fn the_idle_timeout_in_an_open_transaction_closes_it_and_rolls_back() {
         ..ConfigLayer::default()
     })
     .await;
-    let c = p
-        .connect(users::SCRAM, users::SCRAM_PASSWORD, &db)
-        .await
-        .unwrap();
+    let c = app_client(&p, &db).await;
     c.batch_execute("BEGIN; INSERT INTO bulk VALUES (1, 'uncommitted')")
         .await
         .unwrap();
@@ -279,10 +280,7 @@ async fn a_drain_during_a_copy_inside_a_transaction_waits_for_the_commit() {
     let db = cluster().fresh_database().await;
     bulk_table(&db).await;
     let p = draining_proxy().await;
-    let c = p
-        .connect(users::SCRAM, users::SCRAM_PASSWORD, &db)
-        .await
-        .unwrap();
+    let c = app_client(&p, &db).await;
     let work = async {
         c.batch_execute("BEGIN").await.unwrap();
         let sink = c.copy_in("COPY bulk FROM STDIN").await.unwrap();
@@ -318,11 +316,7 @@ async fn a_drain_during_a_copy_inside_a_transaction_waits_for_the_commit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forced_shutdown_stops_even_when_the_client_stopped_reading_a_copy_out() {
     let db = cluster().fresh_database().await;
-    let p = proxy_with(ConfigLayer {
-        shutdown_timeout_secs: Some(1),
-        ..ConfigLayer::default()
-    })
-    .await;
+    let p = forcing_proxy().await;
     let mut raw = RawClient::login_trust(p.port(), users::TRUST, &db).await;
     raw.send(&build::query(BIG_OUT)).await;
     // Let the proxy fill the socket the client does not read.
