@@ -8,6 +8,16 @@ use crate::{cluster, proxy_with, users};
 
 /// The test master key (base64 of bytes 0..32).
 pub const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+/// Rules marking `public.people.email` as migrating (plaintext now, sealed after the swap).
+pub const MIGRATING_PEOPLE: &str = r#"
+[[tables]]
+name = "public.people"
+  [[tables.columns]]
+  name = "email"
+  type = "text"
+  migrating = true
+"#;
 /// Another valid key, to show what a wrong key does.
 pub const OTHER_KEY: &str = "HxwdHBsaGRgXFhUUExIREA8ODQwLCgkIBwYFBAMCAQA=";
 

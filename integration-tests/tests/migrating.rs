@@ -11,19 +11,12 @@ use std::time::Duration;
 use pgshroud::cli::args::MigrateArgs;
 use pgshroud::config::ConfigLayer;
 use pgshroud_integration_tests::keys::write_keys;
-use pgshroud_integration_tests::protected::{install_guards, owner_url, MASTER_KEY};
+use pgshroud_integration_tests::protected::{
+    install_guards, owner_url, MASTER_KEY, MIGRATING_PEOPLE,
+};
 use pgshroud_integration_tests::{cluster, proxy_with, users};
 
 const ROWS: i32 = 20_000;
-
-const RULES: &str = r#"
-[[tables]]
-name = "public.people"
-  [[tables.columns]]
-  name = "email"
-  type = "text"
-  migrating = true
-"#;
 
 /// One client's record: what it wrote, and what went wrong.
 #[derive(Default, Debug)]
@@ -211,7 +204,7 @@ async fn clients_are_served_across_the_swap_both_ways_with_the_marker_and_no_rel
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.toml");
-    std::fs::write(&rules, RULES).unwrap();
+    std::fs::write(&rules, MIGRATING_PEOPLE).unwrap();
     write_keys(dir.path(), &[(1, MASTER_KEY)], 1);
     // The proxy serves the very rules migrate reads, marker included, throughout.
     let proxy = proxy_with(ConfigLayer {

@@ -14,22 +14,13 @@ use std::time::Duration;
 
 use pgshroud::config::ConfigLayer;
 use pgshroud_integration_tests::keys::write_keys;
-use pgshroud_integration_tests::protected::MASTER_KEY;
+use pgshroud_integration_tests::protected::{MASTER_KEY, MIGRATING_PEOPLE};
 use pgshroud_integration_tests::proxy::TestProxy;
 use pgshroud_integration_tests::raw::{build, error_codes, Msg, RawClient};
 use pgshroud_integration_tests::{cluster, proxy_with, users};
 
 /// Long enough for anything this suite does on a loaded 2-CPU machine; only a hang reaches it.
 const HANG: Duration = Duration::from_secs(60);
-
-const MIGRATING: &str = r#"
-[[tables]]
-name = "public.people"
-  [[tables.columns]]
-  name = "email"
-  type = "text"
-  migrating = true
-"#;
 
 /// A database whose `people.email` is migrating (still plaintext), and a proxy serving it
 /// with `layer`'s settings on top.
@@ -46,7 +37,7 @@ async fn migrating_proxy(layer: ConfigLayer) -> (String, tempfile::TempDir, Test
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("rules.toml"), MIGRATING).unwrap();
+    std::fs::write(dir.path().join("rules.toml"), MIGRATING_PEOPLE).unwrap();
     write_keys(dir.path(), &[(1, MASTER_KEY)], 1);
     let proxy = proxy_with(ConfigLayer {
         rules: Some(dir.path().join("rules.toml")),
@@ -295,7 +286,7 @@ async fn sigterm_with_a_held_statement_and_a_running_copy_exits_cleanly() {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("rules.toml"), MIGRATING).unwrap();
+    std::fs::write(dir.path().join("rules.toml"), MIGRATING_PEOPLE).unwrap();
     let keys = write_keys(dir.path(), &[(1, MASTER_KEY)], 1);
     let mut serve = pgshroud_integration_tests::kms::serve(
         &pgshroud_integration_tests::proxy::pgshroud_bin(),
