@@ -226,19 +226,24 @@ pub struct CopyOptions {
 /// not read (a newer server's syntax) is split at the `;` tokens of PostgreSQL's scanner and
 /// each part classified by its first keyword.
 pub fn statement_kinds(sql: &str) -> Vec<StatementKind> {
+    match reading_within_limits(sql) {
+        Some(reading) => reading.statements.iter().map(|s| s.kind).collect(),
+        None => kinds_by_first_keyword(sql),
+    }
+}
+
+/// PostgreSQL's reading of `sql`, on a stack sized for its nesting; `None` when it does not
+/// parse or nests deeper than pgshroud reads.
+pub fn reading_within_limits(sql: &str) -> Option<pg_reading::PgReading> {
     // The nesting bound sizes the stack PostgreSQL's reading recurses on (see `analyze`).
     let bound = Tokenizer::new(&PostgreSqlDialect {}, sql)
         .tokenize_with_location()
         .map(|tokens| limits::nesting_bound(&tokens));
-    let read = match bound {
+    match bound {
         Ok(bound) if bound <= limits::MAX_NESTING => {
             limits::with_stack_for(bound, || pg_reading::read(sql).ok()).flatten()
         }
         _ => None,
-    };
-    match read {
-        Some(reading) => reading.statements.iter().map(|s| s.kind).collect(),
-        None => kinds_by_first_keyword(sql),
     }
 }
 

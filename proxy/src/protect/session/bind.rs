@@ -156,6 +156,10 @@ impl ProtectedSession {
         if let Err(error) = self.check_identity_bind(&info, &bind) {
             return self.refuse_extended(&error);
         }
+        if info.plan.as_ref().is_some_and(|p| p.refreshes_catalog) {
+            // A schema change prepared earlier runs now: look the catalog up after it.
+            self.schema_changes();
+        }
         let params: Vec<(usize, ParamSpec, u32)> = info
             .params()
             .iter()

@@ -27,6 +27,7 @@ mod plain_bind;
 mod reading;
 mod replies;
 mod results;
+mod schema_change;
 mod simple;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -260,6 +261,9 @@ pub struct ProtectedSession {
     statement_rows: u64,
     /// An extended-protocol statement changed the schema: look the catalog up after Sync.
     refresh_at_sync: bool,
+    /// A statement of the pipeline being sent changes the schema of a protected table:
+    /// what follows it before the Sync cannot be planned (see `schema_change`).
+    schema_changed_in_pipeline: bool,
     /// Rows of the catalog look-up in flight.
     lookup_rows: Vec<Vec<Option<String>>>,
     lookup_failed: bool,
@@ -348,6 +352,7 @@ impl ProtectedSession {
             shape: None,
             statement_rows: 0,
             refresh_at_sync: false,
+            schema_changed_in_pipeline: false,
             lookup_rows: Vec::new(),
             lookup_failed: false,
             lookups: 0,
@@ -405,6 +410,11 @@ impl ProtectedSession {
                 }
                 frontend::PARSE | frontend::BIND => return self.refuse_extended(&error),
                 _ => self.ahead_failure = Some(error),
+            }
+        }
+        if self.schema_changed_in_pipeline {
+            if let Some(refused) = self.after_schema_change(kind, frame) {
+                return refused;
             }
         }
         match kind {

@@ -64,8 +64,7 @@ impl ProtectedSession {
         };
         if let Some(plan) = &plan {
             if plan.refreshes_catalog {
-                self.refresh_at_sync = true;
-                self.ddl_in_txn = true;
+                self.schema_changes();
             }
             // Protected parameters take the server's own type (bytea); the client is told
             // the logical type in ParameterDescription.

@@ -143,7 +143,10 @@ impl ProtectedSession {
         }
         let plan = self.plan(sql);
         self.push_query(Some(plan.clone()), unsettling);
-        if let Err(error) = self.check_plan(sql, &plan) {
+        let checked = self
+            .check_plan(sql, &plan)
+            .and_then(|()| self.check_after_schema_change(sql, &plan));
+        if let Err(error) = checked {
             return self.refuse_query(&error);
         }
         self.query_effects(sql);
