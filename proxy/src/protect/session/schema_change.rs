@@ -116,3 +116,50 @@ fn not_planned_in_text() -> PgError {
     )
     .with_detail(WHY)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use crate::protocol::verdict::Verdict;
+
+    const VIEW: &str = "create temp view notes as select id, email as body from customers";
+
+    #[test]
+    fn behind_a_schema_change_only_what_carries_no_value_goes_on_until_sync() {
+        let mut s = catalog_session("app");
+        assert_eq!(refusal_code(&s.client_message(&parse("", VIEW))), None);
+        assert_eq!(s.client_message(&bind("", "")), Verdict::Forward);
+        assert_eq!(s.client_message(&execute("")), Verdict::Forward);
+        for refused in [
+            parse("", "select id from notes where body = $1"),
+            parse("", "select id from notes where body = 'a@b'"),
+            parse("", "select id from notes limit 1"),
+            bind_params("", "", &["a@b"]),
+            query("select 1"),
+        ] {
+            let code = refusal_code(&s.client_message(&refused));
+            assert_eq!(code.as_deref(), Some("0A000"), "{refused:?}");
+        }
+        for goes_on in [
+            "commit",
+            "create temp view n2 as select id, body from notes",
+        ] {
+            let code = refusal_code(&s.client_message(&parse("", goes_on)));
+            assert_eq!(code, None, "{goes_on}");
+        }
+        s.client_message(&sync());
+        let after = parse("", "select id from notes where body = $1");
+        assert_eq!(refusal_code(&s.client_message(&after)), None);
+    }
+
+    #[test]
+    fn a_query_string_with_values_behind_a_schema_change_is_refused_whole() {
+        let mut s = catalog_session("app");
+        let refused = query(&format!("{VIEW}; select id from notes where body = 'a@b'"));
+        let code = refusal_code(&s.client_message(&refused));
+        assert_eq!(code.as_deref(), Some("0A000"));
+        let mut s = catalog_session("app");
+        let fine = query(&format!("{VIEW}; grant select on notes to public; commit"));
+        assert_eq!(refusal_code(&s.client_message(&fine)), None);
+    }
+}
