@@ -37,7 +37,11 @@ fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
-        let addr = || value.parse::<SocketAddr>().map_err(|e| format!("{flag}: {e}"));
+        let addr = || {
+            value
+                .parse::<SocketAddr>()
+                .map_err(|e| format!("{flag}: {e}"))
+        };
         match flag.as_str() {
             "--shape" => shape = Some(value.clone()),
             "--listen" => listen = Some(addr()?),

@@ -103,7 +103,9 @@ impl Loop {
 
     fn completed(&mut self, ud: u64, res: i32) -> std::io::Result<()> {
         let (slot, side, op) = ((ud >> 2) as usize, ((ud >> 1) & 1) as usize, ud & 1);
-        let s = self.sessions[slot].as_mut().expect("completion of a live slot");
+        let s = self.sessions[slot]
+            .as_mut()
+            .expect("completion of a live slot");
         s.in_flight -= 1;
         if s.closing || res <= 0 {
             self.close(slot);
