@@ -7,14 +7,15 @@
 //!
 //! Shapes (`--shape`):
 //! - `tokio`: one current-thread tokio runtime, one task per session copying both directions
-//!   (`copy_bidirectional`): pgshroud's session shape since the relay helper's change.
+//!   (`copy_bidirectional`): pgshroud's session shape since the relay helper's change;
+//!   `tokio-split`: two tasks per session, one per direction.
 //! - `epoll`: one thread, one edge-triggered epoll loop of our own (mio), every ready socket
 //!   read and its bytes written to the peer in the same wake: PgBouncer's libevent shape.
 //! - `uring`: one thread, one io_uring; a recv is kept pending per direction, completions are
 //!   handled in batches and every send and re-armed recv of a batch goes in with one
 //!   `io_uring_enter` (single issuer, deferred task work).
 //!
-//! Usage: relay-shapes --shape tokio|epoll|uring --listen 127.0.0.1:PORT --upstream 127.0.0.1:PORT
+//! Usage: relay-shapes --shape tokio|tokio-split|epoll|uring --listen 127.0.0.1:PORT --upstream 127.0.0.1:PORT
 
 mod epoll;
 mod tokio_task;
@@ -50,7 +51,7 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     Ok(Args {
-        shape: shape.ok_or("--shape tokio|epoll|uring is required")?,
+        shape: shape.ok_or("--shape tokio|tokio-split|epoll|uring is required")?,
         listen: listen.ok_or("--listen ADDR is required")?,
         upstream: upstream.ok_or("--upstream ADDR is required")?,
     })
@@ -65,7 +66,8 @@ fn main() {
         }
     };
     let result = match args.shape.as_str() {
-        "tokio" => tokio_task::run(&args),
+        "tokio" => tokio_task::run(&args, false),
+        "tokio-split" => tokio_task::run(&args, true),
         "epoll" => epoll::run(&args),
         "uring" => uring::run(&args),
         other => Err(std::io::Error::other(format!("unknown shape {other}"))),
