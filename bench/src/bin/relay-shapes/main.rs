@@ -18,6 +18,8 @@
 //! Usage: relay-shapes --shape tokio|tokio-split|epoll|uring --listen 127.0.0.1:PORT --upstream 127.0.0.1:PORT
 
 mod epoll;
+#[cfg(test)]
+mod tests;
 mod tokio_task;
 mod uring;
 
