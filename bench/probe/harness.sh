@@ -6,6 +6,9 @@
 # PROBE_RULES="A V C" (any of them) runs those with bench/run.sh's rules file (`customers`
 # protected, guarded by `pgshroud setup`): pgbench -S then measures a rules instance on
 # statements that touch no protected table (the pre-filter).
+# RELAYS="tokio tokio-split epoll uring" (any of them) also starts $RELAY_BIN (bench's
+# relay-shapes, a bare byte relay: no protocol, logins go through to PostgreSQL) once per
+# shape; stat.sh measures one by its shape's name as TARGET.
 # Ports and pids go to $PROBE_STATE/env; it stops (and cleans up) once $PROBE_STATE/stop exists.
 # Run as root on a Debian-like machine (PostgreSQL 15 server programs, pgbouncer).
 set -euo pipefail
@@ -85,6 +88,14 @@ PIDS+=($!); V_PID=$!
 C_PORT=$(free_port)
 env ${ENV_C:-} ${BIN_C:-$BIN_A} serve --upstream "$UP" --listen 127.0.0.1:$C_PORT --admin-listen off --log-level warn $(rules_for C) ${ARGS_C:-} > $WORK/c.log 2>&1 &
 PIDS+=($!); C_PID=$!
+RELAY_ENV=""
+for shape in ${RELAYS:-}; do
+  port=$(free_port)
+  ${RELAY_BIN:?RELAY_BIN is required with RELAYS} --shape $shape --listen 127.0.0.1:$port --upstream 127.0.0.1:$PG_PORT > $WORK/relay-$shape.log 2>&1 &
+  PIDS+=($!)
+  var=${shape//-/_}
+  RELAY_ENV="$RELAY_ENV RELAY_${var}_PORT=$port RELAY_${var}_PID=$!"
+done
 sleep 2
-echo "PG_PORT=$PG_PORT B_PORT=$B_PORT A_PORT=$A_PORT V_PORT=$V_PORT A_PID=$A_PID V_PID=$V_PID C_PORT=$C_PORT C_PID=$C_PID BOUNCER_PID=$(cat $WORK/pgbouncer.pid)" > $STATE/env
+echo "PG_PORT=$PG_PORT B_PORT=$B_PORT A_PORT=$A_PORT V_PORT=$V_PORT A_PID=$A_PID V_PID=$V_PID C_PORT=$C_PORT C_PID=$C_PID BOUNCER_PID=$(cat $WORK/pgbouncer.pid)$RELAY_ENV" > $STATE/env
 while [ ! -f $STATE/stop ]; do sleep 1; done
