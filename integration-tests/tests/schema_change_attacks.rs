@@ -41,70 +41,118 @@ fn all_ran(answers: &[Vec<Msg>]) {
 /// table `public.leads` (never protected) and one on the protected customers.
 async fn still_in_step(c: &mut RawClient) {
     let msgs = exchange(c, &run("select count(*) from public.leads", &[])).await;
-    assert_eq!(data_rows(&msgs), vec![vec![Some("0".to_owned())]], "{msgs:?}");
+    assert_eq!(
+        data_rows(&msgs),
+        vec![vec![Some("0".to_owned())]],
+        "{msgs:?}"
+    );
     let msgs = exchange(
         c,
         &run("select id from customers where email = $1", &[SECRET]),
     )
     .await;
-    assert_eq!(data_rows(&msgs), vec![vec![Some("1".to_owned())]], "{msgs:?}");
+    assert_eq!(
+        data_rows(&msgs),
+        vec![vec![Some("1".to_owned())]],
+        "{msgs:?}"
+    );
 }
 
-/// `steps` as separate queries, then `LOOKUP` over `notes` with alice: sealed or refused.
-async fn view_behind(setup_steps: &[&str]) {
+/// `setup_steps` as separate queries (the one at `refused`, if any, must be refused by the
+/// proxy, the others run), then `LOOKUP` over `notes` with alice, by Parse/Bind and as a
+/// literal: sealed or refused when the attack made its view; when the proxy refused it,
+/// `notes` is still the plain table (alice is not there).
+async fn view_behind(setup_steps: &[&str], refused: Option<usize>) {
     let (db, _dir, proxy) = setup().await;
     let mut c = session(&proxy, &db).await;
     let answers = steps(&mut c, setup_steps).await;
-    let msgs = exchange(&mut c, &run(LOOKUP, &[SECRET])).await;
-    if answers.iter().all(|a| error_codes(a).is_empty()) {
-        sealed_or_refused(&msgs);
+    for (i, msgs) in answers.iter().enumerate() {
+        match Some(i) == refused {
+            true => assert!(!error_codes(msgs).is_empty(), "not refused: {msgs:?}"),
+            false => assert!(error_codes(msgs).is_empty(), "{msgs:?}"),
+        }
     }
+    let msgs = exchange(&mut c, &run(LOOKUP, &[SECRET])).await;
     let text = format!("SELECT id FROM notes WHERE body = '{SECRET}'");
-    let msgs = exchange(&mut c, &[build::query(&text)]).await;
-    if answers.iter().all(|a| error_codes(a).is_empty()) {
-        sealed_or_refused(&msgs);
+    let literal = exchange(&mut c, &[build::query(&text)]).await;
+    match refused {
+        None => {
+            sealed_or_refused(&msgs);
+            sealed_or_refused(&literal);
+        }
+        Some(_) => {
+            assert!(error_codes(&msgs).is_empty(), "{msgs:?}");
+            assert!(data_rows(&msgs).is_empty(), "{msgs:?}");
+        }
     }
     still_in_step(&mut c).await;
 }
 
 // --- Schema changes PostgreSQL runs inside code: not DDL to the planner -------------------
 
-/// A `DO` block's static SQL makes the temp view: the DO is not a schema change to the
-/// planner, so the catalog is never read again.
+/// A view over the protected table, mapped by the proxy once made (a schema change, looked
+/// up): code below makes `notes` over it without naming customers.
+const HIDDEN: &str = "CREATE TEMP VIEW hidden AS SELECT id, email AS secret FROM customers";
+const OVER_HIDDEN: &str = "CREATE TEMP VIEW notes AS SELECT id, secret AS body FROM hidden";
+
+/// A `DO` block naming the protected table is refused (its body is not read).
 #[tokio::test]
-#[ignore = "hole: a DO block (StatementKind::Other) that runs CREATE TEMP VIEW over a protected \
-            table does not make the catalog stale; the next statement's value over the view \
-            goes up unsealed (no look-up until another reason)"]
 async fn a_do_block_making_a_view() {
-    view_behind(&[&format!("DO $$BEGIN {VIEW}; END$$")]).await;
+    view_behind(&[&format!("DO $$BEGIN {VIEW}; END$$")], Some(0)).await;
+}
+
+/// A `DO` block whose static SQL makes `notes` over a view of the protected table (naming no
+/// protected table): the mapped view counts as protected, the DO is refused (not read).
+#[tokio::test]
+async fn a_do_block_making_a_view_over_a_mapped_view() {
+    view_behind(
+        &[HIDDEN, &format!("DO $$BEGIN {OVER_HIDDEN}; END$$")],
+        Some(1),
+    )
+    .await;
+}
+
+/// A procedure whose body names the protected table is refused at CREATE (not read).
+#[tokio::test]
+async fn a_procedure_called_making_a_view() {
+    view_behind(
+        &[&format!(
+            "CREATE PROCEDURE make_notes() LANGUAGE plpgsql AS $$BEGIN {VIEW}; END$$"
+        )],
+        Some(0),
+    )
+    .await;
 }
 
 /// A plpgsql function that makes the view, created (a schema change: looked up, nothing new)
-/// and then called from a SELECT.
+/// and then called from a SELECT, which is no schema change to the planner.
 #[tokio::test]
-#[ignore = "hole: a function made earlier whose body runs CREATE TEMP VIEW, called from a \
-            SELECT: the SELECT is not a schema change; the next statement's value over the \
-            view goes up unsealed"]
+#[ignore = "hole: CREATE FUNCTION (plpgsql) whose body runs CREATE TEMP VIEW notes over \
+            customers is allowed (a Ddl statement: its body is not read); SELECT make_notes() \
+            is a Select, so the catalog is not looked up again and the next statement's value \
+            compared with notes.body goes up unsealed"]
 async fn a_function_called_in_a_select_making_a_view() {
-    view_behind(&[
-        &format!(
-            "CREATE FUNCTION make_notes() RETURNS void LANGUAGE plpgsql AS $$BEGIN {VIEW}; END$$"
-        ),
-        "SELECT make_notes()",
-    ])
+    view_behind(&[&make_notes_function(VIEW), "SELECT make_notes()"], None).await;
+}
+
+/// The same through a view already mapped, and from a procedure run by CALL.
+#[tokio::test]
+#[ignore = "hole: as a_function_called_in_a_select_making_a_view, with the function's body \
+            making notes over the mapped view `hidden` (it names no protected table)"]
+async fn a_function_called_in_a_select_making_a_view_over_a_mapped_view() {
+    view_behind(
+        &[
+            HIDDEN,
+            &make_notes_function(OVER_HIDDEN),
+            "SELECT make_notes()",
+        ],
+        None,
+    )
     .await;
 }
 
-/// The same from a procedure run by `CALL`.
-#[tokio::test]
-#[ignore = "hole: CALL of a procedure whose body runs CREATE TEMP VIEW (StatementKind::Other) \
-            does not make the catalog stale; the next value over the view goes up unsealed"]
-async fn a_procedure_called_making_a_view() {
-    view_behind(&[
-        &format!("CREATE PROCEDURE make_notes() LANGUAGE plpgsql AS $$BEGIN {VIEW}; END$$"),
-        "CALL make_notes()",
-    ])
-    .await;
+fn make_notes_function(body: &str) -> String {
+    format!("CREATE FUNCTION make_notes() RETURNS void LANGUAGE plpgsql AS $$BEGIN {body}; END$$")
 }
 
 /// The function called in the same query string as the statement with the value.
@@ -114,13 +162,7 @@ async fn a_procedure_called_making_a_view() {
 async fn a_function_making_a_view_in_the_same_query_string() {
     let (db, _dir, proxy) = setup().await;
     let mut c = session(&proxy, &db).await;
-    let made = steps(
-        &mut c,
-        &[&format!(
-            "CREATE FUNCTION make_notes() RETURNS void LANGUAGE plpgsql AS $$BEGIN {VIEW}; END$$"
-        )],
-    )
-    .await;
+    let made = steps(&mut c, &[&make_notes_function(VIEW)]).await;
     all_ran(&made);
     let text = format!("SELECT make_notes(); SELECT id FROM notes WHERE body = '{SECRET}'");
     let msgs = exchange(&mut c, &[build::query(&text)]).await;
@@ -130,47 +172,52 @@ async fn a_function_making_a_view_in_the_same_query_string() {
 
 // --- Schema changes the planner sees -------------------------------------------------------
 
-/// `CREATE SCHEMA ... CREATE VIEW` and the path moved onto it (both seen: looked up).
+/// `CREATE SCHEMA ... CREATE VIEW` over the protected table: refused (not read).
 #[tokio::test]
 async fn a_view_made_inside_create_schema_then_put_on_the_path() {
-    view_behind(&[
-        "CREATE SCHEMA mine CREATE VIEW notes AS SELECT id, email AS body FROM public.customers",
-        "SET search_path = mine, public",
-    ])
+    view_behind(
+        &[
+            "CREATE SCHEMA mine CREATE VIEW notes AS SELECT id, email AS body FROM public.customers",
+            "SET search_path = mine, public",
+        ],
+        Some(0),
+    )
     .await;
 }
 
 /// A view over a protected table renamed onto the plain name, as its own query.
 #[tokio::test]
 async fn a_view_renamed_onto_a_plain_name() {
-    view_behind(&[
-        "CREATE TEMP VIEW hidden AS SELECT id, email AS body FROM customers",
-        "ALTER VIEW hidden RENAME TO notes",
-    ])
+    view_behind(
+        &[
+            "CREATE TEMP VIEW hidden AS SELECT id, email AS body FROM customers",
+            "ALTER VIEW hidden RENAME TO notes",
+        ],
+        Some(1),
+    )
     .await;
 }
 
-/// A view moved into the schema first on the path (`ALTER VIEW ... SET SCHEMA`).
+/// A view moved into the schema first on the path (`ALTER VIEW ... SET SCHEMA`): refused
+/// as above.
 #[tokio::test]
 async fn a_view_moved_into_a_schema_first_on_the_path() {
-    view_behind(&[
-        "CREATE SCHEMA mine",
-        "SET search_path = mine, public",
-        "CREATE VIEW public.hidden AS SELECT id, email AS body FROM customers",
-        "ALTER VIEW public.hidden SET SCHEMA mine",
-        "ALTER VIEW mine.hidden RENAME TO notes",
-    ])
+    view_behind(
+        &[
+            "CREATE SCHEMA mine",
+            "SET search_path = mine, public",
+            "CREATE VIEW public.hidden AS SELECT id, email AS body FROM customers",
+            "ALTER VIEW public.hidden SET SCHEMA mine",
+        ],
+        Some(3),
+    )
     .await;
 }
 
 /// A view over a view of the protected table.
 #[tokio::test]
 async fn a_view_over_a_view_of_the_protected_table() {
-    view_behind(&[
-        "CREATE TEMP VIEW hidden AS SELECT id, email AS secret FROM customers",
-        "CREATE TEMP VIEW notes AS SELECT id, secret AS body FROM hidden",
-    ])
-    .await;
+    view_behind(&[HIDDEN, OVER_HIDDEN], None).await;
 }
 
 /// The rename in one pipeline with the statement over its new name, no Sync between.
@@ -197,14 +244,21 @@ async fn a_rename_and_a_statement_over_the_new_name_in_one_pipeline() {
 }
 
 /// A copy of the protected column into a temporary table (`CREATE TEMP TABLE ... AS`): the
-/// copy holds envelopes under a name the rules do not cover.
+/// copy holds envelopes under a name the rules do not cover. (`INSERT INTO plain SELECT
+/// protected ...` is refused: "copying its value into a column that is not encrypted".)
 #[tokio::test]
+#[ignore = "hole: CREATE TEMP TABLE copied AS SELECT id, email AS body FROM customers runs \
+            (analyze/statement.rs walks the CTAS query without the COPY_TO_PLAIN refusal that \
+            INSERT ... SELECT meets); copied.body holds envelopes no rule or look-up maps, and \
+            `WHERE body = $1` sends the value unsealed"]
 async fn a_copy_made_by_create_table_as() {
     copy_behind("CREATE TEMP TABLE copied AS SELECT id, email AS body FROM customers").await;
 }
 
 /// The same by `SELECT ... INTO TEMP`.
 #[tokio::test]
+#[ignore = "hole: SELECT id, email AS body INTO TEMP copied FROM customers runs, as \
+            a_copy_made_by_create_table_as; the value compared with copied.body goes up unsealed"]
 async fn a_copy_made_by_select_into() {
     copy_behind("SELECT id, email AS body INTO TEMP copied FROM customers").await;
 }
@@ -263,87 +317,141 @@ async fn a_rule_made_in_a_do_block_redirecting_inserts_into_the_protected_column
 // --- The search_path moved by code the planner does not read -------------------------------
 
 /// `leads` is the plain `public.leads` until crm is first on the path; alice is stored in
-/// the protected `crm.leads`. Each of `moves` runs, then a value compared with `leads.email`.
-async fn path_moved_by(moves: &[&str]) {
+/// the protected `crm.leads`. Each of `moves` runs (the one at `refused`, if any, is refused
+/// by the proxy), then a value compared with `leads.email`: sealed or refused once the path
+/// moved.
+async fn path_moved_by(moves: &[&str], refused: Option<usize>) {
     let (db, _dir, proxy) = setup().await;
     let mut c = session(&proxy, &db).await;
     let stored = format!("INSERT INTO crm.leads (id, email) VALUES (1, '{SECRET}')");
     all_ran(&steps(&mut c, &[&stored]).await);
     let answers = steps(&mut c, moves).await;
+    for (i, msgs) in answers.iter().enumerate() {
+        match Some(i) == refused {
+            true => assert!(!error_codes(msgs).is_empty(), "not refused: {msgs:?}"),
+            false => assert!(error_codes(msgs).is_empty(), "{msgs:?}"),
+        }
+    }
+    let msgs = exchange(&mut c, &run("select current_schemas(false)::text", &[])).await;
+    let moved = data_rows(&msgs) == vec![vec![Some("{crm,public}".to_owned())]];
+    // The attack moved the path on the server unless the proxy refused it.
+    assert_eq!(moved, refused.is_none(), "{msgs:?}");
     let msgs = exchange(
         &mut c,
         &run("select id from leads where email = $1", &[SECRET]),
     )
     .await;
-    if answers.iter().all(|a| error_codes(a).is_empty()) {
+    if moved {
         sealed_or_refused(&msgs);
     }
     exchange(&mut c, &[build::query("RESET search_path")]).await;
     still_in_step(&mut c).await;
 }
 
-/// A SQL function made earlier that calls set_config, called from a SELECT.
+/// A SQL function that calls set_config is refused at CREATE (code that could change
+/// pgshroud's identity settings).
 #[tokio::test]
-#[ignore = "hole: SELECT of a function whose body calls set_config('search_path', ...) is not \
-            seen as a search_path change (its text names no setting); the proxy keeps \
-            resolving `leads` as public.leads and the value for crm.leads goes up unsealed"]
 async fn the_path_moved_by_a_function_called_in_a_select() {
-    path_moved_by(&[
-        "CREATE FUNCTION to_crm() RETURNS text LANGUAGE sql \
-         AS $$SELECT set_config('search_path', 'crm, public', false)$$",
-        "SELECT to_crm()",
-    ])
+    path_moved_by(
+        &["CREATE FUNCTION to_crm() RETURNS text LANGUAGE sql \
+           AS $$SELECT set_config('search_path', 'crm, public', false)$$"],
+        Some(0),
+    )
     .await;
 }
 
-/// A view whose column calls set_config, read with a text that names neither.
+/// A view whose column calls set_config, read with a text that names neither: the path
+/// moves, and the value for crm.leads is still sealed or refused.
 #[tokio::test]
-#[ignore = "hole: SELECT * FROM a view whose definition calls set_config('search_path', ...) \
-            moves the path unseen; the value for crm.leads goes up unsealed"]
 async fn the_path_moved_by_reading_a_view() {
-    path_moved_by(&[
-        "CREATE TEMP VIEW pathway AS SELECT set_config('search_path', 'crm, public', false) AS p",
-        "SELECT * FROM pathway",
-    ])
+    path_moved_by(
+        &[
+            "CREATE TEMP VIEW pathway AS SELECT set_config('search_path', 'crm, public', false) AS p",
+            "SELECT * FROM pathway",
+        ],
+        None,
+    )
     .await;
 }
 
 /// A statement prepared in SQL that calls set_config, run by EXECUTE.
 #[tokio::test]
-#[ignore = "hole: EXECUTE of an SQL-prepared SELECT set_config('search_path', ...) is not seen \
-            as a search_path change; the value for crm.leads goes up unsealed"]
 async fn the_path_moved_by_execute_of_a_prepared_statement() {
-    path_moved_by(&[
-        "PREPARE to_crm AS SELECT set_config('search_path', 'crm, public', false)",
-        "EXECUTE to_crm",
-    ])
+    path_moved_by(
+        &[
+            "PREPARE to_crm AS SELECT set_config('search_path', 'crm, public', false)",
+            "EXECUTE to_crm",
+        ],
+        None,
+    )
     .await;
 }
 
 // --- Prepared before the change, run after ------------------------------------------------
 
 /// A statement prepared in SQL while `notes` was the plain table, run by EXECUTE with a value
-/// after the view shadowing it was made (PostgreSQL analyses it again against the view).
+/// after the view shadowing it was made (PostgreSQL analyses it again against the view): the
+/// EXECUTE is refused (0A000) as a simple Query, in a Parse, under EXPLAIN ANALYZE and in
+/// CREATE TABLE AS; prepared again, the proxy reads it against the view and refuses its `$n`
+/// at PREPARE. A statement prepared after the change runs with its arguments.
 #[tokio::test]
 async fn an_sql_prepared_statement_executed_after_the_view() {
     let (db, _dir, proxy) = setup().await;
     let mut c = session(&proxy, &db).await;
-    let answers = steps(
-        &mut c,
-        &[
-            "PREPARE by_body(bytea) AS SELECT id FROM notes WHERE body = $1",
-            VIEW,
-        ],
-    )
-    .await;
+    all_ran(
+        &steps(
+            &mut c,
+            &[
+                "PREPARE by_body(bytea) AS SELECT id FROM notes WHERE body = $1",
+                "PREPARE by_id(int) AS SELECT id FROM notes WHERE id = $1",
+                VIEW,
+            ],
+        )
+        .await,
+    );
+    let execute = format!("EXECUTE by_body('{SECRET}')");
+    for text in [
+        execute.clone(),
+        format!("EXPLAIN ANALYZE {execute}"),
+        format!("CREATE TEMP TABLE found AS {execute}"),
+    ] {
+        let msgs = exchange(&mut c, &[build::query(&text)]).await;
+        sealed_or_refused(&msgs);
+        assert!(!error_codes(&msgs).is_empty(), "{text}: {msgs:?}");
+    }
+    let msgs = exchange(&mut c, &run(&execute, &[])).await;
+    assert_eq!(error_codes(&msgs), ["0A000"], "{msgs:?}");
+    let msgs = exchange(&mut c, &[build::query(&execute)]).await;
+    assert_eq!(error_codes(&msgs), ["0A000"], "{msgs:?}");
+    assert!(
+        msgs.iter()
+            .any(|m| m.field(b'M').unwrap_or_default().contains("DEALLOCATE")),
+        "says what to do: {msgs:?}"
+    );
+    // Without arguments there is no value to seal.
+    let msgs = exchange(&mut c, &[build::query("DEALLOCATE by_body")]).await;
+    assert!(error_codes(&msgs).is_empty(), "{msgs:?}");
     let msgs = exchange(
         &mut c,
-        &[build::query(&format!("EXECUTE by_body('{SECRET}')"))],
+        &[build::query(
+            "PREPARE by_body(bytea) AS SELECT id FROM notes WHERE body = $1",
+        )],
     )
     .await;
-    if answers.iter().all(|a| error_codes(a).is_empty()) {
-        sealed_or_refused(&msgs);
-    }
+    assert!(!error_codes(&msgs).is_empty(), "{msgs:?}");
+    all_ran(
+        &steps(
+            &mut c,
+            &["PREPARE by_id_now(int) AS SELECT id FROM notes WHERE id = $1"],
+        )
+        .await,
+    );
+    let msgs = exchange(&mut c, &[build::query("EXECUTE by_id_now(1)")]).await;
+    assert_eq!(
+        data_rows(&msgs),
+        vec![vec![Some("1".to_owned())]],
+        "{msgs:?}"
+    );
     still_in_step(&mut c).await;
 }
 
@@ -378,6 +486,62 @@ async fn a_view_rolled_back_to_a_savepoint() {
     still_in_step(&mut c).await;
 }
 
+/// The view known to the proxy, dropped inside a transaction block (the proxy looks up:
+/// `notes` is the plain table again), and the drop undone by `undo`: the view is back, and a
+/// value compared with its column must be sealed. `pipelined` sends the undo and the value in
+/// one pipeline without a Sync between.
+async fn drop_undone_by(undo: &str, pipelined: bool) {
+    let (db, _dir, proxy) = setup().await;
+    let mut c = session(&proxy, &db).await;
+    all_ran(&steps(&mut c, &[VIEW, "BEGIN", "SAVEPOINT a", "DROP VIEW notes"]).await);
+    // The proxy has read the catalog since the drop: `notes` is the plain table to it.
+    let msgs = exchange(&mut c, &run("select count(*) from notes", &[])).await;
+    assert_eq!(
+        data_rows(&msgs),
+        vec![vec![Some("0".to_owned())]],
+        "{msgs:?}"
+    );
+    let msgs = match pipelined {
+        true => {
+            let mut pipeline = vec![
+                build::parse("", undo),
+                build::bind("", "", &[]),
+                build::execute(""),
+            ];
+            pipeline.extend(run(LOOKUP, &[SECRET]));
+            exchange(&mut c, &pipeline).await
+        }
+        false => {
+            all_ran(&steps(&mut c, &[undo]).await);
+            exchange(&mut c, &run(LOOKUP, &[SECRET])).await
+        }
+    };
+    sealed_or_refused(&msgs);
+    exchange(&mut c, &[build::query("ROLLBACK")]).await;
+    let msgs = exchange(&mut c, &run(LOOKUP, &[SECRET])).await;
+    assert_eq!(
+        data_rows(&msgs),
+        vec![vec![Some("1".to_owned())]],
+        "{msgs:?}"
+    );
+    still_in_step(&mut c).await;
+}
+
+#[tokio::test]
+async fn a_dropped_view_restored_by_rollback_to_savepoint() {
+    drop_undone_by("ROLLBACK TO SAVEPOINT a", false).await;
+}
+
+#[tokio::test]
+async fn a_dropped_view_restored_by_rollback() {
+    drop_undone_by("ROLLBACK", false).await;
+}
+
+#[tokio::test]
+async fn a_dropped_view_restored_by_rollback_to_savepoint_in_one_pipeline() {
+    drop_undone_by("ROLLBACK TO SAVEPOINT a", true).await;
+}
+
 /// The view made inside a transaction block in a pipeline, with the value behind it before
 /// the Sync: refused, and the block (failed) ends with ROLLBACK.
 #[tokio::test]
@@ -399,23 +563,43 @@ async fn a_view_and_a_value_inside_a_transaction_block_in_one_pipeline() {
 
 // --- The result side --------------------------------------------------------------------------
 
-/// A statement without values reading the new view behind the change, before the Sync: the
-/// client receives alice opened, or a refusal, never the envelope.
+/// A statement without values reading the new view behind the change, before the Sync, as
+/// drivers send it (Describe of the portal before Execute): the view is not mapped yet, so
+/// its column meets the read backstop: the client receives the stored envelope as it is
+/// (never plaintext: the proxy opens nothing it cannot place), or alice opened, or a refusal.
 #[tokio::test]
 async fn a_read_of_the_new_view_behind_the_change_gets_the_value_opened() {
+    read_behind_the_change(true).await;
+}
+
+/// The same without a Describe.
+#[tokio::test]
+async fn a_read_of_the_new_view_behind_the_change_without_describe() {
+    read_behind_the_change(false).await;
+}
+
+async fn read_behind_the_change(describe: bool) {
     let (db, _dir, proxy) = setup().await;
     let mut c = session(&proxy, &db).await;
     let mut pipeline = vec![
         build::parse("", VIEW),
         build::bind("", "", &[]),
         build::execute(""),
+        build::parse("", "select id, body from notes"),
+        build::bind("", "", &[]),
     ];
-    pipeline.extend(run("select id, body from notes", &[]));
+    if describe {
+        pipeline.push(message(b'D', b"P\0"));
+    }
+    pipeline.extend([build::execute(""), build::sync()]);
     let msgs = exchange(&mut c, &pipeline).await;
     if error_codes(&msgs).is_empty() {
-        assert_eq!(
-            data_rows(&msgs),
-            vec![vec![Some("1".to_owned()), Some(SECRET.to_owned())]],
+        let envelope = stored(&db, "SELECT email FROM customers").await.concat();
+        let hex: String = envelope.iter().map(|b| format!("{b:02x}")).collect();
+        let rows = data_rows(&msgs);
+        assert!(
+            rows == vec![vec![Some("1".to_owned()), Some(SECRET.to_owned())]]
+                || rows == vec![vec![Some("1".to_owned()), Some(format!("\\x{hex}"))]],
             "{msgs:?}"
         );
     }

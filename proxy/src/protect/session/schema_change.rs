@@ -31,6 +31,16 @@ impl ProtectedSession {
         self.schema_changed_in_pipeline = true;
     }
 
+    /// A Parse of a rollback while the open transaction has changed the schema: the changes
+    /// the catalog was read after may be undone (a dropped view over a protected table back),
+    /// so what follows in the pipeline waits for the look-up after its Sync, as behind a
+    /// schema change.
+    pub(super) fn parse_may_undo_schema_changes(&mut self, sql: &[u8]) {
+        if self.ddl_in_txn && crate::protocol::text_settings::may_roll_back(sql) {
+            self.schema_changes();
+        }
+    }
+
     /// A client message behind a schema change in the same pipeline: `Some`, its refusal.
     pub(super) fn after_schema_change(&mut self, kind: u8, frame: &[u8]) -> Option<Verdict> {
         match kind {
@@ -84,6 +94,66 @@ impl ProtectedSession {
             false => Ok(()),
         }
     }
+}
+
+impl ProtectedSession {
+    /// SQL-level `PREPARE` and `EXECUTE` in `sql`. A statement prepared in SQL is analysed by
+    /// pgshroud once, at PREPARE (a `$n` on a protected column is refused there), but the
+    /// server analyses it again whenever the catalog changes: after `CREATE TEMP VIEW notes`
+    /// over a protected table, `EXECUTE p('value')` of a `PREPARE p AS ... WHERE body = $1`
+    /// made while `notes` was plain would send the value unsealed. So an EXECUTE with
+    /// arguments of a statement prepared under another layout (or rules) is refused.
+    pub(super) fn check_sql_execute(&mut self, sql: &str) -> Result<(), PgError> {
+        use pg_query::NodeEnum;
+        let words =
+            |w: &[u8]| w.eq_ignore_ascii_case(b"execute") || w.eq_ignore_ascii_case(b"prepare");
+        // Keywords cannot be spelled with escapes: a text without either word has neither.
+        if !sql.as_bytes().windows(7).any(words) {
+            return Ok(());
+        }
+        let Ok(parsed) = pg_query::parse(sql) else {
+            // Not run by the server either (or refused elsewhere).
+            return Ok(());
+        };
+        for raw in &parsed.protobuf.stmts {
+            let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
+                continue;
+            };
+            // EXECUTE stands alone, or in EXPLAIN and CREATE TABLE AS (PostgreSQL's grammar).
+            let inner = match node {
+                NodeEnum::ExplainStmt(s) => s.query.as_ref().and_then(|q| q.node.as_ref()),
+                NodeEnum::CreateTableAsStmt(s) => s.query.as_ref().and_then(|q| q.node.as_ref()),
+                other => Some(other),
+            };
+            match inner {
+                Some(NodeEnum::PrepareStmt(s)) => {
+                    self.sql_prepared.insert(s.name.clone(), self.plans_epoch);
+                }
+                Some(NodeEnum::ExecuteStmt(s)) if !s.params.is_empty() => {
+                    let prepared = self.sql_prepared.get(&s.name);
+                    if prepared.is_some_and(|&epoch| epoch != self.plans_epoch) {
+                        return Err(prepared_before_a_change(&s.name));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+fn prepared_before_a_change(name: &str) -> PgError {
+    PgError::error(
+        sqlstate::FEATURE_NOT_SUPPORTED,
+        format!(
+            "pgshroud cannot run EXECUTE with arguments of the statement \"{name}\" prepared in SQL before the catalog or rules changed: DEALLOCATE it and PREPARE it again"
+        ),
+    )
+    .with_detail(
+        "PostgreSQL analyses a prepared statement again after a schema change; a new view or \
+         search_path may give its parameters a protected column pgshroud did not see at \
+         PREPARE, and the arguments would reach the server unsealed.",
+    )
 }
 
 /// Whether `sql` holds a constant or a parameter anywhere, as PostgreSQL's grammar reads it
