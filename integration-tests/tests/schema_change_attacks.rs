@@ -605,3 +605,56 @@ async fn read_behind_the_change(describe: bool) {
     }
     still_in_step(&mut c).await;
 }
+
+// --- Protocol shapes -------------------------------------------------------------------------
+
+/// The view's Execute ended by Flush (psycopg's pipeline mode), then the statement with the
+/// value and the Sync: refused, the session in step.
+#[tokio::test]
+async fn a_flush_between_the_change_and_the_value() {
+    let (db, _dir, proxy) = setup().await;
+    let mut c = session(&proxy, &db).await;
+    let mut pipeline = vec![
+        build::parse("", VIEW),
+        build::bind("", "", &[]),
+        build::execute(""),
+        message(b'H', b""),
+    ];
+    pipeline.extend(run(LOOKUP, &[SECRET]));
+    let msgs = exchange(&mut c, &pipeline).await;
+    sealed_or_refused(&msgs);
+    assert_eq!(error_codes(&msgs), ["0A000"], "{msgs:?}");
+    still_in_step(&mut c).await;
+}
+
+/// An error before the change in the same pipeline: the server skips the rest up to the
+/// Sync; the proxy's refusal of the value behind the change does not put the session out of
+/// step, and nothing of the pipeline ran.
+#[tokio::test]
+async fn an_error_before_the_change_in_the_pipeline() {
+    let (db, _dir, proxy) = setup().await;
+    let mut c = session(&proxy, &db).await;
+    let mut pipeline = vec![
+        build::parse("", "SELECT 1/0"),
+        build::bind("", "", &[]),
+        build::execute(""),
+        build::parse("", VIEW),
+        build::bind("", "", &[]),
+        build::execute(""),
+    ];
+    pipeline.extend(run(LOOKUP, &[SECRET]));
+    let msgs = exchange(&mut c, &pipeline).await;
+    sealed_or_refused(&msgs);
+    assert_eq!(
+        data_rows(&msgs),
+        Vec::<Vec<Option<String>>>::new(),
+        "{msgs:?}"
+    );
+    let views = stored(
+        &db,
+        "SELECT count(*)::text::bytea FROM pg_views WHERE viewname = 'notes'",
+    )
+    .await;
+    assert_eq!(views, vec![b"0".to_vec()]);
+    still_in_step(&mut c).await;
+}
