@@ -537,6 +537,53 @@ async fn a_dropped_view_restored_by_rollback() {
     drop_undone_by("ROLLBACK", false).await;
 }
 
+/// The rollback and the value in one simple query string.
+#[tokio::test]
+async fn a_dropped_view_restored_by_rollback_to_savepoint_in_one_query_string() {
+    let (db, _dir, proxy) = setup().await;
+    let mut c = session(&proxy, &db).await;
+    all_ran(&steps(&mut c, &[VIEW, "BEGIN", "SAVEPOINT a", "DROP VIEW notes"]).await);
+    let msgs = exchange(&mut c, &run("select count(*) from notes", &[])).await;
+    assert_eq!(
+        data_rows(&msgs),
+        vec![vec![Some("0".to_owned())]],
+        "{msgs:?}"
+    );
+    let text = format!("ROLLBACK TO SAVEPOINT a; SELECT id FROM notes WHERE body = '{SECRET}'");
+    let msgs = exchange(&mut c, &[build::query(&text)]).await;
+    sealed_or_refused(&msgs);
+    exchange(&mut c, &[build::query("ROLLBACK")]).await;
+    still_in_step(&mut c).await;
+}
+
+/// Statements that would be prepared while `leads` means the plain `public.leads` (in SQL and
+/// by Parse), to be run after the path puts the protected `crm.leads` first (PostgreSQL would
+/// analyse them again): the proxy refuses a `$n` compared with a name that a protected table
+/// of another schema shares, at PREPARE and at Parse, so none is left to run.
+#[tokio::test]
+async fn statements_prepared_before_a_search_path_change() {
+    let (db, _dir, proxy) = setup().await;
+    let mut c = session(&proxy, &db).await;
+    let msgs = exchange(
+        &mut c,
+        &[build::query(
+            "PREPARE by_email(bytea) AS SELECT id FROM leads WHERE email = $1",
+        )],
+    )
+    .await;
+    assert_eq!(error_codes(&msgs), ["0A000"], "{msgs:?}");
+    let msgs = exchange(
+        &mut c,
+        &[
+            build::parse("by_email_p", "select id from leads where email = $1"),
+            build::sync(),
+        ],
+    )
+    .await;
+    assert!(!error_codes(&msgs).is_empty(), "{msgs:?}");
+    still_in_step(&mut c).await;
+}
+
 #[tokio::test]
 async fn a_dropped_view_restored_by_rollback_to_savepoint_in_one_pipeline() {
     drop_undone_by("ROLLBACK TO SAVEPOINT a", true).await;

@@ -80,7 +80,10 @@ impl ProtectedSession {
                 parse.query = sql.clone().into_bytes();
             }
         }
-        if let Some(Err(error)) = query.as_deref().map(|sql| self.check_sql_execute(sql)) {
+        if let Some(Err(error)) = query
+            .as_deref()
+            .map(|sql| self.check_catalog_dependent(sql))
+        {
             return Err(self.refuse_extended(&error));
         }
         let mode = self.settings.mode();

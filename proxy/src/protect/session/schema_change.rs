@@ -97,13 +97,44 @@ impl ProtectedSession {
 }
 
 impl ProtectedSession {
+    /// What a statement text (a simple Query's or a Parse's) may hold that depends on a
+    /// catalog pgshroud has not read yet: `EXECUTE` of a statement prepared under another
+    /// layout, values behind a rollback of the transaction's schema changes.
+    pub(super) fn check_catalog_dependent(&mut self, sql: &str) -> Result<(), PgError> {
+        self.check_behind_rollback(sql)?;
+        self.check_sql_execute(sql)
+    }
+
+    /// A rollback in a transaction that changed the schema may undo what the catalog was read
+    /// after (a dropped view over a protected table is back); statements behind it in the
+    /// same query string were planned against the catalog before it: refused when they may
+    /// carry a value, as behind a schema change.
+    fn check_behind_rollback(&self, sql: &str) -> Result<(), PgError> {
+        if !self.ddl_in_txn || !crate::protocol::text_settings::may_roll_back(sql.as_bytes()) {
+            return Ok(());
+        }
+        let Some(reading) = analyze::reading_within_limits(sql) else {
+            return Err(not_planned_in_text());
+        };
+        let behind = reading
+            .statements
+            .iter()
+            .skip_while(|s| s.kind != StatementKind::Transaction)
+            .skip(1)
+            .any(|s| !s.constants.is_empty() || !s.params.is_empty());
+        match behind {
+            true => Err(not_planned_in_text()),
+            false => Ok(()),
+        }
+    }
+
     /// SQL-level `PREPARE` and `EXECUTE` in `sql`. A statement prepared in SQL is analysed by
     /// pgshroud once, at PREPARE (a `$n` on a protected column is refused there), but the
     /// server analyses it again whenever the catalog changes: after `CREATE TEMP VIEW notes`
     /// over a protected table, `EXECUTE p('value')` of a `PREPARE p AS ... WHERE body = $1`
     /// made while `notes` was plain would send the value unsealed. So an EXECUTE with
     /// arguments of a statement prepared under another layout (or rules) is refused.
-    pub(super) fn check_sql_execute(&mut self, sql: &str) -> Result<(), PgError> {
+    fn check_sql_execute(&mut self, sql: &str) -> Result<(), PgError> {
         use pg_query::NodeEnum;
         let words =
             |w: &[u8]| w.eq_ignore_ascii_case(b"execute") || w.eq_ignore_ascii_case(b"prepare");
@@ -182,7 +213,7 @@ fn not_planned() -> PgError {
 fn not_planned_in_text() -> PgError {
     PgError::error(
         sqlstate::FEATURE_NOT_SUPPORTED,
-        "pgshroud cannot plan statements with values that follow a schema change on a protected table in the same query string: send them as a separate query",
+        "pgshroud cannot plan statements with values that follow a schema change on a protected table (or a rollback of one) in the same query string: send them as a separate query",
     )
     .with_detail(WHY)
 }

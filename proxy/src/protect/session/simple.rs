@@ -133,7 +133,7 @@ impl ProtectedSession {
                 return self.refuse_query(&error);
             }
         };
-        if let Err(error) = self.check_sql_execute(sql) {
+        if let Err(error) = self.check_catalog_dependent(sql) {
             self.push_query(None, false);
             return self.refuse_query(&error);
         }
