@@ -96,7 +96,8 @@ impl ProtectedSession {
     }
 
     /// The server does not report search_path changes: after a text that may change it (or
-    /// roll such a change back) the catalog, which holds the path, is looked up again. Returns
+    /// roll such a change, or a schema change, back) the catalog, which holds the path, is
+    /// looked up again. Returns
     /// whether the text may change the path or how later text is read (text behind it waits
     /// for the server's answer). Both are read with PostgreSQL's grammar
     /// ([`analyze::settings_changed`]), so `SET U&"search\005fpath"` counts too.
@@ -111,7 +112,9 @@ impl ProtectedSession {
             self.path_changed_in_txn = true;
             return true;
         }
-        if self.path_changed_in_txn && settings::may_roll_back(sql) {
+        // A rollback also undoes the open transaction's schema changes, which the catalog
+        // was read after: a dropped view over a protected table may be back.
+        if (self.path_changed_in_txn || self.ddl_in_txn) && settings::may_roll_back(sql) {
             self.catalog_stale = true;
             return true;
         }

@@ -41,6 +41,7 @@ impl ProtectedSession {
         let identity = self
             .identity_at_parse(&parse.query)
             .map_err(|error| self.refuse_extended(&error))?;
+        self.parse_may_undo_schema_changes(&parse.query);
         let unsettling = self.follow_settings(&parse.query);
         if std::mem::take(&mut self.catalog_stale) {
             self.refresh_at_sync = true;
@@ -78,6 +79,12 @@ impl ProtectedSession {
             if let PlanAction::Rewrite(sql) = &plan.action {
                 parse.query = sql.clone().into_bytes();
             }
+        }
+        if let Some(Err(error)) = query
+            .as_deref()
+            .map(|sql| self.check_catalog_dependent(sql))
+        {
+            return Err(self.refuse_extended(&error));
         }
         let mode = self.settings.mode();
         let effects = query

@@ -31,6 +31,16 @@ impl ProtectedSession {
         self.schema_changed_in_pipeline = true;
     }
 
+    /// A Parse of a rollback while the open transaction has changed the schema: the changes
+    /// the catalog was read after may be undone (a dropped view over a protected table back),
+    /// so what follows in the pipeline waits for the look-up after its Sync, as behind a
+    /// schema change.
+    pub(super) fn parse_may_undo_schema_changes(&mut self, sql: &[u8]) {
+        if self.ddl_in_txn && crate::protocol::text_settings::may_roll_back(sql) {
+            self.schema_changes();
+        }
+    }
+
     /// A client message behind a schema change in the same pipeline: `Some`, its refusal.
     pub(super) fn after_schema_change(&mut self, kind: u8, frame: &[u8]) -> Option<Verdict> {
         match kind {
@@ -86,6 +96,97 @@ impl ProtectedSession {
     }
 }
 
+impl ProtectedSession {
+    /// What a statement text (a simple Query's or a Parse's) may hold that depends on a
+    /// catalog pgshroud has not read yet: `EXECUTE` of a statement prepared under another
+    /// layout, values behind a rollback of the transaction's schema changes.
+    pub(super) fn check_catalog_dependent(&mut self, sql: &str) -> Result<(), PgError> {
+        self.check_behind_rollback(sql)?;
+        self.check_sql_execute(sql)
+    }
+
+    /// A rollback in a transaction that changed the schema may undo what the catalog was read
+    /// after (a dropped view over a protected table is back); statements behind it in the
+    /// same query string were planned against the catalog before it: refused when they may
+    /// carry a value, as behind a schema change.
+    fn check_behind_rollback(&self, sql: &str) -> Result<(), PgError> {
+        if !self.ddl_in_txn || !crate::protocol::text_settings::may_roll_back(sql.as_bytes()) {
+            return Ok(());
+        }
+        let Some(reading) = analyze::reading_within_limits(sql) else {
+            return Err(not_planned_in_text());
+        };
+        let behind = reading
+            .statements
+            .iter()
+            .skip_while(|s| s.kind != StatementKind::Transaction)
+            .skip(1)
+            .any(|s| !s.constants.is_empty() || !s.params.is_empty());
+        match behind {
+            true => Err(not_planned_in_text()),
+            false => Ok(()),
+        }
+    }
+
+    /// SQL-level `PREPARE` and `EXECUTE` in `sql`. A statement prepared in SQL is analysed by
+    /// pgshroud once, at PREPARE (a `$n` on a protected column is refused there), but the
+    /// server analyses it again whenever the catalog changes: after `CREATE TEMP VIEW notes`
+    /// over a protected table, `EXECUTE p('value')` of a `PREPARE p AS ... WHERE body = $1`
+    /// made while `notes` was plain would send the value unsealed. So an EXECUTE with
+    /// arguments of a statement prepared under another layout (or rules) is refused.
+    fn check_sql_execute(&mut self, sql: &str) -> Result<(), PgError> {
+        use pg_query::NodeEnum;
+        let words =
+            |w: &[u8]| w.eq_ignore_ascii_case(b"execute") || w.eq_ignore_ascii_case(b"prepare");
+        // Keywords cannot be spelled with escapes: a text without either word has neither.
+        if !sql.as_bytes().windows(7).any(words) {
+            return Ok(());
+        }
+        let Ok(parsed) = pg_query::parse(sql) else {
+            // Not run by the server either (or refused elsewhere).
+            return Ok(());
+        };
+        for raw in &parsed.protobuf.stmts {
+            let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
+                continue;
+            };
+            // EXECUTE stands alone, or in EXPLAIN and CREATE TABLE AS (PostgreSQL's grammar).
+            let inner = match node {
+                NodeEnum::ExplainStmt(s) => s.query.as_ref().and_then(|q| q.node.as_ref()),
+                NodeEnum::CreateTableAsStmt(s) => s.query.as_ref().and_then(|q| q.node.as_ref()),
+                other => Some(other),
+            };
+            match inner {
+                Some(NodeEnum::PrepareStmt(s)) => {
+                    self.sql_prepared.insert(s.name.clone(), self.plans_epoch);
+                }
+                Some(NodeEnum::ExecuteStmt(s)) if !s.params.is_empty() => {
+                    let prepared = self.sql_prepared.get(&s.name);
+                    if prepared.is_some_and(|&epoch| epoch != self.plans_epoch) {
+                        return Err(prepared_before_a_change(&s.name));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+fn prepared_before_a_change(name: &str) -> PgError {
+    PgError::error(
+        sqlstate::FEATURE_NOT_SUPPORTED,
+        format!(
+            "pgshroud cannot run EXECUTE with arguments of the statement \"{name}\" prepared in SQL before the catalog or rules changed: DEALLOCATE it and PREPARE it again"
+        ),
+    )
+    .with_detail(
+        "PostgreSQL analyses a prepared statement again after a schema change; a new view or \
+         search_path may give its parameters a protected column pgshroud did not see at \
+         PREPARE, and the arguments would reach the server unsealed.",
+    )
+}
+
 /// Whether `sql` holds a constant or a parameter anywhere, as PostgreSQL's grammar reads it
 /// (a text it cannot read counts as holding one).
 fn carries_values(sql: &str) -> bool {
@@ -112,7 +213,7 @@ fn not_planned() -> PgError {
 fn not_planned_in_text() -> PgError {
     PgError::error(
         sqlstate::FEATURE_NOT_SUPPORTED,
-        "pgshroud cannot plan statements with values that follow a schema change on a protected table in the same query string: send them as a separate query",
+        "pgshroud cannot plan statements with values that follow a schema change on a protected table (or a rollback of one) in the same query string: send them as a separate query",
     )
     .with_detail(WHY)
 }

@@ -133,6 +133,10 @@ impl ProtectedSession {
                 return self.refuse_query(&error);
             }
         };
+        if let Err(error) = self.check_catalog_dependent(sql) {
+            self.push_query(None, false);
+            return self.refuse_query(&error);
+        }
         if !self.layout.mentions_protected(sql) {
             self.push_query(None, unsettling);
             if let Err(error) = self.check_kinds(sql) {
