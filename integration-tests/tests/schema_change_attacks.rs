@@ -126,31 +126,17 @@ async fn a_procedure_called_making_a_view() {
     .await;
 }
 
-/// A plpgsql function that makes the view, created (a schema change: looked up, nothing new)
-/// and then called from a SELECT, which is no schema change to the planner.
+/// A plpgsql function that would make the view when called from a SELECT (no schema change
+/// to the planner): refused at CREATE, since its body names the protected table.
 #[tokio::test]
-#[ignore = "hole: CREATE FUNCTION (plpgsql) whose body runs CREATE TEMP VIEW notes over \
-            customers is allowed (a Ddl statement: its body is not read); SELECT make_notes() \
-            is a Select, so the catalog is not looked up again and the next statement's value \
-            compared with notes.body goes up unsealed"]
 async fn a_function_called_in_a_select_making_a_view() {
-    view_behind(&[&make_notes_function(VIEW), "SELECT make_notes()"], None).await;
+    view_behind(&[&make_notes_function(VIEW)], Some(0)).await;
 }
 
-/// The same through a view already mapped, and from a procedure run by CALL.
+/// The same through a view already mapped (the body names no protected table, only the view).
 #[tokio::test]
-#[ignore = "hole: as a_function_called_in_a_select_making_a_view, with the function's body \
-            making notes over the mapped view `hidden` (it names no protected table)"]
 async fn a_function_called_in_a_select_making_a_view_over_a_mapped_view() {
-    view_behind(
-        &[
-            HIDDEN,
-            &make_notes_function(OVER_HIDDEN),
-            "SELECT make_notes()",
-        ],
-        None,
-    )
-    .await;
+    view_behind(&[HIDDEN, &make_notes_function(OVER_HIDDEN)], Some(1)).await;
 }
 
 fn make_notes_function(body: &str) -> String {
@@ -159,13 +145,11 @@ fn make_notes_function(body: &str) -> String {
 
 /// The function called in the same query string as the statement with the value.
 #[tokio::test]
-#[ignore = "hole: SELECT make_notes(); SELECT ... WHERE body = '<value>' in one query string: \
-            the function's CREATE TEMP VIEW is unseen, the literal goes up unsealed"]
 async fn a_function_making_a_view_in_the_same_query_string() {
     let (db, _dir, proxy) = setup().await;
     let mut c = session(&proxy, &db).await;
     let made = steps(&mut c, &[&make_notes_function(VIEW)]).await;
-    all_ran(&made);
+    assert!(!error_codes(&made[0]).is_empty(), "{made:?}");
     let text = format!("SELECT make_notes(); SELECT id FROM notes WHERE body = '{SECRET}'");
     let msgs = exchange(&mut c, &[build::query(&text)]).await;
     sealed_or_refused(&msgs);
@@ -245,22 +229,16 @@ async fn a_rename_and_a_statement_over_the_new_name_in_one_pipeline() {
     still_in_step(&mut c).await;
 }
 
-/// A copy of the protected column into a temporary table (`CREATE TEMP TABLE ... AS`): the
-/// copy holds envelopes under a name the rules do not cover. (`INSERT INTO plain SELECT
-/// protected ...` is refused: "copying its value into a column that is not encrypted".)
+/// A copy of the protected column into a temporary table (`CREATE TEMP TABLE ... AS`) would
+/// hold envelopes under a name the rules do not cover, and values compared with it would go
+/// up unsealed: refused, as `INSERT INTO plain SELECT protected ...` is.
 #[tokio::test]
-#[ignore = "hole: CREATE TEMP TABLE copied AS SELECT id, email AS body FROM customers runs \
-            (analyze/statement.rs walks the CTAS query without the COPY_TO_PLAIN refusal that \
-            INSERT ... SELECT meets); copied.body holds envelopes no rule or look-up maps, and \
-            `WHERE body = $1` sends the value unsealed"]
 async fn a_copy_made_by_create_table_as() {
     copy_behind("CREATE TEMP TABLE copied AS SELECT id, email AS body FROM customers").await;
 }
 
 /// The same by `SELECT ... INTO TEMP`.
 #[tokio::test]
-#[ignore = "hole: SELECT id, email AS body INTO TEMP copied FROM customers runs, as \
-            a_copy_made_by_create_table_as; the value compared with copied.body goes up unsealed"]
 async fn a_copy_made_by_select_into() {
     copy_behind("SELECT id, email AS body INTO TEMP copied FROM customers").await;
 }
@@ -274,9 +252,11 @@ async fn copy_behind(make: &str) {
         &run("select id from copied where body = $1", &[SECRET]),
     )
     .await;
-    if made.iter().all(|a| error_codes(a).is_empty()) {
-        sealed_or_refused(&msgs);
-    }
+    assert!(
+        made.iter().any(|a| !error_codes(a).is_empty()),
+        "the copy was made: {made:?}"
+    );
+    sealed_or_refused(&msgs);
     still_in_step(&mut c).await;
 }
 

@@ -80,7 +80,8 @@ impl<'a> Walker<'a> {
             Statement::CreateTable(ct) => {
                 self.add_relations(&ct.name);
                 if let Some(q) = &ct.query {
-                    self.query(q, None, Outputs::Needed)?;
+                    let out = self.query(q, None, Outputs::Needed)?;
+                    self.refuse_copy_into_new_table(&out)?;
                 }
                 return Ok((Vec::new(), None));
             }
@@ -117,6 +118,23 @@ impl<'a> Walker<'a> {
                 }
                 return Ok((Vec::new(), None));
             }
+            Statement::CreateFunction(_) => {
+                // Its body is code the server reads only when the function runs (a schema
+                // change or a query there is one pgshroud never sees): naming a protected
+                // table in it is refused, as a DO block is.
+                let named = self.schema.tables_named_in(&stmt.to_string());
+                let column = named
+                    .iter()
+                    .find_map(|(s, t)| self.schema.protected_columns_of(s, t).first().copied());
+                if let Some(id) = column {
+                    return Err(super::refusal::unsupported_statement(
+                        "a function whose body (code pgshroud does not read) names them,",
+                        Some(id),
+                    ));
+                }
+                self.add_relations(stmt);
+                return Ok((Vec::new(), None));
+            }
             other if kind == StatementKind::Ddl || is_harmless(other) => {
                 self.add_relations(other);
                 return Ok((Vec::new(), None));
@@ -126,7 +144,28 @@ impl<'a> Walker<'a> {
                 return Ok((Vec::new(), None));
             }
         };
+        if let (Statement::Query(q), StatementKind::Ddl) = (stmt, kind) {
+            // `SELECT ... INTO new_table`: a table made from the rows, as CREATE TABLE AS.
+            if matches!(q.body.as_ref(), SetExpr::Select(s) if s.into.is_some()) {
+                self.refuse_copy_into_new_table(&outputs)?;
+            }
+        }
         Ok((outputs.cols.iter().map(|c| c.column).collect(), None))
+    }
+
+    /// `CREATE TABLE ... AS` / `SELECT ... INTO`: a protected column's stored values copied
+    /// into a new table the rules do not cover would be compared and written there unsealed
+    /// (as `INSERT INTO plain SELECT protected` is refused for the same reason).
+    fn refuse_copy_into_new_table(&self, out: &super::query::QueryOut) -> Res<()> {
+        out.require_exact(self.schema)?;
+        match out.cols.iter().find_map(|c| c.column) {
+            Some(id) => Err(self.refuse(
+                id,
+                "copying its value into a new table the rules do not cover (CREATE TABLE AS, \
+                 SELECT INTO)",
+            )),
+            None => Ok(()),
+        }
     }
 
     /// FETCH results of a cursor (and EXECUTE results of an SQL-level prepared statement)

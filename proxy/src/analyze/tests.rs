@@ -337,6 +337,42 @@ fn insert_select_of_protected_value_into_plain_column_is_refused() {
 }
 
 #[test]
+fn a_new_table_made_from_a_protected_column_is_refused() {
+    for sql in [
+        "CREATE TEMP TABLE copied AS SELECT id, email AS body FROM customers",
+        "SELECT id, email AS body INTO TEMP copied FROM customers",
+        "CREATE TABLE copied AS SELECT c.email FROM customers c WHERE c.id = 1",
+    ] {
+        refused_on(
+            sql,
+            "public.customers.email",
+            "new table the rules do not cover",
+        );
+    }
+    // Columns that are not protected may be copied.
+    let analysis = analyze(
+        "CREATE TEMP TABLE ids AS SELECT id FROM customers",
+        &schema(),
+    );
+    assert!(
+        matches!(&analysis, Analysis::Untouched { statements } if statements[0].kind == StatementKind::Ddl),
+        "{analysis:?}"
+    );
+}
+
+#[test]
+fn a_function_whose_body_names_a_protected_table_is_refused() {
+    for sql in [
+        "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$BEGIN CREATE TEMP VIEW v AS SELECT email FROM customers; END$$",
+        "CREATE FUNCTION f() RETURNS SETOF bytea LANGUAGE sql AS 'SELECT email FROM public.customers'",
+    ] {
+        let r = refused(sql);
+        assert_eq!(r.sqlstate, "0A000", "{sql}: {}", r.message);
+        assert!(r.message.contains("a function whose body"), "{}", r.message);
+    }
+}
+
+#[test]
 fn insert_returning_reports_outputs() {
     let info = one("INSERT INTO customers (email) VALUES ($1) RETURNING id, email AS e");
     assert_eq!(info.outputs, vec![None, Some(email())]);

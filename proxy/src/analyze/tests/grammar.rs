@@ -197,16 +197,9 @@ fn do_blocks_touching_a_protected_table_once_decoded_are_refused() {
     ] {
         must_refuse(sql);
     }
-    // Creating code runs nothing: it is DDL changing every protected table its decoded body
-    // names (the role needs the write right on them).
-    let sql = "CREATE FUNCTION f() RETURNS void LANGUAGE sql AS E'DELETE FROM \\x63ustomers'";
-    match refused_or_agrees(sql) {
-        Analysis::Untouched { statements } => assert_eq!(
-            statements[0].changed_tables,
-            vec![("public".to_string(), "customers".to_string())]
-        ),
-        other => panic!("{other:?}"),
-    }
+    // Creating code that names one is refused too: calling it later runs what pgshroud never
+    // reads (a view made over the table, a copy of its column).
+    must_refuse("CREATE FUNCTION f() RETURNS void LANGUAGE sql AS E'DELETE FROM \\x63ustomers'");
 }
 
 #[test]
