@@ -286,11 +286,14 @@ mod tests {
         let mut s = catalog_session("app");
         let stored = stored_email(&mut s, "alice@example.com");
         let (described, row) = run_simple(&mut s, &stored);
+        let (described, row) = (replaced(described), replaced(row));
         assert_eq!(s.described.entries.len(), 1);
-        let shown = wire::read_data_row(&replaced(row.clone())).unwrap();
+        let shown = wire::read_data_row(&row).unwrap();
         assert_eq!(shown[0].as_deref(), Some(&b"alice@example.com"[..]));
         for _ in 0..3 {
-            assert_eq!(run_simple(&mut s, &stored), (described.clone(), row.clone()));
+            let (again, row_again) = run_simple(&mut s, &stored);
+            assert_eq!(again, Verdict::Replace(described.clone()));
+            assert_eq!(row_again, Verdict::Replace(row.clone()));
         }
         assert_eq!(s.described.entries.len(), 1);
     }
@@ -306,13 +309,13 @@ mod tests {
             let shown = wire::read_data_row(&replaced(row)).unwrap();
             assert_eq!(shown[0].as_deref(), Some(&b"alice@example.com"[..]));
         }
-        // The caller's role matched again (a reload gave it support's rights): masked.
+        // The caller's role matched again (a reload gave it support's rights): the same
+        // simple statement's description is worked out again, masked. (A prepared statement
+        // is checked again at its next Bind after a reload, its own description with it:
+        // `row_plans.rs` runs that against PostgreSQL.)
         s.policy = catalog_session("support").policy.clone();
-        let (_, again) = run_prepared(&mut s, &stored, false);
         let (_, simple) = run_simple(&mut s, &stored);
-        for row in [again, simple] {
-            let shown = wire::read_data_row(&replaced(row)).unwrap();
-            assert_eq!(shown[0].as_deref(), Some(&b"a****@example.com"[..]));
-        }
+        let shown = wire::read_data_row(&replaced(simple)).unwrap();
+        assert_eq!(shown[0].as_deref(), Some(&b"a****@example.com"[..]));
     }
 }
