@@ -42,7 +42,13 @@ template = "app"
 "#;
 
 /// A fresh database with `customers` guarded for `rules`, and a proxy serving them.
-async fn customers_proxy(rules: &str) -> (String, tempfile::TempDir, pgshroud_integration_tests::proxy::TestProxy) {
+async fn customers_proxy(
+    rules: &str,
+) -> (
+    String,
+    tempfile::TempDir,
+    pgshroud_integration_tests::proxy::TestProxy,
+) {
     let db = cluster().fresh_database().await;
     let admin = cluster().admin_client_for(&db).await;
     admin
@@ -129,7 +135,10 @@ async fn reload(dir: &tempfile::TempDir, port: u16, db: &str, rules: &str, sql: 
         let mut probe = RawClient::login_trust(port, users::TRUST, db).await;
         probe.send(&build::query(sql)).await;
         let msgs = probe.recv_until_ready().await;
-        let got = msgs.iter().find(|m| m.kind == b'D').map(|m| first_value(&m.body));
+        let got = msgs
+            .iter()
+            .find(|m| m.kind == b'D')
+            .map(|m| first_value(&m.body));
         if got == Some(Some(want.to_vec())) {
             return;
         }
@@ -166,7 +175,10 @@ async fn a_reload_between_two_executions_changes_what_the_same_statement_returns
         let (_, bob) = run_prepared(&mut raw, &["bob@example.com"]).await;
         assert_eq!(bob, [Some(b"bob@example.com".to_vec())]);
         let simple = "SELECT email FROM customers WHERE email = 'alice@example.com'";
-        assert_eq!(run_simple(&mut raw, simple).await, (vec![TEXT], vec![alice()]));
+        assert_eq!(
+            run_simple(&mut raw, simple).await,
+            (vec![TEXT], vec![alice()])
+        );
     }
 
     // The caller's role now masks the column: the same statement on the same connection
@@ -187,7 +199,10 @@ async fn a_reload_between_two_executions_changes_what_the_same_statement_returns
             (vec![TEXT], vec![masked()])
         );
         let simple = "SELECT email FROM customers WHERE email = 'alice@example.com'";
-        assert_eq!(run_simple(&mut raw, simple).await, (vec![TEXT], vec![masked()]));
+        assert_eq!(
+            run_simple(&mut raw, simple).await,
+            (vec![TEXT], vec![masked()])
+        );
     }
 
     // And back: plaintext again.

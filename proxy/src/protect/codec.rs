@@ -444,8 +444,14 @@ mod tests {
         let mut every_byte = String::from("x = ");
         push_bytea_literal(&mut every_byte, &(0..=255).collect::<Vec<u8>>());
         let all: Vec<u8> = (0..=255).collect();
-        assert_eq!(every_byte, format!("x = E'\\\\x{}'::bytea", hex::encode(all)));
-        assert_eq!(sealed_literal(&spec, &mut cipher, None).unwrap(), "NULL::bytea");
+        assert_eq!(
+            every_byte,
+            format!("x = E'\\\\x{}'::bytea", hex::encode(all))
+        );
+        assert_eq!(
+            sealed_literal(&spec, &mut cipher, None).unwrap(),
+            "NULL::bytea"
+        );
     }
 
     #[test]

@@ -171,10 +171,8 @@ impl ProtectedSession {
             ),
             _ => (None, false),
         };
-        let describes_statement = matches!(
-            self.pending.front(),
-            Some(Expect::DescribeStatement { .. })
-        );
+        let describes_statement =
+            matches!(self.pending.front(), Some(Expect::DescribeStatement { .. }));
         let plan = match (&statement, self.pending.front()) {
             (_, Some(Expect::DescribeStatement { .. } | Expect::DescribePortal { .. })) => {
                 statement
