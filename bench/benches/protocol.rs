@@ -173,22 +173,7 @@ fn session_in_results() -> (ProtectedSession, BytesMut) {
     let mut sql = LOOKUP_SQL.as_bytes().to_vec();
     sql.push(0);
     let _ = session.client_message(&message(b'Q', &sql));
-    let field = |name: &str, type_oid: u32| Field {
-        name: name.into(),
-        table_oid: 0,
-        attnum: 0,
-        type_oid,
-        type_len: -1,
-        type_mod: -1,
-        format: 0,
-    };
-    let fields = [
-        field("id", 23),
-        field("email", 17),
-        field("age", 17),
-        field("name", 25),
-    ];
-    let _ = session.server_message(&write_row_description(&fields));
+    let _ = session.server_message(&write_row_description(&result_fields()));
     // Stored values as the server sends bytea in text format.
     let ring = pgshroud_bench::fixture::key_ring();
     let seal_hex = |context: &str, canonical: &[u8]| {
@@ -206,6 +191,26 @@ fn session_in_results() -> (ProtectedSession, BytesMut) {
     (session, row)
 }
 
+/// The lookup's result columns as the server describes them (no table OID, so the plan's
+/// outputs say which are protected).
+fn result_fields() -> [Field; 4] {
+    let field = |name: &str, type_oid: u32| Field {
+        name: name.into(),
+        table_oid: 0,
+        attnum: 0,
+        type_oid,
+        type_len: -1,
+        type_mod: -1,
+        format: 0,
+    };
+    [
+        field("id", 23),
+        field("email", 17),
+        field("age", 17),
+        field("name", 25),
+    ]
+}
+
 fn hex_encode(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -220,6 +225,12 @@ fn data_row_rewrite(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     group.bench_function("rewrite/two_protected_of_four", |b| {
         b.iter(|| session.server_message(black_box(&row)))
+    });
+    // The same simple statement's RowDescription again (each statement of one shape gets
+    // it): what the role sees of each column, answered from what the session kept.
+    let description = write_row_description(&result_fields());
+    group.bench_function("row_description/simple_again", |b| {
+        b.iter(|| session.server_message(black_box(&description)))
     });
     let path = StatementPath::passthrough();
     group.bench_function("passthrough/four_columns", |b| {

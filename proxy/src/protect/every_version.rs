@@ -53,7 +53,9 @@ pub fn literal(
             Some(e) => {
                 let canonical = codec::canonical(spec, Format::Text, e.as_bytes())?;
                 for sealed in cipher.seal_all_versions(&canonical) {
-                    items.push(format!("E'\\\\x{}'::bytea", hex::encode(sealed)));
+                    let mut item = String::new();
+                    codec::push_bytea_literal(&mut item, &sealed);
+                    items.push(item);
                 }
             }
         }

@@ -31,7 +31,7 @@ use pgshroud_rules::LogicalType;
 pub use error::ValueError;
 pub use modifier::{
     apply_modifier, binary_with_modifier, canonical_from_binary_under, canonical_from_text_under,
-    text_with_modifier,
+    output_with_modifier, text_with_modifier,
 };
 
 /// Canonical bytes of a value the client sent in text format.

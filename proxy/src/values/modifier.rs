@@ -94,6 +94,25 @@ pub fn binary_with_modifier(
     }
 }
 
+/// [`text_with_modifier`] (`binary = false`) or [`binary_with_modifier`] of canonical bytes
+/// the caller owns. Text types are their canonical bytes in both formats (UTF-8, as
+/// `textout` and `textsend` write them), so those bytes are checked and handed back rather
+/// than copied: every opened text value of a result row would otherwise be copied twice.
+pub fn output_with_modifier(
+    t: LogicalType,
+    modifier: Option<TypeModifier>,
+    canonical: Vec<u8>,
+    binary: bool,
+) -> Result<Vec<u8>, ValueError> {
+    match t {
+        LogicalType::Text | LogicalType::Varchar => String::from_utf8(canonical)
+            .map(String::into_bytes)
+            .map_err(|_| ValueError::canonical(t, "not valid UTF-8")),
+        _ if binary => binary_with_modifier(t, modifier, &canonical),
+        _ => text_with_modifier(t, modifier, &canonical).map(String::into_bytes),
+    }
+}
+
 /// `varchar(n)` on assignment: longer text is an error, unless only spaces go past `n`, which
 /// are cut off (as `varchar`'s length coercion does).
 fn fit_length(canonical: Vec<u8>, limit: u32) -> Result<Vec<u8>, ValueError> {

@@ -141,3 +141,26 @@ fn errors_name_the_type_but_never_quote_the_value() {
         }
     }
 }
+
+#[test]
+fn owned_output_is_the_borrowed_output_in_both_formats() {
+    for (t, input, _) in SAMPLES {
+        let canonical = canonical_from_text(t, input).unwrap();
+        let text = text_with_modifier(t, None, &canonical)
+            .unwrap()
+            .into_bytes();
+        let binary = binary_with_modifier(t, None, &canonical).unwrap();
+        assert_eq!(
+            output_with_modifier(t, None, canonical.clone(), false).unwrap(),
+            text
+        );
+        assert_eq!(
+            output_with_modifier(t, None, canonical, true).unwrap(),
+            binary
+        );
+    }
+    // Canonical text that is not UTF-8 is refused in both formats, as before.
+    for binary in [false, true] {
+        assert!(output_with_modifier(LogicalType::Text, None, vec![0xff], binary).is_err());
+    }
+}

@@ -303,8 +303,8 @@ pub struct ProtectedSession {
     plain_origins: std::collections::HashSet<u32>,
     /// `pgshroud.tenant` as the server holds it (see `identity`).
     tenant: identity::TenantState,
-    /// Portal descriptions answered before, answered again (see `described`).
-    described: described::DescribedPortals,
+    /// Result descriptions answered before, answered again (see `described`).
+    described: described::Descriptions,
     /// Texts the pre-filter found harmless, whose next Parse skips its readings.
     harmless: harmless::HarmlessTexts,
 }

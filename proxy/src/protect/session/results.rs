@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
+use bytes::BytesMut;
 use pgshroud_rules::{Action, LogicalType, BYTEA_OID};
 
+use super::described::{self, Analysis};
 use super::{
-    described, server_broke_protocol, Described, Expect, PreparedInfo, ProtectedSession, RowPlan,
-    Shape,
+    server_broke_protocol, Described, Expect, PreparedInfo, ProtectedSession, RowPlan, Shape,
 };
 
 use crate::analyze;
@@ -75,11 +76,8 @@ impl ProtectedSession {
     /// The protected column behind each field: by table OID and attribute number, or for
     /// expressions and set operations (no origin) by the analysis of the statement.
     pub(super) fn row_plan(&self, fields: &[wire::Field], plan: Option<(&Plan, usize)>) -> RowPlan {
-        let outputs = plan.and_then(|(p, i)| p.outputs(i));
-        let links = plan
-            .and_then(|(p, i)| p.statements.get(i))
-            .map(|s| s.links.as_slice())
-            .unwrap_or_default();
+        let analysis = Analysis::of(plan);
+        let (outputs, links) = (analysis.outputs(), analysis.links());
         let specs = fields
             .iter()
             .enumerate()
@@ -91,7 +89,9 @@ impl ProtectedSession {
                     self.shared.spec_for(&self.catalog, f.table_oid, f.attnum)
                 } else {
                     outputs
-                        .and_then(|o| o.get(i).copied().flatten())
+                        .get(i)
+                        .copied()
+                        .flatten()
                         .and_then(|id| self.shared.spec_by_id(id).cloned())
                 };
                 let Some(spec) = known else {
@@ -158,34 +158,7 @@ impl ProtectedSession {
         }
     }
 
-    /// A portal's description the session answered before under what it serves now (see
-    /// `described`): the same row plan and message again, without working them out.
-    fn described_again(&mut self, frame: &[u8]) -> Option<Verdict> {
-        let Some(Expect::DescribePortal { name, ours }) = self.pending.front() else {
-            return None;
-        };
-        let portal = self.names.confirmed_portal(name)?;
-        if portal.statement.fetches {
-            return None;
-        }
-        let hit = self.described.get(self, &portal.statement, frame)?;
-        let _ = portal.described.set(hit.rows);
-        let ours = *ours;
-        self.pending.pop_front();
-        Some(match (ours, hit.reply) {
-            (true, _) => Verdict::Drop,
-            (false, Some(reply)) => Verdict::Replace(reply),
-            (false, None) => Verdict::Forward,
-        })
-    }
-
     pub(super) fn row_description(&mut self, frame: &[u8]) -> Verdict {
-        if let Some(verdict) = self.described_again(frame) {
-            return verdict;
-        }
-        let Ok(mut fields) = wire::read_row_description(frame) else {
-            return server_broke_protocol("malformed RowDescription");
-        };
         let (statement, ours) = match self.pending.front() {
             Some(Expect::DescribeStatement { name, ours }) => {
                 (self.confirmed_statement(name).cloned(), *ours)
@@ -198,6 +171,8 @@ impl ProtectedSession {
             ),
             _ => (None, false),
         };
+        let describes_statement =
+            matches!(self.pending.front(), Some(Expect::DescribeStatement { .. }));
         let plan = match (&statement, self.pending.front()) {
             (_, Some(Expect::DescribeStatement { .. } | Expect::DescribePortal { .. })) => {
                 statement
@@ -206,6 +181,18 @@ impl ProtectedSession {
                     .map(|p| (p, 0))
             }
             _ => self.current_plan(),
+        };
+        let analysis = Analysis::of(plan.as_ref().map(|(p, i)| (&**p, *i)));
+        // A statement's own description comes once per Parse; a FETCH's columns are the
+        // cursor's, kept per portal. Every other description may have been seen before.
+        let remembered = !describes_statement && statement.as_ref().is_none_or(|s| !s.fetches);
+        if remembered {
+            if let Some(hit) = self.described.get(self, analysis, frame) {
+                return self.described_as(hit.rows, hit.reply, ours);
+            }
+        }
+        let Ok(mut fields) = wire::read_row_description(frame) else {
+            return server_broke_protocol("malformed RowDescription");
         };
         let rows = self.row_plan(&fields, plan.as_ref().map(|(p, i)| (&**p, *i)));
         self.note_unknown_origins(&fields);
@@ -219,28 +206,30 @@ impl ProtectedSession {
             }
         }
         let reply = changed.then(|| wire::write_row_description(&fields));
-        match self.pending.front() {
-            Some(Expect::DescribeStatement { .. }) => {
-                if let Some(info) = &statement {
-                    let _ = info.described.set(Described {
-                        fields: fields.clone(),
-                        rows,
-                    });
-                }
-                self.pending.pop_front();
+        if describes_statement {
+            if let Some(info) = &statement {
+                let _ = info.described.set(Described { fields, rows });
             }
+            self.pending.pop_front();
+            return drop_or(ours, reply);
+        }
+        if remembered && described::reusable(self, &fields) {
+            let mut cache = std::mem::take(&mut self.described);
+            cache.insert(self, analysis, frame, rows.clone(), reply.clone());
+            self.described = cache;
+        }
+        self.described_as(rows, reply, ours)
+    }
+
+    /// The description of a portal or a simple query's result, worked out now or before:
+    /// kept for the rows that follow, and the client's message.
+    fn described_as(&mut self, rows: RowPlan, reply: Option<BytesMut>, ours: bool) -> Verdict {
+        match self.pending.front() {
             Some(Expect::DescribePortal { name, .. }) => {
                 if let Some(portal) = self.names.confirmed_portal(name) {
-                    let _ = portal.described.set(rows.clone());
+                    let _ = portal.described.set(rows);
                 }
                 self.pending.pop_front();
-                if let Some(statement) = statement.filter(|s| !s.fetches) {
-                    if described::reusable(self, &fields) {
-                        let mut cache = std::mem::take(&mut self.described);
-                        cache.insert(self, statement, frame, rows, reply.clone());
-                        self.described = cache;
-                    }
-                }
             }
             _ => {
                 // A simple query's result (always text format) follows right away.
@@ -250,11 +239,7 @@ impl ProtectedSession {
                 });
             }
         }
-        match (ours, reply) {
-            (true, _) => Verdict::Drop,
-            (false, Some(reply)) => Verdict::Replace(reply),
-            (false, None) => Verdict::Forward,
-        }
+        drop_or(ours, reply)
     }
 
     /// Sets `self.shape` for the rows arriving now, when they have one: the simple query's
@@ -402,6 +387,15 @@ impl ProtectedSession {
             severity: Severity::Fatal,
             ..error
         })
+    }
+}
+
+/// The client's RowDescription: none (ours), the rewritten one, or the server's as it is.
+fn drop_or(ours: bool, reply: Option<BytesMut>) -> Verdict {
+    match (ours, reply) {
+        (true, _) => Verdict::Drop,
+        (false, Some(reply)) => Verdict::Replace(reply),
+        (false, None) => Verdict::Forward,
     }
 }
 
