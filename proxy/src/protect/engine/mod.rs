@@ -33,8 +33,8 @@ use crate::analyze::{ColumnId, ProtectedSchema, SearchPath};
 use crate::crypto::{KeyContext, KeyRing};
 use crate::protocol::error::PgError;
 pub use lookup::PlanSource;
-pub use shape_match::TextShape;
 pub use plan::{ParamSpec, Plan, PlanAction};
+pub use shape_match::TextShape;
 pub use storage::UNGUARDED;
 pub use views::ViewColumn;
 

@@ -288,6 +288,12 @@ impl TextShape {
         })
     }
 
+    /// The look-up key of `sql` ([`masked_hash`]): texts of one pattern share it; it only
+    /// finds a candidate.
+    pub fn key(sql: &str) -> u64 {
+        masked_hash(0, sql)
+    }
+
     /// The number of literals of the pattern.
     pub fn literal_count(&self) -> usize {
         self.0.kinds.len()

@@ -84,9 +84,30 @@ fn random_values_agree() {
         "UPDATE t SET email={} WHERE id={}",
     ];
     let pieces = [
-        "'a'", "''", "'it''s'", "''''", "'x'''", "'--'", "'/*'", "'$$'", "'pgshroud'", "'\n'",
-        "'a\\'", "0", "1", "42", "2147483647", "2147483648", "007", "1.5", "0.0", "1.", ".5",
-        "1e5", "$1", "'ü'",
+        "'a'",
+        "''",
+        "'it''s'",
+        "''''",
+        "'x'''",
+        "'--'",
+        "'/*'",
+        "'$$'",
+        "'pgshroud'",
+        "'\n'",
+        "'a\\'",
+        "0",
+        "1",
+        "42",
+        "2147483647",
+        "2147483648",
+        "007",
+        "1.5",
+        "0.0",
+        "1.",
+        ".5",
+        "1e5",
+        "$1",
+        "'ü'",
     ];
     let mut seed: u64 = 0x5a4e_5eed;
     let mut next = |n: usize| {
@@ -119,7 +140,9 @@ fn random_values_agree() {
 #[test]
 fn numbers_stand_apart_only_between_separators() {
     let apart = |sql: &str| TextShape::of(sql).expect("a pattern").numbers_stand_apart();
-    assert!(apart("SELECT abalance FROM pgbench_accounts WHERE aid = 123;"));
+    assert!(apart(
+        "SELECT abalance FROM pgbench_accounts WHERE aid = 123;"
+    ));
     assert!(apart("SELECT f(1,2.5) + 3"));
     assert!(apart("SELECT 'a''1'"));
     assert!(apart("SELECT 1"));

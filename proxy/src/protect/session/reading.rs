@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use super::{harmless, ProtectedSession, Text};
+use crate::analyze::gates;
 use crate::analyze::identity_settings::IdentityTouch;
-use crate::protect::engine::{Plan, PlanAction};
+use crate::protect::engine::{Layout, Plan, PlanAction};
 use crate::protect::wire::Parse;
 use crate::protocol::text_settings::TextMode;
 use crate::protocol::tracker;
@@ -106,6 +107,29 @@ impl ProtectedSession {
             fetches,
         })
     }
+}
+
+/// Whether none of the statement path's cheap gates fires on `text` (a whole text, or a
+/// literal token of one): the word gates (`analyze::gates`), the pre-filter's names, the
+/// tracker's effect words and `fetch`. For the memory of harmless shapes (`harmless.rs`).
+pub(super) fn gates_silent(layout: &Layout, text: &str) -> bool {
+    !gates::any_gate(text)
+        && !layout.mentions_protected(text)
+        && !tracker::has_effect_word(text.as_bytes())
+        && !text
+            .as_bytes()
+            .windows(5)
+            .any(|w| w.eq_ignore_ascii_case(b"fetch"))
+}
+
+/// [`gates_silent`] of a literal token of a text a remembered shape matched. A number
+/// (digits, with a point) holds no word of the fixed gates (`analyze::gates` tests it), so
+/// only the pre-filter's table names, which may be quoted digits, are looked for in one.
+pub(super) fn literal_silent(layout: &Layout, literal: &str) -> bool {
+    if literal.as_bytes().first().is_some_and(u8::is_ascii_digit) {
+        return !layout.mentions_protected(literal);
+    }
+    gates_silent(layout, literal)
 }
 
 /// Whether a statement text may be a FETCH, whose rows take the cursor's shape when it runs
