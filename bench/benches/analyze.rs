@@ -9,7 +9,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use pgshroud::analyze::{analyze, pg_reading, ProtectedSchema};
+use pgshroud::analyze::{analyze, gates, pg_reading, ProtectedSchema};
 use pgshroud::protect::catalog::Catalog;
 use pgshroud_bench::fixture::{protection, INSERT_SQL, LOOKUP_SQL, PGBENCH_SELECT};
 
@@ -28,6 +28,11 @@ fn prefilter(c: &mut Criterion) {
     });
     group.bench_function("hit_lookup", |b| {
         b.iter(|| schema.mentions_protected_table(black_box(LOOKUP_SQL)))
+    });
+    // The word gates a simple Query's full path asks of the whole text (the memory of
+    // harmless shapes asks them of its literals only).
+    group.bench_function("word_gates_pgbench_select", |b| {
+        b.iter(|| gates::any_gate(black_box(PGBENCH_SELECT)))
     });
     group.finish();
 }

@@ -149,6 +149,29 @@ fn framing(c: &mut Criterion) {
     group.bench_function("rules/simple_select", |b| {
         b.iter(|| round_trip(&path, &request, &answer))
     });
+    // pgbench -S -M simple as it really is: a new literal in every Query (the memory of
+    // exact texts never hits; the memory of harmless shapes does).
+    let requests: Vec<BytesMut> = (0..1024u32)
+        .map(|i| {
+            let sql = format!(
+                "SELECT abalance FROM pgbench_accounts WHERE aid = {};\0",
+                1 + i * 977
+            );
+            message(b'Q', sql.as_bytes())
+        })
+        .collect();
+    for (name, path) in [
+        (
+            "passthrough/simple_select_new_literal",
+            StatementPath::passthrough(),
+        ),
+        ("rules/simple_select_new_literal", protected_path()),
+    ] {
+        let mut next = requests.iter().cycle();
+        group.bench_function(name, |b| {
+            b.iter(|| round_trip(&path, next.next().expect("cycles"), &answer))
+        });
+    }
     // Prepared (`-M prepared`): Bind, Execute, Sync of a statement parsed once.
     let (request, answer) = (prepared_select_pipeline(4242), prepared_select_answer());
     group.throughput(Throughput::Elements(7));

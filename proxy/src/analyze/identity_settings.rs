@@ -174,7 +174,7 @@ pub fn identity_touch_in(sql: &[u8], reading: Reading) -> IdentityTouch {
 /// functions that run SQL text (`query_to_xml`, `dblink`, ...). The three gates' union, read
 /// in one pass for their words (one automaton), one for the decoding forms each of them
 /// also flags, and one for the settings keywords.
-fn may_touch(sql: &str) -> bool {
+pub(super) fn may_touch(sql: &str) -> bool {
     static WORDS_AND_TRIGGERS: LazyLock<spelling::Words> = LazyLock::new(|| {
         spelling::Words::new(&[&NAME_WORDS[..], &sql_text::TRIGGERS[..]].concat())
     });

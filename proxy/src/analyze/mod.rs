@@ -32,6 +32,7 @@ mod escapes;
 pub mod exposing;
 mod expr;
 mod from;
+pub mod gates;
 mod guard;
 pub mod identity_settings;
 mod kind;

@@ -142,6 +142,23 @@ impl ProtectedSchema {
             .any(|needle| lowered.contains(needle.as_str()))
     }
 
+    /// Whether no table name the pre-filter looks for could be found straddling a literal
+    /// and the text beside it: none holds a quote, and a digit in one has only letters,
+    /// digits and `_` beside it. (A literal's edge is its quote, or a digit next to a byte
+    /// that is none of those: see `protect/session/harmless.rs`.)
+    pub fn needles_stand_apart(&self) -> bool {
+        let word = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_';
+        self.needles.iter().all(|needle| {
+            let bytes = needle.as_bytes();
+            !bytes.contains(&b'\'')
+                && !bytes.contains(&b'"')
+                && bytes.iter().enumerate().all(|(i, b)| {
+                    !b.is_ascii_digit()
+                        || (i == 0 || word(&bytes[i - 1])) && bytes.get(i + 1).is_none_or(word)
+                })
+        })
+    }
+
     /// Does PostgreSQL's reading of a text name a protected table or a `pgshroud` object in a
     /// decoded string other than a constant's value (relation, column, function, DDL object,
     /// code body)? The precise form of [`Self::mentions_protected_table`], for texts sqlparser

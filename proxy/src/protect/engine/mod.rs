@@ -34,6 +34,7 @@ use crate::crypto::{KeyContext, KeyRing};
 use crate::protocol::error::PgError;
 pub use lookup::PlanSource;
 pub use plan::{ParamSpec, Plan, PlanAction};
+pub use shape_match::TextShape;
 pub use storage::UNGUARDED;
 pub use views::ViewColumn;
 

@@ -253,3 +253,108 @@ fn find_from(bytes: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
 fn is_word_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
 }
+
+/// A text's pattern for a session's memory of harmless texts (`protect/session/harmless.rs`):
+/// which other texts PostgreSQL's scanner reads as the same tokens with other plain literals,
+/// and where their literals are, found without a scan and without allocating (it runs on
+/// every simple-protocol statement of a session with rules).
+#[derive(Debug)]
+pub struct TextShape(Pattern);
+
+impl TextShape {
+    /// `sql`'s pattern as `shape::scan` reads it (one scan), or `None` when the scanner gives
+    /// it no shape or a literal is not one of the plain forms (`shape.rs`).
+    pub fn of(sql: &str) -> Option<TextShape> {
+        let scanned = shape::scan(sql)?;
+        Pattern::of(sql, &scanned).map(TextShape)
+    }
+
+    /// Whether every number literal stands apart: the bytes just before and after it are
+    /// neither a letter, a digit, `_`, `$`, `.`, a quote nor a non-ASCII byte (`1abc` is
+    /// the number 1 and the name abc to PostgreSQL 15, and a substring search would read one
+    /// word). Only then can a word without a quote or a digit at its edge never straddle a
+    /// literal of a text of this pattern (see the session's memory).
+    pub fn numbers_stand_apart(&self) -> bool {
+        let Pattern { fixed, kinds, .. } = &self.0;
+        let apart = |b: Option<&u8>| {
+            b.is_none_or(|&b| {
+                !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'$' | b'.' | b'\'' | b'"'))
+                    && b.is_ascii()
+            })
+        };
+        kinds.iter().enumerate().all(|(i, kind)| {
+            *kind == Kind::String
+                || apart(fixed[i].as_bytes().last()) && apart(fixed[i + 1].as_bytes().first())
+        })
+    }
+
+    /// The look-up key of `sql` ([`masked_hash`]): texts of one pattern share it; it only
+    /// finds a candidate.
+    pub fn key(sql: &str) -> u64 {
+        masked_hash(0, sql)
+    }
+
+    /// The number of literals of the pattern.
+    pub fn literal_count(&self) -> usize {
+        self.0.kinds.len()
+    }
+
+    /// When `sql` is this pattern with other plain literals, as [`Pattern::read`] decides it
+    /// (asserted by this module's tests), the byte ranges of its literal tokens (quotes
+    /// included) go to `spans` (cleared first) and the answer is `true`.
+    pub fn literal_spans(&self, sql: &str, spans: &mut Vec<Range<usize>>) -> bool {
+        spans.clear();
+        let bytes = sql.as_bytes();
+        let Pattern { fixed, kinds, .. } = &self.0;
+        let mut at = 0;
+        for (i, kind) in kinds.iter().enumerate() {
+            let fixed = fixed[i].as_bytes();
+            if !bytes.get(at..).is_some_and(|b| b.starts_with(fixed)) {
+                return false;
+            }
+            at += fixed.len();
+            let Some(end) = literal_end(bytes, at, *kind) else {
+                return false;
+            };
+            if !plain_value(*kind, &bytes[at..end]) {
+                return false;
+            }
+            spans.push(at..end);
+            at = end;
+        }
+        fixed
+            .last()
+            .is_some_and(|last| bytes.get(at..) == Some(last.as_bytes()))
+    }
+}
+
+/// Whether a literal token of `kind` (its bytes, as `literal_end` cut them) is one
+/// [`Pattern::read`] takes: `shape::plain_string`, `plain_integer` within an int4 and
+/// `plain_decimal`, without building the value.
+fn plain_value(kind: Kind, text: &[u8]) -> bool {
+    let digits = |d: &[u8]| !d.is_empty() && d.iter().all(u8::is_ascii_digit);
+    match kind {
+        Kind::String => {
+            let inner = &text[1..text.len() - 1];
+            !inner
+                .iter()
+                .any(|b| matches!(b, b'\0' | b'\\' | b'\n' | b'\r'))
+                && !inner
+                    .windows(b"pgshroud".len())
+                    .any(|w| w.eq_ignore_ascii_case(b"pgshroud"))
+        }
+        Kind::Integer => {
+            digits(text)
+                && (text == b"0" || text[0] != b'0')
+                && std::str::from_utf8(text).is_ok_and(fits_int4)
+        }
+        Kind::Decimal => match text.iter().position(|&b| b == b'.') {
+            Some(dot) => digits(&text[..dot]) && digits(&text[dot + 1..]),
+            None => false,
+        },
+    }
+}
+
+#[cfg(test)]
+#[path = "shape_match_spans_tests.rs"]
+mod spans_tests;

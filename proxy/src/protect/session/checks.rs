@@ -142,13 +142,9 @@ impl ProtectedSession {
 
     /// Reads a statement text, refusing what cannot be read exactly as the server reads it:
     /// invalid UTF-8 in a UTF8 session (PostgreSQL refuses it too), text the proxy must
-    /// analyse under other settings, or while settings may be changing.
-    pub(super) fn statement_text<'a>(&self, bytes: &'a [u8]) -> Result<Text<'a>, PgError> {
-        self.read_statement_text(bytes).map(|(text, _)| text)
-    }
-
-    /// [`Self::statement_text`], with the pre-filter's answer for a readable text (whether it
-    /// mentions a protected table), so the caller does not scan it again.
+    /// analyse under other settings, or while settings may be changing. With the
+    /// pre-filter's answer for a readable text (whether it mentions a protected table), so
+    /// the caller does not scan it again.
     pub(super) fn read_statement_text<'a>(
         &self,
         bytes: &'a [u8],

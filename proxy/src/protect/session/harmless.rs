@@ -13,11 +13,36 @@
 //! a reload, a migrating column's swap), which are the only other inputs of those verdicts.
 //! State the verdicts also read (a tenant switch in flight, a search_path change in the open
 //! transaction, a name in use) is checked on every Parse, memory or not.
+//!
+//! **Shapes** (simple protocol). Every pgbench -S Query carries a new literal, so no text
+//! comes twice. A text the full path forwarded untouched whose every cheap gate is silent
+//! (`analyze::gates::any_gate`, the pre-filter's names, the tracker's effect words, `fetch`:
+//! its verdict rests on those words alone) has its shape remembered: PostgreSQL's scanner's
+//! tokens with its plain literals cut out ([`TextShape`]). A later text the shape matches is
+//! the same tokens with other plain literals (`shape_match.rs`, held to the scanner by its
+//! tests), and is forwarded the same way when no gate fires on its literals' own bytes
+//! either. Why that is the full path's answer: a gate's word found in the new text lies in
+//! the fixed text (then it was in the remembered text too), inside a literal (asked), or
+//! straddles a literal's edge, which is a quote or a digit beside a separator
+//! (`TextShape::numbers_stand_apart`); no gate word holds a quote or a digit, and the
+//! pre-filter's table names are checked to hold neither such digit nor a quote
+//! (`ProtectedSchema::needles_stand_apart`). The decoding forms the gates flag (`U&`, `E'`,
+//! backslashes, strings continued over a newline) cannot appear at a literal's edge of a
+//! matched text: the scanner would have read another token there, or the text is not kept
+//! (ASCII without a backslash only, as for texts). A shape is scanned on the second sight
+//! of its look-up key, once: texts whose shapes never come back cost a hash, not a scan.
 
+use std::ops::Range;
+
+use crate::protect::engine::TextShape;
 use crate::protocol::text_settings::TextMode;
 
 /// How many texts a session remembers (a ring: the oldest goes first).
 const SLOTS: usize = 8;
+/// How many shapes a session remembers (a ring).
+const SHAPE_SLOTS: usize = 8;
+/// How many look-up keys of harmless texts no shape matched a session keeps (a ring).
+const SEEN_SLOTS: usize = 16;
 
 /// What the verdicts were made under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +58,13 @@ pub(super) struct HarmlessTexts {
     texts: Vec<String>,
     /// The slot the next text replaces once all are taken.
     next: usize,
+    shapes: Vec<TextShape>,
+    next_shape: usize,
+    /// Look-up keys of harmless texts no shape matched, and whether their shape was tried.
+    seen: Vec<(u64, bool)>,
+    next_seen: usize,
+    /// The literal spans of the last match (kept, so a match allocates nothing).
+    spans: Vec<Range<usize>>,
 }
 
 impl HarmlessTexts {
@@ -69,11 +101,63 @@ impl HarmlessTexts {
         }
     }
 
+    /// The literal spans of `text` when a shape remembered under `under` matches it.
+    pub fn matching_shape(&mut self, under: Under, text: &str) -> Option<&[Range<usize>]> {
+        if self.under != Some(under) {
+            self.forget();
+            return None;
+        }
+        let spans = &mut self.spans;
+        self.shapes
+            .iter()
+            .any(|shape| shape.literal_spans(text, spans))
+            .then_some(&self.spans[..])
+    }
+
+    /// Whether a harmless text no shape matched should have its shape read now: the second
+    /// time its look-up key is seen under `under`, and only then.
+    pub fn second_sight(&mut self, under: Under, text: &str) -> bool {
+        self.under_now(under);
+        let key = TextShape::key(text);
+        if let Some((_, tried)) = self.seen.iter_mut().find(|(k, _)| *k == key) {
+            return !std::mem::replace(tried, true);
+        }
+        if self.seen.len() < SEEN_SLOTS {
+            self.seen.push((key, false));
+        } else {
+            self.seen[self.next_seen] = (key, false);
+            self.next_seen = (self.next_seen + 1) % SEEN_SLOTS;
+        }
+        false
+    }
+
+    /// Remembers the shape of a text found harmless under `under` by its gates alone.
+    pub fn remember_shape(&mut self, under: Under, shape: TextShape) {
+        self.under_now(under);
+        if self.shapes.len() < SHAPE_SLOTS {
+            self.shapes.push(shape);
+        } else {
+            self.shapes[self.next_shape] = shape;
+            self.next_shape = (self.next_shape + 1) % SHAPE_SLOTS;
+        }
+    }
+
+    fn under_now(&mut self, under: Under) {
+        if self.under != Some(under) {
+            self.forget();
+            self.under = Some(under);
+        }
+    }
+
     /// What the verdicts rest on changed: nothing is known any more.
     pub fn forget(&mut self) {
         self.under = None;
         self.texts.clear();
         self.next = 0;
+        self.shapes.clear();
+        self.next_shape = 0;
+        self.seen.clear();
+        self.next_seen = 0;
     }
 }
 

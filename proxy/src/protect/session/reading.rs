@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use super::{harmless, ProtectedSession, Text};
+use crate::analyze::gates;
 use crate::analyze::identity_settings::IdentityTouch;
-use crate::protect::engine::{Plan, PlanAction};
+use crate::protect::engine::{Layout, Plan, PlanAction};
 use crate::protect::wire::Parse;
 use crate::protocol::text_settings::TextMode;
 use crate::protocol::tracker;
@@ -97,7 +98,8 @@ impl ProtectedSession {
                 && identity == IdentityTouch::None
                 && !unsettling
                 && effects.is_empty()
-                && !fetches;
+                && !fetches
+                && !catalog_dependent_words(sql);
             if harmless {
                 let under = self.harmless_under();
                 self.harmless.remember(under, sql);
@@ -112,6 +114,41 @@ impl ProtectedSession {
             fetches,
         })
     }
+}
+
+/// Whether none of the statement path's cheap gates fires on `text` (a whole text, or a
+/// literal token of one): the word gates (`analyze::gates`), the pre-filter's names, the
+/// tracker's effect words and `fetch`. For the memory of harmless shapes (`harmless.rs`).
+pub(super) fn gates_silent(layout: &Layout, text: &str) -> bool {
+    !gates::any_gate(text)
+        && !layout.mentions_protected(text)
+        && !tracker::has_effect_word(text.as_bytes())
+        && !catalog_dependent_words(text)
+        && !text
+            .as_bytes()
+            .windows(5)
+            .any(|w| w.eq_ignore_ascii_case(b"fetch"))
+}
+
+/// Words after which `check_catalog_dependent` and `parse_may_undo_schema_changes` read a
+/// text (SQL `EXECUTE`, a rollback that may undo schema changes): such a text is never
+/// remembered as harmless, so those readings are never skipped.
+fn catalog_dependent_words(text: &str) -> bool {
+    crate::protocol::text_settings::may_roll_back(text.as_bytes())
+        || text
+            .as_bytes()
+            .windows(7)
+            .any(|w| w.eq_ignore_ascii_case(b"execute"))
+}
+
+/// [`gates_silent`] of a literal token of a text a remembered shape matched. A number
+/// (digits, with a point) holds no word of the fixed gates (`analyze::gates` tests it), so
+/// only the pre-filter's table names, which may be quoted digits, are looked for in one.
+pub(super) fn literal_silent(layout: &Layout, literal: &str) -> bool {
+    if literal.as_bytes().first().is_some_and(u8::is_ascii_digit) {
+        return !layout.mentions_protected(literal);
+    }
+    gates_silent(layout, literal)
 }
 
 /// Whether a statement text may be a FETCH, whose rows take the cursor's shape when it runs
