@@ -1,0 +1,436 @@
+//! Attacks on the row plans a session keeps (`protect/session/described.rs`): a description
+//! answered again must give what a freshly worked-out one gives. Each test makes the server
+//! send byte-identical RowDescriptions (or the same statement text) while something the plan
+//! depends on changes in between, on live connections of non-superuser roles against a real
+//! PostgreSQL, and checks the bytes the client receives. Attacks that found nothing stay as
+//! tests: they fail if a later change opens the hole.
+
+use pgshroud_integration_tests::protected::{code, hex, rows, Fixture};
+use pgshroud_integration_tests::raw::{build, message, Msg, RawClient};
+use pgshroud_integration_tests::roles::{RolesFixture, RULES, SCHEMA};
+use pgshroud_integration_tests::{cluster, users};
+
+/// The columns of `typed` (fixture `protected::RULES`), and a plain twin table of the same
+/// logical types: PostgreSQL's own answer for the same values is the oracle.
+const COLUMNS: &str = "v_text, v_varchar, v_int2, v_int4, v_int8, v_bool, v_numeric, v_date, \
+                       v_timestamp, v_timestamptz, v_uuid, v_bytea, v_jsonb";
+const TWIN: &str = "CREATE TABLE twin (id serial PRIMARY KEY, v_text text, v_varchar varchar, \
+    v_int2 int2, v_int4 int4, v_int8 int8, v_bool bool, v_numeric numeric, v_date date, \
+    v_timestamp timestamp, v_timestamptz timestamptz, v_uuid uuid, v_bytea bytea, v_jsonb jsonb); \
+    GRANT ALL ON twin TO PUBLIC; GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO PUBLIC;";
+const VALUES: &str = "('héllo wörld ✓', 'abc  ', -7, 42, 9000000000, true, 85000.5, \
+    '2024-02-29', '2024-01-02 03:04:05.123456', '2024-01-02 03:04:05.5+02', \
+    'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '\\x00ff10', '{\"a\": [1, \"x\"]}'), \
+    ('', '', 0, -2147483648, -1, false, -0.001, '1999-12-31', '2000-01-01 00:00:00', \
+    '2000-01-01 00:00:00+00', '00000000-0000-0000-0000-000000000000', '\\x', '[]')";
+
+/// Bind of `statement` into the unnamed portal with these result format codes.
+fn bind_formats(statement: &str, formats: &[u16]) -> Vec<u8> {
+    let mut body = format!("\0{statement}\0").into_bytes();
+    body.extend_from_slice(&0u16.to_be_bytes());
+    body.extend_from_slice(&0u16.to_be_bytes());
+    body.extend_from_slice(&(formats.len() as u16).to_be_bytes());
+    for f in formats {
+        body.extend_from_slice(&f.to_be_bytes());
+    }
+    message(b'B', &body)
+}
+
+/// A RowDescription's fields without their origin: (name, type, length, modifier, format).
+type Field = (Vec<u8>, u32, i16, i32, i16);
+
+fn fields(body: &[u8]) -> Vec<Field> {
+    let n = u16::from_be_bytes([body[0], body[1]]) as usize;
+    let mut at = 2;
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let end = at + body[at..].iter().position(|&b| b == 0).expect("name");
+        let name = body[at..end].to_vec();
+        let f = &body[end + 1..end + 19];
+        let int = |i: usize| i32::from_be_bytes([f[i], f[i + 1], f[i + 2], f[i + 3]]);
+        out.push((
+            name,
+            int(6) as u32,
+            i16::from_be_bytes([f[10], f[11]]),
+            int(12),
+            i16::from_be_bytes([f[16], f[17]]),
+        ));
+        at = end + 19;
+    }
+    out
+}
+
+/// The description and the DataRows' bytes of one answer (panics on an error).
+fn answer(msgs: &[Msg]) -> (Vec<Field>, Vec<Vec<u8>>) {
+    if let Some(e) = msgs.iter().find(|m| m.kind == b'E') {
+        panic!("error: {:?} {:?}", e.field(b'C'), e.field(b'M'));
+    }
+    let described = msgs
+        .iter()
+        .find(|m| m.kind == b'T')
+        .map(|m| fields(&m.body))
+        .expect("a RowDescription");
+    let data = msgs
+        .iter()
+        .filter(|m| m.kind == b'D')
+        .map(|m| m.body.clone())
+        .collect();
+    (described, data)
+}
+
+async fn run(raw: &mut RawClient, bytes: &[Vec<u8>]) -> Vec<Msg> {
+    raw.send(&build::pipeline(bytes)).await;
+    raw.recv_until_ready().await
+}
+
+/// One `PQexecPrepared`-style execution of `statement` with these result formats.
+async fn execute(raw: &mut RawClient, statement: &str, formats: &[u16]) -> Vec<Msg> {
+    let describe = message(b'D', b"P\0");
+    run(
+        raw,
+        &[
+            bind_formats(statement, formats),
+            describe,
+            build::execute(""),
+            build::sync(),
+        ],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn every_result_format_of_one_prepared_statement_gets_postgresql_s_own_bytes() {
+    let f = Fixture::new().await;
+    cluster()
+        .admin_client_for(&f.db)
+        .await
+        .batch_execute(TWIN)
+        .await
+        .expect("twin table");
+    let mut raw = RawClient::login_trust(f.proxy.port(), users::TRUST, &f.db).await;
+    for (table, stmt) in [("typed", "t"), ("twin", "w")] {
+        let insert = format!("INSERT INTO {table} ({COLUMNS}) VALUES {VALUES}");
+        answer_ok(&run(&mut raw, &[build::query(&insert)]).await);
+        let select = format!("SELECT {COLUMNS} FROM {table} ORDER BY id");
+        answer_ok(&run(&mut raw, &[build::parse(stmt, &select), build::sync()]).await);
+    }
+    let (text, binary) = (vec![0u16; 13], vec![1u16; 13]);
+    let alternating: Vec<u16> = (0..13).map(|i| i % 2).collect();
+    let other: Vec<u16> = (0..13).map(|i| 1 - i % 2).collect();
+    // Each format set twice in a row (the second described from what the session kept) and
+    // interleaved with the others: the same statement, the same description but for formats.
+    let rounds = [
+        &text[..],
+        &text,
+        &binary,
+        &binary,
+        &alternating,
+        &text,
+        &other,
+        &alternating,
+        &[1],
+        &[0],
+        &[1],
+        &[],
+        &binary,
+    ];
+    for formats in rounds {
+        let protected = answer(&execute(&mut raw, "t", formats).await);
+        let plain = answer(&execute(&mut raw, "w", formats).await);
+        assert_eq!(protected, plain, "result formats {formats:?}");
+    }
+    // The simple protocol (text), twice.
+    for _ in 0..2 {
+        let protected = answer(
+            &run(
+                &mut raw,
+                &[build::query(&format!(
+                    "SELECT {COLUMNS} FROM typed ORDER BY id"
+                ))],
+            )
+            .await,
+        );
+        let plain = answer(
+            &run(
+                &mut raw,
+                &[build::query(&format!(
+                    "SELECT {COLUMNS} FROM twin ORDER BY id"
+                ))],
+            )
+            .await,
+        );
+        assert_eq!(protected, plain, "simple protocol");
+    }
+}
+
+fn answer_ok(msgs: &[Msg]) {
+    if let Some(e) = msgs.iter().find(|m| m.kind == b'E') {
+        panic!("error: {:?} {:?}", e.field(b'C'), e.field(b'M'));
+    }
+}
+
+/// `E'\\x..'::bytea` literals sealed by `push_bytea_literal` must be the envelope's every
+/// byte: values written through parameters (sealed elsewhere) are found again by a
+/// simple-protocol literal, over envelopes holding every byte value 0x00..=0xff.
+#[tokio::test]
+async fn sealed_literals_find_envelopes_holding_every_byte_value() {
+    let f = Fixture::new().await;
+    let app = f.app().await;
+    let emails: Vec<String> = (0..200).map(|i| format!("user{i}@example.com")).collect();
+    let insert = app
+        .prepare("INSERT INTO customers (email) VALUES ($1)")
+        .await
+        .expect("prepare");
+    for e in &emails {
+        app.execute(&insert, &[e]).await.expect("insert");
+    }
+    let stored = f.stored("SELECT email FROM customers").await;
+    let mut seen = [false; 256];
+    for b in stored.iter().flatten().flatten() {
+        seen[usize::from(*b)] = true;
+    }
+    assert!(
+        seen.iter().all(|s| *s),
+        "the envelopes do not hold every byte value"
+    );
+    for e in &emails {
+        let sql = format!("SELECT email FROM customers WHERE email = '{e}'");
+        let got = rows(&app.simple_query(&sql).await.expect("select"));
+        assert_eq!(got, [vec![Some(e.clone())]], "{sql}");
+    }
+    // A protected bytea written as a literal with every byte value reads back as it was.
+    let all: Vec<u8> = (0..=255).collect();
+    app.simple_query(&format!(
+        "INSERT INTO typed (id, v_bytea) VALUES (7, '\\x{}')",
+        hex(&all)
+    ))
+    .await
+    .expect("insert bytea");
+    for _ in 0..2 {
+        let simple = rows(
+            &app.simple_query("SELECT v_bytea FROM typed WHERE id = 7")
+                .await
+                .expect("simple"),
+        );
+        assert_eq!(simple, [vec![Some(format!("\\x{}", hex(&all)))]]);
+        let prepared: Vec<u8> = app
+            .query_one("SELECT v_bytea FROM typed WHERE id = 7", &[])
+            .await
+            .expect("prepared")
+            .get(0);
+        assert_eq!(prepared, all);
+    }
+}
+
+async fn read(c: &tokio_postgres::Client, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
+    match c.simple_query(sql).await {
+        Ok(r) => Ok(rows(&r)),
+        Err(e) => Err(code(&e)),
+    }
+}
+
+/// Roles fixture with two rows.
+async fn roles_fixture() -> RolesFixture {
+    let f = RolesFixture::with_rules(RULES, SCHEMA, Default::default()).await;
+    let app = f.connect("app").await;
+    app.simple_query(
+        "INSERT INTO customers (id, email, age, name) VALUES \
+         (1, 'alice@example.com', '42', 'Alice'), (2, 'bob@example.com', '7', 'Bob')",
+    )
+    .await
+    .expect("app writes");
+    f
+}
+
+/// A view replaced in another session keeps its OID, column numbers and types: the
+/// RowDescription is byte-identical before and after, only what the column holds changed.
+/// The same statement text on the same connection must follow the new definition.
+#[tokio::test]
+async fn a_view_replaced_by_another_session_is_not_answered_with_the_old_plan() {
+    let f = roles_fixture().await;
+    f.direct()
+        .await
+        .batch_execute(&format!(
+            "GRANT CREATE ON SCHEMA public TO {}",
+            f.user("app")
+        ))
+        .await
+        .expect("grant");
+    let app = f.connect("app").await;
+    app.batch_execute(
+        "CREATE VIEW v_swap AS SELECT id, age AS x FROM customers; GRANT SELECT ON v_swap TO PUBLIC",
+    )
+    .await
+    .expect("create view");
+    let support = f.connect("support").await;
+    let reader = f.connect("app").await;
+    let sql = "SELECT x FROM v_swap ORDER BY id";
+    let ages = vec![vec![None], vec![None]];
+    let masks = vec![
+        vec![Some("a****@example.com".to_owned())],
+        vec![Some("b****@example.com".to_owned())],
+    ];
+    let plain_ages = vec![vec![Some("42".to_owned())], vec![Some("7".to_owned())]];
+    let plain_emails = vec![
+        vec![Some("alice@example.com".to_owned())],
+        vec![Some("bob@example.com".to_owned())],
+    ];
+    for (column, support_sees, app_sees) in [
+        ("age", &ages, &plain_ages),
+        ("email", &masks, &plain_emails),
+        ("age", &ages, &plain_ages),
+        ("email", &masks, &plain_emails),
+    ] {
+        app.batch_execute(&format!(
+            "CREATE OR REPLACE VIEW v_swap AS SELECT id, {column} AS x FROM customers"
+        ))
+        .await
+        .expect("replace view");
+        for _ in 0..3 {
+            assert_eq!(
+                read(&support, sql).await.as_ref(),
+                Ok(support_sees),
+                "support, {column}"
+            );
+            assert_eq!(
+                read(&reader, sql).await.as_ref(),
+                Ok(app_sees),
+                "app, {column}"
+            );
+            // The extended protocol too (the mask is text; age's NULL is an int4 NULL).
+            if column == "email" {
+                let prepared: Vec<Option<String>> = support
+                    .query(sql, &[])
+                    .await
+                    .map(|r| r.iter().map(|r| r.get(0)).collect())
+                    .unwrap_or_else(|e| panic!("support prepared, {column}: {e}"));
+                let want: Vec<Option<String>> = support_sees.iter().map(|r| r[0].clone()).collect();
+                assert_eq!(prepared, want, "support prepared, {column}");
+            }
+        }
+    }
+}
+
+/// A view made straight in PostgreSQL (around pgshroud) after the session looked the catalog
+/// up, turning a protected column into text: the catalog does not know the relation and the
+/// column is not bytea, so its plan is worked out (and kept) as a plain column's. A role that
+/// may not read the column must not get its envelope as text.
+#[tokio::test]
+#[ignore = "hole: a text column of a relation the catalog does not know (a view made around \
+            pgshroud after the session's look-up: encode(email, 'hex'), email::text) passes to \
+            every role, so support receives customers.email's envelopes as text; only bytea \
+            columns of unknown relations go through the read backstop and ask for a look-up \
+            (results.rs note_unknown_origins, described.rs reusable). Not specific to kept \
+            plans: a freshly worked-out plan passes it too"]
+async fn a_view_made_around_pgshroud_does_not_hand_envelopes_as_text_to_a_masked_role() {
+    let f = roles_fixture().await;
+    let support = f.connect("support").await;
+    read(&support, "SELECT 1").await.expect("session open");
+    f.direct()
+        .await
+        .batch_execute(
+            "CREATE VIEW v_around AS SELECT id, encode(email, 'hex') AS h, email::text AS t \
+             FROM customers; GRANT SELECT ON v_around TO PUBLIC",
+        )
+        .await
+        .expect("view made around pgshroud");
+    let stored = f
+        .direct()
+        .await
+        .query("SELECT encode(email, 'hex') FROM customers", &[])
+        .await
+        .expect("stored")
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>();
+    for sql in [
+        "SELECT h FROM v_around ORDER BY id",
+        "SELECT t FROM v_around ORDER BY id",
+    ] {
+        for round in 0..3 {
+            let got = read(&support, sql).await;
+            let leaked = got.as_ref().is_ok_and(|rows| {
+                rows.iter()
+                    .flatten()
+                    .flatten()
+                    .any(|v| stored.iter().any(|s| v.contains(s.as_str())))
+            });
+            assert!(
+                !leaked,
+                "{sql} (round {round}) gave support the envelopes: {got:?}"
+            );
+        }
+    }
+}
+
+/// A cursor FETCHed in the simple protocol: its columns have no origin when computed, so
+/// the same `FETCH` text gives byte-identical RowDescriptions for cursors over different
+/// expressions. A cursor over an expression of a column support may not read is refused
+/// (or its values withheld); values of plain expressions pass, however the plan was found.
+#[tokio::test]
+async fn the_same_fetch_over_cursors_of_other_expressions_withholds_what_it_must() {
+    let f = roles_fixture().await;
+    let support = f.connect("support").await;
+    let plain = vec![vec![Some("\\x416c696365".to_owned())]];
+    for _ in 0..2 {
+        for (expression, want) in [
+            ("email || ''::bytea", vec![vec![None]]),
+            ("convert_to(name, 'UTF8')", plain.clone()),
+        ] {
+            let declare = format!(
+                "BEGIN; DECLARE c CURSOR FOR SELECT {expression} AS x FROM customers WHERE id = 1"
+            );
+            match read(&support, &declare).await {
+                Ok(_) => {}
+                // Refusing the cursor is as good.
+                Err(code) => {
+                    assert!(
+                        ["0A000", "42501"].contains(&code.as_str()),
+                        "{expression}: {code}"
+                    );
+                    read(&support, "ROLLBACK").await.expect("rollback");
+                    continue;
+                }
+            }
+            let got = read(&support, "FETCH ALL c").await;
+            read(&support, "COMMIT").await.expect("commit");
+            assert_eq!(got, Ok(want), "{expression}");
+        }
+    }
+}
+
+/// Two statements of one simple query whose RowDescriptions are byte-identical (a column
+/// named `email`, no origin, bytea): one a set operation over the protected column (its
+/// output known only from the analysis), the other plain bytes. Each gets its own plan, in
+/// either order and again from what the session kept.
+#[tokio::test]
+async fn identical_descriptions_of_other_analyses_get_their_own_plans() {
+    let f = roles_fixture().await;
+    let union = "SELECT email FROM customers WHERE id = 1 \
+                 UNION ALL SELECT email FROM customers WHERE id = 2";
+    let plain = "SELECT convert_to(name, 'UTF8') AS email FROM customers ORDER BY id";
+    let masks = [Some("a****@example.com"), Some("b****@example.com")];
+    let names = [Some("\\x416c696365"), Some("\\x426f62")];
+    let (support, app) = (f.connect("support").await, f.connect("app").await);
+    let plaintext = [Some("alice@example.com"), Some("bob@example.com")];
+    for _ in 0..2 {
+        for (first, second, want_first, want_second) in
+            [(union, plain, masks, names), (plain, union, names, masks)]
+        {
+            let got = read(&support, &format!("{first}; {second}")).await;
+            let want: Vec<Vec<Option<String>>> = want_first
+                .iter()
+                .chain(&want_second)
+                .map(|v| vec![v.map(str::to_owned)])
+                .collect();
+            assert_eq!(got, Ok(want), "support: {first}; {second}");
+        }
+        let got = read(&app, &format!("{union}; {plain}")).await;
+        let want: Vec<Vec<Option<String>>> = plaintext
+            .iter()
+            .chain(&names)
+            .map(|v| vec![v.map(str::to_owned)])
+            .collect();
+        assert_eq!(got, Ok(want), "app");
+    }
+}
