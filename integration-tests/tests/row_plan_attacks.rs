@@ -5,7 +5,9 @@
 //! PostgreSQL, and checks the bytes the client receives. Attacks that found nothing stay as
 //! tests: they fail if a later change opens the hole.
 
-use pgshroud_integration_tests::protected::{code, hex, rows, Fixture};
+use pgshroud_integration_tests::protected::{
+    code, hex, proxy_with_rules, rows, Fixture, MASTER_KEY, RULES as RULES_TYPED,
+};
 use pgshroud_integration_tests::raw::{build, message, Msg, RawClient};
 use pgshroud_integration_tests::roles::{RolesFixture, RULES, SCHEMA};
 use pgshroud_integration_tests::{cluster, users};
@@ -101,13 +103,56 @@ async fn execute(raw: &mut RawClient, statement: &str, formats: &[u16]) -> Vec<M
 #[tokio::test]
 async fn every_result_format_of_one_prepared_statement_gets_postgresql_s_own_bytes() {
     let f = Fixture::new().await;
+    twin_answers_alike(
+        f.proxy.port(),
+        &f.db,
+        &twin("numeric", "varchar", "timestamp"),
+    )
+    .await;
+}
+
+/// The same with type modifiers (`numeric(12, 2)`: display scale and rounding, `varchar(5)`,
+/// `timestamp(3)`): typmods in the description and values in both formats as PostgreSQL's.
+#[tokio::test]
+async fn type_modifiers_in_every_result_format_get_postgresql_s_own_bytes() {
+    let f = Fixture::new().await;
+    let with = |rules: String, column: &str, from: &str, to: &str| {
+        let old = format!("name = \"{column}\"\n  type = \"{from}\"");
+        assert!(rules.contains(&old), "{old}");
+        rules.replace(&old, &format!("name = \"{column}\"\n  type = \"{to}\""))
+    };
+    let rules = with(
+        RULES_TYPED.to_owned(),
+        "v_numeric",
+        "numeric",
+        "numeric(12, 2)",
+    );
+    let rules = with(rules, "v_varchar", "varchar", "varchar(5)");
+    let rules = with(rules, "v_timestamp", "timestamp", "timestamp(3)");
+    let (_dir, proxy) = proxy_with_rules(&rules, MASTER_KEY).await;
+    let twin = twin("numeric(12, 2)", "varchar(5)", "timestamp(3)");
+    twin_answers_alike(proxy.port(), &f.db, &twin).await;
+}
+
+/// The twin table's DDL with these types for v_numeric, v_varchar and v_timestamp.
+fn twin(numeric: &str, varchar: &str, timestamp: &str) -> String {
+    TWIN.replace("v_numeric numeric", &format!("v_numeric {numeric}"))
+        .replace("v_varchar varchar", &format!("v_varchar {varchar}"))
+        .replace("v_timestamp timestamp", &format!("v_timestamp {timestamp}"))
+}
+
+/// Writes [`VALUES`] to `typed` and to the plain twin through the proxy, then reads both
+/// with one prepared statement each in every result format (each twice in a row: the second
+/// described from what the session kept) and in the simple protocol: the protected table's
+/// answers must be byte for byte the plain table's (but for the columns' origin).
+async fn twin_answers_alike(port: u16, db: &str, twin_ddl: &str) {
     cluster()
-        .admin_client_for(&f.db)
+        .admin_client_for(db)
         .await
-        .batch_execute(TWIN)
+        .batch_execute(twin_ddl)
         .await
         .expect("twin table");
-    let mut raw = RawClient::login_trust(f.proxy.port(), users::TRUST, &f.db).await;
+    let mut raw = RawClient::login_trust(port, users::TRUST, db).await;
     for (table, stmt) in [("typed", "t"), ("twin", "w")] {
         let insert = format!("INSERT INTO {table} ({COLUMNS}) VALUES {VALUES}");
         answer_ok(&run(&mut raw, &[build::query(&insert)]).await);
@@ -117,8 +162,6 @@ async fn every_result_format_of_one_prepared_statement_gets_postgresql_s_own_byt
     let (text, binary) = (vec![0u16; 13], vec![1u16; 13]);
     let alternating: Vec<u16> = (0..13).map(|i| i % 2).collect();
     let other: Vec<u16> = (0..13).map(|i| 1 - i % 2).collect();
-    // Each format set twice in a row (the second described from what the session kept) and
-    // interleaved with the others: the same statement, the same description but for formats.
     let rounds = [
         &text[..],
         &text,
@@ -139,26 +182,11 @@ async fn every_result_format_of_one_prepared_statement_gets_postgresql_s_own_byt
         let plain = answer(&execute(&mut raw, "w", formats).await);
         assert_eq!(protected, plain, "result formats {formats:?}");
     }
-    // The simple protocol (text), twice.
     for _ in 0..2 {
-        let protected = answer(
-            &run(
-                &mut raw,
-                &[build::query(&format!(
-                    "SELECT {COLUMNS} FROM typed ORDER BY id"
-                ))],
-            )
-            .await,
-        );
-        let plain = answer(
-            &run(
-                &mut raw,
-                &[build::query(&format!(
-                    "SELECT {COLUMNS} FROM twin ORDER BY id"
-                ))],
-            )
-            .await,
-        );
+        let read =
+            |table: &str| build::query(&format!("SELECT {COLUMNS} FROM {table} ORDER BY id"));
+        let protected = answer(&run(&mut raw, &[read("typed")]).await);
+        let plain = answer(&run(&mut raw, &[read("twin")]).await);
         assert_eq!(protected, plain, "simple protocol");
     }
 }
