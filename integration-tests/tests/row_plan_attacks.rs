@@ -479,3 +479,110 @@ async fn identical_descriptions_of_other_analyses_get_their_own_plans() {
         assert_eq!(got, Ok(want), "app");
     }
 }
+
+/// Per-tenant `shared.email`, the pooled role choosing its tenant (as in `tenant_attacks.rs`).
+const TENANT_RULES: &str = r#"
+default_role = "pooled"
+
+[[tables]]
+name = "public.shared"
+  [[tables.columns]]
+  name = "email"
+  type = "text"
+  per_tenant = true
+
+[[roles]]
+name = "pooled"
+template = "app"
+users = ["*_app", "*_dba"]
+choose_tenant = true
+"#;
+
+/// A session that kept the plan of a per-tenant column's read, a tenant forgotten (keys
+/// destroyed, rules reloaded) in between: on the same connection, the same simple statement
+/// and the same prepared statement give the forgotten tenant's values as NULL and the other
+/// tenant's as before, whichever tenant the session chose.
+#[tokio::test]
+async fn a_tenant_forgotten_between_two_reads_of_a_kept_plan_reads_as_null() {
+    use pgshroud::cli::args::ForgetArgs;
+    use pgshroud::crypto::tenant_keys;
+    use pgshroud::crypto::{KeyRing, MasterKey};
+
+    let store = tempfile::tempdir().unwrap();
+    let ring = KeyRing::single(MasterKey::from_base64(MASTER_KEY).unwrap());
+    for tenant in ["acme", "globex"] {
+        tenant_keys::add_tenant(store.path(), tenant, &ring).unwrap();
+    }
+    let layer = pgshroud::config::ConfigLayer {
+        tenant_keys_dir: Some(store.path().to_owned()),
+        ..Default::default()
+    };
+    let schema = "CREATE TABLE shared (id serial PRIMARY KEY, tenant_id text, email bytea);";
+    let f = RolesFixture::with_rules(TENANT_RULES, schema, layer).await;
+    let c = f.connect("app").await;
+    for tenant in ["acme", "globex"] {
+        c.batch_execute(&format!("SET pgshroud.tenant = '{tenant}'"))
+            .await
+            .expect("switch");
+        c.batch_execute(&format!(
+            "INSERT INTO shared (tenant_id, email) VALUES ('{tenant}', '{tenant}@x')"
+        ))
+        .await
+        .expect("insert");
+    }
+    let sql = "SELECT tenant_id, email FROM shared ORDER BY id";
+    let prepared = c.prepare(sql).await.expect("prepare");
+    let both = |acme: Option<&str>| {
+        vec![
+            vec![Some("acme".to_owned()), acme.map(str::to_owned)],
+            vec![Some("globex".to_owned()), Some("globex@x".to_owned())],
+        ]
+    };
+    let tenants = ["globex", "acme", "globex"];
+    check_reads(&c, &prepared, &tenants, &both(Some("acme@x"))).await;
+    pgshroud::cli::forget::forget(
+        &ForgetArgs {
+            tenant: "acme".into(),
+            tenant_keys_dir: store.path().to_owned(),
+            yes: true,
+            ..ForgetArgs::default()
+        },
+        &mut "".as_bytes(),
+    )
+    .unwrap();
+    f.proxy.reload().unwrap();
+    // Switching to the forgotten tenant may be refused: then globex's reads are checked.
+    let switched = c.batch_execute("SET pgshroud.tenant = 'acme'").await;
+    let tenants: &[&str] = match switched {
+        Ok(()) => &tenants,
+        Err(_) => &["globex"],
+    };
+    check_reads(&c, &prepared, tenants, &both(None)).await;
+}
+
+/// Under each of `tenants` in turn, twice: `SELECT tenant_id, email FROM shared ORDER BY id`
+/// as a simple query and as `prepared` gives `want`.
+async fn check_reads(
+    c: &tokio_postgres::Client,
+    prepared: &tokio_postgres::Statement,
+    tenants: &[&str],
+    want: &[Vec<Option<String>>],
+) {
+    for tenant in tenants {
+        c.batch_execute(&format!("SET pgshroud.tenant = '{tenant}'"))
+            .await
+            .expect("switch");
+        for _ in 0..2 {
+            let simple = read(c, "SELECT tenant_id, email FROM shared ORDER BY id").await;
+            assert_eq!(simple.as_deref(), Ok(want), "simple, {tenant}");
+            let got: Vec<Vec<Option<String>>> = c
+                .query(prepared, &[])
+                .await
+                .expect("prepared")
+                .iter()
+                .map(|r| vec![r.get(0), r.get(1)])
+                .collect();
+            assert_eq!(got, want, "prepared, {tenant}");
+        }
+    }
+}
