@@ -84,9 +84,9 @@ async fn literals_spelling_names_gate_words_and_comments_are_answered_as_the_ful
         })
         .collect();
     texts.extend(
-        words
-            .iter()
-            .map(|w| format!("select 'notes'::regclass::text, length('{w}') from notes where id = 1")),
+        words.iter().map(|w| {
+            format!("select 'notes'::regclass::text, length('{w}') from notes where id = 1")
+        }),
     );
     same_as_full_path(&mut c, &mut fresh, &texts).await;
 }
@@ -154,8 +154,16 @@ async fn a_shadowing_view_sent_in_the_same_write_as_a_remembered_shape() {
         "the secret went out in plaintext: {msgs:?}"
     );
     // After the look-up, the shape is sealed.
-    let msgs = query(&mut c, &format!("select id from notes where body = '{SECRET}'")).await;
-    assert_eq!(data_rows(&msgs), vec![vec![Some("1".to_owned())]], "{msgs:?}");
+    let msgs = query(
+        &mut c,
+        &format!("select id from notes where body = '{SECRET}'"),
+    )
+    .await;
+    assert_eq!(
+        data_rows(&msgs),
+        vec![vec![Some("1".to_owned())]],
+        "{msgs:?}"
+    );
 }
 
 /// standard_conforming_strings turned off (in the same write, and after its answer): texts
@@ -211,4 +219,139 @@ async fn a_search_path_change_forgets_nothing_it_should_not() {
         "select 'LEADS'::regclass::text from notes where id = 1".to_owned(),
     ];
     same_as_full_path(&mut c, &mut fresh, &texts).await;
+}
+
+/// Sends each text as its own Query; the error codes of each.
+async fn each(c: &mut RawClient, texts: &[&str]) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for sql in texts {
+        out.push(error_codes(&query(c, sql).await));
+    }
+    out
+}
+
+/// A COMMIT of a failed transaction is a rollback: the DROP of a shadowing view in it is
+/// undone, so `notes` is the view over customers again. The proxy read the catalog after the
+/// DROP (plain `notes`, whose shape it then remembered) and must not go on trusting it.
+#[tokio::test]
+#[ignore = "hole (full path and shapes alike): COMMIT (or END) of a failed transaction rolls back its schema changes, but only the words ROLLBACK/ABORT make the session read the catalog again (lookup.rs follow_search_path, replies.rs takes ddl_in_txn at status I without a look-up): the dropped shadowing view is back and a literal compared to its protected column goes out in plaintext"]
+async fn a_commit_of_a_failed_transaction_undoes_a_drop_the_shape_memory_trusted() {
+    commit_of_a_failed_drop(true).await;
+}
+
+/// The same without the shape remembered: the full path trusts the stale catalog too.
+#[tokio::test]
+#[ignore = "hole (full path): as a_commit_of_a_failed_transaction_undoes_a_drop_the_shape_memory_trusted, with no shape remembered"]
+async fn a_commit_of_a_failed_transaction_undoes_a_drop_on_the_full_path() {
+    commit_of_a_failed_drop(false).await;
+}
+
+async fn commit_of_a_failed_drop(remember: bool) {
+    let (db, _dir, proxy) = setup().await;
+    let mut c = session(&proxy, &db).await;
+    let mut texts = vec![
+        "CREATE TEMP VIEW notes AS SELECT id, email AS body FROM customers",
+        "BEGIN",
+        "DROP VIEW notes",
+    ];
+    if remember {
+        texts.extend([
+            "select id from notes where body = 'x'",
+            "select id from notes where body = 'y'",
+        ]);
+    }
+    texts.extend(["select 1/0", "COMMIT"]);
+    let errors = each(&mut c, &texts).await;
+    let failed = texts.len() - 2;
+    assert_eq!(errors[failed], vec!["22012".to_owned()], "{errors:?}");
+    assert!(errors[..failed].iter().all(Vec::is_empty), "{errors:?}");
+    let msgs = query(
+        &mut c,
+        &format!("select id from notes where body = '{SECRET}'"),
+    )
+    .await;
+    assert!(
+        !error_codes(&msgs).is_empty() || data_rows(&msgs) == vec![vec![Some("1".to_owned())]],
+        "the secret went out in plaintext to the view over customers: {msgs:?}"
+    );
+}
+
+/// A COMMIT of a failed transaction also undoes a `SET search_path` in it: `leads` is
+/// crm.leads (protected) again; the literal compared to it is sealed (or refused).
+#[tokio::test]
+async fn a_commit_of_a_failed_transaction_undoes_a_search_path_change() {
+    let (db, _dir, proxy) = setup().await;
+    let mut c = session(&proxy, &db).await;
+    let errors = each(
+        &mut c,
+        &[
+            "SET search_path = crm, public",
+            &format!("insert into leads (id, email) values (1, '{SECRET}')"),
+            "BEGIN",
+            "SET search_path = public",
+            "select 1/0",
+            "COMMIT",
+        ],
+    )
+    .await;
+    assert_eq!(errors[4], vec!["22012".to_owned()], "{errors:?}");
+    assert!(errors[..4].iter().all(Vec::is_empty), "{errors:?}");
+    all_sealed(&db, "SELECT email FROM crm.leads").await;
+    let msgs = query(
+        &mut c,
+        &format!("select id from leads where email = '{SECRET}'"),
+    )
+    .await;
+    assert!(
+        !error_codes(&msgs).is_empty() || data_rows(&msgs) == vec![vec![Some("1".to_owned())]],
+        "the secret went out in plaintext to crm.leads: {msgs:?}"
+    );
+}
+
+/// A function of the application's own making that changes search_path when called (no gate
+/// word in the call): either its creation is refused, or `leads` (crm.leads once crm is
+/// first) gets its literal sealed or refused after the call, shape remembered or not.
+#[tokio::test]
+async fn a_function_changing_search_path_behind_a_harmless_call() {
+    let (db, _dir, proxy) = setup().await;
+    let mut c = session(&proxy, &db).await;
+    let errors = each(
+        &mut c,
+        &[
+            &format!("SET search_path = crm, public"),
+            &format!("insert into leads (id, email) values (1, '{SECRET}')"),
+            "SET search_path = public",
+        ],
+    )
+    .await;
+    assert!(errors.iter().all(Vec::is_empty), "{errors:?}");
+    let created = query(
+        &mut c,
+        "CREATE FUNCTION public.crm_first(int) RETURNS int LANGUAGE sql AS $f$ SELECT length(set_config('search_path', 'crm, public', false)) + $1 $f$",
+    )
+    .await;
+    if !error_codes(&created).is_empty() {
+        // Refused today (42501: a function body that could change identity settings).
+        return;
+    }
+    let errors = each(
+        &mut c,
+        &[
+            "select id from leads where email = 'x'",
+            "select id from leads where email = 'y'",
+            "select public.crm_first(1)",
+            "select public.crm_first(2)",
+        ],
+    )
+    .await;
+    assert!(errors.iter().all(Vec::is_empty), "{errors:?}");
+    let msgs = query(
+        &mut c,
+        &format!("select id from leads where email = '{SECRET}'"),
+    )
+    .await;
+    assert!(
+        !error_codes(&msgs).is_empty() || data_rows(&msgs) == vec![vec![Some("1".to_owned())]],
+        "the secret went out in plaintext to crm.leads: {msgs:?}"
+    );
 }
