@@ -318,7 +318,7 @@ async fn a_function_changing_search_path_behind_a_harmless_call() {
     let errors = each(
         &mut c,
         &[
-            &format!("SET search_path = crm, public"),
+            "SET search_path = crm, public",
             &format!("insert into leads (id, email) values (1, '{SECRET}')"),
             "SET search_path = public",
         ],
