@@ -355,3 +355,48 @@ async fn a_function_changing_search_path_behind_a_harmless_call() {
         "the secret went out in plaintext to crm.leads: {msgs:?}"
     );
 }
+
+/// Another session of the application creates `crm.notes`, a view over customers, which
+/// shadows `public.notes` for a session whose path puts crm first and which remembered the
+/// shape of a text over `notes`: its next text of that shape compares the secret with the
+/// view's protected column, and must not send it in plaintext.
+#[tokio::test]
+async fn a_view_made_by_another_session_shadows_a_remembered_shape() {
+    shadowed_by_another_session(true).await;
+}
+
+/// The same with no shape remembered (the full path).
+#[tokio::test]
+async fn a_view_made_by_another_session_shadows_a_text_on_the_full_path() {
+    shadowed_by_another_session(false).await;
+}
+
+async fn shadowed_by_another_session(remember: bool) {
+    let (db, _dir, proxy) = setup().await;
+    let mut c = session(&proxy, &db).await;
+    let mut other = login(&proxy, &db).await;
+    let mut texts = vec!["SET search_path = crm, public"];
+    if remember {
+        texts.extend([
+            "select id from notes where body = 'x'",
+            "select id from notes where body = 'y'",
+        ]);
+    }
+    let errors = each(&mut c, &texts).await;
+    assert!(errors.iter().all(Vec::is_empty), "{errors:?}");
+    let msgs = query(
+        &mut other,
+        "CREATE VIEW crm.notes AS SELECT id, email AS body FROM public.customers",
+    )
+    .await;
+    assert!(error_codes(&msgs).is_empty(), "{msgs:?}");
+    let msgs = query(
+        &mut c,
+        &format!("select id from notes where body = '{SECRET}'"),
+    )
+    .await;
+    assert!(
+        !error_codes(&msgs).is_empty() || data_rows(&msgs) == vec![vec![Some("1".to_owned())]],
+        "the secret went out in plaintext to the view over customers: {msgs:?}"
+    );
+}
