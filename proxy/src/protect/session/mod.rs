@@ -287,6 +287,9 @@ pub struct ProtectedSession {
     /// A statement of the open transaction may have changed the search_path (which the
     /// server does not report): a rollback must be followed by another look-up.
     path_changed_in_txn: bool,
+    /// The open transaction block has failed (a ReadyForQuery said `E`): its COMMIT or END
+    /// is a rollback, which may undo schema or path changes the catalog was read after.
+    txn_failed: bool,
     /// `live.catalog_changes()` as this session last followed it.
     seen_catalog_changes: u64,
     /// The open transaction ran DDL: its end is announced to the other sessions.
@@ -367,6 +370,7 @@ impl ProtectedSession {
             unsettled: 0,
             pipeline_unsettled: false,
             path_changed_in_txn: false,
+            txn_failed: false,
             seen_catalog_changes: live_changes,
             ddl_in_txn: false,
             catalog_behind: false,

@@ -147,6 +147,19 @@ impl ProtectedSession {
         while matches!(self.pending.front(), Some(Expect::CopyEnd)) {
             self.pending.pop_front();
         }
+        if status == b'E' {
+            self.txn_failed = true;
+        }
+        if status == b'I'
+            && std::mem::take(&mut self.txn_failed)
+            && (self.ddl_in_txn || self.path_changed_in_txn)
+        {
+            // A failed block ended (COMMIT and END of one roll it back, as ROLLBACK does): a
+            // dropped view over a protected table may be back, a path change undone. The
+            // catalog read inside the block is no longer the server's: read it again before
+            // the next statement.
+            self.catalog_stale = true;
+        }
         if status == b'I' && std::mem::take(&mut self.ddl_in_txn) {
             // Its own look-up is already queued; the other sessions follow.
             self.seen_catalog_changes = self.live.catalog_changed();
