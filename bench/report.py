@@ -18,6 +18,7 @@ TARGET_NAMES = {
     "pgshroud": "pgshroud",
     "pgshroud-enc": "pgshroud (rules)",
     "pgshroud-variant": "pgshroud variant",
+    "pgshroud-x2": "pgshroud, two instances (clients split)",
 }
 PASS_TARGET_SCENARIOS = ["select-simple-c16", "select-extended-c16", "select-prepared-c16"]
 
@@ -159,6 +160,11 @@ def main():
             w(f"| {scenario}: rules loaded, no protected table / pass-through | "
               f"{fmt_ratio(ratio(runs, (scenario, 'pgshroud-enc'), (scenario, 'pgshroud')))} | | "
               f"CPU/tx {cpu_ratio(runs, scenario, 'pgshroud-enc', 'pgshroud')} |" + (" |" if variant else ""))
+    for scenario in order:
+        if (scenario, "pgshroud-x2") in runs and (scenario, "pgshroud") in runs:
+            w(f"| {scenario}: two instances / one | "
+              f"{fmt_ratio(ratio(runs, (scenario, 'pgshroud-x2'), (scenario, 'pgshroud')))} | | "
+              f"CPU/tx {cpu_ratio(runs, scenario, 'pgshroud-x2', 'pgshroud')} |" + (" |" if variant else ""))
     for mode in ("prepared", "simple"):
         enc = (f"customers-encrypted-{mode}-c16", "pgshroud-enc")
         plain = f"customers-plain-{mode}-c16"

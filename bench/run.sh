@@ -232,7 +232,13 @@ PIDS+=($!); PASS_PID=$!
 PGSHROUD_MASTER_KEY=$MASTER_KEY "$PGSHROUD" serve --upstream "$UPSTREAM" --listen "127.0.0.1:$ENC_PORT" \
     --admin-listen off --log-level warn --rules "$WORK/rules.toml" >"$WORK/pgshroud-enc.log" 2>&1 &
 PIDS+=($!); ENC_PID=$!
-wait_port "$PASS_PORT"; wait_port "$ENC_PORT"
+# A second pass-through instance: the scale-out scenario splits its clients over the two
+# (issue 25: pgshroud keeps no shared state; several instances behind one address).
+PASS2_PORT=$(free_port)
+"$PGSHROUD" serve --upstream "$UPSTREAM" --listen "127.0.0.1:$PASS2_PORT" --admin-listen off \
+    --log-level warn >"$WORK/pgshroud-pass2.log" 2>&1 &
+PIDS+=($!); PASS2_PID=$!
+wait_port "$PASS_PORT"; wait_port "$ENC_PORT"; wait_port "$PASS2_PORT"
 # An optional third pass-through pgshroud for A/B experiments inside the same interleaved
 # run: another binary (BENCH_VARIANT_BIN) and/or extra environment (BENCH_VARIANT_ENV, e.g.
 # TOKIO_WORKER_THREADS=1). It joins every scenario the pass-through pgshroud runs.
@@ -278,20 +284,27 @@ SCENARIOS=(
     "customers-encrypted-prepared-c16|-M prepared -c 16 -j 2 -f WORK/customers.sql|pgshroud-enc"
     "customers-plain-simple-c16|-M simple -c 16 -j 2 -f WORK/plain_customers_simple.sql|direct pgbouncer pgshroud"
     "customers-encrypted-simple-c16|-M simple -c 16 -j 2 -f WORK/customers_simple.sql|pgshroud-enc"
+    # pgshroud-x2: two pass-through instances, each with half the clients (two pgbench at once).
+    "scale-out-select-extended-c16|-S -M extended -c 16 -j 2|pgbouncer pgshroud pgshroud-x2"
 )
 # CPU time (user + system, clock ticks) a proxy has used so far; empty for direct runs.
 pid_of() {
     case $1 in
         pgbouncer) cat "$WORK/pgbouncer.pid" ;; pgshroud) echo "$PASS_PID" ;;
         pgshroud-enc) echo "$ENC_PID" ;; pgshroud-variant) echo "$VARIANT_PID" ;;
+        pgshroud-x2) echo "$PASS_PID $PASS2_PID" ;;
     esac
 }
 cpu_ticks() {
-    local pid
-    pid=$(pid_of "$1")
-    [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] || return 0
-    # Fields 14 and 15 after the ")" that ends the command name.
-    sed 's/.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }'
+    local pids pid total=0
+    pids=$(pid_of "$1")
+    [ -n "$pids" ] || return 0
+    for pid in $pids; do
+        [ -r "/proc/$pid/stat" ] || return 0
+        # Fields 14 and 15 after the ")" that ends the command name.
+        total=$((total + $(sed 's/.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }')))
+    done
+    echo "$total"
 }
 CLK_TCK=$(getconf CLK_TCK)
 port_of() {
@@ -315,8 +328,29 @@ run_one() {
     cpu0=$(cpu_ticks "$target")
     args=${args//WORK\//$WORK/}
     prefix=$WORK/logs/$scenario.$target.$round
+    if [ "$target" = pgshroud-x2 ]; then
+        # Half the clients and threads to each instance, at once; their figures are summed.
+        local half=${args/-c 16 -j 2/-c 8 -j 1} out2 st=0
+        # shellcheck disable=SC2086
+        (cd "$WORK/logs" && pgbench -n -p "$PASS2_PORT" -T "$DURATION" $half -l --log-prefix="$prefix.b" >"$prefix.b.out" 2>&1) &
+        local second=$!
+        # shellcheck disable=SC2086
+        out=$(cd "$WORK/logs" && pgbench -n -p "$PASS_PORT" -T "$DURATION" $half -l --log-prefix="$prefix.a" 2>&1) || st=1
+        wait "$second" || st=1
+        out2=$(cat "$prefix.b.out"); rm -f "$prefix.b.out"
+        if [ "$st" != 0 ]; then
+            log "FAILED: $scenario on $target: $(tail -3 <<<"$out$out2")"
+            printf '%s\t%s\t%s\tfail\tfail\tfail\t-\n' "$scenario" "$target" "$round" >> "$RAW"
+            return 0
+        fi
+        # One report of the sums (TPS and transactions) and the mean latency.
+        out=$(printf '%s\n%s\n' "$out" "$out2" | awk '
+            /^tps = .*without initial/ { tps += $3 }
+            /^number of transactions actually processed:/ { n += $6 }
+            /^latency average = / { lat += $4; k++ }
+            END { printf "tps = %f (without initial connection time)\nnumber of transactions actually processed: %d\nlatency average = %.3f ms\n", tps, n, lat / k }')
     # shellcheck disable=SC2086
-    if ! out=$(cd "$WORK/logs" && pgbench -n -p "$port" -T "$DURATION" $args -l --log-prefix="$prefix" 2>&1); then
+    elif ! out=$(cd "$WORK/logs" && pgbench -n -p "$port" -T "$DURATION" $args -l --log-prefix="$prefix" 2>&1); then
         log "FAILED: $scenario on $target: $(tail -3 <<<"$out")"
         printf '%s\t%s\t%s\tfail\tfail\tfail\t-\n' "$scenario" "$target" "$round" >> "$RAW"
         return 0
