@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use super::schema_change::catalog_dependent_words;
 use super::{harmless, ProtectedSession, Text};
 use crate::analyze::gates;
 use crate::analyze::identity_settings::IdentityTouch;
@@ -128,17 +129,6 @@ pub(super) fn gates_silent(layout: &Layout, text: &str) -> bool {
             .as_bytes()
             .windows(5)
             .any(|w| w.eq_ignore_ascii_case(b"fetch"))
-}
-
-/// Words after which `check_catalog_dependent` and `parse_may_undo_schema_changes` read a
-/// text (SQL `EXECUTE`, a rollback that may undo schema changes): such a text is never
-/// remembered as harmless, so those readings are never skipped.
-fn catalog_dependent_words(text: &str) -> bool {
-    crate::protocol::text_settings::may_roll_back(text.as_bytes())
-        || text
-            .as_bytes()
-            .windows(7)
-            .any(|w| w.eq_ignore_ascii_case(b"execute"))
 }
 
 /// [`gates_silent`] of a literal token of a text a remembered shape matched. A number

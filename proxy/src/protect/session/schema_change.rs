@@ -14,9 +14,10 @@
 //! yet is shaped by the read backstop, as for a view made around pgshroud.
 
 use super::ProtectedSession;
+use crate::analyze::pg_reading::PgStatement;
 use crate::analyze::{self, StatementKind};
 use crate::protect::engine::Plan;
-use crate::protect::wire::Bind;
+use crate::protect::wire::{Bind, Parse};
 use crate::protocol::error::{sqlstate, PgError};
 use crate::protocol::types::frontend;
 use crate::protocol::verdict::Verdict;
@@ -53,12 +54,11 @@ impl ProtectedSession {
                 Some(self.refuse_query(&not_planned()))
             }
             frontend::PARSE => {
-                let text = frame.get(5..).and_then(|body| {
-                    let name_end = body.iter().position(|&b| b == 0)?;
-                    let rest = &body[name_end + 1..];
-                    let text_end = rest.iter().position(|&b| b == 0)?;
-                    std::str::from_utf8(&rest[..text_end]).ok()
-                });
+                // Read as the Parse's own path reads it (an unreadable one is refused here).
+                let parse = Parse::read(frame).ok();
+                let text = parse
+                    .as_ref()
+                    .and_then(|p| std::str::from_utf8(&p.query).ok());
                 match text.map(carries_values) {
                     Some(false) => None,
                     _ => Some(self.refuse_extended(&not_planned())),
@@ -80,16 +80,7 @@ impl ProtectedSession {
         if !plan.refreshes_catalog {
             return Ok(());
         }
-        let Some(reading) = analyze::reading_within_limits(sql) else {
-            return Err(not_planned_in_text());
-        };
-        let behind = reading
-            .statements
-            .iter()
-            .skip_while(|s| s.kind != StatementKind::Ddl)
-            .skip(1)
-            .any(|s| !s.constants.is_empty() || !s.params.is_empty());
-        match behind {
+        match values_behind(sql, StatementKind::Ddl) {
             true => Err(not_planned_in_text()),
             false => Ok(()),
         }
@@ -113,16 +104,7 @@ impl ProtectedSession {
         if !self.ddl_in_txn || !crate::protocol::text_settings::may_roll_back(sql.as_bytes()) {
             return Ok(());
         }
-        let Some(reading) = analyze::reading_within_limits(sql) else {
-            return Err(not_planned_in_text());
-        };
-        let behind = reading
-            .statements
-            .iter()
-            .skip_while(|s| s.kind != StatementKind::Transaction)
-            .skip(1)
-            .any(|s| !s.constants.is_empty() || !s.params.is_empty());
-        match behind {
+        match values_behind(sql, StatementKind::Transaction) {
             true => Err(not_planned_in_text()),
             false => Ok(()),
         }
@@ -136,10 +118,8 @@ impl ProtectedSession {
     /// arguments of a statement prepared under another layout (or rules) is refused.
     fn check_sql_execute(&mut self, sql: &str) -> Result<(), PgError> {
         use pg_query::NodeEnum;
-        let words =
-            |w: &[u8]| w.eq_ignore_ascii_case(b"execute") || w.eq_ignore_ascii_case(b"prepare");
         // Keywords cannot be spelled with escapes: a text without either word has neither.
-        if !sql.as_bytes().windows(7).any(words) {
+        if !has_word_start(sql, b"execute") && !has_word_start(sql, b"prepare") {
             return Ok(());
         }
         let Ok(parsed) = pg_query::parse(sql) else {
@@ -190,12 +170,40 @@ fn prepared_before_a_change(name: &str) -> PgError {
 /// Whether `sql` holds a constant or a parameter anywhere, as PostgreSQL's grammar reads it
 /// (a text it cannot read counts as holding one).
 fn carries_values(sql: &str) -> bool {
+    analyze::reading_within_limits(sql)
+        .is_none_or(|reading| reading.statements.iter().any(holds_values))
+}
+
+/// Whether a statement after the first of kind `first` in `sql` holds a constant or a
+/// parameter (a text PostgreSQL's grammar does not read counts as holding one).
+fn values_behind(sql: &str, first: StatementKind) -> bool {
     analyze::reading_within_limits(sql).is_none_or(|reading| {
         reading
             .statements
             .iter()
-            .any(|s| !s.constants.is_empty() || !s.params.is_empty())
+            .skip_while(|s| s.kind != first)
+            .skip(1)
+            .any(holds_values)
     })
+}
+
+fn holds_values(statement: &PgStatement) -> bool {
+    !statement.constants.is_empty() || !statement.params.is_empty()
+}
+
+/// Whether `text` holds `word` anywhere, in any case.
+fn has_word_start(text: &str, word: &[u8]) -> bool {
+    text.as_bytes()
+        .windows(word.len())
+        .any(|w| w.eq_ignore_ascii_case(word))
+}
+
+/// Words after which `check_catalog_dependent` and `parse_may_undo_schema_changes` read a
+/// text (SQL `EXECUTE`, a rollback that may undo schema changes): such a text is never
+/// remembered as harmless, so those readings are never skipped.
+pub(super) fn catalog_dependent_words(text: &str) -> bool {
+    crate::protocol::text_settings::may_roll_back(text.as_bytes())
+        || has_word_start(text, b"execute")
 }
 
 const WHY: &str = "pgshroud reads the catalog again once a schema change on a protected table \
