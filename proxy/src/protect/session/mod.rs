@@ -268,6 +268,8 @@ pub struct ProtectedSession {
     /// `plans_epoch` they were prepared under: after a layout change the server analyses
     /// them again, so their EXECUTE with arguments is refused (see `schema_change`).
     sql_prepared: std::collections::HashMap<String, u64>,
+    /// The oldest epoch of the names `sql_prepared` forgot when full (see `schema_change`).
+    sql_prepared_forgotten: Option<u64>,
     /// Rows of the catalog look-up in flight.
     lookup_rows: Vec<Vec<Option<String>>>,
     lookup_failed: bool,
@@ -361,6 +363,7 @@ impl ProtectedSession {
             refresh_at_sync: false,
             schema_changed_in_pipeline: false,
             sql_prepared: std::collections::HashMap::new(),
+            sql_prepared_forgotten: None,
             lookup_rows: Vec::new(),
             lookup_failed: false,
             lookups: 0,

@@ -137,12 +137,13 @@ impl ProtectedSession {
                 other => Some(other),
             };
             match inner {
-                Some(NodeEnum::PrepareStmt(s)) => {
-                    self.sql_prepared.insert(s.name.clone(), self.plans_epoch);
-                }
+                Some(NodeEnum::PrepareStmt(s)) => self.note_sql_prepare(&s.name),
                 Some(NodeEnum::ExecuteStmt(s)) if !s.params.is_empty() => {
-                    let prepared = self.sql_prepared.get(&s.name);
-                    if prepared.is_some_and(|&epoch| epoch != self.plans_epoch) {
+                    // A name forgotten to keep the record bounded counts as prepared under the
+                    // oldest epoch any forgotten one had (fail closed).
+                    let prepared = self.sql_prepared.get(&s.name).copied();
+                    let prepared = prepared.or(self.sql_prepared_forgotten);
+                    if prepared.is_some_and(|epoch| epoch != self.plans_epoch) {
                         return Err(prepared_before_a_change(&s.name));
                     }
                 }
@@ -151,7 +152,21 @@ impl ProtectedSession {
         }
         Ok(())
     }
+
+    /// Records a SQL `PREPARE` under the current epoch. The record is not shortened by
+    /// `DEALLOCATE` (which may yet fail), so it is bounded: when full, its names are forgotten
+    /// and the oldest epoch among them stands for every name it does not hold.
+    fn note_sql_prepare(&mut self, name: &str) {
+        if self.sql_prepared.len() >= SQL_PREPARED_KEPT && !self.sql_prepared.contains_key(name) {
+            let oldest = self.sql_prepared.drain().map(|(_, epoch)| epoch).min();
+            self.sql_prepared_forgotten = self.sql_prepared_forgotten.min(oldest).or(oldest);
+        }
+        self.sql_prepared.insert(name.to_owned(), self.plans_epoch);
+    }
 }
+
+/// SQL-prepared statement names whose epoch is kept one by one.
+const SQL_PREPARED_KEPT: usize = 1024;
 
 fn prepared_before_a_change(name: &str) -> PgError {
     PgError::error(
@@ -259,6 +274,26 @@ mod tests {
         s.client_message(&sync());
         let after = parse("", "select id from notes where body = $1");
         assert_eq!(refusal_code(&s.client_message(&after)), None);
+    }
+
+    #[test]
+    fn the_record_of_sql_prepared_statements_is_bounded_and_fails_closed() {
+        let mut s = catalog_session("app");
+        for i in 0..=super::SQL_PREPARED_KEPT {
+            s.check_sql_execute(&format!("prepare p{i} as select $1::int"))
+                .expect("prepare");
+        }
+        assert_eq!(s.sql_prepared.len(), 1, "forgotten when full");
+        s.plans_epoch += 1;
+        // A forgotten name, prepared before the change: refused as a kept one would be.
+        assert!(s.check_sql_execute("execute p0(1)").is_err());
+        assert!(
+            s.check_sql_execute("execute p0").is_ok(),
+            "no argument, no value"
+        );
+        s.check_sql_execute("prepare fresh as select $1::int")
+            .expect("prepare");
+        assert!(s.check_sql_execute("execute fresh(1)").is_ok());
     }
 
     #[test]
