@@ -104,6 +104,49 @@ async fn deep_statements_from_every_role_leave_the_proxy_up() {
     }
 }
 
+/// Statements touching no protected table are still read with PostgreSQL's grammar when they
+/// hold PREPARE, DEALLOCATE, DISCARD, DECLARE, CLOSE, EXECUTE or FETCH (the statement
+/// tracker, the schema-change checks, FETCH detection). That reading recursed once per level
+/// of the tree: `1+1+...` twenty thousand terms long overflowed the session thread's stack and
+/// aborted the whole proxy, every session with it. Now the nesting is bounded from PostgreSQL's
+/// scanner first: what is too deep to read is not read (the tracker goes by the command tag)
+/// or, where the statement's effect must be known (EXECUTE with arguments), refused.
+#[tokio::test]
+async fn deep_statements_read_for_their_effects_leave_the_proxy_up() {
+    let f = Fixture::new().await;
+    let c = f.app().await;
+    let chain = "+1".repeat(20_000);
+    for sql in [
+        format!("PREPARE deep AS SELECT 1{chain}"),
+        format!("SELECT 1{chain} -- discard all"),
+        format!(
+            "DECLARE c CURSOR FOR SELECT 1 WHERE {}true",
+            "NOT ".repeat(20_000)
+        ),
+        format!("SELECT 1{chain} -- fetch"),
+    ] {
+        // PostgreSQL may run it or refuse it (its own stack limit); the proxy must not fall.
+        let _ = c.simple_query(&sql).await;
+        still_up(&f, &c).await;
+        let _ = c.query(sql.as_str(), &[]).await;
+        still_up(&f, &c).await;
+    }
+    c.simple_query("PREPARE p (int) AS SELECT $1")
+        .await
+        .unwrap();
+    let sql = format!("EXECUTE p (1{chain})");
+    // Refused before it is sent: by the first reader that needs it (the identity settings'
+    // reading, 42601, or the schema-change check, 54001).
+    let e = c.simple_query(&sql).await.expect_err("refused");
+    let refusal = e.as_db_error().expect("an ErrorResponse");
+    assert!(
+        ["42601", "54001"].contains(&refusal.code().code())
+            && refusal.message().contains("levels deep"),
+        "{refusal:?}"
+    );
+    still_up(&f, &c).await;
+}
+
 #[tokio::test]
 async fn writes_through_unicode_escaped_names_are_encrypted() {
     let f = Fixture::new().await;

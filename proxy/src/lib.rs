@@ -30,4 +30,5 @@ pub mod protect;
 pub mod protocol;
 pub mod server;
 pub mod session;
+pub mod sql_limits;
 pub mod values;

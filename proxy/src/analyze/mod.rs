@@ -36,7 +36,6 @@ pub mod gates;
 mod guard;
 pub mod identity_settings;
 mod kind;
-mod limits;
 mod links;
 mod lookups;
 mod only;
@@ -64,6 +63,8 @@ use std::ops::Range;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::{TokenWithSpan, Tokenizer};
+
+use crate::sql_limits as limits;
 
 pub use kind::StatementKind;
 pub use limits::{MAX_NESTING, PARSER_RECURSION_LIMIT};

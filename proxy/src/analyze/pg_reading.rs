@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 
 use super::pg_kind::kind_of;
 use super::StatementKind;
+use crate::sql_limits;
 
 /// The PostgreSQL major version whose grammar `pg_query` carries (checked by a test against
 /// the version libpg_query reports).
@@ -185,6 +186,20 @@ pub enum Setting {
 /// (a syntax error, or a tree too deep to decode); it never quotes more than the server would.
 pub fn read(sql: &str) -> Result<PgReading, String> {
     let scanned = pg_query::scan(sql).map_err(|e| e.to_string())?;
+    // The grammar and the walk over its tree recurse as deep as the text nests: bounded from
+    // the scanner's tokens first, on a stack sized for the bound (see `sql_limits`).
+    let bound = sql_limits::pg::nesting_bound(&scanned);
+    if bound > sql_limits::MAX_NESTING {
+        return Err(format!(
+            "statement nests more than {} levels deep",
+            sql_limits::MAX_NESTING
+        ));
+    }
+    sql_limits::with_stack_for(bound, || read_scanned(sql, &scanned))
+        .unwrap_or_else(|| Err("no stack to read the statement on".to_owned()))
+}
+
+fn read_scanned(sql: &str, scanned: &pg_query::protobuf::ScanResult) -> Result<PgReading, String> {
     let parsed = pg_query::parse(sql).map_err(|e| e.to_string())?;
     let tree = serde_json::to_value(&parsed.protobuf).map_err(|e| e.to_string())?;
     let mut semicolons = Vec::new();

@@ -58,7 +58,7 @@ pub enum SqlText {
 /// PostgreSQL's grammar does not accept (or that nests too deeply for it) is `Unreadable`.
 pub fn sql_text_calls(sql: &str) -> SqlText {
     let unparsed = || SqlText::Unreadable("a statement pgshroud cannot parse".to_owned());
-    let Ok(parsed) = pg_query::parse(sql) else {
+    let Ok(parsed) = crate::sql_limits::pg::parse(sql) else {
         return unparsed();
     };
     let Ok(tree) = serde_json::to_value(&parsed.protobuf) else {

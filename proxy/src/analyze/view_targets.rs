@@ -18,7 +18,7 @@ pub struct ViewTarget {
 /// The output positions of a view definition, or `None` when the text is not one query
 /// PostgreSQL reads (the caller then treats every output as reached by everything).
 pub fn view_targets(definition: &str) -> Option<Vec<ViewTarget>> {
-    let parsed = pg_query::parse(definition).ok()?;
+    let parsed = crate::sql_limits::pg::parse(definition).ok()?;
     let tree = serde_json::to_value(&parsed.protobuf).ok()?;
     let stmts = tree.get("stmts")?.as_array()?;
     let [stmt] = stmts.as_slice() else {

@@ -434,7 +434,9 @@ pub fn sql_effects(sql: &str) -> Vec<SqlEffect> {
     if !has_effect_word(sql.as_bytes()) {
         return Vec::new();
     }
-    let Ok(parsed) = pg_query::parse(sql) else {
+    // Unread (rejected, or too deep to read safely): no effects, as for a text read otherwise
+    // by the server (see `sql_effects_in`).
+    let Ok(parsed) = crate::sql_limits::pg::parse(sql) else {
         return Vec::new();
     };
     let nodes = parsed.protobuf.stmts.iter();

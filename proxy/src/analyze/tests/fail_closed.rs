@@ -88,6 +88,26 @@ fn statements_nesting_ten_thousand_deep_are_refused_with_54001() {
     }
 }
 
+/// The nesting is bounded from each reader's own scanner: a chain that sqlparser's tokenizer
+/// reads as one string or comment, and PostgreSQL's scanner as operators, must not reach
+/// PostgreSQL's grammar unbounded (its output and decoding recurse once per level). The texts
+/// are spellings where the two scanners may part; none of them is known to have overflowed.
+#[test]
+fn a_chain_only_postgresql_reads_as_code_does_not_exhaust_the_stack() {
+    let chain = " + 1".repeat(20_000);
+    for sql in [
+        format!("SELECT id FROM customers WHERE note = '\\' , 1{chain} --'"),
+        format!("SELECT id FROM customers WHERE a$x$ = 1{chain} -- $x$"),
+        format!("SELECT id FROM customers -- /*\n WHERE id = 1{chain} */"),
+        // sqlparser reads a dollar-quoted string here (its nesting bound is 1); PostgreSQL's
+        // scanner a parameter with trailing junk, which its grammar rejects.
+        format!("SELECT id FROM customers WHERE $1$ = 1{chain} -- $1$"),
+    ] {
+        let r = on_worker_stack(|| analyze(&sql, &schema()));
+        assert!(matches!(r, Analysis::Refused(_)), "{sql:.80}: {r:?}");
+    }
+}
+
 #[test]
 fn unparseable_deep_text_is_refused_without_overflow() {
     too_complex(&format!(

@@ -362,21 +362,44 @@ fn a_protected_name_only_in_a_constant_of_an_unparsed_text_touches_nothing() {
 }
 
 /// Every reader that asks PostgreSQL's grammar (server-code calls, catalog views, settings,
-/// the tracker's statements, the audit normaliser) reads or refuses deeply nested text on an
-/// ordinary thread's stack: libpg_query bounds its own recursion.
+/// the tracker's statements, the audit normaliser, FETCH detection, view definitions) reads or
+/// refuses deeply nested text on a tokio worker's stack. libpg_query's parser is a loop, but
+/// its output and its decoding recurse once per level: `1+1+...` twenty thousand terms long
+/// overflowed 2 MiB there (the process aborts) until every reading went through
+/// `sql_limits::pg::parse`.
 #[test]
 fn deep_nesting_is_read_or_refused_by_every_reader_without_exhausting_the_stack() {
-    for depth in [100usize, 1000, 20000] {
-        let open = "(".repeat(depth);
-        let close = ")".repeat(depth);
+    let n = 20_000;
+    let shapes = [
+        format!("{}1{}", "(".repeat(n), ")".repeat(n)),
+        format!("1{}", "+1".repeat(n)),
+        format!("1{}", " || 1".repeat(n)),
+        format!("{}true", "NOT ".repeat(n)),
+        vec!["a = 1"; n].join(" AND "),
+        format!("{}1{}", "ARRAY[".repeat(n), "]".repeat(n)),
+        format!("{}1{}", "(SELECT ".repeat(n / 8), ")".repeat(n / 8)),
+    ];
+    for deep in shapes {
         let sql = format!(
-            "SELECT query_to_xml('x', true, false, '') FROM pg_stats WHERE {open}1{close} = 1; \
-             DO $$ BEGIN EXECUTE 'x'; END $$; PREPARE p AS SELECT {open}1{close}"
+            "SELECT query_to_xml('x', true, false, '') FROM pg_stats WHERE {deep} = 1; \
+             DO $$ BEGIN EXECUTE 'x'; END $$; PREPARE p AS SELECT {deep}; \
+             BEGIN ATOMIC SELECT 1; END; SET search_path = x; EXECUTE p({deep}); FETCH c"
         );
-        let _ = crate::analyze::exposing::exposing_object(&sql);
-        let _ = crate::analyze::sql_text::sql_text_calls(&sql);
-        let _ = crate::analyze::settings_changed(&sql);
-        let _ = crate::protocol::tracker::sql_effects(&sql);
-        let _ = crate::audit::normalize::normalize(&sql);
+        let read = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let _ = crate::analyze::exposing::exposing_object(&sql);
+                let _ = crate::analyze::sql_text::sql_text_calls(&sql);
+                let _ = crate::analyze::settings_changed(&sql);
+                let _ = crate::analyze::view_targets::view_targets(&sql);
+                let _ = crate::analyze::pg_reading::read(&sql);
+                let _ = crate::analyze::reading_within_limits(&sql);
+                let _ = crate::protocol::tracker::sql_effects(&sql);
+                let _ = crate::audit::normalize::normalize(&sql);
+                let _ = crate::sql_limits::pg::parse(&sql);
+            })
+            .unwrap()
+            .join();
+        assert!(read.is_ok(), "a reader overflowed the stack");
     }
 }

@@ -174,7 +174,7 @@ fn split(sql: &str, tokens: &[Tok<'_>]) -> Vec<Range<usize>> {
 /// Statement boundaries from PostgreSQL's grammar (`stmt_location`, `stmt_len`), as token
 /// ranges; `false` when the text does not parse.
 fn grammar_split(sql: &str, tokens: &[Tok<'_>], ranges: &mut Vec<Range<usize>>) -> bool {
-    let Ok(parsed) = pg_query::parse(sql) else {
+    let Ok(parsed) = crate::sql_limits::pg::parse(sql) else {
         return false;
     };
     for raw in &parsed.protobuf.stmts {

@@ -135,7 +135,7 @@ pub(super) fn plain_decimal(text: &str) -> Option<String> {
 /// statement) is left out. `None` when the text does not parse or is not only SELECT,
 /// INSERT, UPDATE and DELETE statements.
 pub(super) fn value_positions(sql: &str) -> Option<HashSet<usize>> {
-    let parsed = pg_query::parse(sql).ok()?;
+    let parsed = crate::sql_limits::pg::parse(sql).ok()?;
     let tree = serde_json::to_value(&parsed.protobuf).ok()?;
     let mut found = HashSet::new();
     for raw in tree.get("stmts")?.as_array()? {

@@ -131,7 +131,7 @@ impl ProtectedSession {
             IdentityTouch::BoundNames(_) => Ok(None),
             IdentityTouch::Unreadable => Err(self.identity_refused(PgError::error(
                 sqlstate::SYNTAX_ERROR,
-                "pgshroud could not read this statement with PostgreSQL's grammar; it was not sent",
+                format!("pgshroud could not read this statement with PostgreSQL's grammar (a syntax error, or nesting more than {} levels deep); it was not sent", crate::sql_limits::MAX_NESTING),
             ))),
             IdentityTouch::Refused(what) => {
                 // Where the role refuses the text too (server functions running SQL text),

@@ -154,7 +154,7 @@ pub(super) fn may_fetch(raw: &[u8], readable: Option<&str>, mode: TextMode) -> b
     let Some(sql) = readable.filter(|sql| tracker::reads_as_server(sql, mode)) else {
         return true;
     };
-    match pg_query::parse(sql) {
+    match crate::sql_limits::pg::parse(sql) {
         Ok(parsed) => parsed.protobuf.stmts.iter().any(|raw| {
             matches!(
                 raw.stmt.as_ref().and_then(|s| s.node.as_ref()),

@@ -21,6 +21,7 @@ use crate::protect::wire::{Bind, Parse};
 use crate::protocol::error::{sqlstate, PgError};
 use crate::protocol::types::frontend;
 use crate::protocol::verdict::Verdict;
+use crate::sql_limits::pg::Unparsed;
 
 impl ProtectedSession {
     /// An extended-protocol statement just read (Parse) or bound (Bind) changes the schema of
@@ -122,9 +123,12 @@ impl ProtectedSession {
         if !has_word_start(sql, b"execute") && !has_word_start(sql, b"prepare") {
             return Ok(());
         }
-        let Ok(parsed) = pg_query::parse(sql) else {
+        let parsed = match crate::sql_limits::pg::parse(sql) {
+            Ok(parsed) => parsed,
             // Not run by the server either (or refused elsewhere).
-            return Ok(());
+            Err(Unparsed::Rejected) => return Ok(()),
+            // The server may run it: its EXECUTE cannot be told apart.
+            Err(Unparsed::TooDeep) => return Err(too_deep_to_read()),
         };
         for raw in &parsed.protobuf.stmts {
             let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
@@ -231,6 +235,16 @@ fn not_planned() -> PgError {
         "pgshroud cannot plan a statement with values sent after a schema change on a protected table in the same pipeline: send Sync after the schema change, then this statement",
     )
     .with_detail(WHY)
+}
+
+fn too_deep_to_read() -> PgError {
+    PgError::error(
+        sqlstate::STATEMENT_TOO_COMPLEX,
+        format!(
+            "pgshroud cannot read a PREPARE or EXECUTE nested more than {} levels deep",
+            crate::sql_limits::MAX_NESTING
+        ),
+    )
 }
 
 fn not_planned_in_text() -> PgError {

@@ -1,10 +1,19 @@
-//! Resource limits of analysis: a bound on how deeply a statement nests, computed from its
-//! tokens before anything recursive runs, and a stack big enough for the analysis of a deep one.
+//! Resource limits of reading SQL: a bound on how deeply a statement nests, computed from its
+//! tokens before anything recursive runs, and a stack big enough for reading a deep one.
 //!
 //! Why from tokens: sqlparser builds left-associative operator chains (`a || b || ...`,
 //! `x AND y AND ...`, `UNION` chains) in a loop, so its own recursion limit does not stop a
 //! tree ten thousand levels deep; walking, visiting or merely dropping such a tree recurses
-//! once per level and would overflow the stack, which aborts the whole process.
+//! once per level and would overflow the stack, which aborts the whole process. PostgreSQL's
+//! grammar (libpg_query) does the same: its parser is a loop, but turning the tree it builds
+//! into pgshroud's (C output, then decoding) recurses once per level, and `1+1+...+1` twenty
+//! thousand terms long overflows a tokio worker's stack there. Each reader's tree is bounded
+//! from its own scanner's tokens: sqlparser's here ([`nesting_bound`]), PostgreSQL's in
+//! [`pg`] (every call of PostgreSQL's grammar goes through [`pg::parse`]).
+
+pub mod pg;
+
+use std::cell::Cell;
 
 use sqlparser::keywords::Keyword;
 use sqlparser::tokenizer::{Token, TokenWithSpan};
@@ -20,7 +29,7 @@ pub const MAX_NESTING: usize = 1_000;
 /// sqlparser's own recursion limit (nested parentheses, subqueries, CASE, arrays).
 pub const PARSER_RECURSION_LIMIT: usize = 50;
 
-/// Statements up to this bound are analysed on the caller's stack (a tokio worker's 2 MiB,
+/// Statements up to this bound are read on the caller's stack (a tokio worker's 2 MiB,
 /// of which such a statement needs under 1 MiB in debug builds, PostgreSQL's reading
 /// included); deeper ones on a thread of their own whose stack grows with the bound.
 pub const INLINE_NESTING: usize = 16;
@@ -35,37 +44,50 @@ const STACK_PER_UNIT: usize = 64 * 1024;
 const BASE_STACK: usize = 8 << 20;
 
 /// An upper bound (up to a constant factor) on the depth of the syntax tree sqlparser builds
-/// from `tokens`, parsed or not: every chain of operators is counted within its group (between
-/// parentheses, brackets, or `CASE ... END`), groups add up along their nesting, and list
-/// separators (`,`, `;`, `WHEN`/`THEN`/`ELSE` inside `CASE`) start a new sibling subtree.
-/// Identifiers and literals are leaves; every other token counts as a possible level.
+/// from `tokens`, parsed or not (see [`bound_of`]).
 pub fn nesting_bound(tokens: &[TokenWithSpan]) -> usize {
+    bound_of(tokens.iter().map(|t| class_of(&t.token)))
+}
+
+/// What a token is to the nesting bound, whichever scanner read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// Whitespace and comments.
+    Skip,
+    /// Identifiers, literals and parameters: never an operator, so never a level of their own.
+    Leaf,
+    OpenParen,
+    CloseParen,
+    OpenBracket,
+    CloseBracket,
+    Case,
+    End,
+    /// `,` and `;`: a new sibling subtree.
+    Separator,
+    /// `WHEN`, `THEN`, `ELSE`: a new sibling subtree inside `CASE ... END`.
+    CaseSeparator,
+    /// Everything else counts as a possible level.
+    Other,
+}
+
+/// Every chain of operators is counted within its group (between parentheses, brackets, or
+/// `CASE ... END`), groups add up along their nesting, and list separators (`,`, `;`,
+/// `WHEN`/`THEN`/`ELSE` inside `CASE`) start a new sibling subtree.
+fn bound_of(classes: impl Iterator<Item = Class>) -> usize {
     let mut stack = vec![Group::new(GroupKind::Top)];
-    for t in tokens {
+    for class in classes {
         let top = stack.last().map_or(GroupKind::Top, |g| g.kind);
-        match (&t.token, top) {
-            (Token::Whitespace(_), _) => {}
-            (Token::LParen, _) => stack.push(Group::new(GroupKind::Paren)),
-            (Token::LBracket, _) => stack.push(Group::new(GroupKind::Bracket)),
-            (Token::Word(w), _) if is_keyword(w, Keyword::CASE) => {
-                stack.push(Group::new(GroupKind::Case))
-            }
-            (Token::RParen, GroupKind::Paren)
-            | (Token::RBracket, GroupKind::Bracket)
-            | (Token::Word(_), GroupKind::Case)
-                if closes(&t.token, top) =>
-            {
-                close(&mut stack)
-            }
-            (Token::Comma | Token::SemiColon, _) => current(&mut stack).next_segment(),
-            (Token::Word(w), GroupKind::Case)
-                if [Keyword::WHEN, Keyword::THEN, Keyword::ELSE]
-                    .into_iter()
-                    .any(|k| is_keyword(w, k)) =>
-            {
+        match (class, top) {
+            (Class::Skip | Class::Leaf, _) => {}
+            (Class::OpenParen, _) => stack.push(Group::new(GroupKind::Paren)),
+            (Class::OpenBracket, _) => stack.push(Group::new(GroupKind::Bracket)),
+            (Class::Case, _) => stack.push(Group::new(GroupKind::Case)),
+            (Class::CloseParen, GroupKind::Paren)
+            | (Class::CloseBracket, GroupKind::Bracket)
+            | (Class::End, GroupKind::Case) => close(&mut stack),
+            (Class::Separator, _) | (Class::CaseSeparator, GroupKind::Case) => {
                 current(&mut stack).next_segment()
             }
-            (token, _) if is_leaf(token) => {}
             _ => current(&mut stack).ops += 1,
         }
     }
@@ -75,10 +97,35 @@ pub fn nesting_bound(tokens: &[TokenWithSpan]) -> usize {
     stack.pop().map_or(0, |g| g.depth())
 }
 
+/// A sqlparser token's class.
+fn class_of(token: &Token) -> Class {
+    match token {
+        Token::Whitespace(_) => Class::Skip,
+        Token::LParen => Class::OpenParen,
+        Token::RParen => Class::CloseParen,
+        Token::LBracket => Class::OpenBracket,
+        Token::RBracket => Class::CloseBracket,
+        Token::Comma | Token::SemiColon => Class::Separator,
+        Token::Word(w) if is_keyword(w, Keyword::CASE) => Class::Case,
+        Token::Word(w) if is_keyword(w, Keyword::END) => Class::End,
+        Token::Word(w)
+            if [Keyword::WHEN, Keyword::THEN, Keyword::ELSE]
+                .into_iter()
+                .any(|k| is_keyword(w, k)) =>
+        {
+            Class::CaseSeparator
+        }
+        token if is_leaf(token) => Class::Leaf,
+        _ => Class::Other,
+    }
+}
+
 /// Runs `analysis` with a stack big enough for a statement of nesting `bound`: inline for the
-/// common shallow statement, on a scoped thread otherwise. `None` if no thread could be started.
+/// common shallow statement (or on a thread this function started for a bound at least as
+/// deep: the analysis reads the text with PostgreSQL's grammar too, and each unit of stack
+/// is sized for both), on a scoped thread otherwise. `None` if no thread could be started.
 pub fn with_stack_for<T: Send>(bound: usize, analysis: impl FnOnce() -> T + Send) -> Option<T> {
-    if bound <= INLINE_NESTING {
+    if bound <= INLINE_NESTING || bound <= SIZED_FOR.with(Cell::get) {
         return Some(analysis());
     }
     let stack = BASE_STACK + bound.saturating_mul(STACK_PER_UNIT);
@@ -86,11 +133,20 @@ pub fn with_stack_for<T: Send>(bound: usize, analysis: impl FnOnce() -> T + Send
         std::thread::Builder::new()
             .name("pgshroud-analyse".into())
             .stack_size(stack)
-            .spawn_scoped(scope, analysis)
+            .spawn_scoped(scope, move || {
+                SIZED_FOR.with(|sized| sized.set(bound));
+                analysis()
+            })
             .ok()?
             .join()
             .ok()
     })
+}
+
+thread_local! {
+    /// The bound the current thread's stack was sized for by [`with_stack_for`] (0: a thread
+    /// it did not start).
+    static SIZED_FOR: Cell<usize> = const { Cell::new(0) };
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,14 +208,6 @@ fn close(stack: &mut Vec<Group>) {
     }
 }
 
-fn closes(token: &Token, kind: GroupKind) -> bool {
-    match (token, kind) {
-        (Token::RParen, GroupKind::Paren) | (Token::RBracket, GroupKind::Bracket) => true,
-        (Token::Word(w), GroupKind::Case) => is_keyword(w, Keyword::END),
-        _ => false,
-    }
-}
-
 fn is_keyword(w: &sqlparser::tokenizer::Word, keyword: Keyword) -> bool {
     w.quote_style.is_none() && w.keyword == keyword
 }
@@ -193,6 +241,20 @@ mod tests {
             .tokenize_with_location()
             .unwrap();
         nesting_bound(&tokens)
+    }
+
+    #[test]
+    fn a_reading_inside_a_sized_thread_runs_there_when_its_bound_fits() {
+        let id = || std::thread::current().id();
+        let (outer, fits, deeper) = with_stack_for(100, || {
+            let fits = with_stack_for(100, id).unwrap();
+            let deeper = with_stack_for(101, id).unwrap();
+            (id(), fits, deeper)
+        })
+        .unwrap();
+        assert_ne!(outer, id());
+        assert_eq!(fits, outer);
+        assert_ne!(deeper, outer);
     }
 
     #[test]
