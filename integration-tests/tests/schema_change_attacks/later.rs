@@ -252,3 +252,40 @@ async fn a_remembered_rollback_text_still_restores_the_view_to_the_proxy() {
     exchange(&mut c, &[build::query("ROLLBACK")]).await;
     still_in_step(&mut c).await;
 }
+
+/// The rollback prepared as a named statement in its own pipeline (before or after the drop),
+/// bound in a later one with the value behind it before the Sync: the Bind runs the rollback,
+/// so what follows waits for the look-up as behind a Parse of it (sealed or refused, never
+/// planned against the catalog without the view).
+#[tokio::test]
+async fn a_rollback_prepared_earlier_and_bound_with_a_value_behind_it_in_one_pipeline() {
+    for (undo, parsed_after_drop) in [
+        ("ROLLBACK TO SAVEPOINT a", false),
+        ("ROLLBACK TO SAVEPOINT a", true),
+        ("ROLLBACK", true),
+    ] {
+        let (db, _dir, proxy) = setup().await;
+        let mut c = session(&proxy, &db).await;
+        all_ran(&steps(&mut c, &[VIEW, "BEGIN", "SAVEPOINT a"]).await);
+        let prepare = [build::parse("undo", undo), build::sync()];
+        if !parsed_after_drop {
+            assert!(error_codes(&exchange(&mut c, &prepare).await).is_empty());
+        }
+        all_ran(&steps(&mut c, &["DROP VIEW notes"]).await);
+        if parsed_after_drop {
+            assert!(error_codes(&exchange(&mut c, &prepare).await).is_empty());
+        }
+        let msgs = exchange(&mut c, &run("select count(*) from notes", &[])).await;
+        assert_eq!(
+            data_rows(&msgs),
+            vec![vec![Some("0".to_owned())]],
+            "{msgs:?}"
+        );
+        let mut pipeline = vec![build::bind("", "undo", &[]), build::execute("")];
+        pipeline.extend(run(LOOKUP, &[SECRET]));
+        let msgs = exchange(&mut c, &pipeline).await;
+        sealed_or_refused(&msgs);
+        exchange(&mut c, &[build::query("ROLLBACK")]).await;
+        still_in_step(&mut c).await;
+    }
+}

@@ -69,6 +69,7 @@ impl ProtectedSession {
             described,
             effects: info.effects.clone(),
             unsettling: info.unsettling,
+            rolls_back: info.rolls_back,
             fetches: info.fetches,
             identity: info.identity.clone(),
         });
@@ -156,8 +157,11 @@ impl ProtectedSession {
         if let Err(error) = self.check_identity_bind(&info, &bind) {
             return self.refuse_extended(&error);
         }
-        if info.plan.as_ref().is_some_and(|p| p.refreshes_catalog) {
-            // A schema change prepared earlier runs now: look the catalog up after it.
+        if info.plan.as_ref().is_some_and(|p| p.refreshes_catalog)
+            || (info.rolls_back && self.ddl_in_txn)
+        {
+            // A schema change prepared earlier runs now (or a rollback that may undo the
+            // transaction's): look the catalog up after it.
             self.schema_changes();
         }
         let params: Vec<(usize, ParamSpec, u32)> = info

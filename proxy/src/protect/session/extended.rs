@@ -189,6 +189,7 @@ impl ProtectedSession {
             described: OnceLock::new(),
             effects,
             unsettling,
+            rolls_back: crate::protocol::text_settings::may_roll_back(&parse.query),
             fetches,
             identity,
         });
