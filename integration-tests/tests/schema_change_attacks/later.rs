@@ -289,3 +289,67 @@ async fn a_rollback_prepared_earlier_and_bound_with_a_value_behind_it_in_one_pip
         still_in_step(&mut c).await;
     }
 }
+
+/// A statement prepared in SQL while `notes` was plain, then the view; a PREPARE of the same
+/// name after the view that the server refuses (the name exists; or the transaction has
+/// failed, so a DEALLOCATE before it failed too): the server still holds the statement
+/// prepared before the view, so EXECUTE with a value must still be refused — the record of
+/// when a name was prepared follows what the server did, not what was sent.
+#[tokio::test]
+async fn a_failed_prepare_of_the_same_name_does_not_make_the_old_statement_new() {
+    for (second, in_failed_block) in [
+        ("PREPARE by_body(int) AS SELECT 1", false),
+        ("DEALLOCATE by_body; PREPARE by_body(int) AS SELECT 1", true),
+    ] {
+        let (db, _dir, proxy) = setup().await;
+        let mut c = session(&proxy, &db).await;
+        all_ran(
+            &steps(
+                &mut c,
+                &[
+                    "PREPARE by_body(bytea) AS SELECT id FROM notes WHERE body = $1",
+                    VIEW,
+                ],
+            )
+            .await,
+        );
+        if in_failed_block {
+            all_ran(&steps(&mut c, &["BEGIN"]).await);
+            let msgs = exchange(&mut c, &[build::query("SELECT 1/0")]).await;
+            assert_eq!(error_codes(&msgs), ["22012"], "{msgs:?}");
+        }
+        let msgs = exchange(&mut c, &[build::query(second)]).await;
+        assert!(
+            !error_codes(&msgs).is_empty(),
+            "the server refuses it: {msgs:?}"
+        );
+        if in_failed_block {
+            exchange(&mut c, &[build::query("ROLLBACK")]).await;
+        }
+        let execute = format!("EXECUTE by_body('{SECRET}')");
+        let msgs = exchange(&mut c, &[build::query(&execute)]).await;
+        assert_eq!(error_codes(&msgs), ["0A000"], "{second}: {msgs:?}");
+        let msgs = exchange(&mut c, &run(&execute, &[])).await;
+        assert_eq!(error_codes(&msgs), ["0A000"], "{second}: {msgs:?}");
+        still_in_step(&mut c).await;
+    }
+}
+
+/// A statement prepared by Parse (the protocol's namespace is the one SQL's EXECUTE runs
+/// from) whose `$1` pgshroud seals at each Bind: run by SQL `EXECUTE` with a literal argument,
+/// no Bind comes, so nothing would seal the value. Refused, before and after a schema change.
+#[tokio::test]
+async fn a_statement_prepared_by_parse_run_by_sql_execute_with_a_value() {
+    let (db, _dir, proxy) = setup().await;
+    let mut c = session(&proxy, &db).await;
+    let lookup = "select id from customers where email = $1";
+    let msgs = exchange(&mut c, &[build::parse("by_email", lookup), build::sync()]).await;
+    assert!(error_codes(&msgs).is_empty(), "{msgs:?}");
+    let execute = format!("EXECUTE by_email('{SECRET}')");
+    let msgs = exchange(&mut c, &[build::query(&execute)]).await;
+    sealed_or_refused(&msgs);
+    assert!(!error_codes(&msgs).is_empty(), "{msgs:?}");
+    let msgs = exchange(&mut c, &run(&execute, &[])).await;
+    assert!(!error_codes(&msgs).is_empty(), "{msgs:?}");
+    still_in_step(&mut c).await;
+}

@@ -267,12 +267,10 @@ pub struct ProtectedSession {
     /// A statement of the pipeline being sent changes the schema of a protected table:
     /// what follows it before the Sync cannot be planned (see `schema_change`).
     schema_changed_in_pipeline: bool,
-    /// SQL-level prepared statements (`PREPARE name`), by the name the server holds, and the
-    /// `plans_epoch` they were prepared under: after a layout change the server analyses
-    /// them again, so their EXECUTE with arguments is refused (see `schema_change`).
+    /// SQL-level prepared statements (`PREPARE name`) the server confirmed, by name, and the
+    /// `plans_epoch` they were prepared under: EXECUTE with arguments runs only those of the
+    /// current epoch (see `schema_change`).
     sql_prepared: std::collections::HashMap<String, u64>,
-    /// The oldest epoch of the names `sql_prepared` forgot when full (see `schema_change`).
-    sql_prepared_forgotten: Option<u64>,
     /// Rows of the catalog look-up in flight.
     lookup_rows: Vec<Vec<Option<String>>>,
     lookup_failed: bool,
@@ -366,7 +364,6 @@ impl ProtectedSession {
             refresh_at_sync: false,
             schema_changed_in_pipeline: false,
             sql_prepared: std::collections::HashMap::new(),
-            sql_prepared_forgotten: None,
             lookup_rows: Vec::new(),
             lookup_failed: false,
             lookups: 0,

@@ -60,7 +60,12 @@ impl ProtectedSession {
             _ => return self.unrecognised_effect(tag),
         };
         match effects.pop_front() {
-            Some((effect, ticket)) if effect.tag() == tag => self.names.confirm(ticket),
+            Some((effect, ticket)) if effect.tag() == tag => {
+                self.names.confirm(ticket);
+                if let tracker::SqlEffect::Prepare(name) = &effect {
+                    self.sql_prepare_done(name);
+                }
+            }
             Some((_, ticket)) => {
                 self.names.skipped(ticket);
                 self.unrecognised_effect(tag);

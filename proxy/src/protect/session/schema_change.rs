@@ -19,6 +19,7 @@ use crate::analyze::{self, StatementKind};
 use crate::protect::engine::Plan;
 use crate::protect::wire::{Bind, Parse};
 use crate::protocol::error::{sqlstate, PgError};
+use crate::protocol::tracker::Held;
 use crate::protocol::types::frontend;
 use crate::protocol::verdict::Verdict;
 use crate::sql_limits::pg::Unparsed;
@@ -111,16 +112,21 @@ impl ProtectedSession {
         }
     }
 
-    /// SQL-level `PREPARE` and `EXECUTE` in `sql`. A statement prepared in SQL is analysed by
-    /// pgshroud once, at PREPARE (a `$n` on a protected column is refused there), but the
-    /// server analyses it again whenever the catalog changes: after `CREATE TEMP VIEW notes`
-    /// over a protected table, `EXECUTE p('value')` of a `PREPARE p AS ... WHERE body = $1`
-    /// made while `notes` was plain would send the value unsealed. So an EXECUTE with
-    /// arguments of a statement prepared under another layout (or rules) is refused.
+    /// SQL-level `EXECUTE` with arguments in `sql`. Its arguments are literals the server
+    /// binds to the statement's parameters with no Bind pgshroud could seal, so it runs only
+    /// a statement pgshroud read as a SQL `PREPARE` (a `$n` compared with or written to a
+    /// protected column is refused there) and the server confirmed, under the current layout
+    /// and rules: the server analyses a prepared statement again whenever the catalog changes
+    /// (after `CREATE TEMP VIEW notes` over a protected table, `EXECUTE p('value')` of a
+    /// `PREPARE p AS ... WHERE body = $1` made while `notes` was plain would send the value
+    /// unsealed). A statement prepared by Parse (the same namespace: its `$n` is sealed at
+    /// Bind, and EXECUTE binds none), a name the session does not hold as SQL-prepared, or one
+    /// whose PREPARE the server refused (the old statement stands) is refused too. A PREPARE
+    /// earlier in the same query string counts: had it failed, the rest would not run.
     fn check_sql_execute(&mut self, sql: &str) -> Result<(), PgError> {
         use pg_query::NodeEnum;
-        // Keywords cannot be spelled with escapes: a text without either word has neither.
-        if !has_word_start(sql, b"execute") && !has_word_start(sql, b"prepare") {
+        // Keywords cannot be spelled with escapes: a text without the word has none.
+        if !has_word_start(sql, b"execute") {
             return Ok(());
         }
         let parsed = match crate::sql_limits::pg::parse(sql) {
@@ -130,6 +136,7 @@ impl ProtectedSession {
             // The server may run it: its EXECUTE cannot be told apart.
             Err(Unparsed::TooDeep) => return Err(too_deep_to_read()),
         };
+        let mut prepared_here = Vec::new();
         for raw in &parsed.protobuf.stmts {
             let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
                 continue;
@@ -141,15 +148,11 @@ impl ProtectedSession {
                 other => Some(other),
             };
             match inner {
-                Some(NodeEnum::PrepareStmt(s)) => self.note_sql_prepare(&s.name),
-                Some(NodeEnum::ExecuteStmt(s)) if !s.params.is_empty() => {
-                    // A name forgotten to keep the record bounded counts as prepared under the
-                    // oldest epoch any forgotten one had (fail closed).
-                    let prepared = self.sql_prepared.get(&s.name).copied();
-                    let prepared = prepared.or(self.sql_prepared_forgotten);
-                    if prepared.is_some_and(|epoch| epoch != self.plans_epoch) {
-                        return Err(prepared_before_a_change(&s.name));
-                    }
+                Some(NodeEnum::PrepareStmt(s)) => prepared_here.push(s.name.as_str()),
+                Some(NodeEnum::ExecuteStmt(s))
+                    if !s.params.is_empty() && !prepared_here.contains(&s.name.as_str()) =>
+                {
+                    self.check_execute_of(&s.name)?
                 }
                 _ => {}
             }
@@ -157,20 +160,44 @@ impl ProtectedSession {
         Ok(())
     }
 
-    /// Records a SQL `PREPARE` under the current epoch. The record is not shortened by
-    /// `DEALLOCATE` (which may yet fail), so it is bounded: when full, its names are forgotten
-    /// and the oldest epoch among them stands for every name it does not hold.
-    fn note_sql_prepare(&mut self, name: &str) {
+    /// An EXECUTE with arguments of `name` outside the text that prepared it.
+    fn check_execute_of(&self, name: &str) -> Result<(), PgError> {
+        // As the server will hold the name when the EXECUTE arrives: made by a SQL PREPARE
+        // (the tracker's `Foreign`), not by Parse, not closed since.
+        if !matches!(self.names.statement(name), Some(Held::Foreign)) {
+            return Err(not_prepared_in_sql(name));
+        }
+        match self.sql_prepared.get(name) {
+            Some(&epoch) if epoch == self.plans_epoch => Ok(()),
+            Some(_) => Err(prepared_before_a_change(name)),
+            None => Err(not_prepared_in_sql(name)),
+        }
+    }
+
+    /// Records a SQL `PREPARE` of `name` the server has just confirmed, under the current
+    /// epoch (a look-up that changes it waits for the Sync after the PREPARE's answer). When
+    /// the record is full it is forgotten: EXECUTE with arguments of a forgotten name is
+    /// refused until it is prepared again.
+    pub(super) fn sql_prepare_done(&mut self, name: &str) {
         if self.sql_prepared.len() >= SQL_PREPARED_KEPT && !self.sql_prepared.contains_key(name) {
-            let oldest = self.sql_prepared.drain().map(|(_, epoch)| epoch).min();
-            self.sql_prepared_forgotten = self.sql_prepared_forgotten.min(oldest).or(oldest);
+            self.sql_prepared.clear();
         }
         self.sql_prepared.insert(name.to_owned(), self.plans_epoch);
     }
 }
 
-/// SQL-prepared statement names whose epoch is kept one by one.
+/// SQL-prepared statement names whose epoch is kept.
 const SQL_PREPARED_KEPT: usize = 1024;
+
+fn not_prepared_in_sql(name: &str) -> PgError {
+    PgError::error(
+        sqlstate::FEATURE_NOT_SUPPORTED,
+        format!(
+            "pgshroud runs EXECUTE with arguments only of a statement prepared with PREPARE in this session since the catalog or rules last changed, and \"{name}\" is not one: PREPARE it (again), or send its parameters in a Bind"
+        ),
+    )
+    .with_detail("EXECUTE's arguments reach the server without a Bind, so pgshroud cannot seal them for a protected column; a PREPARE it has read cannot compare or write a protected column with a parameter.")
+}
 
 fn prepared_before_a_change(name: &str) -> PgError {
     PgError::error(
@@ -290,24 +317,55 @@ mod tests {
         assert_eq!(refusal_code(&s.client_message(&after)), None);
     }
 
+    /// A SQL PREPARE the server answered, as a simple Query.
+    fn prepared(s: &mut super::ProtectedSession, name: &str) {
+        let sql = format!("prepare {name} as select $1::int");
+        assert_eq!(refusal_code(&s.client_message(&query(&sql))), None);
+        answer(s, &["CPREPARE\0", "ZI"]);
+    }
+
+    #[test]
+    fn execute_with_arguments_runs_only_what_the_server_confirmed_as_sql_prepared_now() {
+        let mut s = catalog_session("app");
+        prepared(&mut s, "p");
+        assert!(s.check_sql_execute("execute p(1)").is_ok());
+        // Refused by the server (the name exists): the record keeps its epoch.
+        s.plans_epoch += 1;
+        let again = query("prepare p as select $1::int");
+        assert_eq!(refusal_code(&s.client_message(&again)), None);
+        answer(&mut s, &["E", "ZI"]);
+        assert!(
+            s.check_sql_execute("execute p(1)").is_err(),
+            "before the change"
+        );
+        assert!(
+            s.check_sql_execute("execute p").is_ok(),
+            "no argument, no value"
+        );
+        // Prepared in the same text, or again after the change: runs.
+        assert!(s
+            .check_sql_execute("prepare q as select $1::int; execute q(1)")
+            .is_ok());
+        prepared(&mut s, "fresh");
+        assert!(s.check_sql_execute("execute fresh(1)").is_ok());
+        // Unknown, or prepared by Parse (its `$n` is sealed only at Bind): refused.
+        assert!(s.check_sql_execute("execute nobody(1)").is_err());
+        s.client_message(&parse("by_parse", "select $1::int"));
+        s.client_message(&sync());
+        answer(&mut s, &["1", "ZI"]);
+        assert!(s.check_sql_execute("execute by_parse(1)").is_err());
+    }
+
     #[test]
     fn the_record_of_sql_prepared_statements_is_bounded_and_fails_closed() {
         let mut s = catalog_session("app");
         for i in 0..=super::SQL_PREPARED_KEPT {
-            s.check_sql_execute(&format!("prepare p{i} as select $1::int"))
-                .expect("prepare");
+            prepared(&mut s, &format!("p{i}"));
         }
         assert_eq!(s.sql_prepared.len(), 1, "forgotten when full");
-        s.plans_epoch += 1;
-        // A forgotten name, prepared before the change: refused as a kept one would be.
-        assert!(s.check_sql_execute("execute p0(1)").is_err());
-        assert!(
-            s.check_sql_execute("execute p0").is_ok(),
-            "no argument, no value"
-        );
-        s.check_sql_execute("prepare fresh as select $1::int")
-            .expect("prepare");
-        assert!(s.check_sql_execute("execute fresh(1)").is_ok());
+        assert!(s.check_sql_execute("execute p0(1)").is_err(), "forgotten");
+        let last = super::SQL_PREPARED_KEPT;
+        assert!(s.check_sql_execute(&format!("execute p{last}(1)")).is_ok());
     }
 
     #[test]
