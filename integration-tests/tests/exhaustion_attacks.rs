@@ -32,7 +32,9 @@ async fn a_statement_just_under_the_nesting_bound_is_planned_without_overflowing
         assert!(rows(&r).is_empty(), "n = {n}");
         // The same shape again, now from the template.
         let again = sql.replace("email = 'x'", "email = 'y'");
-        c.simple_query(&again).await.expect("answered from the shape");
+        c.simple_query(&again)
+            .await
+            .expect("answered from the shape");
         still_up(&f, &c).await;
     }
 }
@@ -58,4 +60,75 @@ async fn sql_text_calls_just_under_the_nesting_bound_leave_the_proxy_up() {
             .await
             .expect("new session");
     }
+}
+
+/// This process's virtual memory size (the proxy runs inside it), from /proc.
+fn vm_size_bytes() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmSize:"))
+        .expect("VmSize");
+    let kib: usize = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .expect("a number of kB");
+    kib * 1024
+}
+
+/// A message header claiming 200 MiB (under `max_message_size`), then silence: the relay
+/// reserved the whole claimed length at once, per connection, before a byte of the body came
+/// (PostgreSQL's pq_getmessage does the same, but for one backend; here every session shares
+/// the process). Sixteen such connections reserved over 3 GiB; the reservation now grows with
+/// the bytes that arrive.
+#[tokio::test]
+async fn claimed_message_lengths_are_not_reserved_ahead_of_the_bytes() {
+    use pgshroud_integration_tests::raw::RawClient;
+    use pgshroud_integration_tests::users;
+    let f = Fixture::new().await;
+    let claimed: u32 = 200 << 20;
+    let before = vm_size_bytes();
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        let mut raw = RawClient::login_trust(f.proxy.port(), users::TRUST, &f.db).await;
+        let mut header = vec![b'Q'];
+        header.extend_from_slice(&claimed.to_be_bytes());
+        header.extend_from_slice(b"SELECT ");
+        raw.send(&header).await;
+        held.push(raw);
+    }
+    // Let every session read its header.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let grown = vm_size_bytes().saturating_sub(before);
+    assert!(
+        grown < 1 << 30,
+        "{} MiB reserved for {} MiB of claims",
+        grown >> 20,
+        (16 * claimed as usize) >> 20
+    );
+    drop(held);
+    let c = f.app().await;
+    still_up(&f, &c).await;
+}
+
+/// Large statements still pass (the relay's buffer grows with the bytes), and distinct large
+/// texts on a protected table are each answered (the exact-text plan cache keeps none over
+/// 1 MiB and at most 64 MiB in all: `plan_cache.rs`).
+#[tokio::test]
+async fn large_distinct_statements_on_a_protected_table_are_answered() {
+    let f = Fixture::new().await;
+    let c = f.app().await;
+    for i in 0..4 {
+        let big = "y".repeat(3 << 20);
+        let sql = format!("SELECT id FROM customers WHERE email = 'x{i}' AND name = '{big}'");
+        let r = c.simple_query(&sql).await.expect("answered");
+        assert!(rows(&r).is_empty());
+        let r = c
+            .query(sql.as_str(), &[])
+            .await
+            .expect("answered through Parse");
+        assert!(r.is_empty());
+    }
+    still_up(&f, &c).await;
 }
