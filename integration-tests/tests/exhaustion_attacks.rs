@@ -192,3 +192,48 @@ async fn the_most_parameters_and_a_long_in_list_on_a_protected_column_are_answer
     assert!(rows(&r).is_empty());
     still_up(&f, &c).await;
 }
+
+/// Values written to or compared with protected columns are parsed by pgshroud before
+/// sealing: a jsonb document nested 100,000 deep and an array literal of 100,000 nested braces
+/// are refused with an error (the jsonb parser stops at 256 levels, the array parser is a
+/// loop and takes one dimension), never recursed into, as literals and as bound text values.
+#[tokio::test]
+async fn deeply_nested_values_for_protected_columns_are_refused_not_recursed_into() {
+    use pgshroud_integration_tests::raw::{build, error_codes, RawClient};
+    use pgshroud_integration_tests::users;
+    let f = Fixture::new().await;
+    let c = f.app().await;
+    let mut raw = RawClient::login_trust(f.proxy.port(), users::TRUST, &f.db).await;
+    let n = 100_000;
+    let array = format!("{}1{}", "[".repeat(n), "]".repeat(n));
+    let object = format!("{}1{}", "{\"a\":".repeat(n), "}".repeat(n));
+    for doc in [array, object] {
+        let sql = format!("INSERT INTO typed (v_jsonb) VALUES ('{doc}')");
+        let e = c.simple_query(&sql).await.expect_err("refused");
+        assert_eq!(code(&e), "22P02", "{e}");
+        raw.send(&build::pipeline(&[
+            build::parse("", "INSERT INTO typed (v_jsonb) VALUES ($1)"),
+            build::bind("", "", &[&doc]),
+            build::execute(""),
+            build::sync(),
+        ]))
+        .await;
+        let replies = raw.recv_until_ready().await;
+        assert_eq!(error_codes(&replies), ["22P02"], "{replies:?}");
+        still_up(&f, &c).await;
+    }
+    let braces = format!("{}a{}", "{".repeat(n), "}".repeat(n));
+    let sql = format!("SELECT id FROM customers WHERE email = ANY('{braces}')");
+    let e = c.simple_query(&sql).await.expect_err("refused");
+    assert_eq!(code(&e), "0A000", "{e}");
+    raw.send(&build::pipeline(&[
+        build::parse("", "SELECT id FROM customers WHERE email = ANY($1)"),
+        build::bind("", "", &[&braces]),
+        build::execute(""),
+        build::sync(),
+    ]))
+    .await;
+    let replies = raw.recv_until_ready().await;
+    assert_eq!(error_codes(&replies), ["22P02"], "{replies:?}");
+    still_up(&f, &c).await;
+}
