@@ -237,3 +237,58 @@ async fn deeply_nested_values_for_protected_columns_are_refused_not_recursed_int
     assert_eq!(error_codes(&replies), ["22P02"], "{replies:?}");
     still_up(&f, &c).await;
 }
+
+/// This process's resident memory (the proxy runs inside it), from /proc.
+fn vm_rss_bytes() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let kib: usize = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS");
+    kib * 1024
+}
+
+/// A client that asks for a large result and never reads it: pgshroud forwards with
+/// backpressure (each pump writes what it read before reading more), so the server ends up
+/// blocked writing to it (`ClientWrite`) while the proxy holds little; buffering without limit
+/// would hold the stream (2 GB here) in memory.
+#[tokio::test]
+async fn a_client_that_never_reads_a_large_result_holds_back_the_server_not_the_proxy() {
+    use pgshroud_integration_tests::raw::{build, RawClient};
+    use pgshroud_integration_tests::{cluster, users};
+    let f = Fixture::new().await;
+    let admin = cluster().admin_client_for(&f.db).await;
+    let before = vm_rss_bytes();
+    let mut raw = RawClient::login_trust(f.proxy.port(), users::TRUST, &f.db).await;
+    raw.send(&build::query(
+        "SELECT repeat('x', 1000) AS pgshroud_flood FROM generate_series(1, 2000000)",
+    ))
+    .await;
+    let mut blocked = false;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let r = admin
+            .query(
+                "SELECT wait_event FROM pg_stat_activity WHERE query LIKE '%pgshroud_flood%' \
+                 AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .await
+            .expect("activity");
+        let event: Option<String> = r.first().and_then(|row| row.get(0));
+        if event.as_deref() == Some("ClientWrite") {
+            blocked = true;
+            break;
+        }
+    }
+    assert!(blocked, "the server never waited on the proxy");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let grown = vm_rss_bytes().saturating_sub(before);
+    eprintln!("resident memory grew {} MiB", grown >> 20);
+    assert!(grown < 256 << 20, "{} MiB held", grown >> 20);
+    drop(raw);
+    let c = f.app().await;
+    still_up(&f, &c).await;
+}
