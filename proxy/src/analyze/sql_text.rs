@@ -58,9 +58,15 @@ pub enum SqlText {
 /// PostgreSQL's grammar does not accept (or that nests too deeply for it) is `Unreadable`.
 pub fn sql_text_calls(sql: &str) -> SqlText {
     let unparsed = || SqlText::Unreadable("a statement pgshroud cannot parse".to_owned());
-    let Ok(parsed) = crate::sql_limits::pg::parse(sql) else {
-        return unparsed();
-    };
+    // The tree's serde form is built and walked recursively, a few frames per level: on the
+    // stack sized for the text (a text just under the nesting bound overflowed a session
+    // thread's 2 MiB here).
+    crate::sql_limits::pg::parse_with(sql, |parsed| calls_in(&parsed))
+        .unwrap_or_else(|_| unparsed())
+}
+
+fn calls_in(parsed: &pg_query::ParseResult) -> SqlText {
+    let unparsed = || SqlText::Unreadable("a statement pgshroud cannot parse".to_owned());
     let Ok(tree) = serde_json::to_value(&parsed.protobuf) else {
         return unparsed();
     };

@@ -1,9 +1,11 @@
 //! One parsed statement: its kind, the walk that fits it, and the final checks on `$n`
 //! parameters, producing a `StatementInfo` or a refusal.
 
+use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{visit_expressions, Expr, Query, SetExpr, Statement, Value};
+use sqlparser::tokenizer::Location;
 
 use super::copy::CopyStatement;
 use super::expr::Outputs;
@@ -201,17 +203,40 @@ impl<'a> Walker<'a> {
     /// The same `$n` is encrypted once per Bind, so every occurrence of a protected parameter
     /// must be a protected site, all with one key context and one shape (value or array).
     fn check_params(&self, stmt: &Statement) -> Res<()> {
+        // By parameter number, in one pass (a statement may hold 65,535 of them: pairwise
+        // checks took a minute there): the first anchor of each number, whether a later one
+        // differs from it in shape or key context (contexts are compared for equality, so
+        // agreeing with the first is agreeing with all), and every anchor's location.
+        let mut by_index: HashMap<usize, IndexAnchors> = HashMap::new();
         for (i, a) in self.param_anchors.iter().enumerate() {
-            for b in &self.param_anchors[i + 1..] {
-                if a.index == b.index
-                    && (a.array != b.array || !self.same_context(a.column, b.column))
-                {
-                    return Err(self.refuse(
-                        a.column,
-                        "using one $n parameter for columns with different key contexts or shapes",
-                    ));
+            match by_index.get_mut(&a.index) {
+                None => {
+                    let anchors = IndexAnchors {
+                        first: i,
+                        differs: false,
+                        locations: HashSet::from([a.location]),
+                    };
+                    by_index.insert(a.index, anchors);
+                }
+                Some(group) => {
+                    let first = &self.param_anchors[group.first];
+                    group.differs |=
+                        first.array != a.array || !self.same_context(first.column, a.column);
+                    group.locations.insert(a.location);
                 }
             }
+        }
+        // The earliest anchor that some later anchor of its number differs from.
+        let differing = by_index
+            .values()
+            .filter(|g| g.differs)
+            .map(|g| g.first)
+            .min();
+        if let Some(first) = differing {
+            return Err(self.refuse(
+                self.param_anchors[first].column,
+                "using one $n parameter for columns with different key contexts or shapes",
+            ));
         }
         let mixed = visit_expressions(stmt, |e| {
             let Expr::Value(v) = e else {
@@ -223,10 +248,9 @@ impl<'a> Walker<'a> {
             let Some(index) = placeholder_index(p) else {
                 return ControlFlow::Continue(());
             };
-            let mut same_index = self.param_anchors.iter().filter(|a| a.index == index);
-            match same_index.clone().next() {
-                Some(a) if !same_index.any(|a| a.location == v.span.start) => {
-                    ControlFlow::Break(a.column)
+            match by_index.get(&index) {
+                Some(g) if !g.locations.contains(&v.span.start) => {
+                    ControlFlow::Break(self.param_anchors[g.first].column)
                 }
                 _ => ControlFlow::Continue(()),
             }
@@ -239,6 +263,15 @@ impl<'a> Walker<'a> {
             ControlFlow::Continue(()) => Ok(()),
         }
     }
+}
+
+/// The anchors of one `$n` (see `check_params`).
+struct IndexAnchors {
+    /// Position of the first in `param_anchors`.
+    first: usize,
+    /// A later one differs from the first in shape or key context.
+    differs: bool,
+    locations: HashSet<Location>,
 }
 
 /// Statements that name tables without reading or writing column values.

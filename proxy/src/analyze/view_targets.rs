@@ -18,7 +18,13 @@ pub struct ViewTarget {
 /// The output positions of a view definition, or `None` when the text is not one query
 /// PostgreSQL reads (the caller then treats every output as reached by everything).
 pub fn view_targets(definition: &str) -> Option<Vec<ViewTarget>> {
-    let parsed = crate::sql_limits::pg::parse(definition).ok()?;
+    // The tree's serde form is built and walked recursively: on the stack sized for the text.
+    crate::sql_limits::pg::parse_with(definition, |parsed| targets_in(&parsed))
+        .ok()
+        .flatten()
+}
+
+fn targets_in(parsed: &pg_query::ParseResult) -> Option<Vec<ViewTarget>> {
     let tree = serde_json::to_value(&parsed.protobuf).ok()?;
     let stmts = tree.get("stmts")?.as_array()?;
     let [stmt] = stmts.as_slice() else {

@@ -44,6 +44,11 @@ pub enum RelayEnd {
     },
 }
 
+/// Most a client's message header can make the relay reserve before the bytes arrive: a
+/// header claiming `max_message_size` (256 MiB) and then silence reserved all of it at once,
+/// per connection. Past this the buffer grows as the body comes (doubling, so still linear).
+const RESERVE_AHEAD: usize = 1 << 20;
+
 /// Bytes one direction forwards between turns it gives the other sessions of its thread.
 const TURN_BYTES: usize = 64 * 1024;
 
@@ -118,7 +123,7 @@ pub async fn client_to_server(
         }
         out.sent(&mut client.buf.buf);
         if let Some(more) = want {
-            client.buf.buf.reserve(more);
+            client.buf.buf.reserve(more.min(RESERVE_AHEAD));
         }
         if held {
             // A statement waits for the catalog look-up sent ahead of it (or one in flight):

@@ -31,6 +31,24 @@ pub fn parse(sql: &str) -> Result<pg_query::ParseResult, Unparsed> {
         .map_err(|_| Unparsed::Rejected)
 }
 
+/// PostgreSQL's grammar on `sql`, then `read` on the tree, both on the stack sized for the
+/// text: for readers that walk the tree recursively (or turn it into another tree), whose
+/// recursion, like dropping the tree, costs stack per level. [`parse`] hands the tree to the
+/// caller's stack, where a walk near [`MAX_NESTING`] deep overflowed a session thread's.
+pub fn parse_with<T: Send>(
+    sql: &str,
+    read: impl FnOnce(pg_query::ParseResult) -> T + Send,
+) -> Result<T, Unparsed> {
+    let scanned = pg_query::scan(sql).map_err(|_| Unparsed::Rejected)?;
+    let bound = nesting_bound(&scanned);
+    if bound > MAX_NESTING {
+        return Err(Unparsed::TooDeep);
+    }
+    with_stack_for(bound, || pg_query::parse(sql).map(read))
+        .ok_or(Unparsed::TooDeep)?
+        .map_err(|_| Unparsed::Rejected)
+}
+
 /// The nesting bound of a text from PostgreSQL's scanner's tokens, counted as
 /// [`super::nesting_bound`] counts sqlparser's.
 pub fn nesting_bound(scanned: &ScanResult) -> usize {

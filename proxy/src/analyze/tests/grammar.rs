@@ -403,3 +403,53 @@ fn deep_nesting_is_read_or_refused_by_every_reader_without_exhausting_the_stack(
         assert!(read.is_ok(), "a reader overflowed the stack");
     }
 }
+
+/// The same readers on texts nesting just under the bound, which are parsed: each tree is read
+/// (and dropped) on a 2 MiB stack without overflowing it. The readers that walk the tree's
+/// serde form (SQL-text calls, view definitions) overflowed it here until they read on the
+/// stack sized for the text (`sql_limits::pg::parse_with`).
+#[test]
+fn nesting_just_under_the_bound_is_read_by_every_reader_without_exhausting_the_stack() {
+    type Shape = fn(usize) -> String;
+    let shapes: [Shape; 7] = [
+        |k| format!("{}1{}", "(".repeat(k), ")".repeat(k)),
+        |k| format!("1{}", "+1".repeat(k)),
+        |k| format!("'a'{}", " || 'b'".repeat(k)),
+        |k| format!("{}true", "NOT ".repeat(k)),
+        |k| vec!["1 = 1"; k].join(" AND "),
+        |k| format!("{}1{}", "ARRAY[".repeat(k), "]".repeat(k)),
+        |k| format!("{}1{}", "(SELECT ".repeat(k), ")".repeat(k)),
+    ];
+    let statements: [fn(&str) -> String; 2] = [
+        |deep| format!("SELECT query_to_xml('x', true, false, '') WHERE {deep} IS NOT NULL"),
+        |deep| format!("PREPARE p AS SELECT {deep}"),
+    ];
+    let bound = |sql: &str| crate::sql_limits::pg::nesting_bound(&pg_query::scan(sql).unwrap());
+    for shape in shapes {
+        for statement in statements {
+            // The deepest text of this shape still under the bound (so it is parsed).
+            let mut k = crate::sql_limits::MAX_NESTING;
+            while bound(&statement(&shape(k))) > crate::sql_limits::MAX_NESTING {
+                k -= 1;
+            }
+            let sql = statement(&shape(k));
+            assert!(crate::sql_limits::pg::parse(&sql).is_ok(), "{sql:.60}");
+            let read = std::thread::Builder::new()
+                .stack_size(2 << 20)
+                .spawn(move || {
+                    let _ = crate::analyze::exposing::exposing_object(&sql);
+                    let _ = crate::analyze::sql_text::sql_text_calls(&sql);
+                    let _ = crate::analyze::settings_changed(&sql);
+                    let _ = crate::analyze::view_targets::view_targets(&sql);
+                    let _ = crate::analyze::pg_reading::read(&sql);
+                    let _ = crate::analyze::reading_within_limits(&sql);
+                    let _ = crate::protocol::tracker::sql_effects(&sql);
+                    let _ = crate::audit::normalize::normalize(&sql);
+                    let _ = crate::sql_limits::pg::parse(&sql);
+                })
+                .unwrap()
+                .join();
+            assert!(read.is_ok(), "a reader overflowed the stack");
+        }
+    }
+}

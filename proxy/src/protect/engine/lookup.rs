@@ -9,9 +9,6 @@ use super::template::Template;
 use super::{Layout, PlanKey, Protection};
 use crate::protect::catalog::Catalog;
 
-/// Bound on cached plans; a full cache is simply cleared (plans are cheap to rebuild).
-const PLAN_CACHE_LIMIT: usize = 10_000;
-
 /// Where a plan came from (counted in `pgshroud_plan_cache_lookups_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlanSource {
@@ -60,7 +57,7 @@ impl Protection {
     ) -> (Arc<Plan>, PlanSource) {
         let tenant = tenant.filter(|_| self.has_per_tenant());
         let key = (layout.fingerprint, tenant.map(Arc::from), sql.to_owned());
-        if let Some(plan) = self.cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+        if let Some(plan) = self.cache.lock().ok().and_then(|c| c.get(&key)) {
             return (plan, PlanSource::Exact);
         }
         let scope = shape_scope(layout.fingerprint, tenant);
@@ -102,14 +99,16 @@ impl Protection {
     /// Keeps a fully built plan in the exact-text cache. Plans filled from a template are not
     /// kept: filling one again costs little more than the look-up, and a stream of new
     /// literals (each text seen once) would fill the cache and clear it every
-    /// `PLAN_CACHE_LIMIT` statements, dropping the plans the full path built with it.
+    /// few thousand statements, dropping the plans the full path built with it.
     fn keep_exact(&self, key: PlanKey, plan: Arc<Plan>) {
         if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= PLAN_CACHE_LIMIT {
-                cache.clear();
-            }
             cache.insert(key, plan);
         }
+    }
+
+    /// Plans in the exact-text cache and the bytes counted for them (tests and benches).
+    pub fn exact_cache_usage(&self) -> (usize, usize) {
+        self.cache.lock().map_or((0, 0), |c| c.usage())
     }
 }
 

@@ -8,6 +8,7 @@
 mod compared_sites;
 mod lookup;
 mod plan;
+mod plan_cache;
 mod shape;
 mod shape_cache;
 mod shape_check;
@@ -115,7 +116,7 @@ pub struct Protection {
     base: ProtectedSchema,
     /// Keyed by layout, tenant (when per-tenant columns exist: their literals are sealed
     /// with the tenant's key, so a plan built for one tenant never serves another) and text.
-    cache: Mutex<HashMap<PlanKey, Arc<Plan>>>,
+    cache: Mutex<plan_cache::PlanCache>,
     /// Templates by statement shape (see `template.rs`): no values, no ciphertext, so one
     /// serves every tenant; each filling seals with the session's tenant.
     shapes: shape_cache::ShapeCache,
@@ -192,7 +193,7 @@ impl Protection {
             by_name,
             tables,
             base,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::default(),
             shapes: Default::default(),
             guards,
         }

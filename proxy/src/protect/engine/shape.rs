@@ -135,7 +135,15 @@ pub(super) fn plain_decimal(text: &str) -> Option<String> {
 /// statement) is left out. `None` when the text does not parse or is not only SELECT,
 /// INSERT, UPDATE and DELETE statements.
 pub(super) fn value_positions(sql: &str) -> Option<HashSet<usize>> {
-    let parsed = crate::sql_limits::pg::parse(sql).ok()?;
+    // The tree is turned into JSON and walked recursively, a few frames per level: on the
+    // stack sized for the text (a statement just under the nesting bound overflowed a
+    // session thread's 2 MiB here, aborting the process).
+    crate::sql_limits::pg::parse_with(sql, |parsed| value_positions_in(&parsed))
+        .ok()
+        .flatten()
+}
+
+fn value_positions_in(parsed: &pg_query::ParseResult) -> Option<HashSet<usize>> {
     let tree = serde_json::to_value(&parsed.protobuf).ok()?;
     let mut found = HashSet::new();
     for raw in tree.get("stmts")?.as_array()? {

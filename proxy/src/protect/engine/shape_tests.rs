@@ -387,3 +387,23 @@ fn national_strings_at_a_protected_column_are_refused_not_sealed_as_written() {
         );
     }
 }
+
+/// Deriving a template reads the parse tree as JSON, recursively: a statement on a protected
+/// table nesting just under the bound (analysed, not refused) overflowed a session thread's
+/// 2 MiB stack there and aborted the process. It now runs on the stack sized for the text.
+#[test]
+fn value_positions_of_a_statement_just_under_the_bound_fit_a_session_stack() {
+    let n = crate::sql_limits::MAX_NESTING - 10;
+    let sql = format!(
+        "SELECT id FROM customers WHERE email = 'x' AND name = 'a'{}",
+        " || 'b'".repeat(n)
+    );
+    let positions = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || super::shape::value_positions(&sql))
+        .unwrap()
+        .join()
+        .expect("the reading overflowed the stack");
+    // `email = 'x'` is a comparison operand; the chain's literals are not values.
+    assert_eq!(positions.map(|p| p.len()), Some(1));
+}

@@ -41,6 +41,9 @@ use crate::protocol::text_settings::TextMode;
 const SLOTS: usize = 8;
 /// How many shapes a session remembers (a ring).
 const SHAPE_SLOTS: usize = 8;
+/// The longest text remembered, or matched against a remembered shape: with the slots above,
+/// at most about 1 MiB per session.
+pub(super) const MAX_KEPT_TEXT: usize = 64 * 1024;
 /// How many look-up keys of harmless texts no shape matched a session keeps (a ring).
 const SEEN_SLOTS: usize = 16;
 
@@ -162,9 +165,11 @@ impl HarmlessTexts {
 }
 
 /// ASCII without a backslash reads the same under every client_encoding pgshroud allows and
-/// either standard_conforming_strings.
+/// either standard_conforming_strings. Only texts up to [`MAX_KEPT_TEXT`] bytes: the slots
+/// were bounded in number only, and eight 200 MiB texts (or shapes of them) stayed with the
+/// session for its life; longer texts take the full path, whose cost is small next to theirs.
 pub(super) fn keepable(text: &[u8]) -> bool {
-    text.is_ascii() && !text.contains(&b'\\')
+    text.len() <= MAX_KEPT_TEXT && text.is_ascii() && !text.contains(&b'\\')
 }
 
 #[cfg(test)]
@@ -176,6 +181,18 @@ mod tests {
         plans_epoch: 0,
         mode: TextMode::Standard,
     };
+
+    #[test]
+    fn long_texts_are_not_kept() {
+        let mut h = HarmlessTexts::default();
+        let long = format!("select '{}'", "x".repeat(MAX_KEPT_TEXT));
+        h.remember(NOW, &long);
+        assert_eq!(h.known(NOW, long.as_bytes()), None);
+        assert!(h.texts.is_empty());
+        let fits = format!("select '{}'", "x".repeat(MAX_KEPT_TEXT - 20));
+        h.remember(NOW, &fits);
+        assert!(h.known(NOW, fits.as_bytes()).is_some());
+    }
 
     #[test]
     fn only_the_same_bytes_under_the_same_rules_are_known() {
