@@ -39,7 +39,7 @@ impl ProtectedSession {
     /// so what follows in the pipeline waits for the look-up after its Sync, as behind a
     /// schema change.
     pub(super) fn parse_may_undo_schema_changes(&mut self, sql: &[u8]) {
-        if self.ddl_in_txn && crate::protocol::text_settings::may_roll_back(sql) {
+        if self.ddl_in_txn && may_end_rolling_back(sql) {
             self.schema_changes();
         }
     }
@@ -94,8 +94,39 @@ impl ProtectedSession {
     /// catalog pgshroud has not read yet: `EXECUTE` of a statement prepared under another
     /// layout, values behind a rollback of the transaction's schema changes.
     pub(super) fn check_catalog_dependent(&mut self, sql: &str) -> Result<(), PgError> {
+        let mode = self.settings.mode();
+        if !crate::protocol::tracker::reads_as_server(sql, mode) {
+            return self.check_catalog_dependent_unread(sql.as_bytes());
+        }
         self.check_behind_rollback(sql)?;
         self.check_sql_execute(sql)
+    }
+
+    /// [`Self::check_catalog_dependent`] of a text PostgreSQL's grammar, as pgshroud runs
+    /// it, does not read as the server will: not UTF-8 (forwarded unread), or read under
+    /// another client_encoding or with backslash escapes (a name converted from LATIN1 is
+    /// another name; `'\'` opens a string for the server and closes one here, so an EXECUTE
+    /// may hide in what the grammar reads as a string or a syntax error). Neither an EXECUTE
+    /// (its arguments are sealed by nothing) nor statements behind an end of a transaction
+    /// that changed the schema can be told apart there: a text that may hold one is refused.
+    pub(super) fn check_catalog_dependent_unread(&self, text: &[u8]) -> Result<(), PgError> {
+        let execute = has_word_start_bytes(text, b"execute");
+        if !execute && !(self.ddl_in_txn && may_end_rolling_back(text)) {
+            return Ok(());
+        }
+        let error = self.settings.check_analysable().err().unwrap_or_else(|| {
+            PgError::error(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "pgshroud cannot read this text as the server will",
+            )
+        });
+        Err(PgError::error(
+            error.code,
+            format!(
+                "pgshroud cannot read an EXECUTE, or a statement behind the end of a transaction that changed the schema, in this text: {}",
+                error.message
+            ),
+        ))
     }
 
     /// A rollback in a transaction that changed the schema may undo what the catalog was read
@@ -103,7 +134,7 @@ impl ProtectedSession {
     /// same query string were planned against the catalog before it: refused when they may
     /// carry a value, as behind a schema change.
     fn check_behind_rollback(&self, sql: &str) -> Result<(), PgError> {
-        if !self.ddl_in_txn || !crate::protocol::text_settings::may_roll_back(sql.as_bytes()) {
+        if !self.ddl_in_txn || !may_end_rolling_back(sql.as_bytes()) {
             return Ok(());
         }
         match values_behind(sql, StatementKind::Transaction) {
@@ -239,14 +270,36 @@ fn holds_values(statement: &PgStatement) -> bool {
 
 /// Whether `text` holds `word` anywhere, in any case.
 fn has_word_start(text: &str, word: &[u8]) -> bool {
-    text.as_bytes()
-        .windows(word.len())
+    has_word_start_bytes(text.as_bytes(), word)
+}
+
+fn has_word_start_bytes(text: &[u8], word: &[u8]) -> bool {
+    text.windows(word.len())
         .any(|w| w.eq_ignore_ascii_case(word))
+}
+
+/// Whether a statement text may end the open transaction rolling it back: a rollback, and
+/// also `COMMIT`, `END` or `PREPARE TRANSACTION`, which roll back a failed block (answered
+/// `ROLLBACK`, no error, and the rest of a query string runs). pgshroud may not know yet
+/// that the block failed (an earlier statement's answer still on its way), so in a
+/// transaction that changed the schema each of them counts. A gate only: what follows is read
+/// with PostgreSQL's grammar (`values_behind`).
+pub(super) fn may_end_rolling_back(sql: &[u8]) -> bool {
+    crate::protocol::text_settings::may_roll_back(sql)
+        || sql
+            .split(|b| !(b.is_ascii_alphanumeric() || *b == b'_' || *b == b'$' || *b >= 0x80))
+            .any(|word| {
+                [&b"commit"[..], b"end", b"prepare"]
+                    .iter()
+                    .any(|w| word.eq_ignore_ascii_case(w))
+            })
 }
 
 /// Words after which `check_catalog_dependent` and `parse_may_undo_schema_changes` read a
 /// text (SQL `EXECUTE`, a rollback that may undo schema changes): such a text is never
-/// remembered as harmless, so those readings are never skipped.
+/// remembered as harmless, so those readings are never skipped. (`COMMIT`, `END` and
+/// `PREPARE TRANSACTION` count only in a transaction that changed the schema, where the
+/// memory of harmless texts is not used.)
 pub(super) fn catalog_dependent_words(text: &str) -> bool {
     crate::protocol::text_settings::may_roll_back(text.as_bytes())
         || has_word_start(text, b"execute")
