@@ -35,12 +35,6 @@ fn run_bytes(text: &[u8]) -> Vec<Vec<u8>> {
 
 /// Refused by the proxy or the server: the statement did not run with a plaintext value.
 fn refused(msgs: &[Msg], what: &str) {
-    eprintln!(
-        "DEBUG {what}: {:?}",
-        msgs.iter()
-            .filter_map(|m| m.field(b'M'))
-            .collect::<Vec<_>>()
-    );
     sealed_or_refused(msgs);
     assert!(!error_codes(msgs).is_empty(), "{what}: ran: {msgs:?}");
 }
