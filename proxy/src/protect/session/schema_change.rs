@@ -110,8 +110,8 @@ impl ProtectedSession {
     /// (its arguments are sealed by nothing) nor statements behind an end of a transaction
     /// that changed the schema can be told apart there: a text that may hold one is refused.
     pub(super) fn check_catalog_dependent_unread(&self, text: &[u8]) -> Result<(), PgError> {
-        let execute = has_word_start_bytes(text, b"execute");
-        if !execute && !(self.ddl_in_txn && may_end_rolling_back(text)) {
+        let ends = self.ddl_in_txn && may_end_rolling_back(text);
+        if !has_word_start_bytes(text, b"execute") && !ends {
             return Ok(());
         }
         let error = self.settings.check_analysable().err().unwrap_or_else(|| {
