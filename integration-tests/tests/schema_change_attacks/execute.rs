@@ -337,3 +337,37 @@ async fn a_failed_block_ended_by_commit_with_a_value_behind_it() {
     }
     still_in_step(&mut c).await;
 }
+
+// --- PostgreSQL's grammar within limits ----------------------------------------------------
+
+/// A left-deep chain of set operations whose arms are lists: the lists' commas hid the chain
+/// from the nesting bound (3 for any length), so the text was read inline on the session's
+/// stack, which 5,000 arms overflowed, aborting the proxy (every session). Refused as too
+/// deep (54001, or 42601 from the identity reading, which says why) or run now, as a simple Query and in a Parse, with EXECUTE in a comment (the
+/// EXECUTE check reads it) or naming a protected table (the analysis reads it).
+#[tokio::test]
+async fn a_set_operation_chain_across_lists_leaves_the_proxy_up() {
+    let (db, _dir, proxy) = setup().await;
+    let mut c = session(&proxy, &db).await;
+    let arms = " UNION SELECT 1, 1".repeat(5_000);
+    for text in [
+        format!("SELECT 1, 1{arms} -- execute"),
+        format!("SELECT id, email FROM customers{arms}"),
+    ] {
+        for msgs in [
+            exchange(&mut c, &[build::query(&text)]).await,
+            exchange(&mut c, &run(&text, &[])).await,
+        ] {
+            let codes = error_codes(&msgs);
+            assert!(
+                codes.is_empty() || codes == ["54001"] || codes == ["42601"],
+                "{:.40}: {:?}",
+                text,
+                msgs.iter()
+                    .filter_map(|m| m.field(b'M'))
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
+    still_in_step(&mut c).await;
+}
