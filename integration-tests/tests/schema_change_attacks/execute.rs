@@ -371,3 +371,73 @@ async fn a_set_operation_chain_across_lists_leaves_the_proxy_up() {
     }
     still_in_step(&mut c).await;
 }
+
+// --- EXECUTE read at Parse, run at a later Bind ----------------------------------------------
+
+/// `EXECUTE by_body('...')` prepared by Parse while `by_body` (SQL-prepared over the plain
+/// `notes`) was current, bound after the view shadowing `notes` was made: the server analyses
+/// `by_body` again against the view, and the literal would be compared with the protected
+/// column. The Bind is refused (or the value sealed).
+#[tokio::test]
+async fn an_execute_parsed_before_the_view_bound_after_it() {
+    let (db, _dir, proxy) = setup().await;
+    let mut c = session(&proxy, &db).await;
+    all_ran(
+        &steps(
+            &mut c,
+            &["PREPARE by_body(bytea) AS SELECT id FROM notes WHERE body = $1"],
+        )
+        .await,
+    );
+    let execute = format!("EXECUTE by_body('{SECRET}')");
+    let msgs = exchange(&mut c, &[build::parse("ex", &execute), build::sync()]).await;
+    assert!(error_codes(&msgs).is_empty(), "{msgs:?}");
+    all_ran(&steps(&mut c, &[VIEW]).await);
+    let msgs = exchange(
+        &mut c,
+        &[
+            build::bind("", "ex", &[]),
+            build::execute(""),
+            build::sync(),
+        ],
+    )
+    .await;
+    refused(&msgs, "bound after the view");
+    still_in_step(&mut c).await;
+}
+
+/// Pipelined simple Queries, sent in one write before any answer: `p` prepared again over the
+/// plain `notes` (the record still holds the old `p` under the current epoch), the view, then
+/// EXECUTE with the value. Refused: the EXECUTE waits for the look-up after the view.
+#[tokio::test]
+async fn prepare_again_view_and_execute_pipelined_in_one_write() {
+    let (db, _dir, proxy) = setup().await;
+    let mut c = session(&proxy, &db).await;
+    all_ran(
+        &steps(
+            &mut c,
+            &["PREPARE p(bytea) AS SELECT id FROM public.leads WHERE email = $1"],
+        )
+        .await,
+    );
+    let execute = format!("EXECUTE p('{SECRET}')");
+    let msgs = exchange(
+        &mut c,
+        &[
+            build::query("DEALLOCATE p; PREPARE p(bytea) AS SELECT id FROM notes WHERE body = $1"),
+            build::query(VIEW),
+            build::query(&execute),
+        ],
+    )
+    .await;
+    refused(&msgs, &execute);
+    assert_eq!(error_codes(&msgs), ["0A000"], "only the EXECUTE: {msgs:?}");
+    // The view was made, and the proxy knows it.
+    let msgs = exchange(&mut c, &run(LOOKUP, &[SECRET])).await;
+    assert_eq!(
+        data_rows(&msgs),
+        vec![vec![Some("1".to_owned())]],
+        "{msgs:?}"
+    );
+    still_in_step(&mut c).await;
+}
