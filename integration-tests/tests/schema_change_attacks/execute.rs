@@ -441,3 +441,22 @@ async fn prepare_again_view_and_execute_pipelined_in_one_write() {
     );
     still_in_step(&mut c).await;
 }
+
+/// EXECUTE two levels down: `EXPLAIN ANALYZE CREATE TABLE ... AS EXECUTE` (PostgreSQL's
+/// grammar explains a CREATE TABLE AS EXECUTE, and ANALYZE runs it). Refused.
+#[tokio::test]
+async fn execute_inside_create_table_as_inside_explain() {
+    let (db, _dir, proxy) = setup().await;
+    let mut c = with_by_email(&proxy, &db).await;
+    for (i, explain) in ["EXPLAIN ANALYZE", "EXPLAIN (ANALYZE, COSTS OFF)"]
+        .iter()
+        .enumerate()
+    {
+        let text = format!("{explain} CREATE TEMP TABLE found{i} AS EXECUTE by_email('{SECRET}')");
+        let msgs = exchange(&mut c, &[build::query(&text)]).await;
+        refused(&msgs, &text);
+        let msgs = exchange(&mut c, &run(&text, &[])).await;
+        refused(&msgs, &text);
+    }
+    still_in_step(&mut c).await;
+}

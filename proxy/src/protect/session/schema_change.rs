@@ -172,13 +172,7 @@ impl ProtectedSession {
             let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
                 continue;
             };
-            // EXECUTE stands alone, or in EXPLAIN and CREATE TABLE AS (PostgreSQL's grammar).
-            let inner = match node {
-                NodeEnum::ExplainStmt(s) => s.query.as_ref().and_then(|q| q.node.as_ref()),
-                NodeEnum::CreateTableAsStmt(s) => s.query.as_ref().and_then(|q| q.node.as_ref()),
-                other => Some(other),
-            };
-            match inner {
+            match innermost(node) {
                 Some(NodeEnum::PrepareStmt(s)) => prepared_here.push(s.name.as_str()),
                 Some(NodeEnum::ExecuteStmt(s))
                     if !s.params.is_empty() && !prepared_here.contains(&s.name.as_str()) =>
@@ -214,6 +208,21 @@ impl ProtectedSession {
             self.sql_prepared.clear();
         }
         self.sql_prepared.insert(name.to_owned(), self.plans_epoch);
+    }
+}
+
+/// The statement an EXPLAIN or CREATE TABLE AS runs, through every level: EXECUTE stands
+/// alone, in EXPLAIN, in CREATE TABLE AS, and in an EXPLAIN of CREATE TABLE AS (PostgreSQL's
+/// grammar explains `CREATE TABLE ... AS EXECUTE`, and `EXPLAIN ANALYZE` runs it).
+fn innermost(mut node: &pg_query::NodeEnum) -> Option<&pg_query::NodeEnum> {
+    use pg_query::NodeEnum;
+    loop {
+        let query = match node {
+            NodeEnum::ExplainStmt(s) => s.query.as_ref(),
+            NodeEnum::CreateTableAsStmt(s) => s.query.as_ref(),
+            other => return Some(other),
+        };
+        node = query.and_then(|q| q.node.as_ref())?;
     }
 }
 
