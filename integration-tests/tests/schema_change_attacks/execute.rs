@@ -460,3 +460,34 @@ async fn execute_inside_create_table_as_inside_explain() {
     }
     still_in_step(&mut c).await;
 }
+
+/// In a transaction that changed the schema, `END`, `COMMIT` or `PREPARE` as words of a
+/// statement that ends nothing (`CASE ... END`, a column `commit_id`) neither refuse it nor
+/// what follows it in the pipeline: only transaction control counts (PostgreSQL's grammar).
+#[tokio::test]
+async fn end_and_commit_as_words_in_a_schema_changing_transaction_run() {
+    let (db, _dir, proxy) = setup().await;
+    let mut c = session(&proxy, &db).await;
+    all_ran(&steps(&mut c, &["BEGIN", VIEW]).await);
+    let case = "select case when $1::int = 1 then 'one' end as commit_id";
+    let mut msgs = vec![
+        build::parse("case_end", case),
+        build::bind("", "case_end", &["1"]),
+        build::execute(""),
+    ];
+    msgs.extend(run(LOOKUP, &[SECRET]));
+    let msgs = exchange(&mut c, &msgs).await;
+    assert!(error_codes(&msgs).is_empty(), "{msgs:?}");
+    assert_eq!(
+        data_rows(&msgs),
+        vec![vec![Some("one".to_owned())], vec![Some("1".to_owned())]],
+        "{msgs:?}"
+    );
+    // Bound again later (the named statement's path).
+    let mut msgs = vec![build::bind("", "case_end", &["1"]), build::execute("")];
+    msgs.extend(run(LOOKUP, &[SECRET]));
+    let msgs = exchange(&mut c, &msgs).await;
+    assert!(error_codes(&msgs).is_empty(), "{msgs:?}");
+    all_ran(&steps(&mut c, &["COMMIT"]).await);
+    still_in_step(&mut c).await;
+}

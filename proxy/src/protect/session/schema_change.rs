@@ -39,9 +39,20 @@ impl ProtectedSession {
     /// so what follows in the pipeline waits for the look-up after its Sync, as behind a
     /// schema change.
     pub(super) fn parse_may_undo_schema_changes(&mut self, sql: &[u8]) {
-        if self.ddl_in_txn && may_end_rolling_back(sql) {
+        if self.ddl_in_txn && ends_transaction(sql) {
             self.schema_changes();
         }
+    }
+
+    /// A statement prepared earlier, bound now, may undo the open transaction's schema
+    /// changes (see [`Self::parse_may_undo_schema_changes`]).
+    pub(super) fn bound_may_undo_schema_changes(&self, info: &super::PreparedInfo) -> bool {
+        info.rolls_back
+            && self.ddl_in_txn
+            && info
+                .query
+                .as_deref()
+                .is_none_or(|sql| ends_transaction(sql.as_bytes()))
     }
 
     /// A client message behind a schema change in the same pipeline: `Some`, its refusal.
@@ -293,6 +304,22 @@ fn has_word_start_bytes(text: &[u8], word: &[u8]) -> bool {
 /// that the block failed (an earlier statement's answer still on its way), so in a
 /// transaction that changed the schema each of them counts. A gate only: what follows is read
 /// with PostgreSQL's grammar (`values_behind`).
+/// [`may_end_rolling_back`], confirmed by PostgreSQL's grammar: a transaction-control
+/// statement (so `CASE ... END` or a column named `commit_id` is not one). A text it does not
+/// read counts.
+fn ends_transaction(sql: &[u8]) -> bool {
+    may_end_rolling_back(sql)
+        && std::str::from_utf8(sql)
+            .ok()
+            .and_then(analyze::reading_within_limits)
+            .is_none_or(|reading| {
+                reading
+                    .statements
+                    .iter()
+                    .any(|s| s.kind == StatementKind::Transaction)
+            })
+}
+
 pub(super) fn may_end_rolling_back(sql: &[u8]) -> bool {
     crate::protocol::text_settings::may_roll_back(sql)
         || sql
