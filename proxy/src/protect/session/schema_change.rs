@@ -457,6 +457,49 @@ mod tests {
         assert!(s.check_sql_execute(&format!("execute p{last}(1)")).is_ok());
     }
 
+    /// A text that may hold EXECUTE, read otherwise than the server (another client_encoding
+    /// and non-ASCII, or not UTF-8 at all): refused with the setting's SQLSTATE.
+    #[test]
+    fn execute_in_a_text_read_otherwise_is_refused() {
+        let mut s = catalog_session("app");
+        prepared(&mut s, "p");
+        s.server_message(&message(b'S', b"client_encoding\0LATIN1\0"));
+        for text in [
+            &b"execute p(1) -- caf\xc3\xa9"[..],
+            b"execute p(1) -- caf\xe9",
+        ] {
+            let q = message(b'Q', &[text, b"\0"].concat());
+            let code = refusal_code(&s.client_message(&q));
+            assert_eq!(code.as_deref(), Some("22021"), "{text:?}");
+            answer(&mut s, &["E", "ZI"]);
+        }
+        // ASCII reads the same in LATIN1: the usual check.
+        assert_eq!(
+            refusal_code(&s.client_message(&query("execute p(1)"))),
+            None
+        );
+    }
+
+    #[test]
+    fn only_transaction_control_ends_a_transaction() {
+        for ends in [
+            "commit",
+            "END",
+            "prepare transaction 'x'",
+            "rollback",
+            "abort",
+        ] {
+            assert!(super::ends_transaction(ends.as_bytes()), "{ends}");
+        }
+        for not in [
+            "select case when true then 1 end as commit_id",
+            "prepare p as select 1",
+            "select 1",
+        ] {
+            assert!(!super::ends_transaction(not.as_bytes()), "{not}");
+        }
+    }
+
     #[test]
     fn a_query_string_with_values_behind_a_schema_change_is_refused_whole() {
         let mut s = catalog_session("app");
