@@ -5,6 +5,8 @@
 //! As a non-superuser, end to end against PostgreSQL (see pipeline_schema_changes.rs for the
 //! plain `CREATE TEMP VIEW` in one pipeline or query string).
 
+#[path = "schema_change_attacks/execute.rs"]
+mod execute;
 #[path = "schema_change_attacks/later.rs"]
 mod later;
 mod prefilter;

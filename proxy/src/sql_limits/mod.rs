@@ -66,6 +66,9 @@ enum Class {
     Separator,
     /// `WHEN`, `THEN`, `ELSE`: a new sibling subtree inside `CASE ... END`.
     CaseSeparator,
+    /// `UNION`, `INTERSECT`, `EXCEPT`: a level of a left-deep chain of set operations, which
+    /// runs across the separators of its arms' lists (`SELECT 1, 1 UNION SELECT 1, 1 ...`).
+    SetOperation,
     /// Everything else counts as a possible level.
     Other,
 }
@@ -88,6 +91,10 @@ fn bound_of(classes: impl Iterator<Item = Class>) -> usize {
             (Class::Separator, _) | (Class::CaseSeparator, GroupKind::Case) => {
                 current(&mut stack).next_segment()
             }
+            (Class::SetOperation, _) => {
+                let group = current(&mut stack);
+                group.chain = group.chain.saturating_add(1);
+            }
             _ => current(&mut stack).ops += 1,
         }
     }
@@ -108,6 +115,18 @@ fn class_of(token: &Token) -> Class {
         Token::Comma | Token::SemiColon => Class::Separator,
         Token::Word(w) if is_keyword(w, Keyword::CASE) => Class::Case,
         Token::Word(w) if is_keyword(w, Keyword::END) => Class::End,
+        Token::Word(w)
+            if [
+                Keyword::UNION,
+                Keyword::INTERSECT,
+                Keyword::EXCEPT,
+                Keyword::MINUS,
+            ]
+            .into_iter()
+            .any(|k| is_keyword(w, k)) =>
+        {
+            Class::SetOperation
+        }
         Token::Word(w)
             if [Keyword::WHEN, Keyword::THEN, Keyword::ELSE]
                 .into_iter()
@@ -158,12 +177,14 @@ enum GroupKind {
 }
 
 /// One open group: the operators counted in its current segment, the deepest child group of
-/// that segment, and the deepest finished segment.
+/// that segment, the deepest finished segment, and the set operations chained in the group
+/// across its segments (each arm may be as deep as the deepest segment).
 struct Group {
     kind: GroupKind,
     ops: usize,
     child: usize,
     best: usize,
+    chain: usize,
 }
 
 impl Group {
@@ -173,6 +194,7 @@ impl Group {
             ops: 0,
             child: 0,
             best: 0,
+            chain: 0,
         }
     }
 
@@ -184,7 +206,7 @@ impl Group {
 
     fn depth(mut self) -> usize {
         self.next_segment();
-        self.best
+        self.best.saturating_add(self.chain)
     }
 }
 
@@ -271,6 +293,15 @@ mod tests {
         assert!(bound(&format!("INSERT INTO t (a, b, c) VALUES {rows}")) < 20);
         let list = vec!["'x'"; 5_000].join(", ");
         assert!(bound(&format!("SELECT 1 FROM t WHERE a IN ({list})")) < 20);
+    }
+
+    /// A set operation's arms are not siblings: the chain is left-deep across their lists.
+    #[test]
+    fn set_operations_chain_across_the_lists_of_their_arms() {
+        let arms = " UNION SELECT 1, 2 INTERSECT SELECT a, b FROM t".repeat(300);
+        assert!(bound(&format!("SELECT 1, 2{arms}")) >= 600);
+        let arms = " EXCEPT SELECT (1 + 1), 2".repeat(300);
+        assert!(bound(&format!("SELECT 1, 2{arms}")) >= 300);
     }
 
     #[test]

@@ -85,6 +85,7 @@ fn class_of(token: i32, keyword_kind: i32) -> Class {
         Token::Case => Class::Case,
         Token::EndP => Class::End,
         Token::When | Token::Then | Token::Else => Class::CaseSeparator,
+        Token::Union | Token::Intersect | Token::Except => Class::SetOperation,
         // A keyword used as a name is a keyword token; counting it as an operator only
         // raises the bound.
         t if LEAVES.contains(&t) && keyword_kind == KeywordKind::NoKeyword as i32 => Class::Leaf,
@@ -112,6 +113,11 @@ mod tests {
         assert!(bound(&format!("INSERT INTO t (a, b, c) VALUES {rows}")) < 20);
         let whens = "WHEN a = 1 THEN 'x' ".repeat(2_000);
         assert!(bound(&format!("SELECT CASE {whens} ELSE 'y' END FROM t")) < 20);
+        let arms = " UNION SELECT 1, 2, 3".repeat(300);
+        assert!(
+            bound(&format!("SELECT 1{arms}")) >= 300,
+            "set operations cross lists"
+        );
     }
 
     /// The bound is PostgreSQL's scanner's: what sqlparser would read as one string or
@@ -144,6 +150,10 @@ mod tests {
             format!("SELECT {}1{}", "ARRAY[".repeat(n), "]".repeat(n)),
             format!("SELECT 1 WHERE {}true", "NOT ".repeat(n)),
             format!("SELECT 1 WHERE {}", vec!["a = 1"; n].join(" AND ")),
+            // A left-deep chain of set operations across its arms' lists (the lists'
+            // commas started a new segment and hid the chain: bound 3, overflowed inline).
+            format!("SELECT 1{}", " UNION SELECT 1, 1".repeat(n / 4)),
+            format!("SELECT 1{}", " EXCEPT SELECT 1 ORDER BY 1, 2".repeat(n / 4)),
         ];
         for sql in texts {
             let outcome = std::thread::Builder::new()

@@ -158,7 +158,7 @@ impl ProtectedSession {
             return self.refuse_extended(&error);
         }
         if info.plan.as_ref().is_some_and(|p| p.refreshes_catalog)
-            || (info.rolls_back && self.ddl_in_txn)
+            || self.bound_may_undo_schema_changes(&info)
         {
             // A schema change prepared earlier runs now (or a rollback that may undo the
             // transaction's): look the catalog up after it.

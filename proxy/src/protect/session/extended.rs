@@ -135,8 +135,9 @@ impl ProtectedSession {
         }
         // The client's own types (a protected parameter's becomes bytea on the way up).
         let declared = parse.param_types.clone();
-        let known = if self.path_changed_in_txn {
-            // A rollback in this text would need a look-up: read it whole.
+        let known = if self.path_changed_in_txn || self.ddl_in_txn {
+            // A rollback in this text would need a look-up, and an end of a transaction that
+            // changed the schema may roll it back (`schema_change`): read it whole.
             None
         } else {
             let under = self.harmless_under();
@@ -189,7 +190,7 @@ impl ProtectedSession {
             described: OnceLock::new(),
             effects,
             unsettling,
-            rolls_back: crate::protocol::text_settings::may_roll_back(&parse.query),
+            rolls_back: super::schema_change::may_end_rolling_back(&parse.query),
             fetches,
             identity,
         });

@@ -89,8 +89,10 @@ struct PreparedInfo {
     effects: Vec<SqlEffect>,
     /// Running it may change client_encoding or standard_conforming_strings.
     unsettling: bool,
-    /// Its text may roll back (`ROLLBACK`, `ABORT`, `ROLLBACK TO SAVEPOINT`): bound in a
-    /// transaction that changed the schema, it may undo what the catalog was read after.
+    /// Its text may roll back (`ROLLBACK`, `ABORT`, `ROLLBACK TO SAVEPOINT`, or `COMMIT`,
+    /// `END`, `PREPARE TRANSACTION` of a failed block; a word gate, confirmed by the grammar at
+    /// Bind): bound in a transaction that changed the schema, it may undo what the catalog was
+    /// read after.
     rolls_back: bool,
     /// Its text may be a FETCH: its rows carry protected values the proxy learns of only
     /// from the portal's description (the cursor's column origins), not from the text.

@@ -27,7 +27,7 @@ impl ProtectedSession {
         let plain = self.planned_now(&info)
             && info.identity == IdentityTouch::None
             && !info.plan.as_ref().is_some_and(|p| p.refreshes_catalog)
-            && !(info.rolls_back && self.ddl_in_txn)
+            && !self.bound_may_undo_schema_changes(&info)
             && info.params().iter().all(Option::is_none);
         if !plain
             || (!view.portal.is_empty() && self.names.portal(view.portal).is_some())

@@ -49,7 +49,12 @@ impl ProtectedSession {
             self.refresh_at_sync = true;
         }
         let (plan, query) = match self.read_statement_text(&parse.query) {
-            Ok((Text::Opaque, _)) => (None, None),
+            Ok((Text::Opaque, _)) => {
+                if let Err(error) = self.check_catalog_dependent_unread(&parse.query) {
+                    return Err(self.refuse_extended(&error));
+                }
+                (None, None)
+            }
             Ok((Text::Readable(sql), false)) => {
                 if let Err(error) = self.check_kinds(sql) {
                     return Err(self.refuse_extended(&error));

@@ -39,9 +39,20 @@ impl ProtectedSession {
     /// so what follows in the pipeline waits for the look-up after its Sync, as behind a
     /// schema change.
     pub(super) fn parse_may_undo_schema_changes(&mut self, sql: &[u8]) {
-        if self.ddl_in_txn && crate::protocol::text_settings::may_roll_back(sql) {
+        if self.ddl_in_txn && ends_transaction(sql) {
             self.schema_changes();
         }
+    }
+
+    /// A statement prepared earlier, bound now, may undo the open transaction's schema
+    /// changes (see [`Self::parse_may_undo_schema_changes`]).
+    pub(super) fn bound_may_undo_schema_changes(&self, info: &super::PreparedInfo) -> bool {
+        info.rolls_back
+            && self.ddl_in_txn
+            && info
+                .query
+                .as_deref()
+                .is_none_or(|sql| ends_transaction(sql.as_bytes()))
     }
 
     /// A client message behind a schema change in the same pipeline: `Some`, its refusal.
@@ -94,8 +105,39 @@ impl ProtectedSession {
     /// catalog pgshroud has not read yet: `EXECUTE` of a statement prepared under another
     /// layout, values behind a rollback of the transaction's schema changes.
     pub(super) fn check_catalog_dependent(&mut self, sql: &str) -> Result<(), PgError> {
+        let mode = self.settings.mode();
+        if !crate::protocol::tracker::reads_as_server(sql, mode) {
+            return self.check_catalog_dependent_unread(sql.as_bytes());
+        }
         self.check_behind_rollback(sql)?;
         self.check_sql_execute(sql)
+    }
+
+    /// [`Self::check_catalog_dependent`] of a text PostgreSQL's grammar, as pgshroud runs
+    /// it, does not read as the server will: not UTF-8 (forwarded unread), or read under
+    /// another client_encoding or with backslash escapes (a name converted from LATIN1 is
+    /// another name; `'\'` opens a string for the server and closes one here, so an EXECUTE
+    /// may hide in what the grammar reads as a string or a syntax error). Neither an EXECUTE
+    /// (its arguments are sealed by nothing) nor statements behind an end of a transaction
+    /// that changed the schema can be told apart there: a text that may hold one is refused.
+    pub(super) fn check_catalog_dependent_unread(&self, text: &[u8]) -> Result<(), PgError> {
+        let ends = self.ddl_in_txn && may_end_rolling_back(text);
+        if !has_word_start_bytes(text, b"execute") && !ends {
+            return Ok(());
+        }
+        let error = self.settings.check_analysable().err().unwrap_or_else(|| {
+            PgError::error(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "pgshroud cannot read this text as the server will",
+            )
+        });
+        Err(PgError::error(
+            error.code,
+            format!(
+                "pgshroud cannot read an EXECUTE, or a statement behind the end of a transaction that changed the schema, in this text: {}",
+                error.message
+            ),
+        ))
     }
 
     /// A rollback in a transaction that changed the schema may undo what the catalog was read
@@ -103,7 +145,7 @@ impl ProtectedSession {
     /// same query string were planned against the catalog before it: refused when they may
     /// carry a value, as behind a schema change.
     fn check_behind_rollback(&self, sql: &str) -> Result<(), PgError> {
-        if !self.ddl_in_txn || !crate::protocol::text_settings::may_roll_back(sql.as_bytes()) {
+        if !self.ddl_in_txn || !may_end_rolling_back(sql.as_bytes()) {
             return Ok(());
         }
         match values_behind(sql, StatementKind::Transaction) {
@@ -141,13 +183,7 @@ impl ProtectedSession {
             let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
                 continue;
             };
-            // EXECUTE stands alone, or in EXPLAIN and CREATE TABLE AS (PostgreSQL's grammar).
-            let inner = match node {
-                NodeEnum::ExplainStmt(s) => s.query.as_ref().and_then(|q| q.node.as_ref()),
-                NodeEnum::CreateTableAsStmt(s) => s.query.as_ref().and_then(|q| q.node.as_ref()),
-                other => Some(other),
-            };
-            match inner {
+            match innermost(node) {
                 Some(NodeEnum::PrepareStmt(s)) => prepared_here.push(s.name.as_str()),
                 Some(NodeEnum::ExecuteStmt(s))
                     if !s.params.is_empty() && !prepared_here.contains(&s.name.as_str()) =>
@@ -183,6 +219,21 @@ impl ProtectedSession {
             self.sql_prepared.clear();
         }
         self.sql_prepared.insert(name.to_owned(), self.plans_epoch);
+    }
+}
+
+/// The statement an EXPLAIN or CREATE TABLE AS runs, through every level: EXECUTE stands
+/// alone, in EXPLAIN, in CREATE TABLE AS, and in an EXPLAIN of CREATE TABLE AS (PostgreSQL's
+/// grammar explains `CREATE TABLE ... AS EXECUTE`, and `EXPLAIN ANALYZE` runs it).
+fn innermost(mut node: &pg_query::NodeEnum) -> Option<&pg_query::NodeEnum> {
+    use pg_query::NodeEnum;
+    loop {
+        let query = match node {
+            NodeEnum::ExplainStmt(s) => s.query.as_ref(),
+            NodeEnum::CreateTableAsStmt(s) => s.query.as_ref(),
+            other => return Some(other),
+        };
+        node = query.and_then(|q| q.node.as_ref())?;
     }
 }
 
@@ -239,14 +290,52 @@ fn holds_values(statement: &PgStatement) -> bool {
 
 /// Whether `text` holds `word` anywhere, in any case.
 fn has_word_start(text: &str, word: &[u8]) -> bool {
-    text.as_bytes()
-        .windows(word.len())
+    has_word_start_bytes(text.as_bytes(), word)
+}
+
+fn has_word_start_bytes(text: &[u8], word: &[u8]) -> bool {
+    text.windows(word.len())
         .any(|w| w.eq_ignore_ascii_case(word))
+}
+
+/// Whether a statement text may end the open transaction rolling it back: a rollback, and
+/// also `COMMIT`, `END` or `PREPARE TRANSACTION`, which roll back a failed block (answered
+/// `ROLLBACK`, no error, and the rest of a query string runs). pgshroud may not know yet
+/// that the block failed (an earlier statement's answer still on its way), so in a
+/// transaction that changed the schema each of them counts. A gate only: what follows is read
+/// with PostgreSQL's grammar (`values_behind`).
+/// [`may_end_rolling_back`], confirmed by PostgreSQL's grammar: a transaction-control
+/// statement (so `CASE ... END` or a column named `commit_id` is not one). A text it does not
+/// read counts.
+fn ends_transaction(sql: &[u8]) -> bool {
+    may_end_rolling_back(sql)
+        && std::str::from_utf8(sql)
+            .ok()
+            .and_then(analyze::reading_within_limits)
+            .is_none_or(|reading| {
+                reading
+                    .statements
+                    .iter()
+                    .any(|s| s.kind == StatementKind::Transaction)
+            })
+}
+
+pub(super) fn may_end_rolling_back(sql: &[u8]) -> bool {
+    crate::protocol::text_settings::may_roll_back(sql)
+        || sql
+            .split(|b| !(b.is_ascii_alphanumeric() || *b == b'_' || *b == b'$' || *b >= 0x80))
+            .any(|word| {
+                [&b"commit"[..], b"end", b"prepare"]
+                    .iter()
+                    .any(|w| word.eq_ignore_ascii_case(w))
+            })
 }
 
 /// Words after which `check_catalog_dependent` and `parse_may_undo_schema_changes` read a
 /// text (SQL `EXECUTE`, a rollback that may undo schema changes): such a text is never
-/// remembered as harmless, so those readings are never skipped.
+/// remembered as harmless, so those readings are never skipped. (`COMMIT`, `END` and
+/// `PREPARE TRANSACTION` count only in a transaction that changed the schema, where the
+/// memory of harmless texts is not used.)
 pub(super) fn catalog_dependent_words(text: &str) -> bool {
     crate::protocol::text_settings::may_roll_back(text.as_bytes())
         || has_word_start(text, b"execute")
@@ -366,6 +455,49 @@ mod tests {
         assert!(s.check_sql_execute("execute p0(1)").is_err(), "forgotten");
         let last = super::SQL_PREPARED_KEPT;
         assert!(s.check_sql_execute(&format!("execute p{last}(1)")).is_ok());
+    }
+
+    /// A text that may hold EXECUTE, read otherwise than the server (another client_encoding
+    /// and non-ASCII, or not UTF-8 at all): refused with the setting's SQLSTATE.
+    #[test]
+    fn execute_in_a_text_read_otherwise_is_refused() {
+        let mut s = catalog_session("app");
+        prepared(&mut s, "p");
+        s.server_message(&message(b'S', b"client_encoding\0LATIN1\0"));
+        for text in [
+            &b"execute p(1) -- caf\xc3\xa9"[..],
+            b"execute p(1) -- caf\xe9",
+        ] {
+            let q = message(b'Q', &[text, b"\0"].concat());
+            let code = refusal_code(&s.client_message(&q));
+            assert_eq!(code.as_deref(), Some("22021"), "{text:?}");
+            answer(&mut s, &["E", "ZI"]);
+        }
+        // ASCII reads the same in LATIN1: the usual check.
+        assert_eq!(
+            refusal_code(&s.client_message(&query("execute p(1)"))),
+            None
+        );
+    }
+
+    #[test]
+    fn only_transaction_control_ends_a_transaction() {
+        for ends in [
+            "commit",
+            "END",
+            "prepare transaction 'x'",
+            "rollback",
+            "abort",
+        ] {
+            assert!(super::ends_transaction(ends.as_bytes()), "{ends}");
+        }
+        for not in [
+            "select case when true then 1 end as commit_id",
+            "prepare p as select 1",
+            "select 1",
+        ] {
+            assert!(!super::ends_transaction(not.as_bytes()), "{not}");
+        }
     }
 
     #[test]

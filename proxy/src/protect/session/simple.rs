@@ -112,7 +112,10 @@ impl ProtectedSession {
     /// session's own state the full path makes for such a text (a tenant switch in flight:
     /// the full path refuses it). `None`: the full path reads it.
     pub(super) fn query_by_shape(&mut self, bytes: &[u8]) -> Option<Verdict> {
+        // In a transaction that changed the schema, an end of it may roll it back
+        // (`schema_change`): the text is read whole.
         if self.path_changed_in_txn
+            || self.ddl_in_txn
             || self.policy.restricts_statements()
             || !harmless::keepable(bytes)
         {
@@ -177,6 +180,10 @@ impl ProtectedSession {
         let (sql, mentions) = match self.read_statement_text(bytes) {
             Ok((Text::Readable(sql), mentions)) => (sql, mentions),
             Ok((Text::Opaque, _)) => {
+                if let Err(error) = self.check_catalog_dependent_unread(bytes) {
+                    self.push_query(None, false);
+                    return self.refuse_query(&error);
+                }
                 self.push_query(None, unsettling);
                 return Verdict::Forward;
             }
