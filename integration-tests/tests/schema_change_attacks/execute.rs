@@ -491,3 +491,38 @@ async fn end_and_commit_as_words_in_a_schema_changing_transaction_run() {
     all_ran(&steps(&mut c, &["COMMIT"]).await);
     still_in_step(&mut c).await;
 }
+
+/// `EXECUTE p('alice@...')` Parsed while `p` was SQL-prepared (allowed), then `p` closed and
+/// Parsed again by the protocol with a protected `$1`, then the EXECUTE bound: it would run
+/// the new `p` with the literal unsealed. Checked again at each Bind: refused, in separate
+/// pipelines and in one.
+#[tokio::test]
+async fn an_execute_parsed_earlier_bound_after_its_name_was_parsed_again() {
+    for one_pipeline in [false, true] {
+        let (db, _dir, proxy) = setup().await;
+        let mut c = session(&proxy, &db).await;
+        all_ran(&steps(&mut c, &["PREPARE p AS SELECT $1::text"]).await);
+        let execute = format!("EXECUTE p('{SECRET}')");
+        let parse_ex = [build::parse("ex", &execute), build::sync()];
+        assert!(error_codes(&exchange(&mut c, &parse_ex).await).is_empty());
+        let swap = [
+            build::close_statement("p"),
+            build::parse("p", BY_EMAIL),
+            build::sync(),
+        ];
+        let run_ex = [
+            build::bind("", "ex", &[]),
+            build::execute(""),
+            build::sync(),
+        ];
+        let msgs = if one_pipeline {
+            exchange(&mut c, &[swap.as_slice(), run_ex.as_slice()].concat()).await
+        } else {
+            assert!(error_codes(&exchange(&mut c, &swap).await).is_empty());
+            exchange(&mut c, &run_ex).await
+        };
+        sealed_or_refused(&msgs);
+        assert!(error_codes(&msgs).contains(&"0A000".to_owned()), "{msgs:?}");
+        still_in_step(&mut c).await;
+    }
+}

@@ -353,3 +353,36 @@ async fn a_statement_prepared_by_parse_run_by_sql_execute_with_a_value() {
     assert!(!error_codes(&msgs).is_empty(), "{msgs:?}");
     still_in_step(&mut c).await;
 }
+
+/// The transaction's schema change read while an earlier Query is still unanswered (both in
+/// one write): the earlier Query's ReadyForQuery `I` must not count as the end of the
+/// transaction the later one opened. Then ROLLBACK brings the dropped view back, and a value
+/// compared with its column must be sealed or refused.
+#[tokio::test]
+async fn a_schema_change_pipelined_behind_an_earlier_query_is_still_followed() {
+    let (db, _dir, proxy) = setup().await;
+    let mut c = session(&proxy, &db).await;
+    all_ran(&steps(&mut c, &[VIEW]).await);
+    let msgs = exchange(
+        &mut c,
+        &[
+            build::query("SELECT 1"),
+            build::query("BEGIN; DROP VIEW notes"),
+        ],
+    )
+    .await;
+    assert!(error_codes(&msgs).is_empty(), "{msgs:?}");
+    let msgs = exchange(&mut c, &run("select count(*) from notes", &[])).await;
+    assert_eq!(
+        data_rows(&msgs),
+        vec![vec![Some("0".to_owned())]],
+        "{msgs:?}"
+    );
+    all_ran(&steps(&mut c, &["ROLLBACK"]).await);
+    let text = format!("SELECT id FROM notes WHERE body = '{SECRET}'");
+    let msgs = exchange(&mut c, &[build::query(&text)]).await;
+    sealed_or_refused(&msgs);
+    let msgs = exchange(&mut c, &run(LOOKUP, &[SECRET])).await;
+    sealed_or_refused(&msgs);
+    still_in_step(&mut c).await;
+}

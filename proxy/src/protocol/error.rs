@@ -31,6 +31,7 @@ pub mod sqlstate {
     pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
     /// A statement pgshroud cannot read exactly as the server will.
     pub const SYNTAX_ERROR: &str = "42601";
+    pub const NAME_TOO_LONG: &str = "42622";
     /// A statement nested too deeply to analyse safely.
     pub const STATEMENT_TOO_COMPLEX: &str = "54001";
     /// Not enough resources to analyse a statement safely.

@@ -69,6 +69,9 @@ enum Class {
     /// `UNION`, `INTERSECT`, `EXCEPT`: a level of a left-deep chain of set operations, which
     /// runs across the separators of its arms' lists (`SELECT 1, 1 UNION SELECT 1, 1 ...`).
     SetOperation,
+    /// `.`: what follows is a name, whatever word it is (PostgreSQL's grammar takes any
+    /// keyword as an attribute name, `x.then`, and its scanner still calls it `THEN`).
+    Dot,
     /// Everything else counts as a possible level.
     Other,
 }
@@ -78,7 +81,16 @@ enum Class {
 /// `WHEN`/`THEN`/`ELSE` inside `CASE`) start a new sibling subtree.
 fn bound_of(classes: impl Iterator<Item = Class>) -> usize {
     let mut stack = vec![Group::new(GroupKind::Top)];
+    let mut after_dot = false;
     for class in classes {
+        // A keyword after `.` is a name: it must not open, close or split a group (`CASE
+        // WHEN true THEN 0 ELSE 0 + x.then + x.then ...` kept the bound at 8 while PostgreSQL
+        // read a chain 20,000 deep). Counted as an operator: the bound may only over-count.
+        let class = match class {
+            Class::Skip => class,
+            _ if std::mem::replace(&mut after_dot, class == Class::Dot) => Class::Other,
+            _ => class,
+        };
         let top = stack.last().map_or(GroupKind::Top, |g| g.kind);
         match (class, top) {
             (Class::Skip | Class::Leaf, _) => {}
@@ -113,6 +125,7 @@ fn class_of(token: &Token) -> Class {
         Token::LBracket => Class::OpenBracket,
         Token::RBracket => Class::CloseBracket,
         Token::Comma | Token::SemiColon => Class::Separator,
+        Token::Period => Class::Dot,
         Token::Word(w) if is_keyword(w, Keyword::CASE) => Class::Case,
         Token::Word(w) if is_keyword(w, Keyword::END) => Class::End,
         Token::Word(w)
@@ -277,6 +290,17 @@ mod tests {
         assert_ne!(outer, id());
         assert_eq!(fits, outer);
         assert_ne!(deeper, outer);
+    }
+
+    #[test]
+    fn keywords_after_a_dot_are_names() {
+        let then = format!(
+            "SELECT CASE WHEN true THEN 0 ELSE 0{} END",
+            " + x.then".repeat(2_000)
+        );
+        assert!(bound(&then) >= 2_000);
+        let union = format!("SELECT 1{}", ", x.union".repeat(2_000));
+        assert!(bound(&union) < 20, "a list of names stays shallow");
     }
 
     #[test]

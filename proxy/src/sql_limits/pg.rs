@@ -82,6 +82,7 @@ fn class_of(token: i32, keyword_kind: i32) -> Class {
         Token::Ascii91 => Class::OpenBracket,
         Token::Ascii93 => Class::CloseBracket,
         Token::Ascii44 | Token::Ascii59 => Class::Separator,
+        Token::Ascii46 => Class::Dot,
         Token::Case => Class::Case,
         Token::EndP => Class::End,
         Token::When | Token::Then | Token::Else => Class::CaseSeparator,
@@ -131,6 +132,19 @@ mod tests {
             format!("SELECT '\\' , 1{chain} --'"),
             format!("SELECT 1 -- /*\n{chain} */"),
             format!("SELECT a$x$, 1{chain} -- $x$"),
+            // Keywords after `.` are names, not the CASE's separators or its end.
+            format!(
+                "SELECT CASE WHEN true THEN 0 ELSE 0{} END",
+                " + x.then".repeat(2_000)
+            ),
+            format!(
+                "SELECT CASE WHEN true THEN 0{} END",
+                " + x.else + x.when".repeat(1_000)
+            ),
+            format!(
+                "SELECT CASE WHEN true THEN 0 ELSE 0{} END",
+                " + x.end + x.case".repeat(1_000)
+            ),
         ] {
             assert!(bound(&sql) >= 2_000, "{sql:.60}");
             assert_eq!(parse(&sql).err(), Some(Unparsed::TooDeep), "{sql:.60}");

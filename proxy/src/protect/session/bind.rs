@@ -70,6 +70,7 @@ impl ProtectedSession {
             effects: info.effects.clone(),
             unsettling: info.unsettling,
             rolls_back: info.rolls_back,
+            executes: info.executes,
             fetches: info.fetches,
             identity: info.identity.clone(),
         });
@@ -155,6 +156,9 @@ impl ProtectedSession {
             Err(error) => return self.refuse_extended(&error),
         };
         if let Err(error) = self.check_identity_bind(&info, &bind) {
+            return self.refuse_extended(&error);
+        }
+        if let Err(error) = self.check_bound_execute(&info) {
             return self.refuse_extended(&error);
         }
         if info.plan.as_ref().is_some_and(|p| p.refreshes_catalog)

@@ -191,6 +191,7 @@ impl ProtectedSession {
             effects,
             unsettling,
             rolls_back: super::schema_change::may_end_rolling_back(&parse.query),
+            executes: super::schema_change::may_execute(&parse.query),
             fetches,
             identity,
         });
@@ -245,6 +246,37 @@ impl ProtectedSession {
     }
 }
 
+/// The longest statement or portal name PostgreSQL tells apart: its tables of prepared
+/// statements and portals key names by their first `NAMEDATALEN - 1` bytes, so a Close of a
+/// 70-byte name closes the statement its first 63 bytes name (one SQL `PREPARE` made), and a
+/// Parse of it makes that name, while pgshroud's record of names holds them whole.
+const MAX_NAME: usize = 63;
+
+/// A statement or portal name of an extended-protocol message longer than PostgreSQL keys
+/// it by: refused rather than tracked under another name than the server's.
+pub(super) fn name_too_long(kind: u8, frame: &[u8]) -> Option<PgError> {
+    let body = frame.get(5..).unwrap_or_default();
+    let names = |count: usize, skip: usize| {
+        body.get(skip..)
+            .unwrap_or_default()
+            .split(|&b| b == 0)
+            .take(count)
+            .any(|name| name.len() > MAX_NAME)
+    };
+    let long = match kind {
+        frontend::PARSE | frontend::EXECUTE => names(1, 0),
+        frontend::BIND => names(2, 0),
+        frontend::DESCRIBE | frontend::CLOSE => names(1, 1),
+        _ => false,
+    };
+    long.then(|| {
+        PgError::error(
+            sqlstate::NAME_TOO_LONG,
+            format!("pgshroud accepts prepared statement and portal names of at most {MAX_NAME} bytes: PostgreSQL tells longer names apart only by their first {MAX_NAME}"),
+        )
+    })
+}
+
 /// The refusal of a Describe of a portal the proxy neither bound nor saw declared, or an
 /// Execute of a portal it did not bind.
 fn unknown_portal(name: &str) -> PgError {
@@ -276,6 +308,34 @@ mod tests {
     use super::*;
     use crate::protect::session::reading::may_fetch;
     use crate::protocol::text_settings::TextMode;
+
+    /// PostgreSQL keys statements and portals by their first 63 bytes; pgshroud by whole
+    /// names: a longer name would be one name to the server and another to the record.
+    #[test]
+    fn names_longer_than_postgresql_keys_are_refused() {
+        let mut s = test_session("app");
+        let fits = "n".repeat(63);
+        let long = "n".repeat(64);
+        assert_eq!(
+            s.client_message(&parse(&fits, "select 1")),
+            Verdict::Forward
+        );
+        for frame in [
+            parse(&long, "select 1"),
+            bind("", &long),
+            bind(&long, &fits),
+            message(b'C', format!("S{long}\0").as_bytes()),
+            message(b'D', format!("P{long}\0").as_bytes()),
+            message(b'E', format!("{long}\0\0\0\0\0").as_bytes()),
+        ] {
+            let verdict = s.client_message(&frame);
+            assert_eq!(
+                refusal_code(&verdict).as_deref(),
+                Some("42622"),
+                "{frame:?}"
+            );
+        }
+    }
 
     #[test]
     fn a_second_parse_of_a_name_is_refused_and_the_old_statement_kept() {

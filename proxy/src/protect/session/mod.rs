@@ -94,6 +94,10 @@ struct PreparedInfo {
     /// Bind): bound in a transaction that changed the schema, it may undo what the catalog was
     /// read after.
     rolls_back: bool,
+    /// Its text holds the word EXECUTE: a SQL `EXECUTE` runs whatever statement holds the
+    /// name when it RUNS, which a Close and Parse between this Parse and its Bind may change,
+    /// so the check of [`schema_change`] is made again at each Bind.
+    executes: bool,
     /// Its text may be a FETCH: its rows carry protected values the proxy learns of only
     /// from the portal's description (the cursor's column origins), not from the text.
     fetches: bool,
@@ -430,6 +434,9 @@ impl ProtectedSession {
             if let Some(refused) = self.after_schema_change(kind, frame) {
                 return refused;
             }
+        }
+        if let Some(error) = extended::name_too_long(kind, frame) {
+            return self.refuse_extended(&error);
         }
         match kind {
             frontend::QUERY => self.query(frame),

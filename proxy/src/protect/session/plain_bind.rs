@@ -28,6 +28,7 @@ impl ProtectedSession {
             && info.identity == IdentityTouch::None
             && !info.plan.as_ref().is_some_and(|p| p.refreshes_catalog)
             && !self.bound_may_undo_schema_changes(&info)
+            && !info.executes
             && info.params().iter().all(Option::is_none);
         if !plain
             || (!view.portal.is_empty() && self.names.portal(view.portal).is_some())

@@ -155,6 +155,14 @@ impl ProtectedSession {
         if status == b'E' {
             self.txn_failed = true;
         }
+        // The transaction's flags are set when a statement is READ: with simple Queries
+        // pipelined, a ReadyForQuery `I` may answer an earlier Query than the one that set
+        // them (`SELECT 1` then `BEGIN; DROP VIEW v` in one write), so they are cleared only
+        // by one with no other Query or Sync still owed.
+        let more_owed = self
+            .pending
+            .iter()
+            .any(|e| matches!(e, Expect::Query { .. } | Expect::Sync { .. }));
         if status == b'I'
             && std::mem::take(&mut self.txn_failed)
             && (self.ddl_in_txn || self.path_changed_in_txn)
@@ -165,7 +173,7 @@ impl ProtectedSession {
             // the next statement.
             self.catalog_stale = true;
         }
-        if status == b'I' && std::mem::take(&mut self.ddl_in_txn) {
+        if status == b'I' && !more_owed && std::mem::take(&mut self.ddl_in_txn) {
             // Its own look-up is already queued; the other sessions follow.
             self.seen_catalog_changes = self.live.catalog_changed();
         }
@@ -173,7 +181,9 @@ impl ProtectedSession {
         if status == b'I' {
             // Portals live only as long as their transaction.
             self.names.transaction_ended();
-            self.path_changed_in_txn = false;
+            if !more_owed {
+                self.path_changed_in_txn = false;
+            }
         }
         if matches!(
             self.pending.front(),

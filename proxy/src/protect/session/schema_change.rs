@@ -55,6 +55,21 @@ impl ProtectedSession {
                 .is_none_or(|sql| ends_transaction(sql.as_bytes()))
     }
 
+    /// A statement prepared earlier holding EXECUTE, bound now: its EXECUTE runs the
+    /// statement that holds the name now (a Close and a Parse of the name since its own Parse
+    /// may have made it one whose `$n` only a Bind seals), so it is checked again.
+    pub(super) fn check_bound_execute(
+        &mut self,
+        info: &super::PreparedInfo,
+    ) -> Result<(), PgError> {
+        match (&info.query, info.executes) {
+            (_, false) => Ok(()),
+            (Some(sql), true) => self.check_sql_execute(sql),
+            // Not UTF-8: refused at its Parse already; never run unread.
+            (None, true) => Err(unread_execute()),
+        }
+    }
+
     /// A client message behind a schema change in the same pipeline: `Some`, its refusal.
     pub(super) fn after_schema_change(&mut self, kind: u8, frame: &[u8]) -> Option<Verdict> {
         match kind {
@@ -173,8 +188,9 @@ impl ProtectedSession {
         }
         let parsed = match crate::sql_limits::pg::parse(sql) {
             Ok(parsed) => parsed,
-            // Not run by the server either (or refused elsewhere).
-            Err(Unparsed::Rejected) => return Ok(()),
+            // pgshroud's grammar is PostgreSQL 17's: a newer server may run what it rejects
+            // (`... GENERATED ALWAYS AS (a) VIRTUAL` on 18), EXECUTE included.
+            Err(Unparsed::Rejected) => return Err(unread_execute()),
             // The server may run it: its EXECUTE cannot be told apart.
             Err(Unparsed::TooDeep) => return Err(too_deep_to_read()),
         };
@@ -289,6 +305,11 @@ fn holds_values(statement: &PgStatement) -> bool {
 }
 
 /// Whether `text` holds `word` anywhere, in any case.
+/// Whether a statement text may hold a SQL `EXECUTE` (keywords have no escaped spellings).
+pub(super) fn may_execute(text: &[u8]) -> bool {
+    has_word_start_bytes(text, b"execute")
+}
+
 fn has_word_start(text: &str, word: &[u8]) -> bool {
     has_word_start_bytes(text.as_bytes(), word)
 }
@@ -351,6 +372,13 @@ fn not_planned() -> PgError {
         "pgshroud cannot plan a statement with values sent after a schema change on a protected table in the same pipeline: send Sync after the schema change, then this statement",
     )
     .with_detail(WHY)
+}
+
+fn unread_execute() -> PgError {
+    PgError::error(
+        sqlstate::SYNTAX_ERROR,
+        "pgshroud could not read this statement holding EXECUTE with PostgreSQL's grammar; it was not sent",
+    )
 }
 
 fn too_deep_to_read() -> PgError {
@@ -437,6 +465,10 @@ mod tests {
             .is_ok());
         prepared(&mut s, "fresh");
         assert!(s.check_sql_execute("execute fresh(1)").is_ok());
+        // A text pgshroud's grammar (17's) rejects may run on a newer server: refused.
+        let newer =
+            "execute fresh(1); create temp table z (a int, b int generated always as (a) virtual)";
+        assert!(s.check_sql_execute(newer).is_err());
         // Unknown, or prepared by Parse (its `$n` is sealed only at Bind): refused.
         assert!(s.check_sql_execute("execute nobody(1)").is_err());
         s.client_message(&parse("by_parse", "select $1::int"));
