@@ -361,6 +361,27 @@ fn a_protected_name_only_in_a_constant_of_an_unparsed_text_touches_nothing() {
     }
 }
 
+/// Every reader that asks PostgreSQL's grammar reads `sql` on a tokio worker's 2 MiB stack;
+/// an overflow aborts the test process.
+fn read_by_every_reader_on_a_worker_stack(sql: String) {
+    let read = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            let _ = crate::analyze::exposing::exposing_object(&sql);
+            let _ = crate::analyze::sql_text::sql_text_calls(&sql);
+            let _ = crate::analyze::settings_changed(&sql);
+            let _ = crate::analyze::view_targets::view_targets(&sql);
+            let _ = crate::analyze::pg_reading::read(&sql);
+            let _ = crate::analyze::reading_within_limits(&sql);
+            let _ = crate::protocol::tracker::sql_effects(&sql);
+            let _ = crate::audit::normalize::normalize(&sql);
+            let _ = crate::sql_limits::pg::parse(&sql);
+        })
+        .unwrap()
+        .join();
+    assert!(read.is_ok(), "a reader overflowed the stack");
+}
+
 /// Every reader that asks PostgreSQL's grammar (server-code calls, catalog views, settings,
 /// the tracker's statements, the audit normaliser, FETCH detection, view definitions) reads or
 /// refuses deeply nested text on a tokio worker's stack. libpg_query's parser is a loop, but
@@ -385,22 +406,7 @@ fn deep_nesting_is_read_or_refused_by_every_reader_without_exhausting_the_stack(
              DO $$ BEGIN EXECUTE 'x'; END $$; PREPARE p AS SELECT {deep}; \
              BEGIN ATOMIC SELECT 1; END; SET search_path = x; EXECUTE p({deep}); FETCH c"
         );
-        let read = std::thread::Builder::new()
-            .stack_size(2 << 20)
-            .spawn(move || {
-                let _ = crate::analyze::exposing::exposing_object(&sql);
-                let _ = crate::analyze::sql_text::sql_text_calls(&sql);
-                let _ = crate::analyze::settings_changed(&sql);
-                let _ = crate::analyze::view_targets::view_targets(&sql);
-                let _ = crate::analyze::pg_reading::read(&sql);
-                let _ = crate::analyze::reading_within_limits(&sql);
-                let _ = crate::protocol::tracker::sql_effects(&sql);
-                let _ = crate::audit::normalize::normalize(&sql);
-                let _ = crate::sql_limits::pg::parse(&sql);
-            })
-            .unwrap()
-            .join();
-        assert!(read.is_ok(), "a reader overflowed the stack");
+        read_by_every_reader_on_a_worker_stack(sql);
     }
 }
 
@@ -434,22 +440,7 @@ fn nesting_just_under_the_bound_is_read_by_every_reader_without_exhausting_the_s
             }
             let sql = statement(&shape(k));
             assert!(crate::sql_limits::pg::parse(&sql).is_ok(), "{sql:.60}");
-            let read = std::thread::Builder::new()
-                .stack_size(2 << 20)
-                .spawn(move || {
-                    let _ = crate::analyze::exposing::exposing_object(&sql);
-                    let _ = crate::analyze::sql_text::sql_text_calls(&sql);
-                    let _ = crate::analyze::settings_changed(&sql);
-                    let _ = crate::analyze::view_targets::view_targets(&sql);
-                    let _ = crate::analyze::pg_reading::read(&sql);
-                    let _ = crate::analyze::reading_within_limits(&sql);
-                    let _ = crate::protocol::tracker::sql_effects(&sql);
-                    let _ = crate::audit::normalize::normalize(&sql);
-                    let _ = crate::sql_limits::pg::parse(&sql);
-                })
-                .unwrap()
-                .join();
-            assert!(read.is_ok(), "a reader overflowed the stack");
+            read_by_every_reader_on_a_worker_stack(sql);
         }
     }
 }
