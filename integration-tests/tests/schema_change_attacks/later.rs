@@ -2,6 +2,17 @@
 //! run after it, and changes undone by a rollback.
 
 use super::*;
+
+/// The proxy has read the catalog since the view was dropped: `notes` is the plain (empty)
+/// table to it and to the server.
+async fn notes_is_the_plain_table(c: &mut RawClient) {
+    let msgs = exchange(c, &run("select count(*) from notes", &[])).await;
+    assert_eq!(
+        data_rows(&msgs),
+        vec![vec![Some("0".to_owned())]],
+        "{msgs:?}"
+    );
+}
 // --- Prepared before the change, run after ------------------------------------------------
 
 /// A statement prepared in SQL while `notes` was the plain table, run by EXECUTE with a value
@@ -110,12 +121,7 @@ async fn drop_undone_by(undo: &str, pipelined: bool) {
     let mut c = session(&proxy, &db).await;
     all_ran(&steps(&mut c, &[VIEW, "BEGIN", "SAVEPOINT a", "DROP VIEW notes"]).await);
     // The proxy has read the catalog since the drop: `notes` is the plain table to it.
-    let msgs = exchange(&mut c, &run("select count(*) from notes", &[])).await;
-    assert_eq!(
-        data_rows(&msgs),
-        vec![vec![Some("0".to_owned())]],
-        "{msgs:?}"
-    );
+    notes_is_the_plain_table(&mut c).await;
     let msgs = match pipelined {
         true => {
             let mut pipeline = vec![
@@ -158,12 +164,7 @@ async fn a_dropped_view_restored_by_rollback_to_savepoint_in_one_query_string() 
     let (db, _dir, proxy) = setup().await;
     let mut c = session(&proxy, &db).await;
     all_ran(&steps(&mut c, &[VIEW, "BEGIN", "SAVEPOINT a", "DROP VIEW notes"]).await);
-    let msgs = exchange(&mut c, &run("select count(*) from notes", &[])).await;
-    assert_eq!(
-        data_rows(&msgs),
-        vec![vec![Some("0".to_owned())]],
-        "{msgs:?}"
-    );
+    notes_is_the_plain_table(&mut c).await;
     let text = format!("ROLLBACK TO SAVEPOINT a; SELECT id FROM notes WHERE body = '{SECRET}'");
     let msgs = exchange(&mut c, &[build::query(&text)]).await;
     sealed_or_refused(&msgs);
@@ -239,12 +240,7 @@ async fn a_remembered_rollback_text_still_restores_the_view_to_the_proxy() {
     }
     all_ran(&steps(&mut c, &["COMMIT"]).await);
     all_ran(&steps(&mut c, &[VIEW, "BEGIN", "SAVEPOINT a", "DROP VIEW notes"]).await);
-    let msgs = exchange(&mut c, &run("select count(*) from notes", &[])).await;
-    assert_eq!(
-        data_rows(&msgs),
-        vec![vec![Some("0".to_owned())]],
-        "{msgs:?}"
-    );
+    notes_is_the_plain_table(&mut c).await;
     let msgs = exchange(&mut c, &run(undo, &[])).await;
     assert!(error_codes(&msgs).is_empty(), "{msgs:?}");
     let msgs = exchange(&mut c, &run(LOOKUP, &[SECRET])).await;
@@ -275,12 +271,7 @@ async fn a_rollback_prepared_earlier_and_bound_with_a_value_behind_it_in_one_pip
         if parsed_after_drop {
             assert!(error_codes(&exchange(&mut c, &prepare).await).is_empty());
         }
-        let msgs = exchange(&mut c, &run("select count(*) from notes", &[])).await;
-        assert_eq!(
-            data_rows(&msgs),
-            vec![vec![Some("0".to_owned())]],
-            "{msgs:?}"
-        );
+        notes_is_the_plain_table(&mut c).await;
         let mut pipeline = vec![build::bind("", "undo", &[]), build::execute("")];
         pipeline.extend(run(LOOKUP, &[SECRET]));
         let msgs = exchange(&mut c, &pipeline).await;
@@ -372,12 +363,7 @@ async fn a_schema_change_pipelined_behind_an_earlier_query_is_still_followed() {
     )
     .await;
     assert!(error_codes(&msgs).is_empty(), "{msgs:?}");
-    let msgs = exchange(&mut c, &run("select count(*) from notes", &[])).await;
-    assert_eq!(
-        data_rows(&msgs),
-        vec![vec![Some("0".to_owned())]],
-        "{msgs:?}"
-    );
+    notes_is_the_plain_table(&mut c).await;
     all_ran(&steps(&mut c, &["ROLLBACK"]).await);
     let text = format!("SELECT id FROM notes WHERE body = '{SECRET}'");
     let msgs = exchange(&mut c, &[build::query(&text)]).await;

@@ -159,10 +159,11 @@ impl ProtectedSession {
         // pipelined, a ReadyForQuery `I` may answer an earlier Query than the one that set
         // them (`SELECT 1` then `BEGIN; DROP VIEW v` in one write), so they are cleared only
         // by one with no other Query or Sync still owed.
-        let more_owed = self
-            .pending
-            .iter()
-            .any(|e| matches!(e, Expect::Query { .. } | Expect::Sync { .. }));
+        let more_owed = status == b'I'
+            && self
+                .pending
+                .iter()
+                .any(|e| matches!(e, Expect::Query { .. } | Expect::Sync { .. }));
         if status == b'I'
             && std::mem::take(&mut self.txn_failed)
             && (self.ddl_in_txn || self.path_changed_in_txn)

@@ -15,9 +15,15 @@ use std::ops::Range;
 use pg_query::protobuf::Token;
 use serde_json::{Map, Value};
 
+mod settings;
+mod tree;
+
 use super::pg_kind::kind_of;
 use super::StatementKind;
 use crate::sql_limits;
+use settings::{is_set_statement, set_config_target, variable_set};
+pub use settings::{SetForm, Setting, VariableSet};
+use tree::{constant_value, function_name, int_field, str_field};
 
 /// The PostgreSQL major version whose grammar `pg_query` carries (checked by a test against
 /// the version libpg_query reports).
@@ -142,46 +148,6 @@ pub struct PgParam {
     pub location: usize,
 }
 
-/// A `SET`/`RESET` node (`VariableSetStmt`) as PostgreSQL's grammar reads it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VariableSet {
-    /// The setting's name, lower case (empty for `RESET ALL`).
-    pub name: String,
-    pub form: SetForm,
-    /// `SET LOCAL`.
-    pub local: bool,
-    /// The node is the statement itself, not a clause of another (`ALTER ROLE ... SET`).
-    pub top: bool,
-}
-
-/// Which kind of `SET`/`RESET` a node is (PostgreSQL's `VariableSetKind`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SetForm {
-    /// `SET name = value`: the value when it is one constant (`None`: a list, or not a
-    /// constant).
-    Value(Option<String>),
-    /// `SET name TO DEFAULT`, `RESET name`.
-    Default,
-    /// `RESET ALL`.
-    ResetAll,
-    /// `SET name FROM CURRENT` and multi-setting forms (`SET TRANSACTION ...`).
-    Other,
-}
-
-/// A session setting a statement changes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Setting {
-    /// This setting (lower case, as PostgreSQL names it: `SET NAMES` is `client_encoding`,
-    /// `SET SCHEMA` is `search_path`).
-    Named(String),
-    /// Every setting (`RESET ALL`, `DISCARD ALL`).
-    All,
-    /// A setting whose name is computed (`set_config(x, ...)` with `x` not a constant).
-    Unknown,
-    /// A setting named by the value of parameter `$n` (`set_config($n, ...)`).
-    Bound(usize),
-}
-
 /// Reads `sql` with PostgreSQL's scanner and grammar. `Err` carries PostgreSQL's message
 /// (a syntax error, or a tree too deep to decode); it never quotes more than the server would.
 pub fn read(sql: &str) -> Result<PgReading, String> {
@@ -296,38 +262,6 @@ fn statement(sql: &str, raw: &Value) -> PgStatement {
     out
 }
 
-fn is_set_statement(node: &Value) -> bool {
-    node.get("VariableSetStmt").is_some()
-}
-
-/// A `VariableSetStmt` node's name, form and scope (`top` is decided by the caller).
-fn variable_set(body: &Value) -> VariableSet {
-    let args: Vec<&Value> = body
-        .get("args")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().collect())
-        .unwrap_or_default();
-    // PostgreSQL's VariableSetKind, as pg_query numbers it (0 is "undefined").
-    let form = match body.get("kind").and_then(Value::as_i64) {
-        Some(1) => SetForm::Value(match args.as_slice() {
-            [one] => one
-                .get("node")
-                .and_then(|n| n.get("AConst"))
-                .and_then(constant_value),
-            _ => None,
-        }),
-        Some(2) | Some(5) => SetForm::Default,
-        Some(6) => SetForm::ResetAll,
-        _ => SetForm::Other,
-    };
-    VariableSet {
-        name: str_field(body, "name").to_ascii_lowercase(),
-        form,
-        local: body.get("is_local").and_then(Value::as_bool) == Some(true),
-        top: false,
-    }
-}
-
 /// What only the statement's own top node says: settings it changes, code it creates or runs.
 fn top_level(node: &Value, out: &mut PgStatement) {
     let Some((name, body)) = node.as_object().and_then(|o| o.iter().next()) else {
@@ -408,17 +342,6 @@ pub(super) fn collect_strings(v: &Value, out: &mut Vec<String>) {
         Value::Object(map) => map.values().for_each(|i| collect_strings(i, out)),
         _ => {}
     }
-}
-
-fn str_field<'v>(v: &'v Value, key: &str) -> &'v str {
-    v.get(key).and_then(Value::as_str).unwrap_or("")
-}
-
-fn int_field(v: &Value, key: &str) -> usize {
-    v.get(key)
-        .and_then(Value::as_i64)
-        .and_then(|n| usize::try_from(n).ok())
-        .unwrap_or(0)
 }
 
 /// Visits every node of the tree, collecting relations, constants, parameters, CTE names,
@@ -531,56 +454,6 @@ fn object(map: &Map<String, Value>, ctes: &[String], out: &mut PgStatement) {
     out.updates |= map.contains_key("UpdateStmt");
 }
 
-/// The last part of a `FuncCall`'s name, as PostgreSQL decoded it.
-fn function_name(call: &Value) -> Option<&str> {
-    call.get("funcname")?
-        .as_array()?
-        .last()?
-        .get("node")?
-        .get("String")?
-        .get("sval")?
-        .as_str()
-}
-
-/// `None` for NULL; integers, floats, booleans and bit strings as PostgreSQL prints them
-/// before any cast (`-5`, `1.5`, `true`, `x41`/`b0101`).
-fn constant_value(c: &Value) -> Option<String> {
-    if c.get("isnull").and_then(Value::as_bool) == Some(true) {
-        return None;
-    }
-    let val = c.get("val")?.as_object()?;
-    let (_, inner) = val.iter().next()?;
-    let scalar = inner.as_object()?.values().next()?;
-    Some(match scalar {
-        Value::String(s) => s.clone(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        other => other.to_string(),
-    })
-}
-
-/// The setting a `set_config(name, value, local)` call changes (any schema: a user function
-/// named `set_config` earlier on the search_path is not the built-in, but counting it costs
-/// only a look-up).
-fn set_config_target(call: &Value) -> Option<Setting> {
-    if function_name(call)? != "set_config" {
-        return None;
-    }
-    let first = call
-        .get("args")
-        .and_then(Value::as_array)
-        .and_then(|a| a.first());
-    let node = first.and_then(|a| a.get("node"));
-    if let Some(param) = node.and_then(|n| n.get("ParamRef")) {
-        return Some(Setting::Bound(int_field(param, "number")));
-    }
-    let value = node.and_then(|n| n.get("AConst")).and_then(constant_value);
-    Some(match value {
-        Some(v) => Setting::Named(v.to_ascii_lowercase()),
-        None => Setting::Unknown,
-    })
-}
-
 impl PgReading {
     /// Does any statement name `needle` (lower case) in any decoded string: a relation, a
     /// column, a function, an alias, a constant, a code body? Case-insensitive.
@@ -639,5 +512,5 @@ impl PgReading {
 }
 
 #[cfg(test)]
-#[path = "tests/pg_reading.rs"]
+#[path = "../tests/pg_reading.rs"]
 mod tests;
