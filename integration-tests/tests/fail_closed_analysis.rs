@@ -124,6 +124,11 @@ async fn deep_statements_read_for_their_effects_leave_the_proxy_up() {
             "NOT ".repeat(20_000)
         ),
         format!("SELECT 1{chain} -- fetch"),
+        // Keywords after `.` are names to PostgreSQL: not the CASE's separators.
+        format!(
+            "SELECT CASE WHEN true THEN 0 ELSE 0{} END -- close",
+            " + x.then".repeat(20_000)
+        ),
     ] {
         // PostgreSQL may run it or refuse it (its own stack limit); the proxy must not fall.
         let _ = c.simple_query(&sql).await;

@@ -526,3 +526,30 @@ async fn an_execute_parsed_earlier_bound_after_its_name_was_parsed_again() {
         still_in_step(&mut c).await;
     }
 }
+
+/// PostgreSQL tells statement and portal names apart by their first 63 bytes only: a Close
+/// and a Parse of a 70-byte name would act on the 63-byte statement a SQL PREPARE made while
+/// pgshroud recorded another name. Longer names are refused (42622); the session goes on and
+/// the SQL-prepared statement is still the one EXECUTE runs.
+#[tokio::test]
+async fn protocol_names_longer_than_postgresql_keys_are_refused() {
+    let (db, _dir, proxy) = setup().await;
+    let mut c = session(&proxy, &db).await;
+    let short = "n".repeat(63);
+    let long = "n".repeat(70);
+    all_ran(&steps(&mut c, &[&format!("PREPARE {short} AS SELECT $1::text")]).await);
+    let msgs = exchange(
+        &mut c,
+        &[
+            build::close_statement(&long),
+            build::parse(&long, BY_EMAIL),
+            build::sync(),
+        ],
+    )
+    .await;
+    assert_eq!(error_codes(&msgs), ["42622"], "{msgs:?}");
+    let msgs = exchange(&mut c, &[build::query(&format!("EXECUTE {short}('x')"))]).await;
+    assert!(error_codes(&msgs).is_empty(), "{msgs:?}");
+    assert_eq!(data_rows(&msgs), vec![vec![Some("x".to_owned())]]);
+    still_in_step(&mut c).await;
+}
